@@ -1,0 +1,1 @@
+//! Cluster state: the metadata log and image.

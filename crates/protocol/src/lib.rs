@@ -1,0 +1,8 @@
+//! Bytes <-> typed Kafka requests and responses.
+//!
+//! Knows nothing of disks, sockets or topics. Everything here treats its input as hostile: a
+//! length or count read from the wire is checked against the bytes that are actually left before
+//! anything is sized from it.
+
+pub mod batch;
+pub mod validate;

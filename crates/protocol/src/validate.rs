@@ -1,0 +1,1 @@
+//! Pre-decode validation of request bodies against Kafka message schemas.
