@@ -1,0 +1,41 @@
+//! The cluster crate's one error type. The broker maps it to Kafka error codes in one place.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("metadata log I/O on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("metadata log {path} is corrupt at byte {position}: {reason}")]
+    CorruptLog {
+        path: PathBuf,
+        position: u64,
+        reason: String,
+    },
+    #[error("topic '{0}' already exists")]
+    TopicAlreadyExists(String),
+    #[error("invalid topic name '{name}': {reason}")]
+    InvalidTopic { name: String, reason: String },
+    #[error("unknown topic '{0}'")]
+    UnknownTopic(String),
+    #[error("unknown topic id {0}")]
+    UnknownTopicId(uuid::Uuid),
+    #[error("invalid number of partitions {0}")]
+    InvalidPartitions(i32),
+    #[error("replication factor {requested} is larger than the {available} available broker(s)")]
+    InvalidReplicationFactor { requested: i32, available: i32 },
+    #[error("invalid config {name}={value}: {reason}")]
+    InvalidConfig {
+        name: String,
+        value: String,
+        reason: String,
+    },
+    #[error("the metadata log already holds {0} records; raise metadata.log.records.max")]
+    MetadataLogFull(u64),
+}
+
+pub type Result<T, E = ClusterError> = std::result::Result<T, E>;
