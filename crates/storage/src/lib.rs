@@ -1,1 +1,20 @@
-//! One partition's log on disk.
+//! One partition's log on disk: segments, sparse indexes, recovery, idempotent-producer state
+//! and the leader-epoch cache, in Kafka's on-disk formats so Kafka's tools can read our files.
+//!
+//! Knows record batches (via `runnel_protocol::batch`), not Kafka APIs.
+
+mod config;
+mod epoch_cache;
+mod error;
+mod index;
+mod log;
+mod metadata;
+mod producer_state;
+mod recovery;
+mod segment;
+
+pub use config::LogConfig;
+pub use epoch_cache::EpochEntry;
+pub use error::StorageError;
+pub use log::{rename_for_delete, AppendOutcome, PartitionLog};
+pub use runnel_protocol::batch::TimestampType;

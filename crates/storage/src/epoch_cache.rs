@@ -1,0 +1,167 @@
+//! Leader-epoch cache and its `leader-epoch-checkpoint` file (Kafka's `LeaderEpochFileCache`
+//! and `LeaderEpochCheckpointFile`): text, "0\n<count>\n<epoch> <startOffset>\n...".
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::StorageError;
+
+pub(crate) const CHECKPOINT_FILE: &str = "leader-epoch-checkpoint";
+/// The checkpoint is tiny; a bigger file is not ours and is ignored (rebuilt from batches).
+const CHECKPOINT_BYTES_MAX: u64 = 16 * 1024 * 1024;
+
+/// The first offset written under a leader epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EpochEntry {
+    pub epoch: i32,
+    pub start_offset: i64,
+}
+
+#[derive(Debug)]
+pub(crate) struct EpochCache {
+    /// Strictly increasing in both epoch and start offset.
+    entries: Vec<EpochEntry>,
+    path: PathBuf,
+    /// Written (tmp + rename) but not yet fsynced; `flush` syncs it.
+    unsynced: bool,
+}
+
+impl EpochCache {
+    /// Loads the checkpoint. A missing or malformed file yields an empty cache: recovery
+    /// re-derives the entries from batch headers, so nothing is lost.
+    pub(crate) fn load(dir: &Path) -> EpochCache {
+        let path = dir.join(CHECKPOINT_FILE);
+        let entries = fs::metadata(&path)
+            .ok()
+            .filter(|m| m.len() <= CHECKPOINT_BYTES_MAX)
+            .and_then(|_| fs::read_to_string(&path).ok())
+            .and_then(|text| parse(&text))
+            .unwrap_or_default();
+        EpochCache {
+            entries,
+            path,
+            unsynced: false,
+        }
+    }
+
+    pub(crate) fn latest_epoch(&self) -> Option<i32> {
+        self.entries.last().map(|e| e.epoch)
+    }
+
+    pub(crate) fn entries(&self) -> &[EpochEntry] {
+        &self.entries
+    }
+
+    /// Kafka's `assign`: records that `epoch` starts at `start_offset`. A repeat of the latest
+    /// epoch is a no-op; entries that would break monotonicity are dropped first. Returns
+    /// whether the cache changed.
+    pub(crate) fn assign(&mut self, epoch: i32, start_offset: i64) -> bool {
+        if epoch < 0 {
+            return false;
+        }
+        if let Some(last) = self.entries.last() {
+            if last.epoch == epoch && last.start_offset <= start_offset {
+                return false;
+            }
+        }
+        self.entries
+            .retain(|e| e.epoch < epoch && e.start_offset < start_offset);
+        self.entries.push(EpochEntry {
+            epoch,
+            start_offset,
+        });
+        true
+    }
+
+    /// Kafka's `truncateFromEnd`: forget epochs that start at or after `end_offset`.
+    pub(crate) fn truncate_from_end(&mut self, end_offset: i64) -> bool {
+        let before = self.entries.len();
+        self.entries.retain(|e| e.start_offset < end_offset);
+        before != self.entries.len()
+    }
+
+    /// The epoch in force at `offset`.
+    pub(crate) fn epoch_for_offset(&self, offset: i64) -> Option<i32> {
+        self.entries
+            .iter()
+            .rev()
+            .find(|e| e.start_offset <= offset)
+            .map(|e| e.epoch)
+    }
+
+    /// Rewrites the checkpoint atomically (tmp + rename). Not fsynced here: the append path
+    /// stays in the page cache; `sync` makes it durable. A torn checkpoint is rebuilt at open.
+    pub(crate) fn write(&mut self) -> Result<(), StorageError> {
+        let mut text = format!("0\n{}\n", self.entries.len());
+        for e in &self.entries {
+            text.push_str(&format!("{} {}\n", e.epoch, e.start_offset));
+        }
+        let tmp = self.path.with_extension("tmp");
+        let mut file = fs::File::create(&tmp)?;
+        file.write_all(text.as_bytes())?;
+        fs::rename(&tmp, &self.path)?;
+        self.unsynced = true;
+        Ok(())
+    }
+
+    pub(crate) fn sync(&mut self) -> Result<(), StorageError> {
+        if self.unsynced {
+            fs::File::open(&self.path)?.sync_all()?;
+            self.unsynced = false;
+        }
+        Ok(())
+    }
+}
+
+fn parse(text: &str) -> Option<Vec<EpochEntry>> {
+    let mut lines = text.lines();
+    if lines.next()?.trim() != "0" {
+        return None;
+    }
+    let count: usize = lines.next()?.trim().parse().ok()?;
+    // No allocation from the count: entries grow with the lines actually present.
+    let mut entries = Vec::new();
+    for line in lines {
+        let mut parts = line.split_whitespace();
+        let epoch = parts.next()?.parse().ok()?;
+        let start_offset = parts.next()?.parse().ok()?;
+        entries.push(EpochEntry {
+            epoch,
+            start_offset,
+        });
+    }
+    (entries.len() == count).then_some(entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoint_round_trips_in_kafka_text_format() {
+        // assign() keeps epochs monotonic and the file reads "0\n<n>\n<epoch> <offset>" lines.
+        let dir = tempfile::tempdir().unwrap();
+        let mut cache = EpochCache::load(dir.path());
+        assert!(cache.assign(0, 0));
+        assert!(!cache.assign(0, 5));
+        assert!(cache.assign(3, 10));
+        cache.write().unwrap();
+        let text = fs::read_to_string(dir.path().join(CHECKPOINT_FILE)).unwrap();
+        assert_eq!(text, "0\n2\n0 0\n3 10\n");
+        let loaded = EpochCache::load(dir.path());
+        assert_eq!(loaded.entries(), cache.entries());
+        assert_eq!(loaded.epoch_for_offset(9), Some(0));
+        assert_eq!(loaded.epoch_for_offset(10), Some(3));
+    }
+
+    #[test]
+    fn malformed_checkpoint_loads_empty() {
+        // A count that disagrees with the lines, or garbage, is ignored rather than trusted.
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(CHECKPOINT_FILE), "0\n999999999\n1 0\n").unwrap();
+        assert!(EpochCache::load(dir.path()).entries().is_empty());
+        fs::write(dir.path().join(CHECKPOINT_FILE), "\u{0}\u{1}").unwrap();
+        assert!(EpochCache::load(dir.path()).entries().is_empty());
+    }
+}

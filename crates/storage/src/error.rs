@@ -1,0 +1,47 @@
+//! The storage crate's one error enum; the broker maps it to Kafka error codes in one place.
+
+use runnel_protocol::batch::BatchError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The disk said no. After a failed write the log is poisoned (see `Poisoned`).
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The appended bytes broke a batch rule (CORRUPT_MESSAGE, INVALID_RECORD, ...).
+    #[error(transparent)]
+    Batch(#[from] BatchError),
+    /// OFFSET_OUT_OF_RANGE: the fetch offset is outside `[log_start, leo]`.
+    #[error("offset {offset} is out of range [{log_start_offset}, {log_end_offset}]")]
+    OffsetOutOfRange {
+        offset: i64,
+        log_start_offset: i64,
+        log_end_offset: i64,
+    },
+    /// OUT_OF_ORDER_SEQUENCE_NUMBER: an idempotent batch skipped or repeated sequences.
+    #[error("out of order sequence for producer {producer_id}: got {first_sequence}, last was {last_sequence}")]
+    OutOfOrderSequence {
+        producer_id: i64,
+        first_sequence: i32,
+        last_sequence: i32,
+    },
+    /// INVALID_PRODUCER_EPOCH: the batch's producer epoch is older than the one we know.
+    #[error(
+        "producer {producer_id} epoch {epoch} is older than the current epoch {current_epoch}"
+    )]
+    InvalidProducerEpoch {
+        producer_id: i64,
+        epoch: i16,
+        current_epoch: i16,
+    },
+    /// `partition.metadata` names another topic id: this directory belongs to a deleted or
+    /// different topic of the same name.
+    #[error("partition.metadata holds a different topic id")]
+    TopicIdMismatch,
+    /// On-disk bytes that cannot be recovered automatically.
+    #[error("corrupt log: {0}")]
+    Corrupt(String),
+    /// A write or fsync failed earlier; the on-disk state is unknown, so the log refuses further
+    /// writes instead of guessing (reopen to recover).
+    #[error("log is poisoned by an earlier i/o failure")]
+    Poisoned,
+}

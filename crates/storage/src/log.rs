@@ -1,0 +1,610 @@
+//! `PartitionLog`: one partition's segments, offsets, producer state and epoch cache.
+
+use std::collections::HashMap;
+use std::fs;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use bytes::{Bytes, BytesMut};
+use runnel_protocol::batch::{
+    for_each_record, patch_base_offset, patch_log_append_time, patch_partition_leader_epoch,
+    validate_batches, BatchHeader, TimestampType, BATCH_HEADER_LEN,
+};
+
+use crate::epoch_cache::EpochCache;
+use crate::producer_state::{check_and_update, ProducerStateManager};
+use crate::recovery::load_segment;
+use crate::segment::{
+    log_path, offset_index_path, read_header_at, time_index_path, ActiveFiles, Segment,
+};
+use crate::{metadata, LogConfig, StorageError};
+
+/// Written by `close`, removed by `open`: its presence means the last run flushed everything
+/// and the active segment needs no CRC recovery.
+pub(crate) const CLEAN_SHUTDOWN_FILE: &str = ".runnel-clean-shutdown";
+/// Kafka keeps `segment.bytes` an int and index positions are u32; never grow past this.
+const SEGMENT_BYTES_MAX: u64 = i32::MAX as u64;
+
+/// What an append did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendOutcome {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    /// Broker time stamped into the batches when `LogAppendTime` is configured, else -1. For a
+    /// duplicate this is the original batch's max timestamp, exactly as Kafka answers.
+    pub log_append_time_ms: i64,
+    pub log_start_offset: i64,
+    /// An idempotent retry: nothing was written; offsets are those of the original batch.
+    pub duplicate: bool,
+}
+
+/// One partition's log on disk. See the crate docs for the formats.
+#[derive(Debug)]
+pub struct PartitionLog {
+    dir: PathBuf,
+    config: LogConfig,
+    /// Sorted by base offset; the last one is active. Never empty.
+    segments: Vec<Segment>,
+    /// Log start offset; the first segment's base until retention exists.
+    log_start_offset: i64,
+    /// Set by the partition owner; `log_start <= hw <= leo` always.
+    high_watermark: i64,
+    producers: ProducerStateManager,
+    epochs: EpochCache,
+    /// Set after a failed write or fsync: the disk state is unknown, so refuse further writes.
+    poisoned: bool,
+}
+
+fn parse_log_file_name(name: &str) -> Option<i64> {
+    let stem = name.strip_suffix(".log")?;
+    if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    stem.parse().ok()
+}
+
+fn sync_dir(dir: &Path) -> Result<(), StorageError> {
+    fs::File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
+impl PartitionLog {
+    /// Opens or creates the partition directory and recovers it (see `recovery`).
+    pub fn open(
+        dir: PathBuf,
+        topic_id: [u8; 16],
+        config: LogConfig,
+    ) -> Result<PartitionLog, StorageError> {
+        fs::create_dir_all(&dir)?;
+        metadata::check_or_write(&dir, &topic_id)?;
+        let marker = dir.join(CLEAN_SHUTDOWN_FILE);
+        let clean = marker.exists();
+        if clean {
+            // Removed before any write so a crash during this run is recovered next time.
+            fs::remove_file(&marker)?;
+            sync_dir(&dir)?;
+        }
+        let mut bases: Vec<i64> = fs::read_dir(&dir)?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().to_str().and_then(parse_log_file_name))
+            .collect();
+        bases.sort_unstable();
+        if bases.is_empty() {
+            fs::File::create(log_path(&dir, 0))?;
+            bases.push(0);
+        }
+        let mut producers = ProducerStateManager::default();
+        let mut epochs = EpochCache::load(&dir);
+        let loaded_epochs = epochs.entries().to_vec();
+        let mut segments = Vec::with_capacity(bases.len());
+        let last_index = bases.len() - 1;
+        for (i, &base) in bases.iter().enumerate() {
+            let recover = i == last_index && !clean;
+            let loaded = load_segment(&dir, base, recover, &config, &mut producers, &mut epochs)?;
+            segments.push(loaded.segment);
+            if loaded.truncated_bytes > 0 && i < last_index {
+                // LogLoader: everything after the first invalid batch goes.
+                for &later in &bases[i + 1..] {
+                    tracing::warn!(base_offset = later, "deleting segment after a corrupt one");
+                    for path in [
+                        log_path(&dir, later),
+                        offset_index_path(&dir, later),
+                        time_index_path(&dir, later),
+                    ] {
+                        match fs::remove_file(&path) {
+                            Ok(()) => {}
+                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
+                }
+                break;
+            }
+        }
+        let leo = segments.last().map_or(0, |s| s.next_offset);
+        epochs.truncate_from_end(leo);
+        if epochs.entries() != loaded_epochs.as_slice() {
+            epochs.write()?;
+        }
+        let log_start_offset = segments.first().map_or(0, |s| s.base_offset);
+        if let Some(active) = segments.last_mut() {
+            active.files = Some(ActiveFiles::open(&dir, active.base_offset)?);
+        }
+        let log = PartitionLog {
+            dir,
+            config,
+            segments,
+            log_start_offset,
+            high_watermark: log_start_offset,
+            producers,
+            epochs,
+            poisoned: false,
+        };
+        log.validate();
+        Ok(log)
+    }
+
+    /// The invariant chain `log_start <= hw <= leo`; only our own bug can break it.
+    fn validate(&self) {
+        assert!(
+            self.log_start_offset <= self.high_watermark
+                && self.high_watermark <= self.log_end_offset(),
+            "log_start {} <= hw {} <= leo {} violated",
+            self.log_start_offset,
+            self.high_watermark,
+            self.log_end_offset()
+        );
+    }
+
+    fn active(&mut self) -> &mut Segment {
+        // `segments` is never empty (open creates segment 0).
+        let last = self.segments.len() - 1;
+        &mut self.segments[last]
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset
+    }
+
+    pub fn log_end_offset(&self) -> i64 {
+        self.segments
+            .last()
+            .map_or(self.log_start_offset, |s| s.next_offset)
+    }
+
+    /// Starts at the log start offset after open; the partition owner advances it (Kafka reads
+    /// it from `replication-offset-checkpoint`, which is the broker's concern).
+    pub fn high_watermark(&self) -> i64 {
+        self.high_watermark
+    }
+
+    /// Panics if `hw` is outside `[log_start, leo]`: callers compute it from our own offsets.
+    pub fn set_high_watermark(&mut self, hw: i64) {
+        self.high_watermark = hw;
+        self.validate();
+    }
+
+    pub fn latest_epoch(&self) -> Option<i32> {
+        self.epochs.latest_epoch()
+    }
+
+    /// The leader-epoch cache entries, as in `leader-epoch-checkpoint`.
+    pub fn epoch_entries(&self) -> &[crate::EpochEntry] {
+        self.epochs.entries()
+    }
+
+    /// Leader epoch in force at `offset` (for OffsetForLeaderEpoch and ListOffsets).
+    pub fn epoch_for_offset(&self, offset: i64) -> Option<i32> {
+        self.epochs.epoch_for_offset(offset)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Appends a produce request's records as leader. See the crate docs; in order:
+    /// validate batches, detect idempotent duplicates, check producer epochs/sequences, assign
+    /// offsets, stamp the leader epoch (and LogAppendTime), roll if needed, write, index.
+    /// Writes go to the page cache; durability comes from `flush`.
+    pub fn append_as_leader(
+        &mut self,
+        records: Bytes,
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendOutcome, StorageError> {
+        if self.poisoned {
+            return Err(StorageError::Poisoned);
+        }
+        let refs = validate_batches(&records, self.config.max_message_bytes as usize)?;
+        // Kafka checks a retry against the committed producer state before anything else and
+        // answers the original offsets for the whole append.
+        for r in &refs {
+            if r.header.has_producer_id() {
+                if let Some(dup) = self.producers.find_duplicate(&r.header) {
+                    return Ok(AppendOutcome {
+                        base_offset: dup.first_offset,
+                        last_offset: dup.last_offset,
+                        log_append_time_ms: dup.timestamp,
+                        log_start_offset: self.log_start_offset,
+                        duplicate: true,
+                    });
+                }
+            }
+        }
+        let log_append_time = self.config.message_timestamp_type == TimestampType::LogAppendTime;
+        let mut buf = BytesMut::from(records);
+        let mut next_offset = self.log_end_offset();
+        let first_offset = next_offset;
+        let mut headers: Vec<(usize, BatchHeader)> = Vec::with_capacity(refs.len());
+        let mut updates = HashMap::new();
+        let mut max_timestamp = -1i64;
+        for r in &refs {
+            let size = r.header.size_bytes();
+            let batch = buf
+                .get_mut(r.position..r.position + size)
+                .ok_or_else(|| StorageError::Corrupt("validated batch out of bounds".into()))?;
+            patch_base_offset(batch, next_offset)?;
+            patch_partition_leader_epoch(batch, leader_epoch)?;
+            if log_append_time {
+                patch_log_append_time(batch, now_ms)?;
+            }
+            let header = BatchHeader::parse(batch)?;
+            if header.has_producer_id() {
+                check_and_update(
+                    &mut updates,
+                    self.producers.get(header.producer_id),
+                    &header,
+                )?;
+            }
+            max_timestamp = max_timestamp.max(header.max_timestamp);
+            next_offset = header.last_offset() + 1;
+            headers.push((r.position, header));
+        }
+        let last_offset = next_offset - 1;
+        self.maybe_roll(
+            buf.len() as u64,
+            first_offset,
+            last_offset,
+            max_timestamp,
+            now_ms,
+        )?;
+        if let Err(e) = self.write_to_active(&buf, &headers, now_ms) {
+            self.poisoned = true;
+            return Err(e);
+        }
+        self.producers.commit(updates);
+        if leader_epoch >= 0
+            && self.epochs.latest_epoch() != Some(leader_epoch)
+            && self.epochs.assign(leader_epoch, first_offset)
+        {
+            self.epochs.write()?;
+        }
+        self.validate();
+        Ok(AppendOutcome {
+            base_offset: first_offset,
+            last_offset,
+            log_append_time_ms: if log_append_time { now_ms } else { -1 },
+            log_start_offset: self.log_start_offset,
+            duplicate: false,
+        })
+    }
+
+    /// Kafka's `LogSegment.shouldRoll`: size, age (`segment.ms`), full indexes, or offsets that
+    /// no longer fit a relative u32.
+    fn maybe_roll(
+        &mut self,
+        append_bytes: u64,
+        first_offset: i64,
+        last_offset: i64,
+        max_timestamp: i64,
+        now_ms: i64,
+    ) -> Result<(), StorageError> {
+        let config = self.config.clone();
+        let active = self.active();
+        if active.size_bytes == 0 {
+            return Ok(());
+        }
+        let segment_bytes = config.segment_bytes.min(SEGMENT_BYTES_MAX);
+        let waited_ms = match active.first_batch_timestamp {
+            Some(ts) if ts >= 0 => max_timestamp.saturating_sub(ts),
+            _ => now_ms.saturating_sub(active.created_ms.unwrap_or(now_ms)),
+        };
+        let index_full = active.offset_index_entries >= u64::from(config.segment_index_bytes) / 8
+            || active.time_index_entries >= u64::from(config.segment_index_bytes) / 12;
+        let offsets_overflow = last_offset - active.base_offset > i64::from(i32::MAX);
+        if active.size_bytes + append_bytes > segment_bytes
+            || waited_ms > config.segment_ms
+            || index_full
+            || offsets_overflow
+        {
+            self.roll(first_offset, now_ms)?;
+        }
+        Ok(())
+    }
+
+    /// Seals the active segment (final time-index entry, fsync, close handles) and starts a
+    /// new one at `base_offset`. Sealed segments are durable, so recovery only ever needs to
+    /// look at the active segment.
+    fn roll(&mut self, base_offset: i64, now_ms: i64) -> Result<(), StorageError> {
+        let result = (|| {
+            let active = self.active();
+            active.append_final_time_entry()?;
+            active.sync()?;
+            active.files = None;
+            let mut segment = Segment::empty(&self.dir, base_offset);
+            segment.files = Some(ActiveFiles::open(&self.dir, base_offset)?);
+            segment.created_ms = Some(now_ms);
+            self.segments.push(segment);
+            sync_dir(&self.dir)
+        })();
+        if result.is_err() {
+            self.poisoned = true;
+        }
+        result
+    }
+
+    fn write_to_active(
+        &mut self,
+        buf: &[u8],
+        headers: &[(usize, BatchHeader)],
+        now_ms: i64,
+    ) -> Result<(), StorageError> {
+        let interval = self.config.index_interval_bytes;
+        let active = self.active();
+        if active.created_ms.is_none() {
+            active.created_ms = Some(now_ms);
+        }
+        let start = active.size_bytes;
+        let files = active
+            .files
+            .as_ref()
+            .ok_or_else(|| StorageError::Corrupt("active segment has no open files".into()))?;
+        files.log.write_all_at(buf, start)?;
+        for (position, header) in headers {
+            let file_position = start + *position as u64;
+            active.note_batch(header);
+            let update = active.index.on_batch(
+                interval,
+                active.relative(header.last_offset()),
+                u32::try_from(file_position).unwrap_or(u32::MAX),
+                header.size_bytes() as u64,
+                active.max_timestamp,
+                active.relative(active.last_offset_of_max_timestamp),
+            );
+            active.write_index(update)?;
+            active.size_bytes = file_position + header.size_bytes() as u64;
+        }
+        Ok(())
+    }
+
+    /// Whole batches from the one containing `fetch_offset`, stopping before a batch whose base
+    /// offset is >= `max_offset`, within `max_bytes` unless `min_one_batch` and nothing fit
+    /// (then exactly one batch). Reads may span segments. Batch lengths read from disk are
+    /// checked against the segment's valid size before any buffer is sized from them.
+    pub fn read(
+        &self,
+        fetch_offset: i64,
+        max_bytes: usize,
+        max_offset: i64,
+        min_one_batch: bool,
+    ) -> Result<Bytes, StorageError> {
+        let leo = self.log_end_offset();
+        if fetch_offset < self.log_start_offset || fetch_offset > leo {
+            return Err(StorageError::OffsetOutOfRange {
+                offset: fetch_offset,
+                log_start_offset: self.log_start_offset,
+                log_end_offset: leo,
+            });
+        }
+        let mut out = BytesMut::new();
+        if fetch_offset == leo || fetch_offset >= max_offset {
+            return Ok(out.freeze());
+        }
+        let first = self
+            .segments
+            .partition_point(|s| s.base_offset <= fetch_offset)
+            .saturating_sub(1);
+        for segment in &self.segments[first..] {
+            let done = segment.with_log(|file| {
+                let mut position = segment.position_for(fetch_offset)?;
+                let mut range: Option<(u64, u64)> = None;
+                let mut done = false;
+                while position < segment.size_bytes {
+                    let header = read_header_at(file, position, segment.size_bytes)?;
+                    let size = header.size_bytes() as u64;
+                    if header.last_offset() < fetch_offset {
+                        position += size;
+                        continue;
+                    }
+                    if header.base_offset >= max_offset {
+                        done = true;
+                        break;
+                    }
+                    let taken = out.len() as u64 + range.map_or(0, |(s, e)| e - s);
+                    let nothing_yet = taken == 0;
+                    if taken + size > max_bytes as u64 && !(min_one_batch && nothing_yet) {
+                        done = true;
+                        break;
+                    }
+                    let start = range.map_or(position, |(s, _)| s);
+                    range = Some((start, position + size));
+                    position += size;
+                    if taken + size > max_bytes as u64 {
+                        done = true;
+                        break;
+                    }
+                }
+                if let Some((start, end)) = range {
+                    // Bounded by max_bytes, or by one batch whose length was checked above.
+                    let old = out.len();
+                    out.resize(old + (end - start) as usize, 0);
+                    file.read_exact_at(&mut out[old..], start)?;
+                }
+                Ok(done)
+            })?;
+            if done {
+                break;
+            }
+        }
+        Ok(out.freeze())
+    }
+
+    /// ListOffsets by timestamp: the first record with timestamp >= `ts`, as
+    /// `(offset, timestamp, batch leader epoch)`. Record-precise for uncompressed batches;
+    /// for compressed batches (which we never decompress) it answers the batch's base offset
+    /// and max timestamp, so a consumer seeking there still sees every matching record.
+    pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64, i32)>, StorageError> {
+        for segment in &self.segments {
+            if segment.max_timestamp < ts {
+                continue;
+            }
+            let start_offset = if segment.time_index_entries > 0 {
+                segment
+                    .with_time_index(|file| {
+                        Ok(crate::index::lookup_time(
+                            file,
+                            segment.time_index_entries,
+                            ts,
+                        )?)
+                    })?
+                    .map_or(segment.base_offset, |rel| {
+                        segment.base_offset + i64::from(rel)
+                    })
+            } else {
+                segment.base_offset
+            };
+            let found = segment.with_log(|file| {
+                let mut position = segment.position_for(start_offset)?;
+                while position < segment.size_bytes {
+                    let header = read_header_at(file, position, segment.size_bytes)?;
+                    let size = header.size_bytes() as u64;
+                    if header.max_timestamp >= ts {
+                        return Ok(Some(
+                            self.refine_in_batch(file, position, &header, |t| t >= ts),
+                        ));
+                    }
+                    position += size;
+                }
+                Ok(None)
+            })?;
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+        Ok(None)
+    }
+
+    /// Reads the batch at `position` and returns its first record whose timestamp satisfies
+    /// `wanted`; batch-level answer when the batch is compressed or unreadable.
+    fn refine_in_batch(
+        &self,
+        file: &fs::File,
+        position: u64,
+        header: &BatchHeader,
+        wanted: impl Fn(i64) -> bool,
+    ) -> (i64, i64, i32) {
+        let fallback = (
+            header.base_offset,
+            header.max_timestamp,
+            header.partition_leader_epoch,
+        );
+        if header.compression().ok() != Some(runnel_protocol::batch::Compression::None) {
+            return fallback;
+        }
+        // The header's length was validated against the segment size by `read_header_at`.
+        let mut buf = vec![0u8; header.size_bytes().max(BATCH_HEADER_LEN)];
+        if file.read_exact_at(&mut buf, position).is_err() {
+            return fallback;
+        }
+        let mut hit = None;
+        let walked = for_each_record(&buf, |delta, ts| {
+            if hit.is_none() && wanted(ts) {
+                hit = Some((header.base_offset + i64::from(delta), ts));
+            }
+        });
+        match (walked, hit) {
+            (Ok(()), Some((offset, ts))) => (offset, ts, header.partition_leader_epoch),
+            _ => fallback,
+        }
+    }
+
+    /// ListOffsets MAX_TIMESTAMP: the record with the largest timestamp (the first such
+    /// record; batch base offset for compressed batches), with its batch's leader epoch.
+    pub fn max_timestamp_and_offset(&self) -> Option<(i64, i64, i32)> {
+        let mut best: Option<&Segment> = None;
+        for s in &self.segments {
+            if s.max_timestamp >= 0 && best.is_none_or(|b| s.max_timestamp > b.max_timestamp) {
+                best = Some(s);
+            }
+        }
+        let segment = best?;
+        let max = segment.max_timestamp;
+        segment
+            .with_log(|file| {
+                let mut position = segment.position_for(segment.base_offset_of_max_timestamp)?;
+                while position < segment.size_bytes {
+                    let header = read_header_at(file, position, segment.size_bytes)?;
+                    if header.max_timestamp == max {
+                        return Ok(Some(
+                            self.refine_in_batch(file, position, &header, |t| t == max),
+                        ));
+                    }
+                    position += header.size_bytes() as u64;
+                }
+                Ok(None)
+            })
+            .ok()
+            .flatten()
+            .or(Some((segment.base_offset_of_max_timestamp, max, -1)))
+    }
+
+    /// fsyncs the active segment's log and indexes, and the epoch checkpoint. A failed fsync
+    /// poisons the log: the kernel may have dropped the dirty pages, so retrying could lie.
+    pub fn flush(&mut self) -> Result<(), StorageError> {
+        if self.poisoned {
+            return Err(StorageError::Poisoned);
+        }
+        let result = self.active().sync().and_then(|()| self.epochs.sync());
+        if result.is_err() {
+            self.poisoned = true;
+        }
+        result
+    }
+
+    /// Flushes, appends the final time-index entry and writes the clean-shutdown marker so the
+    /// next open skips CRC recovery of the active segment.
+    pub fn close(mut self) -> Result<(), StorageError> {
+        if self.poisoned {
+            return Err(StorageError::Poisoned);
+        }
+        self.active().append_final_time_entry()?;
+        self.flush()?;
+        let marker = self.dir.join(CLEAN_SHUTDOWN_FILE);
+        fs::File::create(&marker)?.sync_all()?;
+        sync_dir(&self.dir)
+    }
+}
+
+/// Kafka's `LocalLog.logDeleteDirName`: `<topic>-<partition>.<uuid without dashes>-delete`,
+/// shortening the topic so the name stays within 255 bytes. The caller deletes it later.
+pub fn rename_for_delete(dir: &Path) -> Result<PathBuf, StorageError> {
+    let name = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| StorageError::Corrupt(format!("bad partition dir {}", dir.display())))?;
+    let (topic, partition) = name
+        .rsplit_once('-')
+        .ok_or_else(|| StorageError::Corrupt(format!("not a partition dir: {name}")))?;
+    let suffix = format!("-{partition}.{}-delete", uuid::Uuid::new_v4().simple());
+    let mut topic_len = topic.len().min(255usize.saturating_sub(suffix.len()));
+    while !topic.is_char_boundary(topic_len) {
+        topic_len -= 1;
+    }
+    let new_name = format!("{}{}", &topic[..topic_len], suffix);
+    let target = dir.with_file_name(new_name);
+    fs::rename(dir, &target)?;
+    if let Some(parent) = target.parent() {
+        sync_dir(parent)?;
+    }
+    Ok(target)
+}

@@ -1,0 +1,180 @@
+//! Loading segments at open, after Kafka's `LogLoader` and `LogSegment.recover`.
+//!
+//! Every segment's batch headers are scanned once (headers only, 61-byte positional reads) to
+//! rebuild the idempotent-producer state, the leader-epoch cache and per-segment stats; Kafka
+//! avoids most of that scan with producer-state snapshots, which we do not write yet.
+//!
+//! A segment is *recovered* (every batch read whole and CRC-checked, indexes rebuilt from
+//! scratch) when it is the active segment after an unclean shutdown, or when its index files
+//! are missing or fail a sanity check. Segments are fsynced when they roll, so only the active
+//! segment can hold a torn tail. Recovery truncates at the first invalid batch; the caller then
+//! deletes every later segment, as `LogLoader` does.
+
+use std::fs::{self, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use runnel_protocol::batch::{check_stored_batch, MAGIC_V2};
+
+use crate::epoch_cache::EpochCache;
+use crate::index::{read_time_entry, OFFSET_ENTRY_BYTES, TIME_ENTRY_BYTES};
+use crate::producer_state::ProducerStateManager;
+use crate::segment::{log_path, offset_index_path, read_header_at, time_index_path, Segment};
+use crate::{LogConfig, StorageError};
+
+/// Result of loading one segment.
+pub(crate) struct Loaded {
+    pub(crate) segment: Segment,
+    /// Bytes cut from the end of the `.log` file because a batch was torn or corrupt.
+    pub(crate) truncated_bytes: u64,
+}
+
+/// Cheap checks that let a segment keep its index files (Kafka's `sanityCheck`): both exist,
+/// whole entries only, and the last offset-index entry points inside the log.
+fn indexes_look_sane(dir: &Path, base_offset: i64, log_size: u64) -> bool {
+    let (Ok(index), Ok(time_index)) = (
+        fs::metadata(offset_index_path(dir, base_offset)),
+        fs::metadata(time_index_path(dir, base_offset)),
+    ) else {
+        return false;
+    };
+    if index.len() % OFFSET_ENTRY_BYTES != 0 || time_index.len() % TIME_ENTRY_BYTES != 0 {
+        return false;
+    }
+    if index.len() == 0 {
+        return true;
+    }
+    let Ok(file) = fs::File::open(offset_index_path(dir, base_offset)) else {
+        return false;
+    };
+    let mut last = [0u8; 8];
+    if file
+        .read_exact_at(&mut last, index.len() - OFFSET_ENTRY_BYTES)
+        .is_err()
+    {
+        return false;
+    }
+    let [_, _, _, _, a, b, c, d] = last;
+    u64::from(u32::from_be_bytes([a, b, c, d])) < log_size
+}
+
+/// Scans the segment at `base_offset`, feeding producer state and the epoch cache, recovering
+/// it when `recover` is set or its indexes look wrong.
+pub(crate) fn load_segment(
+    dir: &Path,
+    base_offset: i64,
+    recover: bool,
+    config: &LogConfig,
+    producers: &mut ProducerStateManager,
+    epochs: &mut EpochCache,
+) -> Result<Loaded, StorageError> {
+    let log = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(log_path(dir, base_offset))?;
+    let file_size = log.metadata()?.len();
+    let rebuild = recover || !indexes_look_sane(dir, base_offset, file_size);
+    let mut segment = Segment::empty(dir, base_offset);
+    let mut offset_entries = Vec::new();
+    let mut time_entries = Vec::new();
+    let mut batch_buf = Vec::new();
+    let mut position = 0u64;
+    let mut invalid = None;
+    while position < file_size {
+        let header = match read_header_at(&log, position, file_size) {
+            Ok(h) => h,
+            Err(StorageError::Io(e)) => return Err(StorageError::Io(e)),
+            Err(e) => {
+                invalid = Some(e.to_string());
+                break;
+            }
+        };
+        let size = header.size_bytes() as u64;
+        let in_range = header
+            .last_offset()
+            .checked_sub(base_offset)
+            .is_some_and(|r| (0..=i64::from(i32::MAX)).contains(&r));
+        if header.magic != MAGIC_V2
+            || header.base_offset < segment.next_offset
+            || header.last_offset_delta < 0
+            || !in_range
+        {
+            invalid = Some(format!(
+                "batch at position {position} has inconsistent offsets or magic"
+            ));
+            break;
+        }
+        if rebuild {
+            // `size` was checked against the file length, so this allocation is bounded by it.
+            batch_buf.resize(size as usize, 0);
+            log.read_exact_at(&mut batch_buf, position)?;
+            if let Err(e) = check_stored_batch(&batch_buf) {
+                invalid = Some(e.to_string());
+                break;
+            }
+        }
+        segment.note_batch(&header);
+        producers.replay(&header);
+        if header.partition_leader_epoch >= 0
+            && epochs
+                .latest_epoch()
+                .is_none_or(|latest| header.partition_leader_epoch > latest)
+        {
+            epochs.assign(header.partition_leader_epoch, header.base_offset);
+        }
+        let update = segment.index.on_batch(
+            config.index_interval_bytes,
+            segment.relative(header.last_offset()),
+            u32::try_from(position).unwrap_or(u32::MAX),
+            size,
+            segment.max_timestamp,
+            segment.relative(segment.last_offset_of_max_timestamp),
+        );
+        if let Some(entry) = update.offset_entry {
+            offset_entries.extend_from_slice(&entry);
+        }
+        if let Some(entry) = update.time_entry {
+            time_entries.extend_from_slice(&entry);
+        }
+        position += size;
+        segment.size_bytes = position;
+    }
+    let truncated_bytes = file_size - position;
+    if let Some(reason) = &invalid {
+        tracing::warn!(
+            segment = %log_path(dir, base_offset).display(),
+            position, truncated_bytes, reason = %reason,
+            "truncating invalid tail of log segment"
+        );
+        log.set_len(position)?;
+        log.sync_all()?;
+    }
+    if rebuild || invalid.is_some() {
+        // Kafka's recover also appends the segment's max timestamp as a final time entry.
+        if segment.max_timestamp >= 0 {
+            let relative = segment.relative(segment.last_offset_of_max_timestamp);
+            if let Some(entry) = segment.index.time_entry(segment.max_timestamp, relative) {
+                time_entries.extend_from_slice(&entry);
+            }
+        }
+        fs::write(offset_index_path(dir, base_offset), &offset_entries)?;
+        fs::write(time_index_path(dir, base_offset), &time_entries)?;
+        segment.offset_index_entries = offset_entries.len() as u64 / OFFSET_ENTRY_BYTES;
+        segment.time_index_entries = time_entries.len() as u64 / TIME_ENTRY_BYTES;
+    } else {
+        segment.offset_index_entries =
+            fs::metadata(offset_index_path(dir, base_offset))?.len() / OFFSET_ENTRY_BYTES;
+        segment.time_index_entries =
+            fs::metadata(time_index_path(dir, base_offset))?.len() / TIME_ENTRY_BYTES;
+        segment.index.last_time_entry_timestamp = if segment.time_index_entries > 0 {
+            let file = fs::File::open(time_index_path(dir, base_offset))?;
+            read_time_entry(&file, segment.time_index_entries - 1)?.0
+        } else {
+            -1
+        };
+    }
+    Ok(Loaded {
+        segment,
+        truncated_bytes,
+    })
+}

@@ -1,0 +1,245 @@
+//! One segment: `{base_offset:020}.log` plus its `.index` and `.timeindex`.
+//!
+//! Only the active segment keeps file handles open; inactive segments are opened on demand
+//! for each read, so thousands of partitions cost three descriptors each, not three per segment.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use runnel_protocol::batch::{BatchHeader, BATCH_HEADER_LEN};
+
+use crate::index::{IndexBuilder, OFFSET_ENTRY_BYTES, TIME_ENTRY_BYTES};
+use crate::StorageError;
+
+pub(crate) fn file_stem(base_offset: i64) -> String {
+    format!("{base_offset:020}")
+}
+
+pub(crate) fn log_path(dir: &Path, base_offset: i64) -> PathBuf {
+    dir.join(format!("{}.log", file_stem(base_offset)))
+}
+
+pub(crate) fn offset_index_path(dir: &Path, base_offset: i64) -> PathBuf {
+    dir.join(format!("{}.index", file_stem(base_offset)))
+}
+
+pub(crate) fn time_index_path(dir: &Path, base_offset: i64) -> PathBuf {
+    dir.join(format!("{}.timeindex", file_stem(base_offset)))
+}
+
+/// Handles of the active segment, opened read-write.
+#[derive(Debug)]
+pub(crate) struct ActiveFiles {
+    pub(crate) log: File,
+    pub(crate) offset_index: File,
+    pub(crate) time_index: File,
+}
+
+fn open_rw(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+}
+
+impl ActiveFiles {
+    pub(crate) fn open(dir: &Path, base_offset: i64) -> io::Result<ActiveFiles> {
+        Ok(ActiveFiles {
+            log: open_rw(&log_path(dir, base_offset))?,
+            offset_index: open_rw(&offset_index_path(dir, base_offset))?,
+            time_index: open_rw(&time_index_path(dir, base_offset))?,
+        })
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Segment {
+    pub(crate) dir: PathBuf,
+    pub(crate) base_offset: i64,
+    /// Bytes of whole, valid batches; the file is never longer after recovery.
+    pub(crate) size_bytes: u64,
+    /// Last offset + 1 of the last batch, `base_offset` when empty.
+    pub(crate) next_offset: i64,
+    /// Largest batch max timestamp (-1 when none) and the base offset of that batch.
+    pub(crate) max_timestamp: i64,
+    pub(crate) base_offset_of_max_timestamp: i64,
+    /// Last offset of the batch holding the max timestamp (Kafka's shallow offset, used in the time index).
+    pub(crate) last_offset_of_max_timestamp: i64,
+    /// Max timestamp of the first batch, Kafka's `rollingBasedTimestamp` for `segment.ms`.
+    pub(crate) first_batch_timestamp: Option<i64>,
+    /// Clock at creation (or first append after open), the fallback for `segment.ms`.
+    pub(crate) created_ms: Option<i64>,
+    pub(crate) offset_index_entries: u64,
+    pub(crate) time_index_entries: u64,
+    pub(crate) index: IndexBuilder,
+    /// `Some` only for the active segment.
+    pub(crate) files: Option<ActiveFiles>,
+}
+
+impl Segment {
+    pub(crate) fn empty(dir: &Path, base_offset: i64) -> Segment {
+        Segment {
+            dir: dir.to_path_buf(),
+            base_offset,
+            size_bytes: 0,
+            next_offset: base_offset,
+            max_timestamp: -1,
+            base_offset_of_max_timestamp: base_offset,
+            last_offset_of_max_timestamp: base_offset,
+            first_batch_timestamp: None,
+            created_ms: None,
+            offset_index_entries: 0,
+            time_index_entries: 0,
+            index: IndexBuilder::new(),
+            files: None,
+        }
+    }
+
+    /// Updates in-memory stats for a batch appended or found at `position`.
+    pub(crate) fn note_batch(&mut self, header: &BatchHeader) {
+        if self.size_bytes == 0 && self.first_batch_timestamp.is_none() {
+            self.first_batch_timestamp = Some(header.max_timestamp);
+        }
+        if header.max_timestamp > self.max_timestamp {
+            self.max_timestamp = header.max_timestamp;
+            self.base_offset_of_max_timestamp = header.base_offset;
+            self.last_offset_of_max_timestamp = header.last_offset();
+        }
+        self.next_offset = header.last_offset().saturating_add(1);
+    }
+
+    /// Offset relative to the base, which the roll rule keeps within `u32`.
+    pub(crate) fn relative(&self, offset: i64) -> u32 {
+        u32::try_from(offset.saturating_sub(self.base_offset)).unwrap_or(u32::MAX)
+    }
+
+    /// Runs `f` with a readable handle: the active one, or a freshly opened read-only file.
+    pub(crate) fn with_log<R>(
+        &self,
+        f: impl FnOnce(&File) -> Result<R, StorageError>,
+    ) -> Result<R, StorageError> {
+        match &self.files {
+            Some(files) => f(&files.log),
+            None => f(&File::open(log_path(&self.dir, self.base_offset))?),
+        }
+    }
+
+    pub(crate) fn with_offset_index<R>(
+        &self,
+        f: impl FnOnce(&File) -> Result<R, StorageError>,
+    ) -> Result<R, StorageError> {
+        match &self.files {
+            Some(files) => f(&files.offset_index),
+            None => f(&File::open(offset_index_path(&self.dir, self.base_offset))?),
+        }
+    }
+
+    pub(crate) fn with_time_index<R>(
+        &self,
+        f: impl FnOnce(&File) -> Result<R, StorageError>,
+    ) -> Result<R, StorageError> {
+        match &self.files {
+            Some(files) => f(&files.time_index),
+            None => f(&File::open(time_index_path(&self.dir, self.base_offset))?),
+        }
+    }
+
+    /// File position to start scanning for `offset`, from the sparse offset index. A position
+    /// past the valid size (stale index) falls back to 0.
+    pub(crate) fn position_for(&self, offset: i64) -> Result<u64, StorageError> {
+        if self.offset_index_entries == 0 {
+            return Ok(0);
+        }
+        let relative = offset.saturating_sub(self.base_offset);
+        let position = self.with_offset_index(|file| {
+            Ok(crate::index::lookup_position(
+                file,
+                self.offset_index_entries,
+                relative,
+            )?)
+        })?;
+        Ok(if position < self.size_bytes {
+            position
+        } else {
+            0
+        })
+    }
+
+    /// Writes one index update (active segment only).
+    pub(crate) fn write_index(
+        &mut self,
+        update: crate::index::IndexUpdate,
+    ) -> Result<(), StorageError> {
+        let files = self
+            .files
+            .as_ref()
+            .ok_or_else(|| StorageError::Corrupt("index write on an inactive segment".into()))?;
+        if let Some(entry) = update.offset_entry {
+            files
+                .offset_index
+                .write_all_at(&entry, self.offset_index_entries * OFFSET_ENTRY_BYTES)?;
+            self.offset_index_entries += 1;
+        }
+        if let Some(entry) = update.time_entry {
+            files
+                .time_index
+                .write_all_at(&entry, self.time_index_entries * TIME_ENTRY_BYTES)?;
+            self.time_index_entries += 1;
+        }
+        Ok(())
+    }
+
+    /// Kafka's `onBecomeInactiveSegment`/`close`: append the segment's max timestamp to the
+    /// time index so a later open finds it without scanning.
+    pub(crate) fn append_final_time_entry(&mut self) -> Result<(), StorageError> {
+        if self.max_timestamp < 0 {
+            return Ok(());
+        }
+        let relative = self.relative(self.last_offset_of_max_timestamp);
+        let entry = self.index.time_entry(self.max_timestamp, relative);
+        self.write_index(crate::index::IndexUpdate {
+            offset_entry: None,
+            time_entry: entry,
+        })
+    }
+
+    /// fsyncs data then indexes. The caller poisons the log if this fails.
+    pub(crate) fn sync(&self) -> Result<(), StorageError> {
+        if let Some(files) = &self.files {
+            files.log.sync_data()?;
+            files.offset_index.sync_data()?;
+            files.time_index.sync_data()?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads and checks the header of the batch at `position` of a segment whose valid size is
+/// `size_bytes`: the declared length must cover a header and stay inside the segment, so
+/// nothing is ever sized from an unchecked disk length.
+pub(crate) fn read_header_at(
+    file: &File,
+    position: u64,
+    size_bytes: u64,
+) -> Result<BatchHeader, StorageError> {
+    let mut buf = [0u8; BATCH_HEADER_LEN];
+    if position + BATCH_HEADER_LEN as u64 > size_bytes {
+        return Err(StorageError::Corrupt(format!(
+            "batch header at position {position} runs past the segment end {size_bytes}"
+        )));
+    }
+    file.read_exact_at(&mut buf, position)?;
+    let header = BatchHeader::parse(&buf)?;
+    let size = header.size_bytes() as u64;
+    if header.batch_length < 0 || size < BATCH_HEADER_LEN as u64 || position + size > size_bytes {
+        return Err(StorageError::Corrupt(format!(
+            "batch at position {position} has an impossible length {}",
+            header.batch_length
+        )));
+    }
+    Ok(header)
+}
