@@ -1,1 +1,92 @@
-fn main() {}
+//! `runnel`: a Kafka-compatible broker. With no arguments: one node on localhost:9092, data in
+//! ./data.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use runnel_broker::config::{self, Command};
+use runnel_broker::{server, state};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let command = match config::parse_args(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("runnel: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let (config, warnings) = match command {
+        Command::Help => {
+            println!("{}", config::usage());
+            return ExitCode::SUCCESS;
+        }
+        Command::Version => {
+            println!("runnel {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Command::Run(config, warnings) => (*config, warnings),
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("runnel: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("runnel: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: config::BrokerConfig) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let bound = listener.local_addr()?;
+    let advertised = config.advertised_endpoint(bound);
+    let broker = tokio::task::block_in_place(|| state::Broker::open(config, advertised.clone()))?;
+    tracing::info!(
+        listen = %bound,
+        advertised = %format!("{}:{}", advertised.0, advertised.1),
+        node_id = broker.node_id(),
+        data_dir = %broker.config.data_dir.display(),
+        "runnel is ready"
+    );
+    server::run(broker, listener, stop_signal()).await;
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn stop_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM; only SIGINT stops runnel");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+    }
+}

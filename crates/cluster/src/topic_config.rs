@@ -318,7 +318,7 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
             Some("log.segment.bytes"),
             true,
         ),
-        14,
+        1_048_576,
     ),
     min(
         def(
@@ -496,7 +496,7 @@ mod tests {
     fn invalid_values_rejected() {
         assert!(validate("no.such.config", "1").is_err());
         assert!(validate("segment.bytes", "abc").is_err());
-        assert!(validate("segment.bytes", "3").is_err());
+        assert!(validate("segment.bytes", "1048575").is_err());
         assert!(validate("segment.bytes", "99999999999").is_err());
         assert!(validate("cleanup.policy", "shred").is_err());
         assert!(validate("preallocate", "yes").is_err());

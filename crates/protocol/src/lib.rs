@@ -4,5 +4,9 @@
 //! length or count read from the wire is checked against the bytes that are actually left before
 //! anything is sized from it.
 
+pub mod api;
 pub mod batch;
+pub mod frame;
+pub mod fuzzing;
+pub mod request;
 pub mod validate;

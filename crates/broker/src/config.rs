@@ -1,0 +1,413 @@
+//! Broker configuration: command-line flags over a TOML file whose keys are Kafka's config names.
+//!
+//! A Kafka broker key that runnel does not act on is accepted with a warning naming it (so an
+//! existing `server.properties` translates without surprises); a key Kafka does not know is an
+//! error naming it (a typo must not silently fall back to a default).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::{anyhow, bail, Context, Result};
+
+/// Every broker config name of Apache Kafka 4.1.2 (`KafkaConfig.configNames()`), one per line.
+const KAFKA_BROKER_CONFIGS: &str = include_str!("kafka_broker_configs.txt");
+
+/// Broker keys runnel acts on. Topic-default keys (`log.segment.bytes`, `message.max.bytes`, …)
+/// are acted on through their topic synonyms in `runnel_cluster::topic_config`.
+const ACTED_ON: &[&str] = &[
+    "node.id",
+    "broker.id",
+    "listeners",
+    "advertised.listeners",
+    "log.dirs",
+    "log.dir",
+    "auto.create.topics.enable",
+    "num.partitions",
+    "default.replication.factor",
+    "socket.request.max.bytes",
+    "connections.max.idle.ms",
+    "max.connections",
+];
+
+/// Runnel's own limits with no Kafka equivalent, under a `runnel.` prefix so they can never
+/// collide with a future Kafka key.
+const RUNNEL_KEYS: &[&str] = &[
+    "runnel.metadata.log.records.max",
+    "runnel.fetch.waiters.max",
+];
+
+/// The broker's settings after merging defaults, the config file and flags.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// `node.id`: this broker's id, reported as broker and controller id.
+    pub node_id: i32,
+    /// Where to bind (`--listen`, or the host:port of `listeners`).
+    pub listen: String,
+    /// What clients are told to connect to (`--advertised-listener` / `advertised.listeners`);
+    /// `None` means the bound address.
+    pub advertised: Option<(String, u16)>,
+    /// `log.dirs` (first entry) / `log.dir` / `--data-dir`.
+    pub data_dir: PathBuf,
+    /// `auto.create.topics.enable` (Kafka default true).
+    pub auto_create_topics: bool,
+    /// `num.partitions` (Kafka default 1).
+    pub num_partitions: i32,
+    /// `default.replication.factor` (Kafka default 1).
+    pub default_replication_factor: i16,
+    /// `socket.request.max.bytes` (Kafka default 100 MiB): larger frames close the connection.
+    pub socket_request_max_bytes: usize,
+    /// `connections.max.idle.ms` (Kafka default 10 minutes).
+    pub connections_max_idle_ms: u64,
+    /// `max.connections`. Kafka's default is unbounded; ours is a finite number because every
+    /// connection costs memory and a file descriptor.
+    pub max_connections: usize,
+    /// `runnel.metadata.log.records.max`: the metadata log's length limit.
+    pub metadata_log_records_max: u64,
+    /// `runnel.fetch.waiters.max`: long-polling fetches parked at once, broker-wide.
+    pub fetch_waiters_max: usize,
+    /// Every key given in the file (and by flags), as strings: topic defaults are read from here.
+    pub raw: BTreeMap<String, String>,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            node_id: 1,
+            listen: "localhost:9092".into(),
+            advertised: None,
+            data_dir: PathBuf::from("./data"),
+            auto_create_topics: true,
+            num_partitions: 1,
+            default_replication_factor: 1,
+            socket_request_max_bytes: 100 * 1024 * 1024,
+            connections_max_idle_ms: 600_000,
+            max_connections: 10_000,
+            metadata_log_records_max: 10_000_000,
+            fetch_waiters_max: 100_000,
+            raw: BTreeMap::new(),
+        }
+    }
+}
+
+const USAGE: &str = "\
+runnel: a Kafka-compatible broker
+
+USAGE: runnel [OPTIONS]
+
+OPTIONS:
+  --listen HOST:PORT               address to accept clients on (default localhost:9092)
+  --advertised-listener HOST:PORT  address clients are told to use (default: the listen address)
+  --data-dir DIR                   where data lives (default ./data)
+  --node-id N                      this broker's node id (default 1)
+  --config FILE                    TOML file of Kafka config names, e.g. \"num.partitions\" = 3
+  -h, --help                       print this help
+  -V, --version                    print the version
+
+Flags override the config file. Log verbosity: RUST_LOG (e.g. RUST_LOG=debug).";
+
+/// What the command line asks for.
+pub enum Command {
+    Run(Box<BrokerConfig>, Vec<String>),
+    Help,
+    Version,
+}
+
+pub fn usage() -> &'static str {
+    USAGE
+}
+
+/// Parses flags (without the program name), reads `--config` if given, and returns the merged
+/// config plus warnings to log once logging is up.
+pub fn parse_args(args: &[String]) -> Result<Command> {
+    let mut flags: BTreeMap<&str, String> = BTreeMap::new();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let (name, inline) = match arg.split_once('=') {
+            Some((n, v)) if n.starts_with("--") => (n, Some(v.to_owned())),
+            _ => (arg.as_str(), None),
+        };
+        match name {
+            "-h" | "--help" => return Ok(Command::Help),
+            "-V" | "--version" => return Ok(Command::Version),
+            "--listen" | "--advertised-listener" | "--data-dir" | "--node-id" | "--config" => {
+                let value = match inline {
+                    Some(v) => v,
+                    None => it
+                        .next()
+                        .cloned()
+                        .ok_or_else(|| anyhow!("{name} needs a value"))?,
+                };
+                flags.insert(name, value);
+            }
+            other => bail!("unknown argument '{other}'\n\n{USAGE}"),
+        }
+    }
+    let mut raw = BTreeMap::new();
+    if let Some(path) = flags.get("--config") {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading config file {path}"))?;
+        raw = parse_toml(&text).with_context(|| format!("in config file {path}"))?;
+    }
+    if let Some(v) = flags.get("--listen") {
+        raw.insert("listeners".into(), v.clone());
+    }
+    if let Some(v) = flags.get("--advertised-listener") {
+        raw.insert("advertised.listeners".into(), v.clone());
+    }
+    if let Some(v) = flags.get("--data-dir") {
+        raw.insert("log.dirs".into(), v.clone());
+    }
+    if let Some(v) = flags.get("--node-id") {
+        raw.insert("node.id".into(), v.clone());
+    }
+    let (config, warnings) = from_raw(raw)?;
+    Ok(Command::Run(Box::new(config), warnings))
+}
+
+/// Flattens a TOML table of Kafka keys into strings. Kafka keys contain dots, so they must be
+/// quoted; an unquoted dotted key becomes a nested table, which we join back with dots.
+pub fn parse_toml(text: &str) -> Result<BTreeMap<String, String>> {
+    let table: toml::Table = text.parse()?;
+    let mut out = BTreeMap::new();
+    flatten("", &table, &mut out)?;
+    Ok(out)
+}
+
+fn flatten(prefix: &str, table: &toml::Table, out: &mut BTreeMap<String, String>) -> Result<()> {
+    for (key, value) in table {
+        let name = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        let text = match value {
+            toml::Value::String(s) => s.clone(),
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            toml::Value::Array(items) => items
+                .iter()
+                .map(|v| match v {
+                    toml::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+            toml::Value::Table(inner) => {
+                flatten(&name, inner, out)?;
+                continue;
+            }
+            toml::Value::Datetime(d) => d.to_string(),
+        };
+        out.insert(name, text);
+    }
+    Ok(())
+}
+
+/// Builds the config from Kafka-named keys; returns warnings for keys runnel ignores.
+pub fn from_raw(raw: BTreeMap<String, String>) -> Result<(BrokerConfig, Vec<String>)> {
+    let kafka_keys: std::collections::HashSet<&str> = KAFKA_BROKER_CONFIGS.lines().collect();
+    let mut warnings = Vec::new();
+    for (key, value) in &raw {
+        if ACTED_ON.contains(&key.as_str()) || RUNNEL_KEYS.contains(&key.as_str()) {
+            continue;
+        }
+        let topic_default = runnel_cluster::topic_config::TOPIC_CONFIGS
+            .iter()
+            .find(|d| d.broker_synonym == Some(key.as_str()));
+        if let Some(def) = topic_default {
+            runnel_cluster::topic_config::validate(def.name, value)
+                .with_context(|| format!("config key '{key}'"))?;
+            if !def.acted_on {
+                warnings.push(format!(
+                    "config key '{key}' is a Kafka setting runnel does not act on yet; it is reported as the default of topic config '{}'",
+                    def.name
+                ));
+            }
+            continue;
+        }
+        if kafka_keys.contains(key.as_str()) {
+            warnings.push(format!(
+                "config key '{key}' is a Kafka broker setting runnel does not act on; ignored"
+            ));
+            continue;
+        }
+        bail!("unknown config key '{key}' (neither a Kafka broker config nor a runnel one)");
+    }
+
+    let mut c = BrokerConfig::default();
+    let get = |k: &str| raw.get(k).map(|v| v.trim().to_owned());
+    fn num<T: std::str::FromStr>(key: &str, v: &str) -> Result<T> {
+        v.parse()
+            .map_err(|_| anyhow!("config key '{key}': '{v}' is not a valid number"))
+    }
+    if let Some(v) = get("node.id").or_else(|| get("broker.id")) {
+        c.node_id = num("node.id", &v)?;
+        if c.node_id < 0 {
+            bail!("config key 'node.id' must be >= 0");
+        }
+    }
+    if let Some(v) = get("listeners") {
+        c.listen = listener_address(&v)?;
+    }
+    if let Some(v) = get("advertised.listeners") {
+        let addr = listener_address(&v)?;
+        c.advertised = Some(split_host_port(&addr)?);
+    }
+    if let Some(v) = get("log.dirs").or_else(|| get("log.dir")) {
+        let first = v.split(',').next().unwrap_or_default().trim().to_owned();
+        if v.contains(',') {
+            warnings.push(format!(
+                "log.dirs lists several directories; runnel uses only the first, {first}"
+            ));
+        }
+        c.data_dir = PathBuf::from(first);
+    }
+    if let Some(v) = get("auto.create.topics.enable") {
+        c.auto_create_topics = v.parse().map_err(|_| {
+            anyhow!("config key 'auto.create.topics.enable': '{v}' is not true/false")
+        })?;
+    }
+    if let Some(v) = get("num.partitions") {
+        c.num_partitions = num("num.partitions", &v)?;
+        if c.num_partitions < 1 {
+            bail!("config key 'num.partitions' must be >= 1");
+        }
+    }
+    if let Some(v) = get("default.replication.factor") {
+        c.default_replication_factor = num("default.replication.factor", &v)?;
+    }
+    if let Some(v) = get("socket.request.max.bytes") {
+        c.socket_request_max_bytes = num("socket.request.max.bytes", &v)?;
+        if c.socket_request_max_bytes < 1024 || c.socket_request_max_bytes > i32::MAX as usize {
+            bail!("config key 'socket.request.max.bytes' must be between 1024 and 2147483647");
+        }
+    }
+    if let Some(v) = get("connections.max.idle.ms") {
+        c.connections_max_idle_ms = num("connections.max.idle.ms", &v)?;
+    }
+    if let Some(v) = get("max.connections") {
+        c.max_connections = num("max.connections", &v)?;
+        if c.max_connections == 0 {
+            bail!("config key 'max.connections' must be >= 1");
+        }
+    }
+    if let Some(v) = get("runnel.metadata.log.records.max") {
+        c.metadata_log_records_max = num("runnel.metadata.log.records.max", &v)?;
+    }
+    if let Some(v) = get("runnel.fetch.waiters.max") {
+        c.fetch_waiters_max = num("runnel.fetch.waiters.max", &v)?;
+    }
+    c.raw = raw;
+    Ok((c, warnings))
+}
+
+/// Accepts `HOST:PORT` or Kafka's `NAME://HOST:PORT` (first entry of a list).
+fn listener_address(v: &str) -> Result<String> {
+    let first = v.split(',').next().unwrap_or_default().trim();
+    let addr = match first.split_once("://") {
+        Some((_, rest)) => rest,
+        None => first,
+    };
+    split_host_port(addr)?;
+    Ok(addr.to_owned())
+}
+
+fn split_host_port(addr: &str) -> Result<(String, u16)> {
+    let (host, port) = addr
+        .rsplit_once(':')
+        .ok_or_else(|| anyhow!("'{addr}' is not HOST:PORT"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| anyhow!("'{addr}': '{port}' is not a port number"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    Ok((host.to_owned(), port))
+}
+
+impl BrokerConfig {
+    /// The (host, port) clients are told to connect to.
+    pub fn advertised_endpoint(&self, bound: std::net::SocketAddr) -> (String, u16) {
+        if let Some(a) = &self.advertised {
+            return a.clone();
+        }
+        let host = self
+            .listen
+            .rsplit_once(':')
+            .map(|(h, _)| h.trim_start_matches('[').trim_end_matches(']').to_owned())
+            .filter(|h| !h.is_empty() && h != "0.0.0.0" && h != "::")
+            .unwrap_or_else(|| "localhost".to_owned());
+        (host, bound.port())
+    }
+
+    /// Broker-level values of topic configs (`log.segment.bytes`, ...), keyed by broker name.
+    pub fn topic_defaults(&self) -> BTreeMap<String, String> {
+        runnel_cluster::topic_config::TOPIC_CONFIGS
+            .iter()
+            .filter_map(|d| d.broker_synonym)
+            .filter_map(|k| self.raw.get(k).map(|v| (k.to_owned(), v.clone())))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    // With no arguments runnel is a single node on localhost:9092 with data in ./data.
+    #[test]
+    fn defaults_without_arguments() {
+        let Command::Run(c, warnings) = parse_args(&[]).expect("parse") else {
+            panic!("expected run")
+        };
+        assert_eq!(c.listen, "localhost:9092");
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+        assert_eq!(c.node_id, 1);
+        assert!(warnings.is_empty());
+    }
+
+    // Flags override the file; quoted Kafka keys work; an ignored Kafka key warns by name; an
+    // unknown key is an error naming it.
+    #[test]
+    fn file_flags_warnings_errors() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("runnel.toml");
+        std::fs::write(
+            &file,
+            "\"num.partitions\" = 3\n\"node.id\" = 5\n\"log.retention.hours\" = 1\n\"group.initial.rebalance.delay.ms\" = 0\nlisteners = \"PLAINTEXT://127.0.0.1:1234\"\n",
+        )
+        .expect("write");
+        let path = file.to_string_lossy().to_string();
+        let Command::Run(c, warnings) =
+            parse_args(&args(&["--config", &path, "--node-id", "7"])).expect("parse")
+        else {
+            panic!("expected run")
+        };
+        assert_eq!(c.num_partitions, 3);
+        assert_eq!(c.node_id, 7);
+        assert_eq!(c.listen, "127.0.0.1:1234");
+        assert!(warnings
+            .iter()
+            .any(|w| w.contains("group.initial.rebalance.delay.ms")));
+        assert!(warnings.iter().any(|w| w.contains("log.retention.hours")));
+
+        std::fs::write(&file, "\"num.partitons\" = 3\n").expect("write");
+        let err = parse_args(&args(&["--config", &path]))
+            .err()
+            .expect("error");
+        assert!(format!("{err:#}").contains("num.partitons"), "{err:#}");
+    }
+
+    // Unquoted dotted keys become nested tables in TOML; they are joined back.
+    #[test]
+    fn dotted_keys_flatten() {
+        let raw = parse_toml("auto.create.topics.enable = false\n").expect("toml");
+        assert_eq!(
+            raw.get("auto.create.topics.enable").map(String::as_str),
+            Some("false")
+        );
+    }
+}

@@ -1,0 +1,52 @@
+//! The one place where errors of the lower crates become Kafka error codes.
+
+use kafka_protocol::error::ResponseError;
+use runnel_cluster::ClusterError;
+use runnel_protocol::batch::BatchError;
+use runnel_storage::StorageError;
+
+pub fn cluster_error_code(e: &ClusterError) -> i16 {
+    match e {
+        ClusterError::TopicAlreadyExists(_) => ResponseError::TopicAlreadyExists,
+        ClusterError::InvalidTopic { .. } => ResponseError::InvalidTopicException,
+        ClusterError::UnknownTopic(_) => ResponseError::UnknownTopicOrPartition,
+        ClusterError::UnknownTopicId(_) => ResponseError::UnknownTopicId,
+        ClusterError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
+        ClusterError::InvalidReplicationFactor { .. } => ResponseError::InvalidReplicationFactor,
+        ClusterError::InvalidConfig { .. } => ResponseError::InvalidConfig,
+        ClusterError::Io { .. }
+        | ClusterError::CorruptLog { .. }
+        | ClusterError::MetadataLogFull(_) => ResponseError::UnknownServerError,
+    }
+    .code()
+}
+
+pub fn batch_error_code(e: &BatchError) -> i16 {
+    match e {
+        BatchError::CorruptMessage(_) => ResponseError::CorruptMessage,
+        BatchError::InvalidRecord(_) => ResponseError::InvalidRecord,
+        BatchError::MessageTooLarge { .. } => ResponseError::MessageTooLarge,
+        BatchError::UnsupportedCompression(_) => ResponseError::UnsupportedCompressionType,
+    }
+    .code()
+}
+
+pub fn storage_error_code(e: &StorageError) -> i16 {
+    match e {
+        StorageError::Batch(b) => return batch_error_code(b),
+        StorageError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+        StorageError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
+        StorageError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
+        // The disk failed or holds bytes we cannot trust: KAFKA_STORAGE_ERROR makes clients
+        // refresh metadata and retry, as with a failed log dir in Kafka.
+        StorageError::Io(_)
+        | StorageError::Poisoned
+        | StorageError::Corrupt(_)
+        | StorageError::TopicIdMismatch => ResponseError::KafkaStorageError,
+        #[allow(unreachable_patterns)]
+        _ => ResponseError::UnknownServerError,
+    }
+    .code()
+}
+
+pub const NONE: i16 = 0;

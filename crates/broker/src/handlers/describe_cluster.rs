@@ -1,0 +1,54 @@
+//! DescribeCluster: this node as the only broker and the controller.
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::state::Broker;
+
+/// Kafka's `EndpointType.BROKER`.
+const ENDPOINT_TYPE_BROKER: i8 = 1;
+
+/// Operations the cluster resource supports (`AclEntry.supportedOperations(CLUSTER)`): with no
+/// authorizer every client may do all of them.
+const CLUSTER_OPERATIONS: i32 = (1 << 5)
+    | (1 << 7)
+    | (1 << 8)
+    | (1 << 9)
+    | (1 << 10)
+    | (1 << 11)
+    | (1 << 12)
+    | (1 << 13)
+    | (1 << 14);
+
+pub fn handle(broker: &Broker, request: &DescribeClusterRequest) -> DescribeClusterResponse {
+    let image = broker.image();
+    let response = DescribeClusterResponse::default()
+        .with_endpoint_type(request.endpoint_type)
+        .with_cluster_id(StrBytes::from_string(image.cluster_id.clone()))
+        .with_cluster_authorized_operations(if request.include_cluster_authorized_operations {
+            CLUSTER_OPERATIONS
+        } else {
+            super::AUTHORIZED_OPERATIONS_OMITTED
+        });
+    if request.endpoint_type != ENDPOINT_TYPE_BROKER {
+        // Clients that bootstrap to controllers (KIP-919) must use a controller endpoint; runnel
+        // has no separate controller listener yet, and a Kafka broker answers the same way.
+        return response
+            .with_error_code(ResponseError::UnsupportedEndpointType.code())
+            .with_error_message(Some(StrBytes::from_static_str(
+                "this endpoint serves brokers, not controllers",
+            )))
+            .with_controller_id(BrokerId(-1));
+    }
+    let (host, port) = broker.advertised.clone();
+    response
+        .with_controller_id(BrokerId(broker.node_id()))
+        .with_brokers(vec![DescribeClusterBroker::default()
+            .with_broker_id(BrokerId(broker.node_id()))
+            .with_host(StrBytes::from_string(host))
+            .with_port(i32::from(port))
+            .with_rack(None)
+            .with_is_fenced(false)])
+}

@@ -1,0 +1,160 @@
+//! Metadata: brokers, controller, topics and partitions; auto-creates topics when allowed.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use runnel_cluster::{ClusterError, TopicImage};
+use uuid::Uuid;
+
+use crate::errors::cluster_error_code;
+use crate::state::Broker;
+
+/// Operations a topic supports (`AclEntry.supportedOperations(TOPIC)`): READ, WRITE, CREATE,
+/// DELETE, ALTER, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS. No authorizer: all allowed.
+pub const TOPIC_OPERATIONS: i32 =
+    (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
+const CLUSTER_OPERATIONS: i32 = (1 << 5)
+    | (1 << 7)
+    | (1 << 8)
+    | (1 << 9)
+    | (1 << 10)
+    | (1 << 11)
+    | (1 << 12)
+    | (1 << 13)
+    | (1 << 14);
+
+pub fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> MetadataResponse {
+    let node = broker.node_id();
+    let topic_ops = if request.include_topic_authorized_operations {
+        TOPIC_OPERATIONS
+    } else {
+        super::AUTHORIZED_OPERATIONS_OMITTED
+    };
+    // v0 and v1..3 always allowed auto-creation; v4 made it a request field.
+    let allow_auto_create =
+        broker.config.auto_create_topics && (version < 4 || request.allow_auto_topic_creation);
+
+    let mut topics = Vec::new();
+    match request.topics {
+        // v1+: null means every topic. v0: an empty list means every topic.
+        None => topics.extend(all_topics(broker, node, topic_ops)),
+        Some(requested) if requested.is_empty() && version == 0 => {
+            topics.extend(all_topics(broker, node, topic_ops))
+        }
+        Some(requested) => {
+            for wanted in requested {
+                let mut entry = describe_one(
+                    broker,
+                    wanted.name.map(|n| n.0.to_string()),
+                    wanted.topic_id,
+                    allow_auto_create,
+                    node,
+                    topic_ops,
+                );
+                // Topic names are nullable only from v12; before that an unknown id gets "".
+                if version < 12 && entry.name.is_none() {
+                    entry.name = Some(TopicName(StrBytes::from_static_str("")));
+                }
+                topics.push(entry);
+            }
+        }
+    }
+
+    let (host, port) = broker.advertised.clone();
+    let image = broker.image();
+    MetadataResponse::default()
+        .with_brokers(vec![MetadataResponseBroker::default()
+            .with_node_id(BrokerId(node))
+            .with_host(StrBytes::from_string(host))
+            .with_port(i32::from(port))
+            .with_rack(None)])
+        .with_cluster_id(Some(StrBytes::from_string(image.cluster_id.clone())))
+        .with_controller_id(BrokerId(node))
+        .with_topics(topics)
+        .with_cluster_authorized_operations(if request.include_cluster_authorized_operations {
+            CLUSTER_OPERATIONS
+        } else {
+            super::AUTHORIZED_OPERATIONS_OMITTED
+        })
+}
+
+fn all_topics(broker: &Broker, node: i32, topic_ops: i32) -> Vec<MetadataResponseTopic> {
+    broker
+        .image()
+        .topics
+        .values()
+        .map(|t| topic_entry(t, node, topic_ops))
+        .collect()
+}
+
+fn describe_one(
+    broker: &Broker,
+    name: Option<String>,
+    topic_id: Uuid,
+    allow_auto_create: bool,
+    node: i32,
+    topic_ops: i32,
+) -> MetadataResponseTopic {
+    let image = broker.image();
+    let error = |code: ResponseError| {
+        MetadataResponseTopic::default()
+            .with_error_code(code.code())
+            .with_name(name.clone().map(|n| TopicName(StrBytes::from_string(n))))
+            .with_topic_id(topic_id)
+            .with_topic_authorized_operations(topic_ops)
+    };
+    let Some(name) = name.clone() else {
+        // Lookup by id (v10+).
+        return match image.topic_by_id(&topic_id) {
+            Some(t) => topic_entry(t, node, topic_ops),
+            None => error(ResponseError::UnknownTopicId),
+        };
+    };
+    if let Some(topic) = image.topic(&name) {
+        return topic_entry(topic, node, topic_ops);
+    }
+    if !allow_auto_create {
+        return error(ResponseError::UnknownTopicOrPartition);
+    }
+    match broker.create_topic(&name, -1, -1, BTreeMap::new(), false) {
+        Ok(topic) => {
+            tracing::info!(topic = %name, partitions = topic.partitions, "auto-created topic");
+            topic_entry(&topic, node, topic_ops)
+        }
+        // Another request created it meanwhile.
+        Err(ClusterError::TopicAlreadyExists(_)) => match broker.image().topic(&name) {
+            Some(topic) => topic_entry(topic, node, topic_ops),
+            None => error(ResponseError::LeaderNotAvailable),
+        },
+        Err(e) => MetadataResponseTopic::default()
+            .with_error_code(cluster_error_code(&e))
+            .with_name(Some(TopicName(StrBytes::from_string(name))))
+            .with_topic_authorized_operations(topic_ops),
+    }
+}
+
+fn topic_entry(topic: &Arc<TopicImage>, node: i32, topic_ops: i32) -> MetadataResponseTopic {
+    let partitions = (0..topic.partitions as i32)
+        .map(|index| {
+            MetadataResponsePartition::default()
+                .with_partition_index(index)
+                .with_leader_id(BrokerId(node))
+                .with_leader_epoch(0)
+                .with_replica_nodes(vec![BrokerId(node)])
+                .with_isr_nodes(vec![BrokerId(node)])
+                .with_offline_replicas(vec![])
+        })
+        .collect();
+    MetadataResponseTopic::default()
+        .with_name(Some(TopicName(StrBytes::from_string(topic.name.clone()))))
+        .with_topic_id(topic.topic_id)
+        .with_is_internal(false)
+        .with_partitions(partitions)
+        .with_topic_authorized_operations(topic_ops)
+}

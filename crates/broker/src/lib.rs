@@ -1,0 +1,9 @@
+//! The runnel process: config, listener, connections and per-API handlers. The only crate that
+//! owns tokio tasks and sockets.
+
+pub mod config;
+pub mod connection;
+pub mod errors;
+pub mod handlers;
+pub mod server;
+pub mod state;

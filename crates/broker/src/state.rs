@@ -1,0 +1,376 @@
+//! The broker's shared state: the controller and the metadata image it publishes, and the open
+//! partition logs. Handlers borrow an `Arc<Broker>`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use runnel_cluster::controller::TopicDefaults;
+use runnel_cluster::topic_config;
+use runnel_cluster::{ClusterError, Controller, MetadataImage, TopicImage};
+use runnel_storage::{LogConfig, PartitionLog, StorageError, TimestampType};
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use crate::config::BrokerConfig;
+
+/// One partition this broker leads: its log and the fetches waiting for it to grow.
+pub struct Partition {
+    pub topic: Arc<TopicImage>,
+    pub index: i32,
+    /// The log. A std mutex: appends and reads are short, synchronous page-cache I/O, and no
+    /// `.await` ever happens while it is held.
+    pub log: Mutex<PartitionLog>,
+    /// Fetch requests parked until this partition grows; each is woken once and re-registers.
+    waiters: Mutex<Vec<Weak<Notify>>>,
+    /// Leader epoch: 0 until leadership can move (replication).
+    pub leader_epoch: i32,
+    /// `flush.messages`: fsync after every append when 1. Kafka's default never fsyncs per
+    /// append and relies on the page cache (and replication) instead.
+    pub flush_every_append: bool,
+    /// `min.insync.replicas`, checked for acks=all.
+    pub min_insync_replicas: i32,
+}
+
+impl Partition {
+    /// Registers a waiter to be notified on the next append. Dead waiters are pruned here, so the
+    /// list never holds more than the live waiters plus those registered since the last append.
+    pub fn register_waiter(&self, waiter: &Arc<Notify>) {
+        let mut waiters = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
+        waiters.retain(|w| w.strong_count() > 0);
+        waiters.push(Arc::downgrade(waiter));
+    }
+
+    /// Wakes every parked fetch of this partition.
+    pub fn wake_waiters(&self) {
+        let waiters = std::mem::take(&mut *self.waiters.lock().unwrap_or_else(|e| e.into_inner()));
+        for waiter in waiters.iter().filter_map(Weak::upgrade) {
+            waiter.notify_one();
+        }
+    }
+
+    pub fn lock_log(&self) -> std::sync::MutexGuard<'_, PartitionLog> {
+        // A panic while holding the lock is our bug; the log's own invariants are re-checked on
+        // every operation, so continuing with the inner value is safe.
+        self.log.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+type PartitionKey = (Uuid, i32);
+
+pub struct Broker {
+    pub config: BrokerConfig,
+    /// Host and port clients are told to connect to.
+    pub advertised: (String, u16),
+    /// Broker-level values of topic configs (`log.segment.bytes`, ...).
+    pub topic_defaults_raw: BTreeMap<String, String>,
+    controller: Mutex<Controller>,
+    image: RwLock<Arc<MetadataImage>>,
+    partitions: RwLock<HashMap<PartitionKey, Arc<Partition>>>,
+    data_dir: PathBuf,
+    /// Held for the process lifetime: a second broker on the same data dir would corrupt it.
+    _lock_file: std::fs::File,
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+impl Broker {
+    /// Opens the data directory: metadata log, then every partition the image names. Partition
+    /// directories the image does not name (deleted topics, a crash mid-delete) are removed.
+    pub fn open(config: BrokerConfig, advertised: (String, u16)) -> Result<Arc<Broker>> {
+        let data_dir = config.data_dir.clone();
+        std::fs::create_dir_all(&data_dir)
+            .with_context(|| format!("creating data dir {}", data_dir.display()))?;
+        let lock_path = data_dir.join(".lock");
+        let lock_file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .with_context(|| format!("opening {}", lock_path.display()))?;
+        lock_file.try_lock().map_err(|_| {
+            anyhow::anyhow!(
+                "data dir {} is in use by another process (lock {})",
+                data_dir.display(),
+                lock_path.display()
+            )
+        })?;
+        let controller = Controller::open(&data_dir.join("meta"), config.metadata_log_records_max)
+            .context("opening metadata log")?;
+        let image = controller.image();
+        let broker = Broker {
+            topic_defaults_raw: config.topic_defaults(),
+            config,
+            advertised,
+            controller: Mutex::new(controller),
+            image: RwLock::new(Arc::clone(&image)),
+            partitions: RwLock::new(HashMap::new()),
+            data_dir,
+            _lock_file: lock_file,
+        };
+        broker.remove_stray_dirs(&image)?;
+        for topic in image.topics.values() {
+            broker.open_topic(topic)?;
+        }
+        tracing::info!(
+            cluster_id = %image.cluster_id,
+            topics = image.topics.len(),
+            "metadata loaded"
+        );
+        Ok(Arc::new(broker))
+    }
+
+    pub fn image(&self) -> Arc<MetadataImage> {
+        Arc::clone(&self.image.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    pub fn node_id(&self) -> i32 {
+        self.config.node_id
+    }
+
+    pub fn partition(&self, topic_id: &Uuid, index: i32) -> Option<Arc<Partition>> {
+        self.partitions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(*topic_id, index))
+            .cloned()
+    }
+
+    fn lock_controller(&self) -> std::sync::MutexGuard<'_, Controller> {
+        self.controller.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn publish(&self, image: Arc<MetadataImage>) {
+        *self.image.write().unwrap_or_else(|e| e.into_inner()) = image;
+    }
+
+    pub fn topic_defaults(&self) -> TopicDefaults {
+        TopicDefaults {
+            partitions: self.config.num_partitions,
+            replication_factor: self.config.default_replication_factor,
+        }
+    }
+
+    /// Creates a topic (metadata first, then its partition directories) and publishes it.
+    pub fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<Arc<TopicImage>, ClusterError> {
+        let mut controller = self.lock_controller();
+        let topic = controller.create_topic(
+            name,
+            partitions,
+            replication_factor,
+            configs,
+            &self.topic_defaults(),
+            validate_only,
+        )?;
+        if !validate_only {
+            for (key, _) in topic.configs.iter() {
+                if topic_config::lookup(key).is_some_and(|d| !d.acted_on) {
+                    tracing::warn!(topic = %name, config = %key, "topic config stored and reported but not acted on by runnel yet");
+                }
+            }
+            // The topic is committed: a failure to create its directories is retried at the
+            // next start, so report it but keep the topic.
+            if let Err(e) = self.open_topic(&topic) {
+                tracing::error!(topic = %name, error = %e, "could not open partition logs of new topic");
+            }
+            self.publish(controller.image());
+        }
+        Ok(topic)
+    }
+
+    /// Deletes a topic: metadata first, then its logs are closed and their directories renamed
+    /// for deletion and removed in the background.
+    pub fn delete_topic(&self, name: &str) -> Result<Arc<TopicImage>, ClusterError> {
+        let mut controller = self.lock_controller();
+        let topic = controller.delete_topic(name)?;
+        self.publish(controller.image());
+        drop(controller);
+        let removed: Vec<Arc<Partition>> = {
+            let mut partitions = self.partitions.write().unwrap_or_else(|e| e.into_inner());
+            (0..topic.partitions as i32)
+                .filter_map(|p| partitions.remove(&(topic.topic_id, p)))
+                .collect()
+        };
+        for partition in removed {
+            partition.wake_waiters();
+            let dir = self.partition_dir(&topic.name, partition.index);
+            // Waiting fetches hold clones of the partition; the directory rename works even while
+            // files are open, and the data is gone once they let go.
+            match runnel_storage::rename_for_delete(&dir) {
+                Ok(renamed) => {
+                    std::thread::spawn(move || {
+                        if let Err(e) = std::fs::remove_dir_all(&renamed) {
+                            tracing::warn!(dir = %renamed.display(), error = %e, "removing deleted partition");
+                        }
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(dir = %dir.display(), error = %e, "renaming deleted partition")
+                }
+            }
+        }
+        Ok(topic)
+    }
+
+    pub fn allocate_producer_id(&self) -> Result<i64, ClusterError> {
+        let mut controller = self.lock_controller();
+        let id = controller.allocate_producer_id()?;
+        self.publish(controller.image());
+        Ok(id)
+    }
+
+    fn partition_dir(&self, topic: &str, index: i32) -> PathBuf {
+        self.data_dir.join(format!("{topic}-{index}"))
+    }
+
+    /// Opens (creating) every partition log of `topic`.
+    fn open_topic(&self, topic: &Arc<TopicImage>) -> Result<()> {
+        let log_config = self.log_config(&topic.configs);
+        let get = |name: &str| {
+            topic_config::effective(name, &topic.configs, &self.topic_defaults_raw)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let flush_every_append = get("flush.messages").trim() == "1";
+        let min_insync_replicas = get("min.insync.replicas").trim().parse().unwrap_or(1);
+        for index in 0..topic.partitions as i32 {
+            let dir = self.partition_dir(&topic.name, index);
+            let log = match PartitionLog::open(
+                dir.clone(),
+                *topic.topic_id.as_bytes(),
+                log_config.clone(),
+            ) {
+                Err(StorageError::TopicIdMismatch) => {
+                    // A directory of an older topic of the same name (deleted while we were
+                    // down): move it aside and start fresh.
+                    tracing::info!(dir = %dir.display(), "partition directory belongs to an older topic id; removing it");
+                    let renamed = runnel_storage::rename_for_delete(&dir)?;
+                    std::fs::remove_dir_all(&renamed).ok();
+                    PartitionLog::open(dir.clone(), *topic.topic_id.as_bytes(), log_config.clone())?
+                }
+                other => other.with_context(|| format!("opening {}", dir.display()))?,
+            };
+            let mut log = log;
+            // Single node: every batch in the local log was acknowledged or lost with the
+            // client's connection, so after recovery all of it is committed.
+            let leo = log.log_end_offset();
+            log.set_high_watermark(leo);
+            let partition = Partition {
+                topic: Arc::clone(topic),
+                index,
+                log: Mutex::new(log),
+                waiters: Mutex::new(Vec::new()),
+                leader_epoch: 0,
+                flush_every_append,
+                min_insync_replicas,
+            };
+            self.partitions
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert((topic.topic_id, index), Arc::new(partition));
+        }
+        Ok(())
+    }
+
+    /// The storage settings of a topic from its effective configs.
+    fn log_config(&self, configs: &BTreeMap<String, String>) -> LogConfig {
+        let defaults = LogConfig::default();
+        let get = |name: &str| topic_config::effective(name, configs, &self.topic_defaults_raw);
+        let num = |name: &str| get(name).and_then(|v| v.trim().parse::<i64>().ok());
+        LogConfig {
+            segment_bytes: num("segment.bytes")
+                .and_then(|v| u64::try_from(v).ok())
+                .unwrap_or(defaults.segment_bytes),
+            segment_ms: num("segment.ms").unwrap_or(defaults.segment_ms),
+            index_interval_bytes: num("index.interval.bytes")
+                .and_then(|v| u32::try_from(v).ok())
+                .unwrap_or(defaults.index_interval_bytes),
+            segment_index_bytes: num("segment.index.bytes")
+                .and_then(|v| u32::try_from(v).ok())
+                .unwrap_or(defaults.segment_index_bytes),
+            max_message_bytes: num("max.message.bytes")
+                .and_then(|v| u32::try_from(v).ok())
+                .unwrap_or(defaults.max_message_bytes),
+            message_timestamp_type: match get("message.timestamp.type") {
+                Some("LogAppendTime") => TimestampType::LogAppendTime,
+                _ => TimestampType::CreateTime,
+            },
+        }
+    }
+
+    /// Removes partition directories that no live topic owns: leftovers of deletes.
+    fn remove_stray_dirs(&self, image: &MetadataImage) -> Result<()> {
+        let entries = std::fs::read_dir(&self.data_dir)
+            .with_context(|| format!("listing {}", self.data_dir.display()))?;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            let path = entry.path();
+            if !path.is_dir() || name == "meta" {
+                continue;
+            }
+            if name.ends_with("-delete") {
+                remove_dir_logged(&path);
+                continue;
+            }
+            let Some((topic, index)) = name.rsplit_once('-') else {
+                continue;
+            };
+            let Ok(index) = index.parse::<u32>() else {
+                continue;
+            };
+            let owned = image.topic(topic).is_some_and(|t| index < t.partitions);
+            if !owned && path.join("partition.metadata").exists() {
+                tracing::info!(dir = %path.display(), "removing partition directory of a deleted topic");
+                remove_dir_logged(&path);
+            }
+        }
+        Ok(())
+    }
+
+    /// Flushes and closes every partition log (clean shutdown: the next start skips recovery).
+    pub fn shutdown(&self) {
+        let partitions: Vec<Arc<Partition>> = self
+            .partitions
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .map(|(_, p)| p)
+            .collect();
+        for partition in partitions {
+            partition.wake_waiters();
+            match Arc::try_unwrap(partition) {
+                Ok(p) => {
+                    let log = p.log.into_inner().unwrap_or_else(|e| e.into_inner());
+                    if let Err(e) = log.close() {
+                        tracing::warn!(error = %e, "closing partition log");
+                    }
+                }
+                Err(p) => {
+                    if let Err(e) = p.lock_log().flush() {
+                        tracing::warn!(error = %e, "flushing partition log");
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn remove_dir_logged(path: &Path) {
+    if let Err(e) = std::fs::remove_dir_all(path) {
+        tracing::warn!(dir = %path.display(), error = %e, "could not remove directory");
+    }
+}
