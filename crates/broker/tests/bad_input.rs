@@ -1,0 +1,228 @@
+//! Hostile bytes on the wire: each gets Kafka's answer or that connection is closed, and the
+//! broker keeps serving everyone else without panicking or aborting.
+
+mod common;
+
+use std::io::Write;
+
+use common::*;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+
+fn api_versions_works(runnel: &mut Runnel) {
+    let mut s = runnel.connect();
+    let ResponseKind::ApiVersions(r) = call(
+        &mut s,
+        ApiKey::ApiVersions,
+        3,
+        &RequestKind::ApiVersions(
+            ApiVersionsRequest::default()
+                .with_client_software_name(StrBytes::from_static_str("t"))
+                .with_client_software_version(StrBytes::from_static_str("1")),
+        ),
+    ) else {
+        panic!("wrong response kind")
+    };
+    assert_eq!(r.error_code, 0);
+    runnel.assert_alive();
+}
+
+/// Sends `bytes` on a fresh connection and asserts the broker closes it.
+fn closes(runnel: &mut Runnel, bytes: &[u8]) {
+    let mut s = runnel.connect();
+    write_raw(&mut s, bytes);
+    assert!(
+        is_closed(&mut s),
+        "connection stayed open after {:02x?}",
+        &bytes[..bytes.len().min(32)]
+    );
+    api_versions_works(runnel);
+}
+
+// Negative and oversized frame sizes close the connection before anything is allocated.
+#[test]
+fn bad_frame_sizes_close_the_connection() {
+    let mut runnel = Runnel::start("");
+    closes(&mut runnel, &(-1i32).to_be_bytes());
+    closes(&mut runnel, &i32::MIN.to_be_bytes());
+    closes(&mut runnel, &(100 * 1024 * 1024 + 1i32).to_be_bytes());
+    closes(&mut runnel, &i32::MAX.to_be_bytes());
+    // A frame too short to hold a request header.
+    closes(&mut runnel, &put_frame(&[0, 18, 0]));
+}
+
+// A frame that claims more bytes than are sent, then the client goes away: nothing breaks.
+#[test]
+fn truncated_frame_then_disconnect() {
+    let mut runnel = Runnel::start("");
+    {
+        let mut s = runnel.connect();
+        let mut bytes = 1000i32.to_be_bytes().to_vec();
+        bytes.extend_from_slice(&[0, 3, 0, 1, 0, 0, 0, 1]);
+        s.write_all(&bytes).expect("write");
+    }
+    api_versions_works(&mut runnel);
+}
+
+// Unknown API keys and unsupported versions close the connection, as Kafka does.
+#[test]
+fn unknown_api_and_unsupported_versions() {
+    let mut runnel = Runnel::start("");
+    closes(
+        &mut runnel,
+        &put_frame(&[0x27, 0x0f, 0, 0, 0, 0, 0, 1, 0xff, 0xff]),
+    );
+    closes(
+        &mut runnel,
+        &put_frame(&[0, 3, 0, 99, 0, 0, 0, 1, 0xff, 0xff]),
+    );
+    // Produce v2 was removed in Kafka 4.
+    closes(
+        &mut runnel,
+        &put_frame(&[0, 0, 0, 2, 0, 0, 0, 1, 0xff, 0xff]),
+    );
+}
+
+// ApiVersions newer than ours is answered in v0 with UNSUPPORTED_VERSION and our ranges
+// (KIP-511), so the client can retry at a version we speak.
+#[test]
+fn api_versions_from_the_future_gets_v0_answer() {
+    let mut runnel = Runnel::start("");
+    let mut s = runnel.connect();
+    write_raw(
+        &mut s,
+        &put_frame(&[0, 18, 0, 99, 0, 0, 0, 7, 0xff, 0xff, 0, 0, 0]),
+    );
+    let mut frame = read_frame(&mut s).expect("a response");
+    use kafka_protocol::protocol::Decodable;
+    let header = ResponseHeader::decode(&mut frame, 0).expect("header v0");
+    assert_eq!(header.correlation_id, 7);
+    let body = ApiVersionsResponse::decode(&mut frame, 0).expect("v0 body");
+    assert_eq!(body.error_code, 35);
+    assert!(body
+        .api_keys
+        .iter()
+        .any(|k| k.api_key == ApiKey::Produce as i16));
+    runnel.assert_alive();
+}
+
+// Lying counts and lengths in request bodies (kafka-protocol would size a Vec from them and
+// abort the process) are rejected by the validator; garbage after a header likewise.
+#[test]
+fn hostile_bodies_do_not_abort() {
+    let mut runnel = Runnel::start("");
+    // Metadata v1, header v1 (client id null), body: topics array count 0x7fffffff.
+    closes(
+        &mut runnel,
+        &put_frame(&[0, 3, 0, 1, 0, 0, 0, 1, 0xff, 0xff, 0x7f, 0xff, 0xff, 0xff]),
+    );
+    // Metadata v12 (flexible): compact array count u32::MAX as varint, plus empty tags.
+    closes(
+        &mut runnel,
+        &put_frame(&[
+            0, 3, 0, 12, 0, 0, 0, 1, 0xff, 0xff, 0, 0xff, 0xff, 0xff, 0xff, 0x0f, 0,
+        ]),
+    );
+    // Produce v9 with a huge tagged-field size.
+    closes(
+        &mut runnel,
+        &put_frame(&[
+            0, 0, 0, 9, 0, 0, 0, 1, 0xff, 0xff, 1, 0, 0xff, 0xff, 0xff, 0xff, 0x0f,
+        ]),
+    );
+    // ApiVersions v3 with garbage where the strings should be.
+    closes(
+        &mut runnel,
+        &put_frame(&[
+            0, 18, 0, 3, 0, 0, 0, 1, 0xff, 0xff, 0, 0xde, 0xad, 0xbe, 0xef,
+        ]),
+    );
+    // CreateTopics v2 with a string length beyond the frame.
+    closes(
+        &mut runnel,
+        &put_frame(&[
+            0, 19, 0, 2, 0, 0, 0, 1, 0xff, 0xff, 0, 0, 0, 1, 0x7f, 0xff, b'a',
+        ]),
+    );
+}
+
+// A produce batch with a wrong CRC gets CORRUPT_MESSAGE for that partition; the connection and
+// the broker go on, and nothing was appended.
+#[test]
+fn produce_with_bad_crc_is_corrupt_message() {
+    let mut runnel = Runnel::start("");
+    let mut s = runnel.connect();
+    let create = RequestKind::CreateTopics(CreateTopicsRequest::default().with_topics(vec![
+        create_topics_request::CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str("crc")))
+            .with_num_partitions(1)
+            .with_replication_factor(1),
+    ]));
+    let ResponseKind::CreateTopics(r) = call(&mut s, ApiKey::CreateTopics, 7, &create) else {
+        panic!()
+    };
+    assert_eq!(r.topics[0].error_code, 0);
+
+    let spec = runnel_protocol::batch::BatchSpec {
+        records: vec![runnel_protocol::batch::RecordSpec {
+            timestamp_delta: 0,
+            key: Some(b"k"),
+            value: Some(b"v"),
+            headers: vec![],
+        }],
+        ..Default::default()
+    };
+    let mut batch = runnel_protocol::batch::encode_uncompressed_batch(&spec);
+    let last = batch.len() - 1;
+    batch[last] ^= 0xff;
+    let produce = |records: Vec<u8>| {
+        RequestKind::Produce(
+            ProduceRequest::default()
+                .with_acks(-1)
+                .with_timeout_ms(1000)
+                .with_topic_data(vec![produce_request::TopicProduceData::default()
+                    .with_name(TopicName(StrBytes::from_static_str("crc")))
+                    .with_partition_data(vec![
+                        produce_request::PartitionProduceData::default()
+                            .with_index(0)
+                            .with_records(Some(records.into())),
+                    ])]),
+        )
+    };
+    let ResponseKind::Produce(r) = call(&mut s, ApiKey::Produce, 9, &produce(batch)) else {
+        panic!()
+    };
+    let p = &r.responses[0].partition_responses[0];
+    assert_eq!(p.error_code, 2, "CORRUPT_MESSAGE");
+    assert_eq!(p.base_offset, -1);
+
+    // Same connection still works, and the good batch lands at offset 0.
+    let good = runnel_protocol::batch::encode_uncompressed_batch(&spec);
+    let ResponseKind::Produce(r) = call(&mut s, ApiKey::Produce, 9, &produce(good)) else {
+        panic!()
+    };
+    let p = &r.responses[0].partition_responses[0];
+    assert_eq!((p.error_code, p.base_offset), (0, 0));
+    runnel.assert_alive();
+}
+
+// Idle connections are closed after connections.max.idle.ms.
+#[test]
+fn idle_connections_are_closed() {
+    let mut runnel = Runnel::start("\"connections.max.idle.ms\" = 300\n");
+    let mut s = runnel.connect();
+    let started = std::time::Instant::now();
+    assert!(is_closed(&mut s));
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    api_versions_works(&mut runnel);
+}
+
+// SIGTERM stops the broker cleanly with exit code 0.
+#[test]
+fn sigterm_exits_zero() {
+    let mut runnel = Runnel::start("");
+    api_versions_works(&mut runnel);
+    runnel.signal("TERM");
+    let status = runnel.child.wait().expect("wait");
+    assert_eq!(status.code(), Some(0), "log:\n{}", runnel.log());
+}

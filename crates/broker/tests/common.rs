@@ -1,0 +1,191 @@
+//! Shared helpers for tests that drive the real `runnel` binary over TCP.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
+use kafka_protocol::protocol::{Decodable, Encodable};
+
+/// A running broker process with its own port and data dir; killed on drop.
+pub struct Runnel {
+    pub child: Child,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+}
+
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 0");
+    l.local_addr().expect("addr").port()
+}
+
+impl Runnel {
+    pub fn start(extra_config: &str) -> Runnel {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        Self::start_in(dir, port, extra_config)
+    }
+
+    pub fn start_in(dir: tempfile::TempDir, port: u16, extra_config: &str) -> Runnel {
+        let config = dir.path().join("runnel.toml");
+        std::fs::write(&config, extra_config).expect("write config");
+        let log = std::fs::File::create(dir.path().join("runnel.log")).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_runnel"))
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .arg("--config")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn runnel");
+        let runnel = Runnel { child, port, dir };
+        runnel.wait_ready();
+        runnel
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "runnel did not listen on {} in time; log:\n{}",
+            self.port,
+            self.log()
+        );
+    }
+
+    pub fn connect(&self) -> TcpStream {
+        let s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        s
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("runnel.log")).unwrap_or_default()
+    }
+
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The process is still running (it did not panic, abort or exit).
+    pub fn assert_alive(&mut self) {
+        if let Some(status) = self.child.try_wait().expect("try_wait") {
+            panic!("runnel exited with {status}; log:\n{}", self.log());
+        }
+        assert!(
+            !self.log().contains("panicked"),
+            "runnel logged a panic:\n{}",
+            self.log()
+        );
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    /// Stops the process and hands back its data dir, for restart tests.
+    pub fn into_dir(mut self) -> (tempfile::TempDir, u16) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let port = self.port;
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"));
+        (dir, port)
+    }
+}
+
+impl Drop for Runnel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Encodes a request frame (size prefix, header, body).
+pub fn request_frame(
+    key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    body: &RequestKind,
+) -> Vec<u8> {
+    let header = RequestHeader::default()
+        .with_request_api_key(key as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(kafka_protocol::protocol::StrBytes::from_static_str(
+            "runnel-test",
+        )));
+    let mut buf = BytesMut::new();
+    header
+        .encode(&mut buf, key.request_header_version(version))
+        .expect("encode header");
+    body.encode(&mut buf, version).expect("encode body");
+    let mut frame = Vec::with_capacity(buf.len() + 4);
+    frame.extend_from_slice(&(buf.len() as i32).to_be_bytes());
+    frame.extend_from_slice(&buf);
+    frame
+}
+
+/// Reads one response frame; `None` if the broker closed the connection.
+pub fn read_frame(stream: &mut TcpStream) -> Option<Bytes> {
+    let mut size = [0u8; 4];
+    stream.read_exact(&mut size).ok()?;
+    let size = i32::from_be_bytes(size);
+    assert!((0..64 << 20).contains(&size), "response size {size}");
+    let mut body = vec![0u8; size as usize];
+    stream.read_exact(&mut body).ok()?;
+    Some(Bytes::from(body))
+}
+
+/// Sends a request and decodes the response at the same version.
+pub fn call(stream: &mut TcpStream, key: ApiKey, version: i16, body: &RequestKind) -> ResponseKind {
+    stream
+        .write_all(&request_frame(key, version, 42, body))
+        .expect("write request");
+    let mut frame = read_frame(stream).expect("response (connection was closed)");
+    let header = ResponseHeader::decode(&mut frame, key.response_header_version(version))
+        .expect("response header");
+    assert_eq!(header.correlation_id, 42);
+    ResponseKind::decode(key, &mut frame, version).expect("decode response")
+}
+
+/// True once the broker has closed this connection (read returns EOF or reset).
+pub fn is_closed(stream: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 1];
+    matches!(stream.read(&mut buf), Ok(0) | Err(_))
+}
+
+pub fn write_raw(stream: &mut TcpStream, bytes: &[u8]) {
+    let _ = stream.write_all(bytes);
+}
+
+pub fn i16_at(b: &Bytes, at: usize) -> i16 {
+    let mut s = b.slice(at..at + 2);
+    s.get_i16()
+}
+
+pub fn put_frame(body: &[u8]) -> Vec<u8> {
+    let mut v = Vec::new();
+    v.put_i32(body.len() as i32);
+    v.extend_from_slice(body);
+    v
+}
+
+pub fn _unused(_: &Path) {}
