@@ -1,0 +1,35 @@
+//! The code paths behind the cargo-fuzz targets in `crates/protocol/fuzz/`, kept here so the
+//! checked-in corpus replays through exactly the same code in an ordinary `cargo test`.
+
+use bytes::Bytes;
+
+use crate::request::{decode_frame, DecodeError};
+
+/// Memory budget the fuzz targets give one request: decoding is refused above it, as the broker
+/// will refuse it.
+pub const DECODED_BYTES_MAX: usize = 64 << 20;
+
+/// Record-batch bytes the `record_batch` target allows.
+pub const BATCH_BYTES_MAX: usize = 1 << 20;
+
+/// Fuzz entry for one request frame (header + body, no length prefix): validate, and only if the
+/// walk passes, decode with kafka-protocol as the broker does.
+///
+/// The oracle: a frame the validator accepts must decode. If kafka-protocol refuses it, the
+/// schema and the decoder disagree, and the walker's guarantees would not hold: we panic so the
+/// fuzzer reports it. UTF-8 is checked by both, so a decode error here is always a schema bug.
+pub fn request_frame(data: &[u8]) {
+    match decode_frame(Bytes::copy_from_slice(data), DECODED_BYTES_MAX) {
+        Ok(_) | Err(DecodeError::Invalid(_)) | Err(DecodeError::NoApiKey) => {}
+        Err(DecodeError::Decode(message)) if message.contains("over budget") => {}
+        Err(DecodeError::Decode(message)) => {
+            panic!("validator accepted a frame kafka-protocol refuses: {message}")
+        }
+    }
+}
+
+/// Fuzz entry for record batches: the batch validator must refuse or accept, never panic or
+/// allocate by a wire number.
+pub fn record_batch(data: &[u8]) {
+    let _ = crate::batch::validate_batches(data, BATCH_BYTES_MAX);
+}

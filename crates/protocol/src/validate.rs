@@ -1,1 +1,0 @@
-//! Pre-decode validation of request bodies against Kafka message schemas.
