@@ -22,7 +22,10 @@ const fn full(key: ApiKey, min_version: i16, max_version: i16) -> SupportedApi {
     }
 }
 
-/// Every API runnel serves. Ranges equal Kafka 4.1's; a unit test pins them to kafka-protocol's.
+/// Every API runnel serves. Ranges equal what a Kafka 4.1.2 broker advertises (checked with
+/// `kafka-broker-api-versions`), except Produce: Kafka 4.1 still advertises v0-2 so that old
+/// librdkafka feature probes pass, but rejects their message formats; kafka-protocol cannot
+/// decode them, so we advertise from v3, which every current client uses.
 pub const SUPPORTED_APIS: &[SupportedApi] = &[
     full(ApiKey::Produce, 3, 13),
     full(ApiKey::Fetch, 4, 18),
@@ -31,7 +34,9 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     full(ApiKey::ApiVersions, 0, 4),
     full(ApiKey::CreateTopics, 2, 7),
     full(ApiKey::DeleteTopics, 1, 6),
-    full(ApiKey::InitProducerId, 0, 6),
+    // v6 (KIP-939 two-phase commit) is unstable in Kafka 4.1: Kafka does not advertise it and
+    // kafka-protocol 0.18's decoder refuses it.
+    full(ApiKey::InitProducerId, 0, 5),
     full(ApiKey::DescribeConfigs, 1, 4),
     full(ApiKey::DescribeCluster, 0, 2),
 ];
@@ -50,14 +55,31 @@ pub fn is_supported(api_key: i16, version: i16) -> bool {
 mod tests {
     use super::*;
 
-    // Every advertised range lies within what kafka-protocol can decode and encode; the maxima
-    // equal Kafka 4.1's so clients get the newest behaviour.
+    // Every advertised range lies within what kafka-protocol can decode and encode, and equals
+    // it except where Kafka 4.1 itself advertises less (unstable versions).
     #[test]
     fn ranges_match_kafka_protocol() {
+        const BELOW_KAFKA_PROTOCOL_MAX: &[(ApiKey, i16)] = &[(ApiKey::InitProducerId, 5)];
         for api in SUPPORTED_APIS {
             let valid = api.key.valid_versions();
             assert_eq!(api.min_version, valid.min, "{:?} min", api.key);
-            assert_eq!(api.max_version, valid.max, "{:?} max", api.key);
+            let expected_max = BELOW_KAFKA_PROTOCOL_MAX
+                .iter()
+                .find(|(key, _)| *key == api.key)
+                .map_or(valid.max, |(_, max)| *max);
+            assert_eq!(api.max_version, expected_max, "{:?} max", api.key);
+        }
+    }
+
+    // Every advertised version passes the validator's schema (which knows Kafka's unstable
+    // versions), so no advertised version is one we would refuse.
+    #[test]
+    fn advertised_versions_are_decodable() {
+        for api in SUPPORTED_APIS {
+            for version in api.min_version..=api.max_version {
+                let schema = crate::validate::request_schema(api.key as i16).expect("schema");
+                assert!(schema.valid.contains(version), "{:?} v{version}", api.key);
+            }
         }
     }
 
