@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::fs;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use runnel_protocol::batch::{
@@ -12,10 +13,12 @@ use runnel_protocol::batch::{
 };
 
 use crate::epoch_cache::EpochCache;
+use crate::file_budget::FileBudget;
 use crate::producer_state::{check_and_update, ProducerStateManager};
 use crate::recovery::load_segment;
 use crate::segment::{
-    log_path, offset_index_path, read_header_at, time_index_path, ActiveFiles, Segment,
+    create_files, log_path, offset_index_path, read_header_at, time_index_path, ActiveFiles,
+    Segment,
 };
 use crate::{metadata, LogConfig, StorageError};
 
@@ -53,6 +56,9 @@ pub struct PartitionLog {
     epochs: EpochCache,
     /// Set after a failed write or fsync: the disk state is unknown, so refuse further writes.
     poisoned: bool,
+    /// Shared with every log of the process: caps the active-segment handles kept open and
+    /// closes ours when others need room (see `file_budget`).
+    budget: Arc<FileBudget>,
 }
 
 fn parse_log_file_name(name: &str) -> Option<i64> {
@@ -69,11 +75,24 @@ fn sync_dir(dir: &Path) -> Result<(), StorageError> {
 }
 
 impl PartitionLog {
-    /// Opens or creates the partition directory and recovers it (see `recovery`).
+    /// Opens or creates the partition directory and recovers it (see `recovery`), under the
+    /// process's default file budget (`FileBudget::process_default`).
     pub fn open(
         dir: PathBuf,
         topic_id: [u8; 16],
         config: LogConfig,
+    ) -> Result<PartitionLog, StorageError> {
+        Self::open_with_budget(dir, topic_id, config, FileBudget::process_default())
+    }
+
+    /// Like `open`, with the active segment's handles counted against `budget`, which all logs
+    /// of a process should share. No handle stays open after this returns; they open on first
+    /// append, read or flush.
+    pub fn open_with_budget(
+        dir: PathBuf,
+        topic_id: [u8; 16],
+        config: LogConfig,
+        budget: Arc<FileBudget>,
     ) -> Result<PartitionLog, StorageError> {
         fs::create_dir_all(&dir)?;
         metadata::check_or_write(&dir, &topic_id)?;
@@ -128,7 +147,10 @@ impl PartitionLog {
         }
         let log_start_offset = segments.first().map_or(0, |s| s.base_offset);
         if let Some(active) = segments.last_mut() {
-            active.files = Some(ActiveFiles::open(&dir, active.base_offset)?);
+            // Recovery left all three files in place (it rebuilds missing indexes). They may
+            // hold bytes nobody fsynced: index files rewritten by recovery, or the tail a
+            // crashed process left in the page cache. So the first flush fsyncs all three.
+            active.files = Some(ActiveFiles::new(&budget, &dir, active.base_offset, true));
         }
         let log = PartitionLog {
             dir,
@@ -139,6 +161,7 @@ impl PartitionLog {
             producers,
             epochs,
             poisoned: false,
+            budget,
         };
         log.validate();
         Ok(log)
@@ -330,9 +353,19 @@ impl PartitionLog {
             let active = self.active();
             active.append_final_time_entry()?;
             active.sync()?;
+            // Gives the handles back to the budget; sealed segments are read transiently.
             active.files = None;
+            // The files are created now, not on first write, so the directory fsync below
+            // makes the new segment's names durable before anything is appended to it.
+            create_files(&self.budget, &self.dir, base_offset)?;
             let mut segment = Segment::empty(&self.dir, base_offset);
-            segment.files = Some(ActiveFiles::open(&self.dir, base_offset)?);
+            // Empty files whose names the directory fsync covers: nothing to fsync yet.
+            segment.files = Some(ActiveFiles::new(
+                &self.budget,
+                &self.dir,
+                base_offset,
+                false,
+            ));
             segment.created_ms = Some(now_ms);
             self.segments.push(segment);
             sync_dir(&self.dir)
@@ -405,8 +438,9 @@ impl PartitionLog {
             .partition_point(|s| s.base_offset <= fetch_offset)
             .saturating_sub(1);
         for segment in &self.segments[first..] {
-            let done = segment.with_log(|file| {
-                let mut position = segment.position_for(fetch_offset)?;
+            // Looked up before taking the log handle: a thread uses one file at a time.
+            let mut position = segment.position_for(&self.budget, fetch_offset)?;
+            let done = segment.with_log(&self.budget, |file| {
                 let mut range: Option<(u64, u64)> = None;
                 let mut done = false;
                 while position < segment.size_bytes {
@@ -460,7 +494,7 @@ impl PartitionLog {
             }
             let start_offset = if segment.time_index_entries > 0 {
                 segment
-                    .with_time_index(|file| {
+                    .with_time_index(&self.budget, |file| {
                         Ok(crate::index::lookup_time(
                             file,
                             segment.time_index_entries,
@@ -473,8 +507,8 @@ impl PartitionLog {
             } else {
                 segment.base_offset
             };
-            let found = segment.with_log(|file| {
-                let mut position = segment.position_for(start_offset)?;
+            let mut position = segment.position_for(&self.budget, start_offset)?;
+            let found = segment.with_log(&self.budget, |file| {
                 while position < segment.size_bytes {
                     let header = read_header_at(file, position, segment.size_bytes)?;
                     let size = header.size_bytes() as u64;
@@ -539,9 +573,14 @@ impl PartitionLog {
         }
         let segment = best?;
         let max = segment.max_timestamp;
+        let fallback = Some((segment.base_offset_of_max_timestamp, max, -1));
+        let Ok(mut position) =
+            segment.position_for(&self.budget, segment.base_offset_of_max_timestamp)
+        else {
+            return fallback;
+        };
         segment
-            .with_log(|file| {
-                let mut position = segment.position_for(segment.base_offset_of_max_timestamp)?;
+            .with_log(&self.budget, |file| {
                 while position < segment.size_bytes {
                     let header = read_header_at(file, position, segment.size_bytes)?;
                     if header.max_timestamp == max {
@@ -555,11 +594,13 @@ impl PartitionLog {
             })
             .ok()
             .flatten()
-            .or(Some((segment.base_offset_of_max_timestamp, max, -1)))
+            .or(fallback)
     }
 
     /// fsyncs the active segment's log and indexes, and the epoch checkpoint. A failed fsync
     /// poisons the log: the kernel may have dropped the dirty pages, so retrying could lie.
+    /// Files the budget closed since they were written are reopened and fsynced, so on return
+    /// everything appended so far is on disk (see `file_budget` for why that is sound).
     pub fn flush(&mut self) -> Result<(), StorageError> {
         if self.poisoned {
             return Err(StorageError::Poisoned);

@@ -1,15 +1,19 @@
 //! One segment: `{base_offset:020}.log` plus its `.index` and `.timeindex`.
 //!
-//! Only the active segment keeps file handles open; inactive segments are opened on demand
-//! for each read, so thousands of partitions cost three descriptors each, not three per segment.
+//! Only the active segment has handles that outlive a call, and those are opened lazily and
+//! closed by the process's `FileBudget` when other partitions need room (see `file_budget`).
+//! Inactive segments are opened for each read and closed at its end (transient handles), so
+//! thousands of partitions cost at most the budget, not three descriptors each.
 
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use runnel_protocol::batch::{BatchHeader, BATCH_HEADER_LEN};
 
+use crate::file_budget::{BudgetedFile, FileBudget};
 use crate::index::{IndexBuilder, OFFSET_ENTRY_BYTES, TIME_ENTRY_BYTES};
 use crate::StorageError;
 
@@ -29,31 +33,60 @@ pub(crate) fn time_index_path(dir: &Path, base_offset: i64) -> PathBuf {
     dir.join(format!("{}.timeindex", file_stem(base_offset)))
 }
 
-/// Handles of the active segment, opened read-write.
+/// The active segment's files under the process's `FileBudget`: read-write, opened on first
+/// use, possibly closed between any two calls.
 #[derive(Debug)]
 pub(crate) struct ActiveFiles {
-    pub(crate) log: File,
-    pub(crate) offset_index: File,
-    pub(crate) time_index: File,
-}
-
-fn open_rw(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
+    pub(crate) log: BudgetedFile,
+    pub(crate) offset_index: BudgetedFile,
+    pub(crate) time_index: BudgetedFile,
 }
 
 impl ActiveFiles {
-    pub(crate) fn open(dir: &Path, base_offset: i64) -> io::Result<ActiveFiles> {
-        Ok(ActiveFiles {
-            log: open_rw(&log_path(dir, base_offset))?,
-            offset_index: open_rw(&offset_index_path(dir, base_offset))?,
-            time_index: open_rw(&time_index_path(dir, base_offset))?,
-        })
+    /// Names the segment's three files without opening them; they must exist already
+    /// (`create_files`, or recovery). `sync_pending` marks them as possibly holding bytes that
+    /// were never fsynced, so the next flush fsyncs them.
+    pub(crate) fn new(
+        budget: &Arc<FileBudget>,
+        dir: &Path,
+        base_offset: i64,
+        sync_pending: bool,
+    ) -> ActiveFiles {
+        ActiveFiles {
+            log: BudgetedFile::new(budget, log_path(dir, base_offset), sync_pending),
+            offset_index: BudgetedFile::new(
+                budget,
+                offset_index_path(dir, base_offset),
+                sync_pending,
+            ),
+            time_index: BudgetedFile::new(budget, time_index_path(dir, base_offset), sync_pending),
+        }
     }
+}
+
+/// Creates the (empty) files of a new segment and closes them again; handles come lazily.
+/// The caller fsyncs the directory to make the names durable.
+pub(crate) fn create_files(budget: &FileBudget, dir: &Path, base_offset: i64) -> io::Result<()> {
+    let mut options = OpenOptions::new();
+    options.write(true).create(true).truncate(false);
+    for path in [
+        log_path(dir, base_offset),
+        offset_index_path(dir, base_offset),
+        time_index_path(dir, base_offset),
+    ] {
+        budget.open_transient(&options, &path)?;
+    }
+    Ok(())
+}
+
+/// Runs `f` on a read-only handle of an inactive segment's file, closed again before returning.
+fn with_transient<R>(
+    budget: &FileBudget,
+    path: &Path,
+    f: impl FnOnce(&File) -> Result<R, StorageError>,
+) -> Result<R, StorageError> {
+    let file = budget.open_transient(OpenOptions::new().read(true), path)?;
+    f(&file)
 }
 
 #[derive(Debug)]
@@ -117,45 +150,54 @@ impl Segment {
         u32::try_from(offset.saturating_sub(self.base_offset)).unwrap_or(u32::MAX)
     }
 
-    /// Runs `f` with a readable handle: the active one, or a freshly opened read-only file.
+    /// Runs `f` with a readable handle: the active segment's budgeted one, or a transient
+    /// read-only one. `f` must not use another file of this log: a thread holds one slot at a
+    /// time, which is what bounds the budget's overshoot (see `file_budget`).
     pub(crate) fn with_log<R>(
         &self,
+        budget: &FileBudget,
         f: impl FnOnce(&File) -> Result<R, StorageError>,
     ) -> Result<R, StorageError> {
         match &self.files {
-            Some(files) => f(&files.log),
-            None => f(&File::open(log_path(&self.dir, self.base_offset))?),
+            Some(files) => files.log.read_with(f),
+            None => with_transient(budget, &log_path(&self.dir, self.base_offset), f),
         }
     }
 
     pub(crate) fn with_offset_index<R>(
         &self,
+        budget: &FileBudget,
         f: impl FnOnce(&File) -> Result<R, StorageError>,
     ) -> Result<R, StorageError> {
         match &self.files {
-            Some(files) => f(&files.offset_index),
-            None => f(&File::open(offset_index_path(&self.dir, self.base_offset))?),
+            Some(files) => files.offset_index.read_with(f),
+            None => with_transient(budget, &offset_index_path(&self.dir, self.base_offset), f),
         }
     }
 
     pub(crate) fn with_time_index<R>(
         &self,
+        budget: &FileBudget,
         f: impl FnOnce(&File) -> Result<R, StorageError>,
     ) -> Result<R, StorageError> {
         match &self.files {
-            Some(files) => f(&files.time_index),
-            None => f(&File::open(time_index_path(&self.dir, self.base_offset))?),
+            Some(files) => files.time_index.read_with(f),
+            None => with_transient(budget, &time_index_path(&self.dir, self.base_offset), f),
         }
     }
 
     /// File position to start scanning for `offset`, from the sparse offset index. A position
     /// past the valid size (stale index) falls back to 0.
-    pub(crate) fn position_for(&self, offset: i64) -> Result<u64, StorageError> {
+    pub(crate) fn position_for(
+        &self,
+        budget: &FileBudget,
+        offset: i64,
+    ) -> Result<u64, StorageError> {
         if self.offset_index_entries == 0 {
             return Ok(0);
         }
         let relative = offset.saturating_sub(self.base_offset);
-        let position = self.with_offset_index(|file| {
+        let position = self.with_offset_index(budget, |file| {
             Ok(crate::index::lookup_position(
                 file,
                 self.offset_index_entries,
@@ -207,7 +249,8 @@ impl Segment {
         })
     }
 
-    /// fsyncs data then indexes. The caller poisons the log if this fails.
+    /// fsyncs data then indexes, each only if written since its last fsync, reopening a file
+    /// the budget closed meanwhile. The caller poisons the log if this fails.
     pub(crate) fn sync(&self) -> Result<(), StorageError> {
         if let Some(files) = &self.files {
             files.log.sync_data()?;
