@@ -66,4 +66,3 @@ pub fn encode_response(
     buf[..4].copy_from_slice(&size.to_be_bytes());
     Ok(buf)
 }
-

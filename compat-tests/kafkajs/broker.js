@@ -1,0 +1,82 @@
+// Start/stop a broker for one kafkajs test through the shared Python launcher (harness/broker.py),
+// so node tests run against the same runnel-or-Kafka target, chosen by COMPAT_TARGET.
+'use strict';
+
+const { execFile } = require('node:child_process');
+const fs = require('node:fs');
+const path = require('node:path');
+const { promisify } = require('node:util');
+
+const execFileAsync = promisify(execFile);
+
+const COMPAT_DIR = path.resolve(__dirname, '..');
+const LAUNCHER = path.join(COMPAT_DIR, 'harness', 'broker.py');
+// run.sh exports COMPAT_PYTHON; the venv is where setup.sh installs confluent-kafka (the readiness probe).
+const PYTHON = process.env.COMPAT_PYTHON || path.join(COMPAT_DIR, '.cache', 'venv', 'bin', 'python');
+const START_TIMEOUT_MS = 180_000;
+const STOP_TIMEOUT_MS = 90_000;
+const LOG_TAIL_BYTES = 16 * 1024;
+
+async function startBroker(configs = {}) {
+  const args = [LAUNCHER, 'start'];
+  for (const [key, value] of Object.entries(configs)) args.push('--config', `${key}=${value}`);
+  const { stdout } = await execFileAsync(PYTHON, args, { timeout: START_TIMEOUT_MS });
+  const info = JSON.parse(stdout.trim().split('\n').pop());
+  return {
+    ...info,
+    async stop() {
+      await execFileAsync(PYTHON, [LAUNCHER, 'stop', '--pid', String(info.pid), '--data-dir', info.data_dir], {
+        timeout: STOP_TIMEOUT_MS,
+      });
+    },
+    logTail() {
+      try {
+        const text = fs.readFileSync(info.log, 'utf8');
+        return text.slice(-LOG_TAIL_BYTES);
+      } catch (err) {
+        return `(no broker log: ${err.message})`;
+      }
+    },
+  };
+}
+
+// Runs `body(broker)` against a fresh broker; on failure prints the broker's log tail, always stops it.
+async function withBroker(body, configs = {}) {
+  const broker = await startBroker(configs);
+  try {
+    return await body(broker);
+  } catch (err) {
+    console.error(`--- broker log tail (${broker.target}, ${broker.log}) ---\n${broker.logTail()}\n---`);
+    throw err;
+  } finally {
+    await broker.stop();
+  }
+}
+
+// Polls `predicate` until it returns a truthy value: Kafka applies topic creation/deletion to its
+// Metadata a moment after the admin call returns, and real clients retry the same way.
+async function waitFor(predicate, { timeoutMs = 30_000, intervalMs = 200, what = 'condition' } = {}) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  while (Date.now() < deadline) {
+    last = await predicate();
+    if (last) return last;
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (last: ${JSON.stringify(last)})`);
+}
+
+// Reads one partition from the beginning to its end with kcat (kafkajs only consumes through groups).
+async function kcatReadPartition(bootstrap, topic, partition) {
+  const { stdout } = await execFileAsync(
+    'kcat',
+    ['-C', '-b', bootstrap, '-t', topic, '-p', String(partition), '-o', 'beginning', '-e', '-q', '-J'],
+    { timeout: 60_000, maxBuffer: 64 * 1024 * 1024 },
+  );
+  return stdout
+    .split('\n')
+    .filter((line) => line.trim() !== '')
+    .map((line) => JSON.parse(line));
+}
+
+module.exports = { startBroker, withBroker, waitFor, kcatReadPartition };

@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# Installs everything the compat suite needs on a fresh machine, caching into compat-tests/.cache/
+# (plus kafkajs/node_modules). Safe to rerun: each step is skipped while its stamp (a hash of the
+# file that defines it) still matches, so a warm rerun takes about a second.
+#
+#   Apache Kafka 4.1 jars + CLI tools  <- Maven Central, via kafka/pom.xml
+#   confluent-kafka + pytest venv      <- PyPI, via requirements.txt
+#   kafkajs                            <- npm, via kafkajs/package-lock.json
+#   kcat                               <- Debian
+#   crash/AckProducer.java             -> compiled against the kafka-clients jar above
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+CACHE="$HERE/.cache"
+LIBS="$CACHE/kafka-libs"
+VENV="$CACHE/venv"
+CLASSES="$CACHE/java-classes"
+mkdir -p "$CACHE"
+
+log() { echo "[setup] $*" >&2; }
+die() { echo "[setup] ERROR: $*" >&2; exit 1; }
+hash_of() { cat "$@" | sha256sum | cut -d' ' -f1; }
+stamp_ok() { [[ -f "$1" && "$(cat "$1")" == "$2" ]]; }
+
+APT_UPDATED=0
+apt_install() {
+    command -v apt-get >/dev/null || die "need $* but apt-get is missing; install it by hand"
+    local sudo=""
+    [[ $(id -u) -eq 0 ]] || sudo="sudo"
+    if [[ $APT_UPDATED -eq 0 ]]; then
+        $sudo apt-get update -qq >/dev/null
+        APT_UPDATED=1
+    fi
+    log "apt-get install $*"
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
+}
+
+# ---- tools from Debian, only when missing ------------------------------------------------------------
+command -v kcat >/dev/null || apt_install kcat
+command -v javac >/dev/null || apt_install openjdk-17-jdk-headless
+command -v mvn >/dev/null || apt_install maven
+command -v node >/dev/null || apt_install nodejs npm
+
+PYTHON_BASE="${COMPAT_PYTHON_BASE:-}"
+if [[ -z "$PYTHON_BASE" ]]; then
+    for candidate in python3.11 python3; do
+        if command -v "$candidate" >/dev/null; then PYTHON_BASE="$candidate"; break; fi
+    done
+fi
+[[ -n "$PYTHON_BASE" ]] || die "no python3 found"
+
+# ---- Apache Kafka jars (broker, CLI tools, kafka-clients) --------------------------------------------
+# The class names the suite launches; versions move classes, so a download that lacks one fails here.
+KAFKA_MAIN_CLASSES=(
+    kafka.Kafka
+    kafka.tools.StorageTool
+    org.apache.kafka.tools.TopicCommand
+    org.apache.kafka.tools.ConsoleProducer
+    org.apache.kafka.tools.consumer.ConsoleConsumer
+    org.apache.kafka.tools.GetOffsetShell
+    org.apache.kafka.clients.producer.KafkaProducer
+)
+verify_kafka_libs() {
+    "$PYTHON_BASE" - "$1" "${KAFKA_MAIN_CLASSES[@]}" <<'EOF'
+import glob, sys, zipfile
+libs, wanted = sys.argv[1], sys.argv[2:]
+found = set()
+for jar in glob.glob(f"{libs}/*.jar"):
+    names = set(zipfile.ZipFile(jar).namelist())
+    found |= {c for c in wanted if c.replace(".", "/") + ".class" in names}
+missing = sorted(set(wanted) - found)
+if missing:
+    sys.exit(f"missing main classes in {libs}: {missing}")
+EOF
+}
+want="$(hash_of "$HERE/kafka/pom.xml")"
+if ! stamp_ok "$LIBS/.stamp" "$want"; then
+    log "downloading Apache Kafka jars (Maven Central)"
+    rm -rf "$LIBS.tmp"
+    mvn -q -B -f "$HERE/kafka/pom.xml" dependency:copy-dependencies \
+        -DoutputDirectory="$LIBS.tmp" -DincludeScope=runtime >"$CACHE/mvn.log" 2>&1 \
+        || { cat "$CACHE/mvn.log" >&2; die "maven download failed"; }
+    verify_kafka_libs "$LIBS.tmp"
+    rm -rf "$LIBS"
+    mv "$LIBS.tmp" "$LIBS"
+    echo "$want" >"$LIBS/.stamp"
+    # The KRaft storage template (harness/broker.py) is formatted by these jars; re-format with new ones.
+    rm -rf "$CACHE"/kafka-storage-template-*
+fi
+
+# ---- Python venv: confluent-kafka (bundles librdkafka) + pytest --------------------------------------
+want="$(hash_of "$HERE/requirements.txt"; "$PYTHON_BASE" --version)"
+if ! stamp_ok "$VENV/.stamp" "$want"; then
+    log "creating venv with $PYTHON_BASE from requirements.txt"
+    rm -rf "$VENV"
+    "$PYTHON_BASE" -m venv "$VENV"
+    "$VENV/bin/pip" install -q --disable-pip-version-check -r "$HERE/requirements.txt"
+    "$VENV/bin/python" -c "import confluent_kafka, pytest" || die "venv import check failed"
+    echo "$want" >"$VENV/.stamp"
+fi
+
+# ---- kafkajs (npm ci from the committed lock file) ---------------------------------------------------
+want="$(hash_of "$HERE/kafkajs/package-lock.json")"
+if ! stamp_ok "$HERE/kafkajs/node_modules/.compat-stamp" "$want"; then
+    log "npm ci (kafkajs)"
+    (cd "$HERE/kafkajs" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    echo "$want" >"$HERE/kafkajs/node_modules/.compat-stamp"
+fi
+
+# ---- the crash test's Java producer ------------------------------------------------------------------
+CLIENTS_JAR="$(ls "$LIBS"/kafka-clients-*.jar | head -n1)"
+want="$(hash_of "$HERE/crash/AckProducer.java"; echo "$CLIENTS_JAR")"
+if ! stamp_ok "$CLASSES/.stamp" "$want"; then
+    log "javac crash/AckProducer.java"
+    rm -rf "$CLASSES"
+    mkdir -p "$CLASSES"
+    javac -nowarn -d "$CLASSES" -cp "$CLIENTS_JAR" "$HERE/crash/AckProducer.java"
+    echo "$want" >"$CLASSES/.stamp"
+fi
+
+versions="$("$VENV/bin/python" -c 'from importlib.metadata import version; import confluent_kafka as c; print("confluent-kafka", version("confluent-kafka"), "(librdkafka", c.libversion()[0] + ")")')"
+log "ok: $(basename "$CLIENTS_JAR" .jar), $versions, kafkajs $(node -p 'require(process.argv[1]).version' "$HERE/kafkajs/node_modules/kafkajs/package.json"), kcat $(kcat -V 2>&1 | grep -o 'Version [^ ]*' | head -n1 | cut -d' ' -f2)"
