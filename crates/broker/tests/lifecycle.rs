@@ -1,0 +1,250 @@
+//! Topic and data lifecycle across requests and restarts, over the wire against the real binary.
+
+mod common;
+
+use std::io::Write;
+
+use common::*;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use runnel_protocol::batch::{encode_uncompressed_batch, BatchSpec, RecordSpec};
+
+fn name(s: &str) -> TopicName {
+    TopicName(StrBytes::from_string(s.to_owned()))
+}
+
+fn batch(values: &[&'static [u8]]) -> bytes::Bytes {
+    let spec = BatchSpec {
+        records: values
+            .iter()
+            .map(|v| RecordSpec {
+                timestamp_delta: 0,
+                key: None,
+                value: Some(v),
+                headers: vec![],
+            })
+            .collect(),
+        base_timestamp: 1_700_000_000_000,
+        ..Default::default()
+    };
+    encode_uncompressed_batch(&spec).into()
+}
+
+fn create(topic: &str, partitions: i32) -> RequestKind {
+    RequestKind::CreateTopics(CreateTopicsRequest::default().with_topics(vec![
+        create_topics_request::CreatableTopic::default()
+            .with_name(name(topic))
+            .with_num_partitions(partitions)
+            .with_replication_factor(1),
+    ]))
+}
+
+fn produce(topic: &str, partition: i32, records: bytes::Bytes) -> RequestKind {
+    RequestKind::Produce(
+        ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(5000)
+            .with_topic_data(vec![produce_request::TopicProduceData::default()
+                .with_name(name(topic))
+                .with_partition_data(vec![
+                    produce_request::PartitionProduceData::default()
+                        .with_index(partition)
+                        .with_records(Some(records)),
+                ])]),
+    )
+}
+
+fn fetch_by_id(topic_id: uuid::Uuid, offset: i64, max_wait_ms: i32) -> RequestKind {
+    RequestKind::Fetch(
+        FetchRequest::default()
+            .with_max_wait_ms(max_wait_ms)
+            .with_min_bytes(1)
+            .with_max_bytes(1 << 20)
+            .with_topics(vec![fetch_request::FetchTopic::default()
+                .with_topic_id(topic_id)
+                .with_partitions(vec![fetch_request::FetchPartition::default()
+                    .with_partition(0)
+                    .with_fetch_offset(offset)
+                    .with_partition_max_bytes(1 << 20)])]),
+    )
+}
+
+fn topic_id(stream: &mut std::net::TcpStream, topic: &str) -> uuid::Uuid {
+    let req = RequestKind::Metadata(
+        MetadataRequest::default()
+            .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default(
+            )
+            .with_name(Some(name(topic)))]))
+            .with_allow_auto_topic_creation(false),
+    );
+    let ResponseKind::Metadata(r) = call(stream, ApiKey::Metadata, 12, &req) else {
+        panic!()
+    };
+    assert_eq!(r.topics[0].error_code, 0, "metadata for {topic}");
+    r.topics[0].topic_id
+}
+
+// Topics, their ids and acknowledged records survive a clean restart, and appends continue after
+// the recovered log end.
+#[test]
+fn topics_and_records_survive_restart() {
+    let runnel = Runnel::start("");
+    let mut s = runnel.connect();
+    let ResponseKind::CreateTopics(r) = call(&mut s, ApiKey::CreateTopics, 7, &create("keep", 2))
+    else {
+        panic!()
+    };
+    assert_eq!(r.topics[0].error_code, 0);
+    let id_before = r.topics[0].topic_id;
+    let ResponseKind::Produce(r) = call(
+        &mut s,
+        ApiKey::Produce,
+        11,
+        &produce("keep", 1, batch(&[b"a", b"b", b"c"])),
+    ) else {
+        panic!()
+    };
+    let first = &r.responses[0].partition_responses[0];
+    assert_eq!(first.error_code, 0);
+    drop(s);
+    runnel.signal("TERM");
+    let (dir, port) = runnel.into_dir();
+
+    let runnel = Runnel::start_in(dir, port, "");
+    let mut s = runnel.connect();
+    assert_eq!(topic_id(&mut s, "keep"), id_before);
+    let ResponseKind::Produce(r) = call(
+        &mut s,
+        ApiKey::Produce,
+        11,
+        &produce("keep", 1, batch(&[b"d"])),
+    ) else {
+        panic!()
+    };
+    let second = &r.responses[0].partition_responses[0];
+    assert_eq!(second.error_code, 0);
+    assert_eq!(
+        second.base_offset,
+        first.base_offset + 3,
+        "append continues after the recovered log"
+    );
+}
+
+// A deleted topic's id is gone (UNKNOWN_TOPIC_ID) even after the name is re-created, and the new
+// topic starts empty.
+#[test]
+fn delete_and_recreate_same_name() {
+    let runnel = Runnel::start("");
+    let mut s = runnel.connect();
+    call(&mut s, ApiKey::CreateTopics, 7, &create("again", 1));
+    let old_id = topic_id(&mut s, "again");
+    let ResponseKind::Produce(r) = call(
+        &mut s,
+        ApiKey::Produce,
+        11,
+        &produce("again", 0, batch(&[b"old"])),
+    ) else {
+        panic!()
+    };
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+    let delete = RequestKind::DeleteTopics(DeleteTopicsRequest::default().with_topics(vec![
+        delete_topics_request::DeleteTopicState::default().with_topic_id(old_id),
+    ]));
+    let ResponseKind::DeleteTopics(r) = call(&mut s, ApiKey::DeleteTopics, 6, &delete) else {
+        panic!()
+    };
+    assert_eq!(r.responses[0].error_code, 0);
+    assert_eq!(
+        r.responses[0].name.as_ref().map(|n| n.0.to_string()),
+        Some("again".to_string())
+    );
+    let ResponseKind::CreateTopics(r) = call(&mut s, ApiKey::CreateTopics, 7, &create("again", 1))
+    else {
+        panic!()
+    };
+    assert_eq!(r.topics[0].error_code, 0);
+    let new_id = topic_id(&mut s, "again");
+    assert_ne!(new_id, old_id);
+
+    let ResponseKind::Fetch(r) = call(&mut s, ApiKey::Fetch, 17, &fetch_by_id(old_id, 0, 0)) else {
+        panic!()
+    };
+    assert_eq!(
+        r.responses[0].partitions[0].error_code, 100,
+        "UNKNOWN_TOPIC_ID"
+    );
+    let ResponseKind::Fetch(r) = call(&mut s, ApiKey::Fetch, 17, &fetch_by_id(new_id, 0, 0)) else {
+        panic!()
+    };
+    let p = &r.responses[0].partitions[0];
+    assert_eq!((p.error_code, p.high_watermark), (0, 0));
+    assert!(p.records.as_ref().is_none_or(|r| r.is_empty()));
+}
+
+// A long-polling fetch is woken by an append on another connection and returns it, well before
+// its max_wait.
+#[test]
+fn long_poll_is_woken_by_append() {
+    let runnel = Runnel::start("");
+    let mut s = runnel.connect();
+    call(&mut s, ApiKey::CreateTopics, 7, &create("poll", 1));
+    let id = topic_id(&mut s, "poll");
+    let started = std::time::Instant::now();
+    let port = runnel.port;
+    let producer = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let mut p = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        call(
+            &mut p,
+            ApiKey::Produce,
+            11,
+            &produce("poll", 0, batch(&[b"wake"])),
+        );
+    });
+    let ResponseKind::Fetch(r) = call(&mut s, ApiKey::Fetch, 17, &fetch_by_id(id, 0, 20_000))
+    else {
+        panic!()
+    };
+    producer.join().expect("producer thread");
+    let p = &r.responses[0].partitions[0];
+    assert_eq!(p.error_code, 0);
+    assert!(
+        p.records.as_ref().is_some_and(|r| !r.is_empty()),
+        "fetch returned the appended batch"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "woken, not timed out"
+    );
+}
+
+// Requests written back to back on one connection are answered in arrival order.
+#[test]
+fn pipelined_requests_answer_in_order() {
+    let runnel = Runnel::start("");
+    let mut s = runnel.connect();
+    call(&mut s, ApiKey::CreateTopics, 7, &create("pipe", 1));
+    let mut burst = Vec::new();
+    for correlation_id in 0..20 {
+        burst.extend(request_frame(
+            ApiKey::Produce,
+            11,
+            correlation_id,
+            &produce("pipe", 0, batch(&[b"x"])),
+        ));
+    }
+    s.write_all(&burst).expect("write burst");
+    for expected in 0..20 {
+        let mut frame = read_frame(&mut s).expect("response");
+        use kafka_protocol::protocol::Decodable;
+        let header =
+            ResponseHeader::decode(&mut frame, ApiKey::Produce.response_header_version(11))
+                .expect("header");
+        assert_eq!(header.correlation_id, expected);
+        let body = ProduceResponse::decode(&mut frame, 11).expect("body");
+        assert_eq!(
+            body.responses[0].partition_responses[0].base_offset,
+            i64::from(expected)
+        );
+    }
+}
