@@ -1,0 +1,72 @@
+//! Consumer groups: the group coordinator as a sans-IO state machine.
+//!
+//! Requests and clock ticks go in; responses and records to append to `__consumer_offsets` come
+//! out. The broker's thin async shell owns time, timers, the log and the sockets.
+//!
+//! - `classic`: the classic protocol (JoinGroup/SyncGroup/Heartbeat/LeaveGroup).
+//! - `consumer`: the KIP-848 consumer protocol (ConsumerGroupHeartbeat/Describe).
+//! - `offsets`: committed offsets for both kinds of group.
+//! - `records`: Kafka's `__consumer_offsets` key/value schemas (bytes from disk are hostile).
+
+pub mod consumer;
+
+use uuid::Uuid;
+
+/// Group coordinator settings, with Kafka 4.1's names and defaults.
+#[derive(Debug, Clone)]
+pub struct GroupConfig {
+    /// `group.min.session.timeout.ms` (6000)
+    pub group_min_session_timeout_ms: i32,
+    /// `group.max.session.timeout.ms` (1800000)
+    pub group_max_session_timeout_ms: i32,
+    /// `group.initial.rebalance.delay.ms` (3000)
+    pub group_initial_rebalance_delay_ms: i32,
+    /// `group.max.size` (Kafka: Int.MAX; a named bound either way)
+    pub group_max_size: i32,
+    /// `offsets.retention.minutes` (10080) in ms
+    pub offsets_retention_ms: i64,
+    /// `offset.metadata.max.bytes` (4096)
+    pub offset_metadata_max_bytes: usize,
+    /// `offsets.topic.num.partitions` (50)
+    pub offsets_topic_num_partitions: i32,
+    /// `group.consumer.session.timeout.ms` (45000)
+    pub consumer_group_session_timeout_ms: i32,
+    /// `group.consumer.heartbeat.interval.ms` (5000)
+    pub consumer_group_heartbeat_interval_ms: i32,
+    /// `group.consumer.max.size` (Int.MAX)
+    pub consumer_group_max_size: i32,
+    /// `group.consumer.assignors` (["uniform", "range"]); the first is the default.
+    pub consumer_group_assignors: Vec<String>,
+}
+
+impl Default for GroupConfig {
+    fn default() -> Self {
+        GroupConfig {
+            group_min_session_timeout_ms: 6_000,
+            group_max_session_timeout_ms: 1_800_000,
+            group_initial_rebalance_delay_ms: 3_000,
+            group_max_size: i32::MAX,
+            offsets_retention_ms: 10_080 * 60 * 1000,
+            offset_metadata_max_bytes: 4096,
+            offsets_topic_num_partitions: 50,
+            consumer_group_session_timeout_ms: 45_000,
+            consumer_group_heartbeat_interval_ms: 5_000,
+            consumer_group_max_size: i32::MAX,
+            consumer_group_assignors: vec!["uniform".into(), "range".into()],
+        }
+    }
+}
+
+/// What the coordinator may know of topics: a read-only view of the metadata image, passed on
+/// every call so the state machines stay free of shared state.
+pub trait TopicView {
+    /// Topic id and partition count of a topic by name.
+    fn topic_by_name(&self, name: &str) -> Option<(Uuid, u32)>;
+    /// Topic name and partition count by id.
+    fn topic_by_id(&self, id: &Uuid) -> Option<(String, u32)>;
+    /// Every topic name (for regex subscriptions), sorted.
+    fn topic_names(&self) -> Vec<String>;
+}
+
+/// One record for `__consumer_offsets`: key bytes and value bytes (`None` is a tombstone).
+pub type Record = (bytes::Bytes, Option<bytes::Bytes>);
