@@ -367,7 +367,7 @@ fn validate_client_batch(batch: &[u8], max_batch_bytes: usize) -> Result<BatchHe
         let body = batch
             .get(BATCH_HEADER_LEN..)
             .ok_or(BatchError::CorruptMessage("truncated batch"))?;
-        walk_records(body, header.record_count, true, |_, _| {})?;
+        walk_records(body, header.record_count, true, |_, _, _, _| {})?;
     }
     Ok(header)
 }
@@ -419,7 +419,7 @@ pub fn for_each_record(batch: &[u8], mut f: impl FnMut(i32, i64)) -> Result<(), 
         body,
         header.record_count,
         false,
-        |offset_delta, timestamp_delta| {
+        |offset_delta, timestamp_delta, _, _| {
             let timestamp = if log_append {
                 header.max_timestamp
             } else {
@@ -428,6 +428,45 @@ pub fn for_each_record(batch: &[u8], mut f: impl FnMut(i32, i64)) -> Result<(), 
             f(offset_delta, timestamp);
         },
     )
+}
+
+/// Calls `f(offset, key, value)` for every record of the whole stored batches in `bytes` (as
+/// [`check_stored_batch`] accepts them, e.g. a log read), skipping control batches. For logs the
+/// broker writes itself (`__consumer_offsets`): compressed batches are refused, since such logs
+/// never hold them.
+pub fn for_each_stored_record<'a>(
+    bytes: &'a [u8],
+    mut f: impl FnMut(i64, Option<&'a [u8]>, Option<&'a [u8]>),
+) -> Result<(), BatchError> {
+    let mut position = 0usize;
+    while position < bytes.len() {
+        let rest = bytes
+            .get(position..)
+            .ok_or(BatchError::CorruptMessage("truncated batch"))?;
+        let header = BatchHeader::parse(rest)?;
+        let size = header.size_bytes();
+        let batch = rest
+            .get(..size)
+            .ok_or(BatchError::CorruptMessage("truncated batch"))?;
+        let header = check_stored_batch(batch)?;
+        if !header.is_control() {
+            if header.compression()? != Compression::None {
+                return Err(BatchError::UnsupportedCompression(0));
+            }
+            let body = batch
+                .get(BATCH_HEADER_LEN..)
+                .ok_or(BatchError::CorruptMessage("truncated batch"))?;
+            walk_records(body, header.record_count, false, |delta, _, key, value| {
+                f(
+                    header.base_offset.saturating_add(i64::from(delta)),
+                    key,
+                    value,
+                );
+            })?;
+        }
+        position += size;
+    }
+    Ok(())
 }
 
 /// A read-only cursor over untrusted bytes; every read is bounds-checked.
@@ -510,6 +549,17 @@ impl<'a> Cursor<'a> {
         self.skip(len)
     }
 
+    /// A nullable byte field, returned: length -1 is null.
+    fn nullable_bytes(&mut self) -> Result<Option<&'a [u8]>, BatchError> {
+        let len = self.varint()?;
+        if len == -1 {
+            return Ok(None);
+        }
+        let len =
+            usize::try_from(len).map_err(|_| BatchError::InvalidRecord("negative field length"))?;
+        self.take(len).map(Some)
+    }
+
     fn take(&mut self, len: usize) -> Result<&'a [u8], BatchError> {
         let end = self
             .position
@@ -525,14 +575,14 @@ impl<'a> Cursor<'a> {
 }
 
 /// Walks `count` records in `body` (the bytes after the batch header), calling
-/// `f(offset_delta, timestamp_delta)` for each. With `dense_offsets` the i-th record must have
+/// `f(offset_delta, timestamp_delta, key, value)` for each. With `dense_offsets` the i-th record must have
 /// offset delta i (a client batch); otherwise deltas must only increase (a compacted batch).
 /// The loop is bounded by the bytes: each record consumes at least one byte.
-fn walk_records(
-    body: &[u8],
+fn walk_records<'a>(
+    body: &'a [u8],
     count: i32,
     dense_offsets: bool,
-    mut f: impl FnMut(i32, i64),
+    mut f: impl FnMut(i32, i64, Option<&'a [u8]>, Option<&'a [u8]>),
 ) -> Result<(), BatchError> {
     if count < 0 {
         return Err(BatchError::InvalidRecord("negative record count"));
@@ -569,8 +619,8 @@ fn walk_records(
             ));
         }
         previous_delta = Some(offset_delta);
-        record.skip_nullable_bytes()?; // key
-        record.skip_nullable_bytes()?; // value
+        let key = record.nullable_bytes()?;
+        let value = record.nullable_bytes()?;
         let header_count = record.varint()?;
         let header_count = usize::try_from(header_count)
             .map_err(|_| BatchError::InvalidRecord("invalid number of record headers"))?;
@@ -591,7 +641,7 @@ fn walk_records(
                 "record size does not match its fields",
             ));
         }
-        f(offset_delta, timestamp_delta);
+        f(offset_delta, timestamp_delta, key, value);
     }
     if cursor.remaining() != 0 {
         return Err(BatchError::InvalidRecord(
@@ -1101,5 +1151,46 @@ mod tests {
             let _ = check_stored_batch(&input[..cut]);
             let _ = for_each_record(&input[..cut], |_, _| {});
         }
+    }
+
+    // Stored batches are walked record by record with absolute offsets, keys and values (how the
+    // group coordinator replays __consumer_offsets), and truncated input is an error, never a panic.
+    #[test]
+    fn stored_records_are_walked_with_offsets_keys_and_values() {
+        let spec = |values: &[&'static [u8]]| BatchSpec {
+            records: values
+                .iter()
+                .map(|v| RecordSpec {
+                    timestamp_delta: 0,
+                    key: Some(b"k"),
+                    value: if v.is_empty() { None } else { Some(v) },
+                    headers: vec![],
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let mut first = encode_uncompressed_batch(&spec(&[b"a", b"b"]));
+        let mut second = encode_uncompressed_batch(&spec(&[b""]));
+        patch_base_offset(&mut first, 5).expect("patch");
+        patch_base_offset(&mut second, 7).expect("patch");
+        let mut log = first.clone();
+        log.extend_from_slice(&second);
+        let mut seen = Vec::new();
+        for_each_stored_record(&log, |offset, key, value| {
+            seen.push((offset, key.map(<[u8]>::to_vec), value.map(<[u8]>::to_vec)));
+        })
+        .expect("walk");
+        assert_eq!(
+            seen,
+            vec![
+                (5, Some(b"k".to_vec()), Some(b"a".to_vec())),
+                (6, Some(b"k".to_vec()), Some(b"b".to_vec())),
+                (7, Some(b"k".to_vec()), None),
+            ]
+        );
+        for cut in 1..log.len() {
+            let _ = for_each_stored_record(&log[..cut], |_, _, _| {});
+        }
+        assert!(for_each_stored_record(&log[..log.len() - 1], |_, _, _| {}).is_err());
     }
 }
