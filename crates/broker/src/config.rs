@@ -27,6 +27,17 @@ const ACTED_ON: &[&str] = &[
     "socket.request.max.bytes",
     "connections.max.idle.ms",
     "max.connections",
+    "group.initial.rebalance.delay.ms",
+    "group.min.session.timeout.ms",
+    "group.max.session.timeout.ms",
+    "group.max.size",
+    "offsets.retention.minutes",
+    "offset.metadata.max.bytes",
+    "offsets.topic.num.partitions",
+    "group.consumer.session.timeout.ms",
+    "group.consumer.heartbeat.interval.ms",
+    "group.consumer.max.size",
+    "group.consumer.assignors",
 ];
 
 /// Runnel's own limits with no Kafka equivalent, under a `runnel.` prefix so they can never
@@ -65,6 +76,8 @@ pub struct BrokerConfig {
     pub metadata_log_records_max: u64,
     /// `runnel.fetch.waiters.max`: long-polling fetches parked at once, broker-wide.
     pub fetch_waiters_max: usize,
+    /// Group coordinator settings (`group.*`, `offsets.*`).
+    pub groups: runnel_cluster::group::GroupConfig,
     /// Every key given in the file (and by flags), as strings: topic defaults are read from here.
     pub raw: BTreeMap<String, String>,
 }
@@ -84,6 +97,7 @@ impl Default for BrokerConfig {
             max_connections: 10_000,
             metadata_log_records_max: 10_000_000,
             fetch_waiters_max: 100_000,
+            groups: runnel_cluster::group::GroupConfig::default(),
             raw: BTreeMap::new(),
         }
     }
@@ -298,6 +312,52 @@ pub fn from_raw(raw: BTreeMap<String, String>) -> Result<(BrokerConfig, Vec<Stri
     if let Some(v) = get("runnel.fetch.waiters.max") {
         c.fetch_waiters_max = num("runnel.fetch.waiters.max", &v)?;
     }
+    let g = &mut c.groups;
+    if let Some(v) = get("group.initial.rebalance.delay.ms") {
+        g.group_initial_rebalance_delay_ms = num("group.initial.rebalance.delay.ms", &v)?;
+    }
+    if let Some(v) = get("group.min.session.timeout.ms") {
+        g.group_min_session_timeout_ms = num("group.min.session.timeout.ms", &v)?;
+    }
+    if let Some(v) = get("group.max.session.timeout.ms") {
+        g.group_max_session_timeout_ms = num("group.max.session.timeout.ms", &v)?;
+    }
+    if let Some(v) = get("group.max.size") {
+        g.group_max_size = num("group.max.size", &v)?;
+    }
+    if let Some(v) = get("offsets.retention.minutes") {
+        let minutes: i64 = num("offsets.retention.minutes", &v)?;
+        g.offsets_retention_ms = minutes.saturating_mul(60_000);
+    }
+    if let Some(v) = get("offset.metadata.max.bytes") {
+        g.offset_metadata_max_bytes = num("offset.metadata.max.bytes", &v)?;
+    }
+    if let Some(v) = get("offsets.topic.num.partitions") {
+        g.offsets_topic_num_partitions = num("offsets.topic.num.partitions", &v)?;
+        if g.offsets_topic_num_partitions < 1 {
+            bail!("config key 'offsets.topic.num.partitions' must be >= 1");
+        }
+    }
+    if let Some(v) = get("group.consumer.session.timeout.ms") {
+        g.consumer_group_session_timeout_ms = num("group.consumer.session.timeout.ms", &v)?;
+    }
+    if let Some(v) = get("group.consumer.heartbeat.interval.ms") {
+        g.consumer_group_heartbeat_interval_ms = num("group.consumer.heartbeat.interval.ms", &v)?;
+    }
+    if let Some(v) = get("group.consumer.max.size") {
+        g.consumer_group_max_size = num("group.consumer.max.size", &v)?;
+    }
+    if let Some(v) = get("group.consumer.assignors") {
+        let assignors: Vec<String> = v
+            .split(',')
+            .map(|a| a.trim().to_owned())
+            .filter(|a| !a.is_empty())
+            .collect();
+        if assignors.is_empty() || assignors.iter().any(|a| a != "uniform" && a != "range") {
+            bail!("config key 'group.consumer.assignors': runnel offers the assignors 'uniform' and 'range'");
+        }
+        g.consumer_group_assignors = assignors;
+    }
     c.raw = raw;
     Ok((c, warnings))
 }
@@ -377,7 +437,7 @@ mod tests {
         let file = dir.path().join("runnel.toml");
         std::fs::write(
             &file,
-            "\"num.partitions\" = 3\n\"node.id\" = 5\n\"log.retention.hours\" = 1\n\"group.initial.rebalance.delay.ms\" = 0\nlisteners = \"PLAINTEXT://127.0.0.1:1234\"\n",
+            "\"num.partitions\" = 3\n\"node.id\" = 5\n\"log.retention.hours\" = 1\n\"group.initial.rebalance.delay.ms\" = 0\n\"transaction.state.log.replication.factor\" = 1\nlisteners = \"PLAINTEXT://127.0.0.1:1234\"\n",
         )
         .expect("write");
         let path = file.to_string_lossy().to_string();
@@ -389,7 +449,11 @@ mod tests {
         assert_eq!(c.num_partitions, 3);
         assert_eq!(c.node_id, 7);
         assert_eq!(c.listen, "127.0.0.1:1234");
+        assert_eq!(c.groups.group_initial_rebalance_delay_ms, 0);
         assert!(warnings
+            .iter()
+            .any(|w| w.contains("transaction.state.log.replication.factor")));
+        assert!(!warnings
             .iter()
             .any(|w| w.contains("group.initial.rebalance.delay.ms")));
         assert!(warnings.iter().any(|w| w.contains("log.retention.hours")));
