@@ -483,6 +483,39 @@ fn unknown_api_and_versions() {
     ));
 }
 
+// Proves the latest version of every schema marked `latestVersionUnstable` is refused, and pins
+// which schemas those are in Kafka 4.1.2 (the verbatim files): a schema update that changes the set
+// must be looked at, since kafka-protocol 0.18's `ApiKey::valid_versions()` lists those versions
+// although its message types refuse them.
+#[test]
+fn unstable_latest_versions_are_refused() {
+    let mut unstable = Vec::new();
+    for key in ApiKey::iter() {
+        let spec = request_schema(key as i16).unwrap();
+        if !spec.latest_unstable {
+            continue;
+        }
+        let latest = spec.valid.hi + 1;
+        unstable.push((key, latest));
+        let (frame, _) = frame_of(key, spec.valid.hi, &default_body(key));
+        assert!(
+            matches!(
+                validate_request(key as i16, latest, &frame),
+                Err(ValidateError::UnsupportedVersion { .. })
+            ),
+            "{key:?} v{latest}"
+        );
+    }
+    assert_eq!(
+        unstable,
+        [
+            (ApiKey::OffsetCommit, 10),
+            (ApiKey::OffsetFetch, 10),
+            (ApiKey::InitProducerId, 6),
+        ]
+    );
+}
+
 /// Populated requests: schema-generated bodies of the APIs strangers use most.
 fn populated_frames() -> Vec<(ApiKey, i16, Vec<u8>, usize)> {
     let keys = [

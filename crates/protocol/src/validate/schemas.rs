@@ -1,7 +1,8 @@
 //! The checked-in Kafka request schemas, embedded so the validator needs no files at run time.
 //!
-//! Source: Apache Kafka `clients/src/main/resources/common/message/` (Apache-2.0); see
-//! `crates/protocol/schemas/README.md` for the exact provenance and every local change.
+//! Source: Apache Kafka 4.1.2, `common/message/` of `kafka-clients-4.1.2-sources.jar` (Apache-2.0),
+//! copied verbatim (`schemas/check-verbatim.sh` checks it); see `crates/protocol/schemas/README.md`
+//! for the provenance and how these files relate to kafka-protocol 0.18.
 
 /// The request header schema.
 pub const REQUEST_HEADER: &str = include_str!("../../schemas/RequestHeader.json");
