@@ -8,7 +8,28 @@
 //! - `offsets`: committed offsets for both kinds of group.
 //! - `records`: Kafka's `__consumer_offsets` key/value schemas (bytes from disk are hostile).
 
+pub mod classic;
 pub mod consumer;
+pub mod coordinator;
+mod modern;
+pub mod offsets;
+pub mod records;
+
+#[cfg(test)]
+mod tests;
+
+pub use classic::{ClassicState, ClientInfo};
+pub use coordinator::{GroupCoordinator, GroupRequest, Output, RequestId};
+
+/// Errors of the group coordinator. Client mistakes are answered with Kafka error codes in
+/// responses; these are for bytes replayed from `__consumer_offsets`.
+#[derive(Debug, thiserror::Error)]
+pub enum GroupError {
+    #[error("corrupt __consumer_offsets record: {0}")]
+    CorruptRecord(String),
+    #[error("consumer group record rejected: {0}")]
+    ConsumerGroup(String),
+}
 
 use uuid::Uuid;
 

@@ -1,0 +1,95 @@
+//! Committed offsets of every group this coordinator owns, as replayed from
+//! `__consumer_offsets` or applied by OffsetCommit.
+
+use std::collections::BTreeMap;
+
+use super::records::OffsetCommitValue;
+
+/// How a group's offsets may expire (Kafka's `OffsetExpirationCondition`): the timestamp the
+/// retention period counts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpiryBase {
+    /// Count from each offset's commit timestamp.
+    CommitTimestamp,
+    /// Count from when the group became Empty (falling back to the commit timestamp when the
+    /// group record carried no state timestamp).
+    EmptySince(Option<i64>),
+}
+
+impl ExpiryBase {
+    /// Kafka's `OffsetExpirationConditionImpl.isOffsetExpired`.
+    pub fn is_expired(self, offset: &OffsetCommitValue, now_ms: i64, retention_ms: i64) -> bool {
+        if offset.expire_timestamp_ms >= 0 {
+            return now_ms >= offset.expire_timestamp_ms;
+        }
+        let base = match self {
+            ExpiryBase::CommitTimestamp => offset.commit_timestamp_ms,
+            ExpiryBase::EmptySince(since) => since.unwrap_or(offset.commit_timestamp_ms),
+        };
+        now_ms.saturating_sub(base) >= retention_ms
+    }
+}
+
+/// topic -> partition -> offset, for one group.
+pub type GroupOffsets = BTreeMap<String, BTreeMap<i32, OffsetCommitValue>>;
+
+/// Offsets by group. Sorted maps so responses and tombstones come out in a stable order.
+#[derive(Debug, Default)]
+pub struct OffsetStore {
+    /// group -> topic -> partition -> offset.
+    by_group: BTreeMap<String, GroupOffsets>,
+}
+
+impl OffsetStore {
+    pub fn get(&self, group: &str, topic: &str, partition: i32) -> Option<&OffsetCommitValue> {
+        self.by_group.get(group)?.get(topic)?.get(&partition)
+    }
+
+    pub fn group(&self, group: &str) -> Option<&GroupOffsets> {
+        self.by_group.get(group)
+    }
+
+    pub fn has_group(&self, group: &str) -> bool {
+        self.by_group.contains_key(group)
+    }
+
+    pub fn put(&mut self, group: &str, topic: &str, partition: i32, value: OffsetCommitValue) {
+        self.by_group
+            .entry(group.to_string())
+            .or_default()
+            .entry(topic.to_string())
+            .or_default()
+            .insert(partition, value);
+    }
+
+    pub fn remove(&mut self, group: &str, topic: &str, partition: i32) {
+        let Some(topics) = self.by_group.get_mut(group) else {
+            return;
+        };
+        if let Some(partitions) = topics.get_mut(topic) {
+            partitions.remove(&partition);
+            if partitions.is_empty() {
+                topics.remove(topic);
+            }
+        }
+        if topics.is_empty() {
+            self.by_group.remove(group);
+        }
+    }
+
+    /// Removes every offset of `group`, returning the (topic, partition) pairs removed.
+    pub fn remove_group(&mut self, group: &str) -> Vec<(String, i32)> {
+        let Some(topics) = self.by_group.remove(group) else {
+            return Vec::new();
+        };
+        topics
+            .into_iter()
+            .flat_map(|(topic, partitions)| partitions.into_keys().map(move |p| (topic.clone(), p)))
+            .collect()
+    }
+
+    /// Group ids that hold offsets.
+    pub fn groups(&self) -> impl Iterator<Item = &String> {
+        self.by_group.keys()
+    }
+}
