@@ -43,7 +43,7 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
-    let reason = run(&broker, &mut stream, &mut shutdown).await;
+    let reason = run(&broker, &mut stream, peer, &mut shutdown).await;
     match reason {
         Close::Eof | Close::Shutdown => tracing::debug!(%peer, ?reason, "connection closed"),
         Close::Idle => tracing::debug!(%peer, "closing idle connection (connections.max.idle.ms)"),
@@ -55,6 +55,7 @@ pub async fn serve(
 async fn run(
     broker: &Arc<Broker>,
     stream: &mut TcpStream,
+    peer: std::net::SocketAddr,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Close {
     let idle = Duration::from_millis(broker.config.connections_max_idle_ms);
@@ -84,7 +85,7 @@ async fn run(
             Ok(frame) => frame,
             Err(close) => return close,
         };
-        match process(broker, frame).await {
+        match process(broker, frame, peer).await {
             Ok(Some(response)) => {
                 if let Err(e) = stream.write_all(&response).await {
                     return Close::Io(e);
@@ -116,7 +117,11 @@ async fn read_frame(stream: &mut TcpStream, size: usize, idle: Duration) -> Resu
 use bytes::BufMut;
 
 /// Checks, decodes and handles one frame. `Ok(None)`: nothing to send.
-async fn process(broker: &Arc<Broker>, frame: Bytes) -> Result<Option<BytesMut>, Close> {
+async fn process(
+    broker: &Arc<Broker>,
+    frame: Bytes,
+    peer: std::net::SocketAddr,
+) -> Result<Option<BytesMut>, Close> {
     let Some(prefix) = HeaderPrefix::peek(&frame) else {
         return Err(Close::Protocol(format!(
             "frame of {} bytes is too short for a request header",
@@ -173,7 +178,7 @@ async fn process(broker: &Arc<Broker>, frame: Bytes) -> Result<Option<BytesMut>,
         client_id = header.client_id.as_ref().map(|c| c.as_str()).unwrap_or(""),
     );
     let _guard = span.enter();
-    match handlers::handle(broker, &header, request).await {
+    match handlers::handle(broker, &header, peer, request).await {
         Reply::Send(body) => encode(
             api_key,
             version,

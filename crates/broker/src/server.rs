@@ -25,6 +25,7 @@ pub async fn run(
     let max_connections = broker.config.max_connections;
     let slots = Arc::new(Semaphore::new(max_connections));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let timers = tokio::spawn(Arc::clone(&broker.groups).run_timers(Arc::clone(&broker)));
     tokio::pin!(stop);
     loop {
         // Wait for a connection slot first, so at the limit we stop accepting (the kernel backlog
@@ -65,6 +66,7 @@ pub async fn run(
     {
         tracing::warn!("connections still busy after the grace period; closing anyway");
     }
+    timers.abort();
     broker.shutdown();
     tracing::info!("shutdown complete");
 }

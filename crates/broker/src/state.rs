@@ -70,6 +70,8 @@ pub struct Broker {
     image: RwLock<Arc<MetadataImage>>,
     partitions: RwLock<HashMap<PartitionKey, Arc<Partition>>>,
     data_dir: PathBuf,
+    /// The group coordinator's async shell.
+    pub groups: Arc<crate::groups::Groups>,
     /// Held for the process lifetime: a second broker on the same data dir would corrupt it.
     _lock_file: std::fs::File,
 }
@@ -105,6 +107,7 @@ impl Broker {
         let controller = Controller::open(&data_dir.join("meta"), config.metadata_log_records_max)
             .context("opening metadata log")?;
         let image = controller.image();
+        let group_config = config.groups.clone();
         let broker = Broker {
             topic_defaults_raw: config.topic_defaults(),
             config,
@@ -113,6 +116,7 @@ impl Broker {
             image: RwLock::new(Arc::clone(&image)),
             partitions: RwLock::new(HashMap::new()),
             data_dir,
+            groups: Arc::new(crate::groups::Groups::new(group_config)),
             _lock_file: lock_file,
         };
         broker.remove_stray_dirs(&image)?;
@@ -124,6 +128,10 @@ impl Broker {
             topics = image.topics.len(),
             "metadata loaded"
         );
+        broker
+            .groups
+            .replay(&broker)
+            .context("replaying __consumer_offsets")?;
         Ok(Arc::new(broker))
     }
 
@@ -177,7 +185,9 @@ impl Broker {
             validate_only,
         )?;
         if !validate_only {
-            for (key, _) in topic.configs.iter() {
+            // Internal topics' configs are ours; only user choices deserve a warning.
+            let user_topic = !crate::groups::is_internal_topic(name);
+            for (key, _) in topic.configs.iter().filter(|_| user_topic) {
                 if topic_config::lookup(key).is_some_and(|d| !d.acted_on) {
                     tracing::warn!(topic = %name, config = %key, "topic config stored and reported but not acted on by runnel yet");
                 }
@@ -224,6 +234,24 @@ impl Broker {
             }
         }
         Ok(topic)
+    }
+
+    /// Creates `__consumer_offsets` on first use, as Kafka does when a group coordinator is
+    /// first looked up.
+    pub fn ensure_offsets_topic(&self) -> Result<(), ClusterError> {
+        if self.image().topic(crate::groups::OFFSETS_TOPIC).is_some() {
+            return Ok(());
+        }
+        match self.create_topic(
+            crate::groups::OFFSETS_TOPIC,
+            self.config.groups.offsets_topic_num_partitions,
+            1,
+            crate::groups::offsets_topic_configs(),
+            false,
+        ) {
+            Ok(_) | Err(ClusterError::TopicAlreadyExists(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     pub fn allocate_producer_id(&self) -> Result<i64, ClusterError> {

@@ -14,10 +14,11 @@ use runnel_broker::state::Broker;
 use runnel_protocol::api::SUPPORTED_APIS;
 
 fn broker(dir: &std::path::Path) -> Arc<Broker> {
-    let config = BrokerConfig {
+    let mut config = BrokerConfig {
         data_dir: dir.to_path_buf(),
         ..BrokerConfig::default()
     };
+    config.groups.group_initial_rebalance_delay_ms = 0;
     Broker::open(config, ("localhost".into(), 9092)).expect("open broker")
 }
 
@@ -139,18 +140,125 @@ fn request_for(key: ApiKey, version: i16, topic: &str, topic_id: uuid::Uuid) -> 
                         .with_fetch_offset(0)
                         .with_partition_max_bytes(1 << 20)])]),
         ),
+        ApiKey::FindCoordinator => RequestKind::FindCoordinator(
+            FindCoordinatorRequest::default()
+                .with_key(StrBytes::from_static_str("g"))
+                .with_coordinator_keys(vec![StrBytes::from_static_str("g")]),
+        ),
+        ApiKey::JoinGroup => RequestKind::JoinGroup(
+            JoinGroupRequest::default()
+                .with_group_id(GroupId(StrBytes::from_string(format!("join-{version}"))))
+                .with_session_timeout_ms(10_000)
+                .with_rebalance_timeout_ms(10_000)
+                .with_protocol_type(StrBytes::from_static_str("consumer"))
+                .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default(
+                )
+                .with_name(StrBytes::from_static_str("range"))
+                .with_metadata(Bytes::from_static(b"\0\0"))]),
+        ),
+        ApiKey::SyncGroup => RequestKind::SyncGroup(
+            SyncGroupRequest::default()
+                .with_group_id(GroupId(StrBytes::from_static_str("g")))
+                .with_member_id(StrBytes::from_static_str("nobody")),
+        ),
+        ApiKey::Heartbeat => RequestKind::Heartbeat(
+            HeartbeatRequest::default()
+                .with_group_id(GroupId(StrBytes::from_static_str("g")))
+                .with_member_id(StrBytes::from_static_str("nobody")),
+        ),
+        ApiKey::LeaveGroup => RequestKind::LeaveGroup(
+            LeaveGroupRequest::default()
+                .with_group_id(GroupId(StrBytes::from_static_str("g")))
+                .with_member_id(StrBytes::from_static_str("nobody"))
+                .with_members(vec![leave_group_request::MemberIdentity::default()
+                    .with_member_id(StrBytes::from_static_str("nobody"))]),
+        ),
+        ApiKey::OffsetCommit => RequestKind::OffsetCommit(
+            OffsetCommitRequest::default()
+                .with_group_id(GroupId(StrBytes::from_static_str("simple")))
+                .with_generation_id_or_member_epoch(-1)
+                .with_topics(vec![
+                    offset_commit_request::OffsetCommitRequestTopic::default()
+                        .with_name(name.clone())
+                        .with_partitions(vec![
+                            offset_commit_request::OffsetCommitRequestPartition::default()
+                                .with_partition_index(0)
+                                .with_committed_offset(1),
+                        ]),
+                ]),
+        ),
+        ApiKey::OffsetFetch => {
+            let group = GroupId(StrBytes::from_static_str("simple"));
+            RequestKind::OffsetFetch(if version >= 8 {
+                OffsetFetchRequest::default().with_groups(vec![
+                    offset_fetch_request::OffsetFetchRequestGroup::default()
+                        .with_group_id(group)
+                        .with_topics(None),
+                ])
+            } else {
+                OffsetFetchRequest::default()
+                    .with_group_id(group)
+                    .with_topics(if version >= 2 {
+                        None
+                    } else {
+                        Some(vec![
+                            offset_fetch_request::OffsetFetchRequestTopic::default()
+                                .with_name(name.clone())
+                                .with_partition_indexes(vec![0]),
+                        ])
+                    })
+            })
+        }
+        ApiKey::OffsetDelete => RequestKind::OffsetDelete(
+            OffsetDeleteRequest::default()
+                .with_group_id(GroupId(StrBytes::from_static_str("simple")))
+                .with_topics(vec![
+                    offset_delete_request::OffsetDeleteRequestTopic::default()
+                        .with_name(name.clone())
+                        .with_partitions(vec![
+                            offset_delete_request::OffsetDeleteRequestPartition::default()
+                                .with_partition_index(0),
+                        ]),
+                ]),
+        ),
+        ApiKey::DescribeGroups => RequestKind::DescribeGroups(
+            DescribeGroupsRequest::default()
+                .with_groups(vec![GroupId(StrBytes::from_static_str("simple"))]),
+        ),
+        ApiKey::ListGroups => RequestKind::ListGroups(ListGroupsRequest::default()),
+        ApiKey::DeleteGroups => RequestKind::DeleteGroups(
+            DeleteGroupsRequest::default()
+                .with_groups_names(vec![GroupId(StrBytes::from_static_str("none"))]),
+        ),
+        ApiKey::ConsumerGroupHeartbeat => RequestKind::ConsumerGroupHeartbeat(
+            ConsumerGroupHeartbeatRequest::default()
+                .with_group_id(GroupId(StrBytes::from_string(format!("cg-{version}"))))
+                .with_member_id(StrBytes::from_string(
+                    uuid::Uuid::new_v4().simple().to_string(),
+                ))
+                .with_member_epoch(0)
+                .with_rebalance_timeout_ms(10_000)
+                .with_subscribed_topic_names(Some(vec![name.clone()]))
+                .with_topic_partitions(Some(vec![])),
+        ),
+        ApiKey::ConsumerGroupDescribe => RequestKind::ConsumerGroupDescribe(
+            ConsumerGroupDescribeRequest::default()
+                .with_group_ids(vec![GroupId(StrBytes::from_static_str("cg-1"))]),
+        ),
         other => panic!("no test request for {other:?}: add one when adding an API"),
     }
 }
 
 // Every advertised (api, version) pair gets a response that encodes at that version.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_supported_version_encodes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let broker = broker(dir.path());
     let topic = broker
         .create_topic("every-version", 1, 1, Default::default(), false)
         .expect("create topic");
+    // Group requests may wait for timers (join delays).
+    tokio::spawn(Arc::clone(&broker.groups).run_timers(Arc::clone(&broker)));
     for api in SUPPORTED_APIS {
         for version in api.min_version..=api.max_version {
             let request = request_for(api.key, version, "every-version", topic.topic_id);
@@ -158,7 +266,13 @@ async fn every_supported_version_encodes() {
                 .with_request_api_key(api.key as i16)
                 .with_request_api_version(version)
                 .with_correlation_id(7);
-            let reply = handlers::handle(&broker, &header, request).await;
+            let peer = "127.0.0.1:1".parse().expect("addr");
+            let reply = tokio::time::timeout(
+                std::time::Duration::from_secs(20),
+                handlers::handle(&broker, &header, peer, request),
+            )
+            .await
+            .unwrap_or_else(|_| panic!("{:?} v{version}: no answer within 20 s", api.key));
             let Reply::Send(body) = reply else {
                 panic!("{:?} v{version}: no response", api.key);
             };

@@ -154,7 +154,7 @@ fn topic_entry(topic: &Arc<TopicImage>, node: i32, topic_ops: i32) -> MetadataRe
     MetadataResponseTopic::default()
         .with_name(Some(TopicName(StrBytes::from_string(topic.name.clone()))))
         .with_topic_id(topic.topic_id)
-        .with_is_internal(false)
+        .with_is_internal(crate::groups::is_internal_topic(&topic.name))
         .with_partitions(partitions)
         .with_topic_authorized_operations(topic_ops)
 }

@@ -5,12 +5,16 @@ use std::sync::Arc;
 
 use kafka_protocol::messages::{RequestHeader, RequestKind, ResponseKind};
 
+use runnel_cluster::group::coordinator::GroupRequest;
+use runnel_cluster::group::ClientInfo;
+
 use crate::state::Broker;
 
 mod api_versions;
 mod describe_cluster;
 mod describe_configs;
 mod fetch;
+mod find_coordinator;
 mod init_producer_id;
 mod list_offsets;
 mod metadata;
@@ -32,8 +36,22 @@ pub enum Reply {
 }
 
 /// Handles one decoded request.
-pub async fn handle(broker: &Arc<Broker>, header: &RequestHeader, request: RequestKind) -> Reply {
+pub async fn handle(
+    broker: &Arc<Broker>,
+    header: &RequestHeader,
+    peer: std::net::SocketAddr,
+    request: RequestKind,
+) -> Reply {
     let version = header.request_api_version;
+    // Kafka reports a member's host as the client address with a leading '/'.
+    let client = || ClientInfo {
+        client_id: header
+            .client_id
+            .as_ref()
+            .map(|c| c.to_string())
+            .unwrap_or_default(),
+        client_host: format!("/{}", peer.ip()),
+    };
     Reply::Send(match request {
         RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(&r, version)),
         RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(broker, r, version)),
@@ -61,12 +79,80 @@ pub async fn handle(broker: &Arc<Broker>, header: &RequestHeader, request: Reque
             produce::ProduceReply::Close => return Reply::Close,
         },
         RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(broker, r, version).await),
+        RequestKind::FindCoordinator(r) => {
+            ResponseKind::FindCoordinator(find_coordinator::handle(broker, r, version))
+        }
+        RequestKind::JoinGroup(r) => {
+            return group(broker, version, client(), GroupRequest::JoinGroup(r)).await
+        }
+        RequestKind::SyncGroup(r) => {
+            return group(broker, version, client(), GroupRequest::SyncGroup(r)).await
+        }
+        RequestKind::Heartbeat(r) => {
+            return group(broker, version, client(), GroupRequest::Heartbeat(r)).await
+        }
+        RequestKind::LeaveGroup(r) => {
+            return group(broker, version, client(), GroupRequest::LeaveGroup(r)).await
+        }
+        RequestKind::OffsetCommit(r) => {
+            return group(broker, version, client(), GroupRequest::OffsetCommit(r)).await
+        }
+        RequestKind::OffsetFetch(r) => {
+            return group(broker, version, client(), GroupRequest::OffsetFetch(r)).await
+        }
+        RequestKind::OffsetDelete(r) => {
+            return group(broker, version, client(), GroupRequest::OffsetDelete(r)).await
+        }
+        RequestKind::DescribeGroups(r) => {
+            return group(broker, version, client(), GroupRequest::DescribeGroups(r)).await
+        }
+        RequestKind::ListGroups(r) => {
+            return group(broker, version, client(), GroupRequest::ListGroups(r)).await
+        }
+        RequestKind::DeleteGroups(r) => {
+            return group(broker, version, client(), GroupRequest::DeleteGroups(r)).await
+        }
+        RequestKind::ConsumerGroupHeartbeat(r) => {
+            return group(
+                broker,
+                version,
+                client(),
+                GroupRequest::ConsumerGroupHeartbeat(r),
+            )
+            .await
+        }
+        RequestKind::ConsumerGroupDescribe(r) => {
+            return group(
+                broker,
+                version,
+                client(),
+                GroupRequest::ConsumerGroupDescribe(r),
+            )
+            .await
+        }
         other => {
             // The connection only dispatches APIs from the supported table, so this is our bug.
             tracing::error!(request = ?std::mem::discriminant(&other), "no handler for a supported API");
             return Reply::Close;
         }
     })
+}
+
+/// Routes a group request to the coordinator (which creates `__consumer_offsets` first if
+/// needed) and waits for its answer.
+async fn group(
+    broker: &Arc<Broker>,
+    version: i16,
+    client: ClientInfo,
+    request: GroupRequest,
+) -> Reply {
+    if let Err(e) = broker.ensure_offsets_topic() {
+        tracing::error!(error = %e, "creating __consumer_offsets");
+    }
+    match broker.groups.call(broker, version, &client, request).await {
+        Some(response) => Reply::Send(response),
+        None => Reply::Close,
+    }
 }
 
 /// Checks a client's `current_leader_epoch` against ours (-1 means "don't check").

@@ -51,6 +51,12 @@ pub fn handle(broker: &Broker, request: ProduceRequest, version: i16) -> Produce
                 partition_responses.push(failed(ResponseError::InvalidRequiredAcks.code(), None));
                 continue;
             }
+            if topic.is_some_and(|t| crate::groups::is_internal_topic(&t.name)) {
+                // Kafka: "Cannot append to internal topic" (internal topics are the
+                // coordinators' logs).
+                partition_responses.push(failed(ResponseError::InvalidTopicException.code(), None));
+                continue;
+            }
             let partition = topic.and_then(|t| broker.partition(&t.topic_id, data.index));
             let Some(partition) = partition else {
                 let code = if topic.is_some() {

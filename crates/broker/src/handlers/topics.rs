@@ -198,6 +198,15 @@ pub fn delete(broker: &Broker, request: DeleteTopicsRequest, version: i16) -> De
                 continue;
             }
         };
+        if crate::groups::is_internal_topic(&resolved) {
+            responses.push(result(
+                Some(resolved),
+                id,
+                ResponseError::TopicDeletionDisabled.code(),
+                Some("Internal topics are the coordinators' logs and cannot be deleted.".into()),
+            ));
+            continue;
+        }
         match broker.delete_topic(&resolved) {
             Ok(topic) => {
                 tracing::info!(topic = %topic.name, "deleted topic");

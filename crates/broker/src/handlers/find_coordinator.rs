@@ -1,0 +1,106 @@
+//! FindCoordinator: this node coordinates every group (it leads every `__consumer_offsets`
+//! partition). Transactions and share groups have no coordinator yet.
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::state::Broker;
+
+/// Kafka's `CoordinatorType`.
+const KEY_TYPE_GROUP: i8 = 0;
+const KEY_TYPE_TRANSACTION: i8 = 1;
+
+struct Answer {
+    error: ResponseError,
+    message: Option<&'static str>,
+    node: Option<(i32, String, i32)>,
+}
+
+fn answer(broker: &Broker, key_type: i8) -> Answer {
+    match key_type {
+        KEY_TYPE_GROUP => match broker.ensure_offsets_topic() {
+            Ok(()) => {
+                let (host, port) = broker.advertised.clone();
+                Answer {
+                    error: ResponseError::UnknownServerError,
+                    message: None,
+                    node: Some((broker.node_id(), host, i32::from(port))),
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "creating __consumer_offsets");
+                Answer {
+                    error: ResponseError::CoordinatorNotAvailable,
+                    message: Some("The coordinator is not available."),
+                    node: None,
+                }
+            }
+        },
+        // No transaction coordinator yet: clients retry, as while Kafka's is loading.
+        KEY_TYPE_TRANSACTION => Answer {
+            error: ResponseError::CoordinatorNotAvailable,
+            message: Some("The coordinator is not available."),
+            node: None,
+        },
+        // Share groups (KIP-932) and unknown types: Kafka answers INVALID_REQUEST without a
+        // share coordinator.
+        _ => Answer {
+            error: ResponseError::InvalidRequest,
+            message: Some("This most likely occurs because of a request being malformed by the client library or the message was sent to an incompatible broker. See the broker logs for more details."),
+            node: None,
+        },
+    }
+}
+
+pub fn handle(
+    broker: &Broker,
+    request: FindCoordinatorRequest,
+    version: i16,
+) -> FindCoordinatorResponse {
+    let fill = |a: &Answer| -> (i16, Option<StrBytes>, BrokerId, StrBytes, i32) {
+        match &a.node {
+            Some((id, host, port)) => (
+                0,
+                None,
+                BrokerId(*id),
+                StrBytes::from_string(host.clone()),
+                *port,
+            ),
+            None => (
+                a.error.code(),
+                a.message.map(StrBytes::from_static_str),
+                BrokerId(-1),
+                StrBytes::from_static_str(""),
+                -1,
+            ),
+        }
+    };
+    if version < 4 {
+        let a = answer(broker, request.key_type);
+        let (error_code, message, node_id, host, port) = fill(&a);
+        return FindCoordinatorResponse::default()
+            .with_error_code(error_code)
+            .with_error_message(if version >= 1 { message } else { None })
+            .with_node_id(node_id)
+            .with_host(host)
+            .with_port(port);
+    }
+    let coordinators = request
+        .coordinator_keys
+        .into_iter()
+        .map(|key| {
+            let a = answer(broker, request.key_type);
+            let (error_code, message, node_id, host, port) = fill(&a);
+            Coordinator::default()
+                .with_key(key)
+                .with_error_code(error_code)
+                .with_error_message(message)
+                .with_node_id(node_id)
+                .with_host(host)
+                .with_port(port)
+        })
+        .collect();
+    FindCoordinatorResponse::default().with_coordinators(coordinators)
+}
