@@ -1,8 +1,11 @@
 //! ApiVersions: the supported API table, and KIP-511 client software validation.
 
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::api_versions_response::{
+    ApiVersion, FinalizedFeatureKey, SupportedFeatureKey,
+};
 use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
+use kafka_protocol::protocol::StrBytes;
 use runnel_protocol::api::SUPPORTED_APIS;
 
 /// The response listing every supported API; `error_code` lets the connection reuse it for the
@@ -17,12 +20,43 @@ pub fn api_versions_response(error_code: i16) -> ApiVersionsResponse {
                 .with_max_version(api.max_version)
         })
         .collect();
-    // No feature levels: runnel implements none of the transaction.version / group.version
-    // behaviours yet, and metadata.version describes KRaft record formats we do not share.
     ApiVersionsResponse::default()
         .with_error_code(error_code)
         .with_api_keys(api_keys)
         .with_finalized_features_epoch(-1)
+}
+
+/// Feature levels runnel implements (reported from v3): `group.version` 1 is the KIP-848
+/// consumer protocol. Not `transaction.version` (no transactions yet), and not
+/// `metadata.version`, which describes KRaft record formats runnel does not share.
+const FEATURES: &[(&str, i16, i16, i16)] = &[("group.version", 0, 1, 1)];
+
+fn with_features(response: ApiVersionsResponse) -> ApiVersionsResponse {
+    response
+        .with_supported_features(
+            FEATURES
+                .iter()
+                .map(|(name, min, max, _)| {
+                    SupportedFeatureKey::default()
+                        .with_name(StrBytes::from_static_str(name))
+                        .with_min_version(*min)
+                        .with_max_version(*max)
+                })
+                .collect(),
+        )
+        .with_finalized_features(
+            FEATURES
+                .iter()
+                .map(|(name, _, _, level)| {
+                    FinalizedFeatureKey::default()
+                        .with_name(StrBytes::from_static_str(name))
+                        .with_min_version_level(*level)
+                        .with_max_version_level(*level)
+                })
+                .collect(),
+        )
+        // Features never change at run time yet, so one epoch serves.
+        .with_finalized_features_epoch(1)
 }
 
 pub fn handle(request: &ApiVersionsRequest, version: i16) -> ApiVersionsResponse {
@@ -32,7 +66,12 @@ pub fn handle(request: &ApiVersionsRequest, version: i16) -> ApiVersionsResponse
     {
         return api_versions_response(ResponseError::InvalidRequest.code());
     }
-    api_versions_response(0)
+    let response = api_versions_response(0);
+    if version >= 3 {
+        with_features(response)
+    } else {
+        response
+    }
 }
 
 /// Kafka's rule for client software name and version: `[a-zA-Z0-9](?:[a-zA-Z0-9\-.]*[a-zA-Z0-9])?`.
