@@ -10,25 +10,13 @@ use crate::state::Broker;
 /// Kafka's `EndpointType.BROKER`.
 const ENDPOINT_TYPE_BROKER: i8 = 1;
 
-/// Operations the cluster resource supports (`AclEntry.supportedOperations(CLUSTER)`): with no
-/// authorizer every client may do all of them.
-const CLUSTER_OPERATIONS: i32 = (1 << 5)
-    | (1 << 7)
-    | (1 << 8)
-    | (1 << 9)
-    | (1 << 10)
-    | (1 << 11)
-    | (1 << 12)
-    | (1 << 13)
-    | (1 << 14);
-
 pub fn handle(broker: &Broker, request: &DescribeClusterRequest) -> DescribeClusterResponse {
     let image = broker.image();
     let response = DescribeClusterResponse::default()
         .with_endpoint_type(request.endpoint_type)
         .with_cluster_id(StrBytes::from_string(image.cluster_id.clone()))
         .with_cluster_authorized_operations(if request.include_cluster_authorized_operations {
-            CLUSTER_OPERATIONS
+            super::CLUSTER_OPERATIONS
         } else {
             super::AUTHORIZED_OPERATIONS_OMITTED
         });

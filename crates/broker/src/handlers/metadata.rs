@@ -19,15 +19,6 @@ use crate::state::Broker;
 /// DELETE, ALTER, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS. No authorizer: all allowed.
 pub const TOPIC_OPERATIONS: i32 =
     (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
-const CLUSTER_OPERATIONS: i32 = (1 << 5)
-    | (1 << 7)
-    | (1 << 8)
-    | (1 << 9)
-    | (1 << 10)
-    | (1 << 11)
-    | (1 << 12)
-    | (1 << 13)
-    | (1 << 14);
 
 pub fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> MetadataResponse {
     let node = broker.node_id();
@@ -78,7 +69,7 @@ pub fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> Metada
         .with_controller_id(BrokerId(node))
         .with_topics(topics)
         .with_cluster_authorized_operations(if request.include_cluster_authorized_operations {
-            CLUSTER_OPERATIONS
+            super::CLUSTER_OPERATIONS
         } else {
             super::AUTHORIZED_OPERATIONS_OMITTED
         })

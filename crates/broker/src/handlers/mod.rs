@@ -23,6 +23,19 @@ mod topics;
 
 pub use api_versions::api_versions_response;
 
+/// Operations the cluster resource supports (`AclEntry.supportedOperations(CLUSTER)`): CREATE,
+/// ALTER, DESCRIBE, CLUSTER_ACTION, DESCRIBE_CONFIGS, ALTER_CONFIGS, IDEMPOTENT_WRITE,
+/// CREATE_TOKENS, DESCRIBE_TOKENS. With no authorizer every client may do all of them.
+pub const CLUSTER_OPERATIONS: i32 = (1 << 5)
+    | (1 << 7)
+    | (1 << 8)
+    | (1 << 9)
+    | (1 << 10)
+    | (1 << 11)
+    | (1 << 12)
+    | (1 << 13)
+    | (1 << 14);
+
 /// Kafka's "authorized operations not requested" sentinel (`Integer.MIN_VALUE`).
 pub const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
 

@@ -275,7 +275,7 @@ impl ConsumerGroup {
         }
         let member_id = if requested_id.is_empty() {
             debug_assert!(version < CLIENT_GENERATED_MEMBER_ID_VERSION);
-            kafka_uuid_string(Uuid::new_v4())
+            crate::controller::kafka_uuid_string(&Uuid::new_v4())
         } else {
             requested_id.to_string()
         };
@@ -1271,24 +1271,4 @@ fn validate(
         }
     }
     Ok(())
-}
-
-/// Kafka's `Uuid.toString()`: URL-safe base64 without padding (22 characters).
-fn kafka_uuid_string(id: Uuid) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let bytes = id.as_bytes();
-    let mut out = String::with_capacity(22);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        let chars = chunk.len() + 1;
-        for i in 0..chars {
-            out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-        }
-    }
-    out
 }
