@@ -35,12 +35,6 @@ const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
 /// READ, DELETE, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS: what Kafka reports for a group
 /// without an authorizer.
 const GROUP_OPERATIONS_ALL: i32 = (1 << 3) | (1 << 6) | (1 << 8) | (1 << 10) | (1 << 11);
-/// Internal topics a regex never matches (Kafka resolves regexes against non-internal topics).
-const INTERNAL_TOPICS: [&str; 3] = [
-    "__consumer_offsets",
-    "__transaction_state",
-    "__share_group_state",
-];
 /// Longest id or regex that fits Kafka's int16-length record keys.
 const KEY_STRING_BYTES_MAX: usize = i16::MAX as usize;
 
@@ -659,7 +653,9 @@ impl ConsumerGroup {
             let matched: Vec<String> = match Regex::new(&regex) {
                 Ok(re) => names
                     .iter()
-                    .filter(|n| !INTERNAL_TOPICS.contains(&n.as_str()) && re.full_match(n))
+                    // Kafka 4.1 resolves regexes against every topic, internal ones included
+                    // (franz-go's Test848RegexBrokerResolves subscribes to __consumer_offsets).
+                    .filter(|n| re.full_match(n))
                     .cloned()
                     .collect(),
                 Err(_) => Vec::new(),
