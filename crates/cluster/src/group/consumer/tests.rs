@@ -25,9 +25,6 @@ impl Topics {
         self.0.insert(name.into(), (id, partitions));
         id
     }
-    fn id(&self, name: &str) -> Uuid {
-        self.0[name].0
-    }
 }
 
 impl TopicView for Topics {
