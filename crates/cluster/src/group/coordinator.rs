@@ -1051,6 +1051,14 @@ impl GroupCoordinator {
                     d
                 }
             };
+            // No authorizer: every client may do every group operation (READ, DELETE,
+            // DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS), reported when asked (v3+), as Kafka
+            // does for each group the client may describe.
+            let described = if r.include_authorized_operations {
+                described.with_authorized_operations(super::GROUP_OPERATIONS_ALL)
+            } else {
+                described
+            };
             resp.groups.push(described);
         }
         resp
@@ -1297,6 +1305,14 @@ impl GroupCoordinator {
                         Some(format!("Group {gid} not found.")),
                     ),
                 }
+            };
+            // No authorizer: every client may do every group operation (READ, DELETE,
+            // DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS), reported when asked (v3+), as Kafka
+            // does for each group the client may describe.
+            let described = if r.include_authorized_operations {
+                described.with_authorized_operations(super::GROUP_OPERATIONS_ALL)
+            } else {
+                described
             };
             resp.groups.push(described);
         }

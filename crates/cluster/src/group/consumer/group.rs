@@ -32,9 +32,7 @@ pub const LEAVE_GROUP_STATIC_MEMBER_EPOCH: i32 = -2;
 const CLIENT_GENERATED_MEMBER_ID_VERSION: i16 = 1;
 /// `authorized_operations` value meaning "not requested".
 const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
-/// READ, DELETE, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS: what Kafka reports for a group
-/// without an authorizer.
-const GROUP_OPERATIONS_ALL: i32 = (1 << 3) | (1 << 6) | (1 << 8) | (1 << 10) | (1 << 11);
+use crate::group::GROUP_OPERATIONS_ALL;
 /// Longest id or regex that fits Kafka's int16-length record keys.
 const KEY_STRING_BYTES_MAX: usize = i16::MAX as usize;
 

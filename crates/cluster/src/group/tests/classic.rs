@@ -331,6 +331,20 @@ fn describe_and_list_groups() {
         panic!()
     };
     assert_eq!(resp.groups[0].error_code, 69);
+    assert_eq!(resp.groups[0].authorized_operations, i32::MIN, "not requested");
+    let (id, out) = h.send(
+        5,
+        GroupRequest::DescribeGroups(
+            DescribeGroupsRequest::default()
+                .with_groups(vec![GroupId(s("g"))])
+                .with_include_authorized_operations(true),
+        ),
+    );
+    let ResponseKind::DescribeGroups(resp) = &responses(&out, id)[0] else {
+        panic!()
+    };
+    // READ, DELETE, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS: Kafka's 3400 without an authorizer.
+    assert_eq!(resp.groups[0].authorized_operations, 3400);
     let list = |states: &[&str], types: &[&str]| {
         ListGroupsRequest::default()
             .with_states_filter(states.iter().map(|x| s(x)).collect())
