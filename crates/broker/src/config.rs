@@ -27,6 +27,7 @@ const ACTED_ON: &[&str] = &[
     "socket.request.max.bytes",
     "connections.max.idle.ms",
     "max.connections",
+    "fetch.max.bytes",
     "group.initial.rebalance.delay.ms",
     "group.min.session.timeout.ms",
     "group.max.session.timeout.ms",
@@ -72,6 +73,9 @@ pub struct BrokerConfig {
     /// `max.connections`. Kafka's default is unbounded; ours is a finite number because every
     /// connection costs memory and a file descriptor.
     pub max_connections: usize,
+    /// `fetch.max.bytes` (Kafka default 55 MiB): the most record bytes one fetch response
+    /// carries, whatever the client asks for (one batch may exceed it, as in Kafka).
+    pub fetch_max_bytes: usize,
     /// `runnel.metadata.log.records.max`: the metadata log's length limit.
     pub metadata_log_records_max: u64,
     /// `runnel.fetch.waiters.max`: long-polling fetches parked at once, broker-wide.
@@ -95,6 +99,7 @@ impl Default for BrokerConfig {
             socket_request_max_bytes: 100 * 1024 * 1024,
             connections_max_idle_ms: 600_000,
             max_connections: 10_000,
+            fetch_max_bytes: 57_671_680,
             metadata_log_records_max: 10_000_000,
             fetch_waiters_max: 100_000,
             groups: runnel_cluster::group::GroupConfig::default(),
@@ -304,6 +309,12 @@ pub fn from_raw(raw: BTreeMap<String, String>) -> Result<(BrokerConfig, Vec<Stri
         c.max_connections = num("max.connections", &v)?;
         if c.max_connections == 0 {
             bail!("config key 'max.connections' must be >= 1");
+        }
+    }
+    if let Some(v) = get("fetch.max.bytes") {
+        c.fetch_max_bytes = num("fetch.max.bytes", &v)?;
+        if c.fetch_max_bytes < 1024 {
+            bail!("config key 'fetch.max.bytes' must be at least 1024");
         }
     }
     if let Some(v) = get("runnel.metadata.log.records.max") {

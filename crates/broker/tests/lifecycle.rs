@@ -248,3 +248,50 @@ fn pipelined_requests_answer_in_order() {
         );
     }
 }
+
+// The broker's fetch.max.bytes caps a response whatever max_bytes the client asks for, so one
+// request cannot make the broker read the whole log into memory.
+#[test]
+fn fetch_max_bytes_caps_responses() {
+    let runnel = Runnel::start("\"fetch.max.bytes\" = 1048576\n");
+    let mut s = runnel.connect();
+    call(&mut s, ApiKey::CreateTopics, 7, &create("big", 1));
+    let id = topic_id(&mut s, "big");
+    static VALUE: [u8; 600 * 1024] = [7u8; 600 * 1024];
+    for _ in 0..3 {
+        let ResponseKind::Produce(r) = call(
+            &mut s,
+            ApiKey::Produce,
+            11,
+            &produce("big", 0, batch(&[&VALUE])),
+        ) else {
+            panic!()
+        };
+        assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+    }
+    let request = RequestKind::Fetch(
+        FetchRequest::default()
+            .with_max_wait_ms(0)
+            .with_min_bytes(1)
+            .with_max_bytes(i32::MAX)
+            .with_topics(vec![fetch_request::FetchTopic::default()
+                .with_topic_id(id)
+                .with_partitions(vec![fetch_request::FetchPartition::default()
+                    .with_partition(0)
+                    .with_fetch_offset(0)
+                    .with_partition_max_bytes(i32::MAX)])]),
+    );
+    let ResponseKind::Fetch(r) = call(&mut s, ApiKey::Fetch, 17, &request) else {
+        panic!()
+    };
+    let records = r.responses[0].partitions[0]
+        .records
+        .clone()
+        .unwrap_or_default();
+    assert!(!records.is_empty(), "at least one batch");
+    assert!(
+        records.len() <= 1_048_576,
+        "{} bytes returned past fetch.max.bytes",
+        records.len()
+    );
+}

@@ -88,7 +88,11 @@ pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Fet
     let max_wait = Duration::from_millis(u64::try_from(request.max_wait_ms).unwrap_or(0));
     let deadline = Instant::now() + max_wait;
     let min_bytes = usize::try_from(request.min_bytes).unwrap_or(0);
-    let max_bytes = usize::try_from(request.max_bytes).unwrap_or(0);
+    // Kafka caps the response at the broker's `fetch.max.bytes` whatever the client asks:
+    // otherwise one request could make the broker read gigabytes into memory.
+    let max_bytes = usize::try_from(request.max_bytes)
+        .unwrap_or(0)
+        .min(broker.config.fetch_max_bytes);
     let mut parked: Option<ParkedGuard> = None;
     let partitions = loop {
         // Register before reading, so an append between the read and the wait still wakes us.
