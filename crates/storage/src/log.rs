@@ -441,10 +441,22 @@ impl PartitionLog {
             // Looked up before taking the log handle: a thread uses one file at a time.
             let mut position = segment.position_for(&self.budget, fetch_offset)?;
             let done = segment.with_log(&self.budget, |file| {
+                // One positional read of everything this segment may contribute (bounded by
+                // what is left of max_bytes and by the segment's valid size), then the batch
+                // headers are walked in memory instead of one pread per header.
+                let left = (max_bytes.saturating_sub(out.len()) as u64)
+                    .min(segment.size_bytes.saturating_sub(position));
+                let mut window = BytesMut::zeroed(usize::try_from(left).unwrap_or(0));
+                file.read_exact_at(&mut window, position)?;
+                let window_start = position;
                 let mut range: Option<(u64, u64)> = None;
                 let mut done = false;
                 while position < segment.size_bytes {
-                    let header = read_header_at(file, position, segment.size_bytes)?;
+                    let header =
+                        match header_in(&window, window_start, position, segment.size_bytes) {
+                            Some(parsed) => parsed?,
+                            None => read_header_at(file, position, segment.size_bytes)?,
+                        };
                     let size = header.size_bytes() as u64;
                     if header.last_offset() < fetch_offset {
                         position += size;
@@ -469,10 +481,20 @@ impl PartitionLog {
                     }
                 }
                 if let Some((start, end)) = range {
-                    // Bounded by max_bytes, or by one batch whose length was checked above.
-                    let old = out.len();
-                    out.resize(old + (end - start) as usize, 0);
-                    file.read_exact_at(&mut out[old..], start)?;
+                    let window_end = window_start + window.len() as u64;
+                    if start >= window_start && end <= window_end {
+                        // The usual case: the answer is a slice of the window, no copy.
+                        let mut taken = window;
+                        let _ = taken.split_to((start - window_start) as usize);
+                        taken.truncate((end - start) as usize);
+                        out.unsplit(taken);
+                    } else {
+                        // One batch larger than max_bytes (min_one_batch): read it whole. Its
+                        // length was checked against the segment's valid size above.
+                        let old = out.len();
+                        out.resize(old + (end - start) as usize, 0);
+                        file.read_exact_at(&mut out[old..], start)?;
+                    }
                 }
                 Ok(done)
             })?;
@@ -648,4 +670,32 @@ pub fn rename_for_delete(dir: &Path) -> Result<PathBuf, StorageError> {
         sync_dir(parent)?;
     }
     Ok(target)
+}
+
+/// The batch header at `position` if the read-ahead `window` (which starts at `window_start`)
+/// holds all of it, checked as `read_header_at` checks headers read from the file. `None` when
+/// the header lies beyond the window, so the caller reads it from the file.
+fn header_in(
+    window: &[u8],
+    window_start: u64,
+    position: u64,
+    segment_size_bytes: u64,
+) -> Option<Result<BatchHeader, StorageError>> {
+    let at = usize::try_from(position.checked_sub(window_start)?).ok()?;
+    let bytes = window.get(at..at.checked_add(BATCH_HEADER_LEN)?)?;
+    let header = match BatchHeader::parse(bytes) {
+        Ok(h) => h,
+        Err(e) => return Some(Err(e.into())),
+    };
+    let size = header.size_bytes() as u64;
+    if header.batch_length < 0
+        || size < BATCH_HEADER_LEN as u64
+        || position + size > segment_size_bytes
+    {
+        return Some(Err(StorageError::Corrupt(format!(
+            "batch at position {position} has an impossible length {}",
+            header.batch_length
+        ))));
+    }
+    Some(Ok(header))
 }
