@@ -35,12 +35,11 @@ def test_kcat_produce_then_consume_partition(broker, topic_name):
     create_topic(broker.bootstrap, topic_name, 3)
     partition = 2
     lines = [f"key-{i % 7}:value {i} " + "x" * (i % 50) for i in range(500)]
-    # kcat's producer is not idempotent; with the default 1M requests in flight a batch retried after a
-    # transient error (seen on Kafka just after topic creation) lands behind later ones. One in flight
-    # makes produce order the log order, as it is for any non-idempotent client that needs it.
+    # A batch retried after a transient error (seen on Kafka just after topic creation) can land
+    # behind later ones unless the producer is idempotent, which keeps produce order the log order.
     kcat(
         "-P", "-b", broker.bootstrap, "-t", topic_name, "-p", str(partition), "-K:",
-        "-X", "max.in.flight.requests.per.connection=1",
+        "-X", "enable.idempotence=true",
         stdin="\n".join(lines) + "\n",
     )
 
