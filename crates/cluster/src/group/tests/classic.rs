@@ -331,7 +331,11 @@ fn describe_and_list_groups() {
         panic!()
     };
     assert_eq!(resp.groups[0].error_code, 69);
-    assert_eq!(resp.groups[0].authorized_operations, i32::MIN, "not requested");
+    assert_eq!(
+        resp.groups[0].authorized_operations,
+        i32::MIN,
+        "not requested"
+    );
     let (id, out) = h.send(
         5,
         GroupRequest::DescribeGroups(
