@@ -46,6 +46,7 @@ const ACTED_ON: &[&str] = &[
 const RUNNEL_KEYS: &[&str] = &[
     "runnel.metadata.log.records.max",
     "runnel.fetch.waiters.max",
+    "runnel.fetch.zero.copy",
 ];
 
 /// The broker's settings after merging defaults, the config file and flags.
@@ -80,6 +81,10 @@ pub struct BrokerConfig {
     pub metadata_log_records_max: u64,
     /// `runnel.fetch.waiters.max`: long-polling fetches parked at once, broker-wide.
     pub fetch_waiters_max: usize,
+    /// `runnel.fetch.zero.copy`: send fetched records from the segment files with `sendfile`
+    /// (default), or read them into memory first (kept to measure the difference, and for any
+    /// future transport that cannot splice, such as TLS).
+    pub fetch_zero_copy: bool,
     /// Group coordinator settings (`group.*`, `offsets.*`).
     pub groups: runnel_cluster::group::GroupConfig,
     /// Every key given in the file (and by flags), as strings: topic defaults are read from here.
@@ -102,6 +107,7 @@ impl Default for BrokerConfig {
             fetch_max_bytes: 57_671_680,
             metadata_log_records_max: 10_000_000,
             fetch_waiters_max: 100_000,
+            fetch_zero_copy: true,
             groups: runnel_cluster::group::GroupConfig::default(),
             raw: BTreeMap::new(),
         }
@@ -322,6 +328,11 @@ pub fn from_raw(raw: BTreeMap<String, String>) -> Result<(BrokerConfig, Vec<Stri
     }
     if let Some(v) = get("runnel.fetch.waiters.max") {
         c.fetch_waiters_max = num("runnel.fetch.waiters.max", &v)?;
+    }
+    if let Some(v) = get("runnel.fetch.zero.copy") {
+        c.fetch_zero_copy = v
+            .parse()
+            .map_err(|_| anyhow!("config key 'runnel.fetch.zero.copy': '{v}' is not true/false"))?;
     }
     let g = &mut c.groups;
     if let Some(v) = get("group.initial.rebalance.delay.ms") {

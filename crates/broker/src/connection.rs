@@ -16,7 +16,15 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use crate::handlers::{self, Reply};
+use crate::send::{self, FilePart};
 use crate::state::Broker;
+
+/// A response ready to write.
+enum Outgoing {
+    Frame(BytesMut),
+    /// A fetch response with record ranges to `sendfile` (see `send`).
+    Parts(Vec<runnel_protocol::splice::Part<FilePart>>),
+}
 
 /// Budget for what one request may make the decoder allocate (the validator's estimate). Far
 /// above any honest request (record bytes are not copied by the decoder), far below memory.
@@ -86,8 +94,16 @@ async fn run(
             Err(close) => return close,
         };
         match process(broker, frame, peer).await {
-            Ok(Some(response)) => {
-                if let Err(e) = stream.write_all(&response).await {
+            Ok(Some(Outgoing::Frame(response))) => {
+                let written = tokio::time::timeout(idle, stream.write_all(&response)).await;
+                match written {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => return Close::Io(e),
+                    Err(_) => return Close::Idle,
+                }
+            }
+            Ok(Some(Outgoing::Parts(parts))) => {
+                if let Err(e) = send::write_parts(stream, parts, idle).await {
                     return Close::Io(e);
                 }
             }
@@ -121,7 +137,7 @@ async fn process(
     broker: &Arc<Broker>,
     frame: Bytes,
     peer: std::net::SocketAddr,
-) -> Result<Option<BytesMut>, Close> {
+) -> Result<Option<Outgoing>, Close> {
     let Some(prefix) = HeaderPrefix::peek(&frame) else {
         return Err(Close::Protocol(format!(
             "frame of {} bytes is too short for a request header",
@@ -141,7 +157,8 @@ async fn process(
             let body = ResponseKind::ApiVersions(handlers::api_versions_response(
                 ResponseError::UnsupportedVersion.code(),
             ));
-            return encode(ApiKey::ApiVersions, 0, 0, prefix.correlation_id, &body).map(Some);
+            return encode(ApiKey::ApiVersions, 0, 0, prefix.correlation_id, &body)
+                .map(|frame| Some(Outgoing::Frame(frame)));
         }
         return Err(Close::Protocol(format!(
             "unsupported version {} of {:?} (we serve {}..={})",
@@ -178,13 +195,22 @@ async fn process(
         client_id = header.client_id.as_ref().map(|c| c.as_str()).unwrap_or(""),
     );
     let _guard = span.enter();
+    let header_version = api_key.response_header_version(version);
     match handlers::handle(broker, &header, peer, request).await {
         Reply::Send(body) => encode(
             api_key,
             version,
-            api_key.response_header_version(version),
+            header_version,
             header.correlation_id,
             &body,
+        )
+        .map(|frame| Some(Outgoing::Frame(frame))),
+        Reply::Fetch(answer) => encode_fetch(
+            broker,
+            answer,
+            version,
+            header_version,
+            header.correlation_id,
         )
         .map(Some),
         Reply::Silent => Ok(None),
@@ -192,6 +218,48 @@ async fn process(
             "{api_key:?} asked to close the connection"
         ))),
     }
+}
+
+/// Encodes a fetch answer around its file ranges, or, with zero-copy off, with the records read
+/// into the frame. A frame that cannot be spliced (the splice tests rule it out) closes the
+/// connection rather than send wrong lengths.
+fn encode_fetch(
+    broker: &Broker,
+    answer: handlers::FetchAnswer,
+    version: i16,
+    header_version: i16,
+    correlation_id: i32,
+) -> Result<Outgoing, Close> {
+    let answer = if broker.config.fetch_zero_copy && !answer.slices.is_empty() {
+        let handlers::FetchAnswer { response, slices } = answer;
+        let externals = slices.into_iter().map(FilePart).collect();
+        match runnel_protocol::splice::encode_response_with_holes(
+            ApiKey::Fetch,
+            version,
+            header_version,
+            correlation_id,
+            &response,
+            externals,
+        ) {
+            Ok(parts) => return Ok(Outgoing::Parts(parts)),
+            Err(e) => {
+                tracing::error!(error = %e, "could not splice a fetch response");
+                return Err(Close::Protocol(format!("could not encode response: {e}")));
+            }
+        }
+    } else {
+        answer
+    };
+    let response = handlers::materialize_fetch(answer)
+        .map_err(|e| Close::Protocol(format!("reading fetched records: {e}")))?;
+    encode(
+        ApiKey::Fetch,
+        version,
+        header_version,
+        correlation_id,
+        &ResponseKind::Fetch(response),
+    )
+    .map(Outgoing::Frame)
 }
 
 fn encode(

@@ -6,5 +6,6 @@ pub mod connection;
 pub mod errors;
 pub mod groups;
 pub mod handlers;
+pub mod send;
 pub mod server;
 pub mod state;

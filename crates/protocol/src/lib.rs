@@ -9,4 +9,5 @@ pub mod batch;
 pub mod frame;
 pub mod fuzzing;
 pub mod request;
+pub mod splice;
 pub mod validate;

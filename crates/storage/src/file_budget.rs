@@ -91,6 +91,9 @@ pub struct FileBudget {
     transient_files_peak: AtomicUsize,
     /// Handles closed to make room for another.
     evictions: AtomicU64,
+    /// Handles held by fetch responses on their way to a socket (`PinnedFile`).
+    pinned_files: AtomicUsize,
+    pinned_files_peak: AtomicUsize,
 }
 
 /// A snapshot of a budget's counters.
@@ -108,14 +111,19 @@ pub struct FileBudgetStats {
     pub transient_files_peak: usize,
     /// Handles closed by the budget to make room for another.
     pub evictions: u64,
+    /// Handles pinned by fetch responses being sent now (`PinnedFile`).
+    pub pinned_files: usize,
+    /// Most `pinned_files` ever seen at once.
+    pub pinned_files_peak: usize,
 }
 
 type Slot = Mutex<SlotState>;
 
 #[derive(Debug)]
 struct SlotState {
-    /// `Some` while the file is open; then the slot is also in the budget's LRU.
-    file: Option<File>,
+    /// `Some` while the file is open; then the slot is also in the budget's LRU. An `Arc` so a
+    /// fetch can pin the handle past an eviction (`PinnedFile`).
+    file: Option<Arc<File>>,
     /// Written since the last fsync. Survives a close, so `flush` reopens and fsyncs the file.
     sync_pending: bool,
 }
@@ -176,6 +184,8 @@ impl FileBudget {
             open_files_peak: AtomicUsize::new(0),
             transient_files_peak: AtomicUsize::new(0),
             evictions: AtomicU64::new(0),
+            pinned_files: AtomicUsize::new(0),
+            pinned_files_peak: AtomicUsize::new(0),
         })
     }
 
@@ -199,6 +209,8 @@ impl FileBudget {
             transient_files: self.transient_files.load(Ordering::Relaxed),
             transient_files_peak: self.transient_files_peak.load(Ordering::Relaxed),
             evictions: self.evictions.load(Ordering::Relaxed),
+            pinned_files: self.pinned_files.load(Ordering::Relaxed),
+            pinned_files_peak: self.pinned_files_peak.load(Ordering::Relaxed),
         }
     }
 
@@ -264,6 +276,52 @@ impl FileBudget {
         let now = self.transient_files.fetch_add(1, Ordering::Relaxed) + 1;
         self.transient_files_peak.fetch_max(now, Ordering::Relaxed);
         Ok(TransientFile { file, budget: self })
+    }
+
+    /// Opens a read-only handle that outlives the call (an inactive segment's file for a fetch
+    /// response), counted in `pinned_files` until dropped.
+    pub(crate) fn pin_new(self: &Arc<Self>, path: &Path) -> io::Result<PinnedFile> {
+        let file = File::open(path)?;
+        Ok(self.pin(Arc::new(file)))
+    }
+
+    fn pin(self: &Arc<Self>, file: Arc<File>) -> PinnedFile {
+        let now = self.pinned_files.fetch_add(1, Ordering::Relaxed) + 1;
+        self.pinned_files_peak.fetch_max(now, Ordering::Relaxed);
+        PinnedFile {
+            file,
+            budget: Arc::clone(self),
+        }
+    }
+}
+
+/// A segment file held open by a fetch response until its bytes are on the socket (the broker
+/// sends them with `sendfile`). It shares the handle of an open active segment; an eviction
+/// meanwhile drops only the budget's reference, so the descriptor closes when the response is
+/// sent. Pins are counted apart from the budget (`FileBudgetStats::pinned_files`): there is at
+/// most one response in flight per connection, so they are bounded by the connections.
+pub struct PinnedFile {
+    file: Arc<File>,
+    budget: Arc<FileBudget>,
+}
+
+impl Deref for PinnedFile {
+    type Target = File;
+
+    fn deref(&self) -> &File {
+        &self.file
+    }
+}
+
+impl Drop for PinnedFile {
+    fn drop(&mut self) {
+        self.budget.pinned_files.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl fmt::Debug for PinnedFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("PinnedFile").field(&self.file).finish()
     }
 }
 
@@ -348,13 +406,13 @@ impl BudgetedFile {
     /// deleted under us must fail rather than come back empty with a hole at our position.
     fn use_file<R, E: From<io::Error>>(
         &self,
-        f: impl FnOnce(&File, &mut bool) -> Result<R, E>,
+        f: impl FnOnce(&Arc<File>, &mut bool) -> Result<R, E>,
     ) -> Result<R, E> {
         let mut state = lock_slot(&self.slot);
         if state.file.is_none() {
             self.budget.admit(self.id, &self.slot);
             match OpenOptions::new().read(true).write(true).open(&self.path) {
-                Ok(file) => state.file = Some(file),
+                Ok(file) => state.file = Some(Arc::new(file)),
                 Err(e) => {
                     self.budget.forget(self.id);
                     return Err(e.into());
@@ -379,6 +437,11 @@ impl BudgetedFile {
         f: impl FnOnce(&File) -> Result<R, StorageError>,
     ) -> Result<R, StorageError> {
         self.use_file(|file, _| f(file))
+    }
+
+    /// The open handle, pinned past any later eviction (see `PinnedFile`).
+    pub(crate) fn pin(&self) -> io::Result<PinnedFile> {
+        self.use_file(|file, _| Ok(self.budget.pin(Arc::clone(file))))
     }
 
     /// Positional write; marks the file as needing fsync before any byte is written.

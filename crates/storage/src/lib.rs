@@ -17,6 +17,6 @@ mod segment;
 pub use config::LogConfig;
 pub use epoch_cache::EpochEntry;
 pub use error::StorageError;
-pub use file_budget::{FileBudget, FileBudgetStats, DEFAULT_MAX_OPEN_FILES};
-pub use log::{rename_for_delete, AppendOutcome, PartitionLog};
+pub use file_budget::{FileBudget, FileBudgetStats, PinnedFile, DEFAULT_MAX_OPEN_FILES};
+pub use log::{rename_for_delete, AppendOutcome, FileSlice, PartitionLog};
 pub use runnel_protocol::batch::TimestampType;

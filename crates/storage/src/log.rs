@@ -13,7 +13,7 @@ use runnel_protocol::batch::{
 };
 
 use crate::epoch_cache::EpochCache;
-use crate::file_budget::FileBudget;
+use crate::file_budget::{FileBudget, PinnedFile};
 use crate::producer_state::{check_and_update, ProducerStateManager};
 use crate::recovery::load_segment;
 use crate::segment::{
@@ -39,6 +39,23 @@ pub struct AppendOutcome {
     pub log_start_offset: i64,
     /// An idempotent retry: nothing was written; offsets are those of the original batch.
     pub duplicate: bool,
+}
+
+/// Stored bytes of one partition for a fetch: a range of a segment file, sent as is.
+#[derive(Debug)]
+pub struct FileSlice {
+    pub file: PinnedFile,
+    pub position: u64,
+    pub len: usize,
+}
+
+impl FileSlice {
+    /// The bytes, read into memory (for senders that cannot use `sendfile`, and tests).
+    pub fn read_to_bytes(&self) -> Result<Bytes, StorageError> {
+        let mut buf = BytesMut::zeroed(self.len);
+        self.file.read_exact_at(&mut buf, self.position)?;
+        Ok(buf.freeze())
+    }
 }
 
 /// One partition's log on disk. See the crate docs for the formats.
@@ -505,6 +522,85 @@ impl PartitionLog {
         Ok(out.freeze())
     }
 
+    /// The stored bytes a Fetch returns, chosen as Kafka's `LogSegment.read` chooses them so the
+    /// broker can `sendfile` them without reading them: from the start of the batch holding
+    /// `fetch_offset`, within that one segment, up to `max_bytes` or the position of the first
+    /// batch at or past `max_offset` (the high watermark). The first batch is always whole; it is
+    /// returned even when larger than `max_bytes` if `min_one_batch` (KIP-74), and otherwise
+    /// nothing is. The last batch may be cut short, exactly as Kafka cuts it: every client drops
+    /// an incomplete trailing batch and fetches it again from its offset.
+    ///
+    /// Only batch headers near the two ends are read (from the sparse index entry before each
+    /// end), so the cost does not grow with the bytes returned.
+    pub fn read_file_slice(
+        &self,
+        fetch_offset: i64,
+        max_bytes: usize,
+        max_offset: i64,
+        min_one_batch: bool,
+    ) -> Result<Option<FileSlice>, StorageError> {
+        let leo = self.log_end_offset();
+        if fetch_offset < self.log_start_offset || fetch_offset > leo {
+            return Err(StorageError::OffsetOutOfRange {
+                offset: fetch_offset,
+                log_start_offset: self.log_start_offset,
+                log_end_offset: leo,
+            });
+        }
+        if fetch_offset == leo || fetch_offset >= max_offset {
+            return Ok(None);
+        }
+        let first = self
+            .segments
+            .partition_point(|s| s.base_offset <= fetch_offset)
+            .saturating_sub(1);
+        for segment in &self.segments[first..] {
+            if segment.base_offset >= max_offset {
+                return Ok(None);
+            }
+            if segment.size_bytes == 0 {
+                continue;
+            }
+            let file = segment.pin_log(&self.budget)?;
+            let start = segment.position_for(&self.budget, fetch_offset)?;
+            // The batch holding fetch_offset (offsets may have gaps, so "the first batch ending
+            // at or after it").
+            let Some((start, header)) = scan_batches(&file, start, segment.size_bytes, |h| {
+                h.last_offset() >= fetch_offset
+            })?
+            else {
+                continue;
+            };
+            if header.base_offset >= max_offset {
+                return Ok(None);
+            }
+            let end = if max_offset >= segment.next_offset {
+                segment.size_bytes
+            } else {
+                let from = segment.position_for(&self.budget, max_offset)?.max(start);
+                scan_batches(&file, from, segment.size_bytes, |h| {
+                    h.base_offset >= max_offset
+                })?
+                .map_or(segment.size_bytes, |(position, _)| position)
+            };
+            let first_batch = header.size_bytes() as u64;
+            if first_batch > max_bytes as u64 && !min_one_batch {
+                return Ok(None);
+            }
+            let limit = (max_bytes as u64).max(first_batch);
+            let len = (end.saturating_sub(start)).min(limit);
+            debug_assert!(len >= first_batch, "the first batch lies below the end");
+            return Ok(Some(FileSlice {
+                file,
+                position: start,
+                len: usize::try_from(len).map_err(|_| {
+                    StorageError::Corrupt(format!("a slice of {len} bytes does not fit memory"))
+                })?,
+            }));
+        }
+        Ok(None)
+    }
+
     /// ListOffsets by timestamp: the first record with timestamp >= `ts`, as
     /// `(offset, timestamp, batch leader epoch)`. Record-precise for uncompressed batches;
     /// for compressed batches (which we never decompress) it answers the batch's base offset
@@ -646,6 +742,24 @@ impl PartitionLog {
         fs::File::create(&marker)?.sync_all()?;
         sync_dir(&self.dir)
     }
+}
+
+/// Walks batch headers from `position` (a batch start) and returns the first batch `stop`
+/// accepts with its position, or `None` at the end of the segment's valid bytes.
+fn scan_batches(
+    file: &fs::File,
+    mut position: u64,
+    size_bytes: u64,
+    stop: impl Fn(&BatchHeader) -> bool,
+) -> Result<Option<(u64, BatchHeader)>, StorageError> {
+    while position < size_bytes {
+        let header = read_header_at(file, position, size_bytes)?;
+        if stop(&header) {
+            return Ok(Some((position, header)));
+        }
+        position += header.size_bytes() as u64;
+    }
+    Ok(None)
 }
 
 /// Kafka's `LocalLog.logDeleteDirName`: `<topic>-<partition>.<uuid without dashes>-delete`,

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use runnel_protocol::batch::{BatchHeader, BATCH_HEADER_LEN};
 
-use crate::file_budget::{BudgetedFile, FileBudget};
+use crate::file_budget::{BudgetedFile, FileBudget, PinnedFile};
 use crate::index::{IndexBuilder, OFFSET_ENTRY_BYTES, TIME_ENTRY_BYTES};
 use crate::StorageError;
 
@@ -162,6 +162,14 @@ impl Segment {
             Some(files) => files.log.read_with(f),
             None => with_transient(budget, &log_path(&self.dir, self.base_offset), f),
         }
+    }
+
+    /// The `.log` handle, held past this call for a fetch response (`PinnedFile`).
+    pub(crate) fn pin_log(&self, budget: &Arc<FileBudget>) -> Result<PinnedFile, StorageError> {
+        Ok(match &self.files {
+            Some(files) => files.log.pin()?,
+            None => budget.pin_new(&log_path(&self.dir, self.base_offset))?,
+        })
     }
 
     pub(crate) fn with_offset_index<R>(

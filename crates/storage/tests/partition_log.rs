@@ -517,3 +517,102 @@ fn invalid_batches_are_refused_without_writing() {
     ));
     assert_eq!(log.log_end_offset(), 0);
 }
+
+/// The whole batches of a slice's bytes, and the length of the cut-short tail after them.
+fn whole_batches(bytes: &[u8]) -> (Vec<BatchHeader>, usize) {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while let Ok(h) = BatchHeader::parse(&bytes[pos..]) {
+        if pos + h.size_bytes() > bytes.len() {
+            break;
+        }
+        check_stored_batch(&bytes[pos..pos + h.size_bytes()]).unwrap();
+        pos += h.size_bytes();
+        out.push(h);
+    }
+    (out, bytes.len() - pos)
+}
+
+#[test]
+fn file_slices_choose_bytes_as_kafka_does() {
+    // Goal: the zero-copy fetch read (`read_file_slice`) picks Kafka's bytes for every offset
+    // and several limits, across rolled segments and a high watermark below the log end: it
+    // starts at the batch holding the offset, stays in that segment, stops at the high
+    // watermark, keeps within max_bytes apart from a whole first batch under min_one_batch, and
+    // only its last batch may be cut short. Checked against the whole-batch `read`.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("slices-0");
+    let mut log = PartitionLog::open(path.clone(), TOPIC, small_config()).unwrap();
+    let model = fill(&mut log, 120);
+    assert!(files(&path, ".log").len() > 3, "segments roll at 2 KiB");
+    let leo = log.log_end_offset();
+    let hw = model[100].0; // a batch boundary below the log end
+    let segment_bases: Vec<i64> = files(&path, ".log")
+        .iter()
+        .map(|n| n.trim_end_matches(".log").parse().unwrap())
+        .collect();
+    let segment_end = |offset: i64| {
+        segment_bases
+            .iter()
+            .copied()
+            .find(|&b| b > offset)
+            .unwrap_or(i64::MAX)
+    };
+    for max_bytes in [1usize, 60, 200, 700, usize::MAX] {
+        for &(base, last) in &model {
+            for offset in [base, last] {
+                for min_one in [false, true] {
+                    let slice = log.read_file_slice(offset, max_bytes, hw, min_one).unwrap();
+                    let bytes = slice.as_ref().map(|s| s.read_to_bytes().unwrap());
+                    let expected = log.read(offset, max_bytes, hw, min_one).unwrap();
+                    let (expected_headers, _) = whole_batches(&expected);
+                    let Some(bytes) = bytes else {
+                        // Nothing only when the whole-batch read also finds nothing in reach.
+                        assert!(
+                            expected_headers.is_empty() || offset >= hw,
+                            "offset {offset} max {max_bytes}: slice empty, read had batches"
+                        );
+                        continue;
+                    };
+                    assert!(offset < hw);
+                    let (headers, tail) = whole_batches(&bytes);
+                    assert!(!headers.is_empty(), "the first batch is whole");
+                    assert_eq!(
+                        (headers[0].base_offset, headers[0].last_offset()),
+                        (base, last),
+                        "starts at the batch holding {offset}"
+                    );
+                    if max_bytes == usize::MAX || !min_one || bytes.len() > headers[0].size_bytes()
+                    {
+                        assert!(bytes.len() <= max_bytes.max(headers[0].size_bytes()));
+                    }
+                    let last_whole = headers.last().unwrap().last_offset();
+                    assert!(last_whole < hw, "nothing at or past the high watermark");
+                    assert!(last_whole < segment_end(offset), "one segment per slice");
+                    // Whole batches match the whole-batch read where both have them.
+                    for (a, b) in headers.iter().zip(&expected_headers) {
+                        assert_eq!(a.base_offset, b.base_offset);
+                    }
+                    if tail > 0 {
+                        // A cut tail happens only where max_bytes, not the data, ended the slice.
+                        assert_eq!(bytes.len(), max_bytes);
+                    }
+                }
+            }
+        }
+    }
+    assert!(log.read_file_slice(hw, 100, hw, true).unwrap().is_none());
+    assert!(log.read_file_slice(leo, 100, leo, true).unwrap().is_none());
+    assert!(matches!(
+        log.read_file_slice(leo + 1, 100, leo, true),
+        Err(StorageError::OffsetOutOfRange { .. })
+    ));
+    // With the high watermark at the log end, a slice of an active segment reaches its end.
+    let last_base = *segment_bases.last().unwrap();
+    let s = log
+        .read_file_slice(last_base, usize::MAX, leo, true)
+        .unwrap()
+        .unwrap();
+    let (headers, tail) = whole_batches(&s.read_to_bytes().unwrap());
+    assert_eq!((headers.last().unwrap().last_offset() + 1, tail), (leo, 0));
+}

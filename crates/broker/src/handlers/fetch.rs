@@ -1,4 +1,11 @@
-//! Fetch: whole batches up to the high watermark, long-polling until `min_bytes` or the deadline.
+//! Fetch: stored batches up to the high watermark, long-polling until `min_bytes` or the
+//! deadline.
+//!
+//! Records are not read here. Each partition's answer is a range of a segment file
+//! (`PartitionLog::read_file_slice`, chosen as Kafka chooses it), and the response carries a
+//! placeholder of that length in its records field; the connection encodes the frame around the
+//! placeholders and `sendfile`s the ranges into the socket (`runnel_protocol::splice`), so record
+//! bytes never pass through user space. `materialize` reads them instead when that is off.
 //!
 //! Sessionless only (KIP-227 fetch sessions come later): session id 0 in every response, and
 //! every requested partition present in it, empty if need be. Clients fall back to full fetches.
@@ -13,6 +20,9 @@ use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, Partition
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
 use tokio::sync::Notify;
 use tokio::time::Instant;
+
+use runnel_protocol::splice;
+use runnel_storage::FileSlice;
 
 use crate::errors::storage_error_code;
 use crate::state::{Broker, Partition};
@@ -42,12 +52,22 @@ struct Wanted {
     partition_max_bytes: i32,
 }
 
-pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> FetchResponse {
+/// A fetch response whose non-empty records fields are placeholders for `slices`, in encode
+/// order (topics, then partitions, as in the response).
+pub struct FetchAnswer {
+    pub response: FetchResponse,
+    pub slices: Vec<FileSlice>,
+}
+
+pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> FetchAnswer {
     if request.session_id != 0 {
         // We never hand out sessions, so any id is one we do not know.
-        return FetchResponse::default()
-            .with_error_code(ResponseError::FetchSessionIdNotFound.code())
-            .with_session_id(0);
+        return FetchAnswer {
+            response: FetchResponse::default()
+                .with_error_code(ResponseError::FetchSessionIdNotFound.code())
+                .with_session_id(0),
+            slices: Vec::new(),
+        };
     }
     let image = broker.image();
     let read_committed = request.isolation_level == READ_COMMITTED;
@@ -94,7 +114,7 @@ pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Fet
         .unwrap_or(0)
         .min(broker.config.fetch_max_bytes);
     let mut parked: Option<ParkedGuard> = None;
-    let partitions = loop {
+    let (partitions, slices) = loop {
         // Register before reading, so an append between the read and the wait still wakes us.
         let waiter = Arc::new(Notify::new());
         for w in &wanted {
@@ -102,15 +122,16 @@ pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Fet
                 p.register_waiter(&waiter);
             }
         }
-        let (partitions, bytes, any_error) = read_all(&wanted, max_bytes, read_committed);
+        let (partitions, slices, bytes, any_error) = read_all(&wanted, max_bytes, read_committed);
         let expired = Instant::now() >= deadline;
         if bytes >= min_bytes || bytes > 0 && min_bytes == 0 || any_error || expired {
-            break partitions;
+            break (partitions, slices);
         }
+        drop(slices);
         if parked.is_none() {
             if PARKED_FETCHES.fetch_add(1, Ordering::Relaxed) >= broker.config.fetch_waiters_max {
                 PARKED_FETCHES.fetch_sub(1, Ordering::Relaxed);
-                break partitions;
+                break (partitions, Vec::new());
             }
             parked = Some(ParkedGuard);
         }
@@ -119,8 +140,8 @@ pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Fet
             .is_err()
         {
             // Deadline: answer with whatever is there now.
-            let (partitions, _, _) = read_all(&wanted, max_bytes, read_committed);
-            break partitions;
+            let (partitions, slices, _, _) = read_all(&wanted, max_bytes, read_committed);
+            break (partitions, slices);
         }
     };
     drop(parked);
@@ -130,22 +151,52 @@ pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Fet
             topic.partitions.push(data);
         }
     }
-    FetchResponse::default()
-        .with_error_code(0)
-        .with_session_id(0)
-        .with_responses(topics)
+    FetchAnswer {
+        response: FetchResponse::default()
+            .with_error_code(0)
+            .with_session_id(0)
+            .with_responses(topics),
+        slices,
+    }
 }
 
-/// Reads every partition once. Returns the partition responses (in request order), the record
-/// bytes gathered, and whether any partition has an error (which answers the fetch at once).
+/// Replaces every placeholder with the bytes it stands for, read from the files: for when
+/// zero-copy is off, or a frame could not be spliced.
+pub fn materialize(answer: FetchAnswer) -> Result<FetchResponse, runnel_storage::StorageError> {
+    let FetchAnswer {
+        mut response,
+        slices,
+    } = answer;
+    let mut slices = slices.into_iter();
+    for topic in &mut response.responses {
+        for partition in &mut topic.partitions {
+            if partition
+                .records
+                .as_ref()
+                .is_some_and(|r| splice::is_placeholder(r))
+            {
+                let slice = slices.next().ok_or_else(|| {
+                    runnel_storage::StorageError::Corrupt("fewer slices than placeholders".into())
+                })?;
+                partition.records = Some(slice.read_to_bytes()?);
+            }
+        }
+    }
+    Ok(response)
+}
+
+/// Reads every partition once. Returns the partition responses (in request order), the file
+/// ranges their placeholders stand for (same order), the record bytes gathered, and whether any
+/// partition has an error (which answers the fetch at once).
 fn read_all(
     wanted: &[Wanted],
     max_bytes: usize,
     read_committed: bool,
-) -> (Vec<PartitionData>, usize, bool) {
+) -> (Vec<PartitionData>, Vec<FileSlice>, usize, bool) {
     let mut total = 0usize;
     let mut any_error = false;
     let mut out = Vec::with_capacity(wanted.len());
+    let mut slices = Vec::new();
     for w in wanted {
         let base = PartitionData::default()
             .with_partition_index(w.partition_index)
@@ -177,9 +228,25 @@ fn read_all(
         // larger than the limits, so a consumer can always make progress.
         let partition_limit = usize::try_from(w.partition_max_bytes).unwrap_or(0);
         let limit = partition_limit.min(max_bytes.saturating_sub(total));
-        match log.read(w.fetch_offset, limit, hw, total == 0) {
+        let read = log
+            .read_file_slice(w.fetch_offset, limit, hw, total == 0)
+            .and_then(|slice| {
+                let Some(slice) = slice else {
+                    return Ok(Bytes::new());
+                };
+                total += slice.len;
+                match splice::placeholder(slice.len) {
+                    Some(placeholder) => {
+                        slices.push(slice);
+                        Ok(placeholder)
+                    }
+                    // Larger than any hole: read it (never for answers within fetch.max.bytes).
+                    None => slice.read_to_bytes(),
+                }
+            });
+        drop(log);
+        match read {
             Ok(records) => {
-                total += records.len();
                 out.push(base.with_error_code(0).with_records(Some(records)));
             }
             Err(e) => {
@@ -188,5 +255,5 @@ fn read_all(
             }
         }
     }
-    (out, total, any_error)
+    (out, slices, total, any_error)
 }

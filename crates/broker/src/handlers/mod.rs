@@ -22,6 +22,7 @@ mod produce;
 mod topics;
 
 pub use api_versions::api_versions_response;
+pub use fetch::{materialize as materialize_fetch, FetchAnswer};
 
 /// Operations the cluster resource supports (`AclEntry.supportedOperations(CLUSTER)`): CREATE,
 /// ALTER, DESCRIBE, CLUSTER_ACTION, DESCRIBE_CONFIGS, ALTER_CONFIGS, IDEMPOTENT_WRITE,
@@ -42,6 +43,8 @@ pub const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
 /// What the connection does with a handled request.
 pub enum Reply {
     Send(ResponseKind),
+    /// A fetch response whose records are file ranges (see `fetch`).
+    Fetch(FetchAnswer),
     /// No response (produce with acks=0).
     Silent,
     /// Close the connection without a response.
@@ -91,7 +94,7 @@ pub async fn handle(
             produce::ProduceReply::Silent => return Reply::Silent,
             produce::ProduceReply::Close => return Reply::Close,
         },
-        RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(broker, r, version).await),
+        RequestKind::Fetch(r) => return Reply::Fetch(fetch::handle(broker, r, version).await),
         RequestKind::FindCoordinator(r) => {
             ResponseKind::FindCoordinator(find_coordinator::handle(broker, r, version))
         }
