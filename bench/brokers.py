@@ -105,9 +105,10 @@ class Broker:
     def stats(self) -> dict:
         return proc_stats(self.pid)
 
-    def start(self, wait: bool = True, ready_timeout_s: float = 180.0) -> "Broker":
-        shutil.rmtree(self.dir, ignore_errors=True)
-        self.dir.mkdir(parents=True)
+    def start(self, wait: bool = True, ready_timeout_s: float = 180.0, fresh: bool = True) -> "Broker":
+        if fresh:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir.mkdir(parents=True)
         argv = self._runnel_argv() if self.target == "runnel" else self._kafka_argv()
         env = {**os.environ, "NO_COLOR": "1"}
         with open(self.log_path, "ab") as log:
@@ -133,6 +134,13 @@ class Broker:
             os.kill(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=30)
 
+    def restart(self, configs: dict) -> "Broker":
+        """Stops and starts again on the same data with `configs` added (runnel only)."""
+        assert self.target == "runnel", "only runnel restarts keep their data here"
+        self.stop()
+        self.configs.update(configs)
+        return self.start(fresh=False)
+
     def cleanup(self) -> None:
         self.stop()
         shutil.rmtree(self.data_dir, ignore_errors=True)
@@ -146,7 +154,7 @@ class Broker:
     # ---- runnel ----------------------------------------------------------------------------------
 
     def _runnel_argv(self) -> list[str]:
-        self.data_dir.mkdir(parents=True)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
         argv = [str(RUNNEL_BIN), "--listen", self.bootstrap, "--data-dir", str(self.data_dir), "--node-id", "1"]
         if self.configs:
             path = self.dir / "runnel.toml"

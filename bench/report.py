@@ -69,6 +69,9 @@ def rows(results: dict) -> list[Row]:
         pair(f"(c) consume from start: MiB/s, loadgen{label}", "c", "loadgen", "mib_per_s", run=bc, target=(">=", 1.5))
         pair(f"(c) consume: MiB/s, kafka-consumer-perf-test (fetch.MB.sec){label}", "c", "java", "mib_per_s", run=bc, target=(">=", 1.5))
         pair(f"(c) broker CPU s/GB, loadgen consume{label}", "c", "loadgen", "broker", "cpu_s_per_gb", run=bc, target=("<=", 0.5), fmt="{:.2f}")
+        # runnel only: the same consume with sendfile off (records read and copied), against Kafka's sendfile.
+        pair(f"(c) consume MiB/s, loadgen, runnel with runnel.fetch.zero.copy=false{label}", "c", "loadgen_copy", "mib_per_s", run=bc)
+        pair(f"(c) broker CPU s/GB, runnel with runnel.fetch.zero.copy=false{label}", "c", "loadgen_copy", "broker", "cpu_s_per_gb", run=bc, fmt="{:.2f}")
         pair(f"(b+c) peak RSS MiB{label}", "final", "peak_rss_mib", run=bc, target=("<=", 0.1))
         pair(f"(b+c) RssAnon MiB at end{label}", "final", "rss_anon_mib", run=bc)
         pair(f"(b+c) RssFile MiB at end{label}", "final", "rss_file_mib", run=bc)

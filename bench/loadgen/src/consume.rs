@@ -44,6 +44,7 @@ pub async fn run(args: ConsumeArgs) -> Result<serde_json::Value> {
     let mut records = 0u64;
     let mut batch_bytes = 0u64;
     let mut fetch_count = 0u64;
+    let mut buf = bytes::BytesMut::new();
     while offsets.iter().zip(&ends).any(|(o, e)| o < e) {
         let partitions = offsets
             .iter()
@@ -69,7 +70,9 @@ pub async fn run(args: ConsumeArgs) -> Result<serde_json::Value> {
             .with_topics(vec![FetchTopic::default()
                 .with_topic(topic_name(&args.topic))
                 .with_partitions(partitions)]);
-        let response = client.call(&request, FETCH_VERSION).await?;
+        let (response, body) = client
+            .call_reusing(&request, FETCH_VERSION, std::mem::take(&mut buf))
+            .await?;
         fetch_count += 1;
         if response.error_code != 0 {
             bail!("Fetch error {}", response.error_code);
@@ -96,6 +99,9 @@ pub async fn run(args: ConsumeArgs) -> Result<serde_json::Value> {
                 *slot = (*slot).max(next);
             }
         }
+        drop(response);
+        // Every slice of the frame is gone now, so its buffer comes back for the next fetch.
+        buf = body.try_into_mut().unwrap_or_default();
     }
     let elapsed_s = start.elapsed().as_secs_f64();
     let payload_bytes = records * args.record_bytes as u64;
