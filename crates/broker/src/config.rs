@@ -28,6 +28,7 @@ const ACTED_ON: &[&str] = &[
     "connections.max.idle.ms",
     "max.connections",
     "fetch.max.bytes",
+    "max.incremental.fetch.session.cache.slots",
     "group.initial.rebalance.delay.ms",
     "group.min.session.timeout.ms",
     "group.max.session.timeout.ms",
@@ -77,6 +78,9 @@ pub struct BrokerConfig {
     /// `fetch.max.bytes` (Kafka default 55 MiB): the most record bytes one fetch response
     /// carries, whatever the client asks for (one batch may exceed it, as in Kafka).
     pub fetch_max_bytes: usize,
+    /// `max.incremental.fetch.session.cache.slots`: KIP-227 fetch sessions kept at once (Kafka's
+    /// default 1000; 0 turns sessions off).
+    pub fetch_session_slots: usize,
     /// `runnel.metadata.log.records.max`: the metadata log's length limit.
     pub metadata_log_records_max: u64,
     /// `runnel.fetch.waiters.max`: long-polling fetches parked at once, broker-wide.
@@ -105,6 +109,7 @@ impl Default for BrokerConfig {
             connections_max_idle_ms: 600_000,
             max_connections: 10_000,
             fetch_max_bytes: 57_671_680,
+            fetch_session_slots: crate::fetch_session::SESSION_SLOTS_MAX_DEFAULT,
             metadata_log_records_max: 10_000_000,
             fetch_waiters_max: 100_000,
             fetch_zero_copy: true,
@@ -322,6 +327,9 @@ pub fn from_raw(raw: BTreeMap<String, String>) -> Result<(BrokerConfig, Vec<Stri
         if c.fetch_max_bytes < 1024 {
             bail!("config key 'fetch.max.bytes' must be at least 1024");
         }
+    }
+    if let Some(v) = get("max.incremental.fetch.session.cache.slots") {
+        c.fetch_session_slots = num("max.incremental.fetch.session.cache.slots", &v)?;
     }
     if let Some(v) = get("runnel.metadata.log.records.max") {
         c.metadata_log_records_max = num("runnel.metadata.log.records.max", &v)?;

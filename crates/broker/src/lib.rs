@@ -4,6 +4,7 @@
 pub mod config;
 pub mod connection;
 pub mod errors;
+pub mod fetch_session;
 pub mod groups;
 pub mod handlers;
 pub mod send;

@@ -72,6 +72,8 @@ pub struct Broker {
     data_dir: PathBuf,
     /// The group coordinator's async shell.
     pub groups: Arc<crate::groups::Groups>,
+    /// KIP-227 incremental fetch sessions; locked briefly twice per fetch, never across an await.
+    fetch_sessions: Mutex<crate::fetch_session::FetchSessionCache>,
     /// Held for the process lifetime: a second broker on the same data dir would corrupt it.
     _lock_file: std::fs::File,
 }
@@ -108,6 +110,7 @@ impl Broker {
             .context("opening metadata log")?;
         let image = controller.image();
         let group_config = config.groups.clone();
+        let fetch_session_slots = config.fetch_session_slots;
         let broker = Broker {
             topic_defaults_raw: config.topic_defaults(),
             config,
@@ -117,6 +120,13 @@ impl Broker {
             partitions: RwLock::new(HashMap::new()),
             data_dir,
             groups: Arc::new(crate::groups::Groups::new(group_config)),
+            fetch_sessions: Mutex::new(crate::fetch_session::FetchSessionCache::new(
+                crate::fetch_session::SessionCacheLimits {
+                    slots_max: fetch_session_slots,
+                    ..Default::default()
+                },
+                crate::fetch_session::random_seed(),
+            )),
             _lock_file: lock_file,
         };
         broker.remove_stray_dirs(&image)?;
@@ -133,6 +143,16 @@ impl Broker {
             .replay(&broker)
             .context("replaying __consumer_offsets")?;
         Ok(Arc::new(broker))
+    }
+
+    /// The fetch session cache (a panic under the lock leaves sessions that at worst answer
+    /// one wrong epoch, after which clients start over, so a poisoned lock is used as is).
+    pub fn fetch_sessions(
+        &self,
+    ) -> std::sync::MutexGuard<'_, crate::fetch_session::FetchSessionCache> {
+        self.fetch_sessions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub fn image(&self) -> Arc<MetadataImage> {

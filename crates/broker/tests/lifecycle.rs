@@ -407,3 +407,133 @@ fn zero_copy_fetch_sends_the_same_bytes_as_a_copying_fetch() {
         }
     }
 }
+
+/// A v12 fetch of partitions 0..n of `topic` in a session (id, epoch), all from `offset`.
+fn session_fetch(
+    topic: &str,
+    session_id: i32,
+    epoch: i32,
+    partitions: &[(i32, i64)],
+    forgotten: &[i32],
+) -> RequestKind {
+    RequestKind::Fetch(
+        FetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_wait_ms(50)
+            .with_min_bytes(1)
+            .with_max_bytes(1 << 20)
+            .with_session_id(session_id)
+            .with_session_epoch(epoch)
+            .with_topics(if partitions.is_empty() {
+                vec![]
+            } else {
+                vec![fetch_request::FetchTopic::default()
+                    .with_topic(name(topic))
+                    .with_partitions(
+                        partitions
+                            .iter()
+                            .map(|&(p, offset)| {
+                                fetch_request::FetchPartition::default()
+                                    .with_partition(p)
+                                    .with_fetch_offset(offset)
+                                    .with_partition_max_bytes(1 << 20)
+                            })
+                            .collect(),
+                    )]
+            })
+            .with_forgotten_topics_data(if forgotten.is_empty() {
+                vec![]
+            } else {
+                vec![fetch_request::ForgottenTopic::default()
+                    .with_topic(name(topic))
+                    .with_partitions(forgotten.to_vec())]
+            }),
+    )
+}
+
+fn answered(r: &FetchResponse) -> Vec<(i32, usize)> {
+    r.responses
+        .iter()
+        .flat_map(|t| &t.partitions)
+        .map(|p| (p.partition_index, p.records.as_ref().map_or(0, |b| b.len())))
+        .collect()
+}
+
+// Goal: KIP-227 sessions over the wire. A full fetch with epoch 0 opens a session; an
+// incremental fetch that lists nothing is answered with only the partitions that have news
+// (none, then the one that got a record); forgotten partitions stop being answered; a stale
+// epoch gets INVALID_FETCH_SESSION_EPOCH, an unknown id FETCH_SESSION_ID_NOT_FOUND, and epoch -1
+// closes the session (its id is then unknown).
+#[test]
+fn fetch_sessions_answer_only_partitions_with_news() {
+    let runnel = Runnel::start("");
+    let mut s = runnel.connect();
+    call(&mut s, ApiKey::CreateTopics, 7, &create("sess", 3));
+    let fetch = |s: &mut std::net::TcpStream, req: &RequestKind| {
+        let ResponseKind::Fetch(r) = call(s, ApiKey::Fetch, 12, req) else {
+            panic!()
+        };
+        r
+    };
+    let all = [(0, 0i64), (1, 0), (2, 0)];
+    let full = fetch(&mut s, &session_fetch("sess", 0, 0, &all, &[]));
+    assert_eq!(full.error_code, 0);
+    assert_ne!(full.session_id, 0, "epoch 0 opens a session");
+    assert_eq!(
+        answered(&full).len(),
+        3,
+        "a full fetch answers every partition"
+    );
+    let id = full.session_id;
+
+    let quiet = fetch(&mut s, &session_fetch("sess", id, 1, &[], &[]));
+    assert_eq!((quiet.error_code, quiet.session_id), (0, id));
+    assert!(
+        answered(&quiet).is_empty(),
+        "nothing changed: {:?}",
+        answered(&quiet)
+    );
+
+    let ResponseKind::Produce(p) = call(
+        &mut s,
+        ApiKey::Produce,
+        11,
+        &produce("sess", 1, batch(&[b"news"])),
+    ) else {
+        panic!()
+    };
+    assert_eq!(p.responses[0].partition_responses[0].error_code, 0);
+    let news = fetch(&mut s, &session_fetch("sess", id, 2, &[], &[]));
+    let got = answered(&news);
+    assert_eq!(got.len(), 1, "only partition 1 has news: {got:?}");
+    assert_eq!(got[0].0, 1);
+    assert!(got[0].1 > 0, "with its record");
+
+    // The client moves partition 1 past the record and forgets partition 0.
+    let moved = fetch(&mut s, &session_fetch("sess", id, 3, &[(1, 1)], &[0]));
+    assert!(answered(&moved).is_empty(), "{:?}", answered(&moved));
+    call(
+        &mut s,
+        ApiKey::Produce,
+        11,
+        &produce("sess", 0, batch(&[b"unwatched"])),
+    );
+    let forgotten = fetch(&mut s, &session_fetch("sess", id, 4, &[], &[]));
+    assert!(
+        answered(&forgotten).is_empty(),
+        "partition 0 was forgotten: {:?}",
+        answered(&forgotten)
+    );
+
+    let stale = fetch(&mut s, &session_fetch("sess", id, 4, &[], &[]));
+    assert_eq!(stale.error_code, 71, "INVALID_FETCH_SESSION_EPOCH");
+    let unknown = fetch(
+        &mut s,
+        &session_fetch("sess", id.wrapping_add(1), 1, &[], &[]),
+    );
+    assert_eq!(unknown.error_code, 70, "FETCH_SESSION_ID_NOT_FOUND");
+    let closing = fetch(&mut s, &session_fetch("sess", id, -1, &all, &[]));
+    assert_eq!((closing.error_code, closing.session_id), (0, 0));
+    let closed = fetch(&mut s, &session_fetch("sess", id, 6, &[], &[]));
+    assert_eq!(closed.error_code, 70, "epoch -1 closed the session");
+}

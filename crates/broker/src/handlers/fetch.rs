@@ -7,8 +7,8 @@
 //! placeholders and `sendfile`s the ranges into the socket (`runnel_protocol::splice`), so record
 //! bytes never pass through user space. `materialize` reads them instead when that is off.
 //!
-//! Sessionless only (KIP-227 fetch sessions come later): session id 0 in every response, and
-//! every requested partition present in it, empty if need be. Clients fall back to full fetches.
+//! KIP-227 fetch sessions (`fetch_session`) decide which partitions are read (an incremental
+//! request lists only changes) and which are answered (only partitions with news).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -17,7 +17,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -25,6 +26,7 @@ use runnel_protocol::splice;
 use runnel_storage::FileSlice;
 
 use crate::errors::storage_error_code;
+use crate::fetch_session::{PartitionOutcome, Resolved, SessionRequest, TopicKey};
 use crate::state::{Broker, Partition};
 
 /// Kafka's `IsolationLevel.READ_COMMITTED`.
@@ -42,7 +44,6 @@ impl Drop for ParkedGuard {
 
 /// One requested partition, resolved once per request.
 struct Wanted {
-    topic_index: usize,
     partition_index: i32,
     partition: Option<Arc<Partition>>,
     /// Error for a partition that cannot be served at all.
@@ -59,51 +60,69 @@ pub struct FetchAnswer {
     pub slices: Vec<FileSlice>,
 }
 
-pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> FetchAnswer {
-    if request.session_id != 0 {
-        // We never hand out sessions, so any id is one we do not know.
-        return FetchAnswer {
+impl FetchAnswer {
+    /// A whole-response error with no partitions (KIP-227 session errors).
+    fn error(code: i16, session_id: i32) -> FetchAnswer {
+        FetchAnswer {
             response: FetchResponse::default()
-                .with_error_code(ResponseError::FetchSessionIdNotFound.code())
-                .with_session_id(0),
+                .with_error_code(code)
+                .with_session_id(session_id),
             slices: Vec::new(),
-        };
-    }
-    let image = broker.image();
-    let read_committed = request.isolation_level == READ_COMMITTED;
-    let mut topics: Vec<FetchableTopicResponse> = Vec::with_capacity(request.topics.len());
-    let mut wanted: Vec<Wanted> = Vec::new();
-    for (topic_index, topic) in request.topics.iter().enumerate() {
-        let resolved = if version >= 13 {
-            image.topic_by_id(&topic.topic_id)
-        } else {
-            image.topic(topic.topic.0.as_str())
-        };
-        topics.push(
-            FetchableTopicResponse::default()
-                .with_topic(topic.topic.clone())
-                .with_topic_id(topic.topic_id),
-        );
-        for p in &topic.partitions {
-            let partition = resolved.and_then(|t| broker.partition(&t.topic_id, p.partition));
-            let error = match (&resolved, &partition) {
-                (None, _) if version >= 13 => Some(ResponseError::UnknownTopicId.code()),
-                (None, _) | (Some(_), None) => Some(ResponseError::UnknownTopicOrPartition.code()),
-                (Some(_), Some(part)) => {
-                    super::leader_epoch_error(p.current_leader_epoch, part.leader_epoch)
-                }
-            };
-            wanted.push(Wanted {
-                topic_index,
-                partition_index: p.partition,
-                partition,
-                error,
-                current_leader_epoch: p.current_leader_epoch,
-                fetch_offset: p.fetch_offset,
-                partition_max_bytes: p.partition_max_bytes,
-            });
         }
     }
+}
+
+/// Milliseconds on a monotonic clock, for fetch-session ages (wall-clock jumps must not make
+/// every session stale or immortal).
+fn monotonic_ms() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let start = *START.get_or_init(std::time::Instant::now);
+    u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> FetchAnswer {
+    let mut session_request = SessionRequest::from_kafka(&request, version);
+    // No replication yet: a fetch claiming a replica id is served as a consumer's, and must not
+    // get a follower's privilege to evict consumer sessions.
+    session_request.from_follower = false;
+    let resolved = broker
+        .fetch_sessions()
+        .resolve(&session_request, version, monotonic_ms());
+    drop(session_request);
+    let plan = match resolved {
+        Resolved::Error(e) => return FetchAnswer::error(e.code(), 0),
+        Resolved::Fetch(plan) => plan,
+    };
+    let image = broker.image();
+    let read_committed = request.isolation_level == READ_COMMITTED;
+    let wanted: Vec<Wanted> = plan
+        .partitions
+        .iter()
+        .map(|fp| {
+            let resolved = match &fp.key.topic {
+                TopicKey::Id(id) => image.topic_by_id(id),
+                TopicKey::Name(name) => image.topic(name),
+            };
+            let partition = resolved.and_then(|t| broker.partition(&t.topic_id, fp.key.partition));
+            let error = match (&resolved, &partition) {
+                (None, _) if matches!(fp.key.topic, TopicKey::Id(_)) => {
+                    Some(ResponseError::UnknownTopicId.code())
+                }
+                (None, _) | (Some(_), None) => Some(ResponseError::UnknownTopicOrPartition.code()),
+                (Some(_), Some(part)) => {
+                    super::leader_epoch_error(fp.params.current_leader_epoch, part.leader_epoch)
+                }
+            };
+            Wanted {
+                partition_index: fp.key.partition,
+                partition,
+                error,
+                current_leader_epoch: fp.params.current_leader_epoch,
+                fetch_offset: fp.params.fetch_offset,
+                partition_max_bytes: fp.params.partition_max_bytes,
+            }
+        })
+        .collect();
 
     let max_wait = Duration::from_millis(u64::try_from(request.max_wait_ms).unwrap_or(0));
     let deadline = Instant::now() + max_wait;
@@ -146,17 +165,56 @@ pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Fet
     };
     drop(parked);
 
-    for (w, data) in wanted.iter().zip(partitions) {
-        if let Some(topic) = topics.get_mut(w.topic_index) {
+    let outcomes: Vec<PartitionOutcome> = partitions
+        .iter()
+        .map(PartitionOutcome::from_kafka)
+        .collect();
+    let completion = broker
+        .fetch_sessions()
+        .complete(plan, &outcomes, monotonic_ms());
+    if let Some(e) = completion.error {
+        return FetchAnswer::error(e.code(), completion.session_id);
+    }
+    // The response keeps the plan's order, one topic entry per run of the same topic (Kafka's
+    // `FetchResponse.of`); an incremental fetch leaves out partitions without news, and with
+    // them any file range they had (none: a partition with records is always news).
+    let mut topics: Vec<FetchableTopicResponse> = Vec::new();
+    let mut kept = Vec::with_capacity(slices.len());
+    let mut slices = slices.into_iter();
+    let mut current: Option<&TopicKey> = None;
+    for ((fp, data), include) in completion
+        .partitions
+        .iter()
+        .zip(partitions)
+        .zip(&completion.include)
+    {
+        let has_slice = data
+            .records
+            .as_ref()
+            .is_some_and(|r| splice::is_placeholder(r));
+        let slice = if has_slice { slices.next() } else { None };
+        if !include {
+            continue;
+        }
+        kept.extend(slice);
+        if current != Some(&fp.key.topic) {
+            topics.push(match &fp.key.topic {
+                TopicKey::Id(id) => FetchableTopicResponse::default().with_topic_id(*id),
+                TopicKey::Name(name) => FetchableTopicResponse::default()
+                    .with_topic(TopicName(StrBytes::from_string(name.clone()))),
+            });
+            current = Some(&fp.key.topic);
+        }
+        if let Some(topic) = topics.last_mut() {
             topic.partitions.push(data);
         }
     }
     FetchAnswer {
         response: FetchResponse::default()
             .with_error_code(0)
-            .with_session_id(0)
+            .with_session_id(completion.session_id)
             .with_responses(topics),
-        slices,
+        slices: kept,
     }
 }
 
