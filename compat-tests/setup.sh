@@ -37,6 +37,8 @@ apt_install() {
 
 # ---- tools from Debian, only when missing ------------------------------------------------------------
 command -v kcat >/dev/null || apt_install kcat
+# crates/broker/tests/fsync_mode.rs checks fsync-before-ack ordering under strace.
+command -v strace >/dev/null || apt_install strace
 command -v javac >/dev/null || apt_install openjdk-17-jdk-headless
 command -v mvn >/dev/null || apt_install maven
 command -v node >/dev/null || apt_install nodejs npm

@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod connection;
+pub mod durability;
 pub mod errors;
 pub mod fetch_session;
 pub mod groups;

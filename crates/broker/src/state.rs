@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
+use bytes::Bytes;
 use runnel_cluster::controller::TopicDefaults;
 use runnel_cluster::topic_config;
 use runnel_cluster::{ClusterError, Controller, MetadataImage, TopicImage};
@@ -15,21 +16,25 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::config::BrokerConfig;
+use crate::durability::{GroupCommitter, RoundLog, RoundResult};
 
 /// One partition this broker leads: its log and the fetches waiting for it to grow.
 pub struct Partition {
     pub topic: Arc<TopicImage>,
     pub index: i32,
     /// The log. A std mutex: appends and reads are short, synchronous page-cache I/O, and no
-    /// `.await` ever happens while it is held.
+    /// `.await` ever happens while it is held. In fsync mode a group-commit round also holds
+    /// it for its fsync, on a blocking thread (`durability`).
     pub log: Mutex<PartitionLog>,
     /// Fetch requests parked until this partition grows; each is woken once and re-registers.
     waiters: Mutex<Vec<Weak<Notify>>>,
     /// Leader epoch: 0 until leadership can move (replication).
     pub leader_epoch: i32,
-    /// `flush.messages`: fsync after every append when 1. Kafka's default never fsyncs per
-    /// append and relies on the page cache (and replication) instead.
-    pub flush_every_append: bool,
+    /// `Some` in fsync mode (`flush.messages=1`): appends go through group commit, are
+    /// answered only after an fsync covering them, and the HW only ever covers fsynced offsets.
+    /// `None` (Kafka's default): appends go to the page cache and are visible at once; the
+    /// produce path then takes no lock, task or allocation for durability.
+    pub group_commit: Option<Arc<GroupCommitter>>,
     /// `min.insync.replicas`, checked for acks=all.
     pub min_insync_replicas: i32,
 }
@@ -55,6 +60,41 @@ impl Partition {
         // A panic while holding the lock is our bug; the log's own invariants are re-checked on
         // every operation, so continuing with the inner value is safe.
         self.log.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl RoundLog for Partition {
+    /// Appends the round and fsyncs once, all under the log lock (as Kafka fsyncs inside
+    /// `UnifiedLog.append`'s lock), so a fetch sees either none of the round or all of it
+    /// durable: the HW moves to the LEO only after the fsync succeeded.
+    fn commit_round(&self, batches: Vec<Bytes>) -> RoundResult {
+        let mut log = self.lock_log();
+        let appended: Vec<_> = batches
+            .into_iter()
+            .map(|records| log.append_as_leader(records, self.leader_epoch, now_ms()))
+            .collect();
+        // Only a round whose every batch was rejected wrote nothing. An idempotent duplicate
+        // counts as appended: its original is in this round or below an earlier fsync, and
+        // an fsync with nothing dirty is cheap.
+        let fsync = if appended.iter().any(Result::is_ok) {
+            log.flush()
+        } else {
+            Ok(())
+        };
+        match &fsync {
+            Ok(()) => {
+                let leo = log.log_end_offset();
+                log.set_high_watermark(leo);
+                drop(log);
+                self.wake_waiters();
+            }
+            Err(e) => {
+                // Kafka marks the log dir offline; the poisoned log refuses writes until the
+                // broker restarts and recovery decides what is on disk.
+                tracing::error!(topic = %self.topic.name, partition = self.index, error = %e, "fsync failed; the partition refuses writes until restart");
+            }
+        }
+        RoundResult { appended, fsync }
     }
 }
 
@@ -313,6 +353,12 @@ impl Broker {
                 other => other.with_context(|| format!("opening {}", dir.display()))?,
             };
             let mut log = log;
+            if flush_every_append {
+                // The HW may only cover fsynced offsets in fsync mode, and recovery may have
+                // kept a tail the crashed process left in the page cache unsynced.
+                log.flush()
+                    .with_context(|| format!("fsync of recovered {}", dir.display()))?;
+            }
             // Single node: every batch in the local log was acknowledged or lost with the
             // client's connection, so after recovery all of it is committed.
             let leo = log.log_end_offset();
@@ -323,7 +369,7 @@ impl Broker {
                 log: Mutex::new(log),
                 waiters: Mutex::new(Vec::new()),
                 leader_epoch: 0,
-                flush_every_append,
+                group_commit: flush_every_append.then(|| Arc::new(GroupCommitter::default())),
                 min_insync_replicas,
             };
             self.partitions

@@ -89,7 +89,7 @@ pub async fn handle(
         RequestKind::ListOffsets(r) => {
             ResponseKind::ListOffsets(list_offsets::handle(broker, r, version))
         }
-        RequestKind::Produce(r) => match produce::handle(broker, r, version) {
+        RequestKind::Produce(r) => match produce::handle(broker, r, version).await {
             produce::ProduceReply::Respond(r) => ResponseKind::Produce(r),
             produce::ProduceReply::Silent => return Reply::Silent,
             produce::ProduceReply::Close => return Reply::Close,

@@ -1,4 +1,9 @@
 //! Produce: validate, append, acknowledge per `acks`, wake fetches.
+//!
+//! Page-cache mode (Kafka's default) appends inline and answers at once. Fsync mode
+//! (`flush.messages=1`) hands each batch to its partition's group commit (`durability`): every
+//! partition of the request is submitted first, then the answers are awaited, so a request
+//! spanning several partitions waits about one fsync, not one per partition.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
@@ -6,6 +11,10 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 use runnel_protocol::batch::BatchHeader;
 
+use runnel_storage::{AppendOutcome, StorageError};
+use tokio::sync::oneshot;
+
+use crate::durability::Committed;
 use crate::errors::storage_error_code;
 use crate::state::{now_ms, Broker};
 
@@ -19,11 +28,40 @@ pub enum ProduceReply {
     Close,
 }
 
-pub fn handle(broker: &Broker, request: ProduceRequest, version: i16) -> ProduceReply {
+/// A partition answer that waits for its group-commit round.
+struct AwaitingFsync {
+    /// Where the answer goes: `responses[topic].partition_responses[partition]`.
+    topic: usize,
+    partition: usize,
+    outcome: oneshot::Receiver<Committed>,
+}
+
+fn appended(index: i32, outcome: &AppendOutcome) -> PartitionProduceResponse {
+    PartitionProduceResponse::default()
+        .with_index(index)
+        .with_error_code(0)
+        .with_base_offset(outcome.base_offset)
+        .with_log_append_time_ms(outcome.log_append_time_ms)
+        .with_log_start_offset(outcome.log_start_offset)
+}
+
+fn rejected(index: i32, e: &StorageError) -> PartitionProduceResponse {
+    PartitionProduceResponse::default()
+        .with_index(index)
+        .with_error_code(storage_error_code(e))
+        .with_base_offset(-1)
+        .with_log_append_time_ms(-1)
+        .with_log_start_offset(-1)
+        .with_error_message(Some(StrBytes::from_string(e.to_string())))
+}
+
+pub async fn handle(broker: &Broker, request: ProduceRequest, version: i16) -> ProduceReply {
     let acks = request.acks;
     let image = broker.image();
     let acks_valid = matches!(acks, -1..=1);
     let mut responses = Vec::with_capacity(request.topic_data.len());
+    // Empty (no allocation) unless some partition is in fsync mode.
+    let mut awaiting: Vec<AwaitingFsync> = Vec::new();
     for topic_data in request.topic_data {
         // v13 names topics by id; earlier versions by name.
         let topic = if version >= 13 {
@@ -105,6 +143,21 @@ pub fn handle(broker: &Broker, request: ProduceRequest, version: i16) -> Produce
                 ));
                 continue;
             }
+            if let Some(group_commit) = &partition.group_commit {
+                // Durability: fsync mode. Appended, fsynced and made visible by the group
+                // commit's flusher; answered below once that round's fsync succeeded.
+                awaiting.push(AwaitingFsync {
+                    topic: responses.len(),
+                    partition: partition_responses.len(),
+                    outcome: group_commit.submit(&partition, records),
+                });
+                // Overwritten with the round's outcome before anything is sent.
+                partition_responses
+                    .push(PartitionProduceResponse::default().with_index(data.index));
+                continue;
+            }
+            // Durability: page cache only (no `flush.messages`), like Kafka's default. An
+            // acknowledged write survives a process crash, not a power loss.
             let outcome = {
                 let mut log = partition.lock_log();
                 let result = log.append_as_leader(records, partition.leader_epoch, now_ms());
@@ -113,12 +166,6 @@ pub fn handle(broker: &Broker, request: ProduceRequest, version: i16) -> Produce
                         // Single node: the only replica has it, so it is committed.
                         let leo = log.log_end_offset();
                         log.set_high_watermark(leo);
-                        if partition.flush_every_append {
-                            // Durability: flush.messages=1 asks for an fsync per append.
-                            if let Err(e) = log.flush() {
-                                tracing::error!(error = %e, "fsync after append failed");
-                            }
-                        }
                     }
                 }
                 result
@@ -126,18 +173,11 @@ pub fn handle(broker: &Broker, request: ProduceRequest, version: i16) -> Produce
             match outcome {
                 Ok(outcome) => {
                     partition.wake_waiters();
-                    partition_responses.push(
-                        PartitionProduceResponse::default()
-                            .with_index(data.index)
-                            .with_error_code(0)
-                            .with_base_offset(outcome.base_offset)
-                            .with_log_append_time_ms(outcome.log_append_time_ms)
-                            .with_log_start_offset(outcome.log_start_offset),
-                    );
+                    partition_responses.push(appended(data.index, &outcome));
                 }
                 Err(e) => {
                     tracing::debug!(topic = %partition.topic.name, partition = data.index, error = %e, "produce rejected");
-                    partition_responses.push(failed(storage_error_code(&e), Some(e.to_string())));
+                    partition_responses.push(rejected(data.index, &e));
                 }
             }
         }
@@ -147,6 +187,19 @@ pub fn handle(broker: &Broker, request: ProduceRequest, version: i16) -> Produce
                 .with_topic_id(topic_data.topic_id)
                 .with_partition_responses(partition_responses),
         );
+    }
+    // Every fsync-mode batch is already queued, so these waits overlap: the request costs
+    // about one round, however many partitions it names. acks=0 waits too, so the connection's
+    // next request is handled only after this one's fsync, as Kafka's in-lock fsync does.
+    for wait in awaiting {
+        let answer = &mut responses[wait.topic].partition_responses[wait.partition];
+        let index = answer.index;
+        *answer = match wait.outcome.await {
+            Ok(Ok(outcome)) => appended(index, &outcome),
+            Ok(Err(e)) => rejected(index, &e),
+            // The flusher died (our bug, logged there); the batch may or may not be on disk.
+            Err(_) => rejected(index, &StorageError::Poisoned),
+        };
     }
     if acks == 0 {
         let failed = responses

@@ -1,0 +1,391 @@
+//! Fsync mode (`flush.messages=1`) against the real binary: acknowledged produces survive a
+//! SIGKILL at the offsets they were acknowledged at, and no produce is answered before an fsync
+//! of its partition's log that started after its batch was written.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, Bytes};
+use common::*;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::RecordBatchDecoder;
+use runnel_protocol::batch::{encode_uncompressed_batch, BatchSpec, RecordSpec};
+
+const TOPIC: &str = "fsynced";
+
+fn name(s: &str) -> TopicName {
+    TopicName(StrBytes::from_string(s.to_owned()))
+}
+
+fn create_fsync_topic(stream: &mut TcpStream, partitions: i32) {
+    let request = RequestKind::CreateTopics(CreateTopicsRequest::default().with_topics(vec![
+            create_topics_request::CreatableTopic::default()
+                .with_name(name(TOPIC))
+                .with_num_partitions(partitions)
+                .with_replication_factor(1)
+                .with_configs(vec![create_topics_request::CreatableTopicConfig::default()
+                    .with_name(StrBytes::from_static_str("flush.messages"))
+                    .with_value(Some(StrBytes::from_static_str("1")))]),
+        ]));
+    let ResponseKind::CreateTopics(r) = call(stream, ApiKey::CreateTopics, 7, &request) else {
+        panic!("not a CreateTopics response")
+    };
+    assert_eq!(r.topics[0].error_code, 0, "{:?}", r.topics[0].error_message);
+}
+
+fn batch(values: &[String]) -> Bytes {
+    let spec = BatchSpec {
+        records: values
+            .iter()
+            .map(|v| RecordSpec {
+                timestamp_delta: 0,
+                key: None,
+                value: Some(v.as_bytes()),
+                headers: vec![],
+            })
+            .collect(),
+        base_timestamp: 1_700_000_000_000,
+        ..Default::default()
+    };
+    encode_uncompressed_batch(&spec).into()
+}
+
+/// One acks=all produce naming several partitions of `TOPIC`.
+fn produce(batches: &[(i32, Bytes)]) -> RequestKind {
+    RequestKind::Produce(
+        ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(30_000)
+            .with_topic_data(vec![produce_request::TopicProduceData::default()
+                .with_name(name(TOPIC))
+                .with_partition_data(
+                    batches
+                        .iter()
+                        .map(|(p, records)| {
+                            produce_request::PartitionProduceData::default()
+                                .with_index(*p)
+                                .with_records(Some(records.clone()))
+                        })
+                        .collect(),
+                )]),
+    )
+}
+
+/// Every record of `partition` below its high watermark, as offset -> value.
+fn read_partition(stream: &mut TcpStream, partition: i32) -> BTreeMap<i64, Bytes> {
+    let mut records = BTreeMap::new();
+    let mut offset = 0;
+    loop {
+        let request = RequestKind::Fetch(
+            FetchRequest::default()
+                .with_max_wait_ms(0)
+                .with_min_bytes(0)
+                .with_max_bytes(1 << 20)
+                .with_topics(vec![fetch_request::FetchTopic::default()
+                    .with_topic(name(TOPIC))
+                    .with_partitions(vec![fetch_request::FetchPartition::default()
+                        .with_partition(partition)
+                        .with_fetch_offset(offset)
+                        .with_partition_max_bytes(1 << 20)])]),
+        );
+        let ResponseKind::Fetch(r) = call(stream, ApiKey::Fetch, 12, &request) else {
+            panic!("not a Fetch response")
+        };
+        let answer = &r.responses[0].partitions[0];
+        assert_eq!(answer.error_code, 0, "fetch of partition {partition}");
+        if offset >= answer.high_watermark {
+            return records;
+        }
+        let mut bytes = answer.records.clone().unwrap_or_default();
+        let before = offset;
+        // Whole batches only: a response may end in a batch cut short (as Kafka's may).
+        while bytes.len() >= 12 {
+            let size = 12 + usize::try_from((&bytes[8..12]).get_i32()).expect("batch length");
+            if bytes.len() < size {
+                break;
+            }
+            let mut one = bytes.split_to(size);
+            let set = RecordBatchDecoder::decode(&mut one).expect("decode stored batch");
+            for record in set.records {
+                offset = offset.max(record.offset + 1);
+                records.insert(record.offset, record.value.unwrap_or_default());
+            }
+        }
+        assert!(offset > before, "fetch below the HW made no progress");
+    }
+}
+
+// Concurrent acks=all producers on an fsync-mode topic, several partitions per request: every
+// acknowledged record is back at its acknowledged offset after a SIGKILL and restart, and
+// nothing else is. Fails if a group-commit round hands one producer another's offsets, or if an
+// answer is sent before its batch is in the log.
+#[test]
+fn acknowledged_records_survive_sigkill_at_their_offsets() {
+    const PARTITIONS: i32 = 4;
+    const CONNECTIONS: i32 = 8;
+    const REQUESTS: i32 = 40;
+    let runnel = Runnel::start("");
+    create_fsync_topic(&mut runnel.connect(), PARTITIONS);
+    let producers: Vec<_> = (0..CONNECTIONS)
+        .map(|c| {
+            let mut stream = runnel.connect();
+            std::thread::spawn(move || {
+                // (partition, offset) -> value, for every acknowledged record.
+                let mut acked = Vec::new();
+                for r in 0..REQUESTS {
+                    // Two partitions per request; each partition is shared by four
+                    // connections, so rounds hold several producers' batches.
+                    let batches: Vec<(i32, Vec<String>)> = [c % PARTITIONS, (c + 1) % PARTITIONS]
+                        .into_iter()
+                        .map(|p| {
+                            let count = 1 + (r % 3);
+                            (
+                                p,
+                                (0..count).map(|k| format!("c{c}-r{r}-p{p}-{k}")).collect(),
+                            )
+                        })
+                        .collect();
+                    let encoded: Vec<(i32, Bytes)> =
+                        batches.iter().map(|(p, v)| (*p, batch(v))).collect();
+                    let ResponseKind::Produce(response) =
+                        call(&mut stream, ApiKey::Produce, 11, &produce(&encoded))
+                    else {
+                        panic!("not a Produce response")
+                    };
+                    let answers = &response.responses[0].partition_responses;
+                    assert_eq!(answers.len(), batches.len());
+                    for ((p, values), answer) in batches.iter().zip(answers) {
+                        assert_eq!(answer.index, *p);
+                        assert_eq!(answer.error_code, 0, "{:?}", answer.error_message);
+                        for (k, v) in values.iter().enumerate() {
+                            acked.push((*p, answer.base_offset + k as i64, v.clone()));
+                        }
+                    }
+                }
+                acked
+            })
+        })
+        .collect();
+    let acked: Vec<(i32, i64, String)> = producers
+        .into_iter()
+        .flat_map(|t| t.join().expect("producer thread"))
+        .collect();
+    // The moment the last answer arrived: no clean shutdown, no flush on the way out.
+    runnel.signal("KILL");
+    let (dir, port) = runnel.into_dir();
+
+    let runnel = Runnel::start_in(dir, port, "");
+    let mut stream = runnel.connect();
+    let mut stored: HashMap<i32, BTreeMap<i64, Bytes>> = HashMap::new();
+    for p in 0..PARTITIONS {
+        stored.insert(p, read_partition(&mut stream, p));
+    }
+    for (p, offset, value) in &acked {
+        let found = stored[p].get(offset);
+        assert_eq!(
+            found.map(|b| String::from_utf8_lossy(b).into_owned()),
+            Some(value.clone()),
+            "partition {p} offset {offset}: acknowledged {value}"
+        );
+    }
+    let total: usize = stored.values().map(BTreeMap::len).sum();
+    assert_eq!(
+        total,
+        acked.len(),
+        "the log holds exactly the acknowledged records"
+    );
+}
+
+/// `runnel` running under `strace`, which logs its log writes, fsyncs and socket writes.
+struct Traced {
+    strace: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Traced {
+    fn trace_path(&self) -> std::path::PathBuf {
+        self.dir.path().join("strace.txt")
+    }
+
+    /// Kills the broker (strace's child) and waits for strace to finish writing the trace.
+    fn stop(mut self) -> String {
+        let children = format!("/proc/{0}/task/{0}/children", self.strace.id());
+        let mut pids = String::new();
+        std::fs::File::open(&children)
+            .and_then(|mut f| f.read_to_string(&mut pids))
+            .expect("strace's child pid");
+        for pid in pids.split_whitespace() {
+            let _ = Command::new("kill").arg("-KILL").arg(pid).status();
+        }
+        let _ = self.strace.wait();
+        std::fs::read_to_string(self.trace_path()).expect("strace output")
+    }
+}
+
+impl Drop for Traced {
+    fn drop(&mut self) {
+        let _ = self.strace.kill();
+        let _ = self.strace.wait();
+    }
+}
+
+fn start_traced() -> Option<Traced> {
+    if Command::new("strace").arg("-V").output().is_err() {
+        return None;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let config = dir.path().join("runnel.toml");
+    std::fs::write(&config, "").expect("write config");
+    let log = std::fs::File::create(dir.path().join("runnel.log")).expect("log file");
+    let strace = Command::new("strace")
+        .args(["-f", "-qq", "-y", "-o"])
+        .arg(dir.path().join("strace.txt"))
+        .args([
+            "-e",
+            "trace=write,pwrite64,pwritev,pwritev2,writev,sendto,sendmsg,fsync,fdatasync",
+            "--",
+        ])
+        .arg(env!("CARGO_BIN_EXE_runnel"))
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("--config")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn strace");
+    let mut traced = Traced { strace, port, dir };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Some(status) = traced.strace.try_wait().expect("try_wait") {
+            // ptrace may be forbidden here (a container without CAP_SYS_PTRACE).
+            let log = std::fs::read_to_string(traced.dir.path().join("runnel.log"));
+            eprintln!("strace exited with {status} ({log:?}); skipping");
+            return None;
+        }
+        assert!(Instant::now() < deadline, "traced runnel did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Some(traced)
+}
+
+/// What a trace shows about one partition's log file and the client sockets.
+#[derive(Default)]
+struct Audit {
+    /// Writes to the partition's `.log` seen so far.
+    log_writes: u64,
+    /// `log_writes` when the last successful fsync of the `.log` *started*: what it covers.
+    synced: u64,
+    /// fsyncs in progress, by thread: the `log_writes` they cover.
+    fsyncs_running: HashMap<String, u64>,
+    /// Socket writes after the first log write, and those sent while a log write was unsynced.
+    answers: u64,
+    early_answers: Vec<String>,
+}
+
+impl Audit {
+    fn line(&mut self, line: &str, log_file: &str) {
+        let Some((pid, call)) = line.split_once(' ') else {
+            return;
+        };
+        let call = call.trim_start();
+        let is_fsync = call.starts_with("fdatasync(") || call.starts_with("fsync(");
+        if is_fsync && call.contains(log_file) {
+            if call.ends_with("<unfinished ...>") {
+                self.fsyncs_running.insert(pid.to_owned(), self.log_writes);
+            } else if call.ends_with("= 0") {
+                self.synced = self.synced.max(self.log_writes);
+            }
+        } else if call.starts_with("<... fdatasync resumed>")
+            || call.starts_with("<... fsync resumed>")
+        {
+            if let Some(covered) = self.fsyncs_running.remove(pid) {
+                if call.ends_with("= 0") {
+                    self.synced = self.synced.max(covered);
+                }
+            }
+        } else if call.starts_with("pwrite") && call.contains(log_file) {
+            self.log_writes += 1;
+        } else if ["write(", "writev(", "sendto(", "sendmsg("]
+            .iter()
+            .any(|c| call.starts_with(c))
+            && call.contains("<socket:[")
+            && self.log_writes > 0
+        {
+            self.answers += 1;
+            if self.synced < self.log_writes {
+                self.early_answers.push(line.to_owned());
+            }
+        }
+    }
+}
+
+// Under strace: every produce answer is written to the socket only after an fsync of the
+// partition's log that started after the answered batch was written. One producer, one
+// partition, sequential requests, so every socket write after the first append is a produce
+// answer. Fails if the answer is sent before the fsync, or if the fsync is skipped.
+#[test]
+fn produce_is_answered_only_after_an_fsync_covering_its_batch() {
+    const REQUESTS: usize = 20;
+    let Some(traced) = start_traced() else {
+        // A skipped check must be asked for, never silent: `./run-tests` installs strace
+        // (compat-tests/setup.sh) before the cargo tests run.
+        assert!(
+            std::env::var_os("RUNNEL_TEST_ALLOW_NO_STRACE").is_some(),
+            "strace is missing or cannot trace here; install it (compat-tests/setup.sh does) \
+             or set RUNNEL_TEST_ALLOW_NO_STRACE=1 to skip this check knowingly"
+        );
+        eprintln!("strace is not usable here; skipping the fsync-ordering check");
+        return;
+    };
+    let mut stream = TcpStream::connect(("127.0.0.1", traced.port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    create_fsync_topic(&mut stream, 1);
+    for r in 0..REQUESTS {
+        let ResponseKind::Produce(response) = call(
+            &mut stream,
+            ApiKey::Produce,
+            11,
+            &produce(&[(0, batch(&[format!("r{r}")]))]),
+        ) else {
+            panic!("not a Produce response")
+        };
+        let answer = &response.responses[0].partition_responses[0];
+        assert_eq!(answer.error_code, 0, "{:?}", answer.error_message);
+        assert_eq!(answer.base_offset, r as i64);
+    }
+    drop(stream);
+    let trace = traced.stop();
+    let log_file = format!("/{TOPIC}-0/00000000000000000000.log>");
+    let mut audit = Audit::default();
+    for line in trace.lines() {
+        audit.line(line, &log_file);
+    }
+    assert!(
+        audit.log_writes >= REQUESTS as u64,
+        "the trace shows {} writes to {log_file}",
+        audit.log_writes
+    );
+    assert!(
+        audit.answers >= REQUESTS as u64,
+        "the trace shows {} answers",
+        audit.answers
+    );
+    assert!(
+        audit.early_answers.is_empty(),
+        "answers sent before their batch was fsynced:\n{}",
+        audit.early_answers.join("\n")
+    );
+}
