@@ -14,6 +14,7 @@ use runnel_protocol::frame::{encode_response, HeaderPrefix};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use crate::handlers::{self, Reply};
 use crate::send::{self, FilePart};
@@ -194,9 +195,13 @@ async fn process(
         correlation_id = header.correlation_id,
         client_id = header.client_id.as_ref().map(|c| c.as_str()).unwrap_or(""),
     );
-    let _guard = span.enter();
     let header_version = api_key.response_header_version(version);
-    match handlers::handle(broker, &header, peer, request).await {
+    // `instrument`, not `span.enter()`: a guard held across an await would tag other tasks'
+    // log lines on this worker with this request while it waits (fetch, fsync-mode produce).
+    let reply = handlers::handle(broker, &header, peer, request)
+        .instrument(span)
+        .await;
+    match reply {
         Reply::Send(body) => encode(
             api_key,
             version,

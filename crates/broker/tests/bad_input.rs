@@ -226,3 +226,75 @@ fn sigterm_exits_zero() {
     let status = runnel.child.wait().expect("wait");
     assert_eq!(status.code(), Some(0), "log:\n{}", runnel.log());
 }
+
+// Goal: running out of file descriptors does not make the accept loop spin or the broker die.
+// With RLIMIT_NOFILE at 64, 100 clients connect and stay; accept(2) fails with EMFILE while the
+// kernel keeps the rest queued. The broker must back off (a spinning loop would burn a whole
+// core: about 1 CPU second per second), keep serving the connections it has, and accept again
+// once clients leave.
+#[test]
+fn out_of_file_descriptors_backs_off_and_recovers() {
+    let mut runnel = Runnel::start_with_fd_limit("", 64);
+    let first = runnel.connect();
+    let mut held = Vec::new();
+    for _ in 0..100 {
+        // The kernel completes handshakes for the backlog even when the broker cannot accept.
+        held.push(std::net::TcpStream::connect(("127.0.0.1", runnel.port)).expect("connect"));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let before = runnel.cpu_seconds();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let used = runnel.cpu_seconds() - before;
+    assert!(
+        used < 0.5,
+        "broker used {used:.2} CPU s in 2 s while out of descriptors: the accept loop spins"
+    );
+    assert!(
+        runnel.log().contains("accept failed"),
+        "descriptors never ran out (the test proves nothing); log:\n{}",
+        runnel.log()
+    );
+    // A connection accepted before the shortage is still served.
+    let mut first = first;
+    let ResponseKind::ApiVersions(r) = call(
+        &mut first,
+        ApiKey::ApiVersions,
+        3,
+        &RequestKind::ApiVersions(
+            ApiVersionsRequest::default()
+                .with_client_software_name(StrBytes::from_static_str("t"))
+                .with_client_software_version(StrBytes::from_static_str("1")),
+        ),
+    ) else {
+        panic!("wrong response kind")
+    };
+    assert_eq!(r.error_code, 0);
+    drop(held);
+    // Once clients leave, descriptors free up and new connections are accepted and served.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let mut s = runnel.connect();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .expect("timeout");
+        s.write_all(&request_frame(
+            ApiKey::ApiVersions,
+            3,
+            1,
+            &RequestKind::ApiVersions(
+                ApiVersionsRequest::default()
+                    .with_client_software_name(StrBytes::from_static_str("t"))
+                    .with_client_software_version(StrBytes::from_static_str("1")),
+            ),
+        ))
+        .expect("write");
+        if read_frame(&mut s).is_some() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no connection accepted after clients left"
+        );
+    }
+    runnel.assert_alive();
+}

@@ -31,10 +31,42 @@ impl Runnel {
     }
 
     pub fn start_in(dir: tempfile::TempDir, port: u16, extra_config: &str) -> Runnel {
+        Self::spawn(dir, port, extra_config, None)
+    }
+
+    /// Starts with the soft and hard descriptor limit (`RLIMIT_NOFILE`) set to `max_fds`.
+    pub fn start_with_fd_limit(extra_config: &str, max_fds: u64) -> Runnel {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Self::spawn(dir, free_port(), extra_config, Some(max_fds))
+    }
+
+    fn spawn(
+        dir: tempfile::TempDir,
+        port: u16,
+        extra_config: &str,
+        max_fds: Option<u64>,
+    ) -> Runnel {
         let config = dir.path().join("runnel.toml");
         std::fs::write(&config, extra_config).expect("write config");
         let log = std::fs::File::create(dir.path().join("runnel.log")).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_runnel"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_runnel"));
+        if let Some(max_fds) = max_fds {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit is async-signal-safe and touches no memory of the parent.
+            unsafe {
+                command.pre_exec(move || {
+                    let limit = libc::rlimit {
+                        rlim_cur: max_fds,
+                        rlim_max: max_fds,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let child = command
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
             .arg("--data-dir")
@@ -81,6 +113,20 @@ impl Runnel {
     }
 
     /// The process is still running (it did not panic, abort or exit).
+    /// CPU seconds (user + system) the broker process has used so far, from /proc.
+    pub fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
+            .expect("read /proc/<pid>/stat");
+        // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+        let rest = &stat[stat.rfind(')').expect("stat format") + 2..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: u64 =
+            fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        ticks as f64 / hz
+    }
+
     pub fn assert_alive(&mut self) {
         if let Some(status) = self.child.try_wait().expect("try_wait") {
             panic!("runnel exited with {status}; log:\n{}", self.log());
