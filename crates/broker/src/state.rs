@@ -363,12 +363,16 @@ impl Broker {
             // client's connection, so after recovery all of it is committed.
             let leo = log.log_end_offset();
             log.set_high_watermark(leo);
+            // The only replica is the leader, at epoch 0 until replication elects others.
+            let leader_epoch = 0;
+            log.assign_leader_epoch(leader_epoch)
+                .with_context(|| format!("leader epoch checkpoint of {}", dir.display()))?;
             let partition = Partition {
                 topic: Arc::clone(topic),
                 index,
                 log: Mutex::new(log),
                 waiters: Mutex::new(Vec::new()),
-                leader_epoch: 0,
+                leader_epoch,
                 group_commit: flush_every_append.then(|| Arc::new(GroupCommitter::default())),
                 min_insync_replicas,
             };

@@ -427,6 +427,20 @@ impl PartitionLog {
         Ok(())
     }
 
+    /// Kafka's `maybeAssignEpochStartOffset` on becoming leader: the new epoch starts at the log
+    /// end offset, and the checkpoint is written now (at creation or election) rather than on
+    /// the first append, so that append does not create and rename a file. Nothing if the
+    /// latest epoch is already `leader_epoch`.
+    pub fn assign_leader_epoch(&mut self, leader_epoch: i32) -> Result<(), StorageError> {
+        if leader_epoch >= 0
+            && self.epochs.latest_epoch() != Some(leader_epoch)
+            && self.epochs.assign(leader_epoch, self.log_end_offset())
+        {
+            self.epochs.write()?;
+        }
+        Ok(())
+    }
+
     /// Whole batches from the one containing `fetch_offset`, stopping before a batch whose base
     /// offset is >= `max_offset`, within `max_bytes` unless `min_one_batch` and nothing fit
     /// (then exactly one batch). Reads may span segments. Batch lengths read from disk are

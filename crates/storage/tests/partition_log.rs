@@ -616,3 +616,23 @@ fn file_slices_choose_bytes_as_kafka_does() {
     let (headers, tail) = whole_batches(&s.read_to_bytes().unwrap());
     assert_eq!((headers.last().unwrap().last_offset() + 1, tail), (leo, 0));
 }
+
+#[test]
+fn leader_epoch_is_checkpointed_when_assigned_not_on_first_append() {
+    // Goal: as Kafka on becoming leader, assigning an epoch writes the checkpoint at once with
+    // the log end offset as its start, so the first append has no file to create; a later
+    // epoch starts where the log then ends.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("epochs-0");
+    let mut log = PartitionLog::open(path.clone(), TOPIC, LogConfig::default()).unwrap();
+    let checkpoint = path.join("leader-epoch-checkpoint");
+    assert!(!checkpoint.exists());
+    log.assign_leader_epoch(0).unwrap();
+    assert_eq!(fs::read_to_string(&checkpoint).unwrap(), "0\n1\n0 0\n");
+    let before = fs::metadata(&checkpoint).unwrap().modified().unwrap();
+    log.append_as_leader(Bytes::from(batch(3, 1000, 10)), 0, 0).unwrap();
+    assert_eq!(fs::read_to_string(&checkpoint).unwrap(), "0\n1\n0 0\n");
+    assert_eq!(fs::metadata(&checkpoint).unwrap().modified().unwrap(), before);
+    log.assign_leader_epoch(4).unwrap();
+    assert_eq!(fs::read_to_string(&checkpoint).unwrap(), "0\n2\n0 0\n4 3\n");
+}
