@@ -49,6 +49,7 @@ enum Command {
     Produce {
         #[arg(long)]
         bootstrap: String,
+        /// A topic, or several separated by commas (each with `--partitions` partitions).
         #[arg(long)]
         topic: String,
         #[arg(long, default_value_t = 1)]

@@ -49,9 +49,10 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// Pre-encoded request frames for one connection's partitions: each holds one batch for each of up to
-/// `request_bytes_max / batch_bytes` partitions, so a run rotates through all partitions.
-fn build_frames(args: &ProduceArgs, partitions: &[i32]) -> Result<(Vec<BytesMut>, Vec<u64>)> {
+/// Pre-encoded request frames for one connection's partitions (topic, partition): each holds one
+/// batch for each of up to `request_bytes_max / batch_bytes` partitions, so a run rotates through
+/// all of them.
+fn build_frames(args: &ProduceArgs, partitions: &[(&str, i32)]) -> Result<(Vec<BytesMut>, Vec<u64>)> {
     let records_per_batch = (args.batch_bytes / (args.record_bytes + RECORD_OVERHEAD_BYTES)).max(1);
     let value: Vec<u8> = (0..args.record_bytes)
         .map(|i| b'A' + (i % 26) as u8)
@@ -60,25 +61,28 @@ fn build_frames(args: &ProduceArgs, partitions: &[i32]) -> Result<(Vec<BytesMut>
         std::iter::repeat(value.as_slice()).take(records_per_batch),
         now_ms(),
     );
-    let partitions_per_request = (args.request_bytes_max / batch.len()).clamp(1, partitions.len());
+    let partitions_per_request = (args.request_bytes_max / batch.len()).clamp(1, partitions.len().max(1));
     let mut frames = Vec::new();
     let mut record_counts = Vec::new();
     for group in partitions.chunks(partitions_per_request) {
+        let mut topic_data: Vec<TopicProduceData> = Vec::new();
+        for &(topic, p) in group {
+            let data = PartitionProduceData::default()
+                .with_index(p)
+                .with_records(Some(batch.clone()));
+            match topic_data.last_mut() {
+                Some(t) if t.name.0.as_str() == topic => t.partition_data.push(data),
+                _ => topic_data.push(
+                    TopicProduceData::default()
+                        .with_name(topic_name(topic))
+                        .with_partition_data(vec![data]),
+                ),
+            }
+        }
         let request = ProduceRequest::default()
             .with_acks(args.acks)
             .with_timeout_ms(30_000)
-            .with_topic_data(vec![TopicProduceData::default()
-                .with_name(topic_name(&args.topic))
-                .with_partition_data(
-                    group
-                        .iter()
-                        .map(|&p| {
-                            PartitionProduceData::default()
-                                .with_index(p)
-                                .with_records(Some(batch.clone()))
-                        })
-                        .collect(),
-                )]);
+            .with_topic_data(topic_data);
         frames.push(encode_frame(&request, PRODUCE_VERSION, 0)?);
         record_counts.push((records_per_batch * group.len()) as u64);
     }
@@ -86,16 +90,22 @@ fn build_frames(args: &ProduceArgs, partitions: &[i32]) -> Result<(Vec<BytesMut>
 }
 
 pub async fn run(args: ProduceArgs) -> Result<serde_json::Value> {
-    let connection_count = args
-        .connection_count
-        .clamp(1, usize::try_from(args.partition_count)?.max(1));
+    let topics: Vec<&str> = args.topic.split(',').filter(|t| !t.is_empty()).collect();
+    let all: Vec<(&str, i32)> = topics
+        .iter()
+        .flat_map(|&t| (0..args.partition_count).map(move |p| (t, p)))
+        .collect();
+    let connection_count = args.connection_count.clamp(1, all.len().max(1));
     let budget = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let start = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..connection_count {
-        let partitions: Vec<i32> = (0..args.partition_count)
-            .filter(|p| *p as usize % connection_count == c)
+        let partitions: Vec<(&str, i32)> = all
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % connection_count == c)
+            .map(|(_, &tp)| tp)
             .collect();
         let (frames, counts) = build_frames(&args, &partitions)?;
         let client = Client::connect(&args.bootstrap).await?;
