@@ -7,10 +7,11 @@ use anyhow::{bail, Result};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::{BrokerId, FetchRequest};
 use serde_json::json;
+use tokio::io::AsyncWriteExt;
 
 use crate::admin::{list_offsets, topic_name, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP};
-use crate::batch::summarize;
-use crate::wire::{Client, FETCH_VERSION};
+use crate::stream_fetch::{read_fetch_v12, STREAM_BUFFER_BYTES};
+use crate::wire::{encode_frame, Client, FETCH_VERSION};
 
 /// Java consumer defaults: fetch.max.bytes, max.partition.fetch.bytes, fetch.max.wait.ms.
 pub const FETCH_BYTES_MAX: i32 = 50 * 1024 * 1024;
@@ -40,11 +41,15 @@ pub async fn run(args: ConsumeArgs) -> Result<serde_json::Value> {
         LATEST_TIMESTAMP,
     )
     .await?;
+    // Responses are read as they stream in (see `stream_fetch`), so the version is pinned.
+    const _: () = assert!(FETCH_VERSION == 12);
+    let (reader, mut writer) = client.into_stream().into_split();
+    let mut reader = tokio::io::BufReader::with_capacity(STREAM_BUFFER_BYTES, reader);
     let start = Instant::now();
     let mut records = 0u64;
     let mut batch_bytes = 0u64;
     let mut fetch_count = 0u64;
-    let mut buf = bytes::BytesMut::new();
+    let mut correlation_id = 0i32;
     while offsets.iter().zip(&ends).any(|(o, e)| o < e) {
         let partitions = offsets
             .iter()
@@ -70,14 +75,15 @@ pub async fn run(args: ConsumeArgs) -> Result<serde_json::Value> {
             .with_topics(vec![FetchTopic::default()
                 .with_topic(topic_name(&args.topic))
                 .with_partitions(partitions)]);
-        let (response, body) = client
-            .call_reusing(&request, FETCH_VERSION, std::mem::take(&mut buf))
-            .await?;
+        correlation_id = correlation_id.wrapping_add(1);
+        let frame = encode_frame(&request, FETCH_VERSION, correlation_id)?;
+        writer.write_all(&frame).await?;
+        let response = read_fetch_v12(&mut reader, correlation_id).await?;
         fetch_count += 1;
         if response.error_code != 0 {
             bail!("Fetch error {}", response.error_code);
         }
-        for partition in response.responses.iter().flat_map(|t| t.partitions.iter()) {
+        for partition in &response.partitions {
             if partition.error_code != 0 {
                 bail!(
                     "Fetch {}-{}: error {}",
@@ -86,22 +92,15 @@ pub async fn run(args: ConsumeArgs) -> Result<serde_json::Value> {
                     partition.error_code
                 );
             }
-            let Some(data) = &partition.records else {
-                continue;
-            };
-            let summary = summarize(data);
-            records += summary.record_count;
-            batch_bytes += summary.batch_bytes;
+            records += partition.record_count;
+            batch_bytes += partition.batch_bytes;
             if let (Some(next), Some(slot)) = (
-                summary.next_offset,
+                partition.next_offset,
                 offsets.get_mut(partition.partition_index as usize),
             ) {
                 *slot = (*slot).max(next);
             }
         }
-        drop(response);
-        // Every slice of the frame is gone now, so its buffer comes back for the next fetch.
-        buf = body.try_into_mut().unwrap_or_default();
     }
     let elapsed_s = start.elapsed().as_secs_f64();
     let payload_bytes = records * args.record_bytes as u64;

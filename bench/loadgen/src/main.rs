@@ -7,6 +7,7 @@ mod consume;
 mod e2e;
 mod misc;
 mod produce;
+mod stream_fetch;
 mod wire;
 
 use std::time::Duration;

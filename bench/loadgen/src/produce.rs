@@ -52,7 +52,10 @@ pub fn now_ms() -> i64 {
 /// Pre-encoded request frames for one connection's partitions (topic, partition): each holds one
 /// batch for each of up to `request_bytes_max / batch_bytes` partitions, so a run rotates through
 /// all of them.
-fn build_frames(args: &ProduceArgs, partitions: &[(&str, i32)]) -> Result<(Vec<BytesMut>, Vec<u64>)> {
+fn build_frames(
+    args: &ProduceArgs,
+    partitions: &[(&str, i32)],
+) -> Result<(Vec<BytesMut>, Vec<u64>)> {
     let records_per_batch = (args.batch_bytes / (args.record_bytes + RECORD_OVERHEAD_BYTES)).max(1);
     let value: Vec<u8> = (0..args.record_bytes)
         .map(|i| b'A' + (i % 26) as u8)
@@ -61,7 +64,8 @@ fn build_frames(args: &ProduceArgs, partitions: &[(&str, i32)]) -> Result<(Vec<B
         std::iter::repeat(value.as_slice()).take(records_per_batch),
         now_ms(),
     );
-    let partitions_per_request = (args.request_bytes_max / batch.len()).clamp(1, partitions.len().max(1));
+    let partitions_per_request =
+        (args.request_bytes_max / batch.len()).clamp(1, partitions.len().max(1));
     let mut frames = Vec::new();
     let mut record_counts = Vec::new();
     for group in partitions.chunks(partitions_per_request) {

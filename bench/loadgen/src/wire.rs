@@ -66,33 +66,6 @@ pub async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R) -> Result<Bytes> {
     Ok(Bytes::from(buf))
 }
 
-/// Like `read_frame`, but into `buf`, which keeps its capacity from call to call: a consumer
-/// reading megabytes per fetch then neither zeroes nor faults in fresh memory each time (that
-/// client cost would hide the broker's own on a 2-core machine).
-pub async fn read_frame_reusing<R: AsyncRead + Unpin>(
-    reader: &mut R,
-    mut buf: BytesMut,
-) -> Result<Bytes> {
-    let size = reader.read_i32().await.context("reading response size")?;
-    let size = usize::try_from(size).context("negative response size")?;
-    if size > FRAME_BYTES_MAX {
-        bail!("response frame of {size} bytes exceeds {FRAME_BYTES_MAX}");
-    }
-    buf.clear();
-    buf.reserve(size);
-    while buf.len() < size {
-        let want = size - buf.len();
-        let n = reader
-            .read_buf(&mut (&mut buf).limit(want))
-            .await
-            .context("reading response body")?;
-        if n == 0 {
-            bail!("connection closed inside a response");
-        }
-    }
-    Ok(buf.freeze())
-}
-
 /// Decodes a response body, checking that it answers `correlation_id`.
 pub fn decode_response<R: Request>(
     mut frame: Bytes,
@@ -145,23 +118,6 @@ impl Client {
         self.stream.write_all(&frame).await?;
         let body = read_frame(&mut self.stream).await?;
         decode_response::<R>(body, version, correlation_id)
-    }
-
-    /// `call`, reading the response into `buf` (see `read_frame_reusing`); the caller gets the
-    /// buffer back with `Bytes::try_into_mut` once it has dropped the response.
-    pub async fn call_reusing<R: Request>(
-        &mut self,
-        request: &R,
-        version: i16,
-        buf: BytesMut,
-    ) -> Result<(R::Response, Bytes)> {
-        let correlation_id = self.correlation_id_next;
-        self.correlation_id_next = self.correlation_id_next.wrapping_add(1);
-        let frame = encode_frame(request, version, correlation_id)?;
-        self.stream.write_all(&frame).await?;
-        let body = read_frame_reusing(&mut self.stream, buf).await?;
-        let response = decode_response::<R>(body.clone(), version, correlation_id)?;
-        Ok((response, body))
     }
 
     pub fn into_stream(self) -> TcpStream {
