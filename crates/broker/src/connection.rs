@@ -1,31 +1,101 @@
-//! One client connection: read a frame, check it, decode it, handle it, answer it — one request
-//! at a time, as Kafka does (it mutes a channel while a request is in flight), so pipelined
-//! requests are applied and answered in arrival order.
+//! One client connection: read a frame, check it, decode it, apply it, answer it.
+//!
+//! # Pipelining
+//!
+//! A client may write several requests before reading an answer (a Java producer keeps up to 5
+//! in flight by default, an idempotent producer at most 5). The connection runs two halves as
+//! concurrent futures of its one task (`tokio::join!`, not spawned tasks, so neither can outlive
+//! the connection, and nothing needs aborting):
+//!
+//! - the *reader* reads a frame, checks and decodes it, and *applies* it (`handlers::handle`):
+//!   one request at a time, in arrival order, each fully applied before the next frame is read.
+//!   It hands the outcome to the writer through a bounded queue: a ready response, or a produce
+//!   whose fsync-mode batches wait for their group commit (`handlers::PendingProduce`).
+//! - the *writer* takes the queue in order, awaits what is pending, and writes each response.
+//!   A response therefore waits for every earlier one, whatever its API.
+//!
+//! The reader does not wait for a produce's fsync before reading and applying the next request,
+//! so the batches of pipelined produces join the same group-commit round instead of costing one
+//! fsync each (Kafka mutes a channel while a request is in flight and fsyncs each append).
+//!
+//! ## Why this is safe
+//!
+//! Every effect of a request happens while it is applied, in arrival order, before the next
+//! request is read: validation, idempotent-producer checks and appends in page-cache mode;
+//! queueing on the partition's group commit in fsync mode, whose rounds append in queue order.
+//! The one effect that lands later is an fsync-mode produce becoming *visible* (the high
+//! watermark moves after the round's fsync). So before applying any request other than a
+//! produce, the reader waits until every earlier response has been written if a pending produce
+//! was queued since it last waited (the *barrier*): a Fetch or ListOffsets after a produce sees
+//! its records, as it did when requests were handled one at a time. Page-cache mode never
+//! queues a pending produce, so it never waits. What a client can observe is unchanged: the
+//! answers, their order, and what each request sees. (Another connection may see a later
+//! page-cache produce of this connection before an earlier fsync-mode one; Kafka orders
+//! records only within a partition, and each partition's appends stay in request order.)
+//!
+//! ## Why the bound
+//!
+//! A request holds one of `PIPELINED_REQUESTS_MAX` slots from before its frame is read until
+//! its response is written (or it needs none). At the limit the reader stops reading, so the
+//! socket's receive buffer and then TCP push back on the client. The bound caps what one
+//! connection pins: request frames whose batches wait in a group-commit queue, fetched file
+//! ranges and encoded responses (a fetch read into memory, with zero-copy off, can be
+//! `fetch.max.bytes`). So a connection holds at most `PIPELINED_REQUESTS_MAX` times what it held
+//! with one request in flight, and the group-commit queues stay bounded by connections too.
+//!
+//! ## Ending
+//!
+//! The reader stops on EOF, an error, a protocol violation, `Reply::Close`, idleness
+//! (`connections.max.idle.ms` waiting for the next frame; the wait starts once the previous
+//! request is applied, not once it is answered, which differs by at most an fsync) or shutdown;
+//! the writer then writes every response of an applied request (awaiting its fsync) and the
+//! connection closes. So on
+//! shutdown every applied request is finished and answered, none is started. The writer stops
+//! on a write error, a write that stalls for `connections.max.idle.ms`, or an acks=0 produce
+//! that failed (Kafka closes the connection then); the reader notices at its next wait and
+//! applies nothing more. A request being applied is finished first (a parked fetch waits at
+//! most its `max_wait_ms`), so no handler is ever cancelled half-way.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
 use kafka_protocol::protocol::Decodable;
 use runnel_protocol::api;
 use runnel_protocol::frame::{encode_response, HeaderPrefix};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch, Semaphore, SemaphorePermit};
 use tracing::Instrument;
 
-use crate::handlers::{self, Reply};
+use crate::handlers::{self, ProduceReply, Reply};
 use crate::send::{self, FilePart};
 use crate::state::Broker;
 
-/// A response ready to write.
-enum Outgoing {
-    Frame(BytesMut),
-    /// A fetch response with record ranges to `sendfile` (see `send`).
-    Parts(Vec<runnel_protocol::splice::Part<FilePart>>),
-}
+/// Most requests of one connection between reading a frame and having written its response.
+///
+/// 5 is the default `max.in.flight.requests.per.connection` of the Java producer and the most
+/// an idempotent producer (Java or librdkafka) may use, because Kafka keeps the sequence state
+/// of 5 batches per producer; so it pipelines every request such clients send. A larger bound
+/// would buy them nothing and would multiply what a connection may pin in memory (see "Why the
+/// bound"); a smaller one would make a default producer's fifth request wait a whole fsync
+/// before it is even read.
+///
+/// With `n` slots, one connection's pipelined produces to a partition share an fsync about
+/// `n / 2` at a time when fsyncs are slow: a round's fsync covers what was read while the
+/// previous round ran, and the slots of that round come back only when it is answered. So with
+/// 5, two fsyncs cover five requests (the `pipelining` test sees 20 fsyncs for 50 requests).
+pub const PIPELINED_REQUESTS_MAX: usize = 5;
+
+/// Slots besides its own that the reader takes at the barrier: all of them, which it gets once
+/// every earlier response is written.
+const EARLIER_SLOTS: u32 = {
+    assert!(PIPELINED_REQUESTS_MAX >= 1 && PIPELINED_REQUESTS_MAX <= 1 << 16);
+    (PIPELINED_REQUESTS_MAX - 1) as u32
+};
 
 /// Budget for what one request may make the decoder allocate (the validator's estimate). Far
 /// above any honest request (record bytes are not copied by the decoder), far below memory.
@@ -45,6 +115,55 @@ enum Close {
     Protocol(String),
 }
 
+/// A response ready to write.
+enum Outgoing {
+    Frame(BytesMut),
+    /// A fetch response with record ranges to `sendfile` (see `send`).
+    Parts(Vec<runnel_protocol::splice::Part<FilePart>>),
+}
+
+/// What the reader hands the writer for one applied request.
+enum Response {
+    Ready(Outgoing),
+    /// A produce waiting for its group-commit rounds; encoded once they are done.
+    Produce(DeferredProduce),
+}
+
+/// A pending produce and what its answer's frame needs.
+struct DeferredProduce {
+    pending: handlers::PendingProduce,
+    version: i16,
+    correlation_id: i32,
+    /// The request's span, so the wait's log lines carry the request as the apply's did.
+    span: tracing::Span,
+}
+
+/// One entry of the reader-to-writer queue, in request order.
+struct Queued<'s> {
+    response: Response,
+    /// The request's slot of `PIPELINED_REQUESTS_MAX`, released once the response is written.
+    _slot: SemaphorePermit<'s>,
+}
+
+/// A frame that passed the checks, decoded.
+struct Decoded {
+    api_key: ApiKey,
+    version: i16,
+    header: RequestHeader,
+    body: RequestKind,
+}
+
+/// What the checks make of a frame.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "lives on the stack for one request; boxing would allocate per request"
+)]
+enum Checked {
+    Request(Decoded),
+    /// Answered without being applied (KIP-511's ApiVersions fallback).
+    Answer(Outgoing),
+}
+
 pub async fn serve(
     broker: Arc<Broker>,
     mut stream: TcpStream,
@@ -61,61 +180,200 @@ pub async fn serve(
     }
 }
 
+/// Runs the reader and the writer (see the module docs) until both have stopped.
 async fn run(
     broker: &Arc<Broker>,
     stream: &mut TcpStream,
     peer: std::net::SocketAddr,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Close {
+    let (read_half, write_half) = stream.split();
+    let slots = Semaphore::new(PIPELINED_REQUESTS_MAX);
+    // Never full: an entry holds a slot, and there are as many slots as places.
+    let (queue, queued) = mpsc::channel(PIPELINED_REQUESTS_MAX);
+    let (read_end, write_end) = tokio::join!(
+        read_requests(broker, read_half, peer, shutdown, &slots, queue),
+        write_responses(broker, write_half, queued),
+    );
+    match (read_end, write_end) {
+        (Some(reason), Ok(())) => reason,
+        (Some(reason), Err(after)) => {
+            tracing::debug!(%peer, ?after, "writing stopped after reading did");
+            reason
+        }
+        (None, Err(reason)) => reason,
+        // The writer stops cleanly only after the reader, which stops silently only after the
+        // writer: not both.
+        (None, Ok(())) => Close::Eof,
+    }
+}
+
+/// The reader: reads, checks and applies requests in arrival order and queues their responses.
+/// `None`: it stopped because the writer had stopped (the writer's reason is the connection's).
+async fn read_requests<'s>(
+    broker: &Arc<Broker>,
+    mut stream: ReadHalf<'_>,
+    peer: std::net::SocketAddr,
+    shutdown: &mut watch::Receiver<bool>,
+    slots: &'s Semaphore,
+    queue: mpsc::Sender<Queued<'s>>,
+) -> Option<Close> {
     let idle = Duration::from_millis(broker.config.connections_max_idle_ms);
     let max_frame = broker.config.socket_request_max_bytes;
+    // A pending produce was queued since the last barrier: the next request other than a
+    // produce waits for it (see "Why this is safe").
+    let mut produce_pending = false;
     loop {
+        // Back-pressure: the next request's slot before its frame, so at the limit nothing
+        // more is read until the oldest response is written.
+        let slot = tokio::select! {
+            biased;
+            () = queue.closed() => return None,
+            _ = shutdown.changed() => return Some(Close::Shutdown),
+            slot = slots.acquire() => match slot {
+                Ok(slot) => slot,
+                // The semaphore is never closed.
+                Err(_) => return None,
+            },
+        };
         let mut size_buf = [0u8; 4];
         tokio::select! {
             biased;
-            _ = shutdown.changed() => return Close::Shutdown,
+            () = queue.closed() => return None,
+            _ = shutdown.changed() => return Some(Close::Shutdown),
             read = tokio::time::timeout(idle, stream.read_exact(&mut size_buf)) => match read {
-                Err(_) => return Close::Idle,
-                Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Close::Eof,
-                Ok(Err(e)) => return Close::Io(e),
+                Err(_) => return Some(Close::Idle),
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    return Some(Close::Eof)
+                }
+                Ok(Err(e)) => return Some(Close::Io(e)),
                 Ok(Ok(_)) => {}
             },
         }
         let size = i32::from_be_bytes(size_buf);
         let Ok(size) = usize::try_from(size) else {
-            return Close::Protocol(format!("negative frame size {size}"));
+            return Some(Close::Protocol(format!("negative frame size {size}")));
         };
         if size > max_frame {
-            return Close::Protocol(format!(
+            return Some(Close::Protocol(format!(
                 "frame of {size} bytes is larger than socket.request.max.bytes ({max_frame})"
-            ));
+            )));
         }
-        let frame = match read_frame(stream, size, idle).await {
-            Ok(frame) => frame,
-            Err(close) => return close,
+        let frame = tokio::select! {
+            biased;
+            () = queue.closed() => return None,
+            frame = read_frame(&mut stream, size, idle) => match frame {
+                Ok(frame) => frame,
+                Err(close) => return Some(close),
+            },
         };
-        match process(broker, frame, peer).await {
-            Ok(Some(Outgoing::Frame(response))) => {
-                let written = tokio::time::timeout(idle, stream.write_all(&response)).await;
-                match written {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => return Close::Io(e),
-                    Err(_) => return Close::Idle,
+        let request = match check(frame) {
+            Ok(Checked::Request(request)) => request,
+            Ok(Checked::Answer(outgoing)) => {
+                let response = Response::Ready(outgoing);
+                if queue
+                    .send(Queued {
+                        response,
+                        _slot: slot,
+                    })
+                    .await
+                    .is_err()
+                {
+                    return None;
                 }
+                continue;
             }
-            Ok(Some(Outgoing::Parts(parts))) => {
-                if let Err(e) = send::write_parts(stream, parts, idle).await {
-                    return Close::Io(e);
-                }
+            Err(close) => return Some(close),
+        };
+        if produce_pending && request.api_key != ApiKey::Produce {
+            // The barrier: every earlier response written, so every earlier produce visible.
+            tokio::select! {
+                biased;
+                () = queue.closed() => return None,
+                earlier = slots.acquire_many(EARLIER_SLOTS) => drop(earlier),
             }
-            Ok(None) => {}
-            Err(close) => return close,
+            produce_pending = false;
+        }
+        if queue.is_closed() {
+            // Its answer could not be written: do not apply it.
+            return None;
+        }
+        let response = match apply(broker, request, peer).await {
+            Ok(Some(response)) => response,
+            // No response: the slot is free again.
+            Ok(None) => continue,
+            Err(close) => return Some(close),
+        };
+        produce_pending |= matches!(response, Response::Produce(_));
+        if queue
+            .send(Queued {
+                response,
+                _slot: slot,
+            })
+            .await
+            .is_err()
+        {
+            return None;
         }
     }
 }
 
+/// The writer: awaits and writes the queued responses in order until the reader has stopped
+/// and the queue is empty, or until it cannot go on (`Err`: why the connection ends).
+async fn write_responses(
+    broker: &Broker,
+    mut stream: WriteHalf<'_>,
+    mut queued: mpsc::Receiver<Queued<'_>>,
+) -> Result<(), Close> {
+    let stalled = Duration::from_millis(broker.config.connections_max_idle_ms);
+    while let Some(entry) = queued.recv().await {
+        let outgoing = match entry.response {
+            Response::Ready(outgoing) => outgoing,
+            Response::Produce(deferred) => match complete(deferred).await? {
+                Some(outgoing) => outgoing,
+                None => continue,
+            },
+        };
+        let written = match outgoing {
+            Outgoing::Frame(frame) => send::write_bytes(&mut stream, &frame, stalled).await,
+            Outgoing::Parts(parts) => send::write_parts(&mut stream, parts, stalled).await,
+        };
+        written.map_err(Close::Io)?;
+        // `entry`'s slot is released here, once its response is written.
+    }
+    Ok(())
+}
+
+/// Waits for a pending produce's rounds and encodes its answer. `Ok(None)`: acks=0, nothing
+/// to send.
+async fn complete(deferred: DeferredProduce) -> Result<Option<Outgoing>, Close> {
+    let DeferredProduce {
+        pending,
+        version,
+        correlation_id,
+        span,
+    } = deferred;
+    match pending.complete().instrument(span).await {
+        ProduceReply::Respond(body) => encode(
+            ApiKey::Produce,
+            version,
+            ApiKey::Produce.response_header_version(version),
+            correlation_id,
+            &ResponseKind::Produce(body),
+        )
+        .map(|frame| Some(Outgoing::Frame(frame))),
+        ProduceReply::Silent => Ok(None),
+        ProduceReply::Close => Err(Close::Protocol(
+            "an acks=0 produce failed; closing the connection as Kafka does".into(),
+        )),
+    }
+}
+
 /// Reads exactly `size` bytes, growing the buffer as bytes arrive.
-async fn read_frame(stream: &mut TcpStream, size: usize, idle: Duration) -> Result<Bytes, Close> {
+async fn read_frame<R>(stream: &mut R, size: usize, idle: Duration) -> Result<Bytes, Close>
+where
+    R: AsyncRead + Unpin,
+{
     let mut buf = BytesMut::with_capacity(size.min(READ_CHUNK_BYTES));
     while buf.len() < size {
         let want = (size - buf.len()).min(READ_CHUNK_BYTES);
@@ -131,14 +389,8 @@ async fn read_frame(stream: &mut TcpStream, size: usize, idle: Duration) -> Resu
     Ok(buf.freeze())
 }
 
-use bytes::BufMut;
-
-/// Checks, decodes and handles one frame. `Ok(None)`: nothing to send.
-async fn process(
-    broker: &Arc<Broker>,
-    frame: Bytes,
-    peer: std::net::SocketAddr,
-) -> Result<Option<Outgoing>, Close> {
+/// Checks and decodes one frame; nothing is applied yet.
+fn check(frame: Bytes) -> Result<Checked, Close> {
     let Some(prefix) = HeaderPrefix::peek(&frame) else {
         return Err(Close::Protocol(format!(
             "frame of {} bytes is too short for a request header",
@@ -159,7 +411,7 @@ async fn process(
                 ResponseError::UnsupportedVersion.code(),
             ));
             return encode(ApiKey::ApiVersions, 0, 0, prefix.correlation_id, &body)
-                .map(|frame| Some(Outgoing::Frame(frame)));
+                .map(|frame| Checked::Answer(Outgoing::Frame(frame)));
         }
         return Err(Close::Protocol(format!(
             "unsupported version {} of {:?} (we serve {}..={})",
@@ -186,8 +438,29 @@ async fn process(
     let mut buf = frame;
     let header = RequestHeader::decode(&mut buf, header_version)
         .map_err(|e| Close::Protocol(format!("bad {api_key:?} header: {e}")))?;
-    let request = RequestKind::decode(api_key, &mut buf, version)
+    let body = RequestKind::decode(api_key, &mut buf, version)
         .map_err(|e| Close::Protocol(format!("bad {api_key:?} v{version} body: {e}")))?;
+    Ok(Checked::Request(Decoded {
+        api_key,
+        version,
+        header,
+        body,
+    }))
+}
+
+/// Applies one decoded request (`handlers::handle`) and prepares its response. `Ok(None)`:
+/// nothing to send.
+async fn apply(
+    broker: &Arc<Broker>,
+    request: Decoded,
+    peer: std::net::SocketAddr,
+) -> Result<Option<Response>, Close> {
+    let Decoded {
+        api_key,
+        version,
+        header,
+        body,
+    } = request;
     let span = tracing::debug_span!(
         "request",
         api = ?api_key,
@@ -197,10 +470,12 @@ async fn process(
     );
     let header_version = api_key.response_header_version(version);
     // `instrument`, not `span.enter()`: a guard held across an await would tag other tasks'
-    // log lines on this worker with this request while it waits (fetch, fsync-mode produce).
-    let reply = handlers::handle(broker, &header, peer, request)
-        .instrument(span)
-        .await;
+    // log lines on this worker with this request while it waits (fetch, group requests).
+    // Pinned here rather than awaited by value so that a pending produce can take the span
+    // along without a clone on every other request.
+    let mut handling =
+        std::pin::pin!(handlers::handle(broker, &header, peer, body).instrument(span));
+    let reply = handling.as_mut().await;
     match reply {
         Reply::Send(body) => encode(
             api_key,
@@ -209,7 +484,7 @@ async fn process(
             header.correlation_id,
             &body,
         )
-        .map(|frame| Some(Outgoing::Frame(frame))),
+        .map(|frame| Some(Response::Ready(Outgoing::Frame(frame)))),
         Reply::Fetch(answer) => encode_fetch(
             broker,
             answer,
@@ -217,7 +492,13 @@ async fn process(
             header_version,
             header.correlation_id,
         )
-        .map(Some),
+        .map(|outgoing| Some(Response::Ready(outgoing))),
+        Reply::Produce(pending) => Ok(Some(Response::Produce(DeferredProduce {
+            pending,
+            version,
+            correlation_id: header.correlation_id,
+            span: handling.span().clone(),
+        }))),
         Reply::Silent => Ok(None),
         Reply::Close => Err(Close::Protocol(format!(
             "{api_key:?} asked to close the connection"

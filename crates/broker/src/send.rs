@@ -9,10 +9,9 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
-use bytes::Bytes;
 use runnel_protocol::splice::{External, Part};
 use runnel_storage::FileSlice;
-use tokio::io::{AsyncWriteExt, Interest};
+use tokio::io::{AsyncWrite, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 
 /// Largest count one `sendfile` call takes (Linux transfers at most 0x7ffff000 bytes per call).
@@ -29,21 +28,33 @@ impl External for FilePart {
 
 /// Writes `parts` in order. `stalled` bounds each wait for the socket to take more bytes: a
 /// client that stops reading is disconnected instead of pinning files and buffers forever.
-pub async fn write_parts(
-    stream: &mut TcpStream,
+///
+/// `stream` is the socket or its write half (`TcpStream::split`): `sendfile` needs the socket
+/// itself (`AsRef<TcpStream>`), while the read half may be in use by the connection's reader.
+/// The caller must be the socket's only writer, or frames would interleave.
+pub async fn write_parts<W>(
+    stream: &mut W,
     parts: Vec<Part<FilePart>>,
     stalled: Duration,
-) -> io::Result<()> {
+) -> io::Result<()>
+where
+    W: AsyncWrite + AsRef<TcpStream> + Unpin,
+{
     for part in parts {
         match part {
             Part::Bytes(bytes) => write_bytes(stream, &bytes, stalled).await?,
-            Part::External(FilePart(slice)) => send_file(stream, &slice, stalled).await?,
+            Part::External(FilePart(slice)) => send_file(stream.as_ref(), &slice, stalled).await?,
         }
     }
     Ok(())
 }
 
-async fn write_bytes(stream: &mut TcpStream, bytes: &Bytes, stalled: Duration) -> io::Result<()> {
+/// Writes in-memory bytes (a whole response frame, or a piece of a spliced one), with the same
+/// `stalled` bound as `write_parts`.
+pub async fn write_bytes<W>(stream: &mut W, bytes: &[u8], stalled: Duration) -> io::Result<()>
+where
+    W: AsyncWrite + Unpin,
+{
     match tokio::time::timeout(stalled, stream.write_all(bytes)).await {
         Ok(result) => result,
         Err(_) => Err(stalled_error()),
@@ -58,7 +69,7 @@ fn stalled_error() -> io::Error {
 }
 
 /// `sendfile`s `slice` into the socket, waiting for writability between partial sends.
-async fn send_file(stream: &mut TcpStream, slice: &FileSlice, stalled: Duration) -> io::Result<()> {
+async fn send_file(stream: &TcpStream, slice: &FileSlice, stalled: Duration) -> io::Result<()> {
     let file_fd = slice.file.as_raw_fd();
     let socket_fd = stream.as_raw_fd();
     let mut offset = i64::try_from(slice.position)

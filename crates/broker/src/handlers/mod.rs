@@ -1,5 +1,10 @@
 //! One module per Kafka API. Each takes the decoded request and returns the response body;
 //! framing, headers and ordering are the connection's job.
+//!
+//! `handle` *applies* a request: when it returns, every effect of the request is done, so the
+//! connection may apply its next request. Only a produce in fsync mode may leave something to
+//! wait for (`Reply::Produce`): its group-commit rounds, which the connection awaits in order
+//! before answering while it goes on applying later requests.
 
 use std::sync::Arc;
 
@@ -23,6 +28,7 @@ mod topics;
 
 pub use api_versions::api_versions_response;
 pub use fetch::{materialize as materialize_fetch, FetchAnswer};
+pub use produce::{PendingProduce, ProduceReply};
 
 /// Operations the cluster resource supports (`AclEntry.supportedOperations(CLUSTER)`): CREATE,
 /// ALTER, DESCRIBE, CLUSTER_ACTION, DESCRIBE_CONFIGS, ALTER_CONFIGS, IDEMPOTENT_WRITE,
@@ -40,18 +46,21 @@ pub const CLUSTER_OPERATIONS: i32 = (1 << 5)
 /// Kafka's "authorized operations not requested" sentinel (`Integer.MIN_VALUE`).
 pub const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
 
-/// What the connection does with a handled request.
+/// What the connection does with an applied request.
 pub enum Reply {
     Send(ResponseKind),
     /// A fetch response whose records are file ranges (see `fetch`).
     Fetch(FetchAnswer),
+    /// A produce whose fsync-mode batches are queued for their group commit: applied, not yet
+    /// answered. `PendingProduce::complete` yields what to do.
+    Produce(PendingProduce),
     /// No response (produce with acks=0).
     Silent,
-    /// Close the connection without a response.
+    /// Close the connection without a response, after the responses of earlier requests.
     Close,
 }
 
-/// Handles one decoded request.
+/// Applies one decoded request (see the module docs).
 pub async fn handle(
     broker: &Arc<Broker>,
     header: &RequestHeader,
@@ -89,10 +98,11 @@ pub async fn handle(
         RequestKind::ListOffsets(r) => {
             ResponseKind::ListOffsets(list_offsets::handle(broker, r, version))
         }
-        RequestKind::Produce(r) => match produce::handle(broker, r, version).await {
-            produce::ProduceReply::Respond(r) => ResponseKind::Produce(r),
-            produce::ProduceReply::Silent => return Reply::Silent,
-            produce::ProduceReply::Close => return Reply::Close,
+        RequestKind::Produce(r) => match produce::apply(broker, r, version) {
+            produce::Applied::Done(ProduceReply::Respond(r)) => ResponseKind::Produce(r),
+            produce::Applied::Done(ProduceReply::Silent) => return Reply::Silent,
+            produce::Applied::Done(ProduceReply::Close) => return Reply::Close,
+            produce::Applied::Pending(pending) => return Reply::Produce(pending),
         },
         RequestKind::Fetch(r) => return Reply::Fetch(fetch::handle(broker, r, version).await),
         RequestKind::FindCoordinator(r) => {

@@ -1,9 +1,15 @@
 //! Produce: validate, append, acknowledge per `acks`, wake fetches.
 //!
-//! Page-cache mode (Kafka's default) appends inline and answers at once. Fsync mode
-//! (`flush.messages=1`) hands each batch to its partition's group commit (`durability`): every
-//! partition of the request is submitted first, then the answers are awaited, so a request
-//! spanning several partitions waits about one fsync, not one per partition.
+//! Two steps, so a connection can pipeline produces (see `connection`): `apply` does everything
+//! with a side effect, in request order; `PendingProduce::complete` only waits and builds the
+//! answer.
+//!
+//! Page-cache mode (Kafka's default) appends inline in `apply`, which answers at once
+//! (`Applied::Done`: no future, no channel, nothing boxed). Fsync mode (`flush.messages=1`) hands
+//! each batch to its partition's group commit (`durability`) in `apply`; every partition of the
+//! request is submitted before anything is awaited, so a request spanning several partitions
+//! waits about one fsync, not one per partition, and the next request of the connection can be
+//! applied while this one waits, so its batches join the same or the next round.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
@@ -26,6 +32,24 @@ pub enum ProduceReply {
     /// acks=0 and some partition failed: Kafka closes the connection, the only way an acks=0
     /// client learns of the failure (it then refreshes metadata).
     Close,
+}
+
+/// A produce after `apply`: answered, or waiting for group-commit rounds.
+pub enum Applied {
+    /// Nothing to wait for (page-cache mode, or every partition failed before its append).
+    Done(ProduceReply),
+    /// Some partition is in fsync mode: its batch is queued for its group commit.
+    Pending(PendingProduce),
+}
+
+/// A produce whose side effects are done: every fsync-mode batch is queued for its partition's
+/// group commit, every page-cache batch appended. What is left is waiting for the rounds.
+pub struct PendingProduce {
+    acks: i16,
+    /// The whole answer; the entries named by `awaiting` are placeholders until completion.
+    responses: Vec<TopicProduceResponse>,
+    /// Never empty (otherwise `apply` answers `Applied::Done`).
+    awaiting: Vec<AwaitingFsync>,
 }
 
 /// A partition answer that waits for its group-commit round.
@@ -55,7 +79,10 @@ fn rejected(index: i32, e: &StorageError) -> PartitionProduceResponse {
         .with_error_message(Some(StrBytes::from_string(e.to_string())))
 }
 
-pub async fn handle(broker: &Broker, request: ProduceRequest, version: i16) -> ProduceReply {
+/// Validates the request and appends (page-cache mode) or queues (fsync mode) every batch. The
+/// caller must apply a connection's requests one at a time in arrival order: queueing order is
+/// append order, which idempotent producers' sequence checks rely on.
+pub fn apply(broker: &Broker, request: ProduceRequest, version: i16) -> Applied {
     let acks = request.acks;
     let image = broker.image();
     let acks_valid = matches!(acks, -1..=1);
@@ -145,7 +172,7 @@ pub async fn handle(broker: &Broker, request: ProduceRequest, version: i16) -> P
             }
             if let Some(group_commit) = &partition.group_commit {
                 // Durability: fsync mode. Appended, fsynced and made visible by the group
-                // commit's flusher; answered below once that round's fsync succeeded.
+                // commit's flusher; answered by `complete` once that round's fsync succeeded.
                 awaiting.push(AwaitingFsync {
                     topic: responses.len(),
                     partition: partition_responses.len(),
@@ -188,19 +215,44 @@ pub async fn handle(broker: &Broker, request: ProduceRequest, version: i16) -> P
                 .with_partition_responses(partition_responses),
         );
     }
-    // Every fsync-mode batch is already queued, so these waits overlap: the request costs
-    // about one round, however many partitions it names. acks=0 waits too, so the connection's
-    // next request is handled only after this one's fsync, as Kafka's in-lock fsync does.
-    for wait in awaiting {
-        let answer = &mut responses[wait.topic].partition_responses[wait.partition];
-        let index = answer.index;
-        *answer = match wait.outcome.await {
-            Ok(Ok(outcome)) => appended(index, &outcome),
-            Ok(Err(e)) => rejected(index, &e),
-            // The flusher died (our bug, logged there); the batch may or may not be on disk.
-            Err(_) => rejected(index, &StorageError::Poisoned),
-        };
+    if awaiting.is_empty() {
+        return Applied::Done(reply(acks, responses));
     }
+    Applied::Pending(PendingProduce {
+        acks,
+        responses,
+        awaiting,
+    })
+}
+
+impl PendingProduce {
+    /// Waits for the group-commit rounds of the queued batches and builds the answer. Has no
+    /// side effect: dropping it (the connection closed) leaves the rounds to run without it.
+    pub async fn complete(self) -> ProduceReply {
+        let PendingProduce {
+            acks,
+            mut responses,
+            awaiting,
+        } = self;
+        // Every fsync-mode batch is already queued, so these waits overlap: the request costs
+        // about one round, however many partitions it names. acks=0 waits too: its success
+        // (silence) or failure (closing the connection) is known only after the round.
+        for wait in awaiting {
+            let answer = &mut responses[wait.topic].partition_responses[wait.partition];
+            let index = answer.index;
+            *answer = match wait.outcome.await {
+                Ok(Ok(outcome)) => appended(index, &outcome),
+                Ok(Err(e)) => rejected(index, &e),
+                // The flusher died (our bug, logged there); the batch may or may not be on disk.
+                Err(_) => rejected(index, &StorageError::Poisoned),
+            };
+        }
+        reply(acks, responses)
+    }
+}
+
+/// The reply once every partition has its answer.
+fn reply(acks: i16, responses: Vec<TopicProduceResponse>) -> ProduceReply {
     if acks == 0 {
         let failed = responses
             .iter()
