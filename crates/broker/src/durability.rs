@@ -26,8 +26,9 @@
 //! # Bounds
 //!
 //! The queue holds at most one entry per partition of each produce request in flight; a
-//! connection has one request in flight and connections are capped, so the queue is bounded by
-//! what the connections already hold in memory (the entry's batch is the request's own bytes).
+//! connection has at most `connection::PIPELINED_REQUESTS_MAX` requests awaiting their answers
+//! and connections are capped, so the queue is bounded by what the connections already hold in
+//! memory (the entry's batch is the request's own bytes).
 
 use std::sync::{Arc, Mutex};
 

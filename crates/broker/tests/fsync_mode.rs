@@ -3,12 +3,11 @@
 //! of its partition's log that started after its batch was written.
 
 mod common;
+mod traced;
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Read;
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use common::*;
@@ -16,6 +15,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::RecordBatchDecoder;
 use runnel_protocol::batch::{encode_uncompressed_batch, BatchSpec, RecordSpec};
+use traced::*;
 
 const TOPIC: &str = "fsynced";
 
@@ -202,134 +202,6 @@ fn acknowledged_records_survive_sigkill_at_their_offsets() {
     );
 }
 
-/// `runnel` running under `strace`, which logs its log writes, fsyncs and socket writes.
-struct Traced {
-    strace: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Traced {
-    fn trace_path(&self) -> std::path::PathBuf {
-        self.dir.path().join("strace.txt")
-    }
-
-    /// Kills the broker (strace's child) and waits for strace to finish writing the trace.
-    fn stop(mut self) -> String {
-        let children = format!("/proc/{0}/task/{0}/children", self.strace.id());
-        let mut pids = String::new();
-        std::fs::File::open(&children)
-            .and_then(|mut f| f.read_to_string(&mut pids))
-            .expect("strace's child pid");
-        for pid in pids.split_whitespace() {
-            let _ = Command::new("kill").arg("-KILL").arg(pid).status();
-        }
-        let _ = self.strace.wait();
-        std::fs::read_to_string(self.trace_path()).expect("strace output")
-    }
-}
-
-impl Drop for Traced {
-    fn drop(&mut self) {
-        let _ = self.strace.kill();
-        let _ = self.strace.wait();
-    }
-}
-
-fn start_traced() -> Option<Traced> {
-    if Command::new("strace").arg("-V").output().is_err() {
-        return None;
-    }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
-    let config = dir.path().join("runnel.toml");
-    std::fs::write(&config, "").expect("write config");
-    let log = std::fs::File::create(dir.path().join("runnel.log")).expect("log file");
-    let strace = Command::new("strace")
-        .args(["-f", "-qq", "-y", "-o"])
-        .arg(dir.path().join("strace.txt"))
-        .args([
-            "-e",
-            "trace=write,pwrite64,pwritev,pwritev2,writev,sendto,sendmsg,fsync,fdatasync",
-            "--",
-        ])
-        .arg(env!("CARGO_BIN_EXE_runnel"))
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .arg("--config")
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("spawn strace");
-    let mut traced = Traced { strace, port, dir };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if let Some(status) = traced.strace.try_wait().expect("try_wait") {
-            // ptrace may be forbidden here (a container without CAP_SYS_PTRACE).
-            let log = std::fs::read_to_string(traced.dir.path().join("runnel.log"));
-            eprintln!("strace exited with {status} ({log:?}); skipping");
-            return None;
-        }
-        assert!(Instant::now() < deadline, "traced runnel did not listen");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Some(traced)
-}
-
-/// What a trace shows about one partition's log file and the client sockets.
-#[derive(Default)]
-struct Audit {
-    /// Writes to the partition's `.log` seen so far.
-    log_writes: u64,
-    /// `log_writes` when the last successful fsync of the `.log` *started*: what it covers.
-    synced: u64,
-    /// fsyncs in progress, by thread: the `log_writes` they cover.
-    fsyncs_running: HashMap<String, u64>,
-    /// Socket writes after the first log write, and those sent while a log write was unsynced.
-    answers: u64,
-    early_answers: Vec<String>,
-}
-
-impl Audit {
-    fn line(&mut self, line: &str, log_file: &str) {
-        let Some((pid, call)) = line.split_once(' ') else {
-            return;
-        };
-        let call = call.trim_start();
-        let is_fsync = call.starts_with("fdatasync(") || call.starts_with("fsync(");
-        if is_fsync && call.contains(log_file) {
-            if call.ends_with("<unfinished ...>") {
-                self.fsyncs_running.insert(pid.to_owned(), self.log_writes);
-            } else if call.ends_with("= 0") {
-                self.synced = self.synced.max(self.log_writes);
-            }
-        } else if call.starts_with("<... fdatasync resumed>")
-            || call.starts_with("<... fsync resumed>")
-        {
-            if let Some(covered) = self.fsyncs_running.remove(pid) {
-                if call.ends_with("= 0") {
-                    self.synced = self.synced.max(covered);
-                }
-            }
-        } else if call.starts_with("pwrite") && call.contains(log_file) {
-            self.log_writes += 1;
-        } else if ["write(", "writev(", "sendto(", "sendmsg("]
-            .iter()
-            .any(|c| call.starts_with(c))
-            && call.contains("<socket:[")
-            && self.log_writes > 0
-        {
-            self.answers += 1;
-            if self.synced < self.log_writes {
-                self.early_answers.push(line.to_owned());
-            }
-        }
-    }
-}
-
 // Under strace: every produce answer is written to the socket only after an fsync of the
 // partition's log that started after the answered batch was written. One producer, one
 // partition, sequential requests, so every socket write after the first append is a produce
@@ -337,15 +209,8 @@ impl Audit {
 #[test]
 fn produce_is_answered_only_after_an_fsync_covering_its_batch() {
     const REQUESTS: usize = 20;
-    let Some(traced) = start_traced() else {
-        // A skipped check must be asked for, never silent: `./run-tests` installs strace
-        // (compat-tests/setup.sh) before the cargo tests run.
-        assert!(
-            std::env::var_os("RUNNEL_TEST_ALLOW_NO_STRACE").is_some(),
-            "strace is missing or cannot trace here; install it (compat-tests/setup.sh does) \
-             or set RUNNEL_TEST_ALLOW_NO_STRACE=1 to skip this check knowingly"
-        );
-        eprintln!("strace is not usable here; skipping the fsync-ordering check");
+    let Some(traced) = start_traced(None) else {
+        require_strace("the fsync-ordering check");
         return;
     };
     let mut stream = TcpStream::connect(("127.0.0.1", traced.port)).expect("connect");

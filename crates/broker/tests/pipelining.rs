@@ -4,12 +4,11 @@
 //! fsync.
 
 mod common;
+mod traced;
 
-use std::collections::HashMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use common::*;
@@ -17,6 +16,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, StrBytes};
 use kafka_protocol::records::RecordBatchDecoder;
 use runnel_protocol::batch::{encode_uncompressed_batch, BatchSpec, RecordSpec};
+use traced::*;
 
 const TOPIC: &str = "piped";
 
@@ -311,165 +311,6 @@ fn failed_acks0_produce_closes_after_earlier_answers() {
 
 // ---- under strace: group commit across pipelined requests ----
 
-/// `runnel` running under `strace`, which logs its log writes, fsyncs and socket writes.
-/// (Copied from `fsync_mode.rs`, plus a delay on every fsync.)
-struct Traced {
-    strace: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Traced {
-    fn trace_path(&self) -> std::path::PathBuf {
-        self.dir.path().join("strace.txt")
-    }
-
-    /// Kills the broker (strace's child) and waits for strace to finish writing the trace.
-    fn stop(mut self) -> String {
-        self.kill_broker();
-        let _ = self.strace.wait();
-        std::fs::read_to_string(self.trace_path()).expect("strace output")
-    }
-
-    /// SIGKILLs strace's children: the broker. (Killing only strace would detach the broker
-    /// and leave it running.)
-    fn kill_broker(&self) {
-        let children = format!("/proc/{0}/task/{0}/children", self.strace.id());
-        let mut pids = String::new();
-        let _ = std::fs::File::open(&children).and_then(|mut f| f.read_to_string(&mut pids));
-        for pid in pids.split_whitespace() {
-            let _ = Command::new("kill").arg("-KILL").arg(pid).status();
-        }
-    }
-}
-
-impl Drop for Traced {
-    fn drop(&mut self) {
-        // A failed test drops it without `stop`.
-        self.kill_broker();
-        let _ = self.strace.kill();
-        let _ = self.strace.wait();
-    }
-}
-
-/// What every fsync of the traced broker takes at least: a disk without a volatile write cache.
-/// Group commit can only group batches that arrive while an fsync runs; a test machine's disk
-/// may fsync faster than a traced broker reads a request, which would leave nothing to group
-/// and make the count depend on the machine.
-const FSYNC_DELAY_US: u32 = 10_000;
-
-fn start_traced() -> Option<Traced> {
-    if Command::new("strace").arg("-V").output().is_err() {
-        return None;
-    }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
-    let config = dir.path().join("runnel.toml");
-    std::fs::write(&config, "").expect("write config");
-    let log = std::fs::File::create(dir.path().join("runnel.log")).expect("log file");
-    let strace = Command::new("strace")
-        .args(["-f", "-qq", "-y", "-o"])
-        .arg(dir.path().join("strace.txt"))
-        .args([
-            "-e",
-            "trace=write,pwrite64,pwritev,pwritev2,writev,sendto,sendmsg,fsync,fdatasync",
-            "-e",
-        ])
-        .arg(format!(
-            "inject=fsync,fdatasync:delay_exit={FSYNC_DELAY_US}"
-        ))
-        .arg("--")
-        .arg(env!("CARGO_BIN_EXE_runnel"))
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .arg("--config")
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("spawn strace");
-    let mut traced = Traced { strace, port, dir };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if let Some(status) = traced.strace.try_wait().expect("try_wait") {
-            // ptrace may be forbidden here (a container without CAP_SYS_PTRACE).
-            let log = std::fs::read_to_string(traced.dir.path().join("runnel.log"));
-            eprintln!("strace exited with {status} ({log:?}); skipping");
-            return None;
-        }
-        assert!(Instant::now() < deadline, "traced runnel did not listen");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Some(traced)
-}
-
-/// What a trace shows about one partition's log file and the client sockets, for a run where
-/// every log write is one produce's batch and every socket write after the first log write is
-/// one produce's answer, both in request order.
-#[derive(Default)]
-struct Audit {
-    /// Writes to the partition's `.log` seen so far.
-    log_writes: u64,
-    /// `log_writes` when the last successful fsync of the `.log` *started*: what it covers.
-    synced: u64,
-    /// Successful fsyncs of the `.log` that started after its first write.
-    fsyncs: u64,
-    /// fsyncs in progress, by thread: the `log_writes` they cover.
-    fsyncs_running: HashMap<String, u64>,
-    /// Socket writes after the first log write: answer `n` answers the `n`th batch.
-    answers: u64,
-    /// Answers sent before an fsync covered the batch they answer.
-    early_answers: Vec<String>,
-}
-
-impl Audit {
-    fn line(&mut self, line: &str, log_file: &str) {
-        let Some((pid, call)) = line.split_once(' ') else {
-            return;
-        };
-        // Injected delays mark the result: `= 0 (DELAYED)`.
-        let call = call.trim_start().trim_end_matches(" (DELAYED)");
-        let is_fsync = call.starts_with("fdatasync(") || call.starts_with("fsync(");
-        if is_fsync && call.contains(log_file) {
-            if call.ends_with("<unfinished ...>") {
-                self.fsyncs_running.insert(pid.to_owned(), self.log_writes);
-            } else if call.ends_with("= 0") {
-                self.fsync_done(self.log_writes);
-            }
-        } else if call.starts_with("<... fdatasync resumed>")
-            || call.starts_with("<... fsync resumed>")
-        {
-            if let Some(covered) = self.fsyncs_running.remove(pid) {
-                if call.ends_with("= 0") {
-                    self.fsync_done(covered);
-                }
-            }
-        } else if call.starts_with("pwrite") && call.contains(log_file) {
-            self.log_writes += 1;
-        } else if ["write(", "writev(", "sendto(", "sendmsg("]
-            .iter()
-            .any(|c| call.starts_with(c))
-            && call.contains("<socket:[")
-            && self.log_writes > 0
-        {
-            self.answers += 1;
-            if self.synced < self.answers {
-                self.early_answers.push(line.to_owned());
-            }
-        }
-    }
-
-    /// A successful fsync that started when `covered` log writes had been seen.
-    fn fsync_done(&mut self, covered: u64) {
-        self.synced = self.synced.max(covered);
-        if covered > 0 {
-            self.fsyncs += 1;
-        }
-    }
-}
-
 // Goal: group commit covers pipelined requests. 50 acks=1 produces to one fsync-mode partition,
 // written at once on one connection, cost at most half as many fsyncs of the `.log` as
 // requests, and (under strace) no answer is written before an fsync that started after its
@@ -480,14 +321,8 @@ impl Audit {
 #[test]
 fn pipelined_produces_share_fsyncs_and_are_answered_after_them() {
     const REQUESTS: i32 = 50;
-    let Some(traced) = start_traced() else {
-        // A skipped check must be asked for, never silent (see fsync_mode.rs).
-        assert!(
-            std::env::var_os("RUNNEL_TEST_ALLOW_NO_STRACE").is_some(),
-            "strace is missing or cannot trace here; install it (compat-tests/setup.sh does) \
-             or set RUNNEL_TEST_ALLOW_NO_STRACE=1 to skip this check knowingly"
-        );
-        eprintln!("strace is not usable here; skipping the group-commit check");
+    let Some(traced) = start_traced(Some(FSYNC_DELAY_US)) else {
+        require_strace("the group-commit check");
         return;
     };
     let mut stream = TcpStream::connect(("127.0.0.1", traced.port)).expect("connect");
