@@ -140,7 +140,9 @@ struct DeferredProduce {
 
 /// One entry of the reader-to-writer queue, in request order.
 struct Queued<'s> {
-    response: Response,
+    /// Boxed so the channel's slots are small: tokio allocates them 32 at a time per channel,
+    /// which would cost every connection ~4 KiB with the response inline.
+    response: Box<Response>,
     /// The request's slot of `PIPELINED_REQUESTS_MAX`, released once the response is written.
     _slot: SemaphorePermit<'s>,
 }
@@ -273,7 +275,7 @@ async fn read_requests<'s>(
                 let response = Response::Ready(outgoing);
                 if queue
                     .send(Queued {
-                        response,
+                        response: Box::new(response),
                         _slot: slot,
                     })
                     .await
@@ -298,7 +300,9 @@ async fn read_requests<'s>(
             // Its answer could not be written: do not apply it.
             return None;
         }
-        let response = match apply(broker, request, peer).await {
+        // Boxed: the request, its handler's future and its response are large, and inline they
+        // would size every idle connection's task for the largest of them.
+        let response = match Box::pin(apply(broker, request, peer)).await {
             Ok(Some(response)) => response,
             // No response: the slot is free again.
             Ok(None) => continue,
@@ -307,7 +311,7 @@ async fn read_requests<'s>(
         produce_pending |= matches!(response, Response::Produce(_));
         if queue
             .send(Queued {
-                response,
+                response: Box::new(response),
                 _slot: slot,
             })
             .await
@@ -327,16 +331,19 @@ async fn write_responses(
 ) -> Result<(), Close> {
     let stalled = Duration::from_millis(broker.config.connections_max_idle_ms);
     while let Some(entry) = queued.recv().await {
-        let outgoing = match entry.response {
+        let outgoing = match *entry.response {
             Response::Ready(outgoing) => outgoing,
-            Response::Produce(deferred) => match complete(deferred).await? {
+            // Boxed, like the handlers in `apply`: only connections using them pay their size.
+            Response::Produce(deferred) => match Box::pin(complete(deferred)).await? {
                 Some(outgoing) => outgoing,
                 None => continue,
             },
         };
         let written = match outgoing {
             Outgoing::Frame(frame) => send::write_bytes(&mut stream, &frame, stalled).await,
-            Outgoing::Parts(parts) => send::write_parts(&mut stream, parts, stalled).await,
+            Outgoing::Parts(parts) => {
+                Box::pin(send::write_parts(&mut stream, parts, stalled)).await
+            }
         };
         written.map_err(Close::Io)?;
         // `entry`'s slot is released here, once its response is written.
