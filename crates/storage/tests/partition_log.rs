@@ -630,9 +630,13 @@ fn leader_epoch_is_checkpointed_when_assigned_not_on_first_append() {
     log.assign_leader_epoch(0).unwrap();
     assert_eq!(fs::read_to_string(&checkpoint).unwrap(), "0\n1\n0 0\n");
     let before = fs::metadata(&checkpoint).unwrap().modified().unwrap();
-    log.append_as_leader(Bytes::from(batch(3, 1000, 10)), 0, 0).unwrap();
+    log.append_as_leader(Bytes::from(batch(3, 1000, 10)), 0, 0)
+        .unwrap();
     assert_eq!(fs::read_to_string(&checkpoint).unwrap(), "0\n1\n0 0\n");
-    assert_eq!(fs::metadata(&checkpoint).unwrap().modified().unwrap(), before);
+    assert_eq!(
+        fs::metadata(&checkpoint).unwrap().modified().unwrap(),
+        before
+    );
     log.assign_leader_epoch(4).unwrap();
     assert_eq!(fs::read_to_string(&checkpoint).unwrap(), "0\n2\n0 0\n4 3\n");
 }
