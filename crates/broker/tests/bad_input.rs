@@ -146,6 +146,65 @@ fn hostile_bodies_do_not_abort() {
     );
 }
 
+// A flexible-version request carrying a compact string over 0x7fff bytes is refused at the door
+// and its connection closed, as Kafka's readers refuse it; before the validator enforced that, a
+// 40,000-byte group id reached the group coordinator and panicked in its record encoder.
+#[test]
+fn strings_longer_than_i16_max_close_the_connection() {
+    let mut runnel = Runnel::start("");
+    let group = StrBytes::from_string("g".repeat(40_000));
+    let commit = OffsetCommitRequest::default()
+        .with_group_id(GroupId(group.clone()))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(vec![
+            offset_commit_request::OffsetCommitRequestTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str("t")))
+                .with_partitions(vec![
+                    offset_commit_request::OffsetCommitRequestPartition::default()
+                        .with_committed_offset(1),
+                ]),
+        ]);
+    closes(
+        &mut runnel,
+        &request_frame(
+            ApiKey::OffsetCommit,
+            8,
+            1,
+            &RequestKind::OffsetCommit(commit),
+        ),
+    );
+    let heartbeat = ConsumerGroupHeartbeatRequest::default()
+        .with_group_id(GroupId(group))
+        .with_member_id(StrBytes::from_static_str("m"))
+        .with_rebalance_timeout_ms(30_000)
+        .with_subscribed_topic_names(Some(vec![TopicName(StrBytes::from_static_str("t"))]));
+    closes(
+        &mut runnel,
+        &request_frame(
+            ApiKey::ConsumerGroupHeartbeat,
+            0,
+            1,
+            &RequestKind::ConsumerGroupHeartbeat(heartbeat),
+        ),
+    );
+    // A group id of exactly 0x7fff bytes is legal and served.
+    let mut s = runnel.connect();
+    let ResponseKind::OffsetCommit(r) = call(
+        &mut s,
+        ApiKey::OffsetCommit,
+        8,
+        &RequestKind::OffsetCommit(
+            OffsetCommitRequest::default()
+                .with_group_id(GroupId(StrBytes::from_string("g".repeat(0x7fff))))
+                .with_generation_id_or_member_epoch(-1),
+        ),
+    ) else {
+        panic!("wrong response kind")
+    };
+    assert!(r.topics.is_empty());
+    runnel.assert_alive();
+}
+
 // A produce batch with a wrong CRC gets CORRUPT_MESSAGE for that partition; the connection and
 // the broker go on, and nothing was appended.
 #[test]

@@ -634,3 +634,27 @@ fn write_seed_corpus() {
         ),
     );
 }
+
+// Proves a compact string longer than 0x7fff bytes is refused, as Kafka's readers refuse it,
+// while one of exactly 0x7fff bytes passes (OffsetCommit v8: the group id is the first field).
+#[test]
+fn compact_string_longer_than_i16_max() {
+    let body = |len: usize| {
+        let mut body = Vec::new();
+        put_uvarint(&mut body, u32::try_from(len + 1).unwrap());
+        body.extend(std::iter::repeat(b'g').take(len));
+        // generation, member id "", group instance id null, topics [], no tags
+        body.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 1, 0, 1, 0]);
+        body
+    };
+    let err =
+        validate_request(8, 8, &with_body(ApiKey::OffsetCommit, 8, &body(40_000))).unwrap_err();
+    assert!(
+        matches!(err, ValidateError::BadLength { length: 40_000, .. }),
+        "{err}"
+    );
+    let err =
+        validate_request(8, 8, &with_body(ApiKey::OffsetCommit, 8, &body(0x8000))).unwrap_err();
+    assert!(matches!(err, ValidateError::BadLength { .. }), "{err}");
+    validate_request(8, 8, &with_body(ApiKey::OffsetCommit, 8, &body(0x7fff))).unwrap();
+}

@@ -100,6 +100,10 @@ pub enum ValidateError {
     Schema(String),
 }
 
+/// The longest string Kafka reads or writes, in bytes (`Short.MAX_VALUE`), for compact strings
+/// as well as classic ones.
+pub const STRING_BYTES_MAX: i64 = 0x7fff;
+
 /// The parsed schemas, built once on first use.
 struct Schemas {
     /// The request header schema.
@@ -348,18 +352,19 @@ impl<'s> Walk<'s> {
 
     /// Reads a length or count prefix. Returns `None` for null, else the non-negative value.
     /// Classic encodings use a signed int where -1 is null; compact ones an unsigned varint of
-    /// value + 1 where 0 is null.
+    /// value + 1 where 0 is null. `is_string`: a string's length (an int16 in the classic
+    /// encoding, at most [`STRING_BYTES_MAX`] in both).
     fn length(
         &self,
         r: &mut Reader<'_>,
         field: &Field,
-        classic_i16: bool,
+        is_string: bool,
         nullable: bool,
     ) -> Result<Option<u64>, ValidateError> {
         let offset = r.position();
         let raw: i64 = if self.compact(field) {
             i64::from(r.uvarint()?) - 1
-        } else if classic_i16 {
+        } else if is_string {
             i64::from(r.i16()?)
         } else {
             i64::from(r.i32()?)
@@ -371,6 +376,15 @@ impl<'s> Walk<'s> {
                 offset,
             }),
             n if n < 0 => Err(ValidateError::BadLength {
+                field: field.name.clone(),
+                offset,
+                length: n,
+            }),
+            // Kafka's generated readers refuse a compact string longer than 0x7fff bytes
+            // ("string field had invalid length"): every string on the wire fits an int16
+            // length, whichever encoding carried it, and code behind the decoder (the
+            // `__consumer_offsets` record encoders, for one) relies on that bound.
+            n if is_string && n > STRING_BYTES_MAX => Err(ValidateError::BadLength {
                 field: field.name.clone(),
                 offset,
                 length: n,
