@@ -1,12 +1,13 @@
 //! The async shell around the sans-IO group coordinator: it owns the clock, the timer, the
 //! `__consumer_offsets` logs and the reply channels; the coordinator owns every decision.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::ResponseKind;
 use runnel_cluster::group::coordinator::{GroupCoordinator, GroupRequest, Output, RequestId};
 use runnel_cluster::group::ClientInfo;
@@ -14,6 +15,7 @@ use runnel_cluster::group::{GroupConfig, Record};
 use runnel_protocol::batch::{encode_uncompressed_batch, BatchSpec, RecordSpec};
 use tokio::sync::{oneshot, Notify};
 
+use crate::replica::{AppendOrigin, AppendWait};
 use crate::state::{now_ms, Broker};
 
 /// Kafka's `GROUP_METADATA_TOPIC_NAME`.
@@ -23,12 +25,30 @@ pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 const REPLAY_READ_BYTES: usize = 1 << 20;
 
 pub struct Groups {
+    /// The coordinator. A panic while it is held leaves its state half-changed, so a poisoned
+    /// lock fails the coordinator for good (every request answered COORDINATOR_NOT_AVAILABLE)
+    /// rather than serving that state.
     coordinator: Mutex<GroupCoordinator>,
     pending: Mutex<HashMap<RequestId, oneshot::Sender<ResponseKind>>>,
+    /// Appends waiting for their group-commit round (fsync mode), in the order they went into
+    /// the log. Their records are applied to the coordinator (`on_committed`) and their
+    /// responses sent strictly in that order, whatever order the rounds' waiters wake in.
+    /// Bounded like the partitions' own group-commit queues: one entry per request or timer
+    /// decision in flight.
+    appending: Mutex<VecDeque<InFlightAppend>>,
     next_id: AtomicU64,
     /// Wakes the timer task when a request may have moved the next deadline.
     timer: Notify,
     pub config: GroupConfig,
+}
+
+/// An append to `__consumer_offsets` whose outcome is not applied yet.
+struct InFlightAppend {
+    /// Set once the append's fate is known: committed (`true`) or failed.
+    committed: Arc<OnceLock<bool>>,
+    records: Vec<Record>,
+    on_success: Vec<(RequestId, ResponseKind)>,
+    on_failure: Vec<(RequestId, ResponseKind)>,
 }
 
 impl Groups {
@@ -36,24 +56,28 @@ impl Groups {
         Groups {
             coordinator: Mutex::new(GroupCoordinator::new(config.clone())),
             pending: Mutex::new(HashMap::new()),
+            appending: Mutex::new(VecDeque::new()),
             next_id: AtomicU64::new(1),
             timer: Notify::new(),
             config,
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, GroupCoordinator> {
-        self.coordinator.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub fn partition_for(&self, group_id: &str) -> i32 {
-        self.lock().partition_for(group_id)
+    /// The coordinator, or `None` once a panic poisoned it (see the field).
+    fn lock(&self) -> Option<MutexGuard<'_, GroupCoordinator>> {
+        match self.coordinator.lock() {
+            Ok(guard) => Some(guard),
+            Err(_) => {
+                tracing::error!("the group coordinator failed (a panic while it was held); refusing group requests until restart");
+                None
+            }
+        }
     }
 
     /// Hands a request to the coordinator and waits for its response, which may come later
-    /// (a JoinGroup waits for the rebalance).
+    /// (a JoinGroup waits for the rebalance; a write waits for its append).
     pub async fn call(
-        &self,
+        self: &Arc<Self>,
         broker: &Broker,
         version: i16,
         client: &ClientInfo,
@@ -61,26 +85,33 @@ impl Groups {
     ) -> Option<ResponseKind> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        self.pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id, tx);
         {
             let image = broker.image();
-            let mut coordinator = self.lock();
+            let Some(mut coordinator) = self.lock() else {
+                return Some(
+                    request.error_response(version, ResponseError::CoordinatorNotAvailable.code()),
+                );
+            };
+            self.pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(id, tx);
             let outputs = coordinator.handle_from(id, version, client, request, now_ms(), &*image);
             // Outputs are applied under the coordinator lock so the log holds records in the
             // order the coordinator decided them.
-            self.apply(broker, outputs);
+            self.apply(broker, &mut coordinator, outputs);
         }
         self.timer.notify_one();
         rx.await.ok()
     }
 
-    /// Runs timers (session expiry, rebalance and join delays, offsets retention) forever.
+    /// Runs timers (session expiry, rebalance and join delays, offsets retention) until the
+    /// coordinator fails.
     pub async fn run_timers(self: Arc<Self>, broker: Arc<Broker>) {
         loop {
-            let next = self.lock().next_deadline_ms();
+            let Some(next) = self.lock().map(|c| c.next_deadline_ms()) else {
+                return;
+            };
             let wait = match next {
                 Some(deadline) => {
                     Duration::from_millis(u64::try_from(deadline - now_ms()).unwrap_or(0))
@@ -93,9 +124,11 @@ impl Groups {
                 _ = notified => continue,
             }
             let image = broker.image();
-            let mut coordinator = self.lock();
+            let Some(mut coordinator) = self.lock() else {
+                return;
+            };
             let outputs = coordinator.tick(now_ms(), &*image);
-            self.apply(&broker, outputs);
+            self.apply(&broker, &mut coordinator, outputs);
         }
     }
 
@@ -111,7 +144,14 @@ impl Groups {
         }
     }
 
-    fn apply(&self, broker: &Broker, outputs: Vec<Output>) {
+    /// Carries out the coordinator's outputs: responses go out, records go to the log through
+    /// the replica layer, and each append's responses wait for it to be committed.
+    fn apply(
+        self: &Arc<Self>,
+        broker: &Broker,
+        coordinator: &mut GroupCoordinator,
+        outputs: Vec<Output>,
+    ) {
         for output in outputs {
             match output {
                 Output::Respond(id, response) => self.send(id, response),
@@ -121,18 +161,76 @@ impl Groups {
                     on_success,
                     on_failure,
                 } => {
-                    let outcome = append_records(broker, partition, &records);
-                    let responses = match outcome {
-                        Ok(()) => on_success,
+                    let committed = Arc::new(OnceLock::new());
+                    match append_records(broker, partition, &records) {
+                        Ok(AppendWait::Done(outcome)) => {
+                            let ok = outcome
+                                .inspect_err(|e| tracing::error!(partition, error = %e, "appending to __consumer_offsets failed"))
+                                .is_ok();
+                            let _ = committed.set(ok);
+                        }
+                        Ok(wait @ AppendWait::Pending(_)) => {
+                            let groups = Arc::clone(self);
+                            let slot = Arc::clone(&committed);
+                            tokio::spawn(async move {
+                                let ok = wait
+                                    .wait()
+                                    .await
+                                    .inspect_err(|e| tracing::error!(partition, error = %e, "appending to __consumer_offsets failed"))
+                                    .is_ok();
+                                let _ = slot.set(ok);
+                                groups.finish_appends(None);
+                            });
+                        }
                         Err(e) => {
                             tracing::error!(partition, error = %e, "appending to __consumer_offsets failed");
-                            on_failure
+                            let _ = committed.set(false);
                         }
-                    };
-                    for (id, response) in responses {
-                        self.send(id, response);
                     }
+                    self.appending
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push_back(InFlightAppend {
+                            committed,
+                            records,
+                            on_success,
+                            on_failure,
+                        });
+                    self.finish_appends(Some(coordinator));
                 }
+            }
+        }
+    }
+
+    /// Applies, in log order, every append at the head of the queue whose fate is known:
+    /// committed records reach the coordinator (`on_committed`) and then their responses go
+    /// out; failed ones answer with their failure responses. `coordinator` is the caller's
+    /// guard when it holds one (lock order: coordinator, then the queue).
+    fn finish_appends(&self, coordinator: Option<&mut GroupCoordinator>) {
+        let mut guard;
+        let mut coordinator = match coordinator {
+            Some(c) => Some(c),
+            None => {
+                guard = self.lock();
+                guard.as_deref_mut()
+            }
+        };
+        let mut appending = self.appending.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some(&ok) = appending.front().and_then(|a| a.committed.get()) {
+            let Some(done) = appending.pop_front() else {
+                break;
+            };
+            let responses = match (&mut coordinator, ok) {
+                (Some(coordinator), true) => {
+                    coordinator.on_committed(&done.records);
+                    done.on_success
+                }
+                // Failed, or committed while the coordinator has failed: nothing it decided
+                // can be trusted to have taken effect.
+                _ => done.on_failure,
+            };
+            for (id, response) in responses {
+                self.send(id, response);
             }
         }
     }
@@ -143,7 +241,9 @@ impl Groups {
         let Some(topic) = image.topic(OFFSETS_TOPIC) else {
             return Ok(());
         };
-        let mut coordinator = self.lock();
+        let mut coordinator = self
+            .lock()
+            .ok_or_else(|| anyhow::anyhow!("the group coordinator failed"))?;
         let mut records = 0u64;
         for index in 0..topic.partitions as i32 {
             let Some(partition) = broker.partition(&topic.topic_id, index) else {
@@ -182,12 +282,17 @@ impl Groups {
     }
 }
 
-/// Appends one uncompressed batch of records to a `__consumer_offsets` partition and commits
-/// it (single node: HW = LEO).
-fn append_records(broker: &Broker, partition: i32, records: &[Record]) -> anyhow::Result<()> {
-    if records.is_empty() {
-        return Ok(());
-    }
+/// Appends one uncompressed batch of records to a `__consumer_offsets` partition through the
+/// replica layer, as the group coordinator's write (durable as the partition's policy says).
+fn append_records(
+    broker: &Broker,
+    partition: i32,
+    records: &[Record],
+) -> anyhow::Result<AppendWait> {
+    assert!(
+        !records.is_empty(),
+        "the coordinator appends no empty batches"
+    );
     let image = broker.image();
     let topic = image
         .topic(OFFSETS_TOPIC)
@@ -209,13 +314,10 @@ fn append_records(broker: &Broker, partition: i32, records: &[Record]) -> anyhow
         ..Default::default()
     };
     let batch = Bytes::from(encode_uncompressed_batch(&spec));
-    let mut log = partition.lock_log();
-    log.append_as_leader(batch, partition.leader_epoch, now_ms())?;
-    let leo = log.log_end_offset();
-    log.set_high_watermark(leo);
-    drop(log);
-    partition.wake_waiters();
-    Ok(())
+    broker
+        .replicas
+        .append_records(&partition, AppendOrigin::Coordinator, -1, batch)
+        .map_err(|refused| anyhow::anyhow!("append refused with error {}", refused.code))
 }
 
 /// Topic configs of `__consumer_offsets`, as Kafka creates it (`offsets.topic.segment.bytes`,
@@ -234,4 +336,55 @@ pub fn offsets_topic_configs() -> BTreeMap<String, String> {
 /// Whether `name` is one of Kafka's internal topics.
 pub fn is_internal_topic(name: &str) -> bool {
     name == OFFSETS_TOPIC || name == "__transaction_state"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::{GroupId, ListGroupsRequest, OffsetFetchRequest};
+    use kafka_protocol::protocol::StrBytes;
+
+    // Proves a coordinator poisoned by a panic is never served again: requests are answered
+    // COORDINATOR_NOT_AVAILABLE (the poisoned state used to be taken and served as is).
+    #[tokio::test]
+    async fn a_poisoned_coordinator_answers_coordinator_not_available() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::config::BrokerConfig {
+            data_dir: dir.path().to_path_buf(),
+            ..Default::default()
+        };
+        let broker = Broker::open(config, ("localhost".into(), 9092)).unwrap();
+        let groups = Arc::clone(&broker.groups);
+        let list = || GroupRequest::ListGroups(ListGroupsRequest::default());
+        let Some(ResponseKind::ListGroups(r)) = groups
+            .call(&broker, 4, &ClientInfo::default(), list())
+            .await
+        else {
+            panic!("no ListGroups answer");
+        };
+        assert_eq!(r.error_code, 0);
+        let poisoner = Arc::clone(&groups);
+        std::thread::spawn(move || {
+            let _held = poisoner.coordinator.lock();
+            panic!("a bug while the coordinator is held");
+        })
+        .join()
+        .unwrap_err();
+        let Some(ResponseKind::ListGroups(r)) = groups
+            .call(&broker, 4, &ClientInfo::default(), list())
+            .await
+        else {
+            panic!("no ListGroups answer");
+        };
+        assert_eq!(r.error_code, ResponseError::CoordinatorNotAvailable.code());
+        let fetch = GroupRequest::OffsetFetch(
+            OffsetFetchRequest::default().with_group_id(GroupId(StrBytes::from_static_str("g"))),
+        );
+        let Some(ResponseKind::OffsetFetch(r)) =
+            groups.call(&broker, 7, &ClientInfo::default(), fetch).await
+        else {
+            panic!("no OffsetFetch answer");
+        };
+        assert_eq!(r.error_code, ResponseError::CoordinatorNotAvailable.code());
+    }
 }

@@ -8,6 +8,7 @@ pub mod errors;
 pub mod fetch_session;
 pub mod groups;
 pub mod handlers;
+pub mod replica;
 pub mod send;
 pub mod server;
 pub mod state;

@@ -1,104 +1,20 @@
 //! The broker's shared state: the controller and the metadata image it publishes, and the open
 //! partition logs. Handlers borrow an `Arc<Broker>`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
-use bytes::Bytes;
 use runnel_cluster::controller::TopicDefaults;
 use runnel_cluster::topic_config;
 use runnel_cluster::{ClusterError, Controller, MetadataImage, TopicImage};
 use runnel_storage::{LogConfig, PartitionLog, StorageError, TimestampType};
-use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::config::BrokerConfig;
-use crate::durability::{GroupCommitter, RoundLog, RoundResult};
-
-/// One partition this broker leads: its log and the fetches waiting for it to grow.
-pub struct Partition {
-    pub topic: Arc<TopicImage>,
-    pub index: i32,
-    /// The log. A std mutex: appends and reads are short, synchronous page-cache I/O, and no
-    /// `.await` ever happens while it is held. In fsync mode a group-commit round also holds
-    /// it for its fsync, on a blocking thread (`durability`).
-    pub log: Mutex<PartitionLog>,
-    /// Fetch requests parked until this partition grows; each is woken once and re-registers.
-    waiters: Mutex<Vec<Weak<Notify>>>,
-    /// Leader epoch: 0 until leadership can move (replication).
-    pub leader_epoch: i32,
-    /// `Some` in fsync mode (`flush.messages=1`): appends go through group commit, are
-    /// answered only after an fsync covering them, and the HW only ever covers fsynced offsets.
-    /// `None` (Kafka's default): appends go to the page cache and are visible at once; the
-    /// produce path then takes no lock, task or allocation for durability.
-    pub group_commit: Option<Arc<GroupCommitter>>,
-    /// `min.insync.replicas`, checked for acks=all.
-    pub min_insync_replicas: i32,
-}
-
-impl Partition {
-    /// Registers a waiter to be notified on the next append. Dead waiters are pruned here, so the
-    /// list never holds more than the live waiters plus those registered since the last append.
-    pub fn register_waiter(&self, waiter: &Arc<Notify>) {
-        let mut waiters = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
-        waiters.retain(|w| w.strong_count() > 0);
-        waiters.push(Arc::downgrade(waiter));
-    }
-
-    /// Wakes every parked fetch of this partition.
-    pub fn wake_waiters(&self) {
-        let waiters = std::mem::take(&mut *self.waiters.lock().unwrap_or_else(|e| e.into_inner()));
-        for waiter in waiters.iter().filter_map(Weak::upgrade) {
-            waiter.notify_one();
-        }
-    }
-
-    pub fn lock_log(&self) -> std::sync::MutexGuard<'_, PartitionLog> {
-        // A panic while holding the lock is our bug; the log's own invariants are re-checked on
-        // every operation, so continuing with the inner value is safe.
-        self.log.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-impl RoundLog for Partition {
-    /// Appends the round and fsyncs once, all under the log lock (as Kafka fsyncs inside
-    /// `UnifiedLog.append`'s lock), so a fetch sees either none of the round or all of it
-    /// durable: the HW moves to the LEO only after the fsync succeeded.
-    fn commit_round(&self, batches: Vec<Bytes>) -> RoundResult {
-        let mut log = self.lock_log();
-        let appended: Vec<_> = batches
-            .into_iter()
-            .map(|records| log.append_as_leader(records, self.leader_epoch, now_ms()))
-            .collect();
-        // Only a round whose every batch was rejected wrote nothing. An idempotent duplicate
-        // counts as appended: its original is in this round or below an earlier fsync, and
-        // an fsync with nothing dirty is cheap.
-        let fsync = if appended.iter().any(Result::is_ok) {
-            log.flush()
-        } else {
-            Ok(())
-        };
-        match &fsync {
-            Ok(()) => {
-                let leo = log.log_end_offset();
-                log.set_high_watermark(leo);
-                drop(log);
-                self.wake_waiters();
-            }
-            Err(e) => {
-                // Kafka marks the log dir offline; the poisoned log refuses writes until the
-                // broker restarts and recovery decides what is on disk.
-                tracing::error!(topic = %self.topic.name, partition = self.index, error = %e, "fsync failed; the partition refuses writes until restart");
-            }
-        }
-        RoundResult { appended, fsync }
-    }
-}
-
-type PartitionKey = (Uuid, i32);
+use crate::replica::{Partition, ReplicaManager};
 
 pub struct Broker {
     pub config: BrokerConfig,
@@ -108,7 +24,8 @@ pub struct Broker {
     pub topic_defaults_raw: BTreeMap<String, String>,
     controller: Mutex<Controller>,
     image: RwLock<Arc<MetadataImage>>,
-    partitions: RwLock<HashMap<PartitionKey, Arc<Partition>>>,
+    /// Every partition this broker holds, and the one way records get into them.
+    pub replicas: ReplicaManager,
     data_dir: PathBuf,
     /// The group coordinator's async shell.
     pub groups: Arc<crate::groups::Groups>,
@@ -157,7 +74,7 @@ impl Broker {
             advertised,
             controller: Mutex::new(controller),
             image: RwLock::new(Arc::clone(&image)),
-            partitions: RwLock::new(HashMap::new()),
+            replicas: ReplicaManager::default(),
             data_dir,
             groups: Arc::new(crate::groups::Groups::new(group_config)),
             fetch_sessions: Mutex::new(crate::fetch_session::FetchSessionCache::new(
@@ -204,11 +121,7 @@ impl Broker {
     }
 
     pub fn partition(&self, topic_id: &Uuid, index: i32) -> Option<Arc<Partition>> {
-        self.partitions
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&(*topic_id, index))
-            .cloned()
+        self.replicas.partition(topic_id, index)
     }
 
     fn lock_controller(&self) -> std::sync::MutexGuard<'_, Controller> {
@@ -269,13 +182,10 @@ impl Broker {
         let topic = controller.delete_topic(name)?;
         self.publish(controller.image());
         drop(controller);
-        let removed: Vec<Arc<Partition>> = {
-            let mut partitions = self.partitions.write().unwrap_or_else(|e| e.into_inner());
-            (0..topic.partitions as i32)
-                .filter_map(|p| partitions.remove(&(topic.topic_id, p)))
-                .collect()
-        };
-        for partition in removed {
+        for partition in self
+            .replicas
+            .remove_topic(&topic.topic_id, topic.partitions)
+        {
             partition.wake_waiters();
             let dir = self.partition_dir(&topic.name, partition.index);
             // Waiting fetches hold clones of the partition; the directory rename works even while
@@ -359,27 +269,18 @@ impl Broker {
                 log.flush()
                     .with_context(|| format!("fsync of recovered {}", dir.display()))?;
             }
-            // Single node: every batch in the local log was acknowledged or lost with the
-            // client's connection, so after recovery all of it is committed.
-            let leo = log.log_end_offset();
-            log.set_high_watermark(leo);
             // The only replica is the leader, at epoch 0 until replication elects others.
             let leader_epoch = 0;
             log.assign_leader_epoch(leader_epoch)
                 .with_context(|| format!("leader epoch checkpoint of {}", dir.display()))?;
-            let partition = Partition {
-                topic: Arc::clone(topic),
+            self.replicas.add(Partition::new(
+                Arc::clone(topic),
                 index,
-                log: Mutex::new(log),
-                waiters: Mutex::new(Vec::new()),
+                log,
                 leader_epoch,
-                group_commit: flush_every_append.then(|| Arc::new(GroupCommitter::default())),
+                flush_every_append,
                 min_insync_replicas,
-            };
-            self.partitions
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert((topic.topic_id, index), Arc::new(partition));
+            ));
         }
         Ok(())
     }
@@ -441,14 +342,7 @@ impl Broker {
 
     /// Flushes and closes every partition log (clean shutdown: the next start skips recovery).
     pub fn shutdown(&self) {
-        let partitions: Vec<Arc<Partition>> = self
-            .partitions
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain()
-            .map(|(_, p)| p)
-            .collect();
-        for partition in partitions {
+        for partition in self.replicas.remove_all() {
             partition.wake_waiters();
             match Arc::try_unwrap(partition) {
                 Ok(p) => {

@@ -254,3 +254,71 @@ fn produce_is_answered_only_after_an_fsync_covering_its_batch() {
         audit.early_answers.join("\n")
     );
 }
+
+// Under strace, with the broker-wide `log.flush.interval.messages=1`: every OffsetCommit answer
+// is written to the socket only after an fsync of its `__consumer_offsets` partition that
+// started after the commit's record was written. Offset commits used to bypass the partition's
+// group commit and were answered from the page cache.
+#[test]
+fn offset_commit_is_answered_only_after_an_fsync_covering_its_record() {
+    const REQUESTS: usize = 20;
+    const GROUP: &str = "fsynced-group";
+    let Some(traced) = start_traced_with_config("\"log.flush.interval.messages\" = 1\n", None)
+    else {
+        require_strace("the offset-commit fsync-ordering check");
+        return;
+    };
+    let mut stream = TcpStream::connect(("127.0.0.1", traced.port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    create_fsync_topic(&mut stream, 1);
+    for r in 0..REQUESTS {
+        // A simple group (generation -1): one record per commit, no group metadata.
+        let commit = OffsetCommitRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str(GROUP)))
+            .with_generation_id_or_member_epoch(-1)
+            .with_topics(vec![
+                offset_commit_request::OffsetCommitRequestTopic::default()
+                    .with_name(name(TOPIC))
+                    .with_partitions(vec![
+                        offset_commit_request::OffsetCommitRequestPartition::default()
+                            .with_partition_index(0)
+                            .with_committed_offset(r as i64),
+                    ]),
+            ]);
+        let ResponseKind::OffsetCommit(response) = call(
+            &mut stream,
+            ApiKey::OffsetCommit,
+            8,
+            &RequestKind::OffsetCommit(commit),
+        ) else {
+            panic!("not an OffsetCommit response")
+        };
+        assert_eq!(response.topics[0].partitions[0].error_code, 0);
+    }
+    drop(stream);
+    let trace = traced.stop();
+    let partition =
+        runnel_cluster::group::GroupCoordinator::new(Default::default()).partition_for(GROUP);
+    let log_file = format!("/__consumer_offsets-{partition}/00000000000000000000.log>");
+    let mut audit = Audit::default();
+    for line in trace.lines() {
+        audit.line(line, &log_file);
+    }
+    assert!(
+        audit.log_writes >= REQUESTS as u64,
+        "the trace shows {} writes to {log_file}",
+        audit.log_writes
+    );
+    assert!(
+        audit.answers >= REQUESTS as u64,
+        "the trace shows {} answers",
+        audit.answers
+    );
+    assert!(
+        audit.early_answers.is_empty(),
+        "answers sent before their record was fsynced:\n{}",
+        audit.early_answers.join("\n")
+    );
+}

@@ -537,3 +537,33 @@ fn fetch_sessions_answer_only_partitions_with_news() {
     let closed = fetch(&mut s, &session_fetch("sess", id, 6, &[], &[]));
     assert_eq!(closed.error_code, 70, "epoch -1 closed the session");
 }
+
+// A Fetch naming no partitions is answered at once, not after max_wait_ms, as Kafka answers it
+// (the Java consumer sends one when it closes, so every close used to wait the whole max wait).
+// max_wait is 10 s; the bound of 5 s leaves room for any machine yet fails a broker that waits.
+#[test]
+fn fetch_naming_no_partitions_is_answered_at_once() {
+    let runnel = Runnel::start("");
+    let mut s = runnel.connect();
+    for version in [4, 12, 18] {
+        let request = FetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_wait_ms(10_000)
+            .with_min_bytes(1)
+            .with_max_bytes(1 << 20)
+            .with_session_epoch(-1);
+        let started = std::time::Instant::now();
+        let ResponseKind::Fetch(r) =
+            call(&mut s, ApiKey::Fetch, version, &RequestKind::Fetch(request))
+        else {
+            panic!("not a Fetch response")
+        };
+        let waited = started.elapsed();
+        assert_eq!(r.error_code, 0);
+        assert!(r.responses.is_empty());
+        assert!(
+            waited < std::time::Duration::from_secs(5),
+            "v{version} waited {waited:?}"
+        );
+    }
+}

@@ -27,7 +27,8 @@ use runnel_storage::FileSlice;
 
 use crate::errors::storage_error_code;
 use crate::fetch_session::{PartitionOutcome, Resolved, SessionRequest, TopicKey};
-use crate::state::{Broker, Partition};
+use crate::replica::Partition;
+use crate::state::Broker;
 
 /// Kafka's `IsolationLevel.READ_COMMITTED`.
 const READ_COMMITTED: i8 = 1;
@@ -143,7 +144,14 @@ pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Fet
         }
         let (partitions, slices, bytes, any_error) = read_all(&wanted, max_bytes, read_committed);
         let expired = Instant::now() >= deadline;
-        if bytes >= min_bytes || bytes > 0 && min_bytes == 0 || any_error || expired {
+        // Kafka answers at once when there is nothing to wait for: no partition at all (the
+        // Java consumer sends such a fetch when it closes its session), or data or an error.
+        if wanted.is_empty()
+            || bytes >= min_bytes
+            || bytes > 0 && min_bytes == 0
+            || any_error
+            || expired
+        {
             break (partitions, slices);
         }
         drop(slices);

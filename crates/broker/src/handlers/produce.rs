@@ -18,11 +18,10 @@ use kafka_protocol::protocol::StrBytes;
 use runnel_protocol::batch::BatchHeader;
 
 use runnel_storage::{AppendOutcome, StorageError};
-use tokio::sync::oneshot;
 
-use crate::durability::Committed;
 use crate::errors::storage_error_code;
-use crate::state::{now_ms, Broker};
+use crate::replica::{AppendOrigin, AppendWait};
+use crate::state::Broker;
 
 /// What the connection does after a produce.
 pub enum ProduceReply {
@@ -57,7 +56,7 @@ struct AwaitingFsync {
     /// Where the answer goes: `responses[topic].partition_responses[partition]`.
     topic: usize,
     partition: usize,
-    outcome: oneshot::Receiver<Committed>,
+    outcome: AppendWait,
 }
 
 fn appended(index: i32, outcome: &AppendOutcome) -> PartitionProduceResponse {
@@ -116,12 +115,6 @@ pub fn apply(broker: &Broker, request: ProduceRequest, version: i16) -> Applied 
                 partition_responses.push(failed(ResponseError::InvalidRequiredAcks.code(), None));
                 continue;
             }
-            if topic.is_some_and(|t| crate::groups::is_internal_topic(&t.name)) {
-                // Kafka: "Cannot append to internal topic" (internal topics are the
-                // coordinators' logs).
-                partition_responses.push(failed(ResponseError::InvalidTopicException.code(), None));
-                continue;
-            }
             let partition = topic.and_then(|t| broker.partition(&t.topic_id, data.index));
             let Some(partition) = partition else {
                 let code = if topic.is_some() {
@@ -160,51 +153,28 @@ pub fn apply(broker: &Broker, request: ProduceRequest, version: i16) -> Applied 
                     continue;
                 }
             }
-            if acks == -1 && partition.min_insync_replicas > 1 {
-                partition_responses.push(failed(
-                    ResponseError::NotEnoughReplicas.code(),
-                    Some(format!(
-                        "The size of the current ISR 1 is insufficient to satisfy the min.isr requirement of {}",
-                        partition.min_insync_replicas
-                    )),
-                ));
-                continue;
-            }
-            if let Some(group_commit) = &partition.group_commit {
-                // Durability: fsync mode. Appended, fsynced and made visible by the group
-                // commit's flusher; answered by `complete` once that round's fsync succeeded.
-                awaiting.push(AwaitingFsync {
-                    topic: responses.len(),
-                    partition: partition_responses.len(),
-                    outcome: group_commit.submit(&partition, records),
-                });
-                // Overwritten with the round's outcome before anything is sent.
-                partition_responses
-                    .push(PartitionProduceResponse::default().with_index(data.index));
-                continue;
-            }
-            // Durability: page cache only (no `flush.messages`), like Kafka's default. An
-            // acknowledged write survives a process crash, not a power loss.
-            let outcome = {
-                let mut log = partition.lock_log();
-                let result = log.append_as_leader(records, partition.leader_epoch, now_ms());
-                if let Ok(outcome) = &result {
-                    if !outcome.duplicate {
-                        // Single node: the only replica has it, so it is committed.
-                        let leo = log.log_end_offset();
-                        log.set_high_watermark(leo);
-                    }
-                }
-                result
-            };
-            match outcome {
-                Ok(outcome) => {
-                    partition.wake_waiters();
+            match broker
+                .replicas
+                .append_records(&partition, AppendOrigin::Client, acks, records)
+            {
+                Err(refused) => partition_responses.push(failed(refused.code, refused.message)),
+                Ok(AppendWait::Done(Ok(outcome))) => {
                     partition_responses.push(appended(data.index, &outcome));
                 }
-                Err(e) => {
+                Ok(AppendWait::Done(Err(e))) => {
                     tracing::debug!(topic = %partition.topic.name, partition = data.index, error = %e, "produce rejected");
                     partition_responses.push(rejected(data.index, &e));
+                }
+                Ok(wait @ AppendWait::Pending(_)) => {
+                    // Fsync mode: answered by `complete` once the round's fsync succeeded.
+                    awaiting.push(AwaitingFsync {
+                        topic: responses.len(),
+                        partition: partition_responses.len(),
+                        outcome: wait,
+                    });
+                    // Overwritten with the round's outcome before anything is sent.
+                    partition_responses
+                        .push(PartitionProduceResponse::default().with_index(data.index));
                 }
             }
         }
@@ -240,11 +210,9 @@ impl PendingProduce {
         for wait in awaiting {
             let answer = &mut responses[wait.topic].partition_responses[wait.partition];
             let index = answer.index;
-            *answer = match wait.outcome.await {
-                Ok(Ok(outcome)) => appended(index, &outcome),
-                Ok(Err(e)) => rejected(index, &e),
-                // The flusher died (our bug, logged there); the batch may or may not be on disk.
-                Err(_) => rejected(index, &StorageError::Poisoned),
+            *answer = match wait.outcome.wait().await {
+                Ok(outcome) => appended(index, &outcome),
+                Err(e) => rejected(index, &e),
             };
         }
         reply(acks, responses)

@@ -74,13 +74,18 @@ pub const FSYNC_DELAY_US: u32 = 10_000;
 /// Starts `runnel` under strace, every fsync delayed by `fsync_delay_us` if given. `None` if
 /// strace is missing or cannot trace here: the caller must then call `require_strace`.
 pub fn start_traced(fsync_delay_us: Option<u32>) -> Option<Traced> {
+    start_traced_with_config("", fsync_delay_us)
+}
+
+/// [`start_traced`] with this `runnel.toml`.
+pub fn start_traced_with_config(config_toml: &str, fsync_delay_us: Option<u32>) -> Option<Traced> {
     if Command::new("strace").arg("-V").output().is_err() {
         return None;
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
     let config = dir.path().join("runnel.toml");
-    std::fs::write(&config, "").expect("write config");
+    std::fs::write(&config, config_toml).expect("write config");
     let log = std::fs::File::create(dir.path().join("runnel.log")).expect("log file");
     let strace = Command::new("strace")
         .args(["-f", "-qq", "-y", "-o"])

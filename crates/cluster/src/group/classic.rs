@@ -134,11 +134,20 @@ impl JoinTimer {
     }
 }
 
-/// Who is asking, for member ids and DescribeGroups.
-#[derive(Debug, Clone, Default)]
-pub struct ClientInfo {
-    pub client_id: String,
-    pub client_host: String,
+pub use super::ClientInfo;
+
+/// Kafka's generated member id, `prefix-UUID`, where the prefix is the group instance id or the
+/// client id. Both may be up to 0x7fff bytes long, and Kafka then fails to write the group
+/// record; we shorten the prefix (at a character boundary) so the id fits a record string.
+/// Member ids are opaque to clients, so nothing else changes.
+pub(crate) fn generated_member_id(prefix: &str, uuid: uuid::Uuid) -> String {
+    const SUFFIX_BYTES: usize = 1 + 36;
+    let room = super::records::STRING_BYTES_MAX - SUFFIX_BYTES;
+    let mut end = prefix.len().min(room);
+    while !prefix.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}-{uuid}", &prefix[..end])
 }
 
 /// Shared per-call context.
@@ -568,10 +577,8 @@ impl ClassicGroup {
         let instance_id = request.group_instance_id.as_ref().map(|s| s.to_string());
         if member_id.is_empty() {
             let uuid = (ctx.new_uuid)();
-            let new_member_id = match &instance_id {
-                Some(instance) => format!("{instance}-{uuid}"),
-                None => format!("{}-{uuid}", client.client_id),
-            };
+            let new_member_id =
+                generated_member_id(instance_id.as_deref().unwrap_or(&client.client_id), uuid);
             if let Some(instance) = &instance_id {
                 if let Some(existing) = self.static_members.get(instance).cloned() {
                     self.update_static_member_then_rebalance_or_complete_join(

@@ -8,34 +8,18 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::*;
 use uuid::Uuid;
 
-use super::classic::{err, sb, ClassicGroup, ClassicState, ClientInfo, Ctx, Pending};
+use super::classic::{err, sb, ClassicGroup, ClassicState, Ctx, Pending};
 use super::modern::{is_consumer_group_record_key, ConsumerGroup};
 use super::offsets::{ExpiryBase, OffsetStore};
 use super::records::{self, GroupMetadataValue, OffsetCommitValue, RecordKey};
-use super::{GroupConfig, GroupError, Record, TopicView};
+pub use super::request::GroupRequest;
+use super::{ClientInfo, GroupConfig, GroupError, Record, TopicView};
 
 /// The shell's handle on one request, echoed back with its response.
 pub type RequestId = u64;
 
 /// Kafka's `offsets.retention.check.interval.ms` (10 minutes).
 pub const OFFSETS_RETENTION_CHECK_INTERVAL_MS: i64 = 600_000;
-
-/// The requests the coordinator answers.
-#[derive(Debug, Clone)]
-pub enum GroupRequest {
-    JoinGroup(JoinGroupRequest),
-    SyncGroup(SyncGroupRequest),
-    Heartbeat(HeartbeatRequest),
-    LeaveGroup(LeaveGroupRequest),
-    OffsetCommit(OffsetCommitRequest),
-    OffsetFetch(OffsetFetchRequest),
-    OffsetDelete(OffsetDeleteRequest),
-    DescribeGroups(DescribeGroupsRequest),
-    ListGroups(ListGroupsRequest),
-    DeleteGroups(DeleteGroupsRequest),
-    ConsumerGroupHeartbeat(ConsumerGroupHeartbeatRequest),
-    ConsumerGroupDescribe(ConsumerGroupDescribeRequest),
-}
 
 /// What the shell must do.
 #[derive(Debug, Clone)]
@@ -175,6 +159,30 @@ impl GroupCoordinator {
         Ok(())
     }
 
+    /// The shell appended `records` (from one [`Output::Append`]) and they are committed: the
+    /// committed offsets they carry become visible now, never before. Group and member state
+    /// is the state machines' own and already applied; only offset records are replayed here.
+    pub fn on_committed(&mut self, records: &[Record]) {
+        for (key, value) in records {
+            let Ok(RecordKey::OffsetCommit {
+                group,
+                topic,
+                partition,
+            }) = records::decode_key(key)
+            else {
+                continue;
+            };
+            match value {
+                Some(value) => match records::decode_offset_commit_value(value) {
+                    Ok(decoded) => self.offsets.put(&group, &topic, partition, decoded),
+                    // We encoded it a moment ago: failing to read it back is our bug.
+                    Err(e) => panic!("an offset record we wrote does not decode: {e}"),
+                },
+                None => self.offsets.remove(&group, &topic, partition),
+            }
+        }
+    }
+
     /// End of replay: start every loaded member's session and the retention timer.
     pub fn finish_replay(&mut self, now_ms: i64) {
         let mut out = Vec::new();
@@ -248,7 +256,7 @@ impl GroupCoordinator {
             }
             GroupRequest::DeleteGroups(r) => self.delete_groups(&mut out, id, &r),
             GroupRequest::ConsumerGroupHeartbeat(r) => {
-                self.consumer_heartbeat(&mut out, pending, &r, now_ms, topics);
+                self.consumer_heartbeat(&mut out, pending, client, &r, now_ms, topics);
             }
             GroupRequest::ConsumerGroupDescribe(r) => {
                 let resp = self.consumer_describe(version, &r, topics);
@@ -564,7 +572,6 @@ impl GroupCoordinator {
         } else {
             now_ms + r.retention_time_ms
         };
-        let mut written = Vec::new();
         for t in &r.topics {
             let mut topic = offset_commit_response::OffsetCommitResponseTopic::default()
                 .with_name(t.name.clone());
@@ -596,7 +603,6 @@ impl GroupCoordinator {
                         p.partition_index,
                         &value,
                     ));
-                    written.push((t.name.to_string(), p.partition_index, value));
                     0
                 };
                 let partition = offset_commit_response::OffsetCommitResponsePartition::default()
@@ -624,9 +630,8 @@ impl GroupCoordinator {
             ));
             return;
         }
-        for (topic, partition, value) in written {
-            self.offsets.put(group_id, &topic, partition, value);
-        }
+        // The offsets become visible when their records are committed (`on_committed`), so
+        // a failed append leaves nothing behind that OffsetFetch could return.
         out.push(Output::Append {
             partition: self.partition_for(group_id),
             records,
@@ -883,9 +888,7 @@ impl GroupCoordinator {
             .iter()
             .map(|(t, p)| records::offset_commit_tombstone(group_id, t, *p))
             .collect();
-        for (t, p) in &tombstones {
-            self.offsets.remove(group_id, t, *p);
-        }
+        // Removed from memory when the tombstones are committed (`on_committed`).
         out.push(Output::Append {
             partition: self.partition_for(group_id),
             records,
@@ -957,8 +960,8 @@ impl GroupCoordinator {
             }
             let mut records: Vec<Record> = Vec::new();
             for (t, p) in &expired {
+                // Removed from memory when the tombstone is committed (`on_committed`).
                 records.push(records::offset_commit_tombstone(&group_id, t, *p));
-                self.offsets.remove(&group_id, t, *p);
             }
             if all_expired {
                 let empty = match &self.groups[&group_id] {
@@ -1126,7 +1129,8 @@ impl GroupCoordinator {
                 Some(Group::Classic(g)) if !g.is_empty() => err(ResponseError::NonEmptyGroup),
                 Some(Group::Consumer(g)) if !g.is_empty() => err(ResponseError::NonEmptyGroup),
                 Some(_) => {
-                    for (topic, p) in self.offsets.remove_group(gid) {
+                    // The offsets go when their tombstones are committed (`on_committed`).
+                    for (topic, p) in self.offsets.partitions_of(gid) {
                         records.push(records::offset_commit_tombstone(gid, &topic, p));
                     }
                     match self.groups.remove(gid) {
@@ -1201,6 +1205,7 @@ impl GroupCoordinator {
         &mut self,
         out: &mut Vec<Output>,
         pending: Pending,
+        client: &ClientInfo,
         r: &ConsumerGroupHeartbeatRequest,
         now_ms: i64,
         topics: &dyn TopicView,
@@ -1251,7 +1256,8 @@ impl GroupCoordinator {
         let Group::Consumer(group) = group else {
             unreachable!("classic groups were handled above");
         };
-        let (resp, new_records) = group.heartbeat(r, pending.version, now_ms, topics, &self.config);
+        let (resp, new_records) =
+            group.heartbeat_from(r, pending.version, client, now_ms, topics, &self.config);
         records.extend(new_records);
         if is_new && group.is_empty() && records.is_empty() {
             // A heartbeat that created nothing durable leaves no group behind.

@@ -6,6 +6,7 @@
 //! - `classic`: the classic protocol (JoinGroup/SyncGroup/Heartbeat/LeaveGroup).
 //! - `consumer`: the KIP-848 consumer protocol (ConsumerGroupHeartbeat/Describe).
 //! - `offsets`: committed offsets for both kinds of group.
+//! - `request`: the requests it answers, and their all-failed answers.
 //! - `records`: Kafka's `__consumer_offsets` key/value schemas (bytes from disk are hostile).
 
 pub mod classic;
@@ -14,11 +15,21 @@ pub mod coordinator;
 mod modern;
 pub mod offsets;
 pub mod records;
+mod request;
 
 #[cfg(test)]
 mod tests;
 
-pub use classic::{ClassicState, ClientInfo};
+pub use classic::ClassicState;
+
+/// Who sent a request, as Kafka takes it from the request context: the header's client id and
+/// the peer's host (`/ip`). Classic groups build member ids from it and persist it in the group
+/// record; consumer groups persist it in the member record; both show it in describe answers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientInfo {
+    pub client_id: String,
+    pub client_host: String,
+}
 pub use coordinator::{GroupCoordinator, GroupRequest, Output, RequestId};
 
 /// Errors of the group coordinator. Client mistakes are answered with Kafka error codes in

@@ -77,14 +77,14 @@ impl OffsetStore {
         }
     }
 
-    /// Removes every offset of `group`, returning the (topic, partition) pairs removed.
-    pub fn remove_group(&mut self, group: &str) -> Vec<(String, i32)> {
-        let Some(topics) = self.by_group.remove(group) else {
+    /// Every (topic, partition) `group` holds an offset for.
+    pub fn partitions_of(&self, group: &str) -> Vec<(String, i32)> {
+        let Some(topics) = self.by_group.get(group) else {
             return Vec::new();
         };
         topics
-            .into_iter()
-            .flat_map(|(topic, partitions)| partitions.into_keys().map(move |p| (topic.clone(), p)))
+            .iter()
+            .flat_map(|(topic, partitions)| partitions.keys().map(move |p| (topic.clone(), *p)))
             .collect()
     }
 

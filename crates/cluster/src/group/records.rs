@@ -29,6 +29,9 @@ pub const OFFSET_COMMIT_VALUE_VERSION_WITH_EXPIRY: i16 = 1;
 /// `GroupMetadataValue` version Kafka 4.1 writes.
 pub const GROUP_METADATA_VALUE_VERSION: i16 = 3;
 
+/// The longest string a record holds, in bytes (an int16 length, as on the wire).
+pub const STRING_BYTES_MAX: usize = 0x7fff;
+
 /// A decoded record key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RecordKey {

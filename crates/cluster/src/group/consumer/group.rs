@@ -36,13 +36,7 @@ use crate::group::GROUP_OPERATIONS_ALL;
 /// Longest id or regex that fits Kafka's int16-length record keys.
 const KEY_STRING_BYTES_MAX: usize = i16::MAX as usize;
 
-/// Who sent a heartbeat: the request header's client id and the peer's host, persisted in the
-/// member record and shown by describe.
-#[derive(Debug, Clone, Default)]
-pub struct ClientInfo {
-    pub client_id: String,
-    pub client_host: String,
-}
+pub use crate::group::ClientInfo;
 
 /// What the records persist; equal after a replay of the emitted records.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

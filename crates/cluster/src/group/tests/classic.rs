@@ -385,3 +385,49 @@ fn pending_member_that_never_returns_expires() {
         Some((ClassicState::Stable, 1, 1))
     );
 }
+
+#[test]
+fn longest_client_and_instance_ids_make_member_ids_a_record_can_hold() {
+    // Proves a client id or group instance id of 0x7fff bytes (the longest the wire carries)
+    // yields a member id that fits a record string: the group record is written, no panic.
+    let mut h = Harness::new();
+    let long = "c".repeat(0x7fff);
+    let client = crate::group::ClientInfo {
+        client_id: long.clone(),
+        client_host: "/127.0.0.1".into(),
+    };
+    for (group, instance) in [("g", None), ("s", Some(long.as_str()))] {
+        // v3: no MEMBER_ID_REQUIRED round trip, the member joins at once.
+        let (id, _) = h.send_from(
+            3,
+            &client,
+            GroupRequest::JoinGroup(join(group, "", instance, &["range"])),
+        );
+        let mut out = Vec::new();
+        for _ in 0..3 {
+            out.extend(h.advance(3_000));
+        }
+        let joined = join_response(&out, id).expect("join completed");
+        assert_eq!(joined.error_code, 0);
+        assert!(joined.member_id.len() <= 0x7fff);
+        let (id, out) = h.send_from(
+            3,
+            &client,
+            GroupRequest::SyncGroup(sync(
+                group,
+                joined.member_id.as_str(),
+                joined.generation_id,
+                &[(joined.member_id.as_str(), b"a")],
+            )),
+        );
+        assert_eq!(sync_response(&out, id).expect("synced").error_code, 0);
+    }
+    let mut replayed = GroupCoordinator::new(GroupConfig::default());
+    for (key, value) in &h.log {
+        replayed.replay(key, value.as_deref()).unwrap();
+    }
+    for group in ["g", "s"] {
+        let (_, generation, members) = replayed.classic_state(group).expect("group replayed");
+        assert_eq!((generation, members), (1, 1), "{group}");
+    }
+}

@@ -75,15 +75,55 @@ impl Harness {
         let out = self
             .coordinator
             .handle(id, version, request, self.now_ms, &Topics);
-        self.log.extend(appended(&out));
+        self.commit(&out);
+        (id, out)
+    }
+
+    /// Like `send`, from a client with this id and host.
+    pub fn send_from(
+        &mut self,
+        version: i16,
+        client: &super::ClientInfo,
+        request: GroupRequest,
+    ) -> (RequestId, Vec<Output>) {
+        let id = self.next_id;
+        self.next_id += 1;
+        let out = self
+            .coordinator
+            .handle_from(id, version, client, request, self.now_ms, &Topics);
+        self.commit(&out);
+        (id, out)
+    }
+
+    /// Like `send`, but every append of the request fails: nothing is committed.
+    pub fn send_failing(
+        &mut self,
+        version: i16,
+        request: GroupRequest,
+    ) -> (RequestId, Vec<Output>) {
+        let id = self.next_id;
+        self.next_id += 1;
+        let out = self
+            .coordinator
+            .handle(id, version, request, self.now_ms, &Topics);
         (id, out)
     }
 
     pub fn advance(&mut self, ms: i64) -> Vec<Output> {
         self.now_ms += ms;
         let out = self.coordinator.tick(self.now_ms, &Topics);
-        self.log.extend(appended(&out));
+        self.commit(&out);
         out
+    }
+
+    /// Every append in `out` succeeds, in order, as the shell reports it.
+    fn commit(&mut self, out: &[Output]) {
+        for o in out {
+            if let Output::Append { records, .. } = o {
+                self.log.extend(records.iter().cloned());
+                self.coordinator.on_committed(records);
+            }
+        }
     }
 }
 
@@ -281,4 +321,52 @@ pub(crate) fn stable_group(h: &mut Harness, group: &str, n: usize) -> (Vec<Strin
         );
     }
     (ids, leader, generation)
+}
+
+#[test]
+fn consumer_group_members_keep_their_client_id_and_host() {
+    // Proves a KIP-848 member is described with the client id and host of its heartbeat (they
+    // were empty: the coordinator passed no client to the consumer group).
+    let mut h = Harness::new();
+    let client = super::ClientInfo {
+        client_id: "billing".into(),
+        client_host: "/10.1.2.3".into(),
+    };
+    let join = ConsumerGroupHeartbeatRequest::default()
+        .with_group_id(GroupId(s("g")))
+        .with_member_id(s("m1"))
+        .with_member_epoch(0)
+        .with_rebalance_timeout_ms(30_000)
+        .with_subscribed_topic_names(Some(vec![TopicName(s("t1"))]))
+        .with_topic_partitions(Some(vec![]));
+    let (id, out) = h.send_from(1, &client, GroupRequest::ConsumerGroupHeartbeat(join));
+    let ResponseKind::ConsumerGroupHeartbeat(r) = responses(&out, id).remove(0) else {
+        panic!("not a heartbeat response");
+    };
+    assert_eq!(r.error_code, 0);
+    let describe = ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId(s("g"))]);
+    let (id, out) = h.send(0, GroupRequest::ConsumerGroupDescribe(describe));
+    let ResponseKind::ConsumerGroupDescribe(d) = responses(&out, id).remove(0) else {
+        panic!("not a describe response");
+    };
+    let member = &d.groups[0].members[0];
+    assert_eq!(member.client_id.as_str(), "billing");
+    assert_eq!(member.client_host.as_str(), "/10.1.2.3");
+    // And the member record carries them, so a replay describes the same.
+    let mut replayed = GroupCoordinator::new(GroupConfig::default());
+    for (key, value) in &h.log {
+        replayed.replay(key, value.as_deref()).unwrap();
+    }
+    let describe = ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId(s("g"))]);
+    let out = replayed.handle(
+        99,
+        0,
+        GroupRequest::ConsumerGroupDescribe(describe),
+        h.now_ms,
+        &Topics,
+    );
+    let ResponseKind::ConsumerGroupDescribe(d) = responses(&out, 99).remove(0) else {
+        panic!("not a describe response");
+    };
+    assert_eq!(d.groups[0].members[0].client_host.as_str(), "/10.1.2.3");
 }

@@ -343,3 +343,51 @@ fn replay_restores_offsets_and_groups() {
     fresh.tick(h.now_ms + 60_000, &Topics);
     assert_eq!(fresh.classic_state("g").unwrap().2, 0);
 }
+
+#[test]
+fn offsets_become_visible_only_when_committed() {
+    // Proves a commit or delete whose append failed changes nothing OffsetFetch can see: the
+    // coordinator applies offsets by replaying committed records, not when it decides them.
+    let mut h = Harness::new();
+    let (id, out) = h.send(
+        8,
+        GroupRequest::OffsetCommit(commit("g", "", -1, &[("t1", 0, 5)])),
+    );
+    assert_eq!(commit_codes(&out, id), vec![0]);
+    let (id, out) = h.send_failing(
+        8,
+        GroupRequest::OffsetCommit(commit("g", "", -1, &[("t1", 0, 9), ("t2", 0, 3)])),
+    );
+    assert_eq!(
+        commit_codes(&out, id),
+        vec![0, 0],
+        "the answer waits on the append"
+    );
+    let offsets = |h: &mut Harness| -> Vec<(String, i32, i64)> {
+        fetch_v7(h, "g")
+            .topics
+            .iter()
+            .flat_map(|t| {
+                t.partitions
+                    .iter()
+                    .map(|p| (t.name.to_string(), p.partition_index, p.committed_offset))
+            })
+            .collect()
+    };
+    assert_eq!(offsets(&mut h), vec![("t1".to_string(), 0, 5)]);
+    // A delete whose tombstones fail to append leaves the offset in place too.
+    let delete = OffsetDeleteRequest::default()
+        .with_group_id(GroupId(s("g")))
+        .with_topics(vec![
+            offset_delete_request::OffsetDeleteRequestTopic::default()
+                .with_name(TopicName(s("t1")))
+                .with_partitions(vec![
+                    offset_delete_request::OffsetDeleteRequestPartition::default()
+                        .with_partition_index(0),
+                ]),
+        ]);
+    h.send_failing(0, GroupRequest::OffsetDelete(delete.clone()));
+    assert_eq!(offsets(&mut h), vec![("t1".to_string(), 0, 5)]);
+    h.send(0, GroupRequest::OffsetDelete(delete));
+    assert_eq!(offsets(&mut h), vec![]);
+}

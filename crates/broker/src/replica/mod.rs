@@ -1,0 +1,169 @@
+//! The replica layer (Kafka's `ReplicaManager`): owns every [`Partition`] this broker holds and
+//! is the one way records get into a partition log, for clients and coordinators alike.
+//!
+//! An append either completes at once (page-cache mode: appended, high watermark moved) or
+//! waits for its partition's group commit (fsync mode: answered only after an fsync covers it).
+//! [`AppendWait`] is that delayed operation; produce handlers and the coordinator shells both
+//! await it, so an offset commit is exactly as durable as a produce to the same partition.
+
+mod partition;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
+use runnel_storage::{AppendOutcome, StorageError};
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+pub use partition::Partition;
+
+use crate::durability::Committed;
+use crate::state::now_ms;
+
+/// Who is appending: decides which checks an append goes through (Kafka's `AppendOrigin`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendOrigin {
+    /// A producer: refused on internal topics, held to `min.insync.replicas` for acks=all.
+    Client,
+    /// A coordinator writing its own internal topic (`__consumer_offsets`), with batches it
+    /// encoded itself.
+    Coordinator,
+    /// A follower copying the leader's batches (offsets already assigned). Not produced yet:
+    /// replication arrives with the cluster.
+    Replication,
+}
+
+/// Why an append was refused before reaching the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendRefused {
+    pub code: i16,
+    pub message: Option<String>,
+}
+
+/// An append in flight: done, or waiting for the group-commit round that will make it durable.
+pub enum AppendWait {
+    Done(Committed),
+    Pending(oneshot::Receiver<Committed>),
+}
+
+impl AppendWait {
+    /// The append's outcome once it is as durable as the partition's policy asks.
+    pub async fn wait(self) -> Committed {
+        match self {
+            AppendWait::Done(outcome) => outcome,
+            AppendWait::Pending(outcome) => outcome
+                .await
+                // The flusher died (our bug, logged there); the batch may or may not be on disk.
+                .unwrap_or(Err(StorageError::Poisoned)),
+        }
+    }
+}
+
+type PartitionKey = (Uuid, i32);
+
+/// Every partition this broker holds, by topic id and index.
+#[derive(Default)]
+pub struct ReplicaManager {
+    partitions: RwLock<HashMap<PartitionKey, Arc<Partition>>>,
+}
+
+impl ReplicaManager {
+    pub fn partition(&self, topic_id: &Uuid, index: i32) -> Option<Arc<Partition>> {
+        self.partitions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(*topic_id, index))
+            .cloned()
+    }
+
+    /// Starts serving `partition` (opened by the caller).
+    pub fn add(&self, partition: Partition) {
+        self.partitions
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                (partition.topic.topic_id, partition.index),
+                Arc::new(partition),
+            );
+    }
+
+    /// Stops serving the first `count` partitions of a topic; returns those it held.
+    pub fn remove_topic(&self, topic_id: &Uuid, count: u32) -> Vec<Arc<Partition>> {
+        let mut partitions = self.partitions.write().unwrap_or_else(|e| e.into_inner());
+        (0..i32::try_from(count).unwrap_or(i32::MAX))
+            .filter_map(|p| partitions.remove(&(*topic_id, p)))
+            .collect()
+    }
+
+    /// Stops serving every partition; returns them (shutdown).
+    pub fn remove_all(&self) -> Vec<Arc<Partition>> {
+        self.partitions
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .map(|(_, p)| p)
+            .collect()
+    }
+
+    /// Appends one batch as the partition's leader, with the checks `origin` calls for.
+    ///
+    /// In page-cache mode the batch is appended and committed before this returns; in fsync
+    /// mode it is queued for the partition's group commit and the returned wait completes
+    /// after the fsync. Either way the append's place in the log is fixed by the order of
+    /// calls, which idempotent producers' sequence checks and coordinators' replay order
+    /// rely on.
+    pub fn append_records(
+        &self,
+        partition: &Arc<Partition>,
+        origin: AppendOrigin,
+        acks: i16,
+        records: Bytes,
+    ) -> Result<AppendWait, AppendRefused> {
+        if origin == AppendOrigin::Client {
+            if crate::groups::is_internal_topic(&partition.topic.name) {
+                // Kafka: "Cannot append to internal topic" (internal topics are the
+                // coordinators' logs).
+                return Err(AppendRefused {
+                    code: ResponseError::InvalidTopicException.code(),
+                    message: None,
+                });
+            }
+            if acks == -1 && partition.min_insync_replicas > 1 {
+                return Err(AppendRefused {
+                    code: ResponseError::NotEnoughReplicas.code(),
+                    message: Some(format!(
+                        "The size of the current ISR 1 is insufficient to satisfy the min.isr requirement of {}",
+                        partition.min_insync_replicas
+                    )),
+                });
+            }
+        }
+        if let Some(group_commit) = &partition.group_commit {
+            // Durability: fsync mode. Appended, fsynced and made visible by the group
+            // commit's flusher.
+            return Ok(AppendWait::Pending(group_commit.submit(partition, records)));
+        }
+        // Durability: page cache only (no `flush.messages`), like Kafka's default. An
+        // acknowledged write survives a process crash, not a power loss.
+        let outcome = {
+            let mut log = partition.lock_log();
+            let result = log.append_as_leader(records, partition.leader_epoch, now_ms());
+            if matches!(
+                &result,
+                Ok(AppendOutcome {
+                    duplicate: false,
+                    ..
+                })
+            ) {
+                partition.advance_high_watermark(&mut log);
+            }
+            result
+        };
+        if outcome.is_ok() {
+            partition.wake_waiters();
+        }
+        Ok(AppendWait::Done(outcome))
+    }
+}

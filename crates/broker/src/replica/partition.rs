@@ -1,0 +1,129 @@
+//! One partition this broker holds a replica of: its log, its leader state and the fetches
+//! waiting for it to grow. Every high-watermark move happens in [`Partition::advance_high_watermark`].
+
+use std::sync::{Arc, Mutex, Weak};
+
+use bytes::Bytes;
+use runnel_cluster::TopicImage;
+use runnel_storage::PartitionLog;
+use tokio::sync::Notify;
+
+use crate::durability::{GroupCommitter, RoundLog, RoundResult};
+use crate::state::now_ms;
+
+/// One partition this broker leads: its log and the fetches waiting for it to grow.
+pub struct Partition {
+    pub topic: Arc<TopicImage>,
+    pub index: i32,
+    /// The log. A std mutex: appends and reads are short, synchronous page-cache I/O, and no
+    /// `.await` ever happens while it is held. In fsync mode a group-commit round also holds
+    /// it for its fsync, on a blocking thread (`durability`).
+    pub log: Mutex<PartitionLog>,
+    /// Fetch requests parked until this partition grows; each is woken once and re-registers.
+    waiters: Mutex<Vec<Weak<Notify>>>,
+    /// Leader epoch: 0 until leadership can move (replication).
+    pub leader_epoch: i32,
+    /// `Some` in fsync mode (`flush.messages=1`): appends go through group commit, are
+    /// answered only after an fsync covering them, and the HW only ever covers fsynced offsets.
+    /// `None` (Kafka's default): appends go to the page cache and are visible at once; the
+    /// produce path then takes no lock, task or allocation for durability.
+    pub group_commit: Option<Arc<GroupCommitter>>,
+    /// `min.insync.replicas`, checked for acks=all.
+    pub min_insync_replicas: i32,
+}
+
+impl Partition {
+    pub fn new(
+        topic: Arc<TopicImage>,
+        index: i32,
+        log: PartitionLog,
+        leader_epoch: i32,
+        fsync_every_append: bool,
+        min_insync_replicas: i32,
+    ) -> Partition {
+        let partition = Partition {
+            topic,
+            index,
+            log: Mutex::new(log),
+            waiters: Mutex::new(Vec::new()),
+            leader_epoch,
+            group_commit: fsync_every_append.then(|| Arc::new(GroupCommitter::default())),
+            min_insync_replicas,
+        };
+        // Single node: every batch in the local log was acknowledged or lost with the client's
+        // connection, so after recovery all of it is committed (in fsync mode the caller has
+        // fsynced the recovered tail first).
+        partition.advance_high_watermark(&mut partition.lock_log());
+        partition
+    }
+
+    /// Registers a waiter to be notified on the next append. Dead waiters are pruned here, so the
+    /// list never holds more than the live waiters plus those registered since the last append.
+    pub fn register_waiter(&self, waiter: &Arc<Notify>) {
+        let mut waiters = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
+        waiters.retain(|w| w.strong_count() > 0);
+        waiters.push(Arc::downgrade(waiter));
+    }
+
+    /// Wakes every parked fetch of this partition.
+    pub fn wake_waiters(&self) {
+        let waiters = std::mem::take(&mut *self.waiters.lock().unwrap_or_else(|e| e.into_inner()));
+        for waiter in waiters.iter().filter_map(Weak::upgrade) {
+            waiter.notify_one();
+        }
+    }
+
+    pub fn lock_log(&self) -> std::sync::MutexGuard<'_, PartitionLog> {
+        // A panic while holding the lock is our bug; the log's own invariants are re-checked on
+        // every operation, so continuing with the inner value is safe.
+        self.log.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The one place the high watermark moves: to the smallest log end offset of the in-sync
+    /// replicas. On one node the leader is the whole ISR, so that is its own log end. The
+    /// caller must only call this once what it appended is as durable as the partition's
+    /// policy requires (after the fsync in fsync mode), since the HW makes it readable and
+    /// acknowledges acks=all.
+    pub fn advance_high_watermark(&self, log: &mut PartitionLog) {
+        let leo = log.log_end_offset();
+        assert!(
+            leo >= log.high_watermark(),
+            "the high watermark never moves backwards"
+        );
+        log.set_high_watermark(leo);
+    }
+}
+
+impl RoundLog for Partition {
+    /// Appends the round and fsyncs once, all under the log lock (as Kafka fsyncs inside
+    /// `UnifiedLog.append`'s lock), so a fetch sees either none of the round or all of it
+    /// durable: the HW moves to the LEO only after the fsync succeeded.
+    fn commit_round(&self, batches: Vec<Bytes>) -> RoundResult {
+        let mut log = self.lock_log();
+        let appended: Vec<_> = batches
+            .into_iter()
+            .map(|records| log.append_as_leader(records, self.leader_epoch, now_ms()))
+            .collect();
+        // Only a round whose every batch was rejected wrote nothing. An idempotent duplicate
+        // counts as appended: its original is in this round or below an earlier fsync, and
+        // an fsync with nothing dirty is cheap.
+        let fsync = if appended.iter().any(Result::is_ok) {
+            log.flush()
+        } else {
+            Ok(())
+        };
+        match &fsync {
+            Ok(()) => {
+                self.advance_high_watermark(&mut log);
+                drop(log);
+                self.wake_waiters();
+            }
+            Err(e) => {
+                // Kafka marks the log dir offline; the poisoned log refuses writes until the
+                // broker restarts and recovery decides what is on disk.
+                tracing::error!(topic = %self.topic.name, partition = self.index, error = %e, "fsync failed; the partition refuses writes until restart");
+            }
+        }
+        RoundResult { appended, fsync }
+    }
+}

@@ -1,0 +1,160 @@
+//! The requests the group coordinator answers, and the answer each gets when the coordinator
+//! cannot serve it at all (Kafka's `getErrorResponse` of each request type).
+
+use kafka_protocol::messages::*;
+
+/// The requests the coordinator answers.
+#[derive(Debug, Clone)]
+pub enum GroupRequest {
+    JoinGroup(JoinGroupRequest),
+    SyncGroup(SyncGroupRequest),
+    Heartbeat(HeartbeatRequest),
+    LeaveGroup(LeaveGroupRequest),
+    OffsetCommit(OffsetCommitRequest),
+    OffsetFetch(OffsetFetchRequest),
+    OffsetDelete(OffsetDeleteRequest),
+    DescribeGroups(DescribeGroupsRequest),
+    ListGroups(ListGroupsRequest),
+    DeleteGroups(DeleteGroupsRequest),
+    ConsumerGroupHeartbeat(ConsumerGroupHeartbeatRequest),
+    ConsumerGroupDescribe(ConsumerGroupDescribeRequest),
+}
+
+impl GroupRequest {
+    /// The response that fails every part of this request with `code`, shaped as Kafka shapes
+    /// it for the request's version: per partition, per group or top level, as the response
+    /// carries errors. Used when the coordinator shard cannot serve requests (not loaded, or
+    /// failed).
+    pub fn error_response(&self, version: i16, code: i16) -> ResponseKind {
+        match self {
+            GroupRequest::JoinGroup(_) => {
+                let mut resp = JoinGroupResponse::default()
+                    .with_error_code(code)
+                    .with_generation_id(-1);
+                if version < 7 {
+                    resp.protocol_name = Some(Default::default());
+                }
+                ResponseKind::JoinGroup(resp)
+            }
+            GroupRequest::SyncGroup(_) => {
+                ResponseKind::SyncGroup(SyncGroupResponse::default().with_error_code(code))
+            }
+            GroupRequest::Heartbeat(_) => {
+                ResponseKind::Heartbeat(HeartbeatResponse::default().with_error_code(code))
+            }
+            GroupRequest::LeaveGroup(_) => {
+                ResponseKind::LeaveGroup(LeaveGroupResponse::default().with_error_code(code))
+            }
+            GroupRequest::OffsetCommit(r) => {
+                use offset_commit_response::*;
+                ResponseKind::OffsetCommit(
+                    OffsetCommitResponse::default().with_topics(
+                        r.topics
+                            .iter()
+                            .map(|t| {
+                                OffsetCommitResponseTopic::default()
+                                    .with_name(t.name.clone())
+                                    .with_topic_id(t.topic_id)
+                                    .with_partitions(
+                                        t.partitions
+                                            .iter()
+                                            .map(|p| {
+                                                OffsetCommitResponsePartition::default()
+                                                    .with_partition_index(p.partition_index)
+                                                    .with_error_code(code)
+                                            })
+                                            .collect(),
+                                    )
+                            })
+                            .collect(),
+                    ),
+                )
+            }
+            GroupRequest::OffsetFetch(r) => {
+                use offset_fetch_response::*;
+                if version < 8 {
+                    // v2+ carry a top-level error; v0-1 only per partition.
+                    let topics = r.topics.iter().flatten().map(|t| {
+                        OffsetFetchResponseTopic::default()
+                            .with_name(t.name.clone())
+                            .with_partitions(
+                                t.partition_indexes
+                                    .iter()
+                                    .map(|&p| {
+                                        OffsetFetchResponsePartition::default()
+                                            .with_partition_index(p)
+                                            .with_committed_offset(-1)
+                                            .with_committed_leader_epoch(-1)
+                                            .with_error_code(code)
+                                    })
+                                    .collect(),
+                            )
+                    });
+                    ResponseKind::OffsetFetch(
+                        OffsetFetchResponse::default()
+                            .with_error_code(code)
+                            .with_topics(topics.collect()),
+                    )
+                } else {
+                    ResponseKind::OffsetFetch(
+                        OffsetFetchResponse::default().with_groups(
+                            r.groups
+                                .iter()
+                                .map(|g| {
+                                    OffsetFetchResponseGroup::default()
+                                        .with_group_id(g.group_id.clone())
+                                        .with_error_code(code)
+                                })
+                                .collect(),
+                        ),
+                    )
+                }
+            }
+            GroupRequest::OffsetDelete(_) => {
+                ResponseKind::OffsetDelete(OffsetDeleteResponse::default().with_error_code(code))
+            }
+            GroupRequest::DescribeGroups(r) => ResponseKind::DescribeGroups(
+                DescribeGroupsResponse::default().with_groups(
+                    r.groups
+                        .iter()
+                        .map(|g| {
+                            describe_groups_response::DescribedGroup::default()
+                                .with_group_id(g.clone())
+                                .with_error_code(code)
+                        })
+                        .collect(),
+                ),
+            ),
+            GroupRequest::ListGroups(_) => {
+                ResponseKind::ListGroups(ListGroupsResponse::default().with_error_code(code))
+            }
+            GroupRequest::DeleteGroups(r) => ResponseKind::DeleteGroups(
+                DeleteGroupsResponse::default().with_results(
+                    r.groups_names
+                        .iter()
+                        .map(|g| {
+                            delete_groups_response::DeletableGroupResult::default()
+                                .with_group_id(g.clone())
+                                .with_error_code(code)
+                        })
+                        .collect(),
+                ),
+            ),
+            GroupRequest::ConsumerGroupHeartbeat(_) => ResponseKind::ConsumerGroupHeartbeat(
+                ConsumerGroupHeartbeatResponse::default().with_error_code(code),
+            ),
+            GroupRequest::ConsumerGroupDescribe(r) => ResponseKind::ConsumerGroupDescribe(
+                ConsumerGroupDescribeResponse::default().with_groups(
+                    r.group_ids
+                        .iter()
+                        .map(|g| {
+                            consumer_group_describe_response::DescribedGroup::default()
+                                .with_group_id(g.clone())
+                                .with_error_code(code)
+                        })
+                        .collect(),
+                ),
+            ),
+        }
+    }
+}
