@@ -7,6 +7,7 @@
 
 pub mod controller;
 pub mod error;
+pub mod fuzzing;
 pub mod group;
 pub mod metadata;
 pub mod topic_config;

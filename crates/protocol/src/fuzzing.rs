@@ -1,9 +1,14 @@
 //! The code paths behind the cargo-fuzz targets in `crates/protocol/fuzz/`, kept here so the
 //! checked-in corpus replays through exactly the same code in an ordinary `cargo test`.
 
+mod schema_gen;
+
 use bytes::Bytes;
 
+pub use schema_gen::{Choices, FuzzBytes, GenOptions, SchemaGen, Xorshift, LONG_STRING_BYTES};
+
 use crate::request::{decode_frame, DecodeError};
+use crate::validate::{request_header_version, ValidateError};
 
 /// Memory budget the fuzz targets give one request: decoding is refused above it, as the broker
 /// will refuse it.
@@ -32,4 +37,35 @@ pub fn request_frame(data: &[u8]) {
 /// allocate by a wire number.
 pub fn record_batch(data: &[u8]) {
     let _ = crate::batch::validate_batches(data, BATCH_BYTES_MAX);
+}
+
+/// A whole request frame (header + body, no length prefix) for `api_key`/`version` around
+/// `body`, with this client id, as a client would send it.
+pub fn frame(
+    api_key: i16,
+    version: i16,
+    correlation_id: i32,
+    client_id: &str,
+    body: &[u8],
+) -> Result<Vec<u8>, ValidateError> {
+    let header_version = request_header_version(api_key, version)?;
+    let client_id_len = i16::try_from(client_id.len()).map_err(|_| ValidateError::BadLength {
+        field: "ClientId".to_owned(),
+        offset: 8,
+        length: client_id.len() as i64,
+    })?;
+    let mut frame = Vec::with_capacity(11 + client_id.len() + body.len());
+    frame.extend_from_slice(&api_key.to_be_bytes());
+    frame.extend_from_slice(&version.to_be_bytes());
+    frame.extend_from_slice(&correlation_id.to_be_bytes());
+    if header_version >= 1 {
+        frame.extend_from_slice(&client_id_len.to_be_bytes());
+        frame.extend_from_slice(client_id.as_bytes());
+    }
+    if header_version >= 2 {
+        // No tagged fields in the header.
+        frame.push(0);
+    }
+    frame.extend_from_slice(body);
+    Ok(frame)
 }

@@ -4,8 +4,9 @@
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Encodable, StrBytes};
+use runnel_protocol::fuzzing::{Choices, GenOptions, SchemaGen, Xorshift};
 use runnel_protocol::request::{decode_frame, decode_request};
-use runnel_protocol::validate::schema::{Field, FieldType, MessageSpec, Scalar, StructId};
+use runnel_protocol::validate::schema::MessageSpec;
 use runnel_protocol::validate::{
     request_header_version, request_schema, validate_request, ValidateError,
 };
@@ -163,21 +164,6 @@ fn every_default_request_is_accepted() {
     }
 }
 
-/// A small deterministic generator (xorshift64*): no external crates, reproducible from a seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
-
 fn put_uvarint(out: &mut Vec<u8>, mut v: u32) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
@@ -186,134 +172,10 @@ fn put_uvarint(out: &mut Vec<u8>, mut v: u32) {
     out.push(v as u8);
 }
 
-/// Writes random but schema-valid bytes for one message, following the schema independently of
-/// the validator's code, so that kafka-protocol's decoder can check the schema.
-struct Gen<'s> {
-    spec: &'s MessageSpec,
-    version: i16,
-    flexible: bool,
-    rng: Rng,
-}
-
-impl Gen<'_> {
-    fn compact(&self, f: &Field) -> bool {
-        f.flexible
-            .map_or(self.flexible, |v| v.contains(self.version))
-    }
-    fn tagged(&self, f: &Field) -> bool {
-        self.flexible && f.tag.is_some() && f.tagged.contains(self.version)
-    }
-    fn len_prefix(&mut self, out: &mut Vec<u8>, f: &Field, len: Option<usize>, i16_len: bool) {
-        if self.compact(f) {
-            put_uvarint(out, len.map_or(0, |l| l as u32 + 1));
-        } else if i16_len {
-            out.extend_from_slice(&len.map_or(-1, |l| l as i16).to_be_bytes());
-        } else {
-            out.extend_from_slice(&len.map_or(-1, |l| l as i32).to_be_bytes());
-        }
-    }
-    fn maybe_null(&mut self, f: &Field) -> bool {
-        f.nullable.contains(self.version) && self.rng.below(6) == 0
-    }
-    fn structure(&mut self, out: &mut Vec<u8>, id: StructId, depth: usize) {
-        let fields = &self.spec.structs[id].fields;
-        for f in fields {
-            if f.versions.contains(self.version) && !self.tagged(f) {
-                self.field(out, f, depth);
-            }
-        }
-        if self.flexible {
-            let mut tagged: Vec<&Field> = fields
-                .iter()
-                .filter(|f| {
-                    f.versions.contains(self.version) && self.tagged(f) && self.rng.below(2) == 0
-                })
-                .collect();
-            tagged.sort_by_key(|f| f.tag);
-            let unknown = self.rng.below(4) == 0;
-            put_uvarint(out, tagged.len() as u32 + u32::from(unknown));
-            for f in tagged {
-                let mut value = Vec::new();
-                self.field(&mut value, f, depth);
-                put_uvarint(out, f.tag.unwrap());
-                put_uvarint(out, value.len() as u32);
-                out.extend_from_slice(&value);
-            }
-            if unknown {
-                put_uvarint(out, 10_000);
-                put_uvarint(out, 3);
-                out.extend_from_slice(b"xyz");
-            }
-        }
-    }
-    fn field(&mut self, out: &mut Vec<u8>, f: &Field, depth: usize) {
-        match f.ty {
-            FieldType::One(s) => self.scalar(out, f, s, depth, false),
-            FieldType::Array(s) => {
-                if self.maybe_null(f) {
-                    self.len_prefix(out, f, None, false);
-                    return;
-                }
-                let count = if depth > 4 {
-                    0
-                } else {
-                    self.rng.below(3) as usize
-                };
-                self.len_prefix(out, f, Some(count), false);
-                for _ in 0..count {
-                    self.scalar(out, f, s, depth, true);
-                }
-            }
-        }
-    }
-    fn scalar(&mut self, out: &mut Vec<u8>, f: &Field, s: Scalar, depth: usize, element: bool) {
-        let random = |out: &mut Vec<u8>, n: usize, rng: &mut Rng| {
-            for _ in 0..n {
-                out.push(rng.next() as u8);
-            }
-        };
-        match s {
-            Scalar::Int8 => random(out, 1, &mut self.rng),
-            Scalar::Bool => out.push(self.rng.below(2) as u8),
-            Scalar::Int16 | Scalar::Uint16 => random(out, 2, &mut self.rng),
-            Scalar::Int32 | Scalar::Uint32 => random(out, 4, &mut self.rng),
-            Scalar::Int64 => random(out, 8, &mut self.rng),
-            Scalar::Float64 => {
-                out.extend_from_slice(&(self.rng.below(1000) as f64 / 4.0).to_be_bytes())
-            }
-            Scalar::Uuid => random(out, 16, &mut self.rng),
-            Scalar::String => {
-                let len = if !element && self.maybe_null(f) {
-                    None
-                } else {
-                    Some(self.rng.below(6) as usize)
-                };
-                self.len_prefix(out, f, len, true);
-                for _ in 0..len.unwrap_or(0) {
-                    out.push(b'a' + self.rng.below(26) as u8);
-                }
-            }
-            Scalar::Bytes | Scalar::Records => {
-                let len = if !element && self.maybe_null(f) {
-                    None
-                } else {
-                    Some(self.rng.below(6) as usize)
-                };
-                self.len_prefix(out, f, len, false);
-                random(out, len.unwrap_or(0), &mut self.rng);
-            }
-            Scalar::Struct(id) => {
-                if !element && f.nullable.contains(self.version) {
-                    if self.rng.below(4) == 0 {
-                        out.push(0xff);
-                        return;
-                    }
-                    out.push(1);
-                }
-                self.structure(out, id, depth + 1);
-            }
-        }
-    }
+/// A random but schema-valid body (the generator follows the schema independently of the
+/// validator's code, so that kafka-protocol's decoder can check the schema).
+fn generated_body(spec: &MessageSpec, version: i16, seed: u64) -> Vec<u8> {
+    SchemaGen::new(spec, version, Xorshift(seed), GenOptions::default()).body()
 }
 
 // Proves the checked-in schemas describe exactly what kafka-protocol decodes: random
@@ -326,14 +188,7 @@ fn schema_generated_requests_round_trip() {
         let spec = request_schema(key as i16).unwrap();
         for version in versions(key) {
             for seed in 1..=40u64 {
-                let mut gen = Gen {
-                    spec,
-                    version,
-                    flexible: spec.flexible.contains(version),
-                    rng: Rng(seed * 7919 + version as u64),
-                };
-                let mut body = Vec::new();
-                gen.structure(&mut body, 0, 0);
+                let body = generated_body(spec, version, seed * 7919 + version as u64);
                 let (mut frame, header_len) = frame_of(key, version, &default_body(key));
                 frame.truncate(header_len);
                 frame.extend_from_slice(&body);
@@ -533,14 +388,7 @@ fn populated_frames() -> Vec<(ApiKey, i16, Vec<u8>, usize)> {
     for key in keys {
         let spec = request_schema(key as i16).unwrap();
         for version in versions(key) {
-            let mut gen = Gen {
-                spec,
-                version,
-                flexible: spec.flexible.contains(version),
-                rng: Rng(0x5eed + version as u64),
-            };
-            let mut body = Vec::new();
-            gen.structure(&mut body, 0, 0);
+            let body = generated_body(spec, version, 0x5eed + version as u64);
             let (mut frame, header_len) = frame_of(key, version, &default_body(key));
             frame.truncate(header_len);
             frame.extend_from_slice(&body);
@@ -577,13 +425,13 @@ fn every_truncation_is_refused() {
 // decodes without error, within the estimate's order of magnitude.
 #[test]
 fn flipped_bytes_never_escape() {
-    let mut rng = Rng(42);
+    let mut rng = Xorshift(42);
     for (_, _, frame, _) in populated_frames() {
         for _ in 0..300 {
             let mut bad = frame.clone();
             for _ in 0..=rng.below(3) {
                 let at = rng.below(bad.len() as u64) as usize;
-                bad[at] = rng.next() as u8;
+                bad[at] = rng.next_u64() as u8;
             }
             runnel_protocol::fuzzing::request_frame(&bad);
         }

@@ -93,6 +93,11 @@ impl GroupCoordinator {
         self_partition(&self.config, group_id)
     }
 
+    /// Every committed offset, for checks that compare coordinators.
+    pub fn committed_offsets(&self) -> &OffsetStore {
+        &self.offsets
+    }
+
     /// Describes the classic group's state, for tests and the admin surface.
     pub fn classic_state(&self, group_id: &str) -> Option<(ClassicState, i32, usize)> {
         match self.groups.get(group_id)? {

@@ -34,7 +34,7 @@ impl ExpiryBase {
 pub type GroupOffsets = BTreeMap<String, BTreeMap<i32, OffsetCommitValue>>;
 
 /// Offsets by group. Sorted maps so responses and tombstones come out in a stable order.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq, Eq)]
 pub struct OffsetStore {
     /// group -> topic -> partition -> offset.
     by_group: BTreeMap<String, GroupOffsets>,
