@@ -490,7 +490,7 @@ fn compact_string_longer_than_i16_max() {
     let body = |len: usize| {
         let mut body = Vec::new();
         put_uvarint(&mut body, u32::try_from(len + 1).unwrap());
-        body.extend(std::iter::repeat(b'g').take(len));
+        body.resize(body.len() + len, b'g');
         // generation, member id "", group instance id null, topics [], no tags
         body.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 1, 0, 1, 0]);
         body

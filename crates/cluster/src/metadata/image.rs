@@ -96,6 +96,21 @@ impl MetadataImage {
     }
 }
 
+/// The group coordinator reads topics through this view of the image.
+impl crate::group::TopicView for MetadataImage {
+    fn topic_by_name(&self, name: &str) -> Option<(Uuid, u32)> {
+        self.topic(name).map(|t| (t.topic_id, t.partitions))
+    }
+
+    fn topic_by_id(&self, id: &Uuid) -> Option<(String, u32)> {
+        MetadataImage::topic_by_id(self, id).map(|t| (t.name.clone(), t.partitions))
+    }
+
+    fn topic_names(&self) -> Vec<String> {
+        self.topics.keys().cloned().collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,20 +180,5 @@ mod tests {
             value: None,
         });
         assert!(image.topic("t").is_some_and(|t| t.configs.is_empty()));
-    }
-}
-
-/// The group coordinator reads topics through this view of the image.
-impl crate::group::TopicView for MetadataImage {
-    fn topic_by_name(&self, name: &str) -> Option<(Uuid, u32)> {
-        self.topic(name).map(|t| (t.topic_id, t.partitions))
-    }
-
-    fn topic_by_id(&self, id: &Uuid) -> Option<(String, u32)> {
-        MetadataImage::topic_by_id(self, id).map(|t| (t.name.clone(), t.partitions))
-    }
-
-    fn topic_names(&self) -> Vec<String> {
-        self.topics.keys().cloned().collect()
     }
 }
