@@ -280,9 +280,10 @@ impl PartitionLog {
         let mut max_timestamp = -1i64;
         for r in &refs {
             let size = r.header.size_bytes();
-            let batch = buf
-                .get_mut(r.position..r.position + size)
-                .ok_or_else(|| StorageError::Corrupt("validated batch out of bounds".into()))?;
+            // `validate_batches` walked these bounds in this very buffer.
+            let Some(batch) = buf.get_mut(r.position..r.position + size) else {
+                panic!("validated batch at {} runs past the buffer", r.position);
+            };
             patch_base_offset(batch, next_offset)?;
             patch_partition_leader_epoch(batch, leader_epoch)?;
             if log_append_time {
@@ -405,10 +406,10 @@ impl PartitionLog {
             active.created_ms = Some(now_ms);
         }
         let start = active.size_bytes;
-        let files = active
-            .files
-            .as_ref()
-            .ok_or_else(|| StorageError::Corrupt("active segment has no open files".into()))?;
+        // The active segment is created with its files and keeps them until rolled.
+        let Some(files) = active.files.as_ref() else {
+            panic!("active segment {} has no open files", active.base_offset);
+        };
         files.log.write_all_at(buf, start)?;
         for (position, header) in headers {
             let file_position = start + *position as u64;
@@ -607,9 +608,10 @@ impl PartitionLog {
             return Ok(Some(FileSlice {
                 file,
                 position: start,
-                len: usize::try_from(len).map_err(|_| {
-                    StorageError::Corrupt(format!("a slice of {len} bytes does not fit memory"))
-                })?,
+                // At most `max(max_bytes, first_batch)`, and a batch's size is an i32.
+                len: usize::try_from(len).unwrap_or_else(|_| {
+                    panic!("a slice of {len} bytes, beyond its bounds");
+                }),
             }));
         }
         Ok(None)

@@ -224,10 +224,10 @@ impl Segment {
         &mut self,
         update: crate::index::IndexUpdate,
     ) -> Result<(), StorageError> {
-        let files = self
-            .files
-            .as_ref()
-            .ok_or_else(|| StorageError::Corrupt("index write on an inactive segment".into()))?;
+        // Only the active segment has files; writing another's index is our bug, not the disk's.
+        let Some(files) = self.files.as_ref() else {
+            panic!("index write on inactive segment {}", self.base_offset);
+        };
         if let Some(entry) = update.offset_entry {
             files
                 .offset_index
@@ -293,4 +293,22 @@ pub(crate) fn read_header_at(
         )));
     }
     Ok(header)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Proves writing the index of an inactive segment (no files) is treated as our bug and
+    // asserts, rather than being reported to clients as a storage error.
+    #[test]
+    #[should_panic(expected = "index write on inactive segment 42")]
+    fn index_write_on_an_inactive_segment_asserts() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut segment = Segment::empty(dir.path(), 42);
+        let _ = segment.write_index(crate::index::IndexUpdate {
+            offset_entry: Some([0; OFFSET_ENTRY_BYTES as usize]),
+            time_entry: None,
+        });
+    }
 }

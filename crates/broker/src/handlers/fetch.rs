@@ -241,9 +241,10 @@ pub fn materialize(answer: FetchAnswer) -> Result<FetchResponse, runnel_storage:
                 .as_ref()
                 .is_some_and(|r| splice::is_placeholder(r))
             {
-                let slice = slices.next().ok_or_else(|| {
-                    runnel_storage::StorageError::Corrupt("fewer slices than placeholders".into())
-                })?;
+                // `handle` pushes one slice per placeholder it makes, in encode order.
+                let Some(slice) = slices.next() else {
+                    panic!("a fetch answer has fewer file slices than placeholders");
+                };
                 partition.records = Some(slice.read_to_bytes()?);
             }
         }
@@ -322,4 +323,26 @@ fn read_all(
         }
     }
     (out, slices, total, any_error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Proves a fetch answer whose placeholders outnumber its file slices (our bug: `handle`
+    // makes one slice per placeholder) asserts instead of being answered as a storage error.
+    #[test]
+    #[should_panic(expected = "fewer file slices than placeholders")]
+    fn materialize_asserts_one_slice_per_placeholder() {
+        let placeholder = splice::placeholder(10).expect("a 10-byte placeholder");
+        let response =
+            FetchResponse::default()
+                .with_responses(vec![FetchableTopicResponse::default().with_partitions(
+                    vec![PartitionData::default().with_records(Some(placeholder))],
+                )]);
+        let _ = materialize(FetchAnswer {
+            response,
+            slices: Vec::new(),
+        });
+    }
 }
