@@ -225,23 +225,7 @@ pub fn random_kafka_uuid() -> Uuid {
 
 /// Kafka's text form of a UUID: URL-safe base64 without padding (22 characters).
 pub fn kafka_uuid_string(id: &Uuid) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let bytes = id.as_bytes();
-    let mut out = String::with_capacity(22);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        let chars = chunk.len() + 1;
-        for i in 0..chars {
-            let index = (n >> (18 - 6 * i)) & 0x3f;
-            out.push(char::from(ALPHABET[index as usize]));
-        }
-    }
-    out
+    runnel_protocol::kafka_uuid::to_text(id.as_bytes())
 }
 
 #[cfg(test)]
@@ -323,13 +307,5 @@ mod tests {
         // validate_only records nothing.
         assert!(c.create_topic("dry", 1, 1, none(), &d, true).is_ok());
         assert!(c.image().topic("dry").is_none());
-    }
-
-    // Kafka's UUID text form is 22 URL-safe base64 characters of the 16 bytes.
-    #[test]
-    fn uuid_text_form() {
-        let id = Uuid::from_bytes([0xfb; 16]);
-        assert_eq!(kafka_uuid_string(&id), "-_v7-_v7-_v7-_v7-_v7-w");
-        assert_eq!(kafka_uuid_string(&Uuid::nil()), "AAAAAAAAAAAAAAAAAAAAAA");
     }
 }

@@ -8,6 +8,7 @@ pub mod api;
 pub mod batch;
 pub mod frame;
 pub mod fuzzing;
+pub mod kafka_uuid;
 pub mod request;
 pub mod splice;
 pub mod validate;
