@@ -40,6 +40,7 @@ const ACTED_ON: &[&str] = &[
     "group.consumer.heartbeat.interval.ms",
     "group.consumer.max.size",
     "group.consumer.assignors",
+    "metadata.log.max.record.bytes.between.snapshots",
 ];
 
 /// Runnel's own limits with no Kafka equivalent, under a `runnel.` prefix so they can never
@@ -81,8 +82,11 @@ pub struct BrokerConfig {
     /// `max.incremental.fetch.session.cache.slots`: KIP-227 fetch sessions kept at once (Kafka's
     /// default 1000; 0 turns sessions off).
     pub fetch_session_slots: usize,
-    /// `runnel.metadata.log.records.max`: the metadata log's length limit.
+    /// `runnel.metadata.log.records.max`: records the metadata log may hold between snapshots.
     pub metadata_log_records_max: u64,
+    /// `metadata.log.max.record.bytes.between.snapshots` (Kafka default 20 MiB): a snapshot of
+    /// the metadata image is written, and the log emptied, once this much was appended.
+    pub metadata_log_bytes_between_snapshots: u64,
     /// `runnel.fetch.waiters.max`: long-polling fetches parked at once, broker-wide.
     pub fetch_waiters_max: usize,
     /// `runnel.fetch.zero.copy`: send fetched records from the segment files with `sendfile`
@@ -111,6 +115,7 @@ impl Default for BrokerConfig {
             fetch_max_bytes: 57_671_680,
             fetch_session_slots: crate::fetch_session::SESSION_SLOTS_MAX_DEFAULT,
             metadata_log_records_max: 10_000_000,
+            metadata_log_bytes_between_snapshots: 20 * 1024 * 1024,
             fetch_waiters_max: 100_000,
             fetch_zero_copy: true,
             groups: runnel_cluster::group::GroupConfig::default(),
@@ -333,6 +338,13 @@ pub fn from_raw(raw: BTreeMap<String, String>) -> Result<(BrokerConfig, Vec<Stri
     }
     if let Some(v) = get("runnel.metadata.log.records.max") {
         c.metadata_log_records_max = num("runnel.metadata.log.records.max", &v)?;
+    }
+    if let Some(v) = get("metadata.log.max.record.bytes.between.snapshots") {
+        c.metadata_log_bytes_between_snapshots =
+            num("metadata.log.max.record.bytes.between.snapshots", &v)?;
+        if c.metadata_log_bytes_between_snapshots == 0 {
+            bail!("config key 'metadata.log.max.record.bytes.between.snapshots' must be >= 1");
+        }
     }
     if let Some(v) = get("runnel.fetch.waiters.max") {
         c.fetch_waiters_max = num("runnel.fetch.waiters.max", &v)?;

@@ -30,6 +30,7 @@
 //! and connections are capped, so the queue is bounded by what the connections already hold in
 //! memory (the entry's batch is the request's own bytes).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -150,6 +151,10 @@ struct Pending {
 pub struct GroupCommitter {
     /// Held only to queue or take a round, never across I/O or an `.await`.
     core: Mutex<GroupCommit<Pending>>,
+    /// A flusher is running (or about to): mirrors the core under its lock, so an append that
+    /// would bypass group commit can see without locking that batches are still queued ahead
+    /// of it (a partition leaving fsync mode drains its queue before appending inline).
+    busy: AtomicBool,
 }
 
 impl GroupCommitter {
@@ -169,7 +174,14 @@ impl GroupCommitter {
         records: Bytes,
     ) -> oneshot::Receiver<Committed> {
         let (reply, outcome) = oneshot::channel();
-        let submitted = self.lock().submit(Pending { records, reply });
+        let submitted = {
+            let mut core = self.lock();
+            let submitted = core.submit(Pending { records, reply });
+            if matches!(submitted, Submitted::StartFlusher) {
+                self.busy.store(true, Ordering::Release);
+            }
+            submitted
+        };
         match submitted {
             Submitted::Queued => {}
             Submitted::Failed(pending) => {
@@ -192,7 +204,15 @@ impl GroupCommitter {
     fn run_flusher(&self, log: &dyn RoundLog) {
         let _guard = FlusherGuard { committer: self };
         loop {
-            let Some(round) = self.lock().next_round() else {
+            let round = {
+                let mut core = self.lock();
+                let round = core.next_round();
+                if round.is_none() {
+                    self.busy.store(false, Ordering::Release);
+                }
+                round
+            };
+            let Some(round) = round else {
                 return;
             };
             let (batches, replies): (Vec<Bytes>, Vec<_>) =
@@ -226,6 +246,12 @@ impl GroupCommitter {
     /// The partition failed an fsync: nothing more will be written to it.
     pub fn is_failed(&self) -> bool {
         self.lock().is_failed()
+    }
+
+    /// Whether batches are queued or a round is running: an append must then queue behind
+    /// them, even if the partition no longer asks for fsyncs, to keep append order.
+    pub fn is_busy(&self) -> bool {
+        self.busy.load(Ordering::Acquire)
     }
 }
 

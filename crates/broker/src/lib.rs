@@ -8,6 +8,7 @@ pub mod errors;
 pub mod fetch_session;
 pub mod groups;
 pub mod handlers;
+pub mod metadata;
 pub mod replica;
 pub mod send;
 pub mod server;

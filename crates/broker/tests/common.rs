@@ -77,15 +77,26 @@ impl Runnel {
             .stderr(log)
             .spawn()
             .expect("spawn runnel");
-        let runnel = Runnel { child, port, dir };
+        let mut runnel = Runnel { child, port, dir };
         runnel.wait_ready();
         runnel
     }
 
-    fn wait_ready(&self) {
+    /// Waits until this process says it listens. A successful connect alone is not enough:
+    /// tests pick ports concurrently, and another test's broker may hold this one while ours
+    /// fails to bind it.
+    fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                panic!(
+                    "runnel exited with {status} while starting; log:\n{}",
+                    self.log()
+                );
+            }
+            if self.log().contains("runnel is ready")
+                && TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+            {
                 return;
             }
             std::thread::sleep(Duration::from_millis(20));

@@ -1,15 +1,15 @@
-//! The local controller: validates changes, appends them to the metadata log, applies them to
-//! the image, and publishes the new image. One at a time (the broker holds it in a mutex): the
-//! log is the order of changes.
+//! The controller as a pure engine (Kafka's `QuorumController` control managers): a command
+//! and the current image in, the records that carry it out (or Kafka's refusal) back. No I/O:
+//! the broker's metadata driver appends the records to the [`crate::metadata::MetadataLog`],
+//! and only once they are committed applies them to the image and publishes it, so nothing a
+//! command decides is visible before its records are durable.
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::sync::Arc;
 
 use uuid::Uuid;
 
 use crate::error::{ClusterError, Result};
-use crate::metadata::{MetadataImage, MetadataLog, MetadataRecord, TopicImage};
+use crate::metadata::{MetadataImage, MetadataRecord};
 use crate::topic_config;
 
 /// Kafka's limit on topic name length (`Topic.MAX_NAME_LENGTH`).
@@ -32,60 +32,172 @@ pub struct TopicDefaults {
     pub replication_factor: i16,
 }
 
-/// The brokers that can hold replicas. Single node today.
-pub const BROKER_COUNT: i32 = 1;
-
-pub struct Controller {
-    log: MetadataLog,
-    image: Arc<MetadataImage>,
-    /// Next producer id to hand out; ids from here up to `image.next_producer_id` are reserved.
-    next_producer_id: i64,
-}
-
-impl Controller {
-    /// Opens the metadata log in `meta_dir`, replays it, and on first start records a new
-    /// cluster id.
-    pub fn open(meta_dir: &Path, records_max: u64) -> Result<Controller> {
-        let (log, records) = MetadataLog::open(meta_dir, records_max)?;
-        let mut image = MetadataImage::default();
-        for record in &records {
-            image.apply(record);
-        }
-        // Ids up to the last reservation may have been handed out by the previous process:
-        // start after them.
-        let next_producer_id = image.next_producer_id;
-        let mut controller = Controller {
-            log,
-            image: Arc::new(image),
-            next_producer_id,
-        };
-        if controller.image.cluster_id.is_empty() {
-            let cluster_id = kafka_uuid_string(&random_kafka_uuid());
-            controller.commit(vec![MetadataRecord::Cluster { cluster_id }])?;
-        }
-        Ok(controller)
-    }
-
-    pub fn image(&self) -> Arc<MetadataImage> {
-        Arc::clone(&self.image)
-    }
-
-    /// Validates a new topic as Kafka's controller does, then (unless `validate_only`) records it.
-    pub fn create_topic(
-        &mut self,
-        name: &str,
+/// A change asked of the controller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Give a new cluster its id (the first record of every log).
+    InitCluster,
+    /// Register (or re-register, with a new incarnation) a broker and its endpoint.
+    RegisterBroker {
+        node_id: i32,
+        host: String,
+        port: u16,
+        rack: Option<String>,
+    },
+    /// Register every partition that has none (a log written before registrations existed),
+    /// with this node as its only replica and leader.
+    RegisterMissingPartitions {
+        node_id: i32,
+    },
+    /// CreateTopics for one topic; -1 takes the default partitions / replication factor.
+    CreateTopic {
+        name: String,
         partitions: i32,
         replication_factor: i16,
         configs: BTreeMap<String, String>,
-        defaults: &TopicDefaults,
-        validate_only: bool,
-    ) -> Result<Arc<TopicImage>> {
+    },
+    DeleteTopic {
+        name: String,
+    },
+    /// Set (`Some`) or remove (`None`, back to the default) configs of a topic.
+    AlterTopicConfigs {
+        name: String,
+        changes: Vec<(String, Option<String>)>,
+    },
+    /// Reserve the next block of producer ids after `handed_out` (ids below it are in use).
+    ReserveProducerIds {
+        handed_out: i64,
+    },
+}
+
+/// The controller engine. Holds no cluster state of its own (that is the image); only what it
+/// needs to decide: the brokers a replica may go to, defaults, and a source of topic ids
+/// (injected, so tests and simulations are deterministic).
+pub struct ControllerEngine {
+    defaults: TopicDefaults,
+    new_uuid: Box<dyn FnMut() -> Uuid + Send>,
+}
+
+impl std::fmt::Debug for ControllerEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControllerEngine")
+            .field("defaults", &self.defaults)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ControllerEngine {
+    pub fn new(defaults: TopicDefaults) -> ControllerEngine {
+        ControllerEngine {
+            defaults,
+            new_uuid: Box::new(random_kafka_uuid),
+        }
+    }
+
+    /// Replaces the source of topic and cluster ids (deterministic tests and simulation).
+    pub fn with_uuid_source(mut self, source: impl FnMut() -> Uuid + Send + 'static) -> Self {
+        self.new_uuid = Box::new(source);
+        self
+    }
+
+    /// The records that carry out `command` on `image`, or why it is refused. Empty when
+    /// there is nothing to change.
+    pub fn handle(
+        &mut self,
+        image: &MetadataImage,
+        command: &Command,
+    ) -> Result<Vec<MetadataRecord>> {
+        match command {
+            Command::InitCluster => Ok(if image.cluster_id.is_empty() {
+                vec![MetadataRecord::Cluster {
+                    cluster_id: kafka_uuid_string(&(self.new_uuid)()),
+                }]
+            } else {
+                Vec::new()
+            }),
+            Command::RegisterBroker {
+                node_id,
+                host,
+                port,
+                rack,
+            } => Ok(vec![MetadataRecord::RegisterBroker {
+                node_id: *node_id,
+                incarnation_id: (self.new_uuid)(),
+                host: host.clone(),
+                port: *port,
+                rack: rack.clone(),
+            }]),
+            Command::RegisterMissingPartitions { node_id } => Ok(image
+                .topics
+                .values()
+                .flat_map(|topic| {
+                    (0..i32::try_from(topic.partitions).unwrap_or(i32::MAX))
+                        .filter(|p| topic.registration(*p).is_none())
+                        .map(|p| sole_replica(topic.topic_id, p, *node_id))
+                })
+                .collect()),
+            Command::CreateTopic {
+                name,
+                partitions,
+                replication_factor,
+                configs,
+            } => self.create_topic(image, name, *partitions, *replication_factor, configs),
+            Command::DeleteTopic { name } => {
+                let topic = image
+                    .topic(name)
+                    .ok_or_else(|| ClusterError::UnknownTopic(name.clone()))?;
+                Ok(vec![MetadataRecord::RemoveTopic {
+                    topic_id: topic.topic_id,
+                }])
+            }
+            Command::AlterTopicConfigs { name, changes } => {
+                let topic = image
+                    .topic(name)
+                    .ok_or_else(|| ClusterError::UnknownTopic(name.clone()))?;
+                let mut records = Vec::with_capacity(changes.len());
+                for (key, value) in changes {
+                    match value {
+                        Some(value) => topic_config::validate(key, value)?,
+                        None if topic_config::lookup(key).is_none() => {
+                            return Err(ClusterError::InvalidConfig {
+                                name: key.clone(),
+                                value: String::new(),
+                                reason: "Unknown topic config name".into(),
+                            })
+                        }
+                        None => {}
+                    }
+                    // Unchanged values write nothing.
+                    if topic.configs.get(key) != value.as_ref() {
+                        records.push(MetadataRecord::TopicConfig {
+                            topic_id: topic.topic_id,
+                            name: key.clone(),
+                            value: value.clone(),
+                        });
+                    }
+                }
+                Ok(records)
+            }
+            Command::ReserveProducerIds { handed_out } => Ok(vec![MetadataRecord::ProducerIds {
+                next_producer_id: image.next_producer_id.max(*handed_out) + PRODUCER_ID_BLOCK_SIZE,
+            }]),
+        }
+    }
+
+    /// Validates a new topic as Kafka's controller does and places its replicas.
+    fn create_topic(
+        &mut self,
+        image: &MetadataImage,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+        configs: &BTreeMap<String, String>,
+    ) -> Result<Vec<MetadataRecord>> {
         validate_topic_name(name)?;
-        if self.image.topic(name).is_some() {
+        if image.topic(name).is_some() {
             return Err(ClusterError::TopicAlreadyExists(name.to_owned()));
         }
-        if let Some(existing) = self
-            .image
+        if let Some(existing) = image
             .topics
             .keys()
             .find(|existing| collides(existing, name))
@@ -96,7 +208,7 @@ impl Controller {
             });
         }
         let partitions = if partitions == -1 {
-            defaults.partitions
+            self.defaults.partitions
         } else {
             partitions
         };
@@ -104,78 +216,61 @@ impl Controller {
             return Err(ClusterError::InvalidPartitions(partitions));
         }
         let replication_factor = if replication_factor == -1 {
-            defaults.replication_factor
+            self.defaults.replication_factor
         } else {
             replication_factor
         };
-        if replication_factor <= 0 || i32::from(replication_factor) > BROKER_COUNT {
+        // Replicas go to registered brokers only.
+        let brokers: Vec<i32> = image.brokers.keys().copied().collect();
+        let available = i32::try_from(brokers.len()).unwrap_or(i32::MAX);
+        if replication_factor <= 0 || i32::from(replication_factor) > available {
             return Err(ClusterError::InvalidReplicationFactor {
                 requested: i32::from(replication_factor),
-                available: BROKER_COUNT,
+                available,
             });
         }
-        for (key, value) in &configs {
+        for (key, value) in configs {
             topic_config::validate(key, value)?;
         }
-        let topic = TopicImage {
+        let topic_id = (self.new_uuid)();
+        let mut records = vec![MetadataRecord::Topic {
             name: name.to_owned(),
-            topic_id: random_kafka_uuid(),
+            topic_id,
             partitions: u32::try_from(partitions).unwrap_or(1),
-            configs,
-        };
-        if validate_only {
-            return Ok(Arc::new(topic));
+            configs: configs.clone(),
+        }];
+        // Kafka's striped placement: partition p's replicas start at broker p mod n and take
+        // the next `replication_factor` brokers; the first is the preferred leader.
+        let replicas = usize::try_from(replication_factor).unwrap_or(1);
+        for p in 0..partitions {
+            let first = usize::try_from(p).unwrap_or(0) % brokers.len();
+            let assigned: Vec<i32> = (0..replicas)
+                .map(|i| brokers[(first + i) % brokers.len()])
+                .collect();
+            records.push(MetadataRecord::Partition {
+                topic_id,
+                partition: p,
+                leader: assigned[0],
+                isr: assigned.clone(),
+                replicas: assigned,
+                leader_epoch: 0,
+                partition_epoch: 0,
+            });
         }
-        self.commit(vec![MetadataRecord::Topic {
-            name: topic.name.clone(),
-            topic_id: topic.topic_id,
-            partitions: topic.partitions,
-            configs: topic.configs.clone(),
-        }])?;
-        self.image
-            .topic(name)
-            .cloned()
-            .ok_or_else(|| ClusterError::UnknownTopic(name.to_owned()))
+        Ok(records)
     }
+}
 
-    /// Deletes a topic by name. The broker removes its data afterwards.
-    pub fn delete_topic(&mut self, name: &str) -> Result<Arc<TopicImage>> {
-        let topic = self
-            .image
-            .topic(name)
-            .cloned()
-            .ok_or_else(|| ClusterError::UnknownTopic(name.to_owned()))?;
-        self.commit(vec![MetadataRecord::RemoveTopic {
-            topic_id: topic.topic_id,
-        }])?;
-        Ok(topic)
-    }
-
-    /// Hands out a producer id that no earlier or later call, in this process or any restart,
-    /// returns again.
-    pub fn allocate_producer_id(&mut self) -> Result<i64> {
-        if self.next_producer_id >= self.image.next_producer_id {
-            let next =
-                self.image.next_producer_id.max(self.next_producer_id) + PRODUCER_ID_BLOCK_SIZE;
-            self.commit(vec![MetadataRecord::ProducerIds {
-                next_producer_id: next,
-            }])?;
-        }
-        let id = self.next_producer_id;
-        self.next_producer_id += 1;
-        assert!(self.next_producer_id <= self.image.next_producer_id);
-        Ok(id)
-    }
-
-    /// Appends records durably, then applies them to a new image and publishes it.
-    fn commit(&mut self, records: Vec<MetadataRecord>) -> Result<()> {
-        self.log.append(&records)?;
-        let mut image = (*self.image).clone();
-        for record in &records {
-            image.apply(record);
-        }
-        self.image = Arc::new(image);
-        Ok(())
+/// The registration of a partition whose only replica is `node_id`.
+fn sole_replica(topic_id: Uuid, partition: i32, node_id: i32) -> MetadataRecord {
+    MetadataRecord::Partition {
+        topic_id,
+        partition,
+        replicas: vec![node_id],
+        isr: vec![node_id],
+        leader: node_id,
+        leader_epoch: 0,
+        partition_epoch: 0,
     }
 }
 
@@ -232,80 +327,225 @@ pub fn kafka_uuid_string(id: &Uuid) -> String {
 mod tests {
     use super::*;
 
-    fn defaults() -> TopicDefaults {
-        TopicDefaults {
+    fn engine() -> ControllerEngine {
+        let mut n = 100u128;
+        ControllerEngine::new(TopicDefaults {
             partitions: 1,
             replication_factor: 1,
+        })
+        .with_uuid_source(move || {
+            n += 1;
+            Uuid::from_u128(n)
+        })
+    }
+
+    /// An image with a cluster id and brokers 1..=`brokers` registered.
+    fn image(engine: &mut ControllerEngine, brokers: i32) -> MetadataImage {
+        let mut image = MetadataImage::empty();
+        let mut commands = vec![Command::InitCluster];
+        commands.extend((1..=brokers).map(|node_id| Command::RegisterBroker {
+            node_id,
+            host: "localhost".into(),
+            port: 9092,
+            rack: None,
+        }));
+        for command in commands {
+            for record in engine.handle(&image, &command).unwrap() {
+                image.apply(&record);
+            }
+        }
+        image
+    }
+
+    fn create(name: &str, partitions: i32, replication_factor: i16) -> Command {
+        Command::CreateTopic {
+            name: name.into(),
+            partitions,
+            replication_factor,
+            configs: BTreeMap::new(),
         }
     }
 
-    // Topics, the cluster id and producer-id reservations survive a reopen, and producer ids
-    // never repeat across restarts.
-    #[test]
-    fn state_survives_reopen() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut c = Controller::open(dir.path(), 1000).expect("open");
-        let cluster_id = c.image().cluster_id.clone();
-        let topic = c
-            .create_topic("orders", 3, 1, BTreeMap::new(), &defaults(), false)
-            .expect("create");
-        let first = c.allocate_producer_id().expect("pid");
-        let second = c.allocate_producer_id().expect("pid");
-        assert_eq!(second, first + 1);
-        drop(c);
-        let mut c = Controller::open(dir.path(), 1000).expect("reopen");
-        assert_eq!(c.image().cluster_id, cluster_id);
-        assert_eq!(
-            c.image().topic("orders").map(|t| t.topic_id),
-            Some(topic.topic_id)
-        );
-        let third = c.allocate_producer_id().expect("pid");
-        assert!(third > second, "{third} <= {second}");
-    }
-
-    // Kafka's validation answers for bad topics.
+    // Proves the engine answers Kafka's validation errors for bad topics, and touches nothing
+    // (it has no state: the records are the whole effect).
     #[test]
     fn create_topic_validation() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut c = Controller::open(dir.path(), 1000).expect("open");
-        let d = defaults();
-        let none = BTreeMap::new;
+        let mut e = engine();
+        let mut img = image(&mut e, 1);
+        let err = |e: &mut ControllerEngine, img: &MetadataImage, c: Command| {
+            e.handle(img, &c).unwrap_err()
+        };
         assert!(matches!(
-            c.create_topic("", 1, 1, none(), &d, false),
-            Err(ClusterError::InvalidTopic { .. })
+            err(&mut e, &img, create("", 1, 1)),
+            ClusterError::InvalidTopic { .. }
         ));
         assert!(matches!(
-            c.create_topic("a b", 1, 1, none(), &d, false),
-            Err(ClusterError::InvalidTopic { .. })
+            err(&mut e, &img, create("a b", 1, 1)),
+            ClusterError::InvalidTopic { .. }
         ));
         assert!(matches!(
-            c.create_topic(&"x".repeat(250), 1, 1, none(), &d, false),
-            Err(ClusterError::InvalidTopic { .. })
+            err(&mut e, &img, create(&"x".repeat(250), 1, 1)),
+            ClusterError::InvalidTopic { .. }
         ));
         assert!(matches!(
-            c.create_topic("t", 0, 1, none(), &d, false),
-            Err(ClusterError::InvalidPartitions(0))
+            err(&mut e, &img, create("t", 0, 1)),
+            ClusterError::InvalidPartitions(0)
         ));
         assert!(matches!(
-            c.create_topic("t", 1, 3, none(), &d, false),
-            Err(ClusterError::InvalidReplicationFactor { .. })
+            err(&mut e, &img, create("t", 1, 3)),
+            ClusterError::InvalidReplicationFactor {
+                requested: 3,
+                available: 1
+            }
         ));
-        let bad: BTreeMap<_, _> = [("segment.bytes".to_string(), "x".to_string())].into();
+        let bad = Command::CreateTopic {
+            name: "t".into(),
+            partitions: 1,
+            replication_factor: 1,
+            configs: [("segment.bytes".to_string(), "x".to_string())].into(),
+        };
         assert!(matches!(
-            c.create_topic("t", 1, 1, bad, &d, false),
+            err(&mut e, &img, bad),
+            ClusterError::InvalidConfig { .. }
+        ));
+        for record in e.handle(&img, &create("a.b", -1, -1)).unwrap() {
+            img.apply(&record);
+        }
+        assert!(matches!(
+            err(&mut e, &img, create("a.b", 1, 1)),
+            ClusterError::TopicAlreadyExists(_)
+        ));
+        assert!(matches!(
+            err(&mut e, &img, create("a_b", 1, 1)),
+            ClusterError::InvalidTopic { .. }
+        ));
+    }
+
+    // Proves a new topic's partitions are registered on registered brokers, striped from
+    // partition p mod n, leader first, epochs at 0; and a topic left without registrations by
+    // an older log gets them.
+    #[test]
+    fn partitions_are_registered_and_striped_across_brokers() {
+        let mut e = engine();
+        let mut img = image(&mut e, 3);
+        for record in e.handle(&img, &create("t", 4, 2)).unwrap() {
+            img.apply(&record);
+        }
+        let topic = img.topic("t").unwrap();
+        let placed: Vec<(Vec<i32>, i32)> = (0..4)
+            .map(|p| {
+                let r = topic.registration(p).unwrap();
+                assert_eq!(r.isr, r.replicas);
+                assert_eq!((r.leader_epoch, r.partition_epoch), (0, 0));
+                (r.replicas.clone(), r.leader)
+            })
+            .collect();
+        assert_eq!(
+            placed,
+            vec![
+                (vec![1, 2], 1),
+                (vec![2, 3], 2),
+                (vec![3, 1], 3),
+                (vec![1, 2], 1)
+            ]
+        );
+        // An older log: a topic record without partition records.
+        img.apply(&MetadataRecord::Topic {
+            name: "old".into(),
+            topic_id: Uuid::from_u128(7),
+            partitions: 2,
+            configs: BTreeMap::new(),
+        });
+        let records = e
+            .handle(&img, &Command::RegisterMissingPartitions { node_id: 1 })
+            .unwrap();
+        assert_eq!(records.len(), 2);
+        for record in records {
+            img.apply(&record);
+        }
+        assert_eq!(img.topic("old").unwrap().registration(1).unwrap().leader, 1);
+        assert!(e
+            .handle(&img, &Command::RegisterMissingPartitions { node_id: 1 })
+            .unwrap()
+            .is_empty());
+    }
+
+    // Proves producer-id blocks move past both the image's reservation and the ids handed out.
+    #[test]
+    fn producer_id_blocks_only_move_forward() {
+        let mut e = engine();
+        let mut img = image(&mut e, 1);
+        img.apply(&MetadataRecord::ProducerIds {
+            next_producer_id: 5000,
+        });
+        let reserve = |e: &mut ControllerEngine, img: &MetadataImage, handed_out| match e
+            .handle(img, &Command::ReserveProducerIds { handed_out })
+            .unwrap()[..]
+        {
+            [MetadataRecord::ProducerIds { next_producer_id }] => next_producer_id,
+            ref other => panic!("{other:?}"),
+        };
+        assert_eq!(reserve(&mut e, &img, 0), 5000 + PRODUCER_ID_BLOCK_SIZE);
+        assert_eq!(reserve(&mut e, &img, 7000), 7000 + PRODUCER_ID_BLOCK_SIZE);
+    }
+
+    // Proves config changes are validated as a whole (one bad value refuses all), unknown
+    // topics and names are refused, and only real changes become records.
+    #[test]
+    fn alter_topic_configs() {
+        let mut e = engine();
+        let mut img = image(&mut e, 1);
+        for record in e.handle(&img, &create("t", 1, 1)).unwrap() {
+            img.apply(&record);
+        }
+        let alter = |changes: &[(&str, Option<&str>)]| Command::AlterTopicConfigs {
+            name: "t".into(),
+            changes: changes
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.map(str::to_string)))
+                .collect(),
+        };
+        assert!(matches!(
+            e.handle(
+                &img,
+                &alter(&[
+                    ("max.message.bytes", Some("10")),
+                    ("segment.bytes", Some("x"))
+                ])
+            ),
             Err(ClusterError::InvalidConfig { .. })
         ));
-        assert!(c.create_topic("a.b", -1, -1, none(), &d, false).is_ok());
         assert!(matches!(
-            c.create_topic("a.b", 1, 1, none(), &d, false),
-            Err(ClusterError::TopicAlreadyExists(_))
+            e.handle(&img, &alter(&[("no.such.config", None)])),
+            Err(ClusterError::InvalidConfig { .. })
         ));
+        let records = e
+            .handle(&img, &alter(&[("max.message.bytes", Some("10"))]))
+            .unwrap();
+        assert_eq!(records.len(), 1);
+        for record in records {
+            img.apply(&record);
+        }
+        assert!(e
+            .handle(&img, &alter(&[("max.message.bytes", Some("10"))]))
+            .unwrap()
+            .is_empty());
+        let records = e
+            .handle(&img, &alter(&[("max.message.bytes", None)]))
+            .unwrap();
+        for record in records {
+            img.apply(&record);
+        }
+        assert!(img.topic("t").unwrap().configs.is_empty());
         assert!(matches!(
-            c.create_topic("a_b", 1, 1, none(), &d, false),
-            Err(ClusterError::InvalidTopic { .. })
+            e.handle(
+                &img,
+                &Command::AlterTopicConfigs {
+                    name: "nope".into(),
+                    changes: vec![]
+                }
+            ),
+            Err(ClusterError::UnknownTopic(_))
         ));
-        // validate_only records nothing.
-        assert!(c.create_topic("dry", 1, 1, none(), &d, true).is_ok());
-        assert!(c.image().topic("dry").is_none());
     }
 }

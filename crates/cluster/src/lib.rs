@@ -2,8 +2,10 @@
 //!
 //! All cluster state changes are records appended to a metadata log ([`metadata::MetadataLog`]);
 //! applying them yields an immutable [`metadata::MetadataImage`] that request handlers read
-//! through an atomic swap. Single node today: the local [`controller::Controller`] appends to a
-//! local log. A cluster replicates the same log later, so nothing here may depend on being alone.
+//! through an atomic swap. The [`controller::ControllerEngine`] decides the records of each
+//! command from the image alone; the broker appends them (to a local file log today, a Raft
+//! quorum later) and applies them once committed. Nothing here does I/O or may depend on being
+//! alone.
 
 pub mod controller;
 pub mod error;
@@ -12,6 +14,6 @@ pub mod group;
 pub mod metadata;
 pub mod topic_config;
 
-pub use controller::Controller;
+pub use controller::{Command, ControllerEngine};
 pub use error::ClusterError;
 pub use metadata::{MetadataImage, TopicImage};

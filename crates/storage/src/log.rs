@@ -224,6 +224,18 @@ impl PartitionLog {
         self.validate();
     }
 
+    /// The settings appends, rolls and indexes follow.
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    /// Replaces the settings (a topic config or its broker default changed): the next append,
+    /// roll and index entry follow them, as Kafka's `UnifiedLog.updateConfig` does. Segments
+    /// already written stay as they are.
+    pub fn set_config(&mut self, config: LogConfig) {
+        self.config = config;
+    }
+
     pub fn latest_epoch(&self) -> Option<i32> {
         self.epochs.latest_epoch()
     }

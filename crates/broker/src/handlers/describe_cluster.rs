@@ -1,4 +1,4 @@
-//! DescribeCluster: this node as the only broker and the controller.
+//! DescribeCluster: the registered brokers of the metadata image, this node as the controller.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
@@ -30,13 +30,20 @@ pub fn handle(broker: &Broker, request: &DescribeClusterRequest) -> DescribeClus
             )))
             .with_controller_id(BrokerId(-1));
     }
-    let (host, port) = broker.advertised.clone();
     response
         .with_controller_id(BrokerId(broker.node_id()))
-        .with_brokers(vec![DescribeClusterBroker::default()
-            .with_broker_id(BrokerId(broker.node_id()))
-            .with_host(StrBytes::from_string(host))
-            .with_port(i32::from(port))
-            .with_rack(None)
-            .with_is_fenced(false)])
+        .with_brokers(
+            image
+                .brokers
+                .values()
+                .map(|b| {
+                    DescribeClusterBroker::default()
+                        .with_broker_id(BrokerId(b.node_id))
+                        .with_host(StrBytes::from_string(b.host.clone()))
+                        .with_port(i32::from(b.port))
+                        .with_rack(b.rack.clone().map(StrBytes::from_string))
+                        .with_is_fenced(false)
+                })
+                .collect(),
+        )
 }

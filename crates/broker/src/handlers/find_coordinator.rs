@@ -1,5 +1,5 @@
-//! FindCoordinator: this node coordinates every group (it leads every `__consumer_offsets`
-//! partition). Transactions and share groups have no coordinator yet.
+//! FindCoordinator: a group's coordinator is the leader of its `__consumer_offsets` partition,
+//! as the metadata image registers it. Transactions and share groups have no coordinator yet.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
@@ -18,17 +18,37 @@ struct Answer {
     node: Option<(i32, String, i32)>,
 }
 
-fn answer(broker: &Broker, key_type: i8) -> Answer {
+fn not_available() -> Answer {
+    Answer {
+        error: ResponseError::CoordinatorNotAvailable,
+        message: Some("The coordinator is not available."),
+        node: None,
+    }
+}
+
+/// The leader of the group's `__consumer_offsets` partition and its endpoint.
+fn group_coordinator(broker: &Broker, group_id: &str) -> Answer {
+    let image = broker.image();
+    let Some(topic) = image.topic(crate::groups::OFFSETS_TOPIC) else {
+        return not_available();
+    };
+    let partitions = i32::try_from(topic.partitions).unwrap_or(i32::MAX);
+    let partition = runnel_cluster::group::offsets_partition_for(group_id, partitions);
+    let leader = topic.registration(partition).map_or(-1, |r| r.leader);
+    match image.brokers.get(&leader) {
+        Some(b) => Answer {
+            error: ResponseError::UnknownServerError,
+            message: None,
+            node: Some((b.node_id, b.host.clone(), i32::from(b.port))),
+        },
+        None => not_available(),
+    }
+}
+
+fn answer(broker: &Broker, key_type: i8, key: &str) -> Answer {
     match key_type {
         KEY_TYPE_GROUP => match broker.ensure_offsets_topic() {
-            Ok(()) => {
-                let (host, port) = broker.advertised.clone();
-                Answer {
-                    error: ResponseError::UnknownServerError,
-                    message: None,
-                    node: Some((broker.node_id(), host, i32::from(port))),
-                }
-            }
+            Ok(()) => group_coordinator(broker, key),
             Err(e) => {
                 tracing::error!(error = %e, "creating __consumer_offsets");
                 Answer {
@@ -78,7 +98,7 @@ pub fn handle(
         }
     };
     if version < 4 {
-        let a = answer(broker, request.key_type);
+        let a = answer(broker, request.key_type, request.key.as_str());
         let (error_code, message, node_id, host, port) = fill(&a);
         return FindCoordinatorResponse::default()
             .with_error_code(error_code)
@@ -91,7 +111,7 @@ pub fn handle(
         .coordinator_keys
         .into_iter()
         .map(|key| {
-            let a = answer(broker, request.key_type);
+            let a = answer(broker, request.key_type, key.as_str());
             let (error_code, message, node_id, host, port) = fill(&a);
             Coordinator::default()
                 .with_key(key)

@@ -9,7 +9,7 @@ use kafka_protocol::messages::metadata_response::{
 };
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use runnel_cluster::{ClusterError, TopicImage};
+use runnel_cluster::{ClusterError, MetadataImage, TopicImage};
 use uuid::Uuid;
 
 use crate::errors::cluster_error_code;
@@ -34,9 +34,9 @@ pub fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> Metada
     let mut topics = Vec::new();
     match request.topics {
         // v1+: null means every topic. v0: an empty list means every topic.
-        None => topics.extend(all_topics(broker, node, topic_ops)),
+        None => topics.extend(all_topics(broker, topic_ops)),
         Some(requested) if requested.is_empty() && version == 0 => {
-            topics.extend(all_topics(broker, node, topic_ops))
+            topics.extend(all_topics(broker, topic_ops))
         }
         Some(requested) => {
             for wanted in requested {
@@ -45,7 +45,6 @@ pub fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> Metada
                     wanted.name.map(|n| n.0.to_string()),
                     wanted.topic_id,
                     allow_auto_create,
-                    node,
                     topic_ops,
                 );
                 // Topic names are nullable only from v12; before that an unknown id gets "".
@@ -57,14 +56,21 @@ pub fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> Metada
         }
     }
 
-    let (host, port) = broker.advertised.clone();
     let image = broker.image();
     MetadataResponse::default()
-        .with_brokers(vec![MetadataResponseBroker::default()
-            .with_node_id(BrokerId(node))
-            .with_host(StrBytes::from_string(host))
-            .with_port(i32::from(port))
-            .with_rack(None)])
+        .with_brokers(
+            image
+                .brokers
+                .values()
+                .map(|b| {
+                    MetadataResponseBroker::default()
+                        .with_node_id(BrokerId(b.node_id))
+                        .with_host(StrBytes::from_string(b.host.clone()))
+                        .with_port(i32::from(b.port))
+                        .with_rack(b.rack.clone().map(StrBytes::from_string))
+                })
+                .collect(),
+        )
         .with_cluster_id(Some(StrBytes::from_string(image.cluster_id.clone())))
         .with_controller_id(BrokerId(node))
         .with_topics(topics)
@@ -75,12 +81,12 @@ pub fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> Metada
         })
 }
 
-fn all_topics(broker: &Broker, node: i32, topic_ops: i32) -> Vec<MetadataResponseTopic> {
-    broker
-        .image()
+fn all_topics(broker: &Broker, topic_ops: i32) -> Vec<MetadataResponseTopic> {
+    let image = broker.image();
+    image
         .topics
         .values()
-        .map(|t| topic_entry(t, node, topic_ops))
+        .map(|t| topic_entry(&image, t, topic_ops))
         .collect()
 }
 
@@ -89,7 +95,6 @@ fn describe_one(
     name: Option<String>,
     topic_id: Uuid,
     allow_auto_create: bool,
-    node: i32,
     topic_ops: i32,
 ) -> MetadataResponseTopic {
     let image = broker.image();
@@ -103,12 +108,12 @@ fn describe_one(
     let Some(name) = name.clone() else {
         // Lookup by id (v10+).
         return match image.topic_by_id(&topic_id) {
-            Some(t) => topic_entry(t, node, topic_ops),
+            Some(t) => topic_entry(&image, t, topic_ops),
             None => error(ResponseError::UnknownTopicId),
         };
     };
     if let Some(topic) = image.topic(&name) {
-        return topic_entry(topic, node, topic_ops);
+        return topic_entry(&image, topic, topic_ops);
     }
     if !allow_auto_create {
         return error(ResponseError::UnknownTopicOrPartition);
@@ -116,11 +121,11 @@ fn describe_one(
     match broker.create_topic(&name, -1, -1, BTreeMap::new(), false) {
         Ok(topic) => {
             tracing::info!(topic = %name, partitions = topic.partitions, "auto-created topic");
-            topic_entry(&topic, node, topic_ops)
+            topic_entry(&broker.image(), &topic, topic_ops)
         }
         // Another request created it meanwhile.
         Err(ClusterError::TopicAlreadyExists(_)) => match broker.image().topic(&name) {
-            Some(topic) => topic_entry(topic, node, topic_ops),
+            Some(topic) => topic_entry(&broker.image(), topic, topic_ops),
             None => error(ResponseError::LeaderNotAvailable),
         },
         Err(e) => MetadataResponseTopic::default()
@@ -130,16 +135,38 @@ fn describe_one(
     }
 }
 
-fn topic_entry(topic: &Arc<TopicImage>, node: i32, topic_ops: i32) -> MetadataResponseTopic {
-    let partitions = (0..topic.partitions as i32)
+/// A topic's partitions as their registrations in the image say: leader, epoch, replicas and
+/// in-sync replicas. A replica on a broker the image does not know is offline; a partition with
+/// no registration (never so after startup) has no leader yet.
+fn topic_entry(
+    image: &MetadataImage,
+    topic: &Arc<TopicImage>,
+    topic_ops: i32,
+) -> MetadataResponseTopic {
+    let ids = |nodes: &[i32]| nodes.iter().map(|n| BrokerId(*n)).collect::<Vec<_>>();
+    let partitions = (0..i32::try_from(topic.partitions).unwrap_or(i32::MAX))
         .map(|index| {
-            MetadataResponsePartition::default()
-                .with_partition_index(index)
-                .with_leader_id(BrokerId(node))
-                .with_leader_epoch(0)
-                .with_replica_nodes(vec![BrokerId(node)])
-                .with_isr_nodes(vec![BrokerId(node)])
-                .with_offline_replicas(vec![])
+            let entry = MetadataResponsePartition::default().with_partition_index(index);
+            match topic.registration(index) {
+                Some(r) => {
+                    let offline: Vec<i32> = r
+                        .replicas
+                        .iter()
+                        .copied()
+                        .filter(|n| !image.brokers.contains_key(n))
+                        .collect();
+                    entry
+                        .with_leader_id(BrokerId(r.leader))
+                        .with_leader_epoch(r.leader_epoch)
+                        .with_replica_nodes(ids(&r.replicas))
+                        .with_isr_nodes(ids(&r.isr))
+                        .with_offline_replicas(ids(&offline))
+                }
+                None => entry
+                    .with_error_code(ResponseError::LeaderNotAvailable.code())
+                    .with_leader_id(BrokerId(-1))
+                    .with_leader_epoch(-1),
+            }
         })
         .collect();
     MetadataResponseTopic::default()

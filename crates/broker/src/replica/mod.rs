@@ -17,7 +17,7 @@ use runnel_storage::{AppendOutcome, StorageError};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-pub use partition::Partition;
+pub use partition::{Partition, PartitionSettings};
 
 use crate::durability::Committed;
 use crate::state::now_ms;
@@ -130,20 +130,22 @@ impl ReplicaManager {
                     message: None,
                 });
             }
-            if acks == -1 && partition.min_insync_replicas > 1 {
+            let min_insync_replicas = partition.min_insync_replicas();
+            if acks == -1 && min_insync_replicas > 1 {
                 return Err(AppendRefused {
                     code: ResponseError::NotEnoughReplicas.code(),
                     message: Some(format!(
-                        "The size of the current ISR 1 is insufficient to satisfy the min.isr requirement of {}",
-                        partition.min_insync_replicas
+                        "The size of the current ISR 1 is insufficient to satisfy the min.isr requirement of {min_insync_replicas}",
                     )),
                 });
             }
         }
-        if let Some(group_commit) = &partition.group_commit {
-            // Durability: fsync mode. Appended, fsynced and made visible by the group
-            // commit's flusher.
-            return Ok(AppendWait::Pending(group_commit.submit(partition, records)));
+        if partition.appends_through_group_commit() {
+            // Durability: fsync mode (or batches still queued from it). Appended, fsynced and
+            // made visible by the group commit's flusher.
+            return Ok(AppendWait::Pending(
+                partition.group_commit.submit(partition, records),
+            ));
         }
         // Durability: page cache only (no `flush.messages`), like Kafka's default. An
         // acknowledged write survives a process crash, not a power loss.

@@ -1,11 +1,12 @@
 //! One partition this broker holds a replica of: its log, its leader state and the fetches
 //! waiting for it to grow. Every high-watermark move happens in [`Partition::advance_high_watermark`].
 
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use bytes::Bytes;
 use runnel_cluster::TopicImage;
-use runnel_storage::PartitionLog;
+use runnel_storage::{LogConfig, PartitionLog};
 use tokio::sync::Notify;
 
 use crate::durability::{GroupCommitter, RoundLog, RoundResult};
@@ -23,23 +24,36 @@ pub struct Partition {
     waiters: Mutex<Vec<Weak<Notify>>>,
     /// Leader epoch: 0 until leadership can move (replication).
     pub leader_epoch: i32,
-    /// `Some` in fsync mode (`flush.messages=1`): appends go through group commit, are
-    /// answered only after an fsync covering them, and the HW only ever covers fsynced offsets.
-    /// `None` (Kafka's default): appends go to the page cache and are visible at once; the
-    /// produce path then takes no lock, task or allocation for durability.
-    pub group_commit: Option<Arc<GroupCommitter>>,
-    /// `min.insync.replicas`, checked for acks=all.
+    /// The partition's group commit: in fsync mode (`flush.messages=1`) every append goes
+    /// through it, is answered only after an fsync covering it, and the HW only ever covers
+    /// fsynced offsets. In page-cache mode (Kafka's default) appends bypass it (no lock, task or
+    /// allocation for durability) unless batches are still queued in it.
+    pub group_commit: Arc<GroupCommitter>,
+    /// `flush.messages` is 1: fsync mode. Changes with the topic's config.
+    fsync_every_append: AtomicBool,
+    /// `min.insync.replicas`, checked for acks=all. Changes with the topic's config.
+    min_insync_replicas: AtomicI32,
+}
+
+/// The settings of a partition that follow its topic's configs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionSettings {
+    pub log: LogConfig,
+    /// `flush.messages` == 1.
+    pub fsync_every_append: bool,
+    /// `min.insync.replicas`.
     pub min_insync_replicas: i32,
 }
 
 impl Partition {
+    /// A partition serving `log` with `settings` (its log must have been opened with
+    /// `settings.log`).
     pub fn new(
         topic: Arc<TopicImage>,
         index: i32,
         log: PartitionLog,
         leader_epoch: i32,
-        fsync_every_append: bool,
-        min_insync_replicas: i32,
+        settings: &PartitionSettings,
     ) -> Partition {
         let partition = Partition {
             topic,
@@ -47,14 +61,39 @@ impl Partition {
             log: Mutex::new(log),
             waiters: Mutex::new(Vec::new()),
             leader_epoch,
-            group_commit: fsync_every_append.then(|| Arc::new(GroupCommitter::default())),
-            min_insync_replicas,
+            group_commit: Arc::new(GroupCommitter::default()),
+            fsync_every_append: AtomicBool::new(settings.fsync_every_append),
+            min_insync_replicas: AtomicI32::new(settings.min_insync_replicas),
         };
         // Single node: every batch in the local log was acknowledged or lost with the client's
         // connection, so after recovery all of it is committed (in fsync mode the caller has
         // fsynced the recovered tail first).
         partition.advance_high_watermark(&mut partition.lock_log());
         partition
+    }
+
+    /// Applies changed topic configs to the open partition (Kafka applies them to the live
+    /// log): the next append follows them. Leaving fsync mode keeps append order: batches
+    /// still queued for the group commit are appended before any inline one.
+    pub fn reconfigure(&self, settings: &PartitionSettings) {
+        self.lock_log().set_config(settings.log.clone());
+        self.fsync_every_append
+            .store(settings.fsync_every_append, Ordering::Release);
+        self.min_insync_replicas
+            .store(settings.min_insync_replicas, Ordering::Release);
+    }
+
+    /// Whether appends must go through the group commit now.
+    pub fn appends_through_group_commit(&self) -> bool {
+        self.fsync_every_append.load(Ordering::Acquire) || self.group_commit.is_busy()
+    }
+
+    pub fn fsync_every_append(&self) -> bool {
+        self.fsync_every_append.load(Ordering::Acquire)
+    }
+
+    pub fn min_insync_replicas(&self) -> i32 {
+        self.min_insync_replicas.load(Ordering::Acquire)
     }
 
     /// Registers a waiter to be notified on the next append. Dead waiters are pruned here, so the

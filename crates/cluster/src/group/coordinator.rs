@@ -1333,11 +1333,7 @@ impl GroupCoordinator {
 
 /// Kafka's `partitionFor` (see [`GroupCoordinator::partition_for`]).
 fn self_partition(config: &GroupConfig, group_id: &str) -> i32 {
-    let hash = group_id.encode_utf16().fold(0i32, |h, unit| {
-        h.wrapping_mul(31).wrapping_add(i32::from(unit))
-    });
-    let abs = if hash == i32::MIN { 0 } else { hash.abs() };
-    abs % config.offsets_topic_num_partitions.max(1)
+    super::offsets_partition_for(group_id, config.offsets_topic_num_partitions)
 }
 
 /// Whether a group consumes a topic (its offsets then never expire or get deleted).

@@ -32,6 +32,17 @@ pub struct ClientInfo {
 }
 pub use coordinator::{GroupCoordinator, GroupRequest, Output, RequestId};
 
+/// The `__consumer_offsets` partition that holds `group_id` (Kafka's `partitionFor`:
+/// `Utils.abs(groupId.hashCode()) % partitions`, with Java's `String.hashCode` over UTF-16 code
+/// units). Its leader is the group's coordinator.
+pub fn offsets_partition_for(group_id: &str, partitions: i32) -> i32 {
+    let hash = group_id.encode_utf16().fold(0i32, |h, unit| {
+        h.wrapping_mul(31).wrapping_add(i32::from(unit))
+    });
+    let abs = if hash == i32::MIN { 0 } else { hash.abs() };
+    abs % partitions.max(1)
+}
+
 /// Errors of the group coordinator. Client mistakes are answered with Kafka error codes in
 /// responses; these are for bytes replayed from `__consumer_offsets`.
 #[derive(Debug, thiserror::Error)]

@@ -15,6 +15,58 @@ pub struct TopicImage {
     pub partitions: u32,
     /// Only the configs set explicitly on the topic; defaults come from [`crate::topic_config`].
     pub configs: BTreeMap<String, String>,
+    /// Each partition's registration, by index. A log written before registrations existed
+    /// lacks them until the controller registers them at startup.
+    pub registrations: BTreeMap<i32, PartitionImage>,
+}
+
+impl TopicImage {
+    pub fn registration(&self, partition: i32) -> Option<&PartitionImage> {
+        self.registrations.get(&partition)
+    }
+}
+
+/// One partition's registration: replicas, in-sync replicas, leader and epochs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionImage {
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+    /// -1 when no replica can lead.
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+}
+
+/// One registered broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerImage {
+    pub node_id: i32,
+    pub incarnation_id: Uuid,
+    pub host: String,
+    pub port: u16,
+    pub rack: Option<String>,
+}
+
+/// What a batch of records changed, for the publishers that act on it (open or close
+/// partitions, apply configs). Ids, not copies: publishers read the new image.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MetadataDelta {
+    /// Topics that did not exist before.
+    pub created_topics: Vec<Uuid>,
+    /// Topics removed, as they were (the new image no longer has them).
+    pub deleted_topics: Vec<Arc<TopicImage>>,
+    /// Topics whose configs changed.
+    pub changed_configs: Vec<Uuid>,
+    /// Partitions whose registration changed (new partitions included).
+    pub changed_partitions: Vec<(Uuid, i32)>,
+    /// Brokers that registered or changed their endpoint.
+    pub changed_brokers: Vec<i32>,
+}
+
+impl MetadataDelta {
+    pub fn is_empty(&self) -> bool {
+        *self == MetadataDelta::default()
+    }
 }
 
 /// An immutable view of cluster state. Handlers hold an `Arc` of one image for a whole request,
@@ -25,15 +77,32 @@ pub struct MetadataImage {
     /// Topics by name. `Arc` so a new image after one change copies pointers, not configs.
     pub topics: BTreeMap<String, Arc<TopicImage>>,
     pub topic_names_by_id: HashMap<Uuid, String>,
+    /// Registered brokers by id.
+    pub brokers: BTreeMap<i32, BrokerImage>,
     /// Producer ids below this are handed out or reserved.
     pub next_producer_id: i64,
+    /// Offset of the last record applied (-1 for none): where a snapshot of this image stands.
+    pub offset: i64,
 }
 
 impl MetadataImage {
-    /// Applies one record. Records come from our own log, written only after validation, so a
-    /// record that does not fit the image means our bug or a log from elsewhere: it is ignored
-    /// with a warning rather than taking the broker down.
+    /// An image with no records applied.
+    pub fn empty() -> MetadataImage {
+        MetadataImage {
+            offset: -1,
+            ..MetadataImage::default()
+        }
+    }
+
+    /// Applies one record, forgetting what changed (replay at startup).
     pub fn apply(&mut self, record: &MetadataRecord) {
+        self.replay(record, &mut MetadataDelta::default());
+    }
+
+    /// Applies one record and notes what it changed in `delta`. Records come from our own log,
+    /// written only after validation, so a record that does not fit the image means our bug or
+    /// a log from elsewhere: it is ignored with a warning rather than taking the broker down.
+    pub fn replay(&mut self, record: &MetadataRecord, delta: &mut MetadataDelta) {
         match record {
             MetadataRecord::Cluster { cluster_id } => self.cluster_id.clone_from(cluster_id),
             MetadataRecord::Topic {
@@ -42,9 +111,10 @@ impl MetadataImage {
                 partitions,
                 configs,
             } => {
-                if let Some(old) = self.topics.get(name) {
+                if let Some(old) = self.topics.get(name).cloned() {
                     tracing::warn!(topic = %name, old_id = %old.topic_id, "metadata log re-creates a live topic; replacing it");
                     self.topic_names_by_id.remove(&old.topic_id);
+                    delta.deleted_topics.push(old);
                 }
                 self.topic_names_by_id.insert(*topic_id, name.clone());
                 self.topics.insert(
@@ -54,12 +124,23 @@ impl MetadataImage {
                         topic_id: *topic_id,
                         partitions: *partitions,
                         configs: configs.clone(),
+                        registrations: BTreeMap::new(),
                     }),
                 );
+                delta.created_topics.push(*topic_id);
             }
             MetadataRecord::RemoveTopic { topic_id } => {
                 if let Some(name) = self.topic_names_by_id.remove(topic_id) {
-                    self.topics.remove(&name);
+                    if let Some(old) = self.topics.remove(&name) {
+                        // Created in this same batch: no publisher opened it, none closes it.
+                        let created_here = delta.created_topics.contains(topic_id);
+                        delta.created_topics.retain(|id| id != topic_id);
+                        delta.changed_configs.retain(|id| id != topic_id);
+                        delta.changed_partitions.retain(|(id, _)| id != topic_id);
+                        if !created_here {
+                            delta.deleted_topics.push(old);
+                        }
+                    }
                 }
             }
             MetadataRecord::TopicConfig {
@@ -67,22 +148,129 @@ impl MetadataImage {
                 name,
                 value,
             } => {
-                let Some(topic_name) = self.topic_names_by_id.get(topic_id) else {
+                let Some(topic) = self.topic_mut(topic_id) else {
                     tracing::warn!(%topic_id, "config record for an unknown topic; ignored");
                     return;
                 };
-                if let Some(topic) = self.topics.get_mut(topic_name) {
-                    let topic = Arc::make_mut(topic);
-                    match value {
-                        Some(v) => topic.configs.insert(name.clone(), v.clone()),
-                        None => topic.configs.remove(name),
-                    };
+                match value {
+                    Some(v) => topic.configs.insert(name.clone(), v.clone()),
+                    None => topic.configs.remove(name),
+                };
+                if !delta.changed_configs.contains(topic_id) {
+                    delta.changed_configs.push(*topic_id);
                 }
             }
             MetadataRecord::ProducerIds { next_producer_id } => {
                 self.next_producer_id = self.next_producer_id.max(*next_producer_id);
             }
+            MetadataRecord::Partition {
+                topic_id,
+                partition,
+                replicas,
+                isr,
+                leader,
+                leader_epoch,
+                partition_epoch,
+            } => {
+                let Some(topic) = self.topic_mut(topic_id) else {
+                    tracing::warn!(%topic_id, partition, "partition record for an unknown topic; ignored");
+                    return;
+                };
+                if u32::try_from(*partition).map_or(true, |p| p >= topic.partitions) {
+                    tracing::warn!(%topic_id, partition, "partition record beyond the topic's partitions; ignored");
+                    return;
+                }
+                topic.registrations.insert(
+                    *partition,
+                    PartitionImage {
+                        replicas: replicas.clone(),
+                        isr: isr.clone(),
+                        leader: *leader,
+                        leader_epoch: *leader_epoch,
+                        partition_epoch: *partition_epoch,
+                    },
+                );
+                delta.changed_partitions.push((*topic_id, *partition));
+            }
+            MetadataRecord::RegisterBroker {
+                node_id,
+                incarnation_id,
+                host,
+                port,
+                rack,
+            } => {
+                self.brokers.insert(
+                    *node_id,
+                    BrokerImage {
+                        node_id: *node_id,
+                        incarnation_id: *incarnation_id,
+                        host: host.clone(),
+                        port: *port,
+                        rack: rack.clone(),
+                    },
+                );
+                delta.changed_brokers.push(*node_id);
+            }
         }
+    }
+
+    fn topic_mut(&mut self, topic_id: &Uuid) -> Option<&mut TopicImage> {
+        let name = self.topic_names_by_id.get(topic_id)?;
+        self.topics.get_mut(name).map(Arc::make_mut)
+    }
+
+    /// Records that rebuild this image from nothing: a snapshot's content. Replaying them into
+    /// an empty image yields an equal image (producer-id reservations and all).
+    pub fn to_records(&self) -> Vec<MetadataRecord> {
+        let mut records = Vec::new();
+        if !self.cluster_id.is_empty() {
+            records.push(MetadataRecord::Cluster {
+                cluster_id: self.cluster_id.clone(),
+            });
+        }
+        for broker in self.brokers.values() {
+            records.push(MetadataRecord::RegisterBroker {
+                node_id: broker.node_id,
+                incarnation_id: broker.incarnation_id,
+                host: broker.host.clone(),
+                port: broker.port,
+                rack: broker.rack.clone(),
+            });
+        }
+        for topic in self.topics.values() {
+            records.push(MetadataRecord::Topic {
+                name: topic.name.clone(),
+                topic_id: topic.topic_id,
+                partitions: topic.partitions,
+                configs: topic.configs.clone(),
+            });
+            for (partition, p) in &topic.registrations {
+                records.push(MetadataRecord::Partition {
+                    topic_id: topic.topic_id,
+                    partition: *partition,
+                    replicas: p.replicas.clone(),
+                    isr: p.isr.clone(),
+                    leader: p.leader,
+                    leader_epoch: p.leader_epoch,
+                    partition_epoch: p.partition_epoch,
+                });
+            }
+        }
+        if self.next_producer_id > 0 {
+            records.push(MetadataRecord::ProducerIds {
+                next_producer_id: self.next_producer_id,
+            });
+        }
+        records
+    }
+
+    /// Whether two images hold the same cluster state (the offset they stand at aside).
+    pub fn same_state(&self, other: &MetadataImage) -> bool {
+        self.cluster_id == other.cluster_id
+            && self.topics == other.topics
+            && self.topic_names_by_id == other.topic_names_by_id
+            && self.brokers == other.brokers
+            && self.next_producer_id == other.next_producer_id
     }
 
     pub fn topic(&self, name: &str) -> Option<&Arc<TopicImage>> {
@@ -180,5 +368,76 @@ mod tests {
             value: None,
         });
         assert!(image.topic("t").is_some_and(|t| t.configs.is_empty()));
+    }
+
+    // Proves a snapshot (the image as records) rebuilds an equal image: topics with their
+    // configs and partition registrations, brokers, producer-id reservations.
+    #[test]
+    fn snapshot_records_rebuild_the_image() {
+        let mut image = MetadataImage::empty();
+        image.apply(&MetadataRecord::Cluster {
+            cluster_id: "c".into(),
+        });
+        image.apply(&MetadataRecord::RegisterBroker {
+            node_id: 1,
+            incarnation_id: Uuid::from_u128(9),
+            host: "h".into(),
+            port: 9092,
+            rack: None,
+        });
+        image.apply(&topic("t", 7, 2));
+        for partition in 0..2 {
+            image.apply(&MetadataRecord::Partition {
+                topic_id: Uuid::from_u128(7),
+                partition,
+                replicas: vec![1],
+                isr: vec![1],
+                leader: 1,
+                leader_epoch: partition,
+                partition_epoch: 0,
+            });
+        }
+        image.apply(&MetadataRecord::TopicConfig {
+            topic_id: Uuid::from_u128(7),
+            name: "retention.ms".into(),
+            value: Some("5".into()),
+        });
+        image.apply(&MetadataRecord::ProducerIds {
+            next_producer_id: 3000,
+        });
+        let mut rebuilt = MetadataImage::empty();
+        for record in image.to_records() {
+            rebuilt.apply(&record);
+        }
+        assert!(rebuilt.same_state(&image), "{rebuilt:?}\n{image:?}");
+    }
+
+    // Proves a delta names what a batch changed, and a topic created and deleted in the same
+    // batch is neither opened nor closed by publishers.
+    #[test]
+    fn delta_names_created_deleted_and_reconfigured_topics() {
+        let mut image = MetadataImage::empty();
+        let mut delta = MetadataDelta::default();
+        image.replay(&topic("a", 1, 1), &mut delta);
+        image.replay(&topic("b", 2, 1), &mut delta);
+        image.replay(
+            &MetadataRecord::RemoveTopic {
+                topic_id: Uuid::from_u128(2),
+            },
+            &mut delta,
+        );
+        assert_eq!(delta.created_topics, vec![Uuid::from_u128(1)]);
+        assert!(delta.deleted_topics.is_empty());
+        let mut delta = MetadataDelta::default();
+        image.replay(
+            &MetadataRecord::TopicConfig {
+                topic_id: Uuid::from_u128(1),
+                name: "max.message.bytes".into(),
+                value: Some("10".into()),
+            },
+            &mut delta,
+        );
+        assert_eq!(delta.changed_configs, vec![Uuid::from_u128(1)]);
+        assert!(delta.created_topics.is_empty() && delta.deleted_topics.is_empty());
     }
 }

@@ -1,245 +1,203 @@
-//! The metadata log on disk: `meta/metadata.log`, a sequence of CRC-checked frames.
+//! The metadata log as the controller sees it: a trait any log (a local file, a Raft quorum)
+//! implements, the entries it holds, and their byte encoding. No I/O here: the broker owns the
+//! files (and later the network) behind the trait.
 //!
-//! Frame: `length: u32 BE` (payload bytes), `crc32c: u32 BE` (of the payload), payload (one JSON
-//! [`MetadataRecord`]). Every append is fsynced before it is applied: metadata changes are rare,
-//! and a topic that a client was told exists must exist after any crash.
+//! Encoding: a sequence of frames `length: u32 BE` (payload bytes), `crc32c: u32 BE` (of the
+//! payload), payload: one JSON entry `{"offset", "epoch", "record"}`. Metadata changes are rare
+//! and small, and a readable log is worth more here than a compact one. Logs written before
+//! entries carried offsets hold bare records; they read as consecutive offsets from 0, epoch 0.
 
-use std::fs::{File, OpenOptions};
-use std::io::{BufReader, Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use serde::{Deserialize, Serialize};
 
-use super::MetadataRecord;
+use super::{MetadataImage, MetadataRecord};
 use crate::error::{ClusterError, Result};
 
-/// Largest payload of one metadata record. A topic with thousands of configs is still far below;
+/// Largest payload of one metadata frame. A topic with thousands of configs is still far below;
 /// anything larger read from disk is corruption, not a record.
 pub const METADATA_RECORD_BYTES_MAX: u32 = 1 << 20;
 
-const FRAME_HEADER_LEN: u64 = 8;
+/// Bytes of a frame's length and checksum.
+pub const FRAME_HEADER_BYTES: usize = 8;
 
-/// An open, append-only metadata log.
-#[derive(Debug)]
-pub struct MetadataLog {
-    path: PathBuf,
-    file: File,
-    /// Records in the log, checked against `records_max` before every append.
-    record_count: u64,
-    /// The named limit on the log's length (`metadata.log.records.max`). Without snapshots the log
-    /// only grows; the limit turns an unbounded file into a clear error.
-    records_max: u64,
+/// One committed record with its place in the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogEntry {
+    /// Position in the log, from 0, one per record, never reused (snapshots keep counting).
+    pub offset: i64,
+    /// The controller epoch (Raft term) the record was written in: 0 for the single-node
+    /// file log, which has no elections.
+    pub epoch: i32,
+    pub record: MetadataRecord,
 }
 
-impl MetadataLog {
-    /// Opens (creating) `dir/metadata.log`, returning it with every intact record in order.
-    ///
-    /// A torn or corrupt tail (a crash mid-append) is truncated away: the record it held was never
-    /// acknowledged, because appends are acknowledged only after fsync.
-    pub fn open(dir: &Path, records_max: u64) -> Result<(MetadataLog, Vec<MetadataRecord>)> {
-        std::fs::create_dir_all(dir).map_err(|source| ClusterError::Io {
-            path: dir.to_path_buf(),
-            source,
+/// A log of metadata records.
+///
+/// # Correctness
+///
+/// `append` returns only once the records are committed: durable on this node (fsynced), and
+/// in a replicated log also on a quorum. It returns the offset of the last record, and offsets
+/// are consecutive across calls. On error nothing may be assumed committed and the caller must
+/// not apply the records; the log may then refuse further appends until reopened (it cannot
+/// tell what reached the disk). A committed record is never lost or reordered: reopening
+/// yields the latest snapshot and then every record committed after it, in order.
+pub trait MetadataLog: Send {
+    /// Appends `records` in order and waits until they are committed (see the trait docs).
+    fn append(&mut self, records: &[MetadataRecord]) -> Result<i64>;
+
+    /// Offset of the last committed record, -1 when none.
+    fn last_offset(&self) -> i64;
+
+    /// Whether enough was appended since the last snapshot that one should be taken.
+    fn wants_snapshot(&self) -> bool;
+
+    /// Records `image` (which must include every committed record, `image.offset` being
+    /// `last_offset()`) as the new starting point, after which the records it covers may be
+    /// dropped.
+    fn snapshot(&mut self, image: &MetadataImage) -> Result<()>;
+}
+
+/// Appends the frames of `entries` to `out`.
+pub fn encode_entries(entries: &[LogEntry], out: &mut Vec<u8>) -> Result<()> {
+    for entry in entries {
+        let payload = serde_json::to_vec(entry).map_err(|e| ClusterError::InvalidConfig {
+            name: "metadata record".into(),
+            value: format!("{:?}", entry.record),
+            reason: format!("cannot serialize: {e}"),
         })?;
-        let path = dir.join("metadata.log");
-        let io = |source| ClusterError::Io {
-            path: path.clone(),
-            source,
-        };
-        let mut file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(&path)
-            .map_err(io)?;
-        let (records, valid_len) = read_records(&path, &file)?;
-        let file_len = file.metadata().map_err(io)?.len();
-        if valid_len < file_len {
-            tracing::warn!(path = %path.display(), valid_len, file_len, "truncating torn tail of metadata log");
-            file.set_len(valid_len).map_err(io)?;
-            file.sync_all().map_err(io)?;
-        }
-        file.seek(SeekFrom::End(0)).map_err(io)?;
-        let log = MetadataLog {
-            path,
-            file,
-            record_count: records.len() as u64,
-            records_max,
-        };
-        Ok((log, records))
-    }
-
-    /// Appends records as one write and fsyncs them. On error nothing may be assumed written; the
-    /// caller must not apply the records.
-    pub fn append(&mut self, records: &[MetadataRecord]) -> Result<()> {
-        if self.record_count + records.len() as u64 > self.records_max {
-            return Err(ClusterError::MetadataLogFull(self.record_count));
-        }
-        let mut buf = Vec::new();
-        for record in records {
-            let payload = serde_json::to_vec(record).map_err(|e| ClusterError::CorruptLog {
-                path: self.path.clone(),
-                position: 0,
-                reason: format!("cannot serialize record: {e}"),
+        let len = u32::try_from(payload.len())
+            .ok()
+            .filter(|len| *len <= METADATA_RECORD_BYTES_MAX)
+            .ok_or_else(|| ClusterError::InvalidConfig {
+                name: "metadata record".into(),
+                value: format!("{} bytes", payload.len()),
+                reason: format!("larger than {METADATA_RECORD_BYTES_MAX} bytes"),
             })?;
-            let len = u32::try_from(payload.len())
-                .ok()
-                .filter(|len| *len <= METADATA_RECORD_BYTES_MAX)
-                .ok_or_else(|| ClusterError::InvalidConfig {
-                    name: "metadata record".into(),
-                    value: format!("{} bytes", payload.len()),
-                    reason: format!("larger than {METADATA_RECORD_BYTES_MAX} bytes"),
-                })?;
-            buf.extend_from_slice(&len.to_be_bytes());
-            buf.extend_from_slice(&crc32c::crc32c(&payload).to_be_bytes());
-            buf.extend_from_slice(&payload);
-        }
-        let io = |source| ClusterError::Io {
-            path: self.path.clone(),
-            source,
-        };
-        self.file.write_all(&buf).map_err(io)?;
-        // Durability: metadata is acknowledged to clients only after this fsync.
-        self.file.sync_data().map_err(io)?;
-        self.record_count += records.len() as u64;
-        Ok(())
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(&crc32c::crc32c(&payload).to_be_bytes());
+        out.extend_from_slice(&payload);
     }
-
-    pub fn record_count(&self) -> u64 {
-        self.record_count
-    }
+    Ok(())
 }
 
-/// Reads frames until the end or the first invalid one. Returns the records and the byte length
-/// of the valid prefix.
-fn read_records(path: &Path, file: &File) -> Result<(Vec<MetadataRecord>, u64)> {
-    let io = |source| ClusterError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let file_len = file.metadata().map_err(io)?.len();
-    let mut reader = BufReader::new(file);
-    reader.seek(SeekFrom::Start(0)).map_err(io)?;
-    let mut records = Vec::new();
-    let mut position = 0u64;
-    loop {
-        if file_len - position < FRAME_HEADER_LEN {
-            break;
-        }
-        let mut header = [0u8; FRAME_HEADER_LEN as usize];
-        reader.read_exact(&mut header).map_err(io)?;
+/// What [`decode_entries`] read.
+#[derive(Debug, Default)]
+pub struct Decoded {
+    pub entries: Vec<LogEntry>,
+    /// Bytes of the intact prefix: everything after is a torn or corrupt tail.
+    pub valid_bytes: usize,
+}
+
+/// Reads frames until the end or the first torn or corrupt one (a crash mid-append: the caller
+/// truncates it away, since appends are acknowledged only after fsync). A frame whose checksum
+/// holds but whose entry does not parse was written by a newer version: that is an error, as
+/// truncating it would destroy committed state. Bare records (older logs) get the offset after
+/// the previous entry's, starting at `first_offset`.
+pub fn decode_entries(bytes: &[u8], first_offset: i64) -> Result<Decoded, String> {
+    let mut decoded = Decoded::default();
+    let mut next_offset = first_offset;
+    let mut position = 0usize;
+    while let Some(header) = bytes.get(position..position + FRAME_HEADER_BYTES) {
         let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
         let crc = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
-        if len > METADATA_RECORD_BYTES_MAX
-            || u64::from(len) > file_len - position - FRAME_HEADER_LEN
-        {
+        if len > METADATA_RECORD_BYTES_MAX {
             break;
         }
-        // Bounded: len <= METADATA_RECORD_BYTES_MAX and within the file.
-        let mut payload = vec![0u8; len as usize];
-        reader.read_exact(&mut payload).map_err(io)?;
-        if crc32c::crc32c(&payload) != crc {
+        let start = position + FRAME_HEADER_BYTES;
+        let Some(payload) = bytes.get(start..start + len as usize) else {
             break;
-        }
-        let Ok(record) = serde_json::from_slice::<MetadataRecord>(&payload) else {
-            // A record with a valid CRC that we cannot parse was written by a newer runnel.
-            // Truncating it would destroy state; refuse to start instead.
-            return Err(ClusterError::CorruptLog {
-                path: path.to_path_buf(),
-                position,
-                reason:
-                    "record with a valid checksum could not be parsed (written by a newer version?)"
-                        .into(),
-            });
         };
-        records.push(record);
-        position += FRAME_HEADER_LEN + u64::from(len);
+        if crc32c::crc32c(payload) != crc {
+            break;
+        }
+        let entry = match serde_json::from_slice::<LogEntry>(payload) {
+            Ok(entry) => entry,
+            Err(_) => match serde_json::from_slice::<MetadataRecord>(payload) {
+                Ok(record) => LogEntry {
+                    offset: next_offset,
+                    epoch: 0,
+                    record,
+                },
+                Err(e) => {
+                    return Err(format!(
+                        "record at byte {position} has a valid checksum but does not parse \
+                         (written by a newer version?): {e}"
+                    ))
+                }
+            },
+        };
+        next_offset = entry.offset + 1;
+        decoded.entries.push(entry);
+        position = start + len as usize;
+        decoded.valid_bytes = position;
     }
-    Ok((records, position))
+    Ok(decoded)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn rec(n: i64) -> MetadataRecord {
-        MetadataRecord::ProducerIds {
-            next_producer_id: n,
+    fn entry(offset: i64) -> LogEntry {
+        LogEntry {
+            offset,
+            epoch: 0,
+            record: MetadataRecord::ProducerIds {
+                next_producer_id: offset * 1000,
+            },
         }
     }
 
-    // Records appended are read back in order after reopening.
+    // Proves entries round-trip, and a torn, corrupt or hostile-length tail ends the intact
+    // prefix without allocating from the length.
     #[test]
-    fn append_and_reopen() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (mut log, records) = MetadataLog::open(dir.path(), 100).expect("open");
-        assert!(records.is_empty());
-        log.append(&[rec(1), rec(2)]).expect("append");
-        log.append(&[rec(3)]).expect("append");
-        drop(log);
-        let (log, records) = MetadataLog::open(dir.path(), 100).expect("reopen");
-        assert_eq!(records, vec![rec(1), rec(2), rec(3)]);
-        assert_eq!(log.record_count(), 3);
+    fn frames_round_trip_and_stop_at_a_bad_tail() {
+        let mut bytes = Vec::new();
+        encode_entries(&[entry(0), entry(1)], &mut bytes).unwrap();
+        let whole = bytes.len();
+        let decoded = decode_entries(&bytes, 0).unwrap();
+        assert_eq!(decoded.entries, vec![entry(0), entry(1)]);
+        assert_eq!(decoded.valid_bytes, whole);
+        let torn = decode_entries(&bytes[..whole - 3], 0).unwrap();
+        assert_eq!(torn.entries, vec![entry(0)]);
+        let mut corrupt = bytes.clone();
+        corrupt[whole - 2] ^= 0x55;
+        assert_eq!(decode_entries(&corrupt, 0).unwrap().entries, vec![entry(0)]);
+        let hostile = [0xff, 0xff, 0xff, 0xf0, 0, 0, 0, 0, 1, 2, 3];
+        assert_eq!(decode_entries(&hostile, 0).unwrap().valid_bytes, 0);
     }
 
-    // A crash mid-append (torn frame) loses only that frame, and later appends follow the last
-    // intact one.
+    // Proves a log written before entries carried offsets (bare records) reads as consecutive
+    // offsets, and entries after them continue from there.
     #[test]
-    fn torn_tail_is_truncated() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (mut log, _) = MetadataLog::open(dir.path(), 100).expect("open");
-        log.append(&[rec(1), rec(2)]).expect("append");
-        drop(log);
-        let path = dir.path().join("metadata.log");
-        let len = std::fs::metadata(&path).expect("stat").len();
-        let file = OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .expect("open file");
-        file.set_len(len - 3).expect("tear");
-        drop(file);
-        let (mut log, records) = MetadataLog::open(dir.path(), 100).expect("reopen");
-        assert_eq!(records, vec![rec(1)]);
-        log.append(&[rec(9)]).expect("append after recovery");
-        drop(log);
-        let (_, records) = MetadataLog::open(dir.path(), 100).expect("reopen");
-        assert_eq!(records, vec![rec(1), rec(9)]);
+    fn bare_records_of_older_logs_get_consecutive_offsets() {
+        let mut bytes = Vec::new();
+        for n in [1, 2] {
+            let payload = serde_json::to_vec(&MetadataRecord::ProducerIds {
+                next_producer_id: n,
+            })
+            .unwrap();
+            bytes.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+            bytes.extend_from_slice(&crc32c::crc32c(&payload).to_be_bytes());
+            bytes.extend_from_slice(&payload);
+        }
+        encode_entries(&[entry(2)], &mut bytes).unwrap();
+        let offsets: Vec<i64> = decode_entries(&bytes, 0)
+            .unwrap()
+            .entries
+            .iter()
+            .map(|e| e.offset)
+            .collect();
+        assert_eq!(offsets, vec![0, 1, 2]);
     }
 
-    // A flipped byte in the last record fails its CRC and that record is dropped, not parsed.
+    // Proves a frame with a valid checksum that does not parse is an error, not a torn tail.
     #[test]
-    fn corrupt_tail_is_dropped() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (mut log, _) = MetadataLog::open(dir.path(), 100).expect("open");
-        log.append(&[rec(1), rec(22)]).expect("append");
-        drop(log);
-        let path = dir.path().join("metadata.log");
-        let mut bytes = std::fs::read(&path).expect("read");
-        let last = bytes.len() - 2;
-        bytes[last] ^= 0x55;
-        std::fs::write(&path, &bytes).expect("write");
-        let (_, records) = MetadataLog::open(dir.path(), 100).expect("reopen");
-        assert_eq!(records, vec![rec(1)]);
-    }
-
-    // A huge length field read from disk is treated as a torn tail, never allocated.
-    #[test]
-    fn hostile_length_is_not_allocated() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("metadata.log");
-        std::fs::write(&path, [0xff, 0xff, 0xff, 0xf0, 0, 0, 0, 0, 1, 2, 3]).expect("write");
-        let (_, records) = MetadataLog::open(dir.path(), 100).expect("open");
-        assert!(records.is_empty());
-        assert_eq!(std::fs::metadata(&path).expect("stat").len(), 0);
-    }
-
-    // The named record limit refuses appends instead of growing without bound.
-    #[test]
-    fn record_limit_is_enforced() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (mut log, _) = MetadataLog::open(dir.path(), 2).expect("open");
-        log.append(&[rec(1), rec(2)]).expect("append");
-        assert!(matches!(
-            log.append(&[rec(3)]),
-            Err(ClusterError::MetadataLogFull(2))
-        ));
+    fn unparseable_checked_frame_is_an_error() {
+        let payload = br#"{"type":"FromTheFuture"}"#;
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        bytes.extend_from_slice(&crc32c::crc32c(payload).to_be_bytes());
+        bytes.extend_from_slice(payload);
+        assert!(decode_entries(&bytes, 0).is_err());
     }
 }

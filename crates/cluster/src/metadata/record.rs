@@ -1,5 +1,6 @@
-//! Records of the metadata log, shaped after KRaft's (`TopicRecord`, `RemoveTopicRecord`,
-//! `ConfigRecord`, `ProducerIdsRecord`) so clustering can later replicate the same stream.
+//! Records of the metadata log, shaped after KRaft's (`TopicRecord`, `PartitionRecord`,
+//! `RemoveTopicRecord`, `ConfigRecord`, `ProducerIdsRecord`, `RegisterBrokerRecord`) so
+//! clustering can replicate the same stream.
 
 use std::collections::BTreeMap;
 
@@ -31,4 +32,28 @@ pub enum MetadataRecord {
     /// Producer ids below `next_producer_id` are handed out: a restart continues from here, so
     /// ids never repeat even when the previous process died mid-block.
     ProducerIds { next_producer_id: i64 },
+    /// A partition's registration (Kafka's `PartitionRecord`): where its replicas live, which
+    /// are in sync, who leads and at which epoch. Follows its topic's `Topic` record; a later
+    /// one for the same partition replaces it whole.
+    Partition {
+        topic_id: Uuid,
+        partition: i32,
+        replicas: Vec<i32>,
+        isr: Vec<i32>,
+        /// -1 when no replica can lead.
+        leader: i32,
+        /// Bumped whenever the leader changes; clients fence stale requests with it.
+        leader_epoch: i32,
+        /// Bumped on every change of the registration (Kafka's partition epoch).
+        partition_epoch: i32,
+    },
+    /// A broker registered (Kafka's `RegisterBrokerRecord`): its id, the incarnation that
+    /// registered, and the endpoint clients reach it at.
+    RegisterBroker {
+        node_id: i32,
+        incarnation_id: Uuid,
+        host: String,
+        port: u16,
+        rack: Option<String>,
+    },
 }

@@ -1,0 +1,277 @@
+//! The metadata publisher: the only code that carries committed metadata changes out on this
+//! broker's partitions (Kafka's `BrokerMetadataPublisher`). It runs under the metadata driver's
+//! lock, once per committed batch, in log order:
+//!
+//! 1. partitions of created topics are opened, before any handler can see the topics;
+//! 2. the new image is installed for handlers;
+//! 3. partitions of deleted topics are closed and their directories removed;
+//! 4. changed topic configs are applied to the open partitions (segment size, max message
+//!    size, timestamp type, `flush.messages`, `min.insync.replicas` take effect at once).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use runnel_cluster::metadata::{MetadataDelta, MetadataImage, TopicImage};
+use runnel_cluster::topic_config;
+use runnel_storage::{LogConfig, PartitionLog, StorageError, TimestampType};
+
+use super::Publish;
+use crate::replica::{Partition, PartitionSettings};
+use crate::state::Broker;
+
+impl Publish for Broker {
+    fn publish(&self, image: &Arc<MetadataImage>, delta: &MetadataDelta) {
+        for topic_id in &delta.created_topics {
+            if let Some(topic) = image.topic_by_id(topic_id) {
+                // The topic is committed: a failure to create its directories is retried at
+                // the next start, so report it but keep the topic.
+                if let Err(e) = open_topic(self, topic) {
+                    tracing::error!(topic = %topic.name, error = %e, "could not open partition logs of new topic");
+                }
+            }
+        }
+        self.metadata.install(Arc::clone(image));
+        for topic in &delta.deleted_topics {
+            remove_topic(self, topic);
+        }
+        for topic_id in &delta.changed_configs {
+            if delta.created_topics.contains(topic_id) {
+                continue;
+            }
+            if let Some(topic) = image.topic_by_id(topic_id) {
+                let settings = settings(&topic.configs, &self.topic_defaults_raw);
+                for index in 0..i32::try_from(topic.partitions).unwrap_or(i32::MAX) {
+                    if let Some(partition) = self.partition(&topic.topic_id, index) {
+                        partition.reconfigure(&settings);
+                    }
+                }
+                tracing::info!(topic = %topic.name, "topic configs applied to its partitions");
+            }
+        }
+    }
+}
+
+/// Opens every partition of every topic in the broker's image (startup).
+pub fn open_all(broker: &Broker) -> Result<()> {
+    let image = broker.image();
+    remove_stray_dirs(broker.data_dir(), &image)?;
+    for topic in image.topics.values() {
+        open_topic(broker, topic)?;
+    }
+    Ok(())
+}
+
+/// The settings of a topic's partitions from its own configs over the broker's defaults.
+pub fn settings(
+    configs: &BTreeMap<String, String>,
+    broker_defaults: &BTreeMap<String, String>,
+) -> PartitionSettings {
+    let get = |name: &str| topic_config::effective(name, configs, broker_defaults);
+    let num = |name: &str| get(name).and_then(|v| v.trim().parse::<i64>().ok());
+    let defaults = LogConfig::default();
+    PartitionSettings {
+        log: LogConfig {
+            segment_bytes: num("segment.bytes")
+                .and_then(|v| u64::try_from(v).ok())
+                .unwrap_or(defaults.segment_bytes),
+            segment_ms: num("segment.ms").unwrap_or(defaults.segment_ms),
+            index_interval_bytes: num("index.interval.bytes")
+                .and_then(|v| u32::try_from(v).ok())
+                .unwrap_or(defaults.index_interval_bytes),
+            segment_index_bytes: num("segment.index.bytes")
+                .and_then(|v| u32::try_from(v).ok())
+                .unwrap_or(defaults.segment_index_bytes),
+            max_message_bytes: num("max.message.bytes")
+                .and_then(|v| u32::try_from(v).ok())
+                .unwrap_or(defaults.max_message_bytes),
+            message_timestamp_type: match get("message.timestamp.type") {
+                Some("LogAppendTime") => TimestampType::LogAppendTime,
+                _ => TimestampType::CreateTime,
+            },
+        },
+        fsync_every_append: get("flush.messages").is_some_and(|v| v.trim() == "1"),
+        min_insync_replicas: num("min.insync.replicas")
+            .and_then(|v| i32::try_from(v).ok())
+            .unwrap_or(1),
+    }
+}
+
+fn partition_dir(data_dir: &Path, topic: &str, index: i32) -> PathBuf {
+    data_dir.join(format!("{topic}-{index}"))
+}
+
+/// Opens (creating) every partition log of `topic` and starts serving it.
+fn open_topic(broker: &Broker, topic: &Arc<TopicImage>) -> Result<()> {
+    let settings = settings(&topic.configs, &broker.topic_defaults_raw);
+    for index in 0..i32::try_from(topic.partitions).unwrap_or(i32::MAX) {
+        let dir = partition_dir(broker.data_dir(), &topic.name, index);
+        let log = match PartitionLog::open(
+            dir.clone(),
+            *topic.topic_id.as_bytes(),
+            settings.log.clone(),
+        ) {
+            Err(StorageError::TopicIdMismatch) => {
+                // A directory of an older topic of the same name (deleted while we were
+                // down): move it aside and start fresh.
+                tracing::info!(dir = %dir.display(), "partition directory belongs to an older topic id; removing it");
+                let renamed = runnel_storage::rename_for_delete(&dir)?;
+                std::fs::remove_dir_all(&renamed).ok();
+                PartitionLog::open(
+                    dir.clone(),
+                    *topic.topic_id.as_bytes(),
+                    settings.log.clone(),
+                )?
+            }
+            other => other.with_context(|| format!("opening {}", dir.display()))?,
+        };
+        let mut log = log;
+        if settings.fsync_every_append {
+            // The HW may only cover fsynced offsets in fsync mode, and recovery may have
+            // kept a tail the crashed process left in the page cache unsynced.
+            log.flush()
+                .with_context(|| format!("fsync of recovered {}", dir.display()))?;
+        }
+        // The leader epoch of the partition's registration (0 until leadership moves).
+        let leader_epoch = topic.registration(index).map_or(0, |r| r.leader_epoch);
+        log.assign_leader_epoch(leader_epoch)
+            .with_context(|| format!("leader epoch checkpoint of {}", dir.display()))?;
+        broker.replicas.add(Partition::new(
+            Arc::clone(topic),
+            index,
+            log,
+            leader_epoch,
+            &settings,
+        ));
+    }
+    Ok(())
+}
+
+/// Stops serving a deleted topic's partitions; their directories are renamed for deletion and
+/// removed in the background.
+fn remove_topic(broker: &Broker, topic: &TopicImage) {
+    for partition in broker
+        .replicas
+        .remove_topic(&topic.topic_id, topic.partitions)
+    {
+        partition.wake_waiters();
+        let dir = partition_dir(broker.data_dir(), &topic.name, partition.index);
+        // Waiting fetches hold clones of the partition; the directory rename works even while
+        // files are open, and the data is gone once they let go.
+        match runnel_storage::rename_for_delete(&dir) {
+            Ok(renamed) => {
+                std::thread::spawn(move || {
+                    if let Err(e) = std::fs::remove_dir_all(&renamed) {
+                        tracing::warn!(dir = %renamed.display(), error = %e, "removing deleted partition");
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "renaming deleted partition")
+            }
+        }
+    }
+}
+
+/// Removes partition directories that no live topic owns: leftovers of deletes.
+fn remove_stray_dirs(data_dir: &Path, image: &MetadataImage) -> Result<()> {
+    let entries =
+        std::fs::read_dir(data_dir).with_context(|| format!("listing {}", data_dir.display()))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        let path = entry.path();
+        if !path.is_dir() || name == "meta" {
+            continue;
+        }
+        if name.ends_with("-delete") {
+            remove_dir_logged(&path);
+            continue;
+        }
+        let Some((topic, index)) = name.rsplit_once('-') else {
+            continue;
+        };
+        let Ok(index) = index.parse::<u32>() else {
+            continue;
+        };
+        let owned = image.topic(topic).is_some_and(|t| index < t.partitions);
+        if !owned && path.join("partition.metadata").exists() {
+            tracing::info!(dir = %path.display(), "removing partition directory of a deleted topic");
+            remove_dir_logged(&path);
+        }
+    }
+    Ok(())
+}
+
+fn remove_dir_logged(path: &Path) {
+    if let Err(e) = std::fs::remove_dir_all(path) {
+        tracing::warn!(dir = %path.display(), error = %e, "could not remove directory");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::replica::{AppendOrigin, AppendWait};
+    use runnel_protocol::batch::{encode_uncompressed_batch, BatchSpec, RecordSpec};
+
+    fn batch(value_bytes: usize) -> bytes::Bytes {
+        let value = vec![b'v'; value_bytes];
+        encode_uncompressed_batch(&BatchSpec {
+            base_timestamp: 1,
+            records: vec![RecordSpec {
+                timestamp_delta: 0,
+                key: None,
+                value: Some(&value),
+                headers: vec![],
+            }],
+            ..Default::default()
+        })
+        .into()
+    }
+
+    // Proves a topic config change reaches the topic's open partitions without a restart:
+    // `max.message.bytes` refuses a batch it allowed before, and `flush.messages=1` makes the
+    // next append wait for the group commit (and removing it appends inline again). The log
+    // config used to be copied once at open.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn config_changes_reach_open_partitions() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::config::BrokerConfig {
+            data_dir: dir.path().to_path_buf(),
+            ..Default::default()
+        };
+        let broker = Broker::open(config, ("localhost".into(), 9092)).unwrap();
+        let topic = broker
+            .create_topic("t", 1, 1, BTreeMap::new(), false)
+            .unwrap();
+        let partition = broker.partition(&topic.topic_id, 0).unwrap();
+        let append = |bytes: usize| {
+            broker
+                .replicas
+                .append_records(&partition, AppendOrigin::Client, -1, batch(bytes))
+                .unwrap()
+        };
+        assert!(matches!(append(2000), AppendWait::Done(Ok(_))));
+        broker
+            .alter_topic_configs("t", vec![("max.message.bytes".into(), Some("1000".into()))])
+            .unwrap();
+        assert!(matches!(
+            append(2000),
+            AppendWait::Done(Err(StorageError::Batch(
+                runnel_protocol::batch::BatchError::MessageTooLarge { .. }
+            )))
+        ));
+        broker
+            .alter_topic_configs("t", vec![("flush.messages".into(), Some("1".into()))])
+            .unwrap();
+        let wait = append(10);
+        assert!(matches!(wait, AppendWait::Pending(_)));
+        assert!(wait.wait().await.is_ok());
+        broker
+            .alter_topic_configs("t", vec![("flush.messages".into(), None)])
+            .unwrap();
+        assert!(matches!(append(10), AppendWait::Done(Ok(_))));
+        assert_eq!(partition.lock_log().high_watermark(), 3);
+    }
+}
