@@ -56,21 +56,23 @@
 //! applies nothing more. A request being applied is finished first (a parked fetch waits at
 //! most its `max_wait_ms`), so no handler is ever cancelled half-way.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
-use kafka_protocol::protocol::Decodable;
 use runnel_protocol::api;
 use runnel_protocol::frame::{encode_response, HeaderPrefix};
+use runnel_protocol::request::decode_frame;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch, Semaphore, SemaphorePermit};
 use tracing::Instrument;
 
+use crate::context::{ConnectionContext, RequestContext};
 use crate::handlers::{self, ProduceReply, Reply};
 use crate::send::{self, FilePart};
 use crate::state::Broker;
@@ -153,6 +155,8 @@ struct Decoded {
     version: i16,
     header: RequestHeader,
     body: RequestKind,
+    /// Bytes of the frame, for the metrics.
+    frame_bytes: usize,
 }
 
 /// What the checks make of a frame.
@@ -173,7 +177,22 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
-    let reason = run(&broker, &mut stream, peer, &mut shutdown).await;
+    let connection = ConnectionContext::plaintext(peer);
+    broker
+        .metrics
+        .connections_opened
+        .fetch_add(1, Ordering::Relaxed);
+    let reason = run(&broker, &mut stream, &connection, &mut shutdown).await;
+    broker
+        .metrics
+        .connections_closed
+        .fetch_add(1, Ordering::Relaxed);
+    if matches!(reason, Close::Protocol(_)) {
+        broker
+            .metrics
+            .connections_refused
+            .fetch_add(1, Ordering::Relaxed);
+    }
     match reason {
         Close::Eof | Close::Shutdown => tracing::debug!(%peer, ?reason, "connection closed"),
         Close::Idle => tracing::debug!(%peer, "closing idle connection (connections.max.idle.ms)"),
@@ -186,15 +205,16 @@ pub async fn serve(
 async fn run(
     broker: &Arc<Broker>,
     stream: &mut TcpStream,
-    peer: std::net::SocketAddr,
+    connection: &ConnectionContext,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Close {
+    let peer = connection.peer;
     let (read_half, write_half) = stream.split();
     let slots = Semaphore::new(PIPELINED_REQUESTS_MAX);
     // Never full: an entry holds a slot, and there are as many slots as places.
     let (queue, queued) = mpsc::channel(PIPELINED_REQUESTS_MAX);
     let (read_end, write_end) = tokio::join!(
-        read_requests(broker, read_half, peer, shutdown, &slots, queue),
+        read_requests(broker, read_half, connection, shutdown, &slots, queue),
         write_responses(broker, write_half, queued),
     );
     match (read_end, write_end) {
@@ -215,7 +235,7 @@ async fn run(
 async fn read_requests<'s>(
     broker: &Arc<Broker>,
     mut stream: ReadHalf<'_>,
-    peer: std::net::SocketAddr,
+    connection: &ConnectionContext,
     shutdown: &mut watch::Receiver<bool>,
     slots: &'s Semaphore,
     queue: mpsc::Sender<Queued<'s>>,
@@ -302,7 +322,7 @@ async fn read_requests<'s>(
         }
         // Boxed: the request, its handler's future and its response are large, and inline they
         // would size every idle connection's task for the largest of them.
-        let response = match Box::pin(apply(broker, request, peer)).await {
+        let response = match Box::pin(apply(broker, request, connection)).await {
             Ok(Some(response)) => response,
             // No response: the slot is free again.
             Ok(None) => continue,
@@ -425,33 +445,21 @@ fn check(frame: Bytes) -> Result<Checked, Close> {
             prefix.api_version, supported.key, supported.min_version, supported.max_version
         )));
     }
-    let validated =
-        runnel_protocol::validate::validate_request(prefix.api_key, prefix.api_version, &frame)
-            .map_err(|e| {
-                Close::Protocol(format!(
-                    "malformed {:?} v{}: {e}",
-                    supported.key, prefix.api_version
-                ))
-            })?;
-    if validated.decoded_bytes_estimate > DECODED_REQUEST_BYTES_MAX {
-        return Err(Close::Protocol(format!(
-            "{:?} request would decode to ~{} bytes, over the {} byte budget",
-            supported.key, validated.decoded_bytes_estimate, DECODED_REQUEST_BYTES_MAX
-        )));
-    }
-    let api_key = supported.key;
-    let version = prefix.api_version;
-    let header_version = api_key.request_header_version(version);
-    let mut buf = frame;
-    let header = RequestHeader::decode(&mut buf, header_version)
-        .map_err(|e| Close::Protocol(format!("bad {api_key:?} header: {e}")))?;
-    let body = RequestKind::decode(api_key, &mut buf, version)
-        .map_err(|e| Close::Protocol(format!("bad {api_key:?} v{version} body: {e}")))?;
+    // The one decode path (the fuzz targets run it too): validate against the schema, check
+    // the decoder's memory budget, then decode header and body.
+    let frame_bytes = frame.len();
+    let decoded = decode_frame(frame, DECODED_REQUEST_BYTES_MAX).map_err(|e| {
+        Close::Protocol(format!(
+            "malformed {:?} v{}: {e}",
+            supported.key, prefix.api_version
+        ))
+    })?;
     Ok(Checked::Request(Decoded {
-        api_key,
-        version,
-        header,
-        body,
+        api_key: supported.key,
+        version: prefix.api_version,
+        header: decoded.header,
+        body: decoded.body,
+        frame_bytes,
     }))
 }
 
@@ -460,14 +468,16 @@ fn check(frame: Bytes) -> Result<Checked, Close> {
 async fn apply(
     broker: &Arc<Broker>,
     request: Decoded,
-    peer: std::net::SocketAddr,
+    connection: &ConnectionContext,
 ) -> Result<Option<Response>, Close> {
     let Decoded {
         api_key,
         version,
         header,
         body,
+        frame_bytes,
     } = request;
+    let started = std::time::Instant::now();
     let span = tracing::debug_span!(
         "request",
         api = ?api_key,
@@ -480,9 +490,17 @@ async fn apply(
     // log lines on this worker with this request while it waits (fetch, group requests).
     // Pinned here rather than awaited by value so that a pending produce can take the span
     // along without a clone on every other request.
-    let mut handling =
-        std::pin::pin!(handlers::handle(broker, &header, peer, body).instrument(span));
+    let context = RequestContext {
+        connection,
+        header: &header,
+    };
+    let mut handling = std::pin::pin!(handlers::handle(broker, &context, body).instrument(span));
     let reply = handling.as_mut().await;
+    broker.metrics.record_request(
+        api_key,
+        frame_bytes,
+        u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+    );
     match reply {
         Reply::Send(body) => encode(
             api_key,

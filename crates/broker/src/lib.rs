@@ -1,14 +1,17 @@
 //! The runnel process: config, listener, connections and per-API handlers. The only crate that
 //! owns tokio tasks and sockets.
 
+pub mod authorizer;
 pub mod config;
 pub mod connection;
+pub mod context;
 pub mod durability;
 pub mod errors;
 pub mod fetch_session;
 pub mod groups;
 pub mod handlers;
 pub mod metadata;
+pub mod metrics;
 pub mod replica;
 pub mod send;
 pub mod server;

@@ -30,6 +30,10 @@ pub struct Broker {
     data_dir: PathBuf,
     /// The group coordinator's async shell.
     pub groups: Arc<crate::groups::Groups>,
+    /// Who may do what; every handler asks it (allow-all until ACLs exist).
+    pub authorizer: Box<dyn crate::authorizer::Authorizer>,
+    /// Counters of requests and connections, for the admin endpoint.
+    pub metrics: crate::metrics::Metrics,
     /// KIP-227 incremental fetch sessions; locked briefly twice per fetch, never across an await.
     fetch_sessions: Mutex<crate::fetch_session::FetchSessionCache>,
     /// Held for the process lifetime: a second broker on the same data dir would corrupt it.
@@ -89,6 +93,8 @@ impl Broker {
             replicas: ReplicaManager::default(),
             data_dir,
             groups: Arc::new(crate::groups::Groups::new(group_config)),
+            authorizer: Box::new(crate::authorizer::AllowAll),
+            metrics: crate::metrics::Metrics::default(),
             fetch_sessions: Mutex::new(crate::fetch_session::FetchSessionCache::new(
                 crate::fetch_session::SessionCacheLimits {
                     slots_max: fetch_session_slots,

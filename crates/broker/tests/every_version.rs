@@ -266,10 +266,16 @@ async fn every_supported_version_encodes() {
                 .with_request_api_key(api.key as i16)
                 .with_request_api_version(version)
                 .with_correlation_id(7);
-            let peer = "127.0.0.1:1".parse().expect("addr");
+            let connection = runnel_broker::context::ConnectionContext::plaintext(
+                "127.0.0.1:1".parse().expect("addr"),
+            );
+            let ctx = runnel_broker::context::RequestContext {
+                connection: &connection,
+                header: &header,
+            };
             let reply = tokio::time::timeout(
                 std::time::Duration::from_secs(20),
-                handlers::handle(&broker, &header, peer, request),
+                handlers::handle(&broker, &ctx, request),
             )
             .await
             .unwrap_or_else(|_| panic!("{:?} v{version}: no answer within 20 s", api.key));

@@ -567,3 +567,93 @@ fn fetch_naming_no_partitions_is_answered_at_once() {
         );
     }
 }
+
+// Authorized operations come from the broker's authorizer (allow-all, as Kafka without one):
+// Metadata's topic and cluster fields, DescribeCluster, and DescribeGroups /
+// ConsumerGroupDescribe, with Kafka's bitfields, and the "not requested" sentinel otherwise.
+#[test]
+fn authorized_operations_come_from_the_authorizer() {
+    const TOPIC: i32 = 3576;
+    const GROUP: i32 = 3400;
+    const CLUSTER: i32 = 32672;
+    let runnel = Runnel::start("");
+    let mut s = runnel.connect();
+    let ResponseKind::Metadata(m) = call(
+        &mut s,
+        ApiKey::Metadata,
+        10,
+        &RequestKind::Metadata(
+            MetadataRequest::default()
+                .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default()
+                    .with_name(Some(TopicName(StrBytes::from_static_str("ops"))))]))
+                .with_allow_auto_topic_creation(true)
+                .with_include_topic_authorized_operations(true)
+                .with_include_cluster_authorized_operations(true),
+        ),
+    ) else {
+        panic!("not a Metadata response")
+    };
+    assert_eq!(m.topics[0].topic_authorized_operations, TOPIC);
+    assert_eq!(m.cluster_authorized_operations, CLUSTER);
+    let ResponseKind::DescribeCluster(c) = call(
+        &mut s,
+        ApiKey::DescribeCluster,
+        1,
+        &RequestKind::DescribeCluster(
+            DescribeClusterRequest::default().with_include_cluster_authorized_operations(true),
+        ),
+    ) else {
+        panic!("not a DescribeCluster response")
+    };
+    assert_eq!(c.cluster_authorized_operations, CLUSTER);
+    // A simple group exists once it committed an offset.
+    let ResponseKind::OffsetCommit(_) = call(
+        &mut s,
+        ApiKey::OffsetCommit,
+        8,
+        &RequestKind::OffsetCommit(
+            OffsetCommitRequest::default()
+                .with_group_id(GroupId(StrBytes::from_static_str("g")))
+                .with_generation_id_or_member_epoch(-1)
+                .with_topics(vec![offset_commit_request::OffsetCommitRequestTopic::default()
+                    .with_name(TopicName(StrBytes::from_static_str("ops")))
+                    .with_partitions(vec![
+                        offset_commit_request::OffsetCommitRequestPartition::default()
+                            .with_committed_offset(0),
+                    ])]),
+        ),
+    ) else {
+        panic!("not an OffsetCommit response")
+    };
+    for include in [true, false] {
+        let ResponseKind::DescribeGroups(d) = call(
+            &mut s,
+            ApiKey::DescribeGroups,
+            5,
+            &RequestKind::DescribeGroups(
+                DescribeGroupsRequest::default()
+                    .with_groups(vec![GroupId(StrBytes::from_static_str("g"))])
+                    .with_include_authorized_operations(include),
+            ),
+        ) else {
+            panic!("not a DescribeGroups response")
+        };
+        assert_eq!(
+            d.groups[0].authorized_operations,
+            if include { GROUP } else { i32::MIN }
+        );
+    }
+    let ResponseKind::ConsumerGroupDescribe(d) = call(
+        &mut s,
+        ApiKey::ConsumerGroupDescribe,
+        0,
+        &RequestKind::ConsumerGroupDescribe(
+            ConsumerGroupDescribeRequest::default()
+                .with_group_ids(vec![GroupId(StrBytes::from_static_str("nope"))])
+                .with_include_authorized_operations(true),
+        ),
+    ) else {
+        panic!("not a ConsumerGroupDescribe response")
+    };
+    assert_eq!(d.groups[0].authorized_operations, GROUP);
+}

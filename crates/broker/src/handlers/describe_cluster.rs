@@ -5,20 +5,30 @@ use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
 use kafka_protocol::protocol::StrBytes;
 
+use crate::authorizer::{ResourceType, AUTHORIZED_OPERATIONS_OMITTED};
+use crate::context::RequestContext;
 use crate::state::Broker;
 
 /// Kafka's `EndpointType.BROKER`.
 const ENDPOINT_TYPE_BROKER: i8 = 1;
 
-pub fn handle(broker: &Broker, request: &DescribeClusterRequest) -> DescribeClusterResponse {
+pub fn handle(
+    broker: &Broker,
+    ctx: &RequestContext<'_>,
+    request: &DescribeClusterRequest,
+) -> DescribeClusterResponse {
     let image = broker.image();
     let response = DescribeClusterResponse::default()
         .with_endpoint_type(request.endpoint_type)
         .with_cluster_id(StrBytes::from_string(image.cluster_id.clone()))
         .with_cluster_authorized_operations(if request.include_cluster_authorized_operations {
-            super::CLUSTER_OPERATIONS
+            broker.authorizer.authorized_operations(
+                ctx.principal(),
+                ResourceType::Cluster,
+                "kafka-cluster",
+            )
         } else {
-            super::AUTHORIZED_OPERATIONS_OMITTED
+            AUTHORIZED_OPERATIONS_OMITTED
         });
     if request.endpoint_type != ENDPOINT_TYPE_BROKER {
         // Clients that bootstrap to controllers (KIP-919) must use a controller endpoint; runnel

@@ -12,20 +12,25 @@ use kafka_protocol::protocol::StrBytes;
 use runnel_cluster::{ClusterError, MetadataImage, TopicImage};
 use uuid::Uuid;
 
+use crate::authorizer::{ResourceType, AUTHORIZED_OPERATIONS_OMITTED};
+use crate::context::RequestContext;
 use crate::errors::cluster_error_code;
 use crate::state::Broker;
 
-/// Operations a topic supports (`AclEntry.supportedOperations(TOPIC)`): READ, WRITE, CREATE,
-/// DELETE, ALTER, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS. No authorizer: all allowed.
-pub const TOPIC_OPERATIONS: i32 =
-    (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
-
-pub fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> MetadataResponse {
+pub fn handle(
+    broker: &Broker,
+    ctx: &RequestContext<'_>,
+    request: MetadataRequest,
+    version: i16,
+) -> MetadataResponse {
     let node = broker.node_id();
+    // No topic authorizes differently yet (allow-all); asked per topic once ACLs exist.
     let topic_ops = if request.include_topic_authorized_operations {
-        TOPIC_OPERATIONS
+        broker
+            .authorizer
+            .authorized_operations(ctx.principal(), ResourceType::Topic, "")
     } else {
-        super::AUTHORIZED_OPERATIONS_OMITTED
+        AUTHORIZED_OPERATIONS_OMITTED
     };
     // v0 and v1..3 always allowed auto-creation; v4 made it a request field.
     let allow_auto_create =
@@ -75,9 +80,13 @@ pub fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> Metada
         .with_controller_id(BrokerId(node))
         .with_topics(topics)
         .with_cluster_authorized_operations(if request.include_cluster_authorized_operations {
-            super::CLUSTER_OPERATIONS
+            broker.authorizer.authorized_operations(
+                ctx.principal(),
+                ResourceType::Cluster,
+                "kafka-cluster",
+            )
         } else {
-            super::AUTHORIZED_OPERATIONS_OMITTED
+            AUTHORIZED_OPERATIONS_OMITTED
         })
 }
 

@@ -8,11 +8,12 @@
 
 use std::sync::Arc;
 
-use kafka_protocol::messages::{RequestHeader, RequestKind, ResponseKind};
+use kafka_protocol::messages::{RequestKind, ResponseKind};
 
 use runnel_cluster::group::coordinator::GroupRequest;
-use runnel_cluster::group::ClientInfo;
 
+use crate::authorizer::ResourceType;
+use crate::context::RequestContext;
 use crate::state::Broker;
 
 mod api_versions;
@@ -30,22 +31,6 @@ pub use api_versions::api_versions_response;
 pub use fetch::{materialize as materialize_fetch, FetchAnswer};
 pub use produce::{PendingProduce, ProduceReply};
 
-/// Operations the cluster resource supports (`AclEntry.supportedOperations(CLUSTER)`): CREATE,
-/// ALTER, DESCRIBE, CLUSTER_ACTION, DESCRIBE_CONFIGS, ALTER_CONFIGS, IDEMPOTENT_WRITE,
-/// CREATE_TOKENS, DESCRIBE_TOKENS. With no authorizer every client may do all of them.
-pub const CLUSTER_OPERATIONS: i32 = (1 << 5)
-    | (1 << 7)
-    | (1 << 8)
-    | (1 << 9)
-    | (1 << 10)
-    | (1 << 11)
-    | (1 << 12)
-    | (1 << 13)
-    | (1 << 14);
-
-/// Kafka's "authorized operations not requested" sentinel (`Integer.MIN_VALUE`).
-pub const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
-
 /// What the connection does with an applied request.
 pub enum Reply {
     Send(ResponseKind),
@@ -61,25 +46,13 @@ pub enum Reply {
 }
 
 /// Applies one decoded request (see the module docs).
-pub async fn handle(
-    broker: &Arc<Broker>,
-    header: &RequestHeader,
-    peer: std::net::SocketAddr,
-    request: RequestKind,
-) -> Reply {
-    let version = header.request_api_version;
-    // Kafka reports a member's host as the client address with a leading '/'.
-    let client = || ClientInfo {
-        client_id: header
-            .client_id
-            .as_ref()
-            .map(|c| c.to_string())
-            .unwrap_or_default(),
-        client_host: format!("/{}", peer.ip()),
-    };
+pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext<'_>, request: RequestKind) -> Reply {
+    let version = ctx.api_version();
     Reply::Send(match request {
         RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(&r, version)),
-        RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(broker, r, version)),
+        RequestKind::Metadata(r) => {
+            ResponseKind::Metadata(metadata::handle(broker, ctx, r, version))
+        }
         RequestKind::CreateTopics(r) => {
             ResponseKind::CreateTopics(topics::create(broker, r, version))
         }
@@ -90,7 +63,7 @@ pub async fn handle(
             ResponseKind::DescribeConfigs(describe_configs::handle(broker, r, version))
         }
         RequestKind::DescribeCluster(r) => {
-            ResponseKind::DescribeCluster(describe_cluster::handle(broker, &r))
+            ResponseKind::DescribeCluster(describe_cluster::handle(broker, ctx, &r))
         }
         RequestKind::InitProducerId(r) => {
             ResponseKind::InitProducerId(init_producer_id::handle(broker, &r))
@@ -108,53 +81,31 @@ pub async fn handle(
         RequestKind::FindCoordinator(r) => {
             ResponseKind::FindCoordinator(find_coordinator::handle(broker, r, version))
         }
-        RequestKind::JoinGroup(r) => {
-            return group(broker, version, client(), GroupRequest::JoinGroup(r)).await
-        }
-        RequestKind::SyncGroup(r) => {
-            return group(broker, version, client(), GroupRequest::SyncGroup(r)).await
-        }
-        RequestKind::Heartbeat(r) => {
-            return group(broker, version, client(), GroupRequest::Heartbeat(r)).await
-        }
-        RequestKind::LeaveGroup(r) => {
-            return group(broker, version, client(), GroupRequest::LeaveGroup(r)).await
-        }
+        RequestKind::JoinGroup(r) => return group(broker, ctx, GroupRequest::JoinGroup(r)).await,
+        RequestKind::SyncGroup(r) => return group(broker, ctx, GroupRequest::SyncGroup(r)).await,
+        RequestKind::Heartbeat(r) => return group(broker, ctx, GroupRequest::Heartbeat(r)).await,
+        RequestKind::LeaveGroup(r) => return group(broker, ctx, GroupRequest::LeaveGroup(r)).await,
         RequestKind::OffsetCommit(r) => {
-            return group(broker, version, client(), GroupRequest::OffsetCommit(r)).await
+            return group(broker, ctx, GroupRequest::OffsetCommit(r)).await
         }
         RequestKind::OffsetFetch(r) => {
-            return group(broker, version, client(), GroupRequest::OffsetFetch(r)).await
+            return group(broker, ctx, GroupRequest::OffsetFetch(r)).await
         }
         RequestKind::OffsetDelete(r) => {
-            return group(broker, version, client(), GroupRequest::OffsetDelete(r)).await
+            return group(broker, ctx, GroupRequest::OffsetDelete(r)).await
         }
         RequestKind::DescribeGroups(r) => {
-            return group(broker, version, client(), GroupRequest::DescribeGroups(r)).await
+            return group(broker, ctx, GroupRequest::DescribeGroups(r)).await
         }
-        RequestKind::ListGroups(r) => {
-            return group(broker, version, client(), GroupRequest::ListGroups(r)).await
-        }
+        RequestKind::ListGroups(r) => return group(broker, ctx, GroupRequest::ListGroups(r)).await,
         RequestKind::DeleteGroups(r) => {
-            return group(broker, version, client(), GroupRequest::DeleteGroups(r)).await
+            return group(broker, ctx, GroupRequest::DeleteGroups(r)).await
         }
         RequestKind::ConsumerGroupHeartbeat(r) => {
-            return group(
-                broker,
-                version,
-                client(),
-                GroupRequest::ConsumerGroupHeartbeat(r),
-            )
-            .await
+            return group(broker, ctx, GroupRequest::ConsumerGroupHeartbeat(r)).await
         }
         RequestKind::ConsumerGroupDescribe(r) => {
-            return group(
-                broker,
-                version,
-                client(),
-                GroupRequest::ConsumerGroupDescribe(r),
-            )
-            .await
+            return group(broker, ctx, GroupRequest::ConsumerGroupDescribe(r)).await
         }
         other => {
             // The connection only dispatches APIs from the supported table, so this is our bug.
@@ -165,20 +116,44 @@ pub async fn handle(
 }
 
 /// Routes a group request to the coordinator (which creates `__consumer_offsets` first if
-/// needed) and waits for its answer.
-async fn group(
-    broker: &Arc<Broker>,
-    version: i16,
-    client: ClientInfo,
-    request: GroupRequest,
-) -> Reply {
+/// needed) and waits for its answer; fills in authorized operations where asked.
+async fn group(broker: &Arc<Broker>, ctx: &RequestContext<'_>, request: GroupRequest) -> Reply {
     if let Err(e) = broker.ensure_offsets_topic() {
         tracing::error!(error = %e, "creating __consumer_offsets");
     }
-    match broker.groups.call(broker, version, &client, request).await {
-        Some(response) => Reply::Send(response),
-        None => Reply::Close,
+    let include_authorized_operations = match &request {
+        GroupRequest::DescribeGroups(r) => r.include_authorized_operations,
+        GroupRequest::ConsumerGroupDescribe(r) => r.include_authorized_operations,
+        _ => false,
+    };
+    let answer = broker
+        .groups
+        .call(broker, ctx.api_version(), &ctx.client_info(), request)
+        .await;
+    let Some(mut response) = answer else {
+        return Reply::Close;
+    };
+    if include_authorized_operations {
+        let ops = |group: &str| {
+            broker
+                .authorizer
+                .authorized_operations(ctx.principal(), ResourceType::Group, group)
+        };
+        match &mut response {
+            ResponseKind::DescribeGroups(r) => {
+                for g in &mut r.groups {
+                    g.authorized_operations = ops(g.group_id.as_str());
+                }
+            }
+            ResponseKind::ConsumerGroupDescribe(r) => {
+                for g in &mut r.groups {
+                    g.authorized_operations = ops(g.group_id.as_str());
+                }
+            }
+            _ => {}
+        }
     }
+    Reply::Send(response)
 }
 
 /// Checks a client's `current_leader_epoch` against ours (-1 means "don't check").

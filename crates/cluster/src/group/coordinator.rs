@@ -1059,14 +1059,7 @@ impl GroupCoordinator {
                     d
                 }
             };
-            // No authorizer: every client may do every group operation (READ, DELETE,
-            // DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS), reported when asked (v3+), as Kafka
-            // does for each group the client may describe.
-            let described = if r.include_authorized_operations {
-                described.with_authorized_operations(super::GROUP_OPERATIONS_ALL)
-            } else {
-                described
-            };
+            // Authorized operations are the broker's answer (its authorizer), filled in there.
             resp.groups.push(described);
         }
         resp
@@ -1304,9 +1297,7 @@ impl GroupCoordinator {
                 error(ResponseError::InvalidGroupId, None)
             } else {
                 match self.groups.get(gid) {
-                    Some(Group::Consumer(g)) => {
-                        g.describe(version, r.include_authorized_operations, topics)
-                    }
+                    Some(Group::Consumer(g)) => g.describe(version, topics),
                     Some(Group::Classic(_)) => error(
                         ResponseError::GroupIdNotFound,
                         Some(format!("Group {gid} is not a consumer group.")),
@@ -1317,14 +1308,7 @@ impl GroupCoordinator {
                     ),
                 }
             };
-            // No authorizer: every client may do every group operation (READ, DELETE,
-            // DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS), reported when asked (v3+), as Kafka
-            // does for each group the client may describe.
-            let described = if r.include_authorized_operations {
-                described.with_authorized_operations(super::GROUP_OPERATIONS_ALL)
-            } else {
-                described
-            };
+            // Authorized operations are the broker's answer (its authorizer), filled in there.
             resp.groups.push(described);
         }
         resp

@@ -111,9 +111,5 @@ pub trait TopicView {
     fn topic_names(&self) -> Vec<String>;
 }
 
-/// READ, DELETE, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS: a group's operations
-/// (`AclEntry.supportedOperations(GROUP)`), all allowed without an authorizer.
-pub(crate) const GROUP_OPERATIONS_ALL: i32 = (1 << 3) | (1 << 6) | (1 << 8) | (1 << 10) | (1 << 11);
-
 /// One record for `__consumer_offsets`: key bytes and value bytes (`None` is a tombstone).
 pub type Record = (bytes::Bytes, Option<bytes::Bytes>);

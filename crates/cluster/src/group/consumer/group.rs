@@ -32,7 +32,6 @@ pub const LEAVE_GROUP_STATIC_MEMBER_EPOCH: i32 = -2;
 const CLIENT_GENERATED_MEMBER_ID_VERSION: i16 = 1;
 /// `authorized_operations` value meaning "not requested".
 const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
-use crate::group::GROUP_OPERATIONS_ALL;
 /// Longest id or regex that fits Kafka's int16-length record keys.
 const KEY_STRING_BYTES_MAX: usize = i16::MAX as usize;
 
@@ -937,12 +936,7 @@ impl ConsumerGroup {
             .min()
     }
 
-    pub fn describe(
-        &self,
-        version: i16,
-        include_authorized_operations: bool,
-        topics: &dyn TopicView,
-    ) -> describe::DescribedGroup {
+    pub fn describe(&self, version: i16, topics: &dyn TopicView) -> describe::DescribedGroup {
         let to_assignment = |a: &Assignment| {
             describe::Assignment::default().with_topic_partitions(
                 a.iter()
@@ -1001,23 +995,8 @@ impl ConsumerGroup {
                     .unwrap_or_else(|| assignor::UNIFORM.to_string()),
             ))
             .with_members(members)
-            .with_authorized_operations(if include_authorized_operations {
-                GROUP_OPERATIONS_ALL
-            } else {
-                AUTHORIZED_OPERATIONS_OMITTED
-            })
-    }
-
-    /// [`ConsumerGroup::describe`] with the configured default assignor when no member names one.
-    pub fn describe_with_config(
-        &self,
-        version: i16,
-        include_authorized_operations: bool,
-        topics: &dyn TopicView,
-        config: &GroupConfig,
-    ) -> describe::DescribedGroup {
-        self.describe(version, include_authorized_operations, topics)
-            .with_assignor_name(StrBytes::from_string(self.assignor_name(config)))
+            // The broker's authorizer fills this in when asked.
+            .with_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
     }
 
     pub fn state_name(&self) -> &'static str {
