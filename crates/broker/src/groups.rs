@@ -1,7 +1,7 @@
 //! The async shell around the sans-IO group coordinator: it owns the clock, the timer, the
 //! `__consumer_offsets` logs and the reply channels; the coordinator owns every decision.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
@@ -16,10 +16,18 @@ use runnel_protocol::batch::{encode_uncompressed_batch, BatchSpec, RecordSpec};
 use tokio::sync::{oneshot, Notify};
 
 use crate::replica::{AppendOrigin, AppendWait};
-use crate::state::{now_ms, Broker};
+use runnel_cluster::MetadataImage;
 
-/// Kafka's `GROUP_METADATA_TOPIC_NAME`.
-pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+use crate::clock::now_ms;
+use crate::internal_topics::OFFSETS_TOPIC;
+use crate::replica::ReplicaManager;
+
+/// What the coordinator shell needs of the broker: the metadata image (topics and their
+/// registrations) and the replica layer (appends, and reads when replaying).
+pub trait GroupsEnv: Send + Sync + 'static {
+    fn image(&self) -> Arc<MetadataImage>;
+    fn replicas(&self) -> &ReplicaManager;
+}
 
 /// Bytes read per step while replaying `__consumer_offsets` at startup.
 const REPLAY_READ_BYTES: usize = 1 << 20;
@@ -76,9 +84,9 @@ impl Groups {
 
     /// Hands a request to the coordinator and waits for its response, which may come later
     /// (a JoinGroup waits for the rebalance; a write waits for its append).
-    pub async fn call(
+    pub async fn call<E: GroupsEnv + ?Sized>(
         self: &Arc<Self>,
-        broker: &Broker,
+        broker: &E,
         version: i16,
         client: &ClientInfo,
         request: GroupRequest,
@@ -107,7 +115,7 @@ impl Groups {
 
     /// Runs timers (session expiry, rebalance and join delays, offsets retention) until the
     /// coordinator fails.
-    pub async fn run_timers(self: Arc<Self>, broker: Arc<Broker>) {
+    pub async fn run_timers<E: GroupsEnv>(self: Arc<Self>, broker: Arc<E>) {
         loop {
             let Some(next) = self.lock().map(|c| c.next_deadline_ms()) else {
                 return;
@@ -128,7 +136,7 @@ impl Groups {
                 return;
             };
             let outputs = coordinator.tick(now_ms(), &*image);
-            self.apply(&broker, &mut coordinator, outputs);
+            self.apply(&*broker, &mut coordinator, outputs);
         }
     }
 
@@ -146,9 +154,9 @@ impl Groups {
 
     /// Carries out the coordinator's outputs: responses go out, records go to the log through
     /// the replica layer, and each append's responses wait for it to be committed.
-    fn apply(
+    fn apply<E: GroupsEnv + ?Sized>(
         self: &Arc<Self>,
-        broker: &Broker,
+        broker: &E,
         coordinator: &mut GroupCoordinator,
         outputs: Vec<Output>,
     ) {
@@ -236,7 +244,7 @@ impl Groups {
     }
 
     /// Rebuilds group state from `__consumer_offsets` (all partitions, in log order).
-    pub fn replay(&self, broker: &Broker) -> anyhow::Result<()> {
+    pub fn replay<E: GroupsEnv + ?Sized>(&self, broker: &E) -> anyhow::Result<()> {
         let image = broker.image();
         let Some(topic) = image.topic(OFFSETS_TOPIC) else {
             return Ok(());
@@ -246,7 +254,7 @@ impl Groups {
             .ok_or_else(|| anyhow::anyhow!("the group coordinator failed"))?;
         let mut records = 0u64;
         for index in 0..topic.partitions as i32 {
-            let Some(partition) = broker.partition(&topic.topic_id, index) else {
+            let Some(partition) = broker.replicas().partition(&topic.topic_id, index) else {
                 continue;
             };
             let log = partition.lock_log();
@@ -284,8 +292,8 @@ impl Groups {
 
 /// Appends one uncompressed batch of records to a `__consumer_offsets` partition through the
 /// replica layer, as the group coordinator's write (durable as the partition's policy says).
-fn append_records(
-    broker: &Broker,
+fn append_records<E: GroupsEnv + ?Sized>(
+    broker: &E,
     partition: i32,
     records: &[Record],
 ) -> anyhow::Result<AppendWait> {
@@ -298,6 +306,7 @@ fn append_records(
         .topic(OFFSETS_TOPIC)
         .ok_or_else(|| anyhow::anyhow!("{OFFSETS_TOPIC} does not exist"))?;
     let partition = broker
+        .replicas()
         .partition(&topic.topic_id, partition)
         .ok_or_else(|| anyhow::anyhow!("{OFFSETS_TOPIC}-{partition} is not open"))?;
     let spec = BatchSpec {
@@ -315,32 +324,15 @@ fn append_records(
     };
     let batch = Bytes::from(encode_uncompressed_batch(&spec));
     broker
-        .replicas
+        .replicas()
         .append_records(&partition, AppendOrigin::Coordinator, -1, batch)
         .map_err(|refused| anyhow::anyhow!("append refused with error {}", refused.code))
-}
-
-/// Topic configs of `__consumer_offsets`, as Kafka creates it (`offsets.topic.segment.bytes`,
-/// compaction).
-pub fn offsets_topic_configs() -> BTreeMap<String, String> {
-    [
-        ("cleanup.policy", "compact"),
-        ("compression.type", "producer"),
-        ("segment.bytes", "104857600"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect()
-}
-
-/// Whether `name` is one of Kafka's internal topics.
-pub fn is_internal_topic(name: &str) -> bool {
-    name == OFFSETS_TOPIC || name == "__transaction_state"
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::Broker;
     use kafka_protocol::messages::{GroupId, ListGroupsRequest, OffsetFetchRequest};
     use kafka_protocol::protocol::StrBytes;
 
@@ -357,7 +349,7 @@ mod tests {
         let groups = Arc::clone(&broker.groups);
         let list = || GroupRequest::ListGroups(ListGroupsRequest::default());
         let Some(ResponseKind::ListGroups(r)) = groups
-            .call(&broker, 4, &ClientInfo::default(), list())
+            .call(&*broker, 4, &ClientInfo::default(), list())
             .await
         else {
             panic!("no ListGroups answer");
@@ -371,7 +363,7 @@ mod tests {
         .join()
         .unwrap_err();
         let Some(ResponseKind::ListGroups(r)) = groups
-            .call(&broker, 4, &ClientInfo::default(), list())
+            .call(&*broker, 4, &ClientInfo::default(), list())
             .await
         else {
             panic!("no ListGroups answer");
@@ -380,8 +372,9 @@ mod tests {
         let fetch = GroupRequest::OffsetFetch(
             OffsetFetchRequest::default().with_group_id(GroupId(StrBytes::from_static_str("g"))),
         );
-        let Some(ResponseKind::OffsetFetch(r)) =
-            groups.call(&broker, 7, &ClientInfo::default(), fetch).await
+        let Some(ResponseKind::OffsetFetch(r)) = groups
+            .call(&*broker, 7, &ClientInfo::default(), fetch)
+            .await
         else {
             panic!("no OffsetFetch answer");
         };

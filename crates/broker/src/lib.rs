@@ -2,6 +2,7 @@
 //! owns tokio tasks and sockets.
 
 pub mod authorizer;
+pub mod clock;
 pub mod config;
 pub mod connection;
 pub mod context;
@@ -10,6 +11,7 @@ pub mod errors;
 pub mod fetch_session;
 pub mod groups;
 pub mod handlers;
+pub mod internal_topics;
 pub mod metadata;
 pub mod metrics;
 pub mod replica;

@@ -5,16 +5,17 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use runnel_cluster::controller::TopicDefaults;
+use runnel_cluster::metadata::MetadataDelta;
 use runnel_cluster::topic_config;
 use runnel_cluster::{ClusterError, Command, ControllerEngine, MetadataImage, TopicImage};
 use uuid::Uuid;
 
 use crate::config::BrokerConfig;
-use crate::metadata::{FileLogLimits, MetadataManager};
+use crate::metadata::publisher::Publisher;
+use crate::metadata::{FileLogLimits, MetadataManager, Publish};
 use crate::replica::{Partition, ReplicaManager};
 
 pub struct Broker {
@@ -38,13 +39,6 @@ pub struct Broker {
     fetch_sessions: Mutex<crate::fetch_session::FetchSessionCache>,
     /// Held for the process lifetime: a second broker on the same data dir would corrupt it.
     _lock_file: std::fs::File,
-}
-
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 impl Broker {
@@ -121,7 +115,7 @@ impl Broker {
                 .submit(&command, &broker)
                 .with_context(|| format!("{command:?}"))?;
         }
-        crate::metadata::publisher::open_all(&broker)?;
+        broker.publisher().open_all()?;
         let image = broker.image();
         tracing::info!(
             cluster_id = %image.cluster_id,
@@ -188,7 +182,7 @@ impl Broker {
             .cloned()
             .ok_or_else(|| ClusterError::UnknownTopic(name.to_owned()))?;
         // Internal topics' configs are ours; only user choices deserve a warning.
-        if !validate_only && !crate::groups::is_internal_topic(name) {
+        if !validate_only && !crate::internal_topics::is_internal_topic(name) {
             for key in topic.configs.keys() {
                 if topic_config::lookup(key).is_some_and(|d| !d.acted_on) {
                     tracing::warn!(topic = %name, config = %key, "topic config stored and reported but not acted on by runnel yet");
@@ -234,14 +228,18 @@ impl Broker {
     /// Creates `__consumer_offsets` on first use, as Kafka does when a group coordinator is
     /// first looked up.
     pub fn ensure_offsets_topic(&self) -> Result<(), ClusterError> {
-        if self.image().topic(crate::groups::OFFSETS_TOPIC).is_some() {
+        if self
+            .image()
+            .topic(crate::internal_topics::OFFSETS_TOPIC)
+            .is_some()
+        {
             return Ok(());
         }
         match self.create_topic(
-            crate::groups::OFFSETS_TOPIC,
+            crate::internal_topics::OFFSETS_TOPIC,
             self.config.groups.offsets_topic_num_partitions,
             1,
-            crate::groups::offsets_topic_configs(),
+            crate::internal_topics::offsets_topic_configs(),
             false,
         ) {
             Ok(_) | Err(ClusterError::TopicAlreadyExists(_)) => Ok(()),
@@ -271,5 +269,35 @@ impl Broker {
                 }
             }
         }
+    }
+}
+
+/// The group coordinator shell reads the image and appends through the replica layer.
+impl crate::groups::GroupsEnv for Broker {
+    fn image(&self) -> Arc<MetadataImage> {
+        self.metadata.image()
+    }
+
+    fn replicas(&self) -> &ReplicaManager {
+        &self.replicas
+    }
+}
+
+impl Broker {
+    /// The metadata publisher over this broker's partitions.
+    fn publisher(&self) -> Publisher<'_> {
+        Publisher {
+            replicas: &self.replicas,
+            metadata: &self.metadata,
+            data_dir: &self.data_dir,
+            topic_defaults: &self.topic_defaults_raw,
+        }
+    }
+}
+
+/// Commands the broker submits publish through its publisher.
+impl Publish for Broker {
+    fn publish(&self, image: &Arc<MetadataImage>, delta: &MetadataDelta) {
+        self.publisher().publish(image, delta);
     }
 }

@@ -584,8 +584,9 @@ fn authorized_operations_come_from_the_authorizer() {
         10,
         &RequestKind::Metadata(
             MetadataRequest::default()
-                .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default()
-                    .with_name(Some(TopicName(StrBytes::from_static_str("ops"))))]))
+                .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default(
+                )
+                .with_name(Some(TopicName(StrBytes::from_static_str("ops"))))]))
                 .with_allow_auto_topic_creation(true)
                 .with_include_topic_authorized_operations(true)
                 .with_include_cluster_authorized_operations(true),
@@ -615,12 +616,14 @@ fn authorized_operations_come_from_the_authorizer() {
             OffsetCommitRequest::default()
                 .with_group_id(GroupId(StrBytes::from_static_str("g")))
                 .with_generation_id_or_member_epoch(-1)
-                .with_topics(vec![offset_commit_request::OffsetCommitRequestTopic::default()
-                    .with_name(TopicName(StrBytes::from_static_str("ops")))
-                    .with_partitions(vec![
-                        offset_commit_request::OffsetCommitRequestPartition::default()
-                            .with_committed_offset(0),
-                    ])]),
+                .with_topics(vec![
+                    offset_commit_request::OffsetCommitRequestTopic::default()
+                        .with_name(TopicName(StrBytes::from_static_str("ops")))
+                        .with_partitions(vec![
+                            offset_commit_request::OffsetCommitRequestPartition::default()
+                                .with_committed_offset(0),
+                        ]),
+                ]),
         ),
     ) else {
         panic!("not an OffsetCommit response")

@@ -29,7 +29,7 @@ fn not_available() -> Answer {
 /// The leader of the group's `__consumer_offsets` partition and its endpoint.
 fn group_coordinator(broker: &Broker, group_id: &str) -> Answer {
     let image = broker.image();
-    let Some(topic) = image.topic(crate::groups::OFFSETS_TOPIC) else {
+    let Some(topic) = image.topic(crate::internal_topics::OFFSETS_TOPIC) else {
         return not_available();
     };
     let partitions = i32::try_from(topic.partitions).unwrap_or(i32::MAX);

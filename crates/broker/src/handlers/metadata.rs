@@ -181,7 +181,7 @@ fn topic_entry(
     MetadataResponseTopic::default()
         .with_name(Some(TopicName(StrBytes::from_string(topic.name.clone()))))
         .with_topic_id(topic.topic_id)
-        .with_is_internal(crate::groups::is_internal_topic(&topic.name))
+        .with_is_internal(crate::internal_topics::is_internal_topic(&topic.name))
         .with_partitions(partitions)
         .with_topic_authorized_operations(topic_ops)
 }

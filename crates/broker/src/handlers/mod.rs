@@ -128,7 +128,7 @@ async fn group(broker: &Arc<Broker>, ctx: &RequestContext<'_>, request: GroupReq
     };
     let answer = broker
         .groups
-        .call(broker, ctx.api_version(), &ctx.client_info(), request)
+        .call(&**broker, ctx.api_version(), &ctx.client_info(), request)
         .await;
     let Some(mut response) = answer else {
         return Reply::Close;

@@ -198,7 +198,7 @@ pub fn delete(broker: &Broker, request: DeleteTopicsRequest, version: i16) -> De
                 continue;
             }
         };
-        if crate::groups::is_internal_topic(&resolved) {
+        if crate::internal_topics::is_internal_topic(&resolved) {
             responses.push(result(
                 Some(resolved),
                 id,

@@ -17,33 +17,42 @@ use runnel_cluster::metadata::{MetadataDelta, MetadataImage, TopicImage};
 use runnel_cluster::topic_config;
 use runnel_storage::{LogConfig, PartitionLog, StorageError, TimestampType};
 
-use super::Publish;
-use crate::replica::{Partition, PartitionSettings};
-use crate::state::Broker;
+use super::MetadataManager;
+use crate::replica::{Partition, PartitionSettings, ReplicaManager};
 
-impl Publish for Broker {
-    fn publish(&self, image: &Arc<MetadataImage>, delta: &MetadataDelta) {
+/// What the publisher acts on: the replica layer, the driver (to install images), the data
+/// directory, and the broker-level topic defaults.
+pub struct Publisher<'a> {
+    pub replicas: &'a ReplicaManager,
+    pub metadata: &'a MetadataManager,
+    pub data_dir: &'a Path,
+    pub topic_defaults: &'a BTreeMap<String, String>,
+}
+
+impl Publisher<'_> {
+    /// Carries out one committed batch (see the module docs for the order).
+    pub fn publish(&self, image: &Arc<MetadataImage>, delta: &MetadataDelta) {
         for topic_id in &delta.created_topics {
             if let Some(topic) = image.topic_by_id(topic_id) {
                 // The topic is committed: a failure to create its directories is retried at
                 // the next start, so report it but keep the topic.
-                if let Err(e) = open_topic(self, topic) {
+                if let Err(e) = self.open_topic(topic) {
                     tracing::error!(topic = %topic.name, error = %e, "could not open partition logs of new topic");
                 }
             }
         }
         self.metadata.install(Arc::clone(image));
         for topic in &delta.deleted_topics {
-            remove_topic(self, topic);
+            self.remove_topic(topic);
         }
         for topic_id in &delta.changed_configs {
             if delta.created_topics.contains(topic_id) {
                 continue;
             }
             if let Some(topic) = image.topic_by_id(topic_id) {
-                let settings = settings(&topic.configs, &self.topic_defaults_raw);
+                let settings = settings(&topic.configs, self.topic_defaults);
                 for index in 0..i32::try_from(topic.partitions).unwrap_or(i32::MAX) {
-                    if let Some(partition) = self.partition(&topic.topic_id, index) {
+                    if let Some(partition) = self.replicas.partition(&topic.topic_id, index) {
                         partition.reconfigure(&settings);
                     }
                 }
@@ -51,16 +60,89 @@ impl Publish for Broker {
             }
         }
     }
-}
 
-/// Opens every partition of every topic in the broker's image (startup).
-pub fn open_all(broker: &Broker) -> Result<()> {
-    let image = broker.image();
-    remove_stray_dirs(broker.data_dir(), &image)?;
-    for topic in image.topics.values() {
-        open_topic(broker, topic)?;
+    /// Opens every partition of every topic in the installed image (startup), after removing
+    /// directories no topic owns.
+    pub fn open_all(&self) -> Result<()> {
+        let image = self.metadata.image();
+        remove_stray_dirs(self.data_dir, &image)?;
+        for topic in image.topics.values() {
+            self.open_topic(topic)?;
+        }
+        Ok(())
     }
-    Ok(())
+
+    /// Opens (creating) every partition log of `topic` and starts serving it.
+    fn open_topic(&self, topic: &Arc<TopicImage>) -> Result<()> {
+        let settings = settings(&topic.configs, self.topic_defaults);
+        for index in 0..i32::try_from(topic.partitions).unwrap_or(i32::MAX) {
+            let dir = partition_dir(self.data_dir, &topic.name, index);
+            let log = match PartitionLog::open(
+                dir.clone(),
+                *topic.topic_id.as_bytes(),
+                settings.log.clone(),
+            ) {
+                Err(StorageError::TopicIdMismatch) => {
+                    // A directory of an older topic of the same name (deleted while we were
+                    // down): move it aside and start fresh.
+                    tracing::info!(dir = %dir.display(), "partition directory belongs to an older topic id; removing it");
+                    let renamed = runnel_storage::rename_for_delete(&dir)?;
+                    std::fs::remove_dir_all(&renamed).ok();
+                    PartitionLog::open(
+                        dir.clone(),
+                        *topic.topic_id.as_bytes(),
+                        settings.log.clone(),
+                    )?
+                }
+                other => other.with_context(|| format!("opening {}", dir.display()))?,
+            };
+            let mut log = log;
+            if settings.fsync_every_append {
+                // The HW may only cover fsynced offsets in fsync mode, and recovery may have
+                // kept a tail the crashed process left in the page cache unsynced.
+                log.flush()
+                    .with_context(|| format!("fsync of recovered {}", dir.display()))?;
+            }
+            // The leader epoch of the partition's registration (0 until leadership moves).
+            let leader_epoch = topic.registration(index).map_or(0, |r| r.leader_epoch);
+            log.assign_leader_epoch(leader_epoch)
+                .with_context(|| format!("leader epoch checkpoint of {}", dir.display()))?;
+            self.replicas.add(Partition::new(
+                Arc::clone(topic),
+                index,
+                log,
+                leader_epoch,
+                &settings,
+            ));
+        }
+        Ok(())
+    }
+
+    /// Stops serving a deleted topic's partitions; their directories are renamed for deletion and
+    /// removed in the background.
+    fn remove_topic(&self, topic: &TopicImage) {
+        for partition in self
+            .replicas
+            .remove_topic(&topic.topic_id, topic.partitions)
+        {
+            partition.wake_waiters();
+            let dir = partition_dir(self.data_dir, &topic.name, partition.index);
+            // Waiting fetches hold clones of the partition; the directory rename works even while
+            // files are open, and the data is gone once they let go.
+            match runnel_storage::rename_for_delete(&dir) {
+                Ok(renamed) => {
+                    std::thread::spawn(move || {
+                        if let Err(e) = std::fs::remove_dir_all(&renamed) {
+                            tracing::warn!(dir = %renamed.display(), error = %e, "removing deleted partition");
+                        }
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(dir = %dir.display(), error = %e, "renaming deleted partition")
+                }
+            }
+        }
+    }
 }
 
 /// The settings of a topic's partitions from its own configs over the broker's defaults.
@@ -102,78 +184,6 @@ fn partition_dir(data_dir: &Path, topic: &str, index: i32) -> PathBuf {
     data_dir.join(format!("{topic}-{index}"))
 }
 
-/// Opens (creating) every partition log of `topic` and starts serving it.
-fn open_topic(broker: &Broker, topic: &Arc<TopicImage>) -> Result<()> {
-    let settings = settings(&topic.configs, &broker.topic_defaults_raw);
-    for index in 0..i32::try_from(topic.partitions).unwrap_or(i32::MAX) {
-        let dir = partition_dir(broker.data_dir(), &topic.name, index);
-        let log = match PartitionLog::open(
-            dir.clone(),
-            *topic.topic_id.as_bytes(),
-            settings.log.clone(),
-        ) {
-            Err(StorageError::TopicIdMismatch) => {
-                // A directory of an older topic of the same name (deleted while we were
-                // down): move it aside and start fresh.
-                tracing::info!(dir = %dir.display(), "partition directory belongs to an older topic id; removing it");
-                let renamed = runnel_storage::rename_for_delete(&dir)?;
-                std::fs::remove_dir_all(&renamed).ok();
-                PartitionLog::open(
-                    dir.clone(),
-                    *topic.topic_id.as_bytes(),
-                    settings.log.clone(),
-                )?
-            }
-            other => other.with_context(|| format!("opening {}", dir.display()))?,
-        };
-        let mut log = log;
-        if settings.fsync_every_append {
-            // The HW may only cover fsynced offsets in fsync mode, and recovery may have
-            // kept a tail the crashed process left in the page cache unsynced.
-            log.flush()
-                .with_context(|| format!("fsync of recovered {}", dir.display()))?;
-        }
-        // The leader epoch of the partition's registration (0 until leadership moves).
-        let leader_epoch = topic.registration(index).map_or(0, |r| r.leader_epoch);
-        log.assign_leader_epoch(leader_epoch)
-            .with_context(|| format!("leader epoch checkpoint of {}", dir.display()))?;
-        broker.replicas.add(Partition::new(
-            Arc::clone(topic),
-            index,
-            log,
-            leader_epoch,
-            &settings,
-        ));
-    }
-    Ok(())
-}
-
-/// Stops serving a deleted topic's partitions; their directories are renamed for deletion and
-/// removed in the background.
-fn remove_topic(broker: &Broker, topic: &TopicImage) {
-    for partition in broker
-        .replicas
-        .remove_topic(&topic.topic_id, topic.partitions)
-    {
-        partition.wake_waiters();
-        let dir = partition_dir(broker.data_dir(), &topic.name, partition.index);
-        // Waiting fetches hold clones of the partition; the directory rename works even while
-        // files are open, and the data is gone once they let go.
-        match runnel_storage::rename_for_delete(&dir) {
-            Ok(renamed) => {
-                std::thread::spawn(move || {
-                    if let Err(e) = std::fs::remove_dir_all(&renamed) {
-                        tracing::warn!(dir = %renamed.display(), error = %e, "removing deleted partition");
-                    }
-                });
-            }
-            Err(e) => {
-                tracing::warn!(dir = %dir.display(), error = %e, "renaming deleted partition")
-            }
-        }
-    }
-}
-
 /// Removes partition directories that no live topic owns: leftovers of deletes.
 fn remove_stray_dirs(data_dir: &Path, image: &MetadataImage) -> Result<()> {
     let entries =
@@ -213,6 +223,7 @@ fn remove_dir_logged(path: &Path) {
 mod tests {
     use super::*;
     use crate::replica::{AppendOrigin, AppendWait};
+    use crate::state::Broker;
     use runnel_protocol::batch::{encode_uncompressed_batch, BatchSpec, RecordSpec};
 
     fn batch(value_bytes: usize) -> bytes::Bytes {

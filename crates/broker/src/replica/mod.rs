@@ -19,8 +19,8 @@ use uuid::Uuid;
 
 pub use partition::{Partition, PartitionSettings};
 
+use crate::clock::now_ms;
 use crate::durability::Committed;
-use crate::state::now_ms;
 
 /// Who is appending: decides which checks an append goes through (Kafka's `AppendOrigin`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,7 +122,7 @@ impl ReplicaManager {
         records: Bytes,
     ) -> Result<AppendWait, AppendRefused> {
         if origin == AppendOrigin::Client {
-            if crate::groups::is_internal_topic(&partition.topic.name) {
+            if crate::internal_topics::is_internal_topic(&partition.topic.name) {
                 // Kafka: "Cannot append to internal topic" (internal topics are the
                 // coordinators' logs).
                 return Err(AppendRefused {

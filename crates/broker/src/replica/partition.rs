@@ -9,8 +9,8 @@ use runnel_cluster::TopicImage;
 use runnel_storage::{LogConfig, PartitionLog};
 use tokio::sync::Notify;
 
+use crate::clock::now_ms;
 use crate::durability::{GroupCommitter, RoundLog, RoundResult};
-use crate::state::now_ms;
 
 /// One partition this broker leads: its log and the fetches waiting for it to grow.
 pub struct Partition {

@@ -20,7 +20,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use super::coordinator::{Output, RequestId};
+use super::output::{Output, RequestId};
 use super::records::{self, GroupMetadataValue, MemberMetadata};
 use super::GroupConfig;
 

@@ -11,30 +11,13 @@ use uuid::Uuid;
 use super::classic::{err, sb, ClassicGroup, ClassicState, Ctx, Pending};
 use super::modern::{is_consumer_group_record_key, ConsumerGroup};
 use super::offsets::{ExpiryBase, OffsetStore};
+pub use super::output::{Output, RequestId};
 use super::records::{self, GroupMetadataValue, OffsetCommitValue, RecordKey};
 pub use super::request::GroupRequest;
 use super::{ClientInfo, GroupConfig, GroupError, Record, TopicView};
 
-/// The shell's handle on one request, echoed back with its response.
-pub type RequestId = u64;
-
 /// Kafka's `offsets.retention.check.interval.ms` (10 minutes).
 pub const OFFSETS_RETENTION_CHECK_INTERVAL_MS: i64 = 600_000;
-
-/// What the shell must do.
-#[derive(Debug, Clone)]
-pub enum Output {
-    /// Send this response (encoded by the shell at the version the request came with).
-    Respond(RequestId, ResponseKind),
-    /// Append `records` durably to __consumer_offsets partition `partition`, then send
-    /// `on_success`; if the append fails send `on_failure` instead.
-    Append {
-        partition: i32,
-        records: Vec<Record>,
-        on_success: Vec<(RequestId, ResponseKind)>,
-        on_failure: Vec<(RequestId, ResponseKind)>,
-    },
-}
 
 /// A group of either protocol.
 #[derive(Debug)]

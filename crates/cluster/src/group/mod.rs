@@ -7,6 +7,7 @@
 //! - `consumer`: the KIP-848 consumer protocol (ConsumerGroupHeartbeat/Describe).
 //! - `offsets`: committed offsets for both kinds of group.
 //! - `request`: the requests it answers, and their all-failed answers.
+//! - `output`: what it asks of its shell (responses, appends).
 //! - `records`: Kafka's `__consumer_offsets` key/value schemas (bytes from disk are hostile).
 
 pub mod classic;
@@ -14,6 +15,7 @@ pub mod consumer;
 pub mod coordinator;
 mod modern;
 pub mod offsets;
+mod output;
 pub mod records;
 mod request;
 
