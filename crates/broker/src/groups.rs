@@ -1,383 +1,486 @@
-//! The async shell around the sans-IO group coordinator: it owns the clock, the timer, the
-//! `__consumer_offsets` logs and the reply channels; the coordinator owns every decision.
+//! The group coordinator on the coordinator runtime: one `GroupCoordinator` shard per
+//! `__consumer_offsets` partition this broker leads, and the routing of group requests to
+//! them. A request about one group goes to the shard of the group's partition (Kafka's
+//! `partitionFor`); one about several groups is split by shard and the answers merged in the
+//! request's order; ListGroups asks every loaded shard.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::ResponseKind;
-use runnel_cluster::group::coordinator::{GroupCoordinator, GroupRequest, Output, RequestId};
-use runnel_cluster::group::ClientInfo;
-use runnel_cluster::group::{GroupConfig, Record};
-use runnel_protocol::batch::{encode_uncompressed_batch, BatchSpec, RecordSpec};
-use tokio::sync::{oneshot, Notify};
-
-use crate::replica::{AppendOrigin, AppendWait};
+use kafka_protocol::messages::*;
+use runnel_cluster::group::coordinator::{GroupCoordinator, GroupRequest};
+use runnel_cluster::group::{offsets_partition_for, ClientInfo, GroupConfig};
 use runnel_cluster::MetadataImage;
 
-use crate::clock::now_ms;
+use crate::coordinator_runtime::{CoordinatorEnv, CoordinatorRuntime};
 use crate::internal_topics::OFFSETS_TOPIC;
 use crate::replica::ReplicaManager;
 
-/// What the coordinator shell needs of the broker: the metadata image (topics and their
-/// registrations) and the replica layer (appends, and reads when replaying).
-pub trait GroupsEnv: Send + Sync + 'static {
-    fn image(&self) -> Arc<MetadataImage>;
-    fn replicas(&self) -> &ReplicaManager;
-}
-
-/// Bytes read per step while replaying `__consumer_offsets` at startup.
-const REPLAY_READ_BYTES: usize = 1 << 20;
+pub use crate::coordinator_runtime::CoordinatorEnv as GroupsEnv;
 
 pub struct Groups {
-    /// The coordinator. A panic while it is held leaves its state half-changed, so a poisoned
-    /// lock fails the coordinator for good (every request answered COORDINATOR_NOT_AVAILABLE)
-    /// rather than serving that state.
-    coordinator: Mutex<GroupCoordinator>,
-    pending: Mutex<HashMap<RequestId, oneshot::Sender<ResponseKind>>>,
-    /// Appends waiting for their group-commit round (fsync mode), in the order they went into
-    /// the log. Their records are applied to the coordinator (`on_committed`) and their
-    /// responses sent strictly in that order, whatever order the rounds' waiters wake in.
-    /// Bounded like the partitions' own group-commit queues: one entry per request or timer
-    /// decision in flight.
-    appending: Mutex<VecDeque<InFlightAppend>>,
-    next_id: AtomicU64,
-    /// Wakes the timer task when a request may have moved the next deadline.
-    timer: Notify,
+    runtime: Arc<CoordinatorRuntime<GroupCoordinator>>,
     pub config: GroupConfig,
 }
 
-/// An append to `__consumer_offsets` whose outcome is not applied yet.
-struct InFlightAppend {
-    /// Set once the append's fate is known: committed (`true`) or failed.
-    committed: Arc<OnceLock<bool>>,
-    records: Vec<Record>,
-    on_success: Vec<(RequestId, ResponseKind)>,
-    on_failure: Vec<(RequestId, ResponseKind)>,
+/// Where a request goes.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "lives on the stack for one request; boxing would allocate per request"
+)]
+enum Route {
+    /// One group: the shard of its partition.
+    One(i32, GroupRequest),
+    /// Several groups: one sub-request per shard, with the positions of its groups in the
+    /// original request.
+    Split(Vec<(i32, GroupRequest, Vec<usize>)>),
+    /// Every loaded shard (ListGroups).
+    All(ListGroupsRequest),
 }
 
 impl Groups {
     pub fn new(config: GroupConfig) -> Groups {
+        let shard_config = config.clone();
         Groups {
-            coordinator: Mutex::new(GroupCoordinator::new(config.clone())),
-            pending: Mutex::new(HashMap::new()),
-            appending: Mutex::new(VecDeque::new()),
-            next_id: AtomicU64::new(1),
-            timer: Notify::new(),
+            runtime: Arc::new(CoordinatorRuntime::new(
+                "group coordinator",
+                OFFSETS_TOPIC,
+                move |_partition, image: &MetadataImage| {
+                    // Groups hash over the partitions the topic has, whatever the config says
+                    // now (Kafka reads the count from the existing topic too).
+                    let partitions = image
+                        .topic(OFFSETS_TOPIC)
+                        .and_then(|t| i32::try_from(t.partitions).ok())
+                        .unwrap_or(shard_config.offsets_topic_num_partitions);
+                    GroupCoordinator::new(GroupConfig {
+                        offsets_topic_num_partitions: partitions,
+                        ..shard_config.clone()
+                    })
+                },
+            )),
             config,
         }
     }
 
-    /// The coordinator, or `None` once a panic poisoned it (see the field).
-    fn lock(&self) -> Option<MutexGuard<'_, GroupCoordinator>> {
-        match self.coordinator.lock() {
-            Ok(guard) => Some(guard),
-            Err(_) => {
-                tracing::error!("the group coordinator failed (a panic while it was held); refusing group requests until restart");
-                None
+    /// Loads the shard of every `__consumer_offsets` partition `node_id` leads (startup, and
+    /// when the topic is created).
+    pub fn load_led(
+        &self,
+        node_id: i32,
+        image: &MetadataImage,
+        replicas: &ReplicaManager,
+    ) -> anyhow::Result<()> {
+        let Some(topic) = image.topic(OFFSETS_TOPIC) else {
+            return Ok(());
+        };
+        for partition in 0..i32::try_from(topic.partitions).unwrap_or(i32::MAX) {
+            if topic
+                .registration(partition)
+                .is_some_and(|r| r.leader == node_id)
+            {
+                self.runtime.load(partition, image, replicas)?;
             }
         }
+        tracing::info!(
+            shards = self.runtime.loaded().len(),
+            "group coordinator shards loaded from __consumer_offsets"
+        );
+        Ok(())
     }
 
-    /// Hands a request to the coordinator and waits for its response, which may come later
-    /// (a JoinGroup waits for the rebalance; a write waits for its append).
-    pub async fn call<E: GroupsEnv + ?Sized>(
+    /// Loads (or reloads) the shard of `partition` from its log.
+    pub fn load(
+        &self,
+        partition: i32,
+        image: &MetadataImage,
+        replicas: &ReplicaManager,
+    ) -> anyhow::Result<()> {
+        self.runtime.load(partition, image, replicas)
+    }
+
+    /// Stops serving the shard of `partition` (leadership moved away).
+    pub fn unload(&self, partition: i32) {
+        self.runtime.unload(partition);
+    }
+
+    /// Runs the shards' timers (session expiry, rebalance and join delays, offsets retention).
+    pub async fn run_timers<E: CoordinatorEnv>(self: Arc<Self>, env: Arc<E>) {
+        Arc::clone(&self.runtime).run_timers(env).await;
+    }
+
+    /// Answers a group request. `None`: a shard failed or unloaded while the request waited;
+    /// the connection should close.
+    pub async fn call<E: CoordinatorEnv + ?Sized>(
         self: &Arc<Self>,
-        broker: &E,
+        env: &E,
         version: i16,
         client: &ClientInfo,
         request: GroupRequest,
     ) -> Option<ResponseKind> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
-        {
-            let image = broker.image();
-            let Some(mut coordinator) = self.lock() else {
-                return Some(
-                    request.error_response(version, ResponseError::CoordinatorNotAvailable.code()),
-                );
-            };
-            self.pending
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(id, tx);
-            let outputs = coordinator.handle_from(id, version, client, request, now_ms(), &*image);
-            // Outputs are applied under the coordinator lock so the log holds records in the
-            // order the coordinator decided them.
-            self.apply(broker, &mut coordinator, outputs);
-        }
-        self.timer.notify_one();
-        rx.await.ok()
-    }
-
-    /// Runs timers (session expiry, rebalance and join delays, offsets retention) until the
-    /// coordinator fails.
-    pub async fn run_timers<E: GroupsEnv>(self: Arc<Self>, broker: Arc<E>) {
-        loop {
-            let Some(next) = self.lock().map(|c| c.next_deadline_ms()) else {
-                return;
-            };
-            let wait = match next {
-                Some(deadline) => {
-                    Duration::from_millis(u64::try_from(deadline - now_ms()).unwrap_or(0))
-                }
-                None => Duration::from_secs(3600),
-            };
-            let notified = self.timer.notified();
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = notified => continue,
+        let partitions = env
+            .image()
+            .topic(OFFSETS_TOPIC)
+            .and_then(|t| i32::try_from(t.partitions).ok());
+        let Some(partitions) = partitions else {
+            return Some(
+                request.error_response(version, ResponseError::CoordinatorNotAvailable.code()),
+            );
+        };
+        match route(request, version, partitions) {
+            Route::One(partition, request) => {
+                self.runtime
+                    .call(env, partition, version, client, request)
+                    .await
             }
-            let image = broker.image();
-            let Some(mut coordinator) = self.lock() else {
-                return;
-            };
-            let outputs = coordinator.tick(now_ms(), &*image);
-            self.apply(&*broker, &mut coordinator, outputs);
-        }
-    }
-
-    fn send(&self, id: RequestId, response: ResponseKind) {
-        let sender = self
-            .pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&id);
-        if let Some(sender) = sender {
-            // The client may have gone away; its response is simply dropped.
-            let _ = sender.send(response);
-        }
-    }
-
-    /// Carries out the coordinator's outputs: responses go out, records go to the log through
-    /// the replica layer, and each append's responses wait for it to be committed.
-    fn apply<E: GroupsEnv + ?Sized>(
-        self: &Arc<Self>,
-        broker: &E,
-        coordinator: &mut GroupCoordinator,
-        outputs: Vec<Output>,
-    ) {
-        for output in outputs {
-            match output {
-                Output::Respond(id, response) => self.send(id, response),
-                Output::Append {
-                    partition,
-                    records,
-                    on_success,
-                    on_failure,
-                } => {
-                    let committed = Arc::new(OnceLock::new());
-                    match append_records(broker, partition, &records) {
-                        Ok(AppendWait::Done(outcome)) => {
-                            let ok = outcome
-                                .inspect_err(|e| tracing::error!(partition, error = %e, "appending to __consumer_offsets failed"))
-                                .is_ok();
-                            let _ = committed.set(ok);
-                        }
-                        Ok(wait @ AppendWait::Pending(_)) => {
-                            let groups = Arc::clone(self);
-                            let slot = Arc::clone(&committed);
-                            tokio::spawn(async move {
-                                let ok = wait
-                                    .wait()
-                                    .await
-                                    .inspect_err(|e| tracing::error!(partition, error = %e, "appending to __consumer_offsets failed"))
-                                    .is_ok();
-                                let _ = slot.set(ok);
-                                groups.finish_appends(None);
-                            });
-                        }
-                        Err(e) => {
-                            tracing::error!(partition, error = %e, "appending to __consumer_offsets failed");
-                            let _ = committed.set(false);
-                        }
+            Route::Split(parts) => {
+                let mut answers = Vec::with_capacity(parts.len());
+                for (partition, request, positions) in parts {
+                    let answer = self
+                        .runtime
+                        .call(env, partition, version, client, request)
+                        .await?;
+                    answers.push((answer, positions));
+                }
+                Some(merge(answers))
+            }
+            Route::All(request) => {
+                let mut merged = ListGroupsResponse::default();
+                for partition in self.runtime.loaded() {
+                    let answer = self
+                        .runtime
+                        .call(
+                            env,
+                            partition,
+                            version,
+                            client,
+                            GroupRequest::ListGroups(request.clone()),
+                        )
+                        .await?;
+                    let ResponseKind::ListGroups(r) = answer else {
+                        continue;
+                    };
+                    // A shard unloaded meanwhile answers NOT_COORDINATOR: its groups are
+                    // another broker's now (Kafka skips them too).
+                    if r.error_code == ResponseError::NotCoordinator.code() {
+                        continue;
                     }
-                    self.appending
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .push_back(InFlightAppend {
-                            committed,
-                            records,
-                            on_success,
-                            on_failure,
-                        });
-                    self.finish_appends(Some(coordinator));
+                    if merged.error_code == 0 {
+                        merged.error_code = r.error_code;
+                    }
+                    merged.groups.extend(r.groups);
                 }
+                Some(ResponseKind::ListGroups(merged))
             }
         }
-    }
-
-    /// Applies, in log order, every append at the head of the queue whose fate is known:
-    /// committed records reach the coordinator (`on_committed`) and then their responses go
-    /// out; failed ones answer with their failure responses. `coordinator` is the caller's
-    /// guard when it holds one (lock order: coordinator, then the queue).
-    fn finish_appends(&self, coordinator: Option<&mut GroupCoordinator>) {
-        let mut guard;
-        let mut coordinator = match coordinator {
-            Some(c) => Some(c),
-            None => {
-                guard = self.lock();
-                guard.as_deref_mut()
-            }
-        };
-        let mut appending = self.appending.lock().unwrap_or_else(|e| e.into_inner());
-        while let Some(&ok) = appending.front().and_then(|a| a.committed.get()) {
-            let Some(done) = appending.pop_front() else {
-                break;
-            };
-            let responses = match (&mut coordinator, ok) {
-                (Some(coordinator), true) => {
-                    coordinator.on_committed(&done.records);
-                    done.on_success
-                }
-                // Failed, or committed while the coordinator has failed: nothing it decided
-                // can be trusted to have taken effect.
-                _ => done.on_failure,
-            };
-            for (id, response) in responses {
-                self.send(id, response);
-            }
-        }
-    }
-
-    /// Rebuilds group state from `__consumer_offsets` (all partitions, in log order).
-    pub fn replay<E: GroupsEnv + ?Sized>(&self, broker: &E) -> anyhow::Result<()> {
-        let image = broker.image();
-        let Some(topic) = image.topic(OFFSETS_TOPIC) else {
-            return Ok(());
-        };
-        let mut coordinator = self
-            .lock()
-            .ok_or_else(|| anyhow::anyhow!("the group coordinator failed"))?;
-        let mut records = 0u64;
-        for index in 0..topic.partitions as i32 {
-            let Some(partition) = broker.replicas().partition(&topic.topic_id, index) else {
-                continue;
-            };
-            let log = partition.lock_log();
-            let mut offset = log.log_start_offset();
-            let end = log.high_watermark();
-            while offset < end {
-                let bytes = log.read(offset, REPLAY_READ_BYTES, end, true)?;
-                if bytes.is_empty() {
-                    break;
-                }
-                let mut next = offset;
-                runnel_protocol::batch::for_each_stored_record(
-                    &bytes,
-                    |record_offset, key, value| {
-                        next = record_offset + 1;
-                        if let Some(key) = key {
-                            if let Err(e) = coordinator.replay(key, value) {
-                                tracing::warn!(partition = index, offset = record_offset, error = %e, "skipping unreadable __consumer_offsets record");
-                            }
-                            records += 1;
-                        }
-                    },
-                )?;
-                if next <= offset {
-                    break;
-                }
-                offset = next;
-            }
-        }
-        coordinator.finish_replay(now_ms());
-        tracing::info!(records, "group state replayed from __consumer_offsets");
-        Ok(())
     }
 }
 
-/// Appends one uncompressed batch of records to a `__consumer_offsets` partition through the
-/// replica layer, as the group coordinator's write (durable as the partition's policy says).
-fn append_records<E: GroupsEnv + ?Sized>(
-    broker: &E,
-    partition: i32,
-    records: &[Record],
-) -> anyhow::Result<AppendWait> {
-    assert!(
-        !records.is_empty(),
-        "the coordinator appends no empty batches"
-    );
-    let image = broker.image();
-    let topic = image
-        .topic(OFFSETS_TOPIC)
-        .ok_or_else(|| anyhow::anyhow!("{OFFSETS_TOPIC} does not exist"))?;
-    let partition = broker
-        .replicas()
-        .partition(&topic.topic_id, partition)
-        .ok_or_else(|| anyhow::anyhow!("{OFFSETS_TOPIC}-{partition} is not open"))?;
-    let spec = BatchSpec {
-        base_timestamp: now_ms(),
-        records: records
-            .iter()
-            .map(|(key, value)| RecordSpec {
-                timestamp_delta: 0,
-                key: Some(key.as_ref()),
-                value: value.as_ref().map(Bytes::as_ref),
-                headers: vec![],
-            })
-            .collect(),
-        ..Default::default()
+/// Splits a multi-group list by shard, keeping each group's position.
+fn by_partition<T>(
+    items: &[T],
+    partitions: i32,
+    id: impl Fn(&T) -> &str,
+) -> BTreeMap<i32, Vec<usize>> {
+    let mut split: BTreeMap<i32, Vec<usize>> = BTreeMap::new();
+    for (i, item) in items.iter().enumerate() {
+        split
+            .entry(offsets_partition_for(id(item), partitions))
+            .or_default()
+            .push(i);
+    }
+    split
+}
+
+/// Where `request` goes.
+fn route(request: GroupRequest, version: i16, partitions: i32) -> Route {
+    let one = |group: &str| offsets_partition_for(group, partitions);
+    match request {
+        GroupRequest::JoinGroup(ref r) => Route::One(one(&r.group_id), request),
+        GroupRequest::SyncGroup(ref r) => Route::One(one(&r.group_id), request),
+        GroupRequest::Heartbeat(ref r) => Route::One(one(&r.group_id), request),
+        GroupRequest::LeaveGroup(ref r) => Route::One(one(&r.group_id), request),
+        GroupRequest::OffsetCommit(ref r) => Route::One(one(&r.group_id), request),
+        GroupRequest::OffsetDelete(ref r) => Route::One(one(&r.group_id), request),
+        GroupRequest::ConsumerGroupHeartbeat(ref r) => Route::One(one(&r.group_id), request),
+        GroupRequest::OffsetFetch(ref r) if version < 8 => Route::One(one(&r.group_id), request),
+        GroupRequest::OffsetFetch(r) => Route::Split(
+            by_partition(&r.groups, partitions, |g| g.group_id.as_str())
+                .into_iter()
+                .map(|(p, positions)| {
+                    let groups = positions.iter().map(|&i| r.groups[i].clone()).collect();
+                    let sub = r.clone().with_groups(groups);
+                    (p, GroupRequest::OffsetFetch(sub), positions)
+                })
+                .collect(),
+        ),
+        GroupRequest::DescribeGroups(r) => Route::Split(
+            by_partition(&r.groups, partitions, |g| g.as_str())
+                .into_iter()
+                .map(|(p, positions)| {
+                    let groups = positions.iter().map(|&i| r.groups[i].clone()).collect();
+                    let sub = r.clone().with_groups(groups);
+                    (p, GroupRequest::DescribeGroups(sub), positions)
+                })
+                .collect(),
+        ),
+        GroupRequest::DeleteGroups(r) => Route::Split(
+            by_partition(&r.groups_names, partitions, |g| g.as_str())
+                .into_iter()
+                .map(|(p, positions)| {
+                    let groups = positions
+                        .iter()
+                        .map(|&i| r.groups_names[i].clone())
+                        .collect();
+                    let sub = r.clone().with_groups_names(groups);
+                    (p, GroupRequest::DeleteGroups(sub), positions)
+                })
+                .collect(),
+        ),
+        GroupRequest::ConsumerGroupDescribe(r) => Route::Split(
+            by_partition(&r.group_ids, partitions, |g| g.as_str())
+                .into_iter()
+                .map(|(p, positions)| {
+                    let groups = positions.iter().map(|&i| r.group_ids[i].clone()).collect();
+                    let sub = r.clone().with_group_ids(groups);
+                    (p, GroupRequest::ConsumerGroupDescribe(sub), positions)
+                })
+                .collect(),
+        ),
+        GroupRequest::ListGroups(r) => Route::All(r),
+    }
+}
+
+/// Puts the per-group entries of split answers back in the request's order.
+fn in_order<T>(parts: Vec<(Vec<T>, Vec<usize>)>) -> Vec<T> {
+    let mut placed: Vec<(usize, T)> = parts
+        .into_iter()
+        .flat_map(|(entries, positions)| {
+            assert_eq!(
+                entries.len(),
+                positions.len(),
+                "a shard answers every group it was asked about"
+            );
+            positions.into_iter().zip(entries)
+        })
+        .collect();
+    placed.sort_by_key(|(i, _)| *i);
+    placed.into_iter().map(|(_, entry)| entry).collect()
+}
+
+/// Merges the answers of a split request (all of one API).
+fn merge(answers: Vec<(ResponseKind, Vec<usize>)>) -> ResponseKind {
+    let Some((first, _)) = answers.first() else {
+        // An empty group list: an empty answer of any kind would do; callers never split
+        // nothing (the coordinator would answer an empty list with an empty answer).
+        return ResponseKind::DescribeGroups(DescribeGroupsResponse::default());
     };
-    let batch = Bytes::from(encode_uncompressed_batch(&spec));
-    broker
-        .replicas()
-        .append_records(&partition, AppendOrigin::Coordinator, -1, batch)
-        .map_err(|refused| anyhow::anyhow!("append refused with error {}", refused.code))
+    match first {
+        ResponseKind::OffsetFetch(_) => {
+            let parts = answers
+                .into_iter()
+                .filter_map(|(a, p)| match a {
+                    ResponseKind::OffsetFetch(r) => Some((r.groups, p)),
+                    _ => None,
+                })
+                .collect();
+            ResponseKind::OffsetFetch(OffsetFetchResponse::default().with_groups(in_order(parts)))
+        }
+        ResponseKind::DescribeGroups(_) => {
+            let parts = answers
+                .into_iter()
+                .filter_map(|(a, p)| match a {
+                    ResponseKind::DescribeGroups(r) => Some((r.groups, p)),
+                    _ => None,
+                })
+                .collect();
+            ResponseKind::DescribeGroups(
+                DescribeGroupsResponse::default().with_groups(in_order(parts)),
+            )
+        }
+        ResponseKind::DeleteGroups(_) => {
+            let parts = answers
+                .into_iter()
+                .filter_map(|(a, p)| match a {
+                    ResponseKind::DeleteGroups(r) => Some((r.results, p)),
+                    _ => None,
+                })
+                .collect();
+            ResponseKind::DeleteGroups(
+                DeleteGroupsResponse::default().with_results(in_order(parts)),
+            )
+        }
+        ResponseKind::ConsumerGroupDescribe(_) => {
+            let parts = answers
+                .into_iter()
+                .filter_map(|(a, p)| match a {
+                    ResponseKind::ConsumerGroupDescribe(r) => Some((r.groups, p)),
+                    _ => None,
+                })
+                .collect();
+            ResponseKind::ConsumerGroupDescribe(
+                ConsumerGroupDescribeResponse::default().with_groups(in_order(parts)),
+            )
+        }
+        other => unreachable!("only multi-group APIs are split, not {other:?}"),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::state::Broker;
-    use kafka_protocol::messages::{GroupId, ListGroupsRequest, OffsetFetchRequest};
     use kafka_protocol::protocol::StrBytes;
 
-    // Proves a coordinator poisoned by a panic is never served again: requests are answered
-    // COORDINATOR_NOT_AVAILABLE (the poisoned state used to be taken and served as is).
-    #[tokio::test]
-    async fn a_poisoned_coordinator_answers_coordinator_not_available() {
-        let dir = tempfile::tempdir().unwrap();
+    fn gid(s: &str) -> GroupId {
+        GroupId(StrBytes::from_string(s.to_owned()))
+    }
+
+    async fn broker(dir: &std::path::Path) -> Arc<Broker> {
         let config = crate::config::BrokerConfig {
-            data_dir: dir.path().to_path_buf(),
+            data_dir: dir.to_path_buf(),
             ..Default::default()
         };
         let broker = Broker::open(config, ("localhost".into(), 9092)).unwrap();
-        let groups = Arc::clone(&broker.groups);
-        let list = || GroupRequest::ListGroups(ListGroupsRequest::default());
-        let Some(ResponseKind::ListGroups(r)) = groups
-            .call(&*broker, 4, &ClientInfo::default(), list())
-            .await
-        else {
-            panic!("no ListGroups answer");
-        };
-        assert_eq!(r.error_code, 0);
-        let poisoner = Arc::clone(&groups);
-        std::thread::spawn(move || {
-            let _held = poisoner.coordinator.lock();
-            panic!("a bug while the coordinator is held");
-        })
-        .join()
-        .unwrap_err();
-        let Some(ResponseKind::ListGroups(r)) = groups
-            .call(&*broker, 4, &ClientInfo::default(), list())
-            .await
-        else {
-            panic!("no ListGroups answer");
-        };
-        assert_eq!(r.error_code, ResponseError::CoordinatorNotAvailable.code());
-        let fetch = GroupRequest::OffsetFetch(
-            OffsetFetchRequest::default().with_group_id(GroupId(StrBytes::from_static_str("g"))),
+        broker.ensure_offsets_topic().unwrap();
+        broker
+    }
+
+    /// Two group ids whose `__consumer_offsets` partitions differ.
+    fn groups_on_two_shards() -> (String, String, i32, i32) {
+        let a = "group-a".to_string();
+        let pa = offsets_partition_for(&a, 50);
+        let b = (0..)
+            .map(|i| format!("group-{i}"))
+            .find(|g| offsets_partition_for(g, 50) != pa)
+            .unwrap();
+        let pb = offsets_partition_for(&b, 50);
+        (a, b, pa, pb)
+    }
+
+    async fn commit(broker: &Arc<Broker>, group: &str) -> i16 {
+        let topic = broker.image().topic("t").unwrap().name.clone();
+        let request = GroupRequest::OffsetCommit(
+            OffsetCommitRequest::default()
+                .with_group_id(gid(group))
+                .with_generation_id_or_member_epoch(-1)
+                .with_topics(vec![
+                    offset_commit_request::OffsetCommitRequestTopic::default()
+                        .with_name(TopicName(StrBytes::from_string(topic)))
+                        .with_partitions(vec![
+                            offset_commit_request::OffsetCommitRequestPartition::default()
+                                .with_committed_offset(3),
+                        ]),
+                ]),
         );
-        let Some(ResponseKind::OffsetFetch(r)) = groups
+        let Some(ResponseKind::OffsetCommit(r)) = broker
+            .groups
+            .call(&**broker, 8, &ClientInfo::default(), request)
+            .await
+        else {
+            panic!("no OffsetCommit answer");
+        };
+        r.topics[0].partitions[0].error_code
+    }
+
+    async fn describe(broker: &Arc<Broker>, groups: &[&str]) -> Vec<(String, i16)> {
+        let request = GroupRequest::DescribeGroups(
+            DescribeGroupsRequest::default().with_groups(groups.iter().map(|g| gid(g)).collect()),
+        );
+        let Some(ResponseKind::DescribeGroups(r)) = broker
+            .groups
+            .call(&**broker, 5, &ClientInfo::default(), request)
+            .await
+        else {
+            panic!("no DescribeGroups answer");
+        };
+        r.groups
+            .iter()
+            .map(|g| (g.group_id.to_string(), g.error_code))
+            .collect()
+    }
+
+    // Proves requests about groups on different shards are split and answered in the
+    // request's order, and ListGroups gathers every shard's groups.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn multi_group_requests_span_shards_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = broker(dir.path()).await;
+        broker
+            .create_topic("t", 1, 1, Default::default(), false)
+            .unwrap();
+        let (a, b, pa, pb) = groups_on_two_shards();
+        assert_ne!(pa, pb);
+        assert_eq!(commit(&broker, &a).await, 0);
+        assert_eq!(commit(&broker, &b).await, 0);
+        let described = describe(&broker, &[&b, "missing", &a]).await;
+        let names: Vec<&str> = described.iter().map(|(g, _)| g.as_str()).collect();
+        assert_eq!(names, vec![b.as_str(), "missing", a.as_str()]);
+        let Some(ResponseKind::ListGroups(listed)) = broker
+            .groups
+            .call(
+                &*broker,
+                4,
+                &ClientInfo::default(),
+                GroupRequest::ListGroups(ListGroupsRequest::default()),
+            )
+            .await
+        else {
+            panic!("no ListGroups answer");
+        };
+        let mut ids: Vec<String> = listed
+            .groups
+            .iter()
+            .map(|g| g.group_id.to_string())
+            .collect();
+        ids.sort();
+        let mut expected = vec![a.clone(), b.clone()];
+        expected.sort();
+        assert_eq!(ids, expected);
+    }
+
+    // Proves a shard poisoned by a panic is never served again (COORDINATOR_NOT_AVAILABLE, the
+    // poisoned state used to be served as is) while the other shards go on, and an unloaded
+    // shard answers NOT_COORDINATOR.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_shard_is_refused_alone_and_an_unloaded_one_is_not_ours() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = broker(dir.path()).await;
+        broker
+            .create_topic("t", 1, 1, Default::default(), false)
+            .unwrap();
+        let (a, b, pa, pb) = groups_on_two_shards();
+        let runtime = Arc::clone(&broker.groups.runtime);
+        let poisoned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            runtime.with_engine(pa, |_| panic!("a bug while the shard is held"));
+        }));
+        assert!(poisoned.is_err());
+        assert_eq!(
+            commit(&broker, &a).await,
+            ResponseError::CoordinatorNotAvailable.code()
+        );
+        assert_eq!(commit(&broker, &b).await, 0);
+        broker.groups.unload(pb);
+        assert_eq!(
+            commit(&broker, &b).await,
+            ResponseError::NotCoordinator.code()
+        );
+        let image = broker.image();
+        broker.groups.load(pb, &image, &broker.replicas).unwrap();
+        assert_eq!(commit(&broker, &b).await, 0);
+        // The reloaded shard replayed the earlier commit.
+        let fetch = GroupRequest::OffsetFetch(
+            OffsetFetchRequest::default()
+                .with_group_id(gid(&b))
+                .with_topics(None),
+        );
+        let Some(ResponseKind::OffsetFetch(r)) = broker
+            .groups
             .call(&*broker, 7, &ClientInfo::default(), fetch)
             .await
         else {
             panic!("no OffsetFetch answer");
         };
-        assert_eq!(r.error_code, ResponseError::CoordinatorNotAvailable.code());
+        assert_eq!(r.topics[0].partitions[0].committed_offset, 3);
     }
 }

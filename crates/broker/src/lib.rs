@@ -6,6 +6,7 @@ pub mod clock;
 pub mod config;
 pub mod connection;
 pub mod context;
+pub mod coordinator_runtime;
 pub mod durability;
 pub mod errors;
 pub mod fetch_session;

@@ -125,8 +125,8 @@ impl Broker {
         );
         broker
             .groups
-            .replay(&broker)
-            .context("replaying __consumer_offsets")?;
+            .load_led(node_id, &image, &broker.replicas)
+            .context("loading the group coordinator from __consumer_offsets")?;
         Ok(Arc::new(broker))
     }
 
@@ -273,7 +273,7 @@ impl Broker {
 }
 
 /// The group coordinator shell reads the image and appends through the replica layer.
-impl crate::groups::GroupsEnv for Broker {
+impl crate::coordinator_runtime::CoordinatorEnv for Broker {
     fn image(&self) -> Arc<MetadataImage> {
         self.metadata.image()
     }
@@ -287,8 +287,10 @@ impl Broker {
     /// The metadata publisher over this broker's partitions.
     fn publisher(&self) -> Publisher<'_> {
         Publisher {
+            node_id: self.node_id(),
             replicas: &self.replicas,
             metadata: &self.metadata,
+            groups: &self.groups,
             data_dir: &self.data_dir,
             topic_defaults: &self.topic_defaults_raw,
         }

@@ -12,6 +12,7 @@ pub mod error;
 pub mod fuzzing;
 pub mod group;
 pub mod metadata;
+pub mod shard;
 pub mod topic_config;
 
 pub use controller::{Command, ControllerEngine};

@@ -18,13 +18,19 @@ use runnel_cluster::topic_config;
 use runnel_storage::{LogConfig, PartitionLog, StorageError, TimestampType};
 
 use super::MetadataManager;
+use crate::groups::Groups;
+use crate::internal_topics::OFFSETS_TOPIC;
 use crate::replica::{Partition, PartitionSettings, ReplicaManager};
 
 /// What the publisher acts on: the replica layer, the driver (to install images), the data
 /// directory, and the broker-level topic defaults.
 pub struct Publisher<'a> {
+    /// This broker.
+    pub node_id: i32,
     pub replicas: &'a ReplicaManager,
     pub metadata: &'a MetadataManager,
+    /// The group coordinator, whose shards follow the leadership of `__consumer_offsets`.
+    pub groups: &'a Groups,
     pub data_dir: &'a Path,
     pub topic_defaults: &'a BTreeMap<String, String>,
 }
@@ -41,6 +47,7 @@ impl Publisher<'_> {
                 }
             }
         }
+        self.load_coordinator_shards(image, delta);
         self.metadata.install(Arc::clone(image));
         for topic in &delta.deleted_topics {
             self.remove_topic(topic);
@@ -57,6 +64,35 @@ impl Publisher<'_> {
                     }
                 }
                 tracing::info!(topic = %topic.name, "topic configs applied to its partitions");
+            }
+        }
+    }
+
+    /// Loads the group coordinator's shards of `__consumer_offsets` partitions this broker now
+    /// leads (the topic was created, or a registration names this broker) and unloads those it
+    /// no longer leads.
+    fn load_coordinator_shards(&self, image: &MetadataImage, delta: &MetadataDelta) {
+        let Some(topic) = image.topic(OFFSETS_TOPIC) else {
+            return;
+        };
+        let created = delta.created_topics.contains(&topic.topic_id);
+        for partition in 0..i32::try_from(topic.partitions).unwrap_or(i32::MAX) {
+            let changed = created
+                || delta
+                    .changed_partitions
+                    .contains(&(topic.topic_id, partition));
+            if !changed {
+                continue;
+            }
+            let leads = topic
+                .registration(partition)
+                .is_some_and(|r| r.leader == self.node_id);
+            if leads {
+                if let Err(e) = self.groups.load(partition, image, self.replicas) {
+                    tracing::error!(partition, error = %e, "loading a group coordinator shard");
+                }
+            } else {
+                self.groups.unload(partition);
             }
         }
     }

@@ -1315,3 +1315,45 @@ fn append_only(partition: i32, records: Vec<Record>) -> Output {
         on_failure: Vec::new(),
     }
 }
+
+/// The group coordinator is the shard engine of `__consumer_offsets`: one instance per
+/// partition, holding the groups that hash to it.
+impl crate::shard::CoordinatorShard for GroupCoordinator {
+    type Request = GroupRequest;
+
+    fn handle(
+        &mut self,
+        id: RequestId,
+        version: i16,
+        client: &ClientInfo,
+        request: GroupRequest,
+        now_ms: i64,
+        topics: &dyn TopicView,
+    ) -> Vec<Output> {
+        self.handle_from(id, version, client, request, now_ms, topics)
+    }
+
+    fn tick(&mut self, now_ms: i64, topics: &dyn TopicView) -> Vec<Output> {
+        GroupCoordinator::tick(self, now_ms, topics)
+    }
+
+    fn next_deadline_ms(&self) -> Option<i64> {
+        GroupCoordinator::next_deadline_ms(self)
+    }
+
+    fn replay(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), String> {
+        GroupCoordinator::replay(self, key, value).map_err(|e| e.to_string())
+    }
+
+    fn finish_replay(&mut self, now_ms: i64) {
+        GroupCoordinator::finish_replay(self, now_ms);
+    }
+
+    fn on_committed(&mut self, records: &[Record]) {
+        GroupCoordinator::on_committed(self, records);
+    }
+
+    fn error_response(request: &GroupRequest, version: i16, code: i16) -> ResponseKind {
+        request.error_response(version, code)
+    }
+}

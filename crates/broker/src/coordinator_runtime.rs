@@ -1,0 +1,447 @@
+//! The coordinator runtime (Kafka's `CoordinatorRuntime`): runs the shards of a coordinator,
+//! one per partition of its internal topic that this broker leads.
+//!
+//! For each shard it loads state by replaying the partition's log, feeds it requests and clock
+//! ticks under the shard's own lock (shards never wait for each other), appends the records
+//! the shard asks for through the replica layer (so fsync mode and group commit apply to
+//! them), and only once an append is committed applies it to the shard (`on_committed`) and
+//! sends the responses that waited for it, in log order. Nothing is visible before its append
+//! succeeded.
+//!
+//! Loading and unloading are the hooks leadership moves use: a request for a partition whose
+//! shard is not loaded here is answered NOT_COORDINATOR (the client looks the coordinator up
+//! again), and a shard that panicked is failed for good (COORDINATOR_NOT_AVAILABLE) rather
+//! than served half-changed.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::ResponseKind;
+use runnel_cluster::group::{ClientInfo, Output, Record, RequestId};
+use runnel_cluster::shard::CoordinatorShard;
+use runnel_cluster::MetadataImage;
+use runnel_protocol::batch::{encode_uncompressed_batch, BatchSpec, RecordSpec};
+use tokio::sync::{oneshot, Notify};
+
+use crate::clock::now_ms;
+use crate::replica::{AppendOrigin, AppendWait, ReplicaManager};
+
+/// Bytes read per step while replaying a partition.
+const REPLAY_READ_BYTES: usize = 1 << 20;
+
+/// What the runtime needs of the broker: the metadata image (topics and their registrations)
+/// and the replica layer (appends, and reads while loading).
+pub trait CoordinatorEnv: Send + Sync + 'static {
+    fn image(&self) -> Arc<MetadataImage>;
+    fn replicas(&self) -> &ReplicaManager;
+}
+
+/// An append whose outcome is not applied yet.
+struct InFlightAppend {
+    /// Set once the append's fate is known: committed (`true`) or failed.
+    committed: Arc<OnceLock<bool>>,
+    records: Vec<Record>,
+    on_success: Vec<(RequestId, ResponseKind)>,
+    on_failure: Vec<(RequestId, ResponseKind)>,
+}
+
+/// One loaded shard.
+struct Shard<S> {
+    partition: i32,
+    /// The engine. A panic while it is held leaves its state half-changed, so a poisoned lock
+    /// fails the shard for good rather than serving that state.
+    engine: Mutex<S>,
+    /// Appends waiting for their group-commit round (fsync mode), in the order they went into
+    /// the log. Their records are applied and their responses sent strictly in that order,
+    /// whatever order the rounds' waiters wake in. Bounded like the partitions' own
+    /// group-commit queues: one entry per request or timer decision in flight.
+    appending: Mutex<VecDeque<InFlightAppend>>,
+    /// Callers waiting for their response, by request id. Dropped (their connections close)
+    /// when the shard fails or is unloaded.
+    pending: Mutex<HashMap<RequestId, oneshot::Sender<ResponseKind>>>,
+}
+
+impl<S> Shard<S> {
+    fn lock(&self, name: &str) -> Option<MutexGuard<'_, S>> {
+        match self.engine.lock() {
+            Ok(guard) => Some(guard),
+            Err(_) => {
+                tracing::error!(coordinator = name, partition = self.partition, "coordinator shard failed (a panic while it was held); refusing its requests until restart");
+                self.abandon_pending();
+                None
+            }
+        }
+    }
+
+    fn pending(&self) -> MutexGuard<'_, HashMap<RequestId, oneshot::Sender<ResponseKind>>> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Drops every waiting caller: nothing this shard decided for them can be trusted.
+    fn abandon_pending(&self) {
+        self.pending().clear();
+    }
+
+    fn send(&self, id: RequestId, response: ResponseKind) {
+        if let Some(sender) = self.pending().remove(&id) {
+            // The client may have gone away; its response is simply dropped.
+            let _ = sender.send(response);
+        }
+    }
+}
+
+/// Makes an empty shard of a partition.
+type ShardFactory<S> = Box<dyn Fn(i32, &MetadataImage) -> S + Send + Sync>;
+
+/// The shards of one coordinator.
+pub struct CoordinatorRuntime<S: CoordinatorShard> {
+    /// For logs ("group coordinator").
+    name: &'static str,
+    /// The internal topic whose partitions are the shards.
+    topic: &'static str,
+    /// Makes an empty shard for a partition, given the image (partition counts, say).
+    new_shard: ShardFactory<S>,
+    shards: RwLock<BTreeMap<i32, Arc<Shard<S>>>>,
+    next_id: AtomicU64,
+    /// Wakes the timer task when a request may have moved a deadline.
+    timer: Notify,
+}
+
+impl<S: CoordinatorShard> CoordinatorRuntime<S> {
+    pub fn new(
+        name: &'static str,
+        topic: &'static str,
+        new_shard: impl Fn(i32, &MetadataImage) -> S + Send + Sync + 'static,
+    ) -> CoordinatorRuntime<S> {
+        CoordinatorRuntime {
+            name,
+            topic,
+            new_shard: Box::new(new_shard),
+            shards: RwLock::new(BTreeMap::new()),
+            next_id: AtomicU64::new(1),
+            timer: Notify::new(),
+        }
+    }
+
+    fn shard(&self, partition: i32) -> Option<Arc<Shard<S>>> {
+        self.shards
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&partition)
+            .cloned()
+    }
+
+    /// The partitions whose shards are loaded.
+    pub fn loaded(&self) -> Vec<i32> {
+        self.shards
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .copied()
+            .collect()
+    }
+
+    /// Loads the shard of `partition` by replaying its log up to the high watermark, then
+    /// serves it. Called when this broker becomes the partition's leader (at startup, or when
+    /// the internal topic is created). Replacing a loaded shard reloads it.
+    pub fn load(
+        &self,
+        partition: i32,
+        image: &MetadataImage,
+        replicas: &ReplicaManager,
+    ) -> anyhow::Result<()> {
+        let topic = image
+            .topic(self.topic)
+            .ok_or_else(|| anyhow::anyhow!("{} does not exist", self.topic))?;
+        let log_partition = replicas
+            .partition(&topic.topic_id, partition)
+            .ok_or_else(|| anyhow::anyhow!("{}-{partition} is not open", self.topic))?;
+        let mut engine = (self.new_shard)(partition, image);
+        let mut records = 0u64;
+        {
+            let log = log_partition.lock_log();
+            let mut offset = log.log_start_offset();
+            let end = log.high_watermark();
+            while offset < end {
+                let bytes = log.read(offset, REPLAY_READ_BYTES, end, true)?;
+                if bytes.is_empty() {
+                    break;
+                }
+                let mut next = offset;
+                runnel_protocol::batch::for_each_stored_record(
+                    &bytes,
+                    |record_offset, key, value| {
+                        next = record_offset + 1;
+                        if let Some(key) = key {
+                            if let Err(e) = engine.replay(key, value) {
+                                tracing::warn!(topic = self.topic, partition, offset = record_offset, error = %e, "skipping unreadable record");
+                            }
+                            records += 1;
+                        }
+                    },
+                )?;
+                if next <= offset {
+                    break;
+                }
+                offset = next;
+            }
+        }
+        engine.finish_replay(now_ms());
+        tracing::debug!(coordinator = self.name, partition, records, "shard loaded");
+        self.shards
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                partition,
+                Arc::new(Shard {
+                    partition,
+                    engine: Mutex::new(engine),
+                    appending: Mutex::new(VecDeque::new()),
+                    pending: Mutex::new(HashMap::new()),
+                }),
+            );
+        self.timer.notify_one();
+        Ok(())
+    }
+
+    /// Stops serving the shard of `partition` (leadership moved away). Its requests are then
+    /// answered NOT_COORDINATOR; appends in flight still complete or fail on their own.
+    pub fn unload(&self, partition: i32) {
+        let removed = self
+            .shards
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&partition);
+        if let Some(shard) = removed {
+            shard.abandon_pending();
+        }
+    }
+
+    /// Hands a request to the shard of `partition` and waits for its response, which may come
+    /// later (a JoinGroup waits for its rebalance; a write waits for its append). `None`: the
+    /// shard failed or was unloaded while the request waited, and its caller should close the
+    /// connection (the client then looks the coordinator up again).
+    pub async fn call<E: CoordinatorEnv + ?Sized>(
+        self: &Arc<Self>,
+        env: &E,
+        partition: i32,
+        version: i16,
+        client: &ClientInfo,
+        request: S::Request,
+    ) -> Option<ResponseKind> {
+        let Some(shard) = self.shard(partition) else {
+            return Some(S::error_response(
+                &request,
+                version,
+                ResponseError::NotCoordinator.code(),
+            ));
+        };
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        {
+            let image = env.image();
+            let Some(mut engine) = shard.lock(self.name) else {
+                return Some(S::error_response(
+                    &request,
+                    version,
+                    ResponseError::CoordinatorNotAvailable.code(),
+                ));
+            };
+            shard.pending().insert(id, tx);
+            let outputs = engine.handle(id, version, client, request, now_ms(), &*image);
+            // Applied under the shard lock so the log holds records in the order the shard
+            // decided them.
+            self.apply(env, &shard, &mut engine, outputs);
+        }
+        self.timer.notify_one();
+        rx.await.ok()
+    }
+
+    /// Runs every loaded shard's timers forever.
+    pub async fn run_timers<E: CoordinatorEnv>(self: Arc<Self>, env: Arc<E>) {
+        loop {
+            let shards: Vec<Arc<Shard<S>>> = self
+                .shards
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .values()
+                .cloned()
+                .collect();
+            let next = shards
+                .iter()
+                .filter_map(|s| s.lock(self.name).and_then(|e| e.next_deadline_ms()))
+                .min();
+            let wait = match next {
+                Some(deadline) => {
+                    Duration::from_millis(u64::try_from(deadline - now_ms()).unwrap_or(0))
+                }
+                None => Duration::from_secs(3600),
+            };
+            let notified = self.timer.notified();
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = notified => continue,
+            }
+            let image = env.image();
+            let now = now_ms();
+            for shard in shards {
+                let Some(mut engine) = shard.lock(self.name) else {
+                    continue;
+                };
+                if engine.next_deadline_ms().is_some_and(|d| d <= now) {
+                    let outputs = engine.tick(now, &*image);
+                    self.apply(&*env, &shard, &mut engine, outputs);
+                }
+            }
+        }
+    }
+
+    /// Carries out a shard's outputs: responses go out, records go to the log through the
+    /// replica layer, and each append's responses wait for it to be committed.
+    fn apply<E: CoordinatorEnv + ?Sized>(
+        self: &Arc<Self>,
+        env: &E,
+        shard: &Arc<Shard<S>>,
+        engine: &mut S,
+        outputs: Vec<Output>,
+    ) {
+        for output in outputs {
+            match output {
+                Output::Respond(id, response) => shard.send(id, response),
+                Output::Append {
+                    partition,
+                    records,
+                    on_success,
+                    on_failure,
+                } => {
+                    assert_eq!(
+                        partition, shard.partition,
+                        "a shard appends to its own partition"
+                    );
+                    let committed = Arc::new(OnceLock::new());
+                    match self.append(env, partition, &records) {
+                        Ok(AppendWait::Done(outcome)) => {
+                            let ok = outcome
+                                .inspect_err(|e| tracing::error!(topic = self.topic, partition, error = %e, "coordinator append failed"))
+                                .is_ok();
+                            let _ = committed.set(ok);
+                        }
+                        Ok(wait @ AppendWait::Pending(_)) => {
+                            let runtime = Arc::clone(self);
+                            let waiting_shard = Arc::clone(shard);
+                            let slot = Arc::clone(&committed);
+                            let topic = self.topic;
+                            tokio::spawn(async move {
+                                let ok = wait
+                                    .wait()
+                                    .await
+                                    .inspect_err(|e| tracing::error!(topic, partition, error = %e, "coordinator append failed"))
+                                    .is_ok();
+                                let _ = slot.set(ok);
+                                runtime.finish_appends(&waiting_shard, None);
+                            });
+                        }
+                        Err(e) => {
+                            tracing::error!(topic = self.topic, partition, error = %e, "coordinator append failed");
+                            let _ = committed.set(false);
+                        }
+                    }
+                    shard
+                        .appending
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push_back(InFlightAppend {
+                            committed,
+                            records,
+                            on_success,
+                            on_failure,
+                        });
+                    self.finish_appends(shard, Some(engine));
+                }
+            }
+        }
+    }
+
+    /// Applies, in log order, every append at the head of the shard's queue whose fate is
+    /// known: committed records reach the engine (`on_committed`) and then their responses go
+    /// out; failed ones answer with their failure responses. `engine` is the caller's guard
+    /// when it holds one (lock order: engine, then the queue).
+    fn finish_appends(&self, shard: &Shard<S>, engine: Option<&mut S>) {
+        let mut guard;
+        let mut engine = match engine {
+            Some(e) => Some(e),
+            None => {
+                guard = shard.lock(self.name);
+                guard.as_deref_mut()
+            }
+        };
+        let mut appending = shard.appending.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some(&ok) = appending.front().and_then(|a| a.committed.get()) {
+            let Some(done) = appending.pop_front() else {
+                break;
+            };
+            let responses = match (&mut engine, ok) {
+                (Some(engine), true) => {
+                    engine.on_committed(&done.records);
+                    done.on_success
+                }
+                // Failed, or committed while the shard has failed: nothing it decided can be
+                // trusted to have taken effect.
+                _ => done.on_failure,
+            };
+            for (id, response) in responses {
+                shard.send(id, response);
+            }
+        }
+    }
+
+    /// Appends one uncompressed batch of records to the shard's partition through the replica
+    /// layer, as the coordinator's write (durable as the partition's policy says).
+    fn append<E: CoordinatorEnv + ?Sized>(
+        &self,
+        env: &E,
+        partition: i32,
+        records: &[Record],
+    ) -> anyhow::Result<AppendWait> {
+        assert!(!records.is_empty(), "coordinators append no empty batches");
+        let image = env.image();
+        let topic = image
+            .topic(self.topic)
+            .ok_or_else(|| anyhow::anyhow!("{} does not exist", self.topic))?;
+        let partition = env
+            .replicas()
+            .partition(&topic.topic_id, partition)
+            .ok_or_else(|| anyhow::anyhow!("{}-{partition} is not open", self.topic))?;
+        let spec = BatchSpec {
+            base_timestamp: now_ms(),
+            records: records
+                .iter()
+                .map(|(key, value)| RecordSpec {
+                    timestamp_delta: 0,
+                    key: Some(key.as_ref()),
+                    value: value.as_ref().map(Bytes::as_ref),
+                    headers: vec![],
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let batch = Bytes::from(encode_uncompressed_batch(&spec));
+        env.replicas()
+            .append_records(&partition, AppendOrigin::Coordinator, -1, batch)
+            .map_err(|refused| anyhow::anyhow!("append refused with error {}", refused.code))
+    }
+
+    /// Test hook: runs `f` with the shard's engine locked (to poison it, say).
+    #[cfg(test)]
+    pub(crate) fn with_engine(&self, partition: i32, f: impl FnOnce(&mut S)) {
+        if let Some(shard) = self.shard(partition) {
+            if let Ok(mut engine) = shard.engine.lock() {
+                f(&mut engine);
+            }
+        }
+    }
+}
