@@ -1,10 +1,10 @@
 //! Leader-epoch cache and its `leader-epoch-checkpoint` file (Kafka's `LeaderEpochFileCache`
 //! and `LeaderEpochCheckpointFile`): text, "0\n<count>\n<epoch> <startOffset>\n...".
 
-use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use crate::io::{read_whole_file, LogIo, OpenMode, WholeFile};
 use crate::StorageError;
 
 pub(crate) const CHECKPOINT_FILE: &str = "leader-epoch-checkpoint";
@@ -25,23 +25,25 @@ pub(crate) struct EpochCache {
     path: PathBuf,
     /// Written (tmp + rename) but not yet fsynced; `flush` syncs it.
     unsynced: bool,
+    /// The log's file backend.
+    io: Arc<dyn LogIo>,
 }
 
 impl EpochCache {
     /// Loads the checkpoint. A missing or malformed file yields an empty cache: recovery
     /// re-derives the entries from batch headers, so nothing is lost.
-    pub(crate) fn load(dir: &Path) -> EpochCache {
+    pub(crate) fn load(io: &Arc<dyn LogIo>, dir: &Path) -> EpochCache {
         let path = dir.join(CHECKPOINT_FILE);
-        let entries = fs::metadata(&path)
-            .ok()
-            .filter(|m| m.len() <= CHECKPOINT_BYTES_MAX)
-            .and_then(|_| fs::read_to_string(&path).ok())
-            .and_then(|text| parse(&text))
-            .unwrap_or_default();
+        let entries = match read_whole_file(&**io, &path, CHECKPOINT_BYTES_MAX) {
+            Ok(WholeFile::Bytes(bytes)) => std::str::from_utf8(&bytes).ok().and_then(parse),
+            _ => None,
+        }
+        .unwrap_or_default();
         EpochCache {
             entries,
             path,
             unsynced: false,
+            io: Arc::clone(io),
         }
     }
 
@@ -98,16 +100,17 @@ impl EpochCache {
             text.push_str(&format!("{} {}\n", e.epoch, e.start_offset));
         }
         let tmp = self.path.with_extension("tmp");
-        let mut file = fs::File::create(&tmp)?;
-        file.write_all(text.as_bytes())?;
-        fs::rename(&tmp, &self.path)?;
+        let file = self.io.open(&tmp, OpenMode::Truncate)?;
+        self.io.write_all_at(&file, text.as_bytes(), 0)?;
+        self.io.rename(&tmp, &self.path)?;
         self.unsynced = true;
         Ok(())
     }
 
     pub(crate) fn sync(&mut self) -> Result<(), StorageError> {
         if self.unsynced {
-            fs::File::open(&self.path)?.sync_all()?;
+            let file = self.io.open(&self.path, OpenMode::Read)?;
+            self.io.sync_all(&file)?;
             self.unsynced = false;
         }
         Ok(())
@@ -137,19 +140,25 @@ fn parse(text: &str) -> Option<Vec<EpochEntry>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::io::StdIo;
+    use std::fs;
+
+    fn std_io() -> Arc<dyn LogIo> {
+        Arc::new(StdIo)
+    }
 
     #[test]
     fn checkpoint_round_trips_in_kafka_text_format() {
         // assign() keeps epochs monotonic and the file reads "0\n<n>\n<epoch> <offset>" lines.
         let dir = tempfile::tempdir().unwrap();
-        let mut cache = EpochCache::load(dir.path());
+        let mut cache = EpochCache::load(&std_io(), dir.path());
         assert!(cache.assign(0, 0));
         assert!(!cache.assign(0, 5));
         assert!(cache.assign(3, 10));
         cache.write().unwrap();
         let text = fs::read_to_string(dir.path().join(CHECKPOINT_FILE)).unwrap();
         assert_eq!(text, "0\n2\n0 0\n3 10\n");
-        let loaded = EpochCache::load(dir.path());
+        let loaded = EpochCache::load(&std_io(), dir.path());
         assert_eq!(loaded.entries(), cache.entries());
         assert_eq!(loaded.epoch_for_offset(9), Some(0));
         assert_eq!(loaded.epoch_for_offset(10), Some(3));
@@ -160,8 +169,8 @@ mod tests {
         // A count that disagrees with the lines, or garbage, is ignored rather than trusted.
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join(CHECKPOINT_FILE), "0\n999999999\n1 0\n").unwrap();
-        assert!(EpochCache::load(dir.path()).entries().is_empty());
+        assert!(EpochCache::load(&std_io(), dir.path()).entries().is_empty());
         fs::write(dir.path().join(CHECKPOINT_FILE), "\u{0}\u{1}").unwrap();
-        assert!(EpochCache::load(dir.path()).entries().is_empty());
+        assert!(EpochCache::load(&std_io(), dir.path()).entries().is_empty());
     }
 }

@@ -51,13 +51,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io;
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, TryLockError};
 
+use crate::io::{IoFile, LogIo, OpenMode};
 use crate::StorageError;
 
 /// Budget of the process default (`FileBudget::process_default`), before clamping to half of the
@@ -265,14 +266,15 @@ impl FileBudget {
         self.lru().remove(id);
     }
 
-    /// Opens a handle that the caller drops before its call returns (inactive segments, file
-    /// creation), counted in `transient_files`.
+    /// Opens a handle through `io` that the caller drops before its call returns (inactive
+    /// segments, file creation), counted in `transient_files`.
     pub(crate) fn open_transient(
         &self,
-        options: &OpenOptions,
+        io: &dyn LogIo,
         path: &Path,
+        mode: OpenMode,
     ) -> io::Result<TransientFile<'_>> {
-        let file = options.open(path)?;
+        let file = io.open(path, mode)?;
         let now = self.transient_files.fetch_add(1, Ordering::Relaxed) + 1;
         self.transient_files_peak.fetch_max(now, Ordering::Relaxed);
         Ok(TransientFile { file, budget: self })
@@ -280,8 +282,8 @@ impl FileBudget {
 
     /// Opens a read-only handle that outlives the call (an inactive segment's file for a fetch
     /// response), counted in `pinned_files` until dropped.
-    pub(crate) fn pin_new(self: &Arc<Self>, path: &Path) -> io::Result<PinnedFile> {
-        let file = File::open(path)?;
+    pub(crate) fn pin_new(self: &Arc<Self>, io: &dyn LogIo, path: &Path) -> io::Result<PinnedFile> {
+        let file = io.open(path, OpenMode::Read)?;
         Ok(self.pin(Arc::new(file)))
     }
 
@@ -380,6 +382,8 @@ impl Drop for TransientFile<'_> {
 /// budget at any time between uses (module docs).
 pub(crate) struct BudgetedFile {
     budget: Arc<FileBudget>,
+    /// Opens, writes and fsyncs the file (the log's backend, see `io`).
+    io: Arc<dyn LogIo>,
     /// Key of this slot in the budget's LRU.
     id: u64,
     path: PathBuf,
@@ -389,9 +393,15 @@ pub(crate) struct BudgetedFile {
 impl BudgetedFile {
     /// Names a file without opening it. `sync_pending` says whether it may hold data that was
     /// never fsynced (for instance written by recovery or by a process that crashed).
-    pub(crate) fn new(budget: &Arc<FileBudget>, path: PathBuf, sync_pending: bool) -> BudgetedFile {
+    pub(crate) fn new(
+        budget: &Arc<FileBudget>,
+        io: &Arc<dyn LogIo>,
+        path: PathBuf,
+        sync_pending: bool,
+    ) -> BudgetedFile {
         BudgetedFile {
             budget: Arc::clone(budget),
+            io: Arc::clone(io),
             id: budget.next_slot_id.fetch_add(1, Ordering::Relaxed),
             path,
             slot: Arc::new(Mutex::new(SlotState {
@@ -411,7 +421,7 @@ impl BudgetedFile {
         let mut state = lock_slot(&self.slot);
         if state.file.is_none() {
             self.budget.admit(self.id, &self.slot);
-            match OpenOptions::new().read(true).write(true).open(&self.path) {
+            match self.io.open(&self.path, OpenMode::ReadWrite) {
                 Ok(file) => state.file = Some(Arc::new(file)),
                 Err(e) => {
                     self.budget.forget(self.id);
@@ -434,9 +444,9 @@ impl BudgetedFile {
     /// Runs `f` with the file for positional reads.
     pub(crate) fn read_with<R>(
         &self,
-        f: impl FnOnce(&File) -> Result<R, StorageError>,
+        f: impl FnOnce(IoFile<'_>) -> Result<R, StorageError>,
     ) -> Result<R, StorageError> {
-        self.use_file(|file, _| f(file))
+        self.use_file(|file, _| f(IoFile::new(&*self.io, file)))
     }
 
     /// The open handle, pinned past any later eviction (see `PinnedFile`).
@@ -446,10 +456,9 @@ impl BudgetedFile {
 
     /// Positional write; marks the file as needing fsync before any byte is written.
     pub(crate) fn write_all_at(&self, buf: &[u8], position: u64) -> io::Result<()> {
-        use std::os::unix::fs::FileExt;
         self.use_file(|file, sync_pending| {
             *sync_pending = true;
-            file.write_all_at(buf, position)
+            self.io.write_all_at(file, buf, position)
         })
     }
 
@@ -461,7 +470,7 @@ impl BudgetedFile {
             return Ok(());
         }
         self.use_file(|file, sync_pending| {
-            file.sync_data()?;
+            self.io.sync_data(file)?;
             *sync_pending = false;
             Ok(())
         })
@@ -498,14 +507,18 @@ impl fmt::Debug for BudgetedFile {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::FileExt;
+    use crate::io::StdIo;
+
+    fn std_io() -> Arc<dyn LogIo> {
+        Arc::new(StdIo)
+    }
 
     fn files(budget: &Arc<FileBudget>, dir: &Path, count: usize) -> Vec<BudgetedFile> {
         (0..count)
             .map(|i| {
                 let path = dir.join(format!("f{i}"));
                 File::create(&path).unwrap();
-                BudgetedFile::new(budget, path, false)
+                BudgetedFile::new(budget, &std_io(), path, false)
             })
             .collect()
     }
@@ -556,7 +569,7 @@ mod tests {
         f[0].read_with(|outer| {
             f[1].write_all_at(b"x", 0)?;
             assert_eq!(budget.stats().open_files, 2);
-            outer.write_all_at(b"y", 0)?;
+            outer.io.write_all_at(outer.file, b"y", 0)?;
             Ok(())
         })
         .unwrap();
@@ -579,7 +592,7 @@ mod tests {
         f[1].read_with(|_| Ok(())).unwrap();
         f.pop();
         assert_eq!(budget.stats().open_files, 1);
-        let ghost = BudgetedFile::new(&budget, dir.path().join("missing"), false);
+        let ghost = BudgetedFile::new(&budget, &std_io(), dir.path().join("missing"), false);
         assert!(ghost.write_all_at(b"x", 0).is_err());
         assert!(!dir.path().join("missing").exists());
         assert_eq!(budget.stats().open_files, 1);

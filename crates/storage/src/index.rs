@@ -7,9 +7,9 @@
 //! identical once Kafka would have trimmed. Lookups binary-search the file with positional
 //! reads, so no index is held in memory and inactive segments need no open handle.
 
-use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
+
+use crate::io::IoFile;
 
 pub(crate) const OFFSET_ENTRY_BYTES: u64 = 8;
 pub(crate) const TIME_ENTRY_BYTES: u64 = 12;
@@ -28,7 +28,7 @@ pub(crate) fn time_entry(timestamp: i64, relative_offset: u32) -> [u8; 12] {
     out
 }
 
-fn read_offset_entry(file: &File, index: u64) -> io::Result<(u32, u32)> {
+fn read_offset_entry(file: IoFile<'_>, index: u64) -> io::Result<(u32, u32)> {
     let mut buf = [0u8; 8];
     file.read_exact_at(&mut buf, index * OFFSET_ENTRY_BYTES)?;
     let [a, b, c, d, e, f, g, h] = buf;
@@ -38,7 +38,7 @@ fn read_offset_entry(file: &File, index: u64) -> io::Result<(u32, u32)> {
     ))
 }
 
-pub(crate) fn read_time_entry(file: &File, index: u64) -> io::Result<(i64, u32)> {
+pub(crate) fn read_time_entry(file: IoFile<'_>, index: u64) -> io::Result<(i64, u32)> {
     let mut buf = [0u8; 12];
     file.read_exact_at(&mut buf, index * TIME_ENTRY_BYTES)?;
     let mut ts = [0u8; 8];
@@ -52,7 +52,7 @@ pub(crate) fn read_time_entry(file: &File, index: u64) -> io::Result<(i64, u32)>
 /// scanning from (0 when no entry qualifies). Entries are increasing by construction; a
 /// position from a damaged index is re-checked by the caller against the segment size.
 pub(crate) fn lookup_position(
-    file: &File,
+    file: IoFile<'_>,
     entry_count: u64,
     relative_target: i64,
 ) -> io::Result<u64> {
@@ -74,7 +74,7 @@ pub(crate) fn lookup_position(
 /// Relative offset of the largest time-index entry whose timestamp is < `timestamp`: every
 /// batch up to that offset is older than `timestamp`, so a search may start there.
 pub(crate) fn lookup_time(
-    file: &File,
+    file: IoFile<'_>,
     entry_count: u64,
     timestamp: i64,
 ) -> io::Result<Option<u32>> {
@@ -158,6 +158,8 @@ impl IndexBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::io::StdIo;
+    use std::fs::File;
     use std::io::Write;
 
     #[test]
@@ -174,14 +176,15 @@ mod tests {
         }
         let idx = File::open(dir.path().join("i")).unwrap();
         let tix = File::open(dir.path().join("t")).unwrap();
-        assert_eq!(lookup_position(&idx, 100, 4).unwrap(), 0);
-        assert_eq!(lookup_position(&idx, 100, 5).unwrap(), 7);
-        assert_eq!(lookup_position(&idx, 100, 14).unwrap(), 7);
-        assert_eq!(lookup_position(&idx, 100, 15).unwrap(), 1007);
-        assert_eq!(lookup_position(&idx, 100, 10_000).unwrap(), 99_007);
-        assert_eq!(lookup_time(&tix, 100, 50).unwrap(), None);
-        assert_eq!(lookup_time(&tix, 100, 51).unwrap(), Some(5));
-        assert_eq!(lookup_time(&tix, 100, 150).unwrap(), Some(5));
-        assert_eq!(lookup_time(&tix, 100, i64::MAX).unwrap(), Some(995));
+        let (idx, tix) = (IoFile::new(&StdIo, &idx), IoFile::new(&StdIo, &tix));
+        assert_eq!(lookup_position(idx, 100, 4).unwrap(), 0);
+        assert_eq!(lookup_position(idx, 100, 5).unwrap(), 7);
+        assert_eq!(lookup_position(idx, 100, 14).unwrap(), 7);
+        assert_eq!(lookup_position(idx, 100, 15).unwrap(), 1007);
+        assert_eq!(lookup_position(idx, 100, 10_000).unwrap(), 99_007);
+        assert_eq!(lookup_time(tix, 100, 50).unwrap(), None);
+        assert_eq!(lookup_time(tix, 100, 51).unwrap(), Some(5));
+        assert_eq!(lookup_time(tix, 100, 150).unwrap(), Some(5));
+        assert_eq!(lookup_time(tix, 100, i64::MAX).unwrap(), Some(995));
     }
 }

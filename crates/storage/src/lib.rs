@@ -8,6 +8,7 @@ mod epoch_cache;
 mod error;
 mod file_budget;
 mod index;
+pub mod io;
 mod log;
 mod metadata;
 mod producer_state;

@@ -14,6 +14,7 @@ use runnel_protocol::batch::{
 
 use crate::epoch_cache::EpochCache;
 use crate::file_budget::{FileBudget, PinnedFile};
+use crate::io::{remove_if_present, IoFile, LogIo, OpenMode, StdIo};
 use crate::producer_state::{check_and_update, ProducerStateManager};
 use crate::recovery::load_segment;
 use crate::segment::{
@@ -50,7 +51,9 @@ pub struct FileSlice {
 }
 
 impl FileSlice {
-    /// The bytes, read into memory (for senders that cannot use `sendfile`, and tests).
+    /// The bytes, read into memory (for senders that cannot use `sendfile`, and tests). Read
+    /// straight from the pinned handle, not through the log's `LogIo`: like `sendfile`, this
+    /// happens after the log answered, outside its lock, and only reads.
     pub fn read_to_bytes(&self) -> Result<Bytes, StorageError> {
         let mut buf = BytesMut::zeroed(self.len);
         self.file.read_exact_at(&mut buf, self.position)?;
@@ -76,6 +79,9 @@ pub struct PartitionLog {
     /// Shared with every log of the process: caps the active-segment handles kept open and
     /// closes ours when others need room (see `file_budget`).
     budget: Arc<FileBudget>,
+    /// Every file operation of this log goes through it (see `io`): `StdIo`, or a
+    /// fault-injecting backend in tests.
+    io: Arc<dyn LogIo>,
 }
 
 fn parse_log_file_name(name: &str) -> Option<i64> {
@@ -86,8 +92,8 @@ fn parse_log_file_name(name: &str) -> Option<i64> {
     stem.parse().ok()
 }
 
-fn sync_dir(dir: &Path) -> Result<(), StorageError> {
-    fs::File::open(dir)?.sync_all()?;
+fn sync_dir(io: &dyn LogIo, dir: &Path) -> Result<(), StorageError> {
+    io.sync_dir(dir)?;
     Ok(())
 }
 
@@ -111,14 +117,26 @@ impl PartitionLog {
         config: LogConfig,
         budget: Arc<FileBudget>,
     ) -> Result<PartitionLog, StorageError> {
+        Self::open_with_io(dir, topic_id, config, budget, Arc::new(StdIo))
+    }
+
+    /// Like `open_with_budget`, with every file operation of the log going through `io`: the
+    /// seam where tests put a fault-injecting backend (`io::faulty::FaultyIo`).
+    pub fn open_with_io(
+        dir: PathBuf,
+        topic_id: [u8; 16],
+        config: LogConfig,
+        budget: Arc<FileBudget>,
+        io: Arc<dyn LogIo>,
+    ) -> Result<PartitionLog, StorageError> {
         fs::create_dir_all(&dir)?;
-        metadata::check_or_write(&dir, &topic_id)?;
+        metadata::check_or_write(&*io, &dir, &topic_id)?;
         let marker = dir.join(CLEAN_SHUTDOWN_FILE);
         let clean = marker.exists();
         if clean {
             // Removed before any write so a crash during this run is recovered next time.
-            fs::remove_file(&marker)?;
-            sync_dir(&dir)?;
+            io.remove_file(&marker)?;
+            sync_dir(&*io, &dir)?;
         }
         let mut bases: Vec<i64> = fs::read_dir(&dir)?
             .filter_map(|e| e.ok())
@@ -126,17 +144,25 @@ impl PartitionLog {
             .collect();
         bases.sort_unstable();
         if bases.is_empty() {
-            fs::File::create(log_path(&dir, 0))?;
+            io.open(&log_path(&dir, 0), OpenMode::Create)?;
             bases.push(0);
         }
         let mut producers = ProducerStateManager::default();
-        let mut epochs = EpochCache::load(&dir);
+        let mut epochs = EpochCache::load(&io, &dir);
         let loaded_epochs = epochs.entries().to_vec();
         let mut segments = Vec::with_capacity(bases.len());
         let last_index = bases.len() - 1;
         for (i, &base) in bases.iter().enumerate() {
             let recover = i == last_index && !clean;
-            let loaded = load_segment(&dir, base, recover, &config, &mut producers, &mut epochs)?;
+            let loaded = load_segment(
+                &io,
+                &dir,
+                base,
+                recover,
+                &config,
+                &mut producers,
+                &mut epochs,
+            )?;
             segments.push(loaded.segment);
             if loaded.truncated_bytes > 0 && i < last_index {
                 // LogLoader: everything after the first invalid batch goes.
@@ -147,11 +173,7 @@ impl PartitionLog {
                         offset_index_path(&dir, later),
                         time_index_path(&dir, later),
                     ] {
-                        match fs::remove_file(&path) {
-                            Ok(()) => {}
-                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                            Err(e) => return Err(e.into()),
-                        }
+                        remove_if_present(&*io, &path)?;
                     }
                 }
                 break;
@@ -167,7 +189,13 @@ impl PartitionLog {
             // Recovery left all three files in place (it rebuilds missing indexes). They may
             // hold bytes nobody fsynced: index files rewritten by recovery, or the tail a
             // crashed process left in the page cache. So the first flush fsyncs all three.
-            active.files = Some(ActiveFiles::new(&budget, &dir, active.base_offset, true));
+            active.files = Some(ActiveFiles::new(
+                &budget,
+                &io,
+                &dir,
+                active.base_offset,
+                true,
+            ));
         }
         let log = PartitionLog {
             dir,
@@ -179,6 +207,7 @@ impl PartitionLog {
             epochs,
             poisoned: false,
             budget,
+            io,
         };
         log.validate();
         Ok(log)
@@ -387,18 +416,19 @@ impl PartitionLog {
             active.files = None;
             // The files are created now, not on first write, so the directory fsync below
             // makes the new segment's names durable before anything is appended to it.
-            create_files(&self.budget, &self.dir, base_offset)?;
-            let mut segment = Segment::empty(&self.dir, base_offset);
+            create_files(&self.budget, &*self.io, &self.dir, base_offset)?;
+            let mut segment = Segment::empty(&self.dir, base_offset, &self.io);
             // Empty files whose names the directory fsync covers: nothing to fsync yet.
             segment.files = Some(ActiveFiles::new(
                 &self.budget,
+                &self.io,
                 &self.dir,
                 base_offset,
                 false,
             ));
             segment.created_ms = Some(now_ms);
             self.segments.push(segment);
-            sync_dir(&self.dir)
+            sync_dir(&*self.io, &self.dir)
         })();
         if result.is_err() {
             self.poisoned = true;
@@ -592,7 +622,8 @@ impl PartitionLog {
             let start = segment.position_for(&self.budget, fetch_offset)?;
             // The batch holding fetch_offset (offsets may have gaps, so "the first batch ending
             // at or after it").
-            let Some((start, header)) = scan_batches(&file, start, segment.size_bytes, |h| {
+            let handle = IoFile::new(&*self.io, &file);
+            let Some((start, header)) = scan_batches(handle, start, segment.size_bytes, |h| {
                 h.last_offset() >= fetch_offset
             })?
             else {
@@ -605,7 +636,7 @@ impl PartitionLog {
                 segment.size_bytes
             } else {
                 let from = segment.position_for(&self.budget, max_offset)?.max(start);
-                scan_batches(&file, from, segment.size_bytes, |h| {
+                scan_batches(handle, from, segment.size_bytes, |h| {
                     h.base_offset >= max_offset
                 })?
                 .map_or(segment.size_bytes, |(position, _)| position)
@@ -678,7 +709,7 @@ impl PartitionLog {
     /// `wanted`; batch-level answer when the batch is compressed or unreadable.
     fn refine_in_batch(
         &self,
-        file: &fs::File,
+        file: IoFile<'_>,
         position: u64,
         header: &BatchHeader,
         wanted: impl Fn(i64) -> bool,
@@ -767,15 +798,16 @@ impl PartitionLog {
         self.active().append_final_time_entry()?;
         self.flush()?;
         let marker = self.dir.join(CLEAN_SHUTDOWN_FILE);
-        fs::File::create(&marker)?.sync_all()?;
-        sync_dir(&self.dir)
+        let file = self.io.open(&marker, OpenMode::Truncate)?;
+        self.io.sync_all(&file)?;
+        sync_dir(&*self.io, &self.dir)
     }
 }
 
 /// Walks batch headers from `position` (a batch start) and returns the first batch `stop`
 /// accepts with its position, or `None` at the end of the segment's valid bytes.
 fn scan_batches(
-    file: &fs::File,
+    file: IoFile<'_>,
     mut position: u64,
     size_bytes: u64,
     stop: impl Fn(&BatchHeader) -> bool,
@@ -809,7 +841,7 @@ pub fn rename_for_delete(dir: &Path) -> Result<PathBuf, StorageError> {
     let target = dir.with_file_name(new_name);
     fs::rename(dir, &target)?;
     if let Some(parent) = target.parent() {
-        sync_dir(parent)?;
+        StdIo.sync_dir(parent)?;
     }
     Ok(target)
 }

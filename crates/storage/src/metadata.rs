@@ -1,10 +1,9 @@
 //! `partition.metadata`: Kafka's `PartitionMetadataFile` ("version: 0\ntopic_id: <uuid>\n"),
 //! where the uuid is Kafka's `Uuid.toString()`: URL-safe base64 without padding (22 chars).
 
-use std::fs;
-use std::io::Write;
 use std::path::Path;
 
+use crate::io::{read_whole_file, LogIo, OpenMode, WholeFile};
 use crate::StorageError;
 
 pub(crate) const PARTITION_METADATA_FILE: &str = "partition.metadata";
@@ -14,37 +13,36 @@ const METADATA_FILE_BYTES_MAX: u64 = 4096;
 use runnel_protocol::kafka_uuid::{from_text as decode_topic_id, to_text as encode_topic_id};
 
 /// Writes `partition.metadata` if absent, or checks the topic id in it.
-pub(crate) fn check_or_write(dir: &Path, topic_id: &[u8; 16]) -> Result<(), StorageError> {
+pub(crate) fn check_or_write(
+    io: &dyn LogIo,
+    dir: &Path,
+    topic_id: &[u8; 16],
+) -> Result<(), StorageError> {
     let path = dir.join(PARTITION_METADATA_FILE);
-    match fs::metadata(&path) {
-        Ok(meta) => {
-            if meta.len() > METADATA_FILE_BYTES_MAX {
-                return Err(StorageError::Corrupt(
-                    "partition.metadata is too large".into(),
-                ));
-            }
-            let text = fs::read_to_string(&path)?;
-            let found = parse(&text)
+    match read_whole_file(io, &path, METADATA_FILE_BYTES_MAX)? {
+        WholeFile::TooLarge => Err(StorageError::Corrupt(
+            "partition.metadata is too large".into(),
+        )),
+        WholeFile::Bytes(bytes) => {
+            let found = std::str::from_utf8(&bytes)
+                .ok()
+                .and_then(parse)
                 .ok_or_else(|| StorageError::Corrupt("malformed partition.metadata".into()))?;
             if &found != topic_id {
                 return Err(StorageError::TopicIdMismatch);
             }
             Ok(())
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        WholeFile::Missing => {
             let tmp = dir.join(format!("{PARTITION_METADATA_FILE}.tmp"));
-            let mut file = fs::File::create(&tmp)?;
-            write!(
-                file,
-                "version: 0\ntopic_id: {}\n",
-                encode_topic_id(topic_id)
-            )?;
+            let file = io.open(&tmp, OpenMode::Truncate)?;
+            let text = format!("version: 0\ntopic_id: {}\n", encode_topic_id(topic_id));
+            io.write_all_at(&file, text.as_bytes(), 0)?;
             // Durable before the rename so a crash never leaves an empty metadata file.
-            file.sync_all()?;
-            fs::rename(&tmp, &path)?;
+            io.sync_all(&file)?;
+            io.rename(&tmp, &path)?;
             Ok(())
         }
-        Err(e) => Err(e.into()),
     }
 }
 

@@ -10,14 +10,15 @@
 //! segment can hold a torn tail. Recovery truncates at the first invalid batch; the caller then
 //! deletes every later segment, as `LogLoader` does.
 
-use std::fs::{self, OpenOptions};
-use std::os::unix::fs::FileExt;
+use std::io;
 use std::path::Path;
+use std::sync::Arc;
 
 use runnel_protocol::batch::{check_stored_batch, MAGIC_V2};
 
 use crate::epoch_cache::EpochCache;
 use crate::index::{read_time_entry, OFFSET_ENTRY_BYTES, TIME_ENTRY_BYTES};
+use crate::io::{IoFile, LogIo, OpenMode};
 use crate::producer_state::ProducerStateManager;
 use crate::segment::{log_path, offset_index_path, read_header_at, time_index_path, Segment};
 use crate::{LogConfig, StorageError};
@@ -31,25 +32,27 @@ pub(crate) struct Loaded {
 
 /// Cheap checks that let a segment keep its index files (Kafka's `sanityCheck`): both exist,
 /// whole entries only, and the last offset-index entry points inside the log.
-fn indexes_look_sane(dir: &Path, base_offset: i64, log_size: u64) -> bool {
-    let (Ok(index), Ok(time_index)) = (
-        fs::metadata(offset_index_path(dir, base_offset)),
-        fs::metadata(time_index_path(dir, base_offset)),
+fn indexes_look_sane(io: &dyn LogIo, dir: &Path, base_offset: i64, log_size: u64) -> bool {
+    let sized = |path: std::path::PathBuf| {
+        let file = io.open(&path, OpenMode::Read)?;
+        let size_bytes = io.size_bytes(&file)?;
+        Ok::<_, io::Error>((file, size_bytes))
+    };
+    let (Ok((index, index_bytes)), Ok((_, time_index_bytes))) = (
+        sized(offset_index_path(dir, base_offset)),
+        sized(time_index_path(dir, base_offset)),
     ) else {
         return false;
     };
-    if index.len() % OFFSET_ENTRY_BYTES != 0 || time_index.len() % TIME_ENTRY_BYTES != 0 {
+    if index_bytes % OFFSET_ENTRY_BYTES != 0 || time_index_bytes % TIME_ENTRY_BYTES != 0 {
         return false;
     }
-    if index.len() == 0 {
+    if index_bytes == 0 {
         return true;
     }
-    let Ok(file) = fs::File::open(offset_index_path(dir, base_offset)) else {
-        return false;
-    };
     let mut last = [0u8; 8];
-    if file
-        .read_exact_at(&mut last, index.len() - OFFSET_ENTRY_BYTES)
+    if io
+        .read_exact_at(&index, &mut last, index_bytes - OFFSET_ENTRY_BYTES)
         .is_err()
     {
         return false;
@@ -61,6 +64,7 @@ fn indexes_look_sane(dir: &Path, base_offset: i64, log_size: u64) -> bool {
 /// Scans the segment at `base_offset`, feeding producer state and the epoch cache, recovering
 /// it when `recover` is set or its indexes look wrong.
 pub(crate) fn load_segment(
+    io: &Arc<dyn LogIo>,
     dir: &Path,
     base_offset: i64,
     recover: bool,
@@ -68,20 +72,17 @@ pub(crate) fn load_segment(
     producers: &mut ProducerStateManager,
     epochs: &mut EpochCache,
 ) -> Result<Loaded, StorageError> {
-    let log = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(log_path(dir, base_offset))?;
-    let file_size = log.metadata()?.len();
-    let rebuild = recover || !indexes_look_sane(dir, base_offset, file_size);
-    let mut segment = Segment::empty(dir, base_offset);
+    let log = io.open(&log_path(dir, base_offset), OpenMode::ReadWrite)?;
+    let file_size = io.size_bytes(&log)?;
+    let rebuild = recover || !indexes_look_sane(&**io, dir, base_offset, file_size);
+    let mut segment = Segment::empty(dir, base_offset, io);
     let mut offset_entries = Vec::new();
     let mut time_entries = Vec::new();
     let mut batch_buf = Vec::new();
     let mut position = 0u64;
     let mut invalid = None;
     while position < file_size {
-        let header = match read_header_at(&log, position, file_size) {
+        let header = match read_header_at(IoFile::new(&**io, &log), position, file_size) {
             Ok(h) => h,
             Err(StorageError::Io(e)) => return Err(StorageError::Io(e)),
             Err(e) => {
@@ -107,7 +108,7 @@ pub(crate) fn load_segment(
         if rebuild {
             // `size` was checked against the file length, so this allocation is bounded by it.
             batch_buf.resize(size as usize, 0);
-            log.read_exact_at(&mut batch_buf, position)?;
+            io.read_exact_at(&log, &mut batch_buf, position)?;
             if let Err(e) = check_stored_batch(&batch_buf) {
                 invalid = Some(e.to_string());
                 break;
@@ -146,8 +147,8 @@ pub(crate) fn load_segment(
             position, truncated_bytes, reason = %reason,
             "truncating invalid tail of log segment"
         );
-        log.set_len(position)?;
-        log.sync_all()?;
+        io.set_len(&log, position)?;
+        io.sync_all(&log)?;
     }
     if rebuild || invalid.is_some() {
         // Kafka's recover also appends the segment's max timestamp as a final time entry.
@@ -157,18 +158,21 @@ pub(crate) fn load_segment(
                 time_entries.extend_from_slice(&entry);
             }
         }
-        fs::write(offset_index_path(dir, base_offset), &offset_entries)?;
-        fs::write(time_index_path(dir, base_offset), &time_entries)?;
+        write_index_file(&**io, &offset_index_path(dir, base_offset), &offset_entries)?;
+        write_index_file(&**io, &time_index_path(dir, base_offset), &time_entries)?;
         segment.offset_index_entries = offset_entries.len() as u64 / OFFSET_ENTRY_BYTES;
         segment.time_index_entries = time_entries.len() as u64 / TIME_ENTRY_BYTES;
     } else {
-        segment.offset_index_entries =
-            fs::metadata(offset_index_path(dir, base_offset))?.len() / OFFSET_ENTRY_BYTES;
-        segment.time_index_entries =
-            fs::metadata(time_index_path(dir, base_offset))?.len() / TIME_ENTRY_BYTES;
+        let index = io.open(&offset_index_path(dir, base_offset), OpenMode::Read)?;
+        segment.offset_index_entries = io.size_bytes(&index)? / OFFSET_ENTRY_BYTES;
+        let time_index = io.open(&time_index_path(dir, base_offset), OpenMode::Read)?;
+        segment.time_index_entries = io.size_bytes(&time_index)? / TIME_ENTRY_BYTES;
         segment.index.last_time_entry_timestamp = if segment.time_index_entries > 0 {
-            let file = fs::File::open(time_index_path(dir, base_offset))?;
-            read_time_entry(&file, segment.time_index_entries - 1)?.0
+            read_time_entry(
+                IoFile::new(&**io, &time_index),
+                segment.time_index_entries - 1,
+            )?
+            .0
         } else {
             -1
         };
@@ -177,4 +181,13 @@ pub(crate) fn load_segment(
         segment,
         truncated_bytes,
     })
+}
+
+/// Replaces an index file's contents with `entries` (not fsynced: see the caller).
+fn write_index_file(io: &dyn LogIo, path: &Path, entries: &[u8]) -> io::Result<()> {
+    let file = io.open(path, OpenMode::Truncate)?;
+    if entries.is_empty() {
+        return Ok(());
+    }
+    io.write_all_at(&file, entries, 0)
 }

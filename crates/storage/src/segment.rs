@@ -5,9 +5,7 @@
 //! Inactive segments are opened for each read and closed at its end (transient handles), so
 //! thousands of partitions cost at most the budget, not three descriptors each.
 
-use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -15,6 +13,7 @@ use runnel_protocol::batch::{BatchHeader, BATCH_HEADER_LEN};
 
 use crate::file_budget::{BudgetedFile, FileBudget, PinnedFile};
 use crate::index::{IndexBuilder, OFFSET_ENTRY_BYTES, TIME_ENTRY_BYTES};
+use crate::io::{IoFile, LogIo, OpenMode};
 use crate::StorageError;
 
 pub(crate) fn file_stem(base_offset: i64) -> String {
@@ -48,33 +47,43 @@ impl ActiveFiles {
     /// were never fsynced, so the next flush fsyncs them.
     pub(crate) fn new(
         budget: &Arc<FileBudget>,
+        io: &Arc<dyn LogIo>,
         dir: &Path,
         base_offset: i64,
         sync_pending: bool,
     ) -> ActiveFiles {
         ActiveFiles {
-            log: BudgetedFile::new(budget, log_path(dir, base_offset), sync_pending),
+            log: BudgetedFile::new(budget, io, log_path(dir, base_offset), sync_pending),
             offset_index: BudgetedFile::new(
                 budget,
+                io,
                 offset_index_path(dir, base_offset),
                 sync_pending,
             ),
-            time_index: BudgetedFile::new(budget, time_index_path(dir, base_offset), sync_pending),
+            time_index: BudgetedFile::new(
+                budget,
+                io,
+                time_index_path(dir, base_offset),
+                sync_pending,
+            ),
         }
     }
 }
 
 /// Creates the (empty) files of a new segment and closes them again; handles come lazily.
 /// The caller fsyncs the directory to make the names durable.
-pub(crate) fn create_files(budget: &FileBudget, dir: &Path, base_offset: i64) -> io::Result<()> {
-    let mut options = OpenOptions::new();
-    options.write(true).create(true).truncate(false);
+pub(crate) fn create_files(
+    budget: &FileBudget,
+    io: &dyn LogIo,
+    dir: &Path,
+    base_offset: i64,
+) -> io::Result<()> {
     for path in [
         log_path(dir, base_offset),
         offset_index_path(dir, base_offset),
         time_index_path(dir, base_offset),
     ] {
-        budget.open_transient(&options, &path)?;
+        budget.open_transient(io, &path, OpenMode::Create)?;
     }
     Ok(())
 }
@@ -82,16 +91,19 @@ pub(crate) fn create_files(budget: &FileBudget, dir: &Path, base_offset: i64) ->
 /// Runs `f` on a read-only handle of an inactive segment's file, closed again before returning.
 fn with_transient<R>(
     budget: &FileBudget,
+    io: &dyn LogIo,
     path: &Path,
-    f: impl FnOnce(&File) -> Result<R, StorageError>,
+    f: impl FnOnce(IoFile<'_>) -> Result<R, StorageError>,
 ) -> Result<R, StorageError> {
-    let file = budget.open_transient(OpenOptions::new().read(true), path)?;
-    f(&file)
+    let file = budget.open_transient(io, path, OpenMode::Read)?;
+    f(IoFile::new(io, &file))
 }
 
 #[derive(Debug)]
 pub(crate) struct Segment {
     pub(crate) dir: PathBuf,
+    /// The log's file backend, for the transient handles of an inactive segment.
+    pub(crate) io: Arc<dyn LogIo>,
     pub(crate) base_offset: i64,
     /// Bytes of whole, valid batches; the file is never longer after recovery.
     pub(crate) size_bytes: u64,
@@ -114,9 +126,10 @@ pub(crate) struct Segment {
 }
 
 impl Segment {
-    pub(crate) fn empty(dir: &Path, base_offset: i64) -> Segment {
+    pub(crate) fn empty(dir: &Path, base_offset: i64, io: &Arc<dyn LogIo>) -> Segment {
         Segment {
             dir: dir.to_path_buf(),
+            io: Arc::clone(io),
             base_offset,
             size_bytes: 0,
             next_offset: base_offset,
@@ -156,11 +169,11 @@ impl Segment {
     pub(crate) fn with_log<R>(
         &self,
         budget: &FileBudget,
-        f: impl FnOnce(&File) -> Result<R, StorageError>,
+        f: impl FnOnce(IoFile<'_>) -> Result<R, StorageError>,
     ) -> Result<R, StorageError> {
         match &self.files {
             Some(files) => files.log.read_with(f),
-            None => with_transient(budget, &log_path(&self.dir, self.base_offset), f),
+            None => with_transient(budget, &*self.io, &log_path(&self.dir, self.base_offset), f),
         }
     }
 
@@ -168,29 +181,39 @@ impl Segment {
     pub(crate) fn pin_log(&self, budget: &Arc<FileBudget>) -> Result<PinnedFile, StorageError> {
         Ok(match &self.files {
             Some(files) => files.log.pin()?,
-            None => budget.pin_new(&log_path(&self.dir, self.base_offset))?,
+            None => budget.pin_new(&*self.io, &log_path(&self.dir, self.base_offset))?,
         })
     }
 
     pub(crate) fn with_offset_index<R>(
         &self,
         budget: &FileBudget,
-        f: impl FnOnce(&File) -> Result<R, StorageError>,
+        f: impl FnOnce(IoFile<'_>) -> Result<R, StorageError>,
     ) -> Result<R, StorageError> {
         match &self.files {
             Some(files) => files.offset_index.read_with(f),
-            None => with_transient(budget, &offset_index_path(&self.dir, self.base_offset), f),
+            None => with_transient(
+                budget,
+                &*self.io,
+                &offset_index_path(&self.dir, self.base_offset),
+                f,
+            ),
         }
     }
 
     pub(crate) fn with_time_index<R>(
         &self,
         budget: &FileBudget,
-        f: impl FnOnce(&File) -> Result<R, StorageError>,
+        f: impl FnOnce(IoFile<'_>) -> Result<R, StorageError>,
     ) -> Result<R, StorageError> {
         match &self.files {
             Some(files) => files.time_index.read_with(f),
-            None => with_transient(budget, &time_index_path(&self.dir, self.base_offset), f),
+            None => with_transient(
+                budget,
+                &*self.io,
+                &time_index_path(&self.dir, self.base_offset),
+                f,
+            ),
         }
     }
 
@@ -273,7 +296,7 @@ impl Segment {
 /// `size_bytes`: the declared length must cover a header and stay inside the segment, so
 /// nothing is ever sized from an unchecked disk length.
 pub(crate) fn read_header_at(
-    file: &File,
+    file: IoFile<'_>,
     position: u64,
     size_bytes: u64,
 ) -> Result<BatchHeader, StorageError> {
@@ -305,7 +328,8 @@ mod tests {
     #[should_panic(expected = "index write on inactive segment 42")]
     fn index_write_on_an_inactive_segment_asserts() {
         let dir = tempfile::tempdir().unwrap();
-        let mut segment = Segment::empty(dir.path(), 42);
+        let io: Arc<dyn LogIo> = Arc::new(crate::io::StdIo);
+        let mut segment = Segment::empty(dir.path(), 42, &io);
         let _ = segment.write_index(crate::index::IndexUpdate {
             offset_entry: Some([0; OFFSET_ENTRY_BYTES as usize]),
             time_entry: None,
