@@ -13,6 +13,7 @@
 //! a whole partition directory for deletion (`rename_for_delete`) is a broker-level operation on
 //! a directory no log owns any more, and stays on `std::fs` too.
 
+pub mod faulty;
 mod std_io;
 
 use std::fmt;
