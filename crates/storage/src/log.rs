@@ -143,9 +143,13 @@ impl PartitionLog {
             .filter_map(|e| e.file_name().to_str().and_then(parse_log_file_name))
             .collect();
         bases.sort_unstable();
+        // Files created or removed below; their names are durable only once the directory is
+        // fsynced, and a flush fsyncs file data, never the directory.
+        let mut names_changed = false;
         if bases.is_empty() {
             io.open(&log_path(&dir, 0), OpenMode::Create)?;
             bases.push(0);
+            names_changed = true;
         }
         let mut producers = ProducerStateManager::default();
         let mut epochs = EpochCache::load(&io, &dir);
@@ -163,6 +167,7 @@ impl PartitionLog {
                 &mut producers,
                 &mut epochs,
             )?;
+            names_changed |= loaded.rewrote_indexes;
             segments.push(loaded.segment);
             if loaded.truncated_bytes > 0 && i < last_index {
                 // LogLoader: everything after the first invalid batch goes.
@@ -176,8 +181,12 @@ impl PartitionLog {
                         remove_if_present(&*io, &path)?;
                     }
                 }
+                names_changed = true;
                 break;
             }
+        }
+        if names_changed {
+            sync_dir(&*io, &dir)?;
         }
         let leo = segments.last().map_or(0, |s| s.next_offset);
         epochs.truncate_from_end(leo);

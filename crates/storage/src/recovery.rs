@@ -28,6 +28,9 @@ pub(crate) struct Loaded {
     pub(crate) segment: Segment,
     /// Bytes cut from the end of the `.log` file because a batch was torn or corrupt.
     pub(crate) truncated_bytes: u64,
+    /// The index files were rewritten, and created if they were missing: their names need a
+    /// directory fsync to survive a crash.
+    pub(crate) rewrote_indexes: bool,
 }
 
 /// Cheap checks that let a segment keep its index files (Kafka's `sanityCheck`): both exist,
@@ -150,7 +153,8 @@ pub(crate) fn load_segment(
         io.set_len(&log, position)?;
         io.sync_all(&log)?;
     }
-    if rebuild || invalid.is_some() {
+    let rewrote_indexes = rebuild || invalid.is_some();
+    if rewrote_indexes {
         // Kafka's recover also appends the segment's max timestamp as a final time entry.
         if segment.max_timestamp >= 0 {
             let relative = segment.relative(segment.last_offset_of_max_timestamp);
@@ -180,6 +184,7 @@ pub(crate) fn load_segment(
     Ok(Loaded {
         segment,
         truncated_bytes,
+        rewrote_indexes,
     })
 }
 

@@ -1,0 +1,332 @@
+//! `PartitionLog` on the fault-injecting backend: failed and torn writes, failed fsyncs and
+//! crashes that drop whatever no fsync covered. Every test reopens the log from what survived
+//! and checks it against the batches the log acknowledged.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use runnel_protocol::batch::{encode_uncompressed_batch, BatchHeader, BatchSpec, RecordSpec};
+use runnel_storage::io::faulty::{FaultyIo, InjectedError};
+use runnel_storage::io::LogIo;
+use runnel_storage::{FileBudget, LogConfig, PartitionLog, StorageError};
+
+const TOPIC: [u8; 16] = [9; 16];
+const LEADER_EPOCH: i32 = 3;
+
+/// One batch of `records` records; `seed` varies timestamps and value sizes between batches.
+fn batch(records: usize, seed: usize) -> Vec<u8> {
+    let value = vec![b'v'; 20 + seed % 50];
+    encode_uncompressed_batch(&BatchSpec {
+        base_timestamp: 1_000 + seed as i64 * 10,
+        records: (0..records)
+            .map(|i| RecordSpec {
+                timestamp_delta: i as i64,
+                key: None,
+                value: Some(&value),
+                headers: vec![],
+            })
+            .collect(),
+        ..BatchSpec::default()
+    })
+}
+
+/// Index entries often (every batch after the first, at these sizes), one segment unless asked.
+fn config(segment_bytes: u64) -> LogConfig {
+    LogConfig {
+        segment_bytes,
+        index_interval_bytes: 64,
+        ..LogConfig::default()
+    }
+}
+
+const ONE_SEGMENT: u64 = 1 << 30;
+
+fn open(dir: &Path, io: &Arc<FaultyIo>, segment_bytes: u64) -> PartitionLog {
+    let io: Arc<dyn LogIo> = io.clone();
+    PartitionLog::open_with_io(
+        dir.to_path_buf(),
+        TOPIC,
+        config(segment_bytes),
+        FileBudget::new(16),
+        io,
+    )
+    .unwrap()
+}
+
+/// Appends `count` single-batch produce requests; returns their `(base, last)` offsets.
+fn append(log: &mut PartitionLog, count: usize, seed: usize) -> Vec<(i64, i64)> {
+    (seed..seed + count)
+        .map(|i| {
+            let out = log
+                .append_as_leader(Bytes::from(batch(1 + i % 3, i)), LEADER_EPOCH, 0)
+                .unwrap();
+            (out.base_offset, out.last_offset)
+        })
+        .collect()
+}
+
+/// `(base, last)` of every batch a reader sees, from the log start up to the log end.
+fn batches(log: &PartitionLog) -> Vec<(i64, i64)> {
+    let bytes = log
+        .read(
+            log.log_start_offset(),
+            usize::MAX,
+            log.log_end_offset(),
+            false,
+        )
+        .unwrap();
+    let mut out = Vec::new();
+    let mut position = 0;
+    while position < bytes.len() {
+        let header = BatchHeader::parse(&bytes[position..]).unwrap();
+        position += header.size_bytes();
+        out.push((header.base_offset, header.last_offset()));
+    }
+    assert_eq!(position, bytes.len(), "whole batches only");
+    out
+}
+
+fn files(dir: &Path, ext: &str) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_str().is_some_and(|s| s.ends_with(ext)))
+        .collect();
+    found.sort();
+    found
+}
+
+fn is_errno(result: Result<impl std::fmt::Debug, StorageError>, errno: i32) -> bool {
+    matches!(result, Err(StorageError::Io(e)) if e.raw_os_error() == Some(errno))
+}
+
+const EIO: i32 = 5;
+const ENOSPC: i32 = 28;
+
+#[test]
+fn a_failed_fsync_poisons_the_log_and_a_crash_keeps_only_what_was_synced() {
+    // A failed flush is reported, refuses every later write, and nothing it covered is taken as durable.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    let io = FaultyIo::new();
+    let mut log = open(&dir, &io, ONE_SEGMENT);
+    log.assign_leader_epoch(LEADER_EPOCH).unwrap();
+    let synced = append(&mut log, 5, 0);
+    log.flush().unwrap();
+    let unsynced = append(&mut log, 3, 5);
+    io.fail_sync(1, ".log", InjectedError::Eio);
+    assert!(is_errno(log.flush(), EIO));
+    assert_eq!(io.armed_faults(), 0, "the fault fired");
+    assert!(matches!(
+        log.append_as_leader(Bytes::from(batch(1, 99)), LEADER_EPOCH, 0),
+        Err(StorageError::Poisoned)
+    ));
+    assert!(matches!(log.flush(), Err(StorageError::Poisoned)));
+    assert_eq!(
+        log.log_end_offset(),
+        unsynced.last().unwrap().1 + 1,
+        "written, just not durable"
+    );
+    drop(log);
+    io.crash().unwrap();
+    let mut log = open(&dir, &io, ONE_SEGMENT);
+    assert_eq!(batches(&log), synced);
+    assert_eq!(log.log_end_offset(), synced.last().unwrap().1 + 1);
+    assert_eq!(log.latest_epoch(), Some(LEADER_EPOCH));
+    let next = append(&mut log, 1, 50);
+    assert_eq!(next[0].0, synced.last().unwrap().1 + 1);
+}
+
+#[test]
+fn enospc_on_the_log_write_fails_the_append_and_shows_readers_nothing_of_it() {
+    // A short write then ENOSPC: the append fails, readers see no byte of it, and the log is poisoned.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    let io = FaultyIo::new();
+    let mut log = open(&dir, &io, ONE_SEGMENT);
+    let before = append(&mut log, 4, 0);
+    let leo = log.log_end_offset();
+    io.tear_write(1, ".log", 40, InjectedError::Enospc);
+    let mut request = batch(2, 10);
+    request.extend_from_slice(&batch(3, 11));
+    assert!(is_errno(
+        log.append_as_leader(Bytes::from(request), LEADER_EPOCH, 0),
+        ENOSPC
+    ));
+    assert_eq!(io.armed_faults(), 0, "the fault fired");
+    assert_eq!(log.log_end_offset(), leo);
+    assert_eq!(batches(&log), before);
+    assert!(log
+        .read_file_slice(leo, usize::MAX, i64::MAX, true)
+        .unwrap()
+        .is_none());
+    assert!(matches!(
+        log.append_as_leader(Bytes::from(batch(1, 12)), LEADER_EPOCH, 0),
+        Err(StorageError::Poisoned)
+    ));
+}
+
+#[test]
+fn a_torn_batch_is_truncated_on_reopen_and_every_synced_batch_keeps_its_offset() {
+    // A torn write left in the page cache by a process crash is cut off by recovery; synced batches stay.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    let io = FaultyIo::new();
+    let mut log = open(&dir, &io, ONE_SEGMENT);
+    let synced = append(&mut log, 6, 0);
+    log.flush().unwrap();
+    let segment = dir.join("00000000000000000000.log");
+    let synced_bytes = fs::metadata(&segment).unwrap().len();
+    io.tear_write(1, ".log", 30, InjectedError::Eio);
+    assert!(is_errno(
+        log.append_as_leader(Bytes::from(batch(3, 6)), LEADER_EPOCH, 0),
+        EIO
+    ));
+    assert_eq!(
+        fs::metadata(&segment).unwrap().len(),
+        synced_bytes + 30,
+        "the torn prefix is in the file"
+    );
+    // The process dies: no flush, no close, the page cache (and the torn prefix) survives.
+    drop(log);
+    let mut log = open(&dir, &io, ONE_SEGMENT);
+    assert_eq!(fs::metadata(&segment).unwrap().len(), synced_bytes);
+    assert_eq!(batches(&log), synced);
+    let next = append(&mut log, 1, 7);
+    assert_eq!(next[0].0, synced.last().unwrap().1 + 1);
+    log.flush().unwrap();
+    // The truncation itself was made durable: a power loss now keeps all of it.
+    drop(log);
+    io.crash().unwrap();
+    let log = open(&dir, &io, ONE_SEGMENT);
+    let mut expected = synced.clone();
+    expected.extend(next);
+    assert_eq!(batches(&log), expected);
+}
+
+#[test]
+fn a_crash_drops_appends_after_the_last_flush_and_offsets_continue() {
+    // Power loss keeps every batch flushed (across rolled segments) and none after; new appends follow them.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    let io = FaultyIo::new();
+    let mut log = open(&dir, &io, 1024);
+    log.assign_leader_epoch(LEADER_EPOCH).unwrap();
+    let synced = append(&mut log, 20, 0);
+    assert!(files(&dir, ".log").len() >= 3, "segments rolled");
+    log.flush().unwrap();
+    let segments = files(&dir, ".log").len();
+    let lost = append(&mut log, 2, 20);
+    assert_eq!(
+        files(&dir, ".log").len(),
+        segments,
+        "no roll: all in the active segment"
+    );
+    assert!(!lost.is_empty());
+    drop(log);
+    io.crash().unwrap();
+    let mut log = open(&dir, &io, 1024);
+    assert_eq!(batches(&log), synced);
+    let leo = synced.last().unwrap().1 + 1;
+    assert_eq!(log.log_end_offset(), leo);
+    let next = append(&mut log, 1, 30);
+    assert_eq!(next[0].0, leo);
+    for &(base, last) in &synced {
+        let bytes = log.read(last, 1, leo, true).unwrap();
+        let header = BatchHeader::parse(&bytes).unwrap();
+        assert_eq!((header.base_offset, header.last_offset()), (base, last));
+    }
+}
+
+#[test]
+fn a_roll_makes_the_sealed_segment_durable_without_a_flush() {
+    // Rolling fsyncs the sealed segment and the new name, so a crash loses only the active segment's unflushed batches.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    let io = FaultyIo::new();
+    let mut log = open(&dir, &io, 1024);
+    let mut appended = append(&mut log, 3, 0);
+    log.flush().unwrap();
+    let mut seed = 3;
+    while files(&dir, ".log").len() < 3 {
+        appended.extend(append(&mut log, 1, seed));
+        seed += 1;
+    }
+    let active = files(&dir, ".log").pop().unwrap();
+    let active_base: i64 = active
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap()
+        .parse()
+        .unwrap();
+    appended.extend(append(&mut log, 2, seed));
+    drop(log);
+    io.crash().unwrap();
+    let log = open(&dir, &io, 1024);
+    let sealed: Vec<(i64, i64)> = appended
+        .iter()
+        .copied()
+        .filter(|&(base, _)| base < active_base)
+        .collect();
+    assert!(sealed.len() > 3, "unflushed batches were sealed by rolls");
+    assert_eq!(batches(&log), sealed);
+    assert_eq!(
+        files(&dir, ".log").len(),
+        3,
+        "the empty active segment kept its name"
+    );
+}
+
+#[test]
+fn a_torn_index_write_is_rebuilt_on_recovery() {
+    // A partial index entry left by a crash is replaced by an index identical to one written without faults.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    let io = FaultyIo::new();
+    let mut log = open(&dir, &io, ONE_SEGMENT);
+    let synced = append(&mut log, 8, 0);
+    log.flush().unwrap();
+    let index = dir.join("00000000000000000000.index");
+    let whole = fs::metadata(&index).unwrap().len();
+    assert!(whole > 0 && whole.is_multiple_of(8));
+    io.tear_write(1, ".index", 3, InjectedError::Eio);
+    assert!(is_errno(
+        log.append_as_leader(Bytes::from(batch(2, 8)), LEADER_EPOCH, 0),
+        EIO
+    ));
+    assert_eq!(
+        fs::metadata(&index).unwrap().len(),
+        whole + 3,
+        "a torn entry"
+    );
+    drop(log);
+    let log = open(&dir, &io, ONE_SEGMENT);
+    // The failed append's batch reached the log file whole before its index entry tore, so
+    // recovery may keep it; every acknowledged batch must be there with its offsets.
+    let recovered = batches(&log);
+    assert_eq!(recovered[..synced.len()], synced[..]);
+    log.close().unwrap();
+
+    // The same batches appended without faults and closed: the indexes recovery must rebuild.
+    let reference_dir = tmp.path().join("reference-0");
+    let mut reference = open(&reference_dir, &FaultyIo::new(), ONE_SEGMENT);
+    let mut replayed = append(&mut reference, synced.len(), 0);
+    if recovered.len() > synced.len() {
+        let out = reference
+            .append_as_leader(Bytes::from(batch(2, 8)), LEADER_EPOCH, 0)
+            .unwrap();
+        replayed.push((out.base_offset, out.last_offset));
+    }
+    assert_eq!(replayed, recovered);
+    reference.close().unwrap();
+    for ext in ["index", "timeindex"] {
+        let name = format!("00000000000000000000.{ext}");
+        assert_eq!(
+            fs::read(dir.join(&name)).unwrap(),
+            fs::read(reference_dir.join(&name)).unwrap(),
+            "{name}"
+        );
+    }
+}
