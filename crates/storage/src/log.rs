@@ -456,27 +456,15 @@ impl PartitionLog {
         if active.created_ms.is_none() {
             active.created_ms = Some(now_ms);
         }
-        let start = active.size_bytes;
-        // The active segment is created with its files and keeps them until rolled.
-        let Some(files) = active.files.as_ref() else {
-            panic!("active segment {} has no open files", active.base_offset);
-        };
-        files.log.write_all_at(buf, start)?;
-        for (position, header) in headers {
-            let file_position = start + *position as u64;
-            active.note_batch(header);
-            let update = active.index.on_batch(
-                interval,
-                active.relative(header.last_offset()),
-                u32::try_from(file_position).unwrap_or(u32::MAX),
-                header.size_bytes() as u64,
-                active.max_timestamp,
-                active.relative(active.last_offset_of_max_timestamp),
-            );
-            active.write_index(update)?;
-            active.size_bytes = file_position + header.size_bytes() as u64;
+        // A write that fails midway (an index entry after the log bytes, say) must leave
+        // readers and offsets where they were: nothing of a failed append becomes visible,
+        // whatever reached the files. Recovery sorts out the files after the log is reopened.
+        let before = active.append_state();
+        let result = append_batches(active, interval, buf, headers);
+        if result.is_err() {
+            active.restore_append_state(before);
         }
-        Ok(())
+        result
     }
 
     /// Kafka's `maybeAssignEpochStartOffset` on becoming leader: the new epoch starts at the log
@@ -811,6 +799,37 @@ impl PartitionLog {
         self.io.sync_all(&file)?;
         sync_dir(&*self.io, &self.dir)
     }
+}
+
+/// Writes `buf` (whole, checked batches described by `headers`) at the end of the active
+/// segment, then its index entries, updating the segment's stats as it goes.
+fn append_batches(
+    active: &mut Segment,
+    interval_bytes: u32,
+    buf: &[u8],
+    headers: &[(usize, BatchHeader)],
+) -> Result<(), StorageError> {
+    let start = active.size_bytes;
+    // The active segment is created with its files and keeps them until rolled.
+    let Some(files) = active.files.as_ref() else {
+        panic!("active segment {} has no open files", active.base_offset);
+    };
+    files.log.write_all_at(buf, start)?;
+    for (position, header) in headers {
+        let file_position = start + *position as u64;
+        active.note_batch(header);
+        let update = active.index.on_batch(
+            interval_bytes,
+            active.relative(header.last_offset()),
+            u32::try_from(file_position).unwrap_or(u32::MAX),
+            header.size_bytes() as u64,
+            active.max_timestamp,
+            active.relative(active.last_offset_of_max_timestamp),
+        );
+        active.write_index(update)?;
+        active.size_bytes = file_position + header.size_bytes() as u64;
+    }
+    Ok(())
 }
 
 /// Walks batch headers from `position` (a batch start) and returns the first batch `stop`

@@ -99,6 +99,20 @@ fn with_transient<R>(
     f(IoFile::new(io, &file))
 }
 
+/// What an append changes in a `Segment`, saved so a failed append can be undone.
+#[derive(Debug, Clone)]
+pub(crate) struct AppendState {
+    size_bytes: u64,
+    next_offset: i64,
+    max_timestamp: i64,
+    base_offset_of_max_timestamp: i64,
+    last_offset_of_max_timestamp: i64,
+    first_batch_timestamp: Option<i64>,
+    offset_index_entries: u64,
+    time_index_entries: u64,
+    index: IndexBuilder,
+}
+
 #[derive(Debug)]
 pub(crate) struct Segment {
     pub(crate) dir: PathBuf,
@@ -143,6 +157,32 @@ impl Segment {
             index: IndexBuilder::new(),
             files: None,
         }
+    }
+
+    pub(crate) fn append_state(&self) -> AppendState {
+        AppendState {
+            size_bytes: self.size_bytes,
+            next_offset: self.next_offset,
+            max_timestamp: self.max_timestamp,
+            base_offset_of_max_timestamp: self.base_offset_of_max_timestamp,
+            last_offset_of_max_timestamp: self.last_offset_of_max_timestamp,
+            first_batch_timestamp: self.first_batch_timestamp,
+            offset_index_entries: self.offset_index_entries,
+            time_index_entries: self.time_index_entries,
+            index: self.index.clone(),
+        }
+    }
+
+    pub(crate) fn restore_append_state(&mut self, saved: AppendState) {
+        self.size_bytes = saved.size_bytes;
+        self.next_offset = saved.next_offset;
+        self.max_timestamp = saved.max_timestamp;
+        self.base_offset_of_max_timestamp = saved.base_offset_of_max_timestamp;
+        self.last_offset_of_max_timestamp = saved.last_offset_of_max_timestamp;
+        self.first_batch_timestamp = saved.first_batch_timestamp;
+        self.offset_index_entries = saved.offset_index_entries;
+        self.time_index_entries = saved.time_index_entries;
+        self.index = saved.index;
     }
 
     /// Updates in-memory stats for a batch appended or found at `position`.

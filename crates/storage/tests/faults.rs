@@ -169,6 +169,35 @@ fn enospc_on_the_log_write_fails_the_append_and_shows_readers_nothing_of_it() {
 }
 
 #[test]
+fn enospc_on_an_index_write_fails_the_whole_append_and_shows_readers_nothing_of_it() {
+    // A produce of three batches whose second index entry hits ENOSPC leaves offsets and readers where they were.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    let io = FaultyIo::new();
+    let mut log = open(&dir, &io, ONE_SEGMENT);
+    let before = append(&mut log, 4, 0);
+    let leo = log.log_end_offset();
+    // The first index entry of this request is for its first batch, the second for its second.
+    io.fail_write(2, ".index", InjectedError::Enospc);
+    let mut request = batch(2, 10);
+    request.extend_from_slice(&batch(3, 11));
+    request.extend_from_slice(&batch(1, 12));
+    assert!(is_errno(
+        log.append_as_leader(Bytes::from(request), LEADER_EPOCH, 0),
+        ENOSPC
+    ));
+    assert_eq!(io.armed_faults(), 0, "the fault fired");
+    assert_eq!(log.log_end_offset(), leo);
+    assert_eq!(batches(&log), before);
+    assert!(log
+        .read_file_slice(leo, usize::MAX, i64::MAX, true)
+        .unwrap()
+        .is_none());
+    assert_eq!(log.offset_for_timestamp(1_100).unwrap(), None);
+    assert!(matches!(log.flush(), Err(StorageError::Poisoned)));
+}
+
+#[test]
 fn a_torn_batch_is_truncated_on_reopen_and_every_synced_batch_keeps_its_offset() {
     // A torn write left in the page cache by a process crash is cut off by recovery; synced batches stay.
     let tmp = tempfile::tempdir().unwrap();
