@@ -226,7 +226,7 @@ fn a_torn_batch_is_truncated_on_reopen_and_every_synced_batch_keeps_its_offset()
     let next = append(&mut log, 1, 7);
     assert_eq!(next[0].0, synced.last().unwrap().1 + 1);
     log.flush().unwrap();
-    // The truncation itself was made durable: a power loss now keeps all of it.
+    // What the recovered log acknowledged survives a power loss.
     drop(log);
     io.crash().unwrap();
     let log = open(&dir, &io, ONE_SEGMENT);
