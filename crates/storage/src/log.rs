@@ -15,6 +15,7 @@ use runnel_protocol::batch::{
 use crate::epoch_cache::EpochCache;
 use crate::file_budget::{FileBudget, PinnedFile};
 use crate::io::{remove_if_present, IoFile, LogIo, OpenMode, StdIo};
+use crate::offsets::LogOffsets;
 use crate::producer_state::{check_and_update, ProducerStateManager};
 use crate::recovery::load_segment;
 use crate::segment::{
@@ -72,6 +73,9 @@ pub struct PartitionLog {
     log_start_offset: i64,
     /// Set by the partition owner; `log_start <= hw <= leo` always.
     high_watermark: i64,
+    /// The three offsets again, for readers that do not take the log's lock; published by
+    /// `validate` each time one of them changes.
+    offsets: Arc<LogOffsets>,
     producers: ProducerStateManager,
     epochs: EpochCache,
     /// Set after a failed write or fsync: the disk state is unknown, so refuse further writes.
@@ -212,6 +216,7 @@ impl PartitionLog {
             segments,
             log_start_offset,
             high_watermark: log_start_offset,
+            offsets: Arc::new(LogOffsets::new(log_start_offset, log_start_offset, leo)),
             producers,
             epochs,
             poisoned: false,
@@ -222,15 +227,14 @@ impl PartitionLog {
         Ok(log)
     }
 
-    /// The invariant chain `log_start <= hw <= leo`; only our own bug can break it.
+    /// Asserts the invariant chain `log_start <= hw <= leo` (only our own bug can break it)
+    /// and publishes the offsets to the `offsets` handle. Called after every change of one of
+    /// them.
     fn validate(&self) {
-        assert!(
-            self.log_start_offset <= self.high_watermark
-                && self.high_watermark <= self.log_end_offset(),
-            "log_start {} <= hw {} <= leo {} violated",
+        self.offsets.publish(
             self.log_start_offset,
             self.high_watermark,
-            self.log_end_offset()
+            self.log_end_offset(),
         );
     }
 
@@ -238,6 +242,12 @@ impl PartitionLog {
         // `segments` is never empty (open creates segment 0).
         let last = self.segments.len() - 1;
         &mut self.segments[last]
+    }
+
+    /// The log start offset, high watermark and log end offset, kept in step with this log and
+    /// readable without its lock.
+    pub fn offsets(&self) -> Arc<LogOffsets> {
+        Arc::clone(&self.offsets)
     }
 
     pub fn log_start_offset(&self) -> i64 {

@@ -194,6 +194,7 @@ fn enospc_on_an_index_write_fails_the_whole_append_and_shows_readers_nothing_of_
         .unwrap()
         .is_none());
     assert_eq!(log.offset_for_timestamp(1_100).unwrap(), None);
+    assert_eq!(log.offsets().log_end_offset(), leo);
     assert!(matches!(log.flush(), Err(StorageError::Poisoned)));
 }
 

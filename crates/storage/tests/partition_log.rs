@@ -7,7 +7,9 @@ use bytes::Bytes;
 use runnel_protocol::batch::{
     check_stored_batch, encode_uncompressed_batch, BatchHeader, BatchSpec, RecordSpec,
 };
-use runnel_storage::{rename_for_delete, LogConfig, PartitionLog, StorageError, TimestampType};
+use runnel_storage::{
+    rename_for_delete, LogConfig, OffsetsSnapshot, PartitionLog, StorageError, TimestampType,
+};
 
 const TOPIC: [u8; 16] = [7; 16];
 
@@ -639,4 +641,34 @@ fn leader_epoch_is_checkpointed_when_assigned_not_on_first_append() {
     );
     log.assign_leader_epoch(4).unwrap();
     assert_eq!(fs::read_to_string(&checkpoint).unwrap(), "0\n2\n0 0\n4 3\n");
+}
+
+#[test]
+fn offsets_handle_follows_the_log() {
+    // The lock-free offsets handle reads what the log's getters read after open, appends, HW moves, refused appends and a reopen.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t-0");
+    let mut log = PartitionLog::open(path.clone(), TOPIC, small_config()).unwrap();
+    let offsets = log.offsets();
+    let snapshot = |start, hw, leo| OffsetsSnapshot {
+        log_start_offset: start,
+        high_watermark: hw,
+        log_end_offset: leo,
+    };
+    assert_eq!(offsets.snapshot(), snapshot(0, 0, 0));
+    let model = fill(&mut log, 30);
+    let leo = model.last().unwrap().1 + 1;
+    assert_eq!(offsets.log_end_offset(), leo);
+    assert_eq!(offsets.snapshot(), snapshot(0, 0, leo));
+    log.set_high_watermark(model[10].0);
+    assert_eq!(offsets.high_watermark(), model[10].0);
+    let mut corrupt = batch(1, 0, 10);
+    let last = corrupt.len() - 1;
+    corrupt[last] ^= 0xff;
+    assert!(log.append_as_leader(Bytes::from(corrupt), 0, 0).is_err());
+    assert_eq!(offsets.snapshot(), snapshot(0, model[10].0, leo));
+    assert_eq!(offsets.log_start_offset(), log.log_start_offset());
+    log.close().unwrap();
+    let log = PartitionLog::open(path, TOPIC, small_config()).unwrap();
+    assert_eq!(log.offsets().snapshot(), snapshot(0, 0, leo));
 }
