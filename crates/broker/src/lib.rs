@@ -2,6 +2,7 @@
 //! owns tokio tasks and sockets.
 
 pub mod authorizer;
+pub mod blocking;
 pub mod clock;
 pub mod config;
 pub mod connection;

@@ -98,6 +98,15 @@ impl MetadataManager {
         command: &Command,
         publisher: &dyn Publish,
     ) -> Result<Arc<MetadataImage>, ClusterError> {
+        // The commit fsyncs and the publisher may create many files: off the async worker.
+        crate::blocking::blocking(|| self.submit_blocking(command, publisher))
+    }
+
+    fn submit_blocking(
+        &self,
+        command: &Command,
+        publisher: &dyn Publish,
+    ) -> Result<Arc<MetadataImage>, ClusterError> {
         let mut driver = self.driver();
         let current = self.image();
         let records = driver.engine.handle(&current, command)?;
@@ -120,6 +129,10 @@ impl MetadataManager {
     /// Hands out a producer id that no earlier or later call, in this process or any restart,
     /// returns again, reserving a new block through the log when the current one is used up.
     pub fn allocate_producer_id(&self, publisher: &dyn Publish) -> Result<i64, ClusterError> {
+        crate::blocking::blocking(|| self.allocate_producer_id_blocking(publisher))
+    }
+
+    fn allocate_producer_id_blocking(&self, publisher: &dyn Publish) -> Result<i64, ClusterError> {
         let mut driver = self.driver();
         let mut current = self.image();
         if driver.next_producer_id >= current.next_producer_id {
