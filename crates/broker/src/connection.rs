@@ -67,7 +67,6 @@ use runnel_protocol::api;
 use runnel_protocol::frame::{encode_response, HeaderPrefix};
 use runnel_protocol::request::decode_frame;
 use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch, Semaphore, SemaphorePermit};
 use tracing::Instrument;
@@ -76,6 +75,7 @@ use crate::context::{ConnectionContext, RequestContext};
 use crate::handlers::{self, ProduceReply, Reply};
 use crate::send::{self, FilePart};
 use crate::state::Broker;
+use crate::transport::{ReadSide, Transport, WriteSide};
 
 /// Most requests of one connection between reading a frame and having written its response.
 ///
@@ -172,17 +172,18 @@ enum Checked {
 
 pub async fn serve(
     broker: Arc<Broker>,
-    mut stream: TcpStream,
+    stream: TcpStream,
     peer: std::net::SocketAddr,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
+    let mut transport = Transport::Plain(stream);
     let connection = ConnectionContext::plaintext(peer);
     broker
         .metrics
         .connections_opened
         .fetch_add(1, Ordering::Relaxed);
-    let reason = run(&broker, &mut stream, &connection, &mut shutdown).await;
+    let reason = run(&broker, &mut transport, &connection, &mut shutdown).await;
     broker
         .metrics
         .connections_closed
@@ -204,17 +205,19 @@ pub async fn serve(
 /// Runs the reader and the writer (see the module docs) until both have stopped.
 async fn run(
     broker: &Arc<Broker>,
-    stream: &mut TcpStream,
+    transport: &mut Transport,
     connection: &ConnectionContext,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Close {
     let peer = connection.peer;
-    let (read_half, write_half) = stream.split();
+    // Zero-copy fetch where the transport takes sendfile and the config does not turn it off.
+    let zero_copy = broker.config.fetch_zero_copy && transport.supports_sendfile();
+    let (read_half, write_half) = transport.split();
     let slots = Semaphore::new(PIPELINED_REQUESTS_MAX);
     // Never full: an entry holds a slot, and there are as many slots as places.
     let (queue, queued) = mpsc::channel(PIPELINED_REQUESTS_MAX);
     let (read_end, write_end) = tokio::join!(
-        read_requests(broker, read_half, connection, shutdown, &slots, queue),
+        read_requests(broker, read_half, connection, zero_copy, shutdown, &slots, queue),
         write_responses(broker, write_half, queued),
     );
     match (read_end, write_end) {
@@ -234,8 +237,9 @@ async fn run(
 /// `None`: it stopped because the writer had stopped (the writer's reason is the connection's).
 async fn read_requests<'s>(
     broker: &Arc<Broker>,
-    mut stream: ReadHalf<'_>,
+    mut stream: ReadSide<'_>,
     connection: &ConnectionContext,
+    zero_copy: bool,
     shutdown: &mut watch::Receiver<bool>,
     slots: &'s Semaphore,
     queue: mpsc::Sender<Queued<'s>>,
@@ -322,7 +326,7 @@ async fn read_requests<'s>(
         }
         // Boxed: the request, its handler's future and its response are large, and inline they
         // would size every idle connection's task for the largest of them.
-        let response = match Box::pin(apply(broker, request, connection)).await {
+        let response = match Box::pin(apply(broker, request, connection, zero_copy)).await {
             Ok(Some(response)) => response,
             // No response: the slot is free again.
             Ok(None) => continue,
@@ -346,7 +350,7 @@ async fn read_requests<'s>(
 /// and the queue is empty, or until it cannot go on (`Err`: why the connection ends).
 async fn write_responses(
     broker: &Broker,
-    mut stream: WriteHalf<'_>,
+    mut stream: WriteSide<'_>,
     mut queued: mpsc::Receiver<Queued<'_>>,
 ) -> Result<(), Close> {
     let stalled = Duration::from_millis(broker.config.connections_max_idle_ms);
@@ -469,6 +473,7 @@ async fn apply(
     broker: &Arc<Broker>,
     request: Decoded,
     connection: &ConnectionContext,
+    zero_copy: bool,
 ) -> Result<Option<Response>, Close> {
     let Decoded {
         api_key,
@@ -511,7 +516,7 @@ async fn apply(
         )
         .map(|frame| Some(Response::Ready(Outgoing::Frame(frame)))),
         Reply::Fetch(answer) => encode_fetch(
-            broker,
+            zero_copy,
             answer,
             version,
             header_version,
@@ -535,13 +540,13 @@ async fn apply(
 /// into the frame. A frame that cannot be spliced (the splice tests rule it out) closes the
 /// connection rather than send wrong lengths.
 fn encode_fetch(
-    broker: &Broker,
+    zero_copy: bool,
     answer: handlers::FetchAnswer,
     version: i16,
     header_version: i16,
     correlation_id: i32,
 ) -> Result<Outgoing, Close> {
-    let answer = if broker.config.fetch_zero_copy && !answer.slices.is_empty() {
+    let answer = if zero_copy && !answer.slices.is_empty() {
         let handlers::FetchAnswer { response, slices } = answer;
         let externals = slices.into_iter().map(FilePart).collect();
         match runnel_protocol::splice::encode_response_with_holes(

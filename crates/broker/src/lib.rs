@@ -20,3 +20,4 @@ pub mod replica;
 pub mod send;
 pub mod server;
 pub mod state;
+pub mod transport;

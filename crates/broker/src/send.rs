@@ -14,6 +14,8 @@ use runnel_storage::FileSlice;
 use tokio::io::{AsyncWrite, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 
+use crate::transport::WriteSide;
+
 /// Largest count one `sendfile` call takes (Linux transfers at most 0x7ffff000 bytes per call).
 const SENDFILE_CHUNK_MAX: usize = 0x7fff_f000;
 
@@ -29,21 +31,23 @@ impl External for FilePart {
 /// Writes `parts` in order. `stalled` bounds each wait for the socket to take more bytes: a
 /// client that stops reading is disconnected instead of pinning files and buffers forever.
 ///
-/// `stream` is the socket or its write half (`TcpStream::split`): `sendfile` needs the socket
-/// itself (`AsRef<TcpStream>`), while the read half may be in use by the connection's reader.
-/// The caller must be the socket's only writer, or frames would interleave.
-pub async fn write_parts<W>(
-    stream: &mut W,
+/// File parts need a transport that takes `sendfile` (the connection only makes them for
+/// one); the read side may meanwhile be in use by the connection's reader. The caller must be
+/// the transport's only writer, or frames would interleave.
+pub async fn write_parts(
+    stream: &mut WriteSide<'_>,
     parts: Vec<Part<FilePart>>,
     stalled: Duration,
-) -> io::Result<()>
-where
-    W: AsyncWrite + AsRef<TcpStream> + Unpin,
-{
+) -> io::Result<()> {
     for part in parts {
         match part {
             Part::Bytes(bytes) => write_bytes(stream, &bytes, stalled).await?,
-            Part::External(FilePart(slice)) => send_file(stream.as_ref(), &slice, stalled).await?,
+            Part::External(FilePart(slice)) => {
+                let Some(socket) = stream.sendfile_socket() else {
+                    panic!("file parts are made only for transports that take sendfile");
+                };
+                send_file(socket, &slice, stalled).await?
+            }
         }
     }
     Ok(())
