@@ -192,6 +192,30 @@ fn by_partition<T>(
     split
 }
 
+/// A multi-group request split by shard: one sub-request per partition, each a copy of the
+/// request holding the groups of that partition (`$field`, group id by `$id`).
+macro_rules! split {
+    ($request:ident, $partitions:expr, $variant:ident, $field:ident, |$g:ident| $id:expr) => {{
+        if $request.$field.is_empty() {
+            // Nothing to split: any shard answers an empty list with an empty answer.
+            return Route::One(0, GroupRequest::$variant($request));
+        }
+        Route::Split(
+            by_partition(&$request.$field, $partitions, |$g| $id.as_str())
+                .into_iter()
+                .map(|(p, positions)| {
+                    let mut sub = $request.clone();
+                    sub.$field = positions
+                        .iter()
+                        .map(|&i| $request.$field[i].clone())
+                        .collect();
+                    (p, GroupRequest::$variant(sub), positions)
+                })
+                .collect(),
+        )
+    }};
+}
+
 /// Where `request` goes.
 fn route(request: GroupRequest, version: i16, partitions: i32) -> Route {
     let one = |group: &str| offsets_partition_for(group, partitions);
@@ -204,49 +228,12 @@ fn route(request: GroupRequest, version: i16, partitions: i32) -> Route {
         GroupRequest::OffsetDelete(ref r) => Route::One(one(&r.group_id), request),
         GroupRequest::ConsumerGroupHeartbeat(ref r) => Route::One(one(&r.group_id), request),
         GroupRequest::OffsetFetch(ref r) if version < 8 => Route::One(one(&r.group_id), request),
-        GroupRequest::OffsetFetch(r) => Route::Split(
-            by_partition(&r.groups, partitions, |g| g.group_id.as_str())
-                .into_iter()
-                .map(|(p, positions)| {
-                    let groups = positions.iter().map(|&i| r.groups[i].clone()).collect();
-                    let sub = r.clone().with_groups(groups);
-                    (p, GroupRequest::OffsetFetch(sub), positions)
-                })
-                .collect(),
-        ),
-        GroupRequest::DescribeGroups(r) => Route::Split(
-            by_partition(&r.groups, partitions, |g| g.as_str())
-                .into_iter()
-                .map(|(p, positions)| {
-                    let groups = positions.iter().map(|&i| r.groups[i].clone()).collect();
-                    let sub = r.clone().with_groups(groups);
-                    (p, GroupRequest::DescribeGroups(sub), positions)
-                })
-                .collect(),
-        ),
-        GroupRequest::DeleteGroups(r) => Route::Split(
-            by_partition(&r.groups_names, partitions, |g| g.as_str())
-                .into_iter()
-                .map(|(p, positions)| {
-                    let groups = positions
-                        .iter()
-                        .map(|&i| r.groups_names[i].clone())
-                        .collect();
-                    let sub = r.clone().with_groups_names(groups);
-                    (p, GroupRequest::DeleteGroups(sub), positions)
-                })
-                .collect(),
-        ),
-        GroupRequest::ConsumerGroupDescribe(r) => Route::Split(
-            by_partition(&r.group_ids, partitions, |g| g.as_str())
-                .into_iter()
-                .map(|(p, positions)| {
-                    let groups = positions.iter().map(|&i| r.group_ids[i].clone()).collect();
-                    let sub = r.clone().with_group_ids(groups);
-                    (p, GroupRequest::ConsumerGroupDescribe(sub), positions)
-                })
-                .collect(),
-        ),
+        GroupRequest::OffsetFetch(r) => split!(r, partitions, OffsetFetch, groups, |g| g.group_id),
+        GroupRequest::DescribeGroups(r) => split!(r, partitions, DescribeGroups, groups, |g| g),
+        GroupRequest::DeleteGroups(r) => split!(r, partitions, DeleteGroups, groups_names, |g| g),
+        GroupRequest::ConsumerGroupDescribe(r) => {
+            split!(r, partitions, ConsumerGroupDescribe, group_ids, |g| g)
+        }
         GroupRequest::ListGroups(r) => Route::All(r),
     }
 }
@@ -268,60 +255,42 @@ fn in_order<T>(parts: Vec<(Vec<T>, Vec<usize>)>) -> Vec<T> {
     placed.into_iter().map(|(_, entry)| entry).collect()
 }
 
+/// The answers of a split request as one: their per-group entries (`$field`) in the
+/// request's order.
+macro_rules! merged {
+    ($answers:ident, $variant:ident, $response:ident, $field:ident) => {{
+        let parts = $answers
+            .into_iter()
+            .filter_map(|(answer, positions)| match answer {
+                ResponseKind::$variant(r) => Some((r.$field, positions)),
+                _ => None,
+            })
+            .collect();
+        let mut response = $response::default();
+        response.$field = in_order(parts);
+        ResponseKind::$variant(response)
+    }};
+}
+
 /// Merges the answers of a split request (all of one API).
 fn merge(answers: Vec<(ResponseKind, Vec<usize>)>) -> ResponseKind {
     let Some((first, _)) = answers.first() else {
-        // An empty group list: an empty answer of any kind would do; callers never split
-        // nothing (the coordinator would answer an empty list with an empty answer).
-        return ResponseKind::DescribeGroups(DescribeGroupsResponse::default());
+        unreachable!("an empty group list is routed to one shard, not split");
     };
     match first {
-        ResponseKind::OffsetFetch(_) => {
-            let parts = answers
-                .into_iter()
-                .filter_map(|(a, p)| match a {
-                    ResponseKind::OffsetFetch(r) => Some((r.groups, p)),
-                    _ => None,
-                })
-                .collect();
-            ResponseKind::OffsetFetch(OffsetFetchResponse::default().with_groups(in_order(parts)))
-        }
+        ResponseKind::OffsetFetch(_) => merged!(answers, OffsetFetch, OffsetFetchResponse, groups),
         ResponseKind::DescribeGroups(_) => {
-            let parts = answers
-                .into_iter()
-                .filter_map(|(a, p)| match a {
-                    ResponseKind::DescribeGroups(r) => Some((r.groups, p)),
-                    _ => None,
-                })
-                .collect();
-            ResponseKind::DescribeGroups(
-                DescribeGroupsResponse::default().with_groups(in_order(parts)),
-            )
+            merged!(answers, DescribeGroups, DescribeGroupsResponse, groups)
         }
         ResponseKind::DeleteGroups(_) => {
-            let parts = answers
-                .into_iter()
-                .filter_map(|(a, p)| match a {
-                    ResponseKind::DeleteGroups(r) => Some((r.results, p)),
-                    _ => None,
-                })
-                .collect();
-            ResponseKind::DeleteGroups(
-                DeleteGroupsResponse::default().with_results(in_order(parts)),
-            )
+            merged!(answers, DeleteGroups, DeleteGroupsResponse, results)
         }
-        ResponseKind::ConsumerGroupDescribe(_) => {
-            let parts = answers
-                .into_iter()
-                .filter_map(|(a, p)| match a {
-                    ResponseKind::ConsumerGroupDescribe(r) => Some((r.groups, p)),
-                    _ => None,
-                })
-                .collect();
-            ResponseKind::ConsumerGroupDescribe(
-                ConsumerGroupDescribeResponse::default().with_groups(in_order(parts)),
-            )
-        }
+        ResponseKind::ConsumerGroupDescribe(_) => merged!(
+            answers,
+            ConsumerGroupDescribe,
+            ConsumerGroupDescribeResponse,
+            groups
+        ),
         other => unreachable!("only multi-group APIs are split, not {other:?}"),
     }
 }
@@ -482,5 +451,31 @@ mod tests {
             panic!("no OffsetFetch answer");
         };
         assert_eq!(r.topics[0].partitions[0].committed_offset, 3);
+    }
+
+    // Proves a multi-group request naming no group gets the empty answer of its own API (a
+    // split of nothing must not answer with another API's response).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn empty_group_lists_get_their_own_empty_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = broker(dir.path()).await;
+        let call = |request| {
+            let broker = Arc::clone(&broker);
+            async move {
+                broker
+                    .groups
+                    .call(&*broker, 2, &ClientInfo::default(), request)
+                    .await
+                    .expect("an answer")
+            }
+        };
+        assert!(matches!(
+            call(GroupRequest::DeleteGroups(DeleteGroupsRequest::default())).await,
+            ResponseKind::DeleteGroups(r) if r.results.is_empty()
+        ));
+        assert!(matches!(
+            call(GroupRequest::DescribeGroups(DescribeGroupsRequest::default())).await,
+            ResponseKind::DescribeGroups(r) if r.groups.is_empty()
+        ));
     }
 }
