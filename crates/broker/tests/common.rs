@@ -3,12 +3,13 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
+use kafka_protocol::messages::{
+    ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind, TopicName,
+};
 use kafka_protocol::protocol::{Decodable, Encodable};
 
 /// A running broker process with its own port and data dir; killed on drop.
@@ -245,4 +246,58 @@ pub fn put_frame(body: &[u8]) -> Vec<u8> {
     v
 }
 
-pub fn _unused(_: &Path) {}
+/// A topic name as requests carry it.
+pub fn name(s: &str) -> TopicName {
+    TopicName(kafka_protocol::protocol::StrBytes::from_string(
+        s.to_owned(),
+    ))
+}
+
+/// One uncompressed batch of keyless records with these values (timestamps fixed).
+pub fn batch<V: AsRef<[u8]>>(values: &[V]) -> Bytes {
+    let spec = runnel_protocol::batch::BatchSpec {
+        records: values
+            .iter()
+            .map(|v| runnel_protocol::batch::RecordSpec {
+                timestamp_delta: 0,
+                key: None,
+                value: Some(v.as_ref()),
+                headers: vec![],
+            })
+            .collect(),
+        base_timestamp: 1_700_000_000_000,
+        ..Default::default()
+    };
+    runnel_protocol::batch::encode_uncompressed_batch(&spec).into()
+}
+
+/// Creates `topic` (CreateTopics v7) with these configs and asserts it was created.
+pub fn create_topic(
+    stream: &mut TcpStream,
+    topic: &str,
+    partitions: i32,
+    configs: &[(&str, &str)],
+) {
+    use kafka_protocol::messages::{create_topics_request, CreateTopicsRequest};
+    use kafka_protocol::protocol::StrBytes;
+    let request = RequestKind::CreateTopics(CreateTopicsRequest::default().with_topics(vec![
+        create_topics_request::CreatableTopic::default()
+            .with_name(name(topic))
+            .with_num_partitions(partitions)
+            .with_replication_factor(1)
+            .with_configs(
+                configs
+                    .iter()
+                    .map(|(k, v)| {
+                        create_topics_request::CreatableTopicConfig::default()
+                            .with_name(StrBytes::from_string(k.to_string()))
+                            .with_value(Some(StrBytes::from_string(v.to_string())))
+                    })
+                    .collect(),
+            ),
+    ]));
+    let ResponseKind::CreateTopics(r) = call(stream, ApiKey::CreateTopics, 7, &request) else {
+        panic!("not a CreateTopics response")
+    };
+    assert_eq!(r.topics[0].error_code, 0, "{:?}", r.topics[0].error_message);
+}

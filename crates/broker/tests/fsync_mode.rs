@@ -14,46 +14,13 @@ use common::*;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::RecordBatchDecoder;
-use runnel_protocol::batch::{encode_uncompressed_batch, BatchSpec, RecordSpec};
 use traced::*;
 
 const TOPIC: &str = "fsynced";
 
-fn name(s: &str) -> TopicName {
-    TopicName(StrBytes::from_string(s.to_owned()))
-}
-
+/// A topic of `TOPIC`'s name in fsync mode.
 fn create_fsync_topic(stream: &mut TcpStream, partitions: i32) {
-    let request = RequestKind::CreateTopics(CreateTopicsRequest::default().with_topics(vec![
-            create_topics_request::CreatableTopic::default()
-                .with_name(name(TOPIC))
-                .with_num_partitions(partitions)
-                .with_replication_factor(1)
-                .with_configs(vec![create_topics_request::CreatableTopicConfig::default()
-                    .with_name(StrBytes::from_static_str("flush.messages"))
-                    .with_value(Some(StrBytes::from_static_str("1")))]),
-        ]));
-    let ResponseKind::CreateTopics(r) = call(stream, ApiKey::CreateTopics, 7, &request) else {
-        panic!("not a CreateTopics response")
-    };
-    assert_eq!(r.topics[0].error_code, 0, "{:?}", r.topics[0].error_message);
-}
-
-fn batch(values: &[String]) -> Bytes {
-    let spec = BatchSpec {
-        records: values
-            .iter()
-            .map(|v| RecordSpec {
-                timestamp_delta: 0,
-                key: None,
-                value: Some(v.as_bytes()),
-                headers: vec![],
-            })
-            .collect(),
-        base_timestamp: 1_700_000_000_000,
-        ..Default::default()
-    };
-    encode_uncompressed_batch(&spec).into()
+    create_topic(stream, TOPIC, partitions, &[("flush.messages", "1")]);
 }
 
 /// One acks=all produce naming several partitions of `TOPIC`.
@@ -234,25 +201,7 @@ fn produce_is_answered_only_after_an_fsync_covering_its_batch() {
     drop(stream);
     let trace = traced.stop();
     let log_file = format!("/{TOPIC}-0/00000000000000000000.log>");
-    let mut audit = Audit::default();
-    for line in trace.lines() {
-        audit.line(line, &log_file);
-    }
-    assert!(
-        audit.log_writes >= REQUESTS as u64,
-        "the trace shows {} writes to {log_file}",
-        audit.log_writes
-    );
-    assert!(
-        audit.answers >= REQUESTS as u64,
-        "the trace shows {} answers",
-        audit.answers
-    );
-    assert!(
-        audit.early_answers.is_empty(),
-        "answers sent before their batch was fsynced:\n{}",
-        audit.early_answers.join("\n")
-    );
+    assert_every_answer_follows_its_fsync(&trace, &log_file, REQUESTS as u64);
 }
 
 // Under strace, with the broker-wide `log.flush.interval.messages=1`: every OffsetCommit answer
@@ -302,23 +251,5 @@ fn offset_commit_is_answered_only_after_an_fsync_covering_its_record() {
     let partition =
         runnel_cluster::group::GroupCoordinator::new(Default::default()).partition_for(GROUP);
     let log_file = format!("/__consumer_offsets-{partition}/00000000000000000000.log>");
-    let mut audit = Audit::default();
-    for line in trace.lines() {
-        audit.line(line, &log_file);
-    }
-    assert!(
-        audit.log_writes >= REQUESTS as u64,
-        "the trace shows {} writes to {log_file}",
-        audit.log_writes
-    );
-    assert!(
-        audit.answers >= REQUESTS as u64,
-        "the trace shows {} answers",
-        audit.answers
-    );
-    assert!(
-        audit.early_answers.is_empty(),
-        "answers sent before their record was fsynced:\n{}",
-        audit.early_answers.join("\n")
-    );
+    assert_every_answer_follows_its_fsync(&trace, &log_file, REQUESTS as u64);
 }

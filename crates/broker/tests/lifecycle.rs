@@ -7,28 +7,6 @@ use std::io::Write;
 use common::*;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use runnel_protocol::batch::{encode_uncompressed_batch, BatchSpec, RecordSpec};
-
-fn name(s: &str) -> TopicName {
-    TopicName(StrBytes::from_string(s.to_owned()))
-}
-
-fn batch(values: &[&'static [u8]]) -> bytes::Bytes {
-    let spec = BatchSpec {
-        records: values
-            .iter()
-            .map(|v| RecordSpec {
-                timestamp_delta: 0,
-                key: None,
-                value: Some(v),
-                headers: vec![],
-            })
-            .collect(),
-        base_timestamp: 1_700_000_000_000,
-        ..Default::default()
-    };
-    encode_uncompressed_batch(&spec).into()
-}
 
 fn create(topic: &str, partitions: i32) -> RequestKind {
     RequestKind::CreateTopics(CreateTopicsRequest::default().with_topics(vec![

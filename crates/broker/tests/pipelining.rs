@@ -15,13 +15,13 @@ use common::*;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, StrBytes};
 use kafka_protocol::records::RecordBatchDecoder;
-use runnel_protocol::batch::{encode_uncompressed_batch, BatchSpec, RecordSpec};
 use traced::*;
 
 const TOPIC: &str = "piped";
 
-fn name(s: &str) -> TopicName {
-    TopicName(StrBytes::from_string(s.to_owned()))
+/// A topic of `TOPIC`'s name in fsync mode.
+fn create_fsync_topic(stream: &mut TcpStream, partitions: i32) {
+    create_topic(stream, TOPIC, partitions, &[("flush.messages", "1")]);
 }
 
 /// Prints the broker's log if the test fails while it is alive, so a failure shows its cause.
@@ -33,39 +33,6 @@ impl Drop for LogOnFailure<'_> {
             eprintln!("runnel's log:\n{}", self.0.log());
         }
     }
-}
-
-fn create_fsync_topic(stream: &mut TcpStream, partitions: i32) {
-    let request = RequestKind::CreateTopics(CreateTopicsRequest::default().with_topics(vec![
-            create_topics_request::CreatableTopic::default()
-                .with_name(name(TOPIC))
-                .with_num_partitions(partitions)
-                .with_replication_factor(1)
-                .with_configs(vec![create_topics_request::CreatableTopicConfig::default()
-                    .with_name(StrBytes::from_static_str("flush.messages"))
-                    .with_value(Some(StrBytes::from_static_str("1")))]),
-        ]));
-    let ResponseKind::CreateTopics(r) = call(stream, ApiKey::CreateTopics, 7, &request) else {
-        panic!("not a CreateTopics response")
-    };
-    assert_eq!(r.topics[0].error_code, 0, "{:?}", r.topics[0].error_message);
-}
-
-fn batch(values: &[String]) -> Bytes {
-    let spec = BatchSpec {
-        records: values
-            .iter()
-            .map(|v| RecordSpec {
-                timestamp_delta: 0,
-                key: None,
-                value: Some(v.as_bytes()),
-                headers: vec![],
-            })
-            .collect(),
-        base_timestamp: 1_700_000_000_000,
-        ..Default::default()
-    };
-    encode_uncompressed_batch(&spec).into()
 }
 
 /// A produce of one batch to each named partition of `TOPIC`.
@@ -289,13 +256,10 @@ fn failed_acks0_produce_closes_after_earlier_answers() {
         ApiKey::Produce,
         11,
         1,
-        &produce(1, &[(0, batch(&["before".into()]))]),
+        &produce(1, &[(0, batch(&["before"]))]),
     ));
     // Partition 0 goes to the group commit; partition 7 does not exist.
-    let half_bad = produce(
-        0,
-        &[(0, batch(&["ok".into()])), (7, batch(&["nowhere".into()]))],
-    );
+    let half_bad = produce(0, &[(0, batch(&["ok"])), (7, batch(&["nowhere"]))]);
     burst.extend(request_frame(ApiKey::Produce, 11, 2, &half_bad));
     burst.extend(request_frame(ApiKey::ApiVersions, 3, 3, &api_versions()));
     stream.write_all(&burst).expect("write the burst");

@@ -6,33 +6,15 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use runnel_protocol::batch::{
-    check_stored_batch, encode_uncompressed_batch, BatchHeader, BatchSpec, RecordSpec,
-};
 use runnel_storage::{FileBudget, LogConfig, PartitionLog};
 
-const TOPIC: [u8; 16] = [7; 16];
+mod support;
+
+use support::*;
 
 /// `(base_offset, last_offset, max_timestamp)` of every batch appended to one partition. The
 /// timestamp encodes partition and sequence, so a batch written to the wrong file shows up.
 type Model = Vec<(i64, i64, i64)>;
-
-fn batch(n: usize, base_ts: i64, value_bytes: usize) -> Vec<u8> {
-    let value = vec![b'v'; value_bytes];
-    let records = (0..n)
-        .map(|i| RecordSpec {
-            timestamp_delta: i as i64,
-            key: None,
-            value: Some(&value),
-            headers: vec![],
-        })
-        .collect();
-    encode_uncompressed_batch(&BatchSpec {
-        base_timestamp: base_ts,
-        records,
-        ..BatchSpec::default()
-    })
-}
 
 /// Small segments and dense indexes, so rolls, index entries and sealed-segment reads happen.
 fn small_config() -> LogConfig {
@@ -41,18 +23,6 @@ fn small_config() -> LogConfig {
         index_interval_bytes: 128,
         ..LogConfig::default()
     }
-}
-
-fn split(bytes: &[u8]) -> Vec<BatchHeader> {
-    let mut out = Vec::new();
-    let mut pos = 0;
-    while pos < bytes.len() {
-        let h = BatchHeader::parse(&bytes[pos..]).unwrap();
-        check_stored_batch(&bytes[pos..pos + h.size_bytes()]).unwrap();
-        pos += h.size_bytes();
-        out.push(h);
-    }
-    out
 }
 
 /// Descriptors of this process that point into `dir`.

@@ -4,45 +4,14 @@ use std::fs;
 use std::path::PathBuf;
 
 use bytes::Bytes;
-use runnel_protocol::batch::{
-    check_stored_batch, encode_uncompressed_batch, BatchHeader, BatchSpec, RecordSpec,
-};
+use runnel_protocol::batch::{check_stored_batch, BatchHeader};
 use runnel_storage::{
     rename_for_delete, LogConfig, OffsetsSnapshot, PartitionLog, StorageError, TimestampType,
 };
 
-const TOPIC: [u8; 16] = [7; 16];
+mod support;
 
-fn batch(n: usize, base_ts: i64, value_bytes: usize) -> Vec<u8> {
-    batch_for(n, base_ts, value_bytes, -1, -1, -1)
-}
-
-fn batch_for(
-    n: usize,
-    base_ts: i64,
-    value_bytes: usize,
-    pid: i64,
-    epoch: i16,
-    seq: i32,
-) -> Vec<u8> {
-    let value = vec![b'v'; value_bytes];
-    let records = (0..n)
-        .map(|i| RecordSpec {
-            timestamp_delta: i as i64,
-            key: None,
-            value: Some(&value),
-            headers: vec![],
-        })
-        .collect();
-    encode_uncompressed_batch(&BatchSpec {
-        base_timestamp: base_ts,
-        producer_id: pid,
-        producer_epoch: epoch,
-        base_sequence: seq,
-        records,
-        ..BatchSpec::default()
-    })
-}
+use support::*;
 
 fn small_config() -> LogConfig {
     LogConfig {
@@ -50,18 +19,6 @@ fn small_config() -> LogConfig {
         index_interval_bytes: 256,
         ..LogConfig::default()
     }
-}
-
-fn split(bytes: &[u8]) -> Vec<BatchHeader> {
-    let mut out = Vec::new();
-    let mut pos = 0;
-    while pos < bytes.len() {
-        let h = BatchHeader::parse(&bytes[pos..]).unwrap();
-        check_stored_batch(&bytes[pos..pos + h.size_bytes()]).unwrap();
-        pos += h.size_bytes();
-        out.push(h);
-    }
-    out
 }
 
 fn files(dir: &PathBuf, ext: &str) -> Vec<String> {

@@ -191,3 +191,28 @@ impl Audit {
         }
     }
 }
+
+/// Audits `trace` for one partition's `log_file` (a suffix of the traced path): at least
+/// `requests` writes to it and as many answers, and no answer written before an fsync covered
+/// the write it answers.
+pub fn assert_every_answer_follows_its_fsync(trace: &str, log_file: &str, requests: u64) {
+    let mut audit = Audit::default();
+    for line in trace.lines() {
+        audit.line(line, log_file);
+    }
+    assert!(
+        audit.log_writes >= requests,
+        "the trace shows {} writes to {log_file}",
+        audit.log_writes
+    );
+    assert!(
+        audit.answers >= requests,
+        "the trace shows {} answers",
+        audit.answers
+    );
+    assert!(
+        audit.early_answers.is_empty(),
+        "answers sent before the write they answer was fsynced:\n{}",
+        audit.early_answers.join("\n")
+    );
+}
