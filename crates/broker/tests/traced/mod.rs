@@ -114,7 +114,13 @@ pub fn start_traced_with_config(config_toml: &str, fsync_delay_us: Option<u32>) 
         .expect("spawn strace");
     let mut traced = Traced { strace, port, dir };
     let deadline = Instant::now() + Duration::from_secs(60);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+    // Ready once this broker says it listens: a connect alone could reach another test's
+    // broker on a reused port while ours failed to bind.
+    let ready = |dir: &std::path::Path| {
+        std::fs::read_to_string(dir.join("runnel.log"))
+            .is_ok_and(|log| log.contains("runnel is ready"))
+    };
+    while !ready(traced.dir.path()) || TcpStream::connect(("127.0.0.1", port)).is_err() {
         if let Some(status) = traced.strace.try_wait().expect("try_wait") {
             // ptrace may be forbidden here (a container without CAP_SYS_PTRACE).
             let log = std::fs::read_to_string(traced.dir.path().join("runnel.log"));
