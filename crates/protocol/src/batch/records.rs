@@ -1,0 +1,259 @@
+//! Walking the records inside a batch: a bounds-checked cursor with Kafka's varint readers, the
+//! record framing rules, and the per-record callbacks over one batch or a run of stored batches.
+
+use super::{
+    check_stored_batch, BatchError, BatchHeader, Compression, TimestampType, BATCH_HEADER_LEN,
+};
+
+/// Calls `f(offset_delta, timestamp_ms)` for every record of one whole UNCOMPRESSED batch
+/// (`batch` holds exactly the batch). For LogAppendTime batches every record's timestamp is the
+/// batch's `maxTimestamp`, as Kafka reports it. Offset deltas are not required to be dense, so
+/// compacted batches work. Compressed batches -> `UnsupportedCompression`-free error: callers
+/// fall back to batch-level answers for them.
+pub fn for_each_record(batch: &[u8], mut f: impl FnMut(i32, i64)) -> Result<(), BatchError> {
+    let header = BatchHeader::parse(batch)?;
+    if header.compression()? != Compression::None {
+        return Err(BatchError::InvalidRecord(
+            "records of a compressed batch are not walked",
+        ));
+    }
+    let end = header.size_bytes().min(batch.len());
+    let body = batch
+        .get(BATCH_HEADER_LEN..end)
+        .ok_or(BatchError::CorruptMessage("truncated batch"))?;
+    let log_append = header.timestamp_type() == TimestampType::LogAppendTime;
+    walk_records(
+        body,
+        header.record_count,
+        false,
+        |offset_delta, timestamp_delta, _, _| {
+            let timestamp = if log_append {
+                header.max_timestamp
+            } else {
+                header.base_timestamp.wrapping_add(timestamp_delta)
+            };
+            f(offset_delta, timestamp);
+        },
+    )
+}
+
+/// Calls `f(offset, key, value)` for every record of the whole stored batches in `bytes` (as
+/// [`check_stored_batch`] accepts them, e.g. a log read), skipping control batches. For logs the
+/// broker writes itself (`__consumer_offsets`): compressed batches are refused, since such logs
+/// never hold them.
+pub fn for_each_stored_record<'a>(
+    bytes: &'a [u8],
+    mut f: impl FnMut(i64, Option<&'a [u8]>, Option<&'a [u8]>),
+) -> Result<(), BatchError> {
+    let mut position = 0usize;
+    while position < bytes.len() {
+        let rest = bytes
+            .get(position..)
+            .ok_or(BatchError::CorruptMessage("truncated batch"))?;
+        let header = BatchHeader::parse(rest)?;
+        let size = header.size_bytes();
+        let batch = rest
+            .get(..size)
+            .ok_or(BatchError::CorruptMessage("truncated batch"))?;
+        let header = check_stored_batch(batch)?;
+        if !header.is_control() {
+            if header.compression()? != Compression::None {
+                return Err(BatchError::UnsupportedCompression(0));
+            }
+            let body = batch
+                .get(BATCH_HEADER_LEN..)
+                .ok_or(BatchError::CorruptMessage("truncated batch"))?;
+            walk_records(body, header.record_count, false, |delta, _, key, value| {
+                f(
+                    header.base_offset.saturating_add(i64::from(delta)),
+                    key,
+                    value,
+                );
+            })?;
+        }
+        position += size;
+    }
+    Ok(())
+}
+
+/// A read-only cursor over untrusted bytes; every read is bounds-checked.
+struct Cursor<'a> {
+    buf: &'a [u8],
+    position: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn remaining(&self) -> usize {
+        self.buf.len().saturating_sub(self.position)
+    }
+
+    fn byte(&mut self) -> Result<u8, BatchError> {
+        let b = *self
+            .buf
+            .get(self.position)
+            .ok_or(BatchError::InvalidRecord("premature end of record"))?;
+        self.position += 1;
+        Ok(b)
+    }
+
+    /// Kafka's `ByteUtils.readVarint`: at most 5 bytes, zig-zag decoded; bits beyond 32 are
+    /// dropped as Java's int shifts drop them.
+    fn varint(&mut self) -> Result<i32, BatchError> {
+        let mut value: u32 = 0;
+        let mut shift = 0u32;
+        loop {
+            let b = self.byte()?;
+            value |= u32::from(b & 0x7f).wrapping_shl(shift);
+            if b & 0x80 == 0 {
+                break;
+            }
+            shift += 7;
+            if shift > 28 {
+                return Err(BatchError::InvalidRecord("varint is too long"));
+            }
+        }
+        // Zig-zag: the cast reinterprets the bits, it cannot lose any.
+        Ok(((value >> 1) as i32) ^ -((value & 1) as i32))
+    }
+
+    /// Kafka's `ByteUtils.readVarlong`: at most 10 bytes, zig-zag decoded.
+    fn varlong(&mut self) -> Result<i64, BatchError> {
+        let mut value: u64 = 0;
+        let mut shift = 0u32;
+        loop {
+            let b = self.byte()?;
+            value |= u64::from(b & 0x7f).wrapping_shl(shift);
+            if b & 0x80 == 0 {
+                break;
+            }
+            shift += 7;
+            if shift > 63 {
+                return Err(BatchError::InvalidRecord("varlong is too long"));
+            }
+        }
+        Ok(((value >> 1) as i64) ^ -((value & 1) as i64))
+    }
+
+    fn skip(&mut self, len: usize) -> Result<(), BatchError> {
+        if len > self.remaining() {
+            return Err(BatchError::InvalidRecord(
+                "record field overruns the record",
+            ));
+        }
+        self.position += len;
+        Ok(())
+    }
+
+    /// A nullable byte field: length -1 is null; other negatives are refused (Kafka treats
+    /// them as null too, but no client writes them and they make framing ambiguous).
+    fn skip_nullable_bytes(&mut self) -> Result<(), BatchError> {
+        let len = self.varint()?;
+        if len == -1 {
+            return Ok(());
+        }
+        let len =
+            usize::try_from(len).map_err(|_| BatchError::InvalidRecord("negative field length"))?;
+        self.skip(len)
+    }
+
+    /// A nullable byte field, returned: length -1 is null.
+    fn nullable_bytes(&mut self) -> Result<Option<&'a [u8]>, BatchError> {
+        let len = self.varint()?;
+        if len == -1 {
+            return Ok(None);
+        }
+        let len =
+            usize::try_from(len).map_err(|_| BatchError::InvalidRecord("negative field length"))?;
+        self.take(len).map(Some)
+    }
+
+    fn take(&mut self, len: usize) -> Result<&'a [u8], BatchError> {
+        let end = self
+            .position
+            .checked_add(len)
+            .ok_or(BatchError::InvalidRecord("record length overflow"))?;
+        let slice = self
+            .buf
+            .get(self.position..end)
+            .ok_or(BatchError::InvalidRecord("record size overruns the batch"))?;
+        self.position = end;
+        Ok(slice)
+    }
+}
+
+/// Walks `count` records in `body` (the bytes after the batch header), calling
+/// `f(offset_delta, timestamp_delta, key, value)` for each. With `dense_offsets` the i-th record must have
+/// offset delta i (a client batch); otherwise deltas must only increase (a compacted batch).
+/// The loop is bounded by the bytes: each record consumes at least one byte.
+pub(super) fn walk_records<'a>(
+    body: &'a [u8],
+    count: i32,
+    dense_offsets: bool,
+    mut f: impl FnMut(i32, i64, Option<&'a [u8]>, Option<&'a [u8]>),
+) -> Result<(), BatchError> {
+    if count < 0 {
+        return Err(BatchError::InvalidRecord("negative record count"));
+    }
+    let mut cursor = Cursor {
+        buf: body,
+        position: 0,
+    };
+    let mut previous_delta: Option<i32> = None;
+    for index in 0..count {
+        if cursor.remaining() == 0 {
+            return Err(BatchError::InvalidRecord(
+                "incorrect declared batch size, premature end of batch",
+            ));
+        }
+        let length = cursor.varint()?;
+        let length = usize::try_from(length)
+            .map_err(|_| BatchError::InvalidRecord("negative record length"))?;
+        let mut record = Cursor {
+            buf: cursor.take(length)?,
+            position: 0,
+        };
+        let _attributes = record.byte()?;
+        let timestamp_delta = record.varlong()?;
+        let offset_delta = record.varint()?;
+        let in_order = if dense_offsets {
+            offset_delta == index
+        } else {
+            offset_delta >= 0 && previous_delta.is_none_or(|p| offset_delta > p)
+        };
+        if !in_order {
+            return Err(BatchError::InvalidRecord(
+                "record offset deltas out of order",
+            ));
+        }
+        previous_delta = Some(offset_delta);
+        let key = record.nullable_bytes()?;
+        let value = record.nullable_bytes()?;
+        let header_count = record.varint()?;
+        let header_count = usize::try_from(header_count)
+            .map_err(|_| BatchError::InvalidRecord("invalid number of record headers"))?;
+        if header_count > record.remaining() {
+            return Err(BatchError::InvalidRecord(
+                "number of record headers larger than the record",
+            ));
+        }
+        for _ in 0..header_count {
+            let key_len = record.varint()?;
+            let key_len = usize::try_from(key_len)
+                .map_err(|_| BatchError::InvalidRecord("negative header key size"))?;
+            record.skip(key_len)?;
+            record.skip_nullable_bytes()?; // header value
+        }
+        if record.remaining() != 0 {
+            return Err(BatchError::InvalidRecord(
+                "record size does not match its fields",
+            ));
+        }
+        f(offset_delta, timestamp_delta, key, value);
+    }
+    if cursor.remaining() != 0 {
+        return Err(BatchError::InvalidRecord(
+            "incorrect declared batch size, records still remaining",
+        ));
+    }
+    Ok(())
+}
