@@ -16,15 +16,13 @@
 //! count read off the wire. The only allocation in [`validate_batches`] is the result vector,
 //! which grows by one entry per batch actually present (each at least [`BATCH_HEADER_LEN`] bytes).
 
-use thiserror::Error;
-
 mod encode;
 mod records;
+mod validate;
 
 pub use encode::{encode_uncompressed_batch, BatchSpec, RecordSpec};
 pub use records::{for_each_record, for_each_stored_record};
-
-use records::walk_records;
+pub use validate::{check_stored_batch, validate_batches, BatchError, BatchRef};
 
 /// Bytes from `baseOffset` through `recordCount`: the fixed part of every v2 batch.
 pub const BATCH_HEADER_LEN: usize = 61;
@@ -32,9 +30,6 @@ pub const BATCH_HEADER_LEN: usize = 61;
 pub const LOG_OVERHEAD: usize = 12;
 /// The only record-batch format produce v3+ accepts.
 pub const MAGIC_V2: i8 = 2;
-/// Smallest `batchLength` Kafka's `ByteBufferLogInputStream` tolerates before looking at the
-/// magic byte (`LegacyRecord.RECORD_OVERHEAD_V0`); smaller is reported as corrupt.
-const RECORD_OVERHEAD_V0: i32 = 14;
 /// `RecordBatch.NO_SEQUENCE`.
 pub const NO_SEQUENCE: i32 = -1;
 
@@ -56,24 +51,6 @@ const ATTR_COMPRESSION_MASK: i16 = 0x07;
 const ATTR_TIMESTAMP_TYPE: i16 = 0x08;
 const ATTR_TRANSACTIONAL: i16 = 0x10;
 const ATTR_CONTROL: i16 = 0x20;
-
-/// Why a batch was refused. Each variant maps to exactly one Kafka error code in the broker.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum BatchError {
-    /// `CORRUPT_MESSAGE` (2): bad CRC, truncated input, impossible lengths, unknown magic.
-    #[error("corrupt record batch: {0}")]
-    CorruptMessage(&'static str),
-    /// `INVALID_RECORD` (87): well-framed batch whose content breaks a rule (record framing,
-    /// offset deltas, counts, magic 0/1 on produce v3+, control batch from a client).
-    #[error("invalid record batch: {0}")]
-    InvalidRecord(&'static str),
-    /// `MESSAGE_TOO_LARGE` (10): the batch is larger than `max.message.bytes`.
-    #[error("record batch of {size_bytes} bytes exceeds the maximum of {max_bytes} bytes")]
-    MessageTooLarge { size_bytes: usize, max_bytes: usize },
-    /// `UNSUPPORTED_COMPRESSION_TYPE` (76): compression codec id 5, 6 or 7.
-    #[error("unsupported compression codec id {0}")]
-    UnsupportedCompression(u8),
-}
 
 /// Compression codec from the low three attribute bits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -237,149 +214,6 @@ pub fn decrement_sequence(sequence: i32, decrement: i32) -> i32 {
     }
 }
 
-/// One batch found by [`validate_batches`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BatchRef {
-    /// Byte offset of the batch's first byte in the input slice.
-    pub position: usize,
-    pub header: BatchHeader,
-}
-
-/// Splits `records` (the `records` field of one produce partition) into whole v2 batches and
-/// validates each as Kafka's broker does for a CLIENT-origin append (`ProduceRequest
-/// .validateRecords`, `UnifiedLog.analyzeAndValidateRecords`, `LogValidator.validateBatch`,
-/// `DefaultRecord.readFrom`):
-///
-/// - empty input -> `InvalidRecord` (Kafka: "must have at least one record batch");
-/// - `batchLength` < 14 or magic outside 0..=2 -> `CorruptMessage`; magic 0 or 1 ->
-///   `InvalidRecord` (produce v3+ only takes v2); batch shorter than 61 bytes -> `CorruptMessage`;
-/// - a trailing partial batch -> `CorruptMessage` (Kafka silently drops trailing partial bytes;
-///   a real client never sends them, so we refuse instead of guessing);
-/// - `baseOffset` != 0 -> `InvalidRecord`; size > `max_batch_bytes` -> `MessageTooLarge`;
-///   CRC32C mismatch -> `CorruptMessage`; codec 5..=7 -> `UnsupportedCompression`;
-/// - `lastOffsetDelta` < 0, `recordCount` <= 0, or `recordCount != lastOffsetDelta + 1`,
-///   a control batch, or a producer id with a negative base sequence -> `InvalidRecord`;
-/// - uncompressed batches: every record's varint framing is walked; offset deltas must be
-///   0, 1, 2, ...; the count must match and nothing may overrun or be left over -> `InvalidRecord`.
-///
-/// Compressed batches are not decompressed (no decompression on the produce path). Several
-/// batches are accepted; produce v3+ allows exactly one per partition, which the broker checks.
-/// Batches read back from a segment (non-zero base offsets, compaction gaps) go through
-/// [`check_stored_batch`] instead.
-pub fn validate_batches(
-    records: &[u8],
-    max_batch_bytes: usize,
-) -> Result<Vec<BatchRef>, BatchError> {
-    if records.is_empty() {
-        return Err(BatchError::InvalidRecord(
-            "produce request must contain at least one record batch",
-        ));
-    }
-    let mut batches = Vec::new();
-    let mut position = 0usize;
-    while position < records.len() {
-        let rest = records
-            .get(position..)
-            .ok_or(BatchError::CorruptMessage("position past end"))?;
-        let size_bytes = frame_size(rest)?;
-        let batch = rest
-            .get(..size_bytes)
-            .ok_or(BatchError::CorruptMessage("trailing partial batch"))?;
-        let header = validate_client_batch(batch, max_batch_bytes)?;
-        batches.push(BatchRef { position, header });
-        position = position
-            .checked_add(size_bytes)
-            .ok_or(BatchError::CorruptMessage("position overflow"))?;
-    }
-    Ok(batches)
-}
-
-/// Size in bytes of the batch at the front of `rest`, after Kafka's framing checks
-/// (`ByteBufferLogInputStream.nextBatchSize` and the produce magic rule).
-fn frame_size(rest: &[u8]) -> Result<usize, BatchError> {
-    let length = i32::from_be_bytes(
-        read_array(rest, OFFSET_BATCH_LENGTH)
-            .map_err(|_| BatchError::CorruptMessage("trailing partial batch"))?,
-    );
-    if length < RECORD_OVERHEAD_V0 {
-        return Err(BatchError::CorruptMessage(
-            "batch length below the minimum record overhead",
-        ));
-    }
-    let magic = i8::from_be_bytes(
-        read_array(rest, OFFSET_MAGIC)
-            .map_err(|_| BatchError::CorruptMessage("trailing partial batch"))?,
-    );
-    if !(0..=MAGIC_V2).contains(&magic) {
-        return Err(BatchError::CorruptMessage("invalid magic byte"));
-    }
-    if magic != MAGIC_V2 {
-        return Err(BatchError::InvalidRecord(
-            "produce requests v3+ only accept record batches with magic 2",
-        ));
-    }
-    let size_bytes = usize::try_from(length)
-        .map_err(|_| BatchError::CorruptMessage("negative batch length"))?
-        .checked_add(LOG_OVERHEAD)
-        .ok_or(BatchError::CorruptMessage("batch length overflow"))?;
-    if size_bytes > rest.len() {
-        return Err(BatchError::CorruptMessage("trailing partial batch"));
-    }
-    if size_bytes < BATCH_HEADER_LEN {
-        return Err(BatchError::CorruptMessage(
-            "batch smaller than the v2 batch header",
-        ));
-    }
-    Ok(size_bytes)
-}
-
-fn validate_client_batch(batch: &[u8], max_batch_bytes: usize) -> Result<BatchHeader, BatchError> {
-    let header = BatchHeader::parse(batch)?;
-    if header.base_offset != 0 {
-        return Err(BatchError::InvalidRecord(
-            "the base offset of a produced batch must be 0",
-        ));
-    }
-    if batch.len() > max_batch_bytes {
-        return Err(BatchError::MessageTooLarge {
-            size_bytes: batch.len(),
-            max_bytes: max_batch_bytes,
-        });
-    }
-    check_crc(batch, &header)?;
-    let compression = header.compression()?;
-    if header.last_offset_delta < 0 {
-        return Err(BatchError::InvalidRecord(
-            "batch has an invalid offset range",
-        ));
-    }
-    if header.record_count <= 0 {
-        return Err(BatchError::InvalidRecord("invalid reported record count"));
-    }
-    if i64::from(header.record_count) != i64::from(header.last_offset_delta) + 1 {
-        return Err(BatchError::InvalidRecord(
-            "record count does not match the batch offset range",
-        ));
-    }
-    if header.is_control() {
-        return Err(BatchError::InvalidRecord(
-            "clients are not allowed to write control records",
-        ));
-    }
-    if header.has_producer_id() && header.base_sequence < 0 {
-        return Err(BatchError::InvalidRecord(
-            "idempotent batch with a negative base sequence",
-        ));
-    }
-    if compression == Compression::None {
-        let body = batch
-            .get(BATCH_HEADER_LEN..)
-            .ok_or(BatchError::CorruptMessage("truncated batch"))?;
-        walk_records(body, header.record_count, true, |_, _, _, _| {})?;
-    }
-    Ok(header)
-}
-
 fn check_crc(batch: &[u8], header: &BatchHeader) -> Result<(), BatchError> {
     let covered = batch
         .get(OFFSET_ATTRIBUTES..)
@@ -388,22 +222,6 @@ fn check_crc(batch: &[u8], header: &BatchHeader) -> Result<(), BatchError> {
         return Err(BatchError::CorruptMessage("record batch CRC mismatch"));
     }
     Ok(())
-}
-
-/// Checks one batch read back from a segment, as Kafka's `LogSegment.recover` does with
-/// `batch.ensureValid()`: magic 2, `batchLength` consistent with `buf` (`buf` must hold exactly
-/// the batch), at least a full header, and the CRC. Record framing is not walked: stored
-/// batches may be compressed or have compaction gaps in their offset deltas.
-pub fn check_stored_batch(buf: &[u8]) -> Result<BatchHeader, BatchError> {
-    let header = BatchHeader::parse(buf)?;
-    if header.magic != MAGIC_V2 {
-        return Err(BatchError::CorruptMessage("invalid magic byte"));
-    }
-    if header.batch_length < 0 || header.size_bytes() != buf.len() {
-        return Err(BatchError::CorruptMessage("batch length does not match"));
-    }
-    check_crc(buf, &header)?;
-    Ok(header)
 }
 
 /// Assigns the batch's offsets. `baseOffset` is outside the CRC, so no recomputation.
