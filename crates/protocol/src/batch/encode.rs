@@ -1,6 +1,8 @@
 //! Encoding uncompressed v2 batches: the batches the broker writes itself, and test input.
 
-use super::{BATCH_HEADER_LEN, LOG_OVERHEAD, MAGIC_V2, NO_SEQUENCE, OFFSET_ATTRIBUTES, OFFSET_CRC};
+use super::header::{
+    BATCH_HEADER_LEN, LOG_OVERHEAD, MAGIC_V2, NO_SEQUENCE, OFFSET_ATTRIBUTES, OFFSET_CRC,
+};
 
 /// One record for [`encode_uncompressed_batch`].
 #[derive(Debug, Clone, Default)]

@@ -1,9 +1,8 @@
 //! Walking the records inside a batch: a bounds-checked cursor with Kafka's varint readers, the
 //! record framing rules, and the per-record callbacks over one batch or a run of stored batches.
 
-use super::{
-    check_stored_batch, BatchError, BatchHeader, Compression, TimestampType, BATCH_HEADER_LEN,
-};
+use super::header::{BatchHeader, Compression, TimestampType, BATCH_HEADER_LEN};
+use super::validate::{check_stored_batch, BatchError};
 
 /// Calls `f(offset_delta, timestamp_ms)` for every record of one whole UNCOMPRESSED batch
 /// (`batch` holds exactly the batch). For LogAppendTime batches every record's timestamp is the

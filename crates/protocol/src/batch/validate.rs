@@ -4,11 +4,11 @@
 
 use thiserror::Error;
 
-use super::records::walk_records;
-use super::{
+use super::header::{
     check_crc, read_array, BatchHeader, Compression, BATCH_HEADER_LEN, LOG_OVERHEAD, MAGIC_V2,
     OFFSET_BATCH_LENGTH, OFFSET_MAGIC,
 };
+use super::records::walk_records;
 
 /// Smallest `batchLength` Kafka's `ByteBufferLogInputStream` tolerates before looking at the
 /// magic byte (`LegacyRecord.RECORD_OVERHEAD_V0`); smaller is reported as corrupt.
