@@ -238,3 +238,43 @@ pub fn patch_log_append_time(batch: &mut [u8], now_ms: i64) -> Result<(), BatchE
 fn require_header(batch: &[u8]) -> Result<BatchHeader, BatchError> {
     BatchHeader::parse(batch)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::records::for_each_record;
+    use crate::batch::test_support::batch_with;
+    use crate::batch::validate::check_stored_batch;
+
+    #[test]
+    fn patches_keep_the_batch_valid() {
+        // Offset and epoch patches leave the CRC valid; LogAppendTime rewrites it correctly.
+        let mut batch = batch_with(2);
+        patch_base_offset(&mut batch, 42).unwrap();
+        patch_partition_leader_epoch(&mut batch, 9).unwrap();
+        patch_log_append_time(&mut batch, 123_456).unwrap();
+        let h = check_stored_batch(&batch).unwrap();
+        assert_eq!(h.base_offset, 42);
+        assert_eq!(h.last_offset(), 43);
+        assert_eq!(h.partition_leader_epoch, 9);
+        assert_eq!(h.max_timestamp, 123_456);
+        assert_eq!(h.timestamp_type(), TimestampType::LogAppendTime);
+        let mut timestamps = Vec::new();
+        for_each_record(&batch, |delta, ts| timestamps.push((delta, ts))).unwrap();
+        assert_eq!(timestamps, vec![(0, 123_456), (1, 123_456)]);
+        assert!(patch_base_offset(&mut [0u8; 10], 1).is_err());
+        assert!(patch_log_append_time(&mut batch[..60], 1).is_err());
+    }
+
+    #[test]
+    fn last_sequence_wraps_like_kafka() {
+        // incrementSequence wraps past i32::MAX to 0; NO_SEQUENCE stays NO_SEQUENCE.
+        let mut h = BatchHeader::parse(&batch_with(3)).unwrap();
+        h.base_sequence = i32::MAX - 1;
+        assert_eq!(h.last_sequence(), 0);
+        h.base_sequence = NO_SEQUENCE;
+        assert_eq!(h.last_sequence(), NO_SEQUENCE);
+        assert_eq!(decrement_sequence(0, 2), i32::MAX - 1);
+        assert_eq!(increment_sequence(5, 3), 8);
+    }
+}

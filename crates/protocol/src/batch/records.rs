@@ -256,3 +256,121 @@ pub(super) fn walk_records<'a>(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::encode::{encode_uncompressed_batch, BatchSpec, RecordSpec};
+    use crate::batch::header::{patch_base_offset, LOG_OVERHEAD, OFFSET_BATCH_LENGTH};
+    use crate::batch::test_support::{batch_with, fix_crc, MAX};
+    use crate::batch::validate::validate_batches;
+
+    #[test]
+    fn negative_record_length_and_field_lengths_are_invalid() {
+        // A record whose varint length is negative, or whose key length is -2, is INVALID_RECORD.
+        let mut batch = batch_with(1);
+        batch[BATCH_HEADER_LEN] = 0x01; // zig-zag -1
+        fix_crc(&mut batch);
+        assert!(matches!(
+            validate_batches(&batch, MAX),
+            Err(BatchError::InvalidRecord(_))
+        ));
+        // Layout of record 0: len, attributes, tsDelta(0), offsetDelta(0), key len...
+        let mut batch = batch_with(1);
+        batch[BATCH_HEADER_LEN + 4] = 0x03; // zig-zag -2
+        fix_crc(&mut batch);
+        assert!(matches!(
+            validate_batches(&batch, MAX),
+            Err(BatchError::InvalidRecord(_))
+        ));
+    }
+
+    #[test]
+    fn header_count_of_two_to_the_31_is_invalid() {
+        // A header count varint of 2^31 (wraps negative, as in Java) or a huge positive count is refused.
+        let key = b"k";
+        for count in [i64::from(i32::MIN), i64::from(i32::MAX)] {
+            // Build a one-record batch by hand with the given header count varint.
+            let mut rec = vec![0u8, 0, 0];
+            rec.push(2); // key length 1
+            rec.extend_from_slice(key);
+            rec.push(1); // null value
+            let zz = ((count << 1) ^ (count >> 63)) as u64 & 0xffff_ffff;
+            let mut v = zz;
+            while v >= 0x80 {
+                rec.push((v as u8 & 0x7f) | 0x80);
+                v >>= 7;
+            }
+            rec.push(v as u8);
+            let mut batch = batch_with(1);
+            batch.truncate(BATCH_HEADER_LEN);
+            batch.push((rec.len() as u8) << 1);
+            batch.extend_from_slice(&rec);
+            let length = (batch.len() - LOG_OVERHEAD) as i32;
+            batch[OFFSET_BATCH_LENGTH..OFFSET_BATCH_LENGTH + 4]
+                .copy_from_slice(&length.to_be_bytes());
+            fix_crc(&mut batch);
+            assert!(matches!(
+                validate_batches(&batch, MAX),
+                Err(BatchError::InvalidRecord(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn out_of_order_offset_delta_is_invalid() {
+        // The second record claiming offset delta 0 again is INVALID_RECORD.
+        let mut batch = batch_with(2);
+        let first_len = usize::from(batch[BATCH_HEADER_LEN] >> 1) + 1;
+        // record 1: len byte, attributes, tsDelta (1 -> 0x02), offsetDelta (1 -> 0x02)
+        let at = BATCH_HEADER_LEN + first_len + 3;
+        assert_eq!(batch[at], 0x02);
+        batch[at] = 0x00;
+        fix_crc(&mut batch);
+        assert!(matches!(
+            validate_batches(&batch, MAX),
+            Err(BatchError::InvalidRecord(_))
+        ));
+    }
+
+    // Stored batches are walked record by record with absolute offsets, keys and values (how the
+    // group coordinator replays __consumer_offsets), and truncated input is an error, never a panic.
+    #[test]
+    fn stored_records_are_walked_with_offsets_keys_and_values() {
+        let spec = |values: &[&'static [u8]]| BatchSpec {
+            records: values
+                .iter()
+                .map(|v| RecordSpec {
+                    timestamp_delta: 0,
+                    key: Some(b"k"),
+                    value: if v.is_empty() { None } else { Some(v) },
+                    headers: vec![],
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let mut first = encode_uncompressed_batch(&spec(&[b"a", b"b"]));
+        let mut second = encode_uncompressed_batch(&spec(&[b""]));
+        patch_base_offset(&mut first, 5).expect("patch");
+        patch_base_offset(&mut second, 7).expect("patch");
+        let mut log = first.clone();
+        log.extend_from_slice(&second);
+        let mut seen = Vec::new();
+        for_each_stored_record(&log, |offset, key, value| {
+            seen.push((offset, key.map(<[u8]>::to_vec), value.map(<[u8]>::to_vec)));
+        })
+        .expect("walk");
+        assert_eq!(
+            seen,
+            vec![
+                (5, Some(b"k".to_vec()), Some(b"a".to_vec())),
+                (6, Some(b"k".to_vec()), Some(b"b".to_vec())),
+                (7, Some(b"k".to_vec()), None),
+            ]
+        );
+        for cut in 1..log.len() {
+            let _ = for_each_stored_record(&log[..cut], |_, _, _| {});
+        }
+        assert!(for_each_stored_record(&log[..log.len() - 1], |_, _, _| {}).is_err());
+    }
+}

@@ -190,3 +190,251 @@ pub fn check_stored_batch(buf: &[u8]) -> Result<BatchHeader, BatchError> {
     check_crc(buf, &header)?;
     Ok(header)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::header::{
+        patch_base_offset, TimestampType, OFFSET_ATTRIBUTES, OFFSET_CRC, OFFSET_LAST_OFFSET_DELTA,
+        OFFSET_PRODUCER_ID, OFFSET_RECORD_COUNT,
+    };
+    use crate::batch::records::for_each_record;
+    use crate::batch::test_support::{batch_with, fix_crc, MAX};
+
+    #[test]
+    fn valid_batch_is_accepted_and_header_decoded() {
+        // A hand-built 3-record batch passes and its header fields read back as written.
+        let batch = batch_with(3);
+        let refs = validate_batches(&batch, MAX).unwrap();
+        assert_eq!(refs.len(), 1);
+        let h = refs[0].header;
+        assert_eq!(refs[0].position, 0);
+        assert_eq!(h.record_count, 3);
+        assert_eq!(h.last_offset_delta, 2);
+        assert_eq!(h.max_timestamp, 1_002);
+        assert_eq!(h.size_bytes(), batch.len());
+        assert_eq!(h.compression().unwrap(), Compression::None);
+        assert_eq!(h.timestamp_type(), TimestampType::CreateTime);
+        assert!(!h.is_transactional() && !h.is_control());
+    }
+
+    #[test]
+    fn several_batches_are_split_at_their_positions() {
+        // Two concatenated batches come back as two refs with the right byte positions.
+        let mut input = batch_with(2);
+        let first_len = input.len();
+        input.extend_from_slice(&batch_with(4));
+        let refs = validate_batches(&input, MAX).unwrap();
+        assert_eq!(
+            refs.iter().map(|r| r.position).collect::<Vec<_>>(),
+            vec![0, first_len]
+        );
+        assert_eq!(refs[1].header.record_count, 4);
+    }
+
+    #[test]
+    fn empty_input_is_invalid_record() {
+        // Kafka answers INVALID_RECORD when a produce partition has no batch at all.
+        assert!(matches!(
+            validate_batches(&[], MAX),
+            Err(BatchError::InvalidRecord(_))
+        ));
+    }
+
+    #[test]
+    fn flipped_crc_byte_is_corrupt() {
+        // Any flipped byte under the CRC makes the batch CORRUPT_MESSAGE.
+        let mut batch = batch_with(2);
+        let last = batch.len() - 1;
+        batch[last] ^= 0x01;
+        assert!(matches!(
+            validate_batches(&batch, MAX),
+            Err(BatchError::CorruptMessage(_))
+        ));
+        let mut batch = batch_with(2);
+        batch[OFFSET_CRC] ^= 0x80;
+        assert!(matches!(
+            validate_batches(&batch, MAX),
+            Err(BatchError::CorruptMessage(_))
+        ));
+    }
+
+    #[test]
+    fn truncated_input_is_corrupt_at_every_length() {
+        // Every strict prefix of a valid input (a torn tail) is refused without panicking.
+        let mut input = batch_with(3);
+        let first_len = input.len();
+        input.extend_from_slice(&batch_with(1));
+        for len in (1..input.len()).filter(|&len| len != first_len) {
+            let result = validate_batches(&input[..len], MAX);
+            assert!(result.is_err(), "prefix of {len} bytes accepted");
+        }
+    }
+
+    #[test]
+    fn count_mismatch_is_invalid_record() {
+        // recordCount disagreeing with lastOffsetDelta + 1, or with the records present, is refused.
+        let mut batch = batch_with(3);
+        batch[OFFSET_RECORD_COUNT..OFFSET_RECORD_COUNT + 4].copy_from_slice(&4i32.to_be_bytes());
+        fix_crc(&mut batch);
+        assert!(matches!(
+            validate_batches(&batch, MAX),
+            Err(BatchError::InvalidRecord(_))
+        ));
+        // Both count and delta say 4 but only 3 records are there.
+        batch[OFFSET_LAST_OFFSET_DELTA..OFFSET_LAST_OFFSET_DELTA + 4]
+            .copy_from_slice(&3i32.to_be_bytes());
+        fix_crc(&mut batch);
+        assert!(matches!(
+            validate_batches(&batch, MAX),
+            Err(BatchError::InvalidRecord(_))
+        ));
+        // Both say 2 but 3 records are there: bytes left over.
+        for (off, v) in [(OFFSET_RECORD_COUNT, 2i32), (OFFSET_LAST_OFFSET_DELTA, 1)] {
+            batch[off..off + 4].copy_from_slice(&v.to_be_bytes());
+        }
+        fix_crc(&mut batch);
+        assert!(matches!(
+            validate_batches(&batch, MAX),
+            Err(BatchError::InvalidRecord(_))
+        ));
+    }
+
+    #[test]
+    fn huge_and_negative_record_counts_are_refused_without_allocating() {
+        // A lying count (i32::MAX, or negative) fails on the bytes, not on memory.
+        for count in [i32::MAX, -1, 0, i32::MIN] {
+            let mut batch = batch_with(1);
+            batch[OFFSET_RECORD_COUNT..OFFSET_RECORD_COUNT + 4]
+                .copy_from_slice(&count.to_be_bytes());
+            batch[OFFSET_LAST_OFFSET_DELTA..OFFSET_LAST_OFFSET_DELTA + 4]
+                .copy_from_slice(&count.wrapping_sub(1).to_be_bytes());
+            fix_crc(&mut batch);
+            assert!(matches!(
+                validate_batches(&batch, MAX),
+                Err(BatchError::InvalidRecord(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn negative_and_tiny_batch_lengths_are_corrupt() {
+        // batchLength below the minimum overhead, negative, or past the input is CORRUPT_MESSAGE.
+        for length in [-1i32, i32::MIN, 0, 13, 20, i32::MAX] {
+            let mut batch = batch_with(1);
+            batch[OFFSET_BATCH_LENGTH..OFFSET_BATCH_LENGTH + 4]
+                .copy_from_slice(&length.to_be_bytes());
+            assert!(
+                matches!(
+                    validate_batches(&batch, MAX),
+                    Err(BatchError::CorruptMessage(_))
+                ),
+                "length {length}"
+            );
+        }
+    }
+
+    #[test]
+    fn wrong_magic_answers_like_kafka() {
+        // Magic 0/1 is INVALID_RECORD (produce v3+ rule); magic 3 or -1 is CORRUPT_MESSAGE.
+        for (magic, invalid) in [(0i8, true), (1, true), (3, false), (-1, false)] {
+            let mut batch = batch_with(1);
+            batch[OFFSET_MAGIC] = magic as u8;
+            let result = validate_batches(&batch, MAX);
+            if invalid {
+                assert!(
+                    matches!(result, Err(BatchError::InvalidRecord(_))),
+                    "magic {magic}"
+                );
+            } else {
+                assert!(
+                    matches!(result, Err(BatchError::CorruptMessage(_))),
+                    "magic {magic}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn oversized_batch_is_message_too_large() {
+        // A batch bigger than max.message.bytes is MESSAGE_TOO_LARGE.
+        let batch = batch_with(3);
+        assert_eq!(
+            validate_batches(&batch, batch.len() - 1),
+            Err(BatchError::MessageTooLarge {
+                size_bytes: batch.len(),
+                max_bytes: batch.len() - 1
+            })
+        );
+        assert!(validate_batches(&batch, batch.len()).is_ok());
+    }
+
+    #[test]
+    fn unknown_codec_is_unsupported_and_compressed_is_not_walked() {
+        // Codec 5..=7 is refused; a gzip-flagged batch is accepted without decompression.
+        let mut batch = batch_with(1);
+        batch[OFFSET_ATTRIBUTES + 1] |= 5;
+        fix_crc(&mut batch);
+        assert_eq!(
+            validate_batches(&batch, MAX),
+            Err(BatchError::UnsupportedCompression(5))
+        );
+        let mut batch = batch_with(1);
+        batch[OFFSET_ATTRIBUTES + 1] |= 1;
+        batch.truncate(BATCH_HEADER_LEN + 3); // garbage "compressed" payload
+        let length = (batch.len() - LOG_OVERHEAD) as i32;
+        batch[OFFSET_BATCH_LENGTH..OFFSET_BATCH_LENGTH + 4].copy_from_slice(&length.to_be_bytes());
+        fix_crc(&mut batch);
+        let refs = validate_batches(&batch, MAX).unwrap();
+        assert_eq!(refs[0].header.compression().unwrap(), Compression::Gzip);
+    }
+
+    #[test]
+    fn client_rules_nonzero_base_offset_control_and_sequence() {
+        // Non-zero base offset, control batches and idempotent batches without a sequence are refused.
+        let mut batch = batch_with(1);
+        patch_base_offset(&mut batch, 7).unwrap();
+        assert!(matches!(
+            validate_batches(&batch, MAX),
+            Err(BatchError::InvalidRecord(_))
+        ));
+        let mut batch = batch_with(1);
+        batch[OFFSET_ATTRIBUTES + 1] |= 0x20;
+        fix_crc(&mut batch);
+        assert!(matches!(
+            validate_batches(&batch, MAX),
+            Err(BatchError::InvalidRecord(_))
+        ));
+        let mut batch = batch_with(1);
+        batch[OFFSET_PRODUCER_ID..OFFSET_PRODUCER_ID + 8].copy_from_slice(&5i64.to_be_bytes());
+        fix_crc(&mut batch);
+        assert!(matches!(
+            validate_batches(&batch, MAX),
+            Err(BatchError::InvalidRecord(_))
+        ));
+    }
+
+    #[test]
+    fn pseudo_random_garbage_never_panics() {
+        // Mutated and random inputs only ever produce errors, never panics (a cheap fuzz smoke test).
+        let base = batch_with(3);
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..20_000 {
+            let mut input = base.clone();
+            for _ in 0..(next() % 4 + 1) {
+                let i = (next() as usize) % input.len();
+                input[i] = next() as u8;
+            }
+            let cut = (next() as usize) % (input.len() + 1);
+            let _ = validate_batches(&input[..cut], MAX);
+            let _ = check_stored_batch(&input[..cut]);
+            let _ = for_each_record(&input[..cut], |_, _| {});
+        }
+    }
+}
