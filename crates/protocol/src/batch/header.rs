@@ -178,20 +178,29 @@ impl BatchHeader {
 }
 
 /// Kafka's `DefaultRecordBatch.incrementSequence`: sequences wrap from `i32::MAX` to 0.
+///
+/// Java's `int` arithmetic wraps, and the operands come from batch headers (hostile on the
+/// wire and on disk: a negative `lastOffsetDelta` passes a CRC check), so every step here
+/// wraps as Java's does: same answers, never an overflow panic.
 pub fn increment_sequence(sequence: i32, increment: i32) -> i32 {
-    if sequence > i32::MAX - increment {
-        increment - (i32::MAX - sequence) - 1
+    if sequence > i32::MAX.wrapping_sub(increment) {
+        increment
+            .wrapping_sub(i32::MAX.wrapping_sub(sequence))
+            .wrapping_sub(1)
     } else {
         sequence.wrapping_add(increment)
     }
 }
 
 /// Kafka's `DefaultRecordBatch.decrementSequence`: the inverse of [`increment_sequence`].
+/// Wraps as Java's `int` arithmetic does (see [`increment_sequence`]).
 pub fn decrement_sequence(sequence: i32, decrement: i32) -> i32 {
     if sequence < decrement {
-        i32::MAX - (decrement - sequence) + 1
+        i32::MAX
+            .wrapping_sub(decrement.wrapping_sub(sequence))
+            .wrapping_add(1)
     } else {
-        sequence - decrement
+        sequence.wrapping_sub(decrement)
     }
 }
 
@@ -276,5 +285,26 @@ mod tests {
         assert_eq!(h.last_sequence(), NO_SEQUENCE);
         assert_eq!(decrement_sequence(0, 2), i32::MAX - 1);
         assert_eq!(increment_sequence(5, 3), 8);
+    }
+
+    // Proves hostile header values (a negative or extreme lastOffsetDelta, as a batch with a
+    // valid CRC may carry from disk) wrap as Java's int arithmetic does instead of panicking
+    // (tests build with overflow checks, which the old arithmetic tripped).
+    #[test]
+    fn hostile_sequence_arithmetic_wraps() {
+        for (sequence, delta) in [
+            (0, -5),
+            (10, i32::MIN),
+            (i32::MAX, i32::MAX),
+            (i32::MIN, -1),
+            (-7, i32::MAX),
+        ] {
+            let up = increment_sequence(sequence, delta);
+            let _ = decrement_sequence(up, delta);
+            let _ = decrement_sequence(sequence, delta);
+        }
+        // Java: MAX - (-5) wraps to MIN + 4, 0 > MIN + 4, so -5 - (MAX - 0) - 1, which wraps to
+        // MAX - 4.
+        assert_eq!(increment_sequence(0, -5), i32::MAX - 4);
     }
 }
