@@ -2,9 +2,12 @@
 //! corpus replays through exactly the same code in an ordinary `cargo test`.
 //!
 //! A target drives one sans-IO engine with a sequence of steps read from the fuzzer's bytes:
-//! requests built from Kafka's schemas and then passed through the broker's own door
-//! (validate, then decode: only what a client could get past it), and clock ticks. After every
-//! step it checks the engine's invariants; a broken one panics, which the fuzzer reports.
+//! for the group coordinator, requests built from Kafka's schemas and then passed through the
+//! broker's own door (validate, then decode: only what a client could get past it), and clock
+//! ticks; for the controller (which has no clock), the commands the broker submits to it. After
+//! every step it checks the engine's invariants; a broken one panics, which the fuzzer reports.
+
+mod controller;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -17,6 +20,8 @@ use uuid::Uuid;
 
 use crate::group::records::{self, RecordKey};
 use crate::group::{ClientInfo, GroupConfig, GroupCoordinator, GroupRequest, Output, TopicView};
+
+pub use controller::controller;
 
 /// Steps one input may take: enough for joins, syncs, commits and expiries to meet.
 pub const STEPS_MAX: usize = 64;
