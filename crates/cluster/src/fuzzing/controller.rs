@@ -785,24 +785,19 @@ fn check_image(
             );
         }
         for (partition, r) in &topic.registrations {
-            let at = format!("after {command:?}: {name}/{partition} {r:?}");
-            assert!(
-                u32::try_from(*partition).is_ok_and(|p| p < topic.partitions),
-                "{at} is beyond the topic's partitions"
-            );
             let replicas: BTreeSet<i32> = r.replicas.iter().copied().collect();
-            assert!(
-                !r.replicas.is_empty() && replicas.len() == r.replicas.len(),
-                "{at}: replicas not distinct"
-            );
-            assert!(
-                r.isr.iter().all(|n| replicas.contains(n)),
-                "{at}: ISR not within the replicas"
-            );
-            assert!(
-                replicas.contains(&r.leader) && r.isr.contains(&r.leader),
-                "{at}: leader not an in-sync replica"
-            );
+            let broken = if u32::try_from(*partition).map_or(true, |p| p >= topic.partitions) {
+                "is beyond the topic's partitions"
+            } else if r.replicas.is_empty() || replicas.len() != r.replicas.len() {
+                "has no replicas or repeats one"
+            } else if !r.isr.iter().all(|n| replicas.contains(n)) {
+                "has an ISR not within its replicas"
+            } else if !replicas.contains(&r.leader) || !r.isr.contains(&r.leader) {
+                "has a leader that is not an in-sync replica"
+            } else {
+                continue;
+            };
+            panic!("after {command:?}: {name}/{partition} {r:?} {broken}");
         }
         for (key, value) in &topic.configs {
             if let Err(e) = topic_config::validate(key, value) {
