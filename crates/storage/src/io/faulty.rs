@@ -19,21 +19,23 @@
 //! - for each file (a *node*, which is what an inode is to the kernel): its **durable** bytes,
 //!   and the **pending** changes (writes, truncations) made since its last successful sync;
 //! - the current **names** of the files it knows and, apart, the **durable names**: what each
-//!   directory held at its last successful `sync_dir`.
+//!   directory held at its last successful `sync_dir`;
+//! - the **new directories**: those created through it that no `sync_dir` of their parent
+//!   covered yet.
 //!
 //! A successful sync applies a node's pending changes to its durable bytes. A failed sync
 //! *forgets* them, as Linux does when writeback fails (the pages are marked clean, the error is
 //! reported once): the bytes stay readable but no later sync makes them durable. `crash` puts
 //! the durable state back on disk: every durable name gets its node's durable bytes, every name
-//! created since its directory's last sync disappears. A log reopened on the same backend then
-//! sees exactly what a machine would see after losing power.
+//! created since its directory's last sync disappears, and so does every new directory with all
+//! it holds. A log reopened on the same backend then sees exactly what a machine would see after
+//! losing power.
 //!
 //! A file the backend has not seen yet (it existed before, or was written behind its back) is
-//! taken as durable, name and bytes, the first time the log touches it. Directories themselves
-//! are taken as durable. Never calls `fsync(2)`: durability is the model's, which also keeps
-//! tests fast.
+//! taken as durable, name and bytes, the first time the log touches it; so is a directory it did
+//! not create. Never calls `fsync(2)`: durability is the model's, which also keeps tests fast.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
@@ -135,6 +137,9 @@ struct State {
     names: HashMap<PathBuf, NodeId>,
     /// Where each known file is after a crash: the names as of each directory's last sync.
     durable_names: HashMap<PathBuf, NodeId>,
+    /// Directories created through `create_dir` whose parent was not synced since: a crash
+    /// removes them and everything in them.
+    new_dirs: HashSet<PathBuf>,
     rules: Vec<Rule>,
     writes: u64,
     syncs: u64,
@@ -322,6 +327,9 @@ impl FaultyIo {
     pub fn crash(&self) -> io::Result<()> {
         let mut guard = self.state();
         let state = &mut *guard;
+        let lost_dirs: Vec<PathBuf> = state.new_dirs.drain().collect();
+        let in_lost_dir = |path: &Path| lost_dirs.iter().any(|dir| path.starts_with(dir));
+        state.durable_names.retain(|path, _| !in_lost_dir(path));
         for path in state.names.keys() {
             if !state.durable_names.contains_key(path) {
                 match fs::remove_file(path) {
@@ -337,6 +345,14 @@ impl FaultyIo {
                 .get(id)
                 .map_or(&[][..], |n| n.durable.as_slice());
             fs::write(path, bytes)?;
+        }
+        for dir in &lost_dirs {
+            match fs::remove_dir_all(dir) {
+                Ok(()) => {}
+                // Inside another lost directory, removed with it.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
         }
         state.names = state.durable_names.clone();
         state.inodes.clear();
@@ -448,6 +464,7 @@ impl LogIo for FaultyIo {
             return Err(rule.error.to_io());
         }
         let in_dir = |path: &Path| path.parent() == Some(dir);
+        state.new_dirs.retain(|path| !in_dir(path));
         state.durable_names.retain(|path, _| !in_dir(path));
         let now: Vec<(PathBuf, NodeId)> = state
             .names
@@ -456,6 +473,13 @@ impl LogIo for FaultyIo {
             .map(|(path, &id)| (path.clone(), id))
             .collect();
         state.durable_names.extend(now);
+        Ok(())
+    }
+
+    fn create_dir(&self, dir: &Path) -> io::Result<()> {
+        let mut state = self.state();
+        fs::create_dir(dir)?;
+        state.new_dirs.insert(dir.to_path_buf());
         Ok(())
     }
 }
@@ -527,6 +551,29 @@ mod tests {
         assert_eq!(err.raw_os_error(), Some(28));
         assert_eq!(read(&dir.path().join("0.log")), b"onetor");
         assert_eq!((io.writes(), io.armed_faults()), (3, 0));
+    }
+
+    #[test]
+    fn a_new_directory_survives_a_crash_only_once_its_parent_is_synced() {
+        // A directory never named durably in its parent is lost in a crash, synced files and all.
+        let root = tempfile::tempdir().unwrap();
+        let io = FaultyIo::new();
+        let dir = root.path().join("d");
+        let path = dir.join("f");
+        for sync_parent in [false, true] {
+            io.create_dir(&dir).unwrap();
+            let file = io.open(&path, OpenMode::Create).unwrap();
+            io.write_all_at(&file, b"synced", 0).unwrap();
+            io.sync_data(&file).unwrap();
+            io.sync_dir(&dir).unwrap();
+            if sync_parent {
+                io.sync_dir(root.path()).unwrap();
+            }
+            drop(file);
+            io.crash().unwrap();
+            assert_eq!(dir.exists(), sync_parent);
+            assert_eq!(read(&path), if sync_parent { &b"synced"[..] } else { b"" });
+        }
     }
 
     #[test]

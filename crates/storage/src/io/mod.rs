@@ -54,11 +54,12 @@ pub enum OpenMode {
 ///   written since the last successful sync is known to survive, and a later `Ok` does *not*
 ///   make it so: Linux may have dropped those dirty pages and forgotten the error, which is why
 ///   the log poisons itself on a failed sync instead of retrying.
-/// - **Names become durable with their directory.** A file created, renamed or removed in a
-///   directory survives a crash under its new name (or stays removed) only once `sync_dir` of
-///   that directory returned `Ok`; before that a crash may undo it. A file's bytes and its name
-///   are made durable separately: a log that creates a file and fsyncs its data must also fsync
-///   the directory.
+/// - **Names become durable with their directory.** A file or directory created, renamed or
+///   removed in a directory survives a crash under its new name (or stays removed) only once
+///   `sync_dir` of that directory returned `Ok`; before that a crash may undo it, and a
+///   directory lost so takes everything in it along. A file's bytes and its name are made
+///   durable separately: a log that creates a file and fsyncs its data must also fsync the
+///   directory.
 /// - **Positions are absolute.** Writes are positional (`pwrite`): no handle has a cursor, so a
 ///   handle closed and reopened between two calls behaves as the same handle.
 ///
@@ -95,6 +96,10 @@ pub trait LogIo: fmt::Debug + Send + Sync {
 
     /// fsyncs the directory `dir`, making the names created, renamed or removed in it durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+
+    /// Creates the directory `dir`, whose parent must exist; durable after `sync_dir` of the
+    /// parent. Fails with `AlreadyExists` if something is there already.
+    fn create_dir(&self, dir: &Path) -> io::Result<()>;
 }
 
 /// A handle together with the backend that opened it, so the read paths call `read_exact_at`
