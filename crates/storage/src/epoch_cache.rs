@@ -76,6 +76,28 @@ impl EpochCache {
         true
     }
 
+    /// A leader's first offset in `epoch` (Kafka's `maybeAssignEpochStartOffset`): assigns it
+    /// and rewrites the checkpoint, unless `epoch` is negative or already the latest. When the
+    /// write fails the cache keeps its entries, whatever the file now holds: the caller poisons
+    /// the log, and a reopen re-derives the entries from the batches.
+    pub(crate) fn start_epoch(
+        &mut self,
+        epoch: i32,
+        start_offset: i64,
+    ) -> Result<(), StorageError> {
+        if epoch < 0 || self.latest_epoch() == Some(epoch) {
+            return Ok(());
+        }
+        let before = self.entries.clone();
+        if self.assign(epoch, start_offset) {
+            if let Err(e) = self.write() {
+                self.entries = before;
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
     /// Kafka's `truncateFromEnd`: forget epochs that start at or after `end_offset`.
     pub(crate) fn truncate_from_end(&mut self, end_offset: i64) -> bool {
         let before = self.entries.len();

@@ -369,17 +369,21 @@ impl PartitionLog {
             max_timestamp,
             now_ms,
         )?;
-        if let Err(e) = self.write_to_active(&buf, &headers, now_ms) {
+        let before = self.active().append_state();
+        let written = self
+            .write_to_active(&buf, &headers, now_ms)
+            .and_then(|()| self.epochs.start_epoch(leader_epoch, first_offset));
+        if let Err(e) = written {
+            // Nothing of a failed append becomes visible, whichever write failed (the data, an
+            // index entry or the epoch checkpoint) and whatever reached the files: readers and
+            // offsets stay where they were, and recovery sorts out the files after a reopen.
+            // The disk's state is unknown, so the log refuses further writes, as Kafka takes a
+            // log directory offline on an IOException.
+            self.active().restore_append_state(before);
             self.poisoned = true;
             return Err(e);
         }
         self.producers.commit(updates);
-        if leader_epoch >= 0
-            && self.epochs.latest_epoch() != Some(leader_epoch)
-            && self.epochs.assign(leader_epoch, first_offset)
-        {
-            self.epochs.write()?;
-        }
         self.validate();
         Ok(AppendOutcome {
             base_offset: first_offset,
@@ -466,29 +470,25 @@ impl PartitionLog {
         if active.created_ms.is_none() {
             active.created_ms = Some(now_ms);
         }
-        // A write that fails midway (an index entry after the log bytes, say) must leave
-        // readers and offsets where they were: nothing of a failed append becomes visible,
-        // whatever reached the files. Recovery sorts out the files after the log is reopened.
-        let before = active.append_state();
-        let result = append_batches(active, interval, buf, headers);
-        if result.is_err() {
-            active.restore_append_state(before);
-        }
-        result
+        // On failure the caller restores the segment's append state.
+        append_batches(active, interval, buf, headers)
     }
 
     /// Kafka's `maybeAssignEpochStartOffset` on becoming leader: the new epoch starts at the log
     /// end offset, and the checkpoint is written now (at creation or election) rather than on
     /// the first append, so that append does not create and rename a file. Nothing if the
-    /// latest epoch is already `leader_epoch`.
+    /// latest epoch is already `leader_epoch`. A failed checkpoint write poisons the log, as it
+    /// does in `append_as_leader`.
     pub fn assign_leader_epoch(&mut self, leader_epoch: i32) -> Result<(), StorageError> {
-        if leader_epoch >= 0
-            && self.epochs.latest_epoch() != Some(leader_epoch)
-            && self.epochs.assign(leader_epoch, self.log_end_offset())
-        {
-            self.epochs.write()?;
+        if self.poisoned {
+            return Err(StorageError::Poisoned);
         }
-        Ok(())
+        let leo = self.log_end_offset();
+        let result = self.epochs.start_epoch(leader_epoch, leo);
+        if result.is_err() {
+            self.poisoned = true;
+        }
+        result
     }
 
     /// Whole batches from the one containing `fetch_offset`, stopping before a batch whose base

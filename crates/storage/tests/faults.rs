@@ -199,6 +199,36 @@ fn enospc_on_an_index_write_fails_the_whole_append_and_shows_readers_nothing_of_
 }
 
 #[test]
+fn a_failed_leader_epoch_checkpoint_fails_the_append_shows_readers_nothing_and_poisons() {
+    // The first append of a new leader epoch whose checkpoint write fails is undone like a failed data write.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    let io = FaultyIo::new();
+    let mut log = open(&dir, &io, ONE_SEGMENT);
+    let before = append(&mut log, 4, 0);
+    let leo = log.log_end_offset();
+    io.fail_write(1, "leader-epoch-checkpoint.tmp", InjectedError::Enospc);
+    assert!(is_errno(
+        log.append_as_leader(Bytes::from(batch(2, 10)), LEADER_EPOCH + 1, 0),
+        ENOSPC
+    ));
+    assert_eq!(io.armed_faults(), 0, "the fault fired");
+    assert_eq!(log.log_end_offset(), leo);
+    assert_eq!(log.offsets().log_end_offset(), leo);
+    assert_eq!(batches(&log), before);
+    assert!(log
+        .read_file_slice(leo, usize::MAX, i64::MAX, true)
+        .unwrap()
+        .is_none());
+    assert_eq!(log.latest_epoch(), Some(LEADER_EPOCH));
+    assert!(matches!(
+        log.append_as_leader(Bytes::from(batch(1, 11)), LEADER_EPOCH + 1, 0),
+        Err(StorageError::Poisoned)
+    ));
+    assert!(matches!(log.flush(), Err(StorageError::Poisoned)));
+}
+
+#[test]
 fn a_torn_batch_is_truncated_on_reopen_and_every_synced_batch_keeps_its_offset() {
     // A torn write left in the page cache by a process crash is cut off by recovery; synced batches stay.
     let tmp = tempfile::tempdir().unwrap();
