@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::io::{read_whole_file, LogIo, OpenMode, WholeFile};
+use crate::io::{read_whole_file, replace_file, LogIo, WholeFile};
 use crate::StorageError;
 
 pub(crate) const CHECKPOINT_FILE: &str = "leader-epoch-checkpoint";
@@ -23,8 +23,6 @@ pub(crate) struct EpochCache {
     /// Strictly increasing in both epoch and start offset.
     entries: Vec<EpochEntry>,
     path: PathBuf,
-    /// Written (tmp + rename) but not yet fsynced; `flush` syncs it.
-    unsynced: bool,
     /// The log's file backend.
     io: Arc<dyn LogIo>,
 }
@@ -42,7 +40,6 @@ impl EpochCache {
         EpochCache {
             entries,
             path,
-            unsynced: false,
             io: Arc::clone(io),
         }
     }
@@ -114,27 +111,18 @@ impl EpochCache {
             .map(|e| e.epoch)
     }
 
-    /// Rewrites the checkpoint atomically (tmp + rename). Not fsynced here: the append path
-    /// stays in the page cache; `sync` makes it durable. A torn checkpoint is rebuilt at open.
+    /// Rewrites the checkpoint atomically and durably (`replace_file`: fsync, rename, directory
+    /// fsync), as Kafka's `LeaderEpochCheckpointFile` does again since KAFKA-16541: a checkpoint
+    /// renamed into place before its bytes or its name reached the disk can come back empty,
+    /// torn or stale after a power loss. Only a new leader epoch (or a truncation at open)
+    /// writes it, never an ordinary append. A failure may leave anything under the checkpoint's
+    /// name; the caller poisons the log.
     pub(crate) fn write(&mut self) -> Result<(), StorageError> {
         let mut text = format!("0\n{}\n", self.entries.len());
         for e in &self.entries {
             text.push_str(&format!("{} {}\n", e.epoch, e.start_offset));
         }
-        let tmp = self.path.with_extension("tmp");
-        let file = self.io.open(&tmp, OpenMode::Truncate)?;
-        self.io.write_all_at(&file, text.as_bytes(), 0)?;
-        self.io.rename(&tmp, &self.path)?;
-        self.unsynced = true;
-        Ok(())
-    }
-
-    pub(crate) fn sync(&mut self) -> Result<(), StorageError> {
-        if self.unsynced {
-            let file = self.io.open(&self.path, OpenMode::Read)?;
-            self.io.sync_all(&file)?;
-            self.unsynced = false;
-        }
+        replace_file(&*self.io, &self.path, text.as_bytes())?;
         Ok(())
     }
 }

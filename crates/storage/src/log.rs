@@ -12,9 +12,10 @@ use runnel_protocol::batch::{
     validate_batches, BatchHeader, TimestampType, BATCH_HEADER_LEN,
 };
 
-use crate::epoch_cache::EpochCache;
+use crate::epoch_cache::{EpochCache, CHECKPOINT_FILE};
 use crate::file_budget::{FileBudget, PinnedFile};
-use crate::io::{remove_if_present, IoFile, LogIo, OpenMode, StdIo};
+use crate::io::{remove_if_present, temp_path, IoFile, LogIo, OpenMode, StdIo};
+use crate::metadata::{self, PARTITION_METADATA_FILE};
 use crate::offsets::LogOffsets;
 use crate::producer_state::{check_and_update, ProducerStateManager};
 use crate::recovery::load_segment;
@@ -22,7 +23,7 @@ use crate::segment::{
     create_files, log_path, offset_index_path, read_header_at, time_index_path, ActiveFiles,
     Segment,
 };
-use crate::{metadata, LogConfig, StorageError};
+use crate::{LogConfig, StorageError};
 
 /// Written by `close`, removed by `open`: its presence means the last run flushed everything
 /// and the active segment needs no CRC recovery.
@@ -134,6 +135,14 @@ impl PartitionLog {
         io: Arc<dyn LogIo>,
     ) -> Result<PartitionLog, StorageError> {
         fs::create_dir_all(&dir)?;
+        // Files created or removed below; their names are durable only once the directory is
+        // fsynced, and a flush fsyncs file data, never the directory.
+        let mut names_changed = false;
+        // Temporary files a crash or a failure in `replace_file` left behind. Nothing reads them
+        // (the file they were to replace holds its old or its new contents), so they go.
+        for name in [CHECKPOINT_FILE, PARTITION_METADATA_FILE] {
+            names_changed |= remove_if_present(&*io, &temp_path(&dir.join(name)))?;
+        }
         metadata::check_or_write(&*io, &dir, &topic_id)?;
         let marker = dir.join(CLEAN_SHUTDOWN_FILE);
         let clean = marker.exists();
@@ -147,9 +156,6 @@ impl PartitionLog {
             .filter_map(|e| e.file_name().to_str().and_then(parse_log_file_name))
             .collect();
         bases.sort_unstable();
-        // Files created or removed below; their names are durable only once the directory is
-        // fsynced, and a flush fsyncs file data, never the directory.
-        let mut names_changed = false;
         if bases.is_empty() {
             io.open(&log_path(&dir, 0), OpenMode::Create)?;
             bases.push(0);
@@ -781,15 +787,16 @@ impl PartitionLog {
             .or(fallback)
     }
 
-    /// fsyncs the active segment's log and indexes, and the epoch checkpoint. A failed fsync
-    /// poisons the log: the kernel may have dropped the dirty pages, so retrying could lie.
+    /// fsyncs the active segment's log and indexes; the epoch checkpoint needs none, being
+    /// durable once written (`EpochCache::write`). A failed fsync poisons the log: the kernel
+    /// may have dropped the dirty pages, so retrying could lie.
     /// Files the budget closed since they were written are reopened and fsynced, so on return
     /// everything appended so far is on disk (see `file_budget` for why that is sound).
     pub fn flush(&mut self) -> Result<(), StorageError> {
         if self.poisoned {
             return Err(StorageError::Poisoned);
         }
-        let result = self.active().sync().and_then(|()| self.epochs.sync());
+        let result = self.active().sync();
         if result.is_err() {
             self.poisoned = true;
         }

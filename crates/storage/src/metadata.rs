@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::io::{read_whole_file, LogIo, OpenMode, WholeFile};
+use crate::io::{read_whole_file, replace_file, LogIo, WholeFile};
 use crate::StorageError;
 
 pub(crate) const PARTITION_METADATA_FILE: &str = "partition.metadata";
@@ -34,13 +34,8 @@ pub(crate) fn check_or_write(
             Ok(())
         }
         WholeFile::Missing => {
-            let tmp = dir.join(format!("{PARTITION_METADATA_FILE}.tmp"));
-            let file = io.open(&tmp, OpenMode::Truncate)?;
             let text = format!("version: 0\ntopic_id: {}\n", encode_topic_id(topic_id));
-            io.write_all_at(&file, text.as_bytes(), 0)?;
-            // Durable before the rename so a crash never leaves an empty metadata file.
-            io.sync_all(&file)?;
-            io.rename(&tmp, &path)?;
+            replace_file(io, &path, text.as_bytes())?;
             Ok(())
         }
     }

@@ -44,6 +44,14 @@ fn config(segment_bytes: u64) -> LogConfig {
 const ONE_SEGMENT: u64 = 1 << 30;
 
 fn open(dir: &Path, io: &Arc<FaultyIo>, segment_bytes: u64) -> PartitionLog {
+    try_open(dir, io, segment_bytes).unwrap()
+}
+
+fn try_open(
+    dir: &Path,
+    io: &Arc<FaultyIo>,
+    segment_bytes: u64,
+) -> Result<PartitionLog, StorageError> {
     let io: Arc<dyn LogIo> = io.clone();
     PartitionLog::open_with_io(
         dir.to_path_buf(),
@@ -52,7 +60,6 @@ fn open(dir: &Path, io: &Arc<FaultyIo>, segment_bytes: u64) -> PartitionLog {
         FileBudget::new(16),
         io,
     )
-    .unwrap()
 }
 
 /// Appends `count` single-batch produce requests; returns their `(base, last)` offsets.
@@ -226,6 +233,84 @@ fn a_failed_leader_epoch_checkpoint_fails_the_append_shows_readers_nothing_and_p
         Err(StorageError::Poisoned)
     ));
     assert!(matches!(log.flush(), Err(StorageError::Poisoned)));
+}
+
+#[test]
+fn a_leader_epoch_checkpoint_is_durable_once_written() {
+    // The checkpoint a new leader epoch writes survives a crash with no flush, its rename included.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    let io = FaultyIo::new();
+    let mut log = open(&dir, &io, ONE_SEGMENT);
+    log.assign_leader_epoch(LEADER_EPOCH).unwrap();
+    let synced = append(&mut log, 3, 0);
+    log.flush().unwrap();
+    let leo = log.log_end_offset();
+    log.assign_leader_epoch(LEADER_EPOCH + 1).unwrap();
+    drop(log);
+    io.crash().unwrap();
+    let checkpoint = dir.join("leader-epoch-checkpoint");
+    assert_eq!(
+        fs::read_to_string(&checkpoint).unwrap_or_default(),
+        format!("0\n2\n{LEADER_EPOCH} 0\n{} {leo}\n", LEADER_EPOCH + 1)
+    );
+    let log = open(&dir, &io, ONE_SEGMENT);
+    assert_eq!(batches(&log), synced);
+}
+
+#[test]
+fn a_failed_checkpoint_fsync_poisons_the_log_and_open_removes_stale_temp_files() {
+    // A new epoch whose checkpoint cannot be fsynced is refused for good; the temporary files left behind go at open.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    let io = FaultyIo::new();
+    let mut log = open(&dir, &io, ONE_SEGMENT);
+    let appended = append(&mut log, 3, 0);
+    io.fail_sync(1, "leader-epoch-checkpoint.tmp", InjectedError::Eio);
+    assert!(is_errno(log.assign_leader_epoch(LEADER_EPOCH + 1), EIO));
+    assert_eq!(io.armed_faults(), 0, "the fault fired");
+    assert_eq!(log.latest_epoch(), Some(LEADER_EPOCH));
+    assert!(matches!(
+        log.append_as_leader(Bytes::from(batch(1, 9)), LEADER_EPOCH + 1, 0),
+        Err(StorageError::Poisoned)
+    ));
+    let stale = [
+        dir.join("leader-epoch-checkpoint.tmp"),
+        dir.join("partition.metadata.tmp"),
+    ];
+    assert!(stale[0].exists());
+    // As a crash between writing partition.metadata's temporary file and its rename leaves it.
+    fs::write(&stale[1], b"version: 0\n").unwrap();
+    // The process dies; the page cache survives.
+    drop(log);
+    let log = open(&dir, &io, ONE_SEGMENT);
+    for path in &stale {
+        assert!(!path.exists(), "{} is left", path.display());
+    }
+    assert_eq!(batches(&log), appended);
+    assert_eq!(log.latest_epoch(), Some(LEADER_EPOCH));
+}
+
+#[test]
+fn a_rewritten_partition_metadata_survives_a_crash_during_the_rest_of_open() {
+    // partition.metadata written again at open is durable at once, not only after open's own directory fsync.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    let mut log = open(&dir, &FaultyIo::new(), ONE_SEGMENT);
+    append(&mut log, 4, 0);
+    log.flush().unwrap();
+    // No close: the next open recovers the active segment and rewrites its index.
+    drop(log);
+    let metadata = dir.join("partition.metadata");
+    let expected = fs::read(&metadata).unwrap();
+    fs::remove_file(&metadata).unwrap();
+    // A backend that takes what is on disk now as durable.
+    let io = FaultyIo::new();
+    io.fail_write(1, ".index", InjectedError::Eio);
+    assert!(is_errno(try_open(&dir, &io, ONE_SEGMENT), EIO));
+    assert_eq!(io.armed_faults(), 0, "the fault fired");
+    io.crash().unwrap();
+    assert_eq!(fs::read(&metadata).unwrap_or_default(), expected);
 }
 
 #[test]

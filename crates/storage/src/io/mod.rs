@@ -19,7 +19,7 @@ mod std_io;
 use std::fmt;
 use std::fs::File;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub use std_io::StdIo;
 
@@ -150,11 +150,44 @@ pub(crate) fn read_whole_file(
     Ok(WholeFile::Bytes(bytes))
 }
 
-/// Removes `path` if it exists.
-pub(crate) fn remove_if_present(io: &dyn LogIo, path: &Path) -> io::Result<()> {
+/// Removes `path` if it exists; returns whether it did.
+pub(crate) fn remove_if_present(io: &dyn LogIo, path: &Path) -> io::Result<bool> {
     match io.remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(e),
+    }
+}
+
+/// Where `replace_file` writes the new contents of `path` before renaming them into place:
+/// `<name>.tmp`, as Kafka's checkpoint and `partition.metadata` files do.
+pub(crate) fn temp_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".tmp");
+    PathBuf::from(name)
+}
+
+/// Replaces the file at `path` with one holding `bytes`, atomically and durably: written to
+/// `temp_path(path)` and fsynced, renamed into place, and the directory fsynced. The bytes are
+/// on disk before the name points at them, so a crash leaves the old file or the new one under
+/// `path`, never an empty or torn one; the name is on disk before this returns `Ok`, so the new
+/// one survives a crash from then on. A crash may leave the temporary file behind, and so does
+/// a failure; the log removes it at open.
+pub(crate) fn replace_file(io: &dyn LogIo, path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = temp_path(path);
+    let file = io.open(&tmp, OpenMode::Truncate)?;
+    io.write_all_at(&file, bytes, 0)?;
+    io.sync_all(&file)?;
+    drop(file);
+    io.rename(&tmp, path)?;
+    io.sync_dir(parent_dir(path))
+}
+
+/// The directory holding `path`: "." for a bare name, "/" for the root.
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        Some(_) => Path::new("."),
+        None => Path::new("/"),
     }
 }
