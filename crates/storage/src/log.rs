@@ -14,7 +14,7 @@ use runnel_protocol::batch::{
 
 use crate::epoch_cache::{EpochCache, CHECKPOINT_FILE};
 use crate::file_budget::{FileBudget, PinnedFile};
-use crate::io::{remove_if_present, temp_path, IoFile, LogIo, OpenMode, StdIo};
+use crate::io::{create_dir_all, remove_if_present, temp_path, IoFile, LogIo, OpenMode, StdIo};
 use crate::metadata::{self, PARTITION_METADATA_FILE};
 use crate::offsets::LogOffsets;
 use crate::producer_state::{check_and_update, ProducerStateManager};
@@ -134,7 +134,7 @@ impl PartitionLog {
         budget: Arc<FileBudget>,
         io: Arc<dyn LogIo>,
     ) -> Result<PartitionLog, StorageError> {
-        fs::create_dir_all(&dir)?;
+        create_dir_all(&*io, &dir)?;
         // Files created or removed below; their names are durable only once the directory is
         // fsynced, and a flush fsyncs file data, never the directory.
         let mut names_changed = false;

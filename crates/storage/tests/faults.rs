@@ -314,6 +314,22 @@ fn a_rewritten_partition_metadata_survives_a_crash_during_the_rest_of_open() {
 }
 
 #[test]
+fn a_new_partition_directory_survives_a_crash_with_its_flushed_batches() {
+    // Creating a partition's directory (and a missing parent) fsyncs their parents, so flushed batches are not lost with them.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data").join("t-0");
+    let io = FaultyIo::new();
+    let mut log = open(&dir, &io, ONE_SEGMENT);
+    let synced = append(&mut log, 5, 0);
+    log.flush().unwrap();
+    drop(log);
+    io.crash().unwrap();
+    assert!(dir.is_dir());
+    let log = open(&dir, &io, ONE_SEGMENT);
+    assert_eq!(batches(&log), synced);
+}
+
+#[test]
 fn a_torn_batch_is_truncated_on_reopen_and_every_synced_batch_keeps_its_offset() {
     // A torn write left in the page cache by a process crash is cut off by recovery; synced batches stay.
     let tmp = tempfile::tempdir().unwrap();

@@ -7,11 +7,14 @@
 //! `sendfile(2)`, which needs a real descriptor, and the `FileBudget` keeps handles open across
 //! calls. A backend therefore decides what a handle's operations do, not what a handle is.
 //!
+//! Creating the partition directory goes through it too: a new directory's name is lost in a
+//! crash like a new file's, until its parent is fsynced.
+//!
 //! Not behind the seam, because none of them changes a file's bytes or its name: listing the
-//! partition directory, asking whether the clean-shutdown marker exists, creating the partition
-//! directory, and `FileSlice::read_to_bytes` on a handle already pinned for a response. Renaming
-//! a whole partition directory for deletion (`rename_for_delete`) is a broker-level operation on
-//! a directory no log owns any more, and stays on `std::fs` too.
+//! partition directory, asking whether the clean-shutdown marker or a directory exists, and
+//! `FileSlice::read_to_bytes` on a handle already pinned for a response. Renaming a whole
+//! partition directory for deletion (`rename_for_delete`) is a broker-level operation on a
+//! directory no log owns any more, and stays on `std::fs` too.
 
 pub mod faulty;
 mod std_io;
@@ -181,6 +184,24 @@ pub(crate) fn replace_file(io: &dyn LogIo, path: &Path, bytes: &[u8]) -> io::Res
     drop(file);
     io.rename(&tmp, path)?;
     io.sync_dir(parent_dir(path))
+}
+
+/// Creates `dir` and its missing ancestors through `io`, fsyncing the parent of each directory
+/// created, so that a log's files, fsynced later, are not lost in a crash along with a
+/// directory whose name never reached the disk.
+pub(crate) fn create_dir_all(io: &dyn LogIo, dir: &Path) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let parent = parent_dir(dir);
+    create_dir_all(io, parent)?;
+    match io.create_dir(dir) {
+        Ok(()) => {}
+        // Created meanwhile by someone else, who may not have fsynced the parent yet.
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => {}
+        Err(e) => return Err(e),
+    }
+    io.sync_dir(parent)
 }
 
 /// The directory holding `path`: "." for a bare name, "/" for the root.
