@@ -18,7 +18,7 @@ use crate::io::{create_dir_all, remove_if_present, temp_path, IoFile, LogIo, Ope
 use crate::metadata::{self, PARTITION_METADATA_FILE};
 use crate::offsets::LogOffsets;
 use crate::producer_state::{check_and_update, ProducerStateManager};
-use crate::recovery::load_segment;
+use crate::recovery::{load_segment, SegmentRole};
 use crate::segment::{
     create_files, log_path, offset_index_path, read_header_at, time_index_path, ActiveFiles,
     Segment,
@@ -167,16 +167,12 @@ impl PartitionLog {
         let mut segments = Vec::with_capacity(bases.len());
         let last_index = bases.len() - 1;
         for (i, &base) in bases.iter().enumerate() {
-            let recover = i == last_index && !clean;
-            let loaded = load_segment(
-                &io,
-                &dir,
-                base,
-                recover,
-                &config,
-                &mut producers,
-                &mut epochs,
-            )?;
+            let role = if i == last_index {
+                SegmentRole::Active { recover: !clean }
+            } else {
+                SegmentRole::Sealed
+            };
+            let loaded = load_segment(&io, &dir, base, role, &config, &mut producers, &mut epochs)?;
             names_changed |= loaded.rewrote_indexes;
             segments.push(loaded.segment);
             if loaded.truncated_bytes > 0 && i < last_index {

@@ -8,7 +8,9 @@
 //! scratch) when it is the active segment after an unclean shutdown, or when its index files
 //! are missing or fail a sanity check. Segments are fsynced when they roll, so only the active
 //! segment can hold a torn tail. Recovery truncates at the first invalid batch; the caller then
-//! deletes every later segment, as `LogLoader` does.
+//! deletes every later segment, as `LogLoader` does. Indexes rebuilt for a sealed segment are
+//! fsynced here, as nothing fsyncs a sealed segment again; the active segment's wait for the
+//! next flush, which fsyncs its files anyway.
 
 use std::io;
 use std::path::Path;
@@ -22,6 +24,17 @@ use crate::io::{IoFile, LogIo, OpenMode};
 use crate::producer_state::ProducerStateManager;
 use crate::segment::{log_path, offset_index_path, read_header_at, time_index_path, Segment};
 use crate::{LogConfig, StorageError};
+
+/// Which segment `load_segment` loads: what it checks and what it fsyncs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SegmentRole {
+    /// Sealed by a roll, which fsynced it, and never fsynced again: indexes rebuilt for it are
+    /// fsynced at once, or a crash could bring back the torn ones they replaced.
+    Sealed,
+    /// The active segment, whose files the next flush fsyncs (`ActiveFiles` with `sync_pending`).
+    /// `recover` after an unclean shutdown: every batch is CRC-checked and the indexes rebuilt.
+    Active { recover: bool },
+}
 
 /// Result of loading one segment.
 pub(crate) struct Loaded {
@@ -65,18 +78,19 @@ fn indexes_look_sane(io: &dyn LogIo, dir: &Path, base_offset: i64, log_size: u64
 }
 
 /// Scans the segment at `base_offset`, feeding producer state and the epoch cache, recovering
-/// it when `recover` is set or its indexes look wrong.
+/// it when `role` asks for it or its indexes look wrong.
 pub(crate) fn load_segment(
     io: &Arc<dyn LogIo>,
     dir: &Path,
     base_offset: i64,
-    recover: bool,
+    role: SegmentRole,
     config: &LogConfig,
     producers: &mut ProducerStateManager,
     epochs: &mut EpochCache,
 ) -> Result<Loaded, StorageError> {
     let log = io.open(&log_path(dir, base_offset), OpenMode::ReadWrite)?;
     let file_size = io.size_bytes(&log)?;
+    let recover = role == SegmentRole::Active { recover: true };
     let rebuild = recover || !indexes_look_sane(&**io, dir, base_offset, file_size);
     let mut segment = Segment::empty(dir, base_offset, io);
     let mut offset_entries = Vec::new();
@@ -162,8 +176,19 @@ pub(crate) fn load_segment(
                 time_entries.extend_from_slice(&entry);
             }
         }
-        write_index_file(&**io, &offset_index_path(dir, base_offset), &offset_entries)?;
-        write_index_file(&**io, &time_index_path(dir, base_offset), &time_entries)?;
+        let sync = role == SegmentRole::Sealed;
+        write_index_file(
+            &**io,
+            &offset_index_path(dir, base_offset),
+            &offset_entries,
+            sync,
+        )?;
+        write_index_file(
+            &**io,
+            &time_index_path(dir, base_offset),
+            &time_entries,
+            sync,
+        )?;
         segment.offset_index_entries = offset_entries.len() as u64 / OFFSET_ENTRY_BYTES;
         segment.time_index_entries = time_entries.len() as u64 / TIME_ENTRY_BYTES;
     } else {
@@ -188,11 +213,16 @@ pub(crate) fn load_segment(
     })
 }
 
-/// Replaces an index file's contents with `entries` (not fsynced: see the caller).
-fn write_index_file(io: &dyn LogIo, path: &Path, entries: &[u8]) -> io::Result<()> {
+/// Replaces an index file's contents with `entries`, fsynced when `sync` (see `SegmentRole`).
+/// Its name, when created, is made durable by the caller's directory fsync.
+fn write_index_file(io: &dyn LogIo, path: &Path, entries: &[u8], sync: bool) -> io::Result<()> {
     let file = io.open(path, OpenMode::Truncate)?;
-    if entries.is_empty() {
-        return Ok(());
+    if !entries.is_empty() {
+        io.write_all_at(&file, entries, 0)?;
     }
-    io.write_all_at(&file, entries, 0)
+    if sync {
+        // The truncation too: an empty rebuilt index must not come back as the old bytes.
+        io.sync_data(&file)?;
+    }
+    Ok(())
 }

@@ -491,3 +491,30 @@ fn a_torn_index_write_is_rebuilt_on_recovery() {
         );
     }
 }
+
+#[test]
+fn indexes_rebuilt_for_a_sealed_segment_survive_a_crash() {
+    // Recovery fsyncs the indexes it rebuilds for an inactive segment: a crash after it finds them whole, not torn again.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    let mut log = open(&dir, &FaultyIo::new(), 1024);
+    let appended = append(&mut log, 20, 0);
+    assert!(files(&dir, ".log").len() >= 3, "segments rolled");
+    log.close().unwrap();
+    let index = dir.join("00000000000000000000.index");
+    let time_index = dir.join("00000000000000000000.timeindex");
+    let whole = (fs::read(&index).unwrap(), fs::read(&time_index).unwrap());
+    assert!(whole.0.len() > 8);
+    // The sealed segment's last index entry torn, on disk.
+    fs::write(&index, &whole.0[..whole.0.len() - 3]).unwrap();
+    // A backend that takes the torn index as durable.
+    let io = FaultyIo::new();
+    let log = open(&dir, &io, 1024);
+    let rebuilt = (fs::read(&index).unwrap(), fs::read(&time_index).unwrap());
+    assert_eq!(rebuilt, whole, "recovery rebuilt the indexes");
+    assert_eq!(batches(&log), appended);
+    drop(log);
+    io.crash().unwrap();
+    let after_crash = (fs::read(&index).unwrap(), fs::read(&time_index).unwrap());
+    assert_eq!(after_crash, whole, "the rebuilt indexes survived the crash");
+}
