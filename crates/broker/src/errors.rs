@@ -16,6 +16,11 @@ pub fn cluster_error_code(e: &ClusterError) -> i16 {
         ClusterError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
         ClusterError::InvalidReplicationFactor { .. } => ResponseError::InvalidReplicationFactor,
         ClusterError::InvalidConfig { .. } => ResponseError::InvalidConfig,
+        ClusterError::DuplicateConfig(_) => ResponseError::InvalidRequest,
+        // Kafka answers both as an unexpected server error.
+        ClusterError::ProducerIdsExhausted(_) | ClusterError::BrokerNotRegistered(_) => {
+            ResponseError::UnknownServerError
+        }
         ClusterError::Io { .. }
         | ClusterError::CorruptLog { .. }
         | ClusterError::MetadataLogFull(_) => ResponseError::UnknownServerError,

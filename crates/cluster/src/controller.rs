@@ -127,6 +127,11 @@ impl ControllerEngine {
                 port: *port,
                 rack: rack.clone(),
             }]),
+            Command::RegisterMissingPartitions { node_id }
+                if !image.brokers.contains_key(node_id) =>
+            {
+                Err(ClusterError::BrokerNotRegistered(*node_id))
+            }
             Command::RegisterMissingPartitions { node_id } => Ok(image
                 .topics
                 .values()
@@ -155,6 +160,11 @@ impl ControllerEngine {
                     .topic(name)
                     .ok_or_else(|| ClusterError::UnknownTopic(name.clone()))?;
                 let mut records = Vec::with_capacity(changes.len());
+                for (i, (key, _)) in changes.iter().enumerate() {
+                    if changes[..i].iter().any(|(earlier, _)| earlier == key) {
+                        return Err(ClusterError::DuplicateConfig(key.clone()));
+                    }
+                }
                 for (key, value) in changes {
                     match value {
                         Some(value) => topic_config::validate(key, value)?,
@@ -178,9 +188,13 @@ impl ControllerEngine {
                 }
                 Ok(records)
             }
-            Command::ReserveProducerIds { handed_out } => Ok(vec![MetadataRecord::ProducerIds {
-                next_producer_id: image.next_producer_id.max(*handed_out) + PRODUCER_ID_BLOCK_SIZE,
-            }]),
+            Command::ReserveProducerIds { handed_out } => {
+                let first_free = image.next_producer_id.max(*handed_out);
+                let next_producer_id = first_free
+                    .checked_add(PRODUCER_ID_BLOCK_SIZE)
+                    .ok_or(ClusterError::ProducerIdsExhausted(first_free))?;
+                Ok(vec![MetadataRecord::ProducerIds { next_producer_id }])
+            }
         }
     }
 

@@ -36,6 +36,16 @@ pub enum ClusterError {
     },
     #[error("the metadata log already holds {0} records; raise metadata.log.records.max")]
     MetadataLogFull(u64),
+    /// Kafka's "Exhausted all producerIds": no block of ids is left below `i64::MAX`.
+    #[error("exhausted all producer ids: the next block would pass {0}")]
+    ProducerIdsExhausted(i64),
+    /// A request names the same config key twice (Kafka: INVALID_REQUEST, "Error due to
+    /// duplicate config keys").
+    #[error("duplicate config key '{0}'")]
+    DuplicateConfig(String),
+    /// A replica was to be placed on a broker that is not registered.
+    #[error("broker {0} is not registered")]
+    BrokerNotRegistered(i32),
 }
 
 pub type Result<T, E = ClusterError> = std::result::Result<T, E>;

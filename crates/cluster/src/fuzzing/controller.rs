@@ -25,11 +25,6 @@ const STEPS_MAX: usize = 64;
 /// Node ids of the brokers a run may register.
 const NODE_IDS: [i32; 4] = [0, 1, 2, 3];
 
-/// Largest `handed_out` a run asks to reserve after. The engine adds a block to it unchecked,
-/// overflowing within a block of `i64::MAX` where Kafka refuses ("Exhausted all producerIds");
-/// until it refuses too, runs stay far below that (64 blocks past this cannot reach it).
-const HANDED_OUT_MAX: i64 = i64::MAX / 2;
-
 /// Bytes short topic names are made of: few enough that names repeat and collide on '.'
 /// versus '_'.
 const NAME_ALPHABET: &[u8] = b"ab._-";
@@ -196,14 +191,19 @@ fn command(input: &mut impl Choices, image: &MetadataImage) -> (Command, bool) {
             port: [9092, 0, u16::MAX][input.below(3) as usize],
             rack: (input.below(2) == 0).then(|| "r".to_owned()),
         },
-        // The broker registers itself before it asks this, and the engine does not check it.
+        // Registered brokers mostly (the broker registers itself before it asks this), and
+        // sometimes one that is not, which the engine must refuse.
         2 => Command::RegisterMissingPartitions {
-            node_id: image
-                .brokers
-                .keys()
-                .nth(input.below(image.brokers.len() as u64) as usize)
-                .copied()
-                .unwrap_or(NODE_IDS[0]),
+            node_id: if input.below(4) == 0 {
+                NODE_IDS[input.below(NODE_IDS.len() as u64) as usize]
+            } else {
+                image
+                    .brokers
+                    .keys()
+                    .nth(input.below(image.brokers.len() as u64) as usize)
+                    .copied()
+                    .unwrap_or(NODE_IDS[0])
+            },
         },
         3..=9 => Command::CreateTopic {
             name: topic_name(input, image),
@@ -226,12 +226,8 @@ fn command(input: &mut impl Choices, image: &MetadataImage) -> (Command, bool) {
             for _ in 0..input.below(4) {
                 let key = config_name(input);
                 let value = (input.below(4) != 0).then(|| config_value(input, &key));
-                // One change per key, as Kafka's AlterConfigs handlers refuse duplicates before
-                // any command is built: the engine compares each change with the topic as it
-                // was, so a later change of the same key can be lost.
-                if changes.iter().all(|(k, _)| *k != key) {
-                    changes.push((key, value));
-                }
+                // Keys repeat now and then: the engine must refuse that, as Kafka does.
+                changes.push((key, value));
             }
             Command::AlterTopicConfigs { name, changes }
         }
@@ -374,19 +370,19 @@ fn handed_out(input: &mut impl Choices, image: &MetadataImage) -> i64 {
         3 => reserved,
         4 => reserved.saturating_add(input.below(3 * PRODUCER_ID_BLOCK_SIZE as u64) as i64),
         5 => input.below(10) as i64 * PRODUCER_ID_BLOCK_SIZE,
-        6 => HANDED_OUT_MAX - PRODUCER_ID_BLOCK_SIZE,
-        _ => HANDED_OUT_MAX,
+        // The last block, and past it, where Kafka refuses ("Exhausted all producerIds").
+        6 => i64::MAX - PRODUCER_ID_BLOCK_SIZE,
+        _ => i64::MAX,
     }
-    .min(HANDED_OUT_MAX)
 }
 
 /// Why Kafka refuses `command` on `image`, or `None` when it must be accepted. Written from
 /// Kafka's rules, not from the engine's code.
 fn refusal(defaults: &TopicDefaults, image: &MetadataImage, command: &Command) -> Option<String> {
     match command {
-        Command::InitCluster
-        | Command::RegisterBroker { .. }
-        | Command::RegisterMissingPartitions { .. } => None,
+        Command::InitCluster | Command::RegisterBroker { .. } => None,
+        Command::RegisterMissingPartitions { node_id } => (!image.brokers.contains_key(node_id))
+            .then(|| format!("broker {node_id} is not registered")),
         Command::ReserveProducerIds { handed_out } => {
             let first_free = image.next_producer_id.max(*handed_out);
             (first_free > i64::MAX - PRODUCER_ID_BLOCK_SIZE)
@@ -442,6 +438,11 @@ fn refusal(defaults: &TopicDefaults, image: &MetadataImage, command: &Command) -
         Command::AlterTopicConfigs { name, changes } => {
             if !image.topics.contains_key(name) {
                 return Some("no such topic".into());
+            }
+            for (i, (key, _)) in changes.iter().enumerate() {
+                if changes[..i].iter().any(|(earlier, _)| earlier == key) {
+                    return Some(format!("config {key:?} named twice"));
+                }
             }
             changes.iter().find_map(|(key, value)| match value {
                 Some(value) => topic_config::validate(key, value)
