@@ -7,16 +7,7 @@ use std::path::{Path, PathBuf};
 use runnel_protocol::fuzzing::Xorshift;
 
 fn corpus(target: &str) -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fuzz/corpus")
-        .join(target);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|entry| entry.unwrap().path())
-        .filter(|p| p.is_file())
-        .collect();
-    files.sort();
-    files
+    runnel_protocol::fuzzing::corpus_files(Path::new(env!("CARGO_MANIFEST_DIR")), target)
 }
 
 // Proves every group_coordinator corpus file runs with the coordinator's invariants intact.

@@ -39,6 +39,21 @@ pub fn record_batch(data: &[u8]) {
     let _ = crate::batch::validate_batches(data, BATCH_BYTES_MAX);
 }
 
+/// The files of a checked-in fuzz corpus (`<crate>/fuzz/corpus/<target>`), sorted, for the
+/// tests that replay it. Panics if the folder cannot be read: a corpus that vanished must fail
+/// its test, not pass it empty.
+pub fn corpus_files(crate_dir: &std::path::Path, target: &str) -> Vec<std::path::PathBuf> {
+    let dir = crate_dir.join("fuzz/corpus").join(target);
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "{} holds no inputs", dir.display());
+    files
+}
+
 /// A whole request frame (header + body, no length prefix) for `api_key`/`version` around
 /// `body`, with this client id, as a client would send it.
 pub fn frame(

@@ -92,9 +92,10 @@ pub struct GroupMetadataValue {
 // Encoding
 
 fn put_string(buf: &mut BytesMut, s: &str) {
-    // Kafka strings are at most i16::MAX bytes; our inputs come from requests kafka-protocol
-    // already decoded with the same bound, so a longer string here is our own bug.
-    let len = i16::try_from(s.len()).expect("string longer than i16::MAX bytes");
+    // Kafka strings are at most i16::MAX bytes: request strings are bounded by the validator
+    // (`runnel_protocol::validate::STRING_BYTES_MAX`, compact ones included) and generated
+    // member ids by `classic::generated_member_id`, so a longer string here is our own bug.
+    let len = i16::try_from(s.len()).expect("string longer than i16::MAX bytes"); // ok: bounded above
     buf.put_i16(len);
     buf.put_slice(s.as_bytes());
 }

@@ -401,9 +401,9 @@ pub fn record(key: &RecordKey, value: Option<&RecordValue>) -> super::super::Rec
 }
 
 fn put_legacy_string(buf: &mut BytesMut, s: &str) {
-    // Group ids, member ids and regexes are bounded by the request decoder (int16 lengths),
-    // so a longer string here is our bug.
-    let len = i16::try_from(s.len()).expect("key string longer than i16::MAX");
+    // Group ids, member ids and regexes are bounded by the request validator (0x7fff bytes,
+    // compact strings included), so a longer string here is our bug.
+    let len = i16::try_from(s.len()).expect("key string longer than i16::MAX"); // ok: bounded above
     buf.put_i16(len);
     buf.put_slice(s.as_bytes());
 }
