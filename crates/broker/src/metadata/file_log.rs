@@ -124,7 +124,14 @@ impl FileMetadataLog {
     /// committed entry after it. A torn or corrupt tail (a crash mid-append) is truncated away:
     /// the record it held was never acknowledged.
     pub fn open(dir: &Path, limits: FileLogLimits) -> Result<(FileMetadataLog, Recovered)> {
+        let dir_created = !dir.exists();
         std::fs::create_dir_all(dir).map_err(io_error(dir))?;
+        if dir_created {
+            // The directory's own entry must survive a power loss before anything in it may.
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                fsync_dir(parent)?;
+            }
+        }
         let mut recovered = Recovered::default();
         if let Some((offset, path)) = checkpoints(dir)?.pop() {
             let bytes = read_bounded(&path, METADATA_FILE_BYTES_MAX)?;
@@ -149,12 +156,17 @@ impl FileMetadataLog {
         }
         let snapshot_offset = recovered.snapshot.as_ref().map_or(-1, |(o, _)| *o);
         let path = dir.join(LOG_FILE);
+        let log_created = !path.exists();
         let file = OpenOptions::new()
             .read(true)
             .append(true)
             .create(true)
             .open(&path)
             .map_err(io_error(&path))?;
+        if log_created {
+            // Appends fsync the file's data; its name is durable only once the directory is.
+            fsync_dir(dir)?;
+        }
         let len = file.metadata().map_err(io_error(&path))?.len();
         let bytes = read_bounded(&path, METADATA_FILE_BYTES_MAX)?;
         let decoded = decode_entries(&bytes, 0).map_err(|reason| ClusterError::CorruptLog {
