@@ -87,6 +87,16 @@ impl Publisher<'_> {
             let leads = topic
                 .registration(partition)
                 .is_some_and(|r| r.leader == self.node_id);
+            if leads
+                && self
+                    .replicas
+                    .partition(&topic.topic_id, partition)
+                    .is_none()
+            {
+                // Not open yet (startup registers partitions before it opens them); the shard
+                // is loaded once the partition is (`Groups::load_led`).
+                continue;
+            }
             if leads {
                 if let Err(e) = self.groups.load(partition, image, self.replicas) {
                     tracing::error!(partition, error = %e, "loading a group coordinator shard");
@@ -320,5 +330,52 @@ mod tests {
             .unwrap();
         assert!(matches!(append(10), AppendWait::Done(Ok(_))));
         assert_eq!(partition.lock_log().high_watermark(), 3);
+    }
+
+    // Proves a data dir written before partition and broker registrations existed (a metadata
+    // log of bare records, as runnel wrote it) opens: the broker registers itself and the
+    // partitions, opens them, and loads the group coordinator's shards without errors.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_metadata_log_from_before_registrations_opens() {
+        use runnel_cluster::metadata::MetadataRecord;
+        let dir = tempfile::tempdir().unwrap();
+        let meta = dir.path().join("meta");
+        std::fs::create_dir_all(&meta).unwrap();
+        let topic = |name: &str, id: u128, partitions: u32| MetadataRecord::Topic {
+            name: name.into(),
+            topic_id: uuid::Uuid::from_u128(id),
+            partitions,
+            configs: crate::internal_topics::offsets_topic_configs(),
+        };
+        let mut bytes = Vec::new();
+        for record in [
+            MetadataRecord::Cluster {
+                cluster_id: "old-cluster".into(),
+            },
+            topic("t", 7, 2),
+            topic(OFFSETS_TOPIC, 8, 50),
+        ] {
+            // The frame of a bare record: length, CRC32C, JSON.
+            let payload = serde_json::to_vec(&record).unwrap();
+            bytes.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+            bytes.extend_from_slice(&crc32c::crc32c(&payload).to_be_bytes());
+            bytes.extend_from_slice(&payload);
+        }
+        std::fs::write(meta.join("metadata.log"), bytes).unwrap();
+        let config = crate::config::BrokerConfig {
+            data_dir: dir.path().to_path_buf(),
+            ..Default::default()
+        };
+        let broker = Broker::open(config, ("localhost".into(), 9092)).unwrap();
+        let image = broker.image();
+        assert_eq!(image.cluster_id, "old-cluster");
+        assert!(image.brokers.contains_key(&broker.node_id()));
+        let t = image.topic("t").unwrap();
+        for p in 0..2 {
+            assert_eq!(t.registration(p).unwrap().leader, broker.node_id());
+            assert!(broker.partition(&t.topic_id, p).is_some());
+        }
+        let offsets = image.topic(OFFSETS_TOPIC).unwrap();
+        assert_eq!(offsets.registrations.len(), 50);
     }
 }
