@@ -14,7 +14,7 @@
 //! than served half-changed.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 use std::time::Duration;
 
@@ -63,6 +63,9 @@ struct Shard<S> {
     /// Callers waiting for their response, by request id. Dropped (their connections close)
     /// when the shard fails or is unloaded.
     pending: Mutex<HashMap<RequestId, oneshot::Sender<ResponseKind>>>,
+    /// The engine's next deadline (`i64::MAX`: none), refreshed whenever the engine ran, so the
+    /// timer finds the next due shard without locking every shard.
+    deadline_ms: AtomicI64,
 }
 
 impl<S> Shard<S> {
@@ -75,6 +78,17 @@ impl<S> Shard<S> {
                 None
             }
         }
+    }
+
+    /// Records the engine's next deadline after it ran (the caller holds its lock).
+    fn note_deadline(&self, engine: &S)
+    where
+        S: CoordinatorShard,
+    {
+        self.deadline_ms.store(
+            engine.next_deadline_ms().unwrap_or(i64::MAX),
+            Ordering::Release,
+        );
     }
 
     fn pending(&self) -> MutexGuard<'_, HashMap<RequestId, oneshot::Sender<ResponseKind>>> {
@@ -192,6 +206,7 @@ impl<S: CoordinatorShard> CoordinatorRuntime<S> {
         }
         engine.finish_replay(now_ms());
         tracing::debug!(coordinator = self.name, partition, records, "shard loaded");
+        let deadline_ms = AtomicI64::new(engine.next_deadline_ms().unwrap_or(i64::MAX));
         self.shards
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -202,6 +217,7 @@ impl<S: CoordinatorShard> CoordinatorRuntime<S> {
                     engine: Mutex::new(engine),
                     appending: Mutex::new(VecDeque::new()),
                     pending: Mutex::new(HashMap::new()),
+                    deadline_ms,
                 }),
             );
         self.timer.notify_one();
@@ -256,6 +272,7 @@ impl<S: CoordinatorShard> CoordinatorRuntime<S> {
             // Applied under the shard lock so the log holds records in the order the shard
             // decided them.
             self.apply(env, &shard, &mut engine, outputs);
+            shard.note_deadline(&engine);
         }
         self.timer.notify_one();
         rx.await.ok()
@@ -273,8 +290,9 @@ impl<S: CoordinatorShard> CoordinatorRuntime<S> {
                 .collect();
             let next = shards
                 .iter()
-                .filter_map(|s| s.lock(self.name).and_then(|e| e.next_deadline_ms()))
-                .min();
+                .map(|s| s.deadline_ms.load(Ordering::Acquire))
+                .min()
+                .filter(|d| *d != i64::MAX);
             let wait = match next {
                 Some(deadline) => {
                     Duration::from_millis(u64::try_from(deadline - now_ms()).unwrap_or(0))
@@ -289,13 +307,19 @@ impl<S: CoordinatorShard> CoordinatorRuntime<S> {
             let image = env.image();
             let now = now_ms();
             for shard in shards {
+                if shard.deadline_ms.load(Ordering::Acquire) > now {
+                    continue;
+                }
                 let Some(mut engine) = shard.lock(self.name) else {
+                    // Failed: never due again.
+                    shard.deadline_ms.store(i64::MAX, Ordering::Release);
                     continue;
                 };
                 if engine.next_deadline_ms().is_some_and(|d| d <= now) {
                     let outputs = engine.tick(now, &*image);
                     self.apply(&*env, &shard, &mut engine, outputs);
                 }
+                shard.note_deadline(&engine);
             }
         }
     }
