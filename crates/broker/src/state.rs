@@ -48,8 +48,17 @@ impl Broker {
     /// mid-delete) are removed.
     pub fn open(config: BrokerConfig, advertised: (String, u16)) -> Result<Arc<Broker>> {
         let data_dir = config.data_dir.clone();
+        let created = !data_dir.exists();
         std::fs::create_dir_all(&data_dir)
             .with_context(|| format!("creating data dir {}", data_dir.display()))?;
+        if created {
+            // Everything under the data dir is durable only once its own entry is.
+            if let Some(parent) = data_dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::File::open(parent)
+                    .and_then(|dir| dir.sync_all())
+                    .with_context(|| format!("fsync of {}", parent.display()))?;
+            }
+        }
         let lock_path = data_dir.join(".lock");
         let lock_file = std::fs::OpenOptions::new()
             .create(true)
