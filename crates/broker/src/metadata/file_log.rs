@@ -12,15 +12,16 @@
 //! crash in between leaves the new checkpoint and the old log, whose entries at or below the
 //! checkpoint's offset are skipped on open.
 
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use runnel_cluster::error::Result;
 use runnel_cluster::metadata::{
     decode_entries, encode_entries, LogEntry, MetadataImage, MetadataLog, MetadataRecord,
 };
 use runnel_cluster::ClusterError;
+use runnel_storage::io::{self as log_io, LogIo, OpenMode, StdIo, WholeFile};
 
 const LOG_FILE: &str = "metadata.log";
 const CHECKPOINT_SUFFIX: &str = ".checkpoint";
@@ -53,7 +54,14 @@ pub struct Recovered {
 #[derive(Debug)]
 pub struct FileMetadataLog {
     dir: PathBuf,
+    /// Every file operation goes through it (a fault-injecting one in tests).
+    io: Arc<dyn LogIo>,
     file: File,
+    /// Bytes in the log file: where the next append writes.
+    len: u64,
+    /// A write or fsync failed: what reached the disk is unknown, so the log refuses appends
+    /// until reopened (which truncates a torn tail), as a partition log does.
+    poisoned: bool,
     last_offset: i64,
     /// Records in the log file (since the last snapshot).
     records: u64,
@@ -69,38 +77,17 @@ fn io_error(path: &Path) -> impl Fn(std::io::Error) -> ClusterError + '_ {
     }
 }
 
-/// Reads a whole file of at most `max` bytes.
-fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>> {
-    let file = File::open(path).map_err(io_error(path))?;
-    let len = file.metadata().map_err(io_error(path))?.len();
-    if len > max {
-        return Err(ClusterError::CorruptLog {
+/// Reads a whole file of at most `max` bytes (empty when missing).
+fn read_bounded(io: &dyn LogIo, path: &Path, max: u64) -> Result<Vec<u8>> {
+    match log_io::read_whole_file(io, path, max).map_err(io_error(path))? {
+        WholeFile::Missing => Ok(Vec::new()),
+        WholeFile::TooLarge => Err(ClusterError::CorruptLog {
             path: path.to_path_buf(),
             position: 0,
-            reason: format!("{len} bytes, more than the {max} a metadata file may hold"),
-        });
+            reason: format!("more than the {max} bytes a metadata file may hold"),
+        }),
+        WholeFile::Bytes(bytes) => Ok(bytes),
     }
-    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
-    file.take(max)
-        .read_to_end(&mut bytes)
-        .map_err(io_error(path))?;
-    Ok(bytes)
-}
-
-fn fsync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_error(dir))
-}
-
-/// Writes `bytes` to `path` atomically and durably: temp file, fsync, rename, fsync the dir.
-fn replace_file(dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut file = File::create(&tmp).map_err(io_error(&tmp))?;
-    file.write_all(bytes).map_err(io_error(&tmp))?;
-    file.sync_all().map_err(io_error(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io_error(path))?;
-    fsync_dir(dir)
 }
 
 /// Checkpoint files in `dir` with their offsets, newest last.
@@ -124,17 +111,20 @@ impl FileMetadataLog {
     /// committed entry after it. A torn or corrupt tail (a crash mid-append) is truncated away:
     /// the record it held was never acknowledged.
     pub fn open(dir: &Path, limits: FileLogLimits) -> Result<(FileMetadataLog, Recovered)> {
-        let dir_created = !dir.exists();
-        std::fs::create_dir_all(dir).map_err(io_error(dir))?;
-        if dir_created {
-            // The directory's own entry must survive a power loss before anything in it may.
-            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-                fsync_dir(parent)?;
-            }
-        }
+        Self::open_with_io(dir, limits, Arc::new(StdIo))
+    }
+
+    /// [`FileMetadataLog::open`] over the file-I/O backend `io`.
+    pub fn open_with_io(
+        dir: &Path,
+        limits: FileLogLimits,
+        io: Arc<dyn LogIo>,
+    ) -> Result<(FileMetadataLog, Recovered)> {
+        // The directory's own entry must survive a power loss before anything in it may.
+        log_io::create_dir_all(&*io, dir).map_err(io_error(dir))?;
         let mut recovered = Recovered::default();
         if let Some((offset, path)) = checkpoints(dir)?.pop() {
-            let bytes = read_bounded(&path, METADATA_FILE_BYTES_MAX)?;
+            let bytes = read_bounded(&*io, &path, METADATA_FILE_BYTES_MAX)?;
             let decoded =
                 decode_entries(&bytes, offset).map_err(|reason| ClusterError::CorruptLog {
                     path: path.clone(),
@@ -156,28 +146,23 @@ impl FileMetadataLog {
         }
         let snapshot_offset = recovered.snapshot.as_ref().map_or(-1, |(o, _)| *o);
         let path = dir.join(LOG_FILE);
+        let bytes = read_bounded(&*io, &path, METADATA_FILE_BYTES_MAX)?;
         let log_created = !path.exists();
-        let file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(&path)
-            .map_err(io_error(&path))?;
+        let file = io.open(&path, OpenMode::Create).map_err(io_error(&path))?;
         if log_created {
             // Appends fsync the file's data; its name is durable only once the directory is.
-            fsync_dir(dir)?;
+            io.sync_dir(dir).map_err(io_error(dir))?;
         }
-        let len = file.metadata().map_err(io_error(&path))?.len();
-        let bytes = read_bounded(&path, METADATA_FILE_BYTES_MAX)?;
         let decoded = decode_entries(&bytes, 0).map_err(|reason| ClusterError::CorruptLog {
             path: path.clone(),
             position: 0,
             reason,
         })?;
-        if (decoded.valid_bytes as u64) < len {
-            tracing::warn!(path = %path.display(), valid = decoded.valid_bytes, len, "truncating torn tail of metadata log");
-            file.set_len(decoded.valid_bytes as u64)
-                .and_then(|()| file.sync_all())
+        let len = decoded.valid_bytes as u64;
+        if len < bytes.len() as u64 {
+            tracing::warn!(path = %path.display(), valid = len, file_len = bytes.len(), "truncating torn tail of metadata log");
+            io.set_len(&file, len)
+                .and_then(|()| io.sync_all(&file))
                 .map_err(io_error(&path))?;
         }
         let records = decoded.entries.len() as u64;
@@ -201,18 +186,35 @@ impl FileMetadataLog {
         }
         let log = FileMetadataLog {
             dir: dir.to_path_buf(),
+            io,
             file,
+            len,
+            poisoned: false,
             last_offset,
             records,
-            bytes_since_snapshot: decoded.valid_bytes as u64,
+            bytes_since_snapshot: len,
             limits,
         };
         Ok((log, recovered))
+    }
+
+    /// Fails and poisons the log: after a failed write or fsync nothing about the file's tail
+    /// can be trusted until a reopen truncates it to its last whole frame.
+    fn poison(&mut self, e: std::io::Error, path: &Path) -> ClusterError {
+        tracing::error!(path = %path.display(), error = %e, "metadata log write failed; refusing further appends until restart");
+        self.poisoned = true;
+        io_error(path)(e)
     }
 }
 
 impl MetadataLog for FileMetadataLog {
     fn append(&mut self, records: &[MetadataRecord]) -> Result<i64> {
+        let path = self.dir.join(LOG_FILE);
+        if self.poisoned {
+            return Err(io_error(&path)(std::io::Error::other(
+                "the metadata log failed an earlier write and refuses appends until restart",
+            )));
+        }
         if self.records + records.len() as u64 > self.limits.records_max {
             return Err(ClusterError::MetadataLogFull(self.records));
         }
@@ -228,10 +230,14 @@ impl MetadataLog for FileMetadataLog {
             .collect();
         let mut buf = Vec::new();
         encode_entries(&entries, &mut buf)?;
-        let path = self.dir.join(LOG_FILE);
-        self.file.write_all(&buf).map_err(io_error(&path))?;
+        if let Err(e) = self.io.write_all_at(&self.file, &buf, self.len) {
+            return Err(self.poison(e, &path));
+        }
         // Durability: metadata is acknowledged to clients only after this fsync.
-        self.file.sync_data().map_err(io_error(&path))?;
+        if let Err(e) = self.io.sync_data(&self.file) {
+            return Err(self.poison(e, &path));
+        }
+        self.len += buf.len() as u64;
         self.records += records.len() as u64;
         self.bytes_since_snapshot += buf.len() as u64;
         self.last_offset += records.len() as i64;
@@ -265,20 +271,24 @@ impl MetadataLog for FileMetadataLog {
         let checkpoint = self
             .dir
             .join(format!("{:020}{CHECKPOINT_SUFFIX}", image.offset));
-        replace_file(&self.dir, &checkpoint, &bytes)?;
+        log_io::replace_file(&*self.io, &checkpoint, &bytes).map_err(io_error(&checkpoint))?;
         // The checkpoint is durable: the log's entries are now redundant.
         let path = self.dir.join(LOG_FILE);
-        replace_file(&self.dir, &path, &[])?;
-        self.file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .open(&path)
-            .map_err(io_error(&path))?;
+        if let Err(e) = log_io::replace_file(&*self.io, &path, &[]) {
+            // The old log may or may not be in place: its entries are covered by the
+            // checkpoint either way, but this handle may point at a replaced file.
+            return Err(self.poison(e, &path));
+        }
+        self.file = match self.io.open(&path, OpenMode::ReadWrite) {
+            Ok(file) => file,
+            Err(e) => return Err(self.poison(e, &path)),
+        };
+        self.len = 0;
         self.records = 0;
         self.bytes_since_snapshot = 0;
         for (offset, old) in checkpoints(&self.dir)? {
             if offset < image.offset {
-                if let Err(e) = std::fs::remove_file(&old) {
+                if let Err(e) = self.io.remove_file(&old) {
                     tracing::warn!(path = %old.display(), error = %e, "removing an old metadata checkpoint");
                 }
             }
@@ -291,6 +301,8 @@ impl MetadataLog for FileMetadataLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use runnel_storage::io::faulty::{FaultyIo, InjectedError};
+    use std::fs::OpenOptions;
 
     fn limits() -> FileLogLimits {
         FileLogLimits {
@@ -415,5 +427,74 @@ mod tests {
         assert_eq!(recovered.snapshot, Some((1, vec![rec(2000)])));
         assert!(recovered.entries.is_empty());
         assert_eq!(log.append(&[rec(4000)]).unwrap(), 2);
+    }
+
+    fn open_faulty(dir: &Path, io: &Arc<FaultyIo>) -> (FileMetadataLog, Recovered) {
+        let io: Arc<dyn LogIo> = Arc::clone(io) as Arc<dyn LogIo>;
+        FileMetadataLog::open_with_io(dir, limits(), io).unwrap()
+    }
+
+    // Proves a failed fsync of an append fails it and poisons the log (later appends refused),
+    // and after a crash the failed record is not there while every acknowledged one is: an
+    // acknowledged topic survives, an unacknowledged one never appears.
+    #[test]
+    fn a_failed_fsync_poisons_and_the_failed_record_never_appears() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = dir.path().join("meta");
+        let io = FaultyIo::new();
+        let (mut log, _) = open_faulty(&meta, &io);
+        assert_eq!(log.append(&[rec(1)]).unwrap(), 0);
+        io.fail_sync(1, LOG_FILE, InjectedError::Eio);
+        assert!(log.append(&[rec(2)]).is_err());
+        assert_eq!(io.armed_faults(), 0, "the injected fault fired");
+        assert!(
+            log.append(&[rec(3)]).is_err(),
+            "a poisoned log refuses appends"
+        );
+        drop(log);
+        io.crash().unwrap();
+        let (mut log, recovered) = open_faulty(&meta, &io);
+        assert_eq!(offsets_and_records(&recovered), vec![(0, rec(1))]);
+        assert_eq!(log.append(&[rec(4)]).unwrap(), 1);
+    }
+
+    // Proves a torn append (part of its frame written, then ENOSPC) fails and poisons the log,
+    // and a reopen after a crash truncates the torn frame and goes on from the last whole one.
+    #[test]
+    fn a_torn_append_is_truncated_at_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = dir.path().join("meta");
+        let io = FaultyIo::new();
+        let (mut log, _) = open_faulty(&meta, &io);
+        log.append(&[rec(1), rec(2)]).unwrap();
+        io.tear_write(1, LOG_FILE, 5, InjectedError::Enospc);
+        assert!(log.append(&[rec(3)]).is_err());
+        assert!(log.append(&[rec(4)]).is_err());
+        drop(log);
+        io.crash().unwrap();
+        let (mut log, recovered) = open_faulty(&meta, &io);
+        assert_eq!(
+            offsets_and_records(&recovered),
+            vec![(0, rec(1)), (1, rec(2))]
+        );
+        assert_eq!(log.append(&[rec(5)]).unwrap(), 2);
+        drop(log);
+        let (_, recovered) = open_faulty(&meta, &io);
+        assert_eq!(recovered.entries.len(), 3);
+    }
+
+    // Proves the first committed record of a brand-new log survives a crash: the directory and
+    // the file's name are made durable, not only the file's bytes.
+    #[test]
+    fn a_new_logs_first_record_survives_a_crash() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = dir.path().join("meta");
+        let io = FaultyIo::new();
+        let (mut log, _) = open_faulty(&meta, &io);
+        log.append(&[rec(1)]).unwrap();
+        drop(log);
+        io.crash().unwrap();
+        let (_, recovered) = open_faulty(&meta, &io);
+        assert_eq!(offsets_and_records(&recovered), vec![(0, rec(1))]);
     }
 }

@@ -10,6 +10,10 @@
 //! Creating the partition directory goes through it too: a new directory's name is lost in a
 //! crash like a new file's, until its parent is fsynced.
 //!
+//! The helpers below (`replace_file`, `create_dir_all`, `read_whole_file`) are public so that the
+//! broker's own small durable files (the metadata log and its snapshots) go through the same
+//! seam and the same fault tests.
+//!
 //! Not behind the seam, because none of them changes a file's bytes or its name: listing the
 //! partition directory, asking whether the clean-shutdown marker or a directory exists, and
 //! `FileSlice::read_to_bytes` on a handle already pinned for a response. Renaming a whole
@@ -124,7 +128,7 @@ impl<'a> IoFile<'a> {
 }
 
 /// What `read_whole_file` found.
-pub(crate) enum WholeFile {
+pub enum WholeFile {
     Missing,
     /// Longer than the caller's limit; nothing was read.
     TooLarge,
@@ -133,11 +137,7 @@ pub(crate) enum WholeFile {
 
 /// Reads a small file (a checkpoint or `partition.metadata`) whole, refusing to size a buffer
 /// from a length above `size_bytes_max`.
-pub(crate) fn read_whole_file(
-    io: &dyn LogIo,
-    path: &Path,
-    size_bytes_max: u64,
-) -> io::Result<WholeFile> {
+pub fn read_whole_file(io: &dyn LogIo, path: &Path, size_bytes_max: u64) -> io::Result<WholeFile> {
     let file = match io.open(path, OpenMode::Read) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(WholeFile::Missing),
@@ -154,7 +154,7 @@ pub(crate) fn read_whole_file(
 }
 
 /// Removes `path` if it exists; returns whether it did.
-pub(crate) fn remove_if_present(io: &dyn LogIo, path: &Path) -> io::Result<bool> {
+pub fn remove_if_present(io: &dyn LogIo, path: &Path) -> io::Result<bool> {
     match io.remove_file(path) {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
@@ -164,7 +164,7 @@ pub(crate) fn remove_if_present(io: &dyn LogIo, path: &Path) -> io::Result<bool>
 
 /// Where `replace_file` writes the new contents of `path` before renaming them into place:
 /// `<name>.tmp`, as Kafka's checkpoint and `partition.metadata` files do.
-pub(crate) fn temp_path(path: &Path) -> PathBuf {
+pub fn temp_path(path: &Path) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(".tmp");
     PathBuf::from(name)
@@ -176,7 +176,7 @@ pub(crate) fn temp_path(path: &Path) -> PathBuf {
 /// `path`, never an empty or torn one; the name is on disk before this returns `Ok`, so the new
 /// one survives a crash from then on. A crash may leave the temporary file behind, and so does
 /// a failure; the log removes it at open.
-pub(crate) fn replace_file(io: &dyn LogIo, path: &Path, bytes: &[u8]) -> io::Result<()> {
+pub fn replace_file(io: &dyn LogIo, path: &Path, bytes: &[u8]) -> io::Result<()> {
     let tmp = temp_path(path);
     let file = io.open(&tmp, OpenMode::Truncate)?;
     io.write_all_at(&file, bytes, 0)?;
@@ -189,7 +189,7 @@ pub(crate) fn replace_file(io: &dyn LogIo, path: &Path, bytes: &[u8]) -> io::Res
 /// Creates `dir` and its missing ancestors through `io`, fsyncing the parent of each directory
 /// created, so that a log's files, fsynced later, are not lost in a crash along with a
 /// directory whose name never reached the disk.
-pub(crate) fn create_dir_all(io: &dyn LogIo, dir: &Path) -> io::Result<()> {
+pub fn create_dir_all(io: &dyn LogIo, dir: &Path) -> io::Result<()> {
     if dir.is_dir() {
         return Ok(());
     }
