@@ -105,6 +105,24 @@ fn files(dir: &Path, ext: &str) -> Vec<PathBuf> {
     found
 }
 
+/// After an append failed on an injected fault: the fault fired, and neither the log's offsets
+/// (locked or lock-free) nor its readers show anything of the failed append.
+fn assert_nothing_of_the_failed_append_shows(
+    io: &FaultyIo,
+    log: &PartitionLog,
+    leo: i64,
+    before: &[(i64, i64)],
+) {
+    assert_eq!(io.armed_faults(), 0, "the fault fired");
+    assert_eq!(log.log_end_offset(), leo);
+    assert_eq!(log.offsets().log_end_offset(), leo);
+    assert_eq!(batches(log), before);
+    assert!(log
+        .read_file_slice(leo, usize::MAX, i64::MAX, true)
+        .unwrap()
+        .is_none());
+}
+
 fn is_errno(result: Result<impl std::fmt::Debug, StorageError>, errno: i32) -> bool {
     matches!(result, Err(StorageError::Io(e)) if e.raw_os_error() == Some(errno))
 }
@@ -162,13 +180,7 @@ fn enospc_on_the_log_write_fails_the_append_and_shows_readers_nothing_of_it() {
         log.append_as_leader(Bytes::from(request), LEADER_EPOCH, 0),
         ENOSPC
     ));
-    assert_eq!(io.armed_faults(), 0, "the fault fired");
-    assert_eq!(log.log_end_offset(), leo);
-    assert_eq!(batches(&log), before);
-    assert!(log
-        .read_file_slice(leo, usize::MAX, i64::MAX, true)
-        .unwrap()
-        .is_none());
+    assert_nothing_of_the_failed_append_shows(&io, &log, leo, &before);
     assert!(matches!(
         log.append_as_leader(Bytes::from(batch(1, 12)), LEADER_EPOCH, 0),
         Err(StorageError::Poisoned)
@@ -193,15 +205,8 @@ fn enospc_on_an_index_write_fails_the_whole_append_and_shows_readers_nothing_of_
         log.append_as_leader(Bytes::from(request), LEADER_EPOCH, 0),
         ENOSPC
     ));
-    assert_eq!(io.armed_faults(), 0, "the fault fired");
-    assert_eq!(log.log_end_offset(), leo);
-    assert_eq!(batches(&log), before);
-    assert!(log
-        .read_file_slice(leo, usize::MAX, i64::MAX, true)
-        .unwrap()
-        .is_none());
+    assert_nothing_of_the_failed_append_shows(&io, &log, leo, &before);
     assert_eq!(log.offset_for_timestamp(1_100).unwrap(), None);
-    assert_eq!(log.offsets().log_end_offset(), leo);
     assert!(matches!(log.flush(), Err(StorageError::Poisoned)));
 }
 
@@ -219,14 +224,7 @@ fn a_failed_leader_epoch_checkpoint_fails_the_append_shows_readers_nothing_and_p
         log.append_as_leader(Bytes::from(batch(2, 10)), LEADER_EPOCH + 1, 0),
         ENOSPC
     ));
-    assert_eq!(io.armed_faults(), 0, "the fault fired");
-    assert_eq!(log.log_end_offset(), leo);
-    assert_eq!(log.offsets().log_end_offset(), leo);
-    assert_eq!(batches(&log), before);
-    assert!(log
-        .read_file_slice(leo, usize::MAX, i64::MAX, true)
-        .unwrap()
-        .is_none());
+    assert_nothing_of_the_failed_append_shows(&io, &log, leo, &before);
     assert_eq!(log.latest_epoch(), Some(LEADER_EPOCH));
     assert!(matches!(
         log.append_as_leader(Bytes::from(batch(1, 11)), LEADER_EPOCH + 1, 0),

@@ -959,7 +959,7 @@ impl ClassicGroup {
                 let resp = self.join_response(p.version, &id, 0, leader, false);
                 Self::respond_join(ctx, p, resp);
             }
-            let m = self.members.get_mut(&id).expect("member listed above");
+            let m = self.members.get_mut(&id).expect("member listed above"); // ok: listed above under the same borrow
             m.awaiting_join = None;
             m.heartbeat_deadline_ms = Some(ctx.now_ms + i64::from(m.session_timeout_ms));
             m.is_new = false;
@@ -1177,7 +1177,7 @@ impl ClassicGroup {
                         .with_error_code(err(ResponseError::CoordinatorNotAvailable)),
                 ),
             ));
-            let m = self.members.get_mut(&id).expect("member listed above");
+            let m = self.members.get_mut(&id).expect("member listed above"); // ok: listed above under the same borrow
             m.awaiting_sync = None;
             m.heartbeat_deadline_ms = Some(now + i64::from(m.session_timeout_ms));
         }
@@ -1209,7 +1209,7 @@ impl ClassicGroup {
         if generation_id != self.generation_id {
             return err(ResponseError::IllegalGeneration);
         }
-        let m = self.members.get_mut(member_id).expect("validated above");
+        let m = self.members.get_mut(member_id).expect("validated above"); // ok: validated above
         match self.state {
             ClassicState::Empty => err(ResponseError::UnknownMemberId),
             ClassicState::PreparingRebalance => {

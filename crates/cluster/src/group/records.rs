@@ -108,7 +108,7 @@ fn put_nullable_string(buf: &mut BytesMut, s: Option<&str>) {
 }
 
 fn put_bytes(buf: &mut BytesMut, b: &[u8]) {
-    let len = i32::try_from(b.len()).expect("bytes longer than i32::MAX");
+    let len = i32::try_from(b.len()).expect("bytes longer than i32::MAX"); // ok: bytes come from frames of at most 100 MiB
     buf.put_i32(len);
     buf.put_slice(b);
 }
@@ -122,7 +122,7 @@ fn put_uvarint(buf: &mut BytesMut, mut v: u32) {
 }
 
 fn put_compact_string(buf: &mut BytesMut, s: &str) {
-    put_uvarint(buf, u32::try_from(s.len() + 1).expect("string too long"));
+    put_uvarint(buf, u32::try_from(s.len() + 1).expect("string too long")); // ok: strings are at most 0x7fff bytes (validator)
     buf.put_slice(s.as_bytes());
 }
 
@@ -181,7 +181,7 @@ pub fn encode_group_metadata_value(value: &GroupMetadataValue) -> Bytes {
     put_nullable_string(&mut buf, value.protocol.as_deref());
     put_nullable_string(&mut buf, value.leader.as_deref());
     buf.put_i64(value.current_state_timestamp_ms);
-    buf.put_i32(i32::try_from(value.members.len()).expect("too many members"));
+    buf.put_i32(i32::try_from(value.members.len()).expect("too many members")); // ok: members are bounded by group.max.size (an i32)
     for m in &value.members {
         put_string(&mut buf, &m.member_id);
         put_nullable_string(&mut buf, m.group_instance_id.as_deref());

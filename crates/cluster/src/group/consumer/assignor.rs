@@ -71,6 +71,7 @@ pub fn uniform(
                 }
                 owner.insert((*topic_id, p), member_id);
                 *counts.get_mut(member_id.as_str()).expect("member counted") += 1;
+                // ok: every member is counted first
             }
         }
     }
@@ -97,7 +98,7 @@ pub fn uniform(
             }
             let target = least_loaded(subs, &counts);
             owner.insert((**topic_id, p), target);
-            *counts.get_mut(target).expect("member counted") += 1;
+            *counts.get_mut(target).expect("member counted") += 1; // ok: every member is counted first
         }
     }
 
@@ -118,8 +119,8 @@ pub fn uniform(
                 let to = least_loaded(&subscribers[&topic_id], &counts);
                 if counts[to] + 1 < counts[from] {
                     owner.insert((topic_id, p), to);
-                    *counts.get_mut(from).expect("member counted") -= 1;
-                    *counts.get_mut(to).expect("member counted") += 1;
+                    *counts.get_mut(from).expect("member counted") -= 1; // ok: every member is counted first
+                    *counts.get_mut(to).expect("member counted") += 1; // ok: every member is counted first
                     moved = true;
                     break 'members;
                 }
@@ -132,7 +133,7 @@ pub fn uniform(
 
     for ((topic_id, p), member_id) in owner {
         out.get_mut(member_id)
-            .expect("owner is a member")
+            .expect("owner is a member") // ok: owners are members
             .entry(topic_id)
             .or_default()
             .insert(p);
@@ -145,7 +146,7 @@ fn least_loaded<'a>(candidates: &[&'a str], counts: &BTreeMap<&str, usize>) -> &
         .iter()
         .copied()
         .min_by_key(|m| (counts[m], *m))
-        .expect("a topic in the subscriber map has a subscriber")
+        .expect("a topic in the subscriber map has a subscriber") // ok: built just above
 }
 
 /// Kafka's server-side `RangeAssignor`: per topic, its subscribers ordered static members first
@@ -186,7 +187,7 @@ pub fn range(
             if take > 0 {
                 let partitions: BTreeSet<i32> = (next..next + take).map(|p| p as i32).collect();
                 out.get_mut(*member_id)
-                    .expect("subscriber is a member")
+                    .expect("subscriber is a member") // ok: subscribers are members
                     .insert(*topic_id, partitions);
             }
             next += take;

@@ -483,7 +483,7 @@ impl ConsumerGroup {
         let updated = reconcile(&member, target_epoch, target, owned, &|t, p| {
             held.contains(&(*t, p))
         })
-        .expect("an unknown member state was refused before any record");
+        .expect("an unknown member state was refused before any record"); // ok: validated before any record
         if updated == member {
             return;
         }
@@ -782,7 +782,7 @@ impl ConsumerGroup {
     fn emit(&mut self, records: &mut Vec<Record>, key: RecordKey, value: Option<RecordValue>) {
         records.push(record(&key, value.as_ref()));
         self.apply(&key, value.as_ref())
-            .expect("records we build match their keys");
+            .expect("records we build match their keys"); // ok: our own records
     }
 
     /// The one place state changes: shared by live requests and replay.

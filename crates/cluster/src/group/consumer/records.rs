@@ -417,7 +417,7 @@ fn put_uvarint(buf: &mut BytesMut, mut v: u32) {
 }
 
 fn put_len(buf: &mut BytesMut, len: usize) {
-    let len = u32::try_from(len).expect("array longer than u32::MAX - 1");
+    let len = u32::try_from(len).expect("array longer than u32::MAX - 1"); // ok: arrays come from frames of at most 100 MiB
     put_uvarint(buf, len + 1);
 }
 
