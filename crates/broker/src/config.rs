@@ -40,6 +40,7 @@ const ACTED_ON: &[&str] = &[
     "group.consumer.heartbeat.interval.ms",
     "group.consumer.max.size",
     "group.consumer.assignors",
+    "group.consumer.migration.policy",
     "metadata.log.max.record.bytes.between.snapshots",
 ];
 
@@ -399,6 +400,12 @@ pub fn from_raw(raw: BTreeMap<String, String>) -> Result<(BrokerConfig, Vec<Stri
             bail!("config key 'group.consumer.assignors': runnel offers the assignors 'uniform' and 'range'");
         }
         g.consumer_group_assignors = assignors;
+    }
+    if let Some(v) = get("group.consumer.migration.policy") {
+        g.consumer_group_migration_policy = runnel_cluster::group::MigrationPolicy::parse(&v)
+            .ok_or_else(|| {
+                anyhow!("config key 'group.consumer.migration.policy': '{v}' is not one of disabled, upgrade, downgrade, bidirectional")
+            })?;
     }
     c.raw = raw;
     Ok((c, warnings))

@@ -257,6 +257,65 @@ impl ClassicGroup {
         group
     }
 
+    /// A consumer group turned back into a classic group (Kafka's
+    /// `ClassicGroup.fromConsumerGroup`): Stable at `generation_id` with the consumer protocol,
+    /// the protocol its members vote for, and each member's assignment from
+    /// `assignment(member_id, metadata of the chosen protocol)`. Every member gets a fresh
+    /// session. The caller prepares the rebalance that makes them rejoin.
+    pub(crate) fn from_migrated(
+        group_id: String,
+        partition: i32,
+        generation_id: i32,
+        members: Vec<Member>,
+        now_ms: i64,
+        assignment: impl Fn(&str, &Bytes) -> Bytes,
+    ) -> ClassicGroup {
+        let mut group = ClassicGroup::new(group_id, partition);
+        group.state = ClassicState::Stable;
+        group.state_timestamp_ms = Some(now_ms);
+        group.generation_id = generation_id;
+        group.protocol_type = Some(super::consumer_protocol::CONSUMER_PROTOCOL_TYPE.to_string());
+        for mut m in members {
+            if let Some(instance) = &m.group_instance_id {
+                group
+                    .static_members
+                    .insert(instance.clone(), m.member_id.clone());
+            }
+            m.heartbeat_deadline_ms = Some(now_ms + i64::from(m.session_timeout_ms));
+            // Kafka's `add` makes the first member added the leader.
+            if group.leader_id.is_none() {
+                group.leader_id = Some(m.member_id.clone());
+            }
+            group.members.insert(m.member_id.clone(), m);
+        }
+        group.protocol_name = group.select_protocol();
+        group.subscribed_topics = group.compute_subscribed_topics();
+        let protocol = group.protocol_name.clone().unwrap_or_default();
+        for m in group.members.values_mut() {
+            m.assignment = assignment(&m.member_id, &m.metadata(&protocol));
+        }
+        group
+    }
+
+    /// Answers every parked JoinGroup and SyncGroup with `error` (Kafka's
+    /// `completeAllJoinFutures` / `completeAllSyncFutures`), when the group is about to become
+    /// a consumer group.
+    pub(crate) fn abort_pending(&mut self, ctx: &mut Ctx<'_>, error: i16) {
+        for m in self.members.values_mut() {
+            if let Some(p) = m.awaiting_join.take() {
+                let mut resp = JoinGroupResponse::default()
+                    .with_error_code(error)
+                    .with_generation_id(-1)
+                    .with_member_id(sb(&m.member_id));
+                resp.protocol_name = protocol_name_for(p.version, None);
+                Self::respond_join(ctx, p, resp);
+            }
+            if let Some(p) = m.awaiting_sync.take() {
+                Self::respond_sync(ctx, p, SyncGroupResponse::default().with_error_code(error));
+            }
+        }
+    }
+
     /// The record that stores this group now (Kafka's `newGroupMetadataRecord`, v3).
     pub fn to_record(&self) -> crate::group::Record {
         let protocol = self.protocol_name.clone().unwrap_or_default();

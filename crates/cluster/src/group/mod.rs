@@ -12,8 +12,8 @@
 
 pub mod classic;
 pub mod consumer;
+pub mod consumer_protocol;
 pub mod coordinator;
-mod modern;
 pub mod offsets;
 mod output;
 pub mod records;
@@ -82,6 +82,49 @@ pub struct GroupConfig {
     pub consumer_group_max_size: i32,
     /// `group.consumer.assignors` (["uniform", "range"]); the first is the default.
     pub consumer_group_assignors: Vec<String>,
+    /// `group.consumer.migration.policy` (bidirectional): whether a live group moves between
+    /// the classic and the consumer protocol as its members do.
+    pub consumer_group_migration_policy: MigrationPolicy,
+}
+
+/// Kafka's `ConsumerGroupMigrationPolicy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MigrationPolicy {
+    /// No online migration; classic members cannot join a consumer group.
+    Disabled,
+    /// A classic group becomes a consumer group when a consumer-protocol member joins.
+    Upgrade,
+    /// A consumer group becomes a classic group when its last consumer-protocol member leaves.
+    Downgrade,
+    /// Both.
+    Bidirectional,
+}
+
+impl MigrationPolicy {
+    /// Parses the config value as Kafka does (case-insensitive).
+    pub fn parse(value: &str) -> Option<MigrationPolicy> {
+        match value.to_ascii_lowercase().as_str() {
+            "disabled" => Some(MigrationPolicy::Disabled),
+            "upgrade" => Some(MigrationPolicy::Upgrade),
+            "downgrade" => Some(MigrationPolicy::Downgrade),
+            "bidirectional" => Some(MigrationPolicy::Bidirectional),
+            _ => None,
+        }
+    }
+
+    pub fn is_upgrade_enabled(self) -> bool {
+        matches!(
+            self,
+            MigrationPolicy::Upgrade | MigrationPolicy::Bidirectional
+        )
+    }
+
+    pub fn is_downgrade_enabled(self) -> bool {
+        matches!(
+            self,
+            MigrationPolicy::Downgrade | MigrationPolicy::Bidirectional
+        )
+    }
 }
 
 impl Default for GroupConfig {
@@ -98,6 +141,7 @@ impl Default for GroupConfig {
             consumer_group_heartbeat_interval_ms: 5_000,
             consumer_group_max_size: i32::MAX,
             consumer_group_assignors: vec!["uniform".into(), "range".into()],
+            consumer_group_migration_policy: MigrationPolicy::Bidirectional,
         }
     }
 }

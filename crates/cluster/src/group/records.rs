@@ -287,7 +287,11 @@ impl<'a> Reader<'a> {
     }
 
     /// A length-prefixed byte slice; `None` for a null. `flexible` selects the compact form.
-    fn raw(&mut self, flexible: bool, wide: bool) -> Result<Option<&'a [u8]>, GroupError> {
+    pub(crate) fn raw(
+        &mut self,
+        flexible: bool,
+        wide: bool,
+    ) -> Result<Option<&'a [u8]>, GroupError> {
         let len: i64 = if flexible {
             i64::from(self.uvarint()?) - 1
         } else if wide {
@@ -316,7 +320,7 @@ impl<'a> Reader<'a> {
             .ok_or_else(|| corrupt("null in a non-nullable string"))
     }
 
-    fn bytes(&mut self, flexible: bool) -> Result<Bytes, GroupError> {
+    pub(crate) fn bytes(&mut self, flexible: bool) -> Result<Bytes, GroupError> {
         match self.raw(flexible, true)? {
             Some(b) => Ok(Bytes::copy_from_slice(b)),
             None => Err(corrupt("null in non-nullable bytes")),
@@ -325,7 +329,11 @@ impl<'a> Reader<'a> {
 
     /// An array length, checked against the bytes left so a lying count fails here and never
     /// reaches an allocation: each element takes at least `element_bytes_min` bytes.
-    fn array_len(&mut self, flexible: bool, element_bytes_min: usize) -> Result<usize, GroupError> {
+    pub(crate) fn array_len(
+        &mut self,
+        flexible: bool,
+        element_bytes_min: usize,
+    ) -> Result<usize, GroupError> {
         let len: i64 = if flexible {
             i64::from(self.uvarint()?) - 1
         } else {

@@ -20,9 +20,14 @@ use uuid::Uuid;
 
 use super::assignor::{self, MemberSpec};
 use super::member::{owned_is_subset, reconcile, Member, MemberState, Owned};
-use super::records::{record, Assignment, MetadataValue, RecordKey, RecordValue, RegexValue};
+use super::records::{
+    record, Assignment, MemberMetadataValue, MetadataValue, RecordKey, RecordValue, RegexValue,
+};
 use super::regex::Regex;
 use crate::group::{GroupConfig, Record, TopicView};
+
+mod classic_members;
+pub use classic_members::{ClassicError, ClassicJoin};
 
 /// Member epoch of a leaving member.
 pub const LEAVE_GROUP_MEMBER_EPOCH: i32 = -1;
@@ -80,6 +85,12 @@ pub struct ConsumerGroup {
     /// Member id -> (deadline, the member epoch it guards): set while partitions are pending
     /// revocation; the member is fenced if still at that epoch when it passes.
     rebalance_deadline_ms: BTreeMap<String, (i64, i32)>,
+    /// Classic members told to rejoin (REBALANCE_IN_PROGRESS): member id -> the deadline of
+    /// their JoinGroup; fenced when it passes (Kafka's consumer group join timeout).
+    join_deadline_ms: BTreeMap<String, i64>,
+    /// Classic members that joined: member id -> the deadline of their SyncGroup (Kafka's
+    /// consumer group sync timeout).
+    sync_deadline_ms: BTreeMap<String, i64>,
 }
 
 impl ConsumerGroup {
@@ -91,6 +102,8 @@ impl ConsumerGroup {
             },
             session_deadline_ms: BTreeMap::new(),
             rebalance_deadline_ms: BTreeMap::new(),
+            join_deadline_ms: BTreeMap::new(),
+            sync_deadline_ms: BTreeMap::new(),
         }
     }
 
@@ -122,6 +135,20 @@ impl ConsumerGroup {
     /// The target assignment of a member.
     pub fn target_assignment(&self, member_id: &str) -> Option<&Assignment> {
         self.state.target.get(member_id)
+    }
+
+    /// A member's target assignment by topic name (for the consumer protocol's encoding);
+    /// topics deleted since are left out.
+    pub fn target_assignment_by_name(
+        &self,
+        member_id: &str,
+        topics: &dyn TopicView,
+    ) -> Vec<(String, Vec<i32>)> {
+        self.state
+            .target
+            .get(member_id)
+            .map(|a| classic_members::topic_names(a, topics))
+            .unwrap_or_default()
     }
 
     /// Whether replayed records deleted the group (its metadata record is a tombstone and no
@@ -332,34 +359,7 @@ impl ConsumerGroup {
 
         // 2. Static member replacement: the new member id takes over the old one's place.
         if let Some(old_id) = &replaced {
-            let old_target = self.state.target.get(old_id).cloned().unwrap_or_default();
-            self.remove_member_records(old_id, records);
-            self.move_timers(old_id, &member_id);
-            let group_id = self.state.group_id.clone();
-            self.emit(
-                records,
-                RecordKey::MemberMetadata {
-                    group_id: group_id.clone(),
-                    member_id: member_id.clone(),
-                },
-                Some(RecordValue::MemberMetadata(member.metadata.clone())),
-            );
-            self.emit(
-                records,
-                RecordKey::TargetAssignmentMember {
-                    group_id: group_id.clone(),
-                    member_id: member_id.clone(),
-                },
-                Some(RecordValue::TargetAssignmentMember(old_target)),
-            );
-            self.emit(
-                records,
-                RecordKey::CurrentMemberAssignment {
-                    group_id,
-                    member_id: member_id.clone(),
-                },
-                Some(RecordValue::CurrentMemberAssignment(member.current_value())),
-            );
+            self.replace_member(old_id, &member, records);
         }
 
         // 3. The subscription, with unset fields unchanged.
@@ -385,6 +385,65 @@ impl ConsumerGroup {
         }
         meta.client_id.clone_from(&client.client_id);
         meta.client_host.clone_from(&client.client_host);
+        // A member speaking the consumer protocol is no classic member (any more).
+        meta.classic = None;
+        let before = self.subscribe_and_reconcile(
+            &member, meta, is_new, &owned, now_ms, topics, config, records,
+        );
+        self.session_deadline_ms.insert(
+            member_id.clone(),
+            now_ms + i64::from(config.consumer_group_session_timeout_ms),
+        );
+        // Classic timers end when the member speaks the consumer protocol.
+        self.join_deadline_ms.remove(&member_id);
+        self.sync_deadline_ms.remove(&member_id);
+
+        let updated = &self.state.members[&member_id];
+        let mut resp = ConsumerGroupHeartbeatResponse::default()
+            .with_member_id(Some(StrBytes::from_string(member_id.clone())))
+            .with_member_epoch(updated.member_epoch)
+            .with_heartbeat_interval_ms(config.consumer_group_heartbeat_interval_ms);
+        let is_full = is_join
+            || (req.rebalance_timeout_ms != -1
+                && (req.subscribed_topic_names.is_some() || req.subscribed_topic_regex.is_some())
+                && req.topic_partitions.is_some());
+        if is_full || updated.assigned != before.assigned || is_new {
+            resp.assignment = Some(
+                hb::Assignment::default().with_topic_partitions(
+                    updated
+                        .assigned
+                        .iter()
+                        .map(|(topic_id, ps)| {
+                            hb::TopicPartitions::default()
+                                .with_topic_id(*topic_id)
+                                .with_partitions(ps.iter().copied().collect())
+                        })
+                        .collect(),
+                ),
+            );
+        }
+        Ok(resp)
+    }
+
+    /// Steps 3-7 of a join or heartbeat, shared by ConsumerGroupHeartbeat and a classic
+    /// member's JoinGroup (Kafka's `consumerGroupHeartbeat` and
+    /// `classicGroupJoinToConsumerGroup`): persists the member's subscription `meta`, bumps the
+    /// group epoch when the subscription or the subscribed topics' metadata changed, computes
+    /// the target assignment, and moves the member one step towards it. Returns the member as
+    /// it was before reconciliation (to tell whether its assignment changed).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn subscribe_and_reconcile(
+        &mut self,
+        member: &Member,
+        meta: MemberMetadataValue,
+        is_new: bool,
+        owned: &Owned,
+        now_ms: i64,
+        topics: &dyn TopicView,
+        config: &GroupConfig,
+        records: &mut Vec<Record>,
+    ) -> Member {
+        let member_id = member.member_id.clone();
         let mut bump = false;
         if is_new || meta != member.metadata {
             bump = is_new
@@ -430,37 +489,8 @@ impl ConsumerGroup {
             .get(&member_id)
             .cloned()
             .unwrap_or_else(|| member.clone());
-        self.reconcile_member(&member_id, &owned, now_ms, records);
-        self.session_deadline_ms.insert(
-            member_id.clone(),
-            now_ms + i64::from(config.consumer_group_session_timeout_ms),
-        );
-
-        let updated = &self.state.members[&member_id];
-        let mut resp = ConsumerGroupHeartbeatResponse::default()
-            .with_member_id(Some(StrBytes::from_string(member_id.clone())))
-            .with_member_epoch(updated.member_epoch)
-            .with_heartbeat_interval_ms(config.consumer_group_heartbeat_interval_ms);
-        let is_full = is_join
-            || (req.rebalance_timeout_ms != -1
-                && (req.subscribed_topic_names.is_some() || req.subscribed_topic_regex.is_some())
-                && req.topic_partitions.is_some());
-        if is_full || updated.assigned != before.assigned || is_new {
-            resp.assignment = Some(
-                hb::Assignment::default().with_topic_partitions(
-                    updated
-                        .assigned
-                        .iter()
-                        .map(|(topic_id, ps)| {
-                            hb::TopicPartitions::default()
-                                .with_topic_id(*topic_id)
-                                .with_partitions(ps.iter().copied().collect())
-                        })
-                        .collect(),
-                ),
-            );
-        }
-        Ok(resp)
+        self.reconcile_member(&member_id, owned, now_ms, records);
+        before
     }
 
     fn reconcile_member(
@@ -701,6 +731,8 @@ impl ConsumerGroup {
         self.remove_member_records(member_id, records);
         self.session_deadline_ms.remove(member_id);
         self.rebalance_deadline_ms.remove(member_id);
+        self.join_deadline_ms.remove(member_id);
+        self.sync_deadline_ms.remove(member_id);
         let group_id = self.state.group_id.clone();
         let in_use: BTreeSet<String> = self
             .state
@@ -764,11 +796,47 @@ impl ConsumerGroup {
         );
     }
 
+    /// Records replacing static member `old_id` by `member` (its copy under a new member id),
+    /// which keeps the old one's target and current assignment (Kafka's `replaceMember`).
+    fn replace_member(&mut self, old_id: &str, member: &Member, records: &mut Vec<Record>) {
+        let member_id = member.member_id.clone();
+        let old_target = self.state.target.get(old_id).cloned().unwrap_or_default();
+        self.remove_member_records(old_id, records);
+        self.move_timers(old_id, &member_id);
+        let group_id = self.state.group_id.clone();
+        self.emit(
+            records,
+            RecordKey::MemberMetadata {
+                group_id: group_id.clone(),
+                member_id: member_id.clone(),
+            },
+            Some(RecordValue::MemberMetadata(member.metadata.clone())),
+        );
+        self.emit(
+            records,
+            RecordKey::TargetAssignmentMember {
+                group_id: group_id.clone(),
+                member_id: member_id.clone(),
+            },
+            Some(RecordValue::TargetAssignmentMember(old_target)),
+        );
+        self.emit(
+            records,
+            RecordKey::CurrentMemberAssignment {
+                group_id,
+                member_id,
+            },
+            Some(RecordValue::CurrentMemberAssignment(member.current_value())),
+        );
+    }
+
     fn move_timers(&mut self, from: &str, to: &str) {
         if let Some(d) = self.session_deadline_ms.remove(from) {
             self.session_deadline_ms.insert(to.to_string(), d);
         }
         self.rebalance_deadline_ms.remove(from);
+        self.join_deadline_ms.remove(from);
+        self.sync_deadline_ms.remove(from);
     }
 
     fn static_member(&self, instance_id: &str) -> Option<&Member> {
@@ -867,15 +935,21 @@ impl ConsumerGroup {
         topics: &dyn TopicView,
         config: &GroupConfig,
     ) -> Vec<Record> {
-        let mut records = Vec::new();
-        let session_ms = i64::from(config.consumer_group_session_timeout_ms);
-        // Members replayed from disk start their session now (Kafka's onLoaded).
+        let expired = self.expired_members(now_ms, config);
+        self.fence_members(&expired, topics)
+    }
+
+    /// The members whose session, rebalance, join or sync deadline passed, to be fenced (the
+    /// coordinator may turn the group back into a classic group instead). Members replayed
+    /// from disk start their timers here (Kafka's `onLoaded`).
+    pub fn expired_members(&mut self, now_ms: i64, config: &GroupConfig) -> Vec<String> {
         let ids: Vec<String> = self.state.members.keys().cloned().collect();
         for id in &ids {
+            let m = &self.state.members[id];
+            let session_ms = session_timeout_ms(m, config);
             self.session_deadline_ms
                 .entry(id.clone())
                 .or_insert(now_ms + session_ms);
-            let m = &self.state.members[id];
             if m.state == MemberState::UnrevokedPartitions
                 && !self.rebalance_deadline_ms.contains_key(id)
             {
@@ -888,32 +962,50 @@ impl ConsumerGroup {
                 );
             }
         }
+        let mut expired = Vec::new();
         for id in ids {
-            let Some(m) = self.state.members.get(&id) else {
-                continue;
-            };
-            let session_expired = self
-                .session_deadline_ms
-                .get(&id)
-                .is_some_and(|d| *d <= now_ms);
-            let rebalance_expired = self
+            let m = &self.state.members[&id];
+            let passed = |deadline: Option<&i64>| deadline.is_some_and(|d| *d <= now_ms);
+            let reason = if passed(self.session_deadline_ms.get(&id)) {
+                Some("session timeout")
+            } else if self
                 .rebalance_deadline_ms
                 .get(&id)
-                .is_some_and(|(d, epoch)| *d <= now_ms && *epoch == m.member_epoch);
-            if session_expired || rebalance_expired {
+                .is_some_and(|(d, epoch)| *d <= now_ms && *epoch == m.member_epoch)
+            {
+                Some("rebalance timeout")
+            } else if passed(self.join_deadline_ms.get(&id)) {
+                Some("the classic member failed to join within the rebalance timeout")
+            } else if passed(self.sync_deadline_ms.get(&id)) {
+                Some("the member failed to sync within timeout")
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
                 tracing::info!(
                     group_id = %self.state.group_id,
                     member_id = %id,
-                    reason = if session_expired { "session timeout" } else { "rebalance timeout" },
+                    reason,
                     "fencing consumer group member"
                 );
-                self.fence_member(&id, topics, &mut records);
+                expired.push(id);
             } else if self
                 .rebalance_deadline_ms
                 .get(&id)
                 .is_some_and(|(_, epoch)| *epoch != m.member_epoch)
             {
                 self.rebalance_deadline_ms.remove(&id);
+            }
+        }
+        expired
+    }
+
+    /// Removes members (leave or a passed deadline) and bumps the group epoch once per member.
+    pub fn fence_members(&mut self, member_ids: &[String], topics: &dyn TopicView) -> Vec<Record> {
+        let mut records = Vec::new();
+        for id in member_ids {
+            if self.state.members.contains_key(id) {
+                self.fence_member(id, topics, &mut records);
             }
         }
         records
@@ -933,6 +1025,8 @@ impl ConsumerGroup {
             .values()
             .copied()
             .chain(self.rebalance_deadline_ms.values().map(|(d, _)| *d))
+            .chain(self.join_deadline_ms.values().copied())
+            .chain(self.sync_deadline_ms.values().copied())
             .min()
     }
 
@@ -979,8 +1073,12 @@ impl ConsumerGroup {
                     .with_target_assignment(to_assignment(
                         self.state.target.get(&m.member_id).unwrap_or(&empty),
                     ))
-                    // 1 = consumer protocol; the field exists from v1.
-                    .with_member_type(if version >= 1 { 1 } else { -1 })
+                    // 0 = classic, 1 = consumer protocol; the field exists from v1.
+                    .with_member_type(match (version >= 1, md.classic.is_some()) {
+                        (false, _) => -1,
+                        (true, true) => 0,
+                        (true, false) => 1,
+                    })
             })
             .collect();
         describe::DescribedGroup::default()
@@ -1018,7 +1116,15 @@ impl ConsumerGroup {
         }
     }
 
-    pub fn validate_offset_commit(&self, member_id: &str, member_epoch: i32) -> Result<(), i16> {
+    /// Kafka's `ConsumerGroup.validateOffsetCommit` for a non-transactional commit: a member
+    /// of the consumer protocol must commit with OffsetCommit v9+, and a stale epoch is
+    /// STALE_MEMBER_EPOCH (ILLEGAL_GENERATION for a classic member, which knows generations).
+    pub fn validate_offset_commit(
+        &self,
+        member_id: &str,
+        member_epoch: i32,
+        api_version: i16,
+    ) -> Result<(), i16> {
         if member_epoch < 0 && self.state.members.is_empty() {
             return Ok(());
         }
@@ -1027,8 +1133,16 @@ impl ConsumerGroup {
             .members
             .get(member_id)
             .ok_or(ResponseError::UnknownMemberId.code())?;
+        let classic = member.metadata.classic.is_some();
+        if !classic && api_version < 9 {
+            return Err(ResponseError::UnsupportedVersion.code());
+        }
         if member.member_epoch != member_epoch {
-            return Err(ResponseError::StaleMemberEpoch.code());
+            return Err(if classic {
+                ResponseError::IllegalGeneration.code()
+            } else {
+                ResponseError::StaleMemberEpoch.code()
+            });
         }
         Ok(())
     }
@@ -1119,6 +1233,14 @@ impl ConsumerGroup {
         }
         keys.push(RecordKey::Metadata { group_id: g() });
         keys.iter().map(|k| record(k, None)).collect()
+    }
+}
+
+/// A member's session timeout: its JoinGroup's for a classic member, else the group config's.
+fn session_timeout_ms(member: &Member, config: &GroupConfig) -> i64 {
+    match &member.metadata.classic {
+        Some(classic) => i64::from(classic.session_timeout_ms),
+        None => i64::from(config.consumer_group_session_timeout_ms),
     }
 }
 

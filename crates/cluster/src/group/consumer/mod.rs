@@ -15,7 +15,7 @@ pub mod regex;
 mod tests;
 
 pub use group::{
-    ClientInfo, ConsumerGroup, PersistedGroup, LEAVE_GROUP_MEMBER_EPOCH,
+    ClassicError, ClassicJoin, ClientInfo, ConsumerGroup, PersistedGroup, LEAVE_GROUP_MEMBER_EPOCH,
     LEAVE_GROUP_STATIC_MEMBER_EPOCH,
 };
 

@@ -169,6 +169,18 @@ pub struct MemberMetadataValue {
     pub subscribed_topic_regex: Option<String>,
     pub rebalance_timeout_ms: i32,
     pub server_assignor: Option<String>,
+    /// Tagged field 0: set for a member that speaks the classic protocol (JoinGroup /
+    /// SyncGroup / Heartbeat) inside a consumer group, after an online migration.
+    pub classic: Option<ClassicMemberMetadata>,
+}
+
+/// `ConsumerGroupMemberMetadataValue.ClassicMemberMetadata`: what a classic member sent in its
+/// JoinGroup, kept so the group can answer its SyncGroup and turn back into a classic group.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ClassicMemberMetadata {
+    pub session_timeout_ms: i32,
+    /// (name, metadata) in the member's order of preference; never empty.
+    pub supported_protocols: Vec<(String, Bytes)>,
 }
 
 /// `ConsumerGroupCurrentMemberAssignmentValue`.
@@ -243,7 +255,25 @@ impl RecordValue {
                 put_compact_nullable_string(&mut buf, v.subscribed_topic_regex.as_deref());
                 buf.put_i32(v.rebalance_timeout_ms);
                 put_compact_nullable_string(&mut buf, v.server_assignor.as_deref());
-                put_uvarint(&mut buf, 0);
+                match &v.classic {
+                    None => put_uvarint(&mut buf, 0),
+                    Some(classic) => {
+                        let mut field = BytesMut::new();
+                        field.put_i32(classic.session_timeout_ms);
+                        put_len(&mut field, classic.supported_protocols.len());
+                        for (name, metadata) in &classic.supported_protocols {
+                            put_compact_string(&mut field, name);
+                            put_len(&mut field, metadata.len());
+                            field.put_slice(metadata);
+                            put_uvarint(&mut field, 0);
+                        }
+                        put_uvarint(&mut field, 0);
+                        put_uvarint(&mut buf, 1);
+                        put_uvarint(&mut buf, 0); // tag
+                        put_len_raw(&mut buf, field.len());
+                        buf.put_slice(&field);
+                    }
+                }
             }
             RecordValue::TargetAssignmentMetadata { assignment_epoch } => {
                 buf.put_i32(*assignment_epoch);
@@ -335,9 +365,13 @@ impl RecordValue {
                 let subscribed_topic_regex = r.compact_nullable_string()?;
                 let rebalance_timeout_ms = r.i32()?;
                 let server_assignor = r.compact_nullable_string()?;
-                // Tag 0 is ClassicMemberMetadata, written only for classic-protocol members of
-                // a migrated group, which Runnel does not run as consumer groups: skipped.
-                r.tagged_fields(|_, _| Ok(()))?;
+                let mut classic = None;
+                r.tagged_fields(|tag, field| {
+                    if tag == 0 {
+                        classic = Some(field.classic_member_metadata()?);
+                    }
+                    Ok(())
+                })?;
                 RecordValue::MemberMetadata(MemberMetadataValue {
                     instance_id,
                     rack_id,
@@ -347,6 +381,7 @@ impl RecordValue {
                     subscribed_topic_regex,
                     rebalance_timeout_ms,
                     server_assignor,
+                    classic,
                 })
             }
             RecordKey::TargetAssignmentMetadata { .. } => {
@@ -419,6 +454,12 @@ fn put_uvarint(buf: &mut BytesMut, mut v: u32) {
 fn put_len(buf: &mut BytesMut, len: usize) {
     let len = u32::try_from(len).expect("array longer than u32::MAX - 1"); // ok: arrays come from frames of at most 100 MiB
     put_uvarint(buf, len + 1);
+}
+
+/// A tagged field's size: a plain varint, unlike compact lengths.
+fn put_len_raw(buf: &mut BytesMut, len: usize) {
+    let len = u32::try_from(len).expect("tagged field longer than u32::MAX"); // ok: built from bounded request fields
+    put_uvarint(buf, len);
 }
 
 fn put_compact_string(buf: &mut BytesMut, s: &str) {
@@ -565,6 +606,32 @@ impl<'a> Reader<'a> {
             out.entry(topic_id).or_default().extend(partitions);
         }
         Ok(out)
+    }
+
+    fn compact_bytes(&mut self) -> Result<Bytes, String> {
+        let len = self.compact_len()?;
+        Ok(Bytes::copy_from_slice(self.take(len)?))
+    }
+
+    /// `ClassicMemberMetadata` (tagged field 0 of the member metadata value).
+    fn classic_member_metadata(&mut self) -> Result<ClassicMemberMetadata, String> {
+        let session_timeout_ms = self.i32()?;
+        let count = self.compact_len()?;
+        let mut supported_protocols = Vec::new();
+        for _ in 0..count {
+            let name = self.compact_string()?;
+            let metadata = self.compact_bytes()?;
+            self.tagged_fields(|_, _| Ok(()))?;
+            supported_protocols.push((name, metadata));
+        }
+        self.tagged_fields(|_, _| Ok(()))?;
+        if supported_protocols.is_empty() {
+            return Err("a classic member without protocols".into());
+        }
+        Ok(ClassicMemberMetadata {
+            session_timeout_ms,
+            supported_protocols,
+        })
     }
 
     /// Reads a tagged-field section, handing each field's bytes to `on_field`.

@@ -725,15 +725,15 @@ fn offset_commit_and_fetch_validation() {
     // Proves OffsetCommit/OffsetFetch member checks: STALE_MEMBER_EPOCH, UNKNOWN_MEMBER_ID, admin commits only when empty.
     let mut h = Harness::new();
     h.topics.add("t", 2);
-    assert_eq!(h.group.validate_offset_commit("", -1), Ok(()));
+    assert_eq!(h.group.validate_offset_commit("", -1, 9), Ok(()));
     h.join("a", &["t"]);
-    assert_eq!(h.group.validate_offset_commit("a", 1), Ok(()));
+    assert_eq!(h.group.validate_offset_commit("a", 1, 9), Ok(()));
     assert_eq!(
-        h.group.validate_offset_commit("a", 0),
+        h.group.validate_offset_commit("a", 0, 9),
         Err(ResponseError::StaleMemberEpoch.code())
     );
     assert_eq!(
-        h.group.validate_offset_commit("", -1),
+        h.group.validate_offset_commit("", -1, 9),
         Err(ResponseError::UnknownMemberId.code())
     );
     assert_eq!(h.group.validate_offset_fetch(None, -1), Ok(()));

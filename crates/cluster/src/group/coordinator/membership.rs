@@ -6,6 +6,7 @@ use kafka_protocol::messages::*;
 use uuid::Uuid;
 
 use super::*;
+use crate::group::consumer::LEAVE_GROUP_MEMBER_EPOCH;
 
 impl GroupCoordinator {
     // -----------------------------------------------------------------------------------------
@@ -32,6 +33,7 @@ impl GroupCoordinator {
         client: &ClientInfo,
         r: &JoinGroupRequest,
         now_ms: i64,
+        topics: &dyn TopicView,
     ) {
         let reply = |out: &mut Vec<Output>, code: ResponseError, member_id: &str| {
             let mut resp = JoinGroupResponse::default()
@@ -58,10 +60,8 @@ impl GroupCoordinator {
         let partition = self.partition_for(group_id);
         match self.groups.get(group_id) {
             Some(Group::Consumer(g)) if !g.is_empty() => {
-                // Kafka 4.1 lets classic members join a consumer group (online migration);
-                // that path is not implemented here, so the join is refused as Kafka does
-                // for a protocol it cannot serve.
-                return reply(out, ResponseError::InconsistentGroupProtocol, "");
+                // A classic member joining a live consumer group (online migration).
+                return self.classic_join_to_consumer(out, pending, client, r, now_ms, topics);
             }
             Some(Group::Consumer(g)) => {
                 // An empty consumer group gives way to the classic group (Kafka's
@@ -121,6 +121,7 @@ impl GroupCoordinator {
         pending: Pending,
         r: &SyncGroupRequest,
         now_ms: i64,
+        topics: &dyn TopicView,
     ) {
         let reply = |out: &mut Vec<Output>, code: ResponseError| {
             let resp = SyncGroupResponse::default().with_error_code(err(code));
@@ -131,13 +132,15 @@ impl GroupCoordinator {
         }
         let config = self.config.clone();
         let mut uuid = Uuid::nil;
-        match self.classic_mut(r.group_id.as_str()) {
-            Some(g) if !g.is_empty() => {
+        match self.groups.get_mut(r.group_id.as_str()) {
+            Some(Group::Classic(g)) if !g.is_empty() => {
                 let mut ctx = Self::ctx(&config, out, &mut uuid, now_ms);
                 g.sync(&mut ctx, pending, r);
             }
-            // Missing, empty, or a consumer group (classic members in consumer groups are
-            // not supported here).
+            Some(Group::Consumer(g)) if !g.is_empty() => {
+                self.classic_sync_to_consumer(out, pending, r, now_ms, topics);
+            }
+            // Missing or empty.
             _ => reply(out, ResponseError::UnknownMemberId),
         }
     }
@@ -146,13 +149,17 @@ impl GroupCoordinator {
         if r.group_id.is_empty() {
             return err(ResponseError::InvalidGroupId);
         }
-        match self.classic_mut(r.group_id.as_str()) {
-            Some(g) => g.heartbeat(
+        match self.groups.get_mut(r.group_id.as_str()) {
+            Some(Group::Classic(g)) => g.heartbeat(
                 now_ms,
                 r.member_id.as_str(),
                 r.group_instance_id.as_ref().map(|s| s.as_str()),
                 r.generation_id,
             ),
+            Some(Group::Consumer(g)) => match g.classic_heartbeat(r, now_ms) {
+                Ok(()) => 0,
+                Err(e) => e.code,
+            },
             None => err(ResponseError::UnknownMemberId),
         }
     }
@@ -163,6 +170,7 @@ impl GroupCoordinator {
         pending: Pending,
         r: &LeaveGroupRequest,
         now_ms: i64,
+        topics: &dyn TopicView,
     ) {
         let respond = |out: &mut Vec<Output>, resp: LeaveGroupResponse| {
             out.push(Output::Respond(pending.id, ResponseKind::LeaveGroup(resp)));
@@ -187,6 +195,44 @@ impl GroupCoordinator {
                 })
                 .collect()
         };
+        let leave_response = |codes: &[i16]| {
+            if pending.version < 3 {
+                LeaveGroupResponse::default().with_error_code(codes.first().copied().unwrap_or(0))
+            } else {
+                LeaveGroupResponse::default().with_members(
+                    members
+                        .iter()
+                        .zip(codes)
+                        .map(|((member_id, instance), code)| {
+                            leave_group_response::MemberResponse::default()
+                                .with_member_id(sb(member_id))
+                                .with_group_instance_id(instance.as_deref().map(sb))
+                                .with_error_code(*code)
+                        })
+                        .collect(),
+                )
+            }
+        };
+        if let Some(Group::Consumer(_)) = self.groups.get(r.group_id.as_str()) {
+            let group_id = r.group_id.as_str();
+            let mut responses = Vec::new();
+            let (codes, records) =
+                self.classic_leave_to_consumer(group_id, &members, now_ms, topics, &mut responses);
+            let resp = leave_response(&codes);
+            if records.is_empty() {
+                respond(out, resp);
+            } else {
+                let failure = LeaveGroupResponse::default().with_error_code(write_failure());
+                out.push(Output::Append {
+                    partition: self.partition_for(group_id),
+                    records,
+                    on_success: vec![(pending.id, ResponseKind::LeaveGroup(resp))],
+                    on_failure: vec![(pending.id, ResponseKind::LeaveGroup(failure))],
+                });
+            }
+            out.extend(responses);
+            return;
+        }
         let config = self.config.clone();
         let mut uuid = Uuid::nil;
         let Some(g) = self.classic_mut(r.group_id.as_str()) else {
@@ -207,27 +253,70 @@ impl GroupCoordinator {
             let mut ctx = Self::ctx(&config, &mut responses, &mut uuid, now_ms);
             g.leave(&mut ctx, &members)
         };
-        let resp = if pending.version < 3 {
-            LeaveGroupResponse::default().with_error_code(codes.first().copied().unwrap_or(0))
-        } else {
-            LeaveGroupResponse::default().with_members(
-                members
-                    .iter()
-                    .zip(&codes)
-                    .map(|((member_id, instance), code)| {
-                        leave_group_response::MemberResponse::default()
-                            .with_member_id(sb(member_id))
-                            .with_group_instance_id(instance.as_deref().map(sb))
-                            .with_error_code(*code)
-                    })
-                    .collect(),
-            )
-        };
+        let resp = leave_response(&codes);
         respond(out, resp);
         out.extend(responses);
     }
     // -----------------------------------------------------------------------------------------
     // KIP-848
+
+    /// The rest of a ConsumerGroupHeartbeat that upgraded a classic group: the heartbeat runs
+    /// on the converted group, which replaces the classic one only if the heartbeat succeeds
+    /// (Kafka discards the conversion's records with a failed heartbeat's).
+    #[allow(clippy::too_many_arguments)]
+    fn join_upgraded_group(
+        &mut self,
+        out: &mut Vec<Output>,
+        pending: Pending,
+        client: &ClientInfo,
+        r: &ConsumerGroupHeartbeatRequest,
+        now_ms: i64,
+        topics: &dyn TopicView,
+        upgraded: Result<(ConsumerGroup, Vec<Record>), String>,
+    ) {
+        let group_id = r.group_id.as_str();
+        let (mut group, mut records) = match upgraded {
+            Ok(upgraded) => upgraded,
+            Err(message) => {
+                let resp = ConsumerGroupHeartbeatResponse::default()
+                    .with_error_code(err(ResponseError::GroupIdNotFound))
+                    .with_error_message(Some(sb(&message)));
+                out.push(Output::Respond(
+                    pending.id,
+                    ResponseKind::ConsumerGroupHeartbeat(resp),
+                ));
+                return;
+            }
+        };
+        let (resp, new_records) =
+            group.heartbeat_from(r, pending.version, client, now_ms, topics, &self.config);
+        if resp.error_code != 0 {
+            out.push(Output::Respond(
+                pending.id,
+                ResponseKind::ConsumerGroupHeartbeat(resp),
+            ));
+            return;
+        }
+        records.extend(new_records);
+        // Classic members parked in a rebalance rejoin the consumer group (Kafka completes
+        // their futures with REBALANCE_IN_PROGRESS).
+        let config = self.config.clone();
+        let mut uuid = Uuid::nil;
+        if let Some(Group::Classic(classic)) = self.groups.get_mut(group_id) {
+            let mut ctx = Self::ctx(&config, out, &mut uuid, now_ms);
+            classic.abort_pending(&mut ctx, err(ResponseError::RebalanceInProgress));
+        }
+        tracing::info!(group_id, "converted the classic group to a consumer group");
+        self.groups
+            .insert(group_id.to_string(), Group::Consumer(group));
+        let failure = ConsumerGroupHeartbeatResponse::default().with_error_code(write_failure());
+        out.push(Output::Append {
+            partition: self.partition_for(group_id),
+            records,
+            on_success: vec![(pending.id, ResponseKind::ConsumerGroupHeartbeat(resp))],
+            on_failure: vec![(pending.id, ResponseKind::ConsumerGroupHeartbeat(failure))],
+        });
+    }
 
     pub(super) fn consumer_heartbeat(
         &mut self,
@@ -258,6 +347,11 @@ impl GroupCoordinator {
         let partition = self.partition_for(group_id);
         let mut records = Vec::new();
         match self.groups.get(group_id) {
+            Some(Group::Classic(g)) if !g.is_empty() && r.member_epoch == 0 => {
+                // A consumer-protocol member joins a live classic group: online upgrade.
+                let upgraded = self.upgrade(g, now_ms, topics);
+                return self.join_upgraded_group(out, pending, client, r, now_ms, topics, upgraded);
+            }
             Some(Group::Classic(g)) if !g.is_empty() => {
                 let resp = error(
                     ResponseError::GroupIdNotFound,
@@ -273,6 +367,44 @@ impl GroupCoordinator {
                 // An empty classic group gives way (Kafka's maybeDeleteEmptyClassicGroup).
                 self.groups.remove(group_id);
                 records.push(records::group_metadata_tombstone(group_id));
+            }
+            Some(Group::Consumer(g)) if r.member_epoch == LEAVE_GROUP_MEMBER_EPOCH => {
+                // The last consumer-protocol member leaving a group of classic members turns
+                // it back into a classic group (online downgrade).
+                if let Ok(member_id) =
+                    g.classic_leaving_member(r.member_id.as_str(), r.instance_id.as_deref())
+                {
+                    let mut responses = Vec::new();
+                    let leaving = [member_id];
+                    if self.may_downgrade(group_id, &leaving) {
+                        let records = self.fence_or_downgrade(
+                            group_id,
+                            &leaving,
+                            now_ms,
+                            topics,
+                            &mut responses,
+                        );
+                        let resp = ConsumerGroupHeartbeatResponse::default()
+                            .with_member_id(Some(r.member_id.clone()))
+                            .with_member_epoch(LEAVE_GROUP_MEMBER_EPOCH);
+                        let failure = ConsumerGroupHeartbeatResponse::default()
+                            .with_error_code(write_failure());
+                        out.push(Output::Append {
+                            partition,
+                            records,
+                            on_success: vec![(
+                                pending.id,
+                                ResponseKind::ConsumerGroupHeartbeat(resp),
+                            )],
+                            on_failure: vec![(
+                                pending.id,
+                                ResponseKind::ConsumerGroupHeartbeat(failure),
+                            )],
+                        });
+                        out.extend(responses);
+                        return;
+                    }
+                }
             }
             _ => {}
         }

@@ -9,6 +9,7 @@
 
 mod admin;
 mod membership;
+mod migration;
 mod offset_requests;
 
 use std::collections::BTreeMap;
@@ -18,12 +19,12 @@ use kafka_protocol::messages::*;
 use uuid::Uuid;
 
 use super::classic::{err, sb, ClassicGroup, ClassicState, Ctx, Pending};
-use super::modern::{is_consumer_group_record_key, ConsumerGroup};
+use super::consumer::{is_consumer_group_record_key, ConsumerGroup};
 use super::offsets::{ExpiryBase, OffsetStore};
 pub use super::output::{Output, RequestId};
 use super::records::{self, GroupMetadataValue, OffsetCommitValue, RecordKey};
 pub use super::request::GroupRequest;
-use super::{ClientInfo, GroupConfig, GroupError, Record, TopicView};
+use super::{ClientInfo, GroupConfig, GroupError, MigrationPolicy, Record, TopicView};
 
 /// Kafka's `offsets.retention.check.interval.ms` (10 minutes).
 pub const OFFSETS_RETENTION_CHECK_INTERVAL_MS: i64 = 600_000;
@@ -227,14 +228,18 @@ impl GroupCoordinator {
         }
         let pending = Pending { id, version };
         match request {
-            GroupRequest::JoinGroup(r) => self.join_group(&mut out, pending, client, &r, now_ms),
-            GroupRequest::SyncGroup(r) => self.sync_group(&mut out, pending, &r, now_ms),
+            GroupRequest::JoinGroup(r) => {
+                self.join_group(&mut out, pending, client, &r, now_ms, topics);
+            }
+            GroupRequest::SyncGroup(r) => self.sync_group(&mut out, pending, &r, now_ms, topics),
             GroupRequest::Heartbeat(r) => {
                 let code = self.heartbeat(&r, now_ms);
                 let resp = HeartbeatResponse::default().with_error_code(code);
                 out.push(Output::Respond(id, ResponseKind::Heartbeat(resp)));
             }
-            GroupRequest::LeaveGroup(r) => self.leave_group(&mut out, pending, &r, now_ms),
+            GroupRequest::LeaveGroup(r) => {
+                self.leave_group(&mut out, pending, &r, now_ms, topics);
+            }
             GroupRequest::OffsetCommit(r) => {
                 self.offset_commit(&mut out, pending, &r, now_ms, topics)
             }
@@ -270,6 +275,7 @@ impl GroupCoordinator {
     pub fn tick(&mut self, now_ms: i64, topics: &dyn TopicView) -> Vec<Output> {
         let mut out = Vec::new();
         let config = self.config.clone();
+        let mut expired: Vec<(String, Vec<String>)> = Vec::new();
         for (group_id, group) in &mut self.groups {
             match group {
                 Group::Classic(g) => {
@@ -283,12 +289,18 @@ impl GroupCoordinator {
                 }
                 Group::Consumer(g) => {
                     if g.next_deadline_ms().is_some_and(|d| d <= now_ms) {
-                        let records = g.tick(now_ms, topics, &config);
-                        if !records.is_empty() {
-                            out.push(append_only(self_partition(&config, group_id), records));
+                        let members = g.expired_members(now_ms, &config);
+                        if !members.is_empty() {
+                            expired.push((group_id.clone(), members));
                         }
                     }
                 }
+            }
+        }
+        for (group_id, members) in expired {
+            let records = self.fence_or_downgrade(&group_id, &members, now_ms, topics, &mut out);
+            if !records.is_empty() {
+                out.push(append_only(self_partition(&config, &group_id), records));
             }
         }
         if self

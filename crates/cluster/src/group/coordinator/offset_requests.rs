@@ -137,7 +137,9 @@ impl GroupCoordinator {
                 r.group_instance_id.as_ref().map(|s| s.as_str()),
                 generation,
             ),
-            Some(Group::Consumer(g)) => g.validate_offset_commit(r.member_id.as_str(), generation),
+            Some(Group::Consumer(g)) => {
+                g.validate_offset_commit(r.member_id.as_str(), generation, version)
+            }
         }
     }
 

@@ -3,6 +3,7 @@
 
 mod classic;
 mod every_version;
+mod migration;
 mod offsets;
 mod records;
 
