@@ -61,6 +61,10 @@ impl GroupCoordinator {
             );
         }
         let partition = self.partition_for(group_id);
+        // A classic static member replacing the group's last consumer-protocol member (by
+        // instance id, as a restarted client does) turns the group back into a classic group
+        // (Kafka's validateOnlineDowngradeWithReplacedMember).
+        let downgrade = self.may_downgrade_with_replaced(group_id, r);
         let Some(Group::Consumer(group)) = self.groups.get_mut(group_id) else {
             unreachable!("the caller found a consumer group");
         };
@@ -92,6 +96,11 @@ impl GroupCoordinator {
                     .with_generation_id(generation_id)
                     .with_protocol_type(Some(sb(CONSUMER_PROTOCOL_TYPE)))
                     .with_protocol_name(Some(sb(&protocol_name)));
+                if downgrade {
+                    let mut responses = Vec::new();
+                    records.extend(self.downgrade(group_id, &[], now_ms, topics, &mut responses));
+                    out.extend(responses);
+                }
                 if records.is_empty() {
                     return respond(out, resp);
                 }
@@ -183,6 +192,35 @@ impl GroupCoordinator {
             unreachable!("checked above");
         };
         group.fence_members(member_ids, topics)
+    }
+
+    /// Kafka's `validateOnlineDowngradeWithReplacedMember`: a JoinGroup with an instance id
+    /// and no member id replaces that static member; if it is the only member not speaking
+    /// the classic protocol, only classic members remain.
+    fn may_downgrade_with_replaced(&self, group_id: &str, r: &JoinGroupRequest) -> bool {
+        let Some(Group::Consumer(group)) = self.groups.get(group_id) else {
+            return false;
+        };
+        let Some(instance_id) = r.group_instance_id.as_deref() else {
+            return false;
+        };
+        if !r.member_id.is_empty() {
+            return false;
+        }
+        let Some(replaced) = group
+            .members()
+            .find(|m| m.metadata.instance_id.as_deref() == Some(instance_id))
+        else {
+            return false;
+        };
+        replaced.metadata.classic.is_none()
+            && group.all_members_use_classic_except(std::slice::from_ref(&replaced.member_id))
+            && self
+                .config
+                .consumer_group_migration_policy
+                .is_downgrade_enabled()
+            && group.members().count()
+                <= usize::try_from(self.config.group_max_size).unwrap_or(usize::MAX)
     }
 
     /// Kafka's `validateOnlineDowngradeWithFencedMembers`.

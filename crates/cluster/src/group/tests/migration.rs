@@ -314,7 +314,7 @@ fn the_last_consumer_member_leaving_turns_the_group_back_into_a_classic_group() 
     assert_eq!(state, ClassicState::PreparingRebalance);
     assert_eq!(members, 2);
     assert!(group_generation >= epoch);
-    let _ = generation;
+    assert!(group_generation > generation);
 
     // Replay sees the classic group (its record comes after the consumer group's tombstones).
     let again = replayed(&h);
@@ -488,5 +488,32 @@ fn a_classic_group_with_custom_assignor_user_data_is_not_upgraded() {
     assert_eq!(
         h.coordinator.classic_state(GROUP).map(|(s, _, _)| s),
         Some(ClassicState::Stable)
+    );
+}
+
+#[test]
+fn a_classic_member_replacing_the_last_static_consumer_member_downgrades_the_group() {
+    // Goal: Kafka's downgrade on static replacement: a restarted client that comes back with
+    // the classic protocol under the instance id of the group's only consumer-protocol member
+    // leaves only classic members, so the group is written back as a classic group.
+    let mut h = Harness::new();
+    classic_group(&mut h);
+    let join_static = consumer_heartbeat("c1", 0, None).with_instance_id(Some(s("i1")));
+    let (id, out) = h.send(1, GroupRequest::ConsumerGroupHeartbeat(join_static));
+    assert_eq!(heartbeat_response(&out, id).error_code, 0);
+    assert_eq!(h.coordinator.classic_state(GROUP), None);
+
+    let (id, out) = h.send(
+        5,
+        GroupRequest::JoinGroup(join(GROUP, "", Some("i1"), &["range"])),
+    );
+    let resp = join_response(&out, id).expect("answered");
+    assert_eq!(resp.error_code, 0);
+    let (state, _, members) = h.coordinator.classic_state(GROUP).expect("classic again");
+    assert_eq!(members, 3);
+    assert_eq!(state, ClassicState::PreparingRebalance);
+    assert_eq!(
+        replayed(&h).classic_state(GROUP).map(|(_, _, n)| n),
+        Some(3)
     );
 }
