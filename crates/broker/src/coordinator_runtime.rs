@@ -49,6 +49,14 @@ struct InFlightAppend {
     on_failure: Vec<(RequestId, ResponseKind)>,
 }
 
+/// A caller waiting for its response.
+struct Waiting {
+    sender: oneshot::Sender<ResponseKind>,
+    /// Its answer if the shard goes away first, built when the request came in (the request
+    /// itself went to the engine).
+    not_coordinator: ResponseKind,
+}
+
 /// One loaded shard.
 struct Shard<S> {
     partition: i32,
@@ -60,9 +68,10 @@ struct Shard<S> {
     /// whatever order the rounds' waiters wake in. Bounded like the partitions' own
     /// group-commit queues: one entry per request or timer decision in flight.
     appending: Mutex<VecDeque<InFlightAppend>>,
-    /// Callers waiting for their response, by request id. Dropped (their connections close)
-    /// when the shard fails or is unloaded.
-    pending: Mutex<HashMap<RequestId, oneshot::Sender<ResponseKind>>>,
+    /// Callers waiting for their response, by request id. When the shard fails or is
+    /// unloaded, each gets its NOT_COORDINATOR answer (Kafka fails a departing shard's
+    /// deferred operations with NOT_COORDINATOR; the client looks the coordinator up again).
+    pending: Mutex<HashMap<RequestId, Waiting>>,
     /// The engine's next deadline (`i64::MAX`: none), refreshed whenever the engine ran, so the
     /// timer finds the next due shard without locking every shard.
     deadline_ms: AtomicI64,
@@ -91,19 +100,23 @@ impl<S> Shard<S> {
         );
     }
 
-    fn pending(&self) -> MutexGuard<'_, HashMap<RequestId, oneshot::Sender<ResponseKind>>> {
+    fn pending(&self) -> MutexGuard<'_, HashMap<RequestId, Waiting>> {
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Drops every waiting caller: nothing this shard decided for them can be trusted.
+    /// Answers every waiting caller NOT_COORDINATOR: nothing this shard decided for them can
+    /// be trusted any more (it failed), or it is another broker's to decide (unloaded).
     fn abandon_pending(&self) {
-        self.pending().clear();
+        for (_, waiting) in self.pending().drain() {
+            // The client may have gone away; its response is simply dropped.
+            let _ = waiting.sender.send(waiting.not_coordinator);
+        }
     }
 
     fn send(&self, id: RequestId, response: ResponseKind) {
-        if let Some(sender) = self.pending().remove(&id) {
+        if let Some(waiting) = self.pending().remove(&id) {
             // The client may have gone away; its response is simply dropped.
-            let _ = sender.send(response);
+            let _ = waiting.sender.send(response);
         }
     }
 }
@@ -238,9 +251,10 @@ impl<S: CoordinatorShard> CoordinatorRuntime<S> {
     }
 
     /// Hands a request to the shard of `partition` and waits for its response, which may come
-    /// later (a JoinGroup waits for its rebalance; a write waits for its append). `None`: the
-    /// shard failed or was unloaded while the request waited, and its caller should close the
-    /// connection (the client then looks the coordinator up again).
+    /// later (a JoinGroup waits for its rebalance; a write waits for its append). A shard that
+    /// fails or is unloaded while the request waits answers it NOT_COORDINATOR. `None` only if
+    /// the shard vanished without answering, which the runtime never does; the caller then
+    /// closes the connection.
     pub async fn call<E: CoordinatorEnv + ?Sized>(
         self: &Arc<Self>,
         env: &E,
@@ -267,7 +281,15 @@ impl<S: CoordinatorShard> CoordinatorRuntime<S> {
                     ResponseError::CoordinatorNotAvailable.code(),
                 ));
             };
-            shard.pending().insert(id, tx);
+            let not_coordinator =
+                S::error_response(&request, version, ResponseError::NotCoordinator.code());
+            shard.pending().insert(
+                id,
+                Waiting {
+                    sender: tx,
+                    not_coordinator,
+                },
+            );
             let outputs = engine.handle(id, version, client, request, now_ms(), &*image);
             // Applied under the shard lock so the log holds records in the order the shard
             // decided them.

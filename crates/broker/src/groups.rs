@@ -109,8 +109,8 @@ impl Groups {
         Arc::clone(&self.runtime).run_timers(env).await;
     }
 
-    /// Answers a group request. `None`: a shard failed or unloaded while the request waited;
-    /// the connection should close.
+    /// Answers a group request (NOT_COORDINATOR if its shard fails or is unloaded while it
+    /// waits). `None` only if a shard vanished without answering; the connection then closes.
     pub async fn call<E: CoordinatorEnv + ?Sized>(
         self: &Arc<Self>,
         env: &E,
@@ -451,6 +451,54 @@ mod tests {
             panic!("no OffsetFetch answer");
         };
         assert_eq!(r.topics[0].partitions[0].committed_offset, 3);
+    }
+
+    // Proves a caller parked in a shard (a JoinGroup waiting out the initial rebalance delay)
+    // is answered NOT_COORDINATOR when the shard is unloaded, as Kafka fails a departing
+    // shard's deferred operations; it used to get its connection closed instead.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_parked_caller_of_an_unloaded_shard_is_told_not_coordinator() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = broker(dir.path()).await;
+        let (a, _, pa, _) = groups_on_two_shards();
+        let join = JoinGroupRequest::default()
+            .with_group_id(gid(&a))
+            .with_session_timeout_ms(10_000)
+            .with_rebalance_timeout_ms(10_000)
+            .with_protocol_type(StrBytes::from_static_str("consumer"))
+            .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default(
+            )
+            .with_name(StrBytes::from_static_str("range"))
+            .with_metadata(bytes::Bytes::from_static(b"\0\0\0\0\0\0\xff\xff\xff\xff"))]);
+        let parked = {
+            let broker = Arc::clone(&broker);
+            tokio::spawn(async move {
+                broker
+                    .groups
+                    .call(
+                        &*broker,
+                        3,
+                        &ClientInfo::default(),
+                        GroupRequest::JoinGroup(join),
+                    )
+                    .await
+            })
+        };
+        // The default initial rebalance delay (3 s) keeps the join parked meanwhile.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(
+            !parked.is_finished(),
+            "the join should wait for the rebalance"
+        );
+        broker.groups.unload(pa);
+        let answer = tokio::time::timeout(std::time::Duration::from_secs(5), parked)
+            .await
+            .expect("answered after the unload")
+            .unwrap();
+        let Some(ResponseKind::JoinGroup(r)) = answer else {
+            panic!("no JoinGroup answer: {answer:?}");
+        };
+        assert_eq!(r.error_code, ResponseError::NotCoordinator.code());
     }
 
     // Proves a multi-group request naming no group gets the empty answer of its own API (a
