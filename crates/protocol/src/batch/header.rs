@@ -27,7 +27,7 @@ pub(super) const OFFSET_PRODUCER_EPOCH: usize = 51;
 pub(super) const OFFSET_BASE_SEQUENCE: usize = 53;
 pub(super) const OFFSET_RECORD_COUNT: usize = 57;
 
-const ATTR_COMPRESSION_MASK: i16 = 0x07;
+pub(super) const ATTR_COMPRESSION_MASK: i16 = 0x07;
 const ATTR_TIMESTAMP_TYPE: i16 = 0x08;
 const ATTR_TRANSACTIONAL: i16 = 0x10;
 const ATTR_CONTROL: i16 = 0x20;

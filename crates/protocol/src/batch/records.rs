@@ -57,7 +57,9 @@ pub fn for_each_stored_record<'a>(
         let header = check_stored_batch(batch)?;
         if !header.is_control() {
             if header.compression()? != Compression::None {
-                return Err(BatchError::UnsupportedCompression(0));
+                // Name the batch's own codec (the mask keeps it in 0..=7).
+                let codec = (header.attributes & super::header::ATTR_COMPRESSION_MASK) as u8;
+                return Err(BatchError::UnsupportedCompression(codec));
             }
             let body = batch
                 .get(BATCH_HEADER_LEN..)
@@ -372,5 +374,27 @@ mod tests {
             let _ = for_each_stored_record(&log[..cut], |_, _, _| {});
         }
         assert!(for_each_stored_record(&log[..log.len() - 1], |_, _, _| {}).is_err());
+    }
+
+    // A compressed batch in a log the broker writes itself is refused naming its own codec (it
+    // reported codec 0, "none", for every one).
+    #[test]
+    fn a_compressed_stored_batch_is_refused_with_its_codec() {
+        let mut batch = encode_uncompressed_batch(&BatchSpec {
+            records: vec![RecordSpec {
+                timestamp_delta: 0,
+                key: Some(b"k"),
+                value: Some(b"v"),
+                headers: vec![],
+            }],
+            ..Default::default()
+        });
+        // Mark it snappy (codec 2); the walk refuses before reading the records.
+        batch[crate::batch::header::OFFSET_ATTRIBUTES + 1] |= 2;
+        fix_crc(&mut batch);
+        assert!(matches!(
+            for_each_stored_record(&batch, |_, _, _| {}),
+            Err(BatchError::UnsupportedCompression(2))
+        ));
     }
 }
