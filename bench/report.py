@@ -215,7 +215,7 @@ def markdown(results: dict, rs: list[Row]) -> str:
         "## Rerunning",
         "",
         "```",
-        "compat-tests/setup.sh          # once: Kafka 4.1.2 jars from Maven Central",
+        "compat-tests/setup.sh          # once: Kafka 4.4.0 jars from Maven Central",
         "bench/run                      # full sizes, every workload (tens of minutes)",
         "bench/run --quick              # smoke run",
         "bench/run --workloads d --e2e-rate 20000",

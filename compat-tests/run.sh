@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run the real-client compat suite against runnel (default) or Apache Kafka 4.1.
+# Run the real-client compat suite against runnel (default) or Apache Kafka 4.4.
 #
 #   compat-tests/run.sh [--target runnel|kafka] [ARGS...]
 #

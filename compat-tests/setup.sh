@@ -3,7 +3,7 @@
 # (plus kafkajs/node_modules). Safe to rerun: each step is skipped while its stamp (a hash of the
 # file that defines it) still matches, so a warm rerun takes about a second.
 #
-#   Apache Kafka 4.1 jars + CLI tools  <- Maven Central, via kafka/pom.xml
+#   Apache Kafka 4.4 jars + CLI tools  <- Maven Central, via kafka/pom.xml
 #   confluent-kafka + pytest venv      <- PyPI, via requirements.txt
 #   kafkajs                            <- npm, via kafkajs/package-lock.json
 #   kcat                               <- Debian
@@ -52,14 +52,22 @@ fi
 [[ -n "$PYTHON_BASE" ]] || die "no python3 found"
 
 # ---- Apache Kafka jars (broker, CLI tools, kafka-clients) --------------------------------------------
-# The class names the suite launches; versions move classes, so a download that lacks one fails here.
+# The class names launched by this suite, the client suites' kafka-*.sh shims
+# (suites/librdkafka/run.py) and bench/; versions move classes (4.4 moved kafka.admin.ConfigCommand
+# to org.apache.kafka.tools.ConfigCommand), so a download that lacks one fails here.
 KAFKA_MAIN_CLASSES=(
     kafka.Kafka
     kafka.tools.StorageTool
     org.apache.kafka.tools.TopicCommand
     org.apache.kafka.tools.ConsoleProducer
     org.apache.kafka.tools.consumer.ConsoleConsumer
+    org.apache.kafka.tools.consumer.group.ConsumerGroupCommand
     org.apache.kafka.tools.GetOffsetShell
+    org.apache.kafka.tools.AclCommand
+    org.apache.kafka.tools.ConfigCommand
+    org.apache.kafka.tools.ProducerPerformance
+    org.apache.kafka.tools.ConsumerPerformance
+    org.apache.kafka.metadata.authorizer.StandardAuthorizer
     org.apache.kafka.clients.producer.KafkaProducer
 )
 verify_kafka_libs() {

@@ -1,7 +1,7 @@
 """Shared plumbing for the client test suites (librdkafka, franz-go): broker, allow-list, results file.
 
 The suites are the clients' own regression tests, run unchanged against one broker: runnel, or a real
-single-node Apache Kafka 4.1 as the baseline. Each suite's run.py decides which tests to run and how to
+single-node Apache Kafka 4.4 as the baseline. Each suite's run.py decides which tests to run and how to
 read their verdicts; this module owns what is the same for every suite:
 
 * `BrokerSession` starts the target through compat-tests/harness/broker.py and restarts it if it dies
@@ -36,7 +36,7 @@ sys.path.insert(0, str(COMPAT_DIR / "harness"))
 from broker import Broker, kafka_version  # noqa: E402
 
 # Allow-list categories. `needs:<feature>` names a broker feature runnel has not built yet, so the list
-# shrinks as features land; `fails-on-kafka` is a test that also fails against single-node Kafka 4.1.
+# shrinks as features land; `fails-on-kafka` is a test that also fails against single-node Kafka 4.4.
 ALLOW_CATEGORY_RE = re.compile(r"^(fails-on-kafka|needs:[a-z0-9][a-z0-9-]*)$")
 
 # Lines of a failing test's output kept in the committed results file: enough to see the assertion.

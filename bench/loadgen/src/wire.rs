@@ -12,7 +12,7 @@ use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, Str
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// API versions this client speaks; both runnel and Kafka 4.1 support all of them, and each one
+/// API versions this client speaks; both runnel and Kafka 4.1 to 4.4 support all of them, and each one
 /// still names topics by name (Fetch 13+ switches to topic ids).
 pub const PRODUCE_VERSION: i16 = 9;
 pub const FETCH_VERSION: i16 = 12;

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Run franz-go's pkg/kgo tests (the module's own _test.go files) against runnel or single-node Kafka 4.1.
+"""Run franz-go's pkg/kgo tests (the module's own _test.go files) against runnel or single-node Kafka 4.4.
 
 The compiled test binary runs under `go tool test2json`, so every top-level test gets a verdict; a
 subtest failure fails its parent. The tests read the broker from KGO_SEEDS, create topics with
