@@ -1,4 +1,4 @@
-"""Kafka 4.1's own group tooling: console consumer with --group (classic and KIP-848) and kafka-consumer-groups."""
+"""Kafka 4.4's own group tooling: console consumer with --group (classic and KIP-848) and kafka-consumer-groups."""
 
 from __future__ import annotations
 
@@ -76,7 +76,7 @@ def console_consume(broker, topic: str, group: str, count: int, *extra: str) -> 
     out = run_java_tool(
         CONSOLE_CONSUMER, "--bootstrap-server", broker.bootstrap, "--topic", topic, "--group", group,
         "--max-messages", str(count), "--timeout-ms", "60000",
-        "--property", "print.partition=true", "--property", "print.offset=true", *extra,
+        "--formatter-property", "print.partition=true", "--formatter-property", "print.offset=true", *extra,
     )
     return sorted(parse_console_line(line) for line in out.splitlines() if line.startswith("Partition:"))
 

@@ -53,13 +53,13 @@ def test_console_producer_to_console_consumer_round_trip(broker, topic_name):
     lines = [f"user-{i % 5}:event number {i}" for i in range(200)]
     run_java_tool(
         CONSOLE_PRODUCER, "--bootstrap-server", broker.bootstrap, "--topic", topic_name,
-        "--property", "parse.key=true", "--property", "key.separator=:",
+        "--reader-property", "parse.key=true", "--reader-property", "key.separator=:",
         stdin="\n".join(lines) + "\n",
     )
     out = run_java_tool(
         CONSOLE_CONSUMER, "--bootstrap-server", broker.bootstrap, "--topic", topic_name,
         "--partition", "0", "--offset", "earliest", "--max-messages", str(len(lines)),
-        "--timeout-ms", "60000", "--property", "print.key=true", "--property", "key.separator=:",
+        "--timeout-ms", "60000", "--formatter-property", "print.key=true", "--formatter-property", "key.separator=:",
     )
     assert out.splitlines() == lines
 
