@@ -4,7 +4,7 @@
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const { Kafka, logLevel } = require('kafkajs');
-const { withBroker, waitFor } = require('./broker');
+const { withBroker, waitFor, createTopicReady } = require('./broker');
 
 const TEST_TIMEOUT_MS = 240_000;
 
@@ -19,8 +19,7 @@ test('createTopics/listTopics/deleteTopics, then re-create the same name', { tim
     await admin.connect();
     try {
       const topic = `kafkajs-admin-${Date.now()}`;
-      const created = await admin.createTopics({ topics: [{ topic, numPartitions: 3 }], waitForLeaders: true });
-      assert.equal(created, true);
+      assert.equal(await createTopicReady(admin, topic, 3), true);
       assert.ok((await admin.listTopics()).includes(topic));
       const { topics } = await admin.fetchTopicMetadata({ topics: [topic] });
       assert.equal(topics[0].partitions.length, 3);
@@ -33,7 +32,7 @@ test('createTopics/listTopics/deleteTopics, then re-create the same name', { tim
       await waitFor(async () => !(await admin.listTopics()).includes(topic), { what: `${topic} gone from listTopics` });
 
       // Re-create with a different partition count: the new topic must not inherit the old one.
-      assert.equal(await admin.createTopics({ topics: [{ topic, numPartitions: 2 }], waitForLeaders: true }), true);
+      assert.equal(await createTopicReady(admin, topic, 2), true);
       const recreated = await waitFor(
         async () => {
           const md = await admin.fetchTopicMetadata({ topics: [topic] });

@@ -54,13 +54,22 @@ async function withBroker(body, configs = {}) {
 }
 
 // Polls `predicate` until it returns a truthy value: Kafka applies topic creation/deletion to its
-// Metadata a moment after the admin call returns, and real clients retry the same way.
+// Metadata a moment after the admin call returns, and real clients retry the same way. A retriable
+// Kafka error thrown by the predicate (UNKNOWN_TOPIC_OR_PARTITION, NOT_LEADER_OR_FOLLOWER in that
+// window) counts as "not yet"; any other error fails at once.
 async function waitFor(predicate, { timeoutMs = 30_000, intervalMs = 200, what = 'condition' } = {}) {
   const deadline = Date.now() + timeoutMs;
   let last;
   while (Date.now() < deadline) {
-    last = await predicate();
-    if (last) return last;
+    let value;
+    try {
+      value = await predicate();
+      last = value;
+    } catch (err) {
+      if (!err.retriable) throw err;
+      last = `${err.type || err.name}: ${err.message}`;
+    }
+    if (value) return value;
     await new Promise((resolve) => setTimeout(resolve, intervalMs));
   }
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (last: ${JSON.stringify(last)})`);
@@ -79,4 +88,26 @@ async function kcatReadPartition(bootstrap, topic, partition) {
     .map((line) => JSON.parse(line));
 }
 
-module.exports = { startBroker, withBroker, waitFor, kcatReadPartition };
+// Creates `topic` and waits until Metadata lists all its partitions with a leader and every partition
+// answers ListOffsets; returns what createTopics returned (true: created). kafkajs's own
+// `waitForLeaders` (on by default) retries only LEADER_NOT_AVAILABLE and gives up on the UNKNOWN_TOPIC_OR_PARTITION a
+// KRaft broker answers until it has applied the new topic, and ListOffsets answers
+// NOT_LEADER_OR_FOLLOWER until the broker leads the partition: both seen against Kafka 4.1 and 4.4 on a
+// loaded 2-core machine, so the waiting is done here, with waitFor's retries.
+async function createTopicReady(admin, topic, numPartitions) {
+  const created = await admin.createTopics({ topics: [{ topic, numPartitions }], waitForLeaders: false });
+  await waitFor(
+    async () => {
+      const { topics } = await admin.fetchTopicMetadata({ topics: [topic] });
+      const partitions = topics[0].partitions;
+      return partitions.length === numPartitions && partitions.every((p) => p.leader >= 0);
+    },
+    { what: `${topic} with leaders for ${numPartitions} partitions` },
+  );
+  await waitFor(async () => (await admin.fetchTopicOffsets(topic)).length === numPartitions, {
+    what: `${topic} offsets for ${numPartitions} partitions`,
+  });
+  return created;
+}
+
+module.exports = { startBroker, withBroker, waitFor, createTopicReady, kcatReadPartition };

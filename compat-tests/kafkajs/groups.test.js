@@ -4,7 +4,7 @@
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const { Kafka, Partitioners, logLevel } = require('kafkajs');
-const { withBroker, waitFor } = require('./broker');
+const { withBroker, waitFor, createTopicReady } = require('./broker');
 
 const TEST_TIMEOUT_MS = 240_000;
 // The Kafka target already runs with this (harness/broker.py); runnel's default would add 3 s per new group.
@@ -43,10 +43,7 @@ async function withTopic(broker, topic, numPartitions, body) {
   await admin.connect();
   await producer.connect();
   try {
-    await admin.createTopics({ topics: [{ topic, numPartitions }], waitForLeaders: true });
-    await waitFor(async () => (await admin.fetchTopicOffsets(topic)).length === numPartitions, {
-      what: `${topic} offsets for ${numPartitions} partitions`,
-    });
+    assert.equal(await createTopicReady(admin, topic, numPartitions), true);
     // Sends `counts[p]` records to each partition p; returns [{ partition, offset, value }] as acked.
     const produce = async (counts, tag) => {
       const acked = [];

@@ -4,7 +4,7 @@
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const { Kafka, CompressionTypes, Partitioners, logLevel } = require('kafkajs');
-const { withBroker, waitFor, kcatReadPartition } = require('./broker');
+const { withBroker, waitFor, createTopicReady, kcatReadPartition } = require('./broker');
 
 const TEST_TIMEOUT_MS = 240_000;
 
@@ -19,10 +19,7 @@ async function withClients(broker, topic, numPartitions, body) {
   await admin.connect();
   await producer.connect();
   try {
-    await admin.createTopics({ topics: [{ topic, numPartitions }], waitForLeaders: true });
-    await waitFor(async () => (await admin.fetchTopicOffsets(topic)).length === numPartitions, {
-      what: `${topic} offsets for ${numPartitions} partitions`,
-    });
+    assert.equal(await createTopicReady(admin, topic, numPartitions), true);
     return await body({ admin, producer });
   } finally {
     await producer.disconnect();
