@@ -106,6 +106,52 @@ fn api_versions_from_the_future_gets_v0_answer() {
     runnel.assert_alive();
 }
 
+// A Kafka 4.4 Java client opens with ApiVersions v5 (KIP-1242: ClusterId and NodeId after the
+// software fields), which kafka-protocol 0.18 cannot decode: it gets the KIP-511 answer naming v4
+// as our highest, and its v4 retry on the same connection is served.
+#[test]
+fn api_versions_v5_of_kafka_4_4_clients_falls_back_to_v4() {
+    let mut runnel = Runnel::start("");
+    let mut s = runnel.connect();
+    let mut request = vec![0, 18, 0, 5, 0, 0, 0, 7, 0xff, 0xff, 0]; // header v2: null client id, no tags
+    request.push(18); // ClientSoftwareName, compact string of 17 bytes
+    request.extend_from_slice(b"apache-kafka-java");
+    request.push(6); // ClientSoftwareVersion
+    request.extend_from_slice(b"4.4.0");
+    request.push(23); // ClusterId, compact nullable string of 22 bytes
+    request.extend_from_slice(b"q1Sh-9_ISia_zwGINzRvyQ");
+    request.extend_from_slice(&1i32.to_be_bytes()); // NodeId
+    request.push(0); // no tagged fields
+    write_raw(&mut s, &put_frame(&request));
+    let mut frame = read_frame(&mut s).expect("a response");
+    use kafka_protocol::protocol::Decodable;
+    let header = ResponseHeader::decode(&mut frame, 0).expect("header v0");
+    assert_eq!(header.correlation_id, 7);
+    let body = ApiVersionsResponse::decode(&mut frame, 0).expect("v0 body");
+    assert_eq!(body.error_code, 35, "UNSUPPORTED_VERSION");
+    let api_versions = body
+        .api_keys
+        .iter()
+        .find(|k| k.api_key == ApiKey::ApiVersions as i16)
+        .expect("ApiVersions listed");
+    assert_eq!(api_versions.max_version, 4);
+
+    let ResponseKind::ApiVersions(retry) = call(
+        &mut s,
+        ApiKey::ApiVersions,
+        4,
+        &RequestKind::ApiVersions(
+            ApiVersionsRequest::default()
+                .with_client_software_name(StrBytes::from_static_str("apache-kafka-java"))
+                .with_client_software_version(StrBytes::from_static_str("4.4.0")),
+        ),
+    ) else {
+        panic!("wrong response kind")
+    };
+    assert_eq!(retry.error_code, 0);
+    runnel.assert_alive();
+}
+
 // Lying counts and lengths in request bodies (kafka-protocol would size a Vec from them and
 // abort the process) are rejected by the validator; garbage after a header likewise.
 #[test]
