@@ -20,4 +20,5 @@ pub mod replica;
 pub mod send;
 pub mod server;
 pub mod state;
+pub mod tls;
 pub mod transport;
