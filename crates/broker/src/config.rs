@@ -9,6 +9,10 @@ use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context, Result};
 
+use crate::context::SecurityProtocol;
+use crate::listener::ListenerConfig;
+use crate::tls::settings::SslConfig;
+
 /// Every broker config name of Apache Kafka 4.1.2 (`KafkaConfig.configNames()`), one per line.
 const KAFKA_BROKER_CONFIGS: &str = include_str!("kafka_broker_configs.txt");
 
@@ -19,6 +23,8 @@ const ACTED_ON: &[&str] = &[
     "broker.id",
     "listeners",
     "advertised.listeners",
+    "listener.security.protocol.map",
+    "controller.listener.names",
     "log.dirs",
     "log.dir",
     "auto.create.topics.enable",
@@ -50,6 +56,7 @@ const RUNNEL_KEYS: &[&str] = &[
     "runnel.metadata.log.records.max",
     "runnel.fetch.waiters.max",
     "runnel.fetch.zero.copy",
+    crate::tls::settings::HANDSHAKE_TIMEOUT_KEY,
 ];
 
 /// The broker's settings after merging defaults, the config file and flags.
@@ -57,11 +64,12 @@ const RUNNEL_KEYS: &[&str] = &[
 pub struct BrokerConfig {
     /// `node.id`: this broker's id, reported as broker and controller id.
     pub node_id: i32,
-    /// Where to bind (`--listen`, or the host:port of `listeners`).
-    pub listen: String,
-    /// What clients are told to connect to (`--advertised-listener` / `advertised.listeners`);
-    /// `None` means the bound address.
-    pub advertised: Option<(String, u16)>,
+    /// The client listeners to bind (`listeners` / `--listen`), each with its security
+    /// protocol and advertised address (`advertised.listeners` / `--advertised-listener`).
+    /// Never empty.
+    pub listeners: Vec<ListenerConfig>,
+    /// `ssl.*`: the keystore, truststore and client authentication of SSL listeners.
+    pub ssl: SslConfig,
     /// `log.dirs` (first entry) / `log.dir` / `--data-dir`.
     pub data_dir: PathBuf,
     /// `auto.create.topics.enable` (Kafka default true).
@@ -91,8 +99,8 @@ pub struct BrokerConfig {
     /// `runnel.fetch.waiters.max`: long-polling fetches parked at once, broker-wide.
     pub fetch_waiters_max: usize,
     /// `runnel.fetch.zero.copy`: send fetched records from the segment files with `sendfile`
-    /// (default), or read them into memory first (kept to measure the difference, and for any
-    /// future transport that cannot splice, such as TLS).
+    /// (default), or read them into memory first (kept to measure the difference; connections
+    /// on SSL listeners always read them into memory, as TLS must encrypt them).
     pub fetch_zero_copy: bool,
     /// Group coordinator settings (`group.*`, `offsets.*`).
     pub groups: runnel_cluster::group::GroupConfig,
@@ -104,8 +112,14 @@ impl Default for BrokerConfig {
     fn default() -> Self {
         BrokerConfig {
             node_id: 1,
-            listen: "localhost:9092".into(),
-            advertised: None,
+            listeners: vec![ListenerConfig {
+                name: "PLAINTEXT".into(),
+                security_protocol: SecurityProtocol::Plaintext,
+                host: "localhost".into(),
+                port: 9092,
+                advertised: None,
+            }],
+            ssl: SslConfig::default(),
             data_dir: PathBuf::from("./data"),
             auto_create_topics: true,
             num_partitions: 1,
@@ -131,8 +145,10 @@ runnel: a Kafka-compatible broker
 USAGE: runnel [OPTIONS]
 
 OPTIONS:
-  --listen HOST:PORT               address to accept clients on (default localhost:9092)
-  --advertised-listener HOST:PORT  address clients are told to use (default: the listen address)
+  --listen LISTENERS               where to accept clients (default localhost:9092): HOST:PORT, or
+                                   Kafka's list, e.g. PLAINTEXT://:9092,SSL://:9093
+  --advertised-listener LISTENERS  what clients are told to use (default: the listen addresses):
+                                   HOST:PORT for the first listener, or NAME://HOST:PORT,...
   --data-dir DIR                   where data lives (default ./data)
   --node-id N                      this broker's node id (default 1)
   --config FILE                    TOML file of Kafka config names, e.g. \"num.partitions\" = 3
@@ -245,7 +261,10 @@ pub fn from_raw(raw: BTreeMap<String, String>) -> Result<(BrokerConfig, Vec<Stri
     let kafka_keys: std::collections::HashSet<&str> = KAFKA_BROKER_CONFIGS.lines().collect();
     let mut warnings = Vec::new();
     for (key, value) in &raw {
-        if ACTED_ON.contains(&key.as_str()) || RUNNEL_KEYS.contains(&key.as_str()) {
+        if ACTED_ON.contains(&key.as_str())
+            || RUNNEL_KEYS.contains(&key.as_str())
+            || crate::tls::settings::KEYS.contains(&key.as_str())
+        {
             continue;
         }
         let topic_default = runnel_cluster::topic_config::TOPIC_CONFIGS
@@ -284,11 +303,34 @@ pub fn from_raw(raw: BTreeMap<String, String>) -> Result<(BrokerConfig, Vec<Stri
         }
     }
     if let Some(v) = get("listeners") {
-        c.listen = listener_address(&v)?;
+        let (listeners, listener_warnings) = crate::listener::parse(
+            &v,
+            get("advertised.listeners").as_deref(),
+            get("listener.security.protocol.map").as_deref(),
+            get("controller.listener.names").as_deref(),
+        )?;
+        c.listeners = listeners;
+        warnings.extend(listener_warnings);
+    } else if let Some(v) = get("advertised.listeners") {
+        // The default listener, advertised elsewhere.
+        let (listeners, _) = crate::listener::parse("localhost:9092", Some(&v), None, None)?;
+        c.listeners = listeners;
     }
-    if let Some(v) = get("advertised.listeners") {
-        let addr = listener_address(&v)?;
-        c.advertised = Some(split_host_port(&addr)?);
+    c.ssl = crate::tls::settings::parse(get)?;
+    if let Some(ssl) = c
+        .listeners
+        .iter()
+        .find(|l| l.security_protocol == SecurityProtocol::Ssl)
+    {
+        if c.ssl.keystore.is_none() {
+            bail!(
+                "listener {} is SSL and needs the broker's certificate and key: set \
+                 ssl.keystore.type=PEM and ssl.keystore.location (a PEM file with the private \
+                 key and certificate chain), or ssl.keystore.certificate.chain and \
+                 ssl.keystore.key",
+                ssl.name
+            );
+        }
     }
     if let Some(v) = get("log.dirs").or_else(|| get("log.dir")) {
         let first = v.split(',').next().unwrap_or_default().trim().to_owned();
@@ -411,43 +453,7 @@ pub fn from_raw(raw: BTreeMap<String, String>) -> Result<(BrokerConfig, Vec<Stri
     Ok((c, warnings))
 }
 
-/// Accepts `HOST:PORT` or Kafka's `NAME://HOST:PORT` (first entry of a list).
-fn listener_address(v: &str) -> Result<String> {
-    let first = v.split(',').next().unwrap_or_default().trim();
-    let addr = match first.split_once("://") {
-        Some((_, rest)) => rest,
-        None => first,
-    };
-    split_host_port(addr)?;
-    Ok(addr.to_owned())
-}
-
-fn split_host_port(addr: &str) -> Result<(String, u16)> {
-    let (host, port) = addr
-        .rsplit_once(':')
-        .ok_or_else(|| anyhow!("'{addr}' is not HOST:PORT"))?;
-    let port: u16 = port
-        .parse()
-        .map_err(|_| anyhow!("'{addr}': '{port}' is not a port number"))?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    Ok((host.to_owned(), port))
-}
-
 impl BrokerConfig {
-    /// The (host, port) clients are told to connect to.
-    pub fn advertised_endpoint(&self, bound: std::net::SocketAddr) -> (String, u16) {
-        if let Some(a) = &self.advertised {
-            return a.clone();
-        }
-        let host = self
-            .listen
-            .rsplit_once(':')
-            .map(|(h, _)| h.trim_start_matches('[').trim_end_matches(']').to_owned())
-            .filter(|h| !h.is_empty() && h != "0.0.0.0" && h != "::")
-            .unwrap_or_else(|| "localhost".to_owned());
-        (host, bound.port())
-    }
-
     /// Broker-level values of topic configs (`log.segment.bytes`, ...), keyed by broker name.
     pub fn topic_defaults(&self) -> BTreeMap<String, String> {
         runnel_cluster::topic_config::TOPIC_CONFIGS
@@ -472,7 +478,8 @@ mod tests {
         let Command::Run(c, warnings) = parse_args(&[]).expect("parse") else {
             panic!("expected run")
         };
-        assert_eq!(c.listen, "localhost:9092");
+        assert_eq!(c.listeners.len(), 1);
+        assert_eq!(c.listeners[0].bind_address(), "localhost:9092");
         assert_eq!(c.data_dir, PathBuf::from("./data"));
         assert_eq!(c.node_id, 1);
         assert!(warnings.is_empty());
@@ -497,7 +504,7 @@ mod tests {
         };
         assert_eq!(c.num_partitions, 3);
         assert_eq!(c.node_id, 7);
-        assert_eq!(c.listen, "127.0.0.1:1234");
+        assert_eq!(c.listeners[0].bind_address(), "127.0.0.1:1234");
         assert_eq!(c.groups.group_initial_rebalance_delay_ms, 0);
         assert!(warnings
             .iter()
@@ -512,6 +519,41 @@ mod tests {
             .err()
             .expect("error");
         assert!(format!("{err:#}").contains("num.partitons"), "{err:#}");
+    }
+
+    // `--listen` takes Kafka's listener list; an SSL listener needs a PEM keystore, and the
+    // ssl keys it reads warn about nothing.
+    #[test]
+    fn ssl_listener_needs_a_keystore() {
+        let listen = "PLAINTEXT://127.0.0.1:9092,SSL://127.0.0.1:9093";
+        let err = parse_args(&args(&["--listen", listen]))
+            .err()
+            .expect("error");
+        assert!(
+            format!("{err:#}").contains("ssl.keystore.location"),
+            "{err:#}"
+        );
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("runnel.toml");
+        std::fs::write(
+            &file,
+            "\"ssl.keystore.type\" = \"PEM\"\n\"ssl.keystore.location\" = \"/k.pem\"\n\"ssl.client.auth\" = \"none\"\n",
+        )
+        .expect("write");
+        let path = file.to_string_lossy().to_string();
+        let Command::Run(c, warnings) =
+            parse_args(&args(&["--listen", listen, "--config", &path])).expect("parse")
+        else {
+            panic!("expected run")
+        };
+        let protocols: Vec<_> = c.listeners.iter().map(|l| l.security_protocol).collect();
+        assert_eq!(
+            protocols,
+            [SecurityProtocol::Plaintext, SecurityProtocol::Ssl]
+        );
+        assert!(c.ssl.keystore.is_some());
+        assert!(warnings.is_empty(), "{warnings:?}");
     }
 
     // Unquoted dotted keys become nested tables in TOML; they are joined back.

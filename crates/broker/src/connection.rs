@@ -1,5 +1,11 @@
 //! One client connection: read a frame, check it, decode it, apply it, answer it.
 //!
+//! On an SSL listener a TLS handshake comes first, bounded by
+//! `runnel.ssl.handshake.timeout.ms`: a client that says nothing, or something that is not
+//! TLS (such as a plaintext Kafka request), is closed without an answer, as Kafka closes it.
+//! The handshake runs in the connection's own task, so it holds up no other connection, and
+//! what it holds (one `max.connections` slot, a socket) is released when it times out.
+//!
 //! # Pipelining
 //!
 //! A client may write several requests before reading an answer (a Java producer keeps up to 5
@@ -71,7 +77,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch, Semaphore, SemaphorePermit};
 use tracing::Instrument;
 
-use crate::context::{ConnectionContext, RequestContext};
+use crate::context::{ConnectionContext, Principal, RequestContext, SecurityProtocol};
 use crate::handlers::{self, ProduceReply, Reply};
 use crate::send::{self, FilePart};
 use crate::state::Broker;
@@ -115,6 +121,8 @@ enum Close {
     Shutdown,
     Io(std::io::Error),
     Protocol(String),
+    /// The TLS handshake failed or did not finish in time; nothing was read.
+    Handshake(String),
 }
 
 /// A response ready to write.
@@ -170,20 +178,43 @@ enum Checked {
     Answer(Outgoing),
 }
 
+/// Serves one connection accepted on `listener`; `tls` is the SSL listener's acceptor, `None`
+/// on a PLAINTEXT one.
 pub async fn serve(
     broker: Arc<Broker>,
     stream: TcpStream,
     peer: std::net::SocketAddr,
+    listener: Arc<str>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
-    let mut transport = Transport::Plain(stream);
-    let connection = ConnectionContext::plaintext(peer);
     broker
         .metrics
         .connections_opened
         .fetch_add(1, Ordering::Relaxed);
-    let reason = run(&broker, &mut transport, &connection, &mut shutdown).await;
+    let opened = match tls {
+        None => Ok((
+            Transport::Plain(stream),
+            ConnectionContext::new(
+                peer,
+                listener,
+                SecurityProtocol::Plaintext,
+                Principal::anonymous(),
+            ),
+        )),
+        Some(acceptor) => {
+            handshake(&broker, &acceptor, stream, peer, listener, &mut shutdown).await
+        }
+    };
+    let reason = match opened {
+        Ok((mut transport, connection)) => {
+            let reason = run(&broker, &mut transport, &connection, &mut shutdown).await;
+            transport.close().await;
+            reason
+        }
+        Err(reason) => reason,
+    };
     broker
         .metrics
         .connections_closed
@@ -194,12 +225,71 @@ pub async fn serve(
             .connections_refused
             .fetch_add(1, Ordering::Relaxed);
     }
+    if matches!(reason, Close::Handshake(_)) {
+        broker
+            .metrics
+            .authentications_failed
+            .fetch_add(1, Ordering::Relaxed);
+    }
     match reason {
         Close::Eof | Close::Shutdown => tracing::debug!(%peer, ?reason, "connection closed"),
         Close::Idle => tracing::debug!(%peer, "closing idle connection (connections.max.idle.ms)"),
         Close::Io(e) => tracing::debug!(%peer, error = %e, "connection i/o error"),
         Close::Protocol(why) => tracing::info!(%peer, %why, "closing connection"),
+        Close::Handshake(why) => tracing::info!(%peer, %why, "TLS handshake failed"),
     }
+}
+
+/// The TLS handshake of a connection on an SSL listener, bounded by
+/// `runnel.ssl.handshake.timeout.ms` and given up on shutdown; then the principal of the
+/// client's certificate, if it sent one.
+async fn handshake(
+    broker: &Broker,
+    acceptor: &tokio_rustls::TlsAcceptor,
+    stream: TcpStream,
+    peer: std::net::SocketAddr,
+    listener: Arc<str>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<(Transport, ConnectionContext), Close> {
+    let timeout_ms = broker.config.ssl.handshake_timeout_ms;
+    let stream = tokio::select! {
+        biased;
+        _ = shutdown.changed() => return Err(Close::Shutdown),
+        done = tokio::time::timeout(Duration::from_millis(timeout_ms), acceptor.accept(stream)) => {
+            match done {
+                Err(_) => {
+                    return Err(Close::Handshake(format!(
+                        "not completed within {timeout_ms} ms ({})",
+                        crate::tls::settings::HANDSHAKE_TIMEOUT_KEY
+                    )))
+                }
+                Ok(Err(e)) => return Err(Close::Handshake(e.to_string())),
+                Ok(Ok(stream)) => stream,
+            }
+        }
+    };
+    let principal = match stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+    {
+        None => Principal::anonymous(),
+        // rustls verified the chain; a subject we cannot read is refused all the same.
+        Some(certificate) => crate::tls::principal(certificate)
+            .map_err(|e| Close::Handshake(format!("client certificate: {e}")))?,
+    };
+    let (_, session) = stream.get_ref();
+    tracing::debug!(
+        %peer,
+        %listener,
+        %principal,
+        version = ?session.protocol_version(),
+        cipher_suite = ?session.negotiated_cipher_suite().map(|s| s.suite()),
+        "TLS connection established"
+    );
+    let connection = ConnectionContext::new(peer, listener, SecurityProtocol::Ssl, principal);
+    Ok((Transport::Tls(Box::new(stream)), connection))
 }
 
 /// Runs the reader and the writer (see the module docs) until both have stopped.

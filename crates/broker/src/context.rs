@@ -3,12 +3,14 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use kafka_protocol::messages::RequestHeader;
 use runnel_cluster::group::ClientInfo;
 
-/// An authenticated identity (Kafka's `KafkaPrincipal`): `User:ANONYMOUS` on a PLAINTEXT
-/// listener, where nobody authenticates.
+/// An authenticated identity (Kafka's `KafkaPrincipal`): `User:ANONYMOUS` where nobody
+/// authenticates (a PLAINTEXT listener, an SSL one without a client certificate), the
+/// certificate's subject (`User:CN=alice,OU=eng`) for a client certificate on an SSL listener.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Principal {
     pub principal_type: String,
@@ -24,10 +26,18 @@ impl Principal {
     }
 }
 
+impl std::fmt::Display for Principal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.principal_type, self.name)
+    }
+}
+
 /// Kafka's `SecurityProtocol` of a listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SecurityProtocol {
     Plaintext,
+    /// TLS (`transport::Transport::Tls`).
+    Ssl,
 }
 
 /// One client connection, fixed for its lifetime.
@@ -36,8 +46,9 @@ pub struct ConnectionContext {
     /// Unique within this process, for logs and (later) quotas and sessions.
     pub id: u64,
     pub peer: SocketAddr,
-    /// The listener's name (`PLAINTEXT`, as Kafka names a `PLAINTEXT://` listener).
-    pub listener: &'static str,
+    /// The listener's name (`PLAINTEXT`, `SSL`, or a custom name of `listeners`): answers
+    /// carry this listener's endpoints.
+    pub listener: Arc<str>,
     pub security_protocol: SecurityProtocol,
     pub principal: Principal,
 }
@@ -45,15 +56,30 @@ pub struct ConnectionContext {
 static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
 
 impl ConnectionContext {
-    /// A connection accepted on the PLAINTEXT listener.
-    pub fn plaintext(peer: SocketAddr) -> ConnectionContext {
+    /// A connection accepted on listener `listener`, authenticated as `principal`.
+    pub fn new(
+        peer: SocketAddr,
+        listener: Arc<str>,
+        security_protocol: SecurityProtocol,
+        principal: Principal,
+    ) -> ConnectionContext {
         ConnectionContext {
             id: NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed),
             peer,
-            listener: "PLAINTEXT",
-            security_protocol: SecurityProtocol::Plaintext,
-            principal: Principal::anonymous(),
+            listener,
+            security_protocol,
+            principal,
         }
+    }
+
+    /// A connection accepted on the PLAINTEXT listener.
+    pub fn plaintext(peer: SocketAddr) -> ConnectionContext {
+        Self::new(
+            peer,
+            Arc::from("PLAINTEXT"),
+            SecurityProtocol::Plaintext,
+            Principal::anonymous(),
+        )
     }
 }
 

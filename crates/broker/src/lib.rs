@@ -1,4 +1,4 @@
-//! The runnel process: config, listener, connections and per-API handlers. The only crate that
+//! The runnel process: config, listeners, connections and per-API handlers. The only crate that
 //! owns tokio tasks and sockets.
 
 pub mod authorizer;
@@ -14,6 +14,7 @@ pub mod fetch_session;
 pub mod groups;
 pub mod handlers;
 pub mod internal_topics;
+pub mod listener;
 pub mod metadata;
 pub mod metrics;
 pub mod replica;

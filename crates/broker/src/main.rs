@@ -3,9 +3,12 @@
 
 use std::process::ExitCode;
 
+use std::sync::Arc;
+
 use anyhow::Context;
 use runnel_broker::config::{self, Command};
-use runnel_broker::{server, state};
+use runnel_broker::context::SecurityProtocol;
+use runnel_broker::{server, state, tls};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -58,20 +61,52 @@ fn main() -> ExitCode {
 }
 
 async fn run(config: config::BrokerConfig) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(&config.listen)
-        .await
-        .with_context(|| format!("binding {}", config.listen))?;
-    let bound = listener.local_addr()?;
-    let advertised = config.advertised_endpoint(bound);
-    let broker = tokio::task::block_in_place(|| state::Broker::open(config, advertised.clone()))?;
+    // The TLS material first: a bad keystore stops startup before any port is bound. Files are
+    // small and read once, so blocking here is fine.
+    let tls = if config
+        .listeners
+        .iter()
+        .any(|l| l.security_protocol == SecurityProtocol::Ssl)
+    {
+        let server_config = tokio::task::block_in_place(|| tls::server_config(&config.ssl))?;
+        Some(tokio_rustls::TlsAcceptor::from(server_config))
+    } else {
+        None
+    };
+    let mut listeners = Vec::with_capacity(config.listeners.len());
+    let mut endpoints = Vec::with_capacity(config.listeners.len());
+    for listener in &config.listeners {
+        let address = listener.bind_address();
+        let socket = tokio::net::TcpListener::bind(&address)
+            .await
+            .with_context(|| format!("binding listener {} at {address}", listener.name))?;
+        let bound = socket.local_addr()?;
+        let advertised = listener.advertised_endpoint(bound);
+        tracing::info!(
+            listener = %listener.name,
+            security_protocol = ?listener.security_protocol,
+            listen = %bound,
+            advertised = %format!("{}:{}", advertised.0, advertised.1),
+            "listening"
+        );
+        endpoints.push((listener.name.clone(), advertised));
+        listeners.push(server::Listener {
+            name: Arc::from(listener.name.as_str()),
+            socket,
+            tls: match listener.security_protocol {
+                SecurityProtocol::Plaintext => None,
+                SecurityProtocol::Ssl => tls.clone(),
+            },
+        });
+    }
+    let broker =
+        tokio::task::block_in_place(|| state::Broker::open_with_endpoints(config, endpoints))?;
     tracing::info!(
-        listen = %bound,
-        advertised = %format!("{}:{}", advertised.0, advertised.1),
         node_id = broker.node_id(),
         data_dir = %broker.config.data_dir.display(),
         "runnel is ready"
     );
-    server::run(broker, listener, stop_signal()).await;
+    server::run(broker, listeners, stop_signal()).await;
     Ok(())
 }
 

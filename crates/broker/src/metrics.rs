@@ -31,6 +31,9 @@ pub struct Metrics {
     /// Connections closed for a protocol violation (bad frame, unsupported version, hostile
     /// body): the count an operator watches for misbehaving clients.
     pub connections_refused: AtomicU64,
+    /// Connections on an SSL listener whose TLS handshake failed or timed out (Kafka's
+    /// `failed-authentication-total`).
+    pub authentications_failed: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -40,6 +43,7 @@ impl Default for Metrics {
             connections_opened: AtomicU64::new(0),
             connections_closed: AtomicU64::new(0),
             connections_refused: AtomicU64::new(0),
+            authentications_failed: AtomicU64::new(0),
         }
     }
 }

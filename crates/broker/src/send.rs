@@ -54,12 +54,17 @@ pub async fn write_parts(
 }
 
 /// Writes in-memory bytes (a whole response frame, or a piece of a spliced one), with the same
-/// `stalled` bound as `write_parts`.
+/// `stalled` bound as `write_parts`, and flushes them: a TLS session may hold the last records
+/// of a write until it is flushed (a no-op for plaintext).
 pub async fn write_bytes<W>(stream: &mut W, bytes: &[u8], stalled: Duration) -> io::Result<()>
 where
     W: AsyncWrite + Unpin,
 {
-    match tokio::time::timeout(stalled, stream.write_all(bytes)).await {
+    let write = async {
+        stream.write_all(bytes).await?;
+        stream.flush().await
+    };
+    match tokio::time::timeout(stalled, write).await {
         Ok(result) => result,
         Err(_) => Err(stalled_error()),
     }

@@ -1,10 +1,13 @@
-//! The listener: accepts connections up to `max.connections`, and on shutdown stops accepting,
-//! lets in-flight requests finish, then flushes and closes the logs.
+//! The listeners: accept connections on every bound listener up to `max.connections` (one
+//! limit over all of them, as Kafka's), and on shutdown stop accepting, let in-flight requests
+//! finish, then flush and close the logs.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 
 use crate::connection;
@@ -17,19 +20,33 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// Pause after a failed accept (e.g. out of file descriptors) instead of spinning on it.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
+/// One bound listener of `listeners`.
+pub struct Listener {
+    /// Its name (`PLAINTEXT`, `SSL`, ...), which its connections' requests carry.
+    pub name: Arc<str>,
+    pub socket: TcpListener,
+    /// The TLS acceptor of an SSL listener; `None` on a PLAINTEXT one.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
 pub async fn run(
     broker: Arc<Broker>,
-    listener: TcpListener,
+    listeners: Vec<Listener>,
     stop: impl std::future::Future<Output = ()>,
 ) {
+    assert!(!listeners.is_empty(), "a broker has at least one listener");
     let max_connections = broker.config.max_connections;
     let slots = Arc::new(Semaphore::new(max_connections));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let timers = tokio::spawn(Arc::clone(&broker.groups).run_timers(Arc::clone(&broker)));
     tokio::pin!(stop);
+    // Where the next accept starts looking, so a busy listener cannot starve the others.
+    let mut first = 0;
     loop {
         // Wait for a connection slot first, so at the limit we stop accepting (the kernel backlog
-        // holds new clients) instead of accepting and dropping them.
+        // holds new clients) instead of accepting and dropping them. One slot for whichever
+        // listener has a client first: a slot held per idle listener would leave a busy one
+        // short of `max.connections`.
         let permit = tokio::select! {
             _ = &mut stop => break,
             permit = Arc::clone(&slots).acquire_owned() => match permit {
@@ -37,27 +54,31 @@ pub async fn run(
                 Err(_) => break,
             },
         };
-        let accepted = tokio::select! {
+        let (index, accepted) = tokio::select! {
             _ = &mut stop => break,
-            accepted = listener.accept() => accepted,
+            accepted = accept_any(&listeners, first) => accepted,
         };
+        first = (index + 1) % listeners.len();
+        let listener = &listeners[index];
         match accepted {
             Ok((stream, peer)) => {
                 let broker = Arc::clone(&broker);
                 let shutdown = shutdown_rx.clone();
+                let name = Arc::clone(&listener.name);
+                let tls = listener.tls.clone();
                 tokio::spawn(async move {
-                    connection::serve(broker, stream, peer, shutdown).await;
+                    connection::serve(broker, stream, peer, name, tls, shutdown).await;
                     drop(permit);
                 });
             }
             Err(e) => {
-                tracing::warn!(error = %e, "accept failed; backing off");
+                tracing::warn!(listener = %listener.name, error = %e, "accept failed; backing off");
                 tokio::time::sleep(ACCEPT_BACKOFF).await;
             }
         }
     }
     tracing::info!("shutting down: no new connections; finishing in-flight requests");
-    drop(listener);
+    drop(listeners);
     let _ = shutdown_tx.send(true);
     let all = u32::try_from(max_connections).unwrap_or(u32::MAX);
     if tokio::time::timeout(SHUTDOWN_GRACE, slots.acquire_many(all))
@@ -69,4 +90,22 @@ pub async fn run(
     timers.abort();
     broker.shutdown();
     tracing::info!("shutdown complete");
+}
+
+/// The next connection on any of `listeners`, looking at `first` first; with its listener's
+/// index.
+async fn accept_any(
+    listeners: &[Listener],
+    first: usize,
+) -> (usize, std::io::Result<(TcpStream, SocketAddr)>) {
+    std::future::poll_fn(|cx| {
+        for offset in 0..listeners.len() {
+            let index = (first + offset) % listeners.len();
+            if let Poll::Ready(accepted) = listeners[index].socket.poll_accept(cx) {
+                return Poll::Ready((index, accepted));
+            }
+        }
+        Poll::Pending
+    })
+    .await
 }

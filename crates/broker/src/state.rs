@@ -20,8 +20,11 @@ use crate::replica::{Partition, ReplicaManager};
 
 pub struct Broker {
     pub config: BrokerConfig,
-    /// Host and port clients are told to connect to.
+    /// Host and port clients are told to connect to: the first listener's, registered in the
+    /// metadata image.
     pub advertised: (String, u16),
+    /// Host and port the clients of each listener are told, by listener name (see `endpoint`).
+    listener_endpoints: BTreeMap<String, (String, u16)>,
     /// Broker-level values of topic configs (`log.segment.bytes`, ...).
     pub topic_defaults_raw: BTreeMap<String, String>,
     /// The controller engine, the metadata log and the published image.
@@ -47,6 +50,20 @@ impl Broker {
     /// names. Partition directories the image does not name (deleted topics, a crash
     /// mid-delete) are removed.
     pub fn open(config: BrokerConfig, advertised: (String, u16)) -> Result<Arc<Broker>> {
+        let first = config.listeners[0].name.clone();
+        Self::open_with_endpoints(config, vec![(first, advertised)])
+    }
+
+    /// `open` for a broker with several listeners: `endpoints` holds each listener's name and
+    /// advertised (host, port), the first one's registered in the image. Not empty.
+    pub fn open_with_endpoints(
+        config: BrokerConfig,
+        endpoints: Vec<(String, (String, u16))>,
+    ) -> Result<Arc<Broker>> {
+        let Some((_, advertised)) = endpoints.first().cloned() else {
+            panic!("a broker has at least one listener");
+        };
+        let listener_endpoints = endpoints.into_iter().collect();
         let data_dir = config.data_dir.clone();
         let created = !data_dir.exists();
         std::fs::create_dir_all(&data_dir)
@@ -92,6 +109,7 @@ impl Broker {
             topic_defaults_raw: config.topic_defaults(),
             config,
             advertised,
+            listener_endpoints,
             metadata,
             replicas: ReplicaManager::default(),
             data_dir,
@@ -155,6 +173,26 @@ impl Broker {
 
     pub fn node_id(&self) -> i32 {
         self.config.node_id
+    }
+
+    /// The (host, port) that clients connected to `listener` are told for `broker`, as Kafka
+    /// answers Metadata, FindCoordinator and DescribeCluster with the endpoints of the listener
+    /// a request came in on: a client of the SSL port must be sent back to the SSL port.
+    ///
+    /// The image registers one endpoint per broker (the first listener's); this broker's other
+    /// listeners come from its own config. Other brokers (none until replication) answer with
+    /// their registered endpoint.
+    pub fn endpoint(
+        &self,
+        broker: &runnel_cluster::metadata::BrokerImage,
+        listener: &str,
+    ) -> (String, u16) {
+        if broker.node_id == self.node_id() {
+            if let Some(endpoint) = self.listener_endpoints.get(listener) {
+                return endpoint.clone();
+            }
+        }
+        (broker.host.clone(), broker.port)
     }
 
     pub fn data_dir(&self) -> &Path {

@@ -6,6 +6,7 @@ use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
 use kafka_protocol::protocol::StrBytes;
 
+use crate::context::RequestContext;
 use crate::state::Broker;
 
 /// Kafka's `CoordinatorType`.
@@ -26,8 +27,8 @@ fn not_available() -> Answer {
     }
 }
 
-/// The leader of the group's `__consumer_offsets` partition and its endpoint.
-fn group_coordinator(broker: &Broker, group_id: &str) -> Answer {
+/// The leader of the group's `__consumer_offsets` partition and its endpoint on `listener`.
+fn group_coordinator(broker: &Broker, listener: &str, group_id: &str) -> Answer {
     let image = broker.image();
     let Some(topic) = image.topic(crate::internal_topics::OFFSETS_TOPIC) else {
         return not_available();
@@ -36,19 +37,22 @@ fn group_coordinator(broker: &Broker, group_id: &str) -> Answer {
     let partition = runnel_cluster::group::offsets_partition_for(group_id, partitions);
     let leader = topic.registration(partition).map_or(-1, |r| r.leader);
     match image.brokers.get(&leader) {
-        Some(b) => Answer {
-            error: ResponseError::UnknownServerError,
-            message: None,
-            node: Some((b.node_id, b.host.clone(), i32::from(b.port))),
-        },
+        Some(b) => {
+            let (host, port) = broker.endpoint(b, listener);
+            Answer {
+                error: ResponseError::UnknownServerError,
+                message: None,
+                node: Some((b.node_id, host, i32::from(port))),
+            }
+        }
         None => not_available(),
     }
 }
 
-fn answer(broker: &Broker, key_type: i8, key: &str) -> Answer {
+fn answer(broker: &Broker, listener: &str, key_type: i8, key: &str) -> Answer {
     match key_type {
         KEY_TYPE_GROUP => match broker.ensure_offsets_topic() {
-            Ok(()) => group_coordinator(broker, key),
+            Ok(()) => group_coordinator(broker, listener, key),
             Err(e) => {
                 tracing::error!(error = %e, "creating __consumer_offsets");
                 Answer {
@@ -76,6 +80,7 @@ fn answer(broker: &Broker, key_type: i8, key: &str) -> Answer {
 
 pub fn handle(
     broker: &Broker,
+    ctx: &RequestContext<'_>,
     request: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
@@ -97,8 +102,9 @@ pub fn handle(
             ),
         }
     };
+    let listener = &*ctx.connection.listener;
     if version < 4 {
-        let a = answer(broker, request.key_type, request.key.as_str());
+        let a = answer(broker, listener, request.key_type, request.key.as_str());
         let (error_code, message, node_id, host, port) = fill(&a);
         return FindCoordinatorResponse::default()
             .with_error_code(error_code)
@@ -111,7 +117,7 @@ pub fn handle(
         .coordinator_keys
         .into_iter()
         .map(|key| {
-            let a = answer(broker, request.key_type, key.as_str());
+            let a = answer(broker, listener, request.key_type, key.as_str());
             let (error_code, message, node_id, host, port) = fill(&a);
             Coordinator::default()
                 .with_key(key)

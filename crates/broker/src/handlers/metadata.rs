@@ -68,10 +68,11 @@ pub fn handle(
                 .brokers
                 .values()
                 .map(|b| {
+                    let (host, port) = broker.endpoint(b, &ctx.connection.listener);
                     MetadataResponseBroker::default()
                         .with_node_id(BrokerId(b.node_id))
-                        .with_host(StrBytes::from_string(b.host.clone()))
-                        .with_port(i32::from(b.port))
+                        .with_host(StrBytes::from_string(host))
+                        .with_port(i32::from(port))
                         .with_rack(b.rack.clone().map(StrBytes::from_string))
                 })
                 .collect(),

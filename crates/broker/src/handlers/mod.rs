@@ -79,7 +79,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext<'_>, request: Req
         },
         RequestKind::Fetch(r) => return Reply::Fetch(fetch::handle(broker, r, version).await),
         RequestKind::FindCoordinator(r) => {
-            ResponseKind::FindCoordinator(find_coordinator::handle(broker, r, version))
+            ResponseKind::FindCoordinator(find_coordinator::handle(broker, ctx, r, version))
         }
         RequestKind::JoinGroup(r) => return group(broker, ctx, GroupRequest::JoinGroup(r)).await,
         RequestKind::SyncGroup(r) => return group(broker, ctx, GroupRequest::SyncGroup(r)).await,
