@@ -32,13 +32,26 @@ impl Runnel {
     }
 
     pub fn start_in(dir: tempfile::TempDir, port: u16, extra_config: &str) -> Runnel {
-        Self::spawn(dir, port, extra_config, None)
+        Self::spawn(dir, port, extra_config, None, None, &[])
     }
 
     /// Starts with the soft and hard descriptor limit (`RLIMIT_NOFILE`) set to `max_fds`.
     pub fn start_with_fd_limit(extra_config: &str, max_fds: u64) -> Runnel {
         let dir = tempfile::tempdir().expect("tempdir");
-        Self::spawn(dir, free_port(), extra_config, Some(max_fds))
+        Self::spawn(dir, free_port(), extra_config, Some(max_fds), None, &[])
+    }
+
+    /// Starts with `--listen listen` (Kafka's listener list, e.g.
+    /// `PLAINTEXT://127.0.0.1:1,SSL://127.0.0.1:2`) and extra environment variables; `port` is
+    /// the plaintext listener's, which readiness is checked on.
+    pub fn start_with_listeners(
+        dir: tempfile::TempDir,
+        listen: &str,
+        port: u16,
+        extra_config: &str,
+        env: &[(&str, &str)],
+    ) -> Runnel {
+        Self::spawn(dir, port, extra_config, None, Some(listen), env)
     }
 
     fn spawn(
@@ -46,6 +59,8 @@ impl Runnel {
         port: u16,
         extra_config: &str,
         max_fds: Option<u64>,
+        listen: Option<&str>,
+        env: &[(&str, &str)],
     ) -> Runnel {
         let config = dir.path().join("runnel.toml");
         std::fs::write(&config, extra_config).expect("write config");
@@ -68,8 +83,9 @@ impl Runnel {
             }
         }
         let child = command
+            .envs(env.iter().copied())
             .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
+            .arg(listen.map_or_else(|| format!("127.0.0.1:{port}"), str::to_owned))
             .arg("--data-dir")
             .arg(dir.path().join("data"))
             .arg("--config")
@@ -202,7 +218,7 @@ pub fn request_frame(
 }
 
 /// Reads one response frame; `None` if the broker closed the connection.
-pub fn read_frame(stream: &mut TcpStream) -> Option<Bytes> {
+pub fn read_frame(stream: &mut impl Read) -> Option<Bytes> {
     let mut size = [0u8; 4];
     stream.read_exact(&mut size).ok()?;
     let size = i32::from_be_bytes(size);
@@ -213,7 +229,12 @@ pub fn read_frame(stream: &mut TcpStream) -> Option<Bytes> {
 }
 
 /// Sends a request and decodes the response at the same version.
-pub fn call(stream: &mut TcpStream, key: ApiKey, version: i16, body: &RequestKind) -> ResponseKind {
+pub fn call(
+    stream: &mut (impl Read + Write),
+    key: ApiKey,
+    version: i16,
+    body: &RequestKind,
+) -> ResponseKind {
     stream
         .write_all(&request_frame(key, version, 42, body))
         .expect("write request");
@@ -273,7 +294,7 @@ pub fn batch<V: AsRef<[u8]>>(values: &[V]) -> Bytes {
 
 /// Creates `topic` (CreateTopics v7) with these configs and asserts it was created.
 pub fn create_topic(
-    stream: &mut TcpStream,
+    stream: &mut (impl Read + Write),
     topic: &str,
     partitions: i32,
     configs: &[(&str, &str)],
