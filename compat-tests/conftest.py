@@ -2,6 +2,7 @@
 
 The target (runnel or Apache Kafka) comes from COMPAT_TARGET; see harness/broker.py.
 Extra broker configs for one test: `@pytest.mark.broker_config({"num.partitions": 3})`.
+An SSL listener beside PLAINTEXT: `@pytest.mark.ssl_listener`, its `ssl.*` keys from the test's `ssl_configs` fixture.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ CACHE_DIR = COMPAT_DIR / ".cache"
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "broker_config(dict): extra broker configs (Kafka names) for this test")
+    config.addinivalue_line("markers", "ssl_listener: add an SSL listener configured by the `ssl_configs` fixture")
 
 
 def pytest_report_header(config):
@@ -44,9 +46,11 @@ def pytest_runtest_makereport(item, call):
 @pytest.fixture
 def broker(request):
     """A fresh broker for this test only; stopped (SIGTERM) and its temp dir removed afterwards."""
+    ssl = request.node.get_closest_marker("ssl_listener") is not None
+    configs = dict(request.getfixturevalue("ssl_configs")) if ssl else {}
     marker = request.node.get_closest_marker("broker_config")
-    configs = marker.args[0] if marker else {}
-    b = Broker(configs=configs)
+    configs.update(marker.args[0] if marker else {})
+    b = Broker(configs=configs, ssl_listener=ssl)
     try:
         b.start()
     except Exception:

@@ -42,6 +42,8 @@ command -v strace >/dev/null || apt_install strace
 command -v javac >/dev/null || apt_install openjdk-17-jdk-headless
 command -v mvn >/dev/null || apt_install maven
 command -v node >/dev/null || apt_install nodejs npm
+# The SSL tests make their certificates with it (harness/certs.py).
+command -v openssl >/dev/null || apt_install openssl
 
 PYTHON_BASE="${COMPAT_PYTHON_BASE:-}"
 if [[ -z "$PYTHON_BASE" ]]; then

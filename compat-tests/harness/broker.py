@@ -6,7 +6,7 @@ Apache Kafka first and then holds runnel to it. This module is used two ways:
 
 * from Python (pytest's `broker` fixture): `b = Broker(); b.start(); b.bootstrap; b.kill9(); b.restart()`;
 * as a CLI for the other languages (kafkajs):
-  `python broker.py start [--config key=value ...]` prints one JSON line
+  `python broker.py start [--config key=value ...] [--ssl-listener]` prints one JSON line
   `{"bootstrap": ..., "pid": ..., "data_dir": ..., "log": ...}` once the broker answers Metadata, and leaves
   it running detached; `python broker.py stop --pid N [--data-dir D]` stops it (SIGTERM, then SIGKILL).
 
@@ -14,6 +14,9 @@ Environment:
   COMPAT_TARGET      runnel (default) | kafka
   RUNNEL_BIN         runnel binary (default <repo>/target/release/runnel)
   COMPAT_KEEP_DIRS   1 keeps each broker's temp dir (data + log) after stop, for post-mortems
+
+An SSL listener (`Broker(ssl_listener=True)`, CLI `--ssl-listener`) is added beside PLAINTEXT on a port of its
+own (`ssl_bootstrap`); its `ssl.*` keys are ordinary configs, the same Kafka names for both targets.
 """
 
 from __future__ import annotations
@@ -113,7 +116,8 @@ def toml_value(value) -> str:
 def properties_value(value) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
-    return str(value)
+    # Java properties escapes, so multi-line values (inline PEM) stay one entry.
+    return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
 
 
 def parse_config_value(text: str):
@@ -144,10 +148,14 @@ class BrokerNotReady(RuntimeError):
 class Broker:
     """One broker process with its own temp dir; restartable on the same data dir and port."""
 
-    def __init__(self, target: str | None = None, configs: dict | None = None, node_id: int = 1):
+    def __init__(
+        self, target: str | None = None, configs: dict | None = None, node_id: int = 1, ssl_listener: bool = False
+    ):
         self.target = target or target_from_env()
         self.configs = dict(configs or {})
         self.node_id = node_id
+        self.ssl_listener = ssl_listener
+        self.ssl_port: int | None = None
         self.root_dir: Path | None = None
         self.data_dir: Path | None = None
         self.log_path: Path | None = None
@@ -161,6 +169,24 @@ class Broker:
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def ssl_bootstrap(self) -> str | None:
+        return f"127.0.0.1:{self.ssl_port}" if self.ssl_port else None
+
+    def _listeners(self) -> str:
+        """The client listeners, as both targets write `listeners` and `advertised.listeners`."""
+        listeners = f"PLAINTEXT://{self.bootstrap}"
+        if self.ssl_port:
+            listeners += f",SSL://{self.ssl_bootstrap}"
+        return listeners
+
+    def _free_port(self) -> int:
+        taken = {self.port, self.controller_port, self.ssl_port}
+        port = free_port()
+        while port in taken:
+            port = free_port()
+        return port
+
     # ---- lifecycle -------------------------------------------------------------------------------
 
     def start(self) -> "Broker":
@@ -168,12 +194,12 @@ class Broker:
         self.data_dir = self.root_dir / "data"
         self.log_path = self.root_dir / "broker.log"
         self.port = free_port()
+        if self.ssl_listener:
+            self.ssl_port = self._free_port()
         if self.target == "runnel":
             self._argv = self._runnel_argv()
         else:
-            self.controller_port = free_port()
-            while self.controller_port == self.port:
-                self.controller_port = free_port()
+            self.controller_port = self._free_port()
             self._argv = self._kafka_argv()
         self._spawn()
         return self
@@ -217,6 +243,7 @@ class Broker:
     def describe(self) -> dict:
         return {
             "bootstrap": self.bootstrap,
+            "ssl_bootstrap": self.ssl_bootstrap,
             "pid": self.pid,
             "data_dir": str(self.data_dir),
             "log": str(self.log_path),
@@ -234,8 +261,8 @@ class Broker:
         self.data_dir.mkdir(parents=True)
         argv = [
             binary,
-            "--listen", self.bootstrap,
-            "--advertised-listener", self.bootstrap,
+            "--listen", self._listeners(),
+            "--advertised-listener", self._listeners(),
             "--data-dir", str(self.data_dir),
             "--node-id", str(self.node_id),
         ]
@@ -258,7 +285,7 @@ class Broker:
             "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SSL:SSL",
             "log.dirs": str(log_dir),
             "auto.create.topics.enable": True,
             "offsets.topic.replication.factor": 1,
@@ -277,6 +304,9 @@ class Broker:
             "broker.heartbeat.interval.ms": 500,
             "broker.session.timeout.ms": 2000,
         }
+        if self.ssl_port:
+            props["listeners"] += f",SSL://{self.ssl_bootstrap}"
+            props["advertised.listeners"] = self._listeners()
         props.update(self.configs)
         return "".join(f"{k}={properties_value(v)}\n" for k, v in props.items())
 
@@ -417,7 +447,7 @@ def _cli_start(args) -> int:
         if not sep:
             raise SystemExit(f"--config expects key=value, got {item!r}")
         configs[key] = parse_config_value(value)
-    broker = Broker(target=args.target, configs=configs, node_id=args.node_id)
+    broker = Broker(target=args.target, configs=configs, node_id=args.node_id, ssl_listener=args.ssl_listener)
     try:
         broker.start()
     except Exception as e:
@@ -459,6 +489,7 @@ def main(argv: list[str] | None = None) -> int:
     start.add_argument("--target", choices=TARGETS, default=None, help="default: $COMPAT_TARGET or runnel")
     start.add_argument("--config", action="append", metavar="KEY=VALUE", help="extra broker config (Kafka name)")
     start.add_argument("--node-id", type=int, default=1)
+    start.add_argument("--ssl-listener", action="store_true", help="add an SSL listener (configure it with ssl.* keys)")
     stop = sub.add_parser("stop", help="SIGTERM a broker started by `start`, SIGKILL after --timeout")
     stop.add_argument("--pid", type=int, required=True)
     stop.add_argument("--data-dir", help="also remove this broker's temp dir")

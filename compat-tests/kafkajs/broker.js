@@ -17,9 +17,11 @@ const START_TIMEOUT_MS = 180_000;
 const STOP_TIMEOUT_MS = 90_000;
 const LOG_TAIL_BYTES = 16 * 1024;
 
-async function startBroker(configs = {}) {
+// `sslListener: true` adds an SSL listener (its ssl.* keys among `configs`), reachable at `ssl_bootstrap`.
+async function startBroker(configs = {}, { sslListener = false } = {}) {
   const args = [LAUNCHER, 'start'];
   for (const [key, value] of Object.entries(configs)) args.push('--config', `${key}=${value}`);
+  if (sslListener) args.push('--ssl-listener');
   const { stdout } = await execFileAsync(PYTHON, args, { timeout: START_TIMEOUT_MS });
   const info = JSON.parse(stdout.trim().split('\n').pop());
   return {
@@ -41,8 +43,8 @@ async function startBroker(configs = {}) {
 }
 
 // Runs `body(broker)` against a fresh broker; on failure prints the broker's log tail, always stops it.
-async function withBroker(body, configs = {}) {
-  const broker = await startBroker(configs);
+async function withBroker(body, configs = {}, options = {}) {
+  const broker = await startBroker(configs, options);
   try {
     return await body(broker);
   } catch (err) {
