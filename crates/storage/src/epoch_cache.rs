@@ -104,11 +104,7 @@ impl EpochCache {
 
     /// The epoch in force at `offset`.
     pub(crate) fn epoch_for_offset(&self, offset: i64) -> Option<i32> {
-        self.entries
-            .iter()
-            .rev()
-            .find(|e| e.start_offset <= offset)
-            .map(|e| e.epoch)
+        epoch_for_offset(&self.entries, offset)
     }
 
     /// Rewrites the checkpoint atomically and durably (`replace_file`: fsync, rename, directory
@@ -125,6 +121,15 @@ impl EpochCache {
         replace_file(&*self.io, &self.path, text.as_bytes())?;
         Ok(())
     }
+}
+
+/// The epoch in force at `offset` among `entries` (a cache's, or a snapshot's copy of them).
+pub(crate) fn epoch_for_offset(entries: &[EpochEntry], offset: i64) -> Option<i32> {
+    entries
+        .iter()
+        .rev()
+        .find(|e| e.start_offset <= offset)
+        .map(|e| e.epoch)
 }
 
 fn parse(text: &str) -> Option<Vec<EpochEntry>> {

@@ -25,6 +25,9 @@
 //! - Lock order is therefore *own slot -> LRU -> (try) other slot*. No thread ever blocks on a
 //!   slot while holding the LRU lock, so there is no cycle and no deadlock, and eviction never
 //!   needs the partition's mutex (the broker's per-partition lock is not involved at all).
+//! - Readers of a log hold a slot only to clone its handle (`BudgetedFile::pin`) and do their
+//!   I/O on the clone, so only the writer's own writes and fsyncs hold a slot across a system
+//!   call, and a reader never makes the writer wait.
 //! - A thread holds at most one slot at a time (segment code never nests slot uses), so at most
 //!   `threads - 1` other slots are busy when one is admitted, and the LRU holds at most
 //!   `max(max_open_files, threads doing log I/O at once)` slots. Busy slots that could not be
@@ -58,8 +61,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, TryLockError};
 
-use crate::io::{IoFile, LogIo, OpenMode};
-use crate::StorageError;
+use crate::io::{LogIo, OpenMode};
 
 /// Budget of the process default (`FileBudget::process_default`), before clamping to half of the
 /// descriptor limit.
@@ -297,11 +299,13 @@ impl FileBudget {
     }
 }
 
-/// A segment file held open by a fetch response until its bytes are on the socket (the broker
-/// sends them with `sendfile`). It shares the handle of an open active segment; an eviction
-/// meanwhile drops only the budget's reference, so the descriptor closes when the response is
-/// sent. Pins are counted apart from the budget (`FileBudgetStats::pinned_files`): there is at
-/// most one response in flight per connection, so they are bounded by the connections.
+/// A segment file held open past the budget's control: by a fetch response until its bytes are
+/// on the socket (the broker sends them with `sendfile`), or by a reader for the length of one
+/// read of the active segment. It shares the handle of an open active segment; an eviction
+/// meanwhile drops only the budget's reference, so the descriptor closes when the pin is
+/// dropped. Pins are counted apart from the budget (`FileBudgetStats::pinned_files`): there is
+/// at most one response in flight per connection and one read per thread, so they are bounded
+/// by the connections and threads.
 pub struct PinnedFile {
     file: Arc<File>,
     budget: Arc<FileBudget>,
@@ -441,12 +445,14 @@ impl BudgetedFile {
         f(file, sync_pending)
     }
 
-    /// Runs `f` with the file for positional reads.
+    /// Runs `f` with the file for positional reads, the slot held throughout. Readers of a
+    /// log pin the handle instead (`pin`), so the writer never waits for their I/O.
+    #[cfg(test)]
     pub(crate) fn read_with<R>(
         &self,
-        f: impl FnOnce(IoFile<'_>) -> Result<R, StorageError>,
-    ) -> Result<R, StorageError> {
-        self.use_file(|file, _| f(IoFile::new(&*self.io, file)))
+        f: impl FnOnce(crate::io::IoFile<'_>) -> Result<R, crate::StorageError>,
+    ) -> Result<R, crate::StorageError> {
+        self.use_file(|file, _| f(crate::io::IoFile::new(&*self.io, file)))
     }
 
     /// The open handle, pinned past any later eviction (see `PinnedFile`).

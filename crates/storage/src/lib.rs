@@ -13,6 +13,7 @@ mod log;
 mod metadata;
 mod offsets;
 mod producer_state;
+mod reader;
 mod recovery;
 mod segment;
 
@@ -22,4 +23,5 @@ pub use error::StorageError;
 pub use file_budget::{FileBudget, FileBudgetStats, PinnedFile, DEFAULT_MAX_OPEN_FILES};
 pub use log::{rename_for_delete, AppendOutcome, FileSlice, PartitionLog};
 pub use offsets::{LogOffsets, OffsetsSnapshot};
+pub use reader::{LogReader, LogSnapshot};
 pub use runnel_protocol::batch::TimestampType;

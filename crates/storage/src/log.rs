@@ -1,27 +1,28 @@
-//! `PartitionLog`: one partition's segments, offsets, producer state and epoch cache.
+//! `PartitionLog`: the writer of one partition's log: its segments, offsets, producer state and
+//! epoch cache. Appends, rolls and flushes go through it, behind whatever lock its owner keeps;
+//! reads go through a `LogReader` (see `reader`), which needs no lock at all.
 
 use std::collections::HashMap;
 use std::fs;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use runnel_protocol::batch::{
-    for_each_record, patch_base_offset, patch_log_append_time, patch_partition_leader_epoch,
-    validate_batches, BatchHeader, TimestampType, BATCH_HEADER_LEN,
+    patch_base_offset, patch_log_append_time, patch_partition_leader_epoch, validate_batches,
+    BatchHeader, TimestampType,
 };
 
 use crate::epoch_cache::{EpochCache, CHECKPOINT_FILE};
 use crate::file_budget::{FileBudget, PinnedFile};
-use crate::io::{create_dir_all, remove_if_present, temp_path, IoFile, LogIo, OpenMode, StdIo};
+use crate::io::{create_dir_all, remove_if_present, temp_path, LogIo, OpenMode, StdIo};
 use crate::metadata::{self, PARTITION_METADATA_FILE};
 use crate::offsets::LogOffsets;
 use crate::producer_state::{check_and_update, ProducerStateManager};
+use crate::reader::{LogReader, LogShared};
 use crate::recovery::{load_segment, SegmentRole};
 use crate::segment::{
-    create_files, log_path, offset_index_path, read_header_at, time_index_path, ActiveFiles,
-    Segment,
+    create_files, log_path, offset_index_path, time_index_path, ActiveFiles, Segment,
 };
 use crate::{LogConfig, StorageError};
 
@@ -44,7 +45,9 @@ pub struct AppendOutcome {
     pub duplicate: bool,
 }
 
-/// Stored bytes of one partition for a fetch: a range of a segment file, sent as is.
+/// Stored bytes of one partition for a fetch: a range of a segment file, sent as is. The
+/// handle stays open until the slice is dropped, so a segment deleted meanwhile still sends
+/// the bytes that were chosen.
 #[derive(Debug)]
 pub struct FileSlice {
     pub file: PinnedFile,
@@ -55,15 +58,16 @@ pub struct FileSlice {
 impl FileSlice {
     /// The bytes, read into memory (for senders that cannot use `sendfile`, and tests). Read
     /// straight from the pinned handle, not through the log's `LogIo`: like `sendfile`, this
-    /// happens after the log answered, outside its lock, and only reads.
+    /// happens after the log answered and only reads.
     pub fn read_to_bytes(&self) -> Result<Bytes, StorageError> {
+        use std::os::unix::fs::FileExt;
         let mut buf = BytesMut::zeroed(self.len);
         self.file.read_exact_at(&mut buf, self.position)?;
         Ok(buf.freeze())
     }
 }
 
-/// One partition's log on disk. See the crate docs for the formats.
+/// The writer of one partition's log on disk. See the crate docs for the formats.
 #[derive(Debug)]
 pub struct PartitionLog {
     dir: PathBuf,
@@ -74,19 +78,14 @@ pub struct PartitionLog {
     log_start_offset: i64,
     /// Set by the partition owner; `log_start <= hw <= leo` always.
     high_watermark: i64,
-    /// The three offsets again, for readers that do not take the log's lock; published by
-    /// `validate` each time one of them changes.
-    offsets: Arc<LogOffsets>,
     producers: ProducerStateManager,
     epochs: EpochCache,
-    /// Set after a failed write or fsync: the disk state is unknown, so refuse further writes.
-    poisoned: bool,
-    /// Shared with every log of the process: caps the active-segment handles kept open and
-    /// closes ours when others need room (see `file_budget`).
-    budget: Arc<FileBudget>,
-    /// Every file operation of this log goes through it (see `io`): `StdIo`, or a
-    /// fault-injecting backend in tests.
-    io: Arc<dyn LogIo>,
+    /// What this log's readers share with it: the published offsets, segment list and epochs,
+    /// the poisoned flag (set after a failed write or fsync: the disk state is unknown, so the
+    /// log refuses writes), the process's `FileBudget` (which caps the active-segment
+    /// handles kept open and closes ours when others need room) and the `LogIo` every file
+    /// operation goes through (`StdIo`, or a fault-injecting backend in tests).
+    shared: Arc<LogShared>,
 }
 
 fn parse_log_file_name(name: &str) -> Option<i64> {
@@ -200,44 +199,95 @@ impl PartitionLog {
             epochs.write()?;
         }
         let log_start_offset = segments.first().map_or(0, |s| s.base_offset);
-        if let Some(active) = segments.last_mut() {
-            // Recovery left all three files in place (it rebuilds missing indexes). They may
-            // hold bytes nobody fsynced: index files rewritten by recovery, or the tail a
-            // crashed process left in the page cache. So the first flush fsyncs all three.
-            active.files = Some(ActiveFiles::new(
-                &budget,
-                &io,
-                &dir,
-                active.base_offset,
-                true,
-            ));
+        let last_index = segments.len() - 1;
+        for segment in &mut segments[..last_index] {
+            segment.seal();
         }
+        let active = &mut segments[last_index];
+        // Recovery left all three files in place (it rebuilds missing indexes). They may hold
+        // bytes nobody fsynced: index files rewritten by recovery, or the tail a crashed
+        // process left in the page cache. So the first flush fsyncs all three.
+        active.files = Some(Arc::new(ActiveFiles::new(
+            &budget,
+            &io,
+            &dir,
+            active.base_offset,
+            true,
+        )));
+        active.publish();
+        let offsets = Arc::new(LogOffsets::new(log_start_offset, log_start_offset, leo));
+        let shared = Arc::new(LogShared::new(
+            budget,
+            io,
+            offsets,
+            segments.iter().map(|s| Arc::clone(&s.shared)).collect(),
+            epochs.entries().into(),
+        ));
         let log = PartitionLog {
             dir,
             config,
             segments,
             log_start_offset,
             high_watermark: log_start_offset,
-            offsets: Arc::new(LogOffsets::new(log_start_offset, log_start_offset, leo)),
             producers,
             epochs,
-            poisoned: false,
-            budget,
-            io,
+            shared,
         };
         log.validate();
         Ok(log)
     }
 
     /// Asserts the invariant chain `log_start <= hw <= leo` (only our own bug can break it)
-    /// and publishes the offsets to the `offsets` handle. Called after every change of one of
-    /// them.
+    /// and publishes the offsets to the readers. Called after every change of one of them.
     fn validate(&self) {
-        self.offsets.publish(
+        self.shared.offsets.publish(
             self.log_start_offset,
             self.high_watermark,
             self.log_end_offset(),
         );
+    }
+
+    /// Gives readers the current segment list (after a roll, truncation or deletion).
+    fn publish_segments(&self) {
+        let segments = self
+            .segments
+            .iter()
+            .map(|s| Arc::clone(&s.shared))
+            .collect();
+        self.shared.publish_view(Some(segments), None);
+    }
+
+    /// Gives readers the current leader epochs.
+    fn publish_epochs(&self) {
+        self.shared
+            .publish_view(None, Some(self.epochs.entries().into()));
+    }
+
+    /// Refuses writes once a write or fsync failed.
+    fn check_writable(&self) -> Result<(), StorageError> {
+        if self.shared.is_poisoned() {
+            return Err(StorageError::Poisoned);
+        }
+        Ok(())
+    }
+
+    /// Marks the log poisoned: the disk state is unknown, so it refuses writes until a reopen
+    /// recovers it.
+    fn poison(&self) {
+        self.shared.poison();
+    }
+
+    fn budget(&self) -> &Arc<FileBudget> {
+        &self.shared.budget
+    }
+
+    fn io(&self) -> &Arc<dyn LogIo> {
+        &self.shared.io
+    }
+
+    /// A handle for reading this log from any thread without its writer (see `reader`).
+    pub fn reader(&self) -> LogReader {
+        LogReader::new(Arc::clone(&self.shared))
     }
 
     fn active(&mut self) -> &mut Segment {
@@ -249,7 +299,7 @@ impl PartitionLog {
     /// The log start offset, high watermark and log end offset, kept in step with this log and
     /// readable without its lock.
     pub fn offsets(&self) -> Arc<LogOffsets> {
-        Arc::clone(&self.offsets)
+        Arc::clone(&self.shared.offsets)
     }
 
     pub fn log_start_offset(&self) -> i64 {
@@ -314,9 +364,7 @@ impl PartitionLog {
         leader_epoch: i32,
         now_ms: i64,
     ) -> Result<AppendOutcome, StorageError> {
-        if self.poisoned {
-            return Err(StorageError::Poisoned);
-        }
+        self.check_writable()?;
         let refs = validate_batches(&records, self.config.max_message_bytes as usize)?;
         // Kafka checks a retry against the committed producer state before anything else and
         // answers the original offsets for the whole append.
@@ -372,6 +420,7 @@ impl PartitionLog {
             now_ms,
         )?;
         let before = self.active().append_state();
+        let latest_epoch_before = self.epochs.entries().last().copied();
         let written = self
             .write_to_active(&buf, &headers, now_ms)
             .and_then(|()| self.epochs.start_epoch(leader_epoch, first_offset));
@@ -382,10 +431,16 @@ impl PartitionLog {
             // The disk's state is unknown, so the log refuses further writes, as Kafka takes a
             // log directory offline on an IOException.
             self.active().restore_append_state(before);
-            self.poisoned = true;
+            self.poison();
             return Err(e);
         }
         self.producers.commit(updates);
+        // Readers get the new bytes first, then an epoch that starts in them, then the log end
+        // offset that covers them (see `reader`).
+        self.active().publish();
+        if self.epochs.entries().last().copied() != latest_epoch_before {
+            self.publish_epochs();
+        }
         self.validate();
         Ok(AppendOutcome {
             base_offset: first_offset,
@@ -431,32 +486,35 @@ impl PartitionLog {
 
     /// Seals the active segment (final time-index entry, fsync, close handles) and starts a
     /// new one at `base_offset`. Sealed segments are durable, so recovery only ever needs to
-    /// look at the active segment.
+    /// look at the active segment. Readers get the new segment list before anything is
+    /// appended to the new segment.
     fn roll(&mut self, base_offset: i64, now_ms: i64) -> Result<(), StorageError> {
         let result = (|| {
             let active = self.active();
             active.append_final_time_entry()?;
             active.sync()?;
             // Gives the handles back to the budget; sealed segments are read transiently.
-            active.files = None;
+            active.seal();
             // The files are created now, not on first write, so the directory fsync below
             // makes the new segment's names durable before anything is appended to it.
-            create_files(&self.budget, &*self.io, &self.dir, base_offset)?;
-            let mut segment = Segment::empty(&self.dir, base_offset, &self.io);
+            create_files(self.budget(), &**self.io(), &self.dir, base_offset)?;
+            let mut segment = Segment::empty(&self.dir, base_offset, self.io());
             // Empty files whose names the directory fsync covers: nothing to fsync yet.
-            segment.files = Some(ActiveFiles::new(
-                &self.budget,
-                &self.io,
+            segment.files = Some(Arc::new(ActiveFiles::new(
+                self.budget(),
+                self.io(),
                 &self.dir,
                 base_offset,
                 false,
-            ));
+            )));
             segment.created_ms = Some(now_ms);
+            segment.publish();
             self.segments.push(segment);
-            sync_dir(&*self.io, &self.dir)
+            self.publish_segments();
+            sync_dir(&**self.io(), &self.dir)
         })();
         if result.is_err() {
-            self.poisoned = true;
+            self.poison();
         }
         result
     }
@@ -482,21 +540,20 @@ impl PartitionLog {
     /// latest epoch is already `leader_epoch`. A failed checkpoint write poisons the log, as it
     /// does in `append_as_leader`.
     pub fn assign_leader_epoch(&mut self, leader_epoch: i32) -> Result<(), StorageError> {
-        if self.poisoned {
-            return Err(StorageError::Poisoned);
-        }
+        self.check_writable()?;
         let leo = self.log_end_offset();
+        let before = self.epochs.entries().last().copied();
         let result = self.epochs.start_epoch(leader_epoch, leo);
         if result.is_err() {
-            self.poisoned = true;
+            self.poison();
+        } else if self.epochs.entries().last().copied() != before {
+            self.publish_epochs();
         }
         result
     }
 
-    /// Whole batches from the one containing `fetch_offset`, stopping before a batch whose base
-    /// offset is >= `max_offset`, within `max_bytes` unless `min_one_batch` and nothing fit
-    /// (then exactly one batch). Reads may span segments. Batch lengths read from disk are
-    /// checked against the segment's valid size before any buffer is sized from them.
+    /// `LogSnapshot::read` on a snapshot taken now: for callers that own the writer anyway
+    /// (tests, tools). Others read through `reader`.
     pub fn read(
         &self,
         fetch_offset: i64,
@@ -504,100 +561,11 @@ impl PartitionLog {
         max_offset: i64,
         min_one_batch: bool,
     ) -> Result<Bytes, StorageError> {
-        let leo = self.log_end_offset();
-        if fetch_offset < self.log_start_offset || fetch_offset > leo {
-            return Err(StorageError::OffsetOutOfRange {
-                offset: fetch_offset,
-                log_start_offset: self.log_start_offset,
-                log_end_offset: leo,
-            });
-        }
-        let mut out = BytesMut::new();
-        if fetch_offset == leo || fetch_offset >= max_offset {
-            return Ok(out.freeze());
-        }
-        let first = self
-            .segments
-            .partition_point(|s| s.base_offset <= fetch_offset)
-            .saturating_sub(1);
-        for segment in &self.segments[first..] {
-            // Looked up before taking the log handle: a thread uses one file at a time.
-            let mut position = segment.position_for(&self.budget, fetch_offset)?;
-            let done = segment.with_log(&self.budget, |file| {
-                // One positional read of everything this segment may contribute (bounded by
-                // what is left of max_bytes and by the segment's valid size), then the batch
-                // headers are walked in memory instead of one pread per header.
-                let left = (max_bytes.saturating_sub(out.len()) as u64)
-                    .min(segment.size_bytes.saturating_sub(position));
-                let mut window = BytesMut::zeroed(usize::try_from(left).unwrap_or(0));
-                file.read_exact_at(&mut window, position)?;
-                let window_start = position;
-                let mut range: Option<(u64, u64)> = None;
-                let mut done = false;
-                while position < segment.size_bytes {
-                    let header =
-                        match header_in(&window, window_start, position, segment.size_bytes) {
-                            Some(parsed) => parsed?,
-                            None => read_header_at(file, position, segment.size_bytes)?,
-                        };
-                    let size = header.size_bytes() as u64;
-                    if header.last_offset() < fetch_offset {
-                        position += size;
-                        continue;
-                    }
-                    if header.base_offset >= max_offset {
-                        done = true;
-                        break;
-                    }
-                    let taken = out.len() as u64 + range.map_or(0, |(s, e)| e - s);
-                    let nothing_yet = taken == 0;
-                    if taken + size > max_bytes as u64 && !(min_one_batch && nothing_yet) {
-                        done = true;
-                        break;
-                    }
-                    let start = range.map_or(position, |(s, _)| s);
-                    range = Some((start, position + size));
-                    position += size;
-                    if taken + size > max_bytes as u64 {
-                        done = true;
-                        break;
-                    }
-                }
-                if let Some((start, end)) = range {
-                    let window_end = window_start + window.len() as u64;
-                    if start >= window_start && end <= window_end {
-                        // The usual case: the answer is a slice of the window, no copy.
-                        let mut taken = window;
-                        let _ = taken.split_to((start - window_start) as usize);
-                        taken.truncate((end - start) as usize);
-                        out.unsplit(taken);
-                    } else {
-                        // One batch larger than max_bytes (min_one_batch): read it whole. Its
-                        // length was checked against the segment's valid size above.
-                        let old = out.len();
-                        out.resize(old + (end - start) as usize, 0);
-                        file.read_exact_at(&mut out[old..], start)?;
-                    }
-                }
-                Ok(done)
-            })?;
-            if done {
-                break;
-            }
-        }
-        Ok(out.freeze())
+        self.reader()
+            .read(fetch_offset, max_bytes, max_offset, min_one_batch)
     }
 
-    /// The stored bytes a Fetch returns, chosen as Kafka's `LogSegment.read` chooses them so the
-    /// broker can `sendfile` them without reading them: from the start of the batch holding
-    /// `fetch_offset`, within that one segment, up to `max_bytes` or the position of the first
-    /// batch at or past `max_offset` (the high watermark). The first batch is always whole; it is
-    /// returned even when larger than `max_bytes` if `min_one_batch` (KIP-74), and otherwise
-    /// nothing is. The last batch may be cut short, exactly as Kafka cuts it: every client drops
-    /// an incomplete trailing batch and fetches it again from its offset.
-    ///
-    /// Only batch headers near the two ends are read (from the sparse index entry before each
-    /// end), so the cost does not grow with the bytes returned.
+    /// `LogSnapshot::read_file_slice` on a snapshot taken now (see `read`).
     pub fn read_file_slice(
         &self,
         fetch_offset: i64,
@@ -605,182 +573,20 @@ impl PartitionLog {
         max_offset: i64,
         min_one_batch: bool,
     ) -> Result<Option<FileSlice>, StorageError> {
-        let leo = self.log_end_offset();
-        if fetch_offset < self.log_start_offset || fetch_offset > leo {
-            return Err(StorageError::OffsetOutOfRange {
-                offset: fetch_offset,
-                log_start_offset: self.log_start_offset,
-                log_end_offset: leo,
-            });
-        }
-        if fetch_offset == leo || fetch_offset >= max_offset {
-            return Ok(None);
-        }
-        let first = self
-            .segments
-            .partition_point(|s| s.base_offset <= fetch_offset)
-            .saturating_sub(1);
-        for segment in &self.segments[first..] {
-            if segment.base_offset >= max_offset {
-                return Ok(None);
-            }
-            if segment.size_bytes == 0 {
-                continue;
-            }
-            let file = segment.pin_log(&self.budget)?;
-            let start = segment.position_for(&self.budget, fetch_offset)?;
-            // The batch holding fetch_offset (offsets may have gaps, so "the first batch ending
-            // at or after it").
-            let handle = IoFile::new(&*self.io, &file);
-            let Some((start, header)) = scan_batches(handle, start, segment.size_bytes, |h| {
-                h.last_offset() >= fetch_offset
-            })?
-            else {
-                continue;
-            };
-            if header.base_offset >= max_offset {
-                return Ok(None);
-            }
-            let end = if max_offset >= segment.next_offset {
-                segment.size_bytes
-            } else {
-                let from = segment.position_for(&self.budget, max_offset)?.max(start);
-                scan_batches(handle, from, segment.size_bytes, |h| {
-                    h.base_offset >= max_offset
-                })?
-                .map_or(segment.size_bytes, |(position, _)| position)
-            };
-            let first_batch = header.size_bytes() as u64;
-            if first_batch > max_bytes as u64 && !min_one_batch {
-                return Ok(None);
-            }
-            let limit = (max_bytes as u64).max(first_batch);
-            let len = (end.saturating_sub(start)).min(limit);
-            debug_assert!(len >= first_batch, "the first batch lies below the end");
-            return Ok(Some(FileSlice {
-                file,
-                position: start,
-                // At most `max(max_bytes, first_batch)`, and a batch's size is an i32.
-                len: usize::try_from(len).unwrap_or_else(|_| {
-                    panic!("a slice of {len} bytes, beyond its bounds");
-                }),
-            }));
-        }
-        Ok(None)
+        self.reader().with_snapshot(|s| {
+            s.read_file_slice(fetch_offset, max_bytes, max_offset, min_one_batch)
+        })
     }
 
-    /// ListOffsets by timestamp: the first record with timestamp >= `ts`, as
-    /// `(offset, timestamp, batch leader epoch)`. Record-precise for uncompressed batches;
-    /// for compressed batches (which we never decompress) it answers the batch's base offset
-    /// and max timestamp, so a consumer seeking there still sees every matching record.
+    /// `LogSnapshot::offset_for_timestamp` on a snapshot taken now (see `read`).
     pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64, i32)>, StorageError> {
-        for segment in &self.segments {
-            if segment.max_timestamp < ts {
-                continue;
-            }
-            let start_offset = if segment.time_index_entries > 0 {
-                segment
-                    .with_time_index(&self.budget, |file| {
-                        Ok(crate::index::lookup_time(
-                            file,
-                            segment.time_index_entries,
-                            ts,
-                        )?)
-                    })?
-                    .map_or(segment.base_offset, |rel| {
-                        segment.base_offset + i64::from(rel)
-                    })
-            } else {
-                segment.base_offset
-            };
-            let mut position = segment.position_for(&self.budget, start_offset)?;
-            let found = segment.with_log(&self.budget, |file| {
-                while position < segment.size_bytes {
-                    let header = read_header_at(file, position, segment.size_bytes)?;
-                    let size = header.size_bytes() as u64;
-                    if header.max_timestamp >= ts {
-                        return Ok(Some(
-                            self.refine_in_batch(file, position, &header, |t| t >= ts),
-                        ));
-                    }
-                    position += size;
-                }
-                Ok(None)
-            })?;
-            if found.is_some() {
-                return Ok(found);
-            }
-        }
-        Ok(None)
+        self.reader().with_snapshot(|s| s.offset_for_timestamp(ts))
     }
 
-    /// Reads the batch at `position` and returns its first record whose timestamp satisfies
-    /// `wanted`; batch-level answer when the batch is compressed or unreadable.
-    fn refine_in_batch(
-        &self,
-        file: IoFile<'_>,
-        position: u64,
-        header: &BatchHeader,
-        wanted: impl Fn(i64) -> bool,
-    ) -> (i64, i64, i32) {
-        let fallback = (
-            header.base_offset,
-            header.max_timestamp,
-            header.partition_leader_epoch,
-        );
-        if header.compression().ok() != Some(runnel_protocol::batch::Compression::None) {
-            return fallback;
-        }
-        // The header's length was validated against the segment size by `read_header_at`.
-        let mut buf = vec![0u8; header.size_bytes().max(BATCH_HEADER_LEN)];
-        if file.read_exact_at(&mut buf, position).is_err() {
-            return fallback;
-        }
-        let mut hit = None;
-        let walked = for_each_record(&buf, |delta, ts| {
-            if hit.is_none() && wanted(ts) {
-                hit = Some((header.base_offset + i64::from(delta), ts));
-            }
-        });
-        match (walked, hit) {
-            (Ok(()), Some((offset, ts))) => (offset, ts, header.partition_leader_epoch),
-            _ => fallback,
-        }
-    }
-
-    /// ListOffsets MAX_TIMESTAMP: the record with the largest timestamp (the first such
-    /// record; batch base offset for compressed batches), with its batch's leader epoch.
-    pub fn max_timestamp_and_offset(&self) -> Option<(i64, i64, i32)> {
-        let mut best: Option<&Segment> = None;
-        for s in &self.segments {
-            if s.max_timestamp >= 0 && best.is_none_or(|b| s.max_timestamp > b.max_timestamp) {
-                best = Some(s);
-            }
-        }
-        let segment = best?;
-        let max = segment.max_timestamp;
-        let fallback = Some((segment.base_offset_of_max_timestamp, max, -1));
-        let Ok(mut position) =
-            segment.position_for(&self.budget, segment.base_offset_of_max_timestamp)
-        else {
-            return fallback;
-        };
-        segment
-            .with_log(&self.budget, |file| {
-                while position < segment.size_bytes {
-                    let header = read_header_at(file, position, segment.size_bytes)?;
-                    if header.max_timestamp == max {
-                        return Ok(Some(
-                            self.refine_in_batch(file, position, &header, |t| t == max),
-                        ));
-                    }
-                    position += header.size_bytes() as u64;
-                }
-                Ok(None)
-            })
-            .ok()
-            .flatten()
-            .or(fallback)
+    /// `LogSnapshot::max_timestamp_and_offset` on a snapshot taken now (see `read`).
+    pub fn max_timestamp_and_offset(&self) -> Result<Option<(i64, i64, i32)>, StorageError> {
+        self.reader()
+            .with_snapshot(crate::LogSnapshot::max_timestamp_and_offset)
     }
 
     /// fsyncs the active segment's log and indexes; the epoch checkpoint needs none, being
@@ -789,12 +595,10 @@ impl PartitionLog {
     /// Files the budget closed since they were written are reopened and fsynced, so on return
     /// everything appended so far is on disk (see `file_budget` for why that is sound).
     pub fn flush(&mut self) -> Result<(), StorageError> {
-        if self.poisoned {
-            return Err(StorageError::Poisoned);
-        }
+        self.check_writable()?;
         let result = self.active().sync();
         if result.is_err() {
-            self.poisoned = true;
+            self.poison();
         }
         result
     }
@@ -802,15 +606,13 @@ impl PartitionLog {
     /// Flushes, appends the final time-index entry and writes the clean-shutdown marker so the
     /// next open skips CRC recovery of the active segment.
     pub fn close(mut self) -> Result<(), StorageError> {
-        if self.poisoned {
-            return Err(StorageError::Poisoned);
-        }
+        self.check_writable()?;
         self.active().append_final_time_entry()?;
         self.flush()?;
         let marker = self.dir.join(CLEAN_SHUTDOWN_FILE);
-        let file = self.io.open(&marker, OpenMode::Truncate)?;
-        self.io.sync_all(&file)?;
-        sync_dir(&*self.io, &self.dir)
+        let file = self.io().open(&marker, OpenMode::Truncate)?;
+        self.io().sync_all(&file)?;
+        sync_dir(&**self.io(), &self.dir)
     }
 }
 
@@ -845,24 +647,6 @@ fn append_batches(
     Ok(())
 }
 
-/// Walks batch headers from `position` (a batch start) and returns the first batch `stop`
-/// accepts with its position, or `None` at the end of the segment's valid bytes.
-fn scan_batches(
-    file: IoFile<'_>,
-    mut position: u64,
-    size_bytes: u64,
-    stop: impl Fn(&BatchHeader) -> bool,
-) -> Result<Option<(u64, BatchHeader)>, StorageError> {
-    while position < size_bytes {
-        let header = read_header_at(file, position, size_bytes)?;
-        if stop(&header) {
-            return Ok(Some((position, header)));
-        }
-        position += header.size_bytes() as u64;
-    }
-    Ok(None)
-}
-
 /// Kafka's `LocalLog.logDeleteDirName`: `<topic>-<partition>.<uuid without dashes>-delete`,
 /// shortening the topic so the name stays within 255 bytes. The caller deletes it later.
 pub fn rename_for_delete(dir: &Path) -> Result<PathBuf, StorageError> {
@@ -885,32 +669,4 @@ pub fn rename_for_delete(dir: &Path) -> Result<PathBuf, StorageError> {
         StdIo.sync_dir(parent)?;
     }
     Ok(target)
-}
-
-/// The batch header at `position` if the read-ahead `window` (which starts at `window_start`)
-/// holds all of it, checked as `read_header_at` checks headers read from the file. `None` when
-/// the header lies beyond the window, so the caller reads it from the file.
-fn header_in(
-    window: &[u8],
-    window_start: u64,
-    position: u64,
-    segment_size_bytes: u64,
-) -> Option<Result<BatchHeader, StorageError>> {
-    let at = usize::try_from(position.checked_sub(window_start)?).ok()?;
-    let bytes = window.get(at..at.checked_add(BATCH_HEADER_LEN)?)?;
-    let header = match BatchHeader::parse(bytes) {
-        Ok(h) => h,
-        Err(e) => return Some(Err(e.into())),
-    };
-    let size = header.size_bytes() as u64;
-    if header.batch_length < 0
-        || size < BATCH_HEADER_LEN as u64
-        || position + size > segment_size_bytes
-    {
-        return Some(Err(StorageError::Corrupt(format!(
-            "batch at position {position} has an impossible length {}",
-            header.batch_length
-        ))));
-    }
-    Some(Ok(header))
 }

@@ -1,17 +1,31 @@
 //! One segment: `{base_offset:020}.log` plus its `.index` and `.timeindex`.
 //!
+//! A segment has two sides:
+//!
+//! - `Segment`, the writer's, owned by the `PartitionLog`: the stats an append changes, the
+//!   index builder, the roll clock, and the active segment's budgeted handles.
+//! - `SharedSegment`, the readers', reached from a `LogSnapshot` without the writer's lock: the
+//!   segment's name and the stats the writer last *published*. The active segment's stats are
+//!   published after each append has written its batches and index entries, so a reader never
+//!   reads bytes an append is still writing; a sealed segment's stats are frozen at the roll
+//!   and read without any lock.
+//!
 //! Only the active segment has handles that outlive a call, and those are opened lazily and
 //! closed by the process's `FileBudget` when other partitions need room (see `file_budget`).
 //! Inactive segments are opened for each read and closed at its end (transient handles), so
-//! thousands of partitions cost at most the budget, not three descriptors each.
+//! thousands of partitions cost at most the budget, not three descriptors each. A reader of the
+//! active segment pins the budgeted handle for the length of its I/O instead of holding the
+//! budget's slot, so the writer never waits behind a reader's `pread`.
 
+use std::fs::File;
 use std::io;
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use runnel_protocol::batch::{BatchHeader, BATCH_HEADER_LEN};
 
-use crate::file_budget::{BudgetedFile, FileBudget, PinnedFile};
+use crate::file_budget::{BudgetedFile, FileBudget, PinnedFile, TransientFile};
 use crate::index::{IndexBuilder, OFFSET_ENTRY_BYTES, TIME_ENTRY_BYTES};
 use crate::io::{IoFile, LogIo, OpenMode};
 use crate::StorageError;
@@ -88,17 +102,6 @@ pub(crate) fn create_files(
     Ok(())
 }
 
-/// Runs `f` on a read-only handle of an inactive segment's file, closed again before returning.
-fn with_transient<R>(
-    budget: &FileBudget,
-    io: &dyn LogIo,
-    path: &Path,
-    f: impl FnOnce(IoFile<'_>) -> Result<R, StorageError>,
-) -> Result<R, StorageError> {
-    let file = budget.open_transient(io, path, OpenMode::Read)?;
-    f(IoFile::new(io, &file))
-}
-
 /// What an append changes in a `Segment`, saved so a failed append can be undone.
 #[derive(Debug, Clone)]
 pub(crate) struct AppendState {
@@ -113,11 +116,238 @@ pub(crate) struct AppendState {
     index: IndexBuilder,
 }
 
+/// What a reader needs to know of a segment to read it: how far its valid bytes and each index
+/// reach, and its largest timestamp. A copy, taken from the writer's last publication.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SegmentStats {
+    /// Bytes of whole, valid batches; nothing past them is ever read.
+    pub(crate) size_bytes: u64,
+    /// Last offset + 1 of the last batch, the base offset when empty.
+    pub(crate) next_offset: i64,
+    /// Largest batch max timestamp (-1 when none) and the base offset of that batch.
+    pub(crate) max_timestamp: i64,
+    pub(crate) base_offset_of_max_timestamp: i64,
+    /// Whole entries written to each index file; lookups search no further.
+    pub(crate) offset_index_entries: u64,
+    pub(crate) time_index_entries: u64,
+}
+
+/// One of a segment's three files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SegmentFile {
+    Log,
+    OffsetIndex,
+    TimeIndex,
+}
+
+impl SegmentFile {
+    pub(crate) fn path(self, dir: &Path, base_offset: i64) -> PathBuf {
+        match self {
+            SegmentFile::Log => log_path(dir, base_offset),
+            SegmentFile::OffsetIndex => offset_index_path(dir, base_offset),
+            SegmentFile::TimeIndex => time_index_path(dir, base_offset),
+        }
+    }
+}
+
+impl ActiveFiles {
+    fn file(&self, which: SegmentFile) -> &BudgetedFile {
+        match which {
+            SegmentFile::Log => &self.log,
+            SegmentFile::OffsetIndex => &self.offset_index,
+            SegmentFile::TimeIndex => &self.time_index,
+        }
+    }
+}
+
+/// The readers' side of one segment (module docs): reachable from a `LogSnapshot` without the
+/// writer's lock, and kept alive by every snapshot that lists it, even after the writer dropped
+/// the segment.
+#[derive(Debug)]
+pub(crate) struct SharedSegment {
+    dir: PathBuf,
+    /// The log's file backend, for the transient handles of a sealed segment.
+    io: Arc<dyn LogIo>,
+    base_offset: i64,
+    /// The active segment's stats and handles as of the writer's last publication. Locked only
+    /// to copy them out or in, never across I/O.
+    published: Mutex<Published>,
+    /// The final stats, set once when the segment is sealed, so that readers of the (many)
+    /// sealed segments take their stats without a lock.
+    sealed: OnceLock<SegmentStats>,
+}
+
+#[derive(Debug, Clone)]
+struct Published {
+    stats: SegmentStats,
+    /// `Some` while the segment is active: readers read through the budgeted handles the writer
+    /// writes through, so a reader never opens a second descriptor for a hot file.
+    files: Option<Arc<ActiveFiles>>,
+}
+
+fn lock_published(published: &Mutex<Published>) -> MutexGuard<'_, Published> {
+    // Writers replace the whole value in one assignment; a panic cannot leave half of one.
+    published.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl SharedSegment {
+    pub(crate) fn base_offset(&self) -> i64 {
+        self.base_offset
+    }
+
+    /// What a reader reads this segment by: the sealed stats, or the active segment's last
+    /// publication.
+    pub(crate) fn read(self: &Arc<Self>) -> SegmentRead {
+        if let Some(stats) = self.sealed.get() {
+            return SegmentRead {
+                segment: Arc::clone(self),
+                stats: *stats,
+                files: None,
+            };
+        }
+        let published = lock_published(&self.published).clone();
+        SegmentRead {
+            segment: Arc::clone(self),
+            stats: published.stats,
+            files: published.files,
+        }
+    }
+
+    fn publish(&self, stats: SegmentStats, files: Option<Arc<ActiveFiles>>) {
+        assert!(
+            self.sealed.get().is_none(),
+            "segment {} published after it was sealed",
+            self.base_offset
+        );
+        *lock_published(&self.published) = Published { stats, files };
+    }
+
+    /// Freezes the stats; from now on readers read the files by name.
+    fn seal(&self, stats: SegmentStats) {
+        *lock_published(&self.published) = Published { stats, files: None };
+        assert!(
+            self.sealed.set(stats).is_ok(),
+            "segment {} sealed twice",
+            self.base_offset
+        );
+    }
+}
+
+/// A handle one read goes through: a transient one of a sealed segment, or the active
+/// segment's, pinned.
+enum ReadHandle<'a> {
+    Transient(TransientFile<'a>),
+    Pinned(PinnedFile),
+}
+
+impl Deref for ReadHandle<'_> {
+    type Target = File;
+
+    fn deref(&self) -> &File {
+        match self {
+            ReadHandle::Transient(file) => file,
+            ReadHandle::Pinned(file) => file,
+        }
+    }
+}
+
+/// One segment as a reader sees it: its stats as of the moment it was taken, and the means to
+/// open its files. Reads never go past `stats`, whatever the writer appended since.
+#[derive(Debug, Clone)]
+pub(crate) struct SegmentRead {
+    segment: Arc<SharedSegment>,
+    pub(crate) stats: SegmentStats,
+    files: Option<Arc<ActiveFiles>>,
+}
+
+impl SegmentRead {
+    pub(crate) fn base_offset(&self) -> i64 {
+        self.segment.base_offset
+    }
+
+    /// Runs `f` on a handle of `which`. Holds no slot of the budget while `f` runs: the active
+    /// segment's handle is pinned, so the writer never waits for a reader's I/O.
+    fn with_file<R>(
+        &self,
+        budget: &Arc<FileBudget>,
+        which: SegmentFile,
+        f: impl FnOnce(IoFile<'_>) -> Result<R, StorageError>,
+    ) -> Result<R, StorageError> {
+        let io = &*self.segment.io;
+        let handle = match &self.files {
+            Some(files) => ReadHandle::Pinned(files.file(which).pin()?),
+            None => ReadHandle::Transient(budget.open_transient(
+                io,
+                &which.path(&self.segment.dir, self.base_offset()),
+                OpenMode::Read,
+            )?),
+        };
+        f(IoFile::new(io, &handle))
+    }
+
+    pub(crate) fn with_log<R>(
+        &self,
+        budget: &Arc<FileBudget>,
+        f: impl FnOnce(IoFile<'_>) -> Result<R, StorageError>,
+    ) -> Result<R, StorageError> {
+        self.with_file(budget, SegmentFile::Log, f)
+    }
+
+    pub(crate) fn with_time_index<R>(
+        &self,
+        budget: &Arc<FileBudget>,
+        f: impl FnOnce(IoFile<'_>) -> Result<R, StorageError>,
+    ) -> Result<R, StorageError> {
+        self.with_file(budget, SegmentFile::TimeIndex, f)
+    }
+
+    /// The `.log` handle, held past this call for a fetch response (`PinnedFile`).
+    pub(crate) fn pin_log(&self, budget: &Arc<FileBudget>) -> Result<PinnedFile, StorageError> {
+        Ok(match &self.files {
+            Some(files) => files.log.pin()?,
+            None => budget.pin_new(
+                &*self.segment.io,
+                &log_path(&self.segment.dir, self.base_offset()),
+            )?,
+        })
+    }
+
+    /// The backend to read a handle of this segment through.
+    pub(crate) fn io(&self) -> &dyn LogIo {
+        &*self.segment.io
+    }
+
+    /// File position to start scanning for `offset`, from the sparse offset index. A position
+    /// past the valid size (stale index) falls back to 0.
+    pub(crate) fn position_for(
+        &self,
+        budget: &Arc<FileBudget>,
+        offset: i64,
+    ) -> Result<u64, StorageError> {
+        if self.stats.offset_index_entries == 0 {
+            return Ok(0);
+        }
+        let relative = offset.saturating_sub(self.base_offset());
+        let position = self.with_file(budget, SegmentFile::OffsetIndex, |file| {
+            Ok(crate::index::lookup_position(
+                file,
+                self.stats.offset_index_entries,
+                relative,
+            )?)
+        })?;
+        Ok(if position < self.stats.size_bytes {
+            position
+        } else {
+            0
+        })
+    }
+}
+
+/// The writer's side of one segment (module docs).
 #[derive(Debug)]
 pub(crate) struct Segment {
-    pub(crate) dir: PathBuf,
-    /// The log's file backend, for the transient handles of an inactive segment.
-    pub(crate) io: Arc<dyn LogIo>,
+    /// What readers see of this segment; the writer publishes to it.
+    pub(crate) shared: Arc<SharedSegment>,
     pub(crate) base_offset: i64,
     /// Bytes of whole, valid batches; the file is never longer after recovery.
     pub(crate) size_bytes: u64,
@@ -135,15 +365,30 @@ pub(crate) struct Segment {
     pub(crate) offset_index_entries: u64,
     pub(crate) time_index_entries: u64,
     pub(crate) index: IndexBuilder,
-    /// `Some` only for the active segment.
-    pub(crate) files: Option<ActiveFiles>,
+    /// `Some` only for the active segment; shared with the readers of its publications.
+    pub(crate) files: Option<Arc<ActiveFiles>>,
 }
 
 impl Segment {
     pub(crate) fn empty(dir: &Path, base_offset: i64, io: &Arc<dyn LogIo>) -> Segment {
         Segment {
-            dir: dir.to_path_buf(),
-            io: Arc::clone(io),
+            shared: Arc::new(SharedSegment {
+                dir: dir.to_path_buf(),
+                io: Arc::clone(io),
+                base_offset,
+                published: Mutex::new(Published {
+                    stats: SegmentStats {
+                        size_bytes: 0,
+                        next_offset: base_offset,
+                        max_timestamp: -1,
+                        base_offset_of_max_timestamp: base_offset,
+                        offset_index_entries: 0,
+                        time_index_entries: 0,
+                    },
+                    files: None,
+                }),
+                sealed: OnceLock::new(),
+            }),
             base_offset,
             size_bytes: 0,
             next_offset: base_offset,
@@ -157,6 +402,30 @@ impl Segment {
             index: IndexBuilder::new(),
             files: None,
         }
+    }
+
+    pub(crate) fn stats(&self) -> SegmentStats {
+        SegmentStats {
+            size_bytes: self.size_bytes,
+            next_offset: self.next_offset,
+            max_timestamp: self.max_timestamp,
+            base_offset_of_max_timestamp: self.base_offset_of_max_timestamp,
+            offset_index_entries: self.offset_index_entries,
+            time_index_entries: self.time_index_entries,
+        }
+    }
+
+    /// Makes everything written to the active segment so far readable: called after an append
+    /// wrote its batches and index entries, never before.
+    pub(crate) fn publish(&self) {
+        self.shared.publish(self.stats(), self.files.clone());
+    }
+
+    /// Seals the segment for readers (final stats, no more budgeted handles) and gives the
+    /// writer's handles back to the budget; sealed segments are read through transient handles.
+    pub(crate) fn seal(&mut self) {
+        self.files = None;
+        self.shared.seal(self.stats());
     }
 
     pub(crate) fn append_state(&self) -> AppendState {
@@ -201,85 +470,6 @@ impl Segment {
     /// Offset relative to the base, which the roll rule keeps within `u32`.
     pub(crate) fn relative(&self, offset: i64) -> u32 {
         u32::try_from(offset.saturating_sub(self.base_offset)).unwrap_or(u32::MAX)
-    }
-
-    /// Runs `f` with a readable handle: the active segment's budgeted one, or a transient
-    /// read-only one. `f` must not use another file of this log: a thread holds one slot at a
-    /// time, which is what bounds the budget's overshoot (see `file_budget`).
-    pub(crate) fn with_log<R>(
-        &self,
-        budget: &FileBudget,
-        f: impl FnOnce(IoFile<'_>) -> Result<R, StorageError>,
-    ) -> Result<R, StorageError> {
-        match &self.files {
-            Some(files) => files.log.read_with(f),
-            None => with_transient(budget, &*self.io, &log_path(&self.dir, self.base_offset), f),
-        }
-    }
-
-    /// The `.log` handle, held past this call for a fetch response (`PinnedFile`).
-    pub(crate) fn pin_log(&self, budget: &Arc<FileBudget>) -> Result<PinnedFile, StorageError> {
-        Ok(match &self.files {
-            Some(files) => files.log.pin()?,
-            None => budget.pin_new(&*self.io, &log_path(&self.dir, self.base_offset))?,
-        })
-    }
-
-    pub(crate) fn with_offset_index<R>(
-        &self,
-        budget: &FileBudget,
-        f: impl FnOnce(IoFile<'_>) -> Result<R, StorageError>,
-    ) -> Result<R, StorageError> {
-        match &self.files {
-            Some(files) => files.offset_index.read_with(f),
-            None => with_transient(
-                budget,
-                &*self.io,
-                &offset_index_path(&self.dir, self.base_offset),
-                f,
-            ),
-        }
-    }
-
-    pub(crate) fn with_time_index<R>(
-        &self,
-        budget: &FileBudget,
-        f: impl FnOnce(IoFile<'_>) -> Result<R, StorageError>,
-    ) -> Result<R, StorageError> {
-        match &self.files {
-            Some(files) => files.time_index.read_with(f),
-            None => with_transient(
-                budget,
-                &*self.io,
-                &time_index_path(&self.dir, self.base_offset),
-                f,
-            ),
-        }
-    }
-
-    /// File position to start scanning for `offset`, from the sparse offset index. A position
-    /// past the valid size (stale index) falls back to 0.
-    pub(crate) fn position_for(
-        &self,
-        budget: &FileBudget,
-        offset: i64,
-    ) -> Result<u64, StorageError> {
-        if self.offset_index_entries == 0 {
-            return Ok(0);
-        }
-        let relative = offset.saturating_sub(self.base_offset);
-        let position = self.with_offset_index(budget, |file| {
-            Ok(crate::index::lookup_position(
-                file,
-                self.offset_index_entries,
-                relative,
-            )?)
-        })?;
-        Ok(if position < self.size_bytes {
-            position
-        } else {
-            0
-        })
     }
 
     /// Writes one index update (active segment only).

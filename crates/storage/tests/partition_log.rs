@@ -354,7 +354,10 @@ fn offset_for_timestamp_and_max_timestamp() {
             Some((51 * 4, 1510, 0))
         );
         assert_eq!(log.offset_for_timestamp(5000).unwrap(), None);
-        assert_eq!(log.max_timestamp_and_offset(), Some((79 * 4 + 3, 1793, 0)));
+        assert_eq!(
+            log.max_timestamp_and_offset().unwrap(),
+            Some((79 * 4 + 3, 1793, 0))
+        );
     };
     check(&log);
     log.close().unwrap();

@@ -61,11 +61,12 @@ pub fn handle(broker: &Broker, request: ListOffsetsRequest, version: i16) -> Lis
                             .with_offset(log.log_start_offset())
                             .with_leader_epoch(epoch),
                         MAX_TIMESTAMP => match log.max_timestamp_and_offset() {
-                            Some((offset, timestamp, batch_epoch)) => response
+                            Ok(Some((offset, timestamp, batch_epoch))) => response
                                 .with_timestamp(timestamp)
                                 .with_offset(offset)
                                 .with_leader_epoch(if version >= 4 { batch_epoch } else { -1 }),
-                            None => response,
+                            Ok(None) => response,
+                            Err(e) => response.with_error_code(storage_error_code(&e)),
                         },
                         // Remote storage is off: nothing is tiered or pending upload.
                         LATEST_TIERED | EARLIEST_PENDING_UPLOAD => response,
