@@ -41,7 +41,7 @@ pub enum StorageError {
     #[error("corrupt log: {0}")]
     Corrupt(String),
     /// A write or fsync failed earlier; the on-disk state is unknown, so the log refuses further
-    /// writes instead of guessing (reopen to recover).
+    /// writes and reads instead of guessing (reopen to recover).
     #[error("log is poisoned by an earlier i/o failure")]
     Poisoned,
 }

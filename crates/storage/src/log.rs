@@ -82,7 +82,7 @@ pub struct PartitionLog {
     epochs: EpochCache,
     /// What this log's readers share with it: the published offsets, segment list and epochs,
     /// the poisoned flag (set after a failed write or fsync: the disk state is unknown, so the
-    /// log refuses writes), the process's `FileBudget` (which caps the active-segment
+    /// log refuses writes and reads), the process's `FileBudget` (which caps the active-segment
     /// handles kept open and closes ours when others need room) and the `LogIo` every file
     /// operation goes through (`StdIo`, or a fault-injecting backend in tests).
     shared: Arc<LogShared>,
@@ -271,8 +271,8 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// Marks the log poisoned: the disk state is unknown, so it refuses writes until a reopen
-    /// recovers it.
+    /// Marks the log poisoned: the disk state is unknown, so it refuses writes and reads until
+    /// a reopen recovers it.
     fn poison(&self) {
         self.shared.poison();
     }

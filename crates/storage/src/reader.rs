@@ -29,8 +29,12 @@
 //!
 //! # What happens under a snapshot
 //!
-//! Appends and rolls: the snapshot keeps its end; a segment it knew as active is sealed with at
-//! least the bytes the snapshot knew of. Nothing else changes bytes a snapshot can read.
+//! - **Appends and rolls**: the snapshot keeps its end; a segment it knew as active is sealed
+//!   with at least the bytes the snapshot knew of.
+//! - **Poisoning**: new snapshots are refused with `Poisoned`. After a failed write or fsync the
+//!   page cache may no longer match the disk (Linux marks pages whose writeback failed clean
+//!   and may drop them, so a later read could bring back older bytes), so the log answers no
+//!   reads, as Kafka answers KAFKA_STORAGE_ERROR for an offline log directory.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -144,8 +148,11 @@ impl LogReader {
         LogReader { shared }
     }
 
-    /// A consistent view of the log as of now (module docs).
+    /// A consistent view of the log as of now (module docs). Refused once the log is poisoned.
     pub fn snapshot(&self) -> Result<LogSnapshot, StorageError> {
+        if self.shared.is_poisoned() {
+            return Err(StorageError::Poisoned);
+        }
         let view = self.shared.view();
         let offsets = self.shared.offsets.snapshot();
         let active = active_of(&view.segments).read();

@@ -105,22 +105,38 @@ fn files(dir: &Path, ext: &str) -> Vec<PathBuf> {
     found
 }
 
-/// After an append failed on an injected fault: the fault fired, and neither the log's offsets
-/// (locked or lock-free) nor its readers show anything of the failed append.
-fn assert_nothing_of_the_failed_append_shows(
-    io: &FaultyIo,
-    log: &PartitionLog,
-    leo: i64,
-    before: &[(i64, i64)],
-) {
+/// After an append failed on an injected fault: the fault fired, the log's offsets (locked or
+/// lock-free) show nothing of the failed append, and readers get nothing at all: the log is
+/// poisoned and no longer trusts its page cache, so every read is refused.
+fn assert_nothing_of_the_failed_append_shows(io: &FaultyIo, log: &PartitionLog, leo: i64) {
     assert_eq!(io.armed_faults(), 0, "the fault fired");
     assert_eq!(log.log_end_offset(), leo);
     assert_eq!(log.offsets().log_end_offset(), leo);
-    assert_eq!(batches(log), before);
-    assert!(log
-        .read_file_slice(leo, usize::MAX, i64::MAX, true)
-        .unwrap()
-        .is_none());
+    assert!(matches!(
+        log.reader().snapshot(),
+        Err(StorageError::Poisoned)
+    ));
+    assert!(matches!(
+        log.read(0, usize::MAX, leo, true),
+        Err(StorageError::Poisoned)
+    ));
+    assert!(matches!(
+        log.read_file_slice(0, usize::MAX, i64::MAX, true),
+        Err(StorageError::Poisoned)
+    ));
+}
+
+/// After the process died with a poisoned log (the page cache survives), the reopened log
+/// still holds every batch acknowledged before the failure, with its offsets.
+fn assert_acknowledged_batches_survive(
+    log: PartitionLog,
+    dir: &Path,
+    io: &Arc<FaultyIo>,
+    before: &[(i64, i64)],
+) {
+    drop(log);
+    let log = open(dir, io, ONE_SEGMENT);
+    assert_eq!(batches(&log)[..before.len()], before[..]);
 }
 
 fn is_errno(result: Result<impl std::fmt::Debug, StorageError>, errno: i32) -> bool {
@@ -180,11 +196,12 @@ fn enospc_on_the_log_write_fails_the_append_and_shows_readers_nothing_of_it() {
         log.append_as_leader(Bytes::from(request), LEADER_EPOCH, 0),
         ENOSPC
     ));
-    assert_nothing_of_the_failed_append_shows(&io, &log, leo, &before);
+    assert_nothing_of_the_failed_append_shows(&io, &log, leo);
     assert!(matches!(
         log.append_as_leader(Bytes::from(batch(1, 12)), LEADER_EPOCH, 0),
         Err(StorageError::Poisoned)
     ));
+    assert_acknowledged_batches_survive(log, &dir, &io, &before);
 }
 
 #[test]
@@ -205,9 +222,13 @@ fn enospc_on_an_index_write_fails_the_whole_append_and_shows_readers_nothing_of_
         log.append_as_leader(Bytes::from(request), LEADER_EPOCH, 0),
         ENOSPC
     ));
-    assert_nothing_of_the_failed_append_shows(&io, &log, leo, &before);
-    assert_eq!(log.offset_for_timestamp(1_100).unwrap(), None);
+    assert_nothing_of_the_failed_append_shows(&io, &log, leo);
+    assert!(matches!(
+        log.offset_for_timestamp(1_100),
+        Err(StorageError::Poisoned)
+    ));
     assert!(matches!(log.flush(), Err(StorageError::Poisoned)));
+    assert_acknowledged_batches_survive(log, &dir, &io, &before);
 }
 
 #[test]
@@ -224,13 +245,14 @@ fn a_failed_leader_epoch_checkpoint_fails_the_append_shows_readers_nothing_and_p
         log.append_as_leader(Bytes::from(batch(2, 10)), LEADER_EPOCH + 1, 0),
         ENOSPC
     ));
-    assert_nothing_of_the_failed_append_shows(&io, &log, leo, &before);
+    assert_nothing_of_the_failed_append_shows(&io, &log, leo);
     assert_eq!(log.latest_epoch(), Some(LEADER_EPOCH));
     assert!(matches!(
         log.append_as_leader(Bytes::from(batch(1, 11)), LEADER_EPOCH + 1, 0),
         Err(StorageError::Poisoned)
     ));
     assert!(matches!(log.flush(), Err(StorageError::Poisoned)));
+    assert_acknowledged_batches_survive(log, &dir, &io, &before);
 }
 
 #[test]
