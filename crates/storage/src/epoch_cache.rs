@@ -102,6 +102,35 @@ impl EpochCache {
         before != self.entries.len()
     }
 
+    /// Kafka's `truncateFromStart`: forget epochs that start at or before `start_offset`,
+    /// except that the last of them now starts at `start_offset` (the log start moved into
+    /// it). Returns whether the cache changed.
+    pub(crate) fn truncate_from_start(&mut self, start_offset: i64) -> bool {
+        let removed = self
+            .entries
+            .iter()
+            .take_while(|e| e.start_offset <= start_offset)
+            .count();
+        let Some(&last_removed) = removed.checked_sub(1).and_then(|i| self.entries.get(i)) else {
+            return false;
+        };
+        let first = EpochEntry {
+            epoch: last_removed.epoch,
+            start_offset,
+        };
+        if removed == 1 && last_removed == first {
+            return false;
+        }
+        self.entries.drain(..removed);
+        self.entries.insert(0, first);
+        true
+    }
+
+    /// Forgets every epoch (a log restarted empty, Kafka's `clearAndFlush` without the flush).
+    pub(crate) fn clear(&mut self) {
+        self.entries.clear();
+    }
+
     /// The epoch in force at `offset`.
     pub(crate) fn epoch_for_offset(&self, offset: i64) -> Option<i32> {
         epoch_for_offset(&self.entries, offset)
@@ -177,6 +206,34 @@ mod tests {
         assert_eq!(loaded.entries(), cache.entries());
         assert_eq!(loaded.epoch_for_offset(9), Some(0));
         assert_eq!(loaded.epoch_for_offset(10), Some(3));
+    }
+
+    #[test]
+    fn truncating_from_the_start_moves_the_first_epoch_to_the_new_start() {
+        // As Kafka's truncateFromStart: epochs wholly before the start go, the one in force there now starts at it.
+        let dir = tempfile::tempdir().unwrap();
+        let mut cache = EpochCache::load(&std_io(), dir.path());
+        for (epoch, start) in [(0, 0), (2, 10), (5, 20)] {
+            assert!(cache.assign(epoch, start));
+        }
+        assert!(!cache.truncate_from_start(0), "nothing before offset 0");
+        assert!(cache.truncate_from_start(15));
+        let starts: Vec<(i32, i64)> = cache
+            .entries()
+            .iter()
+            .map(|e| (e.epoch, e.start_offset))
+            .collect();
+        assert_eq!(starts, vec![(2, 15), (5, 20)]);
+        assert!(!cache.truncate_from_start(15), "already starts there");
+        assert!(cache.truncate_from_start(20));
+        assert_eq!(
+            cache.entries(),
+            &[EpochEntry {
+                epoch: 5,
+                start_offset: 20
+            }]
+        );
+        assert_eq!(cache.epoch_for_offset(19), None);
     }
 
     #[test]

@@ -300,15 +300,23 @@ impl FileBudget {
 }
 
 /// A segment file held open past the budget's control: by a fetch response until its bytes are
-/// on the socket (the broker sends them with `sendfile`), or by a reader for the length of one
-/// read of the active segment. It shares the handle of an open active segment; an eviction
-/// meanwhile drops only the budget's reference, so the descriptor closes when the pin is
-/// dropped. Pins are counted apart from the budget (`FileBudgetStats::pinned_files`): there is
-/// at most one response in flight per connection and one read per thread, so they are bounded
-/// by the connections and threads.
+/// on the socket (the broker sends them with `sendfile`), by a reader for the length of one
+/// read of the active segment, or by a deleted segment for the snapshots that still list it
+/// (`segment`). It shares the handle of an open active segment; an eviction meanwhile drops only
+/// the budget's reference, so the descriptor closes when the pin is dropped. Pins are counted
+/// apart from the budget (`FileBudgetStats::pinned_files`): there is at most one response in
+/// flight per connection and one read per thread, so they are bounded by the connections and
+/// threads, and retired segments by the snapshots alive when they were deleted.
 pub struct PinnedFile {
     file: Arc<File>,
     budget: Arc<FileBudget>,
+}
+
+impl PinnedFile {
+    /// Another pin of the same handle, counted on its own.
+    pub(crate) fn share(&self) -> PinnedFile {
+        self.budget.pin(Arc::clone(&self.file))
+    }
 }
 
 impl Deref for PinnedFile {

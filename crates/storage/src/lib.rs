@@ -10,6 +10,7 @@ mod file_budget;
 mod index;
 pub mod io;
 mod log;
+mod log_start;
 mod metadata;
 mod offsets;
 mod producer_state;

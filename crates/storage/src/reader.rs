@@ -7,7 +7,7 @@
 //!
 //! - The writer keeps a `View` (the segment list, each an `Arc<SharedSegment>`, and the
 //!   leader-epoch entries) behind a mutex, and replaces the whole `Arc<View>` when the list or
-//!   the epochs change: a roll or a new leader epoch. A snapshot clones
+//!   the epochs change: a roll, a deletion, a new leader epoch. A snapshot clones
 //!   the `Arc` under that mutex, O(1) and never across I/O. Appends do not touch it.
 //! - The log start offset, high watermark and log end offset come from `LogOffsets` (a seqlock
 //!   the writer publishes after every change).
@@ -15,8 +15,9 @@
 //!   writer publishes after an append has written its batches and index entries (`segment`).
 //!
 //! A snapshot takes the view, then the offsets, then the active segment's stats. The writer
-//! publishes in the opposite order (segment stats before the offsets that cover them), so a
-//! snapshot's stats cover at least its log end offset. A read never goes past the log end
+//! publishes in the opposite order (offsets before a new view; segment stats before the
+//! offsets that cover them), so a snapshot with a new view also has the offsets that go with
+//! it, and stats that cover at least its log end offset. A read never goes past the log end
 //! offset or the active size its snapshot was taken with, nor past the bound the caller gives
 //! (the high watermark, for a consumer).
 //!
@@ -31,6 +32,8 @@
 //!
 //! - **Appends and rolls**: the snapshot keeps its end; a segment it knew as active is sealed
 //!   with at least the bytes the snapshot knew of.
+//! - **Deleting segments** (retention, DeleteRecords): the writer retires a segment before it
+//!   deletes its files (`segment`), and the snapshot keeps reading the unlinked files.
 //! - **Poisoning**: new snapshots are refused with `Poisoned`. After a failed write or fsync the
 //!   page cache may no longer match the disk (Linux marks pages whose writeback failed clean
 //!   and may drop them, so a later read could bring back older bytes), so the log answers no
@@ -101,7 +104,8 @@ impl LogShared {
         Arc::clone(&lock_view(&self.view))
     }
 
-    /// Replaces the segment list, the epochs, or both.
+    /// Replaces the segment list, the epochs, or both. Callers publish new offsets first when
+    /// those change too (module docs).
     pub(crate) fn publish_view(
         &self,
         segments: Option<Arc<[Arc<SharedSegment>]>>,
@@ -357,17 +361,19 @@ impl LogSnapshot {
         Ok(None)
     }
 
-    /// ListOffsets by timestamp: the first record with timestamp >= `ts`, as
-    /// `(offset, timestamp, batch leader epoch)`. Record-precise for uncompressed batches;
-    /// for compressed batches (which we never decompress) it answers the batch's base offset
-    /// and max timestamp, so a consumer seeking there still sees every matching record.
+    /// ListOffsets by timestamp: the first record at or past the log start offset with
+    /// timestamp >= `ts`, as `(offset, timestamp, batch leader epoch)`. Record-precise for
+    /// uncompressed batches; for compressed batches (which we never decompress) it answers the
+    /// batch's base offset (or the log start, if later) and max timestamp, so a consumer
+    /// seeking there still sees every matching record.
     pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64, i32)>, StorageError> {
-        for index in 0..self.view.segments.len() {
+        let log_start_offset = self.offsets.log_start_offset;
+        for index in self.segment_index_for(log_start_offset)..self.view.segments.len() {
             let segment = self.segment(index);
             if segment.stats.max_timestamp < ts {
                 continue;
             }
-            let found = timestamp_in_segment(self.budget(), &segment, ts)?;
+            let found = timestamp_in_segment(self.budget(), &segment, ts, log_start_offset)?;
             if found.is_some() {
                 return Ok(found);
             }
@@ -519,11 +525,13 @@ fn slice_segment(
     })))
 }
 
-/// `offset_for_timestamp` in one segment whose max timestamp reaches `ts`.
+/// `offset_for_timestamp` in one segment whose max timestamp reaches `ts`, ignoring records
+/// below `log_start_offset` (Kafka's `findOffsetByTimestamp` with its starting offset).
 fn timestamp_in_segment(
     budget: &Arc<FileBudget>,
     segment: &SegmentRead,
     ts: i64,
+    log_start_offset: i64,
 ) -> Result<Option<(i64, i64, i32)>, StorageError> {
     let size_bytes = segment.stats.size_bytes;
     let start_offset = if segment.stats.time_index_entries > 0 {
@@ -540,14 +548,26 @@ fn timestamp_in_segment(
             })
     } else {
         segment.base_offset()
-    };
+    }
+    .max(log_start_offset);
     let mut position = segment.position_for(budget, start_offset)?;
     segment.with_log(budget, |file| {
         while position < size_bytes {
             let header = read_header_at(file, position, size_bytes)?;
             let size = header.size_bytes() as u64;
-            if header.max_timestamp >= ts {
-                return Ok(Some(refine_in_batch(file, position, &header, |t| t >= ts)));
+            if header.max_timestamp >= ts && header.last_offset() >= log_start_offset {
+                let fallback = (
+                    header.base_offset.max(log_start_offset),
+                    header.max_timestamp,
+                    header.partition_leader_epoch,
+                );
+                return Ok(Some(refine_in_batch(
+                    file,
+                    position,
+                    &header,
+                    fallback,
+                    |offset, t| t >= ts && offset >= log_start_offset,
+                )));
             }
             position += size;
         }
@@ -568,7 +588,18 @@ fn max_timestamp_in_segment(budget: &Arc<FileBudget>, segment: &SegmentRead) -> 
             while position < stats.size_bytes {
                 let header = read_header_at(file, position, stats.size_bytes)?;
                 if header.max_timestamp == max {
-                    return Ok(Some(refine_in_batch(file, position, &header, |t| t == max)));
+                    let batch_level = (
+                        header.base_offset,
+                        header.max_timestamp,
+                        header.partition_leader_epoch,
+                    );
+                    return Ok(Some(refine_in_batch(
+                        file,
+                        position,
+                        &header,
+                        batch_level,
+                        |_, t| t == max,
+                    )));
                 }
                 position += header.size_bytes() as u64;
             }
@@ -579,36 +610,34 @@ fn max_timestamp_in_segment(budget: &Arc<FileBudget>, segment: &SegmentRead) -> 
         .unwrap_or(fallback)
 }
 
-/// Reads the batch at `position` and returns its first record whose timestamp satisfies
-/// `wanted`; batch-level answer when the batch is compressed or unreadable.
+/// Reads the batch at `position` and returns its first record `wanted(offset, timestamp)`
+/// accepts; `batch_level` when the batch is compressed or unreadable, or when no record is
+/// accepted (a `LogAppendTime` batch, whose records keep their create times).
 fn refine_in_batch(
     file: IoFile<'_>,
     position: u64,
     header: &BatchHeader,
-    wanted: impl Fn(i64) -> bool,
+    batch_level: (i64, i64, i32),
+    wanted: impl Fn(i64, i64) -> bool,
 ) -> (i64, i64, i32) {
-    let fallback = (
-        header.base_offset,
-        header.max_timestamp,
-        header.partition_leader_epoch,
-    );
     if header.compression().ok() != Some(runnel_protocol::batch::Compression::None) {
-        return fallback;
+        return batch_level;
     }
     // The header's length was validated against the segment size by `read_header_at`.
     let mut buf = vec![0u8; header.size_bytes().max(BATCH_HEADER_LEN)];
     if file.read_exact_at(&mut buf, position).is_err() {
-        return fallback;
+        return batch_level;
     }
     let mut hit = None;
     let walked = for_each_record(&buf, |delta, ts| {
-        if hit.is_none() && wanted(ts) {
-            hit = Some((header.base_offset + i64::from(delta), ts));
+        let offset = header.base_offset + i64::from(delta);
+        if hit.is_none() && wanted(offset, ts) {
+            hit = Some((offset, ts));
         }
     });
     match (walked, hit) {
         (Ok(()), Some((offset, ts))) => (offset, ts, header.partition_leader_epoch),
-        _ => fallback,
+        _ => batch_level,
     }
 }
 

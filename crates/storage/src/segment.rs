@@ -16,6 +16,14 @@
 //! thousands of partitions cost at most the budget, not three descriptors each. A reader of the
 //! active segment pins the budgeted handle for the length of its I/O instead of holding the
 //! budget's slot, so the writer never waits behind a reader's `pread`.
+//!
+//! # Deleted segments
+//!
+//! Before the writer deletes a sealed segment (retention, DeleteRecords) it *retires* it: opens
+//! read-only handles to its three files and leaves them in the `SharedSegment`. A reader whose
+//! snapshot still lists the segment reads through those handles from then on, and Linux keeps
+//! an unlinked file's bytes for as long as a handle is open, so it finishes with the bytes it
+//! started with. The handles close when the last snapshot listing the segment is dropped.
 
 use std::fs::File;
 use std::io;
@@ -141,6 +149,12 @@ pub(crate) enum SegmentFile {
 }
 
 impl SegmentFile {
+    pub(crate) const ALL: [SegmentFile; 3] = [
+        SegmentFile::Log,
+        SegmentFile::OffsetIndex,
+        SegmentFile::TimeIndex,
+    ];
+
     pub(crate) fn path(self, dir: &Path, base_offset: i64) -> PathBuf {
         match self {
             SegmentFile::Log => log_path(dir, base_offset),
@@ -175,6 +189,9 @@ pub(crate) struct SharedSegment {
     /// The final stats, set once when the segment is sealed, so that readers of the (many)
     /// sealed segments take their stats without a lock.
     sealed: OnceLock<SegmentStats>,
+    /// Read-only handles opened just before the writer deleted the segment's files (module
+    /// docs); set at most once.
+    retired: OnceLock<RetiredFiles>,
 }
 
 #[derive(Debug, Clone)]
@@ -183,6 +200,24 @@ struct Published {
     /// `Some` while the segment is active: readers read through the budgeted handles the writer
     /// writes through, so a reader never opens a second descriptor for a hot file.
     files: Option<Arc<ActiveFiles>>,
+}
+
+/// A deleted segment's three files, held open for the snapshots that still list it.
+#[derive(Debug)]
+struct RetiredFiles {
+    log: PinnedFile,
+    offset_index: PinnedFile,
+    time_index: PinnedFile,
+}
+
+impl RetiredFiles {
+    fn share(&self, which: SegmentFile) -> PinnedFile {
+        match which {
+            SegmentFile::Log => self.log.share(),
+            SegmentFile::OffsetIndex => self.offset_index.share(),
+            SegmentFile::TimeIndex => self.time_index.share(),
+        }
+    }
 }
 
 fn lock_published(published: &Mutex<Published>) -> MutexGuard<'_, Published> {
@@ -222,7 +257,7 @@ impl SharedSegment {
         *lock_published(&self.published) = Published { stats, files };
     }
 
-    /// Freezes the stats; from now on readers read the files by name.
+    /// Freezes the stats; from now on readers read the files by name (or retired handles).
     fn seal(&self, stats: SegmentStats) {
         *lock_published(&self.published) = Published { stats, files: None };
         assert!(
@@ -231,10 +266,30 @@ impl SharedSegment {
             self.base_offset
         );
     }
+
+    /// Opens read-only handles to the three files so that snapshots still listing this segment
+    /// keep reading it after the writer deletes the files (module docs). The writer calls this
+    /// before it renames anything. A second call keeps the first handles.
+    pub(crate) fn retire(&self, budget: &Arc<FileBudget>) -> io::Result<()> {
+        if self.retired.get().is_some() {
+            return Ok(());
+        }
+        let open = |which: SegmentFile| {
+            budget.pin_new(&*self.io, &which.path(&self.dir, self.base_offset))
+        };
+        let retired = RetiredFiles {
+            log: open(SegmentFile::Log)?,
+            offset_index: open(SegmentFile::OffsetIndex)?,
+            time_index: open(SegmentFile::TimeIndex)?,
+        };
+        // Only the writer retires, one call at a time, so the cell is still empty.
+        let _ = self.retired.set(retired);
+        Ok(())
+    }
 }
 
-/// A handle one read goes through: a transient one of a sealed segment, or the active
-/// segment's, pinned.
+/// A handle one read goes through: a transient one of a sealed segment, or a shared one (the
+/// active segment's, or a retired segment's).
 enum ReadHandle<'a> {
     Transient(TransientFile<'a>),
     Pinned(PinnedFile),
@@ -265,6 +320,28 @@ impl SegmentRead {
         self.segment.base_offset
     }
 
+    /// Opens `which` for this read, preferring retired handles. The writer retires a segment
+    /// before it renames its files, so a file opened by name while `retired` was still empty is
+    /// this segment's file (and stays readable once unlinked); if `retired` is set by the time
+    /// the open returned, the name may already be gone or name another file, so the retired
+    /// handle is used instead. The system calls of the open and of the writer's rename order
+    /// the two checks as a fence would.
+    fn open<H>(
+        &self,
+        which: SegmentFile,
+        by_name: impl FnOnce() -> io::Result<H>,
+        retired: impl Fn(PinnedFile) -> H,
+    ) -> Result<H, StorageError> {
+        if let Some(files) = self.segment.retired.get() {
+            return Ok(retired(files.share(which)));
+        }
+        let opened = by_name();
+        if let Some(files) = self.segment.retired.get() {
+            return Ok(retired(files.share(which)));
+        }
+        Ok(opened?)
+    }
+
     /// Runs `f` on a handle of `which`. Holds no slot of the budget while `f` runs: the active
     /// segment's handle is pinned, so the writer never waits for a reader's I/O.
     fn with_file<R>(
@@ -274,14 +351,20 @@ impl SegmentRead {
         f: impl FnOnce(IoFile<'_>) -> Result<R, StorageError>,
     ) -> Result<R, StorageError> {
         let io = &*self.segment.io;
-        let handle = match &self.files {
-            Some(files) => ReadHandle::Pinned(files.file(which).pin()?),
-            None => ReadHandle::Transient(budget.open_transient(
-                io,
-                &which.path(&self.segment.dir, self.base_offset()),
-                OpenMode::Read,
-            )?),
-        };
+        let handle = self.open(
+            which,
+            || match &self.files {
+                Some(files) => files.file(which).pin().map(ReadHandle::Pinned),
+                None => budget
+                    .open_transient(
+                        io,
+                        &which.path(&self.segment.dir, self.base_offset()),
+                        OpenMode::Read,
+                    )
+                    .map(ReadHandle::Transient),
+            },
+            ReadHandle::Pinned,
+        )?;
         f(IoFile::new(io, &handle))
     }
 
@@ -303,13 +386,17 @@ impl SegmentRead {
 
     /// The `.log` handle, held past this call for a fetch response (`PinnedFile`).
     pub(crate) fn pin_log(&self, budget: &Arc<FileBudget>) -> Result<PinnedFile, StorageError> {
-        Ok(match &self.files {
-            Some(files) => files.log.pin()?,
-            None => budget.pin_new(
-                &*self.segment.io,
-                &log_path(&self.segment.dir, self.base_offset()),
-            )?,
-        })
+        self.open(
+            SegmentFile::Log,
+            || match &self.files {
+                Some(files) => files.log.pin(),
+                None => budget.pin_new(
+                    &*self.segment.io,
+                    &log_path(&self.segment.dir, self.base_offset()),
+                ),
+            },
+            |pinned| pinned,
+        )
     }
 
     /// The backend to read a handle of this segment through.
@@ -388,6 +475,7 @@ impl Segment {
                     files: None,
                 }),
                 sealed: OnceLock::new(),
+                retired: OnceLock::new(),
             }),
             base_offset,
             size_bytes: 0,

@@ -1,5 +1,5 @@
-//! `LogReader` and `LogSnapshot`: reads without the writer's lock, racing appends and rolls on
-//! other threads.
+//! `LogReader` and `LogSnapshot`: reads without the writer's lock, racing appends, rolls and
+//! retention on other threads.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use runnel_protocol::batch::BatchHeader;
 use runnel_protocol::fuzzing::{Choices, Xorshift};
-use runnel_storage::{FileBudget, LogConfig, LogReader, PartitionLog};
+use runnel_storage::{FileBudget, LogConfig, LogReader, PartitionLog, StorageError};
 
 mod support;
 
@@ -123,10 +123,82 @@ fn a_reader_answers_while_another_thread_holds_the_writer() {
 }
 
 #[test]
-fn snapshots_racing_appends_read_whole_batches_up_to_their_end() {
-    // Goal: while one thread appends (rolling segments), every snapshot of two reader threads
-    // reads whole, CRC-valid batches of exactly the records it was taken with, from any offset
-    // it knows up to its log end offset: nothing torn, nothing missing, nothing past its end.
+fn a_snapshot_keeps_reading_its_segments_after_a_roll_and_their_deletion() {
+    // Goal: a snapshot taken before rolls and a retention pass answers from exactly the bytes
+    // it saw, through the deleted segments' retired handles (its then-active segment included),
+    // and those descriptors close when the snapshot and its slices are gone.
+    let (_guard, root) = canonical_tempdir();
+    let dir = root.join("t-0");
+    // Three files: the snapshot's active segment is evicted by the next ones.
+    let mut log = open(&dir, FileBudget::new(3));
+    for _ in 0..30 {
+        append_one(&mut log, 0);
+    }
+    let reader = log.reader();
+    let before = reader.snapshot().unwrap();
+    let end = before.log_end_offset();
+    let seen = before.read(0, usize::MAX, end, false).unwrap();
+    check_batches(&seen, 0);
+    let bases = segment_bases(&dir);
+    assert!(bases.len() >= 4, "{bases:?}");
+    while segment_bases(&dir).len() < bases.len() + 2 {
+        append_one(&mut log, 0);
+    }
+    let leo = log.log_end_offset();
+    log.set_high_watermark(leo);
+    let deleted = log.delete_segments_before(leo).unwrap();
+    assert!(
+        deleted > bases.len(),
+        "every segment the snapshot knew went"
+    );
+    for base in &bases {
+        assert!(!dir.join(format!("{base:020}.log")).exists());
+    }
+    // Same bytes: all at once, batch by batch, as a file slice, and by timestamp.
+    assert_eq!(before.read(0, usize::MAX, end, false).unwrap(), seen);
+    for offset in 0..end {
+        check_batches(&before.read(offset, 1, end, true).unwrap(), offset);
+    }
+    let slice = before
+        .read_file_slice(0, usize::MAX, end, true)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        slice.read_to_bytes().unwrap(),
+        seen.slice(..slice.len),
+        "the slice of the first segment"
+    );
+    assert_eq!(
+        before
+            .offset_for_timestamp(timestamp_of(end - 1, 0))
+            .unwrap()
+            .map(|t| t.0),
+        Some(end - 1)
+    );
+    // A snapshot taken now starts past them.
+    assert!(matches!(
+        reader.snapshot().unwrap().read(0, 1, leo, true),
+        Err(StorageError::OffsetOutOfRange { .. })
+    ));
+    let unlinked = || {
+        descriptors_under(&dir)
+            .into_iter()
+            .filter(|d| d.ends_with("(deleted)"))
+            .count()
+    };
+    assert!(unlinked() > 0, "the snapshot reads unlinked files");
+    drop(before);
+    assert!(unlinked() > 0, "the slice still holds its file");
+    drop(slice);
+    assert_eq!(unlinked(), 0, "{:?}", descriptors_under(&dir));
+}
+
+#[test]
+fn snapshots_racing_appends_and_retention_read_whole_batches_up_to_their_end() {
+    // Goal: while one thread appends (rolling segments) and deletes old segments, every
+    // snapshot of two reader threads reads whole, CRC-valid batches of exactly the records it
+    // was taken with, from any offset it knows up to its log end offset: nothing torn, nothing
+    // missing, nothing past its end, and nothing lost to a deletion that came after it.
     const APPENDS: usize = 1_500;
     let (_guard, root) = canonical_tempdir();
     let mut log = open(&root.join("t-0"), FileBudget::new(6));
@@ -145,11 +217,21 @@ fn snapshots_racing_appends_read_whole_batches_up_to_their_end() {
                 let leo = log.log_end_offset();
                 log.set_high_watermark(leo);
             }
+            if i % 40 == 39 {
+                let hw = log.high_watermark();
+                log.delete_segments_before(hw - 30).unwrap();
+            }
+            if i % 97 == 96 {
+                let start = log.log_start_offset() + 3;
+                log.advance_log_start_offset(start.min(log.high_watermark()))
+                    .unwrap();
+            }
         }
         done.store(true, Ordering::Relaxed);
         readers.into_iter().map(|r| r.join().unwrap()).sum::<u64>()
     });
     assert!(reads > 100, "the readers ran alongside: {reads} reads");
+    assert!(log.log_start_offset() > 0, "retention ran");
 }
 
 /// Reads random ranges of fresh snapshots until `done`; returns how many it checked.
@@ -163,7 +245,7 @@ fn reader_loop(reader: &LogReader, done: &AtomicBool, seed: u64) -> u64 {
             continue;
         }
         let from = start + rng.below((end - start) as u64) as i64;
-        // Give the writer time to roll under the snapshot.
+        // Give the writer time to roll and delete under the snapshot.
         thread::yield_now();
         let bytes = snapshot.read(from, usize::MAX, end, false).unwrap();
         let headers = check_batches(&bytes, from);

@@ -53,3 +53,27 @@ pub fn split(bytes: &[u8]) -> Vec<BatchHeader> {
     }
     out
 }
+
+/// Base offsets of the segments in a partition directory, from the `.log` file names.
+pub fn segment_bases(dir: &std::path::Path) -> Vec<i64> {
+    let mut bases: Vec<i64> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            name.strip_suffix(".log")?.parse().ok()
+        })
+        .collect();
+    bases.sort_unstable();
+    bases
+}
+
+/// Descriptors of this process whose target lies under `dir`, the unlinked ones included
+/// (Linux shows those as `<path> (deleted)`).
+pub fn descriptors_under(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+        .filter(|target| target.starts_with(dir))
+        .map(|target| target.to_string_lossy().into_owned())
+        .collect()
+}

@@ -1,6 +1,9 @@
 //! `PartitionLog`: the writer of one partition's log: its segments, offsets, producer state and
-//! epoch cache. Appends, rolls and flushes go through it, behind whatever lock its owner keeps;
-//! reads go through a `LogReader` (see `reader`), which needs no lock at all.
+//! epoch cache. Appends, rolls, flushes and (in `truncate`) the deletion of old records go
+//! through it, behind whatever lock its owner keeps; reads go through a `LogReader` (see
+//! `reader`), which needs no lock at all.
+
+mod truncate;
 
 use std::collections::HashMap;
 use std::fs;
@@ -16,14 +19,13 @@ use runnel_protocol::batch::{
 use crate::epoch_cache::{EpochCache, CHECKPOINT_FILE};
 use crate::file_budget::{FileBudget, PinnedFile};
 use crate::io::{create_dir_all, remove_if_present, temp_path, LogIo, OpenMode, StdIo};
+use crate::log_start::{self, LOG_START_FILE};
 use crate::metadata::{self, PARTITION_METADATA_FILE};
 use crate::offsets::LogOffsets;
 use crate::producer_state::{check_and_update, ProducerStateManager};
 use crate::reader::{LogReader, LogShared};
 use crate::recovery::{load_segment, SegmentRole};
-use crate::segment::{
-    create_files, log_path, offset_index_path, time_index_path, ActiveFiles, Segment,
-};
+use crate::segment::{create_files, log_path, ActiveFiles, Segment, SegmentFile};
 use crate::{LogConfig, StorageError};
 
 /// Written by `close`, removed by `open`: its presence means the last run flushed everything
@@ -31,6 +33,9 @@ use crate::{LogConfig, StorageError};
 pub(crate) const CLEAN_SHUTDOWN_FILE: &str = ".runnel-clean-shutdown";
 /// Kafka keeps `segment.bytes` an int and index positions are u32; never grow past this.
 const SEGMENT_BYTES_MAX: u64 = i32::MAX as u64;
+/// Appended to the names of a deleted segment's files before they are removed, as Kafka does, so
+/// that a crash part-way through leaves names `open` recognises and removes.
+pub(crate) const DELETED_SUFFIX: &str = ".deleted";
 
 /// What an append did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,7 +79,8 @@ pub struct PartitionLog {
     config: LogConfig,
     /// Sorted by base offset; the last one is active. Never empty.
     segments: Vec<Segment>,
-    /// Log start offset; the first segment's base until retention exists.
+    /// The first offset readers may read: the first segment's base, or past it once
+    /// DeleteRecords moved it (`truncate`); persisted in `log-start-offset-checkpoint`.
     log_start_offset: i64,
     /// Set by the partition owner; `log_start <= hw <= leo` always.
     high_watermark: i64,
@@ -139,7 +145,7 @@ impl PartitionLog {
         let mut names_changed = false;
         // Temporary files a crash or a failure in `replace_file` left behind. Nothing reads them
         // (the file they were to replace holds its old or its new contents), so they go.
-        for name in [CHECKPOINT_FILE, PARTITION_METADATA_FILE] {
+        for name in [CHECKPOINT_FILE, PARTITION_METADATA_FILE, LOG_START_FILE] {
             names_changed |= remove_if_present(&*io, &temp_path(&dir.join(name)))?;
         }
         metadata::check_or_write(&*io, &dir, &topic_id)?;
@@ -150,9 +156,18 @@ impl PartitionLog {
             io.remove_file(&marker)?;
             sync_dir(&*io, &dir)?;
         }
-        let mut bases: Vec<i64> = fs::read_dir(&dir)?
+        let names: Vec<String> = fs::read_dir(&dir)?
             .filter_map(|e| e.ok())
-            .filter_map(|e| e.file_name().to_str().and_then(parse_log_file_name))
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        // Files of segments a deletion renamed but did not get to remove (Kafka's LogLoader
+        // removes them the same way).
+        for name in names.iter().filter(|n| n.ends_with(DELETED_SUFFIX)) {
+            names_changed |= remove_if_present(&*io, &dir.join(name))?;
+        }
+        let mut bases: Vec<i64> = names
+            .iter()
+            .filter_map(|name| parse_log_file_name(name))
             .collect();
         bases.sort_unstable();
         if bases.is_empty() {
@@ -178,27 +193,49 @@ impl PartitionLog {
                 // LogLoader: everything after the first invalid batch goes.
                 for &later in &bases[i + 1..] {
                     tracing::warn!(base_offset = later, "deleting segment after a corrupt one");
-                    for path in [
-                        log_path(&dir, later),
-                        offset_index_path(&dir, later),
-                        time_index_path(&dir, later),
-                    ] {
-                        remove_if_present(&*io, &path)?;
+                    for file in SegmentFile::ALL {
+                        remove_if_present(&*io, &file.path(&dir, later))?;
                     }
                 }
                 names_changed = true;
                 break;
             }
         }
+        // Kafka's LogLoader: the log starts at the checkpointed start offset or the first
+        // segment's base, whichever is later.
+        let first_base = segments.first().map_or(0, |s| s.base_offset);
+        let log_start_offset =
+            log_start::read(&*io, &dir).map_or(first_base, |c| c.max(first_base));
+        let leo = segments.last().map_or(0, |s| s.next_offset);
+        if log_start_offset > leo {
+            // Records up to the start were deleted, and the batches after them did not survive
+            // (a crash lost unflushed appends): as Kafka's LogLoader does, the log restarts
+            // empty at its start offset rather than reuse offsets below it.
+            tracing::warn!(
+                log_start_offset,
+                log_end_offset = leo,
+                "log ends before its start offset; starting it empty at the start offset"
+            );
+            for segment in &segments {
+                for file in SegmentFile::ALL {
+                    remove_if_present(&*io, &file.path(&dir, segment.base_offset))?;
+                }
+            }
+            create_files(&budget, &*io, &dir, log_start_offset)?;
+            segments = vec![Segment::empty(&dir, log_start_offset, &io)];
+            producers = ProducerStateManager::default();
+            epochs.clear();
+            names_changed = true;
+        }
         if names_changed {
             sync_dir(&*io, &dir)?;
         }
         let leo = segments.last().map_or(0, |s| s.next_offset);
         epochs.truncate_from_end(leo);
+        epochs.truncate_from_start(log_start_offset);
         if epochs.entries() != loaded_epochs.as_slice() {
             epochs.write()?;
         }
-        let log_start_offset = segments.first().map_or(0, |s| s.base_offset);
         let last_index = segments.len() - 1;
         for segment in &mut segments[..last_index] {
             segment.seal();
@@ -247,7 +284,7 @@ impl PartitionLog {
         );
     }
 
-    /// Gives readers the current segment list (after a roll, truncation or deletion).
+    /// Gives readers the current segment list (after a roll or a deletion).
     fn publish_segments(&self) {
         let segments = self
             .segments
