@@ -50,6 +50,9 @@ pub fn storage_error_code(e: &StorageError) -> i16 {
         | StorageError::Poisoned
         | StorageError::Corrupt(_)
         | StorageError::TopicIdMismatch => ResponseError::KafkaStorageError,
+        // A read that kept losing to truncations (replication): retriable, and the retry reads
+        // the truncated log.
+        StorageError::SnapshotStale => ResponseError::KafkaStorageError,
     }
     .code()
 }

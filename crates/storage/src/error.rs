@@ -44,4 +44,9 @@ pub enum StorageError {
     /// writes and reads instead of guessing (reopen to recover).
     #[error("log is poisoned by an earlier i/o failure")]
     Poisoned,
+    /// A read overlapped a truncation of the log, so what it read may come from files the
+    /// truncation was changing; it must be repeated on a new snapshot
+    /// (`LogReader::with_snapshot` does).
+    #[error("the log was truncated during the read")]
+    SnapshotStale,
 }

@@ -93,6 +93,50 @@ pub(crate) fn lookup_time(
     Ok(found)
 }
 
+/// How many of the first `entry_count` offset-index entries index batches that end before
+/// `relative_target` (entries are the batches' last offsets, increasing): the entries a
+/// truncation at `relative_target` keeps, as Kafka's `OffsetIndex.truncateTo`.
+pub(crate) fn offset_entries_below(
+    file: IoFile<'_>,
+    entry_count: u64,
+    relative_target: i64,
+) -> io::Result<u64> {
+    first_entry_at_or_past(entry_count, relative_target, |index| {
+        Ok(read_offset_entry(file, index)?.0)
+    })
+}
+
+/// Like `offset_entries_below`, for the time index, whose entries' offsets never decrease
+/// (Kafka's `TimeIndex.truncateTo`).
+pub(crate) fn time_entries_below(
+    file: IoFile<'_>,
+    entry_count: u64,
+    relative_target: i64,
+) -> io::Result<u64> {
+    first_entry_at_or_past(entry_count, relative_target, |index| {
+        Ok(read_time_entry(file, index)?.1)
+    })
+}
+
+/// The first of `entry_count` entries whose relative offset (`offset_of`, nondecreasing) is at
+/// or past `relative_target`; `entry_count` when none is.
+fn first_entry_at_or_past(
+    entry_count: u64,
+    relative_target: i64,
+    offset_of: impl Fn(u64) -> io::Result<u32>,
+) -> io::Result<u64> {
+    let (mut low, mut high) = (0u64, entry_count);
+    while low < high {
+        let mid = low + (high - low) / 2;
+        if i64::from(offset_of(mid)?) < relative_target {
+            low = mid + 1;
+        } else {
+            high = mid;
+        }
+    }
+    Ok(low)
+}
+
 /// Accumulates index entries while batches go by, with Kafka's rule from `LogSegment.append`
 /// and `LogSegment.recover`: an entry for a batch once more than `index.interval.bytes` were
 /// written since the last entry (so the first batch of a segment is never indexed).
@@ -186,5 +230,12 @@ mod tests {
         assert_eq!(lookup_time(tix, 100, 51).unwrap(), Some(5));
         assert_eq!(lookup_time(tix, 100, 150).unwrap(), Some(5));
         assert_eq!(lookup_time(tix, 100, i64::MAX).unwrap(), Some(995));
+        // Truncation counts: entries whose offset lies below the target.
+        assert_eq!(offset_entries_below(idx, 100, 5).unwrap(), 0);
+        assert_eq!(offset_entries_below(idx, 100, 6).unwrap(), 1);
+        assert_eq!(offset_entries_below(idx, 100, 15).unwrap(), 1);
+        assert_eq!(offset_entries_below(idx, 100, 10_000).unwrap(), 100);
+        assert_eq!(time_entries_below(tix, 100, 16).unwrap(), 2);
+        assert_eq!(time_entries_below(tix, 0, 16).unwrap(), 0);
     }
 }

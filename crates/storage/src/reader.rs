@@ -7,7 +7,7 @@
 //!
 //! - The writer keeps a `View` (the segment list, each an `Arc<SharedSegment>`, and the
 //!   leader-epoch entries) behind a mutex, and replaces the whole `Arc<View>` when the list or
-//!   the epochs change: a roll, a deletion, a new leader epoch. A snapshot clones
+//!   the epochs change: a roll, a truncation, a deletion, a new leader epoch. A snapshot clones
 //!   the `Arc` under that mutex, O(1) and never across I/O. Appends do not touch it.
 //! - The log start offset, high watermark and log end offset come from `LogOffsets` (a seqlock
 //!   the writer publishes after every change).
@@ -34,12 +34,19 @@
 //!   with at least the bytes the snapshot knew of.
 //! - **Deleting segments** (retention, DeleteRecords): the writer retires a segment before it
 //!   deletes its files (`segment`), and the snapshot keeps reading the unlinked files.
+//! - **Truncation** changes bytes in place. The writer publishes the truncated state first,
+//!   then bumps `truncations`, then changes the files; every read checks after its I/O that
+//!   `truncations` is what its snapshot saw and otherwise fails with `SnapshotStale`
+//!   (`LogReader::with_snapshot` then retries on a new snapshot). A read that passes the check
+//!   ran entirely before the writer touched a file. A `FileSlice` handed out before a
+//!   truncation is outside this: its bytes are sent later, as in Kafka, whose fetch path has the
+//!   same window; the broker must not truncate a log it is serving to consumers.
 //! - **Poisoning**: new snapshots are refused with `Poisoned`. After a failed write or fsync the
 //!   page cache may no longer match the disk (Linux marks pages whose writeback failed clean
 //!   and may drop them, so a later read could bring back older bytes), so the log answers no
 //!   reads, as Kafka answers KAFKA_STORAGE_ERROR for an offline log directory.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::{Bytes, BytesMut};
@@ -52,6 +59,11 @@ use crate::log::FileSlice;
 use crate::offsets::{LogOffsets, OffsetsSnapshot};
 use crate::segment::{read_header_at, SegmentRead, SharedSegment};
 use crate::{EpochEntry, StorageError};
+
+/// Snapshots `LogReader::with_snapshot` takes for one answer before it gives up with
+/// `SnapshotStale`. Each retry follows a truncation that overlapped the previous attempt, and a
+/// truncation is a rare, replication-driven event, so a second attempt all but always succeeds.
+const SNAPSHOT_ATTEMPTS_MAX: u32 = 4;
 
 /// What a snapshot reads: the segments, oldest first (the last one active), and the leader
 /// epochs. Replaced whole by the writer, never changed in place.
@@ -69,6 +81,9 @@ pub(crate) struct LogShared {
     pub(crate) io: Arc<dyn LogIo>,
     pub(crate) offsets: Arc<LogOffsets>,
     view: Mutex<Arc<View>>,
+    /// Bumped by the writer between publishing a truncated state and changing the files
+    /// (module docs); a read whose snapshot saw another value is discarded.
+    truncations: AtomicU64,
     /// Set once a write or fsync failed; never cleared (a reopen recovers).
     poisoned: AtomicBool,
     /// Base offset of the active segment, for callers deciding whether a read will reach the
@@ -95,6 +110,7 @@ impl LogShared {
             io,
             offsets,
             view: Mutex::new(Arc::new(View { segments, epochs })),
+            truncations: AtomicU64::new(0),
             poisoned: AtomicBool::new(false),
             active_base_offset: AtomicI64::new(active_base_offset),
         }
@@ -120,6 +136,12 @@ impl LogShared {
         drop(view);
         // The old view (and any segment only it held) is dropped outside the lock.
         drop(old);
+    }
+
+    /// Invalidates every snapshot taken so far; called after the truncated state is published
+    /// and before any file changes (module docs).
+    pub(crate) fn begin_truncation(&self) {
+        self.truncations.fetch_add(1, Ordering::SeqCst);
     }
 
     pub(crate) fn poison(&self) {
@@ -157,6 +179,7 @@ impl LogReader {
         if self.shared.is_poisoned() {
             return Err(StorageError::Poisoned);
         }
+        let truncations = self.shared.truncations.load(Ordering::SeqCst);
         let view = self.shared.view();
         let offsets = self.shared.offsets.snapshot();
         let active = active_of(&view.segments).read();
@@ -165,18 +188,27 @@ impl LogReader {
             view,
             offsets,
             active,
+            truncations,
         })
     }
 
-    /// Runs `read` on a snapshot taken now.
+    /// Runs `read` on a snapshot, and again on a new one when a truncation overlapped it
+    /// (`SnapshotStale`), at most `SNAPSHOT_ATTEMPTS_MAX` times.
     pub fn with_snapshot<R>(
         &self,
-        read: impl FnOnce(&LogSnapshot) -> Result<R, StorageError>,
+        mut read: impl FnMut(&LogSnapshot) -> Result<R, StorageError>,
     ) -> Result<R, StorageError> {
-        read(&self.snapshot()?)
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match read(&self.snapshot()?) {
+                Err(StorageError::SnapshotStale) if attempts < SNAPSHOT_ATTEMPTS_MAX => {}
+                result => return result,
+            }
+        }
     }
 
-    /// `LogSnapshot::read` on a snapshot taken now.
+    /// `LogSnapshot::read` on a fresh snapshot, retried as `with_snapshot` does.
     pub fn read(
         &self,
         fetch_offset: i64,
@@ -208,6 +240,8 @@ pub struct LogSnapshot {
     offsets: OffsetsSnapshot,
     /// The last segment of `view`, with the stats published when the snapshot was taken.
     active: SegmentRead,
+    /// `LogShared::truncations` when the snapshot was taken.
+    truncations: u64,
 }
 
 impl LogSnapshot {
@@ -261,6 +295,19 @@ impl LogSnapshot {
             .saturating_sub(1)
     }
 
+    /// Runs one read and discards its result if a truncation began meanwhile (module docs):
+    /// whatever it read, or failed to read, may then come from files the writer was changing.
+    fn checked<R>(
+        &self,
+        read: impl FnOnce() -> Result<R, StorageError>,
+    ) -> Result<R, StorageError> {
+        let result = read();
+        if self.shared.truncations.load(Ordering::SeqCst) != self.truncations {
+            return Err(StorageError::SnapshotStale);
+        }
+        result
+    }
+
     fn check_range(&self, fetch_offset: i64) -> Result<(), StorageError> {
         let OffsetsSnapshot {
             log_start_offset,
@@ -295,25 +342,27 @@ impl LogSnapshot {
         if fetch_offset >= max_offset {
             return Ok(out.freeze());
         }
-        for index in self.segment_index_for(fetch_offset)..self.view.segments.len() {
-            let segment = self.segment(index);
-            if segment.stats.size_bytes == 0 {
-                continue;
+        self.checked(|| {
+            for index in self.segment_index_for(fetch_offset)..self.view.segments.len() {
+                let segment = self.segment(index);
+                if segment.stats.size_bytes == 0 {
+                    continue;
+                }
+                let done = read_segment(
+                    self.budget(),
+                    &segment,
+                    &mut out,
+                    fetch_offset,
+                    max_bytes,
+                    max_offset,
+                    min_one_batch,
+                )?;
+                if done {
+                    break;
+                }
             }
-            let done = read_segment(
-                self.budget(),
-                &segment,
-                &mut out,
-                fetch_offset,
-                max_bytes,
-                max_offset,
-                min_one_batch,
-            )?;
-            if done {
-                break;
-            }
-        }
-        Ok(out.freeze())
+            Ok(out.freeze())
+        })
     }
 
     /// The stored bytes a Fetch returns, chosen as Kafka's `LogSegment.read` chooses them so the
@@ -339,26 +388,28 @@ impl LogSnapshot {
         if fetch_offset >= max_offset {
             return Ok(None);
         }
-        for index in self.segment_index_for(fetch_offset)..self.view.segments.len() {
-            let segment = self.segment(index);
-            if segment.base_offset() >= max_offset {
-                return Ok(None);
+        self.checked(|| {
+            for index in self.segment_index_for(fetch_offset)..self.view.segments.len() {
+                let segment = self.segment(index);
+                if segment.base_offset() >= max_offset {
+                    return Ok(None);
+                }
+                if segment.stats.size_bytes == 0 {
+                    continue;
+                }
+                if let Some(found) = slice_segment(
+                    self.budget(),
+                    &segment,
+                    fetch_offset,
+                    max_bytes,
+                    max_offset,
+                    min_one_batch,
+                )? {
+                    return Ok(found);
+                }
             }
-            if segment.stats.size_bytes == 0 {
-                continue;
-            }
-            if let Some(found) = slice_segment(
-                self.budget(),
-                &segment,
-                fetch_offset,
-                max_bytes,
-                max_offset,
-                min_one_batch,
-            )? {
-                return Ok(found);
-            }
-        }
-        Ok(None)
+            Ok(None)
+        })
     }
 
     /// ListOffsets by timestamp: the first record at or past the log start offset with
@@ -368,38 +419,42 @@ impl LogSnapshot {
     /// seeking there still sees every matching record.
     pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64, i32)>, StorageError> {
         let log_start_offset = self.offsets.log_start_offset;
-        for index in self.segment_index_for(log_start_offset)..self.view.segments.len() {
-            let segment = self.segment(index);
-            if segment.stats.max_timestamp < ts {
-                continue;
+        self.checked(|| {
+            for index in self.segment_index_for(log_start_offset)..self.view.segments.len() {
+                let segment = self.segment(index);
+                if segment.stats.max_timestamp < ts {
+                    continue;
+                }
+                let found = timestamp_in_segment(self.budget(), &segment, ts, log_start_offset)?;
+                if found.is_some() {
+                    return Ok(found);
+                }
             }
-            let found = timestamp_in_segment(self.budget(), &segment, ts, log_start_offset)?;
-            if found.is_some() {
-                return Ok(found);
-            }
-        }
-        Ok(None)
+            Ok(None)
+        })
     }
 
     /// ListOffsets MAX_TIMESTAMP: the record with the largest timestamp (the first such
     /// record; batch base offset for compressed batches), with its batch's leader epoch. A
     /// batch that cannot be read answers the segment's batch-level record of it.
     pub fn max_timestamp_and_offset(&self) -> Result<Option<(i64, i64, i32)>, StorageError> {
-        let mut best: Option<SegmentRead> = None;
-        for index in 0..self.view.segments.len() {
-            let s = self.segment(index);
-            if s.stats.max_timestamp >= 0
-                && best
-                    .as_ref()
-                    .is_none_or(|b| s.stats.max_timestamp > b.stats.max_timestamp)
-            {
-                best = Some(s);
+        self.checked(|| {
+            let mut best: Option<SegmentRead> = None;
+            for index in 0..self.view.segments.len() {
+                let s = self.segment(index);
+                if s.stats.max_timestamp >= 0
+                    && best
+                        .as_ref()
+                        .is_none_or(|b| s.stats.max_timestamp > b.stats.max_timestamp)
+                {
+                    best = Some(s);
+                }
             }
-        }
-        let Some(segment) = best else {
-            return Ok(None);
-        };
-        Ok(Some(max_timestamp_in_segment(self.budget(), &segment)))
+            let Some(segment) = best else {
+                return Ok(None);
+            };
+            Ok(Some(max_timestamp_in_segment(self.budget(), &segment)))
+        })
     }
 }
 
@@ -643,11 +698,11 @@ fn refine_in_batch(
 
 /// Walks batch headers from `position` (a batch start) and returns the first batch `stop`
 /// accepts with its position, or `None` at the end of the segment's valid bytes.
-fn scan_batches(
+pub(crate) fn scan_batches(
     file: IoFile<'_>,
     mut position: u64,
     size_bytes: u64,
-    stop: impl Fn(&BatchHeader) -> bool,
+    mut stop: impl FnMut(&BatchHeader) -> bool,
 ) -> Result<Option<(u64, BatchHeader)>, StorageError> {
     while position < size_bytes {
         let header = read_header_at(file, position, size_bytes)?;

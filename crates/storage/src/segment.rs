@@ -24,6 +24,8 @@
 //! snapshot still lists the segment reads through those handles from then on, and Linux keeps
 //! an unlinked file's bytes for as long as a handle is open, so it finishes with the bytes it
 //! started with. The handles close when the last snapshot listing the segment is dropped.
+//! Truncation is different: it changes bytes in place, so it invalidates snapshots instead
+//! (see `reader`).
 
 use std::fs::File;
 use std::io;
@@ -344,7 +346,7 @@ impl SegmentRead {
 
     /// Runs `f` on a handle of `which`. Holds no slot of the budget while `f` runs: the active
     /// segment's handle is pinned, so the writer never waits for a reader's I/O.
-    fn with_file<R>(
+    pub(crate) fn with_file<R>(
         &self,
         budget: &Arc<FileBudget>,
         which: SegmentFile,
@@ -514,6 +516,15 @@ impl Segment {
     pub(crate) fn seal(&mut self) {
         self.files = None;
         self.shared.seal(self.stats());
+    }
+
+    /// The segment as the writer itself reads it: with its current stats, published or not.
+    pub(crate) fn read(&self) -> SegmentRead {
+        SegmentRead {
+            segment: Arc::clone(&self.shared),
+            stats: self.stats(),
+            files: self.files.clone(),
+        }
     }
 
     pub(crate) fn append_state(&self) -> AppendState {

@@ -1,6 +1,6 @@
-//! `delete_segments_before` and `advance_log_start_offset` against a model of the log (a `Vec`
-//! of batches and its offsets and epochs), on the fault-injecting backend so that power losses
-//! can be part of a run, plus targeted checks of what the model leaves out.
+//! `truncate_to`, `delete_segments_before` and `advance_log_start_offset` against a model of
+//! the log (a `Vec` of batches and its offsets and epochs), on the fault-injecting backend so
+//! that power losses can be part of a run, plus targeted checks of what the model leaves out.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -15,8 +15,8 @@ mod support;
 
 use support::*;
 
-/// Small segments and dense indexes, so that rolls and deletions of several segments happen
-/// within a few hundred operations.
+/// Small segments and dense indexes, so that rolls, cuts inside indexed segments and deletions
+/// of several segments happen within a few hundred operations.
 fn config() -> LogConfig {
     LogConfig {
         segment_bytes: 700,
@@ -49,8 +49,8 @@ struct Model {
     hw: i64,
     leo: i64,
     epochs: Vec<(i32, i64)>,
-    /// Log end offset at the last flush: everything below survives a power loss (and so does
-    /// every sealed segment, which its roll fsynced).
+    /// Log end offset at the last flush or truncation: everything below survives a power loss
+    /// (and so does every sealed segment, which its roll fsynced).
     durable_leo: i64,
 }
 
@@ -74,6 +74,7 @@ impl Model {
 enum Op {
     Append { batches: usize },
     SetHw(i64),
+    Truncate(i64),
     DeleteBefore(i64),
     AdvanceStart(i64),
     Flush,
@@ -91,7 +92,11 @@ fn pick(rng: &mut Xorshift, m: &Model) -> Op {
         0..=49 => Op::Append {
             batches: 1 + rng.below(3) as usize,
         },
-        50..=64 => Op::SetHw(between(rng, m.hw.max(m.log_start), m.leo)),
+        50..=59 => Op::SetHw(between(rng, m.hw.max(m.log_start), m.leo)),
+        // Mostly near the end, as replication truncates; sometimes anywhere, below the first
+        // segment included.
+        60..=62 => Op::Truncate(between(rng, m.leo / 2, m.leo + 1)),
+        63..=64 => Op::Truncate(between(rng, 0, m.leo + 1)),
         65..=72 => Op::DeleteBefore(between(rng, m.log_start, m.leo + 1)),
         73..=80 => Op::AdvanceStart(between(rng, m.log_start.saturating_sub(1), m.hw + 1)),
         81..=88 => Op::Flush,
@@ -162,6 +167,25 @@ fn apply(
             log.set_high_watermark(hw);
             m.hw = hw;
         }
+        Op::Truncate(target) => {
+            log.truncate_to(target).unwrap();
+            if target >= m.leo {
+                return log;
+            }
+            if target < bases[0] {
+                m.batches.clear();
+                m.epochs.clear();
+                m.log_start = target;
+                m.leo = target;
+            } else {
+                m.batches.retain(|b| b.last < target);
+                m.leo = m.batches.last().map_or(bases[0], |b| b.last + 1);
+                m.epochs.retain(|e| e.1 < m.leo);
+            }
+            m.log_start = m.log_start.min(m.leo);
+            m.hw = m.hw.min(m.leo);
+            m.durable_leo = m.leo;
+        }
         Op::DeleteBefore(offset) => {
             let count = deletable(&bases, offset.min(m.hw));
             assert_eq!(log.delete_segments_before(offset).unwrap(), count);
@@ -201,7 +225,7 @@ fn apply(
             if matches!(op, Op::PowerLoss) {
                 io.crash().unwrap();
                 // Sealed segments were fsynced by their roll; the active one keeps what a
-                // flush made durable.
+                // flush or a truncation made durable.
                 let survives = m.durable_leo.max(bases[bases.len() - 1]);
                 m.batches.retain(|b| b.last < survives);
                 if survives < m.log_start {
@@ -334,9 +358,9 @@ fn check(log: &PartitionLog, m: &Model, rng: &mut Xorshift, context: &str) {
 
 #[test]
 fn removing_records_matches_a_model_across_restarts_and_power_loss() {
-    // Goal: random appends, retention, DeleteRecords, flushes, restarts and power losses leave
-    // exactly the batches, offsets and epochs a Vec model predicts; every failure names its
-    // seed and step.
+    // Goal: random appends, truncations (inside segments, at their bases, below the first one),
+    // retention, DeleteRecords, flushes, restarts and power losses leave exactly the batches,
+    // offsets and epochs a Vec model predicts; every failure names its seed and step.
     const SEEDS: u64 = 12;
     const STEPS: usize = 250;
     for seed in 1..=SEEDS {
@@ -362,6 +386,91 @@ fn removing_records_matches_a_model_across_restarts_and_power_loss() {
             "seed {seed}: the run rolled segments"
         );
     }
+}
+
+#[test]
+fn truncation_rebuilds_idempotent_producer_state() {
+    // Goal: after a truncation, a retry of a batch that stayed is still a duplicate with its
+    // offsets, the sequence continues after the last batch that stayed (a batch cut away may be
+    // sent again as new), and one past it is out of order.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    let io = FaultyIo::new();
+    let mut log = open(&dir, &io);
+    let producer = |seq: i32| Bytes::from(batch_for(2, 1_000 + i64::from(seq), 100, 7, 0, seq));
+    let mut offsets = Vec::new();
+    for seq in (0..20).step_by(2) {
+        let out = log.append_as_leader(producer(seq), 0, 0).unwrap();
+        offsets.push((out.base_offset, out.last_offset));
+    }
+    assert!(segment_bases(&dir).len() > 2, "segments rolled");
+    // Keep the batches of sequences 0..=9 (offsets 0..=9).
+    log.truncate_to(offsets[5].0).unwrap();
+    assert_eq!(log.log_end_offset(), 10);
+    let dup = log.append_as_leader(producer(6), 0, 0).unwrap();
+    assert!(dup.duplicate);
+    assert_eq!((dup.base_offset, dup.last_offset), offsets[3]);
+    assert!(matches!(
+        log.append_as_leader(producer(12), 0, 0),
+        Err(StorageError::OutOfOrderSequence { .. })
+    ));
+    let again = log.append_as_leader(producer(10), 0, 0).unwrap();
+    assert!(!again.duplicate);
+    assert_eq!((again.base_offset, again.last_offset), (10, 11));
+}
+
+#[test]
+fn a_truncation_is_durable_without_a_flush_and_deleted_files_leave_no_trace() {
+    // Goal: batches cut away by a truncation never come back after a power loss, later segments
+    // stay deleted, and neither `.deleted` files nor stale indexes survive a reopen.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    let io = FaultyIo::new();
+    let mut log = open(&dir, &io);
+    let mut m = Model::default();
+    let mut run = Run {
+        rng: Xorshift(99),
+        next_ts: 1_000,
+        epoch: 0,
+    };
+    run.append(&mut log, &mut m, 60);
+    log.flush().unwrap();
+    let bases = segment_bases(&dir);
+    assert!(bases.len() >= 4);
+    // A batch boundary inside a segment (past its first batch) that is not the first one.
+    let (cut, target) = (1..bases.len() - 1)
+        .find_map(|i| {
+            let inside = m
+                .batches
+                .iter()
+                .find(|b| b.base > bases[i] && b.base < bases[i + 1])?;
+            Some((i, inside.base))
+        })
+        .expect("a sealed segment of two batches or more");
+    log.truncate_to(target).unwrap();
+    assert_eq!(segment_bases(&dir), bases[..=cut].to_vec());
+    let leftovers: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".deleted"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    drop(log);
+    io.crash().unwrap();
+    let log = open(&dir, &io);
+    assert_eq!(log.log_end_offset(), target);
+    assert_eq!(segment_bases(&dir), bases[..=cut].to_vec());
+    let read: Vec<(i64, i64)> = split(&log.read(0, usize::MAX, target, false).unwrap())
+        .iter()
+        .map(|h| (h.base_offset, h.last_offset()))
+        .collect();
+    let kept: Vec<(i64, i64)> = m
+        .batches
+        .iter()
+        .filter(|b| b.last < target)
+        .map(|b| (b.base, b.last))
+        .collect();
+    assert_eq!(read, kept);
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! `PartitionLog`: the writer of one partition's log: its segments, offsets, producer state and
-//! epoch cache. Appends, rolls, flushes and (in `truncate`) the deletion of old records go
-//! through it, behind whatever lock its owner keeps; reads go through a `LogReader` (see
-//! `reader`), which needs no lock at all.
+//! epoch cache. Appends, rolls, flushes and (in `truncate`) truncation and deletion go through
+//! it, behind whatever lock its owner keeps; reads go through a `LogReader` (see `reader`),
+//! which needs no lock at all.
 
 mod truncate;
 
@@ -284,7 +284,7 @@ impl PartitionLog {
         );
     }
 
-    /// Gives readers the current segment list (after a roll or a deletion).
+    /// Gives readers the current segment list (after a roll, truncation or deletion).
     fn publish_segments(&self) {
         let segments = self
             .segments

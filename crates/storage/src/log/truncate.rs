@@ -1,30 +1,195 @@
-//! Removing records from the start of a log: `delete_segments_before` for retention and
-//! `advance_log_start_offset` for DeleteRecords, after Kafka's `UnifiedLog.deleteOldSegments`
-//! and `maybeIncrementLogStartOffset`.
+//! Removing records: from the end (`truncate_to`, which replication calls when a follower's log
+//! diverged from its leader's) and from the start (`delete_segments_before` for retention,
+//! `advance_log_start_offset` for DeleteRecords). After Kafka's `UnifiedLog.truncateTo`,
+//! `LocalLog.truncateTo`, `UnifiedLog.deleteOldSegments` and `maybeIncrementLogStartOffset`.
 //!
 //! Each runs in three phases:
 //!
-//! 1. **Plan**: the new log start offset is made durable (`log_start`) before anyone sees it.
+//! 1. **Plan**, reading only: what stays, and the new state of a segment cut in two. A failure
+//!    here changes nothing.
 //! 2. **Publish**: the writer's state changes in memory and readers get it, offsets first and
-//!    then the segment list (see `reader`).
-//! 3. **Files**: the deleted segments are retired for the snapshots still holding them (see
-//!    `segment`), then their three files are renamed `<name>.deleted`, the directory is
-//!    fsynced, and they are removed, as Kafka does; `open` removes what a crash left behind.
-//!    A failure here poisons the log: memory and disk disagree, and a reopen recovers from
-//!    what is on disk.
+//!    then the segment list (see `reader`). A truncation then invalidates older snapshots.
+//! 3. **Files**: renames, cuts, fsyncs, removals. A failure here poisons the log: memory and
+//!    disk disagree, and a reopen recovers from what is on disk.
+//!
+//! # Crash safety
+//!
+//! - A deleted segment's three files are renamed `<name>.deleted`, the directory is fsynced,
+//!   then they are removed, as Kafka does; `open` removes what a crash left behind.
+//! - `truncate_to` makes the removal of the later segments durable before it cuts the segment
+//!   holding the target. A crash in between leaves a prefix of the old log that is longer than
+//!   asked (replication truncates it again), never a cut segment followed by segments that
+//!   should have gone, which would be a hole in the offsets with stale records after it.
+//! - A new log start offset is checkpointed (`log_start`) before anyone sees it.
 
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::io::remove_if_present;
+use crate::index;
+use crate::io::{remove_if_present, OpenMode};
 use crate::log_start;
-use crate::segment::{Segment, SegmentFile};
+use crate::producer_state::ProducerStateManager;
+use crate::reader::scan_batches;
+use crate::segment::{create_files, ActiveFiles, Segment, SegmentFile, SegmentRead};
 use crate::StorageError;
 
 use super::{sync_dir, PartitionLog, DELETED_SUFFIX};
 
 impl PartitionLog {
+    /// Kafka's `UnifiedLog.truncateTo`: removes every batch whose last offset is at or past
+    /// `target_offset`. A batch holding the target goes whole, so the log then ends at or below
+    /// it. Segments starting past the target are deleted, the one holding it is cut at the
+    /// batch boundary (with its indexes) and becomes the active segment; producer state is
+    /// rebuilt from the batches that stay (we keep no producer snapshots, so this reads every
+    /// batch header, as `open` does), leader epochs starting at or past the new end are
+    /// forgotten, and the high watermark and log start offset come down to the new end if they
+    /// were past it. A target below the first segment empties the log, which restarts at the
+    /// target. A target at or past the log end changes nothing.
+    ///
+    /// Snapshots taken before the call fail their next read with `SnapshotStale`
+    /// (`LogReader::with_snapshot` retries on a new one).
+    ///
+    /// # Panics
+    /// On a negative target: the caller computes it from offsets, so that is our bug.
+    pub fn truncate_to(&mut self, target_offset: i64) -> Result<(), StorageError> {
+        self.check_writable()?;
+        assert!(
+            target_offset >= 0,
+            "truncation to a negative offset {target_offset}"
+        );
+        if target_offset >= self.log_end_offset() {
+            return Ok(());
+        }
+        if target_offset < self.segments[0].base_offset {
+            return self.truncate_fully_and_start_at(target_offset);
+        }
+        let containing = self
+            .segments
+            .partition_point(|s| s.base_offset <= target_offset)
+            - 1;
+
+        // 1. Plan: producer state from every batch that stays, and the cut.
+        let mut producers = ProducerStateManager::default();
+        for segment in &self.segments[..containing] {
+            replay_batches(&segment.read(), self.budget(), &mut producers)?;
+        }
+        let mut segment = plan_cut(
+            &self.segments[containing],
+            self.budget(),
+            &self.dir,
+            self.io(),
+            target_offset,
+            &mut producers,
+        )?;
+
+        // 2. Publish.
+        let mut removed: Vec<Segment> = self.segments.drain(containing..).collect();
+        let old_containing = removed.remove(0);
+        // The cut below fsyncs all three files, whatever was written to them before.
+        segment.files = Some(Arc::new(ActiveFiles::new(
+            self.budget(),
+            self.io(),
+            &self.dir,
+            segment.base_offset,
+            false,
+        )));
+        segment.publish();
+        let cut_stats = segment.stats();
+        self.segments.push(segment);
+        let leo = self.log_end_offset();
+        let log_start_moved = self.log_start_offset > leo;
+        self.log_start_offset = self.log_start_offset.min(leo);
+        self.high_watermark = self.high_watermark.min(leo);
+        self.producers = producers;
+        let epochs_changed = self.epochs.truncate_from_end(leo);
+        self.validate();
+        self.publish_segments();
+        if epochs_changed {
+            self.publish_epochs();
+        }
+        self.shared.begin_truncation();
+        drop(old_containing);
+
+        // 3. Files.
+        let result = (|| {
+            if log_start_moved {
+                log_start::write(&**self.io(), &self.dir, self.log_start_offset)?;
+            }
+            if !removed.is_empty() {
+                self.rename_deleted(&removed)?;
+                sync_dir(&**self.io(), &self.dir)?;
+            }
+            let base_offset = self.active_base_offset();
+            for (file, size_bytes) in [
+                (SegmentFile::Log, cut_stats.size_bytes),
+                (
+                    SegmentFile::OffsetIndex,
+                    cut_stats.offset_index_entries * index::OFFSET_ENTRY_BYTES,
+                ),
+                (
+                    SegmentFile::TimeIndex,
+                    cut_stats.time_index_entries * index::TIME_ENTRY_BYTES,
+                ),
+            ] {
+                self.cut_file(&file.path(&self.dir, base_offset), size_bytes)?;
+            }
+            if epochs_changed {
+                self.epochs.write()?;
+            }
+            self.remove_deleted(&removed)?;
+            Ok(())
+        })();
+        if result.is_err() {
+            self.poison();
+        }
+        result
+    }
+
+    /// Kafka's `truncateFullyAndStartAt`: every segment goes and the log restarts empty at
+    /// `offset`, which becomes its start, high watermark and end.
+    fn truncate_fully_and_start_at(&mut self, offset: i64) -> Result<(), StorageError> {
+        // 2. Publish (nothing to plan). The new segment's files are created in phase 3; no
+        // reader opens the files of an empty segment.
+        let removed: Vec<Segment> = self.segments.drain(..).collect();
+        let mut segment = Segment::empty(&self.dir, offset, self.io());
+        segment.files = Some(Arc::new(ActiveFiles::new(
+            self.budget(),
+            self.io(),
+            &self.dir,
+            offset,
+            false,
+        )));
+        segment.publish();
+        self.segments.push(segment);
+        self.log_start_offset = offset;
+        self.high_watermark = offset;
+        self.producers = ProducerStateManager::default();
+        self.epochs.clear();
+        self.validate();
+        self.publish_segments();
+        self.publish_epochs();
+        self.shared.begin_truncation();
+
+        // 3. Files. The start first: a crash after it finds either the old segments (which
+        // start past `offset`, so the checkpoint does not apply) or none (and restarts the
+        // log at the checkpointed start).
+        let result = (|| {
+            log_start::write(&**self.io(), &self.dir, offset)?;
+            self.rename_deleted(&removed)?;
+            sync_dir(&**self.io(), &self.dir)?;
+            create_files(self.budget(), &**self.io(), &self.dir, offset)?;
+            sync_dir(&**self.io(), &self.dir)?;
+            self.epochs.write()?;
+            self.remove_deleted(&removed)?;
+            Ok(())
+        })();
+        if result.is_err() {
+            self.poison();
+        }
+        result
+    }
+
     /// Retention (Kafka's `deleteOldSegments`): deletes every sealed segment whose records all
     /// lie below `offset` and below the high watermark, oldest first; the active segment never
     /// goes. The log start offset moves to the first remaining segment's base if it was below.
@@ -130,6 +295,10 @@ impl PartitionLog {
         result
     }
 
+    fn active_base_offset(&self) -> i64 {
+        self.segments[self.segments.len() - 1].base_offset
+    }
+
     /// Renames every file of `segments` to `<name>.deleted`; durable after the directory fsync.
     fn rename_deleted(&self, segments: &[Segment]) -> io::Result<()> {
         for segment in segments {
@@ -157,10 +326,91 @@ impl PartitionLog {
         }
         Ok(())
     }
+
+    /// Cuts a file of the segment being truncated to `size_bytes`, durably.
+    fn cut_file(&self, path: &Path, size_bytes: u64) -> io::Result<()> {
+        let file = self
+            .budget()
+            .open_transient(&**self.io(), path, OpenMode::ReadWrite)?;
+        self.io().set_len(&file, size_bytes)?;
+        self.io().sync_data(&file)
+    }
 }
 
 fn deleted_path(path: &Path) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(DELETED_SUFFIX);
     PathBuf::from(name)
+}
+
+/// Feeds every batch header of a segment to `producers`, as recovery does.
+fn replay_batches(
+    segment: &SegmentRead,
+    budget: &Arc<crate::FileBudget>,
+    producers: &mut ProducerStateManager,
+) -> Result<(), StorageError> {
+    let size_bytes = segment.stats.size_bytes;
+    segment.with_log(budget, |file| {
+        scan_batches(file, 0, size_bytes, |header| {
+            producers.replay(header);
+            false
+        })?;
+        Ok(())
+    })
+}
+
+/// Works out how truncating at `target_offset` cuts `old`, the segment holding it: the batches
+/// that end below the target stay (and feed `producers`), and the indexes keep the entries
+/// that point at them. Reads only; the result is the segment's state after the cut, with a new
+/// shared side (snapshots taken before keep the old one).
+fn plan_cut(
+    old: &Segment,
+    budget: &Arc<crate::FileBudget>,
+    dir: &Path,
+    io: &Arc<dyn crate::io::LogIo>,
+    target_offset: i64,
+    producers: &mut ProducerStateManager,
+) -> Result<Segment, StorageError> {
+    let read = old.read();
+    let mut segment = Segment::empty(dir, old.base_offset, io);
+    read.with_log(budget, |file| {
+        scan_batches(file, 0, read.stats.size_bytes, |header| {
+            if header.last_offset() >= target_offset {
+                return true;
+            }
+            segment.note_batch(header);
+            producers.replay(header);
+            segment.size_bytes += header.size_bytes() as u64;
+            false
+        })?;
+        Ok(())
+    })?;
+    let relative_target = target_offset - old.base_offset;
+    if read.stats.offset_index_entries > 0 {
+        segment.offset_index_entries =
+            read.with_file(budget, SegmentFile::OffsetIndex, |file| {
+                Ok(index::offset_entries_below(
+                    file,
+                    read.stats.offset_index_entries,
+                    relative_target,
+                )?)
+            })?;
+    }
+    if read.stats.time_index_entries > 0 {
+        let (entries, last_timestamp) = read.with_file(budget, SegmentFile::TimeIndex, |file| {
+            let entries =
+                index::time_entries_below(file, read.stats.time_index_entries, relative_target)?;
+            let last_timestamp = match entries.checked_sub(1) {
+                Some(last) => index::read_time_entry(file, last)?.0,
+                None => -1,
+            };
+            Ok((entries, last_timestamp))
+        })?;
+        segment.time_index_entries = entries;
+        // New time entries must exceed the last one kept.
+        segment.index.last_time_entry_timestamp = last_timestamp;
+    }
+    // As Kafka's `LogSegment.truncateTo`, the next index entry waits a full interval.
+    segment.index.bytes_since_last_entry = 0;
+    Ok(segment)
 }
