@@ -190,9 +190,12 @@ impl<S: CoordinatorShard> CoordinatorRuntime<S> {
         let mut engine = (self.new_shard)(partition, image);
         let mut records = 0u64;
         {
-            let log = log_partition.lock_log();
-            let mut offset = log.log_start_offset();
-            let end = log.high_watermark();
+            // Through the reader: appends to the partition (of shards already loaded) go on
+            // while this one replays. The end is the high watermark when the load began.
+            let log = log_partition.reader();
+            let offsets = log.offsets().snapshot();
+            let mut offset = offsets.log_start_offset;
+            let end = offsets.high_watermark;
             while offset < end {
                 let bytes = log.read(offset, REPLAY_READ_BYTES, end, true)?;
                 if bytes.is_empty() {

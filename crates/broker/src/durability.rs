@@ -5,7 +5,9 @@
 //! # Why the flusher appends
 //!
 //! `PartitionLog::flush` needs the partition's log lock for the whole fsync, so no append can
-//! land while an fsync runs. If producers appended themselves, a producer arriving during an
+//! land while an fsync runs. (Reads do not take that lock: fetches, ListOffsets and coordinator
+//! loads read through the partition's `LogReader`, bounded by the high watermark, so an fsync
+//! never delays them.) If producers appended themselves, a producer arriving during an
 //! fsync would either block an async worker on that lock or, woken after it, race the next
 //! flusher and usually miss its round. So a producer only *queues* its batch (a short critical
 //! section on this module's own mutex) and awaits the outcome; the flusher takes everything

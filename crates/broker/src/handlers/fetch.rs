@@ -2,13 +2,16 @@
 //! deadline.
 //!
 //! Records are not read here. Each partition's answer is a range of a segment file
-//! (`PartitionLog::read_file_slice`, chosen as Kafka chooses it), and the response carries a
+//! (`LogSnapshot::read_file_slice`, chosen as Kafka chooses it), and the response carries a
 //! placeholder of that length in its records field; the connection encodes the frame around the
 //! placeholders and `sendfile`s the ranges into the socket (`runnel_protocol::splice`), so record
 //! bytes never pass through user space. `materialize` reads them instead when that is off.
 //!
 //! KIP-227 fetch sessions (`fetch_session`) decide which partitions are read (an incremental
 //! request lists only changes) and which are answered (only partitions with news).
+//!
+//! Partitions are read through their `LogReader`, never under the append lock, so a fetch does
+//! not wait for an append or a group-commit fsync.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -23,7 +26,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use runnel_protocol::splice;
-use runnel_storage::FileSlice;
+use runnel_storage::{FileSlice, StorageError};
 
 use crate::errors::storage_error_code;
 use crate::fetch_session::{PartitionOutcome, Resolved, SessionRequest, TopicKey};
@@ -284,34 +287,43 @@ fn read_all(
             continue;
         };
         let _ = w.current_leader_epoch;
-        let log = partition.lock_log();
-        let hw = log.high_watermark();
-        let base = base
-            .with_high_watermark(hw)
-            // No transactions yet: everything below the HW is stable.
-            .with_last_stable_offset(hw)
-            .with_log_start_offset(log.log_start_offset());
         // KIP-74: the first partition that has data returns at least one whole batch, even one
         // larger than the limits, so a consumer can always make progress.
         let partition_limit = usize::try_from(w.partition_max_bytes).unwrap_or(0);
         let limit = partition_limit.min(max_bytes.saturating_sub(total));
-        let read = log
-            .read_file_slice(w.fetch_offset, limit, hw, total == 0)
-            .and_then(|slice| {
-                let Some(slice) = slice else {
-                    return Ok(Bytes::new());
-                };
-                total += slice.len;
-                match splice::placeholder(slice.len) {
-                    Some(placeholder) => {
-                        slices.push(slice);
-                        Ok(placeholder)
-                    }
-                    // Larger than any hole: read it (never for answers within fetch.max.bytes).
-                    None => slice.read_to_bytes(),
+        // One snapshot answers the offsets and the records alike, without the append lock. A
+        // refused read still reports the offsets it was refused against.
+        let read = partition.reader().with_snapshot(|log| {
+            let hw = log.high_watermark();
+            match log.read_file_slice(w.fetch_offset, limit, hw, total == 0) {
+                Err(StorageError::SnapshotStale) => Err(StorageError::SnapshotStale),
+                slice => Ok((hw, log.log_start_offset(), slice)),
+            }
+        });
+        let (base, slice) = match read {
+            Ok((hw, log_start_offset, slice)) => (
+                base.with_high_watermark(hw)
+                    // No transactions yet: everything below the HW is stable.
+                    .with_last_stable_offset(hw)
+                    .with_log_start_offset(log_start_offset),
+                slice,
+            ),
+            Err(e) => (base, Err(e)),
+        };
+        let read = slice.and_then(|slice| {
+            let Some(slice) = slice else {
+                return Ok(Bytes::new());
+            };
+            total += slice.len;
+            match splice::placeholder(slice.len) {
+                Some(placeholder) => {
+                    slices.push(slice);
+                    Ok(placeholder)
                 }
-            });
-        drop(log);
+                // Larger than any hole: read it (never for answers within fetch.max.bytes).
+                None => slice.read_to_bytes(),
+            }
+        });
         match read {
             Ok(records) => {
                 out.push(base.with_error_code(0).with_records(Some(records)));
@@ -328,6 +340,90 @@ fn read_all(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
+    use std::sync::mpsc;
+
+    use crate::replica::{AppendOrigin, AppendWait};
+    use runnel_protocol::batch::{encode_uncompressed_batch, BatchSpec, RecordSpec};
+
+    /// Bounds the waits below, so a fetch stuck behind a lock fails the test with a message
+    /// instead of hanging it.
+    const WAIT_MAX: Duration = Duration::from_secs(10);
+
+    fn batch() -> Bytes {
+        encode_uncompressed_batch(&BatchSpec {
+            base_timestamp: 1,
+            records: vec![RecordSpec {
+                timestamp_delta: 0,
+                key: None,
+                value: Some(b"value"),
+                headers: vec![],
+            }],
+            ..Default::default()
+        })
+        .into()
+    }
+
+    // Proves a fetch reads a partition while another thread holds its append lock (as an
+    // append does, or a group-commit round for its fsync): it answers from the partition's
+    // reader. Before the reader split the fetch waited for that lock, and the bounded wait
+    // below failed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_fetch_reads_while_another_thread_holds_the_append_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::config::BrokerConfig {
+            data_dir: dir.path().to_path_buf(),
+            ..Default::default()
+        };
+        let broker = Broker::open(config, ("localhost".into(), 9092)).unwrap();
+        let topic = broker
+            .create_topic("t", 1, 1, BTreeMap::new(), false)
+            .unwrap();
+        let partition = broker.partition(&topic.topic_id, 0).unwrap();
+        for _ in 0..3 {
+            let appended = broker
+                .replicas
+                .append_records(&partition, AppendOrigin::Client, 1, batch())
+                .unwrap();
+            assert!(matches!(appended, AppendWait::Done(Ok(_))));
+        }
+        let (held, held_rx) = mpsc::channel();
+        let (release, release_rx) = mpsc::channel::<()>();
+        let holder = {
+            let partition = Arc::clone(&partition);
+            std::thread::spawn(move || {
+                let _writer = partition.lock_log();
+                held.send(()).unwrap();
+                release_rx.recv_timeout(WAIT_MAX).ok();
+            })
+        };
+        held_rx.recv_timeout(WAIT_MAX).unwrap();
+        let wanted = vec![Wanted {
+            partition_index: 0,
+            partition: Some(Arc::clone(&partition)),
+            error: None,
+            current_leader_epoch: -1,
+            fetch_offset: 1,
+            partition_max_bytes: 1 << 20,
+        }];
+        let (answer, answer_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let (data, slices, bytes, any_error) = read_all(&wanted, 1 << 20, false);
+            answer.send((data, slices, bytes, any_error)).unwrap();
+        });
+        let answered = answer_rx.recv_timeout(WAIT_MAX);
+        release.send(()).unwrap();
+        holder.join().unwrap();
+        let (data, slices, bytes, any_error) =
+            answered.expect("the fetch waited for the append lock");
+        assert!(!any_error, "{data:?}");
+        assert_eq!((data[0].high_watermark, data[0].log_start_offset), (3, 0));
+        assert_eq!(slices.len(), 1);
+        let records = slices[0].read_to_bytes().unwrap();
+        assert_eq!(records.len(), bytes);
+        let header = runnel_protocol::batch::BatchHeader::parse(&records).unwrap();
+        assert_eq!(header.base_offset, 1, "from the fetch offset");
+    }
 
     // Proves a fetch answer whose placeholders outnumber its file slices (our bug: `handle`
     // makes one slice per placeholder) asserts instead of being answered as a storage error.

@@ -44,7 +44,11 @@ pub fn handle(broker: &Broker, request: ListOffsetsRequest, version: i16) -> Lis
                     {
                         return response.with_error_code(code);
                     }
-                    let log = partition.lock_log();
+                    // A snapshot, not the append lock: the answer waits for no append or fsync.
+                    let log = match partition.reader().snapshot() {
+                        Ok(log) => log,
+                        Err(e) => return response.with_error_code(storage_error_code(&e)),
+                    };
                     // Leader epochs are reported from v4; earlier versions must keep -1.
                     let epoch = if version >= 4 {
                         log.latest_epoch().unwrap_or(partition.leader_epoch)
@@ -94,4 +98,94 @@ pub fn handle(broker: &Broker, request: ListOffsetsRequest, version: i16) -> Lis
         })
         .collect();
     ListOffsetsResponse::default().with_topics(topics)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    use kafka_protocol::messages::TopicName;
+    use kafka_protocol::protocol::StrBytes;
+    use runnel_protocol::batch::{encode_uncompressed_batch, BatchSpec, RecordSpec};
+
+    use crate::replica::{AppendOrigin, AppendWait};
+
+    /// Bounds the wait below, so an answer stuck behind a lock fails the test with a message.
+    const WAIT_MAX: Duration = Duration::from_secs(10);
+
+    // Proves ListOffsets answers (latest, earliest, max timestamp, by timestamp) while another
+    // thread holds the partition's append lock: it reads a snapshot. Before the reader split it
+    // waited for the lock, and the bounded wait below failed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn list_offsets_answers_while_another_thread_holds_the_append_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::config::BrokerConfig {
+            data_dir: dir.path().to_path_buf(),
+            ..Default::default()
+        };
+        let broker = Broker::open(config, ("localhost".into(), 9092)).unwrap();
+        let topic = broker
+            .create_topic("t", 1, 1, BTreeMap::new(), false)
+            .unwrap();
+        let partition = broker.partition(&topic.topic_id, 0).unwrap();
+        for ts in [100, 300, 200] {
+            let batch = encode_uncompressed_batch(&BatchSpec {
+                base_timestamp: ts,
+                records: vec![RecordSpec {
+                    timestamp_delta: 0,
+                    key: None,
+                    value: Some(b"value"),
+                    headers: vec![],
+                }],
+                ..Default::default()
+            });
+            let appended = broker
+                .replicas
+                .append_records(&partition, AppendOrigin::Client, 1, batch.into())
+                .unwrap();
+            assert!(matches!(appended, AppendWait::Done(Ok(_))));
+        }
+        let request = ListOffsetsRequest::default().with_topics(vec![ListOffsetsTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str("t")))
+            .with_partitions(
+                [LATEST, EARLIEST, MAX_TIMESTAMP, 250]
+                    .into_iter()
+                    .map(|ts| {
+                        ListOffsetsPartition::default()
+                            .with_partition_index(0)
+                            .with_timestamp(ts)
+                    })
+                    .collect(),
+            )]);
+        let (held, held_rx) = mpsc::channel();
+        let (release, release_rx) = mpsc::channel::<()>();
+        let (answer, answer_rx) = mpsc::channel();
+        let response = std::thread::scope(|scope| {
+            scope.spawn(move || {
+                let _writer = partition.lock_log();
+                held.send(()).unwrap();
+                release_rx.recv_timeout(WAIT_MAX).ok();
+            });
+            held_rx.recv_timeout(WAIT_MAX).unwrap();
+            let broker = &broker;
+            scope.spawn(move || answer.send(handle(broker, request, 7)).unwrap());
+            let response = answer_rx.recv_timeout(WAIT_MAX);
+            release.send(()).unwrap();
+            response.expect("ListOffsets waited for the append lock")
+        });
+        let answers: Vec<(i16, i64, i64)> = response.topics[0]
+            .partitions
+            .iter()
+            .map(|p| (p.error_code, p.offset, p.timestamp))
+            .collect();
+        assert_eq!(
+            answers,
+            vec![(0, 3, -1), (0, 0, -1), (0, 1, 300), (0, 1, 300)],
+            "latest, earliest, max timestamp, first at or after 250"
+        );
+    }
 }

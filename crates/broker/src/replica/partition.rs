@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, Weak};
 
 use bytes::Bytes;
 use runnel_cluster::TopicImage;
-use runnel_storage::{LogConfig, PartitionLog};
+use runnel_storage::{LogConfig, LogReader, PartitionLog};
 use tokio::sync::Notify;
 
 use crate::clock::now_ms;
@@ -16,10 +16,14 @@ use crate::durability::{GroupCommitter, RoundLog, RoundResult};
 pub struct Partition {
     pub topic: Arc<TopicImage>,
     pub index: i32,
-    /// The log. A std mutex: appends and reads are short, synchronous page-cache I/O, and no
+    /// The log's writer: appends, the group commit's rounds, config changes and high-watermark
+    /// moves take it. A std mutex: appends are short, synchronous page-cache I/O, and no
     /// `.await` ever happens while it is held. In fsync mode a group-commit round also holds
-    /// it for its fsync, on a blocking thread (`durability`).
+    /// it for its fsync, on a blocking thread (`durability`). Reads never take it (`reader`).
     pub log: Mutex<PartitionLog>,
+    /// Reads the log without its writer's lock: fetches, ListOffsets and coordinator loads
+    /// answer from a snapshot while an append or an fsync holds `log`.
+    reader: LogReader,
     /// Fetch requests parked until this partition grows; each is woken once and re-registers.
     waiters: Mutex<Vec<Weak<Notify>>>,
     /// Leader epoch: 0 until leadership can move (replication).
@@ -58,6 +62,7 @@ impl Partition {
         let partition = Partition {
             topic,
             index,
+            reader: log.reader(),
             log: Mutex::new(log),
             waiters: Mutex::new(Vec::new()),
             leader_epoch,
@@ -112,6 +117,12 @@ impl Partition {
         }
     }
 
+    /// The log's reader (see `reader`).
+    pub fn reader(&self) -> &LogReader {
+        &self.reader
+    }
+
+    /// The log's writer, locked.
     pub fn lock_log(&self) -> std::sync::MutexGuard<'_, PartitionLog> {
         // A panic while holding the lock is our bug; the log's own invariants are re-checked on
         // every operation, so continuing with the inner value is safe.
@@ -136,7 +147,8 @@ impl Partition {
 impl RoundLog for Partition {
     /// Appends the round and fsyncs once, all under the log lock (as Kafka fsyncs inside
     /// `UnifiedLog.append`'s lock), so a fetch sees either none of the round or all of it
-    /// durable: the HW moves to the LEO only after the fsync succeeded.
+    /// durable: the HW moves to the LEO only after the fsync succeeded. Fetches read through
+    /// the reader meanwhile, bounded by the HW, and do not wait for the fsync.
     fn commit_round(&self, batches: Vec<Bytes>) -> RoundResult {
         let mut log = self.lock_log();
         let appended: Vec<_> = batches
