@@ -11,7 +11,10 @@
 //! request lists only changes) and which are answered (only partitions with news).
 //!
 //! Partitions are read through their `LogReader`, never under the append lock, so a fetch does
-//! not wait for an append or a group-commit fsync.
+//! not wait for an append or a group-commit fsync. Reading the batch headers of the active
+//! segment finds them in the page cache (they were just written); a fetch that reaches below a
+//! partition's active segment (a consumer catching up) may read from the disk, so it runs as a
+//! blocking section (`blocking`) that does not stall the other connections on its worker.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -145,7 +148,8 @@ pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Fet
                 p.register_waiter(&waiter);
             }
         }
-        let (partitions, slices, bytes, any_error) = read_all(&wanted, max_bytes, read_committed);
+        let (partitions, slices, bytes, any_error) =
+            read_all_off_worker(&wanted, max_bytes, read_committed);
         let expired = Instant::now() >= deadline;
         // Kafka answers at once when there is nothing to wait for: no partition at all (the
         // Java consumer sends such a fetch when it closes its session), or data or an error.
@@ -170,7 +174,8 @@ pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Fet
             .is_err()
         {
             // Deadline: answer with whatever is there now.
-            let (partitions, slices, _, _) = read_all(&wanted, max_bytes, read_committed);
+            let (partitions, slices, _, _) =
+                read_all_off_worker(&wanted, max_bytes, read_committed);
             break (partitions, slices);
         }
     };
@@ -253,6 +258,26 @@ pub fn materialize(answer: FetchAnswer) -> Result<FetchResponse, runnel_storage:
         }
     }
     Ok(response)
+}
+
+/// `read_all`, as a blocking section when it reads below some partition's active segment: the
+/// sealed segments' index and header reads are the ones likely to miss the page cache (module
+/// docs).
+fn read_all_off_worker(
+    wanted: &[Wanted],
+    max_bytes: usize,
+    read_committed: bool,
+) -> (Vec<PartitionData>, Vec<FileSlice>, usize, bool) {
+    let reads_sealed = wanted.iter().any(|w| {
+        w.partition
+            .as_ref()
+            .is_some_and(|p| w.fetch_offset < p.reader().active_base_offset())
+    });
+    if reads_sealed {
+        crate::blocking::blocking(|| read_all(wanted, max_bytes, read_committed))
+    } else {
+        read_all(wanted, max_bytes, read_committed)
+    }
 }
 
 /// Reads every partition once. Returns the partition responses (in request order), the file
