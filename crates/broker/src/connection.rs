@@ -68,10 +68,10 @@ use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
+use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseKind};
 use runnel_protocol::api;
 use runnel_protocol::frame::{encode_response, HeaderPrefix};
-use runnel_protocol::request::decode_frame;
+use runnel_protocol::request::{decode_frame, Request};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch, Semaphore, SemaphorePermit};
@@ -162,7 +162,7 @@ struct Decoded {
     api_key: ApiKey,
     version: i16,
     header: RequestHeader,
-    body: RequestKind,
+    body: Request,
     /// Bytes of the frame, for the metrics.
     frame_bytes: usize,
 }

@@ -12,6 +12,8 @@ use runnel_broker::config::BrokerConfig;
 use runnel_broker::handlers::{self, Reply};
 use runnel_broker::state::Broker;
 use runnel_protocol::api::SUPPORTED_APIS;
+use runnel_protocol::api_versions::ApiVersionsRequest as ApiVersionsRequestV5;
+use runnel_protocol::request::Request;
 
 fn broker(dir: &std::path::Path) -> Arc<Broker> {
     let mut config = BrokerConfig {
@@ -261,7 +263,15 @@ async fn every_supported_version_encodes() {
     tokio::spawn(Arc::clone(&broker.groups).run_timers(Arc::clone(&broker)));
     for api in SUPPORTED_APIS {
         for version in api.min_version..=api.max_version {
-            let request = request_for(api.key, version, "every-version", topic.topic_id);
+            let request = match request_for(api.key, version, "every-version", topic.topic_id) {
+                // The broker decodes ApiVersions (v0-5) with runnel's own codec.
+                RequestKind::ApiVersions(r) => Request::ApiVersions(ApiVersionsRequestV5 {
+                    client_software_name: r.client_software_name,
+                    client_software_version: r.client_software_version,
+                    ..ApiVersionsRequestV5::default()
+                }),
+                other => Request::Kafka(other),
+            };
             let header = RequestHeader::default()
                 .with_request_api_key(api.key as i16)
                 .with_request_api_version(version)

@@ -1,12 +1,15 @@
-//! ApiVersions: the supported API table, and KIP-511 client software validation.
+//! ApiVersions: the supported API table, KIP-511 client software validation, and KIP-1242's
+//! check that a v5 client reached the broker it meant to (Kafka's `KafkaApis`
+//! `handleApiVersionsRequest`).
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::api_versions_response::{
     ApiVersion, FinalizedFeatureKey, SupportedFeatureKey,
 };
-use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
+use kafka_protocol::messages::ApiVersionsResponse;
 use kafka_protocol::protocol::StrBytes;
 use runnel_protocol::api::SUPPORTED_APIS;
+use runnel_protocol::api_versions::ApiVersionsRequest;
 
 /// The response listing every supported API; `error_code` lets the connection reuse it for the
 /// UNSUPPORTED_VERSION answer (sent as v0 with our ranges, per KIP-511).
@@ -31,11 +34,15 @@ pub fn api_versions_response(error_code: i16) -> ApiVersionsResponse {
 /// `metadata.version`, which describes KRaft record formats runnel does not share.
 const FEATURES: &[(&str, i16, i16, i16)] = &[("group.version", 0, 1, 1)];
 
-fn with_features(response: ApiVersionsResponse) -> ApiVersionsResponse {
+/// Adds the features to an answer of `version`. As Kafka (KAFKA-17492), v3 answers leave out
+/// supported features whose minimum is 0, which older clients cannot parse, and finalized
+/// features at level 0 are never listed.
+fn with_features(response: ApiVersionsResponse, version: i16) -> ApiVersionsResponse {
     response
         .with_supported_features(
             FEATURES
                 .iter()
+                .filter(|(_, min, _, _)| version >= 4 || *min != 0)
                 .map(|(name, min, max, _)| {
                     SupportedFeatureKey::default()
                         .with_name(StrBytes::from_static_str(name))
@@ -47,6 +54,7 @@ fn with_features(response: ApiVersionsResponse) -> ApiVersionsResponse {
         .with_finalized_features(
             FEATURES
                 .iter()
+                .filter(|(_, _, _, level)| *level != 0)
                 .map(|(name, _, _, level)| {
                     FinalizedFeatureKey::default()
                         .with_name(StrBytes::from_static_str(name))
@@ -59,16 +67,36 @@ fn with_features(response: ApiVersionsResponse) -> ApiVersionsResponse {
         .with_finalized_features_epoch(1)
 }
 
-pub fn handle(request: &ApiVersionsRequest, version: i16) -> ApiVersionsResponse {
-    if version >= 3
-        && (!valid_software_field(request.client_software_name.as_str())
-            || !valid_software_field(request.client_software_version.as_str()))
-    {
-        return api_versions_response(ResponseError::InvalidRequest.code());
+/// Kafka's `ApiVersionsRequest.getErrorResponse` for INVALID_REQUEST and REBOOTSTRAP_REQUIRED:
+/// the error alone, no API keys and no features.
+fn error_response(error_code: i16) -> ApiVersionsResponse {
+    ApiVersionsResponse::default().with_error_code(error_code)
+}
+
+/// Answers one ApiVersions request to the broker `node_id` of cluster `cluster_id`.
+pub fn handle(
+    request: &ApiVersionsRequest,
+    version: i16,
+    cluster_id: &str,
+    node_id: i32,
+) -> ApiVersionsResponse {
+    let software_valid = version < 3
+        || (valid_software_field(request.client_software_name.as_str())
+            && valid_software_field(request.client_software_version.as_str()));
+    if !request.cluster_target_is_valid(version) || !software_valid {
+        return error_response(ResponseError::InvalidRequest.code());
+    }
+    if request.targets_another_broker(version, cluster_id, node_id) {
+        tracing::debug!(
+            wanted_cluster = ?request.cluster_id,
+            wanted_node = request.node_id,
+            "ApiVersions for another broker: REBOOTSTRAP_REQUIRED"
+        );
+        return error_response(ResponseError::RebootstrapRequired.code());
     }
     let response = api_versions_response(0);
     if version >= 3 {
-        with_features(response)
+        with_features(response, version)
     } else {
         response
     }

@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use kafka_protocol::messages::{RequestKind, ResponseKind};
+use runnel_protocol::request::Request;
 
 use runnel_cluster::group::coordinator::GroupRequest;
 
@@ -46,10 +47,21 @@ pub enum Reply {
 }
 
 /// Applies one decoded request (see the module docs).
-pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext<'_>, request: RequestKind) -> Reply {
+pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext<'_>, request: Request) -> Reply {
     let version = ctx.api_version();
+    let request = match request {
+        Request::ApiVersions(r) => {
+            let cluster_id = broker.image().cluster_id.clone();
+            return Reply::Send(ResponseKind::ApiVersions(api_versions::handle(
+                &r,
+                version,
+                &cluster_id,
+                broker.node_id(),
+            )));
+        }
+        Request::Kafka(request) => request,
+    };
     Reply::Send(match request {
-        RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(&r, version)),
         RequestKind::Metadata(r) => {
             ResponseKind::Metadata(metadata::handle(broker, ctx, r, version))
         }
