@@ -116,6 +116,42 @@ fn request_for(key: ApiKey, version: i16, topic: &str, topic_id: uuid::Uuid) -> 
                         .collect(),
                 )],
         )),
+        ApiKey::DescribeLogDirs => RequestKind::DescribeLogDirs(
+            DescribeLogDirsRequest::default().with_topics(if version % 2 == 0 {
+                None
+            } else {
+                Some(vec![
+                    describe_log_dirs_request::DescribableLogDirTopic::default()
+                        .with_topic(name.clone())
+                        .with_partitions(vec![0, 7]),
+                ])
+            }),
+        ),
+        ApiKey::OffsetForLeaderEpoch => RequestKind::OffsetForLeaderEpoch(
+            OffsetForLeaderEpochRequest::default()
+                .with_replica_id(BrokerId(-1))
+                .with_topics(vec![
+                    offset_for_leader_epoch_request::OffsetForLeaderTopic::default()
+                        .with_topic(name.clone())
+                        .with_partitions(vec![
+                            offset_for_leader_epoch_request::OffsetForLeaderPartition::default()
+                                .with_partition(0)
+                                .with_current_leader_epoch(0)
+                                .with_leader_epoch(0),
+                        ]),
+                ]),
+        ),
+        ApiKey::ElectLeaders => RequestKind::ElectLeaders(
+            ElectLeadersRequest::default()
+                .with_timeout_ms(1000)
+                .with_topic_partitions(if version == 1 {
+                    None
+                } else {
+                    Some(vec![elect_leaders_request::TopicPartitions::default()
+                        .with_topic(name.clone())
+                        .with_partitions(vec![0, 9])])
+                }),
+        ),
         ApiKey::Produce => RequestKind::Produce(
             ProduceRequest::default()
                 .with_acks(1)

@@ -55,6 +55,10 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     full(ApiKey::DeleteGroups, 0, 2),
     full(ApiKey::ConsumerGroupHeartbeat, 0, 1),
     full(ApiKey::ConsumerGroupDescribe, 0, 1),
+    full(ApiKey::OffsetForLeaderEpoch, 2, 4),
+    // Kafka 4.3+ has v5 (IsCordoned); kafka-protocol 0.18 stops at v4.
+    full(ApiKey::DescribeLogDirs, 1, 4),
+    full(ApiKey::ElectLeaders, 0, 2),
 ];
 
 /// The supported range for `api_key`, if runnel serves it.
