@@ -95,3 +95,131 @@ def test_java_4_4_clients_open_with_api_versions_v5_and_no_fallback(broker):
         api_versions = [version for key, version in requests if key == API_VERSIONS_KEY]
         assert requests[0] == (API_VERSIONS_KEY, 5), requests
         assert api_versions == [5], requests
+
+
+GET_OFFSETS = "org.apache.kafka.tools.GetOffsetShell"
+LOG_DIRS = "org.apache.kafka.tools.LogDirsCommand"
+LEADER_ELECTION = "org.apache.kafka.tools.LeaderElectionCommand"
+
+
+def produce_with_timestamps(bootstrap: str, topic: str, timestamps: dict[int, list[int]]) -> dict[int, list[int]]:
+    """Produce one record per timestamp to each partition, in order; return the acked offsets."""
+    from confluent_kafka import Producer
+
+    acked: dict[int, list[int]] = {p: [] for p in timestamps}
+
+    def on_delivery(err, msg):
+        assert err is None, err
+        acked[msg.partition()].append(msg.offset())
+
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 0, "enable.idempotence": True})
+    for partition, stamps in timestamps.items():
+        for ts in stamps:
+            producer.produce(topic, value=f"v{ts}".encode(), partition=partition, timestamp=ts, on_delivery=on_delivery)
+            producer.flush(30)
+    assert producer.flush(30) == 0
+    return acked
+
+
+def test_get_offsets_by_time_spec(broker, topic_name):
+    # Proves: kafka-get-offsets --time -1/-2/-3/<timestamp> answer latest, earliest, the offset of
+    # the record with the largest timestamp, and the first offset at or after a timestamp.
+    from helpers import create_topic
+
+    create_topic(broker.bootstrap, topic_name, 3)
+    base = 1_700_000_000_000
+    stamps = {0: [base + 10, base + 50, base + 30, base + 20], 1: [base + 5], 2: []}
+    acked = produce_with_timestamps(broker.bootstrap, topic_name, stamps)
+
+    def offsets(time_spec: str) -> dict[int, int]:
+        out = run_java_tool(GET_OFFSETS, "--bootstrap-server", broker.bootstrap, "--topic", topic_name, "--time", time_spec)
+        rows = [line.rsplit(":", 2) for line in out.splitlines() if line.startswith(f"{topic_name}:")]
+        return {int(p): int(o) for _, p, o in rows}
+
+    def at_or_after(ts: int) -> dict[int, int]:
+        return {
+            p: acked[p][next(i for i, t in enumerate(s) if t >= ts)]
+            for p, s in stamps.items()
+            if any(t >= ts for t in s)
+        }
+
+    assert offsets("-1") == {p: len(s) for p, s in stamps.items()}
+    assert offsets("latest") == offsets("-1")
+    assert offsets("-2") == {0: 0, 1: 0, 2: 0}
+    # The tool leaves out partitions without an offset (an empty log has no max timestamp).
+    assert offsets("-3") == {p: acked[p][s.index(max(s))] for p, s in stamps.items() if s}
+    assert offsets("max-timestamp") == offsets("-3")
+    assert offsets(str(base + 25)) == at_or_after(base + 25) == {0: 1}
+    assert offsets(str(base)) == at_or_after(base) == {0: 0, 1: 0}
+    assert offsets(str(base + 1000)) == {}
+    assert offsets("-4") == offsets("-2")  # no tiered storage: earliest local is earliest
+
+
+def log_dirs(broker, *extra: str) -> dict:
+    import json
+
+    out = run_java_tool(LOG_DIRS, "--bootstrap-server", broker.bootstrap, "--describe", *extra)
+    lines = out.splitlines()
+    assert lines[0] == "Querying brokers for log directories information", out
+    assert lines[1].startswith("Received log directory information from brokers "), out
+    return json.loads(lines[2])
+
+
+def test_log_dirs_describe(broker, topic_name):
+    # Proves: kafka-log-dirs --describe lists the broker's one log dir with each partition's size
+    # (the bytes of its .log files on disk), offset lag 0 for a leader, and no future replicas;
+    # --topic-list keeps only that topic.
+    import os
+    from pathlib import Path
+
+    from helpers import create_topic
+
+    create_topic(broker.bootstrap, topic_name, 2)
+    produce_with_timestamps(broker.bootstrap, topic_name, {0: [1_700_000_000_000 + i for i in range(20)]})
+
+    described = log_dirs(broker, "--topic-list", topic_name)
+    assert described["version"] == 1
+    [only_broker] = described["brokers"]
+    assert only_broker["broker"] == broker.node_id
+    [log_dir] = only_broker["logDirs"]
+    assert log_dir["error"] is None
+    assert os.path.isabs(log_dir["logDir"]) and os.path.isdir(log_dir["logDir"]), log_dir
+    partitions = {p["partition"]: p for p in log_dir["partitions"]}
+    assert set(partitions) == {f"{topic_name}-0", f"{topic_name}-1"}, partitions
+    for name, p in partitions.items():
+        on_disk = sum(f.stat().st_size for f in (Path(log_dir["logDir"]) / name).glob("*.log"))
+        assert p["size"] == on_disk, (name, p, on_disk)
+        assert p["offsetLag"] == 0 and p["isFuture"] is False, p
+    assert partitions[f"{topic_name}-0"]["size"] > 0
+    assert partitions[f"{topic_name}-1"]["size"] == 0
+
+    everything = log_dirs(broker)
+    names = {p["partition"] for p in everything["brokers"][0]["logDirs"][0]["partitions"]}
+    assert {f"{topic_name}-0", f"{topic_name}-1"} <= names
+
+
+def test_leader_election_preferred(broker, topic_name):
+    # Proves: kafka-leader-election --election-type preferred finds nothing to do on one broker:
+    # --all-topic-partitions prints nothing and succeeds; a named partition is "already elected";
+    # an unknown partition fails the command with the controller's error.
+    import subprocess
+
+    from helpers import create_topic, java_tool_argv
+
+    create_topic(broker.bootstrap, topic_name, 2)
+    out = run_java_tool(LEADER_ELECTION, "--bootstrap-server", broker.bootstrap, "--election-type", "preferred",
+                        "--all-topic-partitions")
+    assert out.strip() == "", out
+
+    out = run_java_tool(LEADER_ELECTION, "--bootstrap-server", broker.bootstrap, "--election-type", "preferred",
+                        "--topic", topic_name, "--partition", "1")
+    assert out.strip() == f"Valid replica already elected for partitions {topic_name}-1", out
+
+    done = subprocess.run(
+        java_tool_argv(LEADER_ELECTION, "--bootstrap-server", broker.bootstrap, "--election-type", "unclean",
+                       "--topic", topic_name, "--partition", "7"),
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode != 0, done.stdout
+    assert f"No such partition as {topic_name}-7" in done.stdout + done.stderr, (done.stdout, done.stderr)
+    assert "1 replica(s) could not be elected" in done.stdout + done.stderr, (done.stdout, done.stderr)

@@ -93,7 +93,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext<'_>, request: Req
             ResponseKind::ElectLeaders(elect_leaders::handle(broker, ctx, &r, version))
         }
         RequestKind::ListOffsets(r) => {
-            ResponseKind::ListOffsets(list_offsets::handle(broker, r, version))
+            ResponseKind::ListOffsets(list_offsets::handle(broker, ctx, r, version))
         }
         RequestKind::Produce(r) => match produce::apply(broker, r, version) {
             produce::Applied::Done(ProduceReply::Respond(r)) => ResponseKind::Produce(r),
