@@ -3,6 +3,7 @@ handshake of Kafka 4.4's Java clients, against the broker."""
 
 from __future__ import annotations
 
+import re
 import socket
 import struct
 import threading
@@ -223,3 +224,69 @@ def test_leader_election_preferred(broker, topic_name):
     assert done.returncode != 0, done.stdout
     assert f"No such partition as {topic_name}-7" in done.stdout + done.stderr, (done.stdout, done.stderr)
     assert "1 replica(s) could not be elected" in done.stdout + done.stderr, (done.stdout, done.stderr)
+
+
+FEATURES = "org.apache.kafka.tools.FeatureCommand"
+FEATURE_LINE = re.compile(
+    r"Feature: (\S+)\s+SupportedMinVersion: (\S+)\s+SupportedMaxVersion: (\S+)\s+"
+    r"FinalizedVersionLevel: (\S+)\s+Epoch: (\S+)"
+)
+
+
+def describe_features(broker) -> dict[str, tuple[str, str, str, str]]:
+    out = run_java_tool(FEATURES, "--bootstrap-server", broker.bootstrap, "describe")
+    lines = [line for line in out.splitlines() if line.strip()]
+    parsed = [FEATURE_LINE.fullmatch(line.strip()) for line in lines]
+    assert all(parsed), out
+    return {m.group(1): m.groups()[1:] for m in parsed}
+
+
+def features_tool(broker, *args: str):
+    import subprocess
+
+    from helpers import java_tool_argv
+
+    return subprocess.run(java_tool_argv(FEATURES, "--bootstrap-server", broker.bootstrap, *args),
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_features_describe_upgrade_and_downgrade(broker):
+    # Proves: kafka-features describe lists group.version as supported 0-1 and finalized at 1 with
+    # a numeric epoch, in Kafka's line format; an upgrade past what the broker supports fails
+    # with the controller's message; a dry-run downgrade changes nothing; a safe downgrade to 0
+    # shows as finalized level 0 with a later epoch, and the upgrade back restores level 1.
+    described = describe_features(broker)
+    min_level, max_level, level, epoch = described["group.version"]
+    assert (min_level, max_level, level) == ("0", "1", "1"), described
+    assert int(epoch) >= 0
+
+    refused = features_tool(broker, "upgrade", "--feature", "group.version=2")
+    assert refused.returncode != 0
+    assert re.search(
+        r"Could not upgrade group.version to 2\. The update failed for all features since the following "
+        r"feature had an error: Invalid update version 2 for feature group.version\. Local controller \d+ only "
+        r"supports versions 0-1", refused.stdout), (refused.stdout, refused.stderr)
+
+    dry = features_tool(broker, "downgrade", "--feature", "group.version=0", "--dry-run")
+    assert dry.returncode == 0, (dry.stdout, dry.stderr)
+    assert dry.stdout.strip() == "group.version can be downgraded to 0.", dry.stdout
+    assert describe_features(broker)["group.version"][2] == "1"
+
+    done = features_tool(broker, "downgrade", "--feature", "group.version=0")
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    assert done.stdout.strip() == "group.version was downgraded to 0.", done.stdout
+    _, _, level, later_epoch = wait_for_feature_level(broker, "group.version", "0")
+    assert int(later_epoch) > int(epoch)
+
+    back = features_tool(broker, "upgrade", "--feature", "group.version=1")
+    assert back.returncode == 0, (back.stdout, back.stderr)
+    assert back.stdout.strip() == "group.version was upgraded to 1.", back.stdout
+    wait_for_feature_level(broker, "group.version", "1")
+
+
+def wait_for_feature_level(broker, feature: str, level: str):
+    """Kafka's brokers learn a committed level from the metadata log a moment later."""
+    from helpers import wait_for
+
+    return wait_for(lambda: (d := describe_features(broker)[feature]) and d[2] == level and d,
+                    timeout_s=30, what=f"{feature} finalized at {level}")

@@ -290,3 +290,165 @@ fn elect_leaders_is_never_needed_on_one_node() {
         )]
     );
 }
+
+/// ApiVersions v4 over the wire (kafka-protocol's client codec).
+fn api_versions(s: &mut std::net::TcpStream, version: i16) -> ApiVersionsResponse {
+    let ResponseKind::ApiVersions(r) = call(
+        s,
+        ApiKey::ApiVersions,
+        version,
+        &RequestKind::ApiVersions(
+            ApiVersionsRequest::default()
+                .with_client_software_name(kafka_protocol::protocol::StrBytes::from_static_str("t"))
+                .with_client_software_version(kafka_protocol::protocol::StrBytes::from_static_str(
+                    "1",
+                )),
+        ),
+    ) else {
+        panic!("not an ApiVersions response")
+    };
+    r
+}
+
+fn finalized(r: &ApiVersionsResponse) -> Vec<(String, i16)> {
+    r.finalized_features
+        .iter()
+        .map(|f| (f.name.to_string(), f.max_version_level))
+        .collect()
+}
+
+fn update_features(
+    s: &mut std::net::TcpStream,
+    version: i16,
+    validate_only: bool,
+    updates: &[(&str, i16, i8)],
+) -> UpdateFeaturesResponse {
+    let ResponseKind::UpdateFeatures(r) = call(
+        s,
+        ApiKey::UpdateFeatures,
+        version,
+        &RequestKind::UpdateFeatures(
+            UpdateFeaturesRequest::default()
+                .with_validate_only(validate_only)
+                .with_feature_updates(
+                    updates
+                        .iter()
+                        .map(|(name, level, upgrade_type)| {
+                            update_features_request::FeatureUpdateKey::default()
+                                .with_feature(kafka_protocol::protocol::StrBytes::from_string(
+                                    (*name).to_owned(),
+                                ))
+                                .with_max_version_level(*level)
+                                .with_upgrade_type(*upgrade_type)
+                        })
+                        .collect(),
+                ),
+        ),
+    ) else {
+        panic!("not an UpdateFeatures response")
+    };
+    r
+}
+
+// Features as Kafka reports and changes them: group.version 0-1 supported and finalized at 1 (v3
+// leaves out the min-0 supported feature); UpdateFeatures refuses unsupported levels with
+// Kafka's messages, validate_only changes nothing, a safe downgrade to 0 takes group.version out
+// of the finalized set, moves the epoch, turns KIP-848's heartbeat into UNSUPPORTED_VERSION,
+// and survives a restart.
+#[test]
+fn features_are_reported_updated_and_persisted() {
+    let runnel = Runnel::start("");
+    let mut s = runnel.connect();
+    let v4 = api_versions(&mut s, 4);
+    let supported: Vec<(String, i16, i16)> = v4
+        .supported_features
+        .iter()
+        .map(|f| (f.name.to_string(), f.min_version, f.max_version))
+        .collect();
+    assert_eq!(supported, vec![("group.version".to_owned(), 0, 1)]);
+    assert_eq!(finalized(&v4), vec![("group.version".to_owned(), 1)]);
+    assert!(v4.finalized_features_epoch >= 0);
+    assert!(api_versions(&mut s, 3).supported_features.is_empty());
+
+    let refused = update_features(&mut s, 2, false, &[("group.version", 2, 1)]);
+    assert_eq!(refused.error_code, 95, "INVALID_UPDATE_VERSION");
+    assert_eq!(
+        refused.error_message.as_deref(),
+        Some(
+            "The update failed for all features since the following feature had an error: \
+             Invalid update version 2 for feature group.version. Local controller 1 only \
+             supports versions 0-1"
+        )
+    );
+    let refused = update_features(&mut s, 1, false, &[("transaction.version", 2, 1)]);
+    assert_eq!(refused.error_code, 95);
+    assert!(refused.results.is_empty());
+    assert!(refused
+        .error_message
+        .as_deref()
+        .unwrap()
+        .ends_with("Local controller 1 does not support this feature."));
+
+    let dry = update_features(&mut s, 1, true, &[("group.version", 0, 2)]);
+    assert_eq!((dry.error_code, dry.error_message.as_deref()), (0, None));
+    assert_eq!(dry.results.len(), 1);
+    assert_eq!(
+        (
+            dry.results[0].feature.as_str(),
+            dry.results[0].error_code,
+            dry.results[0].error_message.as_deref()
+        ),
+        ("group.version", 0, None)
+    );
+    assert_eq!(
+        finalized(&api_versions(&mut s, 4)),
+        vec![("group.version".to_owned(), 1)]
+    );
+
+    let done = update_features(&mut s, 2, false, &[("group.version", 0, 2)]);
+    assert_eq!(done.error_code, 0);
+    assert!(
+        done.results.is_empty(),
+        "v2 answers without per-feature results"
+    );
+    let after = api_versions(&mut s, 4);
+    assert!(finalized(&after).is_empty());
+    assert!(after.finalized_features_epoch > v4.finalized_features_epoch);
+
+    let ResponseKind::ConsumerGroupHeartbeat(hb) = call(
+        &mut s,
+        ApiKey::ConsumerGroupHeartbeat,
+        0,
+        &RequestKind::ConsumerGroupHeartbeat(
+            ConsumerGroupHeartbeatRequest::default()
+                .with_group_id(GroupId(
+                    kafka_protocol::protocol::StrBytes::from_static_str("g"),
+                ))
+                .with_member_epoch(0)
+                .with_rebalance_timeout_ms(10_000)
+                .with_subscribed_topic_names(Some(vec![name("t")]))
+                .with_topic_partitions(Some(vec![])),
+        ),
+    ) else {
+        panic!("not a ConsumerGroupHeartbeat response")
+    };
+    assert_eq!(
+        hb.error_code, 35,
+        "UNSUPPORTED_VERSION with group.version 0"
+    );
+
+    drop(s);
+    let (dir, port) = runnel.into_dir();
+    let runnel = Runnel::start_in(dir, port, "");
+    let mut s = runnel.connect();
+    assert!(
+        finalized(&api_versions(&mut s, 4)).is_empty(),
+        "the level survives a restart"
+    );
+    let back = update_features(&mut s, 1, false, &[("group.version", 1, 1)]);
+    assert_eq!(back.error_code, 0);
+    assert_eq!(
+        finalized(&api_versions(&mut s, 4)),
+        vec![("group.version".to_owned(), 1)]
+    );
+}

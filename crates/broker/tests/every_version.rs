@@ -152,6 +152,13 @@ fn request_for(key: ApiKey, version: i16, topic: &str, topic_id: uuid::Uuid) -> 
                         .with_partitions(vec![0, 9])])
                 }),
         ),
+        ApiKey::UpdateFeatures => RequestKind::UpdateFeatures(
+            UpdateFeaturesRequest::default()
+                .with_validate_only(version >= 1)
+                .with_feature_updates(vec![update_features_request::FeatureUpdateKey::default()
+                    .with_feature(StrBytes::from_static_str("group.version"))
+                    .with_max_version_level(1)]),
+        ),
         ApiKey::Produce => RequestKind::Produce(
             ProduceRequest::default()
                 .with_acks(1)

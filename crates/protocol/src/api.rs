@@ -59,6 +59,7 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     // Kafka 4.3+ has v5 (IsCordoned); kafka-protocol 0.18 stops at v4.
     full(ApiKey::DescribeLogDirs, 1, 4),
     full(ApiKey::ElectLeaders, 0, 2),
+    full(ApiKey::UpdateFeatures, 0, 2),
 ];
 
 /// The supported range for `api_key`, if runnel serves it.

@@ -8,6 +8,7 @@ use kafka_protocol::messages::api_versions_response::{
 };
 use kafka_protocol::messages::ApiVersionsResponse;
 use kafka_protocol::protocol::StrBytes;
+use runnel_cluster::{features, MetadataImage};
 use runnel_protocol::api::SUPPORTED_APIS;
 use runnel_protocol::api_versions::ApiVersionsRequest;
 
@@ -29,42 +30,40 @@ pub fn api_versions_response(error_code: i16) -> ApiVersionsResponse {
         .with_finalized_features_epoch(-1)
 }
 
-/// Feature levels runnel implements (reported from v3): `group.version` 1 is the KIP-848
-/// consumer protocol. Not `transaction.version` (no transactions yet), and not
-/// `metadata.version`, which describes KRaft record formats runnel does not share.
-const FEATURES: &[(&str, i16, i16, i16)] = &[("group.version", 0, 1, 1)];
-
-/// Adds the features to an answer of `version`. As Kafka (KAFKA-17492), v3 answers leave out
-/// supported features whose minimum is 0, which older clients cannot parse, and finalized
-/// features at level 0 are never listed.
-fn with_features(response: ApiVersionsResponse, version: i16) -> ApiVersionsResponse {
+/// Adds the features (`runnel_cluster::features`) to an answer of `version`, finalized as
+/// `image` has them. As Kafka (KAFKA-17492), v3 answers leave out supported features whose
+/// minimum is 0, which older clients cannot parse; finalized features at level 0 are never
+/// listed. The epoch is the image's metadata offset, as Kafka's is its image's highest offset.
+fn with_features(
+    response: ApiVersionsResponse,
+    version: i16,
+    image: &MetadataImage,
+) -> ApiVersionsResponse {
     response
         .with_supported_features(
-            FEATURES
+            features::SUPPORTED_FEATURES
                 .iter()
-                .filter(|(_, min, _, _)| version >= 4 || *min != 0)
-                .map(|(name, min, max, _)| {
+                .filter(|f| version >= 4 || f.min_level != 0)
+                .map(|f| {
                     SupportedFeatureKey::default()
-                        .with_name(StrBytes::from_static_str(name))
-                        .with_min_version(*min)
-                        .with_max_version(*max)
+                        .with_name(StrBytes::from_static_str(f.name))
+                        .with_min_version(f.min_level)
+                        .with_max_version(f.max_level)
                 })
                 .collect(),
         )
         .with_finalized_features(
-            FEATURES
-                .iter()
-                .filter(|(_, _, _, level)| *level != 0)
-                .map(|(name, _, _, level)| {
+            features::finalized(image)
+                .into_iter()
+                .map(|(name, level)| {
                     FinalizedFeatureKey::default()
                         .with_name(StrBytes::from_static_str(name))
-                        .with_min_version_level(*level)
-                        .with_max_version_level(*level)
+                        .with_min_version_level(level)
+                        .with_max_version_level(level)
                 })
                 .collect(),
         )
-        // Features never change at run time yet, so one epoch serves.
-        .with_finalized_features_epoch(1)
+        .with_finalized_features_epoch(image.offset)
 }
 
 /// Kafka's `ApiVersionsRequest.getErrorResponse` for INVALID_REQUEST and REBOOTSTRAP_REQUIRED:
@@ -73,11 +72,11 @@ fn error_response(error_code: i16) -> ApiVersionsResponse {
     ApiVersionsResponse::default().with_error_code(error_code)
 }
 
-/// Answers one ApiVersions request to the broker `node_id` of cluster `cluster_id`.
+/// Answers one ApiVersions request to the broker `node_id` of the cluster of `image`.
 pub fn handle(
     request: &ApiVersionsRequest,
     version: i16,
-    cluster_id: &str,
+    image: &MetadataImage,
     node_id: i32,
 ) -> ApiVersionsResponse {
     let software_valid = version < 3
@@ -86,7 +85,7 @@ pub fn handle(
     if !request.cluster_target_is_valid(version) || !software_valid {
         return error_response(ResponseError::InvalidRequest.code());
     }
-    if request.targets_another_broker(version, cluster_id, node_id) {
+    if request.targets_another_broker(version, &image.cluster_id, node_id) {
         tracing::debug!(
             wanted_cluster = ?request.cluster_id,
             wanted_node = request.node_id,
@@ -96,7 +95,7 @@ pub fn handle(
     }
     let response = api_versions_response(0);
     if version >= 3 {
-        with_features(response, version)
+        with_features(response, version, image)
     } else {
         response
     }

@@ -30,6 +30,7 @@ mod metadata;
 mod offset_for_leader_epoch;
 mod produce;
 mod topics;
+mod update_features;
 
 pub use api_versions::api_versions_response;
 pub use fetch::{materialize as materialize_fetch, FetchAnswer};
@@ -54,11 +55,10 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext<'_>, request: Req
     let version = ctx.api_version();
     let request = match request {
         Request::ApiVersions(r) => {
-            let cluster_id = broker.image().cluster_id.clone();
             return Reply::Send(ResponseKind::ApiVersions(api_versions::handle(
                 &r,
                 version,
-                &cluster_id,
+                &broker.image(),
                 broker.node_id(),
             )));
         }
@@ -91,6 +91,9 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext<'_>, request: Req
         }
         RequestKind::ElectLeaders(r) => {
             ResponseKind::ElectLeaders(elect_leaders::handle(broker, ctx, &r, version))
+        }
+        RequestKind::UpdateFeatures(r) => {
+            ResponseKind::UpdateFeatures(update_features::handle(broker, ctx, &r, version))
         }
         RequestKind::ListOffsets(r) => {
             ResponseKind::ListOffsets(list_offsets::handle(broker, ctx, r, version))
@@ -142,6 +145,41 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext<'_>, request: Req
 /// Routes a group request to the coordinator (which creates `__consumer_offsets` first if
 /// needed) and waits for its answer; fills in authorized operations where asked.
 async fn group(broker: &Arc<Broker>, ctx: &RequestContext<'_>, request: GroupRequest) -> Reply {
+    // KIP-848's APIs need group.version 1 (Kafka's `isConsumerGroupProtocolEnabled`); below it
+    // they answer UNSUPPORTED_VERSION, as their `getErrorResponse` shapes it.
+    let consumer_protocol_off = || {
+        runnel_cluster::features::level(&broker.image(), runnel_cluster::features::GROUP_VERSION)
+            < 1
+    };
+    match &request {
+        GroupRequest::ConsumerGroupHeartbeat(_) if consumer_protocol_off() => {
+            return Reply::Send(ResponseKind::ConsumerGroupHeartbeat(
+                kafka_protocol::messages::ConsumerGroupHeartbeatResponse::default()
+                    .with_error_code(
+                        kafka_protocol::error::ResponseError::UnsupportedVersion.code(),
+                    )
+                    .with_error_message(None),
+            ));
+        }
+        GroupRequest::ConsumerGroupDescribe(r) if consumer_protocol_off() => {
+            use kafka_protocol::messages::consumer_group_describe_response::DescribedGroup;
+            return Reply::Send(ResponseKind::ConsumerGroupDescribe(
+                kafka_protocol::messages::ConsumerGroupDescribeResponse::default().with_groups(
+                    r.group_ids
+                        .iter()
+                        .map(|id| {
+                            DescribedGroup::default()
+                                .with_group_id(id.clone())
+                                .with_error_code(
+                                    kafka_protocol::error::ResponseError::UnsupportedVersion.code(),
+                                )
+                        })
+                        .collect(),
+                ),
+            ));
+        }
+        _ => {}
+    }
     if let Err(e) = broker.ensure_offsets_topic() {
         tracing::error!(error = %e, "creating __consumer_offsets");
     }
