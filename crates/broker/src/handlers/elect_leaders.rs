@@ -39,7 +39,12 @@ pub fn handle(
         ResourceType::Cluster,
         "kafka-cluster",
     ) {
-        return error_response(request, ResponseError::ClusterAuthorizationFailed, None);
+        return error_response(
+            request,
+            version,
+            ResponseError::ClusterAuthorizationFailed,
+            None,
+        );
     }
     let election_type = match (version, request.election_type) {
         (0, _) | (_, 0) => ElectionType::Preferred,
@@ -47,6 +52,7 @@ pub fn handle(
         (_, other) => {
             return error_response(
                 request,
+                version,
                 ResponseError::InvalidRequest,
                 Some(format!("Unknown election type {other}")),
             )
@@ -155,10 +161,11 @@ fn kafka_message(error: ResponseError) -> &'static str {
     }
 }
 
-/// Kafka's `ElectLeadersRequest.getErrorResponse`: the error at the top (v1+) and on every
-/// named partition.
+/// Kafka's `ElectLeadersRequest.getErrorResponse`: the error at the top (v1+; v0 has no
+/// top-level error) and on every named partition.
 fn error_response(
     request: &ElectLeadersRequest,
+    version: i16,
     error: ResponseError,
     message: Option<String>,
 ) -> ElectLeadersResponse {
@@ -185,6 +192,41 @@ fn error_response(
         })
         .collect();
     ElectLeadersResponse::default()
-        .with_error_code(error.code())
+        .with_error_code(if version >= 1 { error.code() } else { 0 })
         .with_replica_election_results(results)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
+    use kafka_protocol::protocol::Encodable;
+
+    // An error answer encodes at every version: v0 has no top-level error code, so it carries
+    // the error on the partitions only.
+    #[test]
+    fn error_answers_encode_at_every_version() {
+        let request = ElectLeadersRequest::default().with_topic_partitions(Some(vec![
+            TopicPartitions::default()
+                .with_topic(TopicName(StrBytes::from_static_str("t")))
+                .with_partitions(vec![0]),
+        ]));
+        for version in 0..=2 {
+            let response = error_response(
+                &request,
+                version,
+                ResponseError::ClusterAuthorizationFailed,
+                None,
+            );
+            let mut buf = bytes::BytesMut::new();
+            response.encode(&mut buf, version).expect("encodes");
+            let partition = &response.replica_election_results[0].partition_result[0];
+            assert_eq!(partition.error_code, 31);
+            assert_eq!(
+                partition.error_message.as_deref(),
+                Some("Cluster authorization failed.")
+            );
+            assert_eq!(response.error_code, if version == 0 { 0 } else { 31 });
+        }
+    }
 }
