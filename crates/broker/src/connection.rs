@@ -67,7 +67,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseKind};
 use runnel_protocol::api;
 use runnel_protocol::frame::{encode_response, HeaderPrefix};
@@ -527,10 +526,9 @@ fn check(frame: Bytes) -> Result<Checked, Close> {
     let in_range = (supported.min_version..=supported.max_version).contains(&prefix.api_version);
     if !in_range {
         if supported.key == ApiKey::ApiVersions && prefix.api_version > supported.max_version {
-            // KIP-511: a client newer than us learns our ranges from a v0 answer it can read.
-            let body = ResponseKind::ApiVersions(handlers::api_versions_response(
-                ResponseError::UnsupportedVersion.code(),
-            ));
+            // KIP-511: a client newer than us learns our ApiVersions range from a v0 answer it
+            // can read.
+            let body = ResponseKind::ApiVersions(handlers::unsupported_version_response());
             return encode(ApiKey::ApiVersions, 0, 0, prefix.correlation_id, &body)
                 .map(|frame| Checked::Answer(Outgoing::Frame(frame)));
         }

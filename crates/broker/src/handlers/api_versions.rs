@@ -12,9 +12,8 @@ use runnel_cluster::{features, MetadataImage};
 use runnel_protocol::api::SUPPORTED_APIS;
 use runnel_protocol::api_versions::ApiVersionsRequest;
 
-/// The response listing every supported API; `error_code` lets the connection reuse it for the
-/// UNSUPPORTED_VERSION answer (sent as v0 with our ranges, per KIP-511).
-pub fn api_versions_response(error_code: i16) -> ApiVersionsResponse {
+/// The successful answer: every supported API and its range.
+fn supported_apis_response() -> ApiVersionsResponse {
     let api_keys = SUPPORTED_APIS
         .iter()
         .map(|api| {
@@ -25,7 +24,6 @@ pub fn api_versions_response(error_code: i16) -> ApiVersionsResponse {
         })
         .collect();
     ApiVersionsResponse::default()
-        .with_error_code(error_code)
         .with_api_keys(api_keys)
         .with_finalized_features_epoch(-1)
 }
@@ -66,6 +64,22 @@ fn with_features(
         .with_finalized_features_epoch(image.offset)
 }
 
+/// The KIP-511 answer to an ApiVersions request newer than ours, sent as v0: UNSUPPORTED_VERSION
+/// and, as Kafka's `getErrorResponse` does, only ApiVersions' own range, so the client retries
+/// at a version we speak.
+pub fn unsupported_version_response() -> ApiVersionsResponse {
+    let own = runnel_protocol::api::supported(kafka_protocol::messages::ApiKey::ApiVersions as i16)
+        .map(|api| {
+            ApiVersion::default()
+                .with_api_key(api.key as i16)
+                .with_min_version(api.min_version)
+                .with_max_version(api.max_version)
+        });
+    ApiVersionsResponse::default()
+        .with_error_code(ResponseError::UnsupportedVersion.code())
+        .with_api_keys(own.into_iter().collect())
+}
+
 /// Kafka's `ApiVersionsRequest.getErrorResponse` for INVALID_REQUEST and REBOOTSTRAP_REQUIRED:
 /// the error alone, no API keys and no features.
 fn error_response(error_code: i16) -> ApiVersionsResponse {
@@ -93,7 +107,7 @@ pub fn handle(
         );
         return error_response(ResponseError::RebootstrapRequired.code());
     }
-    let response = api_versions_response(0);
+    let response = supported_apis_response();
     if version >= 3 {
         with_features(response, version, image)
     } else {

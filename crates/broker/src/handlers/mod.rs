@@ -32,7 +32,7 @@ mod produce;
 mod topics;
 mod update_features;
 
-pub use api_versions::api_versions_response;
+pub use api_versions::unsupported_version_response;
 pub use fetch::{materialize as materialize_fetch, FetchAnswer};
 pub use produce::{PendingProduce, ProduceReply};
 
