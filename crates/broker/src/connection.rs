@@ -67,11 +67,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
+use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseKind};
 use runnel_protocol::api;
 use runnel_protocol::frame::{encode_response, HeaderPrefix};
-use runnel_protocol::request::decode_frame;
+use runnel_protocol::request::{decode_frame, Request};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch, Semaphore, SemaphorePermit};
@@ -162,7 +161,7 @@ struct Decoded {
     api_key: ApiKey,
     version: i16,
     header: RequestHeader,
-    body: RequestKind,
+    body: Request,
     /// Bytes of the frame, for the metrics.
     frame_bytes: usize,
 }
@@ -527,10 +526,9 @@ fn check(frame: Bytes) -> Result<Checked, Close> {
     let in_range = (supported.min_version..=supported.max_version).contains(&prefix.api_version);
     if !in_range {
         if supported.key == ApiKey::ApiVersions && prefix.api_version > supported.max_version {
-            // KIP-511: a client newer than us learns our ranges from a v0 answer it can read.
-            let body = ResponseKind::ApiVersions(handlers::api_versions_response(
-                ResponseError::UnsupportedVersion.code(),
-            ));
+            // KIP-511: a client newer than us learns our ApiVersions range from a v0 answer it
+            // can read.
+            let body = ResponseKind::ApiVersions(handlers::unsupported_version_response());
             return encode(ApiKey::ApiVersions, 0, 0, prefix.correlation_id, &body)
                 .map(|frame| Checked::Answer(Outgoing::Frame(frame)));
         }

@@ -83,8 +83,8 @@ fn unknown_api_and_unsupported_versions() {
     );
 }
 
-// ApiVersions newer than ours is answered in v0 with UNSUPPORTED_VERSION and our ranges
-// (KIP-511), so the client can retry at a version we speak.
+// ApiVersions newer than ours is answered in v0 with UNSUPPORTED_VERSION and our ApiVersions
+// range (KIP-511), so the client can retry at a version we speak.
 #[test]
 fn api_versions_from_the_future_gets_v0_answer() {
     let mut runnel = Runnel::start("");
@@ -99,56 +99,108 @@ fn api_versions_from_the_future_gets_v0_answer() {
     assert_eq!(header.correlation_id, 7);
     let body = ApiVersionsResponse::decode(&mut frame, 0).expect("v0 body");
     assert_eq!(body.error_code, 35);
-    assert!(body
+    // As Kafka: only ApiVersions' own range, which the client retries within.
+    let keys: Vec<(i16, i16, i16)> = body
         .api_keys
         .iter()
-        .any(|k| k.api_key == ApiKey::Produce as i16));
+        .map(|k| (k.api_key, k.min_version, k.max_version))
+        .collect();
+    assert_eq!(keys, vec![(ApiKey::ApiVersions as i16, 0, 5)]);
     runnel.assert_alive();
 }
 
-// A Kafka 4.4 Java client opens with ApiVersions v5 (KIP-1242: ClusterId and NodeId after the
-// software fields), which kafka-protocol 0.18 cannot decode: it gets the KIP-511 answer naming v4
-// as our highest, and its v4 retry on the same connection is served.
-#[test]
-fn api_versions_v5_of_kafka_4_4_clients_falls_back_to_v4() {
-    let mut runnel = Runnel::start("");
-    let mut s = runnel.connect();
-    let mut request = vec![0, 18, 0, 5, 0, 0, 0, 7, 0xff, 0xff, 0]; // header v2: null client id, no tags
+/// An ApiVersions v5 request as a Kafka 4.4 Java client writes it (header v2, null client id;
+/// ClusterId and NodeId after the software fields, KIP-1242).
+fn api_versions_v5(correlation_id: i32, cluster_id: Option<&str>, node_id: i32) -> Vec<u8> {
+    let mut request = vec![0, 18, 0, 5];
+    request.extend_from_slice(&correlation_id.to_be_bytes());
+    request.extend_from_slice(&[0xff, 0xff, 0]); // null client id, no header tags
     request.push(18); // ClientSoftwareName, compact string of 17 bytes
     request.extend_from_slice(b"apache-kafka-java");
     request.push(6); // ClientSoftwareVersion
     request.extend_from_slice(b"4.4.0");
-    request.push(23); // ClusterId, compact nullable string of 22 bytes
-    request.extend_from_slice(b"q1Sh-9_ISia_zwGINzRvyQ");
-    request.extend_from_slice(&1i32.to_be_bytes()); // NodeId
+    match cluster_id {
+        None => request.push(0),
+        Some(id) => {
+            request.push(u8::try_from(id.len() + 1).expect("short id"));
+            request.extend_from_slice(id.as_bytes());
+        }
+    }
+    request.extend_from_slice(&node_id.to_be_bytes());
     request.push(0); // no tagged fields
-    write_raw(&mut s, &put_frame(&request));
-    let mut frame = read_frame(&mut s).expect("a response");
+    put_frame(&request)
+}
+
+/// Sends one ApiVersions v5 request and decodes its answer (response header v0; the v5 body is
+/// v4's).
+fn api_versions_v5_answer(
+    s: &mut std::net::TcpStream,
+    correlation_id: i32,
+    cluster_id: Option<&str>,
+    node_id: i32,
+) -> ApiVersionsResponse {
     use kafka_protocol::protocol::Decodable;
+    write_raw(s, &api_versions_v5(correlation_id, cluster_id, node_id));
+    let mut frame = read_frame(s).expect("a response");
     let header = ResponseHeader::decode(&mut frame, 0).expect("header v0");
-    assert_eq!(header.correlation_id, 7);
-    let body = ApiVersionsResponse::decode(&mut frame, 0).expect("v0 body");
-    assert_eq!(body.error_code, 35, "UNSUPPORTED_VERSION");
+    assert_eq!(header.correlation_id, correlation_id);
+    let body = ApiVersionsResponse::decode(&mut frame, 4).expect("v5 body");
+    assert!(frame.is_empty(), "bytes after the body");
+    body
+}
+
+// A Kafka 4.4 Java client opens with ApiVersions v5 (KIP-1242) and is answered in v5, with no
+// KIP-511 fallback round trip: ApiVersions is advertised up to v5.
+#[test]
+fn api_versions_v5_of_kafka_4_4_clients_is_answered_in_v5() {
+    let mut runnel = Runnel::start("");
+    let mut s = runnel.connect();
+    let body = api_versions_v5_answer(&mut s, 7, None, -1);
+    assert_eq!(body.error_code, 0);
     let api_versions = body
         .api_keys
         .iter()
         .find(|k| k.api_key == ApiKey::ApiVersions as i16)
         .expect("ApiVersions listed");
-    assert_eq!(api_versions.max_version, 4);
+    assert_eq!(api_versions.max_version, 5);
+    assert!(body.api_keys.len() > 1);
+    runnel.assert_alive();
+}
 
-    let ResponseKind::ApiVersions(retry) = call(
+// KIP-1242 as Kafka 4.4 checks it: naming this broker's cluster and node is served; another
+// cluster or another node answers REBOOTSTRAP_REQUIRED, and half a target (a node without a
+// cluster, or a cluster without a node) INVALID_REQUEST, each with no API keys.
+#[test]
+fn api_versions_v5_checks_the_cluster_and_node() {
+    let mut runnel = Runnel::start("");
+    let mut s = runnel.connect();
+    let ResponseKind::Metadata(metadata) = call(
         &mut s,
-        ApiKey::ApiVersions,
-        4,
-        &RequestKind::ApiVersions(
-            ApiVersionsRequest::default()
-                .with_client_software_name(StrBytes::from_static_str("apache-kafka-java"))
-                .with_client_software_version(StrBytes::from_static_str("4.4.0")),
-        ),
+        ApiKey::Metadata,
+        12,
+        &RequestKind::Metadata(MetadataRequest::default().with_topics(Some(vec![]))),
     ) else {
         panic!("wrong response kind")
     };
-    assert_eq!(retry.error_code, 0);
+    let cluster_id = metadata.cluster_id.expect("cluster id").to_string();
+    let node_id = metadata.brokers[0].node_id.0;
+    assert!(node_id >= 0);
+
+    let ours = api_versions_v5_answer(&mut s, 1, Some(&cluster_id), node_id);
+    assert_eq!(ours.error_code, 0);
+    assert!(!ours.api_keys.is_empty());
+
+    for (correlation_id, cluster, node, error_code) in [
+        (2, Some("q1Sh-9_ISia_zwGINzRvyQ"), node_id, 129), // another cluster
+        (3, Some(cluster_id.as_str()), node_id + 1, 129),  // another node
+        (4, None, node_id, 42),                            // a node of no cluster
+        (5, Some(cluster_id.as_str()), -1, 42),            // a cluster without a node
+    ] {
+        let mut s = runnel.connect();
+        let answer = api_versions_v5_answer(&mut s, correlation_id, cluster, node);
+        assert_eq!(answer.error_code, error_code, "{cluster:?} {node}");
+        assert!(answer.api_keys.is_empty(), "{cluster:?} {node}");
+    }
     runnel.assert_alive();
 }
 

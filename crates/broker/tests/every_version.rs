@@ -12,6 +12,8 @@ use runnel_broker::config::BrokerConfig;
 use runnel_broker::handlers::{self, Reply};
 use runnel_broker::state::Broker;
 use runnel_protocol::api::SUPPORTED_APIS;
+use runnel_protocol::api_versions::ApiVersionsRequest as ApiVersionsRequestV5;
+use runnel_protocol::request::Request;
 
 fn broker(dir: &std::path::Path) -> Arc<Broker> {
     let mut config = BrokerConfig {
@@ -114,6 +116,49 @@ fn request_for(key: ApiKey, version: i16, topic: &str, topic_id: uuid::Uuid) -> 
                         .collect(),
                 )],
         )),
+        ApiKey::DescribeLogDirs => RequestKind::DescribeLogDirs(
+            DescribeLogDirsRequest::default().with_topics(if version % 2 == 0 {
+                None
+            } else {
+                Some(vec![
+                    describe_log_dirs_request::DescribableLogDirTopic::default()
+                        .with_topic(name.clone())
+                        .with_partitions(vec![0, 7]),
+                ])
+            }),
+        ),
+        ApiKey::OffsetForLeaderEpoch => RequestKind::OffsetForLeaderEpoch(
+            OffsetForLeaderEpochRequest::default()
+                .with_replica_id(BrokerId(-1))
+                .with_topics(vec![
+                    offset_for_leader_epoch_request::OffsetForLeaderTopic::default()
+                        .with_topic(name.clone())
+                        .with_partitions(vec![
+                            offset_for_leader_epoch_request::OffsetForLeaderPartition::default()
+                                .with_partition(0)
+                                .with_current_leader_epoch(0)
+                                .with_leader_epoch(0),
+                        ]),
+                ]),
+        ),
+        ApiKey::ElectLeaders => RequestKind::ElectLeaders(
+            ElectLeadersRequest::default()
+                .with_timeout_ms(1000)
+                .with_topic_partitions(if version == 1 {
+                    None
+                } else {
+                    Some(vec![elect_leaders_request::TopicPartitions::default()
+                        .with_topic(name.clone())
+                        .with_partitions(vec![0, 9])])
+                }),
+        ),
+        ApiKey::UpdateFeatures => RequestKind::UpdateFeatures(
+            UpdateFeaturesRequest::default()
+                .with_validate_only(version >= 1)
+                .with_feature_updates(vec![update_features_request::FeatureUpdateKey::default()
+                    .with_feature(StrBytes::from_static_str("group.version"))
+                    .with_max_version_level(1)]),
+        ),
         ApiKey::Produce => RequestKind::Produce(
             ProduceRequest::default()
                 .with_acks(1)
@@ -261,7 +306,15 @@ async fn every_supported_version_encodes() {
     tokio::spawn(Arc::clone(&broker.groups).run_timers(Arc::clone(&broker)));
     for api in SUPPORTED_APIS {
         for version in api.min_version..=api.max_version {
-            let request = request_for(api.key, version, "every-version", topic.topic_id);
+            let request = match request_for(api.key, version, "every-version", topic.topic_id) {
+                // The broker decodes ApiVersions (v0-5) with runnel's own codec.
+                RequestKind::ApiVersions(r) => Request::ApiVersions(ApiVersionsRequestV5 {
+                    client_software_name: r.client_software_name,
+                    client_software_version: r.client_software_version,
+                    ..ApiVersionsRequestV5::default()
+                }),
+                other => Request::Kafka(other),
+            };
             let header = RequestHeader::default()
                 .with_request_api_key(api.key as i16)
                 .with_request_api_version(version)

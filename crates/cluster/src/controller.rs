@@ -68,6 +68,12 @@ pub enum Command {
     ReserveProducerIds {
         handed_out: i64,
     },
+    /// UpdateFeatures: change finalized feature levels, all or none (`crate::features`).
+    /// `node_id` is this controller's, which Kafka's messages name.
+    UpdateFeatures {
+        node_id: i32,
+        updates: Vec<crate::features::FeatureUpdate>,
+    },
 }
 
 /// The controller engine. Holds no cluster state of its own (that is the image); only what it
@@ -187,6 +193,10 @@ impl ControllerEngine {
                     }
                 }
                 Ok(records)
+            }
+            Command::UpdateFeatures { node_id, updates } => {
+                crate::features::update(image, *node_id, updates)
+                    .map_err(ClusterError::InvalidUpdateVersion)
             }
             Command::ReserveProducerIds { handed_out } => {
                 let first_free = image.next_producer_id.max(*handed_out);

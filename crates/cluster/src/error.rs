@@ -43,6 +43,10 @@ pub enum ClusterError {
     /// duplicate config keys").
     #[error("duplicate config key '{0}'")]
     DuplicateConfig(String),
+    /// UpdateFeatures asked for a level Kafka's rules refuse (INVALID_UPDATE_VERSION); the
+    /// message is Kafka's.
+    #[error("{0}")]
+    InvalidUpdateVersion(String),
     /// A replica was to be placed on a broker that is not registered.
     #[error("broker {0} is not registered")]
     BrokerNotRegistered(i32),

@@ -15,7 +15,7 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
 use runnel_protocol::fuzzing::{self as gen, Choices, FuzzBytes, GenOptions, SchemaGen};
-use runnel_protocol::request::decode_frame;
+use runnel_protocol::request::{decode_frame, Request};
 use uuid::Uuid;
 
 use crate::group::records::{self, RecordKey};
@@ -299,7 +299,10 @@ pub fn group_coordinator(data: &[u8]) {
                 let Ok(decoded) = decode_frame(Bytes::from(frame), DECODED_BYTES_MAX) else {
                     continue;
                 };
-                let Some(mut request) = group_request(decoded.body) else {
+                let Request::Kafka(body) = decoded.body else {
+                    continue;
+                };
+                let Some(mut request) = group_request(body) else {
                     continue;
                 };
                 members.patch(&mut request);

@@ -9,6 +9,7 @@
 
 pub mod controller;
 pub mod error;
+pub mod features;
 pub mod fuzzing;
 pub mod group;
 pub mod metadata;

@@ -2,7 +2,8 @@
 //!
 //! Advertising an API or version tells clients they may rely on every field of it, so an entry
 //! goes here only when its handler gives every field of every listed version Kafka's meaning.
-//! Versions top out at Kafka 4.1's (what kafka-protocol 0.18's `ApiKey::valid_versions` gives).
+//! Versions top out at Kafka 4.1's (what kafka-protocol 0.18's `ApiKey::valid_versions` gives),
+//! except ApiVersions, decoded by runnel itself up to Kafka 4.4's v5.
 
 use kafka_protocol::messages::ApiKey;
 
@@ -31,7 +32,8 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     full(ApiKey::Fetch, 4, 18),
     full(ApiKey::ListOffsets, 1, 10),
     full(ApiKey::Metadata, 0, 13),
-    full(ApiKey::ApiVersions, 0, 4),
+    // v5 (KIP-1242, Kafka 4.4) through runnel's own codec (`crate::api_versions`).
+    full(ApiKey::ApiVersions, 0, 5),
     full(ApiKey::CreateTopics, 2, 7),
     full(ApiKey::DeleteTopics, 1, 6),
     // v6 (KIP-939 two-phase commit) is unstable in Kafka 4.1: Kafka does not advertise it and
@@ -53,6 +55,11 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     full(ApiKey::DeleteGroups, 0, 2),
     full(ApiKey::ConsumerGroupHeartbeat, 0, 1),
     full(ApiKey::ConsumerGroupDescribe, 0, 1),
+    full(ApiKey::OffsetForLeaderEpoch, 2, 4),
+    // Kafka 4.3+ has v5 (IsCordoned); kafka-protocol 0.18 stops at v4.
+    full(ApiKey::DescribeLogDirs, 1, 4),
+    full(ApiKey::ElectLeaders, 0, 2),
+    full(ApiKey::UpdateFeatures, 0, 2),
 ];
 
 /// The supported range for `api_key`, if runnel serves it.
@@ -69,8 +76,9 @@ pub fn is_supported(api_key: i16, version: i16) -> bool {
 mod tests {
     use super::*;
 
-    // Every advertised range lies within what kafka-protocol can decode and encode, and equals
-    // it except where Kafka 4.1 itself advertises less (unstable versions).
+    // Every advertised range lies within what we can decode and encode (kafka-protocol's range,
+    // or our own codec's), and equals it except where Kafka itself advertises less (unstable
+    // versions).
     #[test]
     fn ranges_match_kafka_protocol() {
         const BELOW_KAFKA_PROTOCOL_MAX: &[(ApiKey, i16)] = &[
@@ -79,7 +87,7 @@ mod tests {
             (ApiKey::OffsetFetch, 9),
         ];
         for api in SUPPORTED_APIS {
-            let valid = api.key.valid_versions();
+            let valid = crate::validate::decodable_versions(api.key);
             assert_eq!(api.min_version, valid.min, "{:?} min", api.key);
             let expected_max = BELOW_KAFKA_PROTOCOL_MAX
                 .iter()

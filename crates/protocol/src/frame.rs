@@ -60,8 +60,11 @@ pub fn encode_response(
     header
         .encode(&mut buf, header_version)
         .map_err(|e| err(e.to_string()))?;
-    body.encode(&mut buf, api_version)
-        .map_err(|e| err(e.to_string()))?;
+    body.encode(
+        &mut buf,
+        crate::api_versions::response_encoding_version(api_key, api_version),
+    )
+    .map_err(|e| err(e.to_string()))?;
     let size = i32::try_from(buf.len() - 4).map_err(|_| EncodeError::TooLarge(buf.len()))?;
     buf[..4].copy_from_slice(&size.to_be_bytes());
     Ok(buf)

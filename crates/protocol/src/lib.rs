@@ -5,6 +5,7 @@
 //! anything is sized from it.
 
 pub mod api;
+pub mod api_versions;
 pub mod batch;
 pub mod frame;
 pub mod fuzzing;

@@ -9,7 +9,19 @@ use bytes::{Buf, Bytes};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind};
 use kafka_protocol::protocol::Decodable;
 
+use crate::api_versions::ApiVersionsRequest;
 use crate::validate::{request_header_version, validate_request, ValidateError, Validated};
+
+/// A decoded request body: kafka-protocol's type, or runnel's own where kafka-protocol 0.18
+/// lacks a version Kafka 4.4 clients send.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    /// Decoded by kafka-protocol.
+    Kafka(RequestKind),
+    /// ApiVersions of any version 0-5, decoded by [`crate::api_versions`] (kafka-protocol has
+    /// no v5).
+    ApiVersions(ApiVersionsRequest),
+}
 
 /// Why a frame could not be turned into a typed request.
 #[derive(Debug, thiserror::Error)]
@@ -31,7 +43,7 @@ pub struct DecodedRequest {
     /// The request header.
     pub header: RequestHeader,
     /// The typed body.
-    pub body: RequestKind,
+    pub body: Request,
     /// Header length and the decoder's estimated allocation.
     pub validated: Validated,
 }
@@ -46,16 +58,23 @@ pub fn peek_api(frame: &[u8]) -> Option<(i16, i16)> {
     ))
 }
 
-/// Decodes the body of a frame for `api_key`/`version` with kafka-protocol. The caller must have
-/// validated the frame (use [`decode_frame`] unless you already did) and advanced `body` past the
-/// header.
+/// Decodes the body of a frame for `api_key`/`version` (ApiVersions with our own decoder, the
+/// rest with kafka-protocol). The caller must have validated the frame (use [`decode_frame`]
+/// unless you already did) and advanced `body` past the header.
 pub fn decode_request(
     api_key: i16,
     version: i16,
     body: &mut Bytes,
-) -> Result<RequestKind, DecodeError> {
+) -> Result<Request, DecodeError> {
     let key = ApiKey::try_from(api_key).map_err(|()| ValidateError::UnknownApi { api_key })?;
-    RequestKind::decode(key, body, version).map_err(|e| DecodeError::Decode(format!("{e:#}")))
+    if key == ApiKey::ApiVersions {
+        return ApiVersionsRequest::decode(body, version)
+            .map(Request::ApiVersions)
+            .map_err(|e| DecodeError::Decode(e.to_string()));
+    }
+    RequestKind::decode(key, body, version)
+        .map(Request::Kafka)
+        .map_err(|e| DecodeError::Decode(format!("{e:#}")))
 }
 
 /// Validates a whole frame (header + body, after the 4-byte length), checks it against

@@ -161,6 +161,31 @@ pub(crate) fn epoch_for_offset(entries: &[EpochEntry], offset: i64) -> Option<i3
         .map(|e| e.epoch)
 }
 
+/// Kafka's `LeaderEpochFileCache.endOffsetFor` as `UnifiedLog.endOffsetForEpoch` uses it: the
+/// end offset of `requested_epoch` (where the next larger epoch starts, or `log_end_offset` for
+/// the latest epoch) and the largest known epoch at or below the requested one. `None` where
+/// Kafka answers UNDEFINED_EPOCH_OFFSET: the requested epoch is -1, larger than any known, or
+/// the cache is empty. An epoch below every known one ends where the first known one starts.
+pub(crate) fn end_offset_for_epoch(
+    entries: &[EpochEntry],
+    requested_epoch: i32,
+    log_end_offset: i64,
+) -> Option<(i32, i64)> {
+    const UNDEFINED_EPOCH: i32 = -1;
+    if requested_epoch == UNDEFINED_EPOCH {
+        return None;
+    }
+    if entries.last().map(|e| e.epoch) == Some(requested_epoch) {
+        return Some((requested_epoch, log_end_offset));
+    }
+    let higher = entries.iter().find(|e| e.epoch > requested_epoch)?;
+    let floor = entries.iter().rev().find(|e| e.epoch <= requested_epoch);
+    Some(match floor {
+        Some(floor) => (floor.epoch, higher.start_offset),
+        None => (requested_epoch, higher.start_offset),
+    })
+}
+
 fn parse(text: &str) -> Option<Vec<EpochEntry>> {
     let mut lines = text.lines();
     if lines.next()?.trim() != "0" {
@@ -189,6 +214,36 @@ mod tests {
 
     fn std_io() -> Arc<dyn LogIo> {
         Arc::new(StdIo)
+    }
+
+    // Kafka's endOffsetFor cases (LeaderEpochFileCacheTest): current epoch -> LEO; an epoch
+    // between two known ones -> the floor epoch ending where the next starts; below all known
+    // -> itself, ending at the first start; above all, -1, or an empty cache -> undefined.
+    #[test]
+    fn end_offset_for_epoch_follows_kafka() {
+        let entries = [
+            EpochEntry {
+                epoch: 2,
+                start_offset: 6,
+            },
+            EpochEntry {
+                epoch: 4,
+                start_offset: 11,
+            },
+            EpochEntry {
+                epoch: 7,
+                start_offset: 20,
+            },
+        ];
+        assert_eq!(end_offset_for_epoch(&entries, 7, 25), Some((7, 25)));
+        assert_eq!(end_offset_for_epoch(&entries, 4, 25), Some((4, 20)));
+        assert_eq!(end_offset_for_epoch(&entries, 5, 25), Some((4, 20)));
+        assert_eq!(end_offset_for_epoch(&entries, 2, 25), Some((2, 11)));
+        assert_eq!(end_offset_for_epoch(&entries, 3, 25), Some((2, 11)));
+        assert_eq!(end_offset_for_epoch(&entries, 1, 25), Some((1, 6)));
+        assert_eq!(end_offset_for_epoch(&entries, 8, 25), None);
+        assert_eq!(end_offset_for_epoch(&entries, -1, 25), None);
+        assert_eq!(end_offset_for_epoch(&[], 0, 25), None);
     }
 
     #[test]

@@ -275,6 +275,24 @@ impl LogSnapshot {
         &self.view.epochs
     }
 
+    /// Kafka's `UnifiedLog.endOffsetForEpoch` (OffsetForLeaderEpoch): the end offset of
+    /// `leader_epoch` in this log and the epoch it belongs to, `None` when undefined.
+    pub fn end_offset_for_epoch(&self, leader_epoch: i32) -> Option<(i32, i64)> {
+        epoch_cache::end_offset_for_epoch(
+            &self.view.epochs,
+            leader_epoch,
+            self.offsets.log_end_offset,
+        )
+    }
+
+    /// Bytes of every segment's `.log` file in this snapshot (Kafka's `UnifiedLog.size`, which
+    /// DescribeLogDirs reports).
+    pub fn size_bytes(&self) -> u64 {
+        (0..self.view.segments.len())
+            .map(|index| self.segment(index).stats.size_bytes)
+            .sum()
+    }
+
     fn budget(&self) -> &Arc<FileBudget> {
         &self.shared.budget
     }

@@ -1,16 +1,19 @@
-//! ApiVersions: the supported API table, and KIP-511 client software validation.
+//! ApiVersions: the supported API table, KIP-511 client software validation, and KIP-1242's
+//! check that a v5 client reached the broker it meant to (Kafka's `KafkaApis`
+//! `handleApiVersionsRequest`).
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::api_versions_response::{
     ApiVersion, FinalizedFeatureKey, SupportedFeatureKey,
 };
-use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
+use kafka_protocol::messages::ApiVersionsResponse;
 use kafka_protocol::protocol::StrBytes;
+use runnel_cluster::{features, MetadataImage};
 use runnel_protocol::api::SUPPORTED_APIS;
+use runnel_protocol::api_versions::ApiVersionsRequest;
 
-/// The response listing every supported API; `error_code` lets the connection reuse it for the
-/// UNSUPPORTED_VERSION answer (sent as v0 with our ranges, per KIP-511).
-pub fn api_versions_response(error_code: i16) -> ApiVersionsResponse {
+/// The successful answer: every supported API and its range.
+fn supported_apis_response() -> ApiVersionsResponse {
     let api_keys = SUPPORTED_APIS
         .iter()
         .map(|api| {
@@ -21,54 +24,92 @@ pub fn api_versions_response(error_code: i16) -> ApiVersionsResponse {
         })
         .collect();
     ApiVersionsResponse::default()
-        .with_error_code(error_code)
         .with_api_keys(api_keys)
         .with_finalized_features_epoch(-1)
 }
 
-/// Feature levels runnel implements (reported from v3): `group.version` 1 is the KIP-848
-/// consumer protocol. Not `transaction.version` (no transactions yet), and not
-/// `metadata.version`, which describes KRaft record formats runnel does not share.
-const FEATURES: &[(&str, i16, i16, i16)] = &[("group.version", 0, 1, 1)];
-
-fn with_features(response: ApiVersionsResponse) -> ApiVersionsResponse {
+/// Adds the features (`runnel_cluster::features`) to an answer of `version`, finalized as
+/// `image` has them. As Kafka (KAFKA-17492), v3 answers leave out supported features whose
+/// minimum is 0, which older clients cannot parse; finalized features at level 0 are never
+/// listed. The epoch is the image's metadata offset, as Kafka's is its image's highest offset.
+fn with_features(
+    response: ApiVersionsResponse,
+    version: i16,
+    image: &MetadataImage,
+) -> ApiVersionsResponse {
     response
         .with_supported_features(
-            FEATURES
+            features::SUPPORTED_FEATURES
                 .iter()
-                .map(|(name, min, max, _)| {
+                .filter(|f| version >= 4 || f.min_level != 0)
+                .map(|f| {
                     SupportedFeatureKey::default()
-                        .with_name(StrBytes::from_static_str(name))
-                        .with_min_version(*min)
-                        .with_max_version(*max)
+                        .with_name(StrBytes::from_static_str(f.name))
+                        .with_min_version(f.min_level)
+                        .with_max_version(f.max_level)
                 })
                 .collect(),
         )
         .with_finalized_features(
-            FEATURES
-                .iter()
-                .map(|(name, _, _, level)| {
+            features::finalized(image)
+                .into_iter()
+                .map(|(name, level)| {
                     FinalizedFeatureKey::default()
                         .with_name(StrBytes::from_static_str(name))
-                        .with_min_version_level(*level)
-                        .with_max_version_level(*level)
+                        .with_min_version_level(level)
+                        .with_max_version_level(level)
                 })
                 .collect(),
         )
-        // Features never change at run time yet, so one epoch serves.
-        .with_finalized_features_epoch(1)
+        .with_finalized_features_epoch(image.offset)
 }
 
-pub fn handle(request: &ApiVersionsRequest, version: i16) -> ApiVersionsResponse {
-    if version >= 3
-        && (!valid_software_field(request.client_software_name.as_str())
-            || !valid_software_field(request.client_software_version.as_str()))
-    {
-        return api_versions_response(ResponseError::InvalidRequest.code());
+/// The KIP-511 answer to an ApiVersions request newer than ours, sent as v0: UNSUPPORTED_VERSION
+/// and, as Kafka's `getErrorResponse` does, only ApiVersions' own range, so the client retries
+/// at a version we speak.
+pub fn unsupported_version_response() -> ApiVersionsResponse {
+    let own = runnel_protocol::api::supported(kafka_protocol::messages::ApiKey::ApiVersions as i16)
+        .map(|api| {
+            ApiVersion::default()
+                .with_api_key(api.key as i16)
+                .with_min_version(api.min_version)
+                .with_max_version(api.max_version)
+        });
+    ApiVersionsResponse::default()
+        .with_error_code(ResponseError::UnsupportedVersion.code())
+        .with_api_keys(own.into_iter().collect())
+}
+
+/// Kafka's `ApiVersionsRequest.getErrorResponse` for INVALID_REQUEST and REBOOTSTRAP_REQUIRED:
+/// the error alone, no API keys and no features.
+fn error_response(error_code: i16) -> ApiVersionsResponse {
+    ApiVersionsResponse::default().with_error_code(error_code)
+}
+
+/// Answers one ApiVersions request to the broker `node_id` of the cluster of `image`.
+pub fn handle(
+    request: &ApiVersionsRequest,
+    version: i16,
+    image: &MetadataImage,
+    node_id: i32,
+) -> ApiVersionsResponse {
+    let software_valid = version < 3
+        || (valid_software_field(request.client_software_name.as_str())
+            && valid_software_field(request.client_software_version.as_str()));
+    if !request.cluster_target_is_valid(version) || !software_valid {
+        return error_response(ResponseError::InvalidRequest.code());
     }
-    let response = api_versions_response(0);
+    if request.targets_another_broker(version, &image.cluster_id, node_id) {
+        tracing::debug!(
+            wanted_cluster = ?request.cluster_id,
+            wanted_node = request.node_id,
+            "ApiVersions for another broker: REBOOTSTRAP_REQUIRED"
+        );
+        return error_response(ResponseError::RebootstrapRequired.code());
+    }
+    let response = supported_apis_response();
     if version >= 3 {
-        with_features(response)
+        with_features(response, version, image)
     } else {
         response
     }

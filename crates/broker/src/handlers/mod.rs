@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use kafka_protocol::messages::{RequestKind, ResponseKind};
+use runnel_protocol::request::Request;
 
 use runnel_cluster::group::coordinator::GroupRequest;
 
@@ -19,15 +20,19 @@ use crate::state::Broker;
 mod api_versions;
 mod describe_cluster;
 mod describe_configs;
+mod describe_log_dirs;
+mod elect_leaders;
 mod fetch;
 mod find_coordinator;
 mod init_producer_id;
 mod list_offsets;
 mod metadata;
+mod offset_for_leader_epoch;
 mod produce;
 mod topics;
+mod update_features;
 
-pub use api_versions::api_versions_response;
+pub use api_versions::unsupported_version_response;
 pub use fetch::{materialize as materialize_fetch, FetchAnswer};
 pub use produce::{PendingProduce, ProduceReply};
 
@@ -46,10 +51,20 @@ pub enum Reply {
 }
 
 /// Applies one decoded request (see the module docs).
-pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext<'_>, request: RequestKind) -> Reply {
+pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext<'_>, request: Request) -> Reply {
     let version = ctx.api_version();
+    let request = match request {
+        Request::ApiVersions(r) => {
+            return Reply::Send(ResponseKind::ApiVersions(api_versions::handle(
+                &r,
+                version,
+                &broker.image(),
+                broker.node_id(),
+            )));
+        }
+        Request::Kafka(request) => request,
+    };
     Reply::Send(match request {
-        RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(&r, version)),
         RequestKind::Metadata(r) => {
             ResponseKind::Metadata(metadata::handle(broker, ctx, r, version))
         }
@@ -68,8 +83,20 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext<'_>, request: Req
         RequestKind::InitProducerId(r) => {
             ResponseKind::InitProducerId(init_producer_id::handle(broker, &r))
         }
+        RequestKind::DescribeLogDirs(r) => {
+            ResponseKind::DescribeLogDirs(describe_log_dirs::handle(broker, ctx, &r))
+        }
+        RequestKind::OffsetForLeaderEpoch(r) => {
+            ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(broker, ctx, r))
+        }
+        RequestKind::ElectLeaders(r) => {
+            ResponseKind::ElectLeaders(elect_leaders::handle(broker, ctx, &r, version))
+        }
+        RequestKind::UpdateFeatures(r) => {
+            ResponseKind::UpdateFeatures(update_features::handle(broker, ctx, &r, version))
+        }
         RequestKind::ListOffsets(r) => {
-            ResponseKind::ListOffsets(list_offsets::handle(broker, r, version))
+            ResponseKind::ListOffsets(list_offsets::handle(broker, ctx, r, version))
         }
         RequestKind::Produce(r) => match produce::apply(broker, r, version) {
             produce::Applied::Done(ProduceReply::Respond(r)) => ResponseKind::Produce(r),
@@ -118,6 +145,41 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext<'_>, request: Req
 /// Routes a group request to the coordinator (which creates `__consumer_offsets` first if
 /// needed) and waits for its answer; fills in authorized operations where asked.
 async fn group(broker: &Arc<Broker>, ctx: &RequestContext<'_>, request: GroupRequest) -> Reply {
+    // KIP-848's APIs need group.version 1 (Kafka's `isConsumerGroupProtocolEnabled`); below it
+    // they answer UNSUPPORTED_VERSION, as their `getErrorResponse` shapes it.
+    let consumer_protocol_off = || {
+        runnel_cluster::features::level(&broker.image(), runnel_cluster::features::GROUP_VERSION)
+            < 1
+    };
+    match &request {
+        GroupRequest::ConsumerGroupHeartbeat(_) if consumer_protocol_off() => {
+            return Reply::Send(ResponseKind::ConsumerGroupHeartbeat(
+                kafka_protocol::messages::ConsumerGroupHeartbeatResponse::default()
+                    .with_error_code(
+                        kafka_protocol::error::ResponseError::UnsupportedVersion.code(),
+                    )
+                    .with_error_message(None),
+            ));
+        }
+        GroupRequest::ConsumerGroupDescribe(r) if consumer_protocol_off() => {
+            use kafka_protocol::messages::consumer_group_describe_response::DescribedGroup;
+            return Reply::Send(ResponseKind::ConsumerGroupDescribe(
+                kafka_protocol::messages::ConsumerGroupDescribeResponse::default().with_groups(
+                    r.group_ids
+                        .iter()
+                        .map(|id| {
+                            DescribedGroup::default()
+                                .with_group_id(id.clone())
+                                .with_error_code(
+                                    kafka_protocol::error::ResponseError::UnsupportedVersion.code(),
+                                )
+                        })
+                        .collect(),
+                ),
+            ));
+        }
+        _ => {}
+    }
     if let Err(e) = broker.ensure_offsets_topic() {
         tracing::error!(error = %e, "creating __consumer_offsets");
     }

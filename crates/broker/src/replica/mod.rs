@@ -78,6 +78,16 @@ impl ReplicaManager {
             .cloned()
     }
 
+    /// Every partition held here, in no particular order (DescribeLogDirs, ElectLeaders).
+    pub fn all(&self) -> Vec<Arc<Partition>> {
+        self.partitions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
     /// Starts serving `partition` (opened by the caller).
     pub fn add(&self, partition: Partition) {
         self.partitions

@@ -61,6 +61,8 @@ pub struct MetadataDelta {
     pub changed_partitions: Vec<(Uuid, i32)>,
     /// Brokers that registered or changed their endpoint.
     pub changed_brokers: Vec<i32>,
+    /// A feature level changed.
+    pub changed_features: bool,
 }
 
 impl MetadataDelta {
@@ -81,6 +83,9 @@ pub struct MetadataImage {
     pub brokers: BTreeMap<i32, BrokerImage>,
     /// Producer ids below this are handed out or reserved.
     pub next_producer_id: i64,
+    /// Feature levels set by `FeatureLevel` records (0 included); a feature without one is at
+    /// its bootstrap level (`crate::features::level`).
+    pub features: BTreeMap<String, i16>,
     /// Offset of the last record applied (-1 for none): where a snapshot of this image stands.
     pub offset: i64,
 }
@@ -192,6 +197,10 @@ impl MetadataImage {
                 );
                 delta.changed_partitions.push((*topic_id, *partition));
             }
+            MetadataRecord::FeatureLevel { name, level } => {
+                self.features.insert(name.clone(), *level);
+                delta.changed_features = true;
+            }
             MetadataRecord::RegisterBroker {
                 node_id,
                 incarnation_id,
@@ -256,6 +265,12 @@ impl MetadataImage {
                 });
             }
         }
+        for (name, level) in &self.features {
+            records.push(MetadataRecord::FeatureLevel {
+                name: name.clone(),
+                level: *level,
+            });
+        }
         if self.next_producer_id > 0 {
             records.push(MetadataRecord::ProducerIds {
                 next_producer_id: self.next_producer_id,
@@ -271,6 +286,7 @@ impl MetadataImage {
             && self.topic_names_by_id == other.topic_names_by_id
             && self.brokers == other.brokers
             && self.next_producer_id == other.next_producer_id
+            && self.features == other.features
     }
 
     pub fn topic(&self, name: &str) -> Option<&Arc<TopicImage>> {

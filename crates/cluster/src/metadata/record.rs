@@ -47,6 +47,9 @@ pub enum MetadataRecord {
         /// Bumped on every change of the registration (Kafka's partition epoch).
         partition_epoch: i32,
     },
+    /// A feature's finalized level changed (Kafka's `FeatureLevelRecord`); level 0 takes the
+    /// feature out of the finalized set.
+    FeatureLevel { name: String, level: i16 },
     /// A broker registered (Kafka's `RegisterBrokerRecord`): its id, the incarnation that
     /// registered, and the endpoint clients reach it at.
     RegisterBroker {

@@ -20,7 +20,8 @@ pub const REQUESTS: &[&str] = &[
     include_str!("../../schemas/AlterReplicaLogDirsRequest.json"),
     include_str!("../../schemas/AlterShareGroupOffsetsRequest.json"),
     include_str!("../../schemas/AlterUserScramCredentialsRequest.json"),
-    include_str!("../../schemas/ApiVersionsRequest.json"),
+    // Kafka 4.4.0's: v5 (KIP-1242), decoded by `crate::api_versions`.
+    include_str!("../../schemas/kafka-4.4/ApiVersionsRequest.json"),
     include_str!("../../schemas/AssignReplicasToDirsRequest.json"),
     include_str!("../../schemas/BeginQuorumEpochRequest.json"),
     include_str!("../../schemas/BrokerHeartbeatRequest.json"),
