@@ -53,6 +53,9 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     full(ApiKey::DeleteGroups, 0, 2),
     full(ApiKey::ConsumerGroupHeartbeat, 0, 1),
     full(ApiKey::ConsumerGroupDescribe, 0, 1),
+    full(ApiKey::CreatePartitions, 0, 3),
+    full(ApiKey::DescribeTopicPartitions, 0, 0),
+    full(ApiKey::ListConfigResources, 0, 1),
 ];
 
 /// The supported range for `api_key`, if runnel serves it.
