@@ -138,11 +138,8 @@ pub fn create(broker: &Broker, request: CreateTopicsRequest, version: i16) -> Cr
                 let mut result = CreatableTopicResult::default()
                     .with_name(topic.name.clone())
                     .with_error_message(None)
-                    .with_topic_id(if request.validate_only {
-                        Uuid::nil()
-                    } else {
-                        created.topic_id
-                    })
+                    // With validate_only too: Kafka answers the id it would have given.
+                    .with_topic_id(created.topic_id)
                     .with_num_partitions(-1)
                     .with_replication_factor(-1)
                     .with_configs(Some(Vec::new()));
