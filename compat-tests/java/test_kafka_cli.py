@@ -6,7 +6,7 @@ import re
 
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
-from helpers import run_java_tool, wait_for, wait_for_topic
+from helpers import java_tool_argv, run_java_tool, wait_for, wait_for_topic
 
 TOPICS = "org.apache.kafka.tools.TopicCommand"
 CONSOLE_PRODUCER = "org.apache.kafka.tools.ConsoleProducer"
@@ -89,3 +89,66 @@ def test_get_offsets_shows_end_offsets_after_produce(broker, topic_name):
     assert offsets() == {p: max(v) + 1 for p, v in acked.items()}
     assert offsets("--time", "latest") == {p: max(v) + 1 for p, v in acked.items()}
     assert offsets("--time", "earliest") == {p: min(v) for p, v in acked.items()}
+
+
+def describe_rows(broker, topic_name: str, partitions: int):
+    """`kafka-topics --describe` of one topic, once it shows `partitions` led partitions."""
+    def described():
+        text = topics_cli(broker, "--describe", "--topic", topic_name)
+        rows = re.findall(r"Partition: (\d+)\s+Leader: (\d+)\s+Replicas: ([\d,]+)\s+Isr: ([\d,]+)", text)
+        return (text, rows) if len(rows) == partitions else None
+
+    return wait_for(described, timeout_s=60, what=f"describe with {partitions} led partitions")
+
+
+def test_kafka_topics_alter_partitions_then_describe(broker, topic_name):
+    # Proves: kafka-topics --alter --partitions grows a topic (CreatePartitions), --describe then shows
+    # every partition with a leader (DescribeTopicPartitions, paged), and shrinking is refused.
+    import subprocess
+
+    topics_cli(broker, "--create", "--topic", topic_name, "--partitions", "1", "--replication-factor", "1")
+    describe_rows(broker, topic_name, 1)
+    topics_cli(broker, "--alter", "--topic", topic_name, "--partitions", "3")
+    text, rows = describe_rows(broker, topic_name, 3)
+    assert re.search(rf"Topic: {re.escape(topic_name)}\s+TopicId: \S+\s+PartitionCount: 3\s+ReplicationFactor: 1", text), text
+    assert sorted(int(p) for p, *_ in rows) == [0, 1, 2], text
+    for _, leader, replicas, isr in rows:
+        assert replicas == leader and isr == leader, text
+    # A partition limit of 1 per response makes the tool follow the cursor through every partition.
+    paged = topics_cli(broker, "--describe", "--topic", topic_name, "--partition-size-limit-per-response", "1")
+    assert sorted(int(p) for p in re.findall(r"Partition: (\d+)\s+Leader:", paged)) == [0, 1, 2], paged
+
+    done = subprocess.run(
+        java_tool_argv(TOPICS, "--bootstrap-server", broker.bootstrap, "--alter", "--topic", topic_name, "--partitions", "2"),
+        capture_output=True, text=True, timeout=120,
+    )
+    assert "InvalidPartitionsException" in done.stdout + done.stderr, (done.stdout, done.stderr)
+    assert "would not be an increase" in done.stdout + done.stderr, (done.stdout, done.stderr)
+    describe_rows(broker, topic_name, 3)
+
+
+def test_kafka_topics_describe_topics_with_overrides(broker, topic_name):
+    # Proves: --describe --topics-with-overrides lists exactly the topics whose DescribeConfigs holds a
+    # config not at its default (the topic created with retention.ms, shown with it; a plain topic only
+    # if the broker has a dynamic default, as Kafka 4.4's cluster-level min.insync.replicas), summary lines only.
+    from confluent_kafka.admin import ConfigResource, ConfigSource
+
+    plain = f"{topic_name}-plain"
+    topics_cli(broker, "--create", "--topic", topic_name, "--partitions", "2", "--replication-factor", "1",
+               "--config", "retention.ms=123456")
+    topics_cli(broker, "--create", "--topic", plain, "--partitions", "1", "--replication-factor", "1")
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    wait_for_topic(admin, topic_name, 2)
+    wait_for_topic(admin, plain, 1)
+    out = topics_cli(broker, "--describe", "--topics-with-overrides")
+    listed = dict(re.findall(r"Topic: (\S+)\s+TopicId: \S+\s+PartitionCount: \d+\s+ReplicationFactor: \d+\s+Configs: (\S*)", out))
+    assert "retention.ms=123456" in listed.get(topic_name, "").split(","), out
+
+    def overridden(name: str) -> bool:
+        resource = ConfigResource(ConfigResource.Type.TOPIC, name)
+        entries = admin.describe_configs([resource])[resource].result(timeout=30)
+        return any(e.source != ConfigSource.DEFAULT_CONFIG.value for e in entries.values())
+
+    assert (plain in listed) == overridden(plain), out
+    assert overridden(topic_name)
+    assert "Partition: " not in out, out

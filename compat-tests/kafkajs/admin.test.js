@@ -47,3 +47,62 @@ test('createTopics/listTopics/deleteTopics, then re-create the same name', { tim
       await admin.disconnect();
     }
   }));
+
+test('createPartitions: the new partitions take writes and a consumer group reads them', { timeout: TEST_TIMEOUT_MS }, () =>
+  withBroker(async (broker) => {
+    // Proves: a topic grown with admin.createPartitions shows the new count in metadata, a producer writes
+    // to a new partition, a consumer group reads every partition's records, and a count that is not an
+    // increase is refused with INVALID_PARTITIONS (validate_only included).
+    const kafka = client(broker);
+    const admin = kafka.admin();
+    const producer = kafka.producer({ allowAutoTopicCreation: false });
+    const consumer = kafka.consumer({ groupId: `kafkajs-grow-${Date.now()}`, maxWaitTimeInMs: 500 });
+    await admin.connect();
+    await producer.connect();
+    try {
+      const topic = `kafkajs-grow-${Date.now()}`;
+      assert.equal(await createTopicReady(admin, topic, 1), true);
+      await admin.createPartitions({ topicPartitions: [{ topic, count: 3 }], timeout: 30_000 });
+      await waitFor(
+        async () => {
+          const { topics } = await admin.fetchTopicMetadata({ topics: [topic] });
+          return topics[0].partitions.length === 3 && topics[0].partitions.every((p) => p.leader >= 0);
+        },
+        { what: `${topic} with 3 partitions` },
+      );
+      await waitFor(async () => (await admin.fetchTopicOffsets(topic)).length === 3, { what: `${topic} offsets for 3 partitions` });
+
+      for (const [count, validateOnly] of [[3, false], [2, false], [2, true]]) {
+        await assert.rejects(
+          admin.createPartitions({ topicPartitions: [{ topic, count }], validateOnly, timeout: 30_000 }),
+          (err) => err.type === 'INVALID_PARTITIONS',
+          `count ${count} validateOnly ${validateOnly}`,
+        );
+      }
+      await admin.createPartitions({ topicPartitions: [{ topic, count: 5 }], validateOnly: true, timeout: 30_000 });
+      assert.equal((await admin.fetchTopicMetadata({ topics: [topic] })).topics[0].partitions.length, 3, 'validateOnly changed nothing');
+
+      const sent = [];
+      for (const partition of [0, 1, 2]) {
+        const [result] = await producer.send({ topic, acks: -1, messages: [{ partition, value: `v-${partition}` }] });
+        assert.equal(result.errorCode, 0);
+        assert.equal(result.partition, partition);
+        sent.push(`${partition}:v-${partition}`);
+      }
+
+      const seen = new Set();
+      await consumer.connect();
+      await consumer.subscribe({ topics: [topic], fromBeginning: true });
+      await consumer.run({
+        eachMessage: async ({ partition, message }) => {
+          seen.add(`${partition}:${message.value.toString()}`);
+        },
+      });
+      await waitFor(async () => seen.size >= sent.length, { timeoutMs: 60_000, what: 'every partition read by the group' });
+      assert.deepEqual([...seen].sort(), sent.sort());
+    } finally {
+      await consumer.disconnect();
+      await producer.disconnect();
+      await admin.disconnect();
+    }
+  }));

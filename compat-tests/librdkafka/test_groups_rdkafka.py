@@ -188,3 +188,36 @@ def kip848_split_commit_resume(broker, topic_name, partitions, members):
     c.subscribe([topic_name])
     got = poll_messages([c], 2 * n, settle_s=1.0)
     assert by_partition(got[0]) == more
+
+
+@pytest.mark.broker_config(CONSUMER_GROUP_BROKER_CONFIG)
+def test_kip848_group_takes_partitions_added_to_its_topic(broker, topic_name):
+    # Proves: with group.protocol=consumer the coordinator notices partitions added to a subscribed topic
+    # (CreatePartitions): the running members are assigned the new ones, disjointly, and read what is
+    # produced to them.
+    from confluent_kafka.admin import AdminClient, NewPartitions
+
+    group = f"kip848-grow-{topic_name}"
+    create_topic(broker.bootstrap, topic_name, 2)
+    with Consumers(broker.bootstrap, group, **{"group.protocol": "consumer"}) as members:
+        a = members.new()
+        b = members.new()
+        a.subscribe([topic_name])
+        b.subscribe([topic_name])
+
+        def split(n):
+            def done():
+                pa, pb = assigned_partitions(a), assigned_partitions(b)
+                return pa and pb and not (pa & pb) and pa | pb == set(range(n))
+            return done
+
+        poll_until([a, b], split(2), what="a and b split 2 partitions")
+        admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+        admin.create_partitions([NewPartitions(topic_name, 4)])[topic_name].result(timeout=30)
+        early = poll_until([a, b], split(4), what="a and b split 4 partitions")
+        assert not all_messages(early), "nothing was produced yet"
+        pa, pb = assigned_partitions(a), assigned_partitions(b)
+        produced = produce(broker.bootstrap, topic_name, {2: 3, 3: 4}, tag="new")
+        got = poll_messages([a, b], 7, settle_s=1.0)
+        assert {m.partition() for m in got[0]} <= pa and {m.partition() for m in got[1]} <= pb
+        assert by_partition(got[0] + got[1]) == produced

@@ -14,7 +14,9 @@ pub fn cluster_error_code(e: &ClusterError) -> i16 {
         ClusterError::UnknownTopic(_) => ResponseError::UnknownTopicOrPartition,
         ClusterError::UnknownTopicId(_) => ResponseError::UnknownTopicId,
         ClusterError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
-        ClusterError::InvalidReplicationFactor { .. } => ResponseError::InvalidReplicationFactor,
+        ClusterError::InvalidReplicaAssignment(_) => ResponseError::InvalidReplicaAssignment,
+        ClusterError::InvalidRequest(_) => ResponseError::InvalidRequest,
+        ClusterError::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
         ClusterError::InvalidConfig { .. } => ResponseError::InvalidConfig,
         ClusterError::DuplicateConfig(_) => ResponseError::InvalidRequest,
         ClusterError::InvalidUpdateVersion(_) => ResponseError::InvalidUpdateVersion,
@@ -27,6 +29,30 @@ pub fn cluster_error_code(e: &ClusterError) -> i16 {
         | ClusterError::MetadataLogFull(_) => ResponseError::UnknownServerError,
     }
     .code()
+}
+
+/// The error message Kafka sends with `cluster_error_code(e)` in admin responses: none where
+/// Kafka's exception carries only its code's default text (an unknown topic) or where it keeps
+/// details to itself (UNKNOWN_SERVER_ERROR, `ApiError.fromThrowable`); else the error's text,
+/// which for these variants is Kafka's message.
+pub fn cluster_error_message(e: &ClusterError) -> Option<String> {
+    match e {
+        ClusterError::UnknownTopic(_) | ClusterError::UnknownTopicId(_) => None,
+        ClusterError::ProducerIdsExhausted(_)
+        | ClusterError::BrokerNotRegistered(_)
+        | ClusterError::Io { .. }
+        | ClusterError::CorruptLog { .. }
+        | ClusterError::MetadataLogFull(_) => None,
+        ClusterError::TopicAlreadyExists(_)
+        | ClusterError::InvalidTopic { .. }
+        | ClusterError::InvalidPartitions(_)
+        | ClusterError::InvalidReplicaAssignment(_)
+        | ClusterError::InvalidRequest(_)
+        | ClusterError::InvalidUpdateVersion(_)
+        | ClusterError::InvalidReplicationFactor(_)
+        | ClusterError::InvalidConfig { .. }
+        | ClusterError::DuplicateConfig(_) => Some(e.to_string()),
+    }
 }
 
 pub fn batch_error_code(e: &BatchError) -> i16 {

@@ -213,11 +213,33 @@ impl Broker {
         configs: BTreeMap<String, String>,
         validate_only: bool,
     ) -> Result<Arc<TopicImage>, ClusterError> {
+        self.create_topic_placed(
+            name,
+            partitions,
+            replication_factor,
+            configs,
+            Vec::new(),
+            validate_only,
+        )
+    }
+
+    /// `create_topic` with explicit replica assignments (partition index, broker ids), which
+    /// replace `partitions` and `replication_factor` (then -1) when not empty.
+    pub fn create_topic_placed(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+        configs: BTreeMap<String, String>,
+        assignments: Vec<(i32, Vec<i32>)>,
+        validate_only: bool,
+    ) -> Result<Arc<TopicImage>, ClusterError> {
         let command = Command::CreateTopic {
             name: name.to_owned(),
             partitions,
             replication_factor,
             configs,
+            assignments,
         };
         let image = if validate_only {
             self.metadata.dry_run(&command)?
@@ -237,6 +259,32 @@ impl Broker {
             }
         }
         Ok(topic)
+    }
+
+    /// Grows a topic to `count` partitions (placed by the controller, or one replica list per
+    /// new partition): the metadata log commits the new partitions, and the publisher opens
+    /// them before the image shows them. With `validate_only` nothing is committed.
+    pub fn create_partitions(
+        &self,
+        name: &str,
+        count: i32,
+        assignments: Option<Vec<Vec<i32>>>,
+        validate_only: bool,
+    ) -> Result<Arc<TopicImage>, ClusterError> {
+        let command = Command::CreatePartitions {
+            name: name.to_owned(),
+            count,
+            assignments,
+        };
+        let image = if validate_only {
+            self.metadata.dry_run(&command)?
+        } else {
+            self.metadata.submit(&command, self)?
+        };
+        image
+            .topic(name)
+            .cloned()
+            .ok_or_else(|| ClusterError::UnknownTopic(name.to_owned()))
     }
 
     /// Deletes a topic: the metadata log commits it, then the publisher closes its partitions

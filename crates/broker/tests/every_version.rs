@@ -82,13 +82,16 @@ fn request_for(key: ApiKey, version: i16, topic: &str, topic_id: uuid::Uuid) -> 
         }
         ApiKey::DeleteTopics => {
             let victim = TopicName(StrBytes::from_static_str("does-not-exist"));
-            RequestKind::DeleteTopics(if version >= 6 {
-                DeleteTopicsRequest::default().with_topics(vec![
-                    delete_topics_request::DeleteTopicState::default().with_name(Some(victim)),
-                ])
-            } else {
-                DeleteTopicsRequest::default().with_topic_names(vec![victim])
-            })
+            RequestKind::DeleteTopics(
+                if version >= 6 {
+                    DeleteTopicsRequest::default()
+                        .with_topics(vec![delete_topics_request::DeleteTopicState::default()
+                            .with_name(Some(victim))])
+                } else {
+                    DeleteTopicsRequest::default().with_topic_names(vec![victim])
+                }
+                .with_timeout_ms(5000),
+            )
         }
         ApiKey::DescribeConfigs => RequestKind::DescribeConfigs(
             DescribeConfigsRequest::default()
@@ -290,6 +293,27 @@ fn request_for(key: ApiKey, version: i16, topic: &str, topic_id: uuid::Uuid) -> 
             ConsumerGroupDescribeRequest::default()
                 .with_group_ids(vec![GroupId(StrBytes::from_static_str("cg-1"))]),
         ),
+        // Grows the topic by one partition per version.
+        ApiKey::CreatePartitions => RequestKind::CreatePartitions(
+            CreatePartitionsRequest::default()
+                .with_topics(vec![
+                    create_partitions_request::CreatePartitionsTopic::default()
+                        .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
+                        .with_count(i32::from(version) + 2),
+                ])
+                .with_timeout_ms(5000),
+        ),
+        ApiKey::DescribeTopicPartitions => RequestKind::DescribeTopicPartitions(
+            DescribeTopicPartitionsRequest::default()
+                .with_topics(vec![
+                    describe_topic_partitions_request::TopicRequest::default()
+                        .with_name(TopicName(StrBytes::from_string(topic.to_owned()))),
+                ])
+                .with_response_partition_limit(1),
+        ),
+        ApiKey::ListConfigResources => {
+            RequestKind::ListConfigResources(ListConfigResourcesRequest::default())
+        }
         other => panic!("no test request for {other:?}: add one when adding an API"),
     }
 }

@@ -125,9 +125,13 @@ fn delete_and_recreate_same_name() {
         panic!()
     };
     assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
-    let delete = RequestKind::DeleteTopics(DeleteTopicsRequest::default().with_topics(vec![
-        delete_topics_request::DeleteTopicState::default().with_topic_id(old_id),
-    ]));
+    let delete = RequestKind::DeleteTopics(
+        DeleteTopicsRequest::default()
+            .with_topics(vec![
+                delete_topics_request::DeleteTopicState::default().with_topic_id(old_id)
+            ])
+            .with_timeout_ms(5000),
+    );
     let ResponseKind::DeleteTopics(r) = call(&mut s, ApiKey::DeleteTopics, 6, &delete) else {
         panic!()
     };

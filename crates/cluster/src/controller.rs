@@ -50,11 +50,21 @@ pub enum Command {
         node_id: i32,
     },
     /// CreateTopics for one topic; -1 takes the default partitions / replication factor.
+    /// `assignments` (partition index, replica broker ids), when not empty, places the
+    /// partitions explicitly; `partitions` and `replication_factor` must then be -1.
     CreateTopic {
         name: String,
         partitions: i32,
         replication_factor: i16,
         configs: BTreeMap<String, String>,
+        assignments: Vec<(i32, Vec<i32>)>,
+    },
+    /// CreatePartitions for one topic: grow it to `count` partitions, placed by the controller
+    /// or, with `assignments`, one replica list per new partition in index order.
+    CreatePartitions {
+        name: String,
+        count: i32,
+        assignments: Option<Vec<Vec<i32>>>,
     },
     DeleteTopic {
         name: String,
@@ -152,7 +162,20 @@ impl ControllerEngine {
                 partitions,
                 replication_factor,
                 configs,
-            } => self.create_topic(image, name, *partitions, *replication_factor, configs),
+                assignments,
+            } => self.create_topic(
+                image,
+                name,
+                *partitions,
+                *replication_factor,
+                configs,
+                assignments,
+            ),
+            Command::CreatePartitions {
+                name,
+                count,
+                assignments,
+            } => create_partitions(image, name, *count, assignments.as_deref()),
             Command::DeleteTopic { name } => {
                 let topic = image
                     .topic(name)
@@ -208,7 +231,8 @@ impl ControllerEngine {
         }
     }
 
-    /// Validates a new topic as Kafka's controller does and places its replicas.
+    /// Validates a new topic as Kafka's controller does (`ReplicationControlManager
+    /// .createTopics`, in its order and with its messages) and places its replicas.
     fn create_topic(
         &mut self,
         image: &MetadataImage,
@@ -216,11 +240,9 @@ impl ControllerEngine {
         partitions: i32,
         replication_factor: i16,
         configs: &BTreeMap<String, String>,
+        assignments: &[(i32, Vec<i32>)],
     ) -> Result<Vec<MetadataRecord>> {
         validate_topic_name(name)?;
-        if image.topic(name).is_some() {
-            return Err(ClusterError::TopicAlreadyExists(name.to_owned()));
-        }
         if let Some(existing) = image
             .topics
             .keys()
@@ -231,57 +253,264 @@ impl ControllerEngine {
                 reason: format!("Topic '{name}' collides with existing topic: {existing}"),
             });
         }
-        let partitions = if partitions == -1 {
-            self.defaults.partitions
-        } else {
-            partitions
-        };
-        if partitions <= 0 || partitions > PARTITIONS_PER_TOPIC_MAX {
-            return Err(ClusterError::InvalidPartitions(partitions));
-        }
-        let replication_factor = if replication_factor == -1 {
-            self.defaults.replication_factor
-        } else {
-            replication_factor
-        };
-        // Replicas go to registered brokers only.
-        let brokers: Vec<i32> = image.brokers.keys().copied().collect();
-        let available = i32::try_from(brokers.len()).unwrap_or(i32::MAX);
-        if replication_factor <= 0 || i32::from(replication_factor) > available {
-            return Err(ClusterError::InvalidReplicationFactor {
-                requested: i32::from(replication_factor),
-                available,
-            });
+        if image.topic(name).is_some() {
+            return Err(ClusterError::TopicAlreadyExists(name.to_owned()));
         }
         for (key, value) in configs {
             topic_config::validate(key, value)?;
         }
+        let placement = if assignments.is_empty() {
+            if replication_factor < -1 || replication_factor == 0 {
+                return Err(ClusterError::InvalidReplicationFactor(
+                    "Replication factor must be larger than 0, or -1 to use the default value."
+                        .into(),
+                ));
+            }
+            if partitions < -1 || partitions == 0 {
+                return Err(ClusterError::InvalidPartitions(
+                    "Number of partitions was set to an invalid non-positive value.".into(),
+                ));
+            }
+            let partitions = if partitions == -1 {
+                self.defaults.partitions
+            } else {
+                partitions
+            };
+            if partitions > PARTITIONS_PER_TOPIC_MAX {
+                return Err(too_many_partitions(partitions));
+            }
+            let replication_factor = if replication_factor == -1 {
+                self.defaults.replication_factor
+            } else {
+                replication_factor
+            };
+            place(image, 0, partitions, replication_factor).map_err(|reason| {
+                ClusterError::InvalidReplicationFactor(format!(
+                    "Unable to replicate the partition {replication_factor} time(s): {reason}"
+                ))
+            })?
+        } else {
+            if replication_factor != -1 {
+                return Err(ClusterError::InvalidRequest(
+                    "A manual partition assignment was specified, but replication factor was not set to -1.".into(),
+                ));
+            }
+            if partitions != -1 {
+                return Err(ClusterError::InvalidRequest(
+                    "A manual partition assignment was specified, but numPartitions was not set to -1.".into(),
+                ));
+            }
+            let mut placed: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
+            let mut replication_factor = None;
+            for (index, replicas) in assignments {
+                if placed.contains_key(index) {
+                    return Err(ClusterError::InvalidReplicaAssignment(format!(
+                        "Found multiple manual partition assignments for partition {index}"
+                    )));
+                }
+                validate_manual_assignment(image, replicas, replication_factor)?;
+                replication_factor = Some(replicas.len());
+                placed.insert(*index, replicas.clone());
+            }
+            let count = placed.len();
+            if placed
+                .keys()
+                .copied()
+                .ne(0..i32::try_from(count).unwrap_or(i32::MAX))
+            {
+                return Err(ClusterError::InvalidReplicaAssignment(
+                    "partitions should be a consecutive 0-based integer sequence".into(),
+                ));
+            }
+            if count > PARTITIONS_PER_TOPIC_MAX as usize {
+                return Err(too_many_partitions(
+                    i32::try_from(count).unwrap_or(i32::MAX),
+                ));
+            }
+            placed.into_values().collect()
+        };
         let topic_id = (self.new_uuid)();
         let mut records = vec![MetadataRecord::Topic {
             name: name.to_owned(),
             topic_id,
-            partitions: u32::try_from(partitions).unwrap_or(1),
+            partitions: u32::try_from(placement.len()).unwrap_or(1),
             configs: configs.clone(),
         }];
-        // Kafka's striped placement: partition p's replicas start at broker p mod n and take
-        // the next `replication_factor` brokers; the first is the preferred leader.
-        let replicas = usize::try_from(replication_factor).unwrap_or(1);
-        for p in 0..partitions {
-            let first = usize::try_from(p).unwrap_or(0) % brokers.len();
-            let assigned: Vec<i32> = (0..replicas)
-                .map(|i| brokers[(first + i) % brokers.len()])
-                .collect();
-            records.push(MetadataRecord::Partition {
-                topic_id,
-                partition: p,
-                leader: assigned[0],
-                isr: assigned.clone(),
-                replicas: assigned,
-                leader_epoch: 0,
-                partition_epoch: 0,
-            });
-        }
+        records.extend(placement.into_iter().enumerate().map(|(p, replicas)| {
+            new_partition(topic_id, i32::try_from(p).unwrap_or(i32::MAX), replicas)
+        }));
         Ok(records)
+    }
+}
+
+/// Validates growing a topic as Kafka's controller does (`ReplicationControlManager
+/// .createPartitions`, in its order and with its messages) and places the new partitions.
+fn create_partitions(
+    image: &MetadataImage,
+    name: &str,
+    count: i32,
+    assignments: Option<&[Vec<i32>]>,
+) -> Result<Vec<MetadataRecord>> {
+    let topic = image
+        .topic(name)
+        .ok_or_else(|| ClusterError::UnknownTopic(name.to_owned()))?;
+    let current = i64::from(topic.partitions);
+    let wanted = i64::from(count);
+    if wanted == current {
+        return Err(ClusterError::InvalidPartitions(format!(
+            "Topic already has {current} partition(s)."
+        )));
+    }
+    if wanted < current {
+        return Err(ClusterError::InvalidPartitions(format!(
+            "The topic {name} currently has {current} partition(s); {count} would not be an increase."
+        )));
+    }
+    let additional = usize::try_from(wanted - current).unwrap_or(usize::MAX);
+    if let Some(assignments) = assignments {
+        if assignments.len() != additional {
+            return Err(ClusterError::InvalidReplicaAssignment(format!(
+                "Attempted to add {additional} additional partition(s), but only {} assignment(s) were specified.",
+                assignments.len()
+            )));
+        }
+    }
+    if count > PARTITIONS_PER_TOPIC_MAX {
+        return Err(too_many_partitions(count));
+    }
+    if name == GROUP_METADATA_TOPIC {
+        // Kafka lets this through (its coordinator maps groups by the configured count, so
+        // new partitions stay unused); runnel maps groups by the topic's partition count, so
+        // growing it would move every group to a different shard.
+        return Err(ClusterError::InvalidRequest(format!(
+            "Adding partitions to {GROUP_METADATA_TOPIC} is not supported: groups are mapped to its partitions by their count."
+        )));
+    }
+    let Some(first) = topic.registration(0) else {
+        return Err(ClusterError::InvalidPartitions(format!(
+            "Invalid state: topic {name} appears to have no partitions."
+        )));
+    };
+    let replication_factor = first.replicas.len();
+    let start = i32::try_from(current).unwrap_or(i32::MAX);
+    let placement = match assignments {
+        Some(assignments) => {
+            for replicas in assignments {
+                validate_manual_assignment(image, replicas, Some(replication_factor))?;
+            }
+            assignments.to_vec()
+        }
+        None => place(
+            image,
+            start,
+            count - start,
+            i16::try_from(replication_factor).unwrap_or(i16::MAX),
+        )
+        .map_err(ClusterError::InvalidReplicationFactor)?,
+    };
+    Ok(placement
+        .into_iter()
+        .zip(start..)
+        .map(|(replicas, p)| new_partition(topic.topic_id, p, replicas))
+        .collect())
+}
+
+/// The name of the group coordinator's topic (Kafka's `Topic.GROUP_METADATA_TOPIC_NAME`).
+const GROUP_METADATA_TOPIC: &str = "__consumer_offsets";
+
+fn too_many_partitions(count: i32) -> ClusterError {
+    ClusterError::InvalidPartitions(format!(
+        "A topic may have at most {PARTITIONS_PER_TOPIC_MAX} partitions; {count} were asked for."
+    ))
+}
+
+/// Kafka's striped placement over the registered brokers: partition p's replicas start at
+/// broker p mod n and take the next `replication_factor` brokers; the first is the preferred
+/// leader. The error is the placer's message.
+fn place(
+    image: &MetadataImage,
+    first_partition: i32,
+    partitions: i32,
+    replication_factor: i16,
+) -> std::result::Result<Vec<Vec<i32>>, String> {
+    let brokers: Vec<i32> = image.brokers.keys().copied().collect();
+    if replication_factor <= 0 {
+        return Err(format!(
+            "Invalid replication factor {replication_factor}: the replication factor must be positive."
+        ));
+    }
+    if brokers.is_empty() {
+        return Err(
+            "All brokers are currently fenced, or have all their log directories cordoned.".into(),
+        );
+    }
+    let replicas = usize::try_from(replication_factor).unwrap_or(usize::MAX);
+    if replicas > brokers.len() {
+        return Err(format!(
+            "The target replication factor of {replication_factor} cannot be reached because only {} broker(s) are registered or some brokers have all their log directories cordoned.",
+            brokers.len()
+        ));
+    }
+    Ok(
+        (first_partition..first_partition.saturating_add(partitions.max(0)))
+            .map(|p| {
+                let first = usize::try_from(p).unwrap_or(0) % brokers.len();
+                (0..replicas)
+                    .map(|i| brokers[(first + i) % brokers.len()])
+                    .collect()
+            })
+            .collect(),
+    )
+}
+
+/// Kafka's `validateManualPartitionAssignment`: a non-empty list of distinct registered
+/// brokers, as many as `replication_factor` when that is known.
+fn validate_manual_assignment(
+    image: &MetadataImage,
+    replicas: &[i32],
+    replication_factor: Option<usize>,
+) -> Result<()> {
+    let refuse = |message: String| Err(ClusterError::InvalidReplicaAssignment(message));
+    if replicas.is_empty() {
+        return refuse("The manual partition assignment includes an empty replica list.".into());
+    }
+    let mut sorted = replicas.to_vec();
+    sorted.sort_unstable();
+    let mut previous = None;
+    for broker in sorted {
+        if !image.brokers.contains_key(&broker) {
+            return refuse(format!(
+                "The manual partition assignment includes broker {broker}, but no such broker is registered."
+            ));
+        }
+        if previous == Some(broker) {
+            return refuse(format!(
+                "The manual partition assignment includes the broker {broker} more than once."
+            ));
+        }
+        previous = Some(broker);
+    }
+    match replication_factor {
+        Some(expected) if expected != replicas.len() => refuse(format!(
+            "The manual partition assignment includes a partition with {} replica(s), but this is not consistent with previous partitions, which have {expected} replica(s).",
+            replicas.len()
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The registration of a new partition: every replica in sync, the first one leading, epochs
+/// at 0 (all registered brokers are alive: runnel has no fencing yet).
+fn new_partition(topic_id: Uuid, partition: i32, replicas: Vec<i32>) -> MetadataRecord {
+    assert!(!replicas.is_empty(), "a placed partition has replicas");
+    MetadataRecord::Partition {
+        topic_id,
+        partition,
+        leader: replicas[0],
+        isr: replicas.clone(),
+        replicas,
+        leader_epoch: 0,
+        partition_epoch: 0,
     }
 }
 
@@ -298,32 +527,32 @@ fn sole_replica(topic_id: Uuid, partition: i32, node_id: i32) -> MetadataRecord 
     }
 }
 
-/// Kafka's `Topic.validate`: 1 to 249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.
+/// Kafka's `Topic.validate`: 1 to 249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`, with
+/// its messages.
 pub fn validate_topic_name(name: &str) -> Result<()> {
-    let invalid = |reason: &str| ClusterError::InvalidTopic {
-        name: name.to_owned(),
-        reason: reason.to_owned(),
-    };
-    if name.is_empty() {
-        return Err(invalid("Topic name is illegal, it can't be empty"));
-    }
-    if name == "." || name == ".." {
-        return Err(invalid("Topic name cannot be \".\" or \"..\""));
-    }
-    if name.len() > TOPIC_NAME_BYTES_MAX {
-        return Err(invalid(
-            "Topic name is illegal, it can't be longer than 249 characters",
-        ));
-    }
-    if !name
+    let reason = if name.is_empty() {
+        "the empty string is not allowed".to_owned()
+    } else if name == "." {
+        "'.' is not allowed".to_owned()
+    } else if name == ".." {
+        "'..' is not allowed".to_owned()
+    } else if name.encode_utf16().count() > TOPIC_NAME_BYTES_MAX {
+        // Java counts UTF-16 units; any longer name is refused here before its characters.
+        format!(
+            "the length of '{name}' is longer than the max allowed length {TOPIC_NAME_BYTES_MAX}"
+        )
+    } else if !name
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
     {
-        return Err(invalid(
-            "Topic name contains a character other than ASCII alphanumerics, '.', '_' and '-'",
-        ));
-    }
-    Ok(())
+        format!("'{name}' contains one or more characters other than ASCII alphanumerics, '.', '_' and '-'")
+    } else {
+        return Ok(());
+    };
+    Err(ClusterError::InvalidTopic {
+        name: name.to_owned(),
+        reason: format!("Topic name is invalid: {reason}"),
+    })
 }
 
 /// Kafka forbids topics whose names differ only in '.' versus '_' (metric names would collide).
@@ -387,7 +616,20 @@ mod tests {
             partitions,
             replication_factor,
             configs: BTreeMap::new(),
+            assignments: Vec::new(),
         }
+    }
+
+    /// Runs an accepted command and applies its records.
+    fn run(e: &mut ControllerEngine, img: &mut MetadataImage, command: &Command) {
+        for record in e.handle(img, command).unwrap() {
+            img.apply(&record);
+        }
+    }
+
+    /// Kafka's message for a refused command.
+    fn refusal(e: &mut ControllerEngine, img: &MetadataImage, command: &Command) -> String {
+        e.handle(img, command).unwrap_err().to_string()
     }
 
     // Proves the engine answers Kafka's validation errors for bad topics, and touches nothing
@@ -413,20 +655,18 @@ mod tests {
         ));
         assert!(matches!(
             err(&mut e, &img, create("t", 0, 1)),
-            ClusterError::InvalidPartitions(0)
+            ClusterError::InvalidPartitions(_)
         ));
         assert!(matches!(
             err(&mut e, &img, create("t", 1, 3)),
-            ClusterError::InvalidReplicationFactor {
-                requested: 3,
-                available: 1
-            }
+            ClusterError::InvalidReplicationFactor(_)
         ));
         let bad = Command::CreateTopic {
             name: "t".into(),
             partitions: 1,
             replication_factor: 1,
             configs: [("segment.bytes".to_string(), "x".to_string())].into(),
+            assignments: Vec::new(),
         };
         assert!(matches!(
             err(&mut e, &img, bad),
@@ -492,6 +732,168 @@ mod tests {
             .handle(&img, &Command::RegisterMissingPartitions { node_id: 1 })
             .unwrap()
             .is_empty());
+    }
+
+    // Proves CreateTopics answers Kafka's exact messages (ReplicationControlManager and
+    // Topic.validate), which clients and operators read.
+    #[test]
+    fn create_topic_messages_match_kafka() {
+        let mut e = engine();
+        let mut img = image(&mut e, 1);
+        let long = "x".repeat(250);
+        let cases = [
+            (create("", 1, 1), "Topic name is invalid: the empty string is not allowed".to_owned()),
+            (create(".", 1, 1), "Topic name is invalid: '.' is not allowed".to_owned()),
+            (create("..", 1, 1), "Topic name is invalid: '..' is not allowed".to_owned()),
+            (
+                create("a b", 1, 1),
+                "Topic name is invalid: 'a b' contains one or more characters other than ASCII alphanumerics, '.', '_' and '-'".to_owned(),
+            ),
+            (
+                create(&long, 1, 1),
+                format!("Topic name is invalid: the length of '{long}' is longer than the max allowed length 249"),
+            ),
+            (create("t", 0, 1), "Number of partitions was set to an invalid non-positive value.".to_owned()),
+            (create("t", -2, 1), "Number of partitions was set to an invalid non-positive value.".to_owned()),
+            (create("t", 1, 0), "Replication factor must be larger than 0, or -1 to use the default value.".to_owned()),
+            (
+                create("t", 1, 2),
+                "Unable to replicate the partition 2 time(s): The target replication factor of 2 cannot be reached because only 1 broker(s) are registered or some brokers have all their log directories cordoned.".to_owned(),
+            ),
+        ];
+        for (command, message) in &cases {
+            assert_eq!(refusal(&mut e, &img, command), *message, "{command:?}");
+        }
+        assert!(e.handle(&img, &create(&"x".repeat(249), 1, 1)).is_ok());
+        run(&mut e, &mut img, &create("a.b", 1, 1));
+        assert_eq!(
+            refusal(&mut e, &img, &create("a.b", 1, 1)),
+            "Topic 'a.b' already exists."
+        );
+        assert_eq!(
+            refusal(&mut e, &img, &create("a_b", 1, 1)),
+            "Topic 'a_b' collides with existing topic: a.b"
+        );
+        let manual =
+            |partitions: i32, rf: i16, assignments: &[(i32, &[i32])]| Command::CreateTopic {
+                name: "m".into(),
+                partitions,
+                replication_factor: rf,
+                configs: BTreeMap::new(),
+                assignments: assignments.iter().map(|(p, r)| (*p, r.to_vec())).collect(),
+            };
+        let cases = [
+            (manual(-1, 1, &[(0, &[1])]), "A manual partition assignment was specified, but replication factor was not set to -1."),
+            (manual(1, -1, &[(0, &[1])]), "A manual partition assignment was specified, but numPartitions was not set to -1."),
+            (manual(-1, -1, &[(0, &[1]), (0, &[1])]), "Found multiple manual partition assignments for partition 0"),
+            (manual(-1, -1, &[(0, &[])]), "The manual partition assignment includes an empty replica list."),
+            (manual(-1, -1, &[(0, &[7])]), "The manual partition assignment includes broker 7, but no such broker is registered."),
+            (manual(-1, -1, &[(0, &[1, 1])]), "The manual partition assignment includes the broker 1 more than once."),
+            (manual(-1, -1, &[(1, &[1])]), "partitions should be a consecutive 0-based integer sequence"),
+        ];
+        for (command, message) in &cases {
+            assert_eq!(refusal(&mut e, &img, command), *message, "{command:?}");
+        }
+        run(&mut e, &mut img, &manual(-1, -1, &[(1, &[1]), (0, &[1])]));
+        let topic = img.topic("m").unwrap();
+        assert_eq!(topic.partitions, 2);
+        assert_eq!(topic.registration(1).unwrap().replicas, vec![1]);
+    }
+
+    // Proves CreatePartitions grows a topic with registrations placed like its first
+    // partition's (or as assigned), refuses what Kafka refuses with Kafka's messages, and that
+    // the image replays the new partitions whether they come from records or a snapshot.
+    #[test]
+    fn create_partitions() {
+        let mut e = engine();
+        let mut img = image(&mut e, 3);
+        run(&mut e, &mut img, &create("t", 2, 2));
+        let grow = |count: i32, assignments: Option<Vec<Vec<i32>>>| Command::CreatePartitions {
+            name: "t".into(),
+            count,
+            assignments,
+        };
+        let cases = [
+            (grow(2, None), "Topic already has 2 partition(s)."),
+            (grow(1, None), "The topic t currently has 2 partition(s); 1 would not be an increase."),
+            (grow(i32::MIN, None), "The topic t currently has 2 partition(s); -2147483648 would not be an increase."),
+            (
+                grow(4, Some(vec![vec![1, 2]])),
+                "Attempted to add 2 additional partition(s), but only 1 assignment(s) were specified.",
+            ),
+            (
+                grow(3, Some(vec![vec![1]])),
+                "The manual partition assignment includes a partition with 1 replica(s), but this is not consistent with previous partitions, which have 2 replica(s).",
+            ),
+            (
+                grow(3, Some(vec![vec![1, 9]])),
+                "The manual partition assignment includes broker 9, but no such broker is registered.",
+            ),
+            (
+                grow(3, Some(vec![vec![2, 2]])),
+                "The manual partition assignment includes the broker 2 more than once.",
+            ),
+        ];
+        for (command, message) in &cases {
+            assert_eq!(refusal(&mut e, &img, command), *message, "{command:?}");
+        }
+        assert!(matches!(
+            e.handle(&img, &grow(PARTITIONS_PER_TOPIC_MAX + 1, None)),
+            Err(ClusterError::InvalidPartitions(_))
+        ));
+        assert!(matches!(
+            e.handle(
+                &img,
+                &Command::CreatePartitions {
+                    name: "nope".into(),
+                    count: 3,
+                    assignments: None
+                }
+            ),
+            Err(ClusterError::UnknownTopic(_))
+        ));
+        let before = img.topic("t").unwrap().clone();
+        let mut delta = crate::metadata::MetadataDelta::default();
+        for record in e.handle(&img, &grow(4, None)).unwrap() {
+            img.replay(&record, &mut delta);
+        }
+        assert_eq!(delta.grown_topics, vec![before.topic_id; 2]);
+        assert_eq!(
+            delta.changed_partitions,
+            vec![(before.topic_id, 2), (before.topic_id, 3)]
+        );
+        let topic = img.topic("t").unwrap().clone();
+        assert_eq!(topic.partitions, 4);
+        assert_eq!(topic.registration(0), before.registration(0));
+        // Striped from the new partition's index, as Kafka's placer continues.
+        assert_eq!(topic.registration(2).unwrap().replicas, vec![3, 1]);
+        assert_eq!(topic.registration(3).unwrap().replicas, vec![1, 2]);
+        run(&mut e, &mut img, &grow(5, Some(vec![vec![3, 2]])));
+        let r = img.topic("t").unwrap().registration(4).unwrap().clone();
+        assert_eq!((r.replicas, r.isr, r.leader), (vec![3, 2], vec![3, 2], 3));
+        let mut rebuilt = MetadataImage::empty();
+        for record in img.to_records() {
+            rebuilt.apply(&record);
+        }
+        assert!(rebuilt.same_state(&img));
+    }
+
+    // Proves the group coordinator's topic is not grown: runnel maps groups to its partitions
+    // by their count, so new partitions would move every group.
+    #[test]
+    fn offsets_topic_is_not_grown() {
+        let mut e = engine();
+        let mut img = image(&mut e, 1);
+        run(&mut e, &mut img, &create("__consumer_offsets", 1, 1));
+        let grow = Command::CreatePartitions {
+            name: "__consumer_offsets".into(),
+            count: 2,
+            assignments: None,
+        };
+        assert!(matches!(
+            e.handle(&img, &grow),
+            Err(ClusterError::InvalidRequest(_))
+        ));
     }
 
     // Proves producer-id blocks move past both the image's reservation and the ids handed out.

@@ -16,18 +16,28 @@ pub enum ClusterError {
         position: u64,
         reason: String,
     },
-    #[error("topic '{0}' already exists")]
+    /// Kafka's message: "Topic 'x' already exists."
+    #[error("Topic '{0}' already exists.")]
     TopicAlreadyExists(String),
-    #[error("invalid topic name '{name}': {reason}")]
+    /// `reason` is Kafka's whole message (`Topic.validate`, the collision check).
+    #[error("{reason}")]
     InvalidTopic { name: String, reason: String },
     #[error("unknown topic '{0}'")]
     UnknownTopic(String),
     #[error("unknown topic id {0}")]
     UnknownTopicId(uuid::Uuid),
-    #[error("invalid number of partitions {0}")]
-    InvalidPartitions(i32),
-    #[error("replication factor {requested} is larger than the {available} available broker(s)")]
-    InvalidReplicationFactor { requested: i32, available: i32 },
+    /// A partition count refused, with Kafka's message (CreateTopics, CreatePartitions).
+    #[error("{0}")]
+    InvalidPartitions(String),
+    /// Explicit replica assignments refused, with Kafka's message.
+    #[error("{0}")]
+    InvalidReplicaAssignment(String),
+    /// A request Kafka answers with INVALID_REQUEST, with its message.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// A replication factor refused, with Kafka's message.
+    #[error("{0}")]
+    InvalidReplicationFactor(String),
     #[error("invalid config {name}={value}: {reason}")]
     InvalidConfig {
         name: String,

@@ -60,6 +60,9 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     full(ApiKey::DescribeLogDirs, 1, 4),
     full(ApiKey::ElectLeaders, 0, 2),
     full(ApiKey::UpdateFeatures, 0, 2),
+    full(ApiKey::CreatePartitions, 0, 3),
+    full(ApiKey::DescribeTopicPartitions, 0, 0),
+    full(ApiKey::ListConfigResources, 0, 1),
 ];
 
 /// The supported range for `api_key`, if runnel serves it.

@@ -18,13 +18,16 @@ use crate::context::RequestContext;
 use crate::state::Broker;
 
 mod api_versions;
+mod create_partitions;
 mod describe_cluster;
 mod describe_configs;
 mod describe_log_dirs;
+mod describe_topic_partitions;
 mod elect_leaders;
 mod fetch;
 mod find_coordinator;
 mod init_producer_id;
+mod list_config_resources;
 mod list_offsets;
 mod metadata;
 mod offset_for_leader_epoch;
@@ -74,6 +77,15 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext<'_>, request: Req
         RequestKind::DeleteTopics(r) => {
             ResponseKind::DeleteTopics(topics::delete(broker, r, version))
         }
+        RequestKind::CreatePartitions(r) => {
+            ResponseKind::CreatePartitions(create_partitions::handle(broker, ctx, &r))
+        }
+        RequestKind::DescribeTopicPartitions(r) => ResponseKind::DescribeTopicPartitions(
+            describe_topic_partitions::handle(broker, ctx, &r),
+        ),
+        RequestKind::ListConfigResources(r) => ResponseKind::ListConfigResources(
+            list_config_resources::handle(broker, ctx, &r, version),
+        ),
         RequestKind::DescribeConfigs(r) => {
             ResponseKind::DescribeConfigs(describe_configs::handle(broker, r, version))
         }

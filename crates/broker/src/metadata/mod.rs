@@ -251,8 +251,17 @@ mod tests {
                 partitions: -1,
                 replication_factor: -1,
                 configs: Default::default(),
+                assignments: Vec::new(),
             };
             manager.submit(&create, &recorder).unwrap();
+            // Grown partitions are replayed from the log and from snapshots alike.
+            let grow = Command::CreatePartitions {
+                name: "orders".into(),
+                count: 3,
+                assignments: None,
+            };
+            manager.submit(&grow, &recorder).unwrap();
+            assert_eq!(manager.image().topic("orders").unwrap().partitions, 3);
             let first = manager.allocate_producer_id(&recorder).unwrap();
             let second = manager.allocate_producer_id(&recorder).unwrap();
             assert_eq!(second, first + 1);
@@ -295,6 +304,7 @@ mod tests {
             partitions: 1,
             replication_factor: 1,
             configs: Default::default(),
+            assignments: Vec::new(),
         };
         assert!(manager.submit(&bad, &recorder).is_err());
         let dry = Command::CreateTopic {
@@ -302,6 +312,7 @@ mod tests {
             partitions: 1,
             replication_factor: 1,
             configs: Default::default(),
+            assignments: Vec::new(),
         };
         assert!(manager.dry_run(&dry).unwrap().topic("dry").is_some());
         assert!(recorder.deltas.lock().unwrap().is_empty());

@@ -2,7 +2,8 @@
 //! broker's partitions (Kafka's `BrokerMetadataPublisher`). It runs under the metadata driver's
 //! lock, once per committed batch, in log order:
 //!
-//! 1. partitions of created topics are opened, before any handler can see the topics;
+//! 1. partitions of created topics, and the new partitions of grown ones, are opened, before any
+//!    handler can see them;
 //! 2. the new image is installed for handlers;
 //! 3. partitions of deleted topics are closed and their directories removed;
 //! 4. changed topic configs are applied to the open partitions (segment size, max message
@@ -44,6 +45,27 @@ impl Publisher<'_> {
                 // the next start, so report it but keep the topic.
                 if let Err(e) = self.open_topic(topic) {
                     tracing::error!(topic = %topic.name, error = %e, "could not open partition logs of new topic");
+                }
+            }
+        }
+        for (topic_id, index) in &delta.changed_partitions {
+            if !delta.grown_topics.contains(topic_id) || delta.created_topics.contains(topic_id) {
+                continue;
+            }
+            let Some(topic) = image.topic_by_id(topic_id) else {
+                continue;
+            };
+            if self.replicas.partition(topic_id, *index).is_some() {
+                continue;
+            }
+            // As for a new topic: committed, so a failure is reported and retried at the next
+            // start rather than undone.
+            match self.open_partition(topic, *index) {
+                Ok(()) => {
+                    tracing::info!(topic = %topic.name, partition = index, "opened new partition")
+                }
+                Err(e) => {
+                    tracing::error!(topic = %topic.name, partition = index, error = %e, "could not open new partition log")
                 }
             }
         }
@@ -120,8 +142,16 @@ impl Publisher<'_> {
 
     /// Opens (creating) every partition log of `topic` and starts serving it.
     fn open_topic(&self, topic: &Arc<TopicImage>) -> Result<()> {
-        let settings = settings(&topic.configs, self.topic_defaults);
         for index in 0..i32::try_from(topic.partitions).unwrap_or(i32::MAX) {
+            self.open_partition(topic, index)?;
+        }
+        Ok(())
+    }
+
+    /// Opens (creating) partition `index` of `topic` and starts serving it.
+    fn open_partition(&self, topic: &Arc<TopicImage>, index: i32) -> Result<()> {
+        let settings = settings(&topic.configs, self.topic_defaults);
+        {
             let dir = partition_dir(self.data_dir, &topic.name, index);
             let log = match PartitionLog::open(
                 dir.clone(),

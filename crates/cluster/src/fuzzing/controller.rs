@@ -216,10 +216,36 @@ fn command(input: &mut impl Choices, image: &MetadataImage) -> (Command, bool) {
                     (name, value)
                 })
                 .collect(),
+            assignments: Vec::new(),
         },
-        10 => Command::DeleteTopic {
+        10 if input.below(2) == 0 => Command::DeleteTopic {
             name: target_name(input, image),
         },
+        10 => {
+            let name = target_name(input, image);
+            let current = image.topic(&name).map_or(1, |t| t.partitions as i32);
+            let count = match input.below(8) {
+                0 => current,
+                1 => current - 1,
+                2 => partition_count(input),
+                _ => current + 1 + input.below(3) as i32,
+            };
+            let assignments = (input.below(2) == 0).then(|| {
+                let wanted = count.saturating_sub(current).clamp(0, 4) as u64;
+                (0..wanted + u64::from(input.below(8) == 0))
+                    .map(|_| {
+                        (0..input.below(4))
+                            .map(|_| NODE_IDS[input.below(NODE_IDS.len() as u64) as usize])
+                            .collect()
+                    })
+                    .collect()
+            });
+            Command::CreatePartitions {
+                name,
+                count,
+                assignments,
+            }
+        }
         11..=14 => {
             let name = target_name(input, image);
             let mut changes: Vec<(String, Option<String>)> = Vec::new();
@@ -395,6 +421,7 @@ fn refusal(defaults: &TopicDefaults, image: &MetadataImage, command: &Command) -
             partitions,
             replication_factor,
             configs,
+            ..
         } => {
             if let Err(e) = validate_topic_name(name) {
                 return Some(e.to_string());
@@ -436,6 +463,53 @@ fn refusal(defaults: &TopicDefaults, image: &MetadataImage, command: &Command) -
         }
         Command::DeleteTopic { name } => {
             (!image.topics.contains_key(name)).then(|| "no such topic".into())
+        }
+        Command::CreatePartitions {
+            name,
+            count,
+            assignments,
+        } => {
+            let Some(topic) = image.topics.get(name) else {
+                return Some("no such topic".into());
+            };
+            if i64::from(*count) <= i64::from(topic.partitions) {
+                return Some(format!("{count} is not more than {}", topic.partitions));
+            }
+            let additional = (i64::from(*count) - i64::from(topic.partitions)) as usize;
+            if assignments.as_ref().is_some_and(|a| a.len() != additional) {
+                return Some("not one assignment per new partition".into());
+            }
+            if *count > PARTITIONS_PER_TOPIC_MAX {
+                return Some(format!("{count} partitions"));
+            }
+            if name == "__consumer_offsets" {
+                return Some(
+                    "runnel maps groups to the offsets topic by its partition count".into(),
+                );
+            }
+            let Some(first) = topic.registration(0) else {
+                return Some("the topic's partitions are not registered".into());
+            };
+            let replicas = first.replicas.len();
+            match assignments {
+                None => (replicas > image.brokers.len()).then(|| {
+                    format!(
+                        "replication factor {replicas} with {} brokers",
+                        image.brokers.len()
+                    )
+                }),
+                Some(assignments) => assignments.iter().find_map(|a| {
+                    let distinct: BTreeSet<&i32> = a.iter().collect();
+                    if a.is_empty() || distinct.len() != a.len() {
+                        Some(format!("assignment {a:?} is empty or repeats a broker"))
+                    } else if a.iter().any(|n| !image.brokers.contains_key(n)) {
+                        Some(format!("assignment {a:?} names an unregistered broker"))
+                    } else {
+                        (a.len() != replicas)
+                            .then(|| format!("assignment {a:?} is not {replicas} replicas"))
+                    }
+                }),
+            }
         }
         Command::AlterTopicConfigs { name, changes } => {
             if !image.topics.contains_key(name) {
@@ -501,6 +575,7 @@ fn check_effect(
         Command::RegisterMissingPartitions { .. } => true,
         Command::CreateTopic { name: target, .. }
         | Command::DeleteTopic { name: target }
+        | Command::CreatePartitions { name: target, .. }
         | Command::AlterTopicConfigs { name: target, .. } => name == target,
         _ => false,
     };
@@ -569,6 +644,7 @@ fn check_effect(
             partitions,
             replication_factor,
             configs,
+            ..
         } => {
             let topic = after
                 .topics
@@ -602,6 +678,46 @@ fn check_effect(
                 );
             }
             assert_eq!(topic.configs, *configs, "{command:?} stored other configs");
+        }
+        Command::CreatePartitions {
+            name,
+            count,
+            assignments,
+        } => {
+            let (old, new) = (&before.topics[name], &after.topics[name]);
+            assert!(
+                new.topic_id == old.topic_id && new.configs == old.configs,
+                "{command:?} changed the topic's id or configs"
+            );
+            assert_eq!(
+                new.partitions as i32, *count,
+                "{command:?} grew to {}",
+                new.partitions
+            );
+            let replicas = old.registration(0).map(|r| r.replicas.len());
+            for (partition, r) in &new.registrations {
+                match old.registration(*partition) {
+                    Some(was) => assert_eq!(was, r, "{command:?} changed {name}/{partition}"),
+                    None => {
+                        let i = (*partition as u32 - old.partitions) as usize;
+                        if let Some(assigned) = assignments.as_ref().map(|a| &a[i]) {
+                            assert_eq!(
+                                &r.replicas, assigned,
+                                "{command:?} misplaced {name}/{partition}"
+                            );
+                        }
+                        assert_eq!(
+                            Some(r.replicas.len()),
+                            replicas,
+                            "{command:?} placed {name}/{partition} as {r:?}"
+                        );
+                        assert!(
+                            r.isr == r.replicas && r.leader == r.replicas[0] && r.leader_epoch == 0,
+                            "{command:?} registered {name}/{partition} as {r:?}"
+                        );
+                    }
+                }
+            }
         }
         Command::DeleteTopic { name } => {
             let old = &before.topics[name];
@@ -656,6 +772,7 @@ fn check_delta(
         image.topic_names_by_id.keys().copied().collect()
     };
     let (ids_before, ids_after) = (ids(before), ids(after));
+    let named = |list: &[Uuid]| -> BTreeSet<Uuid> { list.iter().copied().collect() };
     let created: BTreeSet<Uuid> = ids_after.difference(&ids_before).copied().collect();
     let deleted: BTreeSet<Uuid> = ids_before.difference(&ids_after).copied().collect();
     let reconfigured: BTreeSet<Uuid> = ids_before
@@ -683,13 +800,25 @@ fn check_delta(
                 .map(|(p, _)| (topic.topic_id, *p))
         })
         .collect();
+    let grown: BTreeSet<Uuid> = ids_before
+        .intersection(&ids_after)
+        .filter(|id| {
+            before.topic_by_id(id).map(|t| t.partitions)
+                != after.topic_by_id(id).map(|t| t.partitions)
+        })
+        .copied()
+        .collect();
+    assert_eq!(
+        named(&delta.grown_topics),
+        grown,
+        "the delta of {command:?} names other grown topics"
+    );
     let brokers: BTreeSet<i32> = after
         .brokers
         .iter()
         .filter(|(id, broker)| before.brokers.get(*id) != Some(*broker))
         .map(|(id, _)| *id)
         .collect();
-    let named = |list: &[Uuid]| -> BTreeSet<Uuid> { list.iter().copied().collect() };
     assert_eq!(
         named(&delta.created_topics),
         created,

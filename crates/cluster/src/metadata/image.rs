@@ -59,6 +59,9 @@ pub struct MetadataDelta {
     pub changed_configs: Vec<Uuid>,
     /// Partitions whose registration changed (new partitions included).
     pub changed_partitions: Vec<(Uuid, i32)>,
+    /// Existing topics that gained partitions (one entry per new partition); their new
+    /// partitions are in `changed_partitions`.
+    pub grown_topics: Vec<Uuid>,
     /// Brokers that registered or changed their endpoint.
     pub changed_brokers: Vec<i32>,
     /// A feature level changed.
@@ -142,6 +145,7 @@ impl MetadataImage {
                         delta.created_topics.retain(|id| id != topic_id);
                         delta.changed_configs.retain(|id| id != topic_id);
                         delta.changed_partitions.retain(|(id, _)| id != topic_id);
+                        delta.grown_topics.retain(|id| id != topic_id);
                         if !created_here {
                             delta.deleted_topics.push(old);
                         }
@@ -181,9 +185,18 @@ impl MetadataImage {
                     tracing::warn!(%topic_id, partition, "partition record for an unknown topic; ignored");
                     return;
                 };
-                if u32::try_from(*partition).map_or(true, |p| p >= topic.partitions) {
-                    tracing::warn!(%topic_id, partition, "partition record beyond the topic's partitions; ignored");
-                    return;
+                match u32::try_from(*partition) {
+                    Ok(p) if p < topic.partitions => {}
+                    // The next index grows the topic (CreatePartitions), as a PartitionRecord
+                    // for a new partition id does in Kafka.
+                    Ok(p) if p == topic.partitions => {
+                        topic.partitions += 1;
+                        delta.grown_topics.push(*topic_id);
+                    }
+                    _ => {
+                        tracing::warn!(%topic_id, partition, "partition record beyond the topic's next partition; ignored");
+                        return;
+                    }
                 }
                 topic.registrations.insert(
                     *partition,
