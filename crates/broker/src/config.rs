@@ -267,7 +267,7 @@ pub fn from_raw(raw: BTreeMap<String, String>) -> Result<(BrokerConfig, Vec<Stri
         {
             continue;
         }
-        let topic_default = runnel_cluster::topic_config::TOPIC_CONFIGS
+        let topic_default = runnel_cluster::topic_config::topic_configs()
             .iter()
             .find(|d| d.broker_synonym == Some(key.as_str()));
         if let Some(def) = topic_default {
@@ -456,7 +456,7 @@ pub fn from_raw(raw: BTreeMap<String, String>) -> Result<(BrokerConfig, Vec<Stri
 impl BrokerConfig {
     /// Broker-level values of topic configs (`log.segment.bytes`, ...), keyed by broker name.
     pub fn topic_defaults(&self) -> BTreeMap<String, String> {
-        runnel_cluster::topic_config::TOPIC_CONFIGS
+        runnel_cluster::topic_config::topic_configs()
             .iter()
             .filter_map(|d| d.broker_synonym)
             .filter_map(|k| self.raw.get(k).map(|v| (k.to_owned(), v.clone())))

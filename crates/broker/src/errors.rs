@@ -17,6 +17,8 @@ pub fn cluster_error_code(e: &ClusterError) -> i16 {
         ClusterError::InvalidReplicationFactor { .. } => ResponseError::InvalidReplicationFactor,
         ClusterError::InvalidConfig { .. } => ResponseError::InvalidConfig,
         ClusterError::DuplicateConfig(_) => ResponseError::InvalidRequest,
+        ClusterError::ConfigRejected(_) => ResponseError::InvalidConfig,
+        ClusterError::ConfigRequestRejected(_) => ResponseError::InvalidRequest,
         // Kafka answers both as an unexpected server error.
         ClusterError::ProducerIdsExhausted(_) | ClusterError::BrokerNotRegistered(_) => {
             ResponseError::UnknownServerError

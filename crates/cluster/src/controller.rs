@@ -68,7 +68,41 @@ pub enum Command {
     ReserveProducerIds {
         handed_out: i64,
     },
+    /// AlterConfigs (`replace`: configs not named go back to their defaults) or
+    /// IncrementalAlterConfigs on one topic or BROKER resource, as Kafka's
+    /// `ConfigurationControlManager` carries them out.
+    AlterConfigs {
+        resource: ConfigResource,
+        ops: Vec<(String, ConfigOp)>,
+        replace: bool,
+    },
 }
+
+/// A resource whose configs are altered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigResource {
+    Topic(String),
+    /// A node id, or `""` for the cluster-wide default.
+    Broker(String),
+}
+
+/// IncrementalAlterConfigs' operations (AlterConfigs only sets).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigOp {
+    Set(String),
+    Delete,
+    /// Adds the comma-separated values missing from a LIST config.
+    Append(String),
+    /// Removes the comma-separated values from a LIST config.
+    Subtract(String),
+}
+
+/// The broker config Kafka's controller keeps at the cluster level while eligible leader
+/// replicas are enabled.
+const MIN_INSYNC_REPLICAS: &str = "min.insync.replicas";
+
+/// Kafka's limit on one stored config value (`Short.MAX_VALUE` bytes).
+pub const CONFIG_VALUE_BYTES_MAX: usize = 32_767;
 
 /// The controller engine. Holds no cluster state of its own (that is the image); only what it
 /// needs to decide: the brokers a replica may go to, defaults, and a source of topic ids
@@ -169,11 +203,9 @@ impl ControllerEngine {
                     match value {
                         Some(value) => topic_config::validate(key, value)?,
                         None if topic_config::lookup(key).is_none() => {
-                            return Err(ClusterError::InvalidConfig {
-                                name: key.clone(),
-                                value: String::new(),
-                                reason: "Unknown topic config name".into(),
-                            })
+                            return Err(ClusterError::ConfigRejected(format!(
+                                "Unknown topic config name: {key}"
+                            )))
                         }
                         None => {}
                     }
@@ -188,6 +220,11 @@ impl ControllerEngine {
                 }
                 Ok(records)
             }
+            Command::AlterConfigs {
+                resource,
+                ops,
+                replace,
+            } => alter_configs(image, resource, ops, *replace),
             Command::ReserveProducerIds { handed_out } => {
                 let first_free = image.next_producer_id.max(*handed_out);
                 let next_producer_id = first_free
@@ -272,6 +309,176 @@ impl ControllerEngine {
             });
         }
         Ok(records)
+    }
+}
+
+/// Carries out AlterConfigs / IncrementalAlterConfigs on one resource: applies the operations
+/// to the stored configs, validates the result as Kafka does, and writes one record per
+/// changed config (per named config for BROKER resources, as Kafka does so brokers reload).
+fn alter_configs(
+    image: &MetadataImage,
+    resource: &ConfigResource,
+    ops: &[(String, ConfigOp)],
+    replace: bool,
+) -> Result<Vec<MetadataRecord>> {
+    for (i, (key, _)) in ops.iter().enumerate() {
+        if ops[..i].iter().any(|(earlier, _)| earlier == key) {
+            return Err(ClusterError::DuplicateConfig(key.clone()));
+        }
+    }
+    let empty = BTreeMap::new();
+    let (current, topic) = match resource {
+        ConfigResource::Topic(name) => {
+            if name.is_empty() {
+                return Err(ClusterError::ConfigRequestRejected(
+                    "Default topic resources are not allowed.".into(),
+                ));
+            }
+            validate_topic_name(name)?;
+            let topic = image.topic(name);
+            (topic.map_or(&empty, |t| &t.configs), topic)
+        }
+        ConfigResource::Broker(name) => {
+            if !name.is_empty() {
+                let id: i32 = name.parse().map_err(|_| {
+                    ClusterError::ConfigRequestRejected(
+                        "Unable to parse broker name as a base 10 number.".into(),
+                    )
+                })?;
+                if id < 0 {
+                    return Err(ClusterError::ConfigRequestRejected(
+                        "Invalid negative broker ID.".into(),
+                    ));
+                }
+            }
+            (image.broker_configs.get(name).unwrap_or(&empty), None)
+        }
+    };
+    let mut next = current.clone();
+    if replace {
+        next.retain(|k, _| ops.iter().any(|(name, _)| name == k));
+    }
+    for (key, op) in ops {
+        let value = match op {
+            ConfigOp::Set(v) => Some(v.clone()),
+            ConfigOp::Delete => None,
+            ConfigOp::Append(values) | ConfigOp::Subtract(values) => {
+                let appending = matches!(op, ConfigOp::Append(_));
+                let (is_list, default) = match resource {
+                    ConfigResource::Topic(_) => match topic_config::lookup(key) {
+                        Some(d) => (d.config_type == topic_config::ConfigType::List, d.default),
+                        None => (false, ""),
+                    },
+                    ConfigResource::Broker(_) => {
+                        let verb = if appending { "append" } else { "subtract" };
+                        match crate::broker_config::is_list(key) {
+                            None => {
+                                return Err(ClusterError::ConfigRejected(format!(
+                                    "Unknown config name: {key}"
+                                )))
+                            }
+                            Some(false) => {
+                                return Err(ClusterError::ConfigRejected(format!(
+                                    "Config value {verb} is not allowed for config key: {key}"
+                                )))
+                            }
+                            Some(true) => (
+                                true,
+                                crate::kafka_configs::kafka_configs()
+                                    .broker(key)
+                                    .and_then(|d| d.def.default.as_deref())
+                                    .unwrap_or(""),
+                            ),
+                        }
+                    }
+                };
+                if !is_list {
+                    let verb = if appending { "APPEND" } else { "SUBTRACT" };
+                    return Err(ClusterError::ConfigRejected(format!(
+                        "Can't {verb} to key {key} because its type is not LIST."
+                    )));
+                }
+                let mut parts: Vec<String> = next
+                    .get(key)
+                    .map_or(default, String::as_str)
+                    .split(',')
+                    .filter(|p| !p.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+                for value in values.split(',') {
+                    if appending {
+                        if !parts.iter().any(|p| p == value) {
+                            parts.push(value.to_owned());
+                        }
+                    } else if let Some(at) = parts.iter().position(|p| p == value) {
+                        parts.remove(at);
+                    }
+                }
+                Some(parts.join(","))
+            }
+        };
+        if let Some(v) = &value {
+            if v.len() > CONFIG_VALUE_BYTES_MAX {
+                return Err(ClusterError::ConfigRejected(format!(
+                    "The configuration value cannot be added because it exceeds the maximum value size of {CONFIG_VALUE_BYTES_MAX} bytes."
+                )));
+            }
+        }
+        match value {
+            Some(v) => next.insert(key.clone(), v),
+            None => next.remove(key),
+        };
+    }
+    match resource {
+        ConfigResource::Topic(name) => {
+            for (key, value) in &next {
+                topic_config::validate(key, value)?;
+            }
+            let topic = topic.ok_or_else(|| ClusterError::UnknownTopic(name.clone()))?;
+            let mut keys: Vec<&String> = current.keys().chain(next.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            Ok(keys
+                .into_iter()
+                .filter(|k| current.get(*k) != next.get(*k))
+                .map(|k| MetadataRecord::TopicConfig {
+                    topic_id: topic.topic_id,
+                    name: k.clone(),
+                    value: next.get(k).cloned(),
+                })
+                .collect())
+        }
+        ConfigResource::Broker(name) => {
+            // Eligible leader replicas are on, as in a new Kafka 4.4 cluster: the controller
+            // then owns min.insync.replicas at the cluster level only.
+            if !name.is_empty() && ops.iter().any(|(k, _)| k == MIN_INSYNC_REPLICAS) {
+                return Err(ClusterError::ConfigRejected(format!(
+                    "Broker-level {MIN_INSYNC_REPLICAS} cannot be altered while ELR is enabled."
+                )));
+            }
+            if name.is_empty()
+                && current.contains_key(MIN_INSYNC_REPLICAS)
+                && !next.contains_key(MIN_INSYNC_REPLICAS)
+            {
+                return Err(ClusterError::ConfigRejected(format!(
+                    "Cluster-level {MIN_INSYNC_REPLICAS} cannot be removed while ELR is enabled."
+                )));
+            }
+            crate::broker_config::validate_dynamic(&next, !name.is_empty())?;
+            let mut keys: Vec<&String> = ops.iter().map(|(k, _)| k).collect();
+            keys.extend(current.keys().filter(|k| !next.contains_key(*k)));
+            keys.sort();
+            keys.dedup();
+            Ok(keys
+                .into_iter()
+                .filter(|k| next.contains_key(*k) || current.contains_key(*k))
+                .map(|k| MetadataRecord::BrokerConfig {
+                    resource: name.clone(),
+                    name: k.clone(),
+                    value: next.get(k).cloned(),
+                })
+                .collect())
+        }
     }
 }
 
@@ -420,7 +627,7 @@ mod tests {
         };
         assert!(matches!(
             err(&mut e, &img, bad),
-            ClusterError::InvalidConfig { .. }
+            ClusterError::ConfigRejected(_)
         ));
         for record in e.handle(&img, &create("a.b", -1, -1)).unwrap() {
             img.apply(&record);
@@ -527,11 +734,11 @@ mod tests {
                     ("segment.bytes", Some("x"))
                 ])
             ),
-            Err(ClusterError::InvalidConfig { .. })
+            Err(ClusterError::ConfigRejected(_))
         ));
         assert!(matches!(
             e.handle(&img, &alter(&[("no.such.config", None)])),
-            Err(ClusterError::InvalidConfig { .. })
+            Err(ClusterError::ConfigRejected(_))
         ));
         let records = e
             .handle(&img, &alter(&[("max.message.bytes", Some("10"))]))

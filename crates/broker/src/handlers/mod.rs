@@ -16,6 +16,7 @@ use crate::authorizer::ResourceType;
 use crate::context::RequestContext;
 use crate::state::Broker;
 
+mod alter_configs;
 mod api_versions;
 mod describe_cluster;
 mod describe_configs;
@@ -60,7 +61,13 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext<'_>, request: Req
             ResponseKind::DeleteTopics(topics::delete(broker, r, version))
         }
         RequestKind::DescribeConfigs(r) => {
-            ResponseKind::DescribeConfigs(describe_configs::handle(broker, r, version))
+            ResponseKind::DescribeConfigs(describe_configs::handle(broker, ctx, r))
+        }
+        RequestKind::AlterConfigs(r) => {
+            ResponseKind::AlterConfigs(alter_configs::alter(broker, ctx, r))
+        }
+        RequestKind::IncrementalAlterConfigs(r) => {
+            ResponseKind::IncrementalAlterConfigs(alter_configs::incremental(broker, ctx, r))
         }
         RequestKind::DescribeCluster(r) => {
             ResponseKind::DescribeCluster(describe_cluster::handle(broker, ctx, &r))

@@ -61,6 +61,9 @@ pub struct MetadataDelta {
     pub changed_partitions: Vec<(Uuid, i32)>,
     /// Brokers that registered or changed their endpoint.
     pub changed_brokers: Vec<i32>,
+    /// BROKER config resources whose dynamic configs changed (node ids, `""` for the
+    /// cluster default).
+    pub changed_broker_configs: Vec<String>,
 }
 
 impl MetadataDelta {
@@ -81,6 +84,9 @@ pub struct MetadataImage {
     pub brokers: BTreeMap<i32, BrokerImage>,
     /// Producer ids below this are handed out or reserved.
     pub next_producer_id: i64,
+    /// Dynamic broker configs by resource: a node id, or `""` for the cluster-wide default.
+    /// Resources with no config left are removed.
+    pub broker_configs: BTreeMap<String, BTreeMap<String, String>>,
     /// Offset of the last record applied (-1 for none): where a snapshot of this image stands.
     pub offset: i64,
 }
@@ -158,6 +164,23 @@ impl MetadataImage {
                 };
                 if !delta.changed_configs.contains(topic_id) {
                     delta.changed_configs.push(*topic_id);
+                }
+            }
+            MetadataRecord::BrokerConfig {
+                resource,
+                name,
+                value,
+            } => {
+                let configs = self.broker_configs.entry(resource.clone()).or_default();
+                match value {
+                    Some(v) => configs.insert(name.clone(), v.clone()),
+                    None => configs.remove(name),
+                };
+                if configs.is_empty() {
+                    self.broker_configs.remove(resource);
+                }
+                if !delta.changed_broker_configs.contains(resource) {
+                    delta.changed_broker_configs.push(resource.clone());
                 }
             }
             MetadataRecord::ProducerIds { next_producer_id } => {
@@ -256,6 +279,15 @@ impl MetadataImage {
                 });
             }
         }
+        for (resource, configs) in &self.broker_configs {
+            for (name, value) in configs {
+                records.push(MetadataRecord::BrokerConfig {
+                    resource: resource.clone(),
+                    name: name.clone(),
+                    value: Some(value.clone()),
+                });
+            }
+        }
         if self.next_producer_id > 0 {
             records.push(MetadataRecord::ProducerIds {
                 next_producer_id: self.next_producer_id,
@@ -271,6 +303,7 @@ impl MetadataImage {
             && self.topic_names_by_id == other.topic_names_by_id
             && self.brokers == other.brokers
             && self.next_producer_id == other.next_producer_id
+            && self.broker_configs == other.broker_configs
     }
 
     pub fn topic(&self, name: &str) -> Option<&Arc<TopicImage>> {
