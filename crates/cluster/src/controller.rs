@@ -710,6 +710,183 @@ mod tests {
         assert_eq!(reserve(&mut e, &img, 7000), 7000 + PRODUCER_ID_BLOCK_SIZE);
     }
 
+    // Proves AlterConfigs on a topic as Kafka's controller: SET/APPEND/SUBTRACT/DELETE applied in
+    // order (APPEND starts from the default list), legacy replace drops unnamed configs, APPEND to
+    // a non-list and bad values are refused with Kafka's messages, an unknown topic is refused
+    // after validation.
+    #[test]
+    fn alter_configs_on_topics() {
+        let mut e = engine();
+        let mut img = image(&mut e, 1);
+        for record in e.handle(&img, &create("t", 1, 1)).unwrap() {
+            img.apply(&record);
+        }
+        let alter = |ops: Vec<(&str, ConfigOp)>, replace: bool| Command::AlterConfigs {
+            resource: ConfigResource::Topic("t".into()),
+            ops: ops.into_iter().map(|(k, op)| (k.to_owned(), op)).collect(),
+            replace,
+        };
+        let apply = |e: &mut ControllerEngine, img: &mut MetadataImage, c: Command| {
+            for record in e.handle(img, &c).unwrap() {
+                img.apply(&record);
+            }
+        };
+        apply(
+            &mut e,
+            &mut img,
+            alter(
+                vec![
+                    ("cleanup.policy", ConfigOp::Append("compact".into())),
+                    ("retention.ms", ConfigOp::Set("5".into())),
+                ],
+                false,
+            ),
+        );
+        let configs = img.topic("t").unwrap().configs.clone();
+        assert_eq!(configs["cleanup.policy"], "delete,compact");
+        assert_eq!(configs["retention.ms"], "5");
+        apply(
+            &mut e,
+            &mut img,
+            alter(
+                vec![("cleanup.policy", ConfigOp::Subtract("delete".into()))],
+                false,
+            ),
+        );
+        assert_eq!(img.topic("t").unwrap().configs["cleanup.policy"], "compact");
+        apply(
+            &mut e,
+            &mut img,
+            alter(vec![("segment.ms", ConfigOp::Set("100".into()))], true),
+        );
+        let configs = &img.topic("t").unwrap().configs;
+        assert_eq!(configs.keys().collect::<Vec<_>>(), vec!["segment.ms"]);
+        let err = |e: &mut ControllerEngine, img: &MetadataImage, c: Command| {
+            e.handle(img, &c).unwrap_err().to_string()
+        };
+        assert_eq!(
+            err(
+                &mut e,
+                &img,
+                alter(vec![("retention.ms", ConfigOp::Append("1".into()))], false)
+            ),
+            "Can't APPEND to key retention.ms because its type is not LIST."
+        );
+        assert_eq!(
+            err(
+                &mut e,
+                &img,
+                alter(vec![("retention.ms", ConfigOp::Set("x".into()))], false)
+            ),
+            "Invalid value x for configuration retention.ms: Not a number of type LONG"
+        );
+        assert_eq!(
+            err(
+                &mut e,
+                &img,
+                alter(vec![("nope", ConfigOp::Set("1".into()))], false)
+            ),
+            "Unknown topic config name: nope"
+        );
+        // Deleting a config that is not set changes nothing, as in Kafka.
+        assert!(e
+            .handle(
+                &img,
+                &alter(vec![("retention.ms", ConfigOp::Delete)], false)
+            )
+            .unwrap()
+            .is_empty());
+        assert!(matches!(
+            e.handle(
+                &img,
+                &Command::AlterConfigs {
+                    resource: ConfigResource::Topic("missing".into()),
+                    ops: vec![],
+                    replace: false
+                }
+            ),
+            Err(ClusterError::UnknownTopic(_))
+        ));
+    }
+
+    // Proves AlterConfigs on BROKER resources: values kept per resource, read-only configs and
+    // per-broker configs at the cluster level refused, min.insync.replicas kept at the cluster
+    // level only (eligible leader replicas), bad broker names refused.
+    #[test]
+    fn alter_configs_on_brokers() {
+        let mut e = engine();
+        let mut img = image(&mut e, 1);
+        let alter = |name: &str, ops: Vec<(&str, ConfigOp)>| Command::AlterConfigs {
+            resource: ConfigResource::Broker(name.into()),
+            ops: ops.into_iter().map(|(k, op)| (k.to_owned(), op)).collect(),
+            replace: false,
+        };
+        for record in e
+            .handle(
+                &img,
+                &alter(
+                    "",
+                    vec![
+                        ("log.retention.ms", ConfigOp::Set("1000".into())),
+                        ("min.insync.replicas", ConfigOp::Set("1".into())),
+                    ],
+                ),
+            )
+            .unwrap()
+        {
+            img.apply(&record);
+        }
+        for record in e
+            .handle(
+                &img,
+                &alter(
+                    "1",
+                    vec![("log.cleaner.threads", ConfigOp::Set("3".into()))],
+                ),
+            )
+            .unwrap()
+        {
+            img.apply(&record);
+        }
+        assert_eq!(img.broker_configs[""]["log.retention.ms"], "1000");
+        assert_eq!(img.broker_configs["1"]["log.cleaner.threads"], "3");
+        let snapshot = {
+            let mut rebuilt = MetadataImage::empty();
+            for record in img.to_records() {
+                rebuilt.apply(&record);
+            }
+            rebuilt
+        };
+        assert!(snapshot.same_state(&img));
+        let mut err = |c: Command| e.handle(&img, &c).unwrap_err().to_string();
+        assert_eq!(
+            err(alter("1", vec![("log.dirs", ConfigOp::Set("/x".into()))])),
+            "Cannot update these configs dynamically: [log.dirs]"
+        );
+        assert_eq!(
+            err(alter(
+                "1",
+                vec![("min.insync.replicas", ConfigOp::Set("2".into()))]
+            )),
+            "Broker-level min.insync.replicas cannot be altered while ELR is enabled."
+        );
+        assert_eq!(
+            err(alter("", vec![("min.insync.replicas", ConfigOp::Delete)])),
+            "Cluster-level min.insync.replicas cannot be removed while ELR is enabled."
+        );
+        assert_eq!(
+            err(alter("x", vec![])),
+            "Unable to parse broker name as a base 10 number."
+        );
+        assert_eq!(
+            err(alter(
+                "1",
+                vec![("log.retention.ms", ConfigOp::Append("1".into()))]
+            )),
+            "Config value append is not allowed for config key: log.retention.ms"
+        );
+    }
+
     // Proves config changes are validated as a whole (one bad value refuses all), unknown
     // topics and names are refused, and only real changes become records.
     #[test]

@@ -351,6 +351,75 @@ mod tests {
         assert_eq!(partition.lock_log().high_watermark(), 3);
     }
 
+    // Proves a dynamic broker config reaches open partitions of topics without their own value:
+    // a cluster-default message.max.bytes refuses a batch it allowed before, a topic override
+    // wins over it, and removing the default restores Kafka's. The change survives a restart
+    // (the BrokerConfig record is replayed).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn dynamic_broker_configs_reach_open_partitions() {
+        use runnel_cluster::controller::{ConfigOp, ConfigResource};
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::config::BrokerConfig {
+            data_dir: dir.path().to_path_buf(),
+            ..Default::default()
+        };
+        let broker = Broker::open(config.clone(), ("localhost".into(), 9092)).unwrap();
+        let topic = broker
+            .create_topic("t", 1, 1, BTreeMap::new(), false)
+            .unwrap();
+        let partition = broker.partition(&topic.topic_id, 0).unwrap();
+        let append = |bytes: usize| {
+            broker
+                .replicas
+                .append_records(&partition, AppendOrigin::Client, -1, batch(bytes))
+                .unwrap()
+        };
+        let cluster = |ops: Vec<(String, ConfigOp)>| {
+            broker
+                .alter_configs(ConfigResource::Broker(String::new()), ops, false, false)
+                .unwrap();
+        };
+        assert!(matches!(append(2000), AppendWait::Done(Ok(_))));
+        cluster(vec![(
+            "message.max.bytes".into(),
+            ConfigOp::Set("1000".into()),
+        )]);
+        assert!(matches!(append(2000), AppendWait::Done(Err(_))));
+        broker
+            .alter_topic_configs("t", vec![("max.message.bytes".into(), Some("5000".into()))])
+            .unwrap();
+        assert!(matches!(append(2000), AppendWait::Done(Ok(_))));
+        broker
+            .alter_topic_configs("t", vec![("max.message.bytes".into(), None)])
+            .unwrap();
+        assert!(matches!(append(2000), AppendWait::Done(Err(_))));
+        drop(partition);
+        drop(broker);
+        let broker = Broker::open(config, ("localhost".into(), 9092)).unwrap();
+        assert_eq!(
+            broker.image().broker_configs[""]
+                .get("message.max.bytes")
+                .map(String::as_str),
+            Some("1000")
+        );
+        broker
+            .alter_configs(
+                ConfigResource::Broker(String::new()),
+                vec![("message.max.bytes".into(), ConfigOp::Delete)],
+                false,
+                false,
+            )
+            .unwrap();
+        let partition = broker.partition(&topic.topic_id, 0).unwrap();
+        assert!(matches!(
+            broker
+                .replicas
+                .append_records(&partition, AppendOrigin::Client, -1, batch(2000))
+                .unwrap(),
+            AppendWait::Done(Ok(_))
+        ));
+    }
+
     // Proves a data dir written before partition and broker registrations existed (a metadata
     // log of bare records, as runnel wrote it) opens: the broker registers itself and the
     // partitions, opens them, and loads the group coordinator's shards without errors.
