@@ -14,9 +14,18 @@ import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from broker import REPO_DIR, Broker, target_from_env
-from config_wire import describe_configs
+from config_wire import create_topic, describe_configs, incremental_alter_configs
 
 TOPIC, BROKER = 2, 4
+SET = 0
+
+# Static broker configs given to both brokers, so the STATIC_BROKER_CONFIG layer is compared too.
+STATIC = {"log.retention.hours": 5, "log.segment.bytes": 2000000, "message.max.bytes": 2000000}
+
+# Dynamic broker configs set on both brokers before the broker is compared: a cluster default and a
+# per-broker value of the same config, and a cluster default that is a topic default's synonym.
+DYNAMIC_DEFAULT = [("log.cleaner.backoff.ms", SET, "10000"), ("log.retention.ms", SET, "7200000")]
+DYNAMIC_BROKER = [("log.cleaner.backoff.ms", SET, "20000")]
 
 # Topic overrides set on the second topic (dynamic topic configs on both brokers).
 OVERRIDES = {
@@ -61,7 +70,7 @@ KAFKA_HARNESS_STATIC = {
 
 
 def _start(target: str) -> Broker:
-    b = Broker(target=target)
+    b = Broker(target=target, configs=STATIC)
     b.start()
     return b
 
@@ -149,3 +158,45 @@ def test_broker_configs_match_kafka(brokers):
         found[target] = _by_name(result)
     problems = _diff(found["runnel"], found["kafka"], _broker_allowed)
     assert not problems, "\n".join(problems)
+
+
+def test_create_topics_configs_match_kafka(brokers):
+    """CreateTopics v7 reports the new topic's configs (values and sources) as Kafka's controller does."""
+    found = {}
+    for target, b in brokers.items():
+        result = create_topic(b.bootstrap, "diff-created", {"cleanup.policy": "compact, delete"})
+        assert result["error_code"] == 0, result
+        found[target] = {c[0]: c for c in result["configs"]}
+    problems = [
+        f"{name}: runnel {found['runnel'].get(name)} != kafka {found['kafka'].get(name)}"
+        for name in sorted(set(found["runnel"]) | set(found["kafka"]))
+        if found["runnel"].get(name) != found["kafka"].get(name)
+    ]
+    assert not problems, "\n".join(problems)
+
+
+def test_dynamic_layers_match_kafka(brokers):
+    """After the same dynamic broker configs on both, the cluster default, the broker and a default
+    topic describe identically (the topic's retention.ms now comes from log.retention.ms)."""
+    found = {}
+    for target, b in brokers.items():
+        answers = incremental_alter_configs(
+            b.bootstrap, [(BROKER, "", DYNAMIC_DEFAULT), (BROKER, str(b.node_id), DYNAMIC_BROKER)]
+        )
+        assert answers == [(0, None), (0, None)], answers
+        plain, _ = _create_topics(b, "dynamic")
+        def described():
+            results = describe_configs(b.bootstrap, [(BROKER, ""), (BROKER, str(b.node_id)), (TOPIC, plain)])
+            maps = [_by_name(r) for r in results]
+            return maps if maps[2]["retention.ms"]["value"] == "7200000" else None
+        deadline = time.time() + 30
+        maps = described()
+        while maps is None and time.time() < deadline:
+            time.sleep(0.2)
+            maps = described()
+        assert maps is not None, f"{target}: dynamic log.retention.ms never reached the topic"
+        found[target] = maps
+    for i, label in enumerate(("cluster default", "broker", "default topic")):
+        allowed = _broker_allowed if i == 1 else (lambda name, field: False)
+        problems = _diff(found["runnel"][i], found["kafka"][i], allowed)
+        assert not problems, f"{label}:\n" + "\n".join(problems)

@@ -148,3 +148,73 @@ def _recv(sock: socket.socket, n: int) -> bytes:
             raise ConnectionError("connection closed")
         out += chunk
     return bytes(out)
+
+
+def _exchange(bootstrap: str, api_key: int, version: int, body: bytes, timeout_s: float = 30.0) -> _Reader:
+    client_id = b"config-diff"
+    header = struct.pack(">hhih", api_key, version, 9, len(client_id)) + client_id + _uvarint(0)
+    frame = header + body
+    host, port = bootstrap.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=timeout_s) as sock:
+        sock.sendall(struct.pack(">i", len(frame)) + frame)
+        size = struct.unpack(">i", _recv(sock, 4))[0]
+        r = _Reader(_recv(sock, size))
+    if r.i32() != 9:
+        raise ValueError("correlation id mismatch")
+    r.tags()
+    return r
+
+
+def create_topic(bootstrap: str, name: str, configs: dict[str, str]) -> dict:
+    """CreateTopics v7 for one topic (1 partition, replication 1); its result with the configs the
+    controller reports as (name, value, read_only, source, sensitive) tuples."""
+    body = _uvarint(2) + _compact_str(name) + struct.pack(">ih", 1, 1) + _uvarint(1)
+    body += _uvarint(len(configs) + 1)
+    for k, v in configs.items():
+        body += _compact_str(k) + _compact_str(v) + _uvarint(0)
+    body += _uvarint(0) + struct.pack(">i", 30000) + b"\x00" + _uvarint(0)
+    r = _exchange(bootstrap, 19, 7, body)
+    r.i32()
+
+    def config():
+        c = (r.compact_str(), r.compact_str(), r.boolean(), r.i8(), r.boolean())
+        r.tags()
+        return c
+
+    def topic():
+        t = {
+            "name": r.compact_str(),
+            "topic_id": r.take(16),
+            "error_code": r.i16(),
+            "error_message": r.compact_str(),
+            "num_partitions": r.i32(),
+            "replication_factor": r.i16(),
+            "configs": r.array(config),
+        }
+        r.tags()
+        return t
+
+    [result] = r.array(topic)
+    return result
+
+
+def incremental_alter_configs(bootstrap: str, resources: list[tuple[int, str, list[tuple[str, int, str | None]]]]):
+    """IncrementalAlterConfigs v1; [(error_code, error_message)] per resource."""
+    body = _uvarint(len(resources) + 1)
+    for rtype, name, ops in resources:
+        body += struct.pack(">b", rtype) + _compact_str(name) + _uvarint(len(ops) + 1)
+        for key, op, value in ops:
+            body += _compact_str(key) + struct.pack(">b", op) + _compact_str(value) + _uvarint(0)
+        body += _uvarint(0)
+    body += b"\x00" + _uvarint(0)
+    r = _exchange(bootstrap, 44, 1, body)
+    r.i32()
+
+    def response():
+        out = (r.i16(), r.compact_str())
+        r.i8()
+        r.compact_str()
+        r.tags()
+        return out
+
+    return r.array(response)

@@ -59,18 +59,25 @@ impl<'a> ConfigLayers<'a> {
 
 impl ConfigLayers<'_> {
     /// The current value of broker config `name` as a string, `None` when it is null (unset
-    /// with no default).
+    /// with no default). As Kafka's `DynamicBrokerConfig.overrideProps` builds it: the static
+    /// configs, then each dynamic layer (cluster default, then per broker), where a layer that
+    /// sets any config of `name`'s synonym group first removes the whole group, so a dynamic
+    /// `log.retention.ms` hides a static `log.retention.hours` (which reads as its default).
     pub fn value(&self, name: &str) -> Option<&str> {
-        self.dynamic_broker
-            .get(name)
-            .or_else(|| self.dynamic_default.get(name))
-            .or_else(|| self.static_configs.get(name))
+        let def = kafka_configs().broker(name);
+        let in_group = |map: &BTreeMap<String, String>| match def {
+            Some(d) => d.synonyms.iter().any(|s| map.contains_key(s)),
+            None => map.contains_key(name),
+        };
+        let mut value = self.static_configs.get(name);
+        for layer in [self.dynamic_default, self.dynamic_broker] {
+            if in_group(layer) {
+                value = layer.get(name);
+            }
+        }
+        value
             .map(String::as_str)
-            .or_else(|| {
-                kafka_configs()
-                    .broker(name)
-                    .and_then(|d| d.def.default.as_deref())
-            })
+            .or_else(|| def.and_then(|d| d.def.default.as_deref()))
     }
 
     /// Kafka's `ConfigHelper.configSynonyms`: every layer's setting of `name` and the configs

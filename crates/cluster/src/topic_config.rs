@@ -206,6 +206,53 @@ fn broker_fallback(def: &TopicConfigDef, layers: &ConfigLayers<'_>) -> String {
     def.default.to_owned()
 }
 
+/// A new topic's configs as Kafka's controller reports them in the CreateTopics response
+/// (`KafkaConfigSchema.resolveEffectiveTopicConfigs`): unlike DescribeConfigs, every broker
+/// synonym counts at each layer (per-broker, cluster default, static, in that order), values are
+/// the strings as stored (converted from hours or minutes), and the fallback is `LogConfig`'s
+/// own default. `(name, value, source)`.
+pub fn created_topic_configs(
+    topic_configs: &BTreeMap<String, String>,
+    layers: &ConfigLayers<'_>,
+) -> Vec<(&'static str, String, ConfigSource)> {
+    self::topic_configs()
+        .iter()
+        .map(|def| {
+            if let Some(v) = topic_configs.get(def.name) {
+                return (def.name, v.clone(), ConfigSource::DynamicTopicConfig);
+            }
+            let layered = [
+                (layers.dynamic_broker, ConfigSource::DynamicBrokerConfig),
+                (
+                    layers.dynamic_default,
+                    ConfigSource::DynamicDefaultBrokerConfig,
+                ),
+                (layers.static_configs, ConfigSource::StaticBrokerConfig),
+            ];
+            for (map, source) in layered {
+                for synonym in &def.kafka.broker_synonyms {
+                    if let Some(raw) = map.get(&synonym.name) {
+                        let value = if synonym.to_ms_factor == 1 {
+                            raw.clone()
+                        } else {
+                            raw.trim().parse::<i64>().map_or_else(
+                                |_| raw.clone(),
+                                |n| n.saturating_mul(synonym.to_ms_factor).to_string(),
+                            )
+                        };
+                        return (def.name, value, source);
+                    }
+                }
+            }
+            (
+                def.name,
+                def.default.to_owned(),
+                ConfigSource::DefaultConfig,
+            )
+        })
+        .collect()
+}
+
 /// The effective value of one topic config (topic > broker static > default).
 pub fn effective(
     name: &str,
