@@ -321,8 +321,10 @@ fn alter_configs(
     ops: &[(String, ConfigOp)],
     replace: bool,
 ) -> Result<Vec<MetadataRecord>> {
-    for (i, (key, _)) in ops.iter().enumerate() {
-        if ops[..i].iter().any(|(earlier, _)| earlier == key) {
+    // Sets, not pairwise comparisons: a request may carry a very large number of configs.
+    let mut seen = std::collections::HashSet::with_capacity(ops.len());
+    for (key, _) in ops {
+        if !seen.insert(key.as_str()) {
             return Err(ClusterError::DuplicateConfig(key.clone()));
         }
     }
@@ -405,14 +407,30 @@ fn alter_configs(
                     .filter(|p| !p.is_empty())
                     .map(str::to_owned)
                     .collect();
-                for value in values.split(',') {
-                    if appending {
-                        if !parts.iter().any(|p| p == value) {
+                // Kafka's list semantics in linear time (values may hold thousands of items):
+                // APPEND adds each value not yet present; SUBTRACT removes, per value given,
+                // its first occurrence.
+                if appending {
+                    let mut present: std::collections::HashSet<String> =
+                        parts.iter().cloned().collect();
+                    for value in values.split(',') {
+                        if present.insert(value.to_owned()) {
                             parts.push(value.to_owned());
                         }
-                    } else if let Some(at) = parts.iter().position(|p| p == value) {
-                        parts.remove(at);
                     }
+                } else {
+                    let mut to_remove: std::collections::HashMap<&str, usize> =
+                        std::collections::HashMap::new();
+                    for value in values.split(',') {
+                        *to_remove.entry(value).or_default() += 1;
+                    }
+                    parts.retain(|p| match to_remove.get_mut(p.as_str()) {
+                        Some(n) if *n > 0 => {
+                            *n -= 1;
+                            false
+                        }
+                        _ => true,
+                    });
                 }
                 Some(parts.join(","))
             }

@@ -438,12 +438,11 @@ fn validate(name: &str, validator: &Validator, parsed: &Parsed) -> Result<(), St
                     "Configuration '{name}' must not be empty. Valid values include: {valid}"
                 ));
             }
-            for (i, item) in items.iter().enumerate() {
-                if items[..i].contains(item) {
-                    return Err(format!(
-                        "Configuration '{name}' values must not be duplicated."
-                    ));
-                }
+            let distinct: std::collections::HashSet<&String> = items.iter().collect();
+            if distinct.len() != items.len() {
+                return Err(format!(
+                    "Configuration '{name}' values must not be duplicated."
+                ));
             }
             for item in items {
                 if item.is_empty() {

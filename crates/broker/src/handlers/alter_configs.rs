@@ -4,6 +4,8 @@
 //! then the controller's (`ConfigurationControlManager`: operations, validation, records).
 //! Changes are committed to the metadata log and reach open partitions through the publisher.
 
+use std::collections::{HashMap, HashSet};
+
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{
     alter_configs_response, incremental_alter_configs_response, AlterConfigsRequest,
@@ -142,14 +144,14 @@ fn apply_all(
     validate_only: bool,
     incremental: bool,
 ) -> Vec<Outcome> {
+    let mut count: HashMap<(i8, &str), usize> = HashMap::with_capacity(resources.len());
+    for r in resources {
+        *count.entry((r.resource_type, r.name)).or_default() += 1;
+    }
     resources
         .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            let twice = resources.iter().enumerate().any(|(j, other)| {
-                i != j && other.resource_type == r.resource_type && other.name == r.name
-            });
-            if twice {
+        .map(|r| {
+            if count[&(r.resource_type, r.name)] > 1 {
                 return Err(invalid_request("Each resource must appear at most once."));
             }
             apply(broker, ctx, r, validate_only, incremental)
@@ -183,13 +185,14 @@ fn apply(
         }
         _ => {}
     }
-    for (i, (name, _, _)) in resource.configs.iter().enumerate() {
-        if resource.configs[..i]
-            .iter()
-            .any(|(earlier, _, _)| earlier == name)
-        {
-            return Err(invalid_request("Error due to duplicate config keys"));
-        }
+    // A set, not pairwise comparisons: a request may carry a very large number of configs.
+    let mut seen = HashSet::with_capacity(resource.configs.len());
+    if !resource
+        .configs
+        .iter()
+        .all(|(name, _, _)| seen.insert(*name))
+    {
+        return Err(invalid_request("Error due to duplicate config keys"));
     }
     let nulls: Vec<&str> = resource
         .configs

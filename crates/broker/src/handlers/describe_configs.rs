@@ -27,6 +27,26 @@ pub const RESOURCE_BROKER_LOGGER: i8 = 8;
 /// `ConfigResource.Type`s Kafka knows (TOPIC, BROKER, BROKER_LOGGER, CLIENT_METRICS, GROUP).
 const KNOWN_RESOURCE_TYPES: &[i8] = &[2, 4, 8, 16, 32];
 
+/// The most config bytes (names, values, synonyms, documentation) one response carries. One
+/// request may name any number of resources, and each costs up to hundreds of configs, so the
+/// answer is bounded; resources past the limit answer INVALID_REQUEST (Kafka has no limit, and
+/// a describe of all topics of a large cluster stays far below this one).
+const RESPONSE_BYTES_MAX: usize = 256 * 1024 * 1024;
+
+/// Roughly the bytes one config takes in the response.
+fn entry_bytes(c: &DescribeConfigsResourceResult) -> usize {
+    let synonyms: usize = c
+        .synonyms
+        .iter()
+        .map(|s| s.name.len() + s.value.as_ref().map_or(0, |v| v.len()) + 8)
+        .sum();
+    c.name.len()
+        + c.value.as_ref().map_or(0, |v| v.len())
+        + c.documentation.as_ref().map_or(0, |d| d.len())
+        + synonyms
+        + 16
+}
+
 /// The one logger runnel has: tracing's global filter, reported as log4j's root logger.
 pub const ROOT_LOGGER: &str = "root";
 
@@ -69,6 +89,7 @@ pub fn handle(
                 .collect(),
         );
     }
+    let mut response_bytes = 0usize;
     let results = request
         .resources
         .into_iter()
@@ -76,8 +97,20 @@ pub fn handle(
             let header = DescribeConfigsResult::default()
                 .with_resource_type(resource.resource_type)
                 .with_resource_name(resource.resource_name.clone());
+            if response_bytes > RESPONSE_BYTES_MAX {
+                return header
+                    .with_error_code(ResponseError::InvalidRequest.code())
+                    .with_error_message(Some(StrBytes::from_string(format!(
+                        "The DescribeConfigs response exceeds runnel's limit of {RESPONSE_BYTES_MAX} bytes; describe fewer resources per request"
+                    ))));
+            }
             match describe(broker, ctx, &image, &resource, asked) {
-                Ok(configs) => header.with_configs(configs),
+                Ok(configs) => {
+                    response_bytes = response_bytes.saturating_add(
+                        configs.iter().map(entry_bytes).fold(0, usize::saturating_add),
+                    );
+                    header.with_configs(configs)
+                }
                 Err((error, message)) => header
                     .with_error_code(error.code())
                     .with_error_message(message.map(StrBytes::from_string)),
