@@ -129,3 +129,31 @@ def test_dynamic_broker_configs_default_and_per_broker(broker, topic_name):
                 "--delete-config", "log.cleaner.threads,log.retention.ms")
     wait_for(lambda: describe_topic(broker, topic_name, "--all")["retention.ms"] == ("604800000", ""),
              timeout_s=30, what="topic default back to Kafka's")
+
+
+def test_refused_changes_answer_kafkas_errors(broker):
+    # Proves: refused config changes fail with Kafka's exception types and messages: unknown topic, per-broker
+    # configs at the cluster level, security configs without a listener prefix, removing the cluster-level
+    # min.insync.replicas, an unknown logger; and the root logger's level can be set.
+    cases = [
+        (("--entity-type", "topics", "--entity-name", "no-such-topic", "--add-config", "retention.ms=5"),
+         "UnknownTopicOrPartitionException: The topic 'no-such-topic' does not exist."),
+        (("--entity-type", "brokers", "--entity-default", "--add-config", "listeners=PLAINTEXT://:1"),
+         "InvalidRequestException: Cannot update these configs at default cluster level, broker id must be "
+         "specified: [listeners]"),
+        (("--entity-type", "brokers", "--entity-default", "--add-config", "ssl.keystore.location=/x"),
+         "InvalidRequestException: These security configs can be dynamically updated only per-listener using "
+         "the listener prefix: [ssl.keystore.location]"),
+        (("--entity-type", "brokers", "--entity-default", "--delete-config", "min.insync.replicas"),
+         "InvalidConfigurationException: Cluster-level min.insync.replicas cannot be removed while ELR is enabled."),
+        (("--entity-type", "broker-loggers", "--entity-name", "1", "--add-config", "no.such.logger=DEBUG"),
+         "Invalid broker logger(s): no.such.logger"),
+    ]
+    for args, expected in cases:
+        out = configs_cli_fails(broker, "--alter", *args)
+        assert expected in out, f"{args}: {out[-2000:]}"
+    out = configs_cli(broker, "--alter", "--entity-type", "broker-loggers", "--entity-name", "1",
+                      "--add-config", "root=WARN")
+    assert "Completed updating config for broker-logger 1." in out, out
+    loggers = parse(configs_cli(broker, "--describe", "--entity-type", "broker-loggers", "--entity-name", "1"))
+    assert loggers["root"] == ("WARN", ""), loggers
