@@ -131,10 +131,13 @@ def test_dynamic_broker_configs_default_and_per_broker(broker, topic_name):
              timeout_s=30, what="topic default back to Kafka's")
 
 
-def test_refused_changes_answer_kafkas_errors(broker):
+def test_refused_changes_answer_kafkas_errors(broker, topic_name):
     # Proves: refused config changes fail with Kafka's exception types and messages: unknown topic, per-broker
     # configs at the cluster level, security configs without a listener prefix, removing the cluster-level
-    # min.insync.replicas, an unknown logger; and the root logger's level can be set.
+    # min.insync.replicas, an unknown logger, conflicting compaction lags, remote storage; and the root logger's
+    # level can be set.
+    create(broker, topic_name)
+    topic = topic_name
     cases = [
         (("--entity-type", "topics", "--entity-name", "no-such-topic", "--add-config", "retention.ms=5"),
          "UnknownTopicOrPartitionException: The topic 'no-such-topic' does not exist."),
@@ -148,6 +151,13 @@ def test_refused_changes_answer_kafkas_errors(broker):
          "InvalidConfigurationException: Cluster-level min.insync.replicas cannot be removed while ELR is enabled."),
         (("--entity-type", "broker-loggers", "--entity-name", "1", "--add-config", "no.such.logger=DEBUG"),
          "Invalid broker logger(s): no.such.logger"),
+        (("--entity-type", "topics", "--entity-name", topic,
+          "--add-config", "min.compaction.lag.ms=10,max.compaction.lag.ms=5"),
+         "InvalidConfigurationException: conflict topic config setting min.compaction.lag.ms (10) > "
+         "max.compaction.lag.ms (5)"),
+        (("--entity-type", "topics", "--entity-name", topic, "--add-config", "remote.storage.enable=true"),
+         "InvalidConfigurationException: Tiered Storage functionality is disabled in the broker. Topic cannot be "
+         "configured with remote log storage."),
     ]
     for args, expected in cases:
         out = configs_cli_fails(broker, "--alter", *args)

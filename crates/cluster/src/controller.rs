@@ -283,6 +283,7 @@ impl ControllerEngine {
         for (key, value) in configs {
             topic_config::validate(key, value)?;
         }
+        topic_config::validate_combination(configs)?;
         let topic_id = (self.new_uuid)();
         let mut records = vec![MetadataRecord::Topic {
             name: name.to_owned(),
@@ -452,6 +453,7 @@ fn alter_configs(
             for (key, value) in &next {
                 topic_config::validate(key, value)?;
             }
+            topic_config::validate_combination(&next)?;
             let topic = topic.ok_or_else(|| ClusterError::UnknownTopic(name.clone()))?;
             let mut keys: Vec<&String> = current.keys().chain(next.keys()).collect();
             keys.sort();
@@ -806,6 +808,17 @@ mod tests {
             ),
             "Unknown topic config name: nope"
         );
+        let lags = vec![
+            ("min.compaction.lag.ms", ConfigOp::Set("10".into())),
+            ("max.compaction.lag.ms", ConfigOp::Set("5".into())),
+        ];
+        assert_eq!(
+            err(&mut e, &img, alter(lags, false)),
+            "conflict topic config setting min.compaction.lag.ms (10) > max.compaction.lag.ms (5)"
+        );
+        let remote = vec![("remote.storage.enable", ConfigOp::Set("true".into()))];
+        assert!(err(&mut e, &img, alter(remote, false))
+            .starts_with("Tiered Storage functionality is disabled"));
         // Deleting a config that is not set changes nothing, as in Kafka.
         assert!(e
             .handle(

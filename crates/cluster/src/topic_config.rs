@@ -108,6 +108,38 @@ pub fn validate(name: &str, value: &str) -> Result<()> {
     Ok(())
 }
 
+/// Checks a topic's whole set of configs (each already valid on its own) as Kafka's
+/// `LogConfig.validateTopicLogConfigValues` does with the values a topic would have: compaction
+/// lags in order, and no remote storage (runnel, like a Kafka broker without
+/// `remote.log.storage.system.enable`, has none). Errors become INVALID_CONFIG.
+pub fn validate_combination(configs: &BTreeMap<String, String>) -> Result<()> {
+    let value = |name: &str| {
+        configs
+            .get(name)
+            .map(String::as_str)
+            .or_else(|| lookup(name).map(|d| d.default))
+            .unwrap_or_default()
+            .trim()
+            .to_owned()
+    };
+    let min_lag = value("min.compaction.lag.ms").parse::<i64>().unwrap_or(0);
+    let max_lag = value("max.compaction.lag.ms")
+        .parse::<i64>()
+        .unwrap_or(i64::MAX);
+    if min_lag > max_lag {
+        return Err(ClusterError::ConfigRejected(format!(
+            "conflict topic config setting min.compaction.lag.ms ({min_lag}) > max.compaction.lag.ms ({max_lag})"
+        )));
+    }
+    if value("remote.storage.enable").eq_ignore_ascii_case("true") {
+        return Err(ClusterError::ConfigRejected(
+            "Tiered Storage functionality is disabled in the broker. Topic cannot be configured with remote log storage."
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
 /// The value DescribeConfigs shows for a stored topic config: Kafka's parsed-and-printed form
 /// (`compact, delete` reads back as `compact,delete`).
 pub fn canonical(name: &str, value: &str) -> String {

@@ -436,6 +436,7 @@ fn refusal(defaults: &TopicDefaults, image: &MetadataImage, command: &Command) -
             configs
                 .iter()
                 .find_map(|(key, value)| topic_config::validate(key, value).err())
+                .or_else(|| topic_config::validate_combination(configs).err())
                 .map(|e| e.to_string())
         }
         Command::DeleteTopic { name } => {
