@@ -155,6 +155,11 @@ def test_refused_changes_answer_kafkas_errors(broker, topic_name):
           "--add-config", "min.compaction.lag.ms=10,max.compaction.lag.ms=5"),
          "InvalidConfigurationException: conflict topic config setting min.compaction.lag.ms (10) > "
          "max.compaction.lag.ms (5)"),
+        (("--entity-type", "topics", "--entity-name", topic, "--add-config", "compression.gzip.level=0"),
+         "InvalidConfigurationException: Invalid value 0 for configuration compression.gzip.level: Value must be "
+         "between 1 and 9 or equal to -1"),
+        (("--entity-type", "topics", "--entity-name", topic, "--add-config", "leader.replication.throttled.replicas=x"),
+         "InvalidConfigurationException: Invalid value [x] for configuration leader.replication.throttled.replicas"),
         (("--entity-type", "topics", "--entity-name", topic, "--add-config", "remote.storage.enable=true"),
          "InvalidConfigurationException: Tiered Storage functionality is disabled in the broker. Topic cannot be "
          "configured with remote log storage."),

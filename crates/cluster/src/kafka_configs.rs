@@ -458,7 +458,61 @@ fn validate(name: &str, validator: &Validator, parsed: &Parsed) -> Result<(), St
             }
             Ok(())
         }
-        Validator::Other { .. } => Ok(()),
+        Validator::Other { class, text } => validate_other(name, class, text, parsed),
+    }
+}
+
+/// The validators with logic of their own that runnel knows, by class and description; any
+/// other passes (see `Validator::Other`).
+fn validate_other(name: &str, class: &str, text: &str, parsed: &Parsed) -> Result<(), String> {
+    match parsed {
+        // `CompressionType.levelValidator`: "[MIN,...,MAX] or DEFAULT".
+        Parsed::Int(level) if class.ends_with("LambdaValidator") => {
+            let Some((range, default)) = text.split_once("] or ") else {
+                return Ok(());
+            };
+            let Some((min, max)) = range.trim_start_matches('[').split_once(",...,") else {
+                return Ok(());
+            };
+            let (Ok(min), Ok(max), Ok(default)) = (
+                min.parse::<i64>(),
+                max.parse::<i64>(),
+                default.parse::<i64>(),
+            ) else {
+                return Ok(());
+            };
+            if *level > max || (*level < min && *level != default) {
+                return Err(invalid(
+                    name,
+                    &level.to_string(),
+                    &format!("Value must be between {min} and {max} or equal to {default}"),
+                ));
+            }
+            Ok(())
+        }
+        Parsed::List(items) if class.ends_with("ThrottledReplicaListValidator") => {
+            let replica = |s: &str| {
+                s.is_empty()
+                    || s.split_once(':').is_some_and(|(p, b)| {
+                        !p.is_empty()
+                            && !b.is_empty()
+                            && p.bytes().all(|c| c.is_ascii_digit())
+                            && b.bytes().all(|c| c.is_ascii_digit())
+                    })
+            };
+            if items.iter().all(|s| replica(s.trim())) || items.concat() == "*" {
+                return Ok(());
+            }
+            Err(invalid(
+                name,
+                &format!("[{}]", items.join(", ")),
+                &format!("{name} must be the literal '*' or a list of replicas in the following format: [partitionId]:[brokerId],[partitionId]:[brokerId],..."),
+            ))
+        }
+        Parsed::String(s) if class.ends_with("NonEmptyString") && s.is_empty() => {
+            Err(invalid(name, s, "String must be non-empty"))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -536,6 +590,17 @@ mod tests {
             "0.5"
         );
         assert!(topic("min.cleanable.dirty.ratio", "2").is_err());
+        assert_eq!(
+            topic("compression.gzip.level", "0").unwrap_err(),
+            "Invalid value 0 for configuration compression.gzip.level: Value must be between 1 and 9 or equal to -1"
+        );
+        assert!(topic("compression.gzip.level", "-1").is_ok());
+        assert!(topic("leader.replication.throttled.replicas", "0:1, 1:1").is_ok());
+        assert!(topic("leader.replication.throttled.replicas", "*").is_ok());
+        assert_eq!(
+            topic("leader.replication.throttled.replicas", "x").unwrap_err(),
+            "Invalid value [x] for configuration leader.replication.throttled.replicas: leader.replication.throttled.replicas must be the literal '*' or a list of replicas in the following format: [partitionId]:[brokerId],[partitionId]:[brokerId],..."
+        );
         assert_eq!(java_double(1.0), "1.0");
         assert_eq!(java_double(1e10), "1.0E10");
     }
