@@ -13,9 +13,6 @@ use crate::context::SecurityProtocol;
 use crate::listener::ListenerConfig;
 use crate::tls::settings::SslConfig;
 
-/// Every broker config name of Apache Kafka 4.1.2 (`KafkaConfig.configNames()`), one per line.
-const KAFKA_BROKER_CONFIGS: &str = include_str!("kafka_broker_configs.txt");
-
 /// Broker keys runnel acts on. Topic-default keys (`log.segment.bytes`, `message.max.bytes`, …)
 /// are acted on through their topic synonyms in `runnel_cluster::topic_config`.
 const ACTED_ON: &[&str] = &[
@@ -258,7 +255,8 @@ fn flatten(prefix: &str, table: &toml::Table, out: &mut BTreeMap<String, String>
 
 /// Builds the config from Kafka-named keys; returns warnings for keys runnel ignores.
 pub fn from_raw(raw: BTreeMap<String, String>) -> Result<(BrokerConfig, Vec<String>)> {
-    let kafka_keys: std::collections::HashSet<&str> = KAFKA_BROKER_CONFIGS.lines().collect();
+    // Every broker config of the Kafka version runnel follows (generated from Kafka's jars).
+    let kafka_configs = runnel_cluster::kafka_configs::kafka_configs();
     let mut warnings = Vec::new();
     for (key, value) in &raw {
         if ACTED_ON.contains(&key.as_str())
@@ -267,7 +265,7 @@ pub fn from_raw(raw: BTreeMap<String, String>) -> Result<(BrokerConfig, Vec<Stri
         {
             continue;
         }
-        let topic_default = runnel_cluster::topic_config::TOPIC_CONFIGS
+        let topic_default = runnel_cluster::topic_config::topic_configs()
             .iter()
             .find(|d| d.broker_synonym == Some(key.as_str()));
         if let Some(def) = topic_default {
@@ -281,7 +279,7 @@ pub fn from_raw(raw: BTreeMap<String, String>) -> Result<(BrokerConfig, Vec<Stri
             }
             continue;
         }
-        if kafka_keys.contains(key.as_str()) {
+        if kafka_configs.broker(key).is_some() {
             warnings.push(format!(
                 "config key '{key}' is a Kafka broker setting runnel does not act on; ignored"
             ));
@@ -456,7 +454,7 @@ pub fn from_raw(raw: BTreeMap<String, String>) -> Result<(BrokerConfig, Vec<Stri
 impl BrokerConfig {
     /// Broker-level values of topic configs (`log.segment.bytes`, ...), keyed by broker name.
     pub fn topic_defaults(&self) -> BTreeMap<String, String> {
-        runnel_cluster::topic_config::TOPIC_CONFIGS
+        runnel_cluster::topic_config::topic_configs()
             .iter()
             .filter_map(|d| d.broker_synonym)
             .filter_map(|k| self.raw.get(k).map(|v| (k.to_owned(), v.clone())))

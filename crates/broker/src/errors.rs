@@ -20,6 +20,8 @@ pub fn cluster_error_code(e: &ClusterError) -> i16 {
         ClusterError::InvalidConfig { .. } => ResponseError::InvalidConfig,
         ClusterError::DuplicateConfig(_) => ResponseError::InvalidRequest,
         ClusterError::InvalidUpdateVersion(_) => ResponseError::InvalidUpdateVersion,
+        ClusterError::ConfigRejected(_) => ResponseError::InvalidConfig,
+        ClusterError::ConfigRequestRejected(_) => ResponseError::InvalidRequest,
         // Kafka answers both as an unexpected server error.
         ClusterError::ProducerIdsExhausted(_) | ClusterError::BrokerNotRegistered(_) => {
             ResponseError::UnknownServerError
@@ -49,6 +51,8 @@ pub fn cluster_error_message(e: &ClusterError) -> Option<String> {
         | ClusterError::InvalidReplicaAssignment(_)
         | ClusterError::InvalidRequest(_)
         | ClusterError::InvalidUpdateVersion(_)
+        | ClusterError::ConfigRejected(_)
+        | ClusterError::ConfigRequestRejected(_)
         | ClusterError::InvalidReplicationFactor(_)
         | ClusterError::InvalidConfig { .. }
         | ClusterError::DuplicateConfig(_) => Some(e.to_string()),

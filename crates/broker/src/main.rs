@@ -30,13 +30,23 @@ fn main() -> ExitCode {
         }
         Command::Run(config, warnings) => (*config, warnings),
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    {
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
+        // The filter sits behind a reload handle so BROKER_LOGGER changes apply at runtime.
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+        tracing_subscriber::registry()
+            .with(filter)
+            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .init();
+        runnel_broker::log_level::install(Box::new(move |level| {
+            handle
+                .reload(tracing_subscriber::EnvFilter::new(level))
+                .map_err(|e| e.to_string())
+        }));
+    }
     for w in warnings {
         tracing::warn!("{w}");
     }

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
-use runnel_cluster::controller::TopicDefaults;
+use runnel_cluster::broker_config::ConfigLayers;
+use runnel_cluster::controller::{ConfigOp, ConfigResource, TopicDefaults};
 use runnel_cluster::metadata::MetadataDelta;
 use runnel_cluster::topic_config;
 use runnel_cluster::{ClusterError, Command, ControllerEngine, MetadataImage, TopicImage};
@@ -18,6 +19,24 @@ use crate::metadata::publisher::Publisher;
 use crate::metadata::{FileLogLimits, MetadataManager, Publish};
 use crate::replica::{Partition, ReplicaManager};
 
+/// The static layer of DescribeConfigs: the Kafka keys given in the file and flags, plus
+/// `broker.id`, which Kafka copies from `node.id` into its static config at startup.
+fn static_configs(config: &BrokerConfig) -> BTreeMap<String, String> {
+    let mut configs: BTreeMap<String, String> = config
+        .raw
+        .iter()
+        .filter(|(k, _)| !k.starts_with("runnel."))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    configs
+        .entry("broker.id".into())
+        .or_insert_with(|| config.node_id.to_string());
+    configs
+}
+
+/// The broker config Kafka keeps at the cluster level (see `Broker::open`).
+const MIN_INSYNC_REPLICAS: &str = "min.insync.replicas";
+
 pub struct Broker {
     pub config: BrokerConfig,
     /// Host and port clients are told to connect to: the first listener's, registered in the
@@ -27,6 +46,9 @@ pub struct Broker {
     listener_endpoints: BTreeMap<String, (String, u16)>,
     /// Broker-level values of topic configs (`log.segment.bytes`, ...).
     pub topic_defaults_raw: BTreeMap<String, String>,
+    /// The Kafka configs this broker started with (file and flags; runnel's own `runnel.*`
+    /// keys left out): DescribeConfigs' STATIC_BROKER_CONFIG layer.
+    pub static_configs: BTreeMap<String, String>,
     /// The controller engine, the metadata log and the published image.
     pub metadata: MetadataManager,
     /// Every partition this broker holds, and the one way records get into them.
@@ -107,6 +129,7 @@ impl Broker {
         let fetch_session_slots = config.fetch_session_slots;
         let broker = Broker {
             topic_defaults_raw: config.topic_defaults(),
+            static_configs: static_configs(&config),
             config,
             advertised,
             listener_endpoints,
@@ -137,6 +160,31 @@ impl Broker {
             },
             Command::RegisterMissingPartitions { node_id },
         ] {
+            broker
+                .metadata
+                .submit(&command, &broker)
+                .with_context(|| format!("{command:?}"))?;
+        }
+        // Kafka 4.4's controller keeps a cluster-level min.insync.replicas while eligible
+        // leader replicas are on (the default): written at cluster creation from the static
+        // value, never removable. Runnel keeps the same record.
+        let cluster_defaults = broker
+            .image()
+            .broker_configs
+            .get(runnel_cluster::broker_config::CLUSTER_DEFAULT)
+            .cloned()
+            .unwrap_or_default();
+        if !cluster_defaults.contains_key(MIN_INSYNC_REPLICAS) {
+            let value = broker
+                .static_configs
+                .get(MIN_INSYNC_REPLICAS)
+                .cloned()
+                .unwrap_or_else(|| "1".into());
+            let command = Command::AlterConfigs {
+                resource: ConfigResource::Broker(String::new()),
+                ops: vec![(MIN_INSYNC_REPLICAS.into(), ConfigOp::Set(value))],
+                replace: false,
+            };
             broker
                 .metadata
                 .submit(&command, &broker)
@@ -320,6 +368,35 @@ impl Broker {
         )
     }
 
+    /// AlterConfigs / IncrementalAlterConfigs on one resource: the controller engine applies
+    /// and validates the operations, the metadata log commits the records, and the publisher
+    /// applies them to open partitions. `validate_only` checks without committing.
+    pub fn alter_configs(
+        &self,
+        resource: ConfigResource,
+        ops: Vec<(String, ConfigOp)>,
+        replace: bool,
+        validate_only: bool,
+    ) -> Result<(), ClusterError> {
+        let command = Command::AlterConfigs {
+            resource,
+            ops,
+            replace,
+        };
+        if validate_only {
+            self.metadata.dry_run(&command)?;
+        } else {
+            self.metadata.submit(&command, self)?;
+        }
+        Ok(())
+    }
+
+    /// The layers of this broker's configs in `image` (dynamic per-broker, cluster default,
+    /// static).
+    pub fn config_layers<'a>(&'a self, image: &'a MetadataImage) -> ConfigLayers<'a> {
+        ConfigLayers::of(image, self.node_id(), &self.static_configs)
+    }
+
     /// Creates `__consumer_offsets` on first use, as Kafka does when a group coordinator is
     /// first looked up.
     pub fn ensure_offsets_topic(&self) -> Result<(), ClusterError> {
@@ -387,7 +464,7 @@ impl Broker {
             metadata: &self.metadata,
             groups: &self.groups,
             data_dir: &self.data_dir,
-            topic_defaults: &self.topic_defaults_raw,
+            static_configs: &self.static_configs,
         }
     }
 }

@@ -84,7 +84,41 @@ pub enum Command {
         node_id: i32,
         updates: Vec<crate::features::FeatureUpdate>,
     },
+    /// AlterConfigs (`replace`: configs not named go back to their defaults) or
+    /// IncrementalAlterConfigs on one topic or BROKER resource, as Kafka's
+    /// `ConfigurationControlManager` carries them out.
+    AlterConfigs {
+        resource: ConfigResource,
+        ops: Vec<(String, ConfigOp)>,
+        replace: bool,
+    },
 }
+
+/// A resource whose configs are altered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigResource {
+    Topic(String),
+    /// A node id, or `""` for the cluster-wide default.
+    Broker(String),
+}
+
+/// IncrementalAlterConfigs' operations (AlterConfigs only sets).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigOp {
+    Set(String),
+    Delete,
+    /// Adds the comma-separated values missing from a LIST config.
+    Append(String),
+    /// Removes the comma-separated values from a LIST config.
+    Subtract(String),
+}
+
+/// The broker config Kafka's controller keeps at the cluster level while eligible leader
+/// replicas are enabled.
+const MIN_INSYNC_REPLICAS: &str = "min.insync.replicas";
+
+/// Kafka's limit on one stored config value (`Short.MAX_VALUE` bytes).
+pub const CONFIG_VALUE_BYTES_MAX: usize = 32_767;
 
 /// The controller engine. Holds no cluster state of its own (that is the image); only what it
 /// needs to decide: the brokers a replica may go to, defaults, and a source of topic ids
@@ -198,11 +232,9 @@ impl ControllerEngine {
                     match value {
                         Some(value) => topic_config::validate(key, value)?,
                         None if topic_config::lookup(key).is_none() => {
-                            return Err(ClusterError::InvalidConfig {
-                                name: key.clone(),
-                                value: String::new(),
-                                reason: "Unknown topic config name".into(),
-                            })
+                            return Err(ClusterError::ConfigRejected(format!(
+                                "Unknown topic config name: {key}"
+                            )))
                         }
                         None => {}
                     }
@@ -221,6 +253,11 @@ impl ControllerEngine {
                 crate::features::update(image, *node_id, updates)
                     .map_err(ClusterError::InvalidUpdateVersion)
             }
+            Command::AlterConfigs {
+                resource,
+                ops,
+                replace,
+            } => alter_configs(image, resource, ops, *replace),
             Command::ReserveProducerIds { handed_out } => {
                 let first_free = image.next_producer_id.max(*handed_out);
                 let next_producer_id = first_free
@@ -259,6 +296,7 @@ impl ControllerEngine {
         for (key, value) in configs {
             topic_config::validate(key, value)?;
         }
+        topic_config::validate_combination(configs)?;
         let placement = if assignments.is_empty() {
             if replication_factor < -1 || replication_factor == 0 {
                 return Err(ClusterError::InvalidReplicationFactor(
@@ -514,6 +552,195 @@ fn new_partition(topic_id: Uuid, partition: i32, replicas: Vec<i32>) -> Metadata
     }
 }
 
+/// Carries out AlterConfigs / IncrementalAlterConfigs on one resource: applies the operations
+/// to the stored configs, validates the result as Kafka does, and writes one record per
+/// changed config (per named config for BROKER resources, as Kafka does so brokers reload).
+fn alter_configs(
+    image: &MetadataImage,
+    resource: &ConfigResource,
+    ops: &[(String, ConfigOp)],
+    replace: bool,
+) -> Result<Vec<MetadataRecord>> {
+    // Sets, not pairwise comparisons: a request may carry a very large number of configs.
+    let mut seen = std::collections::HashSet::with_capacity(ops.len());
+    for (key, _) in ops {
+        if !seen.insert(key.as_str()) {
+            return Err(ClusterError::DuplicateConfig(key.clone()));
+        }
+    }
+    let empty = BTreeMap::new();
+    let (current, topic) = match resource {
+        ConfigResource::Topic(name) => {
+            if name.is_empty() {
+                return Err(ClusterError::ConfigRequestRejected(
+                    "Default topic resources are not allowed.".into(),
+                ));
+            }
+            validate_topic_name(name)?;
+            let topic = image.topic(name);
+            (topic.map_or(&empty, |t| &t.configs), topic)
+        }
+        ConfigResource::Broker(name) => {
+            if !name.is_empty() {
+                let id: i32 = name.parse().map_err(|_| {
+                    ClusterError::ConfigRequestRejected(
+                        "Unable to parse broker name as a base 10 number.".into(),
+                    )
+                })?;
+                if id < 0 {
+                    return Err(ClusterError::ConfigRequestRejected(
+                        "Invalid negative broker ID.".into(),
+                    ));
+                }
+            }
+            (image.broker_configs.get(name).unwrap_or(&empty), None)
+        }
+    };
+    let mut next = current.clone();
+    if replace {
+        next.retain(|k, _| ops.iter().any(|(name, _)| name == k));
+    }
+    for (key, op) in ops {
+        let value = match op {
+            ConfigOp::Set(v) => Some(v.clone()),
+            ConfigOp::Delete => None,
+            ConfigOp::Append(values) | ConfigOp::Subtract(values) => {
+                let appending = matches!(op, ConfigOp::Append(_));
+                let (is_list, default) = match resource {
+                    ConfigResource::Topic(_) => match topic_config::lookup(key) {
+                        Some(d) => (d.config_type == topic_config::ConfigType::List, d.default),
+                        None => (false, ""),
+                    },
+                    ConfigResource::Broker(_) => {
+                        let verb = if appending { "append" } else { "subtract" };
+                        match crate::broker_config::is_list(key) {
+                            None => {
+                                return Err(ClusterError::ConfigRejected(format!(
+                                    "Unknown config name: {key}"
+                                )))
+                            }
+                            Some(false) => {
+                                return Err(ClusterError::ConfigRejected(format!(
+                                    "Config value {verb} is not allowed for config key: {key}"
+                                )))
+                            }
+                            Some(true) => (
+                                true,
+                                crate::kafka_configs::kafka_configs()
+                                    .broker(key)
+                                    .and_then(|d| d.def.default.as_deref())
+                                    .unwrap_or(""),
+                            ),
+                        }
+                    }
+                };
+                if !is_list {
+                    let verb = if appending { "APPEND" } else { "SUBTRACT" };
+                    return Err(ClusterError::ConfigRejected(format!(
+                        "Can't {verb} to key {key} because its type is not LIST."
+                    )));
+                }
+                let mut parts: Vec<String> = next
+                    .get(key)
+                    .map_or(default, String::as_str)
+                    .split(',')
+                    .filter(|p| !p.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+                // Kafka's list semantics in linear time (values may hold thousands of items):
+                // APPEND adds each value not yet present; SUBTRACT removes, per value given,
+                // its first occurrence.
+                if appending {
+                    let mut present: std::collections::HashSet<String> =
+                        parts.iter().cloned().collect();
+                    for value in values.split(',') {
+                        if present.insert(value.to_owned()) {
+                            parts.push(value.to_owned());
+                        }
+                    }
+                } else {
+                    let mut to_remove: std::collections::HashMap<&str, usize> =
+                        std::collections::HashMap::new();
+                    for value in values.split(',') {
+                        *to_remove.entry(value).or_default() += 1;
+                    }
+                    parts.retain(|p| match to_remove.get_mut(p.as_str()) {
+                        Some(n) if *n > 0 => {
+                            *n -= 1;
+                            false
+                        }
+                        _ => true,
+                    });
+                }
+                Some(parts.join(","))
+            }
+        };
+        if let Some(v) = &value {
+            if v.len() > CONFIG_VALUE_BYTES_MAX {
+                return Err(ClusterError::ConfigRejected(format!(
+                    "The configuration value cannot be added because it exceeds the maximum value size of {CONFIG_VALUE_BYTES_MAX} bytes."
+                )));
+            }
+        }
+        match value {
+            Some(v) => next.insert(key.clone(), v),
+            None => next.remove(key),
+        };
+    }
+    match resource {
+        ConfigResource::Topic(name) => {
+            for (key, value) in &next {
+                topic_config::validate(key, value)?;
+            }
+            topic_config::validate_combination(&next)?;
+            let topic = topic.ok_or_else(|| ClusterError::UnknownTopic(name.clone()))?;
+            let mut keys: Vec<&String> = current.keys().chain(next.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            Ok(keys
+                .into_iter()
+                .filter(|k| current.get(*k) != next.get(*k))
+                .map(|k| MetadataRecord::TopicConfig {
+                    topic_id: topic.topic_id,
+                    name: k.clone(),
+                    value: next.get(k).cloned(),
+                })
+                .collect())
+        }
+        ConfigResource::Broker(name) => {
+            // Eligible leader replicas are on, as in a new Kafka 4.4 cluster: the controller
+            // then owns min.insync.replicas at the cluster level only.
+            if !name.is_empty() && ops.iter().any(|(k, _)| k == MIN_INSYNC_REPLICAS) {
+                return Err(ClusterError::ConfigRejected(format!(
+                    "Broker-level {MIN_INSYNC_REPLICAS} cannot be altered while ELR is enabled."
+                )));
+            }
+            if name.is_empty()
+                && current.contains_key(MIN_INSYNC_REPLICAS)
+                && !next.contains_key(MIN_INSYNC_REPLICAS)
+            {
+                return Err(ClusterError::ConfigRejected(format!(
+                    "Cluster-level {MIN_INSYNC_REPLICAS} cannot be removed while ELR is enabled."
+                )));
+            }
+            crate::broker_config::validate_dynamic(&next, !name.is_empty())?;
+            let mut keys: Vec<&String> = ops.iter().map(|(k, _)| k).collect();
+            keys.extend(current.keys().filter(|k| !next.contains_key(*k)));
+            keys.sort();
+            keys.dedup();
+            Ok(keys
+                .into_iter()
+                .filter(|k| next.contains_key(*k) || current.contains_key(*k))
+                .map(|k| MetadataRecord::BrokerConfig {
+                    resource: name.clone(),
+                    name: k.clone(),
+                    value: next.get(k).cloned(),
+                })
+                .collect())
+        }
+    }
+}
+
 /// The registration of a partition whose only replica is `node_id`.
 fn sole_replica(topic_id: Uuid, partition: i32, node_id: i32) -> MetadataRecord {
     MetadataRecord::Partition {
@@ -670,7 +897,7 @@ mod tests {
         };
         assert!(matches!(
             err(&mut e, &img, bad),
-            ClusterError::InvalidConfig { .. }
+            ClusterError::ConfigRejected(_)
         ));
         for record in e.handle(&img, &create("a.b", -1, -1)).unwrap() {
             img.apply(&record);
@@ -915,6 +1142,194 @@ mod tests {
         assert_eq!(reserve(&mut e, &img, 7000), 7000 + PRODUCER_ID_BLOCK_SIZE);
     }
 
+    // Proves AlterConfigs on a topic as Kafka's controller: SET/APPEND/SUBTRACT/DELETE applied in
+    // order (APPEND starts from the default list), legacy replace drops unnamed configs, APPEND to
+    // a non-list and bad values are refused with Kafka's messages, an unknown topic is refused
+    // after validation.
+    #[test]
+    fn alter_configs_on_topics() {
+        let mut e = engine();
+        let mut img = image(&mut e, 1);
+        for record in e.handle(&img, &create("t", 1, 1)).unwrap() {
+            img.apply(&record);
+        }
+        let alter = |ops: Vec<(&str, ConfigOp)>, replace: bool| Command::AlterConfigs {
+            resource: ConfigResource::Topic("t".into()),
+            ops: ops.into_iter().map(|(k, op)| (k.to_owned(), op)).collect(),
+            replace,
+        };
+        let apply = |e: &mut ControllerEngine, img: &mut MetadataImage, c: Command| {
+            for record in e.handle(img, &c).unwrap() {
+                img.apply(&record);
+            }
+        };
+        apply(
+            &mut e,
+            &mut img,
+            alter(
+                vec![
+                    ("cleanup.policy", ConfigOp::Append("compact".into())),
+                    ("retention.ms", ConfigOp::Set("5".into())),
+                ],
+                false,
+            ),
+        );
+        let configs = img.topic("t").unwrap().configs.clone();
+        assert_eq!(configs["cleanup.policy"], "delete,compact");
+        assert_eq!(configs["retention.ms"], "5");
+        apply(
+            &mut e,
+            &mut img,
+            alter(
+                vec![("cleanup.policy", ConfigOp::Subtract("delete".into()))],
+                false,
+            ),
+        );
+        assert_eq!(img.topic("t").unwrap().configs["cleanup.policy"], "compact");
+        apply(
+            &mut e,
+            &mut img,
+            alter(vec![("segment.ms", ConfigOp::Set("100".into()))], true),
+        );
+        let configs = &img.topic("t").unwrap().configs;
+        assert_eq!(configs.keys().collect::<Vec<_>>(), vec!["segment.ms"]);
+        let err = |e: &mut ControllerEngine, img: &MetadataImage, c: Command| {
+            e.handle(img, &c).unwrap_err().to_string()
+        };
+        assert_eq!(
+            err(
+                &mut e,
+                &img,
+                alter(vec![("retention.ms", ConfigOp::Append("1".into()))], false)
+            ),
+            "Can't APPEND to key retention.ms because its type is not LIST."
+        );
+        assert_eq!(
+            err(
+                &mut e,
+                &img,
+                alter(vec![("retention.ms", ConfigOp::Set("x".into()))], false)
+            ),
+            "Invalid value x for configuration retention.ms: Not a number of type LONG"
+        );
+        assert_eq!(
+            err(
+                &mut e,
+                &img,
+                alter(vec![("nope", ConfigOp::Set("1".into()))], false)
+            ),
+            "Unknown topic config name: nope"
+        );
+        let lags = vec![
+            ("min.compaction.lag.ms", ConfigOp::Set("10".into())),
+            ("max.compaction.lag.ms", ConfigOp::Set("5".into())),
+        ];
+        assert_eq!(
+            err(&mut e, &img, alter(lags, false)),
+            "conflict topic config setting min.compaction.lag.ms (10) > max.compaction.lag.ms (5)"
+        );
+        let remote = vec![("remote.storage.enable", ConfigOp::Set("true".into()))];
+        assert!(err(&mut e, &img, alter(remote, false))
+            .starts_with("Tiered Storage functionality is disabled"));
+        // Deleting a config that is not set changes nothing, as in Kafka.
+        assert!(e
+            .handle(
+                &img,
+                &alter(vec![("retention.ms", ConfigOp::Delete)], false)
+            )
+            .unwrap()
+            .is_empty());
+        assert!(matches!(
+            e.handle(
+                &img,
+                &Command::AlterConfigs {
+                    resource: ConfigResource::Topic("missing".into()),
+                    ops: vec![],
+                    replace: false
+                }
+            ),
+            Err(ClusterError::UnknownTopic(_))
+        ));
+    }
+
+    // Proves AlterConfigs on BROKER resources: values kept per resource, read-only configs and
+    // per-broker configs at the cluster level refused, min.insync.replicas kept at the cluster
+    // level only (eligible leader replicas), bad broker names refused.
+    #[test]
+    fn alter_configs_on_brokers() {
+        let mut e = engine();
+        let mut img = image(&mut e, 1);
+        let alter = |name: &str, ops: Vec<(&str, ConfigOp)>| Command::AlterConfigs {
+            resource: ConfigResource::Broker(name.into()),
+            ops: ops.into_iter().map(|(k, op)| (k.to_owned(), op)).collect(),
+            replace: false,
+        };
+        for record in e
+            .handle(
+                &img,
+                &alter(
+                    "",
+                    vec![
+                        ("log.retention.ms", ConfigOp::Set("1000".into())),
+                        ("min.insync.replicas", ConfigOp::Set("1".into())),
+                    ],
+                ),
+            )
+            .unwrap()
+        {
+            img.apply(&record);
+        }
+        for record in e
+            .handle(
+                &img,
+                &alter(
+                    "1",
+                    vec![("log.cleaner.threads", ConfigOp::Set("3".into()))],
+                ),
+            )
+            .unwrap()
+        {
+            img.apply(&record);
+        }
+        assert_eq!(img.broker_configs[""]["log.retention.ms"], "1000");
+        assert_eq!(img.broker_configs["1"]["log.cleaner.threads"], "3");
+        let snapshot = {
+            let mut rebuilt = MetadataImage::empty();
+            for record in img.to_records() {
+                rebuilt.apply(&record);
+            }
+            rebuilt
+        };
+        assert!(snapshot.same_state(&img));
+        let mut err = |c: Command| e.handle(&img, &c).unwrap_err().to_string();
+        assert_eq!(
+            err(alter("1", vec![("log.dirs", ConfigOp::Set("/x".into()))])),
+            "Cannot update these configs dynamically: [log.dirs]"
+        );
+        assert_eq!(
+            err(alter(
+                "1",
+                vec![("min.insync.replicas", ConfigOp::Set("2".into()))]
+            )),
+            "Broker-level min.insync.replicas cannot be altered while ELR is enabled."
+        );
+        assert_eq!(
+            err(alter("", vec![("min.insync.replicas", ConfigOp::Delete)])),
+            "Cluster-level min.insync.replicas cannot be removed while ELR is enabled."
+        );
+        assert_eq!(
+            err(alter("x", vec![])),
+            "Unable to parse broker name as a base 10 number."
+        );
+        assert_eq!(
+            err(alter(
+                "1",
+                vec![("log.retention.ms", ConfigOp::Append("1".into()))]
+            )),
+            "Config value append is not allowed for config key: log.retention.ms"
+        );
+    }
+
     // Proves config changes are validated as a whole (one bad value refuses all), unknown
     // topics and names are refused, and only real changes become records.
     #[test]
@@ -939,11 +1354,11 @@ mod tests {
                     ("segment.bytes", Some("x"))
                 ])
             ),
-            Err(ClusterError::InvalidConfig { .. })
+            Err(ClusterError::ConfigRejected(_))
         ));
         assert!(matches!(
             e.handle(&img, &alter(&[("no.such.config", None)])),
-            Err(ClusterError::InvalidConfig { .. })
+            Err(ClusterError::ConfigRejected(_))
         ));
         let records = e
             .handle(&img, &alter(&[("max.message.bytes", Some("10"))]))

@@ -57,6 +57,14 @@ pub enum ClusterError {
     /// message is Kafka's.
     #[error("{0}")]
     InvalidUpdateVersion(String),
+    /// A config value or name Kafka refuses with INVALID_CONFIG; the text is Kafka's message
+    /// ("Invalid value abc for configuration retention.ms: Not a number of type LONG").
+    #[error("{0}")]
+    ConfigRejected(String),
+    /// A config change Kafka refuses with INVALID_REQUEST (dynamic broker configs it cannot
+    /// change, bad operations); the text is Kafka's message.
+    #[error("{0}")]
+    ConfigRequestRejected(String),
     /// A replica was to be placed on a broker that is not registered.
     #[error("broker {0} is not registered")]
     BrokerNotRegistered(i32),

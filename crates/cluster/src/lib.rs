@@ -7,11 +7,13 @@
 //! quorum later) and applies them once committed. Nothing here does I/O or may depend on being
 //! alone.
 
+pub mod broker_config;
 pub mod controller;
 pub mod error;
 pub mod features;
 pub mod fuzzing;
 pub mod group;
+pub mod kafka_configs;
 pub mod metadata;
 pub mod shard;
 pub mod topic_config;

@@ -1,416 +1,151 @@
-//! Topic configs: Kafka 4.1's names, types and defaults, which of them runnel acts on, and how a
-//! topic's effective config is resolved (topic override > broker `log.*` setting > default).
+//! Topic configs: Kafka's names, types and defaults (from [`crate::kafka_configs`], generated
+//! from Kafka's jars), which of them runnel acts on, and how a topic's effective config is
+//! resolved (topic override > broker setting > Kafka's default).
 
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
+pub use crate::broker_config::{ConfigLayers, Synonym};
 use crate::error::{ClusterError, Result};
+pub use crate::kafka_configs::ConfigType;
+use crate::kafka_configs::{kafka_configs, parse_value, Validator};
 
-/// Kafka's `ConfigType` as reported by DescribeConfigs v3+.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(i8)]
-pub enum ConfigType {
-    Boolean = 1,
-    String = 2,
-    Int = 3,
-    Long = 5,
-    Double = 6,
-    List = 7,
-}
-
-/// Kafka's `ConfigSource` as reported by DescribeConfigs.
+/// Kafka's `DescribeConfigsResponse.ConfigSource`, as DescribeConfigs reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(i8)]
 pub enum ConfigSource {
+    /// Kafka's `TOPIC_CONFIG`: set on the topic.
     DynamicTopicConfig = 1,
+    /// Set at runtime for this broker (`--entity-name <id>`).
+    DynamicBrokerConfig = 2,
+    /// Set at runtime as the cluster-wide default (`--entity-default`).
+    DynamicDefaultBrokerConfig = 3,
+    /// Set in the broker's config file.
     StaticBrokerConfig = 4,
     DefaultConfig = 5,
+    DynamicBrokerLoggerConfig = 6,
 }
 
-/// One topic config as Kafka defines it.
-#[derive(Debug, Clone, Copy)]
+/// Topic configs runnel behaves differently for when they change. Others are stored and
+/// reported, so tools work, and a warning names them when set (see docs/configuration.md).
+const ACTED_ON: &[&str] = &[
+    "flush.messages",
+    "index.interval.bytes",
+    "max.message.bytes",
+    "message.timestamp.type",
+    "min.insync.replicas",
+    "segment.bytes",
+    "segment.index.bytes",
+    "segment.ms",
+];
+
+/// One topic config as Kafka defines it, with runnel's view of it.
+#[derive(Debug, Clone)]
 pub struct TopicConfigDef {
     pub name: &'static str,
+    /// Kafka's `LogConfig` default (the broker synonym's default usually wins; see
+    /// [`resolve`]).
     pub default: &'static str,
     pub config_type: ConfigType,
     /// The broker config whose value is this topic config's default (Kafka's synonym).
     pub broker_synonym: Option<&'static str>,
-    /// Whether runnel behaves differently when this config changes. Others are stored and
-    /// reported, so tools work, and a warning names them when set.
+    /// Whether runnel behaves differently when this config changes.
     pub acted_on: bool,
     /// Smallest allowed value for numeric configs (Kafka's `atLeast`).
     pub at_least: Option<i64>,
-    /// Allowed values for enumerated string configs.
-    pub one_of: &'static [&'static str],
+    /// Allowed values for enumerated string and list configs.
+    pub one_of: Vec<&'static str>,
+    /// Kafka's full definition.
+    pub kafka: &'static crate::kafka_configs::TopicConfigDef,
 }
 
-const fn def(
-    name: &'static str,
-    default: &'static str,
-    config_type: ConfigType,
-    broker_synonym: Option<&'static str>,
-    acted_on: bool,
-) -> TopicConfigDef {
-    TopicConfigDef {
-        name,
-        default,
-        config_type,
-        broker_synonym,
-        acted_on,
-        at_least: None,
-        one_of: &[],
-    }
+/// Every topic config of the Kafka version runnel follows, sorted by name as Kafka reports
+/// them.
+pub fn topic_configs() -> &'static [TopicConfigDef] {
+    static DEFS: OnceLock<Vec<TopicConfigDef>> = OnceLock::new();
+    DEFS.get_or_init(|| {
+        kafka_configs()
+            .topic
+            .iter()
+            .map(|kafka| TopicConfigDef {
+                name: kafka.def.name.as_str(),
+                default: kafka.def.default.as_deref().unwrap_or(""),
+                config_type: kafka.def.config_type,
+                broker_synonym: kafka.broker_synonyms.first().map(|s| s.name.as_str()),
+                acted_on: ACTED_ON.contains(&kafka.def.name.as_str()),
+                at_least: match &kafka.def.validator {
+                    Some(Validator::Range { min, .. }) => {
+                        min.as_ref().and_then(serde_json::Value::as_i64)
+                    }
+                    _ => None,
+                },
+                one_of: match &kafka.def.validator {
+                    Some(Validator::OneOf { values, .. } | Validator::List { values, .. }) => {
+                        values.iter().map(String::as_str).collect()
+                    }
+                    _ => Vec::new(),
+                },
+                kafka,
+            })
+            .collect()
+    })
 }
-
-const fn min(mut d: TopicConfigDef, at_least: i64) -> TopicConfigDef {
-    d.at_least = Some(at_least);
-    d
-}
-
-const fn one_of(mut d: TopicConfigDef, values: &'static [&'static str]) -> TopicConfigDef {
-    d.one_of = values;
-    d
-}
-
-use ConfigType::{Boolean, Double, Int, List, Long, String as Str};
-
-/// Every topic config of Kafka 4.1 (`LogConfig`), sorted by name as Kafka reports them.
-pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
-    one_of(
-        def(
-            "cleanup.policy",
-            "delete",
-            List,
-            Some("log.cleanup.policy"),
-            false,
-        ),
-        &["delete", "compact", "compact,delete", "delete,compact", ""],
-    ),
-    def(
-        "compression.gzip.level",
-        "-1",
-        Int,
-        Some("compression.gzip.level"),
-        false,
-    ),
-    def(
-        "compression.lz4.level",
-        "9",
-        Int,
-        Some("compression.lz4.level"),
-        false,
-    ),
-    one_of(
-        def(
-            "compression.type",
-            "producer",
-            Str,
-            Some("compression.type"),
-            false,
-        ),
-        &["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"],
-    ),
-    def(
-        "compression.zstd.level",
-        "3",
-        Int,
-        Some("compression.zstd.level"),
-        false,
-    ),
-    min(
-        def(
-            "delete.retention.ms",
-            "86400000",
-            Long,
-            Some("log.cleaner.delete.retention.ms"),
-            false,
-        ),
-        0,
-    ),
-    min(
-        def(
-            "file.delete.delay.ms",
-            "60000",
-            Long,
-            Some("log.segment.delete.delay.ms"),
-            false,
-        ),
-        0,
-    ),
-    min(
-        def(
-            "flush.messages",
-            "9223372036854775807",
-            Long,
-            Some("log.flush.interval.messages"),
-            true,
-        ),
-        1,
-    ),
-    min(
-        def(
-            "flush.ms",
-            "9223372036854775807",
-            Long,
-            Some("log.flush.interval.ms"),
-            false,
-        ),
-        0,
-    ),
-    def(
-        "follower.replication.throttled.replicas",
-        "",
-        List,
-        None,
-        false,
-    ),
-    min(
-        def(
-            "index.interval.bytes",
-            "4096",
-            Int,
-            Some("log.index.interval.bytes"),
-            true,
-        ),
-        0,
-    ),
-    def(
-        "leader.replication.throttled.replicas",
-        "",
-        List,
-        None,
-        false,
-    ),
-    min(
-        def(
-            "local.retention.bytes",
-            "-2",
-            Long,
-            Some("log.local.retention.bytes"),
-            false,
-        ),
-        -2,
-    ),
-    min(
-        def(
-            "local.retention.ms",
-            "-2",
-            Long,
-            Some("log.local.retention.ms"),
-            false,
-        ),
-        -2,
-    ),
-    min(
-        def(
-            "max.compaction.lag.ms",
-            "9223372036854775807",
-            Long,
-            Some("log.cleaner.max.compaction.lag.ms"),
-            false,
-        ),
-        1,
-    ),
-    min(
-        def(
-            "max.message.bytes",
-            "1048588",
-            Int,
-            Some("message.max.bytes"),
-            true,
-        ),
-        0,
-    ),
-    min(
-        def(
-            "message.timestamp.after.max.ms",
-            "3600000",
-            Long,
-            Some("log.message.timestamp.after.max.ms"),
-            false,
-        ),
-        0,
-    ),
-    min(
-        def(
-            "message.timestamp.before.max.ms",
-            "9223372036854775807",
-            Long,
-            Some("log.message.timestamp.before.max.ms"),
-            false,
-        ),
-        0,
-    ),
-    one_of(
-        def(
-            "message.timestamp.type",
-            "CreateTime",
-            Str,
-            Some("log.message.timestamp.type"),
-            true,
-        ),
-        &["CreateTime", "LogAppendTime"],
-    ),
-    def(
-        "min.cleanable.dirty.ratio",
-        "0.5",
-        Double,
-        Some("log.cleaner.min.cleanable.ratio"),
-        false,
-    ),
-    min(
-        def(
-            "min.compaction.lag.ms",
-            "0",
-            Long,
-            Some("log.cleaner.min.compaction.lag.ms"),
-            false,
-        ),
-        0,
-    ),
-    min(
-        def(
-            "min.insync.replicas",
-            "1",
-            Int,
-            Some("min.insync.replicas"),
-            true,
-        ),
-        1,
-    ),
-    def(
-        "preallocate",
-        "false",
-        Boolean,
-        Some("log.preallocate"),
-        false,
-    ),
-    def("remote.log.copy.disable", "false", Boolean, None, false),
-    def(
-        "remote.log.delete.on.disable",
-        "false",
-        Boolean,
-        None,
-        false,
-    ),
-    def("remote.storage.enable", "false", Boolean, None, false),
-    def(
-        "retention.bytes",
-        "-1",
-        Long,
-        Some("log.retention.bytes"),
-        false,
-    ),
-    min(
-        def(
-            "retention.ms",
-            "604800000",
-            Long,
-            Some("log.retention.ms"),
-            false,
-        ),
-        -1,
-    ),
-    min(
-        def(
-            "segment.bytes",
-            "1073741824",
-            Int,
-            Some("log.segment.bytes"),
-            true,
-        ),
-        1_048_576,
-    ),
-    min(
-        def(
-            "segment.index.bytes",
-            "10485760",
-            Int,
-            Some("log.index.size.max.bytes"),
-            true,
-        ),
-        4,
-    ),
-    min(
-        def(
-            "segment.jitter.ms",
-            "0",
-            Long,
-            Some("log.roll.jitter.ms"),
-            false,
-        ),
-        0,
-    ),
-    min(
-        def("segment.ms", "604800000", Long, Some("log.roll.ms"), true),
-        1,
-    ),
-    def(
-        "unclean.leader.election.enable",
-        "false",
-        Boolean,
-        Some("unclean.leader.election.enable"),
-        false,
-    ),
-];
 
 pub fn lookup(name: &str) -> Option<&'static TopicConfigDef> {
-    TOPIC_CONFIGS.iter().find(|d| d.name == name)
+    let defs = topic_configs();
+    defs.binary_search_by(|d| d.name.cmp(name))
+        .ok()
+        .map(|i| &defs[i])
 }
 
 /// Checks one topic config as CreateTopics and AlterConfigs must: known name, value of the right
-/// type and range. Errors become INVALID_CONFIG.
+/// type and range, with Kafka's messages. Errors become INVALID_CONFIG.
 pub fn validate(name: &str, value: &str) -> Result<()> {
-    let invalid = |reason: String| ClusterError::InvalidConfig {
-        name: name.to_owned(),
-        value: value.to_owned(),
-        reason,
+    let def = lookup(name).ok_or_else(|| {
+        ClusterError::ConfigRejected(format!("Unknown topic config name: {name}"))
+    })?;
+    parse_value(&def.kafka.def, value).map_err(ClusterError::ConfigRejected)?;
+    Ok(())
+}
+
+/// Checks a topic's whole set of configs (each already valid on its own) as Kafka's
+/// `LogConfig.validateTopicLogConfigValues` does with the values a topic would have: compaction
+/// lags in order, and no remote storage (runnel, like a Kafka broker without
+/// `remote.log.storage.system.enable`, has none). Errors become INVALID_CONFIG.
+pub fn validate_combination(configs: &BTreeMap<String, String>) -> Result<()> {
+    let value = |name: &str| {
+        configs
+            .get(name)
+            .map(String::as_str)
+            .or_else(|| lookup(name).map(|d| d.default))
+            .unwrap_or_default()
+            .trim()
+            .to_owned()
     };
-    let def = lookup(name).ok_or_else(|| invalid("unknown topic config".into()))?;
-    match def.config_type {
-        Int | Long => {
-            let parsed: i64 = value
-                .trim()
-                .parse()
-                .map_err(|_| invalid("not an integer".into()))?;
-            if def.config_type == Int && i32::try_from(parsed).is_err() {
-                return Err(invalid("out of range for an int".into()));
-            }
-            if let Some(at_least) = def.at_least {
-                if parsed < at_least {
-                    return Err(invalid(format!("value must be at least {at_least}")));
-                }
-            }
-        }
-        Double => {
-            let parsed: f64 = value
-                .trim()
-                .parse()
-                .map_err(|_| invalid("not a number".into()))?;
-            if !(0.0..=1.0).contains(&parsed) {
-                return Err(invalid("value must be between 0 and 1".into()));
-            }
-        }
-        Boolean => {
-            if !value.trim().eq_ignore_ascii_case("true")
-                && !value.trim().eq_ignore_ascii_case("false")
-            {
-                return Err(invalid("not a boolean".into()));
-            }
-        }
-        Str | List => {
-            if !def.one_of.is_empty() {
-                let normalized: String = value
-                    .split(',')
-                    .map(str::trim)
-                    .collect::<Vec<_>>()
-                    .join(",");
-                if !def.one_of.contains(&normalized.as_str()) {
-                    return Err(invalid(format!("value must be one of {:?}", def.one_of)));
-                }
-            }
-        }
+    let min_lag = value("min.compaction.lag.ms").parse::<i64>().unwrap_or(0);
+    let max_lag = value("max.compaction.lag.ms")
+        .parse::<i64>()
+        .unwrap_or(i64::MAX);
+    if min_lag > max_lag {
+        return Err(ClusterError::ConfigRejected(format!(
+            "conflict topic config setting min.compaction.lag.ms ({min_lag}) > max.compaction.lag.ms ({max_lag})"
+        )));
+    }
+    if value("remote.storage.enable").eq_ignore_ascii_case("true") {
+        return Err(ClusterError::ConfigRejected(
+            "Tiered Storage functionality is disabled in the broker. Topic cannot be configured with remote log storage."
+                .into(),
+        ));
     }
     Ok(())
+}
+
+/// The value DescribeConfigs shows for a stored topic config: Kafka's parsed-and-printed form
+/// (`compact, delete` reads back as `compact,delete`).
+pub fn canonical(name: &str, value: &str) -> String {
+    lookup(name)
+        .and_then(|def| parse_value(&def.kafka.def, value).ok())
+        .map_or_else(|| value.to_owned(), |p| p.to_kafka_string())
 }
 
 /// One config as a topic has it now.
@@ -420,50 +155,167 @@ pub struct ResolvedConfig {
     pub value: String,
     pub source: ConfigSource,
     pub config_type: ConfigType,
-    /// For DescribeConfigs' synonyms: the broker-level value this config would fall back to.
-    pub broker_value: Option<(&'static str, String)>,
+    /// Kafka's synonyms for DescribeConfigs: the topic's own value, then the broker settings
+    /// it falls back to, highest priority first.
+    pub synonyms: Vec<Synonym>,
 }
 
-/// Resolves every topic config: the topic's own value, else the broker's static `log.*` value,
-/// else Kafka's default.
+/// Resolves every topic config over the broker's static settings only (no dynamic broker
+/// configs): the topic's own value, else the broker's, else Kafka's default.
 pub fn resolve(
     topic_configs: &BTreeMap<String, String>,
     broker_configs: &BTreeMap<String, String>,
 ) -> Vec<ResolvedConfig> {
-    TOPIC_CONFIGS
+    let empty = BTreeMap::new();
+    resolve_in(
+        topic_configs,
+        &ConfigLayers {
+            dynamic_broker: &empty,
+            dynamic_default: &empty,
+            static_configs: broker_configs,
+        },
+    )
+}
+
+/// Resolves every topic config as Kafka's `ConfigHelper.createTopicConfigEntry` does: the
+/// value is the topic's own, else the first broker synonym with a value (dynamic per-broker,
+/// dynamic cluster default, static, Kafka's broker default), else `LogConfig`'s default; the
+/// source is that of the first synonym of the topic's *primary* broker synonym, so a
+/// `retention.ms` that falls back to `log.retention.hours` reports DEFAULT_CONFIG with no
+/// synonyms, as Kafka does.
+pub fn resolve_in(
+    topic_configs: &BTreeMap<String, String>,
+    layers: &ConfigLayers<'_>,
+) -> Vec<ResolvedConfig> {
+    topic_configs_resolved(topic_configs, layers).collect()
+}
+
+fn topic_configs_resolved<'a>(
+    overrides: &'a BTreeMap<String, String>,
+    layers: &'a ConfigLayers<'a>,
+) -> impl Iterator<Item = ResolvedConfig> + 'a {
+    self::topic_configs().iter().map(move |def| {
+        let own = overrides.get(def.name).map(|v| canonical(def.name, v));
+        let mut synonyms = Vec::new();
+        if let Some(v) = &own {
+            synonyms.push(Synonym {
+                name: def.name.to_owned(),
+                value: Some(v.clone()),
+                source: ConfigSource::DynamicTopicConfig,
+            });
+        }
+        if let Some(primary) = def.broker_synonym {
+            synonyms.extend(layers.synonyms(primary));
+        }
+        let value = own.unwrap_or_else(|| broker_fallback(def, layers));
+        ResolvedConfig {
+            name: def.name,
+            value,
+            source: synonyms
+                .first()
+                .map_or(ConfigSource::DefaultConfig, |s| s.source),
+            config_type: def.config_type,
+            synonyms,
+        }
+    })
+}
+
+/// The value a topic without its own setting gets: Kafka's `KafkaConfig.extractLogConfigMap`,
+/// the first broker synonym that has a value (converted from hours or minutes), else
+/// `LogConfig`'s default.
+fn broker_fallback(def: &TopicConfigDef, layers: &ConfigLayers<'_>) -> String {
+    for synonym in &def.kafka.broker_synonyms {
+        let Some(raw) = layers.value(&synonym.name) else {
+            continue;
+        };
+        if synonym.to_ms_factor != 1 {
+            if let Ok(n) = raw.trim().parse::<i64>() {
+                return n.saturating_mul(synonym.to_ms_factor).to_string();
+            }
+        }
+        return canonical(def.name, raw);
+    }
+    def.default.to_owned()
+}
+
+/// A new topic's configs as Kafka's controller reports them in the CreateTopics response
+/// (`KafkaConfigSchema.resolveEffectiveTopicConfigs`): unlike DescribeConfigs, every broker
+/// synonym counts at each layer (per-broker, cluster default, static, in that order), values are
+/// the strings as stored (converted from hours or minutes), and the fallback is `LogConfig`'s
+/// own default. `(name, value, source)`.
+pub fn created_topic_configs(
+    topic_configs: &BTreeMap<String, String>,
+    layers: &ConfigLayers<'_>,
+) -> Vec<(&'static str, String, ConfigSource)> {
+    self::topic_configs()
         .iter()
         .map(|def| {
-            let broker_value = def
-                .broker_synonym
-                .and_then(|key| broker_configs.get(key).map(|v| (key, v.clone())));
-            let (value, source) = match (topic_configs.get(def.name), &broker_value) {
-                (Some(v), _) => (v.clone(), ConfigSource::DynamicTopicConfig),
-                (None, Some((_, v))) => (v.clone(), ConfigSource::StaticBrokerConfig),
-                (None, None) => (def.default.to_owned(), ConfigSource::DefaultConfig),
-            };
-            ResolvedConfig {
-                name: def.name,
-                value,
-                source,
-                config_type: def.config_type,
-                broker_value,
+            if let Some(v) = topic_configs.get(def.name) {
+                return (def.name, v.clone(), ConfigSource::DynamicTopicConfig);
             }
+            let layered = [
+                (layers.dynamic_broker, ConfigSource::DynamicBrokerConfig),
+                (
+                    layers.dynamic_default,
+                    ConfigSource::DynamicDefaultBrokerConfig,
+                ),
+                (layers.static_configs, ConfigSource::StaticBrokerConfig),
+            ];
+            for (map, source) in layered {
+                for synonym in &def.kafka.broker_synonyms {
+                    if let Some(raw) = map.get(&synonym.name) {
+                        let value = if synonym.to_ms_factor == 1 {
+                            raw.clone()
+                        } else {
+                            raw.trim().parse::<i64>().map_or_else(
+                                |_| raw.clone(),
+                                |n| n.saturating_mul(synonym.to_ms_factor).to_string(),
+                            )
+                        };
+                        return (def.name, value, source);
+                    }
+                }
+            }
+            (
+                def.name,
+                def.default.to_owned(),
+                ConfigSource::DefaultConfig,
+            )
         })
         .collect()
 }
 
-/// The effective value of one config (topic > broker > default) without resolving the rest.
-pub fn effective<'a>(
+/// The effective value of one topic config (topic > broker static > default).
+pub fn effective(
     name: &str,
-    topic_configs: &'a BTreeMap<String, String>,
-    broker_configs: &'a BTreeMap<String, String>,
-) -> Option<&'a str> {
+    topic_configs: &BTreeMap<String, String>,
+    broker_configs: &BTreeMap<String, String>,
+) -> Option<String> {
+    let empty = BTreeMap::new();
+    effective_in(
+        name,
+        topic_configs,
+        &ConfigLayers {
+            dynamic_broker: &empty,
+            dynamic_default: &empty,
+            static_configs: broker_configs,
+        },
+    )
+}
+
+/// The effective value of one topic config over all broker layers, dynamic ones included.
+pub fn effective_in(
+    name: &str,
+    topic_configs: &BTreeMap<String, String>,
+    layers: &ConfigLayers<'_>,
+) -> Option<String> {
     let def = lookup(name)?;
-    topic_configs
-        .get(name)
-        .or_else(|| def.broker_synonym.and_then(|k| broker_configs.get(k)))
-        .map(String::as_str)
-        .or(Some(def.default))
+    Some(
+        topic_configs
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| broker_fallback(def, layers)),
+    )
 }
 
 #[cfg(test)]
@@ -473,7 +325,7 @@ mod tests {
     // Every default passes its own validation, so an unset config is never invalid.
     #[test]
     fn defaults_are_valid() {
-        for def in TOPIC_CONFIGS {
+        for def in topic_configs() {
             validate(def.name, def.default).unwrap_or_else(|e| panic!("{}: {e}", def.name));
         }
     }
@@ -481,7 +333,7 @@ mod tests {
     // The table is sorted by name, as Kafka lists configs, and has no duplicates.
     #[test]
     fn table_sorted_and_unique() {
-        for pair in TOPIC_CONFIGS.windows(2) {
+        for pair in topic_configs().windows(2) {
             assert!(
                 pair[0].name < pair[1].name,
                 "{} >= {}",
@@ -529,6 +381,12 @@ mod tests {
             ConfigSource::StaticBrokerConfig
         );
         assert_eq!(get("segment.ms").source, ConfigSource::DefaultConfig);
-        assert_eq!(effective("segment.bytes", &topic, &broker), Some("7000"));
+        assert_eq!(
+            effective("segment.bytes", &topic, &broker).as_deref(),
+            Some("7000")
+        );
+        // Kafka lists no synonym for a retention.ms that falls back to log.retention.hours.
+        assert!(get("segment.ms").synonyms.is_empty());
+        assert_eq!(get("retention.ms").synonyms.len(), 3);
     }
 }

@@ -40,6 +40,8 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     // kafka-protocol 0.18's decoder refuses it.
     full(ApiKey::InitProducerId, 0, 5),
     full(ApiKey::DescribeConfigs, 1, 4),
+    full(ApiKey::AlterConfigs, 0, 2),
+    full(ApiKey::IncrementalAlterConfigs, 0, 1),
     full(ApiKey::DescribeCluster, 0, 2),
     full(ApiKey::FindCoordinator, 0, 6),
     full(ApiKey::JoinGroup, 0, 9),

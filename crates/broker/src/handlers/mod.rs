@@ -17,6 +17,7 @@ use crate::authorizer::ResourceType;
 use crate::context::RequestContext;
 use crate::state::Broker;
 
+mod alter_configs;
 mod api_versions;
 mod create_partitions;
 mod describe_cluster;
@@ -87,7 +88,13 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext<'_>, request: Req
             list_config_resources::handle(broker, ctx, &r, version),
         ),
         RequestKind::DescribeConfigs(r) => {
-            ResponseKind::DescribeConfigs(describe_configs::handle(broker, r, version))
+            ResponseKind::DescribeConfigs(describe_configs::handle(broker, ctx, r))
+        }
+        RequestKind::AlterConfigs(r) => {
+            ResponseKind::AlterConfigs(alter_configs::alter(broker, ctx, r))
+        }
+        RequestKind::IncrementalAlterConfigs(r) => {
+            ResponseKind::IncrementalAlterConfigs(alter_configs::incremental(broker, ctx, r))
         }
         RequestKind::DescribeCluster(r) => {
             ResponseKind::DescribeCluster(describe_cluster::handle(broker, ctx, &r))

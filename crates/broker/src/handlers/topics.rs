@@ -149,17 +149,20 @@ pub fn create(broker: &Broker, request: CreateTopicsRequest, version: i16) -> Cr
                         .with_num_partitions(i32::try_from(created.partitions).unwrap_or(i32::MAX))
                         .with_replication_factor(i16::try_from(replicas).unwrap_or(i16::MAX))
                         .with_configs(Some(
-                            topic_config::resolve(&created.configs, &broker.topic_defaults_raw)
-                                .into_iter()
-                                .map(|c| {
-                                    CreatableTopicConfigs::default()
-                                        .with_name(StrBytes::from_static_str(c.name))
-                                        .with_value(Some(StrBytes::from_string(c.value)))
-                                        .with_read_only(false)
-                                        .with_config_source(c.source as i8)
-                                        .with_is_sensitive(false)
-                                })
-                                .collect(),
+                            topic_config::created_topic_configs(
+                                &created.configs,
+                                &broker.config_layers(&broker.image()),
+                            )
+                            .into_iter()
+                            .map(|(name, value, source)| {
+                                CreatableTopicConfigs::default()
+                                    .with_name(StrBytes::from_static_str(name))
+                                    .with_value(Some(StrBytes::from_string(value)))
+                                    .with_read_only(false)
+                                    .with_config_source(source as i8)
+                                    .with_is_sensitive(false)
+                            })
+                            .collect(),
                         ));
                 }
                 results.push(result);

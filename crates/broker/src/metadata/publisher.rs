@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use runnel_cluster::broker_config::{ConfigLayers, CLUSTER_DEFAULT};
 use runnel_cluster::metadata::{MetadataDelta, MetadataImage, TopicImage};
 use runnel_cluster::topic_config;
 use runnel_storage::{LogConfig, PartitionLog, StorageError, TimestampType};
@@ -33,7 +34,8 @@ pub struct Publisher<'a> {
     /// The group coordinator, whose shards follow the leadership of `__consumer_offsets`.
     pub groups: &'a Groups,
     pub data_dir: &'a Path,
-    pub topic_defaults: &'a BTreeMap<String, String>,
+    /// The broker's static configs, under the dynamic ones of the image.
+    pub static_configs: &'a BTreeMap<String, String>,
 }
 
 impl Publisher<'_> {
@@ -43,7 +45,7 @@ impl Publisher<'_> {
             if let Some(topic) = image.topic_by_id(topic_id) {
                 // The topic is committed: a failure to create its directories is retried at
                 // the next start, so report it but keep the topic.
-                if let Err(e) = self.open_topic(topic) {
+                if let Err(e) = self.open_topic(topic, image) {
                     tracing::error!(topic = %topic.name, error = %e, "could not open partition logs of new topic");
                 }
             }
@@ -60,7 +62,7 @@ impl Publisher<'_> {
             }
             // As for a new topic: committed, so a failure is reported and retried at the next
             // start rather than undone.
-            match self.open_partition(topic, *index) {
+            match self.open_partition(topic, *index, image) {
                 Ok(()) => {
                     tracing::info!(topic = %topic.name, partition = index, "opened new partition")
                 }
@@ -74,12 +76,27 @@ impl Publisher<'_> {
         for topic in &delta.deleted_topics {
             self.remove_topic(topic);
         }
-        for topic_id in &delta.changed_configs {
+        let layers = ConfigLayers::of(image, self.node_id, self.static_configs);
+        // A changed dynamic broker config (`log.segment.bytes` as a cluster default, say) is
+        // the default of every topic without its own value: all open partitions take it.
+        let defaults_changed = delta
+            .changed_broker_configs
+            .iter()
+            .any(|r| r == CLUSTER_DEFAULT || *r == self.node_id.to_string());
+        let changed: Vec<_> = if defaults_changed {
+            image.topics.values().map(|t| t.topic_id).collect()
+        } else {
+            delta.changed_configs.clone()
+        };
+        if defaults_changed {
+            tracing::info!("dynamic broker configs changed; topic defaults re-applied");
+        }
+        for topic_id in &changed {
             if delta.created_topics.contains(topic_id) {
                 continue;
             }
             if let Some(topic) = image.topic_by_id(topic_id) {
-                let settings = settings(&topic.configs, self.topic_defaults);
+                let settings = settings(&topic.configs, &layers);
                 for index in 0..i32::try_from(topic.partitions).unwrap_or(i32::MAX) {
                     if let Some(partition) = self.replicas.partition(&topic.topic_id, index) {
                         partition.reconfigure(&settings);
@@ -135,22 +152,28 @@ impl Publisher<'_> {
         let image = self.metadata.image();
         remove_stray_dirs(self.data_dir, &image)?;
         for topic in image.topics.values() {
-            self.open_topic(topic)?;
+            self.open_topic(topic, &image)?;
         }
         Ok(())
     }
 
     /// Opens (creating) every partition log of `topic` and starts serving it.
-    fn open_topic(&self, topic: &Arc<TopicImage>) -> Result<()> {
+    fn open_topic(&self, topic: &Arc<TopicImage>, image: &MetadataImage) -> Result<()> {
         for index in 0..i32::try_from(topic.partitions).unwrap_or(i32::MAX) {
-            self.open_partition(topic, index)?;
+            self.open_partition(topic, index, image)?;
         }
         Ok(())
     }
 
     /// Opens (creating) partition `index` of `topic` and starts serving it.
-    fn open_partition(&self, topic: &Arc<TopicImage>, index: i32) -> Result<()> {
-        let settings = settings(&topic.configs, self.topic_defaults);
+    fn open_partition(
+        &self,
+        topic: &Arc<TopicImage>,
+        index: i32,
+        image: &MetadataImage,
+    ) -> Result<()> {
+        let layers = ConfigLayers::of(image, self.node_id, self.static_configs);
+        let settings = settings(&topic.configs, &layers);
         {
             let dir = partition_dir(self.data_dir, &topic.name, index);
             let log = match PartitionLog::open(
@@ -221,12 +244,13 @@ impl Publisher<'_> {
     }
 }
 
-/// The settings of a topic's partitions from its own configs over the broker's defaults.
+/// The settings of a topic's partitions from its own configs over the broker's (dynamic, then
+/// static) settings.
 pub fn settings(
     configs: &BTreeMap<String, String>,
-    broker_defaults: &BTreeMap<String, String>,
+    layers: &ConfigLayers<'_>,
 ) -> PartitionSettings {
-    let get = |name: &str| topic_config::effective(name, configs, broker_defaults);
+    let get = |name: &str| topic_config::effective_in(name, configs, layers);
     let num = |name: &str| get(name).and_then(|v| v.trim().parse::<i64>().ok());
     let defaults = LogConfig::default();
     PartitionSettings {
@@ -244,7 +268,7 @@ pub fn settings(
             max_message_bytes: num("max.message.bytes")
                 .and_then(|v| u32::try_from(v).ok())
                 .unwrap_or(defaults.max_message_bytes),
-            message_timestamp_type: match get("message.timestamp.type") {
+            message_timestamp_type: match get("message.timestamp.type").as_deref() {
                 Some("LogAppendTime") => TimestampType::LogAppendTime,
                 _ => TimestampType::CreateTime,
             },
@@ -360,6 +384,75 @@ mod tests {
             .unwrap();
         assert!(matches!(append(10), AppendWait::Done(Ok(_))));
         assert_eq!(partition.lock_log().high_watermark(), 3);
+    }
+
+    // Proves a dynamic broker config reaches open partitions of topics without their own value:
+    // a cluster-default message.max.bytes refuses a batch it allowed before, a topic override
+    // wins over it, and removing the default restores Kafka's. The change survives a restart
+    // (the BrokerConfig record is replayed).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn dynamic_broker_configs_reach_open_partitions() {
+        use runnel_cluster::controller::{ConfigOp, ConfigResource};
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::config::BrokerConfig {
+            data_dir: dir.path().to_path_buf(),
+            ..Default::default()
+        };
+        let broker = Broker::open(config.clone(), ("localhost".into(), 9092)).unwrap();
+        let topic = broker
+            .create_topic("t", 1, 1, BTreeMap::new(), false)
+            .unwrap();
+        let partition = broker.partition(&topic.topic_id, 0).unwrap();
+        let append = |bytes: usize| {
+            broker
+                .replicas
+                .append_records(&partition, AppendOrigin::Client, -1, batch(bytes))
+                .unwrap()
+        };
+        let cluster = |ops: Vec<(String, ConfigOp)>| {
+            broker
+                .alter_configs(ConfigResource::Broker(String::new()), ops, false, false)
+                .unwrap();
+        };
+        assert!(matches!(append(2000), AppendWait::Done(Ok(_))));
+        cluster(vec![(
+            "message.max.bytes".into(),
+            ConfigOp::Set("1000".into()),
+        )]);
+        assert!(matches!(append(2000), AppendWait::Done(Err(_))));
+        broker
+            .alter_topic_configs("t", vec![("max.message.bytes".into(), Some("5000".into()))])
+            .unwrap();
+        assert!(matches!(append(2000), AppendWait::Done(Ok(_))));
+        broker
+            .alter_topic_configs("t", vec![("max.message.bytes".into(), None)])
+            .unwrap();
+        assert!(matches!(append(2000), AppendWait::Done(Err(_))));
+        drop(partition);
+        drop(broker);
+        let broker = Broker::open(config, ("localhost".into(), 9092)).unwrap();
+        assert_eq!(
+            broker.image().broker_configs[""]
+                .get("message.max.bytes")
+                .map(String::as_str),
+            Some("1000")
+        );
+        broker
+            .alter_configs(
+                ConfigResource::Broker(String::new()),
+                vec![("message.max.bytes".into(), ConfigOp::Delete)],
+                false,
+                false,
+            )
+            .unwrap();
+        let partition = broker.partition(&topic.topic_id, 0).unwrap();
+        assert!(matches!(
+            broker
+                .replicas
+                .append_records(&partition, AppendOrigin::Client, -1, batch(2000))
+                .unwrap(),
+            AppendWait::Done(Ok(_))
+        ));
     }
 
     // Proves a data dir written before partition and broker registrations existed (a metadata

@@ -10,13 +10,13 @@ use runnel_protocol::fuzzing::{Choices, FuzzBytes};
 use uuid::Uuid;
 
 use crate::controller::{
-    validate_topic_name, Command, ControllerEngine, TopicDefaults, PARTITIONS_PER_TOPIC_MAX,
-    PRODUCER_ID_BLOCK_SIZE, TOPIC_NAME_BYTES_MAX,
+    validate_topic_name, Command, ConfigOp, ConfigResource, ControllerEngine, TopicDefaults,
+    PARTITIONS_PER_TOPIC_MAX, PRODUCER_ID_BLOCK_SIZE, TOPIC_NAME_BYTES_MAX,
 };
 use crate::metadata::{
     decode_entries, encode_entries, LogEntry, MetadataDelta, MetadataImage, MetadataRecord,
 };
-use crate::topic_config::{self, ConfigType, TOPIC_CONFIGS};
+use crate::topic_config::{self, topic_configs, ConfigType};
 
 /// Commands one input may submit: enough for topics to be created, collide, be reconfigured
 /// and deleted, and brokers to join in between.
@@ -246,6 +246,7 @@ fn command(input: &mut impl Choices, image: &MetadataImage) -> (Command, bool) {
                 assignments,
             }
         }
+        11 | 12 if input.below(2) == 0 => alter_configs_command(input, image),
         11..=14 => {
             let name = target_name(input, image);
             let mut changes: Vec<(String, Option<String>)> = Vec::new();
@@ -345,12 +346,196 @@ fn replication_factor(input: &mut impl Choices) -> i16 {
     }
 }
 
+/// BROKER resource names: the cluster default, node ids, and names Kafka refuses.
+const BROKER_RESOURCES: [&str; 6] = ["", "1", "0", "-1", "x", "99999999999"];
+
+/// Broker config names: dynamic cluster-wide and per-broker ones, read-only ones, a list, the
+/// ELR-guarded min.insync.replicas, a listener-prefix-only SSL key, a throttle and an unknown.
+const BROKER_CONFIG_NAMES: [&str; 10] = [
+    "log.retention.ms",
+    "log.cleaner.threads",
+    "log.dirs",
+    "min.insync.replicas",
+    "listeners",
+    "log.cleanup.policy",
+    "metric.reporters",
+    "custom.key",
+    "ssl.keystore.location",
+    "leader.replication.throttled.rate",
+];
+
+/// Values for broker configs: right for some, wrong for others.
+const BROKER_CONFIG_VALUES: [&str; 9] = [
+    "1000",
+    "2",
+    "abc",
+    "",
+    "compact",
+    "delete,compact",
+    "-1",
+    "PLAINTEXT://:9",
+    "1,1",
+];
+
+/// AlterConfigs / IncrementalAlterConfigs on a topic (mostly) or a BROKER resource.
+fn alter_configs_command(input: &mut impl Choices, image: &MetadataImage) -> Command {
+    let broker = input.below(4) == 0;
+    let resource = if broker {
+        ConfigResource::Broker(
+            BROKER_RESOURCES[input.below(BROKER_RESOURCES.len() as u64) as usize].to_owned(),
+        )
+    } else {
+        ConfigResource::Topic(target_name(input, image))
+    };
+    let mut ops = Vec::new();
+    for _ in 0..input.below(4) {
+        let (key, value) = if broker {
+            (
+                BROKER_CONFIG_NAMES[input.below(BROKER_CONFIG_NAMES.len() as u64) as usize]
+                    .to_owned(),
+                BROKER_CONFIG_VALUES[input.below(BROKER_CONFIG_VALUES.len() as u64) as usize]
+                    .to_owned(),
+            )
+        } else {
+            let key = config_name(input);
+            let value = config_value(input, &key);
+            (key, value)
+        };
+        let op = match input.below(6) {
+            0 => ConfigOp::Delete,
+            1 => ConfigOp::Append(value),
+            2 => ConfigOp::Subtract(value),
+            _ => ConfigOp::Set(value),
+        };
+        // Keys repeat now and then: refused, as Kafka does.
+        ops.push((key, op));
+    }
+    Command::AlterConfigs {
+        resource,
+        ops,
+        replace: input.below(4) == 0,
+    }
+}
+
+/// The configs a resource must hold after AlterConfigs, or why Kafka refuses it. From Kafka's
+/// rules (`ConfigurationControlManager`, `ControllerConfigurationValidator`,
+/// `DynamicBrokerConfig.validateConfigs`), with value checks from the config definitions.
+fn altered_configs(
+    image: &MetadataImage,
+    resource: &ConfigResource,
+    ops: &[(String, ConfigOp)],
+    replace: bool,
+) -> Result<BTreeMap<String, String>, String> {
+    let keys: BTreeSet<&String> = ops.iter().map(|(k, _)| k).collect();
+    if keys.len() != ops.len() {
+        return Err("a config named twice".into());
+    }
+    let current = match resource {
+        ConfigResource::Topic(name) => {
+            if name.is_empty() {
+                return Err("default topic resource".into());
+            }
+            validate_topic_name(name).map_err(|e| e.to_string())?;
+            image
+                .topics
+                .get(name)
+                .map(|t| t.configs.clone())
+                .unwrap_or_default()
+        }
+        ConfigResource::Broker(name) => {
+            if !name.is_empty() && name.parse::<i32>().map_or(true, |id| id < 0) {
+                return Err(format!("broker name {name:?}"));
+            }
+            image.broker_configs.get(name).cloned().unwrap_or_default()
+        }
+    };
+    let mut next = current.clone();
+    if replace {
+        next.retain(|k, _| keys.contains(k));
+    }
+    for (key, op) in ops {
+        match op {
+            ConfigOp::Set(v) => {
+                next.insert(key.clone(), v.clone());
+            }
+            ConfigOp::Delete => {
+                next.remove(key);
+            }
+            ConfigOp::Append(v) | ConfigOp::Subtract(v) => {
+                let (list, default) = match resource {
+                    ConfigResource::Topic(_) => topic_config::lookup(key)
+                        .filter(|d| d.config_type == ConfigType::List)
+                        .map(|d| d.default.to_owned())
+                        .map_or((false, String::new()), |d| (true, d)),
+                    ConfigResource::Broker(_) => {
+                        let def = crate::kafka_configs::kafka_configs().broker(key);
+                        let quota = crate::kafka_configs::kafka_configs().broker_quota(key);
+                        if def.is_none() && quota.is_none() {
+                            return Err(format!("unknown config {key}"));
+                        }
+                        match def.filter(|d| d.def.config_type == ConfigType::List) {
+                            Some(d) => (true, d.def.default.clone().unwrap_or_default()),
+                            None => return Err(format!("{key} is no list")),
+                        }
+                    }
+                };
+                if !list {
+                    return Err(format!("{key} is no list"));
+                }
+                let mut parts: Vec<String> = next
+                    .get(key)
+                    .cloned()
+                    .unwrap_or(default)
+                    .split(',')
+                    .filter(|p| !p.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+                for item in v.split(',') {
+                    if matches!(op, ConfigOp::Append(_)) {
+                        if !parts.iter().any(|p| p == item) {
+                            parts.push(item.to_owned());
+                        }
+                    } else if let Some(at) = parts.iter().position(|p| p == item) {
+                        parts.remove(at);
+                    }
+                }
+                next.insert(key.clone(), parts.join(","));
+            }
+        }
+    }
+    match resource {
+        ConfigResource::Topic(name) => {
+            for (key, value) in &next {
+                topic_config::validate(key, value).map_err(|e| e.to_string())?;
+            }
+            topic_config::validate_combination(&next).map_err(|e| e.to_string())?;
+            if !image.topics.contains_key(name) {
+                return Err("no such topic".into());
+            }
+        }
+        ConfigResource::Broker(name) => {
+            if !name.is_empty() && keys.iter().any(|k| *k == "min.insync.replicas") {
+                return Err("broker-level min.insync.replicas with ELR".into());
+            }
+            if name.is_empty()
+                && current.contains_key("min.insync.replicas")
+                && !next.contains_key("min.insync.replicas")
+            {
+                return Err("cluster-level min.insync.replicas removed with ELR".into());
+            }
+            crate::broker_config::validate_dynamic(&next, !name.is_empty())
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(next)
+}
+
 /// A topic config name: mostly Kafka's, sometimes none of them.
 fn config_name(input: &mut impl Choices) -> String {
     if input.below(8) == 0 {
         UNKNOWN_CONFIG_NAMES[input.below(UNKNOWN_CONFIG_NAMES.len() as u64) as usize].to_owned()
     } else {
-        TOPIC_CONFIGS[input.below(TOPIC_CONFIGS.len() as u64) as usize]
+        topic_configs()[input.below(topic_configs().len() as u64) as usize]
             .name
             .to_owned()
     }
@@ -372,12 +557,16 @@ fn config_value(input: &mut impl Choices, name: &str) -> String {
             .map_or_else(|| "-1".to_owned(), |min| min.saturating_sub(1).to_string()),
         3 => {
             let allowed: &[&str] = match def.config_type {
-                _ if !def.one_of.is_empty() => def.one_of,
+                _ if !def.one_of.is_empty() => &def.one_of,
                 ConfigType::Boolean => &["true", "FALSE", " true "],
                 ConfigType::Double => &["0", "1", "0.25", "-0.0"],
                 ConfigType::Int => &["2147483647", "-2147483648"],
                 ConfigType::Long => &["9223372036854775807", "-9223372036854775808"],
-                ConfigType::String | ConfigType::List => &["", "x", "1:2,3:4"],
+                ConfigType::String
+                | ConfigType::List
+                | ConfigType::Class
+                | ConfigType::Password => &["", "x", "1:2,3:4"],
+                ConfigType::Short => &["32767", "-32768"],
             };
             allowed[input.below(allowed.len() as u64) as usize].to_owned()
         }
@@ -409,6 +598,11 @@ fn refusal(defaults: &TopicDefaults, image: &MetadataImage, command: &Command) -
         // Not generated: `crate::features`' own tests check Kafka's rules for it.
         Command::UpdateFeatures { .. } => unreachable!("the fuzzer generates no feature updates"),
         Command::InitCluster | Command::RegisterBroker { .. } => None,
+        Command::AlterConfigs {
+            resource,
+            ops,
+            replace,
+        } => altered_configs(image, resource, ops, *replace).err(),
         Command::RegisterMissingPartitions { node_id } => (!image.brokers.contains_key(node_id))
             .then(|| format!("broker {node_id} is not registered")),
         Command::ReserveProducerIds { handed_out } => {
@@ -459,6 +653,7 @@ fn refusal(defaults: &TopicDefaults, image: &MetadataImage, command: &Command) -
             configs
                 .iter()
                 .find_map(|(key, value)| topic_config::validate(key, value).err())
+                .or_else(|| topic_config::validate_combination(configs).err())
                 .map(|e| e.to_string())
         }
         Command::DeleteTopic { name } => {
@@ -576,7 +771,11 @@ fn check_effect(
         Command::CreateTopic { name: target, .. }
         | Command::DeleteTopic { name: target }
         | Command::CreatePartitions { name: target, .. }
-        | Command::AlterTopicConfigs { name: target, .. } => name == target,
+        | Command::AlterTopicConfigs { name: target, .. }
+        | Command::AlterConfigs {
+            resource: ConfigResource::Topic(target),
+            ..
+        } => name == target,
         _ => false,
     };
     if let Some(name) = touched.iter().find(|name| !may_touch(name)) {
@@ -739,6 +938,27 @@ fn check_effect(
                 after.topics[name].configs, expected,
                 "{command:?} did not apply its changes in order"
             );
+        }
+        Command::AlterConfigs {
+            resource,
+            ops,
+            replace,
+        } => {
+            let expected = altered_configs(before, resource, ops, *replace)
+                .unwrap_or_else(|e| panic!("{command:?} accepted yet refused by the model: {e}"));
+            let stored = match resource {
+                ConfigResource::Topic(name) => after.topics[name].configs.clone(),
+                ConfigResource::Broker(name) => {
+                    after.broker_configs.get(name).cloned().unwrap_or_default()
+                }
+            };
+            assert_eq!(stored, expected, "{command:?} stored other configs");
+            if let ConfigResource::Broker(_) = resource {
+                assert!(
+                    after.broker_configs.values().all(|c| !c.is_empty()),
+                    "{command:?} left an empty broker config resource"
+                );
+            }
         }
         Command::ReserveProducerIds { handed_out } => {
             let [MetadataRecord::ProducerIds { next_producer_id }] = records else {

@@ -66,6 +66,9 @@ pub struct MetadataDelta {
     pub changed_brokers: Vec<i32>,
     /// A feature level changed.
     pub changed_features: bool,
+    /// BROKER config resources whose dynamic configs changed (node ids, `""` for the
+    /// cluster default).
+    pub changed_broker_configs: Vec<String>,
 }
 
 impl MetadataDelta {
@@ -89,6 +92,9 @@ pub struct MetadataImage {
     /// Feature levels set by `FeatureLevel` records (0 included); a feature without one is at
     /// its bootstrap level (`crate::features::level`).
     pub features: BTreeMap<String, i16>,
+    /// Dynamic broker configs by resource: a node id, or `""` for the cluster-wide default.
+    /// Resources with no config left are removed.
+    pub broker_configs: BTreeMap<String, BTreeMap<String, String>>,
     /// Offset of the last record applied (-1 for none): where a snapshot of this image stands.
     pub offset: i64,
 }
@@ -167,6 +173,23 @@ impl MetadataImage {
                 };
                 if !delta.changed_configs.contains(topic_id) {
                     delta.changed_configs.push(*topic_id);
+                }
+            }
+            MetadataRecord::BrokerConfig {
+                resource,
+                name,
+                value,
+            } => {
+                let configs = self.broker_configs.entry(resource.clone()).or_default();
+                match value {
+                    Some(v) => configs.insert(name.clone(), v.clone()),
+                    None => configs.remove(name),
+                };
+                if configs.is_empty() {
+                    self.broker_configs.remove(resource);
+                }
+                if !delta.changed_broker_configs.contains(resource) {
+                    delta.changed_broker_configs.push(resource.clone());
                 }
             }
             MetadataRecord::ProducerIds { next_producer_id } => {
@@ -284,6 +307,15 @@ impl MetadataImage {
                 level: *level,
             });
         }
+        for (resource, configs) in &self.broker_configs {
+            for (name, value) in configs {
+                records.push(MetadataRecord::BrokerConfig {
+                    resource: resource.clone(),
+                    name: name.clone(),
+                    value: Some(value.clone()),
+                });
+            }
+        }
         if self.next_producer_id > 0 {
             records.push(MetadataRecord::ProducerIds {
                 next_producer_id: self.next_producer_id,
@@ -300,6 +332,7 @@ impl MetadataImage {
             && self.brokers == other.brokers
             && self.next_producer_id == other.next_producer_id
             && self.features == other.features
+            && self.broker_configs == other.broker_configs
     }
 
     pub fn topic(&self, name: &str) -> Option<&Arc<TopicImage>> {

@@ -29,6 +29,13 @@ pub enum MetadataRecord {
         name: String,
         value: Option<String>,
     },
+    /// A dynamic broker config was set (`Some`) or removed (`None`): Kafka's `ConfigRecord` for
+    /// a BROKER resource. `resource` is a node id, or `""` for the cluster-wide default.
+    BrokerConfig {
+        resource: String,
+        name: String,
+        value: Option<String>,
+    },
     /// Producer ids below `next_producer_id` are handed out: a restart continues from here, so
     /// ids never repeat even when the previous process died mid-block.
     ProducerIds { next_producer_id: i64 },
