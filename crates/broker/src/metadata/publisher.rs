@@ -272,11 +272,23 @@ pub fn settings(
                 Some("LogAppendTime") => TimestampType::LogAppendTime,
                 _ => TimestampType::CreateTime,
             },
+            segment_jitter_ms: num("segment.jitter.ms").unwrap_or(defaults.segment_jitter_ms),
+            retention_ms: num("retention.ms").unwrap_or(defaults.retention_ms),
+            retention_bytes: num("retention.bytes").unwrap_or(defaults.retention_bytes),
+            // Kafka's `LogConfig.delete`: the policy list names `delete`.
+            retention_enabled: get("cleanup.policy")
+                .is_none_or(|v| v.split(',').any(|p| p.trim() == "delete")),
+            file_delete_delay_ms: num("file.delete.delay.ms")
+                .unwrap_or(defaults.file_delete_delay_ms),
         },
         fsync_every_append: get("flush.messages").is_some_and(|v| v.trim() == "1"),
         min_insync_replicas: num("min.insync.replicas")
             .and_then(|v| i32::try_from(v).ok())
             .unwrap_or(1),
+        records_deletable: get("cleanup.policy").is_none_or(|v| {
+            let policies: Vec<&str> = v.split(',').map(str::trim).collect();
+            policies.contains(&"delete") || !policies.contains(&"compact")
+        }),
     }
 }
 
