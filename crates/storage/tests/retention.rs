@@ -8,7 +8,9 @@ use std::path::Path;
 
 use bytes::Bytes;
 use runnel_protocol::fuzzing::{Choices, Xorshift};
-use runnel_storage::{LogConfig, PartitionLog};
+use runnel_storage::io::faulty::{FaultyIo, InjectedError};
+use runnel_storage::io::LogIo;
+use runnel_storage::{FileBudget, LogConfig, PartitionLog, StorageError};
 
 mod support;
 
@@ -316,4 +318,67 @@ fn nothing_at_or_above_the_high_watermark_goes() {
     assert_eq!(log.delete_old_segments(100_000).unwrap(), 1);
     assert_eq!(log.log_start_offset(), bases[1]);
     assert_eq!(log.delete_old_segments(100_000).unwrap(), 0);
+}
+
+fn open_faulty(dir: &Path, io: &std::sync::Arc<FaultyIo>, config: LogConfig) -> PartitionLog {
+    let io: std::sync::Arc<dyn LogIo> = io.clone();
+    PartitionLog::open_with_io(dir.to_path_buf(), TOPIC, config, FileBudget::new(16), io).unwrap()
+}
+
+#[test]
+fn retention_survives_a_power_loss_and_a_failed_checkpoint_deletes_nothing() {
+    // Goal: segments deleted by retention stay deleted and the log start holds after a power loss
+    // that finds their `.deleted` files still there; a log-start checkpoint that cannot be fsynced
+    // poisons the log before anything is deleted, and a reopen finds every segment.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    let io = FaultyIo::new();
+    let mut log = open_faulty(&dir, &io, config(-1, -1, true));
+    for i in 0..20 {
+        log.append_as_leader(Bytes::from(batch(2, 1_000 + i, 100)), 0, 1_000)
+            .unwrap();
+    }
+    log.flush().unwrap();
+    let leo = log.log_end_offset();
+    log.set_high_watermark(leo);
+    let bases = segment_bases(&dir);
+    assert!(bases.len() > 3);
+
+    // The checkpoint's fsync fails: poisoned, nothing deleted.
+    io.fail_sync(1, "log-start-offset-checkpoint.tmp", InjectedError::Eio);
+    log.set_config(config(-1, 1, true));
+    assert!(log.delete_old_segments(5_000).is_err());
+    assert_eq!(io.armed_faults(), 0, "the fault fired");
+    assert!(matches!(
+        log.delete_old_segments(5_000),
+        Err(StorageError::Poisoned)
+    ));
+    drop(log);
+    io.crash().unwrap();
+    let mut log = open_faulty(&dir, &io, config(-1, 1, true));
+    assert_eq!(segment_bases(&dir), bases);
+    assert_eq!(log.log_start_offset(), 0);
+
+    // Size retention keeps only the active segment; a power loss before the `.deleted` files go.
+    log.set_high_watermark(leo);
+    let last = *bases.last().unwrap();
+    assert_eq!(log.delete_old_segments(5_000).unwrap(), bases.len() - 1);
+    assert_eq!(log.log_start_offset(), last);
+    drop(log);
+    io.crash().unwrap();
+    let log = open_faulty(&dir, &io, config(-1, 1, true));
+    assert_eq!(segment_bases(&dir), vec![last]);
+    assert_eq!(log.log_start_offset(), last);
+    assert_eq!(log.log_end_offset(), leo);
+    let leftovers = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".deleted")
+        })
+        .count();
+    assert_eq!(leftovers, 0, "open removes what retention left");
 }
