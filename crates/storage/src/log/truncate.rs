@@ -249,8 +249,8 @@ impl PartitionLog {
 
     /// Deletes the first `count` segments (all sealed) and moves the log start offset to
     /// `log_start_offset`. The segments' files are renamed `.deleted` now and removed once
-    /// `file.delete.delay.ms` has passed since `now_ms` (at once when it is 0), as Kafka's
-    /// `LocalLog.deleteSegmentFiles` schedules them.
+    /// `file.delete.delay.ms` has passed since `now_ms` (`take_expired_deletions`; at once when
+    /// it is 0), as Kafka's `LocalLog.deleteSegmentFiles` schedules them.
     pub(super) fn delete_first_segments(
         &mut self,
         count: usize,
@@ -304,10 +304,16 @@ impl PartitionLog {
             self.poison();
             return result;
         }
-        if !removed.is_empty() {
-            self.schedule_removal(&removed, now_ms);
+        if removed.is_empty() {
+            return Ok(());
         }
-        self.remove_expired_deletions(now_ms)
+        if self.config.file_delete_delay_ms > 0 {
+            self.schedule_removal(&removed, now_ms);
+        } else if let Err(e) = self.remove_deleted(&removed) {
+            // The deletion itself is done and durable; `open` removes what is left.
+            tracing::warn!(dir = %self.dir.display(), error = %e, "removing deleted segment files");
+        }
+        Ok(())
     }
 
     fn active_base_offset(&self) -> i64 {
@@ -332,7 +338,7 @@ impl PartitionLog {
 
     /// Removes the `.deleted` files `rename_deleted` left. Not fsynced: a removal a crash
     /// undoes leaves a `.deleted` file, which `open` removes.
-    pub(super) fn remove_deleted(&self, segments: &[Segment]) -> io::Result<()> {
+    fn remove_deleted(&self, segments: &[Segment]) -> io::Result<()> {
         for segment in segments {
             for file in SegmentFile::ALL {
                 let path = file.path(&self.dir, segment.base_offset);
