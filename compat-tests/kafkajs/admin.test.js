@@ -106,3 +106,39 @@ test('createPartitions: the new partitions take writes and a consumer group read
       await admin.disconnect();
     }
   }));
+
+test('deleteTopicRecords moves the low watermark; a group from the beginning starts there', { timeout: TEST_TIMEOUT_MS }, () =>
+  withBroker(async (broker) => {
+    // Proves: kafkajs deleteTopicRecords (DeleteRecords) moves fetchTopicOffsets' low offset, offset -1 deletes up
+    // to the high watermark, and a new group reading fromBeginning starts at the log start.
+    const kafka = client(broker);
+    const admin = kafka.admin();
+    const producer = kafka.producer({ allowAutoTopicCreation: false });
+    const consumer = kafka.consumer({ groupId: `kafkajs-delete-records-${Date.now()}`, maxWaitTimeInMs: 500 });
+    await admin.connect();
+    await producer.connect();
+    try {
+      const topic = `kafkajs-delete-records-${Date.now()}`;
+      assert.equal(await createTopicReady(admin, topic, 1), true);
+      await producer.send({ topic, acks: -1, messages: Array.from({ length: 10 }, (_, i) => ({ value: `v${i}`, partition: 0 })) });
+
+      await admin.deleteTopicRecords({ topic, partitions: [{ partition: 0, offset: '6' }] });
+      const [after] = await admin.fetchTopicOffsets(topic);
+      assert.equal(after.low, '6');
+      assert.equal(after.high, '10');
+
+      await consumer.connect();
+      await consumer.subscribe({ topic, fromBeginning: true });
+      const seen = [];
+      await consumer.run({ eachMessage: async ({ message }) => { seen.push(Number(message.offset)); } });
+      await waitFor(async () => seen.length >= 4, { what: 'the four records after the log start' });
+      assert.deepEqual(seen.slice(0, 4), [6, 7, 8, 9]);
+
+      await admin.deleteTopicRecords({ topic, partitions: [{ partition: 0, offset: '-1' }] });
+      assert.equal((await admin.fetchTopicOffsets(topic))[0].low, '10');
+    } finally {
+      await consumer.disconnect();
+      await producer.disconnect();
+      await admin.disconnect();
+    }
+  }));

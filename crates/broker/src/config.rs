@@ -45,6 +45,10 @@ const ACTED_ON: &[&str] = &[
     "group.consumer.assignors",
     "group.consumer.migration.policy",
     "metadata.log.max.record.bytes.between.snapshots",
+    "log.retention.check.interval.ms",
+    // Internal in Kafka (not in its documented catalogue), but accepted by it: the delay
+    // before the first retention pass. Tests set it on both targets.
+    "log.initial.task.delay.ms",
 ];
 
 /// Runnel's own limits with no Kafka equivalent, under a `runnel.` prefix so they can never
@@ -101,6 +105,12 @@ pub struct BrokerConfig {
     pub fetch_zero_copy: bool,
     /// Group coordinator settings (`group.*`, `offsets.*`).
     pub groups: runnel_cluster::group::GroupConfig,
+    /// `log.retention.check.interval.ms` (Kafka default 5 minutes): how often retention looks
+    /// for segments to delete.
+    pub log_retention_check_interval_ms: u64,
+    /// `log.initial.task.delay.ms` (Kafka default 30 s): the wait before the first retention
+    /// pass after startup.
+    pub log_initial_task_delay_ms: u64,
     /// Every key given in the file (and by flags), as strings: topic defaults are read from here.
     pub raw: BTreeMap<String, String>,
 }
@@ -131,6 +141,8 @@ impl Default for BrokerConfig {
             fetch_waiters_max: 100_000,
             fetch_zero_copy: true,
             groups: runnel_cluster::group::GroupConfig::default(),
+            log_retention_check_interval_ms: 300_000,
+            log_initial_task_delay_ms: 30_000,
             raw: BTreeMap::new(),
         }
     }
@@ -446,6 +458,15 @@ pub fn from_raw(raw: BTreeMap<String, String>) -> Result<(BrokerConfig, Vec<Stri
             .ok_or_else(|| {
                 anyhow!("config key 'group.consumer.migration.policy': '{v}' is not one of disabled, upgrade, downgrade, bidirectional")
             })?;
+    }
+    if let Some(v) = get("log.retention.check.interval.ms") {
+        c.log_retention_check_interval_ms = num("log.retention.check.interval.ms", &v)?;
+        if c.log_retention_check_interval_ms < 1 {
+            bail!("config key 'log.retention.check.interval.ms' must be >= 1");
+        }
+    }
+    if let Some(v) = get("log.initial.task.delay.ms") {
+        c.log_initial_task_delay_ms = num("log.initial.task.delay.ms", &v)?;
     }
     c.raw = raw;
     Ok((c, warnings))

@@ -16,6 +16,7 @@ pub mod handlers;
 pub mod internal_topics;
 pub mod listener;
 pub mod log_level;
+pub mod log_manager;
 pub mod metadata;
 pub mod metrics;
 pub mod replica;

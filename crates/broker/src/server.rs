@@ -39,6 +39,10 @@ pub async fn run(
     let slots = Arc::new(Semaphore::new(max_connections));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let timers = tokio::spawn(Arc::clone(&broker.groups).run_timers(Arc::clone(&broker)));
+    let log_maintenance = tokio::spawn(crate::log_manager::run(
+        Arc::clone(&broker),
+        shutdown_rx.clone(),
+    ));
     tokio::pin!(stop);
     // Where the next accept starts looking, so a busy listener cannot starve the others.
     let mut first = 0;
@@ -88,6 +92,13 @@ pub async fn run(
         tracing::warn!("connections still busy after the grace period; closing anyway");
     }
     timers.abort();
+    // A retention pass under way finishes before the logs close.
+    if tokio::time::timeout(SHUTDOWN_GRACE, log_maintenance)
+        .await
+        .is_err()
+    {
+        tracing::warn!("log maintenance still busy after the grace period; closing anyway");
+    }
     broker.shutdown();
     tracing::info!("shutdown complete");
 }

@@ -337,6 +337,20 @@ fn request_for(key: ApiKey, version: i16, topic: &str, topic_id: uuid::Uuid) -> 
         ApiKey::ListConfigResources => {
             RequestKind::ListConfigResources(ListConfigResourcesRequest::default())
         }
+        ApiKey::DeleteRecords => RequestKind::DeleteRecords(
+            DeleteRecordsRequest::default()
+                .with_timeout_ms(1_000)
+                .with_topics(vec![delete_records_request::DeleteRecordsTopic::default()
+                    .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
+                    .with_partitions(vec![
+                        delete_records_request::DeleteRecordsPartition::default()
+                            .with_partition_index(0)
+                            .with_offset(-1),
+                        delete_records_request::DeleteRecordsPartition::default()
+                            .with_partition_index(9)
+                            .with_offset(0),
+                    ])]),
+        ),
         other => panic!("no test request for {other:?}: add one when adding an API"),
     }
 }

@@ -29,13 +29,18 @@ pub enum ConfigSource {
 /// Topic configs runnel behaves differently for when they change. Others are stored and
 /// reported, so tools work, and a warning names them when set (see docs/configuration.md).
 const ACTED_ON: &[&str] = &[
+    "cleanup.policy",
+    "file.delete.delay.ms",
     "flush.messages",
     "index.interval.bytes",
     "max.message.bytes",
     "message.timestamp.type",
     "min.insync.replicas",
+    "retention.bytes",
+    "retention.ms",
     "segment.bytes",
     "segment.index.bytes",
+    "segment.jitter.ms",
     "segment.ms",
 ];
 

@@ -65,6 +65,7 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     full(ApiKey::CreatePartitions, 0, 3),
     full(ApiKey::DescribeTopicPartitions, 0, 0),
     full(ApiKey::ListConfigResources, 0, 1),
+    full(ApiKey::DeleteRecords, 0, 2),
 ];
 
 /// The supported range for `api_key`, if runnel serves it.

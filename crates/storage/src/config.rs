@@ -17,6 +17,22 @@ pub struct LogConfig {
     pub max_message_bytes: u32,
     /// `message.timestamp.type`: keep producer timestamps or stamp the broker clock.
     pub message_timestamp_type: TimestampType,
+    /// `segment.jitter.ms`: each segment rolls up to this much (a random amount below
+    /// `min(segment.jitter.ms, segment.ms)`) before `segment.ms`, so logs created together do
+    /// not all roll at once.
+    pub segment_jitter_ms: i64,
+    /// `retention.ms`: a segment whose largest timestamp is older than this is deleted; -1
+    /// keeps segments forever.
+    pub retention_ms: i64,
+    /// `retention.bytes`: the oldest segments go while the log minus them stays at or above
+    /// this size; -1 for no limit.
+    pub retention_bytes: i64,
+    /// `cleanup.policy` contains `delete`: only then do `retention.ms` and `retention.bytes`
+    /// delete segments (DeleteRecords' log start applies whatever the policy).
+    pub retention_enabled: bool,
+    /// `file.delete.delay.ms`: how long a deleted segment's files stay renamed `.deleted`
+    /// before they are removed.
+    pub file_delete_delay_ms: i64,
 }
 
 impl Default for LogConfig {
@@ -28,6 +44,11 @@ impl Default for LogConfig {
             segment_index_bytes: 10 * 1024 * 1024,
             max_message_bytes: 1024 * 1024 + 12,
             message_timestamp_type: TimestampType::CreateTime,
+            segment_jitter_ms: 0,
+            retention_ms: 7 * 24 * 60 * 60 * 1000,
+            retention_bytes: -1,
+            retention_enabled: true,
+            file_delete_delay_ms: 60_000,
         }
     }
 }

@@ -22,7 +22,7 @@ pub use config::LogConfig;
 pub use epoch_cache::EpochEntry;
 pub use error::StorageError;
 pub use file_budget::{FileBudget, FileBudgetStats, PinnedFile, DEFAULT_MAX_OPEN_FILES};
-pub use log::{rename_for_delete, AppendOutcome, FileSlice, PartitionLog};
+pub use log::{rename_for_delete, AppendOutcome, ExpiredFiles, FileSlice, PartitionLog};
 pub use offsets::{LogOffsets, OffsetsSnapshot};
 pub use reader::{LogReader, LogSnapshot};
 pub use runnel_protocol::batch::TimestampType;

@@ -451,6 +451,9 @@ pub(crate) struct Segment {
     pub(crate) first_batch_timestamp: Option<i64>,
     /// Clock at creation (or first append after open), the fallback for `segment.ms`.
     pub(crate) created_ms: Option<i64>,
+    /// Kafka's `rollJitterMs`: this segment rolls this much before `segment.ms` (drawn once,
+    /// when the segment is created or loaded; see `LogConfig::segment_jitter_ms`).
+    pub(crate) roll_jitter_ms: i64,
     pub(crate) offset_index_entries: u64,
     pub(crate) time_index_entries: u64,
     pub(crate) index: IndexBuilder,
@@ -487,6 +490,7 @@ impl Segment {
             last_offset_of_max_timestamp: base_offset,
             first_batch_timestamp: None,
             created_ms: None,
+            roll_jitter_ms: 0,
             offset_index_entries: 0,
             time_index_entries: 0,
             index: IndexBuilder::new(),

@@ -21,11 +21,13 @@ use support::*;
 /// message instead of hanging it.
 const WAIT_MAX: Duration = Duration::from_secs(10);
 
-/// Small segments and dense indexes: rolls every few appends.
+/// Small segments and dense indexes: rolls every few appends. Deleted segments' files go at
+/// once, so the tests see reads through unlinked files.
 fn config() -> LogConfig {
     LogConfig {
         segment_bytes: 600,
         index_interval_bytes: 100,
+        file_delete_delay_ms: 0,
         ..LogConfig::default()
     }
 }
@@ -146,7 +148,7 @@ fn a_snapshot_keeps_reading_its_segments_after_a_roll_and_their_deletion() {
     }
     let leo = log.log_end_offset();
     log.set_high_watermark(leo);
-    let deleted = log.delete_segments_before(leo).unwrap();
+    let deleted = log.delete_segments_before(leo, 0).unwrap();
     assert!(
         deleted > bases.len(),
         "every segment the snapshot knew went"
@@ -219,11 +221,11 @@ fn snapshots_racing_appends_and_retention_read_whole_batches_up_to_their_end() {
             }
             if i % 40 == 39 {
                 let hw = log.high_watermark();
-                log.delete_segments_before(hw - 30).unwrap();
+                log.delete_segments_before(hw - 30, 0).unwrap();
             }
             if i % 97 == 96 {
                 let start = log.log_start_offset() + 3;
-                log.advance_log_start_offset(start.min(log.high_watermark()))
+                log.advance_log_start_offset(start.min(log.high_watermark()), 0)
                     .unwrap();
             }
         }

@@ -188,7 +188,7 @@ fn apply(
         }
         Op::DeleteBefore(offset) => {
             let count = deletable(&bases, offset.min(m.hw));
-            assert_eq!(log.delete_segments_before(offset).unwrap(), count);
+            assert_eq!(log.delete_segments_before(offset, 0).unwrap(), count);
             if count > 0 {
                 m.drop_batches_below(bases[count]);
                 m.log_start = m.log_start.max(bases[count]);
@@ -196,7 +196,7 @@ fn apply(
             }
         }
         Op::AdvanceStart(offset) => {
-            let result = log.advance_log_start_offset(offset);
+            let result = log.advance_log_start_offset(offset, 0);
             if offset <= m.log_start {
                 result.unwrap();
             } else if offset > m.hw {
@@ -494,7 +494,7 @@ fn a_log_start_past_every_surviving_batch_restarts_the_log_empty_there() {
     }
     let leo = log.log_end_offset();
     log.set_high_watermark(leo);
-    log.advance_log_start_offset(leo - 1).unwrap();
+    log.advance_log_start_offset(leo - 1, 0).unwrap();
     assert_eq!(segment_bases(&dir), vec![0], "one segment: nothing deleted");
     drop(log);
     io.crash().unwrap();

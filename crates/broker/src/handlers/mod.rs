@@ -20,6 +20,7 @@ use crate::state::Broker;
 mod alter_configs;
 mod api_versions;
 mod create_partitions;
+mod delete_records;
 mod describe_cluster;
 mod describe_configs;
 mod describe_log_dirs;
@@ -113,6 +114,9 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext<'_>, request: Req
         }
         RequestKind::UpdateFeatures(r) => {
             ResponseKind::UpdateFeatures(update_features::handle(broker, ctx, &r, version))
+        }
+        RequestKind::DeleteRecords(r) => {
+            ResponseKind::DeleteRecords(delete_records::handle(broker, ctx, &r))
         }
         RequestKind::ListOffsets(r) => {
             ResponseKind::ListOffsets(list_offsets::handle(broker, ctx, r, version))

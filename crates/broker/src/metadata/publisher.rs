@@ -272,11 +272,23 @@ pub fn settings(
                 Some("LogAppendTime") => TimestampType::LogAppendTime,
                 _ => TimestampType::CreateTime,
             },
+            segment_jitter_ms: num("segment.jitter.ms").unwrap_or(defaults.segment_jitter_ms),
+            retention_ms: num("retention.ms").unwrap_or(defaults.retention_ms),
+            retention_bytes: num("retention.bytes").unwrap_or(defaults.retention_bytes),
+            // Kafka's `LogConfig.delete`: the policy list names `delete`.
+            retention_enabled: get("cleanup.policy")
+                .is_none_or(|v| v.split(',').any(|p| p.trim() == "delete")),
+            file_delete_delay_ms: num("file.delete.delay.ms")
+                .unwrap_or(defaults.file_delete_delay_ms),
         },
         fsync_every_append: get("flush.messages").is_some_and(|v| v.trim() == "1"),
         min_insync_replicas: num("min.insync.replicas")
             .and_then(|v| i32::try_from(v).ok())
             .unwrap_or(1),
+        records_deletable: get("cleanup.policy").is_none_or(|v| {
+            let policies: Vec<&str> = v.split(',').map(str::trim).collect();
+            policies.contains(&"delete") || !policies.contains(&"compact")
+        }),
     }
 }
 
@@ -339,6 +351,53 @@ mod tests {
             ..Default::default()
         })
         .into()
+    }
+
+    // Proves the retention settings follow Kafka's configs: topic values over broker synonyms
+    // (hours converted), retention only with `delete` in the policy, DeleteRecords refused only
+    // for `compact` alone.
+    #[test]
+    fn retention_settings_follow_topic_and_broker_configs() {
+        let none = BTreeMap::new();
+        let static_configs: BTreeMap<String, String> = [
+            ("log.retention.hours".to_string(), "2".to_string()),
+            ("log.retention.bytes".to_string(), "5000".to_string()),
+            ("log.segment.delete.delay.ms".to_string(), "10".to_string()),
+        ]
+        .into();
+        let layers = ConfigLayers {
+            dynamic_broker: &none,
+            dynamic_default: &none,
+            static_configs: &static_configs,
+        };
+        let with = |pairs: &[(&str, &str)]| {
+            let configs: BTreeMap<String, String> = pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            settings(&configs, &layers)
+        };
+        let defaults = with(&[]);
+        assert_eq!(defaults.log.retention_ms, 2 * 3_600_000);
+        assert_eq!(defaults.log.retention_bytes, 5000);
+        assert_eq!(defaults.log.file_delete_delay_ms, 10);
+        assert!(defaults.log.retention_enabled && defaults.records_deletable);
+        let own = with(&[("retention.ms", "-1"), ("segment.jitter.ms", "7")]);
+        assert_eq!(own.log.retention_ms, -1);
+        assert_eq!(own.log.segment_jitter_ms, 7);
+        for (policy, retention, deletable) in [
+            ("compact", false, false),
+            ("compact,delete", true, true),
+            ("delete, compact", true, true),
+            ("", false, true),
+        ] {
+            let s = with(&[("cleanup.policy", policy)]);
+            assert_eq!(
+                (s.log.retention_enabled, s.records_deletable),
+                (retention, deletable),
+                "{policy:?}"
+            );
+        }
     }
 
     // Proves a topic config change reaches the topic's open partitions without a restart:

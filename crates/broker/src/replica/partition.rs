@@ -12,6 +12,10 @@ use tokio::sync::Notify;
 use crate::clock::now_ms;
 use crate::durability::{GroupCommitter, RoundLog, RoundResult};
 
+/// DeleteRecords' offset -1: delete up to the high watermark (Kafka's
+/// `DeleteRecordsRequest.HIGH_WATERMARK`).
+pub const DELETE_TO_HIGH_WATERMARK: i64 = -1;
+
 /// One partition this broker leads: its log and the fetches waiting for it to grow.
 pub struct Partition {
     pub topic: Arc<TopicImage>,
@@ -37,6 +41,9 @@ pub struct Partition {
     fsync_every_append: AtomicBool,
     /// `min.insync.replicas`, checked for acks=all. Changes with the topic's config.
     min_insync_replicas: AtomicI32,
+    /// DeleteRecords may move the log start: `cleanup.policy` is not `compact` alone. Changes
+    /// with the topic's config.
+    records_deletable: AtomicBool,
 }
 
 /// The settings of a partition that follow its topic's configs.
@@ -47,6 +54,8 @@ pub struct PartitionSettings {
     pub fsync_every_append: bool,
     /// `min.insync.replicas`.
     pub min_insync_replicas: i32,
+    /// `cleanup.policy` is not `compact` alone (Kafka's `!compact || delete`).
+    pub records_deletable: bool,
 }
 
 impl Partition {
@@ -69,6 +78,7 @@ impl Partition {
             group_commit: Arc::new(GroupCommitter::default()),
             fsync_every_append: AtomicBool::new(settings.fsync_every_append),
             min_insync_replicas: AtomicI32::new(settings.min_insync_replicas),
+            records_deletable: AtomicBool::new(settings.records_deletable),
         };
         // Single node: every batch in the local log was acknowledged or lost with the client's
         // connection, so after recovery all of it is committed (in fsync mode the caller has
@@ -86,6 +96,8 @@ impl Partition {
             .store(settings.fsync_every_append, Ordering::Release);
         self.min_insync_replicas
             .store(settings.min_insync_replicas, Ordering::Release);
+        self.records_deletable
+            .store(settings.records_deletable, Ordering::Release);
     }
 
     /// Whether appends must go through the group commit now.
@@ -99,6 +111,31 @@ impl Partition {
 
     pub fn min_insync_replicas(&self) -> i32 {
         self.min_insync_replicas.load(Ordering::Acquire)
+    }
+
+    /// Kafka's `Partition.deleteRecordsOnLeader`: moves the log start offset to `offset` (-1:
+    /// the high watermark) and answers the low watermark, the log start after the move (one
+    /// replica: the leader's). Errors carry Kafka's codes.
+    pub fn delete_records_on_leader(&self, offset: i64, now_ms: i64) -> Result<i64, i16> {
+        use kafka_protocol::error::ResponseError;
+        if !self.records_deletable.load(Ordering::Acquire) {
+            // Kafka: PolicyViolationException("Records of partition ... can not be deleted due
+            // to the configured policy").
+            return Err(ResponseError::PolicyViolation.code());
+        }
+        let mut log = self.lock_log();
+        let offset = if offset == DELETE_TO_HIGH_WATERMARK {
+            log.high_watermark()
+        } else {
+            offset
+        };
+        if offset < 0 {
+            return Err(ResponseError::OffsetOutOfRange.code());
+        }
+        match log.advance_log_start_offset(offset, now_ms) {
+            Ok(()) => Ok(log.log_start_offset()),
+            Err(e) => Err(crate::errors::storage_error_code(&e)),
+        }
     }
 
     /// Registers a waiter to be notified on the next append. Dead waiters are pruned here, so the

@@ -107,6 +107,17 @@ pub trait LogIo: fmt::Debug + Send + Sync {
     /// Creates the directory `dir`, whose parent must exist; durable after `sync_dir` of the
     /// parent. Fails with `AlreadyExists` if something is there already.
     fn create_dir(&self, dir: &Path) -> io::Result<()>;
+
+    /// When the file at `path` was last written, in milliseconds since the epoch: Kafka's
+    /// `lastModified`, which time retention falls back to for a segment without timestamps.
+    /// Reads metadata only, so the default serves every backend.
+    fn modified_ms(&self, path: &Path) -> io::Result<i64> {
+        let modified = std::fs::metadata(path)?.modified()?;
+        let since_epoch = modified
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Ok(i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX))
+    }
 }
 
 /// A handle together with the backend that opened it, so the read paths call `read_exact_at`

@@ -3,7 +3,10 @@
 //! it, behind whatever lock its owner keeps; reads go through a `LogReader` (see `reader`),
 //! which needs no lock at all.
 
+mod retention;
 mod truncate;
+
+pub use retention::ExpiredFiles;
 
 use std::collections::HashMap;
 use std::fs;
@@ -92,6 +95,9 @@ pub struct PartitionLog {
     /// handles kept open and closes ours when others need room) and the `LogIo` every file
     /// operation goes through (`StdIo`, or a fault-injecting backend in tests).
     shared: Arc<LogShared>,
+    /// Segments deleted by retention or DeleteRecords whose files, renamed `.deleted`, wait
+    /// for `file.delete.delay.ms` before they are removed (`remove_expired_deletions`).
+    pending_deletions: Vec<retention::PendingDeletion>,
 }
 
 fn parse_log_file_name(name: &str) -> Option<i64> {
@@ -241,6 +247,7 @@ impl PartitionLog {
             segment.seal();
         }
         let active = &mut segments[last_index];
+        active.roll_jitter_ms = retention::random_roll_jitter_ms(&config);
         // Recovery left all three files in place (it rebuilds missing indexes). They may hold
         // bytes nobody fsynced: index files rewritten by recovery, or the tail a crashed
         // process left in the page cache. So the first flush fsyncs all three.
@@ -269,6 +276,7 @@ impl PartitionLog {
             producers,
             epochs,
             shared,
+            pending_deletions: Vec::new(),
         };
         log.validate();
         Ok(log)
@@ -512,7 +520,7 @@ impl PartitionLog {
             || active.time_index_entries >= u64::from(config.segment_index_bytes) / 12;
         let offsets_overflow = last_offset - active.base_offset > i64::from(i32::MAX);
         if active.size_bytes + append_bytes > segment_bytes
-            || waited_ms > config.segment_ms
+            || waited_ms > config.segment_ms.saturating_sub(active.roll_jitter_ms)
             || index_full
             || offsets_overflow
         {
@@ -545,6 +553,7 @@ impl PartitionLog {
                 false,
             )));
             segment.created_ms = Some(now_ms);
+            segment.roll_jitter_ms = retention::random_roll_jitter_ms(&self.config);
             segment.publish();
             self.segments.push(segment);
             self.publish_segments();

@@ -194,8 +194,13 @@ impl PartitionLog {
     /// lie below `offset` and below the high watermark, oldest first; the active segment never
     /// goes. The log start offset moves to the first remaining segment's base if it was below.
     /// Returns how many segments were deleted. Snapshots taken before keep reading the deleted
-    /// segments (see `segment`).
-    pub fn delete_segments_before(&mut self, offset: i64) -> Result<usize, StorageError> {
+    /// segments (see `segment`); their files are removed `file.delete.delay.ms` after `now_ms`
+    /// (`remove_expired_deletions`).
+    pub fn delete_segments_before(
+        &mut self,
+        offset: i64,
+        now_ms: i64,
+    ) -> Result<usize, StorageError> {
         self.check_writable()?;
         let limit = offset.min(self.high_watermark);
         let count = self.deletable_before(limit);
@@ -203,7 +208,7 @@ impl PartitionLog {
             return Ok(0);
         }
         let log_start_offset = self.log_start_offset.max(self.segments[count].base_offset);
-        self.delete_first_segments(count, log_start_offset)?;
+        self.delete_first_segments(count, log_start_offset, now_ms)?;
         Ok(count)
     }
 
@@ -213,7 +218,11 @@ impl PartitionLog {
     /// Fails with `OffsetOutOfRange` (whose `log_end_offset` is then the high watermark, the
     /// end of the allowed range) for an offset past the high watermark, as Kafka refuses to
     /// delete records that are not committed.
-    pub fn advance_log_start_offset(&mut self, offset: i64) -> Result<(), StorageError> {
+    pub fn advance_log_start_offset(
+        &mut self,
+        offset: i64,
+        now_ms: i64,
+    ) -> Result<(), StorageError> {
         self.check_writable()?;
         if offset <= self.log_start_offset {
             return Ok(());
@@ -226,7 +235,7 @@ impl PartitionLog {
             });
         }
         let count = self.deletable_before(offset);
-        self.delete_first_segments(count, offset)
+        self.delete_first_segments(count, offset, now_ms)
     }
 
     /// How many segments from the first lie wholly below `offset`: each is followed by a
@@ -239,11 +248,14 @@ impl PartitionLog {
     }
 
     /// Deletes the first `count` segments (all sealed) and moves the log start offset to
-    /// `log_start_offset`.
-    fn delete_first_segments(
+    /// `log_start_offset`. The segments' files are renamed `.deleted` now and removed once
+    /// `file.delete.delay.ms` has passed since `now_ms` (`take_expired_deletions`; at once when
+    /// it is 0), as Kafka's `LocalLog.deleteSegmentFiles` schedules them.
+    pub(super) fn delete_first_segments(
         &mut self,
         count: usize,
         log_start_offset: i64,
+        now_ms: i64,
     ) -> Result<(), StorageError> {
         assert!(
             count < self.segments.len(),
@@ -286,13 +298,22 @@ impl PartitionLog {
             if epochs_changed {
                 self.epochs.write()?;
             }
-            self.remove_deleted(&removed)?;
             Ok(())
         })();
         if result.is_err() {
             self.poison();
+            return result;
         }
-        result
+        if removed.is_empty() {
+            return Ok(());
+        }
+        if self.config.file_delete_delay_ms > 0 {
+            self.schedule_removal(&removed, now_ms);
+        } else if let Err(e) = self.remove_deleted(&removed) {
+            // The deletion itself is done and durable; `open` removes what is left.
+            tracing::warn!(dir = %self.dir.display(), error = %e, "removing deleted segment files");
+        }
+        Ok(())
     }
 
     fn active_base_offset(&self) -> i64 {
@@ -337,7 +358,7 @@ impl PartitionLog {
     }
 }
 
-fn deleted_path(path: &Path) -> PathBuf {
+pub(super) fn deleted_path(path: &Path) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(DELETED_SUFFIX);
     PathBuf::from(name)
