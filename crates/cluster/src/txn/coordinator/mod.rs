@@ -425,7 +425,7 @@ impl TxnCoordinator {
 
     /// The append `id` failed with Kafka error `error` (as the log answered it): the prepared
     /// transition is dropped and its requester answered, as Kafka's `appendTransactionToLog`
-    /// maps the error; a completion is retried while the error is retriable.
+    /// maps the error; a completion is written again after `COMPLETION_RETRY_BACKOFF_MS`.
     pub fn on_append_failed(&mut self, id: AppendId, error: i16, now_ms: i64) -> Vec<Output> {
         let mut out = Vec::new();
         let Some(append) = self.appends.remove(&id) else {
@@ -433,9 +433,11 @@ impl TxnCoordinator {
         };
         let error = append_error(error);
         let txn_id = append.transactional_id.clone();
-        if matches!(append.then, Then::Completed)
-            && error == code(ResponseError::CoordinatorNotAvailable)
-        {
+        // A completion is retried whatever the error. (Kafka retries COORDINATOR_NOT_AVAILABLE,
+        // drops NOT_COORDINATOR since the partition's new leader completes the transaction,
+        // and treats anything else as fatal; a shard that lost its partition is discarded by
+        // the runtime, so retrying is harmless there and completes the transaction otherwise.)
+        if matches!(append.then, Then::Completed) {
             self.markers.insert(txn_id.clone(), append.transit);
             self.retry_completions.insert(txn_id);
             self.retry_at_ms = Some(now_ms + COMPLETION_RETRY_BACKOFF_MS);
@@ -458,11 +460,7 @@ impl TxnCoordinator {
                 out.push(add_partitions::add_offsets_response(id, version, error))
             }
             Then::Prepared { reply, .. } => end_txn::reply_error(reply, error, &mut out),
-            Then::Completed => {
-                // Not the coordinator any more: whoever loads the partition completes it.
-                self.markers.remove(&txn_id);
-            }
-            Then::Expired => {}
+            Then::Completed | Then::Expired => {}
         }
         out
     }
