@@ -698,3 +698,91 @@ fn list_and_describe() {
     );
     assert_eq!(s.describe("").error_code, c(InvalidRequest));
 }
+
+/// A shell whose coordinator loaded `txn` at `epoch` in `state` (partitions "a"-0 when
+/// ongoing), as a log written long ago would hold it.
+fn loaded_at(txn: &str, epoch: i16, state: TxnState, client_version: i16) -> Shell {
+    let mut s = Shell::new();
+    let transit = crate::txn::TxnTransit {
+        producer_id: 500,
+        prev_producer_id: 500,
+        next_producer_id: -1,
+        producer_epoch: epoch,
+        last_producer_epoch: -1,
+        timeout_ms: 60_000,
+        state,
+        partitions: if state == TxnState::Ongoing {
+            std::collections::BTreeSet::from([("a".to_string(), 0)])
+        } else {
+            Default::default()
+        },
+        start_ms: if state == TxnState::Empty { -1 } else { s.now },
+        last_update_ms: s.now,
+        client_version,
+    };
+    let record = (
+        crate::txn::records::key(txn),
+        Some(crate::txn::records::value(&transit, 1)),
+    );
+    let mut c = crate::txn::TxnCoordinator::new(s.config.clone(), 0, 7);
+    c.replay(&record.0, record.1.as_deref()).unwrap();
+    let out = c.finish_replay(s.now, &View);
+    s.c = c;
+    s.run(out);
+    s.add_block();
+    s.log.push(record);
+    s
+}
+
+// Proves an exhausted epoch moves the transactional id to a new producer id at epoch 0
+// (InitProducerId's rotation), as Kafka's `prepareProducerIdRotation`.
+#[test]
+fn exhausted_epoch_rotates_the_producer_id() {
+    let mut s = loaded_at("t", i16::MAX - 1, TxnState::CompleteCommit, 0);
+    let (err, pid, epoch) = s.init(4, "t", 60_000, None);
+    assert_eq!((err, epoch), (0, 0));
+    assert_ne!(pid, 500);
+    let m = &s.c.transactions()["t"];
+    assert_eq!((m.prev_producer_id, m.last_producer_epoch), (500, -1));
+}
+
+// Proves KIP-890's overflow: a TV2 commit at the last epoch moves the producer to a new
+// producer id at epoch 0 once complete (answered at once), and a retry of that commit from
+// the old producer id and epoch is recognised and answered with the new ones.
+#[test]
+fn tv2_commit_at_the_last_epoch_moves_to_a_new_producer_id() {
+    let mut s = loaded_at("t", i16::MAX - 1, TxnState::Ongoing, 2);
+    let (err, new_pid, new_epoch) = s.end(5, "t", 500, i16::MAX - 1, true);
+    assert_eq!((err, new_epoch), (0, 0));
+    assert_ne!(new_pid, 500);
+    // Markers carry the bumped, last epoch of the old producer id.
+    assert!(s
+        .markers
+        .iter()
+        .all(|m| m.producer_id == 500 && m.producer_epoch == i16::MAX));
+    s.write_markers();
+    let m = &s.c.transactions()["t"];
+    assert_eq!(
+        (m.state, m.producer_id, m.producer_epoch, m.prev_producer_id),
+        (TxnState::CompleteCommit, new_pid, 0, 500)
+    );
+    assert_eq!(s.end(5, "t", 500, i16::MAX - 1, true), (0, new_pid, 0));
+    // The old producer id cannot start anything.
+    assert!(all(
+        &s.add_v4(5, "t", 500, i16::MAX - 1, false, &[("a", 1)]),
+        c(InvalidProducerIdMapping)
+    ));
+    assert!(all(&s.add_v4(5, "t", new_pid, 0, false, &[("a", 1)]), 0));
+}
+
+// Proves a transaction the log holds as Ongoing still times out after a restart, from its
+// start time.
+#[test]
+fn loaded_ongoing_transaction_times_out() {
+    let mut s = loaded_at("t", 3, TxnState::Ongoing, 0);
+    s.tick(70_000);
+    assert_eq!(s.state("t"), Some(TxnState::PrepareAbort));
+    s.write_markers();
+    let m = &s.c.transactions()["t"];
+    assert_eq!((m.state, m.producer_epoch), (TxnState::CompleteAbort, 4));
+}
