@@ -1,14 +1,20 @@
 // Prints __transaction_state records as Kafka encodes them (TransactionLog.keyToBytes /
 // valueToBytes), one per line: name, transaction.version level, key hex, value hex. The Rust
 // test `txn_log_matches_kafka` (crates/cluster/src/txn/tests/records.rs) reads the checked-in
-// output, txn_log_vectors.txt. To regenerate against the cached Kafka jars:
+// output, txn_log_vectors.txt; the ignored test `kafka_reads_our_txn_log` (crates/cluster/tests/
+// kafka_txn_log.rs) runs this program, checks the file is still what Kafka writes, and feeds
+// our records to Kafka's reader (`read` mode). To regenerate against the cached Kafka jars:
 //
 //   CP="compat-tests/.cache/kafka-libs/*"
 //   javac -cp "$CP" -d /tmp/txnvec crates/cluster/tests/kafka_vectors/TxnLogVectors.java
 //   java -cp "$CP:/tmp/txnvec" TxnLogVectors > crates/cluster/tests/kafka_vectors/txn_log_vectors.txt
 
+import java.io.BufferedReader;
+import java.io.InputStreamReader;
+import java.nio.ByteBuffer;
 import java.util.HashSet;
 import java.util.List;
+import java.util.TreeSet;
 
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.coordinator.transaction.TransactionLog;
@@ -32,7 +38,36 @@ public class TxnLogVectors {
             + hex(TransactionLog.valueToBytes(t, level)));
     }
 
-    public static void main(String[] args) {
+    static byte[] unhex(String s) {
+        byte[] b = new byte[s.length() / 2];
+        for (int i = 0; i < b.length; i++) b[i] = (byte) Integer.parseInt(s.substring(2 * i, 2 * i + 2), 16);
+        return b;
+    }
+
+    // `read`: each stdin line "key_hex value_hex" read with Kafka's TransactionLog.read, printed
+    // as "id pid prevPid nextPid epoch timeout state start lastUpdate clientVersion partitions".
+    static void read() throws Exception {
+        BufferedReader in = new BufferedReader(new InputStreamReader(System.in));
+        String line;
+        while ((line = in.readLine()) != null) {
+            String[] f = line.split(" ");
+            TransactionLog.ReadResult r = TransactionLog.read(ByteBuffer.wrap(unhex(f[0])), ByteBuffer.wrap(unhex(f[1])));
+            TransactionLog.TxnRecord rec = (TransactionLog.TxnRecord) r;
+            var m = rec.metadata();
+            TreeSet<String> tps = new TreeSet<>();
+            m.topicPartitions().forEach(tp -> tps.add(tp.topic() + "-" + tp.partition()));
+            System.out.println(rec.transactionId() + " " + m.producerId() + " " + m.prevProducerId() + " "
+                + m.prepareNoTransit().nextProducerId() + " " + m.producerEpoch() + " " + m.txnTimeoutMs() + " " + m.state().id() + " "
+                + m.txnStartTimestamp() + " " + m.txnLastUpdateTimestamp() + " "
+                + m.clientTransactionVersion().featureLevel() + " " + String.join(",", tps));
+        }
+    }
+
+    public static void main(String[] args) throws Exception {
+        if (args.length > 0 && args[0].equals("read")) {
+            read();
+            return;
+        }
         TopicPartition a0 = new TopicPartition("orders", 0);
         TopicPartition a1 = new TopicPartition("orders", 1);
         TopicPartition a7 = new TopicPartition("orders", 7);
