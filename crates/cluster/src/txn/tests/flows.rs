@@ -786,3 +786,42 @@ fn loaded_ongoing_transaction_times_out() {
     let m = &s.c.transactions()["t"];
     assert_eq!((m.state, m.producer_epoch), (TxnState::CompleteAbort, 4));
 }
+
+// Proves verify-only AddPartitionsToTxn (a partition leader checking a TV2 produce) answers
+// as Kafka's `handleVerifyPartitionsInTransaction`: unknown id or producer id
+// (INVALID_PRODUCER_ID_MAPPING), another epoch (PRODUCER_FENCED), a transaction being ended
+// (CONCURRENT_TRANSACTIONS), a partition outside it (TRANSACTION_ABORTABLE), and writes nothing.
+#[test]
+fn verify_only_answers_as_kafka() {
+    let mut s = Shell::new();
+    assert!(all(
+        &s.add_v4(5, "nobody", 1, 0, true, &[("a", 0)]),
+        c(InvalidProducerIdMapping)
+    ));
+    let (pid, epoch) = ready(&mut s, "t");
+    let records = s.log.len();
+    assert!(all(
+        &s.add_v4(5, "t", pid, epoch, true, &[("a", 0)]),
+        c(TransactionAbortable)
+    ));
+    assert!(all(
+        &s.add_v4(5, "t", pid + 1, epoch, true, &[("a", 0)]),
+        c(InvalidProducerIdMapping)
+    ));
+    assert!(all(
+        &s.add_v4(5, "t", pid, epoch + 1, true, &[("a", 0)]),
+        c(ProducerFenced)
+    ));
+    assert_eq!(s.log.len(), records, "verification writes nothing");
+    assert!(all(&s.add_v4(5, "t", pid, epoch, false, &[("a", 0)]), 0));
+    let (_, _, bumped) = s.end(5, "t", pid, epoch, true);
+    assert_eq!(s.state("t"), Some(TxnState::PrepareCommit));
+    assert!(all(
+        &s.add_v4(5, "t", pid, bumped, true, &[("a", 0)]),
+        c(ConcurrentTransactions)
+    ));
+    assert!(all(
+        &s.add_v4(5, "", pid, bumped, true, &[("a", 0)]),
+        c(InvalidRequest)
+    ));
+}
