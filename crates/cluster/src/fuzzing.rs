@@ -4,10 +4,13 @@
 //! A target drives one sans-IO engine with a sequence of steps read from the fuzzer's bytes:
 //! for the group coordinator, requests built from Kafka's schemas and then passed through the
 //! broker's own door (validate, then decode: only what a client could get past it), and clock
-//! ticks; for the controller (which has no clock), the commands the broker submits to it. After
-//! every step it checks the engine's invariants; a broken one panics, which the fuzzer reports.
+//! ticks; for the controller (which has no clock), the commands the broker submits to it; for
+//! the transaction coordinator, requests built field by field near the ids and epochs it holds,
+//! ticks, append outcomes, marker writes and restarts. After every step it checks the engine's
+//! invariants; a broken one panics, which the fuzzer reports.
 
 mod controller;
+mod txn;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -22,6 +25,7 @@ use crate::group::records::{self, RecordKey};
 use crate::group::{ClientInfo, GroupConfig, GroupCoordinator, GroupRequest, Output, TopicView};
 
 pub use controller::controller;
+pub use txn::txn_coordinator;
 
 /// Steps one input may take: enough for joins, syncs, commits and expiries to meet.
 pub const STEPS_MAX: usize = 64;

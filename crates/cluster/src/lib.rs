@@ -17,6 +17,7 @@ pub mod kafka_configs;
 pub mod metadata;
 pub mod shard;
 pub mod topic_config;
+pub mod txn;
 
 pub use controller::{Command, ControllerEngine};
 pub use error::ClusterError;
