@@ -5,6 +5,7 @@
 
 mod retention;
 mod truncate;
+mod validator;
 
 pub use retention::ExpiredFiles;
 
@@ -14,10 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use runnel_protocol::batch::{
-    patch_base_offset, patch_log_append_time, patch_partition_leader_epoch, validate_batches,
-    BatchHeader, TimestampType,
-};
+use runnel_protocol::batch::{validate_batches, BatchHeader, TimestampType};
 
 use crate::epoch_cache::{EpochCache, CHECKPOINT_FILE};
 use crate::file_budget::{FileBudget, PinnedFile};
@@ -427,34 +425,25 @@ impl PartitionLog {
             }
         }
         let log_append_time = self.config.message_timestamp_type == TimestampType::LogAppendTime;
-        let mut buf = BytesMut::from(records);
-        let mut next_offset = self.log_end_offset();
-        let first_offset = next_offset;
-        let mut headers: Vec<(usize, BatchHeader)> = Vec::with_capacity(refs.len());
+        let first_offset = self.log_end_offset();
+        let validated = validator::validate_and_assign(
+            BytesMut::from(records),
+            &refs,
+            &self.config,
+            first_offset,
+            leader_epoch,
+            now_ms,
+        )?;
+        let buf = validated.bytes;
+        let headers = validated.headers;
+        let max_timestamp = validated.max_timestamp;
         let mut updates = HashMap::new();
-        let mut max_timestamp = -1i64;
-        for r in &refs {
-            let size = r.header.size_bytes();
-            // `validate_batches` walked these bounds in this very buffer.
-            let Some(batch) = buf.get_mut(r.position..r.position + size) else {
-                panic!("validated batch at {} runs past the buffer", r.position);
-            };
-            patch_base_offset(batch, next_offset)?;
-            patch_partition_leader_epoch(batch, leader_epoch)?;
-            if log_append_time {
-                patch_log_append_time(batch, now_ms)?;
-            }
-            let header = BatchHeader::parse(batch)?;
+        let mut next_offset = first_offset;
+        for (_, header) in &headers {
             if header.has_producer_id() {
-                check_and_update(
-                    &mut updates,
-                    self.producers.get(header.producer_id),
-                    &header,
-                )?;
+                check_and_update(&mut updates, self.producers.get(header.producer_id), header)?;
             }
-            max_timestamp = max_timestamp.max(header.max_timestamp);
             next_offset = header.last_offset() + 1;
-            headers.push((r.position, header));
         }
         let last_offset = next_offset - 1;
         self.maybe_roll(
