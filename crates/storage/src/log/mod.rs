@@ -461,11 +461,18 @@ impl PartitionLog {
         if let Err(e) = written {
             // Nothing of a failed append becomes visible, whichever write failed (the data, an
             // index entry or the epoch checkpoint) and whatever reached the files: readers and
-            // offsets stay where they were, and recovery sorts out the files after a reopen.
-            // The disk's state is unknown, so the log refuses further writes, as Kafka takes a
-            // log directory offline on an IOException.
+            // offsets stay where they were. The files are cut back to where the append began
+            // (a failed write may have left a prefix of its bytes; ENOSPC on a full disk is the
+            // common case) and checked, so the log keeps taking writes and the next append,
+            // once there is space again, continues exactly where the last good one ended.
+            // Only if that fails is the disk's state unknown: then the log refuses further
+            // writes and reads until a reopen recovers it (Kafka takes the whole log directory
+            // offline on any IOException; docs/design.md says why runnel does not).
             self.active().restore_append_state(before);
-            self.poison();
+            if let Err(cut) = self.active().cut_to_stats() {
+                tracing::error!(dir = %self.dir.display(), error = %cut, "could not undo a failed append; the log refuses writes until reopened");
+                self.poison();
+            }
             return Err(e);
         }
         self.producers.commit(updates);
