@@ -105,6 +105,10 @@ def rows(results: dict) -> list[Row]:
     pair("(f) RssFile MiB with them open", "held", "rss_file_mib", run="f")
     pair("(f) KiB per idle connection", "kib_per_connection", run="f")
     pair("(f) broker threads", "held", "threads", run="f", fmt="{:.0f}")
+    pair("(z) produce 1 KiB, 8 part, acks=all, topic compression.type=zstd: MiB/s, loadgen", "loadgen", "mib_per_s", run="z")
+    pair("(z) produce gzip into compression.type=zstd: MiB/s, kafka-producer-perf-test", "java", "mib_per_s", run="z")
+    pair("(z) broker CPU s/GB, loadgen (uncompressed in, zstd stored)", "loadgen", "broker", "cpu_s_per_gb", run="z", fmt="{:.2f}")
+    pair("(z) peak RSS MiB", "final", "peak_rss_mib", run="z")
     pair("(g) start-up to first acked produce, s", "startup_s", run="g", target=("<=", 0.05), fmt="{:.3f}")
     pair("(g) RSS MiB right after first ack", "broker", "rss_mib", run="g", target=("<=", 0.1))
     return out
