@@ -2,7 +2,7 @@
 //! record framing rules, and the per-record callbacks over one batch or a run of stored batches.
 
 use super::decoded::BatchRecords;
-use super::header::{BatchHeader, Compression, BATCH_HEADER_LEN};
+use super::header::BatchHeader;
 use super::validate::{check_stored_batch, BatchError};
 use crate::compression::DecompressLimits;
 
@@ -19,12 +19,12 @@ pub fn for_each_record(
 }
 
 /// Calls `f(offset, key, value)` for every record of the whole stored batches in `bytes` (as
-/// [`check_stored_batch`] accepts them, e.g. a log read), skipping control batches. For logs the
-/// broker writes itself (`__consumer_offsets`): compressed batches are refused, since such logs
-/// never hold them.
-pub fn for_each_stored_record<'a>(
-    bytes: &'a [u8],
-    mut f: impl FnMut(i64, Option<&'a [u8]>, Option<&'a [u8]>),
+/// [`check_stored_batch`] accepts them, e.g. a log read), skipping control batches. Compressed
+/// batches (a topic whose `compression.type` was changed) are read through the bounded reader
+/// with the default caps.
+pub fn for_each_stored_record(
+    bytes: &[u8],
+    mut f: impl FnMut(i64, Option<&[u8]>, Option<&[u8]>),
 ) -> Result<(), BatchError> {
     let mut position = 0usize;
     while position < bytes.len() {
@@ -38,19 +38,12 @@ pub fn for_each_stored_record<'a>(
             .ok_or(BatchError::CorruptMessage("truncated batch"))?;
         let header = check_stored_batch(batch)?;
         if !header.is_control() {
-            if header.compression()? != Compression::None {
-                // Name the batch's own codec (the mask keeps it in 0..=7).
-                let codec = (header.attributes & super::header::ATTR_COMPRESSION_MASK) as u8;
-                return Err(BatchError::UnsupportedCompression(codec));
-            }
-            let body = batch
-                .get(BATCH_HEADER_LEN..)
-                .ok_or(BatchError::CorruptMessage("truncated batch"))?;
-            walk_records(body, header.record_count, false, |delta, _, key, value| {
+            let records = BatchRecords::open(batch, DecompressLimits::default())?;
+            records.for_each(|r| {
                 f(
-                    header.base_offset.saturating_add(i64::from(delta)),
-                    key,
-                    value,
+                    header.base_offset.saturating_add(i64::from(r.offset_delta)),
+                    r.key,
+                    r.value,
                 );
             })?;
         }
@@ -280,7 +273,9 @@ pub(super) fn walk_raw_records<'a>(
 mod tests {
     use super::*;
     use crate::batch::encode::{encode_uncompressed_batch, BatchSpec, RecordSpec};
-    use crate::batch::header::{patch_base_offset, LOG_OVERHEAD, OFFSET_BATCH_LENGTH};
+    use crate::batch::header::{
+        patch_base_offset, BATCH_HEADER_LEN, LOG_OVERHEAD, OFFSET_BATCH_LENGTH,
+    };
     use crate::batch::test_support::{batch_with, fix_crc, MAX};
     use crate::batch::validate::validate_batches;
 
@@ -393,11 +388,11 @@ mod tests {
         assert!(for_each_stored_record(&log[..log.len() - 1], |_, _, _| {}).is_err());
     }
 
-    // A compressed batch in a log the broker writes itself is refused naming its own codec (it
-    // reported codec 0, "none", for every one).
+    // A compressed stored batch is walked like an uncompressed one (a topic whose
+    // compression.type changed), and a codec id of 5..=7 is refused naming it.
     #[test]
-    fn a_compressed_stored_batch_is_refused_with_its_codec() {
-        let mut batch = encode_uncompressed_batch(&BatchSpec {
+    fn compressed_stored_batches_are_walked_and_unknown_codecs_refused() {
+        let plain = encode_uncompressed_batch(&BatchSpec {
             records: vec![RecordSpec {
                 timestamp_delta: 0,
                 key: Some(b"k"),
@@ -406,12 +401,31 @@ mod tests {
             }],
             ..Default::default()
         });
-        // Mark it snappy (codec 2); the walk refuses before reading the records.
-        batch[crate::batch::header::OFFSET_ATTRIBUTES + 1] |= 2;
+        let records = BatchRecords::open(&plain, DecompressLimits::default()).expect("open");
+        let zstd = crate::batch::rebuild_batch(
+            &records,
+            &crate::batch::Rebuild {
+                base_offset: 9,
+                partition_leader_epoch: 0,
+                codec: crate::batch::Compression::Zstd,
+                level: None,
+                timestamp_type: crate::batch::TimestampType::CreateTime,
+                log_append_time_ms: -1,
+            },
+        )
+        .expect("rebuild");
+        let mut seen = Vec::new();
+        for_each_stored_record(&zstd, |offset, key, value| {
+            seen.push((offset, key.map(<[u8]>::to_vec), value.map(<[u8]>::to_vec)));
+        })
+        .expect("walk");
+        assert_eq!(seen, vec![(9, Some(b"k".to_vec()), Some(b"v".to_vec()))]);
+        let mut batch = plain.clone();
+        batch[crate::batch::header::OFFSET_ATTRIBUTES + 1] |= 5;
         fix_crc(&mut batch);
         assert!(matches!(
             for_each_stored_record(&batch, |_, _, _| {}),
-            Err(BatchError::UnsupportedCompression(2))
+            Err(BatchError::UnsupportedCompression(5))
         ));
     }
 }
