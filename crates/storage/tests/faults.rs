@@ -294,6 +294,63 @@ fn writes_fail_with_enospc_while_the_disk_is_full_and_resume_when_space_returns(
 }
 
 #[test]
+fn enospc_on_the_final_time_index_entry_of_a_roll_is_undone_and_a_later_append_rolls() {
+    // A roll whose final time-index entry hits ENOSPC fails the append, seals nothing, and the next append rolls.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    let io = FaultyIo::new();
+    let dyn_io: Arc<dyn LogIo> = io.clone();
+    let config = LogConfig {
+        segment_bytes: 1024,
+        // No sparse entries: the only time-index write is the roll's final entry.
+        index_interval_bytes: 1 << 30,
+        ..LogConfig::default()
+    };
+    let mut log = PartitionLog::open_with_io(
+        dir.clone(),
+        TOPIC,
+        config.clone(),
+        FileBudget::new(16),
+        dyn_io.clone(),
+    )
+    .unwrap();
+    let mut acknowledged = Vec::new();
+    let mut seed = 0;
+    // Fill the first segment up to just before a roll.
+    loop {
+        let next = batch(1, seed);
+        if fs::metadata(dir.join("00000000000000000000.log"))
+            .unwrap()
+            .len()
+            + next.len() as u64
+            > 1024
+        {
+            break;
+        }
+        acknowledged.extend(append(&mut log, 1, seed));
+        seed += 1;
+    }
+    io.fail_write(1, ".timeindex", InjectedError::Enospc);
+    let refused = log.append_as_leader(Bytes::from(batch(1, seed)), LEADER_EPOCH, 0);
+    assert!(is_errno(refused, ENOSPC));
+    assert_eq!(io.armed_faults(), 0);
+    assert_eq!(files(&dir, ".log").len(), 1, "nothing rolled");
+    assert_eq!(
+        fs::metadata(dir.join("00000000000000000000.timeindex"))
+            .unwrap()
+            .len(),
+        0
+    );
+    assert_eq!(batches(&log), acknowledged);
+    acknowledged.extend(append(&mut log, 3, seed));
+    assert_eq!(files(&dir, ".log").len(), 2, "the next append rolled");
+    drop(log);
+    let log = PartitionLog::open_with_io(dir.clone(), TOPIC, config, FileBudget::new(16), dyn_io)
+        .unwrap();
+    assert_eq!(batches(&log), acknowledged);
+}
+
+#[test]
 fn a_failed_append_that_cannot_be_undone_poisons_the_log() {
     // ENOSPC, then the cut back fails too: the disk state is unknown, so the log refuses reads and writes until reopened.
     let tmp = tempfile::tempdir().unwrap();

@@ -530,9 +530,19 @@ impl PartitionLog {
     /// look at the active segment. Readers get the new segment list before anything is
     /// appended to the new segment.
     fn roll(&mut self, base_offset: i64, now_ms: i64) -> Result<(), StorageError> {
+        // The final time-index entry is a write like an append's: if it fails (a full disk),
+        // nothing is sealed yet, so it is undone as a failed append is and the active segment
+        // stays active; the append that wanted the roll fails and a later one rolls.
+        let before = self.active().append_state();
+        if let Err(e) = self.active().append_final_time_entry() {
+            self.active().restore_append_state(before);
+            if self.active().cut_to_stats().is_err() {
+                self.poison();
+            }
+            return Err(e);
+        }
         let result = (|| {
             let active = self.active();
-            active.append_final_time_entry()?;
             active.sync()?;
             // Gives the handles back to the budget; sealed segments are read transiently.
             active.seal();
