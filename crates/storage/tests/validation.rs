@@ -406,3 +406,28 @@ fn list_offsets_answers_record_offsets_inside_compressed_batches() {
     let max = log.max_timestamp_and_offset().unwrap().unwrap();
     assert_eq!((max.0, max.1), (9, 10_009));
 }
+
+#[test]
+fn record_errors_are_listed_up_to_a_named_cap() {
+    // A batch of 12,000 too-old records is refused listing the first 10,000 (RECORD_ERRORS_MAX), not one message each.
+    let tmp = tempfile::tempdir().unwrap();
+    let mut log = open(
+        tmp.path(),
+        LogConfig {
+            message_timestamp_before_max_ms: 1_000,
+            ..LogConfig::default()
+        },
+    );
+    let batch = encode_uncompressed_batch(&BatchSpec {
+        base_timestamp: NOW_MS - 10_000,
+        records: (0..12_000).map(|_| RecordSpec::default()).collect(),
+        ..BatchSpec::default()
+    });
+    match log.append_as_leader(Bytes::from(batch), 0, NOW_MS) {
+        Err(StorageError::InvalidTimestamp { record_errors }) => {
+            assert_eq!(record_errors.len(), 10_000);
+            assert_eq!(record_errors.last().map(|e| e.0), Some(9_999));
+        }
+        other => panic!("{other:?}"),
+    }
+}

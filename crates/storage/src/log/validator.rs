@@ -18,6 +18,12 @@ use runnel_protocol::compression::DecompressLimits;
 
 use crate::{LogConfig, StorageError};
 
+/// Most record errors one refused batch reports. Kafka lists every refused record; a batch of
+/// millions of tiny records (within the decompression caps) would make that list, one message
+/// each, cost far more memory than the batch, so past this many the rest go unlisted (the batch
+/// is refused all the same).
+pub(crate) const RECORD_ERRORS_MAX: usize = 10_000;
+
 /// The batches to write, offsets assigned, with their headers and positions in `bytes`.
 pub(super) struct Validated {
     pub(super) bytes: BytesMut,
@@ -58,8 +64,11 @@ pub(super) fn validate_and_assign(
         let mut batch_max_timestamp = NO_TIMESTAMP;
         let mut dense = true;
         decoded.for_each(|record| {
-            if let Some(message) = timestamp_error(decoded.header(), &record, config, now_ms) {
-                errors.push((record.index, message));
+            // Past the cap the batch is refused already; the rest go unlisted.
+            if errors.len() < RECORD_ERRORS_MAX {
+                if let Some(message) = timestamp_error(decoded.header(), &record, config, now_ms) {
+                    errors.push((record.index, message));
+                }
             }
             batch_max_timestamp = batch_max_timestamp.max(record.timestamp);
             dense &= record.offset_delta == record.index;
