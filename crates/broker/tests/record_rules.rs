@@ -193,6 +193,10 @@ async fn a_too_old_record_is_invalid_timestamp_with_kafkas_record_errors() {
     assert_eq!(answer.error_code, 32, "INVALID_TIMESTAMP");
     assert_eq!(answer.base_offset, -1);
     assert_eq!(
+        answer.log_start_offset, 0,
+        "Kafka answers the log start with record errors"
+    );
+    assert_eq!(
         answer.error_message.as_deref(),
         Some("One or more records have been rejected due to invalid timestamp")
     );

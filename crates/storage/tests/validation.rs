@@ -298,8 +298,12 @@ fn out_of_range_timestamps_are_invalid_timestamp_with_record_errors() {
     );
     let old = client_batch(Compression::Snappy, 2, NOW_MS - 3_600_001);
     match log.append_as_leader(Bytes::from(old), 0, NOW_MS) {
-        Err(StorageError::InvalidTimestamp { record_errors }) => {
+        Err(StorageError::InvalidTimestamp {
+            record_errors,
+            log_start_offset,
+        }) => {
             assert_eq!(record_errors.len(), 1, "only the first record is too old");
+            assert_eq!(log_start_offset, 0);
             assert_eq!(record_errors[0].0, 0);
             assert!(record_errors[0].1.starts_with(&format!(
                 "Timestamp {} of message with offset 0 is out of range. The timestamp should be within [{}, {}]",
@@ -312,7 +316,7 @@ fn out_of_range_timestamps_are_invalid_timestamp_with_record_errors() {
     }
     let future = client_batch(Compression::None, 3, NOW_MS + 999);
     match log.append_as_leader(Bytes::from(future), 0, NOW_MS) {
-        Err(StorageError::InvalidTimestamp { record_errors }) => {
+        Err(StorageError::InvalidTimestamp { record_errors, .. }) => {
             assert_eq!(record_errors.iter().map(|e| e.0).collect::<Vec<_>>(), [2]);
         }
         other => panic!("{other:?}"),
@@ -424,7 +428,7 @@ fn record_errors_are_listed_up_to_a_named_cap() {
         ..BatchSpec::default()
     });
     match log.append_as_leader(Bytes::from(batch), 0, NOW_MS) {
-        Err(StorageError::InvalidTimestamp { record_errors }) => {
+        Err(StorageError::InvalidTimestamp { record_errors, .. }) => {
             assert_eq!(record_errors.len(), 10_000);
             assert_eq!(record_errors.last().map(|e| e.0), Some(9_999));
         }

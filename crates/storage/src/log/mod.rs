@@ -433,7 +433,16 @@ impl PartitionLog {
             first_offset,
             leader_epoch,
             now_ms,
-        )?;
+        )
+        .map_err(|e| match e {
+            StorageError::InvalidTimestamp { record_errors, .. } => {
+                StorageError::InvalidTimestamp {
+                    record_errors,
+                    log_start_offset: self.log_start_offset,
+                }
+            }
+            other => other,
+        })?;
         let buf = validated.bytes;
         let headers = validated.headers;
         let max_timestamp = validated.max_timestamp;

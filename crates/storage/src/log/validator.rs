@@ -76,6 +76,8 @@ pub(super) fn validate_and_assign(
         if !errors.is_empty() {
             return Err(StorageError::InvalidTimestamp {
                 record_errors: errors,
+                // The caller knows the log start; `append_as_leader` fills it in.
+                log_start_offset: -1,
             });
         }
         let in_place = source == target && (source == Compression::None || dense);
