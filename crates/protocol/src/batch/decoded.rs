@@ -6,8 +6,9 @@
 use std::borrow::Cow;
 
 use super::header::{
-    BatchHeader, Compression, TimestampType, ATTR_COMPRESSION_MASK, ATTR_TIMESTAMP_TYPE,
-    ATTR_TRANSACTIONAL, BATCH_HEADER_LEN, LOG_OVERHEAD, MAGIC_V2, OFFSET_ATTRIBUTES, OFFSET_CRC,
+    BatchHeader, Compression, TimestampType, ATTR_COMPRESSION_MASK, ATTR_CONTROL,
+    ATTR_TIMESTAMP_TYPE, ATTR_TRANSACTIONAL, BATCH_HEADER_LEN, LOG_OVERHEAD, MAGIC_V2,
+    OFFSET_ATTRIBUTES, OFFSET_CRC,
 };
 use super::records::{walk_raw_records, RawRecord};
 use super::validate::BatchError;
@@ -137,7 +138,8 @@ pub struct Rebuild {
 /// timestamp and each record's delta from it; record attributes 0; keys, values and headers
 /// as they were; `maxTimestamp` the largest record timestamp (`NO_TIMESTAMP` if none), or the
 /// log append time under LogAppendTime; attributes the target codec, the timestamp type and
-/// the source's transactional bit; producer id, epoch and base sequence kept; CRC computed.
+/// the source's transactional and control bits; producer id, epoch and base sequence kept; CRC
+/// computed.
 pub fn rebuild_batch(source: &BatchRecords<'_>, rebuild: &Rebuild) -> Result<Vec<u8>, BatchError> {
     let mut body = Vec::with_capacity(source.uncompressed_len() + 16);
     let mut base_timestamp: Option<i64> = None;
@@ -177,6 +179,9 @@ pub fn rebuild_batch(source: &BatchRecords<'_>, rebuild: &Rebuild) -> Result<Vec
     }
     if source_header.is_transactional() {
         attributes |= ATTR_TRANSACTIONAL;
+    }
+    if source_header.is_control() {
+        attributes |= ATTR_CONTROL;
     }
     let batch_length = i32::try_from(BATCH_HEADER_LEN - LOG_OVERHEAD + records.len())
         .map_err(|_| BatchError::CorruptMessage("rebuilt batch exceeds 2 GiB"))?;

@@ -30,7 +30,7 @@ pub(super) const OFFSET_RECORD_COUNT: usize = 57;
 pub(super) const ATTR_COMPRESSION_MASK: i16 = 0x07;
 pub(super) const ATTR_TIMESTAMP_TYPE: i16 = 0x08;
 pub(super) const ATTR_TRANSACTIONAL: i16 = 0x10;
-const ATTR_CONTROL: i16 = 0x20;
+pub(super) const ATTR_CONTROL: i16 = 0x20;
 
 /// Compression codec from the low three attribute bits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -318,3 +318,21 @@ fn corrupted_compressed_batches_never_panic() {
         }
     }
 }
+
+#[test]
+fn a_rebuilt_batch_keeps_the_transactional_and_control_bits() {
+    // The attributes Kafka's builder carries over (transactional, control) survive a rebuild.
+    let mut source = batch(2, b"v");
+    source[22] |= 0x30;
+    let crc = crc32c::crc32c(&source[21..]);
+    source[17..21].copy_from_slice(&crc.to_be_bytes());
+    let records = BatchRecords::open(&source, DecompressLimits::default()).unwrap();
+    let out = rebuild_batch(
+        &records,
+        &rebuild(Compression::Lz4, TimestampType::CreateTime),
+    )
+    .unwrap();
+    let header = BatchHeader::parse(&out).unwrap();
+    assert!(header.is_transactional() && header.is_control());
+    assert_eq!(header.compression().unwrap(), Compression::Lz4);
+}

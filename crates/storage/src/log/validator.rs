@@ -80,7 +80,9 @@ pub(super) fn validate_and_assign(
                 log_start_offset: -1,
             });
         }
-        let in_place = source == target && (source == Compression::None || dense);
+        // Kafka: "Do not compress control records unless they are written compressed".
+        let in_place = (source == target && (source == Compression::None || dense))
+            || (source == Compression::None && decoded.header().is_control());
         let bytes = if in_place {
             None
         } else {
