@@ -141,32 +141,114 @@ pub struct Rebuild {
 /// the source's transactional and control bits; producer id, epoch and base sequence kept; CRC
 /// computed.
 pub fn rebuild_batch(source: &BatchRecords<'_>, rebuild: &Rebuild) -> Result<Vec<u8>, BatchError> {
+    let plan = Plan {
+        base_offset: rebuild.base_offset,
+        partition_leader_epoch: rebuild.partition_leader_epoch,
+        codec: rebuild.codec,
+        level: rebuild.level,
+        timestamp_type: rebuild.timestamp_type,
+        log_append_time_ms: rebuild.log_append_time_ms,
+        keep_offset_deltas: false,
+        last_offset_delta: None,
+        delete_horizon_ms: None,
+    };
+    Ok(write_batch(source, |_| true, &plan)?.unwrap_or_default())
+}
+
+/// The records of `source` that `keep` accepts, written into one new batch as Kafka's
+/// `MemoryRecords.filterTo` writes a batch the log cleaner keeps part of
+/// (`buildRetainedRecordsInto`): same codec (at its default level), timestamp type, producer
+/// id, epoch, base sequence, leader epoch, transactional and control bits, base offset and
+/// `lastOffsetDelta` (so producer state still sees the whole batch); each kept record keeps its
+/// offset delta; `baseTimestamp` is `delete_horizon_ms` when given (and the delete-horizon
+/// attribute bit is set, KIP-534), else the first kept record's timestamp; `maxTimestamp` the
+/// largest kept record's (LogAppendTime: the source's). `None` when no record is kept.
+pub fn retain_records(
+    source: &BatchRecords<'_>,
+    keep: impl FnMut(&RecordView<'_>) -> bool,
+    delete_horizon_ms: Option<i64>,
+) -> Result<Option<Vec<u8>>, BatchError> {
+    let header = source.header();
+    let plan = Plan {
+        base_offset: header.base_offset,
+        partition_leader_epoch: header.partition_leader_epoch,
+        codec: header.compression()?,
+        level: None,
+        timestamp_type: header.timestamp_type(),
+        log_append_time_ms: header.max_timestamp,
+        keep_offset_deltas: true,
+        last_offset_delta: Some(header.last_offset_delta),
+        delete_horizon_ms,
+    };
+    write_batch(source, keep, &plan)
+}
+
+/// Everything [`write_batch`] needs besides the records.
+struct Plan {
+    base_offset: i64,
+    partition_leader_epoch: i32,
+    codec: Compression,
+    level: Option<i32>,
+    timestamp_type: TimestampType,
+    /// `maxTimestamp` under LogAppendTime.
+    log_append_time_ms: i64,
+    /// Records keep their offset deltas (cleaning) instead of 0, 1, ... (validation).
+    keep_offset_deltas: bool,
+    /// Written instead of the last kept record's delta.
+    last_offset_delta: Option<i32>,
+    /// Becomes `baseTimestamp`, with the delete-horizon attribute bit.
+    delete_horizon_ms: Option<i64>,
+}
+
+/// Kafka's `DefaultRecordBatch.DELETE_HORIZON_FLAG_MASK`.
+const ATTR_DELETE_HORIZON: i16 = 0x40;
+
+/// One new batch of the records of `source` that `keep` accepts, laid out by `plan`; `None`
+/// when none is kept.
+fn write_batch(
+    source: &BatchRecords<'_>,
+    mut keep: impl FnMut(&RecordView<'_>) -> bool,
+    plan: &Plan,
+) -> Result<Option<Vec<u8>>, BatchError> {
     let mut body = Vec::with_capacity(source.uncompressed_len() + 16);
-    let mut base_timestamp: Option<i64> = None;
+    let mut base_timestamp: Option<i64> = plan.delete_horizon_ms;
     let mut max_timestamp = NO_TIMESTAMP;
     let mut count = 0i32;
+    let mut last_delta = 0i32;
+    // One scratch buffer for every record: its length prefix needs its size first.
+    let mut record = Vec::new();
     source.for_each(|r| {
+        if !keep(&r) {
+            return;
+        }
         let base = *base_timestamp.get_or_insert(r.timestamp);
         max_timestamp = max_timestamp.max(r.timestamp);
-        let mut record = Vec::with_capacity(
-            24 + r.key.map_or(0, <[u8]>::len) + r.value.map_or(0, <[u8]>::len) + r.headers.len(),
-        );
+        let delta = if plan.keep_offset_deltas {
+            r.offset_delta
+        } else {
+            count
+        };
+        record.clear();
         record.push(0u8);
         put_varlong(&mut record, r.timestamp.wrapping_sub(base));
-        put_varlong(&mut record, i64::from(count));
+        put_varlong(&mut record, i64::from(delta));
         put_nullable(&mut record, r.key);
         put_nullable(&mut record, r.value);
         record.extend_from_slice(r.headers);
         put_varlong(&mut body, record.len() as i64);
         body.extend_from_slice(&record);
         count += 1;
+        last_delta = delta;
     })?;
-    if rebuild.timestamp_type == TimestampType::LogAppendTime {
-        max_timestamp = rebuild.log_append_time_ms;
+    if count == 0 && plan.keep_offset_deltas {
+        return Ok(None);
     }
-    let records = compression::compress(rebuild.codec, rebuild.level, &body)?;
+    if plan.timestamp_type == TimestampType::LogAppendTime {
+        max_timestamp = plan.log_append_time_ms;
+    }
+    let records = compression::compress(plan.codec, plan.level, &body)?;
     let source_header = source.header();
-    let codec_bits: i16 = match rebuild.codec {
+    let codec_bits: i16 = match plan.codec {
         Compression::None => 0,
         Compression::Gzip => 1,
         Compression::Snappy => 2,
@@ -174,7 +256,7 @@ pub fn rebuild_batch(source: &BatchRecords<'_>, rebuild: &Rebuild) -> Result<Vec
         Compression::Zstd => 4,
     };
     let mut attributes = codec_bits & ATTR_COMPRESSION_MASK;
-    if rebuild.timestamp_type == TimestampType::LogAppendTime {
+    if plan.timestamp_type == TimestampType::LogAppendTime {
         attributes |= ATTR_TIMESTAMP_TYPE;
     }
     if source_header.is_transactional() {
@@ -183,16 +265,20 @@ pub fn rebuild_batch(source: &BatchRecords<'_>, rebuild: &Rebuild) -> Result<Vec
     if source_header.is_control() {
         attributes |= ATTR_CONTROL;
     }
+    if plan.delete_horizon_ms.is_some() {
+        attributes |= ATTR_DELETE_HORIZON;
+    }
+    let last_offset_delta = plan.last_offset_delta.unwrap_or(last_delta);
     let batch_length = i32::try_from(BATCH_HEADER_LEN - LOG_OVERHEAD + records.len())
         .map_err(|_| BatchError::CorruptMessage("rebuilt batch exceeds 2 GiB"))?;
     let mut out = Vec::with_capacity(BATCH_HEADER_LEN + records.len());
-    out.extend_from_slice(&rebuild.base_offset.to_be_bytes());
+    out.extend_from_slice(&plan.base_offset.to_be_bytes());
     out.extend_from_slice(&batch_length.to_be_bytes());
-    out.extend_from_slice(&rebuild.partition_leader_epoch.to_be_bytes());
+    out.extend_from_slice(&plan.partition_leader_epoch.to_be_bytes());
     out.push(MAGIC_V2 as u8);
     out.extend_from_slice(&[0; 4]);
     out.extend_from_slice(&attributes.to_be_bytes());
-    out.extend_from_slice(&(count - 1).max(0).to_be_bytes());
+    out.extend_from_slice(&last_offset_delta.to_be_bytes());
     out.extend_from_slice(&base_timestamp.unwrap_or(NO_TIMESTAMP).to_be_bytes());
     out.extend_from_slice(&max_timestamp.to_be_bytes());
     out.extend_from_slice(&source_header.producer_id.to_be_bytes());
@@ -202,7 +288,7 @@ pub fn rebuild_batch(source: &BatchRecords<'_>, rebuild: &Rebuild) -> Result<Vec
     out.extend_from_slice(&records);
     let crc = crc32c::crc32c(&out[OFFSET_ATTRIBUTES..]);
     out[OFFSET_CRC..OFFSET_CRC + 4].copy_from_slice(&crc.to_be_bytes());
-    Ok(out)
+    Ok(Some(out))
 }
 
 /// Kafka's zig-zag varlong (`ByteUtils.writeVarlong`).

@@ -336,3 +336,52 @@ fn a_rebuilt_batch_keeps_the_transactional_and_control_bits() {
     assert!(header.is_transactional() && header.is_control());
     assert_eq!(header.compression().unwrap(), Compression::Lz4);
 }
+
+#[test]
+fn retained_records_keep_their_offsets_and_the_batch_its_range() {
+    // A cleaner's partial batch: same codec, base offset and lastOffsetDelta, kept records at their
+    // own offsets, base timestamp the first kept record's, or the delete horizon with its bit.
+    let plain = batch(5, b"v");
+    let records = BatchRecords::open(&plain, DecompressLimits::default()).unwrap();
+    let zstd = rebuild_batch(
+        &records,
+        &rebuild(Compression::Zstd, TimestampType::CreateTime),
+    )
+    .unwrap();
+    let source = BatchRecords::open(&zstd, DecompressLimits::default()).unwrap();
+    let kept = crate::batch::retain_records(&source, |r| r.offset_delta % 2 == 1, None)
+        .unwrap()
+        .unwrap();
+    let header = crate::batch::check_stored_batch(&kept).unwrap();
+    assert_eq!(header.compression().unwrap(), Compression::Zstd);
+    assert_eq!(
+        (
+            header.base_offset,
+            header.last_offset_delta,
+            header.record_count
+        ),
+        (100, 4, 2)
+    );
+    assert_eq!(
+        (header.base_timestamp, header.max_timestamp),
+        (1_010, 1_030)
+    );
+    assert_eq!(header.attributes & 0x40, 0);
+    let mut seen = Vec::new();
+    BatchRecords::open(&kept, DecompressLimits::default())
+        .unwrap()
+        .for_each(|r| seen.push((r.offset_delta, r.timestamp)))
+        .unwrap();
+    assert_eq!(seen, [(1, 1_010), (3, 1_030)]);
+    let horizon = crate::batch::retain_records(&source, |r| r.offset_delta == 4, Some(9_000))
+        .unwrap()
+        .unwrap();
+    let header = BatchHeader::parse(&horizon).unwrap();
+    assert_eq!(
+        (header.base_timestamp, header.attributes & 0x40),
+        (9_000, 0x40)
+    );
+    assert!(crate::batch::retain_records(&source, |_| false, None)
+        .unwrap()
+        .is_none());
+}
