@@ -20,7 +20,8 @@ KAFKA_LIBS_DIR = REPO_DIR / "compat-tests" / ".cache" / "kafka-libs"
 # Read-only reuse of the compat suite's reload4j configs: broker INFO to its log, tools WARN to stderr.
 KAFKA_LOG4J_BROKER = REPO_DIR / "compat-tests" / "kafka" / "log4j-broker.properties"
 KAFKA_LOG4J_TOOLS = REPO_DIR / "compat-tests" / "kafka" / "log4j-tools.properties"
-RUNNEL_BIN = REPO_DIR / "target" / "release" / "runnel"
+# RUNNEL_BIN overrides the release build (e.g. to smoke-test a workload with a debug binary).
+RUNNEL_BIN = Path(os.environ.get("RUNNEL_BIN", REPO_DIR / "target" / "release" / "runnel"))
 LOADGEN_BIN = BENCH_DIR / "loadgen" / "target" / "release" / "loadgen"
 
 # The heap Kafka's own kafka-server-start.sh sets.

@@ -65,6 +65,7 @@ pub fn batch_error_code(e: &BatchError) -> i16 {
         BatchError::InvalidRecord(_) => ResponseError::InvalidRecord,
         BatchError::MessageTooLarge { .. } => ResponseError::MessageTooLarge,
         BatchError::UnsupportedCompression(_) => ResponseError::UnsupportedCompressionType,
+        BatchError::CompressionFailed(_) => ResponseError::UnknownServerError,
     }
     .code()
 }
@@ -73,6 +74,7 @@ pub fn storage_error_code(e: &StorageError) -> i16 {
     match e {
         StorageError::Batch(b) => return batch_error_code(b),
         StorageError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+        StorageError::InvalidTimestamp { .. } => ResponseError::InvalidTimestamp,
         StorageError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
         StorageError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
         // The disk failed or holds bytes we cannot trust: KAFKA_STORAGE_ERROR makes clients

@@ -34,9 +34,42 @@ pub fn request_frame(data: &[u8]) {
 }
 
 /// Fuzz entry for record batches: the batch validator must refuse or accept, never panic or
-/// allocate by a wire number.
+/// allocate by a wire number; every accepted batch then goes through the bounded decompressing
+/// reader and is rebuilt as zstd, as an append with `compression.type=zstd` does.
 pub fn record_batch(data: &[u8]) {
-    let _ = crate::batch::validate_batches(data, BATCH_BYTES_MAX);
+    let Ok(batches) = crate::batch::validate_batches(data, BATCH_BYTES_MAX) else {
+        return;
+    };
+    let limits = crate::compression::DecompressLimits::for_max_message_bytes(BATCH_BYTES_MAX);
+    for found in batches {
+        let Some(batch) = data.get(found.position..found.position + found.header.size_bytes())
+        else {
+            panic!("validate_batches returned a batch past the input");
+        };
+        let Ok(records) = crate::batch::BatchRecords::open(batch, limits) else {
+            continue;
+        };
+        if records.for_each(|_| {}).is_ok() {
+            let rebuilt = crate::batch::rebuild_batch(
+                &records,
+                &crate::batch::Rebuild {
+                    base_offset: 0,
+                    partition_leader_epoch: 0,
+                    codec: crate::batch::Compression::Zstd,
+                    level: None,
+                    timestamp_type: crate::batch::TimestampType::CreateTime,
+                    log_append_time_ms: -1,
+                },
+            );
+            // What the walk accepted must rebuild into a batch that checks out.
+            let Ok(rebuilt) = rebuilt else {
+                panic!("a walked batch failed to rebuild: {rebuilt:?}");
+            };
+            if let Err(e) = crate::batch::check_stored_batch(&rebuilt) {
+                panic!("a rebuilt batch fails its own check: {e}");
+            }
+        }
+    }
 }
 
 /// The files of a checked-in fuzz corpus (`<crate>/fuzz/corpus/<target>`), sorted, for the

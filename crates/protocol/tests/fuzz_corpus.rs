@@ -81,3 +81,37 @@ fn write_record_batch_seeds() {
         std::fs::write(dir.join(name), &buf).unwrap();
     }
 }
+
+// Regenerates the compressed record_batch seeds (run with --ignored): the `three-records` seed
+// rebuilt in every codec by `rebuild_batch`, so the fuzzer starts inside each decompressor.
+#[test]
+#[ignore]
+fn write_compressed_record_batch_seeds() {
+    use runnel_protocol::batch::{
+        rebuild_batch, BatchRecords, Compression, Rebuild, TimestampType,
+    };
+    use runnel_protocol::compression::DecompressLimits;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/record_batch");
+    let plain = std::fs::read(dir.join("three-records")).unwrap();
+    let records = BatchRecords::open(&plain, DecompressLimits::default()).unwrap();
+    for (name, codec) in [
+        ("three-records-gzip", Compression::Gzip),
+        ("three-records-snappy", Compression::Snappy),
+        ("three-records-lz4", Compression::Lz4),
+        ("three-records-zstd", Compression::Zstd),
+    ] {
+        let batch = rebuild_batch(
+            &records,
+            &Rebuild {
+                base_offset: 0,
+                partition_leader_epoch: -1,
+                codec,
+                level: None,
+                timestamp_type: TimestampType::CreateTime,
+                log_append_time_ms: -1,
+            },
+        )
+        .unwrap();
+        std::fs::write(dir.join(name), batch).unwrap();
+    }
+}

@@ -1,6 +1,34 @@
 //! Per-partition log settings (Kafka topic configs of the same names).
 
-use runnel_protocol::batch::TimestampType;
+use runnel_protocol::batch::{Compression, TimestampType};
+
+/// Kafka's `BrokerCompressionType`: the values of `compression.type` on a topic or broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BrokerCompressionType {
+    /// Keep the producer's codec (Kafka's default).
+    #[default]
+    Producer,
+    Uncompressed,
+    Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
+}
+
+impl BrokerCompressionType {
+    /// `BrokerCompressionType.forName`: case-insensitive; `None` for an unknown name.
+    pub fn from_name(name: &str) -> Option<BrokerCompressionType> {
+        Some(match name.trim().to_ascii_lowercase().as_str() {
+            "producer" => BrokerCompressionType::Producer,
+            "uncompressed" => BrokerCompressionType::Uncompressed,
+            "gzip" => BrokerCompressionType::Gzip,
+            "snappy" => BrokerCompressionType::Snappy,
+            "lz4" => BrokerCompressionType::Lz4,
+            "zstd" => BrokerCompressionType::Zstd,
+            _ => return None,
+        })
+    }
+}
 
 /// Settings that shape one partition's log. `Default` gives Kafka 4.1's defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +61,34 @@ pub struct LogConfig {
     /// `file.delete.delay.ms`: how long a deleted segment's files stay renamed `.deleted`
     /// before they are removed.
     pub file_delete_delay_ms: i64,
+    /// `compression.type`: the codec appended batches are stored with.
+    pub compression_type: BrokerCompressionType,
+    /// `compression.gzip.level` (-1 is zlib's default, 6).
+    pub compression_gzip_level: i32,
+    /// `compression.lz4.level`.
+    pub compression_lz4_level: i32,
+    /// `compression.zstd.level`.
+    pub compression_zstd_level: i32,
+    /// `message.timestamp.before.max.ms`: how far in the past a CreateTime record may be.
+    pub message_timestamp_before_max_ms: i64,
+    /// `message.timestamp.after.max.ms`: how far in the future a CreateTime record may be.
+    pub message_timestamp_after_max_ms: i64,
+}
+
+impl LogConfig {
+    /// Kafka's `BrokerCompressionType.targetCompression`: the codec and level a batch written
+    /// with `source` is stored with. `producer` keeps the producer's codec at its default level
+    /// (used only if the batch must be rebuilt anyway); the others name codec and level.
+    pub fn target_compression(&self, source: Compression) -> (Compression, Option<i32>) {
+        match self.compression_type {
+            BrokerCompressionType::Producer => (source, None),
+            BrokerCompressionType::Uncompressed => (Compression::None, None),
+            BrokerCompressionType::Gzip => (Compression::Gzip, Some(self.compression_gzip_level)),
+            BrokerCompressionType::Snappy => (Compression::Snappy, None),
+            BrokerCompressionType::Lz4 => (Compression::Lz4, Some(self.compression_lz4_level)),
+            BrokerCompressionType::Zstd => (Compression::Zstd, Some(self.compression_zstd_level)),
+        }
+    }
 }
 
 impl Default for LogConfig {
@@ -49,6 +105,12 @@ impl Default for LogConfig {
             retention_bytes: -1,
             retention_enabled: true,
             file_delete_delay_ms: 60_000,
+            compression_type: BrokerCompressionType::Producer,
+            compression_gzip_level: -1,
+            compression_lz4_level: 9,
+            compression_zstd_level: 3,
+            message_timestamp_before_max_ms: i64::MAX,
+            message_timestamp_after_max_ms: i64::MAX,
         }
     }
 }

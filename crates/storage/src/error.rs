@@ -17,6 +17,15 @@ pub enum StorageError {
         log_start_offset: i64,
         log_end_offset: i64,
     },
+    /// INVALID_TIMESTAMP: records outside `message.timestamp.before/after.max.ms`, or a
+    /// LogAppendTime batch from a producer; each entry is Kafka's `RecordError` (the record's
+    /// index in its batch and why), returned in the produce response's `record_errors`, with
+    /// the log start offset (Kafka answers it for record errors, -1 for other failures).
+    #[error("One or more records have been rejected due to invalid timestamp")]
+    InvalidTimestamp {
+        record_errors: Vec<(i32, String)>,
+        log_start_offset: i64,
+    },
     /// OUT_OF_ORDER_SEQUENCE_NUMBER: an idempotent batch skipped or repeated sequences.
     #[error("out of order sequence for producer {producer_id}: got {first_sequence}, last was {last_sequence}")]
     OutOfOrderSequence {

@@ -476,6 +476,19 @@ impl BudgetedFile {
         })
     }
 
+    /// Cuts (or extends) the file to `size_bytes`; marks it as needing fsync first.
+    pub(crate) fn set_len(&self, size_bytes: u64) -> io::Result<()> {
+        self.use_file(|file, sync_pending| {
+            *sync_pending = true;
+            self.io.set_len(file, size_bytes)
+        })
+    }
+
+    /// The file's length, durable or not.
+    pub(crate) fn size_bytes(&self) -> io::Result<u64> {
+        self.use_file(|file, _| self.io.size_bytes(file))
+    }
+
     /// fsyncs the file if anything was written since the last fsync, reopening it when the
     /// budget closed it meanwhile. The flag stays set when the fsync fails.
     pub(crate) fn sync_data(&self) -> io::Result<()> {

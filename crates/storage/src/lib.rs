@@ -18,7 +18,7 @@ mod reader;
 mod recovery;
 mod segment;
 
-pub use config::LogConfig;
+pub use config::{BrokerCompressionType, LogConfig};
 pub use epoch_cache::EpochEntry;
 pub use error::StorageError;
 pub use file_budget::{FileBudget, FileBudgetStats, PinnedFile, DEFAULT_MAX_OPEN_FILES};

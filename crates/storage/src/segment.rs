@@ -576,6 +576,39 @@ impl Segment {
     }
 
     /// Writes one index update (active segment only).
+    /// Cuts the active segment's three files back to the segment's stats (restored by
+    /// `restore_append_state` after a failed append), then checks that each has exactly that
+    /// length. A failed write may have left any prefix of its bytes past the old end; cutting
+    /// needs no free space, so it works on a full disk, and what lies before the old end was
+    /// never touched by the failed append. `Err` means the files could not be brought back.
+    pub(crate) fn cut_to_stats(&self) -> Result<(), StorageError> {
+        let Some(files) = self.files.as_ref() else {
+            panic!("cut of inactive segment {}", self.base_offset);
+        };
+        let wanted = [
+            (&files.log, self.size_bytes),
+            (
+                &files.offset_index,
+                self.offset_index_entries * OFFSET_ENTRY_BYTES,
+            ),
+            (
+                &files.time_index,
+                self.time_index_entries * TIME_ENTRY_BYTES,
+            ),
+        ];
+        for (file, size_bytes) in wanted {
+            file.set_len(size_bytes)?;
+            let now = file.size_bytes()?;
+            if now != size_bytes {
+                return Err(StorageError::Corrupt(format!(
+                    "a file of segment {} is {now} bytes after being cut to {size_bytes}",
+                    self.base_offset
+                )));
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) fn write_index(
         &mut self,
         update: crate::index::IndexUpdate,

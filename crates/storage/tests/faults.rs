@@ -126,6 +126,37 @@ fn assert_nothing_of_the_failed_append_shows(io: &FaultyIo, log: &PartitionLog, 
     ));
 }
 
+/// After an append failed on an injected write fault that the log undid: the fault fired,
+/// offsets show nothing of it, the files end where the last good append ended, and readers
+/// read exactly the acknowledged batches: the log is not poisoned.
+fn assert_the_failed_append_was_undone(
+    io: &FaultyIo,
+    log: &PartitionLog,
+    dir: &Path,
+    before: &[(i64, i64)],
+    sizes: &[u64; 3],
+) {
+    assert_eq!(io.armed_faults(), 0, "the fault fired");
+    let leo = before.last().map_or(0, |b| b.1 + 1);
+    assert_eq!(log.log_end_offset(), leo);
+    assert_eq!(log.offsets().log_end_offset(), leo);
+    assert_eq!(
+        file_sizes(dir),
+        *sizes,
+        "files cut back to the last good append"
+    );
+    assert_eq!(batches(log), before);
+}
+
+/// Sizes of the active segment 0's log, offset index and time index files.
+fn file_sizes(dir: &Path) -> [u64; 3] {
+    ["log", "index", "timeindex"].map(|ext| {
+        fs::metadata(dir.join(format!("00000000000000000000.{ext}")))
+            .unwrap()
+            .len()
+    })
+}
+
 /// After the process died with a poisoned log (the page cache survives), the reopened log
 /// still holds every batch acknowledged before the failure, with its offsets.
 fn assert_acknowledged_batches_survive(
@@ -181,14 +212,14 @@ fn a_failed_fsync_poisons_the_log_and_a_crash_keeps_only_what_was_synced() {
 }
 
 #[test]
-fn enospc_on_the_log_write_fails_the_append_and_shows_readers_nothing_of_it() {
-    // A short write then ENOSPC: the append fails, readers see no byte of it, and the log is poisoned.
+fn enospc_on_the_log_write_fails_the_append_and_the_log_takes_writes_again() {
+    // A short write then ENOSPC: the append fails, its bytes are cut off, and the next append continues at the same offset.
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("t-0");
     let io = FaultyIo::new();
     let mut log = open(&dir, &io, ONE_SEGMENT);
-    let before = append(&mut log, 4, 0);
-    let leo = log.log_end_offset();
+    let mut acknowledged = append(&mut log, 4, 0);
+    let sizes = file_sizes(&dir);
     io.tear_write(1, ".log", 40, InjectedError::Enospc);
     let mut request = batch(2, 10);
     request.extend_from_slice(&batch(3, 11));
@@ -196,23 +227,21 @@ fn enospc_on_the_log_write_fails_the_append_and_shows_readers_nothing_of_it() {
         log.append_as_leader(Bytes::from(request), LEADER_EPOCH, 0),
         ENOSPC
     ));
-    assert_nothing_of_the_failed_append_shows(&io, &log, leo);
-    assert!(matches!(
-        log.append_as_leader(Bytes::from(batch(1, 12)), LEADER_EPOCH, 0),
-        Err(StorageError::Poisoned)
-    ));
-    assert_acknowledged_batches_survive(log, &dir, &io, &before);
+    assert_the_failed_append_was_undone(&io, &log, &dir, &acknowledged, &sizes);
+    acknowledged.extend(append(&mut log, 2, 12));
+    assert_eq!(acknowledged[4].0, acknowledged[3].1 + 1, "offsets continue");
+    assert_acknowledged_batches_survive(log, &dir, &io, &acknowledged);
 }
 
 #[test]
-fn enospc_on_an_index_write_fails_the_whole_append_and_shows_readers_nothing_of_it() {
-    // A produce of three batches whose second index entry hits ENOSPC leaves offsets and readers where they were.
+fn enospc_on_an_index_write_fails_the_whole_append_and_the_log_takes_writes_again() {
+    // A produce of three batches whose second index entry hits ENOSPC is undone whole; appends then go on.
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("t-0");
     let io = FaultyIo::new();
     let mut log = open(&dir, &io, ONE_SEGMENT);
-    let before = append(&mut log, 4, 0);
-    let leo = log.log_end_offset();
+    let mut acknowledged = append(&mut log, 4, 0);
+    let sizes = file_sizes(&dir);
     // The first index entry of this request is for its first batch, the second for its second.
     io.fail_write(2, ".index", InjectedError::Enospc);
     let mut request = batch(2, 10);
@@ -222,9 +251,123 @@ fn enospc_on_an_index_write_fails_the_whole_append_and_shows_readers_nothing_of_
         log.append_as_leader(Bytes::from(request), LEADER_EPOCH, 0),
         ENOSPC
     ));
+    assert_the_failed_append_was_undone(&io, &log, &dir, &acknowledged, &sizes);
+    log.flush().unwrap();
+    acknowledged.extend(append(&mut log, 3, 13));
+    log.flush().unwrap();
+    // Power loss after the flush: every acknowledged batch is on disk, indexes included.
+    drop(log);
+    io.crash().unwrap();
+    let log = open(&dir, &io, ONE_SEGMENT);
+    assert_eq!(batches(&log), acknowledged);
+    assert!(log.offset_for_timestamp(1_100).is_ok());
+}
+
+#[test]
+fn writes_fail_with_enospc_while_the_disk_is_full_and_resume_when_space_returns() {
+    // The Nth write fails with ENOSPC, then every write fails for a while; each failure is undone, and once writes succeed
+    // again every acknowledged batch is intact after a reopen, at offsets with no gap.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    let io = FaultyIo::new();
+    let mut log = open(&dir, &io, ONE_SEGMENT);
+    let mut acknowledged = append(&mut log, 3, 0);
+    // The second data write from now fails: one more append gets through, the next does not.
+    io.fail_write(2, ".log", InjectedError::Enospc);
+    acknowledged.extend(append(&mut log, 1, 3));
+    for seed in 4..8 {
+        let sizes = file_sizes(&dir);
+        assert!(is_errno(
+            log.append_as_leader(Bytes::from(batch(2, seed)), LEADER_EPOCH, 0),
+            ENOSPC
+        ));
+        assert_the_failed_append_was_undone(&io, &log, &dir, &acknowledged, &sizes);
+        // Still full for the next try, but for the last.
+        if seed < 7 {
+            io.fail_write(1, ".log", InjectedError::Enospc);
+        }
+    }
+    // Space returns: appends go on at the next offset.
+    acknowledged.extend(append(&mut log, 4, 9));
+    assert_eq!(acknowledged[4].0, acknowledged[3].1 + 1);
+    assert_acknowledged_batches_survive(log, &dir, &io, &acknowledged);
+}
+
+#[test]
+fn enospc_on_the_final_time_index_entry_of_a_roll_is_undone_and_a_later_append_rolls() {
+    // A roll whose final time-index entry hits ENOSPC fails the append, seals nothing, and the next append rolls.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    let io = FaultyIo::new();
+    let dyn_io: Arc<dyn LogIo> = io.clone();
+    let config = LogConfig {
+        segment_bytes: 1024,
+        // No sparse entries: the only time-index write is the roll's final entry.
+        index_interval_bytes: 1 << 30,
+        ..LogConfig::default()
+    };
+    let mut log = PartitionLog::open_with_io(
+        dir.clone(),
+        TOPIC,
+        config.clone(),
+        FileBudget::new(16),
+        dyn_io.clone(),
+    )
+    .unwrap();
+    let mut acknowledged = Vec::new();
+    let mut seed = 0;
+    // Fill the first segment up to just before a roll.
+    loop {
+        let next = batch(1, seed);
+        if fs::metadata(dir.join("00000000000000000000.log"))
+            .unwrap()
+            .len()
+            + next.len() as u64
+            > 1024
+        {
+            break;
+        }
+        acknowledged.extend(append(&mut log, 1, seed));
+        seed += 1;
+    }
+    io.fail_write(1, ".timeindex", InjectedError::Enospc);
+    let refused = log.append_as_leader(Bytes::from(batch(1, seed)), LEADER_EPOCH, 0);
+    assert!(is_errno(refused, ENOSPC));
+    assert_eq!(io.armed_faults(), 0);
+    assert_eq!(files(&dir, ".log").len(), 1, "nothing rolled");
+    assert_eq!(
+        fs::metadata(dir.join("00000000000000000000.timeindex"))
+            .unwrap()
+            .len(),
+        0
+    );
+    assert_eq!(batches(&log), acknowledged);
+    acknowledged.extend(append(&mut log, 3, seed));
+    assert_eq!(files(&dir, ".log").len(), 2, "the next append rolled");
+    drop(log);
+    let log = PartitionLog::open_with_io(dir.clone(), TOPIC, config, FileBudget::new(16), dyn_io)
+        .unwrap();
+    assert_eq!(batches(&log), acknowledged);
+}
+
+#[test]
+fn a_failed_append_that_cannot_be_undone_poisons_the_log() {
+    // ENOSPC, then the cut back fails too: the disk state is unknown, so the log refuses reads and writes until reopened.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t-0");
+    let io = FaultyIo::new();
+    let mut log = open(&dir, &io, ONE_SEGMENT);
+    let before = append(&mut log, 4, 0);
+    let leo = log.log_end_offset();
+    io.tear_write(1, ".log", 40, InjectedError::Enospc);
+    io.fail_set_len(1, ".log", InjectedError::Eio);
+    assert!(is_errno(
+        log.append_as_leader(Bytes::from(batch(2, 10)), LEADER_EPOCH, 0),
+        ENOSPC
+    ));
     assert_nothing_of_the_failed_append_shows(&io, &log, leo);
     assert!(matches!(
-        log.offset_for_timestamp(1_100),
+        log.append_as_leader(Bytes::from(batch(1, 12)), LEADER_EPOCH, 0),
         Err(StorageError::Poisoned)
     ));
     assert!(matches!(log.flush(), Err(StorageError::Poisoned)));
@@ -232,27 +375,31 @@ fn enospc_on_an_index_write_fails_the_whole_append_and_shows_readers_nothing_of_
 }
 
 #[test]
-fn a_failed_leader_epoch_checkpoint_fails_the_append_shows_readers_nothing_and_poisons() {
-    // The first append of a new leader epoch whose checkpoint write fails is undone like a failed data write.
+fn a_failed_leader_epoch_checkpoint_fails_the_append_and_is_undone() {
+    // The first append of a new leader epoch whose checkpoint write fails is undone like a failed data write; the epoch starts on the next append.
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("t-0");
     let io = FaultyIo::new();
     let mut log = open(&dir, &io, ONE_SEGMENT);
-    let before = append(&mut log, 4, 0);
-    let leo = log.log_end_offset();
+    let mut acknowledged = append(&mut log, 4, 0);
+    let sizes = file_sizes(&dir);
     io.fail_write(1, "leader-epoch-checkpoint.tmp", InjectedError::Enospc);
     assert!(is_errno(
         log.append_as_leader(Bytes::from(batch(2, 10)), LEADER_EPOCH + 1, 0),
         ENOSPC
     ));
-    assert_nothing_of_the_failed_append_shows(&io, &log, leo);
+    assert_the_failed_append_was_undone(&io, &log, &dir, &acknowledged, &sizes);
     assert_eq!(log.latest_epoch(), Some(LEADER_EPOCH));
-    assert!(matches!(
-        log.append_as_leader(Bytes::from(batch(1, 11)), LEADER_EPOCH + 1, 0),
-        Err(StorageError::Poisoned)
-    ));
-    assert!(matches!(log.flush(), Err(StorageError::Poisoned)));
-    assert_acknowledged_batches_survive(log, &dir, &io, &before);
+    let out = log
+        .append_as_leader(Bytes::from(batch(1, 11)), LEADER_EPOCH + 1, 0)
+        .unwrap();
+    acknowledged.push((out.base_offset, out.last_offset));
+    assert_eq!(log.latest_epoch(), Some(LEADER_EPOCH + 1));
+    assert_eq!(
+        log.epoch_for_offset(out.base_offset),
+        Some(LEADER_EPOCH + 1)
+    );
+    assert_acknowledged_batches_survive(log, &dir, &io, &acknowledged);
 }
 
 #[test]
@@ -361,6 +508,9 @@ fn a_torn_batch_is_truncated_on_reopen_and_every_synced_batch_keeps_its_offset()
     let segment = dir.join("00000000000000000000.log");
     let synced_bytes = fs::metadata(&segment).unwrap().len();
     io.tear_write(1, ".log", 30, InjectedError::Eio);
+    // The log cannot cut the torn prefix off either (the device is failing), so the prefix
+    // stays for recovery to handle.
+    io.fail_set_len(1, ".log", InjectedError::Eio);
     assert!(is_errno(
         log.append_as_leader(Bytes::from(batch(3, 6)), LEADER_EPOCH, 0),
         EIO
@@ -473,6 +623,8 @@ fn a_torn_index_write_is_rebuilt_on_recovery() {
     let whole = fs::metadata(&index).unwrap().len();
     assert!(whole > 0 && whole.is_multiple_of(8));
     io.tear_write(1, ".index", 3, InjectedError::Eio);
+    // Cutting back the log file works, the index's does not: the torn entry stays.
+    io.fail_set_len(1, ".index", InjectedError::Eio);
     assert!(is_errno(
         log.append_as_leader(Bytes::from(batch(2, 8)), LEADER_EPOCH, 0),
         EIO

@@ -12,7 +12,9 @@
 //! applied while this one waits, so its batches join the same or the next round.
 
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 use runnel_protocol::batch::BatchHeader;
@@ -69,12 +71,34 @@ fn appended(index: i32, outcome: &AppendOutcome) -> PartitionProduceResponse {
 }
 
 fn rejected(index: i32, e: &StorageError) -> PartitionProduceResponse {
+    // Kafka's `RecordValidationException`: one entry per refused record (v8+ carries them) and
+    // the log start offset; other failures answer -1 there.
+    let (record_errors, log_start_offset) = match e {
+        StorageError::InvalidTimestamp {
+            record_errors,
+            log_start_offset,
+        } => (
+            record_errors
+                .iter()
+                .map(|(batch_index, message)| {
+                    BatchIndexAndErrorMessage::default()
+                        .with_batch_index(*batch_index)
+                        .with_batch_index_error_message(Some(StrBytes::from_string(
+                            message.clone(),
+                        )))
+                })
+                .collect(),
+            *log_start_offset,
+        ),
+        _ => (Vec::new(), -1),
+    };
     PartitionProduceResponse::default()
         .with_index(index)
         .with_error_code(storage_error_code(e))
         .with_base_offset(-1)
         .with_log_append_time_ms(-1)
-        .with_log_start_offset(-1)
+        .with_log_start_offset(log_start_offset)
+        .with_record_errors(record_errors)
         .with_error_message(Some(StrBytes::from_string(e.to_string())))
 }
 

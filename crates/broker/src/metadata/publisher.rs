@@ -17,7 +17,7 @@ use anyhow::{Context, Result};
 use runnel_cluster::broker_config::{ConfigLayers, CLUSTER_DEFAULT};
 use runnel_cluster::metadata::{MetadataDelta, MetadataImage, TopicImage};
 use runnel_cluster::topic_config;
-use runnel_storage::{LogConfig, PartitionLog, StorageError, TimestampType};
+use runnel_storage::{BrokerCompressionType, LogConfig, PartitionLog, StorageError, TimestampType};
 
 use super::MetadataManager;
 use crate::groups::Groups;
@@ -280,6 +280,22 @@ pub fn settings(
                 .is_none_or(|v| v.split(',').any(|p| p.trim() == "delete")),
             file_delete_delay_ms: num("file.delete.delay.ms")
                 .unwrap_or(defaults.file_delete_delay_ms),
+            compression_type: get("compression.type")
+                .and_then(|v| BrokerCompressionType::from_name(&v))
+                .unwrap_or(defaults.compression_type),
+            compression_gzip_level: num("compression.gzip.level")
+                .and_then(|v| i32::try_from(v).ok())
+                .unwrap_or(defaults.compression_gzip_level),
+            compression_lz4_level: num("compression.lz4.level")
+                .and_then(|v| i32::try_from(v).ok())
+                .unwrap_or(defaults.compression_lz4_level),
+            compression_zstd_level: num("compression.zstd.level")
+                .and_then(|v| i32::try_from(v).ok())
+                .unwrap_or(defaults.compression_zstd_level),
+            message_timestamp_before_max_ms: num("message.timestamp.before.max.ms")
+                .unwrap_or(defaults.message_timestamp_before_max_ms),
+            message_timestamp_after_max_ms: num("message.timestamp.after.max.ms")
+                .unwrap_or(defaults.message_timestamp_after_max_ms),
         },
         fsync_every_append: get("flush.messages").is_some_and(|v| v.trim() == "1"),
         min_insync_replicas: num("min.insync.replicas")

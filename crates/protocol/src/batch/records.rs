@@ -1,48 +1,30 @@
 //! Walking the records inside a batch: a bounds-checked cursor with Kafka's varint readers, the
 //! record framing rules, and the per-record callbacks over one batch or a run of stored batches.
 
-use super::header::{BatchHeader, Compression, TimestampType, BATCH_HEADER_LEN};
+use super::decoded::BatchRecords;
+use super::header::BatchHeader;
 use super::validate::{check_stored_batch, BatchError};
+use crate::compression::DecompressLimits;
 
-/// Calls `f(offset_delta, timestamp_ms)` for every record of one whole UNCOMPRESSED batch
-/// (`batch` holds exactly the batch). For LogAppendTime batches every record's timestamp is the
-/// batch's `maxTimestamp`, as Kafka reports it. Offset deltas are not required to be dense, so
-/// compacted batches work. Compressed batches -> `UnsupportedCompression`-free error: callers
-/// fall back to batch-level answers for them.
-pub fn for_each_record(batch: &[u8], mut f: impl FnMut(i32, i64)) -> Result<(), BatchError> {
-    let header = BatchHeader::parse(batch)?;
-    if header.compression()? != Compression::None {
-        return Err(BatchError::InvalidRecord(
-            "records of a compressed batch are not walked",
-        ));
-    }
-    let end = header.size_bytes().min(batch.len());
-    let body = batch
-        .get(BATCH_HEADER_LEN..end)
-        .ok_or(BatchError::CorruptMessage("truncated batch"))?;
-    let log_append = header.timestamp_type() == TimestampType::LogAppendTime;
-    walk_records(
-        body,
-        header.record_count,
-        false,
-        |offset_delta, timestamp_delta, _, _| {
-            let timestamp = if log_append {
-                header.max_timestamp
-            } else {
-                header.base_timestamp.wrapping_add(timestamp_delta)
-            };
-            f(offset_delta, timestamp);
-        },
-    )
+/// Calls `f(offset_delta, timestamp_ms)` for every record of one whole batch (`batch` holds
+/// exactly the batch), compressed ones decompressed within `limits`. For LogAppendTime batches
+/// every record's timestamp is the batch's `maxTimestamp`, as Kafka reports it. Offset deltas
+/// are not required to be dense, so compacted batches work.
+pub fn for_each_record(
+    batch: &[u8],
+    limits: DecompressLimits,
+    mut f: impl FnMut(i32, i64),
+) -> Result<(), BatchError> {
+    BatchRecords::open(batch, limits)?.for_each(|r| f(r.offset_delta, r.timestamp))
 }
 
 /// Calls `f(offset, key, value)` for every record of the whole stored batches in `bytes` (as
-/// [`check_stored_batch`] accepts them, e.g. a log read), skipping control batches. For logs the
-/// broker writes itself (`__consumer_offsets`): compressed batches are refused, since such logs
-/// never hold them.
-pub fn for_each_stored_record<'a>(
-    bytes: &'a [u8],
-    mut f: impl FnMut(i64, Option<&'a [u8]>, Option<&'a [u8]>),
+/// [`check_stored_batch`] accepts them, e.g. a log read), skipping control batches. Compressed
+/// batches (a topic whose `compression.type` was changed) are read through the bounded reader
+/// with the default caps.
+pub fn for_each_stored_record(
+    bytes: &[u8],
+    mut f: impl FnMut(i64, Option<&[u8]>, Option<&[u8]>),
 ) -> Result<(), BatchError> {
     let mut position = 0usize;
     while position < bytes.len() {
@@ -56,19 +38,12 @@ pub fn for_each_stored_record<'a>(
             .ok_or(BatchError::CorruptMessage("truncated batch"))?;
         let header = check_stored_batch(batch)?;
         if !header.is_control() {
-            if header.compression()? != Compression::None {
-                // Name the batch's own codec (the mask keeps it in 0..=7).
-                let codec = (header.attributes & super::header::ATTR_COMPRESSION_MASK) as u8;
-                return Err(BatchError::UnsupportedCompression(codec));
-            }
-            let body = batch
-                .get(BATCH_HEADER_LEN..)
-                .ok_or(BatchError::CorruptMessage("truncated batch"))?;
-            walk_records(body, header.record_count, false, |delta, _, key, value| {
+            let records = BatchRecords::open(batch, DecompressLimits::default())?;
+            records.for_each(|r| {
                 f(
-                    header.base_offset.saturating_add(i64::from(delta)),
-                    key,
-                    value,
+                    header.base_offset.saturating_add(i64::from(r.offset_delta)),
+                    r.key,
+                    r.value,
                 );
             })?;
         }
@@ -182,6 +157,18 @@ impl<'a> Cursor<'a> {
     }
 }
 
+/// One record as written inside a batch body, its fields borrowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawRecord<'a> {
+    pub offset_delta: i32,
+    pub timestamp_delta: i64,
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+    /// The header count varint and every header, exactly as written (copied as is when the
+    /// record is written again).
+    pub headers: &'a [u8],
+}
+
 /// Walks `count` records in `body` (the bytes after the batch header), calling
 /// `f(offset_delta, timestamp_delta, key, value)` for each. With `dense_offsets` the i-th record must have
 /// offset delta i (a client batch); otherwise deltas must only increase (a compacted batch).
@@ -191,6 +178,18 @@ pub(super) fn walk_records<'a>(
     count: i32,
     dense_offsets: bool,
     mut f: impl FnMut(i32, i64, Option<&'a [u8]>, Option<&'a [u8]>),
+) -> Result<(), BatchError> {
+    walk_raw_records(body, count, dense_offsets, |r| {
+        f(r.offset_delta, r.timestamp_delta, r.key, r.value);
+    })
+}
+
+/// [`walk_records`], handing each record whole.
+pub(super) fn walk_raw_records<'a>(
+    body: &'a [u8],
+    count: i32,
+    dense_offsets: bool,
+    mut f: impl FnMut(RawRecord<'a>),
 ) -> Result<(), BatchError> {
     if count < 0 {
         return Err(BatchError::InvalidRecord("negative record count"));
@@ -229,6 +228,7 @@ pub(super) fn walk_records<'a>(
         previous_delta = Some(offset_delta);
         let key = record.nullable_bytes()?;
         let value = record.nullable_bytes()?;
+        let headers_start = record.position;
         let header_count = record.varint()?;
         let header_count = usize::try_from(header_count)
             .map_err(|_| BatchError::InvalidRecord("invalid number of record headers"))?;
@@ -249,7 +249,17 @@ pub(super) fn walk_records<'a>(
                 "record size does not match its fields",
             ));
         }
-        f(offset_delta, timestamp_delta, key, value);
+        let headers = record
+            .buf
+            .get(headers_start..)
+            .ok_or(BatchError::InvalidRecord("premature end of record"))?;
+        f(RawRecord {
+            offset_delta,
+            timestamp_delta,
+            key,
+            value,
+            headers,
+        });
     }
     if cursor.remaining() != 0 {
         return Err(BatchError::InvalidRecord(
@@ -263,7 +273,9 @@ pub(super) fn walk_records<'a>(
 mod tests {
     use super::*;
     use crate::batch::encode::{encode_uncompressed_batch, BatchSpec, RecordSpec};
-    use crate::batch::header::{patch_base_offset, LOG_OVERHEAD, OFFSET_BATCH_LENGTH};
+    use crate::batch::header::{
+        patch_base_offset, BATCH_HEADER_LEN, LOG_OVERHEAD, OFFSET_BATCH_LENGTH,
+    };
     use crate::batch::test_support::{batch_with, fix_crc, MAX};
     use crate::batch::validate::validate_batches;
 
@@ -376,11 +388,11 @@ mod tests {
         assert!(for_each_stored_record(&log[..log.len() - 1], |_, _, _| {}).is_err());
     }
 
-    // A compressed batch in a log the broker writes itself is refused naming its own codec (it
-    // reported codec 0, "none", for every one).
+    // A compressed stored batch is walked like an uncompressed one (a topic whose
+    // compression.type changed), and a codec id of 5..=7 is refused naming it.
     #[test]
-    fn a_compressed_stored_batch_is_refused_with_its_codec() {
-        let mut batch = encode_uncompressed_batch(&BatchSpec {
+    fn compressed_stored_batches_are_walked_and_unknown_codecs_refused() {
+        let plain = encode_uncompressed_batch(&BatchSpec {
             records: vec![RecordSpec {
                 timestamp_delta: 0,
                 key: Some(b"k"),
@@ -389,12 +401,31 @@ mod tests {
             }],
             ..Default::default()
         });
-        // Mark it snappy (codec 2); the walk refuses before reading the records.
-        batch[crate::batch::header::OFFSET_ATTRIBUTES + 1] |= 2;
+        let records = BatchRecords::open(&plain, DecompressLimits::default()).expect("open");
+        let zstd = crate::batch::rebuild_batch(
+            &records,
+            &crate::batch::Rebuild {
+                base_offset: 9,
+                partition_leader_epoch: 0,
+                codec: crate::batch::Compression::Zstd,
+                level: None,
+                timestamp_type: crate::batch::TimestampType::CreateTime,
+                log_append_time_ms: -1,
+            },
+        )
+        .expect("rebuild");
+        let mut seen = Vec::new();
+        for_each_stored_record(&zstd, |offset, key, value| {
+            seen.push((offset, key.map(<[u8]>::to_vec), value.map(<[u8]>::to_vec)));
+        })
+        .expect("walk");
+        assert_eq!(seen, vec![(9, Some(b"k".to_vec()), Some(b"v".to_vec()))]);
+        let mut batch = plain.clone();
+        batch[crate::batch::header::OFFSET_ATTRIBUTES + 1] |= 5;
         fix_crc(&mut batch);
         assert!(matches!(
             for_each_stored_record(&batch, |_, _, _| {}),
-            Err(BatchError::UnsupportedCompression(2))
+            Err(BatchError::UnsupportedCompression(5))
         ));
     }
 }

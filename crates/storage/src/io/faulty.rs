@@ -75,6 +75,7 @@ type NodeId = u64;
 enum Op {
     Write,
     Sync,
+    SetLen,
 }
 
 #[derive(Debug)]
@@ -306,6 +307,22 @@ impl FaultyIo {
         });
     }
 
+    /// The `nth` `set_len` (1 = the next) of a file whose path ends with `path_suffix` fails
+    /// with `error` and changes nothing: a log that cannot cut back a failed append.
+    ///
+    /// # Panics
+    /// On `nth == 0`.
+    pub fn fail_set_len(&self, nth: u64, path_suffix: &str, error: InjectedError) {
+        assert!(nth > 0, "the first set_len is number 1");
+        self.arm(Rule {
+            op: Op::SetLen,
+            path_suffix: path_suffix.to_owned(),
+            countdown: nth - 1,
+            error,
+            landed_bytes: 0,
+        });
+    }
+
     /// Faults armed that have not fired yet, so a test can check that its fault happened.
     pub fn armed_faults(&self) -> usize {
         self.state().rules.len()
@@ -423,6 +440,10 @@ impl LogIo for FaultyIo {
     fn set_len(&self, file: &File, size_bytes: u64) -> io::Result<()> {
         let mut state = self.state();
         let id = state.node_of(file)?;
+        let paths = state.paths_of(id);
+        if let Some(rule) = state.take_fault(Op::SetLen, &paths) {
+            return Err(rule.error.to_io());
+        }
         file.set_len(size_bytes)?;
         state.node(id).pending.push(Change::SetLen(size_bytes));
         Ok(())

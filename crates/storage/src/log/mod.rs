@@ -5,6 +5,7 @@
 
 mod retention;
 mod truncate;
+mod validator;
 
 pub use retention::ExpiredFiles;
 
@@ -14,10 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use runnel_protocol::batch::{
-    patch_base_offset, patch_log_append_time, patch_partition_leader_epoch, validate_batches,
-    BatchHeader, TimestampType,
-};
+use runnel_protocol::batch::{validate_batches, BatchHeader, TimestampType};
 
 use crate::epoch_cache::{EpochCache, CHECKPOINT_FILE};
 use crate::file_budget::{FileBudget, PinnedFile};
@@ -427,34 +425,34 @@ impl PartitionLog {
             }
         }
         let log_append_time = self.config.message_timestamp_type == TimestampType::LogAppendTime;
-        let mut buf = BytesMut::from(records);
-        let mut next_offset = self.log_end_offset();
-        let first_offset = next_offset;
-        let mut headers: Vec<(usize, BatchHeader)> = Vec::with_capacity(refs.len());
+        let first_offset = self.log_end_offset();
+        let validated = validator::validate_and_assign(
+            BytesMut::from(records),
+            &refs,
+            &self.config,
+            first_offset,
+            leader_epoch,
+            now_ms,
+        )
+        .map_err(|e| match e {
+            StorageError::InvalidTimestamp { record_errors, .. } => {
+                StorageError::InvalidTimestamp {
+                    record_errors,
+                    log_start_offset: self.log_start_offset,
+                }
+            }
+            other => other,
+        })?;
+        let buf = validated.bytes;
+        let headers = validated.headers;
+        let max_timestamp = validated.max_timestamp;
         let mut updates = HashMap::new();
-        let mut max_timestamp = -1i64;
-        for r in &refs {
-            let size = r.header.size_bytes();
-            // `validate_batches` walked these bounds in this very buffer.
-            let Some(batch) = buf.get_mut(r.position..r.position + size) else {
-                panic!("validated batch at {} runs past the buffer", r.position);
-            };
-            patch_base_offset(batch, next_offset)?;
-            patch_partition_leader_epoch(batch, leader_epoch)?;
-            if log_append_time {
-                patch_log_append_time(batch, now_ms)?;
-            }
-            let header = BatchHeader::parse(batch)?;
+        let mut next_offset = first_offset;
+        for (_, header) in &headers {
             if header.has_producer_id() {
-                check_and_update(
-                    &mut updates,
-                    self.producers.get(header.producer_id),
-                    &header,
-                )?;
+                check_and_update(&mut updates, self.producers.get(header.producer_id), header)?;
             }
-            max_timestamp = max_timestamp.max(header.max_timestamp);
             next_offset = header.last_offset() + 1;
-            headers.push((r.position, header));
         }
         let last_offset = next_offset - 1;
         self.maybe_roll(
@@ -472,11 +470,18 @@ impl PartitionLog {
         if let Err(e) = written {
             // Nothing of a failed append becomes visible, whichever write failed (the data, an
             // index entry or the epoch checkpoint) and whatever reached the files: readers and
-            // offsets stay where they were, and recovery sorts out the files after a reopen.
-            // The disk's state is unknown, so the log refuses further writes, as Kafka takes a
-            // log directory offline on an IOException.
+            // offsets stay where they were. The files are cut back to where the append began
+            // (a failed write may have left a prefix of its bytes; ENOSPC on a full disk is the
+            // common case) and checked, so the log keeps taking writes and the next append,
+            // once there is space again, continues exactly where the last good one ended.
+            // Only if that fails is the disk's state unknown: then the log refuses further
+            // writes and reads until a reopen recovers it (Kafka takes the whole log directory
+            // offline on any IOException; docs/design.md says why runnel does not).
             self.active().restore_append_state(before);
-            self.poison();
+            if let Err(cut) = self.active().cut_to_stats() {
+                tracing::error!(dir = %self.dir.display(), error = %cut, "could not undo a failed append; the log refuses writes until reopened");
+                self.poison();
+            }
             return Err(e);
         }
         self.producers.commit(updates);
@@ -534,9 +539,19 @@ impl PartitionLog {
     /// look at the active segment. Readers get the new segment list before anything is
     /// appended to the new segment.
     fn roll(&mut self, base_offset: i64, now_ms: i64) -> Result<(), StorageError> {
+        // The final time-index entry is a write like an append's: if it fails (a full disk),
+        // nothing is sealed yet, so it is undone as a failed append is and the active segment
+        // stays active; the append that wanted the roll fails and a later one rolls.
+        let before = self.active().append_state();
+        if let Err(e) = self.active().append_final_time_entry() {
+            self.active().restore_append_state(before);
+            if self.active().cut_to_stats().is_err() {
+                self.poison();
+            }
+            return Err(e);
+        }
         let result = (|| {
             let active = self.active();
-            active.append_final_time_entry()?;
             active.sync()?;
             // Gives the handles back to the budget; sealed segments are read transiently.
             active.seal();
