@@ -33,6 +33,8 @@ pub struct LogConfig {
     /// `file.delete.delay.ms`: how long a deleted segment's files stay renamed `.deleted`
     /// before they are removed.
     pub file_delete_delay_ms: i64,
+    /// `cleanup.policy` contains `compact`, and the settings the log cleaner follows.
+    pub compaction: crate::cleaner::CompactionConfig,
 }
 
 impl Default for LogConfig {
@@ -49,6 +51,7 @@ impl Default for LogConfig {
             retention_bytes: -1,
             retention_enabled: true,
             file_delete_delay_ms: 60_000,
+            compaction: crate::cleaner::CompactionConfig::default(),
         }
     }
 }

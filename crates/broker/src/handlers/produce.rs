@@ -12,7 +12,9 @@
 //! applied while this one waits, so its batches join the same or the next round.
 
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 use runnel_protocol::batch::BatchHeader;
@@ -69,7 +71,19 @@ fn appended(index: i32, outcome: &AppendOutcome) -> PartitionProduceResponse {
 }
 
 fn rejected(index: i32, e: &StorageError) -> PartitionProduceResponse {
+    let record_errors = match e {
+        StorageError::InvalidRecords { record_errors, .. } => record_errors
+            .iter()
+            .map(|(index, message)| {
+                BatchIndexAndErrorMessage::default()
+                    .with_batch_index(*index)
+                    .with_batch_index_error_message(Some(StrBytes::from_string(message.clone())))
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
     PartitionProduceResponse::default()
+        .with_record_errors(record_errors)
         .with_index(index)
         .with_error_code(storage_error_code(e))
         .with_base_offset(-1)

@@ -280,6 +280,7 @@ pub fn settings(
                 .is_none_or(|v| v.split(',').any(|p| p.trim() == "delete")),
             file_delete_delay_ms: num("file.delete.delay.ms")
                 .unwrap_or(defaults.file_delete_delay_ms),
+            compaction: crate::log_cleaner::compaction_config(&get),
         },
         fsync_every_append: get("flush.messages").is_some_and(|v| v.trim() == "1"),
         min_insync_replicas: num("min.insync.replicas")

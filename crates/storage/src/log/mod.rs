@@ -3,6 +3,7 @@
 //! it, behind whatever lock its owner keeps; reads go through a `LogReader` (see `reader`),
 //! which needs no lock at all.
 
+mod cleaning;
 mod retention;
 mod truncate;
 
@@ -154,6 +155,8 @@ impl PartitionLog {
         for name in [CHECKPOINT_FILE, PARTITION_METADATA_FILE, LOG_START_FILE] {
             names_changed |= remove_if_present(&*io, &temp_path(&dir.join(name)))?;
         }
+        let cleaner_checkpoint = dir.join(crate::cleaner::CLEANER_CHECKPOINT_FILE);
+        names_changed |= remove_if_present(&*io, &temp_path(&cleaner_checkpoint))?;
         metadata::check_or_write(&*io, &dir, &topic_id)?;
         let marker = dir.join(CLEAN_SHUTDOWN_FILE);
         let clean = marker.exists();
@@ -171,6 +174,12 @@ impl PartitionLog {
         for name in names.iter().filter(|n| n.ends_with(DELETED_SUFFIX)) {
             names_changed |= remove_if_present(&*io, &dir.join(name))?;
         }
+        // A cleaning round's segment swap a crash interrupted (see `cleaning`).
+        names_changed |= cleaning::recover_swaps(&*io, &dir, &names)?;
+        let names: Vec<String> = fs::read_dir(&dir)?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
         let mut bases: Vec<i64> = names
             .iter()
             .filter_map(|name| parse_log_file_name(name))
@@ -411,6 +420,9 @@ impl PartitionLog {
     ) -> Result<AppendOutcome, StorageError> {
         self.check_writable()?;
         let refs = validate_batches(&records, self.config.max_message_bytes as usize)?;
+        if self.config.compaction.compact {
+            self.check_keys(&records, &refs)?;
+        }
         // Kafka checks a retry against the committed producer state before anything else and
         // answers the original offsets for the whole append.
         for r in &refs {
@@ -493,6 +505,61 @@ impl PartitionLog {
             log_append_time_ms: if log_append_time { now_ms } else { -1 },
             log_start_offset: self.log_start_offset,
             duplicate: false,
+        })
+    }
+
+    /// Kafka's `LogValidator.validateKey`: a compacted log refuses records without a key,
+    /// answering INVALID_RECORD with one record error per keyless record.
+    ///
+    /// TODO(compression): records of compressed batches are not checked until the broker has
+    /// its bounded decompressing reader; such batches are accepted as they are.
+    fn check_keys(
+        &self,
+        records: &[u8],
+        refs: &[runnel_protocol::batch::BatchRef],
+    ) -> Result<(), StorageError> {
+        let topic_partition = self
+            .dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut record_errors = Vec::new();
+        for r in refs {
+            if r.header.is_control()
+                || r.header.compression()? != runnel_protocol::batch::Compression::None
+            {
+                continue;
+            }
+            let Some(batch) = records.get(r.position..r.position + r.header.size_bytes()) else {
+                panic!("validated batch at {} runs past the buffer", r.position);
+            };
+            let parsed = crate::cleaner::parse_records(&r.header, batch)?;
+            for (index, record) in parsed.iter().enumerate() {
+                if record.key.is_none() {
+                    record_errors.push((
+                        i32::try_from(index).unwrap_or(i32::MAX),
+                        format!(
+                            "Compacted topic cannot accept message without key in topic partition {topic_partition}"
+                        ),
+                    ));
+                }
+            }
+        }
+        if record_errors.is_empty() {
+            return Ok(());
+        }
+        let shown: Vec<String> = record_errors
+            .iter()
+            .take(3)
+            .map(|(index, message)| format!("RecordError(batchIndex={index}, message='{message}')"))
+            .collect();
+        Err(StorageError::InvalidRecords {
+            message: format!(
+                "One or more records have been rejected due to {} record errors in total, and only showing the first three errors at most: [{}]",
+                record_errors.len(),
+                shown.join(", ")
+            ),
+            record_errors,
         })
     }
 
