@@ -30,11 +30,15 @@ pub enum ConfigSource {
 /// reported, so tools work, and a warning names them when set (see docs/configuration.md).
 const ACTED_ON: &[&str] = &[
     "cleanup.policy",
+    "delete.retention.ms",
     "file.delete.delay.ms",
     "flush.messages",
     "index.interval.bytes",
+    "max.compaction.lag.ms",
     "max.message.bytes",
     "message.timestamp.type",
+    "min.cleanable.dirty.ratio",
+    "min.compaction.lag.ms",
     "min.insync.replicas",
     "retention.bytes",
     "retention.ms",

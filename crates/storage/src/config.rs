@@ -55,3 +55,16 @@ impl Default for LogConfig {
         }
     }
 }
+
+impl LogConfig {
+    /// Kafka's `LogConfig.maxSegmentMs`: a compacted log also rolls by `max.compaction.lag.ms`,
+    /// since the active segment is never cleaned and its records must become cleanable within
+    /// that lag.
+    pub fn max_segment_ms(&self) -> i64 {
+        if self.compaction.compact && self.compaction.max_compaction_lag_ms > 0 {
+            self.compaction.max_compaction_lag_ms.min(self.segment_ms)
+        } else {
+            self.segment_ms
+        }
+    }
+}

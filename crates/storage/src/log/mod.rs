@@ -587,7 +587,10 @@ impl PartitionLog {
             || active.time_index_entries >= u64::from(config.segment_index_bytes) / 12;
         let offsets_overflow = last_offset - active.base_offset > i64::from(i32::MAX);
         if active.size_bytes + append_bytes > segment_bytes
-            || waited_ms > config.segment_ms.saturating_sub(active.roll_jitter_ms)
+            || waited_ms
+                > config
+                    .max_segment_ms()
+                    .saturating_sub(active.roll_jitter_ms)
             || index_full
             || offsets_overflow
         {
