@@ -65,6 +65,7 @@ pub fn batch_error_code(e: &BatchError) -> i16 {
         BatchError::InvalidRecord(_) => ResponseError::InvalidRecord,
         BatchError::MessageTooLarge { .. } => ResponseError::MessageTooLarge,
         BatchError::UnsupportedCompression(_) => ResponseError::UnsupportedCompressionType,
+        BatchError::CompressionFailed(_) => ResponseError::UnknownServerError,
     }
     .code()
 }

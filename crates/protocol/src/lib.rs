@@ -7,6 +7,7 @@
 pub mod api;
 pub mod api_versions;
 pub mod batch;
+pub mod compression;
 pub mod frame;
 pub mod fuzzing;
 pub mod kafka_uuid;

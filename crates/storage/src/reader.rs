@@ -51,6 +51,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::{Bytes, BytesMut};
 use runnel_protocol::batch::{for_each_record, BatchHeader, BATCH_HEADER_LEN};
+use runnel_protocol::compression::DecompressLimits;
 
 use crate::epoch_cache;
 use crate::file_budget::FileBudget;
@@ -431,10 +432,8 @@ impl LogSnapshot {
     }
 
     /// ListOffsets by timestamp: the first record at or past the log start offset with
-    /// timestamp >= `ts`, as `(offset, timestamp, batch leader epoch)`. Record-precise for
-    /// uncompressed batches; for compressed batches (which we never decompress) it answers the
-    /// batch's base offset (or the log start, if later) and max timestamp, so a consumer
-    /// seeking there still sees every matching record.
+    /// timestamp >= `ts`, as `(offset, timestamp, batch leader epoch)`, record-precise for
+    /// compressed batches too (read through the bounded decompressing reader).
     pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64, i32)>, StorageError> {
         let log_start_offset = self.offsets.log_start_offset;
         self.checked(|| {
@@ -453,7 +452,7 @@ impl LogSnapshot {
     }
 
     /// ListOffsets MAX_TIMESTAMP: the record with the largest timestamp (the first such
-    /// record; batch base offset for compressed batches), with its batch's leader epoch. A
+    /// record, compressed batches included), with its batch's leader epoch. A
     /// batch that cannot be read answers the segment's batch-level record of it.
     pub fn max_timestamp_and_offset(&self) -> Result<Option<(i64, i64, i32)>, StorageError> {
         self.checked(|| {
@@ -684,8 +683,9 @@ fn max_timestamp_in_segment(budget: &Arc<FileBudget>, segment: &SegmentRead) -> 
 }
 
 /// Reads the batch at `position` and returns its first record `wanted(offset, timestamp)`
-/// accepts; `batch_level` when the batch is compressed or unreadable, or when no record is
-/// accepted (a `LogAppendTime` batch, whose records keep their create times).
+/// accepts, decompressing it if needed (Kafka's `FileRecords.searchForTimestamp` and
+/// `RecordBatch.offsetOfMaxTimestamp` iterate the records of compressed batches too);
+/// `batch_level` when the batch is unreadable or no record is accepted.
 fn refine_in_batch(
     file: IoFile<'_>,
     position: u64,
@@ -693,16 +693,16 @@ fn refine_in_batch(
     batch_level: (i64, i64, i32),
     wanted: impl Fn(i64, i64) -> bool,
 ) -> (i64, i64, i32) {
-    if header.compression().ok() != Some(runnel_protocol::batch::Compression::None) {
-        return batch_level;
-    }
     // The header's length was validated against the segment size by `read_header_at`.
     let mut buf = vec![0u8; header.size_bytes().max(BATCH_HEADER_LEN)];
     if file.read_exact_at(&mut buf, position).is_err() {
         return batch_level;
     }
     let mut hit = None;
-    let walked = for_each_record(&buf, |delta, ts| {
+    // Compressed batches are decompressed within the default caps (a stored batch passed the
+    // topic's caps when it was appended; a bigger `max.message.bytes` since then is rare, and
+    // such a batch answers at batch level, as before).
+    let walked = for_each_record(&buf, DecompressLimits::default(), |delta, ts| {
         let offset = header.base_offset + i64::from(delta);
         if hit.is_none() && wanted(offset, ts) {
             hit = Some((offset, ts));

@@ -28,8 +28,8 @@ pub(super) const OFFSET_BASE_SEQUENCE: usize = 53;
 pub(super) const OFFSET_RECORD_COUNT: usize = 57;
 
 pub(super) const ATTR_COMPRESSION_MASK: i16 = 0x07;
-const ATTR_TIMESTAMP_TYPE: i16 = 0x08;
-const ATTR_TRANSACTIONAL: i16 = 0x10;
+pub(super) const ATTR_TIMESTAMP_TYPE: i16 = 0x08;
+pub(super) const ATTR_TRANSACTIONAL: i16 = 0x10;
 const ATTR_CONTROL: i16 = 0x20;
 
 /// Compression codec from the low three attribute bits.
@@ -244,6 +244,36 @@ pub fn patch_log_append_time(batch: &mut [u8], now_ms: i64) -> Result<(), BatchE
     write_bytes(batch, OFFSET_CRC, &crc.to_be_bytes())
 }
 
+/// Kafka's `DefaultRecordBatch.setMaxTimestamp`: sets the timestamp-type bit to
+/// `timestamp_type` and `maxTimestamp` to `max_timestamp`, recomputing the CRC, unless both
+/// already hold those values (then nothing changes, as in Kafka). `batch` must hold exactly
+/// one batch.
+pub fn patch_max_timestamp(
+    batch: &mut [u8],
+    timestamp_type: TimestampType,
+    max_timestamp: i64,
+) -> Result<(), BatchError> {
+    let header = require_header(batch)?;
+    if header.timestamp_type() == timestamp_type && header.max_timestamp == max_timestamp {
+        return Ok(());
+    }
+    if header.batch_length < 0 || header.size_bytes() != batch.len() {
+        return Err(BatchError::CorruptMessage("batch length does not match"));
+    }
+    let attributes = match timestamp_type {
+        TimestampType::LogAppendTime => header.attributes | ATTR_TIMESTAMP_TYPE,
+        TimestampType::CreateTime => header.attributes & !ATTR_TIMESTAMP_TYPE,
+    };
+    write_bytes(batch, OFFSET_ATTRIBUTES, &attributes.to_be_bytes())?;
+    write_bytes(batch, OFFSET_MAX_TIMESTAMP, &max_timestamp.to_be_bytes())?;
+    let crc = crc32c::crc32c(
+        batch
+            .get(OFFSET_ATTRIBUTES..)
+            .ok_or(BatchError::CorruptMessage("truncated batch"))?,
+    );
+    write_bytes(batch, OFFSET_CRC, &crc.to_be_bytes())
+}
+
 fn require_header(batch: &[u8]) -> Result<BatchHeader, BatchError> {
     BatchHeader::parse(batch)
 }
@@ -269,7 +299,12 @@ mod tests {
         assert_eq!(h.max_timestamp, 123_456);
         assert_eq!(h.timestamp_type(), TimestampType::LogAppendTime);
         let mut timestamps = Vec::new();
-        for_each_record(&batch, |delta, ts| timestamps.push((delta, ts))).unwrap();
+        for_each_record(
+            &batch,
+            crate::compression::DecompressLimits::default(),
+            |delta, ts| timestamps.push((delta, ts)),
+        )
+        .unwrap();
         assert_eq!(timestamps, vec![(0, 123_456), (1, 123_456)]);
         assert!(patch_base_offset(&mut [0u8; 10], 1).is_err());
         assert!(patch_log_append_time(&mut batch[..60], 1).is_err());

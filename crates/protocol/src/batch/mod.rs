@@ -19,8 +19,10 @@
 //! One file per concern: `header` holds the fixed header (field offsets, decoding, the CRC and the
 //! in-place patches), `validate` the rules a produced or stored batch must pass and `BatchError`,
 //! `records` the walk over the records inside a batch, and `encode` the encoder for uncompressed
-//! batches.
+//! batches, `decoded` the records of any batch through the bounded decompressing reader
+//! (`crate::compression`) and the encoder that writes them into a new batch.
 
+mod decoded;
 mod encode;
 mod header;
 mod records;
@@ -28,11 +30,12 @@ mod records;
 mod test_support;
 mod validate;
 
+pub use decoded::{rebuild_batch, BatchRecords, Rebuild, RecordView, NO_TIMESTAMP};
 pub use encode::{encode_uncompressed_batch, BatchSpec, RecordSpec};
 pub use header::{
     decrement_sequence, increment_sequence, patch_base_offset, patch_log_append_time,
-    patch_partition_leader_epoch, BatchHeader, Compression, TimestampType, BATCH_HEADER_LEN,
-    LOG_OVERHEAD, MAGIC_V2, NO_SEQUENCE,
+    patch_max_timestamp, patch_partition_leader_epoch, BatchHeader, Compression, TimestampType,
+    BATCH_HEADER_LEN, LOG_OVERHEAD, MAGIC_V2, NO_SEQUENCE,
 };
 pub use records::{for_each_record, for_each_stored_record};
 pub use validate::{check_stored_batch, validate_batches, BatchError, BatchRef};

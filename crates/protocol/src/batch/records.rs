@@ -1,39 +1,21 @@
 //! Walking the records inside a batch: a bounds-checked cursor with Kafka's varint readers, the
 //! record framing rules, and the per-record callbacks over one batch or a run of stored batches.
 
-use super::header::{BatchHeader, Compression, TimestampType, BATCH_HEADER_LEN};
+use super::decoded::BatchRecords;
+use super::header::{BatchHeader, Compression, BATCH_HEADER_LEN};
 use super::validate::{check_stored_batch, BatchError};
+use crate::compression::DecompressLimits;
 
-/// Calls `f(offset_delta, timestamp_ms)` for every record of one whole UNCOMPRESSED batch
-/// (`batch` holds exactly the batch). For LogAppendTime batches every record's timestamp is the
-/// batch's `maxTimestamp`, as Kafka reports it. Offset deltas are not required to be dense, so
-/// compacted batches work. Compressed batches -> `UnsupportedCompression`-free error: callers
-/// fall back to batch-level answers for them.
-pub fn for_each_record(batch: &[u8], mut f: impl FnMut(i32, i64)) -> Result<(), BatchError> {
-    let header = BatchHeader::parse(batch)?;
-    if header.compression()? != Compression::None {
-        return Err(BatchError::InvalidRecord(
-            "records of a compressed batch are not walked",
-        ));
-    }
-    let end = header.size_bytes().min(batch.len());
-    let body = batch
-        .get(BATCH_HEADER_LEN..end)
-        .ok_or(BatchError::CorruptMessage("truncated batch"))?;
-    let log_append = header.timestamp_type() == TimestampType::LogAppendTime;
-    walk_records(
-        body,
-        header.record_count,
-        false,
-        |offset_delta, timestamp_delta, _, _| {
-            let timestamp = if log_append {
-                header.max_timestamp
-            } else {
-                header.base_timestamp.wrapping_add(timestamp_delta)
-            };
-            f(offset_delta, timestamp);
-        },
-    )
+/// Calls `f(offset_delta, timestamp_ms)` for every record of one whole batch (`batch` holds
+/// exactly the batch), compressed ones decompressed within `limits`. For LogAppendTime batches
+/// every record's timestamp is the batch's `maxTimestamp`, as Kafka reports it. Offset deltas
+/// are not required to be dense, so compacted batches work.
+pub fn for_each_record(
+    batch: &[u8],
+    limits: DecompressLimits,
+    mut f: impl FnMut(i32, i64),
+) -> Result<(), BatchError> {
+    BatchRecords::open(batch, limits)?.for_each(|r| f(r.offset_delta, r.timestamp))
 }
 
 /// Calls `f(offset, key, value)` for every record of the whole stored batches in `bytes` (as
@@ -182,6 +164,18 @@ impl<'a> Cursor<'a> {
     }
 }
 
+/// One record as written inside a batch body, its fields borrowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawRecord<'a> {
+    pub offset_delta: i32,
+    pub timestamp_delta: i64,
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+    /// The header count varint and every header, exactly as written (copied as is when the
+    /// record is written again).
+    pub headers: &'a [u8],
+}
+
 /// Walks `count` records in `body` (the bytes after the batch header), calling
 /// `f(offset_delta, timestamp_delta, key, value)` for each. With `dense_offsets` the i-th record must have
 /// offset delta i (a client batch); otherwise deltas must only increase (a compacted batch).
@@ -191,6 +185,18 @@ pub(super) fn walk_records<'a>(
     count: i32,
     dense_offsets: bool,
     mut f: impl FnMut(i32, i64, Option<&'a [u8]>, Option<&'a [u8]>),
+) -> Result<(), BatchError> {
+    walk_raw_records(body, count, dense_offsets, |r| {
+        f(r.offset_delta, r.timestamp_delta, r.key, r.value);
+    })
+}
+
+/// [`walk_records`], handing each record whole.
+pub(super) fn walk_raw_records<'a>(
+    body: &'a [u8],
+    count: i32,
+    dense_offsets: bool,
+    mut f: impl FnMut(RawRecord<'a>),
 ) -> Result<(), BatchError> {
     if count < 0 {
         return Err(BatchError::InvalidRecord("negative record count"));
@@ -229,6 +235,7 @@ pub(super) fn walk_records<'a>(
         previous_delta = Some(offset_delta);
         let key = record.nullable_bytes()?;
         let value = record.nullable_bytes()?;
+        let headers_start = record.position;
         let header_count = record.varint()?;
         let header_count = usize::try_from(header_count)
             .map_err(|_| BatchError::InvalidRecord("invalid number of record headers"))?;
@@ -249,7 +256,17 @@ pub(super) fn walk_records<'a>(
                 "record size does not match its fields",
             ));
         }
-        f(offset_delta, timestamp_delta, key, value);
+        let headers = record
+            .buf
+            .get(headers_start..)
+            .ok_or(BatchError::InvalidRecord("premature end of record"))?;
+        f(RawRecord {
+            offset_delta,
+            timestamp_delta,
+            key,
+            value,
+            headers,
+        });
     }
     if cursor.remaining() != 0 {
         return Err(BatchError::InvalidRecord(

@@ -30,6 +30,10 @@ pub enum BatchError {
     /// `UNSUPPORTED_COMPRESSION_TYPE` (76): compression codec id 5, 6 or 7.
     #[error("unsupported compression codec id {0}")]
     UnsupportedCompression(u8),
+    /// `UNKNOWN_SERVER_ERROR` (-1): re-encoding a batch for `compression.type` failed, which
+    /// only a broken codec library does (Kafka's codecs throw a `KafkaException` there).
+    #[error("compression failed: {0}")]
+    CompressionFailed(&'static str),
 }
 
 /// One batch found by [`validate_batches`].
@@ -434,7 +438,11 @@ mod tests {
             let cut = (next() as usize) % (input.len() + 1);
             let _ = validate_batches(&input[..cut], MAX);
             let _ = check_stored_batch(&input[..cut]);
-            let _ = for_each_record(&input[..cut], |_, _| {});
+            let _ = for_each_record(
+                &input[..cut],
+                crate::compression::DecompressLimits::default(),
+                |_, _| {},
+            );
         }
     }
 }
