@@ -8,11 +8,12 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use runnel_protocol::batch::Compression;
 use runnel_protocol::batch::{
     check_stored_batch, encode_uncompressed_batch, BatchHeader, BatchSpec, RecordSpec,
 };
 use runnel_storage::cleaner::{
-    clean_once, parse_records, CleanerSettings, CompactionConfig, OffsetMap, Throttler,
+    clean_once, parse_body, records_body, CleanerSettings, CompactionConfig, OffsetMap, Throttler,
 };
 use runnel_storage::io::faulty::{FaultyIo, InjectedError};
 use runnel_storage::io::LogIo;
@@ -63,6 +64,27 @@ fn keyed_batch(records: &[Rec], base_ts: i64, pid: i64, seq: i32) -> Bytes {
 /// A record as read back: offset, key, value.
 type ReadRecord = (i64, Option<Vec<u8>>, Option<Vec<u8>>);
 
+/// `batch` (uncompressed) with its records section compressed with codec number `codec` (1-4).
+fn compress(batch: &[u8], codec: i16) -> Bytes {
+    let kind = [
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ][(codec - 1) as usize];
+    let mut out = batch[..61].to_vec();
+    out.extend_from_slice(
+        &runnel_protocol::compression::compress(kind, None, &batch[61..]).unwrap(),
+    );
+    let attributes = i16::from_be_bytes([out[21], out[22]]) | codec;
+    out[21..23].copy_from_slice(&attributes.to_be_bytes());
+    let length = (out.len() - 12) as i32;
+    out[8..12].copy_from_slice(&length.to_be_bytes());
+    let crc = crc32c::crc32c(&out[21..]);
+    out[17..21].copy_from_slice(&crc.to_be_bytes());
+    Bytes::from(out)
+}
+
 /// Every record readable from the log start: (offset, key, value), plus the batch headers.
 fn read_all(log: &PartitionLog) -> (Vec<ReadRecord>, Vec<BatchHeader>) {
     let mut records = Vec::new();
@@ -79,7 +101,8 @@ fn read_all(log: &PartitionLog) -> (Vec<ReadRecord>, Vec<BatchHeader>) {
             let h = BatchHeader::parse(&bytes[pos..]).unwrap();
             let batch = &bytes[pos..pos + h.size_bytes()];
             check_stored_batch(batch).unwrap();
-            for r in parse_records(&h, batch).unwrap() {
+            let body = records_body(&h, batch, 1 << 20).unwrap();
+            for r in parse_body(&h, &body).unwrap() {
                 if r.offset >= offset {
                     records.push((
                         r.offset,
@@ -202,9 +225,12 @@ fn append_random(rng: &mut Rng, log: &mut PartitionLog, model: &mut Model, now: 
             (key, value)
         })
         .collect();
-    let out = log
-        .append_as_leader(keyed_batch(&records, now, -1, -1), 0, now)
-        .unwrap();
+    let mut batch = keyed_batch(&records, now, -1, -1);
+    let codec = rng.below(6) as i16;
+    if (1..=4).contains(&codec) {
+        batch = compress(&batch, codec);
+    }
+    let out = log.append_as_leader(batch, 0, now).unwrap();
     for (i, r) in records.into_iter().enumerate() {
         model.records.insert(out.base_offset + i as i64, r);
     }
@@ -253,6 +279,13 @@ fn random_appends_cleans_and_reopens_agree_with_the_model() {
 
 #[test]
 fn latest_values_stay_and_tombstones_go_after_delete_retention() {
+    // Uncompressed, and each codec (compressed batches are rewritten with their own codec).
+    for codec in 0..=4 {
+        tombstone_case(codec);
+    }
+}
+
+fn tombstone_case(codec: i16) {
     // Kafka's rules end to end: the first clean keeps a tombstone (stamping its batch's delete
     // horizon), a clean after delete.retention.ms removes it, and the active segment is never
     // touched.
@@ -270,11 +303,19 @@ fn latest_values_stay_and_tombstones_go_after_delete_retention() {
                     )
                 })
                 .collect();
-            l.append_as_leader(keyed_batch(&recs, 100 + round, -1, -1), 0, 100)
-                .unwrap();
-        }
-        l.append_as_leader(keyed_batch(&[(b"k0".to_vec(), None)], 200, -1, -1), 0, 100)
+            l.append_as_leader(
+                maybe_compress(keyed_batch(&recs, 100 + round, -1, -1), codec),
+                0,
+                100,
+            )
             .unwrap();
+        }
+        l.append_as_leader(
+            maybe_compress(keyed_batch(&[(b"k0".to_vec(), None)], 200, -1, -1), codec),
+            0,
+            100,
+        )
+        .unwrap();
         // Enough to roll the tombstone into a sealed segment.
         for round in 0..10 {
             let recs = vec![(b"other".to_vec(), Some(format!("x{round}").into_bytes()))];
@@ -290,6 +331,12 @@ fn latest_values_stay_and_tombstones_go_after_delete_retention() {
     assert!(
         headers.iter().any(|h| h.attributes & 0x40 != 0),
         "delete horizon stamped"
+    );
+    let codecs: std::collections::BTreeSet<i16> =
+        headers.iter().map(|h| h.attributes & 7).collect();
+    assert!(
+        codecs.contains(&codec),
+        "rewritten batches keep codec {codec}: {codecs:?}"
     );
     let k1: Vec<_> = records
         .iter()
@@ -324,6 +371,14 @@ fn latest_values_stay_and_tombstones_go_after_delete_retention() {
         headers.last().unwrap().last_offset(),
         l.log_end_offset() - 1
     );
+}
+
+fn maybe_compress(batch: Bytes, codec: i16) -> Bytes {
+    if codec == 0 {
+        batch
+    } else {
+        compress(&batch, codec)
+    }
 }
 
 #[test]
@@ -386,6 +441,12 @@ fn keyless_records_are_refused_by_a_compacted_log() {
         format!("One or more records have been rejected due to 2 record errors in total, and only showing the first three errors at most: [RecordError(batchIndex=0, message='{one}'), RecordError(batchIndex=1, message='{one}')]")
     );
     assert_eq!(log.log_end_offset(), 0);
+    // Records of a compressed batch are read too.
+    let zstd = compress(&support::batch(1, 0, 3), 4);
+    assert!(matches!(
+        log.append_as_leader(zstd, 0, 0),
+        Err(StorageError::InvalidRecords { .. })
+    ));
     let mut plain = config(0);
     plain.compaction.compact = false;
     log.set_config(plain);

@@ -24,7 +24,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 pub use offset_map::{OffsetMap, BYTES_PER_ENTRY};
-pub use records::{delete_horizon_ms, parse_records, StoredRecord};
+pub use records::{delete_horizon_ms, parse_body, parse_records, records_body, StoredRecord};
 pub(crate) use round::{with_suffix, CLEANED_SUFFIX, SWAP_SUFFIX};
 pub use round::{CleanRound, CleanStats, CleanedSegment};
 

@@ -1,8 +1,16 @@
-//! The records of a stored, uncompressed v2 batch, parsed strictly (every length checked
-//! against the batch), and the batches the cleaner writes back: Kafka's `filterTo` output, with
-//! the original base offset, last offset delta, producer fields and leader epoch kept.
+//! The records of a stored v2 batch, parsed strictly (every length checked against the
+//! batch), and the batches the cleaner writes back: Kafka's `filterTo` output, with the original
+//! base offset, last offset delta, producer fields, leader epoch and codec kept.
+//!
+//! Compressed batches go through the protocol crate's bounded codecs
+//! (`runnel_protocol::compression`): the record count a header claims and the decompressed size
+//! are both capped before anything is allocated for them (`DecompressLimits`, from the log's
+//! `max.message.bytes`), so a stored bomb fails the round instead of exhausting memory.
 
-use runnel_protocol::batch::{BatchHeader, BATCH_HEADER_LEN, LOG_OVERHEAD, MAGIC_V2};
+use std::borrow::Cow;
+
+use runnel_protocol::batch::{BatchHeader, Compression, BATCH_HEADER_LEN, LOG_OVERHEAD, MAGIC_V2};
+use runnel_protocol::compression::{self, DecompressLimits, RECORD_BYTES_MIN};
 
 use crate::StorageError;
 
@@ -90,8 +98,34 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// The records of `batch` (exactly one whole stored batch, uncompressed), in order. The count
-/// comes from the header and is bounded by the bytes (each record takes at least one).
+/// The records section of `batch` (exactly one whole stored batch), decompressed within
+/// `max_message_bytes`'s limits when the batch is compressed, borrowed otherwise.
+pub fn records_body<'a>(
+    header: &BatchHeader,
+    batch: &'a [u8],
+    max_message_bytes: usize,
+) -> Result<Cow<'a, [u8]>, StorageError> {
+    let body = batch
+        .get(BATCH_HEADER_LEN..header.size_bytes().min(batch.len()))
+        .ok_or_else(|| corrupt("truncated batch"))?;
+    let codec = header.compression()?;
+    if codec == Compression::None {
+        return Ok(Cow::Borrowed(body));
+    }
+    let limits = DecompressLimits::for_max_message_bytes(max_message_bytes);
+    let count = usize::try_from(header.record_count).map_err(|_| corrupt("negative count"))?;
+    if count > limits.record_count_max {
+        return Err(corrupt("record count exceeds the decompression limit"));
+    }
+    Ok(Cow::Owned(compression::decompress(
+        codec,
+        body,
+        limits.output_bytes_max,
+    )?))
+}
+
+/// The records of an uncompressed `batch` (exactly one whole stored batch), in order; see
+/// `parse_body` for compressed ones.
 pub fn parse_records<'a>(
     header: &BatchHeader,
     batch: &'a [u8],
@@ -99,8 +133,17 @@ pub fn parse_records<'a>(
     let body = batch
         .get(BATCH_HEADER_LEN..header.size_bytes().min(batch.len()))
         .ok_or_else(|| corrupt("truncated batch"))?;
+    parse_body(header, body)
+}
+
+/// The records of a batch's (decompressed) records section `body`, in order. The count comes
+/// from the header and is bounded by the bytes (each record takes at least one).
+pub fn parse_body<'a>(
+    header: &BatchHeader,
+    body: &'a [u8],
+) -> Result<Vec<StoredRecord<'a>>, StorageError> {
     let count = usize::try_from(header.record_count).map_err(|_| corrupt("negative count"))?;
-    if count > body.len() {
+    if count > body.len() / RECORD_BYTES_MIN {
         return Err(corrupt("record count exceeds the batch bytes"));
     }
     let log_append_time = header.attributes & ATTR_TIMESTAMP_TYPE != 0;
@@ -160,14 +203,15 @@ fn put_nullable(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
 /// Appends to `out` the batch Kafka's `buildRetainedRecordsInto` builds from `original` and its
 /// `retained` records: same base offset, last offset delta, producer fields, leader epoch and
 /// attributes (plus the delete-horizon bit when `delete_horizon_ms` is set, which then becomes
-/// the base timestamp); otherwise the base timestamp is the first retained record's.
-/// Uncompressed only (the caller keeps compressed batches whole).
+/// the base timestamp); otherwise the base timestamp is the first retained record's. The
+/// records are compressed again with the batch's codec (at its Kafka default level, as Kafka's
+/// `buildRetainedRecordsInto` does).
 pub fn write_retained(
     out: &mut Vec<u8>,
     original: &BatchHeader,
     retained: &[StoredRecord<'_>],
     delete_horizon_ms: Option<i64>,
-) {
+) -> Result<(), StorageError> {
     assert!(!retained.is_empty(), "a retained batch needs records");
     let log_append_time = original.attributes & ATTR_TIMESTAMP_TYPE != 0;
     let base_timestamp = delete_horizon_ms.unwrap_or(retained[0].timestamp);
@@ -194,6 +238,7 @@ pub fn write_retained(
     out.extend_from_slice(&original.producer_epoch.to_be_bytes());
     out.extend_from_slice(&original.base_sequence.to_be_bytes());
     out.extend_from_slice(&(retained.len() as i32).to_be_bytes());
+    let mut body = Vec::new();
     let mut record_bytes = Vec::new();
     for record in retained {
         record_bytes.clear();
@@ -206,10 +251,17 @@ pub fn write_retained(
         put_nullable(&mut record_bytes, record.key);
         put_nullable(&mut record_bytes, record.value);
         record_bytes.extend_from_slice(record.headers);
-        put_varlong(out, record_bytes.len() as i64);
-        out.extend_from_slice(&record_bytes);
+        put_varlong(&mut body, record_bytes.len() as i64);
+        body.extend_from_slice(&record_bytes);
+    }
+    let codec = original.compression()?;
+    if codec == Compression::None {
+        out.extend_from_slice(&body);
+    } else {
+        out.extend_from_slice(&compression::compress(codec, None, &body)?);
     }
     finish(out, start);
+    Ok(())
 }
 
 /// Appends Kafka's `writeEmptyHeader` for `original`: no records, the same offsets and producer
@@ -280,7 +332,7 @@ mod tests {
         assert_eq!(records.len(), 3);
         let kept = [records[0], records[2]];
         let mut out = Vec::new();
-        write_retained(&mut out, &header, &kept, None);
+        write_retained(&mut out, &header, &kept, None).unwrap();
         let new_header = check_stored_batch(&out).unwrap();
         assert_eq!(new_header.base_offset, 100);
         assert_eq!(new_header.last_offset(), 102);
@@ -288,7 +340,7 @@ mod tests {
         assert_eq!(new_header.max_timestamp, 1_002);
         assert_eq!(parse_records(&new_header, &out).unwrap(), kept.to_vec());
         let mut with_horizon = Vec::new();
-        write_retained(&mut with_horizon, &header, &kept, Some(5_000));
+        write_retained(&mut with_horizon, &header, &kept, Some(5_000)).unwrap();
         let h = check_stored_batch(&with_horizon).unwrap();
         assert_eq!(delete_horizon_ms(&h), Some(5_000));
         assert_eq!(
@@ -297,7 +349,82 @@ mod tests {
         );
         let mut empty = Vec::new();
         write_empty(&mut empty, &header);
+        assert_eq!(empty.len(), BATCH_HEADER_LEN);
         let h = check_stored_batch(&empty).unwrap();
         assert_eq!((h.record_count, h.last_offset()), (0, 102));
+    }
+
+    /// `batch` (uncompressed) with its records section compressed with `codec`.
+    fn compressed(batch: &[u8], codec: Compression, bits: i16) -> Vec<u8> {
+        let mut out = batch[..BATCH_HEADER_LEN].to_vec();
+        out.extend_from_slice(
+            &compression::compress(codec, None, &batch[BATCH_HEADER_LEN..]).unwrap(),
+        );
+        let attributes = i16::from_be_bytes([out[21], out[22]]) | bits;
+        out[21..23].copy_from_slice(&attributes.to_be_bytes());
+        finish(&mut out, 0);
+        out
+    }
+
+    #[test]
+    fn compressed_batches_are_read_boundedly_and_rewritten_with_their_codec() {
+        // Every codec: the records read back from the compressed batch, a rewrite keeping some
+        // of them stays compressed with the same codec, and reads back to the kept records.
+        let spec = BatchSpec {
+            base_offset: 7,
+            base_timestamp: 50,
+            records: (0..20)
+                .map(|i| RecordSpec {
+                    timestamp_delta: i,
+                    key: Some(b"key"),
+                    value: Some(b"a value that compresses well, well, well"),
+                    headers: vec![],
+                })
+                .collect(),
+            ..BatchSpec::default()
+        };
+        let plain = encode_uncompressed_batch(&spec);
+        let codecs = [
+            (Compression::Gzip, 1),
+            (Compression::Snappy, 2),
+            (Compression::Lz4, 3),
+            (Compression::Zstd, 4),
+        ];
+        for (codec, bits) in codecs {
+            let batch = compressed(&plain, codec, bits);
+            let header = check_stored_batch(&batch).unwrap();
+            let body = records_body(&header, &batch, 1 << 20).unwrap();
+            let records = parse_body(&header, &body).unwrap();
+            assert_eq!(records.len(), 20, "{codec:?}");
+            let kept = [records[3], records[19]];
+            let mut out = Vec::new();
+            write_retained(&mut out, &header, &kept, None).unwrap();
+            let new_header = check_stored_batch(&out).unwrap();
+            assert_eq!(new_header.compression().unwrap(), codec);
+            assert_eq!((new_header.base_offset, new_header.last_offset()), (7, 26));
+            let new_body = records_body(&new_header, &out, 1 << 20).unwrap();
+            assert_eq!(parse_body(&new_header, &new_body).unwrap(), kept.to_vec());
+        }
+    }
+
+    #[test]
+    fn a_record_count_past_the_decompression_limit_fails_before_decompressing() {
+        // A stored compressed batch claiming more records than the limit allows is refused
+        // without being decompressed.
+        let spec = BatchSpec {
+            records: vec![RecordSpec {
+                key: Some(b"k"),
+                ..RecordSpec::default()
+            }],
+            ..BatchSpec::default()
+        };
+        let mut batch = compressed(&encode_uncompressed_batch(&spec), Compression::Gzip, 1);
+        batch[57..61].copy_from_slice(&i32::MAX.to_be_bytes());
+        finish(&mut batch, 0);
+        let header = check_stored_batch(&batch).unwrap();
+        assert!(matches!(
+            records_body(&header, &batch, 1 << 20),
+            Err(StorageError::Corrupt(_))
+        ));
     }
 }

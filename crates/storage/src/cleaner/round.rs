@@ -26,20 +26,22 @@
 //!
 //! Control batches and transactional batches are kept whole: runnel has no transactions yet,
 //! so it cannot tell committed from aborted data or know when a marker may go (see
-//! docs/design.md). Compressed batches are kept whole too until the broker has a bounded
-//! decompressing reader to take their records apart. Neither kind puts keys in the map, and
-//! while the cleaned range holds any of them, tombstones are kept: an older record of the
-//! tombstone's key might sit in such a batch and come back if the tombstone went.
+//! docs/design.md). They put no keys in the map, and while the cleaned range holds any, tombstones
+//! are kept: an older record of the tombstone's key might sit in such a batch and come back if
+//! the tombstone went.
+//!
+//! Compressed batches are decompressed within the log's `max.message.bytes` limits
+//! (`records::records_body`) and, when a record goes, written again with their own codec.
 
 use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use runnel_protocol::batch::{check_stored_batch, BatchHeader, Compression, BATCH_HEADER_LEN};
+use runnel_protocol::batch::{check_stored_batch, BatchHeader, BATCH_HEADER_LEN};
 
 use super::offset_map::OffsetMap;
-use super::records::{delete_horizon_ms, parse_records, write_empty, write_retained};
+use super::records::{delete_horizon_ms, parse_body, records_body, write_empty, write_retained};
 use super::Throttler;
 use crate::file_budget::FileBudget;
 use crate::index::{OFFSET_ENTRY_BYTES, TIME_ENTRY_BYTES};
@@ -109,9 +111,7 @@ pub struct CleanRound {
 
 /// A batch is opaque when the cleaner keeps it whole without reading its records.
 fn is_opaque(header: &BatchHeader) -> bool {
-    header.is_control()
-        || header.is_transactional()
-        || !matches!(header.compression(), Ok(Compression::None))
+    header.is_control() || header.is_transactional()
 }
 
 impl CleanRound {
@@ -202,6 +202,7 @@ impl CleanRound {
         stats: &mut CleanStats,
     ) -> Result<i64, StorageError> {
         map.clear();
+        let max_message_bytes = self.config.max_message_bytes as usize;
         let start = self.first_dirty;
         let end = self.first_uncleanable;
         let mut full = false;
@@ -219,7 +220,8 @@ impl CleanRound {
                 |header, batch| {
                     if !is_opaque(header) && header.last_offset() >= start {
                         check_stored_batch(batch)?;
-                        for record in parse_records(header, batch)? {
+                        let body = records_body(header, batch, max_message_bytes)?;
+                        for record in parse_body(header, &body)? {
                             stats.records_read += 1;
                             let Some(key) = record.key else { continue };
                             if record.offset < start {
@@ -384,6 +386,7 @@ impl CleanRound {
         let now = self.now_ms;
         let horizon_for_new = now.saturating_add(self.config.compaction.delete_retention_ms);
         let interval = self.config.index_interval_bytes;
+        let max_message_bytes = self.config.max_message_bytes as usize;
         for index in group {
             let source = &self.segments[index];
             stats.bytes_read +=
@@ -398,7 +401,8 @@ impl CleanRound {
                         out.extend_from_slice(batch);
                     } else {
                         check_stored_batch(batch)?;
-                        let records = parse_records(header, batch)?;
+                        let body = records_body(header, batch, max_message_bytes)?;
+                        let records = parse_body(header, &body)?;
                         let existing_horizon = delete_horizon_ms(header);
                         let retain_deletes = keep_all_tombstones
                             || existing_horizon.is_none_or(|horizon| now < horizon);
@@ -428,7 +432,7 @@ impl CleanRound {
                             } else {
                                 existing_horizon
                             };
-                            write_retained(&mut out, header, &kept, horizon);
+                            write_retained(&mut out, header, &kept, horizon)?;
                         } else if retain_empty {
                             write_empty(&mut out, header);
                         }

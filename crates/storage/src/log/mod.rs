@@ -510,9 +510,8 @@ impl PartitionLog {
 
     /// Kafka's `LogValidator.validateKey`: a compacted log refuses records without a key,
     /// answering INVALID_RECORD with one record error per keyless record.
-    ///
-    /// TODO(compression): records of compressed batches are not checked until the broker has
-    /// its bounded decompressing reader; such batches are accepted as they are.
+    /// Compressed batches are decompressed within the limits of `max.message.bytes`
+    /// (`cleaner::records_body`) to read their keys.
     fn check_keys(
         &self,
         records: &[u8],
@@ -525,15 +524,18 @@ impl PartitionLog {
             .unwrap_or_default();
         let mut record_errors = Vec::new();
         for r in refs {
-            if r.header.is_control()
-                || r.header.compression()? != runnel_protocol::batch::Compression::None
-            {
+            if r.header.is_control() {
                 continue;
             }
             let Some(batch) = records.get(r.position..r.position + r.header.size_bytes()) else {
                 panic!("validated batch at {} runs past the buffer", r.position);
             };
-            let parsed = crate::cleaner::parse_records(&r.header, batch)?;
+            let body = crate::cleaner::records_body(
+                &r.header,
+                batch,
+                self.config.max_message_bytes as usize,
+            )?;
+            let parsed = crate::cleaner::parse_body(&r.header, &body)?;
             for (index, record) in parsed.iter().enumerate() {
                 if record.key.is_none() {
                     record_errors.push((
