@@ -4,7 +4,7 @@
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const { Kafka, logLevel } = require('kafkajs');
+const { Kafka, logLevel, CompressionTypes } = require('kafkajs');
 const { withBroker, waitFor } = require('./broker');
 
 const TEST_TIMEOUT_MS = 240_000;
@@ -65,7 +65,8 @@ async function readerOf(kafka, admin, topic) {
   return { readAll, stop: () => consumer.disconnect() };
 }
 
-test('a compacted topic keeps the latest value per key and drops tombstones', { timeout: TEST_TIMEOUT_MS }, () =>
+for (const [label, compression] of [['uncompressed', CompressionTypes.None], ['gzip', CompressionTypes.GZIP]]) {
+test(`a compacted topic keeps the latest value per key and drops tombstones (${label} batches)`, { timeout: TEST_TIMEOUT_MS }, () =>
   withBroker(async (broker) => {
     // Proves: after the cleaner ran, a consumer reading from the beginning sees exactly one record for each live
     // key, with its latest value, and none for a key deleted by a tombstone (once delete.retention.ms passed).
@@ -74,16 +75,16 @@ test('a compacted topic keeps the latest value per key and drops tombstones', { 
     const producer = kafka.producer();
     await admin.connect();
     await producer.connect();
-    const topic = `kafkajs-compacted-${Date.now()}`;
+    const topic = `kafkajs-compacted-${label}-${Date.now()}`;
     let reader;
     try {
       await createCompacted(admin, topic);
       const keys = ['k0', 'k1', 'k2', 'k3'];
       for (let round = 0; round < 4; round += 1) {
-        await producer.send({ topic, messages: keys.map((key) => ({ key, value: `${key}-v${round}`, partition: 0 })) });
+        await producer.send({ topic, compression, messages: keys.map((key) => ({ key, value: `${key}-v${round}`, partition: 0 })) });
         await sleep(ROLL_WAIT_MS);
       }
-      await producer.send({ topic, messages: [{ key: 'k0', value: null, partition: 0 }] });
+      await producer.send({ topic, compression, messages: [{ key: 'k0', value: null, partition: 0 }] });
       reader = await readerOf(kafka, admin, topic);
       let filler = 0;
       const compacted = await waitFor(async () => {
@@ -108,10 +109,12 @@ test('a compacted topic keeps the latest value per key and drops tombstones', { 
       await admin.disconnect();
     }
   }, BROKER_CONFIGS));
+}
 
 test('a keyless record to a compacted topic is refused with INVALID_RECORD', { timeout: TEST_TIMEOUT_MS }, () =>
   withBroker(async (broker) => {
-    // Proves: a compacted topic refuses a record without a key (Kafka's LogValidator), and one with a key goes in.
+    // Proves: a compacted topic refuses a record without a key (Kafka's LogValidator), also inside a gzip batch, and
+    // one with a key goes in.
     const kafka = client(broker);
     const admin = kafka.admin();
     const producer = kafka.producer({ retry: { retries: 0 } });
@@ -122,6 +125,10 @@ test('a keyless record to a compacted topic is refused with INVALID_RECORD', { t
       await createCompacted(admin, topic);
       await assert.rejects(
         producer.send({ topic, messages: [{ value: 'no key', partition: 0 }] }),
+        (e) => e.type === 'INVALID_RECORD' || (e.originalError && e.originalError.type === 'INVALID_RECORD') || /INVALID_RECORD|without key/i.test(String(e)),
+      );
+      await assert.rejects(
+        producer.send({ topic, compression: CompressionTypes.GZIP, messages: [{ key: 'k', value: 'v', partition: 0 }, { value: 'no key', partition: 0 }] }),
         (e) => e.type === 'INVALID_RECORD' || (e.originalError && e.originalError.type === 'INVALID_RECORD') || /INVALID_RECORD|without key/i.test(String(e)),
       );
       const [ok] = await producer.send({ topic, messages: [{ key: 'k', value: 'v', partition: 0 }] });
