@@ -129,6 +129,18 @@ impl LogCleaner {
             tracing::info!("log cleaner disabled");
             return None;
         }
+        // Kafka's `Cleaner` assertion: a map that cannot hold one key never makes progress.
+        let map = OffsetMap::new(
+            first.storage.dedupe_buffer_bytes_per_thread,
+            first.storage.dedupe_load_factor,
+        );
+        if map.desired_entries_max() < 1 {
+            tracing::error!(
+                "log cleaner disabled: the offset map is too small to fit even a single message; \
+                 increase log.cleaner.dedupe.buffer.size or decrease log.cleaner.threads"
+            );
+            return None;
+        }
         let shared = Arc::new(Shared {
             broker: Arc::clone(&broker),
             throttler: Throttler::new(first.io_max_bytes_per_second),
@@ -142,7 +154,13 @@ impl LogCleaner {
                 let shared = Arc::clone(&shared);
                 std::thread::Builder::new()
                     .name(format!("log-cleaner-{id}"))
-                    .spawn(move || run(&shared))
+                    .spawn(move || {
+                        run(
+                            &shared,
+                            first.storage.dedupe_buffer_bytes_per_thread,
+                            first.storage.dedupe_load_factor,
+                        )
+                    })
                     .map_err(|e| tracing::warn!(error = %e, "starting a log cleaner thread"))
                     .ok()
             })
@@ -209,7 +227,7 @@ fn grab_filthiest(shared: &Shared, now_ms: i64) -> Option<Arc<Partition>> {
     Some(partition)
 }
 
-fn run(shared: &Shared) {
+fn run(shared: &Shared, first_budget: usize, first_load_factor: f64) {
     let mut map: Option<OffsetMap> = None;
     while !shared.stop.load(Ordering::SeqCst) {
         let current = {
@@ -225,8 +243,21 @@ fn run(shared: &Shared) {
             }
             continue;
         };
-        let budget = current.storage.dedupe_buffer_bytes_per_thread;
-        let load_factor = current.storage.dedupe_load_factor;
+        // A dynamic change too small to hold one key keeps the first usable size.
+        let usable = OffsetMap::new(
+            current.storage.dedupe_buffer_bytes_per_thread,
+            current.storage.dedupe_load_factor,
+        )
+        .desired_entries_max()
+            >= 1;
+        let (budget, load_factor) = if usable {
+            (
+                current.storage.dedupe_buffer_bytes_per_thread,
+                current.storage.dedupe_load_factor,
+            )
+        } else {
+            (first_budget, first_load_factor)
+        };
         let map = match &mut map {
             Some(m) if m.slots() == (budget / runnel_storage::cleaner::BYTES_PER_ENTRY).max(1) => m,
             slot => slot.insert(OffsetMap::new(budget, load_factor)),

@@ -96,11 +96,11 @@ impl OffsetMap {
         self.latest_offset = offset;
     }
 
-    /// Empties the map (keeping its allocation, as Kafka reuses its buffer between rounds).
+    /// Empties the map and shrinks it back to its first size: unlike Kafka, which keeps its
+    /// whole buffer between rounds, a thread does not hold the memory one large log needed
+    /// while it cleans small ones.
     pub fn clear(&mut self) {
-        self.table
-            .iter_mut()
-            .for_each(|slot| *slot = ([0u8; 16], -1));
+        self.table = vec![([0u8; 16], -1); INITIAL_SLOTS.min(self.slots_max)];
         self.entries = 0;
         self.latest_offset = -1;
     }
