@@ -263,8 +263,17 @@ fn run(shared: &Shared, first_budget: usize, first_load_factor: f64) {
             slot => slot.insert(OffsetMap::new(budget, load_factor)),
         };
         let name = format!("{}-{}", partition.topic.name, partition.index);
+        // The partition must still be the broker's: a topic deleted (and maybe created again
+        // under its name) meanwhile must not see this round's files.
+        let registered = || {
+            shared
+                .broker
+                .replicas
+                .partition(&partition.topic.topic_id, partition.index)
+                .is_some_and(|p| Arc::ptr_eq(&p, &partition))
+        };
         let result = clean_once(
-            || partition.lock_log(),
+            || registered().then(|| partition.lock_log()),
             map,
             &current.storage,
             &shared.throttler,

@@ -503,6 +503,15 @@ impl Segment {
         }
     }
 
+    /// The directory and backend this segment's files live in.
+    pub(crate) fn shared_dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    pub(crate) fn shared_io(&self) -> Arc<dyn LogIo> {
+        Arc::clone(&self.shared.io)
+    }
+
     pub(crate) fn stats(&self) -> SegmentStats {
         SegmentStats {
             size_bytes: self.size_bytes,

@@ -206,7 +206,7 @@ fn clean(log: &Mutex<PartitionLog>, map_bytes: usize, now_ms: i64) -> Result<(),
         l.set_high_watermark(leo);
     }
     clean_once(
-        || log.lock().unwrap(),
+        || Some(log.lock().unwrap()),
         &mut map,
         &settings,
         &throttler,
@@ -544,4 +544,47 @@ fn a_crash_at_any_point_of_a_clean_recovers_to_a_log_that_agrees_with_the_model(
         completed > 0 && discarded > 0,
         "{completed} completed, {discarded} discarded"
     );
+}
+
+#[test]
+fn a_round_whose_log_goes_away_removes_its_files_and_changes_nothing() {
+    // The broker's lock closure answers None once the topic was deleted: the cleaned group is
+    // not swapped in, its files are removed, and no checkpoint is written.
+    let dir = tempfile::tempdir().unwrap();
+    let io: Arc<dyn LogIo> = Arc::new(runnel_storage::io::StdIo);
+    let mut model = Model::default();
+    let mut rng = Rng(5);
+    let log = Mutex::new(open_with(dir.path(), io, config(0)));
+    for _ in 0..40 {
+        append_random(&mut rng, &mut log.lock().unwrap(), &mut model, 1_000, 4);
+    }
+    let (before, _) = read_all(&log.lock().unwrap());
+    {
+        let mut l = log.lock().unwrap();
+        let leo = l.log_end_offset();
+        l.set_high_watermark(leo);
+    }
+    let calls = std::sync::atomic::AtomicUsize::new(0);
+    let mut map = OffsetMap::new(1 << 20, 0.9);
+    let stats = clean_once(
+        || {
+            (calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0)
+                .then(|| log.lock().unwrap())
+        },
+        &mut map,
+        &CleanerSettings::default(),
+        &Throttler::new(f64::MAX),
+        5_000,
+        true,
+    )
+    .unwrap()
+    .expect("a round ran");
+    assert!(stats.aborted);
+    assert!(
+        leftovers(dir.path()).is_empty(),
+        "{:?}",
+        leftovers(dir.path())
+    );
+    assert!(!dir.path().join("cleaner-offset-checkpoint").exists());
+    assert_eq!(read_all(&log.lock().unwrap()).0, before);
 }

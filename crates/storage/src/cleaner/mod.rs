@@ -189,9 +189,11 @@ impl CleaningCandidate {
 /// Runs one cleaning round on the log behind `lock` (a closure taking its lock) if it is
 /// compacted and, unless `force`, cleanable by its dirty ratio or compaction lag. The lock is
 /// held only to plan the round, to swap each cleaned group in and to checkpoint; the reading
-/// and writing happen without it. `None` when there was nothing to do.
+/// and writing happen without it. `lock` answers `None` once the log is no longer its
+/// partition's (the topic was deleted meanwhile): the round then stops and removes its files.
+/// `None` when there was nothing to do.
 pub fn clean_once<G: std::ops::DerefMut<Target = crate::PartitionLog>>(
-    lock: impl Fn() -> G,
+    lock: impl Fn() -> Option<G>,
     map: &mut OffsetMap,
     settings: &CleanerSettings,
     throttler: &Throttler,
@@ -199,7 +201,9 @@ pub fn clean_once<G: std::ops::DerefMut<Target = crate::PartitionLog>>(
     force: bool,
 ) -> Result<Option<CleanStats>, crate::StorageError> {
     let round = {
-        let log = lock();
+        let Some(log) = lock() else {
+            return Ok(None);
+        };
         let Some(candidate) = log.cleaning_candidate(now_ms) else {
             return Ok(None);
         };
@@ -212,11 +216,22 @@ pub fn clean_once<G: std::ops::DerefMut<Target = crate::PartitionLog>>(
         }
         log.begin_cleaning(&candidate, now_ms)
     };
-    let stats = round.run(map, settings.io_buffer_bytes, throttler, |cleaned| {
-        lock().replace_segments(cleaned)
-    })?;
+    let stats = round.run(
+        map,
+        settings.io_buffer_bytes,
+        throttler,
+        |cleaned| match lock() {
+            Some(mut log) => log.replace_segments(cleaned),
+            None => {
+                cleaned.discard();
+                Ok(false)
+            }
+        },
+    )?;
     if !stats.aborted {
-        lock().checkpoint_cleaned(stats.end_offset)?;
+        if let Some(log) = lock() {
+            log.checkpoint_cleaned(stats.end_offset)?;
+        }
     }
     Ok(Some(stats))
 }

@@ -90,6 +90,15 @@ impl CleanedSegment {
     pub fn base_offset(&self) -> i64 {
         self.segment.base_offset
     }
+
+    /// Removes the cleaned files, for a round whose log went away before the swap.
+    pub fn discard(self) {
+        let io = self.segment.shared_io();
+        for file in SegmentFile::ALL {
+            let path = file.path(self.segment.shared_dir(), self.segment.base_offset);
+            let _ = crate::io::remove_if_present(&*io, &with_suffix(&path, CLEANED_SUFFIX));
+        }
+    }
 }
 
 /// Everything a round needs, taken under the log's lock by `PartitionLog::begin_cleaning`.
