@@ -588,3 +588,60 @@ fn a_round_whose_log_goes_away_removes_its_files_and_changes_nothing() {
     assert!(!dir.path().join("cleaner-offset-checkpoint").exists());
     assert_eq!(read_all(&log.lock().unwrap()).0, before);
 }
+
+#[test]
+fn open_completes_swaps_and_discards_cleaned_files_whatever_a_crash_left() {
+    // The file states a crash can leave at each step of the swap, made by hand: `.cleaned`
+    // files go; a complete `.swap` segment replaces the segments it covers; an index `.swap`
+    // whose log already took its final name takes its own; the log reads the same each time.
+    let dir = tempfile::tempdir().unwrap();
+    let io: Arc<dyn LogIo> = Arc::new(runnel_storage::io::StdIo);
+    let mut model = Model::default();
+    let mut rng = Rng(9);
+    let mut log = open_with(dir.path(), io.clone(), config(0));
+    for _ in 0..40 {
+        append_random(&mut rng, &mut log, &mut model, 1_000, 6);
+    }
+    let expected = read_all(&log).0;
+    log.close().unwrap();
+    let bases = support::segment_bases(dir.path());
+    assert!(bases.len() >= 3, "{bases:?}");
+    let path = |base: i64, ext: &str| dir.path().join(format!("{base:020}.{ext}"));
+    let copy = |from: &Path, to: &Path| {
+        std::fs::copy(from, to).unwrap();
+    };
+    // 1. Cleaned files of an unfinished round.
+    for ext in ["log", "index", "timeindex"] {
+        copy(
+            &path(bases[0], ext),
+            &path(bases[0], &format!("{ext}.cleaned")),
+        );
+    }
+    // 2. A complete swap of the second segment alongside the old files it replaces.
+    for ext in ["log", "index", "timeindex"] {
+        copy(
+            &path(bases[1], ext),
+            &path(bases[1], &format!("{ext}.swap")),
+        );
+    }
+    let check = |what: &str| {
+        let log = open_with(dir.path(), io.clone(), config(0));
+        assert_eq!(read_all(&log).0, expected, "{what}");
+        assert!(
+            leftovers(dir.path()).is_empty(),
+            "{what}: {:?}",
+            leftovers(dir.path())
+        );
+        log.close().unwrap();
+    };
+    check("cleaned files and a complete swap");
+    // 3. The log took its final name; its indexes are still `.swap` (old ones already gone).
+    for ext in ["index", "timeindex"] {
+        std::fs::rename(path(bases[1], ext), path(bases[1], &format!("{ext}.swap"))).unwrap();
+    }
+    check("index swaps of a renamed log");
+    // 4. A swap whose group still has cleaned files is discarded.
+    copy(&path(bases[0], "log"), &path(bases[0], "log.swap"));
+    copy(&path(bases[0], "index"), &path(bases[0], "index.cleaned"));
+    check("an incomplete swap");
+}
