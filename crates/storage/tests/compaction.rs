@@ -645,3 +645,43 @@ fn open_completes_swaps_and_discards_cleaned_files_whatever_a_crash_left() {
     copy(&path(bases[0], "index"), &path(bases[0], "index.cleaned"));
     check("an incomplete swap");
 }
+
+#[test]
+fn truncation_below_the_cleaner_checkpoint_brings_it_down() {
+    // Kafka's maybeTruncateCheckpoint: after a truncation below the checkpoint, records written
+    // again from the truncation point are dirty, and the next round dedupes them.
+    let dir = tempfile::tempdir().unwrap();
+    let io: Arc<dyn LogIo> = Arc::new(runnel_storage::io::StdIo);
+    let mut model = Model::default();
+    let mut rng = Rng(21);
+    let log = Mutex::new(open_with(dir.path(), io, config(0)));
+    for _ in 0..40 {
+        append_random(&mut rng, &mut log.lock().unwrap(), &mut model, 1_000, 4);
+    }
+    clean(&log, 1 << 20, 2_000).unwrap();
+    let checkpoint = || {
+        std::fs::read_to_string(dir.path().join("cleaner-offset-checkpoint"))
+            .unwrap()
+            .lines()
+            .nth(1)
+            .unwrap()
+            .parse::<i64>()
+            .unwrap()
+    };
+    let cleaned_to = checkpoint();
+    assert!(cleaned_to > 10, "{cleaned_to}");
+    log.lock().unwrap().truncate_to(10).unwrap();
+    assert_eq!(checkpoint(), 10);
+    model.records.retain(|&offset, _| offset < 10);
+    let mut l = log.lock().unwrap();
+    // A truncation may leave the log shorter than asked (a batch holding the target goes whole).
+    let leo = l.log_end_offset();
+    model.records.retain(|&offset, _| offset < leo);
+    model.check(&l);
+    for _ in 0..40 {
+        append_random(&mut rng, &mut l, &mut model, 3_000, 4);
+    }
+    drop(l);
+    clean(&log, 1 << 20, 4_000).unwrap();
+    model.check(&log.lock().unwrap());
+}

@@ -137,6 +137,21 @@ impl PartitionLog {
         }
     }
 
+    /// Kafka's `maybeTruncateCheckpoint`: a truncation below the cleaner checkpoint brings it
+    /// down to the truncation point, so records appended again there count as dirty. Done
+    /// before the truncation: a lower checkpoint is always safe (it only means more to clean).
+    pub(crate) fn truncate_cleaner_checkpoint(&self, offset: i64) -> Result<(), StorageError> {
+        if !self.config.compaction.compact {
+            return Ok(());
+        }
+        match cleaner::read_checkpoint(&**self.io(), &self.dir) {
+            Some(checkpoint) if checkpoint > offset => {
+                cleaner::write_checkpoint(&**self.io(), &self.dir, offset)
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Records where the next round's dirty section starts (`cleaner-offset-checkpoint`).
     pub fn checkpoint_cleaned(&self, offset: i64) -> Result<(), StorageError> {
         cleaner::write_checkpoint(&**self.io(), &self.dir, offset)
