@@ -13,7 +13,7 @@
 //! the broker restarts, as Kafka's `markPartitionUncleanable` does; a failure after a swap
 //! became durable has poisoned the log, which then answers KAFKA_STORAGE_ERROR.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -301,18 +301,60 @@ fn run(shared: &Shared, first_budget: usize, first_load_factor: f64) {
     }
 }
 
-/// For tests: the broker's cleaner settings from a map of configs.
-#[doc(hidden)]
-pub fn settings_from(static_configs: &BTreeMap<String, String>) -> (usize, Duration, usize) {
-    let empty = BTreeMap::new();
-    let s = settings(&ConfigLayers {
-        dynamic_broker: &empty,
-        dynamic_default: &empty,
-        static_configs,
-    });
-    (
-        s.threads,
-        s.backoff,
-        s.storage.dedupe_buffer_bytes_per_thread,
-    )
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn compaction_configs_are_read_from_the_effective_topic_configs() {
+        // `cleanup.policy` lists are split on commas (Kafka accepts spaces around them); unset
+        // configs keep Kafka's defaults.
+        let configs: BTreeMap<&str, &str> = [
+            ("cleanup.policy", "delete, compact"),
+            ("delete.retention.ms", "100"),
+            ("min.cleanable.dirty.ratio", "0.01"),
+        ]
+        .into();
+        let get = |name: &str| configs.get(name).map(|v| (*v).to_owned());
+        let c = compaction_config(&get);
+        assert!(c.compact);
+        assert_eq!(c.delete_retention_ms, 100);
+        assert_eq!(c.min_cleanable_dirty_ratio, 0.01);
+        assert_eq!(c.max_compaction_lag_ms, i64::MAX);
+        let none = |_: &str| None;
+        assert_eq!(compaction_config(&none), CompactionConfig::default());
+        let delete = |name: &str| (name == "cleanup.policy").then(|| "delete".to_owned());
+        assert!(!compaction_config(&delete).compact);
+    }
+
+    #[test]
+    fn broker_settings_split_the_dedupe_buffer_between_threads() {
+        // Kafka gives each thread dedupe.buffer.size / threads and half its share of the I/O
+        // buffer size; the defaults are Kafka's.
+        let empty = BTreeMap::new();
+        let statics: BTreeMap<String, String> = [
+            ("log.cleaner.threads".to_owned(), "2".to_owned()),
+            (
+                "log.cleaner.dedupe.buffer.size".to_owned(),
+                "1000000".to_owned(),
+            ),
+        ]
+        .into();
+        let layers = |s| ConfigLayers {
+            dynamic_broker: &empty,
+            dynamic_default: &empty,
+            static_configs: s,
+        };
+        let s = settings(&layers(&statics));
+        assert_eq!(
+            (s.threads, s.storage.dedupe_buffer_bytes_per_thread),
+            (2, 500_000)
+        );
+        let d = settings(&layers(&empty));
+        assert_eq!(d.threads, 1);
+        assert_eq!(d.backoff, Duration::from_millis(15_000));
+        assert_eq!(d.storage.dedupe_buffer_bytes_per_thread, 134_217_728);
+        assert_eq!(d.io_max_bytes_per_second, f64::MAX);
+    }
 }
