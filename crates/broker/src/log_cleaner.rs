@@ -5,8 +5,9 @@
 //!
 //! Settings come from the broker configs on every pass, so dynamic changes of
 //! `log.cleaner.{backoff.ms, dedupe.buffer.size, io.buffer.size, io.buffer.load.factor,
-//! io.max.bytes.per.second}` apply to the next round. `log.cleaner.threads` is read at start
-//! (Kafka restarts its cleaner on a change; we keep the threads we started), and
+//! io.max.bytes.per.second}` apply to the next round. A dynamic `log.cleaner.threads` change
+//! applies too (Kafka restarts its cleaner; here threads past the new count stop after their
+//! round and thread 0 starts the missing ones), except that 0 stops cleaning until a restart.
 //! `log.cleaner.enable` is read-only, as in Kafka.
 //!
 //! A round that fails (an I/O error, a corrupt batch) marks the partition uncleanable until
@@ -108,12 +109,36 @@ struct Shared {
     in_progress: Mutex<HashSet<usize>>,
     /// Partitions whose last round failed (Kafka's `uncleanablePartitions`).
     uncleanable: Mutex<HashSet<usize>>,
+    /// Threads with ids below this run; a thread whose id reaches the configured count stops.
+    live: Mutex<usize>,
+    /// Every thread started, for `shutdown` to join.
+    handles: Mutex<Vec<JoinHandle<()>>>,
+    /// The first usable offset-map size and load factor, kept when a dynamic change would make
+    /// the map too small to hold one key.
+    first_map: (usize, f64),
 }
 
 /// The running cleaner threads; `shutdown` stops them.
 pub struct LogCleaner {
     shared: Arc<Shared>,
-    threads: Vec<JoinHandle<()>>,
+}
+
+/// Starts cleaner thread `id`; false when the system refused a thread.
+fn spawn(shared: &Arc<Shared>, id: usize) -> bool {
+    let thread_shared = Arc::clone(shared);
+    match std::thread::Builder::new()
+        .name(format!("log-cleaner-{id}"))
+        .spawn(move || run(&thread_shared, id))
+    {
+        Ok(handle) => {
+            lock(&shared.handles).push(handle);
+            true
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "starting a log cleaner thread");
+            false
+        }
+    }
 }
 
 impl LogCleaner {
@@ -148,24 +173,17 @@ impl LogCleaner {
             wake: (Mutex::new(()), Condvar::new()),
             in_progress: Mutex::new(HashSet::new()),
             uncleanable: Mutex::new(HashSet::new()),
+            live: Mutex::new(first.threads),
+            handles: Mutex::new(Vec::new()),
+            first_map: (
+                first.storage.dedupe_buffer_bytes_per_thread,
+                first.storage.dedupe_load_factor,
+            ),
         });
-        let threads = (0..first.threads)
-            .filter_map(|id| {
-                let shared = Arc::clone(&shared);
-                std::thread::Builder::new()
-                    .name(format!("log-cleaner-{id}"))
-                    .spawn(move || {
-                        run(
-                            &shared,
-                            first.storage.dedupe_buffer_bytes_per_thread,
-                            first.storage.dedupe_load_factor,
-                        )
-                    })
-                    .map_err(|e| tracing::warn!(error = %e, "starting a log cleaner thread"))
-                    .ok()
-            })
-            .collect();
-        Some(LogCleaner { shared, threads })
+        for id in 0..first.threads {
+            spawn(&shared, id);
+        }
+        Some(LogCleaner { shared })
     }
 
     /// Stops the threads after their current round, waiting up to `SHUTDOWN_WAIT`.
@@ -173,7 +191,8 @@ impl LogCleaner {
         self.shared.stop.store(true, Ordering::SeqCst);
         self.shared.wake.1.notify_all();
         let deadline = std::time::Instant::now() + SHUTDOWN_WAIT;
-        for thread in self.threads {
+        let handles = std::mem::take(&mut *lock(&self.shared.handles));
+        for thread in handles {
             while !thread.is_finished() && std::time::Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(10));
             }
@@ -227,13 +246,29 @@ fn grab_filthiest(shared: &Shared, now_ms: i64) -> Option<Arc<Partition>> {
     Some(partition)
 }
 
-fn run(shared: &Shared, first_budget: usize, first_load_factor: f64) {
+fn run(shared: &Arc<Shared>, id: usize) {
+    let (first_budget, first_load_factor) = shared.first_map;
     let mut map: Option<OffsetMap> = None;
     while !shared.stop.load(Ordering::SeqCst) {
         let current = {
             let image = shared.broker.image();
             settings(&shared.broker.config_layers(&image))
         };
+        if id >= current.threads {
+            let mut live = lock(&shared.live);
+            *live = (*live).min(id);
+            tracing::info!(
+                thread = id,
+                "log cleaner thread stopping (log.cleaner.threads lowered)"
+            );
+            return;
+        }
+        if id == 0 {
+            let mut live = lock(&shared.live);
+            while *live < current.threads && spawn(shared, *live) {
+                *live += 1;
+            }
+        }
         shared.throttler.set_rate(current.io_max_bytes_per_second);
         let now_ms = crate::clock::now_ms();
         let Some(partition) = grab_filthiest(shared, now_ms) else {

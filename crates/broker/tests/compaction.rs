@@ -165,3 +165,66 @@ fn consumer_offsets_are_compacted_and_reload_after_a_restart() {
         assert_eq!(fetch(&mut s, group), last, "after restart");
     }
 }
+
+/// Names of the broker process's log cleaner threads, from /proc.
+fn cleaner_threads(runnel: &Runnel) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", runnel.child.id()))
+        .unwrap()
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+        .map(|n| n.trim().to_owned())
+        .filter(|n| n.starts_with("log-cleaner"))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn log_cleaner_threads_follow_a_dynamic_config_change() {
+    // log.cleaner.threads set cluster-wide at runtime starts or stops cleaner threads, as
+    // Kafka's cleaner reconfiguration does.
+    let runnel = Runnel::start("\"log.cleaner.backoff.ms\" = 50\n");
+    assert_eq!(cleaner_threads(&runnel), vec!["log-cleaner-0"]);
+    let mut s = runnel.connect();
+    let set_threads = |s: &mut std::net::TcpStream, n: &str| {
+        let request = IncrementalAlterConfigsRequest::default().with_resources(vec![
+            incremental_alter_configs_request::AlterConfigsResource::default()
+                .with_resource_type(4)
+                .with_resource_name(StrBytes::from_static_str(""))
+                .with_configs(vec![
+                    incremental_alter_configs_request::AlterableConfig::default()
+                        .with_name(StrBytes::from_static_str("log.cleaner.threads"))
+                        .with_config_operation(0)
+                        .with_value(Some(StrBytes::from_string(n.to_owned()))),
+                ]),
+        ]);
+        let ResponseKind::IncrementalAlterConfigs(r) = call(
+            s,
+            ApiKey::IncrementalAlterConfigs,
+            1,
+            &RequestKind::IncrementalAlterConfigs(request),
+        ) else {
+            panic!("not an IncrementalAlterConfigs response")
+        };
+        assert_eq!(
+            r.responses[0].error_code, 0,
+            "{:?}",
+            r.responses[0].error_message
+        );
+    };
+    let wait_for = |want: &[&str]| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while cleaner_threads(&runnel) != want {
+            assert!(
+                Instant::now() < deadline,
+                "threads {:?}",
+                cleaner_threads(&runnel)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    set_threads(&mut s, "2");
+    wait_for(&["log-cleaner-0", "log-cleaner-1"]);
+    set_threads(&mut s, "1");
+    wait_for(&["log-cleaner-0"]);
+}
