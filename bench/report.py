@@ -111,6 +111,9 @@ def rows(results: dict) -> list[Row]:
     pair("(z) peak RSS MiB", "final", "peak_rss_mib", run="z")
     pair("(g) start-up to first acked produce, s", "startup_s", run="g", target=("<=", 0.05), fmt="{:.3f}")
     pair("(g) RSS MiB right after first ack", "broker", "rss_mib", run="g", target=("<=", 0.1))
+    pair("(h) compaction: MiB/s of dirty log cleaned", "cleaned_mib_per_s", run="h", target=(">=", 2.0))
+    pair("(h) compaction: broker peak RSS MiB while cleaning", "rss_mib_while_cleaning", run="h", target=("<=", 0.25))
+    pair("(h) compaction: log MiB after cleaning", "log_mib_after", run="h")
     return out
 
 

@@ -49,6 +49,13 @@ const ACTED_ON: &[&str] = &[
     // Internal in Kafka (not in its documented catalogue), but accepted by it: the delay
     // before the first retention pass. Tests set it on both targets.
     "log.initial.task.delay.ms",
+    "log.cleaner.enable",
+    "log.cleaner.threads",
+    "log.cleaner.backoff.ms",
+    "log.cleaner.dedupe.buffer.size",
+    "log.cleaner.io.buffer.size",
+    "log.cleaner.io.buffer.load.factor",
+    "log.cleaner.io.max.bytes.per.second",
 ];
 
 /// Runnel's own limits with no Kafka equivalent, under a `runnel.` prefix so they can never

@@ -201,11 +201,13 @@ impl<S: CoordinatorShard> CoordinatorRuntime<S> {
                 if bytes.is_empty() {
                     break;
                 }
-                let mut next = offset;
+                // The next read starts after the last *batch*, not the last record: a
+                // compacted log has batches whose last records were cleaned away, and empty
+                // batches the cleaner kept for their offsets.
+                let next = next_offset_after(&bytes).unwrap_or(offset);
                 runnel_protocol::batch::for_each_stored_record(
                     &bytes,
                     |record_offset, key, value| {
-                        next = record_offset + 1;
                         if let Some(key) = key {
                             if let Err(e) = engine.replay(key, value) {
                                 tracing::warn!(topic = self.topic, partition, offset = record_offset, error = %e, "skipping unreadable record");
@@ -493,4 +495,22 @@ impl<S: CoordinatorShard> CoordinatorRuntime<S> {
             }
         }
     }
+}
+
+/// Last offset + 1 of the last whole batch in `bytes` (stored batches from a log read).
+fn next_offset_after(bytes: &[u8]) -> Option<i64> {
+    let mut position = 0usize;
+    let mut next = None;
+    while let Some(rest) = bytes.get(position..) {
+        if rest.is_empty() {
+            break;
+        }
+        let header = runnel_protocol::batch::BatchHeader::parse(rest).ok()?;
+        if header.batch_length < 0 || header.size_bytes() > rest.len() {
+            break;
+        }
+        next = Some(header.last_offset() + 1);
+        position += header.size_bytes();
+    }
+    next
 }

@@ -73,6 +73,7 @@ pub fn batch_error_code(e: &BatchError) -> i16 {
 pub fn storage_error_code(e: &StorageError) -> i16 {
     match e {
         StorageError::Batch(b) => return batch_error_code(b),
+        StorageError::InvalidRecords { .. } => ResponseError::InvalidRecord,
         StorageError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         StorageError::InvalidTimestamp { .. } => ResponseError::InvalidTimestamp,
         StorageError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,

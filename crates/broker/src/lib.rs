@@ -15,6 +15,7 @@ pub mod groups;
 pub mod handlers;
 pub mod internal_topics;
 pub mod listener;
+pub mod log_cleaner;
 pub mod log_level;
 pub mod log_manager;
 pub mod metadata;

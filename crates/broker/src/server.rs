@@ -43,6 +43,7 @@ pub async fn run(
         Arc::clone(&broker),
         shutdown_rx.clone(),
     ));
+    let cleaner = crate::log_cleaner::LogCleaner::start(Arc::clone(&broker));
     tokio::pin!(stop);
     // Where the next accept starts looking, so a busy listener cannot starve the others.
     let mut first = 0;
@@ -98,6 +99,9 @@ pub async fn run(
         .is_err()
     {
         tracing::warn!("log maintenance still busy after the grace period; closing anyway");
+    }
+    if let Some(cleaner) = cleaner {
+        cleaner.shutdown();
     }
     broker.shutdown();
     tracing::info!("shutdown complete");

@@ -30,6 +30,7 @@ pub enum ConfigSource {
 /// reported, so tools work, and a warning names them when set (see docs/configuration.md).
 const ACTED_ON: &[&str] = &[
     "cleanup.policy",
+    "delete.retention.ms",
     "file.delete.delay.ms",
     "compression.gzip.level",
     "compression.lz4.level",
@@ -37,10 +38,13 @@ const ACTED_ON: &[&str] = &[
     "compression.zstd.level",
     "flush.messages",
     "index.interval.bytes",
+    "max.compaction.lag.ms",
     "max.message.bytes",
     "message.timestamp.after.max.ms",
     "message.timestamp.before.max.ms",
     "message.timestamp.type",
+    "min.cleanable.dirty.ratio",
+    "min.compaction.lag.ms",
     "min.insync.replicas",
     "retention.bytes",
     "retention.ms",

@@ -73,6 +73,8 @@ pub struct LogConfig {
     pub message_timestamp_before_max_ms: i64,
     /// `message.timestamp.after.max.ms`: how far in the future a CreateTime record may be.
     pub message_timestamp_after_max_ms: i64,
+    /// `cleanup.policy` contains `compact`, and the settings the log cleaner follows.
+    pub compaction: crate::cleaner::CompactionConfig,
 }
 
 impl LogConfig {
@@ -87,6 +89,17 @@ impl LogConfig {
             BrokerCompressionType::Snappy => (Compression::Snappy, None),
             BrokerCompressionType::Lz4 => (Compression::Lz4, Some(self.compression_lz4_level)),
             BrokerCompressionType::Zstd => (Compression::Zstd, Some(self.compression_zstd_level)),
+        }
+    }
+
+    /// Kafka's `LogConfig.maxSegmentMs`: a compacted log also rolls by `max.compaction.lag.ms`,
+    /// since the active segment is never cleaned and its records must become cleanable within
+    /// that lag.
+    pub fn max_segment_ms(&self) -> i64 {
+        if self.compaction.compact && self.compaction.max_compaction_lag_ms > 0 {
+            self.compaction.max_compaction_lag_ms.min(self.segment_ms)
+        } else {
+            self.segment_ms
         }
     }
 }
@@ -111,6 +124,7 @@ impl Default for LogConfig {
             compression_zstd_level: 3,
             message_timestamp_before_max_ms: i64::MAX,
             message_timestamp_after_max_ms: i64::MAX,
+            compaction: crate::cleaner::CompactionConfig::default(),
         }
     }
 }

@@ -10,6 +10,15 @@ pub enum StorageError {
     /// The appended bytes broke a batch rule (CORRUPT_MESSAGE, INVALID_RECORD, ...).
     #[error(transparent)]
     Batch(#[from] BatchError),
+    /// INVALID_RECORD for particular records of a batch (Kafka's `RecordValidationException`):
+    /// the whole append is refused, and the response lists each record's index and reason, with
+    /// the log start offset (as for `InvalidTimestamp`).
+    #[error("{message}")]
+    InvalidRecords {
+        message: String,
+        record_errors: Vec<(i32, String)>,
+        log_start_offset: i64,
+    },
     /// OFFSET_OUT_OF_RANGE: the fetch offset is outside `[log_start, leo]`.
     #[error("offset {offset} is out of range [{log_start_offset}, {log_end_offset}]")]
     OffsetOutOfRange {

@@ -3,6 +3,7 @@
 //!
 //! Knows record batches (via `runnel_protocol::batch`), not Kafka APIs.
 
+pub mod cleaner;
 mod config;
 mod epoch_cache;
 mod error;

@@ -107,6 +107,15 @@ impl ProducerStateManager {
             .add_batch(header.producer_epoch, metadata_for(header));
     }
 
+    /// Each producer's last data offset (the last offset of its last batch), which the log
+    /// cleaner keeps a batch header for (Kafka's `lastRecordsOfActiveProducers`).
+    pub(crate) fn last_offsets(&self) -> HashMap<i64, i64> {
+        self.producers
+            .iter()
+            .filter_map(|(&id, entry)| entry.batches.back().map(|b| (id, b.last_offset)))
+            .collect()
+    }
+
     pub(crate) fn commit(&mut self, updates: HashMap<i64, ProducerEntry>) {
         self.producers.extend(updates);
     }

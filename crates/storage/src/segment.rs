@@ -322,6 +322,11 @@ impl SegmentRead {
         self.segment.base_offset
     }
 
+    /// The segment this read is of (the cleaner checks it is still in the log at the swap).
+    pub(crate) fn shared(&self) -> Arc<SharedSegment> {
+        Arc::clone(&self.segment)
+    }
+
     /// Opens `which` for this read, preferring retired handles. The writer retires a segment
     /// before it renames its files, so a file opened by name while `retired` was still empty is
     /// this segment's file (and stays readable once unlinked); if `retired` is set by the time
@@ -496,6 +501,15 @@ impl Segment {
             index: IndexBuilder::new(),
             files: None,
         }
+    }
+
+    /// The directory and backend this segment's files live in.
+    pub(crate) fn shared_dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    pub(crate) fn shared_io(&self) -> Arc<dyn LogIo> {
+        Arc::clone(&self.shared.io)
     }
 
     pub(crate) fn stats(&self) -> SegmentStats {

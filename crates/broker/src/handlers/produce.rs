@@ -77,6 +77,11 @@ fn rejected(index: i32, e: &StorageError) -> PartitionProduceResponse {
         StorageError::InvalidTimestamp {
             record_errors,
             log_start_offset,
+        }
+        | StorageError::InvalidRecords {
+            record_errors,
+            log_start_offset,
+            ..
         } => (
             record_errors
                 .iter()

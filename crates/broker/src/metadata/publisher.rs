@@ -296,6 +296,7 @@ pub fn settings(
                 .unwrap_or(defaults.message_timestamp_before_max_ms),
             message_timestamp_after_max_ms: num("message.timestamp.after.max.ms")
                 .unwrap_or(defaults.message_timestamp_after_max_ms),
+            compaction: crate::log_cleaner::compaction_config(&get),
         },
         fsync_every_append: get("flush.messages").is_some_and(|v| v.trim() == "1"),
         min_insync_replicas: num("min.insync.replicas")

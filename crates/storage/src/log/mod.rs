@@ -3,6 +3,7 @@
 //! it, behind whatever lock its owner keeps; reads go through a `LogReader` (see `reader`),
 //! which needs no lock at all.
 
+mod cleaning;
 mod retention;
 mod truncate;
 mod validator;
@@ -152,6 +153,8 @@ impl PartitionLog {
         for name in [CHECKPOINT_FILE, PARTITION_METADATA_FILE, LOG_START_FILE] {
             names_changed |= remove_if_present(&*io, &temp_path(&dir.join(name)))?;
         }
+        let cleaner_checkpoint = dir.join(crate::cleaner::CLEANER_CHECKPOINT_FILE);
+        names_changed |= remove_if_present(&*io, &temp_path(&cleaner_checkpoint))?;
         metadata::check_or_write(&*io, &dir, &topic_id)?;
         let marker = dir.join(CLEAN_SHUTDOWN_FILE);
         let clean = marker.exists();
@@ -169,6 +172,12 @@ impl PartitionLog {
         for name in names.iter().filter(|n| n.ends_with(DELETED_SUFFIX)) {
             names_changed |= remove_if_present(&*io, &dir.join(name))?;
         }
+        // A cleaning round's segment swap a crash interrupted (see `cleaning`).
+        names_changed |= cleaning::recover_swaps(&*io, &dir, &names)?;
+        let names: Vec<String> = fs::read_dir(&dir)?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
         let mut bases: Vec<i64> = names
             .iter()
             .filter_map(|name| parse_log_file_name(name))
@@ -409,6 +418,9 @@ impl PartitionLog {
     ) -> Result<AppendOutcome, StorageError> {
         self.check_writable()?;
         let refs = validate_batches(&records, self.config.max_message_bytes as usize)?;
+        if self.config.compaction.compact {
+            self.check_keys(&records, &refs)?;
+        }
         // Kafka checks a retry against the committed producer state before anything else and
         // answers the original offsets for the whole append.
         for r in &refs {
@@ -501,6 +513,64 @@ impl PartitionLog {
         })
     }
 
+    /// Kafka's `LogValidator.validateKey`: a compacted log refuses records without a key,
+    /// answering INVALID_RECORD with one record error per keyless record.
+    /// Compressed batches are decompressed within the limits of `max.message.bytes`
+    /// (`cleaner::records_body`) to read their keys.
+    fn check_keys(
+        &self,
+        records: &[u8],
+        refs: &[runnel_protocol::batch::BatchRef],
+    ) -> Result<(), StorageError> {
+        let topic_partition = self
+            .dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut record_errors = Vec::new();
+        for r in refs {
+            if r.header.is_control() {
+                continue;
+            }
+            let Some(batch) = records.get(r.position..r.position + r.header.size_bytes()) else {
+                panic!("validated batch at {} runs past the buffer", r.position);
+            };
+            let body = crate::cleaner::records_body(
+                &r.header,
+                batch,
+                self.config.max_message_bytes as usize,
+            )?;
+            let parsed = crate::cleaner::parse_body(&r.header, &body)?;
+            for (index, record) in parsed.iter().enumerate() {
+                if record.key.is_none() {
+                    record_errors.push((
+                        i32::try_from(index).unwrap_or(i32::MAX),
+                        format!(
+                            "Compacted topic cannot accept message without key in topic partition {topic_partition}"
+                        ),
+                    ));
+                }
+            }
+        }
+        if record_errors.is_empty() {
+            return Ok(());
+        }
+        let shown: Vec<String> = record_errors
+            .iter()
+            .take(3)
+            .map(|(index, message)| format!("RecordError(batchIndex={index}, message='{message}')"))
+            .collect();
+        Err(StorageError::InvalidRecords {
+            message: format!(
+                "One or more records have been rejected due to {} record errors in total, and only showing the first three errors at most: [{}]",
+                record_errors.len(),
+                shown.join(", ")
+            ),
+            record_errors,
+            log_start_offset: self.log_start_offset,
+        })
+    }
+
     /// Kafka's `LogSegment.shouldRoll`: size, age (`segment.ms`), full indexes, or offsets that
     /// no longer fit a relative u32.
     fn maybe_roll(
@@ -525,7 +595,10 @@ impl PartitionLog {
             || active.time_index_entries >= u64::from(config.segment_index_bytes) / 12;
         let offsets_overflow = last_offset - active.base_offset > i64::from(i32::MAX);
         if active.size_bytes + append_bytes > segment_bytes
-            || waited_ms > config.segment_ms.saturating_sub(active.roll_jitter_ms)
+            || waited_ms
+                > config
+                    .max_segment_ms()
+                    .saturating_sub(active.roll_jitter_ms)
             || index_full
             || offsets_overflow
         {

@@ -61,6 +61,7 @@ impl PartitionLog {
         if target_offset >= self.log_end_offset() {
             return Ok(());
         }
+        self.truncate_cleaner_checkpoint(target_offset)?;
         if target_offset < self.segments[0].base_offset {
             return self.truncate_fully_and_start_at(target_offset);
         }

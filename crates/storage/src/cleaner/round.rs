@@ -1,0 +1,540 @@
+//! One cleaning round of one log: Kafka's `Cleaner.doClean`.
+//!
+//! 1. Build the offset map over the dirty section `[first_dirty, first_uncleanable)`, as far
+//!    as the map's budget reaches (`end_offset`).
+//! 2. Group the segments below `end_offset` (`groupSegmentsBySize`) and, for each group,
+//!    write one cleaned segment to `.cleaned` files, fsynced; the caller's `install` swaps it
+//!    in (`PartitionLog::replace_segments`) under the log's lock.
+//! 3. The caller checkpoints `end_offset` as the next round's first dirty offset.
+//!
+//! Steps 1 and 2 read sealed segments through the snapshot taken when the round began, with no
+//! lock: sealed segments never change, and one deleted meanwhile (retention) is still readable
+//! through its retired handles; `replace_segments` then finds it gone and the round stops.
+//!
+//! # What a clean keeps (Kafka's `cleanInto` filter)
+//!
+//! A record is kept if it lies past the map's latest offset, or if it is the latest for its key
+//! and either has a value or is a tombstone whose batch's delete horizon has not passed. A
+//! batch whose records all stay is copied as is, unless it keeps a tombstone and has no delete
+//! horizon yet: then it is rewritten with horizon = now + `delete.retention.ms` (so a tombstone
+//! survives at least one full `delete.retention.ms` after the clean that first saw it, and the
+//! next round after that removes it). A batch that keeps nothing still leaves its header
+//! (`RETAIN_EMPTY`) when it is the last batch of an active producer (its sequence and epoch are
+//! that producer's state) or the last batch below the round's upper bound.
+//!
+//! # Batches kept whole
+//!
+//! Control batches and transactional batches are kept whole: runnel has no transactions yet,
+//! so it cannot tell committed from aborted data or know when a marker may go (see
+//! docs/design.md). They put no keys in the map, and while the cleaned range holds any, tombstones
+//! are kept: an older record of the tombstone's key might sit in such a batch and come back if
+//! the tombstone went.
+//!
+//! Compressed batches are decompressed within the log's `max.message.bytes` limits
+//! (`records::records_body`) and, when a record goes, written again with their own codec.
+
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use runnel_protocol::batch::{check_stored_batch, BatchHeader, BATCH_HEADER_LEN};
+
+use super::offset_map::OffsetMap;
+use super::records::{delete_horizon_ms, parse_body, records_body, write_empty, write_retained};
+use super::Throttler;
+use crate::file_budget::FileBudget;
+use crate::index::{OFFSET_ENTRY_BYTES, TIME_ENTRY_BYTES};
+use crate::io::{IoFile, LogIo, OpenMode};
+use crate::segment::{Segment, SegmentFile, SegmentRead, SharedSegment};
+use crate::{LogConfig, StorageError};
+
+/// Suffix of a cleaned segment's files before the swap (Kafka's `CleanedFileSuffix`).
+pub(crate) const CLEANED_SUFFIX: &str = ".cleaned";
+/// Suffix of a cleaned segment's files while it replaces the old ones (`SwapFileSuffix`).
+pub(crate) const SWAP_SUFFIX: &str = ".swap";
+/// Output bytes buffered before a write to the cleaned file.
+const WRITE_CHUNK_BYTES: usize = 1024 * 1024;
+
+pub(crate) fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_os_string();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// What a round did (Kafka's `CleanerStats`, the parts we report).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CleanStats {
+    /// The next round's first dirty offset (the map covered everything below it).
+    pub end_offset: i64,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+    pub records_read: u64,
+    pub records_written: u64,
+    /// Groups swapped in.
+    pub segments_written: u64,
+    /// `replace_segments` found the old segments gone (deleted or truncated meanwhile).
+    pub aborted: bool,
+}
+
+/// A cleaned segment ready to be swapped in: its files carry `CLEANED_SUFFIX`.
+#[derive(Debug)]
+pub struct CleanedSegment {
+    /// The new segment's writer state, named by its final file names.
+    pub(crate) segment: Segment,
+    /// The segments it replaces, as the round saw them.
+    pub(crate) replaces: Vec<Arc<SharedSegment>>,
+}
+
+impl CleanedSegment {
+    pub fn base_offset(&self) -> i64 {
+        self.segment.base_offset
+    }
+
+    /// Removes the cleaned files, for a round whose log went away before the swap.
+    pub fn discard(self) {
+        let io = self.segment.shared_io();
+        for file in SegmentFile::ALL {
+            let path = file.path(self.segment.shared_dir(), self.segment.base_offset);
+            let _ = crate::io::remove_if_present(&*io, &with_suffix(&path, CLEANED_SUFFIX));
+        }
+    }
+}
+
+/// Everything a round needs, taken under the log's lock by `PartitionLog::begin_cleaning`.
+#[derive(Debug)]
+pub struct CleanRound {
+    pub(crate) dir: PathBuf,
+    pub(crate) io: Arc<dyn LogIo>,
+    pub(crate) budget: Arc<FileBudget>,
+    pub(crate) config: LogConfig,
+    /// Every segment below `first_uncleanable`, oldest first: all sealed.
+    pub(crate) segments: Vec<SegmentRead>,
+    pub(crate) first_dirty: i64,
+    pub(crate) first_uncleanable: i64,
+    /// Last data offset of each producer in the producer state (Kafka's
+    /// `lastRecordsOfActiveProducers`).
+    pub(crate) producer_last_offsets: HashMap<i64, i64>,
+    pub(crate) now_ms: i64,
+}
+
+/// A batch is opaque when the cleaner keeps it whole without reading its records.
+fn is_opaque(header: &BatchHeader) -> bool {
+    header.is_control() || header.is_transactional()
+}
+
+impl CleanRound {
+    pub fn first_dirty_offset(&self) -> i64 {
+        self.first_dirty
+    }
+
+    pub fn first_uncleanable_offset(&self) -> i64 {
+        self.first_uncleanable
+    }
+
+    /// Base offset of the segment after `index` (or the round's bound for the last one).
+    fn next_base(&self, index: usize) -> i64 {
+        self.segments
+            .get(index + 1)
+            .map_or(self.first_uncleanable, SegmentRead::base_offset)
+    }
+
+    /// Calls `f(header, batch bytes)` for every batch of `segment` from `position`, reading
+    /// `io_buffer_bytes` at a time (a batch larger than that is read alone; its length was
+    /// checked against the segment's size first).
+    fn for_each_batch(
+        &self,
+        segment: &SegmentRead,
+        position: u64,
+        io_buffer_bytes: usize,
+        throttler: &Throttler,
+        mut f: impl FnMut(&BatchHeader, &[u8]) -> Result<ControlFlow<()>, StorageError>,
+    ) -> Result<u64, StorageError> {
+        let size_bytes = segment.stats.size_bytes;
+        segment.with_log(&self.budget, |file: IoFile<'_>| {
+            let mut position = position;
+            let mut read = 0u64;
+            let mut buf = Vec::new();
+            while position < size_bytes {
+                let want = (io_buffer_bytes as u64).min(size_bytes - position) as usize;
+                buf.resize(want, 0);
+                file.read_exact_at(&mut buf, position)?;
+                read += want as u64;
+                throttler.maybe_throttle(want as u64);
+                let mut at = 0usize;
+                while at + BATCH_HEADER_LEN <= buf.len() {
+                    let header = BatchHeader::parse(&buf[at..])?;
+                    let size = header.size_bytes();
+                    if header.batch_length < 0
+                        || size < BATCH_HEADER_LEN
+                        || position + (at + size) as u64 > size_bytes
+                    {
+                        return Err(StorageError::Corrupt(format!(
+                            "batch at position {} has an impossible length {}",
+                            position + at as u64,
+                            header.batch_length
+                        )));
+                    }
+                    if at + size > buf.len() {
+                        if at == 0 {
+                            // Larger than the I/O buffer: read it whole (bounded above).
+                            buf.resize(size, 0);
+                            file.read_exact_at(&mut buf, position)?;
+                            read += size as u64;
+                            continue;
+                        }
+                        break;
+                    }
+                    if f(&header, &buf[at..at + size])?.is_break() {
+                        return Ok(read);
+                    }
+                    at += size;
+                }
+                if at == 0 {
+                    return Err(StorageError::Corrupt(format!(
+                        "no whole batch at position {position}"
+                    )));
+                }
+                position += at as u64;
+            }
+            Ok(read)
+        })
+    }
+
+    /// Kafka's `buildOffsetMap`: maps the keys of the dirty section until the map is full.
+    /// Returns the offset the map covers up to (exclusive): the round's end offset.
+    pub fn build_offset_map(
+        &self,
+        map: &mut OffsetMap,
+        io_buffer_bytes: usize,
+        throttler: &Throttler,
+        stats: &mut CleanStats,
+    ) -> Result<i64, StorageError> {
+        map.clear();
+        let max_message_bytes = self.config.max_message_bytes as usize;
+        let start = self.first_dirty;
+        let end = self.first_uncleanable;
+        let mut full = false;
+        for (index, segment) in self.segments.iter().enumerate() {
+            let next_base = self.next_base(index);
+            if next_base <= start || segment.base_offset() >= end || full {
+                continue;
+            }
+            let position = segment.position_for(&self.budget, start)?;
+            stats.bytes_read += self.for_each_batch(
+                segment,
+                position,
+                io_buffer_bytes,
+                throttler,
+                |header, batch| {
+                    if !is_opaque(header) && header.last_offset() >= start {
+                        check_stored_batch(batch)?;
+                        let body = records_body(header, batch, max_message_bytes)?;
+                        for record in parse_body(header, &body)? {
+                            stats.records_read += 1;
+                            let Some(key) = record.key else { continue };
+                            if record.offset < start {
+                                continue;
+                            }
+                            if map.is_full() {
+                                full = true;
+                                return Ok(ControlFlow::Break(()));
+                            }
+                            map.put(key, record.offset);
+                        }
+                    }
+                    if header.last_offset() >= start {
+                        map.update_latest_offset(header.last_offset());
+                    }
+                    Ok(ControlFlow::Continue(()))
+                },
+            )?;
+            if !full {
+                // Gaps between segments are covered too.
+                map.update_latest_offset(next_base - 1);
+            }
+        }
+        Ok(map.latest_offset() + 1)
+    }
+
+    /// Kafka's `groupSegmentsBySize` over the segments below `end_offset`: consecutive
+    /// segments whose log and index bytes fit `segment.bytes` / `segment.index.bytes` and
+    /// whose offsets fit one segment's relative range. Returns index ranges into the round's
+    /// segments.
+    pub fn group_segments(&self, end_offset: i64) -> Vec<std::ops::Range<usize>> {
+        let count = self
+            .segments
+            .iter()
+            .take_while(|s| s.base_offset() < end_offset)
+            .count();
+        let log_max = self.config.segment_bytes.min(i32::MAX as u64);
+        let index_max = u64::from(self.config.segment_index_bytes);
+        let mut groups = Vec::new();
+        let mut first = 0;
+        while first < count {
+            let s = &self.segments[first];
+            let mut log_bytes = s.stats.size_bytes;
+            let mut index_bytes = s.stats.offset_index_entries * OFFSET_ENTRY_BYTES;
+            let mut time_bytes = s.stats.time_index_entries * TIME_ENTRY_BYTES;
+            let mut last = first + 1;
+            while last < count {
+                let next = &self.segments[last];
+                // The next segment's last offset, bounded by its successor's base.
+                let next_last_offset = if last + 1 < self.segments.len() {
+                    self.segments[last + 1].base_offset() - 1
+                } else {
+                    self.first_uncleanable - 1
+                };
+                let fits = log_bytes + next.stats.size_bytes <= log_max
+                    && index_bytes + next.stats.offset_index_entries * OFFSET_ENTRY_BYTES
+                        <= index_max
+                    && time_bytes + next.stats.time_index_entries * TIME_ENTRY_BYTES <= index_max
+                    && (next.stats.size_bytes == 0
+                        || next_last_offset - s.base_offset() <= i64::from(i32::MAX));
+                if !fits {
+                    break;
+                }
+                log_bytes += next.stats.size_bytes;
+                index_bytes += next.stats.offset_index_entries * OFFSET_ENTRY_BYTES;
+                time_bytes += next.stats.time_index_entries * TIME_ENTRY_BYTES;
+                last += 1;
+            }
+            groups.push(first..last);
+            first = last;
+        }
+        groups
+    }
+
+    /// Whether any segment below `end_offset` holds a batch the cleaner keeps whole (module
+    /// docs: tombstones must then stay).
+    pub fn has_opaque_batches(
+        &self,
+        end_offset: i64,
+        throttler: &Throttler,
+    ) -> Result<bool, StorageError> {
+        for segment in self
+            .segments
+            .iter()
+            .take_while(|s| s.base_offset() < end_offset)
+        {
+            let found = segment.with_log(&self.budget, |file| {
+                crate::reader::scan_batches(file, 0, segment.stats.size_bytes, |h| {
+                    is_opaque(h) && h.record_count > 0
+                })
+            })?;
+            throttler.maybe_throttle(segment.stats.size_bytes / 64);
+            if found.is_some() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Kafka's `cleanSegments`: writes the group's kept batches to one segment's `.cleaned`
+    /// files (fsynced), named by the group's first base offset.
+    #[allow(clippy::too_many_arguments)]
+    pub fn clean_group(
+        &self,
+        group: std::ops::Range<usize>,
+        map: &OffsetMap,
+        keep_all_tombstones: bool,
+        io_buffer_bytes: usize,
+        throttler: &Throttler,
+        stats: &mut CleanStats,
+    ) -> Result<CleanedSegment, StorageError> {
+        let base = self.segments[group.start].base_offset();
+        let final_paths = SegmentFile::ALL.map(|f| f.path(&self.dir, base));
+        let cleaned_paths = final_paths.clone().map(|p| with_suffix(&p, CLEANED_SUFFIX));
+        let result = self.write_cleaned(
+            group.clone(),
+            base,
+            &cleaned_paths,
+            map,
+            keep_all_tombstones,
+            io_buffer_bytes,
+            throttler,
+            stats,
+        );
+        match result {
+            Ok(segment) => Ok(CleanedSegment {
+                segment,
+                replaces: self.segments[group]
+                    .iter()
+                    .map(SegmentRead::shared)
+                    .collect(),
+            }),
+            Err(e) => {
+                for path in &cleaned_paths {
+                    let _ = crate::io::remove_if_present(&*self.io, path);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn write_cleaned(
+        &self,
+        group: std::ops::Range<usize>,
+        base: i64,
+        paths: &[PathBuf; 3],
+        map: &OffsetMap,
+        keep_all_tombstones: bool,
+        io_buffer_bytes: usize,
+        throttler: &Throttler,
+        stats: &mut CleanStats,
+    ) -> Result<Segment, StorageError> {
+        let io = &*self.io;
+        let log = io.open(&paths[0], OpenMode::Truncate)?;
+        let mut segment = Segment::empty(&self.dir, base, &self.io);
+        let mut offset_entries = Vec::new();
+        let mut time_entries = Vec::new();
+        let mut out: Vec<u8> = Vec::new();
+        let mut written = 0u64;
+        let latest = map.latest_offset();
+        let now = self.now_ms;
+        let horizon_for_new = now.saturating_add(self.config.compaction.delete_retention_ms);
+        let interval = self.config.index_interval_bytes;
+        let max_message_bytes = self.config.max_message_bytes as usize;
+        for index in group {
+            let source = &self.segments[index];
+            stats.bytes_read +=
+                self.for_each_batch(source, 0, io_buffer_bytes, throttler, |header, batch| {
+                    let kept_from = out.len();
+                    let producer_last = header.has_producer_id()
+                        && self.producer_last_offsets.get(&header.producer_id)
+                            == Some(&header.last_offset());
+                    let retain_empty =
+                        producer_last || header.last_offset() + 1 == self.first_uncleanable;
+                    if is_opaque(header) {
+                        out.extend_from_slice(batch);
+                    } else {
+                        check_stored_batch(batch)?;
+                        let body = records_body(header, batch, max_message_bytes)?;
+                        let records = parse_body(header, &body)?;
+                        let existing_horizon = delete_horizon_ms(header);
+                        let retain_deletes = keep_all_tombstones
+                            || existing_horizon.is_none_or(|horizon| now < horizon);
+                        let mut kept = Vec::with_capacity(records.len());
+                        let mut tombstones = false;
+                        for record in &records {
+                            stats.records_read += 1;
+                            let keep = if record.offset > latest {
+                                true
+                            } else if let Some(key) = record.key {
+                                record.offset >= map.get(key)
+                                    && (record.value.is_some() || retain_deletes)
+                            } else {
+                                false
+                            };
+                            if keep {
+                                tombstones |= record.value.is_none();
+                                kept.push(*record);
+                            }
+                        }
+                        let set_horizon = tombstones && existing_horizon.is_none();
+                        if !kept.is_empty() && kept.len() == records.len() && !set_horizon {
+                            out.extend_from_slice(batch);
+                        } else if !kept.is_empty() {
+                            let horizon = if set_horizon {
+                                Some(horizon_for_new)
+                            } else {
+                                existing_horizon
+                            };
+                            write_retained(&mut out, header, &kept, horizon)?;
+                        } else if retain_empty {
+                            write_empty(&mut out, header);
+                        }
+                    }
+                    if out.len() > kept_from {
+                        let new_header = BatchHeader::parse(&out[kept_from..])?;
+                        stats.records_written +=
+                            u64::try_from(new_header.record_count).unwrap_or(0);
+                        let position = written + kept_from as u64;
+                        segment.note_batch(&new_header);
+                        let update = segment.index.on_batch(
+                            interval,
+                            segment.relative(new_header.last_offset()),
+                            u32::try_from(position).unwrap_or(u32::MAX),
+                            new_header.size_bytes() as u64,
+                            segment.max_timestamp,
+                            segment.relative(segment.last_offset_of_max_timestamp),
+                        );
+                        if let Some(entry) = update.offset_entry {
+                            offset_entries.extend_from_slice(&entry);
+                        }
+                        if let Some(entry) = update.time_entry {
+                            time_entries.extend_from_slice(&entry);
+                        }
+                        segment.size_bytes = position + new_header.size_bytes() as u64;
+                    }
+                    if out.len() >= WRITE_CHUNK_BYTES {
+                        io.write_all_at(&log, &out, written)?;
+                        throttler.maybe_throttle(out.len() as u64);
+                        written += out.len() as u64;
+                        out.clear();
+                    }
+                    Ok(ControlFlow::Continue(()))
+                })?;
+        }
+        if !out.is_empty() {
+            io.write_all_at(&log, &out, written)?;
+            throttler.maybe_throttle(out.len() as u64);
+            written += out.len() as u64;
+        }
+        stats.bytes_written += written;
+        assert_eq!(
+            written, segment.size_bytes,
+            "cleaned segment size bookkeeping"
+        );
+        // Kafka's `onBecomeInactiveSegment`: the final time-index entry.
+        if segment.max_timestamp >= 0 {
+            let relative = segment.relative(segment.last_offset_of_max_timestamp);
+            if let Some(entry) = segment.index.time_entry(segment.max_timestamp, relative) {
+                time_entries.extend_from_slice(&entry);
+            }
+        }
+        io.sync_data(&log)?;
+        for (path, entries) in [(&paths[1], &offset_entries), (&paths[2], &time_entries)] {
+            let file = io.open(path, OpenMode::Truncate)?;
+            if !entries.is_empty() {
+                io.write_all_at(&file, entries, 0)?;
+            }
+            io.sync_data(&file)?;
+        }
+        segment.offset_index_entries = offset_entries.len() as u64 / OFFSET_ENTRY_BYTES;
+        segment.time_index_entries = time_entries.len() as u64 / TIME_ENTRY_BYTES;
+        Ok(segment)
+    }
+
+    /// Runs the whole round: map, groups, and `install` for each cleaned group (which swaps
+    /// it in and answers false when the log changed under the round, which then stops).
+    pub fn run(
+        &self,
+        map: &mut OffsetMap,
+        io_buffer_bytes: usize,
+        throttler: &Throttler,
+        mut install: impl FnMut(CleanedSegment) -> Result<bool, StorageError>,
+    ) -> Result<CleanStats, StorageError> {
+        let mut stats = CleanStats::default();
+        let end_offset = self.build_offset_map(map, io_buffer_bytes, throttler, &mut stats)?;
+        stats.end_offset = end_offset;
+        let keep_all_tombstones = self.has_opaque_batches(end_offset, throttler)?;
+        for group in self.group_segments(end_offset) {
+            let cleaned = self.clean_group(
+                group,
+                map,
+                keep_all_tombstones,
+                io_buffer_bytes,
+                throttler,
+                &mut stats,
+            )?;
+            if !install(cleaned)? {
+                stats.aborted = true;
+                return Ok(stats);
+            }
+            stats.segments_written += 1;
+        }
+        Ok(stats)
+    }
+}
