@@ -17,6 +17,7 @@ pub mod internal_topics;
 pub mod listener;
 pub mod log_level;
 pub mod log_manager;
+pub mod logging;
 pub mod metadata;
 pub mod metrics;
 pub mod replica;
