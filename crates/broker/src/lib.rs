@@ -11,6 +11,7 @@ pub mod coordinator_runtime;
 pub mod durability;
 pub mod errors;
 pub mod fetch_session;
+pub mod group_events;
 pub mod groups;
 pub mod handlers;
 pub mod internal_topics;
