@@ -48,11 +48,68 @@ fn str_bytes(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_owned())
 }
 
-// Redirected to a file, the default text log carries no ANSI escapes (it used to colour
-// everything), and still says what happened.
+/// A runnel started directly (not through `Runnel`) with `args`, stderr to a file and
+/// `NO_COLOR` removed from its environment, so the colour decision is runnel's own.
+struct Direct {
+    child: std::process::Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Direct {
+    fn start(args: &[&str]) -> Direct {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let log = std::fs::File::create(dir.path().join("stderr")).expect("log file");
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_runnel"))
+            .env_remove("NO_COLOR")
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn runnel");
+        let mut direct = Direct { child, port, dir };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !direct.log().contains("runnel is ready") {
+            assert!(Instant::now() < deadline, "not ready:\n{}", direct.log());
+            assert!(
+                direct.child.try_wait().expect("try_wait").is_none(),
+                "exited:\n{}",
+                direct.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        direct
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stderr")).unwrap_or_default()
+    }
+
+    fn connect(&self) -> std::net::TcpStream {
+        let s = std::net::TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        s
+    }
+}
+
+impl Drop for Direct {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// Redirected to a file, the default text log carries no ANSI escapes even without NO_COLOR
+// (it used to colour everything), and still says what happened.
 #[test]
 fn text_log_to_a_file_has_no_colour() {
-    let runnel = Runnel::start("");
+    let runnel = Direct::start(&[]);
     let mut s = runnel.connect();
     create_topic(&mut s, "plain", 2, &[]);
     let log = runnel.log();
@@ -225,30 +282,8 @@ fn runtime_level_change_applies_to_json() {
 // `--log-format json` on the command line gives the same JSON lines.
 #[test]
 fn log_format_flag() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
-    let log = std::fs::File::create(dir.path().join("stderr")).expect("log file");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_runnel"))
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .arg("--log-format")
-        .arg("json")
-        .stdout(std::process::Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("spawn runnel");
-    let read = || std::fs::read_to_string(dir.path().join("stderr")).unwrap_or_default();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !read().contains("runnel is ready") {
-        assert!(Instant::now() < deadline, "not ready:\n{}", read());
-        assert!(child.try_wait().expect("try_wait").is_none(), "{}", read());
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    let lines = json_lines(&read());
+    let runnel = Direct::start(&["--log-format", "json"]);
+    let lines = json_lines(&runnel.log());
     assert_eq!(with_message(&lines, "starting runnel").len(), 1);
     assert_eq!(with_message(&lines, "runnel is ready").len(), 1);
 }
