@@ -125,13 +125,31 @@ fn text_log_to_a_file_has_no_colour() {
 // startup summary names the node, data dir and listeners; topic changes each get a line.
 #[test]
 fn json_log_lines_and_topic_events() {
-    let runnel = Runnel::start(JSON);
+    // Secrets in the config file (an inline private key, a JAAS password): accepted, but never
+    // logged, whatever the summary or the warnings about unused keys say.
+    let secrets = format!(
+        "{JSON}\"ssl.keystore.type\" = \"PEM\"\n\"ssl.keystore.key\" = \"-----BEGIN PRIVATE KEY-----\\nSECRETKEYBYTES\\n-----END PRIVATE KEY-----\"\n\"ssl.keystore.certificate.chain\" = \"-----BEGIN CERTIFICATE-----\\nCERTBYTES\\n-----END CERTIFICATE-----\"\n\"sasl.jaas.config\" = \"x required password=\\\"hunter2secret\\\";\"\n"
+    );
+    let runnel = Runnel::start(&secrets);
     let mut s = runnel.connect();
     create_topic(&mut s, "events", 3, &[("retention.ms", "60000")]);
     let lines = wait_for_json(&runnel, "topic created", |l| {
         !with_message(l, "topic created").is_empty()
     });
     assert!(!runnel.log().contains("\x1b["));
+    // The keys were read (the unused one is warned about by name).
+    assert!(
+        runnel.log().contains("sasl.jaas.config"),
+        "{}",
+        runnel.log()
+    );
+    for secret in ["SECRETKEYBYTES", "hunter2secret"] {
+        assert!(
+            !runnel.log().contains(secret),
+            "{secret} logged:\n{}",
+            runnel.log()
+        );
+    }
     for line in &lines {
         for key in ["timestamp", "level", "target", "message"] {
             assert!(line[key].is_string(), "{key} missing in {line}");
