@@ -428,12 +428,14 @@ fn group_rebalances_are_logged() {
 }
 
 // Restarting after a crash that left garbage at the end of a segment: the recovery summary
-// counts the partitions and the bytes cut, and the truncated partition gets its own line.
+// counts the partitions and the bytes cut, and the truncated partition gets its own line. A
+// directory of an older topic found under a partition's name is replaced, not "truncated".
 #[test]
 fn recovery_results_are_summarised() {
     let runnel = Runnel::start(JSON);
     let mut s = runnel.connect();
     create_topic(&mut s, "r", 2, &[]);
+    create_topic(&mut s, "other", 1, &[]);
     let ResponseKind::Produce(p) = call(
         &mut s,
         ApiKey::Produce,
@@ -460,6 +462,15 @@ fn recovery_results_are_summarised() {
     let segment = dir.path().join("data/r-1/00000000000000000000.log");
     let kept = std::fs::metadata(&segment).expect("segment").len();
     assert!(kept > 0);
+    // other-0 now holds r-1's files, topic id included: an older topic's directory.
+    for entry in std::fs::read_dir(dir.path().join("data/r-1")).expect("r-1") {
+        let entry = entry.expect("entry");
+        std::fs::copy(
+            entry.path(),
+            dir.path().join("data/other-0").join(entry.file_name()),
+        )
+        .expect("copy");
+    }
     let garbage = [0x5au8; 37];
     std::fs::OpenOptions::new()
         .append(true)
@@ -477,10 +488,19 @@ fn recovery_results_are_summarised() {
     assert_eq!(truncated[0]["fields"]["topic"], "r");
     assert_eq!(truncated[0]["fields"]["partition"], 1);
     assert_eq!(truncated[0]["fields"]["bytes_truncated"], garbage.len());
+    assert_eq!(
+        with_message(
+            &lines,
+            "partition directory belongs to an older topic id; removing it"
+        )
+        .len(),
+        1,
+        "{lines:?}"
+    );
     let summary = with_message(&lines, "partition logs recovered");
     assert_eq!(summary.len(), 1, "{lines:?}");
     let fields = &summary[0]["fields"];
-    assert_eq!(fields["partitions"], 2);
+    assert_eq!(fields["partitions"], 3);
     assert_eq!(fields["partitions_truncated"], 1);
     assert_eq!(fields["bytes_truncated"], garbage.len());
     assert_eq!(fields["log_bytes"], kept);

@@ -73,7 +73,7 @@ impl Publisher<'_> {
             // As for a new topic: committed, so a failure is reported and retried at the next
             // start rather than undone.
             match self.open_partition(topic, *index, image) {
-                Ok(()) => {
+                Ok(_) => {
                     tracing::debug!(topic = %topic.name, partition = index, "opened new partition")
                 }
                 Err(e) => {
@@ -201,9 +201,9 @@ impl Publisher<'_> {
                 // one) while it opens a log; the `.log` bytes before and after say how much.
                 let dir = partition_dir(self.data_dir, &topic.name, index);
                 let before = log_file_bytes(&dir);
-                self.open_partition(topic, index, &image)?;
+                let replaced = self.open_partition(topic, index, &image)?;
                 let after = log_file_bytes(&dir);
-                let truncated = before.saturating_sub(after);
+                let truncated = before.saturating_sub(replaced).saturating_sub(after);
                 if truncated > 0 {
                     tracing::warn!(
                         topic = %topic.name,
@@ -238,15 +238,18 @@ impl Publisher<'_> {
         Ok(())
     }
 
-    /// Opens (creating) partition `index` of `topic` and starts serving it.
+    /// Opens (creating) partition `index` of `topic` and starts serving it. Returns the bytes of
+    /// segment files of an older topic's directory it found there and removed (0 usually), which
+    /// the recovery summary must not count as truncated.
     fn open_partition(
         &self,
         topic: &Arc<TopicImage>,
         index: i32,
         image: &MetadataImage,
-    ) -> Result<()> {
+    ) -> Result<u64> {
         let layers = ConfigLayers::of(image, self.node_id, self.static_configs);
         let settings = settings(&topic.configs, &layers);
+        let mut replaced = 0;
         {
             let dir = partition_dir(self.data_dir, &topic.name, index);
             let log = match PartitionLog::open(
@@ -258,6 +261,7 @@ impl Publisher<'_> {
                     // A directory of an older topic of the same name (deleted while we were
                     // down): move it aside and start fresh.
                     tracing::info!(dir = %dir.display(), "partition directory belongs to an older topic id; removing it");
+                    replaced = log_file_bytes(&dir);
                     let renamed = runnel_storage::rename_for_delete(&dir)?;
                     std::fs::remove_dir_all(&renamed).ok();
                     PartitionLog::open(
@@ -287,7 +291,7 @@ impl Publisher<'_> {
                 &settings,
             ));
         }
-        Ok(())
+        Ok(replaced)
     }
 
     /// Stops serving a deleted topic's partitions; their directories are renamed for deletion and
