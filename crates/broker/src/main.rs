@@ -30,7 +30,8 @@ fn main() -> ExitCode {
         }
         Command::Run(config, warnings) => (*config, warnings),
     };
-    runnel_broker::logging::init(config.log_format);
+    let log_format = config.log_format;
+    runnel_broker::logging::init(log_format);
     for w in warnings {
         tracing::warn!("{w}");
     }
@@ -40,7 +41,7 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("runnel: cannot start the runtime: {e}");
+            tracing::error!(error = %e, "cannot start the runtime");
             return ExitCode::FAILURE;
         }
     };
@@ -48,7 +49,10 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
-            eprintln!("runnel: {e:#}");
+            // The plain repeat is for people; in JSON every stderr line must stay an object.
+            if log_format == runnel_broker::logging::LogFormat::Text {
+                eprintln!("runnel: {e:#}");
+            }
             ExitCode::FAILURE
         }
     }

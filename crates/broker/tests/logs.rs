@@ -306,6 +306,33 @@ fn log_format_flag() {
     assert_eq!(with_message(&lines, "runnel is ready").len(), 1);
 }
 
+// A startup failure (the port is taken) is still JSON lines only, with the error at ERROR.
+#[test]
+fn json_startup_failure_stays_json() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_runnel"))
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("--log-format=json")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run runnel");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines = json_lines(&stderr);
+    assert!(
+        lines.iter().any(|l| l["level"] == "ERROR"
+            && l["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("binding listener"))),
+        "{stderr}"
+    );
+}
+
 fn join(s: &mut std::net::TcpStream, member_id: &str) -> JoinGroupResponse {
     let request = JoinGroupRequest::default()
         .with_group_id(GroupId(str_bytes("g")))
