@@ -64,6 +64,7 @@ const RUNNEL_KEYS: &[&str] = &[
     "runnel.metadata.log.records.max",
     "runnel.fetch.waiters.max",
     "runnel.fetch.zero.copy",
+    "runnel.log.format",
     crate::tls::settings::HANDSHAKE_TIMEOUT_KEY,
 ];
 
@@ -118,6 +119,8 @@ pub struct BrokerConfig {
     /// `log.initial.task.delay.ms` (Kafka default 30 s): the wait before the first retention
     /// pass after startup.
     pub log_initial_task_delay_ms: u64,
+    /// `runnel.log.format` / `--log-format`: `text` (default) or `json` lines for log shippers.
+    pub log_format: crate::logging::LogFormat,
     /// Every key given in the file (and by flags), as strings: topic defaults are read from here.
     pub raw: BTreeMap<String, String>,
 }
@@ -150,6 +153,7 @@ impl Default for BrokerConfig {
             groups: runnel_cluster::group::GroupConfig::default(),
             log_retention_check_interval_ms: 300_000,
             log_initial_task_delay_ms: 30_000,
+            log_format: crate::logging::LogFormat::Text,
             raw: BTreeMap::new(),
         }
     }
@@ -168,10 +172,12 @@ OPTIONS:
   --data-dir DIR                   where data lives (default ./data)
   --node-id N                      this broker's node id (default 1)
   --config FILE                    TOML file of Kafka config names, e.g. \"num.partitions\" = 3
+  --log-format FORMAT              text (default) or json: one JSON object per log line
   -h, --help                       print this help
   -V, --version                    print the version
 
-Flags override the config file. Log verbosity: RUST_LOG (e.g. RUST_LOG=debug).";
+Flags override the config file. Log verbosity: RUST_LOG (e.g. RUST_LOG=debug). Text logs
+are coloured only when stderr is a terminal and NO_COLOR is not set.";
 
 /// What the command line asks for.
 pub enum Command {
@@ -197,7 +203,12 @@ pub fn parse_args(args: &[String]) -> Result<Command> {
         match name {
             "-h" | "--help" => return Ok(Command::Help),
             "-V" | "--version" => return Ok(Command::Version),
-            "--listen" | "--advertised-listener" | "--data-dir" | "--node-id" | "--config" => {
+            "--listen"
+            | "--advertised-listener"
+            | "--data-dir"
+            | "--node-id"
+            | "--config"
+            | "--log-format" => {
                 let value = match inline {
                     Some(v) => v,
                     None => it
@@ -227,6 +238,9 @@ pub fn parse_args(args: &[String]) -> Result<Command> {
     }
     if let Some(v) = flags.get("--node-id") {
         raw.insert("node.id".into(), v.clone());
+    }
+    if let Some(v) = flags.get("--log-format") {
+        raw.insert("runnel.log.format".into(), v.clone());
     }
     let (config, warnings) = from_raw(raw)?;
     Ok(Command::Run(Box::new(config), warnings))
@@ -475,6 +489,11 @@ pub fn from_raw(raw: BTreeMap<String, String>) -> Result<(BrokerConfig, Vec<Stri
     if let Some(v) = get("log.initial.task.delay.ms") {
         c.log_initial_task_delay_ms = num("log.initial.task.delay.ms", &v)?;
     }
+    if let Some(v) = get("runnel.log.format") {
+        c.log_format = crate::logging::LogFormat::parse(&v).ok_or_else(|| {
+            anyhow!("config key 'runnel.log.format': '{v}' is not one of text, json")
+        })?;
+    }
     c.raw = raw;
     Ok((c, warnings))
 }
@@ -580,6 +599,37 @@ mod tests {
         );
         assert!(c.ssl.keystore.is_some());
         assert!(warnings.is_empty(), "{warnings:?}");
+    }
+
+    // The log format comes from the file key or the flag (the flag wins); anything but text
+    // or json is refused, naming the key.
+    #[test]
+    fn log_format_from_file_and_flag() {
+        use crate::logging::LogFormat;
+        let Command::Run(c, _) = parse_args(&[]).expect("parse") else {
+            panic!("expected run")
+        };
+        assert_eq!(c.log_format, LogFormat::Text);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("runnel.toml");
+        std::fs::write(&file, "\"runnel.log.format\" = \"json\"\n").expect("write");
+        let path = file.to_string_lossy().to_string();
+        let Command::Run(c, warnings) = parse_args(&args(&["--config", &path])).expect("parse")
+        else {
+            panic!("expected run")
+        };
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let Command::Run(c, _) =
+            parse_args(&args(&["--config", &path, "--log-format=text"])).expect("parse")
+        else {
+            panic!("expected run")
+        };
+        assert_eq!(c.log_format, LogFormat::Text);
+        let err = parse_args(&args(&["--log-format", "xml"]))
+            .err()
+            .expect("error");
+        assert!(format!("{err:#}").contains("runnel.log.format"), "{err:#}");
     }
 
     // Unquoted dotted keys become nested tables in TOML; they are joined back.

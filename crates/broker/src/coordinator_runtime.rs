@@ -124,6 +124,11 @@ impl<S> Shard<S> {
 /// Makes an empty shard of a partition.
 type ShardFactory<S> = Box<dyn Fn(i32, &MetadataImage) -> S + Send + Sync>;
 
+/// Told of every batch of records a shard committed (partition, records), after the shard
+/// applied it: how the shell logs what the engine decided (rebalances, say) without the
+/// engine doing I/O.
+pub type CommitObserver = Box<dyn Fn(i32, &[Record]) + Send + Sync>;
+
 /// The shards of one coordinator.
 pub struct CoordinatorRuntime<S: CoordinatorShard> {
     /// For logs ("group coordinator").
@@ -136,6 +141,8 @@ pub struct CoordinatorRuntime<S: CoordinatorShard> {
     next_id: AtomicU64,
     /// Wakes the timer task when a request may have moved a deadline.
     timer: Notify,
+    /// See `CommitObserver`; `None`: nobody listens.
+    on_commit: Option<CommitObserver>,
 }
 
 impl<S: CoordinatorShard> CoordinatorRuntime<S> {
@@ -151,7 +158,14 @@ impl<S: CoordinatorShard> CoordinatorRuntime<S> {
             shards: RwLock::new(BTreeMap::new()),
             next_id: AtomicU64::new(1),
             timer: Notify::new(),
+            on_commit: None,
         }
+    }
+
+    /// Sets the observer of committed batches (replays while loading are not reported).
+    pub fn with_commit_observer(mut self, observer: CommitObserver) -> CoordinatorRuntime<S> {
+        self.on_commit = Some(observer);
+        self
     }
 
     fn shard(&self, partition: i32) -> Option<Arc<Shard<S>>> {
@@ -438,6 +452,9 @@ impl<S: CoordinatorShard> CoordinatorRuntime<S> {
             let responses = match (&mut engine, ok) {
                 (Some(engine), true) => {
                     engine.on_committed(&done.records);
+                    if let Some(observer) = &self.on_commit {
+                        observer(shard.partition, &done.records);
+                    }
                     done.on_success
                 }
                 // Failed, or committed while the shard has failed: nothing it decided can be

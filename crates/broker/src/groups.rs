@@ -43,22 +43,25 @@ impl Groups {
     pub fn new(config: GroupConfig) -> Groups {
         let shard_config = config.clone();
         Groups {
-            runtime: Arc::new(CoordinatorRuntime::new(
-                "group coordinator",
-                OFFSETS_TOPIC,
-                move |_partition, image: &MetadataImage| {
-                    // Groups hash over the partitions the topic has, whatever the config says
-                    // now (Kafka reads the count from the existing topic too).
-                    let partitions = image
-                        .topic(OFFSETS_TOPIC)
-                        .and_then(|t| i32::try_from(t.partitions).ok())
-                        .unwrap_or(shard_config.offsets_topic_num_partitions);
-                    GroupCoordinator::new(GroupConfig {
-                        offsets_topic_num_partitions: partitions,
-                        ..shard_config.clone()
-                    })
-                },
-            )),
+            runtime: Arc::new(
+                CoordinatorRuntime::new(
+                    "group coordinator",
+                    OFFSETS_TOPIC,
+                    move |_partition, image: &MetadataImage| {
+                        // Groups hash over the partitions the topic has, whatever the config says
+                        // now (Kafka reads the count from the existing topic too).
+                        let partitions = image
+                            .topic(OFFSETS_TOPIC)
+                            .and_then(|t| i32::try_from(t.partitions).ok())
+                            .unwrap_or(shard_config.offsets_topic_num_partitions);
+                        GroupCoordinator::new(GroupConfig {
+                            offsets_topic_num_partitions: partitions,
+                            ..shard_config.clone()
+                        })
+                    },
+                )
+                .with_commit_observer(Box::new(crate::group_events::log_committed)),
+            ),
             config,
         }
     }

@@ -30,23 +30,8 @@ fn main() -> ExitCode {
         }
         Command::Run(config, warnings) => (*config, warnings),
     };
-    {
-        use tracing_subscriber::layer::SubscriberExt;
-        use tracing_subscriber::util::SubscriberInitExt;
-        // The filter sits behind a reload handle so BROKER_LOGGER changes apply at runtime.
-        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-        let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
-        tracing_subscriber::registry()
-            .with(filter)
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
-            .init();
-        runnel_broker::log_level::install(Box::new(move |level| {
-            handle
-                .reload(tracing_subscriber::EnvFilter::new(level))
-                .map_err(|e| e.to_string())
-        }));
-    }
+    let log_format = config.log_format;
+    runnel_broker::logging::init(log_format);
     for w in warnings {
         tracing::warn!("{w}");
     }
@@ -56,7 +41,7 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("runnel: cannot start the runtime: {e}");
+            tracing::error!(error = %e, "cannot start the runtime");
             return ExitCode::FAILURE;
         }
     };
@@ -64,13 +49,17 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
-            eprintln!("runnel: {e:#}");
+            // The plain repeat is for people; in JSON every stderr line must stay an object.
+            if log_format == runnel_broker::logging::LogFormat::Text {
+                eprintln!("runnel: {e:#}");
+            }
             ExitCode::FAILURE
         }
     }
 }
 
 async fn run(config: config::BrokerConfig) -> anyhow::Result<()> {
+    log_startup_summary(&config);
     // The TLS material first: a bad keystore stops startup before any port is bound. Files are
     // small and read once, so blocking here is fine.
     let tls = if config
@@ -118,6 +107,51 @@ async fn run(config: config::BrokerConfig) -> anyhow::Result<()> {
     );
     server::run(broker, listeners, stop_signal()).await;
     Ok(())
+}
+
+/// One line saying what this process runs with: identity, where data lives, the listeners and
+/// the settings operators most often ask about. Secrets never appear: nothing `ssl.*` but the
+/// client-auth mode, and topic defaults (which hold no secrets) by their broker names.
+fn log_startup_summary(config: &config::BrokerConfig) {
+    let listeners = config
+        .listeners
+        .iter()
+        .map(|l| {
+            let advertised = l
+                .advertised
+                .as_ref()
+                .map(|(host, port)| format!(" advertised {host}:{port}"))
+                .unwrap_or_default();
+            format!(
+                "{}({:?})://{}:{}{advertised}",
+                l.name, l.security_protocol, l.host, l.port
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    let topic_defaults = config
+        .topic_defaults()
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        node_id = config.node_id,
+        data_dir = %config.data_dir.display(),
+        listeners = %listeners,
+        ssl_client_auth = ?config.ssl.client_auth,
+        auto_create_topics = config.auto_create_topics,
+        num_partitions = config.num_partitions,
+        default_replication_factor = config.default_replication_factor,
+        max_connections = config.max_connections,
+        socket_request_max_bytes = config.socket_request_max_bytes,
+        fetch_max_bytes = config.fetch_max_bytes,
+        offsets_topic_num_partitions = config.groups.offsets_topic_num_partitions,
+        group_initial_rebalance_delay_ms = config.groups.group_initial_rebalance_delay_ms,
+        topic_defaults = %topic_defaults,
+        "starting runnel"
+    );
 }
 
 /// Resolves on SIGINT or SIGTERM.

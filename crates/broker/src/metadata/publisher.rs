@@ -45,8 +45,18 @@ impl Publisher<'_> {
             if let Some(topic) = image.topic_by_id(topic_id) {
                 // The topic is committed: a failure to create its directories is retried at
                 // the next start, so report it but keep the topic.
-                if let Err(e) = self.open_topic(topic, image) {
-                    tracing::error!(topic = %topic.name, error = %e, "could not open partition logs of new topic");
+                match self.open_topic(topic, image) {
+                    Ok(()) => tracing::info!(
+                        topic = %topic.name,
+                        topic_id = %topic.topic_id,
+                        partitions = topic.partitions,
+                        replication_factor = topic.registration(0).map_or(0, |r| r.replicas.len()),
+                        configs = %config_list(&topic.configs),
+                        "topic created"
+                    ),
+                    Err(e) => {
+                        tracing::error!(topic = %topic.name, error = %e, "could not open partition logs of new topic")
+                    }
                 }
             }
         }
@@ -63,18 +73,42 @@ impl Publisher<'_> {
             // As for a new topic: committed, so a failure is reported and retried at the next
             // start rather than undone.
             match self.open_partition(topic, *index, image) {
-                Ok(()) => {
-                    tracing::info!(topic = %topic.name, partition = index, "opened new partition")
+                Ok(_) => {
+                    tracing::debug!(topic = %topic.name, partition = index, "opened new partition")
                 }
                 Err(e) => {
                     tracing::error!(topic = %topic.name, partition = index, error = %e, "could not open new partition log")
                 }
             }
         }
+        // One line per grown topic (`grown_topics` holds an entry per new partition).
+        let mut grown = delta.grown_topics.clone();
+        grown.sort_unstable();
+        grown.dedup();
+        for topic_id in &grown {
+            if let Some(topic) = image
+                .topic_by_id(topic_id)
+                .filter(|_| !delta.created_topics.contains(topic_id))
+            {
+                let added = delta.grown_topics.iter().filter(|t| *t == topic_id).count();
+                tracing::info!(
+                    topic = %topic.name,
+                    added,
+                    partitions = topic.partitions,
+                    "partitions added"
+                );
+            }
+        }
         self.load_coordinator_shards(image, delta);
         self.metadata.install(Arc::clone(image));
         for topic in &delta.deleted_topics {
             self.remove_topic(topic);
+            tracing::info!(
+                topic = %topic.name,
+                topic_id = %topic.topic_id,
+                partitions = topic.partitions,
+                "topic deleted"
+            );
         }
         let layers = ConfigLayers::of(image, self.node_id, self.static_configs);
         // A changed dynamic broker config (`log.segment.bytes` as a cluster default, say) is
@@ -102,7 +136,15 @@ impl Publisher<'_> {
                         partition.reconfigure(&settings);
                     }
                 }
-                tracing::info!(topic = %topic.name, "topic configs applied to its partitions");
+                if delta.changed_configs.contains(topic_id) {
+                    tracing::info!(
+                        topic = %topic.name,
+                        configs = %config_list(&topic.configs),
+                        "topic config changed"
+                    );
+                } else {
+                    tracing::debug!(topic = %topic.name, "topic configs applied to its partitions");
+                }
             }
         }
     }
@@ -151,9 +193,40 @@ impl Publisher<'_> {
     pub fn open_all(&self) -> Result<()> {
         let image = self.metadata.image();
         remove_stray_dirs(self.data_dir, &image)?;
+        let started = std::time::Instant::now();
+        let mut recovered = Recovered::default();
         for topic in image.topics.values() {
-            self.open_topic(topic, &image)?;
+            for index in 0..i32::try_from(topic.partitions).unwrap_or(i32::MAX) {
+                // Storage truncates torn or corrupt tails (and drops segments after a corrupt
+                // one) while it opens a log; the `.log` bytes before and after say how much.
+                let dir = partition_dir(self.data_dir, &topic.name, index);
+                let before = log_file_bytes(&dir);
+                let replaced = self.open_partition(topic, index, &image)?;
+                let after = log_file_bytes(&dir);
+                let truncated = before.saturating_sub(replaced).saturating_sub(after);
+                if truncated > 0 {
+                    tracing::warn!(
+                        topic = %topic.name,
+                        partition = index,
+                        bytes_truncated = truncated,
+                        "partition log truncated by recovery"
+                    );
+                    recovered.partitions_truncated += 1;
+                    recovered.bytes_truncated += truncated;
+                }
+                recovered.partitions += 1;
+                recovered.log_bytes += after;
+            }
         }
+        tracing::info!(
+            topics = image.topics.len(),
+            partitions = recovered.partitions,
+            log_bytes = recovered.log_bytes,
+            partitions_truncated = recovered.partitions_truncated,
+            bytes_truncated = recovered.bytes_truncated,
+            elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            "partition logs recovered"
+        );
         Ok(())
     }
 
@@ -165,15 +238,18 @@ impl Publisher<'_> {
         Ok(())
     }
 
-    /// Opens (creating) partition `index` of `topic` and starts serving it.
+    /// Opens (creating) partition `index` of `topic` and starts serving it. Returns the bytes of
+    /// segment files of an older topic's directory it found there and removed (0 usually), which
+    /// the recovery summary must not count as truncated.
     fn open_partition(
         &self,
         topic: &Arc<TopicImage>,
         index: i32,
         image: &MetadataImage,
-    ) -> Result<()> {
+    ) -> Result<u64> {
         let layers = ConfigLayers::of(image, self.node_id, self.static_configs);
         let settings = settings(&topic.configs, &layers);
+        let mut replaced = 0;
         {
             let dir = partition_dir(self.data_dir, &topic.name, index);
             let log = match PartitionLog::open(
@@ -185,6 +261,7 @@ impl Publisher<'_> {
                     // A directory of an older topic of the same name (deleted while we were
                     // down): move it aside and start fresh.
                     tracing::info!(dir = %dir.display(), "partition directory belongs to an older topic id; removing it");
+                    replaced = log_file_bytes(&dir);
                     let renamed = runnel_storage::rename_for_delete(&dir)?;
                     std::fs::remove_dir_all(&renamed).ok();
                     PartitionLog::open(
@@ -214,7 +291,7 @@ impl Publisher<'_> {
                 &settings,
             ));
         }
-        Ok(())
+        Ok(replaced)
     }
 
     /// Stops serving a deleted topic's partitions; their directories are renamed for deletion and
@@ -307,6 +384,38 @@ pub fn settings(
             policies.contains(&"delete") || !policies.contains(&"compact")
         }),
     }
+}
+
+/// What opening the partition logs at startup found, for its summary line.
+#[derive(Default)]
+struct Recovered {
+    partitions: u64,
+    /// Bytes of `.log` files kept.
+    log_bytes: u64,
+    partitions_truncated: u64,
+    bytes_truncated: u64,
+}
+
+/// Total size of a partition directory's segment files (`*.log`); 0 if it does not exist yet.
+fn log_file_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// A topic's own configs as `key=value,...` for a log line (topic configs hold no secrets).
+fn config_list(configs: &BTreeMap<String, String>) -> String {
+    configs
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn partition_dir(data_dir: &Path, topic: &str, index: i32) -> PathBuf {
