@@ -30,7 +30,9 @@ mod records;
 mod test_support;
 mod validate;
 
-pub use decoded::{rebuild_batch, retain_records, BatchRecords, Rebuild, RecordView, NO_TIMESTAMP};
+pub use decoded::{
+    empty_batch, rebuild_batch, retain_records, BatchRecords, Rebuild, RecordView, NO_TIMESTAMP,
+};
 pub use encode::{encode_uncompressed_batch, BatchSpec, RecordSpec};
 pub use header::{
     decrement_sequence, increment_sequence, patch_base_offset, patch_log_append_time,
