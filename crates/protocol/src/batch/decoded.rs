@@ -5,10 +5,11 @@
 
 use std::borrow::Cow;
 
+use super::encode::{put_header, put_nullable, put_varlong, seal};
 use super::header::{
     BatchHeader, Compression, TimestampType, ATTR_COMPRESSION_MASK, ATTR_CONTROL,
     ATTR_DELETE_HORIZON, ATTR_TIMESTAMP_TYPE, ATTR_TRANSACTIONAL, BATCH_HEADER_LEN, LOG_OVERHEAD,
-    MAGIC_V2, OFFSET_ATTRIBUTES, OFFSET_CRC,
+    MAGIC_V2,
 };
 use super::records::{walk_raw_records, RawRecord};
 use super::validate::BatchError;
@@ -310,47 +311,4 @@ pub fn empty_batch(original: &BatchHeader) -> Vec<u8> {
     put_header(&mut out, &header);
     seal(&mut out);
     out
-}
-
-/// Appends the 61 bytes of `header` to `out`, its CRC as given (see [`seal`]).
-fn put_header(out: &mut Vec<u8>, header: &BatchHeader) {
-    out.extend_from_slice(&header.base_offset.to_be_bytes());
-    out.extend_from_slice(&header.batch_length.to_be_bytes());
-    out.extend_from_slice(&header.partition_leader_epoch.to_be_bytes());
-    out.push(header.magic as u8);
-    out.extend_from_slice(&header.crc.to_be_bytes());
-    out.extend_from_slice(&header.attributes.to_be_bytes());
-    out.extend_from_slice(&header.last_offset_delta.to_be_bytes());
-    out.extend_from_slice(&header.base_timestamp.to_be_bytes());
-    out.extend_from_slice(&header.max_timestamp.to_be_bytes());
-    out.extend_from_slice(&header.producer_id.to_be_bytes());
-    out.extend_from_slice(&header.producer_epoch.to_be_bytes());
-    out.extend_from_slice(&header.base_sequence.to_be_bytes());
-    out.extend_from_slice(&header.record_count.to_be_bytes());
-}
-
-/// Computes and writes the CRC of `batch`, one whole batch.
-fn seal(batch: &mut [u8]) {
-    let crc = crc32c::crc32c(&batch[OFFSET_ATTRIBUTES..]);
-    batch[OFFSET_CRC..OFFSET_CRC + 4].copy_from_slice(&crc.to_be_bytes());
-}
-
-/// Kafka's zig-zag varlong (`ByteUtils.writeVarlong`).
-fn put_varlong(out: &mut Vec<u8>, value: i64) {
-    let mut v = ((value << 1) ^ (value >> 63)) as u64;
-    while v >= 0x80 {
-        out.push((v as u8 & 0x7f) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn put_nullable(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
-    match bytes {
-        None => put_varlong(out, -1),
-        Some(b) => {
-            put_varlong(out, b.len() as i64);
-            out.extend_from_slice(b);
-        }
-    }
 }
