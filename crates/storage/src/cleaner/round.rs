@@ -479,22 +479,9 @@ impl CleanRound {
                         stats.records_written +=
                             u64::try_from(new_header.record_count).unwrap_or(0);
                         let position = written + kept_from as u64;
-                        segment.note_batch(&new_header);
-                        let update = segment.index.on_batch(
-                            interval,
-                            segment.relative(new_header.last_offset()),
-                            u32::try_from(position).unwrap_or(u32::MAX),
-                            new_header.size_bytes() as u64,
-                            segment.max_timestamp,
-                            segment.relative(segment.last_offset_of_max_timestamp),
-                        );
-                        if let Some(entry) = update.offset_entry {
-                            offset_entries.extend_from_slice(&entry);
-                        }
-                        if let Some(entry) = update.time_entry {
-                            time_entries.extend_from_slice(&entry);
-                        }
-                        segment.size_bytes = position + new_header.size_bytes() as u64;
+                        segment
+                            .account_batch(interval, position, &new_header)
+                            .append_to(&mut offset_entries, &mut time_entries);
                     }
                     if out.len() >= WRITE_CHUNK_BYTES {
                         io.write_all_at(&log, &out, written)?;

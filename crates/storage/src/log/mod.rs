@@ -762,18 +762,10 @@ fn append_batches(
     };
     files.log.write_all_at(buf, start)?;
     for (position, header) in headers {
-        let file_position = start + *position as u64;
-        active.note_batch(header);
-        let update = active.index.on_batch(
-            interval_bytes,
-            active.relative(header.last_offset()),
-            u32::try_from(file_position).unwrap_or(u32::MAX),
-            header.size_bytes() as u64,
-            active.max_timestamp,
-            active.relative(active.last_offset_of_max_timestamp),
-        );
+        // A failed index write leaves the size past the batch; the caller restores the
+        // segment's append state then.
+        let update = active.account_batch(interval_bytes, start + *position as u64, header);
         active.write_index(update)?;
-        active.size_bytes = file_position + header.size_bytes() as u64;
     }
     Ok(())
 }
