@@ -1,4 +1,5 @@
-//! Shared helpers for tests that drive the real `runnel` binary over TCP.
+//! Shared helpers for the broker's integration tests: driving the real `runnel` binary over
+//! TCP, and calling its handlers in process.
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
@@ -321,4 +322,112 @@ pub fn create_topic(
         panic!("not a CreateTopics response")
     };
     assert_eq!(r.topics[0].error_code, 0, "{:?}", r.topics[0].error_message);
+}
+
+/// A Produce request (v9 shape) of one batch to each named partition of `topic`.
+pub fn produce_request(
+    topic: &str,
+    acks: i16,
+    timeout_ms: i32,
+    batches: &[(i32, Bytes)],
+) -> RequestKind {
+    use kafka_protocol::messages::{produce_request, ProduceRequest};
+    RequestKind::Produce(
+        ProduceRequest::default()
+            .with_acks(acks)
+            .with_timeout_ms(timeout_ms)
+            .with_topic_data(vec![produce_request::TopicProduceData::default()
+                .with_name(name(topic))
+                .with_partition_data(
+                    batches
+                        .iter()
+                        .map(|(partition, records)| {
+                            produce_request::PartitionProduceData::default()
+                                .with_index(*partition)
+                                .with_records(Some(records.clone()))
+                        })
+                        .collect(),
+                )]),
+    )
+}
+
+/// Every record of `topic`'s `partition` below its high watermark, as offset -> value, read
+/// with Fetch v12 from offset 0 in whole batches (a response may end in a batch cut short, as
+/// Kafka's may).
+pub fn read_partition(
+    stream: &mut TcpStream,
+    topic: &str,
+    partition: i32,
+) -> std::collections::BTreeMap<i64, Bytes> {
+    use kafka_protocol::messages::{fetch_request, FetchRequest};
+    use kafka_protocol::records::RecordBatchDecoder;
+    let mut records = std::collections::BTreeMap::new();
+    let mut offset = 0;
+    loop {
+        let request = RequestKind::Fetch(
+            FetchRequest::default()
+                .with_max_wait_ms(0)
+                .with_min_bytes(0)
+                .with_max_bytes(8 << 20)
+                .with_topics(vec![fetch_request::FetchTopic::default()
+                    .with_topic(name(topic))
+                    .with_partitions(vec![fetch_request::FetchPartition::default()
+                        .with_partition(partition)
+                        .with_fetch_offset(offset)
+                        .with_partition_max_bytes(8 << 20)])]),
+        );
+        let ResponseKind::Fetch(r) = call(stream, ApiKey::Fetch, 12, &request) else {
+            panic!("not a Fetch response")
+        };
+        let answer = &r.responses[0].partitions[0];
+        assert_eq!(answer.error_code, 0, "fetch of {topic}-{partition}");
+        if offset >= answer.high_watermark {
+            return records;
+        }
+        let mut bytes = answer.records.clone().unwrap_or_default();
+        let before = offset;
+        while bytes.len() >= 12 {
+            let size = 12 + usize::try_from((&bytes[8..12]).get_i32()).expect("batch length");
+            if bytes.len() < size {
+                break;
+            }
+            let mut one = bytes.split_to(size);
+            let set = RecordBatchDecoder::decode(&mut one).expect("decode stored batch");
+            for record in set.records {
+                offset = offset.max(record.offset + 1);
+                records.insert(record.offset, record.value.unwrap_or_default());
+            }
+        }
+        assert!(offset > before, "fetch below the HW made no progress");
+    }
+}
+
+/// One request through the broker's handlers in this process (no socket), as a client on
+/// 127.0.0.1 over plaintext would send it.
+pub async fn call_handler(
+    broker: &std::sync::Arc<runnel_broker::state::Broker>,
+    key: ApiKey,
+    version: i16,
+    request: RequestKind,
+) -> ResponseKind {
+    let header = RequestHeader::default()
+        .with_request_api_key(key as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(1);
+    let connection =
+        runnel_broker::context::ConnectionContext::plaintext("127.0.0.1:1".parse().expect("addr"));
+    let ctx = runnel_broker::context::RequestContext {
+        connection: &connection,
+        header: &header,
+    };
+    match runnel_broker::handlers::handle(
+        broker,
+        &ctx,
+        runnel_protocol::request::Request::Kafka(request),
+    )
+    .await
+    {
+        runnel_broker::handlers::Reply::Send(body) => body,
+        _ => panic!("no response"),
+    }
 }

@@ -25,18 +25,7 @@ fn produce(stream: &mut TcpStream, topic: &str, partition: i32, count: usize, ti
             ..Default::default()
         };
         let records: bytes::Bytes = runnel_protocol::batch::encode_uncompressed_batch(&spec).into();
-        let request = RequestKind::Produce(
-            ProduceRequest::default()
-                .with_acks(-1)
-                .with_timeout_ms(10_000)
-                .with_topic_data(vec![produce_request::TopicProduceData::default()
-                    .with_name(name(topic))
-                    .with_partition_data(vec![
-                        produce_request::PartitionProduceData::default()
-                            .with_index(partition)
-                            .with_records(Some(records)),
-                    ])]),
-        );
+        let request = produce_request(topic, -1, 10_000, &[(partition, records)]);
         let ResponseKind::Produce(r) = call(stream, ApiKey::Produce, 9, &request) else {
             panic!("not a Produce response")
         };

@@ -37,23 +37,7 @@ impl Drop for LogOnFailure<'_> {
 
 /// A produce of one batch to each named partition of `TOPIC`.
 fn produce(acks: i16, batches: &[(i32, Bytes)]) -> RequestKind {
-    RequestKind::Produce(
-        ProduceRequest::default()
-            .with_acks(acks)
-            .with_timeout_ms(30_000)
-            .with_topic_data(vec![produce_request::TopicProduceData::default()
-                .with_name(name(TOPIC))
-                .with_partition_data(
-                    batches
-                        .iter()
-                        .map(|(p, records)| {
-                            produce_request::PartitionProduceData::default()
-                                .with_index(*p)
-                                .with_records(Some(records.clone()))
-                        })
-                        .collect(),
-                )]),
-    )
+    produce_request(TOPIC, acks, 30_000, batches)
 }
 
 /// Partition 0 of `TOPIC` from offset 0, answered at once with whatever is below the HW.

@@ -2,13 +2,15 @@
 //! record errors for `message.timestamp.before.max.ms`, and `compression.type` changes (broker
 //! default, then a topic override) reaching the partition's next append without a restart.
 
+mod common;
+
 use std::sync::Arc;
 
 use bytes::Bytes;
+use common::call_handler;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use runnel_broker::config::BrokerConfig;
-use runnel_broker::handlers::{self, Reply};
 use runnel_broker::state::Broker;
 use runnel_protocol::batch::{
     encode_uncompressed_batch, BatchHeader, BatchSpec, Compression, RecordSpec,
@@ -22,34 +24,6 @@ fn broker(dir: &std::path::Path) -> Arc<Broker> {
         ..BrokerConfig::default()
     };
     Broker::open(config, ("localhost".into(), 9092)).expect("open broker")
-}
-
-async fn call(
-    broker: &Arc<Broker>,
-    key: ApiKey,
-    version: i16,
-    request: RequestKind,
-) -> ResponseKind {
-    let header = RequestHeader::default()
-        .with_request_api_key(key as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(1);
-    let connection =
-        runnel_broker::context::ConnectionContext::plaintext("127.0.0.1:1".parse().expect("addr"));
-    let ctx = runnel_broker::context::RequestContext {
-        connection: &connection,
-        header: &header,
-    };
-    match handlers::handle(
-        broker,
-        &ctx,
-        runnel_protocol::request::Request::Kafka(request),
-    )
-    .await
-    {
-        Reply::Send(body) => body,
-        _ => panic!("no response"),
-    }
 }
 
 fn str(s: &str) -> StrBytes {
@@ -73,7 +47,7 @@ async fn create(broker: &Arc<Broker>, configs: &[(&str, &str)]) {
                     .collect(),
             ),
     ]);
-    let ResponseKind::CreateTopics(r) = call(
+    let ResponseKind::CreateTopics(r) = call_handler(
         broker,
         ApiKey::CreateTopics,
         7,
@@ -99,7 +73,7 @@ async fn set(broker: &Arc<Broker>, resource_type: i8, resource: &str, name: &str
                     .with_value(Some(str(value))),
             ]),
     ]);
-    let ResponseKind::IncrementalAlterConfigs(r) = call(
+    let ResponseKind::IncrementalAlterConfigs(r) = call_handler(
         broker,
         ApiKey::IncrementalAlterConfigs,
         1,
@@ -146,7 +120,7 @@ async fn produce(
                     .with_records(Some(records)),
             ])]);
     let ResponseKind::Produce(r) =
-        call(broker, ApiKey::Produce, 11, RequestKind::Produce(request)).await
+        call_handler(broker, ApiKey::Produce, 11, RequestKind::Produce(request)).await
     else {
         panic!("wrong response")
     };

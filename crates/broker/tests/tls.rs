@@ -236,18 +236,7 @@ fn closed_within(
 }
 
 fn produce(topic: &str, values: &[&[u8]]) -> RequestKind {
-    RequestKind::Produce(
-        ProduceRequest::default()
-            .with_acks(-1)
-            .with_timeout_ms(5000)
-            .with_topic_data(vec![produce_request::TopicProduceData::default()
-                .with_name(name(topic))
-                .with_partition_data(vec![
-                    produce_request::PartitionProduceData::default()
-                        .with_index(0)
-                        .with_records(Some(batch(values))),
-                ])]),
-    )
+    produce_request(topic, -1, 5000, &[(0, batch(values))])
 }
 
 fn fetch(topic: &str, offset: i64) -> RequestKind {
