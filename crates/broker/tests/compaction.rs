@@ -173,7 +173,20 @@ fn log_cleaner_threads_follow_a_dynamic_config_change() {
     // log.cleaner.threads set cluster-wide at runtime starts or stops cleaner threads, as
     // Kafka's cleaner reconfiguration does.
     let runnel = Runnel::start("\"log.cleaner.backoff.ms\" = 50\n");
-    assert_eq!(cleaner_threads(&runnel), vec!["log-cleaner-0"]);
+    // The broker accepts connections (its listeners are bound) before its cleaner thread has
+    // started and named itself, so even the first check waits.
+    let wait_for = |want: &[&str]| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while cleaner_threads(&runnel) != want {
+            assert!(
+                Instant::now() < deadline,
+                "threads {:?}",
+                cleaner_threads(&runnel)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait_for(&["log-cleaner-0"]);
     let mut s = runnel.connect();
     let set_threads = |s: &mut std::net::TcpStream, n: &str| {
         let request = IncrementalAlterConfigsRequest::default().with_resources(vec![
@@ -200,17 +213,6 @@ fn log_cleaner_threads_follow_a_dynamic_config_change() {
             "{:?}",
             r.responses[0].error_message
         );
-    };
-    let wait_for = |want: &[&str]| {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while cleaner_threads(&runnel) != want {
-            assert!(
-                Instant::now() < deadline,
-                "threads {:?}",
-                cleaner_threads(&runnel)
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
     };
     set_threads(&mut s, "2");
     wait_for(&["log-cleaner-0", "log-cleaner-1"]);
