@@ -352,15 +352,13 @@ pub fn produce_request(
 }
 
 /// Every record of `topic`'s `partition` below its high watermark, as offset -> value, read
-/// with Fetch v12 from offset 0 in whole batches (a response may end in a batch cut short, as
-/// Kafka's may).
+/// with Fetch v12 from offset 0 in whole batches ([`fetched_records`]).
 pub fn read_partition(
     stream: &mut TcpStream,
     topic: &str,
     partition: i32,
 ) -> std::collections::BTreeMap<i64, Bytes> {
     use kafka_protocol::messages::{fetch_request, FetchRequest};
-    use kafka_protocol::records::RecordBatchDecoder;
     let mut records = std::collections::BTreeMap::new();
     let mut offset = 0;
     loop {
@@ -384,22 +382,33 @@ pub fn read_partition(
         if offset >= answer.high_watermark {
             return records;
         }
-        let mut bytes = answer.records.clone().unwrap_or_default();
         let before = offset;
-        while bytes.len() >= 12 {
-            let size = 12 + usize::try_from((&bytes[8..12]).get_i32()).expect("batch length");
-            if bytes.len() < size {
-                break;
-            }
-            let mut one = bytes.split_to(size);
-            let set = RecordBatchDecoder::decode(&mut one).expect("decode stored batch");
-            for record in set.records {
-                offset = offset.max(record.offset + 1);
-                records.insert(record.offset, record.value.unwrap_or_default());
-            }
+        for (record_offset, value) in fetched_records(answer.records.clone()) {
+            offset = offset.max(record_offset + 1);
+            records.insert(record_offset, value);
         }
         assert!(offset > before, "fetch below the HW made no progress");
     }
+}
+
+/// The records of the whole batches in a fetched records field, as (offset, value); a batch
+/// cut short at the end (as Kafka's responses may end) is left out.
+pub fn fetched_records(records: Option<Bytes>) -> Vec<(i64, Bytes)> {
+    use kafka_protocol::records::RecordBatchDecoder;
+    let mut bytes = records.unwrap_or_default();
+    let mut out = Vec::new();
+    while bytes.len() >= 12 {
+        let size = 12 + usize::try_from((&bytes[8..12]).get_i32()).expect("batch length");
+        if bytes.len() < size {
+            break;
+        }
+        let mut one = bytes.split_to(size);
+        let set = RecordBatchDecoder::decode(&mut one).expect("decode stored batch");
+        for record in set.records {
+            out.push((record.offset, record.value.unwrap_or_default()));
+        }
+    }
+    out
 }
 
 /// One request through the broker's handlers in this process (no socket), as a client on

@@ -10,11 +10,10 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::time::Duration;
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use common::*;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, StrBytes};
-use kafka_protocol::records::RecordBatchDecoder;
 use traced::*;
 
 const TOPIC: &str = "piped";
@@ -101,21 +100,10 @@ fn read_response(stream: &mut TcpStream, key: ApiKey, correlation_id: i32) -> Re
 
 /// Every whole record of a fetched records field, as (offset, value).
 fn records_of(records: Option<Bytes>) -> Vec<(i64, String)> {
-    let mut bytes = records.unwrap_or_default();
-    let mut out = Vec::new();
-    while bytes.len() >= 12 {
-        let size = 12 + usize::try_from((&bytes[8..12]).get_i32()).expect("batch length");
-        if bytes.len() < size {
-            break;
-        }
-        let mut one = bytes.split_to(size);
-        let set = RecordBatchDecoder::decode(&mut one).expect("decode stored batch");
-        for record in set.records {
-            let value = record.value.unwrap_or_default();
-            out.push((record.offset, String::from_utf8_lossy(&value).into_owned()));
-        }
-    }
-    out
+    fetched_records(records)
+        .into_iter()
+        .map(|(offset, value)| (offset, String::from_utf8_lossy(&value).into_owned()))
+        .collect()
 }
 
 // Goal: 20 requests written at once on one connection (fsync-mode produces interleaved with
