@@ -7,7 +7,6 @@ mod traced;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::TcpStream;
-use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
@@ -119,10 +118,7 @@ fn produce_is_answered_only_after_an_fsync_covering_its_batch() {
         require_strace("the fsync-ordering check");
         return;
     };
-    let mut stream = TcpStream::connect(("127.0.0.1", traced.port)).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
+    let mut stream = traced.connect();
     create_fsync_topic(&mut stream, 1);
     for r in 0..REQUESTS {
         let ResponseKind::Produce(response) = call(
@@ -156,10 +152,7 @@ fn offset_commit_is_answered_only_after_an_fsync_covering_its_record() {
         require_strace("the offset-commit fsync-ordering check");
         return;
     };
-    let mut stream = TcpStream::connect(("127.0.0.1", traced.port)).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
+    let mut stream = traced.connect();
     create_fsync_topic(&mut stream, 1);
     for r in 0..REQUESTS {
         // A simple group (generation -1): one record per commit, no group metadata.

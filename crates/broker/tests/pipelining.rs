@@ -8,7 +8,6 @@ mod traced;
 
 use std::io::Write;
 use std::net::TcpStream;
-use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
@@ -261,10 +260,7 @@ fn pipelined_produces_share_fsyncs_and_are_answered_after_them() {
         require_strace("the group-commit check");
         return;
     };
-    let mut stream = TcpStream::connect(("127.0.0.1", traced.port)).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
+    let mut stream = traced.connect();
     create_fsync_topic(&mut stream, 1);
     let mut burst = Vec::new();
     for i in 0..REQUESTS {
