@@ -293,16 +293,16 @@ pub fn batch<V: AsRef<[u8]>>(values: &[V]) -> Bytes {
     runnel_protocol::batch::encode_uncompressed_batch(&spec).into()
 }
 
-/// Creates `topic` (CreateTopics v7) with these configs and asserts it was created.
-pub fn create_topic(
-    stream: &mut (impl Read + Write),
+/// A CreateTopics request (v7 shape) for `topic` with `partitions` partitions, replication
+/// factor 1 and these configs.
+pub fn create_topics_request(
     topic: &str,
     partitions: i32,
     configs: &[(&str, &str)],
-) {
+) -> RequestKind {
     use kafka_protocol::messages::{create_topics_request, CreateTopicsRequest};
     use kafka_protocol::protocol::StrBytes;
-    let request = RequestKind::CreateTopics(CreateTopicsRequest::default().with_topics(vec![
+    RequestKind::CreateTopics(CreateTopicsRequest::default().with_topics(vec![
         create_topics_request::CreatableTopic::default()
             .with_name(name(topic))
             .with_num_partitions(partitions)
@@ -317,7 +317,17 @@ pub fn create_topic(
                     })
                     .collect(),
             ),
-    ]));
+    ]))
+}
+
+/// Creates `topic` (CreateTopics v7) with these configs and asserts it was created.
+pub fn create_topic(
+    stream: &mut (impl Read + Write),
+    topic: &str,
+    partitions: i32,
+    configs: &[(&str, &str)],
+) {
+    let request = create_topics_request(topic, partitions, configs);
     let ResponseKind::CreateTopics(r) = call(stream, ApiKey::CreateTopics, 7, &request) else {
         panic!("not a CreateTopics response")
     };
@@ -358,22 +368,10 @@ pub fn read_partition(
     topic: &str,
     partition: i32,
 ) -> std::collections::BTreeMap<i64, Bytes> {
-    use kafka_protocol::messages::{fetch_request, FetchRequest};
     let mut records = std::collections::BTreeMap::new();
     let mut offset = 0;
     loop {
-        let request = RequestKind::Fetch(
-            FetchRequest::default()
-                .with_max_wait_ms(0)
-                .with_min_bytes(0)
-                .with_max_bytes(8 << 20)
-                .with_topics(vec![fetch_request::FetchTopic::default()
-                    .with_topic(name(topic))
-                    .with_partitions(vec![fetch_request::FetchPartition::default()
-                        .with_partition(partition)
-                        .with_fetch_offset(offset)
-                        .with_partition_max_bytes(8 << 20)])]),
-        );
+        let request = fetch_request(topic, partition, offset, 0, 8 << 20);
         let ResponseKind::Fetch(r) = call(stream, ApiKey::Fetch, 12, &request) else {
             panic!("not a Fetch response")
         };
@@ -389,6 +387,30 @@ pub fn read_partition(
         }
         assert!(offset > before, "fetch below the HW made no progress");
     }
+}
+
+/// A Fetch request (v12 shape) of `topic`'s `partition` from `offset` that waits for nothing
+/// (`max_wait_ms` 0), with `max_bytes` for the response and for the partition.
+pub fn fetch_request(
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    min_bytes: i32,
+    max_bytes: i32,
+) -> RequestKind {
+    use kafka_protocol::messages::{fetch_request, FetchRequest};
+    RequestKind::Fetch(
+        FetchRequest::default()
+            .with_max_wait_ms(0)
+            .with_min_bytes(min_bytes)
+            .with_max_bytes(max_bytes)
+            .with_topics(vec![fetch_request::FetchTopic::default()
+                .with_topic(name(topic))
+                .with_partitions(vec![fetch_request::FetchPartition::default()
+                    .with_partition(partition)
+                    .with_fetch_offset(offset)
+                    .with_partition_max_bytes(max_bytes)])]),
+    )
 }
 
 /// The records of the whole batches in a fetched records field, as (offset, value); a batch

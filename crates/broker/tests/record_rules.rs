@@ -31,29 +31,9 @@ fn str(s: &str) -> StrBytes {
 }
 
 async fn create(broker: &Arc<Broker>, configs: &[(&str, &str)]) {
-    let request = CreateTopicsRequest::default().with_topics(vec![
-        create_topics_request::CreatableTopic::default()
-            .with_name(TopicName(str(TOPIC)))
-            .with_num_partitions(1)
-            .with_replication_factor(1)
-            .with_configs(
-                configs
-                    .iter()
-                    .map(|(k, v)| {
-                        create_topics_request::CreatableTopicConfig::default()
-                            .with_name(str(k))
-                            .with_value(Some(str(v)))
-                    })
-                    .collect(),
-            ),
-    ]);
-    let ResponseKind::CreateTopics(r) = call_handler(
-        broker,
-        ApiKey::CreateTopics,
-        7,
-        RequestKind::CreateTopics(request),
-    )
-    .await
+    let request = common::create_topics_request(TOPIC, 1, configs);
+    let ResponseKind::CreateTopics(r) =
+        call_handler(broker, ApiKey::CreateTopics, 7, request).await
     else {
         panic!("wrong response")
     };
