@@ -7,18 +7,7 @@ use common::*;
 use kafka_protocol::messages::*;
 
 fn produce(topic: &str, partition: i32, records: bytes::Bytes) -> RequestKind {
-    RequestKind::Produce(
-        ProduceRequest::default()
-            .with_acks(-1)
-            .with_timeout_ms(5000)
-            .with_topic_data(vec![produce_request::TopicProduceData::default()
-                .with_name(name(topic))
-                .with_partition_data(vec![
-                    produce_request::PartitionProduceData::default()
-                        .with_index(partition)
-                        .with_records(Some(records)),
-                ])]),
-    )
+    produce_request(topic, -1, 5000, &[(partition, records)])
 }
 
 fn produce_ok(s: &mut std::net::TcpStream, topic: &str, partition: i32, values: &[&str]) {

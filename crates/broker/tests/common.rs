@@ -1,4 +1,5 @@
-//! Shared helpers for tests that drive the real `runnel` binary over TCP.
+//! Shared helpers for the broker's integration tests: driving the real `runnel` binary over
+//! TCP, and calling its handlers in process.
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
@@ -292,16 +293,16 @@ pub fn batch<V: AsRef<[u8]>>(values: &[V]) -> Bytes {
     runnel_protocol::batch::encode_uncompressed_batch(&spec).into()
 }
 
-/// Creates `topic` (CreateTopics v7) with these configs and asserts it was created.
-pub fn create_topic(
-    stream: &mut (impl Read + Write),
+/// A CreateTopics request (v7 shape) for `topic` with `partitions` partitions, replication
+/// factor 1 and these configs.
+pub fn create_topics_request(
     topic: &str,
     partitions: i32,
     configs: &[(&str, &str)],
-) {
+) -> RequestKind {
     use kafka_protocol::messages::{create_topics_request, CreateTopicsRequest};
     use kafka_protocol::protocol::StrBytes;
-    let request = RequestKind::CreateTopics(CreateTopicsRequest::default().with_topics(vec![
+    RequestKind::CreateTopics(CreateTopicsRequest::default().with_topics(vec![
         create_topics_request::CreatableTopic::default()
             .with_name(name(topic))
             .with_num_partitions(partitions)
@@ -316,9 +317,148 @@ pub fn create_topic(
                     })
                     .collect(),
             ),
-    ]));
+    ]))
+}
+
+/// Creates `topic` (CreateTopics v7) with these configs and asserts it was created.
+pub fn create_topic(
+    stream: &mut (impl Read + Write),
+    topic: &str,
+    partitions: i32,
+    configs: &[(&str, &str)],
+) {
+    let request = create_topics_request(topic, partitions, configs);
     let ResponseKind::CreateTopics(r) = call(stream, ApiKey::CreateTopics, 7, &request) else {
         panic!("not a CreateTopics response")
     };
     assert_eq!(r.topics[0].error_code, 0, "{:?}", r.topics[0].error_message);
+}
+
+/// A Produce request (v9 shape) of one batch to each named partition of `topic`.
+pub fn produce_request(
+    topic: &str,
+    acks: i16,
+    timeout_ms: i32,
+    batches: &[(i32, Bytes)],
+) -> RequestKind {
+    use kafka_protocol::messages::{produce_request, ProduceRequest};
+    RequestKind::Produce(
+        ProduceRequest::default()
+            .with_acks(acks)
+            .with_timeout_ms(timeout_ms)
+            .with_topic_data(vec![produce_request::TopicProduceData::default()
+                .with_name(name(topic))
+                .with_partition_data(
+                    batches
+                        .iter()
+                        .map(|(partition, records)| {
+                            produce_request::PartitionProduceData::default()
+                                .with_index(*partition)
+                                .with_records(Some(records.clone()))
+                        })
+                        .collect(),
+                )]),
+    )
+}
+
+/// Every record of `topic`'s `partition` below its high watermark, as offset -> value, read
+/// with Fetch v12 from offset 0 in whole batches ([`fetched_records`]).
+pub fn read_partition(
+    stream: &mut TcpStream,
+    topic: &str,
+    partition: i32,
+) -> std::collections::BTreeMap<i64, Bytes> {
+    let mut records = std::collections::BTreeMap::new();
+    let mut offset = 0;
+    loop {
+        let request = fetch_request(topic, partition, offset, 0, 8 << 20);
+        let ResponseKind::Fetch(r) = call(stream, ApiKey::Fetch, 12, &request) else {
+            panic!("not a Fetch response")
+        };
+        let answer = &r.responses[0].partitions[0];
+        assert_eq!(answer.error_code, 0, "fetch of {topic}-{partition}");
+        if offset >= answer.high_watermark {
+            return records;
+        }
+        let before = offset;
+        for (record_offset, value) in fetched_records(answer.records.clone()) {
+            offset = offset.max(record_offset + 1);
+            records.insert(record_offset, value);
+        }
+        assert!(offset > before, "fetch below the HW made no progress");
+    }
+}
+
+/// A Fetch request (v12 shape) of `topic`'s `partition` from `offset` that waits for nothing
+/// (`max_wait_ms` 0), with `max_bytes` for the response and for the partition.
+pub fn fetch_request(
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    min_bytes: i32,
+    max_bytes: i32,
+) -> RequestKind {
+    use kafka_protocol::messages::{fetch_request, FetchRequest};
+    RequestKind::Fetch(
+        FetchRequest::default()
+            .with_max_wait_ms(0)
+            .with_min_bytes(min_bytes)
+            .with_max_bytes(max_bytes)
+            .with_topics(vec![fetch_request::FetchTopic::default()
+                .with_topic(name(topic))
+                .with_partitions(vec![fetch_request::FetchPartition::default()
+                    .with_partition(partition)
+                    .with_fetch_offset(offset)
+                    .with_partition_max_bytes(max_bytes)])]),
+    )
+}
+
+/// The records of the whole batches in a fetched records field, as (offset, value); a batch
+/// cut short at the end (as Kafka's responses may end) is left out.
+pub fn fetched_records(records: Option<Bytes>) -> Vec<(i64, Bytes)> {
+    use kafka_protocol::records::RecordBatchDecoder;
+    let mut bytes = records.unwrap_or_default();
+    let mut out = Vec::new();
+    while bytes.len() >= 12 {
+        let size = 12 + usize::try_from((&bytes[8..12]).get_i32()).expect("batch length");
+        if bytes.len() < size {
+            break;
+        }
+        let mut one = bytes.split_to(size);
+        let set = RecordBatchDecoder::decode(&mut one).expect("decode stored batch");
+        for record in set.records {
+            out.push((record.offset, record.value.unwrap_or_default()));
+        }
+    }
+    out
+}
+
+/// One request through the broker's handlers in this process (no socket), as a client on
+/// 127.0.0.1 over plaintext would send it.
+pub async fn call_handler(
+    broker: &std::sync::Arc<runnel_broker::state::Broker>,
+    key: ApiKey,
+    version: i16,
+    request: RequestKind,
+) -> ResponseKind {
+    let header = RequestHeader::default()
+        .with_request_api_key(key as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(1);
+    let connection =
+        runnel_broker::context::ConnectionContext::plaintext("127.0.0.1:1".parse().expect("addr"));
+    let ctx = runnel_broker::context::RequestContext {
+        connection: &connection,
+        header: &header,
+    };
+    match runnel_broker::handlers::handle(
+        broker,
+        &ctx,
+        runnel_protocol::request::Request::Kafka(request),
+    )
+    .await
+    {
+        runnel_broker::handlers::Reply::Send(body) => body,
+        _ => panic!("no response"),
+    }
 }

@@ -11,18 +11,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
 fn produce(topic: &str, records: bytes::Bytes) -> RequestKind {
-    RequestKind::Produce(
-        ProduceRequest::default()
-            .with_acks(-1)
-            .with_timeout_ms(5000)
-            .with_topic_data(vec![produce_request::TopicProduceData::default()
-                .with_name(name(topic))
-                .with_partition_data(vec![
-                    produce_request::PartitionProduceData::default()
-                        .with_index(0)
-                        .with_records(Some(records)),
-                ])]),
-    )
+    produce_request(topic, -1, 5000, &[(0, records)])
 }
 
 #[test]
@@ -184,7 +173,20 @@ fn log_cleaner_threads_follow_a_dynamic_config_change() {
     // log.cleaner.threads set cluster-wide at runtime starts or stops cleaner threads, as
     // Kafka's cleaner reconfiguration does.
     let runnel = Runnel::start("\"log.cleaner.backoff.ms\" = 50\n");
-    assert_eq!(cleaner_threads(&runnel), vec!["log-cleaner-0"]);
+    // The broker accepts connections (its listeners are bound) before its cleaner thread has
+    // started and named itself, so even the first check waits.
+    let wait_for = |want: &[&str]| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while cleaner_threads(&runnel) != want {
+            assert!(
+                Instant::now() < deadline,
+                "threads {:?}",
+                cleaner_threads(&runnel)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait_for(&["log-cleaner-0"]);
     let mut s = runnel.connect();
     let set_threads = |s: &mut std::net::TcpStream, n: &str| {
         let request = IncrementalAlterConfigsRequest::default().with_resources(vec![
@@ -211,17 +213,6 @@ fn log_cleaner_threads_follow_a_dynamic_config_change() {
             "{:?}",
             r.responses[0].error_message
         );
-    };
-    let wait_for = |want: &[&str]| {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while cleaner_threads(&runnel) != want {
-            assert!(
-                Instant::now() < deadline,
-                "threads {:?}",
-                cleaner_threads(&runnel)
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
     };
     set_threads(&mut s, "2");
     wait_for(&["log-cleaner-0", "log-cleaner-1"]);

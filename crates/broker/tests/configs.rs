@@ -1,12 +1,14 @@
 //! DescribeConfigs, AlterConfigs and IncrementalAlterConfigs through the real handlers: Kafka's
 //! answers for good requests and its error codes and messages for bad ones.
 
+mod common;
+
 use std::sync::Arc;
 
+use common::call_handler;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use runnel_broker::config::BrokerConfig;
-use runnel_broker::handlers::{self, Reply};
 use runnel_broker::state::Broker;
 
 const TOPIC: i8 = 2;
@@ -25,34 +27,6 @@ fn broker(dir: &std::path::Path) -> Arc<Broker> {
     Broker::open(config, ("localhost".into(), 9092)).expect("open broker")
 }
 
-async fn call(
-    broker: &Arc<Broker>,
-    key: ApiKey,
-    version: i16,
-    request: RequestKind,
-) -> ResponseKind {
-    let header = RequestHeader::default()
-        .with_request_api_key(key as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(1);
-    let connection =
-        runnel_broker::context::ConnectionContext::plaintext("127.0.0.1:1".parse().expect("addr"));
-    let ctx = runnel_broker::context::RequestContext {
-        connection: &connection,
-        header: &header,
-    };
-    match handlers::handle(
-        broker,
-        &ctx,
-        runnel_protocol::request::Request::Kafka(request),
-    )
-    .await
-    {
-        Reply::Send(body) => body,
-        _ => panic!("no response"),
-    }
-}
-
 async fn describe(broker: &Arc<Broker>, resources: &[(i8, &str)]) -> DescribeConfigsResponse {
     let request = DescribeConfigsRequest::default()
         .with_include_synonyms(true)
@@ -68,7 +42,7 @@ async fn describe(broker: &Arc<Broker>, resources: &[(i8, &str)]) -> DescribeCon
                 })
                 .collect(),
         );
-    match call(
+    match call_handler(
         broker,
         ApiKey::DescribeConfigs,
         4,
@@ -108,7 +82,7 @@ async fn incremental(
             })
             .collect(),
     );
-    match call(
+    match call_handler(
         broker,
         ApiKey::IncrementalAlterConfigs,
         1,

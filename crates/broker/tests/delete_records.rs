@@ -25,18 +25,7 @@ fn produce(stream: &mut TcpStream, topic: &str, partition: i32, count: usize, ti
             ..Default::default()
         };
         let records: bytes::Bytes = runnel_protocol::batch::encode_uncompressed_batch(&spec).into();
-        let request = RequestKind::Produce(
-            ProduceRequest::default()
-                .with_acks(-1)
-                .with_timeout_ms(10_000)
-                .with_topic_data(vec![produce_request::TopicProduceData::default()
-                    .with_name(name(topic))
-                    .with_partition_data(vec![
-                        produce_request::PartitionProduceData::default()
-                            .with_index(partition)
-                            .with_records(Some(records)),
-                    ])]),
-        );
+        let request = produce_request(topic, -1, 10_000, &[(partition, records)]);
         let ResponseKind::Produce(r) = call(stream, ApiKey::Produce, 9, &request) else {
             panic!("not a Produce response")
         };
@@ -104,17 +93,7 @@ fn earliest(stream: &mut TcpStream, topic: &str) -> i64 {
 
 /// The error and log start offset a Fetch at `offset` of partition 0 gets.
 fn fetch_error(stream: &mut TcpStream, topic: &str, offset: i64) -> (i16, i64) {
-    let request = RequestKind::Fetch(
-        FetchRequest::default()
-            .with_max_wait_ms(0)
-            .with_max_bytes(1 << 20)
-            .with_topics(vec![fetch_request::FetchTopic::default()
-                .with_topic(name(topic))
-                .with_partitions(vec![fetch_request::FetchPartition::default()
-                    .with_partition(0)
-                    .with_fetch_offset(offset)
-                    .with_partition_max_bytes(1 << 20)])]),
-    );
+    let request = fetch_request(topic, 0, offset, 0, 1 << 20);
     let ResponseKind::Fetch(r) = call(stream, ApiKey::Fetch, 12, &request) else {
         panic!("not a Fetch response")
     };

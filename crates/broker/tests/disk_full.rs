@@ -14,10 +14,9 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use common::*;
 use kafka_protocol::messages::*;
-use kafka_protocol::records::RecordBatchDecoder;
 
 const TOPIC: &str = "full";
 const KAFKA_STORAGE_ERROR: i16 = 56;
@@ -53,62 +52,11 @@ fn fill(path: &Path) {
 }
 
 fn produce(stream: &mut TcpStream, records: Bytes) -> produce_response::PartitionProduceResponse {
-    let request = RequestKind::Produce(
-        ProduceRequest::default()
-            .with_acks(-1)
-            .with_timeout_ms(30_000)
-            .with_topic_data(vec![produce_request::TopicProduceData::default()
-                .with_name(name(TOPIC))
-                .with_partition_data(vec![
-                    produce_request::PartitionProduceData::default()
-                        .with_index(0)
-                        .with_records(Some(records)),
-                ])]),
-    );
+    let request = produce_request(TOPIC, -1, 30_000, &[(0, records)]);
     let ResponseKind::Produce(r) = call(stream, ApiKey::Produce, 9, &request) else {
         panic!("not a Produce response")
     };
     r.responses[0].partition_responses[0].clone()
-}
-
-/// Every record of partition 0 below the high watermark, as offset -> value.
-fn read_all(stream: &mut TcpStream) -> BTreeMap<i64, Bytes> {
-    let mut records = BTreeMap::new();
-    let mut offset = 0;
-    loop {
-        let request = RequestKind::Fetch(
-            FetchRequest::default()
-                .with_max_wait_ms(0)
-                .with_max_bytes(8 << 20)
-                .with_topics(vec![fetch_request::FetchTopic::default()
-                    .with_topic(name(TOPIC))
-                    .with_partitions(vec![fetch_request::FetchPartition::default()
-                        .with_fetch_offset(offset)
-                        .with_partition_max_bytes(8 << 20)])]),
-        );
-        let ResponseKind::Fetch(r) = call(stream, ApiKey::Fetch, 12, &request) else {
-            panic!("not a Fetch response")
-        };
-        let answer = &r.responses[0].partitions[0];
-        assert_eq!(answer.error_code, 0, "fetch");
-        if offset >= answer.high_watermark {
-            return records;
-        }
-        let mut bytes = answer.records.clone().unwrap_or_default();
-        let before = offset;
-        while bytes.len() >= 12 {
-            let size = 12 + usize::try_from((&bytes[8..12]).get_i32()).expect("batch length");
-            if bytes.len() < size {
-                break;
-            }
-            let mut one = bytes.split_to(size);
-            for record in RecordBatchDecoder::decode(&mut one).expect("batch").records {
-                offset = offset.max(record.offset + 1);
-                records.insert(record.offset, record.value.unwrap_or_default());
-            }
-        }
-        assert!(offset > before, "no progress");
-    }
 }
 
 fn value(i: usize) -> Vec<u8> {
@@ -152,7 +100,11 @@ fn a_full_disk_answers_kafka_storage_error_and_writes_resume_when_space_returns(
         panic!("not a Metadata response")
     };
     assert_eq!(md.topics.len(), 1, "metadata is served");
-    assert_eq!(read_all(&mut stream), acknowledged, "reads are served");
+    assert_eq!(
+        read_partition(&mut stream, TOPIC, 0),
+        acknowledged,
+        "reads are served"
+    );
     // Space returns.
     std::fs::remove_file(&filler).expect("remove filler");
     for i in 200..204 {
@@ -165,6 +117,6 @@ fn a_full_disk_answers_kafka_storage_error_and_writes_resume_when_space_returns(
     let (dir, port) = runnel.into_dir();
     let runnel = Runnel::start_in(dir, port, "");
     let mut stream = runnel.connect();
-    assert_eq!(read_all(&mut stream), acknowledged);
+    assert_eq!(read_partition(&mut stream, TOPIC, 0), acknowledged);
     drop(mount);
 }

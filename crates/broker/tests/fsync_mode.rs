@@ -7,13 +7,11 @@ mod traced;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::TcpStream;
-use std::time::Duration;
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use common::*;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::RecordBatchDecoder;
 use traced::*;
 
 const TOPIC: &str = "fsynced";
@@ -25,67 +23,7 @@ fn create_fsync_topic(stream: &mut TcpStream, partitions: i32) {
 
 /// One acks=all produce naming several partitions of `TOPIC`.
 fn produce(batches: &[(i32, Bytes)]) -> RequestKind {
-    RequestKind::Produce(
-        ProduceRequest::default()
-            .with_acks(-1)
-            .with_timeout_ms(30_000)
-            .with_topic_data(vec![produce_request::TopicProduceData::default()
-                .with_name(name(TOPIC))
-                .with_partition_data(
-                    batches
-                        .iter()
-                        .map(|(p, records)| {
-                            produce_request::PartitionProduceData::default()
-                                .with_index(*p)
-                                .with_records(Some(records.clone()))
-                        })
-                        .collect(),
-                )]),
-    )
-}
-
-/// Every record of `partition` below its high watermark, as offset -> value.
-fn read_partition(stream: &mut TcpStream, partition: i32) -> BTreeMap<i64, Bytes> {
-    let mut records = BTreeMap::new();
-    let mut offset = 0;
-    loop {
-        let request = RequestKind::Fetch(
-            FetchRequest::default()
-                .with_max_wait_ms(0)
-                .with_min_bytes(0)
-                .with_max_bytes(1 << 20)
-                .with_topics(vec![fetch_request::FetchTopic::default()
-                    .with_topic(name(TOPIC))
-                    .with_partitions(vec![fetch_request::FetchPartition::default()
-                        .with_partition(partition)
-                        .with_fetch_offset(offset)
-                        .with_partition_max_bytes(1 << 20)])]),
-        );
-        let ResponseKind::Fetch(r) = call(stream, ApiKey::Fetch, 12, &request) else {
-            panic!("not a Fetch response")
-        };
-        let answer = &r.responses[0].partitions[0];
-        assert_eq!(answer.error_code, 0, "fetch of partition {partition}");
-        if offset >= answer.high_watermark {
-            return records;
-        }
-        let mut bytes = answer.records.clone().unwrap_or_default();
-        let before = offset;
-        // Whole batches only: a response may end in a batch cut short (as Kafka's may).
-        while bytes.len() >= 12 {
-            let size = 12 + usize::try_from((&bytes[8..12]).get_i32()).expect("batch length");
-            if bytes.len() < size {
-                break;
-            }
-            let mut one = bytes.split_to(size);
-            let set = RecordBatchDecoder::decode(&mut one).expect("decode stored batch");
-            for record in set.records {
-                offset = offset.max(record.offset + 1);
-                records.insert(record.offset, record.value.unwrap_or_default());
-            }
-        }
-        assert!(offset > before, "fetch below the HW made no progress");
-    }
+    produce_request(TOPIC, -1, 30_000, batches)
 }
 
 // Concurrent acks=all producers on an fsync-mode topic, several partitions per request: every
@@ -151,7 +89,7 @@ fn acknowledged_records_survive_sigkill_at_their_offsets() {
     let mut stream = runnel.connect();
     let mut stored: HashMap<i32, BTreeMap<i64, Bytes>> = HashMap::new();
     for p in 0..PARTITIONS {
-        stored.insert(p, read_partition(&mut stream, p));
+        stored.insert(p, read_partition(&mut stream, TOPIC, p));
     }
     for (p, offset, value) in &acked {
         let found = stored[p].get(offset);
@@ -180,10 +118,7 @@ fn produce_is_answered_only_after_an_fsync_covering_its_batch() {
         require_strace("the fsync-ordering check");
         return;
     };
-    let mut stream = TcpStream::connect(("127.0.0.1", traced.port)).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
+    let mut stream = traced.connect();
     create_fsync_topic(&mut stream, 1);
     for r in 0..REQUESTS {
         let ResponseKind::Produce(response) = call(
@@ -217,10 +152,7 @@ fn offset_commit_is_answered_only_after_an_fsync_covering_its_record() {
         require_strace("the offset-commit fsync-ordering check");
         return;
     };
-    let mut stream = TcpStream::connect(("127.0.0.1", traced.port)).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
+    let mut stream = traced.connect();
     create_fsync_topic(&mut stream, 1);
     for r in 0..REQUESTS {
         // A simple group (generation -1): one record per commit, no group metadata.

@@ -18,18 +18,7 @@ fn create(topic: &str, partitions: i32) -> RequestKind {
 }
 
 fn produce(topic: &str, partition: i32, records: bytes::Bytes) -> RequestKind {
-    RequestKind::Produce(
-        ProduceRequest::default()
-            .with_acks(-1)
-            .with_timeout_ms(5000)
-            .with_topic_data(vec![produce_request::TopicProduceData::default()
-                .with_name(name(topic))
-                .with_partition_data(vec![
-                    produce_request::PartitionProduceData::default()
-                        .with_index(partition)
-                        .with_records(Some(records)),
-                ])]),
-    )
+    produce_request(topic, -1, 5000, &[(partition, records)])
 }
 
 fn fetch_by_id(topic_id: uuid::Uuid, offset: i64, max_wait_ms: i32) -> RequestKind {

@@ -8,13 +8,11 @@ mod traced;
 
 use std::io::Write;
 use std::net::TcpStream;
-use std::time::Duration;
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use common::*;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, StrBytes};
-use kafka_protocol::records::RecordBatchDecoder;
 use traced::*;
 
 const TOPIC: &str = "piped";
@@ -37,23 +35,7 @@ impl Drop for LogOnFailure<'_> {
 
 /// A produce of one batch to each named partition of `TOPIC`.
 fn produce(acks: i16, batches: &[(i32, Bytes)]) -> RequestKind {
-    RequestKind::Produce(
-        ProduceRequest::default()
-            .with_acks(acks)
-            .with_timeout_ms(30_000)
-            .with_topic_data(vec![produce_request::TopicProduceData::default()
-                .with_name(name(TOPIC))
-                .with_partition_data(
-                    batches
-                        .iter()
-                        .map(|(p, records)| {
-                            produce_request::PartitionProduceData::default()
-                                .with_index(*p)
-                                .with_records(Some(records.clone()))
-                        })
-                        .collect(),
-                )]),
-    )
+    produce_request(TOPIC, acks, 30_000, batches)
 }
 
 /// Partition 0 of `TOPIC` from offset 0, answered at once with whatever is below the HW.
@@ -117,21 +99,10 @@ fn read_response(stream: &mut TcpStream, key: ApiKey, correlation_id: i32) -> Re
 
 /// Every whole record of a fetched records field, as (offset, value).
 fn records_of(records: Option<Bytes>) -> Vec<(i64, String)> {
-    let mut bytes = records.unwrap_or_default();
-    let mut out = Vec::new();
-    while bytes.len() >= 12 {
-        let size = 12 + usize::try_from((&bytes[8..12]).get_i32()).expect("batch length");
-        if bytes.len() < size {
-            break;
-        }
-        let mut one = bytes.split_to(size);
-        let set = RecordBatchDecoder::decode(&mut one).expect("decode stored batch");
-        for record in set.records {
-            let value = record.value.unwrap_or_default();
-            out.push((record.offset, String::from_utf8_lossy(&value).into_owned()));
-        }
-    }
-    out
+    fetched_records(records)
+        .into_iter()
+        .map(|(offset, value)| (offset, String::from_utf8_lossy(&value).into_owned()))
+        .collect()
 }
 
 // Goal: 20 requests written at once on one connection (fsync-mode produces interleaved with
@@ -289,10 +260,7 @@ fn pipelined_produces_share_fsyncs_and_are_answered_after_them() {
         require_strace("the group-commit check");
         return;
     };
-    let mut stream = TcpStream::connect(("127.0.0.1", traced.port)).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
+    let mut stream = traced.connect();
     create_fsync_topic(&mut stream, 1);
     let mut burst = Vec::new();
     for i in 0..REQUESTS {

@@ -2,13 +2,15 @@
 //! record errors for `message.timestamp.before.max.ms`, and `compression.type` changes (broker
 //! default, then a topic override) reaching the partition's next append without a restart.
 
+mod common;
+
 use std::sync::Arc;
 
 use bytes::Bytes;
+use common::call_handler;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use runnel_broker::config::BrokerConfig;
-use runnel_broker::handlers::{self, Reply};
 use runnel_broker::state::Broker;
 use runnel_protocol::batch::{
     encode_uncompressed_batch, BatchHeader, BatchSpec, Compression, RecordSpec,
@@ -24,62 +26,14 @@ fn broker(dir: &std::path::Path) -> Arc<Broker> {
     Broker::open(config, ("localhost".into(), 9092)).expect("open broker")
 }
 
-async fn call(
-    broker: &Arc<Broker>,
-    key: ApiKey,
-    version: i16,
-    request: RequestKind,
-) -> ResponseKind {
-    let header = RequestHeader::default()
-        .with_request_api_key(key as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(1);
-    let connection =
-        runnel_broker::context::ConnectionContext::plaintext("127.0.0.1:1".parse().expect("addr"));
-    let ctx = runnel_broker::context::RequestContext {
-        connection: &connection,
-        header: &header,
-    };
-    match handlers::handle(
-        broker,
-        &ctx,
-        runnel_protocol::request::Request::Kafka(request),
-    )
-    .await
-    {
-        Reply::Send(body) => body,
-        _ => panic!("no response"),
-    }
-}
-
 fn str(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_owned())
 }
 
 async fn create(broker: &Arc<Broker>, configs: &[(&str, &str)]) {
-    let request = CreateTopicsRequest::default().with_topics(vec![
-        create_topics_request::CreatableTopic::default()
-            .with_name(TopicName(str(TOPIC)))
-            .with_num_partitions(1)
-            .with_replication_factor(1)
-            .with_configs(
-                configs
-                    .iter()
-                    .map(|(k, v)| {
-                        create_topics_request::CreatableTopicConfig::default()
-                            .with_name(str(k))
-                            .with_value(Some(str(v)))
-                    })
-                    .collect(),
-            ),
-    ]);
-    let ResponseKind::CreateTopics(r) = call(
-        broker,
-        ApiKey::CreateTopics,
-        7,
-        RequestKind::CreateTopics(request),
-    )
-    .await
+    let request = common::create_topics_request(TOPIC, 1, configs);
+    let ResponseKind::CreateTopics(r) =
+        call_handler(broker, ApiKey::CreateTopics, 7, request).await
     else {
         panic!("wrong response")
     };
@@ -99,7 +53,7 @@ async fn set(broker: &Arc<Broker>, resource_type: i8, resource: &str, name: &str
                     .with_value(Some(str(value))),
             ]),
     ]);
-    let ResponseKind::IncrementalAlterConfigs(r) = call(
+    let ResponseKind::IncrementalAlterConfigs(r) = call_handler(
         broker,
         ApiKey::IncrementalAlterConfigs,
         1,
@@ -146,7 +100,7 @@ async fn produce(
                     .with_records(Some(records)),
             ])]);
     let ResponseKind::Produce(r) =
-        call(broker, ApiKey::Produce, 11, RequestKind::Produce(request)).await
+        call_handler(broker, ApiKey::Produce, 11, RequestKind::Produce(request)).await
     else {
         panic!("wrong response")
     };

@@ -236,33 +236,11 @@ fn closed_within(
 }
 
 fn produce(topic: &str, values: &[&[u8]]) -> RequestKind {
-    RequestKind::Produce(
-        ProduceRequest::default()
-            .with_acks(-1)
-            .with_timeout_ms(5000)
-            .with_topic_data(vec![produce_request::TopicProduceData::default()
-                .with_name(name(topic))
-                .with_partition_data(vec![
-                    produce_request::PartitionProduceData::default()
-                        .with_index(0)
-                        .with_records(Some(batch(values))),
-                ])]),
-    )
+    produce_request(topic, -1, 5000, &[(0, batch(values))])
 }
 
 fn fetch(topic: &str, offset: i64) -> RequestKind {
-    RequestKind::Fetch(
-        FetchRequest::default()
-            .with_max_wait_ms(0)
-            .with_min_bytes(1)
-            .with_max_bytes(1 << 20)
-            .with_topics(vec![fetch_request::FetchTopic::default()
-                .with_topic(name(topic))
-                .with_partitions(vec![fetch_request::FetchPartition::default()
-                    .with_partition(0)
-                    .with_fetch_offset(offset)
-                    .with_partition_max_bytes(1 << 20)])]),
-    )
+    fetch_request(topic, 0, offset, 1, 1 << 20)
 }
 
 // Over TLS 1.2 and 1.3 a client creates a topic, produces and fetches its records back (the

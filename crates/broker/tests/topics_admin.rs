@@ -113,18 +113,7 @@ fn partitions_in_metadata(s: &mut TcpStream, topic: &str) -> usize {
 }
 
 fn produce_one(s: &mut TcpStream, topic: &str, partition: i32, value: &[u8]) -> (i16, i64) {
-    let request = RequestKind::Produce(
-        ProduceRequest::default()
-            .with_acks(-1)
-            .with_timeout_ms(5000)
-            .with_topic_data(vec![produce_request::TopicProduceData::default()
-                .with_name(name(topic))
-                .with_partition_data(vec![
-                    produce_request::PartitionProduceData::default()
-                        .with_index(partition)
-                        .with_records(Some(batch(&[value]))),
-                ])]),
-    );
+    let request = produce_request(topic, -1, 5000, &[(partition, batch(&[value]))]);
     let ResponseKind::Produce(r) = call(s, ApiKey::Produce, 11, &request) else {
         panic!("not a Produce response")
     };

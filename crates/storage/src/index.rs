@@ -153,6 +153,18 @@ pub(crate) struct IndexUpdate {
     pub(crate) time_entry: Option<[u8; 12]>,
 }
 
+impl IndexUpdate {
+    /// Appends the update's entries to index files being built in memory.
+    pub(crate) fn append_to(&self, offset_entries: &mut Vec<u8>, time_entries: &mut Vec<u8>) {
+        if let Some(entry) = self.offset_entry {
+            offset_entries.extend_from_slice(&entry);
+        }
+        if let Some(entry) = self.time_entry {
+            time_entries.extend_from_slice(&entry);
+        }
+    }
+}
+
 impl IndexBuilder {
     pub(crate) fn new() -> IndexBuilder {
         IndexBuilder {

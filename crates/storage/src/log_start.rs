@@ -39,14 +39,17 @@ pub(crate) fn read(io: &dyn LogIo, dir: &Path) -> Option<i64> {
             return None;
         }
     };
-    let parsed = std::str::from_utf8(&bytes).ok().and_then(parse);
+    let parsed = std::str::from_utf8(&bytes).ok().and_then(parse_offset_file);
     if parsed.is_none() {
         tracing::warn!(path = %path.display(), "ignoring a malformed log start checkpoint");
     }
     parsed
 }
 
-fn parse(text: &str) -> Option<i64> {
+/// The offset in the text of a one-partition checkpoint ("0\n<offset>\n", as this one and
+/// `cleaner-offset-checkpoint` are written by [`offset_file_text`]); `None` for anything else,
+/// a negative offset included.
+pub(crate) fn parse_offset_file(text: &str) -> Option<i64> {
     let mut lines = text.lines();
     if lines.next()?.trim() != "0" {
         return None;
@@ -58,9 +61,14 @@ fn parse(text: &str) -> Option<i64> {
 /// Replaces the checkpoint atomically and durably. A failure may leave the old or the new
 /// contents under the name; the caller poisons the log.
 pub(crate) fn write(io: &dyn LogIo, dir: &Path, log_start_offset: i64) -> Result<(), StorageError> {
-    let text = format!("0\n{log_start_offset}\n");
+    let text = offset_file_text(log_start_offset);
     replace_file(io, &dir.join(LOG_START_FILE), text.as_bytes())?;
     Ok(())
+}
+
+/// The text of a one-partition checkpoint holding `offset`: version 0, then the offset.
+pub(crate) fn offset_file_text(offset: i64) -> String {
+    format!("0\n{offset}\n")
 }
 
 #[cfg(test)]

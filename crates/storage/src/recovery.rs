@@ -131,7 +131,6 @@ pub(crate) fn load_segment(
                 break;
             }
         }
-        segment.note_batch(&header);
         producers.replay(&header);
         if header.partition_leader_epoch >= 0
             && epochs
@@ -140,22 +139,10 @@ pub(crate) fn load_segment(
         {
             epochs.assign(header.partition_leader_epoch, header.base_offset);
         }
-        let update = segment.index.on_batch(
-            config.index_interval_bytes,
-            segment.relative(header.last_offset()),
-            u32::try_from(position).unwrap_or(u32::MAX),
-            size,
-            segment.max_timestamp,
-            segment.relative(segment.last_offset_of_max_timestamp),
-        );
-        if let Some(entry) = update.offset_entry {
-            offset_entries.extend_from_slice(&entry);
-        }
-        if let Some(entry) = update.time_entry {
-            time_entries.extend_from_slice(&entry);
-        }
+        segment
+            .account_batch(config.index_interval_bytes, position, &header)
+            .append_to(&mut offset_entries, &mut time_entries);
         position += size;
-        segment.size_bytes = position;
     }
     let truncated_bytes = file_size - position;
     if let Some(reason) = &invalid {

@@ -584,6 +584,29 @@ impl Segment {
         self.next_offset = header.last_offset().saturating_add(1);
     }
 
+    /// Accounts for one batch written (appended, recovered or cleaned) at `position` of the
+    /// segment's log file: its stats (`note_batch`), the index entries it brings (Kafka's
+    /// `index.interval.bytes` rule), returned for the caller to write, and the segment's size,
+    /// which then ends after the batch.
+    pub(crate) fn account_batch(
+        &mut self,
+        interval_bytes: u32,
+        position: u64,
+        header: &BatchHeader,
+    ) -> crate::index::IndexUpdate {
+        self.note_batch(header);
+        let update = self.index.on_batch(
+            interval_bytes,
+            self.relative(header.last_offset()),
+            u32::try_from(position).unwrap_or(u32::MAX),
+            header.size_bytes() as u64,
+            self.max_timestamp,
+            self.relative(self.last_offset_of_max_timestamp),
+        );
+        self.size_bytes = position + header.size_bytes() as u64;
+        update
+    }
+
     /// Offset relative to the base, which the roll rule keeps within `u32`.
     pub(crate) fn relative(&self, offset: i64) -> u32 {
         u32::try_from(offset.saturating_sub(self.base_offset)).unwrap_or(u32::MAX)

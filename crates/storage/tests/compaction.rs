@@ -10,10 +10,11 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use runnel_protocol::batch::Compression;
 use runnel_protocol::batch::{
-    check_stored_batch, encode_uncompressed_batch, BatchHeader, BatchSpec, RecordSpec,
+    check_stored_batch, encode_uncompressed_batch, BatchHeader, BatchRecords, BatchSpec, RecordSpec,
 };
+use runnel_protocol::compression::DecompressLimits;
 use runnel_storage::cleaner::{
-    clean_once, parse_body, records_body, CleanerSettings, CompactionConfig, OffsetMap, Throttler,
+    clean_once, CleanerSettings, CompactionConfig, OffsetMap, Throttler,
 };
 use runnel_storage::io::faulty::{FaultyIo, InjectedError};
 use runnel_storage::io::LogIo;
@@ -101,16 +102,19 @@ fn read_all(log: &PartitionLog) -> (Vec<ReadRecord>, Vec<BatchHeader>) {
             let h = BatchHeader::parse(&bytes[pos..]).unwrap();
             let batch = &bytes[pos..pos + h.size_bytes()];
             check_stored_batch(batch).unwrap();
-            let body = records_body(&h, batch, 1 << 20).unwrap();
-            for r in parse_body(&h, &body).unwrap() {
-                if r.offset >= offset {
-                    records.push((
-                        r.offset,
-                        r.key.map(<[u8]>::to_vec),
-                        r.value.map(<[u8]>::to_vec),
-                    ));
-                }
-            }
+            BatchRecords::open(batch, DecompressLimits::for_max_message_bytes(1 << 20))
+                .unwrap()
+                .for_each(|r| {
+                    let record_offset = h.base_offset + i64::from(r.offset_delta);
+                    if record_offset >= offset {
+                        records.push((
+                            record_offset,
+                            r.key.map(<[u8]>::to_vec),
+                            r.value.map(<[u8]>::to_vec),
+                        ));
+                    }
+                })
+                .unwrap();
             offset = h.last_offset() + 1;
             headers.push(h);
             pos += h.size_bytes();

@@ -20,11 +20,6 @@ pub fn require_strace(what: &str) {
     eprintln!("strace is not usable here; skipping {what}");
 }
 
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 0");
-    l.local_addr().expect("addr").port()
-}
-
 /// `runnel` running under `strace`, which logs its log writes, fsyncs and socket writes.
 pub struct Traced {
     strace: Child,
@@ -33,6 +28,15 @@ pub struct Traced {
 }
 
 impl Traced {
+    /// A connection to the traced broker; reads time out after 30 s (strace slows it down).
+    pub fn connect(&self) -> TcpStream {
+        let stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        stream
+    }
+
     fn trace_path(&self) -> std::path::PathBuf {
         self.dir.path().join("strace.txt")
     }
@@ -83,7 +87,7 @@ pub fn start_traced_with_config(config_toml: &str, fsync_delay_us: Option<u32>) 
         return None;
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
+    let port = crate::common::free_port();
     let config = dir.path().join("runnel.toml");
     std::fs::write(&config, config_toml).expect("write config");
     let log = std::fs::File::create(dir.path().join("runnel.log")).expect("log file");

@@ -5,10 +5,11 @@
 
 use std::borrow::Cow;
 
+use super::encode::{put_header, put_nullable, put_varlong, seal};
 use super::header::{
     BatchHeader, Compression, TimestampType, ATTR_COMPRESSION_MASK, ATTR_CONTROL,
-    ATTR_TIMESTAMP_TYPE, ATTR_TRANSACTIONAL, BATCH_HEADER_LEN, LOG_OVERHEAD, MAGIC_V2,
-    OFFSET_ATTRIBUTES, OFFSET_CRC,
+    ATTR_DELETE_HORIZON, ATTR_TIMESTAMP_TYPE, ATTR_TRANSACTIONAL, BATCH_HEADER_LEN, LOG_OVERHEAD,
+    MAGIC_V2,
 };
 use super::records::{walk_raw_records, RawRecord};
 use super::validate::BatchError;
@@ -200,9 +201,6 @@ struct Plan {
     delete_horizon_ms: Option<i64>,
 }
 
-/// Kafka's `DefaultRecordBatch.DELETE_HORIZON_FLAG_MASK`.
-const ATTR_DELETE_HORIZON: i16 = 0x40;
-
 /// One new batch of the records of `source` that `keep` accepts, laid out by `plan`; `None`
 /// when none is kept.
 fn write_batch(
@@ -268,45 +266,49 @@ fn write_batch(
     if plan.delete_horizon_ms.is_some() {
         attributes |= ATTR_DELETE_HORIZON;
     }
-    let last_offset_delta = plan.last_offset_delta.unwrap_or(last_delta);
     let batch_length = i32::try_from(BATCH_HEADER_LEN - LOG_OVERHEAD + records.len())
         .map_err(|_| BatchError::CorruptMessage("rebuilt batch exceeds 2 GiB"))?;
+    let header = BatchHeader {
+        base_offset: plan.base_offset,
+        batch_length,
+        partition_leader_epoch: plan.partition_leader_epoch,
+        magic: MAGIC_V2,
+        crc: 0,
+        attributes,
+        last_offset_delta: plan.last_offset_delta.unwrap_or(last_delta),
+        base_timestamp: base_timestamp.unwrap_or(NO_TIMESTAMP),
+        max_timestamp,
+        producer_id: source_header.producer_id,
+        producer_epoch: source_header.producer_epoch,
+        base_sequence: source_header.base_sequence,
+        record_count: count,
+    };
     let mut out = Vec::with_capacity(BATCH_HEADER_LEN + records.len());
-    out.extend_from_slice(&plan.base_offset.to_be_bytes());
-    out.extend_from_slice(&batch_length.to_be_bytes());
-    out.extend_from_slice(&plan.partition_leader_epoch.to_be_bytes());
-    out.push(MAGIC_V2 as u8);
-    out.extend_from_slice(&[0; 4]);
-    out.extend_from_slice(&attributes.to_be_bytes());
-    out.extend_from_slice(&last_offset_delta.to_be_bytes());
-    out.extend_from_slice(&base_timestamp.unwrap_or(NO_TIMESTAMP).to_be_bytes());
-    out.extend_from_slice(&max_timestamp.to_be_bytes());
-    out.extend_from_slice(&source_header.producer_id.to_be_bytes());
-    out.extend_from_slice(&source_header.producer_epoch.to_be_bytes());
-    out.extend_from_slice(&source_header.base_sequence.to_be_bytes());
-    out.extend_from_slice(&count.to_be_bytes());
+    put_header(&mut out, &header);
     out.extend_from_slice(&records);
-    let crc = crc32c::crc32c(&out[OFFSET_ATTRIBUTES..]);
-    out[OFFSET_CRC..OFFSET_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    seal(&mut out);
     Ok(Some(out))
 }
 
-/// Kafka's zig-zag varlong (`ByteUtils.writeVarlong`).
-fn put_varlong(out: &mut Vec<u8>, value: i64) {
-    let mut v = ((value << 1) ^ (value >> 63)) as u64;
-    while v >= 0x80 {
-        out.push((v as u8 & 0x7f) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn put_nullable(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
-    match bytes {
-        None => put_varlong(out, -1),
-        Some(b) => {
-            put_varlong(out, b.len() as i64);
-            out.extend_from_slice(b);
-        }
-    }
+/// Kafka's `DefaultRecordBatch.writeEmptyHeader` as `MemoryRecords.filterTo` calls it for a
+/// batch the log cleaner keeps no record of but must not lose (the last batch of an active
+/// producer, whose sequence and epoch are that producer's state, or the last batch below the
+/// cleaned range's end): the header of `original` with no records. Base offset, last offset
+/// delta, leader epoch, producer id, epoch, base sequence and `maxTimestamp` are kept;
+/// `baseTimestamp` is `NO_TIMESTAMP`; the attributes keep only the timestamp type,
+/// transactional and control bits (no codec, no delete horizon).
+pub fn empty_batch(original: &BatchHeader) -> Vec<u8> {
+    let header = BatchHeader {
+        batch_length: (BATCH_HEADER_LEN - LOG_OVERHEAD) as i32,
+        magic: MAGIC_V2,
+        crc: 0,
+        attributes: original.attributes & (ATTR_TIMESTAMP_TYPE | ATTR_TRANSACTIONAL | ATTR_CONTROL),
+        base_timestamp: NO_TIMESTAMP,
+        record_count: 0,
+        ..*original
+    };
+    let mut out = Vec::with_capacity(BATCH_HEADER_LEN);
+    put_header(&mut out, &header);
+    seal(&mut out);
+    out
 }

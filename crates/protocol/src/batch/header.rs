@@ -31,6 +31,9 @@ pub(super) const ATTR_COMPRESSION_MASK: i16 = 0x07;
 pub(super) const ATTR_TIMESTAMP_TYPE: i16 = 0x08;
 pub(super) const ATTR_TRANSACTIONAL: i16 = 0x10;
 pub(super) const ATTR_CONTROL: i16 = 0x20;
+/// Kafka's `DefaultRecordBatch.DELETE_HORIZON_FLAG_MASK` (KIP-534): `baseTimestamp` holds the
+/// time after which the log cleaner may remove the batch's tombstones.
+pub(super) const ATTR_DELETE_HORIZON: i16 = 0x40;
 
 /// Compression codec from the low three attribute bits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,6 +148,12 @@ impl BatchHeader {
         } else {
             TimestampType::CreateTime
         }
+    }
+
+    /// Kafka's `RecordBatch.deleteHorizonMs`: the base timestamp when the delete-horizon bit is
+    /// set.
+    pub fn delete_horizon_ms(&self) -> Option<i64> {
+        (self.attributes & ATTR_DELETE_HORIZON != 0).then_some(self.base_timestamp)
     }
 
     /// Offset of the last record; wraps rather than panics on a hostile header (validation

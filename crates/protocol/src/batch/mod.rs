@@ -18,9 +18,10 @@
 //!
 //! One file per concern: `header` holds the fixed header (field offsets, decoding, the CRC and the
 //! in-place patches), `validate` the rules a produced or stored batch must pass and `BatchError`,
-//! `records` the walk over the records inside a batch, and `encode` the encoder for uncompressed
-//! batches, `decoded` the records of any batch through the bounded decompressing reader
-//! (`crate::compression`) and the encoder that writes them into a new batch.
+//! `records` the walk over the records inside a batch, `encode` the writing primitives (header,
+//! CRC, varints) and the encoder for uncompressed batches, and `decoded` the records of any batch
+//! through the bounded decompressing reader (`crate::compression`) and the encoders that write
+//! them into a new batch (`rebuild_batch`, `retain_records`, `empty_batch`).
 
 mod decoded;
 mod encode;
@@ -30,7 +31,9 @@ mod records;
 mod test_support;
 mod validate;
 
-pub use decoded::{rebuild_batch, retain_records, BatchRecords, Rebuild, RecordView, NO_TIMESTAMP};
+pub use decoded::{
+    empty_batch, rebuild_batch, retain_records, BatchRecords, Rebuild, RecordView, NO_TIMESTAMP,
+};
 pub use encode::{encode_uncompressed_batch, BatchSpec, RecordSpec};
 pub use header::{
     decrement_sequence, increment_sequence, patch_base_offset, patch_log_append_time,

@@ -385,3 +385,92 @@ fn retained_records_keep_their_offsets_and_the_batch_its_range() {
         .unwrap()
         .is_none());
 }
+
+#[test]
+fn every_codec_keeps_its_codec_when_records_are_retained() {
+    // A cleaner rewriting part of a compressed batch writes it with the batch's own codec, and
+    // the kept records read back with their offsets, timestamps, keys, values and headers.
+    let plain = batch(20, b"a value that compresses well, well, well");
+    let records = BatchRecords::open(&plain, DecompressLimits::default()).unwrap();
+    let keep = |r: &crate::batch::RecordView<'_>| r.offset_delta == 3 || r.offset_delta == 19;
+    let fields = |r: crate::batch::RecordView<'_>| {
+        (
+            r.offset_delta,
+            r.timestamp,
+            r.key.map(<[u8]>::to_vec),
+            r.value.map(<[u8]>::to_vec),
+            r.headers.to_vec(),
+        )
+    };
+    for codec in CODECS {
+        let compressed =
+            rebuild_batch(&records, &rebuild(codec, TimestampType::CreateTime)).unwrap();
+        let source = BatchRecords::open(&compressed, DecompressLimits::default()).unwrap();
+        let mut expected = Vec::new();
+        source
+            .for_each(|r| {
+                if keep(&r) {
+                    expected.push(fields(r));
+                }
+            })
+            .unwrap();
+        assert_eq!(expected.len(), 2);
+        let kept = crate::batch::retain_records(&source, keep, None)
+            .unwrap()
+            .unwrap();
+        let header = crate::batch::check_stored_batch(&kept).unwrap();
+        assert_eq!(header.compression().unwrap(), codec);
+        assert_eq!((header.base_offset, header.last_offset()), (100, 119));
+        let mut seen = Vec::new();
+        BatchRecords::open(&kept, DecompressLimits::default())
+            .unwrap()
+            .for_each(|r| seen.push(fields(r)))
+            .unwrap();
+        assert_eq!(seen, expected, "{codec:?}");
+    }
+}
+
+#[test]
+fn an_empty_batch_keeps_the_producer_state_and_offsets_of_its_source() {
+    // Kafka's writeEmptyHeader: no records, no codec, no delete horizon, no base timestamp; the
+    // offsets, producer fields, leader epoch, max timestamp and the transactional bit remain.
+    let plain = batch(3, b"v");
+    let records = BatchRecords::open(&plain, DecompressLimits::default()).unwrap();
+    let gzip = rebuild_batch(
+        &records,
+        &rebuild(Compression::Gzip, TimestampType::CreateTime),
+    )
+    .unwrap();
+    let source = BatchRecords::open(&gzip, DecompressLimits::default()).unwrap();
+    let with_horizon = crate::batch::retain_records(&source, |_| true, Some(9_000))
+        .unwrap()
+        .unwrap();
+    let mut original = BatchHeader::parse(&with_horizon).unwrap();
+    assert_eq!(original.delete_horizon_ms(), Some(9_000));
+    original.attributes |= 0x10;
+    let empty = crate::batch::empty_batch(&original);
+    assert_eq!(empty.len(), BATCH_HEADER_LEN);
+    let header = crate::batch::check_stored_batch(&empty).unwrap();
+    assert_eq!(header.compression().unwrap(), Compression::None);
+    assert_eq!(header.delete_horizon_ms(), None);
+    assert!(header.is_transactional());
+    assert_eq!(
+        (
+            header.base_offset,
+            header.last_offset(),
+            header.record_count,
+            header.base_timestamp,
+            header.max_timestamp,
+        ),
+        (100, 102, 0, -1, 1_020)
+    );
+    assert_eq!(
+        (
+            header.producer_id,
+            header.producer_epoch,
+            header.base_sequence,
+            header.partition_leader_epoch
+        ),
+        (7, 1, 5, 3)
+    );
+}

@@ -10,6 +10,7 @@
 use std::path::Path;
 
 use crate::io::{read_whole_file, replace_file, LogIo, WholeFile};
+use crate::log_start::{offset_file_text, parse_offset_file};
 use crate::StorageError;
 
 pub(crate) const CLEANER_CHECKPOINT_FILE: &str = "cleaner-offset-checkpoint";
@@ -20,20 +21,14 @@ pub(crate) fn read(io: &dyn LogIo, dir: &Path) -> Option<i64> {
     let Ok(WholeFile::Bytes(bytes)) = read_whole_file(io, &path, FILE_BYTES_MAX) else {
         return None;
     };
-    let text = std::str::from_utf8(&bytes).ok()?;
-    let mut lines = text.lines();
-    if lines.next()?.trim() != "0" {
-        return None;
-    }
-    let offset: i64 = lines.next()?.trim().parse().ok()?;
-    (offset >= 0 && lines.next().is_none()).then_some(offset)
+    parse_offset_file(std::str::from_utf8(&bytes).ok()?)
 }
 
 pub(crate) fn write(io: &dyn LogIo, dir: &Path, offset: i64) -> Result<(), StorageError> {
     replace_file(
         io,
         &dir.join(CLEANER_CHECKPOINT_FILE),
-        format!("0\n{offset}\n").as_bytes(),
+        offset_file_text(offset).as_bytes(),
     )?;
     Ok(())
 }

@@ -5,7 +5,8 @@
 //!
 //! The pieces:
 //! - `offset_map`: the bounded key-hash -> offset map (`log.cleaner.dedupe.buffer.size`).
-//! - `records`: parsing a stored batch's records and writing the batches a clean keeps.
+//! - records are read and the batches a clean keeps written by the protocol crate's
+//!   `BatchRecords`, `retain_records` and `empty_batch` (Kafka's `filterTo`).
 //! - `round`: one cleaning round of one log, which reads sealed segments through a snapshot of
 //!   them without the log's lock and writes `.cleaned` files;
 //!   `PartitionLog::replace_segments` (in `log::cleaning`) swaps each group in under the lock.
@@ -17,14 +18,12 @@
 
 mod checkpoint;
 mod offset_map;
-mod records;
 mod round;
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 pub use offset_map::{OffsetMap, BYTES_PER_ENTRY};
-pub use records::{delete_horizon_ms, parse_body, parse_records, records_body, StoredRecord};
 pub(crate) use round::{with_suffix, CLEANED_SUFFIX, SWAP_SUFFIX};
 pub use round::{CleanRound, CleanStats, CleanedSegment};
 

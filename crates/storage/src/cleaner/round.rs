@@ -30,18 +30,23 @@
 //! are kept: an older record of the tombstone's key might sit in such a batch and come back if
 //! the tombstone went.
 //!
-//! Compressed batches are decompressed within the log's `max.message.bytes` limits
-//! (`records::records_body`) and, when a record goes, written again with their own codec.
+//! Batches are read through the protocol crate's bounded reader (`BatchRecords`: compressed
+//! ones decompressed within the log's `max.message.bytes` limits) and, when a record goes,
+//! written again by its `retain_records` (Kafka's `buildRetainedRecordsInto`, with their own
+//! codec) or `empty_batch` (Kafka's `writeEmptyHeader`).
 
 use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use runnel_protocol::batch::{check_stored_batch, BatchHeader, BATCH_HEADER_LEN};
+use runnel_protocol::batch::{
+    check_stored_batch, empty_batch, retain_records, BatchHeader, BatchRecords, RecordView,
+    BATCH_HEADER_LEN,
+};
+use runnel_protocol::compression::DecompressLimits;
 
 use super::offset_map::OffsetMap;
-use super::records::{delete_horizon_ms, parse_body, records_body, write_empty, write_retained};
 use super::Throttler;
 use crate::file_budget::FileBudget;
 use crate::index::{OFFSET_ENTRY_BYTES, TIME_ENTRY_BYTES};
@@ -211,7 +216,8 @@ impl CleanRound {
         stats: &mut CleanStats,
     ) -> Result<i64, StorageError> {
         map.clear();
-        let max_message_bytes = self.config.max_message_bytes as usize;
+        let limits =
+            DecompressLimits::for_max_message_bytes(self.config.max_message_bytes as usize);
         let start = self.first_dirty;
         let end = self.first_uncleanable;
         let mut full = false;
@@ -229,18 +235,26 @@ impl CleanRound {
                 |header, batch| {
                     if !is_opaque(header) && header.last_offset() >= start {
                         check_stored_batch(batch)?;
-                        let body = records_body(header, batch, max_message_bytes)?;
-                        for record in parse_body(header, &body)? {
+                        BatchRecords::open(batch, limits)?.for_each(|record| {
+                            if full {
+                                return;
+                            }
                             stats.records_read += 1;
-                            let Some(key) = record.key else { continue };
-                            if record.offset < start {
-                                continue;
+                            let Some(key) = record.key else { return };
+                            let offset = header
+                                .base_offset
+                                .wrapping_add(i64::from(record.offset_delta));
+                            if offset < start {
+                                return;
                             }
                             if map.is_full() {
                                 full = true;
-                                return Ok(ControlFlow::Break(()));
+                                return;
                             }
-                            map.put(key, record.offset);
+                            map.put(key, offset);
+                        })?;
+                        if full {
+                            return Ok(ControlFlow::Break(()));
                         }
                     }
                     if header.last_offset() >= start {
@@ -390,12 +404,15 @@ impl CleanRound {
         let mut offset_entries = Vec::new();
         let mut time_entries = Vec::new();
         let mut out: Vec<u8> = Vec::new();
+        // Per batch: whether each record stays, by index.
+        let mut keep: Vec<bool> = Vec::new();
         let mut written = 0u64;
         let latest = map.latest_offset();
         let now = self.now_ms;
         let horizon_for_new = now.saturating_add(self.config.compaction.delete_retention_ms);
         let interval = self.config.index_interval_bytes;
-        let max_message_bytes = self.config.max_message_bytes as usize;
+        let limits =
+            DecompressLimits::for_max_message_bytes(self.config.max_message_bytes as usize);
         for index in group {
             let source = &self.segments[index];
             stats.bytes_read +=
@@ -410,40 +427,51 @@ impl CleanRound {
                         out.extend_from_slice(batch);
                     } else {
                         check_stored_batch(batch)?;
-                        let body = records_body(header, batch, max_message_bytes)?;
-                        let records = parse_body(header, &body)?;
-                        let existing_horizon = delete_horizon_ms(header);
+                        let records = BatchRecords::open(batch, limits)?;
+                        let existing_horizon = header.delete_horizon_ms();
                         let retain_deletes = keep_all_tombstones
                             || existing_horizon.is_none_or(|horizon| now < horizon);
-                        let mut kept = Vec::with_capacity(records.len());
+                        // Which records stay, by index: the rewrite below needs to know first
+                        // whether any kept one is a tombstone.
+                        keep.clear();
                         let mut tombstones = false;
-                        for record in &records {
+                        records.for_each(|record| {
                             stats.records_read += 1;
-                            let keep = if record.offset > latest {
+                            let offset = header
+                                .base_offset
+                                .wrapping_add(i64::from(record.offset_delta));
+                            let stays = if offset > latest {
                                 true
                             } else if let Some(key) = record.key {
-                                record.offset >= map.get(key)
-                                    && (record.value.is_some() || retain_deletes)
+                                offset >= map.get(key) && (record.value.is_some() || retain_deletes)
                             } else {
                                 false
                             };
-                            if keep {
-                                tombstones |= record.value.is_none();
-                                kept.push(*record);
-                            }
-                        }
+                            tombstones |= stays && record.value.is_none();
+                            keep.push(stays);
+                        })?;
+                        let kept = keep.iter().filter(|&&stays| stays).count();
                         let set_horizon = tombstones && existing_horizon.is_none();
-                        if !kept.is_empty() && kept.len() == records.len() && !set_horizon {
+                        if kept > 0 && kept == keep.len() && !set_horizon {
                             out.extend_from_slice(batch);
-                        } else if !kept.is_empty() {
+                        } else if kept > 0 {
                             let horizon = if set_horizon {
                                 Some(horizon_for_new)
                             } else {
                                 existing_horizon
                             };
-                            write_retained(&mut out, header, &kept, horizon)?;
+                            let stays = |r: &RecordView<'_>| {
+                                usize::try_from(r.index)
+                                    .ok()
+                                    .and_then(|i| keep.get(i))
+                                    .copied()
+                                    .unwrap_or(false)
+                            };
+                            if let Some(rewritten) = retain_records(&records, stays, horizon)? {
+                                out.extend_from_slice(&rewritten);
+                            }
                         } else if retain_empty {
-                            write_empty(&mut out, header);
+                            out.extend_from_slice(&empty_batch(header));
                         }
                     }
                     if out.len() > kept_from {
@@ -451,22 +479,9 @@ impl CleanRound {
                         stats.records_written +=
                             u64::try_from(new_header.record_count).unwrap_or(0);
                         let position = written + kept_from as u64;
-                        segment.note_batch(&new_header);
-                        let update = segment.index.on_batch(
-                            interval,
-                            segment.relative(new_header.last_offset()),
-                            u32::try_from(position).unwrap_or(u32::MAX),
-                            new_header.size_bytes() as u64,
-                            segment.max_timestamp,
-                            segment.relative(segment.last_offset_of_max_timestamp),
-                        );
-                        if let Some(entry) = update.offset_entry {
-                            offset_entries.extend_from_slice(&entry);
-                        }
-                        if let Some(entry) = update.time_entry {
-                            time_entries.extend_from_slice(&entry);
-                        }
-                        segment.size_bytes = position + new_header.size_bytes() as u64;
+                        segment
+                            .account_batch(interval, position, &new_header)
+                            .append_to(&mut offset_entries, &mut time_entries);
                     }
                     if out.len() >= WRITE_CHUNK_BYTES {
                         io.write_all_at(&log, &out, written)?;

@@ -16,7 +16,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use runnel_protocol::batch::{validate_batches, BatchHeader, TimestampType};
+use runnel_protocol::batch::{validate_batches, BatchHeader, BatchRecords, TimestampType};
+use runnel_protocol::compression::DecompressLimits;
 
 use crate::epoch_cache::{EpochCache, CHECKPOINT_FILE};
 use crate::file_budget::{FileBudget, PinnedFile};
@@ -516,7 +517,7 @@ impl PartitionLog {
     /// Kafka's `LogValidator.validateKey`: a compacted log refuses records without a key,
     /// answering INVALID_RECORD with one record error per keyless record.
     /// Compressed batches are decompressed within the limits of `max.message.bytes`
-    /// (`cleaner::records_body`) to read their keys.
+    /// (`BatchRecords`) to read their keys.
     fn check_keys(
         &self,
         records: &[u8],
@@ -527,6 +528,8 @@ impl PartitionLog {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        let limits =
+            DecompressLimits::for_max_message_bytes(self.config.max_message_bytes as usize);
         let mut record_errors = Vec::new();
         for r in refs {
             if r.header.is_control() {
@@ -535,22 +538,16 @@ impl PartitionLog {
             let Some(batch) = records.get(r.position..r.position + r.header.size_bytes()) else {
                 panic!("validated batch at {} runs past the buffer", r.position);
             };
-            let body = crate::cleaner::records_body(
-                &r.header,
-                batch,
-                self.config.max_message_bytes as usize,
-            )?;
-            let parsed = crate::cleaner::parse_body(&r.header, &body)?;
-            for (index, record) in parsed.iter().enumerate() {
+            BatchRecords::open(batch, limits)?.for_each(|record| {
                 if record.key.is_none() {
                     record_errors.push((
-                        i32::try_from(index).unwrap_or(i32::MAX),
+                        record.index,
                         format!(
                             "Compacted topic cannot accept message without key in topic partition {topic_partition}"
                         ),
                     ));
                 }
-            }
+            })?;
         }
         if record_errors.is_empty() {
             return Ok(());
@@ -765,18 +762,10 @@ fn append_batches(
     };
     files.log.write_all_at(buf, start)?;
     for (position, header) in headers {
-        let file_position = start + *position as u64;
-        active.note_batch(header);
-        let update = active.index.on_batch(
-            interval_bytes,
-            active.relative(header.last_offset()),
-            u32::try_from(file_position).unwrap_or(u32::MAX),
-            header.size_bytes() as u64,
-            active.max_timestamp,
-            active.relative(active.last_offset_of_max_timestamp),
-        );
+        // A failed index write leaves the size past the batch; the caller restores the
+        // segment's append state then.
+        let update = active.account_batch(interval_bytes, start + *position as u64, header);
         active.write_index(update)?;
-        active.size_bytes = file_position + header.size_bytes() as u64;
     }
     Ok(())
 }
