@@ -21,9 +21,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use runnel_cluster::broker_config::ConfigLayers;
-use runnel_storage::cleaner::{
-    clean_once, CleanerSettings, CompactionConfig, OffsetMap, Throttler,
-};
+use runnel_storage::cleaner::{clean_once, CleanerSettings, OffsetMap, Throttler};
 
 use crate::replica::Partition;
 use crate::state::Broker;
@@ -33,27 +31,6 @@ use crate::state::Broker;
 const DEDUPE_BYTES_PER_THREAD_MAX: usize = i32::MAX as usize;
 /// How long shutdown waits for a round in progress before leaving its thread behind.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
-
-/// A log's compaction settings from its topic's effective configs (`get` is
-/// `topic_config::effective_in` over the topic's configs and the broker's layers).
-pub fn compaction_config(get: &dyn Fn(&str) -> Option<String>) -> CompactionConfig {
-    let defaults = CompactionConfig::default();
-    let long = |name: &str, default: i64| {
-        get(name)
-            .and_then(|v| v.trim().parse::<i64>().ok())
-            .unwrap_or(default)
-    };
-    CompactionConfig {
-        compact: get("cleanup.policy").is_some_and(|v| v.split(',').any(|p| p.trim() == "compact")),
-        delete_retention_ms: long("delete.retention.ms", defaults.delete_retention_ms),
-        min_compaction_lag_ms: long("min.compaction.lag.ms", defaults.min_compaction_lag_ms),
-        max_compaction_lag_ms: long("max.compaction.lag.ms", defaults.max_compaction_lag_ms),
-        min_cleanable_dirty_ratio: get("min.cleanable.dirty.ratio")
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .filter(|r| r.is_finite())
-            .unwrap_or(defaults.min_cleanable_dirty_ratio),
-    }
-}
 
 /// The broker-wide cleaner settings in force.
 #[derive(Debug, Clone, Copy)]
@@ -340,28 +317,6 @@ fn run(shared: &Arc<Shared>, id: usize) {
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
-
-    #[test]
-    fn compaction_configs_are_read_from_the_effective_topic_configs() {
-        // `cleanup.policy` lists are split on commas (Kafka accepts spaces around them); unset
-        // configs keep Kafka's defaults.
-        let configs: BTreeMap<&str, &str> = [
-            ("cleanup.policy", "delete, compact"),
-            ("delete.retention.ms", "100"),
-            ("min.cleanable.dirty.ratio", "0.01"),
-        ]
-        .into();
-        let get = |name: &str| configs.get(name).map(|v| (*v).to_owned());
-        let c = compaction_config(&get);
-        assert!(c.compact);
-        assert_eq!(c.delete_retention_ms, 100);
-        assert_eq!(c.min_cleanable_dirty_ratio, 0.01);
-        assert_eq!(c.max_compaction_lag_ms, i64::MAX);
-        let none = |_: &str| None;
-        assert_eq!(compaction_config(&none), CompactionConfig::default());
-        let delete = |name: &str| (name == "cleanup.policy").then(|| "delete".to_owned());
-        assert!(!compaction_config(&delete).compact);
-    }
 
     #[test]
     fn broker_settings_split_the_dedupe_buffer_between_threads() {

@@ -17,7 +17,10 @@ use anyhow::{Context, Result};
 use runnel_cluster::broker_config::{ConfigLayers, CLUSTER_DEFAULT};
 use runnel_cluster::metadata::{MetadataDelta, MetadataImage, TopicImage};
 use runnel_cluster::topic_config;
-use runnel_storage::{BrokerCompressionType, LogConfig, PartitionLog, StorageError, TimestampType};
+use runnel_storage::{
+    cleaner::CompactionConfig, BrokerCompressionType, LogConfig, PartitionLog, StorageError,
+    TimestampType,
+};
 
 use super::MetadataManager;
 use crate::groups::Groups;
@@ -373,7 +376,7 @@ pub fn settings(
                 .unwrap_or(defaults.message_timestamp_before_max_ms),
             message_timestamp_after_max_ms: num("message.timestamp.after.max.ms")
                 .unwrap_or(defaults.message_timestamp_after_max_ms),
-            compaction: crate::log_cleaner::compaction_config(&get),
+            compaction: compaction_config(&get),
         },
         fsync_every_append: get("flush.messages").is_some_and(|v| v.trim() == "1"),
         min_insync_replicas: num("min.insync.replicas")
@@ -457,12 +460,58 @@ fn remove_dir_logged(path: &Path) {
     }
 }
 
+/// A log's compaction settings from its topic's effective configs (`get` is
+/// `topic_config::effective_in` over the topic's configs and the broker's layers).
+pub fn compaction_config(get: &dyn Fn(&str) -> Option<String>) -> CompactionConfig {
+    let defaults = CompactionConfig::default();
+    let long = |name: &str, default: i64| {
+        get(name)
+            .and_then(|v| v.trim().parse::<i64>().ok())
+            .unwrap_or(default)
+    };
+    CompactionConfig {
+        compact: get("cleanup.policy").is_some_and(|v| v.split(',').any(|p| p.trim() == "compact")),
+        delete_retention_ms: long("delete.retention.ms", defaults.delete_retention_ms),
+        min_compaction_lag_ms: long("min.compaction.lag.ms", defaults.min_compaction_lag_ms),
+        max_compaction_lag_ms: long("max.compaction.lag.ms", defaults.max_compaction_lag_ms),
+        min_cleanable_dirty_ratio: get("min.cleanable.dirty.ratio")
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|r| r.is_finite())
+            .unwrap_or(defaults.min_cleanable_dirty_ratio),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::replica::{AppendOrigin, AppendWait};
     use crate::state::Broker;
     use runnel_protocol::batch::{encode_uncompressed_batch, BatchSpec, RecordSpec};
+
+    #[test]
+    fn compaction_configs_are_read_from_the_effective_topic_configs() {
+        // `cleanup.policy` lists are split on commas (Kafka accepts spaces around them); unset
+        // configs keep Kafka's defaults.
+        let configs: BTreeMap<&str, &str> = [
+            ("cleanup.policy", "delete, compact"),
+            ("delete.retention.ms", "100"),
+            ("min.cleanable.dirty.ratio", "0.01"),
+        ]
+        .into();
+        let get = |name: &str| configs.get(name).map(|v| (*v).to_owned());
+        let c = super::compaction_config(&get);
+        assert!(c.compact);
+        assert_eq!(c.delete_retention_ms, 100);
+        assert_eq!(c.min_cleanable_dirty_ratio, 0.01);
+        assert_eq!(c.max_compaction_lag_ms, i64::MAX);
+        let none = |_: &str| None;
+        assert_eq!(
+            super::compaction_config(&none),
+            runnel_storage::cleaner::CompactionConfig::default()
+        );
+        let delete = |name: &str| (name == "cleanup.policy").then(|| "delete".to_owned());
+        assert!(!super::compaction_config(&delete).compact);
+    }
 
     fn batch(value_bytes: usize) -> bytes::Bytes {
         let value = vec![b'v'; value_bytes];
