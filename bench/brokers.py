@@ -207,7 +207,8 @@ class Broker:
         return template
 
     def _kafka_argv(self) -> list[str]:
-        shutil.copytree(self._kafka_storage_template(), self.data_dir)
+        if not self.data_dir.exists():  # a restart with fresh=False keeps the formatted data dir
+            shutil.copytree(self._kafka_storage_template(), self.data_dir)
         props = self.dir / "server.properties"
         props.write_text(self._kafka_properties(self.data_dir))
         return java("kafka.Kafka", str(props), heap=KAFKA_HEAP, log4j=KAFKA_LOG4J_BROKER)

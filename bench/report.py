@@ -114,6 +114,14 @@ def rows(results: dict) -> list[Row]:
     pair("(h) compaction: MiB/s of dirty log cleaned", "cleaned_mib_per_s", run="h", target=(">=", 2.0))
     pair("(h) compaction: broker peak RSS MiB while cleaning", "rss_mib_while_cleaning", run="h", target=("<=", 0.25))
     pair("(h) compaction: log MiB after cleaning", "log_mib_after", run="h")
+    r_sizes = results.get("sizes", {})
+    pair(f"(r) restart with {r_sizes.get('r_commits', 0):,} offset commits for {r_sizes.get('r_groups', 0)} groups: "
+         "spawn to all groups' offsets, s",
+         "restart_s", run="r", target=("<=", 0.1), fmt="{:.3f}")
+    pair("(r) __consumer_offsets MiB on disk after the commits", "offsets_mib_after_load", run="r")
+    pair("(r) __consumer_offsets MiB on disk before restart (after cleaning)", "offsets_mib_before_restart", run="r")
+    pair("(r) cleaning wait before restart, s (until the size is stable for 5 s)", "compact_wait_s", run="r")
+    pair("(r) OffsetFetch answers with wrong offsets during restart", "verify", "wrong_answers", run="r", fmt="{:.0f}")
     return out
 
 
@@ -218,6 +226,20 @@ def markdown(results: dict, rs: list[Row]) -> str:
         f"- **(f)** {s['idle_connections']:,} connections, each after one ApiVersions exchange, held idle.",
         f"- **(g)** spawn to first acked produce (connect, CreateTopics, Produce acks=1), best of {s['startup_repeats']};",
         "  Kafka's one-time `kafka-storage format` is done before and not counted.",
+        f"- **(h)** log compaction: {s.get('h_records', 0):,} keyed records ({s.get('h_keys', 0):,} keys, 100 B values) to a",
+        "  compacted 1-partition topic (16 MiB segments) kept uncleanable by `min.compaction.lag.ms` = 1 h, then released;",
+        "  cleaning time runs to the last change of the partition's size. Both brokers: `log.cleaner.backoff.ms` = 100,",
+        "  `log.cleaner.dedupe.buffer.size` = 128 MiB.",
+        f"- **(r)** restart with a compacted `__consumer_offsets`: {s.get('r_commits', 0):,} offset commits for",
+        f"  {s.get('r_groups', 0)} groups without members (rounds of one OffsetCommit per group, all 100 partitions of an",
+        "  empty topic each, through confluent-kafka's `alter_consumer_group_offsets`), `__consumer_offsets` set to",
+        "  `segment.bytes` = 1 MiB by a topic-config change on both brokers (Kafka's default",
+        "  `offsets.topic.segment.bytes`, 100 MiB, would keep everything in the active segment; runnel has no such",
+        "  broker key) and `segment.ms` = 1 s before the last round (so it rolls every active segment and all",
+        "  earlier commits are cleanable), the cleaner left to run until the topic's size is stable for 5 s, a clean stop (SIGTERM), then a",
+        "  start on the same data dir timed from spawn until OffsetFetch for every group returns exactly its last",
+        "  committed offsets (the probe process and its client exist before the spawn). Both brokers: `log.cleaner.backoff.ms` =",
+        "  100, `log.cleaner.dedupe.buffer.size` = 128 MiB.",
         f"- **(z)** a topic with `compression.type=zstd`, 8 partitions, acks=all, 1 KiB records: loadgen sends",
         f"  {s.get('z_records', 0):,} records in uncompressed batches, `kafka-producer-perf-test` {s.get('java_z_records', 0):,}",
         "  records in gzip batches; both brokers decompress and re-encode every batch as zstd (level 3).",
