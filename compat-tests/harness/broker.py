@@ -26,6 +26,7 @@ import contextlib
 import fcntl
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -61,7 +62,26 @@ def target_from_env() -> str:
 
 
 def free_port() -> int:
-    """A port that was free a moment ago; the broker binds it right after, so a clash is rare."""
+    """A port nobody listened on a moment ago, picked below the kernel's ephemeral range.
+
+    `bind(0)` hands out ports from the ephemeral range, which every outgoing client connection
+    also draws from: such a port can be taken by some test's client socket between this check and
+    the broker's bind ("Address already in use"). Below that range only another explicit pick can
+    clash, and a random pick over ~20,000 ports makes that rare.
+    """
+    low = 32768
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    if low - 10000 >= 1000:
+        rng = random.SystemRandom()
+        for _ in range(1000):
+            port = rng.randrange(10000, low)
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]

@@ -20,26 +20,79 @@ pub struct Runnel {
     pub dir: tempfile::TempDir,
 }
 
+/// A port nobody listened on a moment ago, picked *below* the kernel's ephemeral range.
+///
+/// Why not `bind(0)`: the kernel hands ports from its ephemeral range to outgoing connections
+/// too, so a port it offered us can be taken by any concurrent test's client socket between our
+/// check and the broker's bind (seen in CI as "Address already in use"). Below the range only
+/// another test's explicit pick can clash, and `Runnel::start` retries that on a fresh port.
 pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    const FLOOR: u32 = 10_000;
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768);
+    let span = ephemeral_low.saturating_sub(FLOOR);
+    if span >= 1_000 {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let seed = nanos ^ (u64::from(std::process::id()) << 32);
+        for _ in 0..1_000 {
+            // SplitMix64 over a per-process sequence: different processes and threads wander
+            // the range differently.
+            let mut z = seed.wrapping_add(
+                NEXT.fetch_add(1, Ordering::Relaxed)
+                    .wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            );
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            let port = (FLOOR + (z % u64::from(span)) as u32) as u16;
+            if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return port;
+            }
+        }
+    }
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 0");
     l.local_addr().expect("addr").port()
 }
 
+/// How many fresh ports `Runnel::start` tries when another process took the one it picked.
+const BIND_ATTEMPTS: usize = 5;
+
 impl Runnel {
     pub fn start(extra_config: &str) -> Runnel {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
-        Self::start_in(dir, port, extra_config)
+        Self::start_on_fresh_port(extra_config, None)
     }
 
+    /// Starts on `port` with an existing data dir (restart tests): the port is the caller's, so a
+    /// clash is not retried elsewhere.
     pub fn start_in(dir: tempfile::TempDir, port: u16, extra_config: &str) -> Runnel {
         Self::spawn(dir, port, extra_config, None, None, &[])
+            .unwrap_or_else(|log| panic!("runnel exited while starting; log:\n{log}"))
     }
 
     /// Starts with the soft and hard descriptor limit (`RLIMIT_NOFILE`) set to `max_fds`.
     pub fn start_with_fd_limit(extra_config: &str, max_fds: u64) -> Runnel {
-        let dir = tempfile::tempdir().expect("tempdir");
-        Self::spawn(dir, free_port(), extra_config, Some(max_fds), None, &[])
+        Self::start_on_fresh_port(extra_config, Some(max_fds))
+    }
+
+    /// Starts in a new temp dir on a port picked here, picking another one when a concurrent
+    /// process bound it first.
+    fn start_on_fresh_port(extra_config: &str, max_fds: Option<u64>) -> Runnel {
+        let mut last_log = String::new();
+        for _ in 0..BIND_ATTEMPTS {
+            let dir = tempfile::tempdir().expect("tempdir");
+            match Self::spawn(dir, free_port(), extra_config, max_fds, None, &[]) {
+                Ok(runnel) => return runnel,
+                Err(log) if log.contains("Address already in use") => last_log = log,
+                Err(log) => panic!("runnel exited while starting; log:\n{log}"),
+            }
+        }
+        panic!("runnel found every port it tried taken; last log:\n{last_log}")
     }
 
     /// Starts with `--listen listen` (Kafka's listener list, e.g.
@@ -53,6 +106,7 @@ impl Runnel {
         env: &[(&str, &str)],
     ) -> Runnel {
         Self::spawn(dir, port, extra_config, None, Some(listen), env)
+            .unwrap_or_else(|log| panic!("runnel exited while starting; log:\n{log}"))
     }
 
     fn spawn(
@@ -62,7 +116,7 @@ impl Runnel {
         max_fds: Option<u64>,
         listen: Option<&str>,
         env: &[(&str, &str)],
-    ) -> Runnel {
+    ) -> Result<Runnel, String> {
         let config = dir.path().join("runnel.toml");
         std::fs::write(&config, extra_config).expect("write config");
         let log = std::fs::File::create(dir.path().join("runnel.log")).expect("log file");
@@ -96,26 +150,23 @@ impl Runnel {
             .spawn()
             .expect("spawn runnel");
         let mut runnel = Runnel { child, port, dir };
-        runnel.wait_ready();
-        runnel
+        runnel.wait_ready()?;
+        Ok(runnel)
     }
 
     /// Waits until this process says it listens. A successful connect alone is not enough:
     /// tests pick ports concurrently, and another test's broker may hold this one while ours
-    /// fails to bind it.
-    fn wait_ready(&mut self) {
+    /// fails to bind it. An early exit is handed back as the process's log (with its status).
+    fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
-                panic!(
-                    "runnel exited with {status} while starting; log:\n{}",
-                    self.log()
-                );
+                return Err(format!("exit status {status}\n{}", self.log()));
             }
             if self.log().contains("runnel is ready")
                 && TcpStream::connect(("127.0.0.1", self.port)).is_ok()
             {
-                return;
+                return Ok(());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
