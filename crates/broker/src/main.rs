@@ -10,6 +10,12 @@ use runnel_broker::config::{self, Command};
 use runnel_broker::context::SecurityProtocol;
 use runnel_broker::{server, state, tls};
 
+/// The static musl build (the container image) would otherwise use musl's allocator, which
+/// serialises every allocation on one lock.
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let command = match config::parse_args(&args) {
