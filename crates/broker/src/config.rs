@@ -15,7 +15,7 @@ use crate::tls::settings::SslConfig;
 
 /// Broker keys runnel acts on. Topic-default keys (`log.segment.bytes`, `message.max.bytes`, …)
 /// are acted on through their topic synonyms in `runnel_cluster::topic_config`.
-const ACTED_ON: &[&str] = &[
+pub(crate) const ACTED_ON: &[&str] = &[
     "node.id",
     "broker.id",
     "listeners",
@@ -60,7 +60,7 @@ const ACTED_ON: &[&str] = &[
 
 /// Runnel's own limits with no Kafka equivalent, under a `runnel.` prefix so they can never
 /// collide with a future Kafka key.
-const RUNNEL_KEYS: &[&str] = &[
+pub(crate) const RUNNEL_KEYS: &[&str] = &[
     "runnel.metadata.log.records.max",
     "runnel.fetch.waiters.max",
     "runnel.fetch.zero.copy",

@@ -5,6 +5,7 @@ pub mod authorizer;
 pub mod blocking;
 pub mod clock;
 pub mod config;
+pub mod config_reference;
 pub mod connection;
 pub mod context;
 pub mod coordinator_runtime;
