@@ -8,6 +8,8 @@
 #   kafkajs                            <- npm, via kafkajs/package-lock.json
 #   kcat                               <- Debian
 #   crash/AckProducer.java             -> compiled against the kafka-clients jar above
+#   apps/*.java                        -> compiled against the Kafka jars above (kafka-streams)
+#   Kafka Connect 4.3.1 + FileStream   <- Maven Central, via apps/connect-pom.xml (own classpath)
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -71,6 +73,7 @@ KAFKA_MAIN_CLASSES=(
     org.apache.kafka.tools.ConsumerPerformance
     org.apache.kafka.metadata.authorizer.StandardAuthorizer
     org.apache.kafka.clients.producer.KafkaProducer
+    org.apache.kafka.streams.KafkaStreams
 )
 verify_kafka_libs() {
     "$PYTHON_BASE" - "$1" "${KAFKA_MAIN_CLASSES[@]}" <<'EOF'
@@ -128,6 +131,42 @@ if ! stamp_ok "$CLASSES/.stamp" "$want"; then
     mkdir -p "$CLASSES"
     javac -nowarn -d "$CLASSES" -cp "$CLIENTS_JAR" "$HERE/crash/AckProducer.java"
     echo "$want" >"$CLASSES/.stamp"
+fi
+
+# ---- Kafka Connect (apps/connect-pom.xml), on a classpath of its own ----------------------------------
+CONNECT_LIBS="$CACHE/connect-libs"
+want="$(hash_of "$HERE/apps/connect-pom.xml")"
+if ! stamp_ok "$CONNECT_LIBS/.stamp" "$want"; then
+    log "downloading Kafka Connect jars (Maven Central)"
+    rm -rf "$CONNECT_LIBS.tmp"
+    mvn -q -B -f "$HERE/apps/connect-pom.xml" dependency:copy-dependencies \
+        -DoutputDirectory="$CONNECT_LIBS.tmp" -DincludeScope=runtime >"$CACHE/mvn-connect.log" 2>&1 \
+        || { cat "$CACHE/mvn-connect.log" >&2; die "maven download of Kafka Connect failed"; }
+    "$PYTHON_BASE" - "$CONNECT_LIBS.tmp" org.apache.kafka.connect.cli.ConnectStandalone \
+        org.apache.kafka.connect.file.FileStreamSourceConnector <<'EOF'
+import glob, sys, zipfile
+libs, wanted = sys.argv[1], sys.argv[2:]
+found = set()
+for jar in glob.glob(f"{libs}/*.jar"):
+    names = set(zipfile.ZipFile(jar).namelist())
+    found |= {c for c in wanted if c.replace(".", "/") + ".class" in names}
+if set(wanted) - found:
+    sys.exit(f"missing main classes in {libs}: {sorted(set(wanted) - found)}")
+EOF
+    rm -rf "$CONNECT_LIBS"
+    mv "$CONNECT_LIBS.tmp" "$CONNECT_LIBS"
+    echo "$want" >"$CONNECT_LIBS/.stamp"
+fi
+
+# ---- the apps users bring (apps/*.java: a Kafka Streams application) ---------------------------------
+APP_CLASSES="$CACHE/app-classes"
+want="$(hash_of "$HERE"/apps/*.java; ls "$LIBS")"
+if ! stamp_ok "$APP_CLASSES/.stamp" "$want"; then
+    log "javac apps/*.java"
+    rm -rf "$APP_CLASSES"
+    mkdir -p "$APP_CLASSES"
+    javac -nowarn -d "$APP_CLASSES" -cp "$LIBS/*" "$HERE"/apps/*.java
+    echo "$want" >"$APP_CLASSES/.stamp"
 fi
 
 versions="$("$VENV/bin/python" -c 'from importlib.metadata import version; import confluent_kafka as c; print("confluent-kafka", version("confluent-kafka"), "(librdkafka", c.libversion()[0] + ")")')"
