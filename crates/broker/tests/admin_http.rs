@@ -397,3 +397,84 @@ fn ready_follows_the_broker_and_shutdown() {
     assert_eq!(http_get(port, "/health").0, 200);
     broker.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lag_work_is_capped_per_scrape() {
+    // Goal: a scrape computes the lag of at most its limit of committed offsets and counts
+    // the rest as skipped.
+    use runnel_broker::admin::lag;
+    use runnel_broker::config::BrokerConfig;
+    use runnel_broker::state::Broker;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = BrokerConfig {
+        data_dir: dir.path().to_path_buf(),
+        ..BrokerConfig::default()
+    };
+    config.groups.offsets_topic_num_partitions = 1;
+    let broker = Broker::open(config, ("localhost".into(), 9092)).expect("open broker");
+    call_handler(
+        &broker,
+        ApiKey::CreateTopics,
+        7,
+        create_topics_request("c", 3, &[]),
+    )
+    .await;
+    let find = RequestKind::FindCoordinator(
+        FindCoordinatorRequest::default()
+            .with_key_type(0)
+            .with_coordinator_keys(vec![StrBytes::from_static_str("g")]),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let ResponseKind::FindCoordinator(r) =
+            call_handler(&broker, ApiKey::FindCoordinator, 4, find.clone()).await
+        else {
+            panic!("not a FindCoordinator response")
+        };
+        if r.coordinators[0].error_code == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no coordinator for g");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let commit = |topic: &str, partitions: &[i32]| {
+        RequestKind::OffsetCommit(
+            OffsetCommitRequest::default()
+                .with_group_id(GroupId(StrBytes::from_static_str("g")))
+                .with_generation_id_or_member_epoch(-1)
+                .with_topics(vec![
+                    offset_commit_request::OffsetCommitRequestTopic::default()
+                        .with_name(name(topic))
+                        .with_partitions(
+                            partitions
+                                .iter()
+                                .map(|p| {
+                                    offset_commit_request::OffsetCommitRequestPartition::default()
+                                        .with_partition_index(*p)
+                                        .with_committed_offset(0)
+                                })
+                                .collect(),
+                        ),
+                ]),
+        )
+    };
+    let ResponseKind::OffsetCommit(r) =
+        call_handler(&broker, ApiKey::OffsetCommit, 8, commit("c", &[0, 1, 2])).await
+    else {
+        panic!("not an OffsetCommit response")
+    };
+    assert!(r.topics[0].partitions.iter().all(|p| p.error_code == 0));
+    let now = runnel_broker::clock::now_ms();
+    let all = tokio::task::block_in_place(|| lag::compute(&broker, now, 10));
+    assert_eq!(all.partitions.len(), 3, "{all:?}");
+    assert_eq!(all.skipped, 0);
+    assert!(all
+        .partitions
+        .iter()
+        .all(|p| p.topic == "c" && p.lag_offsets == 0 && p.lag_seconds == 0.0));
+    let capped = tokio::task::block_in_place(|| lag::compute(&broker, now, 2));
+    assert_eq!(capped.partitions.len(), 2, "{capped:?}");
+    assert_eq!(capped.skipped, 1);
+    broker.shutdown();
+}

@@ -51,6 +51,11 @@ pub fn compute(broker: &Broker, now_ms: i64, limit: usize) -> LagReport {
                 continue;
             };
             for (topic, partitions) in topics {
+                if committed.len() >= limit {
+                    // Counted, not walked: the shard's lock is held while this runs.
+                    report.skipped += partitions.len();
+                    continue;
+                }
                 for (partition, value) in partitions {
                     if committed.len() < limit {
                         committed.push((group.clone(), topic.clone(), *partition, value.offset));
