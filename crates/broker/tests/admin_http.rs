@@ -329,8 +329,9 @@ fn routes_and_hostile_requests() {
 
 #[test]
 fn admin_listener_can_be_turned_off_and_a_taken_address_stops_startup() {
-    // Goal: `runnel.admin.listener = ""` runs without it; a configured address already in use
-    // is a startup error naming the key, not a silent broker without metrics.
+    // Goal: `runnel.admin.listener = ""` runs without it; the default address in use only
+    // warns; a configured address in use is a startup error naming the key, not a silent
+    // broker without metrics.
     let runnel = Runnel::start("\"runnel.admin.listener\" = \"\"\n");
     assert!(
         runnel.log().contains("admin listener off"),
@@ -338,6 +339,22 @@ fn admin_listener_can_be_turned_off_and_a_taken_address_stops_startup() {
         runnel.log()
     );
     drop(runnel);
+
+    // The default address taken (by us, or by another broker if we could not take it): the
+    // broker starts anyway, saying why it has no admin listener.
+    let hold = std::net::TcpListener::bind(runnel_broker::admin::DEFAULT_LISTENER);
+    let runnel = Runnel::start("");
+    if hold.is_ok() {
+        assert!(
+            runnel
+                .log()
+                .contains("cannot bind the default admin listener"),
+            "{}",
+            runnel.log()
+        );
+    }
+    drop(runnel);
+    drop(hold);
 
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = taken.local_addr().expect("addr").port();
