@@ -66,6 +66,8 @@ pub(crate) const RUNNEL_KEYS: &[&str] = &[
     "runnel.fetch.zero.copy",
     "runnel.log.format",
     crate::tls::settings::HANDSHAKE_TIMEOUT_KEY,
+    crate::admin::LISTENER_KEY,
+    crate::admin::CONNECTIONS_MAX_KEY,
 ];
 
 /// The broker's settings after merging defaults, the config file and flags.
@@ -121,6 +123,9 @@ pub struct BrokerConfig {
     pub log_initial_task_delay_ms: u64,
     /// `runnel.log.format` / `--log-format`: `text` (default) or `json` lines for log shippers.
     pub log_format: crate::logging::LogFormat,
+    /// `runnel.admin.listener` / `--admin-listen`, `runnel.admin.connections.max`: the admin
+    /// HTTP listener (`/metrics`, `/health`, `/ready`).
+    pub admin: crate::admin::AdminConfig,
     /// Every key given in the file (and by flags), as strings: topic defaults are read from here.
     pub raw: BTreeMap<String, String>,
 }
@@ -154,6 +159,7 @@ impl Default for BrokerConfig {
             log_retention_check_interval_ms: 300_000,
             log_initial_task_delay_ms: 30_000,
             log_format: crate::logging::LogFormat::Text,
+            admin: crate::admin::AdminConfig::default(),
             raw: BTreeMap::new(),
         }
     }
@@ -173,6 +179,8 @@ OPTIONS:
   --node-id N                      this broker's node id (default 1)
   --config FILE                    TOML file of Kafka config names, e.g. \"num.partitions\" = 3
   --log-format FORMAT              text (default) or json: one JSON object per log line
+  --admin-listen HOST:PORT         the admin HTTP listener: /metrics, /health, /ready
+                                   (default 127.0.0.1:9644; \"\" turns it off)
   -h, --help                       print this help
   -V, --version                    print the version
 
@@ -208,7 +216,8 @@ pub fn parse_args(args: &[String]) -> Result<Command> {
             | "--data-dir"
             | "--node-id"
             | "--config"
-            | "--log-format" => {
+            | "--log-format"
+            | "--admin-listen" => {
                 let value = match inline {
                     Some(v) => v,
                     None => it
@@ -241,6 +250,9 @@ pub fn parse_args(args: &[String]) -> Result<Command> {
     }
     if let Some(v) = flags.get("--log-format") {
         raw.insert("runnel.log.format".into(), v.clone());
+    }
+    if let Some(v) = flags.get("--admin-listen") {
+        raw.insert(crate::admin::LISTENER_KEY.into(), v.clone());
     }
     let (config, warnings) = from_raw(raw)?;
     Ok(Command::Run(Box::new(config), warnings))
@@ -489,6 +501,7 @@ pub fn from_raw(raw: BTreeMap<String, String>) -> Result<(BrokerConfig, Vec<Stri
     if let Some(v) = get("log.initial.task.delay.ms") {
         c.log_initial_task_delay_ms = num("log.initial.task.delay.ms", &v)?;
     }
+    c.admin = crate::admin::AdminConfig::parse(get)?;
     if let Some(v) = get("runnel.log.format") {
         c.log_format = crate::logging::LogFormat::parse(&v).ok_or_else(|| {
             anyhow!("config key 'runnel.log.format': '{v}' is not one of text, json")

@@ -64,7 +64,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseKind};
@@ -147,11 +147,24 @@ struct DeferredProduce {
     span: tracing::Span,
 }
 
+/// When an applied request's steps happened, for its latency histograms (the writer records
+/// the rest once the answer is written).
+#[derive(Clone, Copy)]
+struct Timing {
+    api_key: ApiKey,
+    /// Its frame was read whole.
+    received: Instant,
+    /// Its handler returned.
+    applied: Instant,
+}
+
 /// One entry of the reader-to-writer queue, in request order.
 struct Queued<'s> {
     /// Boxed so the channel's slots are small: tokio allocates them 32 at a time per channel,
     /// which would cost every connection ~4 KiB with the response inline.
     response: Box<Response>,
+    /// `None` for an answer given without applying anything (KIP-511's fallback).
+    timing: Option<Timing>,
     /// The request's slot of `PIPELINED_REQUESTS_MAX`, released once the response is written.
     _slot: SemaphorePermit<'s>,
 }
@@ -164,6 +177,8 @@ struct Decoded {
     body: Request,
     /// Bytes of the frame, for the metrics.
     frame_bytes: usize,
+    /// When the frame was read whole, for the metrics.
+    received: Instant,
 }
 
 /// What the checks make of a frame.
@@ -382,13 +397,14 @@ async fn read_requests<'s>(
                 Err(close) => return Some(close),
             },
         };
-        let request = match check(frame) {
+        let request = match check(frame, Instant::now()) {
             Ok(Checked::Request(request)) => request,
             Ok(Checked::Answer(outgoing)) => {
                 let response = Response::Ready(outgoing);
                 if queue
                     .send(Queued {
                         response: Box::new(response),
+                        timing: None,
                         _slot: slot,
                     })
                     .await
@@ -413,18 +429,34 @@ async fn read_requests<'s>(
             // Its answer could not be written: do not apply it.
             return None;
         }
+        let (api_key, received) = (request.api_key, request.received);
         // Boxed: the request, its handler's future and its response are large, and inline they
         // would size every idle connection's task for the largest of them.
-        let response = match Box::pin(apply(broker, request, connection, zero_copy)).await {
+        let applied = Box::pin(apply(broker, request, connection, zero_copy)).await;
+        let timing = Timing {
+            api_key,
+            received,
+            applied: Instant::now(),
+        };
+        let response = match applied {
             Ok(Some(response)) => response,
-            // No response: the slot is free again.
-            Ok(None) => continue,
+            // No response: the slot is free again, and the request is done.
+            Ok(None) => {
+                broker
+                    .metrics
+                    .api(api_key)
+                    .times
+                    .total
+                    .observe(timing.applied - received);
+                continue;
+            }
             Err(close) => return Some(close),
         };
         produce_pending |= matches!(response, Response::Produce(_));
         if queue
             .send(Queued {
                 response: Box::new(response),
+                timing: Some(timing),
                 _slot: slot,
             })
             .await
@@ -444,14 +476,32 @@ async fn write_responses(
 ) -> Result<(), Close> {
     let stalled = Duration::from_millis(broker.config.connections_max_idle_ms);
     while let Some(entry) = queued.recv().await {
-        let outgoing = match *entry.response {
-            Response::Ready(outgoing) => outgoing,
+        let times = entry
+            .timing
+            .map(|t| (t, &broker.metrics.api(t.api_key).times));
+        let (outgoing, ready) = match *entry.response {
+            Response::Ready(outgoing) => (outgoing, times.map(|(t, _)| t.applied)),
             // Boxed, like the handlers in `apply`: only connections using them pay their size.
-            Response::Produce(deferred) => match Box::pin(complete(deferred)).await? {
-                Some(outgoing) => outgoing,
-                None => continue,
-            },
+            Response::Produce(deferred) => {
+                let completed = Box::pin(complete(broker, deferred)).await;
+                // The fsync wait ran since the handler returned, overlapping any wait behind
+                // earlier answers: what is left after `applied` is the remote time.
+                let ready = Instant::now();
+                if let Some((t, times)) = times {
+                    times.remote.observe(ready - t.applied);
+                }
+                match completed? {
+                    Some(outgoing) => (outgoing, Some(ready)),
+                    None => {
+                        if let Some((t, times)) = times {
+                            times.total.observe(ready - t.received);
+                        }
+                        continue;
+                    }
+                }
+            }
         };
+        let send_started = Instant::now();
         let written = match outgoing {
             Outgoing::Frame(frame) => send::write_bytes(&mut stream, &frame, stalled).await,
             Outgoing::Parts(parts) => {
@@ -459,6 +509,14 @@ async fn write_responses(
             }
         };
         written.map_err(Close::Io)?;
+        if let (Some((t, times)), Some(ready)) = (times, ready) {
+            let written = Instant::now();
+            times
+                .response_queue
+                .observe(send_started.saturating_duration_since(ready));
+            times.send.observe(written - send_started);
+            times.total.observe(written - t.received);
+        }
         // `entry`'s slot is released here, once its response is written.
     }
     Ok(())
@@ -466,14 +524,18 @@ async fn write_responses(
 
 /// Waits for a pending produce's rounds and encodes its answer. `Ok(None)`: acks=0, nothing
 /// to send.
-async fn complete(deferred: DeferredProduce) -> Result<Option<Outgoing>, Close> {
+async fn complete(broker: &Broker, deferred: DeferredProduce) -> Result<Option<Outgoing>, Close> {
     let DeferredProduce {
         pending,
         version,
         correlation_id,
         span,
     } = deferred;
-    match pending.complete().instrument(span).await {
+    match pending
+        .complete(&broker.metrics.produce_errors)
+        .instrument(span)
+        .await
+    {
         ProduceReply::Respond(body) => encode(
             ApiKey::Produce,
             version,
@@ -510,7 +572,7 @@ where
 }
 
 /// Checks and decodes one frame; nothing is applied yet.
-fn check(frame: Bytes) -> Result<Checked, Close> {
+fn check(frame: Bytes, received: Instant) -> Result<Checked, Close> {
     let Some(prefix) = HeaderPrefix::peek(&frame) else {
         return Err(Close::Protocol(format!(
             "frame of {} bytes is too short for a request header",
@@ -552,6 +614,7 @@ fn check(frame: Bytes) -> Result<Checked, Close> {
         header: decoded.header,
         body: decoded.body,
         frame_bytes,
+        received,
     }))
 }
 
@@ -569,8 +632,11 @@ async fn apply(
         header,
         body,
         frame_bytes,
+        received,
     } = request;
-    let started = std::time::Instant::now();
+    let started = Instant::now();
+    let times = &broker.metrics.api(api_key).times;
+    times.queue.observe(started - received);
     let span = tracing::debug_span!(
         "request",
         api = ?api_key,
@@ -589,11 +655,8 @@ async fn apply(
     };
     let mut handling = std::pin::pin!(handlers::handle(broker, &context, body).instrument(span));
     let reply = handling.as_mut().await;
-    broker.metrics.record_request(
-        api_key,
-        frame_bytes,
-        u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
-    );
+    times.local.observe(started.elapsed());
+    broker.metrics.record_request(api_key, version, frame_bytes);
     match reply {
         Reply::Send(body) => encode(
             api_key,

@@ -186,6 +186,24 @@ impl<S: CoordinatorShard> CoordinatorRuntime<S> {
             .collect()
     }
 
+    /// Runs `f` on every loaded shard's engine in turn, each under its lock (held only for
+    /// that call), for read-only views such as the admin endpoint's. A failed shard is
+    /// skipped.
+    pub fn inspect(&self, mut f: impl FnMut(&S)) {
+        let shards: Vec<Arc<Shard<S>>> = self
+            .shards
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for shard in shards {
+            if let Some(engine) = shard.lock(self.name) {
+                f(&engine);
+            }
+        }
+    }
+
     /// Loads the shard of `partition` by replaying its log up to the high watermark, then
     /// serves it. Called when this broker becomes the partition's leader (at startup, or when
     /// the internal topic is created). Replacing a loaded shard reloads it.

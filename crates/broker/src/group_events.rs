@@ -11,12 +11,22 @@
 //! Replays at load are not reported: they are history, not events.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use runnel_cluster::group::consumer::records::{
     RecordKey as ConsumerKey, RecordValue as ConsumerValue,
 };
 use runnel_cluster::group::records::{decode_group_metadata_value, decode_key, RecordKey};
 use runnel_cluster::group::Record;
+
+/// Rebalances of classic groups (a generation completed) since the process started, as
+/// logged here (Kafka's `group-coordinator-metrics` `classic-group-rebalance-count`).
+/// Process-wide: the commit observer is a plain function, and there is one coordinator.
+pub static CLASSIC_REBALANCES: AtomicU64 = AtomicU64::new(0);
+
+/// Rebalances of consumer (KIP-848) groups, one per group epoch or target assignment move
+/// committed (Kafka's `consumer-group-rebalance-count`).
+pub static CONSUMER_REBALANCES: AtomicU64 = AtomicU64::new(0);
 
 /// What one batch said about one consumer group.
 #[derive(Default)]
@@ -68,6 +78,7 @@ pub fn log_committed(partition: i32, records: &[Record]) {
         if change.deleted {
             tracing::info!(group = %group, group_type = "consumer", partition, "group deleted");
         } else if change.group_epoch.is_some() || change.assignment_epoch.is_some() {
+            CONSUMER_REBALANCES.fetch_add(1, Ordering::Relaxed);
             tracing::info!(
                 group = %group,
                 group_type = "consumer",
@@ -93,6 +104,7 @@ fn log_classic(partition: i32, group: &str, value: Option<&[u8]>) {
         tracing::info!(group = %group, group_type = "classic", partition, "group created");
         return;
     }
+    CLASSIC_REBALANCES.fetch_add(1, Ordering::Relaxed);
     tracing::info!(
         group = %group,
         group_type = "classic",

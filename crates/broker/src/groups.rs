@@ -66,6 +66,12 @@ impl Groups {
         }
     }
 
+    /// Runs `f` on every loaded group coordinator shard in turn (see
+    /// `CoordinatorRuntime::inspect`).
+    pub fn inspect(&self, f: impl FnMut(&GroupCoordinator)) {
+        self.runtime.inspect(f);
+    }
+
     /// Loads the shard of every `__consumer_offsets` partition `node_id` leads (startup, and
     /// when the topic is created).
     pub fn load_led(

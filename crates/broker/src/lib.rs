@@ -1,6 +1,7 @@
 //! The runnel process: config, listeners, connections and per-API handlers. The only crate that
 //! owns tokio tasks and sockets.
 
+pub mod admin;
 pub mod authorizer;
 pub mod blocking;
 pub mod clock;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use runnel_broker::config::{self, Command};
 use runnel_broker::context::SecurityProtocol;
-use runnel_broker::{server, state, tls};
+use runnel_broker::{admin, server, state, tls};
 
 /// The static musl build (the container image) would otherwise use musl's allocator, which
 /// serialises every allocation on one lock.
@@ -104,14 +104,57 @@ async fn run(config: config::BrokerConfig) -> anyhow::Result<()> {
             },
         });
     }
+    // The admin listener before the logs are opened: /health answers during recovery.
+    let admin_state = admin::AdminState::new();
+    start_admin(&config.admin, &admin_state).await?;
     let broker =
         tokio::task::block_in_place(|| state::Broker::open_with_endpoints(config, endpoints))?;
+    admin_state.broker_ready(&broker);
     tracing::info!(
         node_id = broker.node_id(),
         data_dir = %broker.config.data_dir.display(),
         "runnel is ready"
     );
-    server::run(broker, listeners, stop_signal()).await;
+    let stop = async {
+        stop_signal().await;
+        admin_state.shutting_down();
+    };
+    server::run(broker, listeners, stop).await;
+    Ok(())
+}
+
+/// Binds the admin listener (if on) and serves it for the life of the process. A configured
+/// address that cannot be bound stops startup; the default one only warns (see
+/// `AdminConfig::explicit`).
+async fn start_admin(
+    config: &admin::AdminConfig,
+    state: &Arc<admin::AdminState>,
+) -> anyhow::Result<()> {
+    let Some(address) = &config.listener else {
+        tracing::info!("admin listener off ({} is empty)", admin::LISTENER_KEY);
+        return Ok(());
+    };
+    let socket = match tokio::net::TcpListener::bind(address.as_str()).await {
+        Ok(socket) => socket,
+        Err(e) if !config.explicit => {
+            tracing::warn!(listen = %address, error = %e, "cannot bind the default admin listener; running without /metrics, /health and /ready (set {} to choose another address)", admin::LISTENER_KEY);
+            return Ok(());
+        }
+        Err(e) => {
+            return Err(e).with_context(|| {
+                format!(
+                    "binding the admin listener at {address} ({})",
+                    admin::LISTENER_KEY
+                )
+            })
+        }
+    };
+    tracing::info!(listen = %socket.local_addr()?, "admin listener: /metrics, /health, /ready");
+    tokio::spawn(admin::serve(
+        socket,
+        Arc::clone(state),
+        config.connections_max,
+    ));
     Ok(())
 }
 

@@ -513,3 +513,75 @@ pub async fn call_handler(
         _ => panic!("no response"),
     }
 }
+
+/// The config line that puts the admin listener on a free loopback port (read back with
+/// [`Runnel::admin_port`]).
+pub const ADMIN_ON_ANY_PORT: &str = "\"runnel.admin.listener\" = \"127.0.0.1:0\"\n";
+
+impl Runnel {
+    /// The admin listener's port, from its startup log line.
+    pub fn admin_port(&self) -> u16 {
+        let log = self.log();
+        let line = log
+            .lines()
+            .find(|l| l.contains("admin listener:"))
+            .unwrap_or_else(|| panic!("no admin listener line in the log:\n{log}"));
+        let address = line
+            .split_whitespace()
+            .find_map(|word| word.strip_prefix("listen="))
+            .unwrap_or_else(|| panic!("no listen= in {line}"));
+        let port = address.rsplit(':').next().expect("HOST:PORT");
+        // Text logs may colour field values; keep the digits.
+        let digits: String = port.chars().filter(char::is_ascii_digit).collect();
+        digits.parse().expect("admin port")
+    }
+}
+
+/// Sends `request` (raw HTTP) to `127.0.0.1:port` and returns everything the server wrote
+/// until it closed the connection (the admin listener serves one request per connection).
+pub fn http_raw(port: u16, request: &[u8]) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect admin");
+    s.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let _ = s.write_all(request);
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// GETs `path` from the admin listener on `port`: (status code, body).
+pub fn http_get(port: u16, path: &str) -> (u16, String) {
+    let answer = http_raw(
+        port,
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes(),
+    );
+    http_status_and_body(&answer)
+}
+
+/// Splits a raw HTTP answer into its status code and body (0 when there was no answer).
+pub fn http_status_and_body(answer: &str) -> (u16, String) {
+    let status = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// The value of the sample `name{labels}` in a scrape (labels as written, e.g.
+/// `topic="t"`; empty for none), `None` if absent.
+pub fn sample(scrape: &str, name: &str, labels: &str) -> Option<f64> {
+    let key = if labels.is_empty() {
+        format!("{name} ")
+    } else {
+        format!("{name}{{{labels}}} ")
+    };
+    scrape
+        .lines()
+        .find_map(|line| line.strip_prefix(key.as_str()))
+        .map(|value| value.trim().parse().expect("sample value"))
+}

@@ -473,6 +473,72 @@ impl LogSnapshot {
             Ok(Some(max_timestamp_in_segment(self.budget(), &segment)))
         })
     }
+
+    /// Segments in this snapshot, the active one included (Kafka's `NumLogSegments`).
+    pub fn segment_count(&self) -> usize {
+        self.view.segments.len()
+    }
+
+    /// The timestamp of the first data record at or past `offset` and below the high
+    /// watermark (control batches skipped), or `None` when there is none: what a consumer
+    /// whose position is `offset` reads next, for the consumer-lag age. The offset index finds
+    /// the batch, its header the batch-level answer, and the records (read through the bounded
+    /// decompressing reader) the record-precise one. Reads at most the batch headers between
+    /// one index entry and the batch, and that one batch.
+    pub fn first_record_timestamp_from(&self, offset: i64) -> Result<Option<i64>, StorageError> {
+        let offset = offset.max(self.offsets.log_start_offset);
+        let end = self.offsets.high_watermark;
+        if offset >= end {
+            return Ok(None);
+        }
+        self.checked(|| {
+            for index in self.segment_index_for(offset)..self.view.segments.len() {
+                let segment = self.segment(index);
+                if segment.base_offset() >= end {
+                    return Ok(None);
+                }
+                let size_bytes = segment.stats.size_bytes;
+                if size_bytes == 0 {
+                    continue;
+                }
+                let position =
+                    segment.position_for(self.budget(), offset.max(segment.base_offset()))?;
+                let found = segment.with_log(self.budget(), |file| {
+                    let Some((position, header)) =
+                        scan_batches(file, position, size_bytes, |header| {
+                            header.base_offset >= end
+                                || (header.last_offset() >= offset && !header.is_control())
+                        })?
+                    else {
+                        return Ok(None);
+                    };
+                    if header.base_offset >= end {
+                        // Past the high watermark: nothing unconsumed is visible yet.
+                        return Ok(Some(None));
+                    }
+                    // The batch-level answer if the records cannot be read: its first
+                    // timestamp, unless that field holds something else (the delete horizon of
+                    // a cleaned batch) or the broker stamped the batch (LogAppendTime).
+                    let first_timestamp = if header.timestamp_type()
+                        == runnel_protocol::batch::TimestampType::LogAppendTime
+                        || header.delete_horizon_ms().is_some()
+                    {
+                        header.max_timestamp
+                    } else {
+                        header.base_timestamp
+                    };
+                    let batch_level = (header.base_offset, first_timestamp, 0);
+                    let (_, timestamp, _) =
+                        refine_in_batch(file, position, &header, batch_level, |o, _| o >= offset);
+                    Ok(Some(Some(timestamp)))
+                })?;
+                if let Some(found) = found {
+                    return Ok(found);
+                }
+            }
+            Ok(None)
+        })
+    }
 }
 
 /// `read`'s work in one segment: appends to `out` what it contributes. Returns whether the read

@@ -632,3 +632,32 @@ fn offsets_handle_follows_the_log() {
     let log = PartitionLog::open(path, TOPIC, small_config()).unwrap();
     assert_eq!(log.offsets().snapshot(), snapshot(0, 0, leo));
 }
+
+#[test]
+fn first_record_timestamp_from_an_offset() {
+    // The consumer-lag lookup: the timestamp of the first record at or past an offset below
+    // the high watermark, record-precise, across segments; none at or past the high watermark.
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(dir.path().join("t-0"), TOPIC, small_config()).unwrap();
+    // Batch i holds 4 records with timestamps 1000+10i .. 1000+10i+3.
+    for i in 0..80 {
+        log.append_as_leader(Bytes::from(batch(4, 1000 + i * 10, 10)), 0, 0)
+            .unwrap();
+    }
+    let leo = log.log_end_offset();
+    log.set_high_watermark(leo);
+    let at = |log: &PartitionLog, offset: i64| {
+        log.reader()
+            .with_snapshot(|s| s.first_record_timestamp_from(offset))
+            .unwrap()
+    };
+    assert!(log.reader().snapshot().unwrap().segment_count() > 1);
+    assert_eq!(at(&log, 0), Some(1000));
+    assert_eq!(at(&log, -5), Some(1000));
+    assert_eq!(at(&log, 50 * 4 + 2), Some(1502));
+    assert_eq!(at(&log, leo - 1), Some(1793));
+    assert_eq!(at(&log, leo), None);
+    log.set_high_watermark(200);
+    assert_eq!(at(&log, 199), Some(1493));
+    assert_eq!(at(&log, 200), None);
+}

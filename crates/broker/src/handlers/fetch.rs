@@ -97,7 +97,10 @@ pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Fet
         .resolve(&session_request, version, monotonic_ms());
     drop(session_request);
     let plan = match resolved {
-        Resolved::Error(e) => return FetchAnswer::error(e.code(), 0),
+        Resolved::Error(e) => {
+            broker.metrics.fetch_errors.record(e.code());
+            return FetchAnswer::error(e.code(), 0);
+        }
         Resolved::Fetch(plan) => plan,
     };
     let image = broker.image();
@@ -180,6 +183,7 @@ pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Fet
         }
     };
     drop(parked);
+    record_traffic(broker, &wanted, &partitions, &slices);
 
     let outcomes: Vec<PartitionOutcome> = partitions
         .iter()
@@ -189,6 +193,7 @@ pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Fet
         .fetch_sessions()
         .complete(plan, &outcomes, monotonic_ms());
     if let Some(e) = completion.error {
+        broker.metrics.fetch_errors.record(e.code());
         return FetchAnswer::error(e.code(), completion.session_id);
     }
     // The response keeps the plan's order, one topic entry per run of the same topic (Kafka's
@@ -231,6 +236,33 @@ pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Fet
             .with_session_id(completion.session_id)
             .with_responses(topics),
         slices: kept,
+    }
+}
+
+/// Counts the answer's record bytes per partition and its partition errors. `partitions`
+/// answers `wanted` in order; a placeholder's bytes are its file slice's, in order.
+fn record_traffic(
+    broker: &Broker,
+    wanted: &[Wanted],
+    partitions: &[PartitionData],
+    slices: &[FileSlice],
+) {
+    let mut slices = slices.iter();
+    for (w, data) in wanted.iter().zip(partitions) {
+        broker.metrics.fetch_errors.record(data.error_code);
+        let bytes = match &data.records {
+            Some(records) if splice::is_placeholder(records) => {
+                slices.next().map_or(0, |slice| slice.len)
+            }
+            Some(records) => records.len(),
+            None => 0,
+        };
+        if let (Some(partition), true) = (&w.partition, bytes > 0) {
+            partition
+                .traffic
+                .bytes_out
+                .fetch_add(u64::try_from(bytes).unwrap_or(u64::MAX), Ordering::Relaxed);
+        }
     }
 }
 

@@ -22,6 +22,7 @@ use runnel_protocol::batch::BatchHeader;
 use runnel_storage::{AppendOutcome, StorageError};
 
 use crate::errors::storage_error_code;
+use crate::metrics::ErrorCounts;
 use crate::replica::{AppendOrigin, AppendWait};
 use crate::state::Broker;
 
@@ -215,7 +216,7 @@ pub fn apply(broker: &Broker, request: ProduceRequest, version: i16) -> Applied 
         );
     }
     if awaiting.is_empty() {
-        return Applied::Done(reply(acks, responses));
+        return Applied::Done(reply(acks, responses, &broker.metrics.produce_errors));
     }
     Applied::Pending(PendingProduce {
         acks,
@@ -225,9 +226,10 @@ pub fn apply(broker: &Broker, request: ProduceRequest, version: i16) -> Applied 
 }
 
 impl PendingProduce {
-    /// Waits for the group-commit rounds of the queued batches and builds the answer. Has no
-    /// side effect: dropping it (the connection closed) leaves the rounds to run without it.
-    pub async fn complete(self) -> ProduceReply {
+    /// Waits for the group-commit rounds of the queued batches and builds the answer, counting
+    /// its errors in `errors`. Has no other side effect: dropping it (the connection closed)
+    /// leaves the rounds to run without it.
+    pub async fn complete(self, errors: &ErrorCounts) -> ProduceReply {
         let PendingProduce {
             acks,
             mut responses,
@@ -244,12 +246,15 @@ impl PendingProduce {
                 Err(e) => rejected(index, &e),
             };
         }
-        reply(acks, responses)
+        reply(acks, responses, errors)
     }
 }
 
-/// The reply once every partition has its answer.
-fn reply(acks: i16, responses: Vec<TopicProduceResponse>) -> ProduceReply {
+/// The reply once every partition has its answer; its error codes are counted in `errors`.
+fn reply(acks: i16, responses: Vec<TopicProduceResponse>, errors: &ErrorCounts) -> ProduceReply {
+    for partition in responses.iter().flat_map(|t| &t.partition_responses) {
+        errors.record(partition.error_code);
+    }
     if acks == 0 {
         let failed = responses
             .iter()

@@ -159,9 +159,13 @@ impl ReplicaManager {
         }
         // Durability: page cache only (no `flush.messages`), like Kafka's default. An
         // acknowledged write survives a process crash, not a power loss.
+        let bytes = records.len();
         let outcome = {
             let mut log = partition.lock_log();
             let result = log.append_as_leader(records, partition.leader_epoch, now_ms());
+            if let Ok(outcome) = &result {
+                partition.record_appended(bytes, outcome);
+            }
             if matches!(
                 &result,
                 Ok(AppendOutcome {

@@ -44,6 +44,8 @@ pub struct Partition {
     /// DeleteRecords may move the log start: `cleanup.policy` is not `compact` alone. Changes
     /// with the topic's config.
     records_deletable: AtomicBool,
+    /// Bytes and records in and out, for the per-topic metrics.
+    pub traffic: crate::metrics::PartitionTraffic,
 }
 
 /// The settings of a partition that follow its topic's configs.
@@ -79,6 +81,7 @@ impl Partition {
             fsync_every_append: AtomicBool::new(settings.fsync_every_append),
             min_insync_replicas: AtomicI32::new(settings.min_insync_replicas),
             records_deletable: AtomicBool::new(settings.records_deletable),
+            traffic: crate::metrics::PartitionTraffic::default(),
         };
         // Single node: every batch in the local log was acknowledged or lost with the client's
         // connection, so after recovery all of it is committed (in fsync mode the caller has
@@ -154,6 +157,15 @@ impl Partition {
         }
     }
 
+    /// Counts an appended batch of `bytes` in the traffic metrics (an idempotent duplicate
+    /// wrote nothing and is not counted).
+    pub fn record_appended(&self, bytes: usize, outcome: &runnel_storage::AppendOutcome) {
+        if !outcome.duplicate {
+            self.traffic
+                .record_in(bytes, outcome.base_offset, outcome.last_offset);
+        }
+    }
+
     /// The log's reader (see `reader`).
     pub fn reader(&self) -> &LogReader {
         &self.reader
@@ -190,13 +202,23 @@ impl RoundLog for Partition {
         let mut log = self.lock_log();
         let appended: Vec<_> = batches
             .into_iter()
-            .map(|records| log.append_as_leader(records, self.leader_epoch, now_ms()))
+            .map(|records| {
+                let bytes = records.len();
+                let appended = log.append_as_leader(records, self.leader_epoch, now_ms());
+                if let Ok(outcome) = &appended {
+                    self.record_appended(bytes, outcome);
+                }
+                appended
+            })
             .collect();
         // Only a round whose every batch was rejected wrote nothing. An idempotent duplicate
         // counts as appended: its original is in this round or below an earlier fsync, and
         // an fsync with nothing dirty is cheap.
         let fsync = if appended.iter().any(Result::is_ok) {
-            log.flush()
+            let started = std::time::Instant::now();
+            let flushed = log.flush();
+            crate::metrics::LOG_FLUSH.observe(started.elapsed());
+            flushed
         } else {
             Ok(())
         };

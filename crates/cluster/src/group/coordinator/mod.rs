@@ -91,6 +91,15 @@ impl GroupCoordinator {
         &self.offsets
     }
 
+    /// Every group's protocol type (`classic` or `consumer`) and state name as ListGroups
+    /// reports them, for the admin endpoint's group counts.
+    pub fn group_states(&self) -> impl Iterator<Item = (&'static str, &'static str)> + '_ {
+        self.groups.values().map(|group| match group {
+            Group::Classic(g) => ("classic", g.state.name()),
+            Group::Consumer(g) => ("consumer", g.state_name()),
+        })
+    }
+
     /// Describes the classic group's state, for tests and the admin surface.
     pub fn classic_state(&self, group_id: &str) -> Option<(ClassicState, i32, usize)> {
         match self.groups.get(group_id)? {
