@@ -69,6 +69,29 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def http_get(port: int, path: str) -> tuple[int, str]:
+    """Status and body of GET http://127.0.0.1:port/path (0 when nothing answers)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return 0, ""
+
+
+def wait_ready(port: int, process: subprocess.Popen | None, log: Path | None, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while http_get(port, "/ready")[0] != 200:
+        if process is not None:
+            assert process.poll() is None, f"runnel exited:\n{log.read_text() if log else ''}"
+        assert time.monotonic() < deadline, f"/ready never answered 200:\n{log.read_text() if log else ''}"
+        time.sleep(0.1)
+
+
 # ---- Helm chart ---------------------------------------------------------------------------------------
 
 
@@ -174,6 +197,79 @@ def test_rendered_broker_config_is_accepted_by_runnel(tmp_path):
     finally:
         broker.terminate()
         broker.wait(timeout=30)
+
+
+def test_chart_command_line_starts_runnel_and_its_probe_paths_answer(tmp_path):
+    """The StatefulSet's args, as Kubernetes expands them, start runnel; /ready and /health answer."""
+    docs = objects(render())
+    (statefulset,) = [d for d in docs if d["kind"] == "StatefulSet"]
+    (configmap,) = [d for d in docs if d["kind"] == "ConfigMap"]
+    (container,) = statefulset["spec"]["template"]["spec"]["containers"]
+    config = tmp_path / "runnel.toml"
+    config.write_text(configmap["data"]["runnel.toml"])
+    kafka_port, admin_port = free_port(), free_port()
+    args = []
+    for arg in container["args"]:
+        arg = arg.replace("$(POD_NAME)", "kafka-runnel-0").replace("$(POD_NAMESPACE)", "streaming")
+        arg = arg.replace("0.0.0.0:9092", f"127.0.0.1:{kafka_port}").replace("0.0.0.0:9644", f"127.0.0.1:{admin_port}")
+        arg = arg.replace("/etc/runnel/runnel.toml", str(config))
+        args.append(str(tmp_path / "data") if arg == "/data" else arg)
+    assert "$(" not in " ".join(args), args
+    log = tmp_path / "runnel.log"
+    with log.open("w") as stderr:
+        broker = subprocess.Popen([RUNNEL_BIN, *args], stdout=subprocess.DEVNULL, stderr=stderr)
+    try:
+        wait_ready(admin_port, broker, log)
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            path = container[probe]["httpGet"]["path"]
+            assert http_get(admin_port, path)[0] == 200, probe
+        # The advertised name is the pod's stable DNS name under the headless service.
+        assert "kafka-runnel-0.kafka-runnel-headless.streaming.svc" in log.read_text()
+    finally:
+        broker.terminate()
+        broker.wait(timeout=30)
+
+
+# ---- Grafana ------------------------------------------------------------------------------------------
+
+
+def test_grafana_dashboard_queries_only_metrics_runnel_exposes(tmp_path):
+    """Every series the dashboard's queries name is a family a real broker's /metrics declares."""
+    import re
+
+    dashboard = json.loads((REPO / "deploy" / "grafana" / "runnel-dashboard.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    assert len(exprs) >= 15
+    named = {m for e in exprs for m in re.findall(r"\b(runnel_[a-z_]+)", e)}
+
+    admin_port = free_port()
+    log = tmp_path / "runnel.log"
+    with log.open("w") as stderr:
+        broker = subprocess.Popen(
+            [RUNNEL_BIN, "--listen", f"127.0.0.1:{free_port()}", "--data-dir", tmp_path / "data",
+             "--admin-listen", f"127.0.0.1:{admin_port}"],
+            stdout=subprocess.DEVNULL, stderr=stderr,
+        )
+    try:
+        wait_ready(admin_port, broker, log)
+        status, body = http_get(admin_port, "/metrics")
+        assert status == 200
+    finally:
+        broker.terminate()
+        broker.wait(timeout=30)
+    families = dict(re.findall(r"^# TYPE (\S+) (\S+)$", body, re.MULTILINE))
+    assert families, body[:500]
+
+    def exposed(name: str) -> bool:
+        if name in families:
+            return True
+        for suffix, kinds in (("_total", {"counter"}), ("_bucket", {"histogram"}), ("_sum", {"histogram"}),
+                              ("_count", {"histogram"})):
+            if name.endswith(suffix) and families.get(name[: -len(suffix)]) in kinds:
+                return True
+        return False
+
+    assert sorted(n for n in named if not exposed(n)) == []
 
 
 # ---- systemd ------------------------------------------------------------------------------------------
@@ -294,10 +390,15 @@ def test_image_from_scratch_serves_kafka_clients_and_stops_cleanly(image):
         # Only the base's files: no shell, no package manager in the image.
         assert podman("run", "--rm", "--entrypoint", "/bin/sh", tag, "-c", "true",
                       check=False).returncode != 0
+        admin_port = free_port()
         podman("run", "--detach", "--name", name, "--publish", f"127.0.0.1:{port}:9092",
+               "--publish", f"127.0.0.1:{admin_port}:9644",
                tag, "--listen", "0.0.0.0:9092", "--advertised-listener", f"localhost:{port}",
-               "--data-dir", "/data")
+               "--data-dir", "/data", "--admin-listen", "0.0.0.0:9644")
+        wait_ready(admin_port, None, None, timeout_s=60)
         got = produce_and_consume(port, "from-the-image")
+        status, metrics = http_get(admin_port, "/metrics")
+        assert status == 200 and 'runnel_topic_bytes_in_total{topic="from-the-image"}' in metrics
         assert got is not None and got.startswith(b"hello from a container"), (
             got, podman("logs", name, check=False).stderr)
 
@@ -312,7 +413,8 @@ def test_one_node_compose_file_runs_the_image(image):
     tag, podman = image
     compose = CACHE / "venv" / "bin" / "podman-compose"
     port = free_port()
-    env = {**podman.env, "RUNNEL_IMAGE": tag, "RUNNEL_PORT": str(port)}
+    admin_port = free_port()
+    env = {**podman.env, "RUNNEL_IMAGE": tag, "RUNNEL_PORT": str(port), "RUNNEL_ADMIN_PORT": str(admin_port)}
     project = f"runnel-test-{uuid.uuid4().hex[:8]}"
     argv = [compose, "--project-name", project, "--file", REPO / "deploy" / "compose" / "one-node.yaml"]
     if podman.global_args:
@@ -327,6 +429,7 @@ def test_one_node_compose_file_runs_the_image(image):
 
     try:
         compose_run("up", "--detach")
+        wait_ready(admin_port, None, None, timeout_s=60)
         got = produce_and_consume(port, "from-compose")
         assert got is not None and got.startswith(b"hello from a container"), (
             got, compose_run("logs", check=False).stdout)

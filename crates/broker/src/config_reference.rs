@@ -52,6 +52,16 @@ pub const RUNNEL_KEY_DOCS: &[RunnelKey] = &[
         doc: "`text` lines (colour only on a terminal) or `json` objects, one per line, for log shippers; also `--log-format`",
     },
     RunnelKey {
+        name: crate::admin::LISTENER_KEY,
+        default: |c| c.admin.listener.clone().unwrap_or_default(),
+        doc: "`HOST:PORT` of the admin HTTP listener (`/metrics`, `/health`, `/ready`; also `--admin-listen`); an empty value turns it off. The default address only warns when taken; a configured one that cannot be bound stops startup",
+    },
+    RunnelKey {
+        name: crate::admin::CONNECTIONS_MAX_KEY,
+        default: |c| c.admin.connections_max.to_string(),
+        doc: "admin HTTP connections served at once; more wait in the listen backlog",
+    },
+    RunnelKey {
         name: crate::tls::settings::HANDSHAKE_TIMEOUT_KEY,
         default: |c| c.ssl.handshake_timeout_ms.to_string(),
         doc: "how long a connection on an SSL listener may take to finish its TLS handshake before it is closed",
