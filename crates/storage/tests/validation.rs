@@ -435,3 +435,23 @@ fn record_errors_are_listed_up_to_a_named_cap() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn a_client_base_offset_other_than_zero_is_overwritten_by_the_assigned_offset() {
+    // Kafka's LogValidator does not check the base offset a client writes: the log assigns
+    // offsets, in place and when recompressing.
+    for target in [BrokerCompressionType::Producer, BrokerCompressionType::Zstd] {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut log = open(tmp.path(), config(target));
+        for (i, claimed) in [(0u8, 1_000i64), (1, -5), (2, i64::MAX - 10)] {
+            let mut batch =
+                with_sequence(client_batch(Compression::None, 3, NOW_MS), i32::from(i) * 3);
+            runnel_protocol::batch::patch_base_offset(&mut batch, claimed).unwrap();
+            log.append_as_leader(Bytes::from(batch), 0, NOW_MS).unwrap();
+        }
+        let stored = support::split(&log.read(0, 1 << 20, i64::MAX, true).unwrap());
+        let bases: Vec<i64> = stored.iter().map(|h| h.base_offset).collect();
+        assert_eq!(bases, vec![0, 3, 6], "{target:?}");
+        assert_eq!(log.log_end_offset(), 9, "{target:?}");
+    }
+}

@@ -133,12 +133,9 @@ fn frame_size(rest: &[u8]) -> Result<usize, BatchError> {
 }
 
 fn validate_client_batch(batch: &[u8], max_batch_bytes: usize) -> Result<BatchHeader, BatchError> {
+    // The base offset a client writes is not checked, as Kafka's `LogValidator` does not: the
+    // broker assigns offsets on append and overwrites it.
     let header = BatchHeader::parse(batch)?;
-    if header.base_offset != 0 {
-        return Err(BatchError::InvalidRecord(
-            "the base offset of a produced batch must be 0",
-        ));
-    }
     if batch.len() > max_batch_bytes {
         return Err(BatchError::MessageTooLarge {
             size_bytes: batch.len(),
@@ -394,14 +391,15 @@ mod tests {
     }
 
     #[test]
-    fn client_rules_nonzero_base_offset_control_and_sequence() {
-        // Non-zero base offset, control batches and idempotent batches without a sequence are refused.
+    fn client_rules_base_offset_control_and_sequence() {
+        // Any base offset is accepted (the broker assigns offsets); control batches and
+        // idempotent batches without a sequence are refused.
         let mut batch = batch_with(1);
         patch_base_offset(&mut batch, 7).unwrap();
-        assert!(matches!(
-            validate_batches(&batch, MAX),
-            Err(BatchError::InvalidRecord(_))
-        ));
+        assert_eq!(
+            validate_batches(&batch, MAX).unwrap()[0].header.base_offset,
+            7
+        );
         let mut batch = batch_with(1);
         batch[OFFSET_ATTRIBUTES + 1] |= 0x20;
         fix_crc(&mut batch);
