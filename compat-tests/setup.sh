@@ -75,8 +75,22 @@ KAFKA_MAIN_CLASSES=(
     org.apache.kafka.clients.producer.KafkaProducer
     org.apache.kafka.streams.KafkaStreams
 )
-verify_kafka_libs() {
-    "$PYTHON_BASE" - "$1" "${KAFKA_MAIN_CLASSES[@]}" <<'EOF'
+# Copies the runtime jars of Maven project $1 into $2 (through $2.tmp, so a failed download leaves
+# the old set), failing unless every main class after $3 is in them. Skipped while $2's stamp (the
+# pom's hash) matches; returns 1 when it downloaded (the caller may reset what depends on the jars).
+fetch_maven_libs() {
+    local pom="$1" dest="$2"
+    shift 2
+    local want
+    want="$(hash_of "$pom")"
+    stamp_ok "$dest/.stamp" "$want" && return 0
+    log "downloading the jars of $(basename "$(dirname "$pom")")/$(basename "$pom") (Maven Central)"
+    rm -rf "$dest.tmp"
+    mvn -q -B -f "$pom" dependency:copy-dependencies \
+        -DoutputDirectory="$dest.tmp" -DincludeScope=runtime >"$CACHE/mvn.log" 2>&1 \
+        || { cat "$CACHE/mvn.log" >&2; die "maven download for $pom failed"; }
+    # Called as a condition, so `set -e` does not apply in here: every failure dies explicitly.
+    "$PYTHON_BASE" - "$dest.tmp" "$@" <<'EOF' || die "the jars of $pom lack a main class"
 import glob, sys, zipfile
 libs, wanted = sys.argv[1], sys.argv[2:]
 found = set()
@@ -87,18 +101,10 @@ missing = sorted(set(wanted) - found)
 if missing:
     sys.exit(f"missing main classes in {libs}: {missing}")
 EOF
+    rm -rf "$dest" && mv "$dest.tmp" "$dest" && echo "$want" >"$dest/.stamp" || die "could not install $dest"
+    return 1
 }
-want="$(hash_of "$HERE/kafka/pom.xml")"
-if ! stamp_ok "$LIBS/.stamp" "$want"; then
-    log "downloading Apache Kafka jars (Maven Central)"
-    rm -rf "$LIBS.tmp"
-    mvn -q -B -f "$HERE/kafka/pom.xml" dependency:copy-dependencies \
-        -DoutputDirectory="$LIBS.tmp" -DincludeScope=runtime >"$CACHE/mvn.log" 2>&1 \
-        || { cat "$CACHE/mvn.log" >&2; die "maven download failed"; }
-    verify_kafka_libs "$LIBS.tmp"
-    rm -rf "$LIBS"
-    mv "$LIBS.tmp" "$LIBS"
-    echo "$want" >"$LIBS/.stamp"
+if ! fetch_maven_libs "$HERE/kafka/pom.xml" "$LIBS" "${KAFKA_MAIN_CLASSES[@]}"; then
     # The KRaft storage template (harness/broker.py) is formatted by these jars; re-format with new ones.
     rm -rf "$CACHE"/kafka-storage-template-*
 fi
@@ -134,29 +140,9 @@ if ! stamp_ok "$CLASSES/.stamp" "$want"; then
 fi
 
 # ---- Kafka Connect (apps/connect-pom.xml), on a classpath of its own ----------------------------------
-CONNECT_LIBS="$CACHE/connect-libs"
-want="$(hash_of "$HERE/apps/connect-pom.xml")"
-if ! stamp_ok "$CONNECT_LIBS/.stamp" "$want"; then
-    log "downloading Kafka Connect jars (Maven Central)"
-    rm -rf "$CONNECT_LIBS.tmp"
-    mvn -q -B -f "$HERE/apps/connect-pom.xml" dependency:copy-dependencies \
-        -DoutputDirectory="$CONNECT_LIBS.tmp" -DincludeScope=runtime >"$CACHE/mvn-connect.log" 2>&1 \
-        || { cat "$CACHE/mvn-connect.log" >&2; die "maven download of Kafka Connect failed"; }
-    "$PYTHON_BASE" - "$CONNECT_LIBS.tmp" org.apache.kafka.connect.cli.ConnectStandalone \
-        org.apache.kafka.connect.file.FileStreamSourceConnector <<'EOF'
-import glob, sys, zipfile
-libs, wanted = sys.argv[1], sys.argv[2:]
-found = set()
-for jar in glob.glob(f"{libs}/*.jar"):
-    names = set(zipfile.ZipFile(jar).namelist())
-    found |= {c for c in wanted if c.replace(".", "/") + ".class" in names}
-if set(wanted) - found:
-    sys.exit(f"missing main classes in {libs}: {sorted(set(wanted) - found)}")
-EOF
-    rm -rf "$CONNECT_LIBS"
-    mv "$CONNECT_LIBS.tmp" "$CONNECT_LIBS"
-    echo "$want" >"$CONNECT_LIBS/.stamp"
-fi
+fetch_maven_libs "$HERE/apps/connect-pom.xml" "$CACHE/connect-libs" \
+    org.apache.kafka.connect.cli.ConnectStandalone org.apache.kafka.connect.file.FileStreamSourceConnector \
+    || true
 
 # ---- the apps users bring (apps/*.java: a Kafka Streams application) ---------------------------------
 APP_CLASSES="$CACHE/app-classes"
