@@ -17,6 +17,11 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
         "text/css; charset=utf-8",
         include_bytes!("static/style.css"),
     ),
+    (
+        "/ui/favicon.svg",
+        "image/svg+xml",
+        include_bytes!("static/favicon.svg"),
+    ),
 ];
 
 /// The content type and bytes of the file at `path`, if there is one.
@@ -36,7 +41,7 @@ mod tests {
     fn the_page_references_only_served_files() {
         let (_, html) = find("/").expect("index");
         let html = std::str::from_utf8(html).expect("utf-8");
-        for asset in ["/ui/app.js", "/ui/style.css"] {
+        for asset in ["/ui/app.js", "/ui/style.css", "/ui/favicon.svg"] {
             assert!(html.contains(asset), "{asset} not referenced");
             assert!(find(asset).is_some(), "{asset} not served");
         }

@@ -18,8 +18,9 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+// Replaces the page's content; absent (null) parts are left out.
 function show(...nodes) {
-  main.replaceChildren(...nodes);
+  main.replaceChildren(...nodes.flat().filter((n) => n !== null && n !== undefined));
 }
 
 async function api(path) {
@@ -139,7 +140,7 @@ async function topicPage(name) {
     el("h2", {}, `Configs (${overridden.length} not at Kafka's default; all ${t.configs.length} below)`),
     table([["Name"], ["Value"], ["Source"]],
       t.configs.map((c) => el("tr", { "data-config": c.name, class: c.source === "default" ? "muted" : "" },
-        el("td", {}, el("code", {}, c.name)), el("td", { class: "data" }, c.value),
+        el("td", {}, el("code", {}, c.name)), el("td", {}, el("span", { class: "data" }, c.value)),
         el("td", {}, c.source))),
       { id: "configs" }),
   );
@@ -184,6 +185,7 @@ async function groupPage(id) {
           el("td", {}, m.client_id), el("td", {}, m.client_host))),
         { id: "members" }),
     el("h2", {}, "Committed offsets and lag"),
+    g.offsets.length === 0 ? el("p", { class: "muted" }, "No committed offsets.") : null,
     g.offsets_skipped > 0 ? el("p", { class: "warning" },
       `${g.offsets_skipped} committed offsets not shown.`) : null,
     table([["Topic"], ["Partition", "num"], ["Committed", "num"], ["High watermark", "num"],
@@ -245,7 +247,7 @@ async function browsePage(rest, params) {
   const render = async () => {
     const r = await api(path);
     const next = `#/browse/${enc(topic)}/${enc(partition)}?offset=${r.next_offset}&limit=${enc(limit)}`;
-    output.replaceChildren(
+    output.replaceChildren(...[
       el("p", { class: "muted", id: "range" },
         `Offsets ${r.log_start_offset} to ${r.high_watermark - 1} in the log; showing ${r.records.length} from ${r.from}. `,
         r.next_offset < r.high_watermark ? el("a", { href: next, id: "next" }, "Next page") : null),
@@ -264,7 +266,8 @@ async function browsePage(rest, params) {
                 el("li", {}, el("code", {}, h.key), " = ", field(h.value)))),
             rec.headers_total > rec.headers.length ? el("span", { class: "marker cut" },
               `${rec.headers_total - rec.headers.length} more`) : null))),
-        { id: "records" }));
+        { id: "records" }),
+    ].filter((n) => n !== null));
   };
   show(el("h1", {}, "Messages ", el("code", {}, `${topic}-${partition}`)), form, output);
   await render();
