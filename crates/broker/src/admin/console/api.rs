@@ -55,6 +55,9 @@ pub enum Call {
 pub enum Refusal {
     NotFound(String),
     BadRequest(String),
+    /// The partition's log cannot be read now (poisoned by an I/O error, or truncated while
+    /// read): 503.
+    Unavailable(String),
 }
 
 fn bad(why: impl Into<String>) -> Refusal {
@@ -381,7 +384,7 @@ fn browse(
     let mut answer = held
         .reader()
         .with_snapshot(|log| records::browse(log, start, limit))
-        .map_err(|e| Refusal::NotFound(format!("partition {partition} of '{topic}': {e}")))?;
+        .map_err(|e| Refusal::Unavailable(format!("partition {partition} of '{topic}': {e}")))?;
     answer["topic"] = json!(topic);
     answer["partition"] = json!(partition);
     answer["limit"] = json!(limit);

@@ -64,6 +64,9 @@ async fn api(state: &Arc<AdminState>, path: &str, query: &str) -> Response<Full<
         Ok(call) => call,
         Err(api::Refusal::NotFound(why)) => return json_error(StatusCode::NOT_FOUND, &why),
         Err(api::Refusal::BadRequest(why)) => return json_error(StatusCode::BAD_REQUEST, &why),
+        Err(api::Refusal::Unavailable(why)) => {
+            return json_error(StatusCode::SERVICE_UNAVAILABLE, &why)
+        }
     };
     let Some(broker) = state.broker().cloned() else {
         return json_error(
@@ -89,6 +92,9 @@ async fn api(state: &Arc<AdminState>, path: &str, query: &str) -> Response<Full<
         }
         Ok(Err(api::Refusal::NotFound(why))) => json_error(StatusCode::NOT_FOUND, &why),
         Ok(Err(api::Refusal::BadRequest(why))) => json_error(StatusCode::BAD_REQUEST, &why),
+        Ok(Err(api::Refusal::Unavailable(why))) => {
+            json_error(StatusCode::SERVICE_UNAVAILABLE, &why)
+        }
         Err(e) => {
             tracing::error!(error = %e, "console: answering {path} failed");
             json_error(StatusCode::INTERNAL_SERVER_ERROR, "internal error")

@@ -8,7 +8,9 @@
 //! compressed batches decompressed within the broker's usual limits. Only offsets below the
 //! high watermark are shown; control batches (transaction markers) are skipped.
 
-use runnel_protocol::batch::{BatchHeader, BatchRecords, RecordView, TimestampType};
+use runnel_protocol::batch::{
+    BatchHeader, BatchRecords, RecordView, TimestampType, BATCH_HEADER_LEN,
+};
 use runnel_protocol::compression::DecompressLimits;
 use runnel_storage::{LogSnapshot, StorageError};
 use serde_json::{json, Value};
@@ -63,6 +65,7 @@ pub fn browse(log: &LogSnapshot, start: Start, limit: i64) -> Result<Value, Stor
         if bytes.is_empty() {
             break;
         }
+        let before = position;
         bytes_read += bytes.len();
         let mut at = 0usize;
         while at < bytes.len() {
@@ -70,6 +73,9 @@ pub fn browse(log: &LogSnapshot, start: Start, limit: i64) -> Result<Value, Stor
                 break;
             };
             let size = header.size_bytes();
+            if size < BATCH_HEADER_LEN {
+                break;
+            }
             let Some(batch) = bytes.get(at..at.saturating_add(size)) else {
                 break;
             };
@@ -114,6 +120,10 @@ pub fn browse(log: &LogSnapshot, start: Start, limit: i64) -> Result<Value, Stor
                 break 'reads;
             }
             position = position.max(after_batch);
+        }
+        if position == before {
+            // Nothing readable past `position` (a guard: stored batches were validated).
+            break;
         }
     }
     Ok(json!({
