@@ -251,6 +251,13 @@ if (TARGET === 'kafka') {
         await open('#/browse/payments/1?from=end&limit=2');
         const tail = await page.locator('#records tbody tr').evaluateAll((rows) => rows.map((r) => r.dataset.recordOffset));
         assert.deepEqual(tail, ['3', '4']);
+
+        // Following the tail shows a record produced after the page was opened.
+        await open('#/browse/payments/1?from=end&limit=2&follow=1');
+        assert.equal(await page.locator('input[name=follow]').isChecked(), true);
+        await producer.send({ topic: 'payments', acks: -1, messages: [{ partition: 1, key: 'late', value: 'arrived' }] });
+        await page.waitForSelector('tr[data-record-offset="5"]', { timeout: 20_000 });
+        assert.equal(await text('tr[data-record-offset="5"] [data-field="value"]'), 'arrived');
         assert.deepEqual(errors, [], 'browser console errors');
       } finally {
         await chrome.close().catch(() => {});

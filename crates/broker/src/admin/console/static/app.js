@@ -215,7 +215,7 @@ async function browsePage(rest, params) {
   clearInterval(followTimer);
   const [topicRaw, partitionRaw] = rest;
   const topics = (await api("/topics")).topics;
-  const topic = topicRaw !== undefined ? topicRaw : topics[0]?.name;
+  const topic = topicRaw !== undefined ? topicRaw : (topics.find((t) => !t.internal) || topics[0])?.name;
   const partition = partitionRaw !== undefined ? partitionRaw : "0";
   const limit = params.get("limit") || "50";
   const from = params.get("from");
@@ -227,7 +227,8 @@ async function browsePage(rest, params) {
   const partitionInput = el("input", { name: "partition", type: "number", min: "0", value: partition, size: "4" });
   const offsetInput = el("input", { name: "offset", type: "number", min: "0", value: offset ?? "", size: "10" });
   const limitInput = el("input", { name: "limit", type: "number", min: "1", max: "500", value: limit, size: "4" });
-  const follow = el("input", { type: "checkbox", name: "follow" });
+  const following = from === "end" && params.get("follow") === "1";
+  const follow = el("input", following ? { type: "checkbox", name: "follow", checked: "" } : { type: "checkbox", name: "follow" });
   const form = el("form", { class: "browse" },
     el("label", {}, "Topic", topicSelect), el("label", {}, "Partition", partitionInput),
     el("label", {}, "Offset", offsetInput), el("label", {}, "Limit", limitInput),
@@ -271,13 +272,11 @@ async function browsePage(rest, params) {
   };
   show(el("h1", {}, "Messages ", el("code", {}, `${topic}-${partition}`)), form, output);
   await render();
+  // Following re-reads the tail every 2 s; the choice is kept in the link.
   follow.addEventListener("change", () => {
-    clearInterval(followTimer);
-    if (follow.checked) {
-      if (from !== "end") go(`from=end&limit=${enc(limitInput.value)}`);
-      followTimer = setInterval(() => render().catch(() => {}), 2000);
-    }
+    go(`from=end&limit=${enc(limitInput.value)}${follow.checked ? "&follow=1" : ""}`);
   });
+  if (following) followTimer = setInterval(() => render().catch(() => {}), 2000);
 }
 
 // --- routing ---------------------------------------------------------------------------------
