@@ -188,7 +188,7 @@ async function groupPage(id) {
     g.offsets.length === 0 ? el("p", { class: "muted" }, "No committed offsets.") : null,
     g.offsets_skipped > 0 ? el("p", { class: "warning" },
       `${g.offsets_skipped} committed offsets not shown.`) : null,
-    table([["Topic"], ["Partition", "num"], ["Committed", "num"], ["High watermark", "num"],
+    g.offsets.length === 0 ? null : table([["Topic"], ["Partition", "num"], ["Committed", "num"], ["High watermark", "num"],
       ["Lag", "num"], ["Lag (s)", "num"]],
       g.offsets.map((o) => el("tr", { "data-offset": `${o.topic}-${o.partition}` },
         el("td", {}, el("a", { href: `#/topics/${enc(o.topic)}` }, o.topic)),
