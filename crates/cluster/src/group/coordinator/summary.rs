@@ -88,3 +88,68 @@ impl GroupCoordinator {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use kafka_protocol::messages::*;
+
+    use crate::group::tests::{responses, s, stable_group, Harness};
+    use crate::group::{ClientInfo, GroupRequest};
+
+    // Proves the console's summaries of a classic and a KIP-848 group: type, state, protocol,
+    // members with their client id and host, the member cap, and the group count.
+    #[test]
+    fn summaries_of_both_protocols() {
+        let mut h = Harness::new();
+        let (members, _, _) = stable_group(&mut h, "classic", 2);
+        let client = ClientInfo {
+            client_id: "billing".into(),
+            client_host: "/10.1.2.3".into(),
+        };
+        let join = ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(GroupId(s("modern")))
+            .with_member_id(s("m1"))
+            .with_member_epoch(0)
+            .with_rebalance_timeout_ms(30_000)
+            .with_subscribed_topic_names(Some(vec![TopicName(s("t1"))]))
+            .with_topic_partitions(Some(vec![]));
+        let (id, out) = h.send_from(1, &client, GroupRequest::ConsumerGroupHeartbeat(join));
+        let ResponseKind::ConsumerGroupHeartbeat(r) = responses(&out, id).remove(0) else {
+            panic!("not a heartbeat response");
+        };
+        assert_eq!(r.error_code, 0);
+
+        let c = &h.coordinator;
+        assert_eq!(
+            c.group_ids(10),
+            (vec!["classic".to_owned(), "modern".to_owned()], 2)
+        );
+        assert_eq!(c.group_ids(1), (vec!["classic".to_owned()], 2));
+        let classic = c.group_summary("classic", 10).expect("classic");
+        assert_eq!(
+            (classic.kind, classic.state, classic.protocol.as_str()),
+            ("classic", "Stable", "range")
+        );
+        assert_eq!(classic.member_count, 2);
+        let mut ids: Vec<String> = classic
+            .members
+            .iter()
+            .map(|m| m.member_id.clone())
+            .collect();
+        ids.sort();
+        let mut expected = members.clone();
+        expected.sort();
+        assert_eq!(ids, expected);
+        assert_eq!(c.group_summary("classic", 1).unwrap().members.len(), 1);
+        let modern = c.group_summary("modern", 10).expect("modern");
+        assert_eq!(
+            (modern.kind, modern.protocol_type.as_str()),
+            ("consumer", "consumer")
+        );
+        assert_eq!(modern.member_count, 1);
+        assert_eq!(modern.members[0].member_id, "m1");
+        assert_eq!(modern.members[0].client_id, "billing");
+        assert_eq!(modern.members[0].client_host, "/10.1.2.3");
+        assert!(c.group_summary("nope", 10).is_none());
+    }
+}
