@@ -22,6 +22,9 @@ use crate::state::Broker;
 /// Topics `/api/topics` lists.
 pub const TOPICS_MAX: usize = 1000;
 
+/// Partitions whose sizes `/api/topics` reads in all; topics beyond it show no size (`null`).
+pub const TOPICS_PARTITIONS_READ_MAX: usize = 20_000;
+
 /// Partitions `/api/topics/{name}` details.
 pub const TOPIC_PARTITIONS_MAX: usize = 1000;
 
@@ -178,26 +181,32 @@ fn partition_totals(broker: &Broker, topic_id: &uuid::Uuid, index: i32) -> Optio
 
 fn topics(broker: &Broker) -> Value {
     let image = broker.image();
+    let mut read_budget = TOPICS_PARTITIONS_READ_MAX;
     let listed: Vec<Value> = image
         .topics
         .values()
         .take(TOPICS_MAX)
         .map(|t| {
-            let mut size = 0u64;
-            let mut records = 0i64;
-            for index in 0..i32::try_from(t.partitions).unwrap_or(i32::MAX) {
-                if let Some((bytes, count)) = partition_totals(broker, &t.topic_id, index) {
-                    size = size.saturating_add(bytes);
-                    records = records.saturating_add(count);
+            let count = usize::try_from(t.partitions).unwrap_or(usize::MAX);
+            let totals = (count <= read_budget).then(|| {
+                read_budget -= count;
+                let mut size = 0u64;
+                let mut records = 0i64;
+                for index in 0..i32::try_from(t.partitions).unwrap_or(i32::MAX) {
+                    if let Some((bytes, n)) = partition_totals(broker, &t.topic_id, index) {
+                        size = size.saturating_add(bytes);
+                        records = records.saturating_add(n);
+                    }
                 }
-            }
+                (size, records)
+            });
             json!({
                 "name": t.name,
                 "topic_id": t.topic_id.to_string(),
                 "internal": crate::internal_topics::is_internal_topic(&t.name),
                 "partitions": t.partitions,
-                "size_bytes": size,
-                "records": records,
+                "size_bytes": totals.map(|(size, _)| size),
+                "records": totals.map(|(_, records)| records),
             })
         })
         .collect();
