@@ -4,7 +4,7 @@
 #   compat-tests/run.sh [--target runnel|kafka] [ARGS...]
 #
 # Every test starts its own broker (harness/broker.py). ARGS select and tune:
-#   paths under kafkajs/ or ending in .js  -> node --test only gets those files
+#   paths under kafkajs/ or console/, or ending in .js -> node --test only gets those files
 #   other paths (librdkafka/, java/test_kafka_cli.py::test_x, ...) -> pytest only gets those
 #   (with no paths at all, both runners run everything; with paths for one runner only, the other is skipped)
 #   --test-name-pattern=RE                 -> node
@@ -28,7 +28,7 @@ while [[ $# -gt 0 ]]; do
         --test-name-pattern=*) node_opts+=("$1"); shift ;;
         -k|-m|--maxfail|--durations) pytest_opts+=("$1" "$2"); shift 2 ;;
         -*) pytest_opts+=("$1"); shift ;;
-        *.js|kafkajs|kafkajs/*) node_paths+=("$1"); shift ;;
+        *.js|kafkajs|kafkajs/*|console|console/*) node_paths+=("$1"); shift ;;
         *) pytest_paths+=("$1"); shift ;;
     esac
 done
@@ -39,7 +39,7 @@ run_pytest=1
 run_node=1
 if [[ ${#pytest_paths[@]} -gt 0 && ${#node_paths[@]} -eq 0 ]]; then run_node=0; fi
 if [[ ${#node_paths[@]} -gt 0 && ${#pytest_paths[@]} -eq 0 ]]; then run_pytest=0; fi
-[[ ${#node_paths[@]} -gt 0 ]] || node_paths=(kafkajs/)
+[[ ${#node_paths[@]} -gt 0 ]] || node_paths=(kafkajs/ console/)
 
 ./setup.sh || { echo "run.sh: setup.sh failed" >&2; exit 1; }
 export COMPAT_PYTHON="$HERE/.cache/venv/bin/python"
@@ -64,7 +64,7 @@ if [[ $run_pytest -eq 1 ]]; then
 fi
 
 if [[ $run_node -eq 1 ]]; then
-    echo "-- node --test (kafkajs) --"
+    echo "-- node --test (kafkajs, console) --"
     # spec for people, tap to a file for the counts below.
     node --test --test-concurrency=1 \
         --test-reporter=spec --test-reporter-destination=stdout \

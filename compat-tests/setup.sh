@@ -7,6 +7,7 @@
 #   confluent-kafka + pytest venv      <- PyPI, via requirements.txt
 #   kafkajs                            <- npm, via kafkajs/package-lock.json
 #   kcat                               <- Debian
+#   chromium + playwright-core         <- Debian, npm (console/package-lock.json)
 #   crash/AckProducer.java             -> compiled against the kafka-clients jar above
 #   apps/*.java                        -> compiled against the Kafka jars above (kafka-streams)
 #   Kafka Connect 4.3.1 + FileStream   <- Maven Central, via apps/connect-pom.xml (own classpath)
@@ -44,6 +45,8 @@ command -v strace >/dev/null || apt_install strace
 command -v javac >/dev/null || apt_install openjdk-17-jdk-headless
 command -v mvn >/dev/null || apt_install maven
 command -v node >/dev/null || apt_install nodejs npm
+# console/console.test.js drives the admin listener's web console in headless Chromium.
+command -v chromium >/dev/null || apt_install chromium
 # The SSL tests make their certificates with it (harness/certs.py).
 command -v openssl >/dev/null || apt_install openssl
 
@@ -126,6 +129,15 @@ if ! stamp_ok "$HERE/kafkajs/node_modules/.compat-stamp" "$want"; then
     log "npm ci (kafkajs)"
     (cd "$HERE/kafkajs" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
     echo "$want" >"$HERE/kafkajs/node_modules/.compat-stamp"
+fi
+
+# ---- playwright-core for the console test (npm ci from the committed lock file; it drives Debian's
+# chromium, and downloads no browser) ----------------------------------------------------------------
+want="$(hash_of "$HERE/console/package-lock.json")"
+if ! stamp_ok "$HERE/console/node_modules/.compat-stamp" "$want"; then
+    log "npm ci (console)"
+    (cd "$HERE/console" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    echo "$want" >"$HERE/console/node_modules/.compat-stamp"
 fi
 
 # ---- the crash test's Java producer ------------------------------------------------------------------

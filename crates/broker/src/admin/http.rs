@@ -100,6 +100,9 @@ async fn route(state: &Arc<AdminState>, request: &Request<Incoming>) -> Response
         return text(StatusCode::PAYLOAD_TOO_LARGE, "requests carry no body\n");
     }
     let path = request.uri().path();
+    if super::console::owns(path) {
+        return super::console::route(state, request).await;
+    }
     if !matches!(path, "/health" | "/ready" | "/metrics") {
         return text(
             StatusCode::NOT_FOUND,

@@ -66,6 +66,40 @@ pub fn compute(broker: &Broker, now_ms: i64, limit: usize) -> LagReport {
             }
         }
     });
+    measure(broker, committed, now_ms, &mut report);
+    report
+}
+
+/// The lag of `group`'s committed offsets as of `now_ms`, at most `limit` of them (the rest
+/// counted as skipped), for the console's group page. Reads partition files.
+pub fn compute_group(broker: &Broker, group: &str, now_ms: i64, limit: usize) -> LagReport {
+    let mut report = LagReport::default();
+    let mut committed: Vec<(String, String, i32, i64)> = Vec::new();
+    broker.groups.inspect(|shard| {
+        let Some(topics) = shard.committed_offsets().group(group) else {
+            return;
+        };
+        for (topic, partitions) in topics {
+            for (partition, value) in partitions {
+                if committed.len() < limit {
+                    committed.push((group.to_owned(), topic.clone(), *partition, value.offset));
+                } else {
+                    report.skipped += 1;
+                }
+            }
+        }
+    });
+    measure(broker, committed, now_ms, &mut report);
+    report
+}
+
+/// Adds the lag of each (group, topic, partition, committed offset) to `report`.
+fn measure(
+    broker: &Broker,
+    committed: Vec<(String, String, i32, i64)>,
+    now_ms: i64,
+    report: &mut LagReport,
+) {
     let image = broker.image();
     for (group, topic, partition, committed_offset) in committed {
         let held = image
@@ -93,7 +127,6 @@ pub fn compute(broker: &Broker, now_ms: i64, limit: usize) -> LagReport {
             }
         }
     }
-    report
 }
 
 /// (high watermark, lag in offsets, lag in seconds) of a consumer at `committed_offset`.

@@ -10,6 +10,7 @@
 //! from the broker's state (partitions, groups, fetch sessions); nothing here runs on the
 //! produce or fetch path. See `http` for what a slow or hostile HTTP client can cost.
 
+mod console;
 mod exposition;
 mod http;
 pub mod lag;

@@ -11,6 +11,9 @@ mod admin;
 mod membership;
 mod migration;
 mod offset_requests;
+mod summary;
+
+pub use summary::{GroupSummary, MemberSummary};
 
 use std::collections::BTreeMap;
 
