@@ -14,6 +14,7 @@ mod log;
 mod log_start;
 mod metadata;
 mod offsets;
+mod producer_snapshot;
 mod producer_state;
 mod reader;
 mod recovery;

@@ -4,7 +4,8 @@
 //! transactions (which bound the last stable offset) and the completed ones whose marker the
 //! high watermark has not passed yet (Kafka's `unreplicatedTxns`, which bound it too).
 //!
-//! State is rebuilt at open by scanning batch headers (no snapshots yet).
+//! At open, state comes from the latest producer snapshot (`producer_snapshot`) and the batches
+//! after it; truncation rebuilds it from every batch left.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
@@ -38,6 +39,9 @@ pub(crate) struct ProducerEntry {
     pub(crate) coordinator_epoch: i32,
     /// First offset of the producer's ongoing transaction, if one is open here.
     pub(crate) current_txn_first_offset: Option<i64>,
+    /// Timestamp of the producer's last batch or marker (-1: none), kept in snapshots as
+    /// Kafka's `lastTimestamp`.
+    pub(crate) last_timestamp: i64,
 }
 
 impl Default for ProducerEntry {
@@ -47,6 +51,7 @@ impl Default for ProducerEntry {
             batches: VecDeque::new(),
             coordinator_epoch: -1,
             current_txn_first_offset: None,
+            last_timestamp: -1,
         }
     }
 }
@@ -75,6 +80,7 @@ impl ProducerEntry {
         if self.batches.len() == BATCHES_TO_RETAIN {
             self.batches.pop_front();
         }
+        self.last_timestamp = batch.timestamp;
         self.batches.push_back(batch);
     }
 }
@@ -146,14 +152,20 @@ impl ProducerStateManager {
     ) -> Option<(CompletedTxn, i64)> {
         let marker = marker?;
         let mut updates = HashMap::new();
+        let stored = crate::txn::TxnMarker {
+            producer_id: header.producer_id,
+            producer_epoch: header.producer_epoch,
+            coordinator_epoch: marker.coordinator_epoch,
+            result: marker.result,
+            // Replay checks nothing, so the version does not matter (Kafka's TV_UNKNOWN).
+            transaction_version: 0,
+        };
         let completed = end_txn(
             &mut updates,
             self.producers.get(&header.producer_id),
-            header.producer_id,
-            header.producer_epoch,
-            marker.coordinator_epoch,
-            marker.result,
+            &stored,
             header.base_offset,
+            header.max_timestamp,
         );
         self.commit(updates);
         completed.map(|c| (c, self.complete(c)))
@@ -197,6 +209,25 @@ impl ProducerStateManager {
         }
     }
 
+    /// State loaded from a snapshot (`producer_snapshot`): its producers, and their open
+    /// transactions as the ongoing ones (Kafka's `loadProducerEntry`).
+    pub(crate) fn from_snapshot(producers: HashMap<i64, ProducerEntry>) -> Self {
+        let ongoing = producers
+            .iter()
+            .filter_map(|(&pid, e)| e.current_txn_first_offset.map(|first| (first, pid)))
+            .collect();
+        ProducerStateManager {
+            producers,
+            ongoing,
+            unreplicated: BTreeMap::new(),
+        }
+    }
+
+    /// Every producer's entry, for a snapshot.
+    pub(crate) fn producers(&self) -> &HashMap<i64, ProducerEntry> {
+        &self.producers
+    }
+
     /// The ongoing transactions as (producer id, first offset), earliest first.
     pub(crate) fn ongoing_txns(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
         self.ongoing.iter().map(|(&first, &pid)| (pid, first))
@@ -237,12 +268,17 @@ impl ProducerStateManager {
 fn end_txn(
     updates: &mut HashMap<i64, ProducerEntry>,
     committed: Option<&ProducerEntry>,
-    producer_id: i64,
-    producer_epoch: i16,
-    coordinator_epoch: i32,
-    result: crate::txn::TxnResult,
+    marker: &crate::txn::TxnMarker,
     offset: i64,
+    timestamp: i64,
 ) -> Option<CompletedTxn> {
+    let crate::txn::TxnMarker {
+        producer_id,
+        producer_epoch,
+        coordinator_epoch,
+        result,
+        ..
+    } = *marker;
     let entry = updates
         .entry(producer_id)
         .or_insert_with(|| committed.cloned().unwrap_or_default());
@@ -260,6 +296,7 @@ fn end_txn(
     }
     entry.coordinator_epoch = coordinator_epoch;
     entry.current_txn_first_offset = None;
+    entry.last_timestamp = timestamp;
     completed
 }
 
@@ -272,6 +309,7 @@ pub(crate) fn check_marker(
     committed: Option<&ProducerEntry>,
     marker: &crate::txn::TxnMarker,
     offset: i64,
+    timestamp: i64,
 ) -> Result<Option<CompletedTxn>, StorageError> {
     let current = committed.cloned().unwrap_or_default();
     let epoch = marker.producer_epoch;
@@ -299,15 +337,7 @@ pub(crate) fn check_marker(
             current_coordinator_epoch: current.coordinator_epoch,
         });
     }
-    Ok(end_txn(
-        updates,
-        committed,
-        marker.producer_id,
-        epoch,
-        marker.coordinator_epoch,
-        marker.result,
-        offset,
-    ))
+    Ok(end_txn(updates, committed, marker, offset, timestamp))
 }
 
 /// Checks one client batch against `updated` (the producer's entry including earlier batches of
@@ -343,13 +373,8 @@ pub(crate) fn check_and_update(
         }
     } else {
         let last_seq = entry.last_seq();
-        // An unknown producer (e.g. its batches were removed by retention) may start anywhere,
-        // and so may one known only from a marker with no batch of its epoch left: without
-        // producer-state snapshots a reopen rebuilds it from a log whose batches retention may
-        // have removed while the marker stayed (Kafka's snapshot would remember the sequence;
-        // refusing the producer's next batch would fail its transaction for our loss).
-        let known_sequence = current_epoch != NO_PRODUCER_EPOCH && last_seq != NO_SEQUENCE;
-        if known_sequence && !in_sequence(last_seq, first_seq) {
+        // An unknown producer (e.g. its batches were removed by retention) may start anywhere.
+        if current_epoch != NO_PRODUCER_EPOCH && !in_sequence(last_seq, first_seq) {
             return Err(StorageError::OutOfOrderSequence {
                 producer_id,
                 first_sequence: first_seq,

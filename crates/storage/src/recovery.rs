@@ -1,10 +1,13 @@
 //! Loading segments at open, after Kafka's `LogLoader` and `LogSegment.recover`.
 //!
 //! Every segment's batch headers are scanned once (headers only, 61-byte positional reads; a
-//! control batch is read whole for its marker) to rebuild the producer state (sequences,
-//! epochs, ongoing transactions), each segment's aborted transactions (`.txnindex`, rewritten
-//! when it differs), the leader-epoch cache and per-segment stats; Kafka avoids most of that
-//! scan with producer-state snapshots, which we do not write yet.
+//! control batch is read whole for its marker) for the leader-epoch cache, per-segment stats
+//! and each segment's aborted transactions (`.txnindex`, kept when it names the segment's ABORT
+//! markers, else rewritten). Producer state (sequences, epochs, ongoing transactions) starts
+//! from the latest producer snapshot (`producer_snapshot`) and replays only the batches from
+//! its offset on. Kafka also skips the header scan of segments below the recovery point; we
+//! still read every header for the stats (a cost measured in `docs/benchmarks.md`'s restart
+//! rows), so snapshots spare the replay, not the scan.
 //!
 //! A segment is *recovered* (every batch read whole and CRC-checked, indexes rebuilt from
 //! scratch) when it is the active segment after an unclean shutdown, or when its index files
@@ -82,6 +85,10 @@ fn indexes_look_sane(io: &dyn LogIo, dir: &Path, base_offset: i64, log_size: u64
 
 /// Scans the segment at `base_offset`, feeding producer state and the epoch cache, recovering
 /// it when `role` asks for it or its indexes look wrong.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the log's open passes each piece of state it builds; a struct would only rename them"
+)]
 pub(crate) fn load_segment(
     io: &Arc<dyn LogIo>,
     dir: &Path,
@@ -89,6 +96,7 @@ pub(crate) fn load_segment(
     role: SegmentRole,
     config: &LogConfig,
     producers: &mut ProducerStateManager,
+    replay_from: i64,
     epochs: &mut EpochCache,
 ) -> Result<Loaded, StorageError> {
     let log = io.open(&log_path(dir, base_offset), OpenMode::ReadWrite)?;
@@ -139,7 +147,7 @@ pub(crate) fn load_segment(
             IoFile::new(&**io, &log),
             position,
             &header,
-            producers,
+            (header.base_offset >= replay_from).then_some(&mut *producers),
             &mut aborted,
         )?;
         if header.partition_leader_epoch >= 0
@@ -213,17 +221,20 @@ pub(crate) fn load_segment(
 }
 
 /// Feeds one stored batch to `producers`, as Kafka's `ProducerStateManager` replays the log
-/// (REPLICATION origin: no checks). A control batch is read whole to learn its marker; an ABORT
-/// marker that ends a transaction adds its `.txnindex` entry to `replayed`.
+/// (REPLICATION origin: no checks); `None` when a producer snapshot already covers it. A
+/// control batch is read whole to learn its marker: an ABORT marker is noted in `replayed`,
+/// with its `.txnindex` entry when it ends a transaction the replay knows.
 pub(crate) fn replay_batch(
     log: IoFile<'_>,
     position: u64,
     header: &runnel_protocol::batch::BatchHeader,
-    producers: &mut ProducerStateManager,
+    producers: Option<&mut ProducerStateManager>,
     replayed: &mut ReplayedTxns,
 ) -> Result<(), StorageError> {
     if !header.is_control() {
-        producers.replay(header);
+        if let Some(producers) = producers {
+            producers.replay(header);
+        }
         return Ok(());
     }
     let size = header.size_bytes();
@@ -239,6 +250,9 @@ pub(crate) fn replay_batch(
             .abort_markers
             .push((header.producer_id, header.base_offset));
     }
+    let Some(producers) = producers else {
+        return Ok(());
+    };
     if let Some((completed, last_stable_offset)) = producers.replay_marker(header, marker) {
         if completed.aborted {
             replayed.aborted.push(AbortedTxn {

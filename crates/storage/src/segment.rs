@@ -56,14 +56,17 @@ pub(crate) fn time_index_path(dir: &Path, base_offset: i64) -> PathBuf {
     dir.join(format!("{}.timeindex", file_stem(base_offset)))
 }
 
-/// Every file a segment may have, for deleting it: its three files and its `.txnindex`, which
-/// exists once an aborted transaction landed in it (as Kafka's `LogSegment.deleteIfExists`).
-pub(crate) fn deletable_paths(dir: &Path, base_offset: i64) -> [PathBuf; 4] {
+/// Every file a segment may have, for deleting it: its three files, its `.txnindex`, which
+/// exists once an aborted transaction landed in it (as Kafka's `LogSegment.deleteIfExists`),
+/// and the producer snapshot taken when it was rolled to (named by its base offset, deleted
+/// with it as Kafka's `deleteSegmentFiles` deletes it).
+pub(crate) fn deletable_paths(dir: &Path, base_offset: i64) -> [PathBuf; 5] {
     [
         log_path(dir, base_offset),
         offset_index_path(dir, base_offset),
         time_index_path(dir, base_offset),
         crate::txn::txn_index_path(dir, base_offset),
+        crate::producer_snapshot::snapshot_path(dir, base_offset),
     ]
 }
 

@@ -101,7 +101,9 @@ fn kafka_dump_log_reads_markers_and_txn_indexes() {
 
     let segment = dir.join("00000000000000000000.log");
     let txn_index = dir.join("00000000000000000000.txnindex");
-    let text = dump_log(&[segment, txn_index]);
+    let snapshot = dir.join("00000000000000000006.snapshot");
+    let text = dump_log(&[segment, txn_index, snapshot]);
+    eprintln!("{text}");
     assert!(!text.contains("isvalid: false"), "{text}");
     // The markers: control batches of the producers, transactional, with their records.
     assert!(

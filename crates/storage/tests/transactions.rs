@@ -310,33 +310,9 @@ struct Model {
     /// ABORT markers that ended a non-empty transaction: (producer, first offset, marker offset)
     aborted: Vec<(i64, i64, i64)>,
     log_start: i64,
-    /// Transactional records still in a segment on disk (DeleteRecords leaves those below the
-    /// log start in place): offset -> transaction.
-    physical: BTreeMap<i64, u64>,
 }
 
 impl Model {
-    /// A reopen rebuilds producer state from the segments on disk (no snapshots yet): an open
-    /// transaction whose first batches went with a deleted segment starts at its first batch
-    /// left, or is not open at all when none is left (its marker then ends nothing).
-    fn reopened(&mut self, producers: &mut [Producer]) {
-        let mut forgotten = Vec::new();
-        for (txn, (_, first)) in self.ongoing.iter_mut() {
-            match self.physical.iter().find(|(_, t)| *t == txn) {
-                Some((&offset, _)) => *first = offset,
-                None => forgotten.push(*txn),
-            }
-        }
-        for txn in forgotten {
-            self.ongoing.remove(&txn);
-            for p in producers.iter_mut() {
-                if p.txn == Some(txn) {
-                    p.txn = None;
-                }
-            }
-        }
-    }
-
     fn lso(&self, hw: i64) -> i64 {
         self.ongoing
             .values()
@@ -414,7 +390,6 @@ fn run(seed: u64, steps: usize) -> (usize, usize) {
                 for (i, tag) in tags.into_iter().enumerate() {
                     m.records
                         .insert(out.base_offset + i as i64, (tag, Some(txn)));
-                    m.physical.insert(out.base_offset + i as i64, txn);
                 }
             }
             // A plain batch.
@@ -479,14 +454,13 @@ fn run(seed: u64, steps: usize) -> (usize, usize) {
                 } else {
                     drop(log);
                 }
+                // Producer snapshots (at each roll and at a clean shutdown) keep every open
+                // transaction's first offset, even where retention removed its batches.
                 log = open();
-                m.reopened(&mut producers);
             }
             // A read_committed fetch that passes the end of what was read.
             _ => {}
         }
-        let first_base = segment_bases(&path)[0];
-        m.physical.retain(|&o, _| o >= first_base);
         let leo = log.log_end_offset();
         // Sometimes the HW lags behind the end for a step (a marker not yet replicated).
         let hw = if rng.below(4) == 0 {
@@ -705,4 +679,93 @@ fn a_torn_marker_is_cut_and_its_txn_index_entry_rebuilt_away() {
     assert_eq!(log.ongoing_transactions(), vec![(9, 0)]);
     assert_eq!(log.last_stable_offset(), 0);
     assert!(txn_index_files(&path).values().all(Vec::is_empty));
+}
+
+fn snapshot_files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".snapshot"))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn producer_snapshots_keep_state_that_retention_removed_and_torn_ones_are_skipped() {
+    // A transaction whose first batches retention deleted keeps its first offset across a
+    // reopen (from the roll's snapshot), a clean shutdown snapshots at the log end, and a
+    // torn latest snapshot is removed and the one before it used.
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("t-0");
+    let open = || {
+        let mut log = PartitionLog::open(path.clone(), TOPIC, config(200)).unwrap();
+        let leo = log.log_end_offset();
+        log.set_high_watermark(leo);
+        log
+    };
+    let mut log = open();
+    log.append_as_leader(producer_batch(5, 0, 0, &[1, 2, 3], true).into(), 0, 1)
+        .unwrap(); // 0-2
+    for i in 0..4 {
+        // Plain batches that roll the 200-byte segments.
+        log.append_as_leader(producer_batch(-1, -1, -1, &[10 + i], false).into(), 0, 1)
+            .unwrap();
+    }
+    let leo = log.log_end_offset();
+    log.set_high_watermark(leo);
+    assert!(
+        segment_bases(&path).len() >= 3,
+        "{:?}",
+        segment_bases(&path)
+    );
+    log.delete_segments_before(leo, 2).unwrap();
+    assert!(
+        segment_bases(&path)[0] > 2,
+        "the transaction's batches are gone"
+    );
+    assert_eq!(log.ongoing_transactions(), vec![(5, 0)]);
+    let start = log.log_start_offset();
+    assert_eq!(log.last_stable_offset(), start);
+    drop(log); // a crash: the roll's snapshots are all there is
+    let log = open();
+    assert_eq!(log.ongoing_transactions(), vec![(5, 0)]);
+    assert_eq!(log.last_stable_offset(), start);
+    // The producer's sequence survived too: its next batch must follow on.
+    let mut log = log;
+    let refused = log.append_as_leader(producer_batch(5, 0, 7, &[4], true).into(), 0, 1);
+    assert!(
+        matches!(refused, Err(StorageError::OutOfOrderSequence { .. })),
+        "{refused:?}"
+    );
+    log.append_as_leader(producer_batch(5, 0, 3, &[4], true).into(), 0, 1)
+        .unwrap();
+    let leo = log.log_end_offset();
+    log.close().unwrap();
+    let leo_snapshot = format!("{leo:020}.snapshot");
+    assert!(
+        snapshot_files(&path).contains(&leo_snapshot),
+        "{:?}",
+        snapshot_files(&path)
+    );
+    // Tear the clean shutdown's snapshot: the roll's one before it is used, the log replayed
+    // from there, and the state is the same.
+    let torn = path.join(&leo_snapshot);
+    let len = std::fs::metadata(&torn).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&torn)
+        .unwrap()
+        .set_len(len - 3)
+        .unwrap();
+    let mut log = open();
+    assert!(!snapshot_files(&path).contains(&leo_snapshot));
+    assert_eq!(log.ongoing_transactions(), vec![(5, 0)]);
+    log.append_as_leader(producer_batch(5, 0, 4, &[5], true).into(), 0, 1)
+        .unwrap();
+    log.append_txn_marker(&marker(5, 0, 0, TxnResult::Commit), 0, 1)
+        .unwrap();
+    let leo = log.log_end_offset();
+    log.set_high_watermark(leo);
+    assert_eq!(log.last_stable_offset(), leo);
 }

@@ -4,6 +4,7 @@
 //! which needs no lock at all.
 
 mod cleaning;
+mod producer_snapshots;
 mod retention;
 mod truncate;
 mod validator;
@@ -190,7 +191,9 @@ impl PartitionLog {
             bases.push(0);
             names_changed = true;
         }
-        let mut producers = ProducerStateManager::default();
+        // The latest readable producer snapshot: producer state is replayed from its offset on.
+        let (mut producers, replay_from) =
+            producer_snapshots::load_latest(&*io, &dir, &names, &mut names_changed)?;
         let mut epochs = EpochCache::load(&io, &dir);
         let loaded_epochs = epochs.entries().to_vec();
         let mut segments = Vec::with_capacity(bases.len());
@@ -201,7 +204,16 @@ impl PartitionLog {
             } else {
                 SegmentRole::Sealed
             };
-            let loaded = load_segment(&io, &dir, base, role, &config, &mut producers, &mut epochs)?;
+            let loaded = load_segment(
+                &io,
+                &dir,
+                base,
+                role,
+                &config,
+                &mut producers,
+                replay_from,
+                &mut epochs,
+            )?;
             names_changed |= loaded.rewrote_indexes;
             segments.push(loaded.segment);
             if loaded.truncated_bytes > 0 && i < last_index {
@@ -242,10 +254,25 @@ impl PartitionLog {
             epochs.clear();
             names_changed = true;
         }
+        let leo = segments.last().map_or(0, |s| s.next_offset);
+        // Snapshots past the recovered end describe batches a crash took (Kafka's
+        // `truncateAndReload` deletes them); if the one used was among them, producer state is
+        // rebuilt from every segment instead.
+        // The others kept: one per segment (deleted with it), and the one loaded (a clean
+        // shutdown's, at the log end, replaced by the next one).
+        let bases: Vec<i64> = segments.iter().map(|s| s.base_offset).collect();
+        names_changed |= producer_snapshots::remove_where(&*io, &dir, |offset| {
+            offset > leo || (offset != replay_from && bases.binary_search(&offset).is_err())
+        })?;
+        if replay_from > leo {
+            producers = ProducerStateManager::default();
+            for segment in &segments {
+                truncate::replay_batches(&segment.read(), &budget, &mut producers)?;
+            }
+        }
         if names_changed {
             sync_dir(&*io, &dir)?;
         }
-        let leo = segments.last().map_or(0, |s| s.next_offset);
         epochs.truncate_from_end(leo);
         epochs.truncate_from_start(log_start_offset);
         if epochs.entries() != loaded_epochs.as_slice() {
@@ -559,6 +586,7 @@ impl PartitionLog {
             self.producers.get(marker.producer_id),
             marker,
             offset,
+            now_ms,
         )?;
         let log_append_time = self.config.message_timestamp_type == TimestampType::LogAppendTime;
         let buf = txn::marker_batch(marker, offset, leader_epoch, now_ms, log_append_time);
@@ -807,6 +835,9 @@ impl PartitionLog {
             segment.publish();
             self.segments.push(segment);
             self.publish_segments();
+            // Kafka's roll takes a producer snapshot at the new segment's base offset, so a
+            // reopen replays producer state from here; the directory fsync below covers it.
+            self.write_producer_snapshot(base_offset);
             sync_dir(&**self.io(), &self.dir)
         })();
         if result.is_err() {
@@ -905,6 +936,10 @@ impl PartitionLog {
         self.check_writable()?;
         self.active().append_final_time_entry()?;
         self.flush()?;
+        // A clean shutdown snapshots producer state at the log end, as Kafka's
+        // `UnifiedLog.close` does; the marker's directory fsync below covers its name.
+        let leo = self.log_end_offset();
+        self.write_producer_snapshot(leo);
         let marker = self.dir.join(CLEAN_SHUTDOWN_FILE);
         let file = self.io().open(&marker, OpenMode::Truncate)?;
         self.io().sync_all(&file)?;

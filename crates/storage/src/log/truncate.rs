@@ -44,8 +44,8 @@ impl PartitionLog {
     /// `target_offset`. A batch holding the target goes whole, so the log then ends at or below
     /// it. Segments starting past the target are deleted, the one holding it is cut at the
     /// batch boundary (with its indexes) and becomes the active segment; producer state is
-    /// rebuilt from the batches that stay (we keep no producer snapshots, so this reads every
-    /// batch header, as `open` does), leader epochs starting at or past the new end are
+    /// rebuilt from the batches that stay (every batch header is read; producer snapshots past
+    /// the new end are removed, earlier ones are not used here), leader epochs starting at or past the new end are
     /// forgotten, and the high watermark and log start offset come down to the new end if they
     /// were past it. A target below the first segment empties the log, which restarts at the
     /// target. A target at or past the log end changes nothing.
@@ -139,6 +139,9 @@ impl PartitionLog {
             ] {
                 self.cut_file(&file.path(&self.dir, base_offset), size_bytes)?;
             }
+            // Producer state was rebuilt; a snapshot past the new end would bring back what
+            // the truncation removed.
+            super::producer_snapshots::remove_where(&**self.io(), &self.dir, |o| o > leo)?;
             let aborted = self.segments[self.segments.len() - 1]
                 .shared
                 .with_aborted(<[_]>::to_vec);
@@ -185,6 +188,7 @@ impl PartitionLog {
         // log at the checkpointed start).
         let result = (|| {
             log_start::write(&**self.io(), &self.dir, offset)?;
+            super::producer_snapshots::remove_where(&**self.io(), &self.dir, |o| o >= offset)?;
             self.rename_deleted(&removed)?;
             sync_dir(&**self.io(), &self.dir)?;
             create_files(self.budget(), &**self.io(), &self.dir, offset)?;
@@ -374,7 +378,7 @@ pub(super) fn deleted_path(path: &Path) -> PathBuf {
 
 /// Feeds every batch of a segment to `producers`, as recovery does (its aborted transactions
 /// stay as they are: the segment stays whole).
-fn replay_batches(
+pub(super) fn replay_batches(
     segment: &SegmentRead,
     budget: &Arc<crate::FileBudget>,
     producers: &mut ProducerStateManager,
@@ -385,7 +389,7 @@ fn replay_batches(
         let mut position = 0u64;
         let mut replayed = Ok(());
         scan_batches(file, 0, size_bytes, |header| {
-            replayed = replay_batch(file, position, header, producers, &mut aborted);
+            replayed = replay_batch(file, position, header, Some(&mut *producers), &mut aborted);
             position += header.size_bytes() as u64;
             replayed.is_err()
         })?;
@@ -415,7 +419,13 @@ fn plan_cut(
                 return true;
             }
             segment.note_batch(header);
-            replayed = replay_batch(file, segment.size_bytes, header, producers, &mut aborted);
+            replayed = replay_batch(
+                file,
+                segment.size_bytes,
+                header,
+                Some(&mut *producers),
+                &mut aborted,
+            );
             segment.size_bytes += header.size_bytes() as u64;
             replayed.is_err()
         })?;
