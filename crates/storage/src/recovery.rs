@@ -6,8 +6,7 @@
 //! markers, else rewritten). Producer state (sequences, epochs, ongoing transactions) starts
 //! from the latest producer snapshot (`producer_snapshot`) and replays only the batches from
 //! its offset on. Kafka also skips the header scan of segments below the recovery point; we
-//! still read every header for the stats (a cost measured in `docs/benchmarks.md`'s restart
-//! rows), so snapshots spare the replay, not the scan.
+//! still read every header for the stats, so snapshots spare the replay, not the scan.
 //!
 //! A segment is *recovered* (every batch read whole and CRC-checked, indexes rebuilt from
 //! scratch) when it is the active segment after an unclean shutdown, or when its index files

@@ -73,7 +73,7 @@ fn marker(pid: i64, epoch: i16, coordinator_epoch: i32, result: TxnResult) -> Tx
 
 // Proves Kafka decodes our control batches (COMMIT and ABORT markers with their coordinator
 // epochs), finds every batch of a segment holding them valid, and reads our `.txnindex`
-// entries field by field.
+// entries and producer snapshot (CRC included) field by field.
 #[test]
 #[ignore]
 fn kafka_dump_log_reads_markers_and_txn_indexes() {
@@ -95,13 +95,15 @@ fn kafka_dump_log_reads_markers_and_txn_indexes() {
         .unwrap(); // 4
     log.append_txn_marker(&marker(2000, 0, 17, TxnResult::Commit), 5, now)
         .unwrap(); // 5
+    append(&mut log, batch(3000, 4, 9, true, &["open"])); // 6, left open
     let leo = log.log_end_offset();
     log.set_high_watermark(leo);
     log.close().unwrap();
 
     let segment = dir.join("00000000000000000000.log");
     let txn_index = dir.join("00000000000000000000.txnindex");
-    let snapshot = dir.join("00000000000000000006.snapshot");
+    // The clean shutdown's producer snapshot, at the log end.
+    let snapshot = dir.join("00000000000000000007.snapshot");
     let text = dump_log(&[segment, txn_index, snapshot]);
     eprintln!("{text}");
     assert!(!text.contains("isvalid: false"), "{text}");
@@ -120,6 +122,15 @@ fn kafka_dump_log_reads_markers_and_txn_indexes() {
         text.contains("endTxnMarker: COMMIT coordinatorEpoch: 17"),
         "{text}"
     );
+    // The snapshot, CRC checked by Kafka's `readSnapshot`: every producer's last batch, epochs
+    // and the open transaction.
+    for line in [
+        "producerId: 1000 producerEpoch: 2 coordinatorEpoch: 17 currentTxnFirstOffset: OptionalLong.empty lastTimestamp: 1700000000000 firstSequence: 0 lastSequence: 1 lastOffset: 2 offsetDelta: 1 timestamp: 1700000000000",
+        "producerId: 2000 producerEpoch: 0 coordinatorEpoch: 17 currentTxnFirstOffset: OptionalLong.empty lastTimestamp: 1700000000000 firstSequence: 0 lastSequence: 0 lastOffset: 3 offsetDelta: 0 timestamp: 1700000000000",
+        "producerId: 3000 producerEpoch: 4 coordinatorEpoch: -1 currentTxnFirstOffset: OptionalLong[6] lastTimestamp: 1700000000000 firstSequence: 9 lastSequence: 9 lastOffset: 6 offsetDelta: 0 timestamp: 1700000000000",
+    ] {
+        assert!(text.contains(line), "{line}\n{text}");
+    }
     // The .txnindex: one aborted transaction, its LSO held by producer 2000's open one.
     assert!(
         text.contains(
