@@ -20,7 +20,7 @@ use support::{segment_bases, TOPIC};
 const ATTR_TRANSACTIONAL: i16 = 0x10;
 
 /// A batch of `n` records from `pid` at `epoch` starting at `seq`, transactional or not; each
-/// value names the record's tag so reads can be matched with the model.
+/// key and value is the record's tag so reads can be matched with the model.
 fn producer_batch(pid: i64, epoch: i16, seq: i32, tags: &[u64], transactional: bool) -> Vec<u8> {
     let values: Vec<Vec<u8>> = tags.iter().map(|t| t.to_be_bytes().to_vec()).collect();
     encode_uncompressed_batch(&BatchSpec {
@@ -32,7 +32,8 @@ fn producer_batch(pid: i64, epoch: i16, seq: i32, tags: &[u64], transactional: b
         records: values
             .iter()
             .map(|v| RecordSpec {
-                key: Some(b"k"),
+                // Each record its own key, so compaction removes none of them.
+                key: Some(v),
                 value: Some(v),
                 ..RecordSpec::default()
             })
@@ -768,4 +769,122 @@ fn producer_snapshots_keep_state_that_retention_removed_and_torn_ones_are_skippe
     let leo = log.log_end_offset();
     log.set_high_watermark(leo);
     assert_eq!(log.last_stable_offset(), leo);
+}
+
+/// Every record readable from the log start as (offset, tag), control records left out
+/// (a read_uncommitted consumer's view).
+fn read_uncommitted(log: &PartitionLog) -> Vec<(i64, u64)> {
+    let (records, headers) = support::read_all(log);
+    let controls: Vec<i64> = headers
+        .iter()
+        .filter(|h| h.is_control())
+        .map(|h| h.base_offset)
+        .collect();
+    records
+        .into_iter()
+        .filter(|(offset, _, _)| !controls.contains(offset))
+        .map(|(offset, _, value)| {
+            (
+                offset,
+                u64::from_be_bytes(value.unwrap().try_into().unwrap()),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn cleaning_removes_aborted_data_and_keeps_markers_and_committed_data() {
+    // A compacted log with interleaved committed and aborted transactions: a cleaning round
+    // removes the aborted records only, the read_committed view is unchanged, every marker and
+    // .txnindex entry stays, and a reopen agrees.
+    use runnel_storage::cleaner::{
+        clean_once, CleanerSettings, CompactionConfig, OffsetMap, Throttler,
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("t-0");
+    let config = LogConfig {
+        segment_bytes: 300,
+        index_interval_bytes: 100,
+        file_delete_delay_ms: 0,
+        compaction: CompactionConfig {
+            compact: true,
+            min_cleanable_dirty_ratio: 0.01,
+            ..CompactionConfig::default()
+        },
+        ..LogConfig::default()
+    };
+    let log =
+        std::sync::Mutex::new(PartitionLog::open(path.clone(), TOPIC, config.clone()).unwrap());
+    {
+        let mut log = log.lock().unwrap();
+        let append = |log: &mut PartitionLog, b: Vec<u8>| {
+            log.append_as_leader(b.into(), 0, 1).unwrap();
+        };
+        append(&mut log, producer_batch(7, 0, 0, &[1, 2], true)); // aborted
+        append(&mut log, producer_batch(8, 0, 0, &[3], true)); // committed
+        append(&mut log, producer_batch(-1, -1, -1, &[4], false));
+        append(&mut log, producer_batch(7, 0, 2, &[5], true)); // aborted
+        log.append_txn_marker(&marker(7, 0, 0, TxnResult::Abort), 0, 1)
+            .unwrap();
+        log.append_txn_marker(&marker(8, 0, 0, TxnResult::Commit), 0, 1)
+            .unwrap();
+        append(&mut log, producer_batch(9, 0, 0, &[6], true)); // aborted, after the others
+        log.append_txn_marker(&marker(9, 0, 0, TxnResult::Abort), 0, 1)
+            .unwrap();
+        for i in 0..6 {
+            append(&mut log, producer_batch(-1, -1, -1, &[100 + i], false));
+        }
+        let leo = log.log_end_offset();
+        log.set_high_watermark(leo);
+    }
+    let before_committed = read_committed(&log.lock().unwrap(), 1 << 20);
+    let before_all = read_uncommitted(&log.lock().unwrap());
+    assert!(before_all.iter().any(|&(_, tag)| tag == 1));
+    let entries_before: Vec<AbortedTxn> = txn_index_files(&path).into_values().flatten().collect();
+    assert_eq!(entries_before.len(), 2);
+    let mut map = OffsetMap::new(1 << 16, 0.9);
+    let stats = clean_once(
+        || Some(log.lock().unwrap()),
+        &mut map,
+        &CleanerSettings::default(),
+        &Throttler::new(f64::MAX),
+        10_000,
+        true,
+    )
+    .unwrap()
+    .expect("a round ran");
+    assert!(stats.segments_written > 0);
+    let log = log.into_inner().unwrap();
+    let after_all = read_uncommitted(&log);
+    let aborted_tags = [1u64, 2, 5, 6];
+    assert!(
+        after_all.iter().all(|(_, tag)| !aborted_tags.contains(tag)),
+        "aborted records left: {after_all:?}"
+    );
+    let expected: Vec<(i64, u64)> = before_all
+        .iter()
+        .copied()
+        .filter(|(_, tag)| !aborted_tags.contains(tag))
+        .collect();
+    assert_eq!(after_all, expected, "only the aborted records went");
+    assert_eq!(read_committed(&log, 1 << 20), before_committed);
+    let (_, headers) = support::read_all(&log);
+    assert_eq!(
+        headers.iter().filter(|h| h.is_control()).count(),
+        3,
+        "markers stay"
+    );
+    let entries_after: Vec<AbortedTxn> = txn_index_files(&path).into_values().flatten().collect();
+    assert_eq!(entries_after, entries_before);
+    drop(log);
+    let log = PartitionLog::open(path.clone(), TOPIC, config).unwrap();
+    assert!(log.ongoing_transactions().is_empty());
+    assert_eq!(read_uncommitted(&log), expected);
+    assert_eq!(
+        txn_index_files(&path)
+            .into_values()
+            .flatten()
+            .collect::<Vec<_>>(),
+        entries_before
+    );
 }

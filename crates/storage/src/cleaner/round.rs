@@ -24,11 +24,15 @@
 //!
 //! # Batches kept whole
 //!
-//! Control batches and transactional batches are kept whole: runnel has no transactions yet,
-//! so it cannot tell committed from aborted data or know when a marker may go (see
-//! docs/design.md). They put no keys in the map, and while the cleaned range holds any, tombstones
-//! are kept: an older record of the tombstone's key might sit in such a batch and come back if
-//! the tombstone went.
+//! The batches of aborted transactions (told by the `.txnindex` entries, as Kafka's
+//! `CleanedTransactionMetadata` tells them) lose all their records, as in Kafka (the header
+//! stays under the `RETAIN_EMPTY` rule). Control batches and committed transactional batches
+//! are kept whole: Kafka compacts committed transactional data like any other and removes a
+//! marker once its transaction's data is gone and its delete horizon passed, which is still to
+//! do here (see docs/design.md). They put no keys in the map, and while the cleaned range holds
+//! any, tombstones are kept: an older record of the tombstone's key might sit in such a batch
+//! and come back if the tombstone went. Markers are never removed, so every `.txnindex` entry
+//! of the cleaned segments is carried over.
 //!
 //! Batches are read through the protocol crate's bounded reader (`BatchRecords`: compressed
 //! ones decompressed within the log's `max.message.bytes` limits) and, when a record goes,
@@ -52,6 +56,7 @@ use crate::file_budget::FileBudget;
 use crate::index::{OFFSET_ENTRY_BYTES, TIME_ENTRY_BYTES};
 use crate::io::{IoFile, LogIo, OpenMode};
 use crate::segment::{Segment, SegmentFile, SegmentRead, SharedSegment};
+use crate::txn::AbortedTxn;
 use crate::{LogConfig, StorageError};
 
 /// Suffix of a cleaned segment's files before the swap (Kafka's `CleanedFileSuffix`).
@@ -120,12 +125,62 @@ pub struct CleanRound {
     /// Last data offset of each producer in the producer state (Kafka's
     /// `lastRecordsOfActiveProducers`).
     pub(crate) producer_last_offsets: HashMap<i64, i64>,
+    /// Every aborted transaction that began below `first_uncleanable`, by first offset, from
+    /// every segment's `.txnindex` entries (a marker may lie past the round's segments).
+    pub(crate) aborted_txns: Vec<AbortedTxn>,
     pub(crate) now_ms: i64,
 }
 
 /// A batch is opaque when the cleaner keeps it whole without reading its records.
 fn is_opaque(header: &BatchHeader) -> bool {
     header.is_control() || header.is_transactional()
+}
+
+/// Kafka's `CleanedTransactionMetadata`, the part that tells aborted transactional batches:
+/// fed every batch of a group in order, a producer's transactional batches are aborted from
+/// the first offset of one of its aborted transactions until its ABORT marker. Nothing below
+/// the round's bound (at most the last stable offset) is undecided, so every aborted
+/// transaction there has its entry.
+struct AbortedBatches<'a> {
+    /// Entries not yet reached, by first offset.
+    pending: std::iter::Peekable<std::slice::Iter<'a, AbortedTxn>>,
+    /// Producers inside an aborted transaction.
+    aborting: std::collections::HashSet<i64>,
+}
+
+impl<'a> AbortedBatches<'a> {
+    /// For a pass from `start`: transactions whose marker lies below it are over.
+    fn new(entries: &'a [AbortedTxn], start: i64) -> Self {
+        let mut pending = entries.iter().peekable();
+        let mut aborting = std::collections::HashSet::new();
+        // Transactions that began before the group and end in or after it.
+        while let Some(e) = pending.next_if(|e| e.first_offset < start) {
+            if e.last_offset >= start {
+                aborting.insert(e.producer_id);
+            }
+        }
+        AbortedBatches { pending, aborting }
+    }
+
+    /// Whether `header`'s batch holds aborted transactional data (`batch`: its bytes, read for
+    /// a control batch's marker).
+    fn is_aborted(&mut self, header: &BatchHeader, batch: &[u8]) -> bool {
+        while let Some(e) = self
+            .pending
+            .next_if(|e| e.first_offset <= header.last_offset())
+        {
+            self.aborting.insert(e.producer_id);
+        }
+        if header.is_control() {
+            let abort = crate::txn::read_marker(batch)
+                .is_some_and(|m| m.result == crate::txn::TxnResult::Abort);
+            if abort {
+                self.aborting.remove(&header.producer_id);
+            }
+            return false;
+        }
+        header.is_transactional() && self.aborting.contains(&header.producer_id)
+    }
 }
 
 impl CleanRound {
@@ -413,6 +468,7 @@ impl CleanRound {
         let interval = self.config.index_interval_bytes;
         let limits =
             DecompressLimits::for_max_message_bytes(self.config.max_message_bytes as usize);
+        let mut aborted = AbortedBatches::new(&self.aborted_txns, base);
         for index in group {
             let source = &self.segments[index];
             stats.bytes_read +=
@@ -423,7 +479,14 @@ impl CleanRound {
                             == Some(&header.last_offset());
                     let retain_empty =
                         producer_last || header.last_offset() + 1 == self.first_uncleanable;
-                    if is_opaque(header) {
+                    if aborted.is_aborted(header, batch) {
+                        // Kafka's cleaner removes aborted transactional data (its marker and
+                        // `.txnindex` entry stay; see the module docs).
+                        stats.records_read += u64::try_from(header.record_count).unwrap_or(0);
+                        if retain_empty {
+                            out.extend_from_slice(&empty_batch(header));
+                        }
+                    } else if is_opaque(header) {
                         out.extend_from_slice(batch);
                     } else {
                         check_stored_batch(batch)?;

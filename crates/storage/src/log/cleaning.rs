@@ -140,6 +140,16 @@ impl PartitionLog {
             first_dirty: candidate.first_dirty_offset,
             first_uncleanable: candidate.first_uncleanable_offset,
             producer_last_offsets,
+            aborted_txns: {
+                let mut entries: Vec<crate::txn::AbortedTxn> = self
+                    .segments
+                    .iter()
+                    .flat_map(|s| s.shared.with_aborted(<[_]>::to_vec))
+                    .filter(|e| e.first_offset < candidate.first_uncleanable_offset)
+                    .collect();
+                entries.sort_by_key(|e| e.first_offset);
+                entries
+            },
             now_ms,
         }
     }
