@@ -346,8 +346,19 @@ fn run(seed: u64, steps: usize) -> (usize, usize) {
     let path = tmp.path().join("t-0");
     let mut rng = Xorshift(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
     let segment_bytes = [400, 700, 2_000][rng.below(3) as usize];
+    // Every other seed compacts (`compact,delete`): cleaning rounds then remove aborted
+    // records; every record has its own key, so nothing else goes.
+    let compact = seed.is_multiple_of(2);
+    let log_config = LogConfig {
+        compaction: runnel_storage::cleaner::CompactionConfig {
+            compact,
+            min_cleanable_dirty_ratio: 0.01,
+            ..runnel_storage::cleaner::CompactionConfig::default()
+        },
+        ..config(segment_bytes)
+    };
     let open = || {
-        let mut log = PartitionLog::open(path.clone(), TOPIC, config(segment_bytes)).unwrap();
+        let mut log = PartitionLog::open(path.clone(), TOPIC, log_config.clone()).unwrap();
         let leo = log.log_end_offset();
         log.set_high_watermark(leo);
         log
@@ -366,6 +377,7 @@ fn run(seed: u64, steps: usize) -> (usize, usize) {
     let mut next_txn = 0u64;
     let coordinator_epoch = 1;
     let (mut aborts, mut commits) = (0, 0);
+    let mut cleans = 0;
     for step in 0..steps {
         let now = 1_000 + step as i64;
         match rng.below(100) {
@@ -459,8 +471,23 @@ fn run(seed: u64, steps: usize) -> (usize, usize) {
                 // transaction's first offset, even where retention removed its batches.
                 log = open();
             }
-            // A read_committed fetch that passes the end of what was read.
-            _ => {}
+            // A cleaning round (compacted seeds), else just the checks below.
+            _ => {
+                if compact {
+                    let lock = std::sync::Mutex::new(log);
+                    runnel_storage::cleaner::clean_once(
+                        || Some(lock.lock().unwrap()),
+                        &mut runnel_storage::cleaner::OffsetMap::new(1 << 14, 0.9),
+                        &runnel_storage::cleaner::CleanerSettings::default(),
+                        &runnel_storage::cleaner::Throttler::new(f64::MAX),
+                        now,
+                        true,
+                    )
+                    .unwrap();
+                    log = lock.into_inner().unwrap();
+                    cleans += 1;
+                }
+            }
         }
         let leo = log.log_end_offset();
         // Sometimes the HW lags behind the end for a step (a marker not yet replicated).
@@ -529,15 +556,16 @@ fn run(seed: u64, steps: usize) -> (usize, usize) {
         );
     }
     log.set_high_watermark(log.log_end_offset());
+    assert!(!compact || cleans > 0, "seed {seed}: no cleaning round ran");
     (aborts, commits)
 }
 
 #[test]
 fn random_transactions_agree_with_the_model() {
     // Random transactional and plain appends, commits, aborts, fencing, DeleteRecords,
-    // retention, rolls and reopens: the LSO is the model's, read_committed never shows an
-    // aborted record or one past the LSO and never misses a committed one, and the .txnindex
-    // files hold exactly the aborted transactions.
+    // retention, rolls, reopens and (half the seeds) cleaning rounds: the LSO is the model's,
+    // read_committed never shows an aborted record or one past the LSO and never misses a
+    // committed one, and the .txnindex files hold exactly the aborted transactions.
     let (mut aborts, mut commits) = (0, 0);
     for seed in 1..=16u64 {
         let (a, c) = run(seed, 300);
