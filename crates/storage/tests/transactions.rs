@@ -916,3 +916,107 @@ fn cleaning_removes_aborted_data_and_keeps_markers_and_committed_data() {
         entries_before
     );
 }
+
+/// A batch of (key, tag) records from `pid` (transactional or not), tags as values.
+fn keyed(pid: i64, seq: i32, records: &[(&str, u64)], transactional: bool) -> Vec<u8> {
+    let values: Vec<[u8; 8]> = records.iter().map(|(_, t)| t.to_be_bytes()).collect();
+    encode_uncompressed_batch(&BatchSpec {
+        attributes: if transactional { ATTR_TRANSACTIONAL } else { 0 },
+        base_timestamp: 1_000,
+        producer_id: pid,
+        producer_epoch: if pid < 0 { -1 } else { 0 },
+        base_sequence: if pid < 0 { -1 } else { seq },
+        records: records
+            .iter()
+            .zip(&values)
+            .map(|((k, _), v)| RecordSpec {
+                key: Some(k.as_bytes()),
+                value: Some(v),
+                ..RecordSpec::default()
+            })
+            .collect(),
+        ..BatchSpec::default()
+    })
+}
+
+#[test]
+fn cleaning_compacts_committed_transactional_data_and_ignores_aborted_keys() {
+    // Committed transactional records are compacted like any other (a later value of the key
+    // removes them, and they remove earlier ones), while an aborted record neither survives
+    // nor displaces the committed value of its key.
+    use runnel_storage::cleaner::{
+        clean_once, CleanerSettings, CompactionConfig, OffsetMap, Throttler,
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("t-0");
+    let config = LogConfig {
+        segment_bytes: 250,
+        index_interval_bytes: 100,
+        file_delete_delay_ms: 0,
+        compaction: CompactionConfig {
+            compact: true,
+            min_cleanable_dirty_ratio: 0.01,
+            ..CompactionConfig::default()
+        },
+        ..LogConfig::default()
+    };
+    let mut log = PartitionLog::open(path.clone(), TOPIC, config).unwrap();
+    let append = |log: &mut PartitionLog, b: Vec<u8>| {
+        log.append_as_leader(b.into(), 0, 1).unwrap();
+    };
+    append(&mut log, keyed(-1, 0, &[("a", 1), ("b", 2)], false));
+    append(&mut log, keyed(7, 0, &[("a", 3), ("c", 4)], true)); // committed: a=3 replaces a=1
+    log.append_txn_marker(&marker(7, 0, 0, TxnResult::Commit), 0, 1)
+        .unwrap();
+    append(&mut log, keyed(8, 0, &[("b", 5), ("c", 6)], true)); // aborted: b=2, c=4 stay
+    log.append_txn_marker(&marker(8, 0, 0, TxnResult::Abort), 0, 1)
+        .unwrap();
+    append(&mut log, keyed(7, 2, &[("c", 7)], true)); // committed: c=7 replaces c=4
+    log.append_txn_marker(&marker(7, 0, 0, TxnResult::Commit), 0, 1)
+        .unwrap();
+    for i in 0..6 {
+        append(
+            &mut log,
+            keyed(-1, 0, &[(&format!("filler{i}"), 100 + i)], false),
+        );
+    }
+    let leo = log.log_end_offset();
+    log.set_high_watermark(leo);
+    let lock = std::sync::Mutex::new(log);
+    let stats = clean_once(
+        || Some(lock.lock().unwrap()),
+        &mut OffsetMap::new(1 << 16, 0.9),
+        &CleanerSettings::default(),
+        &Throttler::new(f64::MAX),
+        10_000,
+        true,
+    )
+    .unwrap()
+    .expect("a round ran");
+    assert!(
+        stats.end_offset > 9,
+        "the transactions were in the cleaned range"
+    );
+    let log = lock.into_inner().unwrap();
+    let tags: Vec<u64> = read_uncommitted(&log).into_iter().map(|(_, t)| t).collect();
+    let data: Vec<u64> = tags.into_iter().filter(|&t| t < 100).collect();
+    assert_eq!(
+        data,
+        vec![2, 3, 7],
+        "b=2 (the aborted b=5 ignored), a=3, c=7"
+    );
+    assert_eq!(
+        read_committed(&log, 1 << 20)
+            .into_iter()
+            .map(|(_, t)| t)
+            .filter(|&t| t < 100)
+            .collect::<Vec<_>>(),
+        vec![2, 3, 7]
+    );
+    let (_, headers) = support::read_all(&log);
+    assert_eq!(
+        headers.iter().filter(|h| h.is_control()).count(),
+        3,
+        "markers stay"
+    );
+}

@@ -25,13 +25,11 @@
 //! # Batches kept whole
 //!
 //! The batches of aborted transactions (told by the `.txnindex` entries, as Kafka's
-//! `CleanedTransactionMetadata` tells them) lose all their records, as in Kafka (the header
-//! stays under the `RETAIN_EMPTY` rule). Control batches and committed transactional batches
-//! are kept whole: Kafka compacts committed transactional data like any other and removes a
-//! marker once its transaction's data is gone and its delete horizon passed, which is still to
-//! do here (see docs/design.md). They put no keys in the map, and while the cleaned range holds
-//! any, tombstones are kept: an older record of the tombstone's key might sit in such a batch
-//! and come back if the tombstone went. Markers are never removed, so every `.txnindex` entry
+//! `CleanedTransactionMetadata` tells them) put no keys in the map and lose all their records,
+//! as in Kafka (the header stays under the `RETAIN_EMPTY` rule). Committed transactional data
+//! is compacted like any other. Control batches (transaction markers) are kept whole: Kafka
+//! removes a marker once its transaction's data is gone and its delete horizon passed, which is
+//! still to do here (see docs/design.md). Markers are never removed, so every `.txnindex` entry
 //! of the cleaned segments is carried over.
 //!
 //! Batches are read through the protocol crate's bounded reader (`BatchRecords`: compressed
@@ -131,9 +129,12 @@ pub struct CleanRound {
     pub(crate) now_ms: i64,
 }
 
-/// A batch is opaque when the cleaner keeps it whole without reading its records.
+/// A batch is opaque when the cleaner keeps it whole without reading its records: a
+/// transaction marker (Kafka removes one only after its transaction's data is gone and its
+/// delete horizon passed, which is still to do here). Markers hold no keyed data, so they put
+/// nothing in the map and no tombstone waits for them.
 fn is_opaque(header: &BatchHeader) -> bool {
-    header.is_control() || header.is_transactional()
+    header.is_control()
 }
 
 /// Kafka's `CleanedTransactionMetadata`, the part that tells aborted transactional batches:
@@ -276,6 +277,9 @@ impl CleanRound {
         let start = self.first_dirty;
         let end = self.first_uncleanable;
         let mut full = false;
+        // Kafka's `buildOffsetMap`: aborted transactional batches put no keys in the map (they
+        // are removed, and must not displace an older committed value of their key).
+        let mut aborted = AbortedBatches::new(&self.aborted_txns, start);
         for (index, segment) in self.segments.iter().enumerate() {
             let next_base = self.next_base(index);
             if next_base <= start || segment.base_offset() >= end || full {
@@ -288,7 +292,8 @@ impl CleanRound {
                 io_buffer_bytes,
                 throttler,
                 |header, batch| {
-                    if !is_opaque(header) && header.last_offset() >= start {
+                    let is_aborted = aborted.is_aborted(header, batch);
+                    if !is_opaque(header) && !is_aborted && header.last_offset() >= start {
                         check_stored_batch(batch)?;
                         BatchRecords::open(batch, limits)?.for_each(|record| {
                             if full {
@@ -374,31 +379,6 @@ impl CleanRound {
         groups
     }
 
-    /// Whether any segment below `end_offset` holds a batch the cleaner keeps whole (module
-    /// docs: tombstones must then stay).
-    pub fn has_opaque_batches(
-        &self,
-        end_offset: i64,
-        throttler: &Throttler,
-    ) -> Result<bool, StorageError> {
-        for segment in self
-            .segments
-            .iter()
-            .take_while(|s| s.base_offset() < end_offset)
-        {
-            let found = segment.with_log(&self.budget, |file| {
-                crate::reader::scan_batches(file, 0, segment.stats.size_bytes, |h| {
-                    is_opaque(h) && h.record_count > 0
-                })
-            })?;
-            throttler.maybe_throttle(segment.stats.size_bytes / 64);
-            if found.is_some() {
-                return Ok(true);
-            }
-        }
-        Ok(false)
-    }
-
     /// Kafka's `cleanSegments`: writes the group's kept batches to one segment's `.cleaned`
     /// files (fsynced), named by the group's first base offset.
     #[allow(clippy::too_many_arguments)]
@@ -406,7 +386,6 @@ impl CleanRound {
         &self,
         group: std::ops::Range<usize>,
         map: &OffsetMap,
-        keep_all_tombstones: bool,
         io_buffer_bytes: usize,
         throttler: &Throttler,
         stats: &mut CleanStats,
@@ -419,7 +398,6 @@ impl CleanRound {
             base,
             &cleaned_paths,
             map,
-            keep_all_tombstones,
             io_buffer_bytes,
             throttler,
             stats,
@@ -448,7 +426,6 @@ impl CleanRound {
         base: i64,
         paths: &[PathBuf; 3],
         map: &OffsetMap,
-        keep_all_tombstones: bool,
         io_buffer_bytes: usize,
         throttler: &Throttler,
         stats: &mut CleanStats,
@@ -492,8 +469,7 @@ impl CleanRound {
                         check_stored_batch(batch)?;
                         let records = BatchRecords::open(batch, limits)?;
                         let existing_horizon = header.delete_horizon_ms();
-                        let retain_deletes = keep_all_tombstones
-                            || existing_horizon.is_none_or(|horizon| now < horizon);
+                        let retain_deletes = existing_horizon.is_none_or(|horizon| now < horizon);
                         // Which records stay, by index: the rewrite below needs to know first
                         // whether any kept one is a tombstone.
                         keep.clear();
@@ -597,16 +573,8 @@ impl CleanRound {
         let mut stats = CleanStats::default();
         let end_offset = self.build_offset_map(map, io_buffer_bytes, throttler, &mut stats)?;
         stats.end_offset = end_offset;
-        let keep_all_tombstones = self.has_opaque_batches(end_offset, throttler)?;
         for group in self.group_segments(end_offset) {
-            let cleaned = self.clean_group(
-                group,
-                map,
-                keep_all_tombstones,
-                io_buffer_bytes,
-                throttler,
-                &mut stats,
-            )?;
+            let cleaned = self.clean_group(group, map, io_buffer_bytes, throttler, &mut stats)?;
             if !install(cleaned)? {
                 stats.aborted = true;
                 return Ok(stats);
