@@ -61,7 +61,23 @@ pub struct RoundResult {
 /// the kernel may have dropped the dirty pages, so a retried fsync could report success falsely.
 /// It runs on a blocking thread and may block as long as the disk takes.
 pub trait RoundLog: Send + Sync + 'static {
-    fn commit_round(&self, batches: Vec<Bytes>) -> RoundResult;
+    fn commit_round(&self, batches: Vec<RoundAppend>) -> RoundResult;
+}
+
+/// One append of a round: a producer's (or coordinator's) batches, or a transaction marker
+/// the transaction coordinator writes (`ReplicaManager::write_txn_marker`). Markers share the
+/// round so they are exactly as durable as the batches they end, and keep their place in the
+/// partition's append order.
+#[derive(Debug, Clone)]
+pub enum RoundAppend {
+    Records(Bytes),
+    Marker(runnel_storage::TxnMarker),
+}
+
+impl From<Bytes> for RoundAppend {
+    fn from(records: Bytes) -> Self {
+        RoundAppend::Records(records)
+    }
 }
 
 /// The sans-IO core: the batches waiting for the next round, whether a flusher is running, and
@@ -144,7 +160,7 @@ impl<W> GroupCommit<W> {
 
 /// A batch waiting for its round and the producer waiting for its outcome.
 struct Pending {
-    records: Bytes,
+    records: RoundAppend,
     reply: oneshot::Sender<Committed>,
 }
 
@@ -173,8 +189,9 @@ impl GroupCommitter {
     pub fn submit<L: RoundLog>(
         self: &Arc<Self>,
         log: &Arc<L>,
-        records: Bytes,
+        records: impl Into<RoundAppend>,
     ) -> oneshot::Receiver<Committed> {
+        let records = records.into();
         let (reply, outcome) = oneshot::channel();
         let submitted = {
             let mut core = self.lock();
@@ -217,7 +234,7 @@ impl GroupCommitter {
             let Some(round) = round else {
                 return;
             };
-            let (batches, replies): (Vec<Bytes>, Vec<_>) =
+            let (batches, replies): (Vec<RoundAppend>, Vec<_>) =
                 round.into_iter().map(|p| (p.records, p.reply)).unzip();
             let result = log.commit_round(batches);
             assert_eq!(
@@ -355,7 +372,7 @@ mod tests {
     }
 
     impl RoundLog for FakeLog {
-        fn commit_round(&self, batches: Vec<Bytes>) -> RoundResult {
+        fn commit_round(&self, batches: Vec<RoundAppend>) -> RoundResult {
             let mut next = self.next_offset.lock().unwrap();
             let appended = batches
                 .iter()

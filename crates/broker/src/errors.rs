@@ -78,6 +78,10 @@ pub fn storage_error_code(e: &StorageError) -> i16 {
         StorageError::InvalidTimestamp { .. } => ResponseError::InvalidTimestamp,
         StorageError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
         StorageError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
+        StorageError::InvalidTxnState(_) => ResponseError::InvalidTxnState,
+        StorageError::TransactionCoordinatorFenced { .. } => {
+            ResponseError::TransactionCoordinatorFenced
+        }
         // The disk failed or holds bytes we cannot trust: KAFKA_STORAGE_ERROR makes clients
         // refresh metadata and retry, as with a failed log dir in Kafka.
         StorageError::Io(_)

@@ -30,3 +30,4 @@ pub mod server;
 pub mod state;
 pub mod tls;
 pub mod transport;
+pub mod txn_markers;

@@ -51,6 +51,18 @@ pub enum StorageError {
         epoch: i16,
         current_epoch: i16,
     },
+    /// INVALID_TXN_STATE: a producer with a transaction open on this partition wrote a
+    /// non-transactional batch (Kafka's `ProducerAppendInfo.appendDataBatch`).
+    #[error("{0}")]
+    InvalidTxnState(String),
+    /// TRANSACTION_COORDINATOR_FENCED: a marker from a coordinator older than the one that
+    /// wrote this producer's last marker.
+    #[error("Invalid coordinator epoch for producerId {producer_id}: {coordinator_epoch} (zombie), {current_coordinator_epoch} (current)")]
+    TransactionCoordinatorFenced {
+        producer_id: i64,
+        coordinator_epoch: i32,
+        current_coordinator_epoch: i32,
+    },
     /// `partition.metadata` names another topic id: this directory belongs to a deleted or
     /// different topic of the same name.
     #[error("partition.metadata holds a different topic id")]

@@ -14,10 +14,12 @@ mod log;
 mod log_start;
 mod metadata;
 mod offsets;
+mod producer_snapshot;
 mod producer_state;
 mod reader;
 mod recovery;
 mod segment;
+mod txn;
 
 pub use config::{BrokerCompressionType, LogConfig};
 pub use epoch_cache::EpochEntry;
@@ -27,3 +29,4 @@ pub use log::{rename_for_delete, AppendOutcome, ExpiredFiles, FileSlice, Partiti
 pub use offsets::{LogOffsets, OffsetsSnapshot};
 pub use reader::{LogReader, LogSnapshot};
 pub use runnel_protocol::batch::TimestampType;
+pub use txn::{AbortedTxn, TxnMarker, TxnResult, ABORTED_TXN_BYTES};

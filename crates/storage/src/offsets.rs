@@ -1,4 +1,5 @@
-//! `LogOffsets`: a partition log's start offset, high watermark and end offset, readable
+//! `LogOffsets`: a partition log's start offset, last stable offset, high watermark and end
+//! offset, readable
 //! without the log's lock (fetch sessions, metrics, ListOffsets answers that need no data).
 //!
 //! The log is the only writer: it publishes the three offsets together, under its own `&mut`,
@@ -21,15 +22,20 @@ pub struct LogOffsets {
     /// Odd while a publication is in progress; bumped twice by each.
     sequence: AtomicU64,
     log_start_offset: AtomicI64,
+    last_stable_offset: AtomicI64,
     high_watermark: AtomicI64,
     log_end_offset: AtomicI64,
 }
 
-/// One consistent reading of a `LogOffsets`: `log_start_offset <= high_watermark <=
-/// log_end_offset` always holds.
+/// One consistent reading of a `LogOffsets`: `log_start_offset <= last_stable_offset <=
+/// high_watermark <= log_end_offset` always holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OffsetsSnapshot {
     pub log_start_offset: i64,
+    /// Kafka's LSO: the first offset of the earliest transaction not yet decided (or decided
+    /// by a marker the high watermark has not passed), else the high watermark. A
+    /// read_committed consumer reads below it.
+    pub last_stable_offset: i64,
     pub high_watermark: i64,
     pub log_end_offset: i64,
 }
@@ -42,6 +48,7 @@ impl LogOffsets {
         LogOffsets {
             sequence: AtomicU64::new(0),
             log_start_offset: AtomicI64::new(log_start_offset),
+            last_stable_offset: AtomicI64::new(high_watermark),
             high_watermark: AtomicI64::new(high_watermark),
             log_end_offset: AtomicI64::new(log_end_offset),
         }
@@ -53,6 +60,10 @@ impl LogOffsets {
 
     pub fn high_watermark(&self) -> i64 {
         self.high_watermark.load(Ordering::Acquire)
+    }
+
+    pub fn last_stable_offset(&self) -> i64 {
+        self.last_stable_offset.load(Ordering::Acquire)
     }
 
     pub fn log_end_offset(&self) -> i64 {
@@ -67,6 +78,7 @@ impl LogOffsets {
             if before & 1 == 0 {
                 let snapshot = OffsetsSnapshot {
                     log_start_offset: self.log_start_offset.load(Ordering::Relaxed),
+                    last_stable_offset: self.last_stable_offset.load(Ordering::Relaxed),
                     high_watermark: self.high_watermark.load(Ordering::Relaxed),
                     log_end_offset: self.log_end_offset.load(Ordering::Relaxed),
                 };
@@ -86,13 +98,34 @@ impl LogOffsets {
         }
     }
 
-    /// Publishes new offsets. Only the owning log calls this, one call at a time (it holds
-    /// `&mut` of itself), so publications never overlap.
+    /// `publish_all` with no transaction open (LSO = HW), for the tests of this module.
+    #[cfg(test)]
+    pub(crate) fn publish(&self, log_start_offset: i64, high_watermark: i64, log_end_offset: i64) {
+        self.publish_all(
+            log_start_offset,
+            high_watermark,
+            high_watermark,
+            log_end_offset,
+        );
+    }
+
+    /// Publishes new offsets, the last stable offset included. Only the owning log calls this,
+    /// one call at a time (it holds `&mut` of itself), so publications never overlap.
     ///
     /// # Panics
-    /// If the offsets break `log_start <= hw <= leo` (our bug: they come from the log).
-    pub(crate) fn publish(&self, log_start_offset: i64, high_watermark: i64, log_end_offset: i64) {
+    /// If the offsets break `log_start <= lso <= hw <= leo` (our bug: they come from the log).
+    pub(crate) fn publish_all(
+        &self,
+        log_start_offset: i64,
+        last_stable_offset: i64,
+        high_watermark: i64,
+        log_end_offset: i64,
+    ) {
         assert_chain(log_start_offset, high_watermark, log_end_offset);
+        assert!(
+            log_start_offset <= last_stable_offset && last_stable_offset <= high_watermark,
+            "log_start {log_start_offset} <= lso {last_stable_offset} <= hw {high_watermark} violated"
+        );
         let sequence = self.sequence.load(Ordering::Relaxed);
         debug_assert!(sequence & 1 == 0, "overlapping publications");
         self.sequence.store(sequence + 1, Ordering::Relaxed);
@@ -101,6 +134,8 @@ impl LogOffsets {
         fence(Ordering::Release);
         self.log_start_offset
             .store(log_start_offset, Ordering::Relaxed);
+        self.last_stable_offset
+            .store(last_stable_offset, Ordering::Relaxed);
         self.high_watermark.store(high_watermark, Ordering::Relaxed);
         self.log_end_offset.store(log_end_offset, Ordering::Relaxed);
         self.sequence.store(sequence + 2, Ordering::Release);
@@ -137,6 +172,7 @@ mod tests {
             offsets.snapshot(),
             OffsetsSnapshot {
                 log_start_offset: 5,
+                last_stable_offset: 7,
                 high_watermark: 7,
                 log_end_offset: 12
             }

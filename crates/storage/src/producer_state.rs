@@ -1,9 +1,13 @@
-//! Idempotent-producer state for one partition, after Kafka's `ProducerStateManager`,
-//! `ProducerStateEntry` and `ProducerAppendInfo` (transactions are out of scope).
+//! Idempotent and transactional producer state for one partition, after Kafka's
+//! `ProducerStateManager`, `ProducerStateEntry` and `ProducerAppendInfo`: each producer's epoch,
+//! recent batches, coordinator epoch and ongoing transaction, plus the partition's ongoing
+//! transactions (which bound the last stable offset) and the completed ones whose marker the
+//! high watermark has not passed yet (Kafka's `unreplicatedTxns`, which bound it too).
 //!
-//! State is rebuilt at open by scanning batch headers (no snapshots yet).
+//! At open, state comes from the latest producer snapshot (`producer_snapshot`) and the batches
+//! after it; truncation rebuilds it from every batch left.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use runnel_protocol::batch::{decrement_sequence, BatchHeader, NO_SEQUENCE};
 
@@ -31,6 +35,13 @@ pub(crate) struct ProducerEntry {
     pub(crate) epoch: i16,
     /// Oldest first; at most `BATCHES_TO_RETAIN`.
     pub(crate) batches: VecDeque<BatchMetadata>,
+    /// The epoch of the coordinator that wrote this producer's last marker (-1: none yet).
+    pub(crate) coordinator_epoch: i32,
+    /// First offset of the producer's ongoing transaction, if one is open here.
+    pub(crate) current_txn_first_offset: Option<i64>,
+    /// Timestamp of the producer's last batch or marker (-1: none), kept in snapshots as
+    /// Kafka's `lastTimestamp`.
+    pub(crate) last_timestamp: i64,
 }
 
 impl Default for ProducerEntry {
@@ -38,8 +49,21 @@ impl Default for ProducerEntry {
         ProducerEntry {
             epoch: NO_PRODUCER_EPOCH,
             batches: VecDeque::new(),
+            coordinator_epoch: -1,
+            current_txn_first_offset: None,
+            last_timestamp: -1,
         }
     }
+}
+
+/// A transaction a marker ended (Kafka's `CompletedTxn`); only non-empty transactions complete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CompletedTxn {
+    pub(crate) producer_id: i64,
+    pub(crate) first_offset: i64,
+    /// The marker's offset.
+    pub(crate) last_offset: i64,
+    pub(crate) aborted: bool,
 }
 
 impl ProducerEntry {
@@ -56,6 +80,7 @@ impl ProducerEntry {
         if self.batches.len() == BATCHES_TO_RETAIN {
             self.batches.pop_front();
         }
+        self.last_timestamp = batch.timestamp;
         self.batches.push_back(batch);
     }
 }
@@ -74,6 +99,13 @@ fn metadata_for(header: &BatchHeader) -> BatchMetadata {
 #[derive(Debug, Default)]
 pub(crate) struct ProducerStateManager {
     producers: HashMap<i64, ProducerEntry>,
+    /// Ongoing transactions by first offset -> producer id (Kafka's `ongoingTxns`).
+    ongoing: BTreeMap<i64, i64>,
+    /// Completed transactions whose marker is not yet below the high watermark, by first
+    /// offset -> marker offset (Kafka's `unreplicatedTxns`): their records stay unstable until
+    /// the marker is committed, so a read_committed consumer never sees a transaction whose
+    /// outcome could still be lost.
+    unreplicated: BTreeMap<i64, i64>,
 }
 
 impl ProducerStateManager {
@@ -96,15 +128,109 @@ impl ProducerStateManager {
             .copied()
     }
 
-    /// Replays a batch already in the log (recovery); no checks, as Kafka's REPLICATION origin.
+    /// Replays a data batch already in the log (recovery, truncation); no checks, as Kafka's
+    /// REPLICATION origin. Control batches go through `replay_marker`.
     pub(crate) fn replay(&mut self, header: &BatchHeader) {
-        if !header.has_producer_id() {
+        if !header.has_producer_id() || header.is_control() {
             return;
         }
-        self.producers
-            .entry(header.producer_id)
-            .or_default()
-            .add_batch(header.producer_epoch, metadata_for(header));
+        let entry = self.producers.entry(header.producer_id).or_default();
+        entry.add_batch(header.producer_epoch, metadata_for(header));
+        if header.is_transactional() && entry.current_txn_first_offset.is_none() {
+            entry.current_txn_first_offset = Some(header.base_offset);
+            self.ongoing.insert(header.base_offset, header.producer_id);
+        }
+    }
+
+    /// Replays a marker already in the log (`marker` is `None` for a control batch that is no
+    /// transaction marker, which changes nothing). Returns the transaction it completed, with
+    /// the last stable offset to record for it, as `complete` does.
+    pub(crate) fn replay_marker(
+        &mut self,
+        header: &BatchHeader,
+        marker: Option<crate::txn::StoredMarker>,
+    ) -> Option<(CompletedTxn, i64)> {
+        let marker = marker?;
+        let mut updates = HashMap::new();
+        let stored = crate::txn::TxnMarker {
+            producer_id: header.producer_id,
+            producer_epoch: header.producer_epoch,
+            coordinator_epoch: marker.coordinator_epoch,
+            result: marker.result,
+            // Replay checks nothing, so the version does not matter (Kafka's TV_UNKNOWN).
+            transaction_version: 0,
+        };
+        let completed = end_txn(
+            &mut updates,
+            self.producers.get(&header.producer_id),
+            &stored,
+            header.base_offset,
+            header.max_timestamp,
+        );
+        self.commit(updates);
+        completed.map(|c| (c, self.complete(c)))
+    }
+
+    /// Ends `completed` (after `commit` recorded the marker): it leaves the ongoing
+    /// transactions and waits among the unreplicated ones until the high watermark passes its
+    /// marker. Returns Kafka's `lastStableOffset(completedTxn)`, the `.txnindex` entry's last
+    /// stable offset: the first offset of the earliest ongoing transaction of another producer,
+    /// else the offset after the marker.
+    pub(crate) fn complete(&mut self, completed: CompletedTxn) -> i64 {
+        let last_stable_offset = self.stable_offset_after(&completed);
+        self.ongoing.remove(&completed.first_offset);
+        self.unreplicated
+            .insert(completed.first_offset, completed.last_offset);
+        last_stable_offset
+    }
+
+    /// Kafka's `lastStableOffset(completedTxn)` (see `complete`), without changing anything.
+    pub(crate) fn stable_offset_after(&self, completed: &CompletedTxn) -> i64 {
+        self.ongoing
+            .iter()
+            .find(|(_, &pid)| pid != completed.producer_id)
+            .map_or(completed.last_offset + 1, |(&first, _)| first)
+    }
+
+    /// Kafka's `onHighWatermarkUpdated`: completed transactions whose marker is below `hw` are
+    /// stable.
+    pub(crate) fn on_high_watermark(&mut self, hw: i64) {
+        self.unreplicated.retain(|_, &mut marker| marker >= hw);
+    }
+
+    /// Kafka's `firstUnstableOffset`: the first offset of the earliest transaction that is
+    /// ongoing or whose marker the high watermark has not passed.
+    pub(crate) fn first_unstable_offset(&self) -> Option<i64> {
+        let ongoing = self.ongoing.keys().next().copied();
+        let unreplicated = self.unreplicated.keys().next().copied();
+        match (ongoing, unreplicated) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// State loaded from a snapshot (`producer_snapshot`): its producers, and their open
+    /// transactions as the ongoing ones (Kafka's `loadProducerEntry`).
+    pub(crate) fn from_snapshot(producers: HashMap<i64, ProducerEntry>) -> Self {
+        let ongoing = producers
+            .iter()
+            .filter_map(|(&pid, e)| e.current_txn_first_offset.map(|first| (first, pid)))
+            .collect();
+        ProducerStateManager {
+            producers,
+            ongoing,
+            unreplicated: BTreeMap::new(),
+        }
+    }
+
+    /// Every producer's entry, for a snapshot.
+    pub(crate) fn producers(&self) -> &HashMap<i64, ProducerEntry> {
+        &self.producers
+    }
+
+    /// The ongoing transactions as (producer id, first offset), earliest first.
+    pub(crate) fn ongoing_txns(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
+        self.ongoing.iter().map(|(&first, &pid)| (pid, first))
     }
 
     /// Each producer's last data offset (the last offset of its last batch), which the log
@@ -116,9 +242,102 @@ impl ProducerStateManager {
             .collect()
     }
 
+    /// Applies an append's checked updates, keeping the ongoing transactions in step.
     pub(crate) fn commit(&mut self, updates: HashMap<i64, ProducerEntry>) {
-        self.producers.extend(updates);
+        for (pid, entry) in updates {
+            let before = self
+                .producers
+                .get(&pid)
+                .and_then(|e| e.current_txn_first_offset);
+            if before != entry.current_txn_first_offset {
+                if let Some(first) = before {
+                    self.ongoing.remove(&first);
+                }
+                if let Some(first) = entry.current_txn_first_offset {
+                    self.ongoing.insert(first, pid);
+                }
+            }
+            self.producers.insert(pid, entry);
+        }
     }
+}
+
+/// `ProducerAppendInfo.appendEndTxnMarker` without the checks (those are `check_marker`'s):
+/// records the marker in the producer's entry and returns the transaction it ends, if the
+/// producer had one open here (an empty transaction completes nothing).
+fn end_txn(
+    updates: &mut HashMap<i64, ProducerEntry>,
+    committed: Option<&ProducerEntry>,
+    marker: &crate::txn::TxnMarker,
+    offset: i64,
+    timestamp: i64,
+) -> Option<CompletedTxn> {
+    let crate::txn::TxnMarker {
+        producer_id,
+        producer_epoch,
+        coordinator_epoch,
+        result,
+        ..
+    } = *marker;
+    let entry = updates
+        .entry(producer_id)
+        .or_insert_with(|| committed.cloned().unwrap_or_default());
+    let completed = entry.current_txn_first_offset.map(|first| CompletedTxn {
+        producer_id,
+        first_offset: first,
+        last_offset: offset,
+        aborted: result == crate::txn::TxnResult::Abort,
+    });
+    // `ProducerStateEntry.update(epoch, coordinatorEpoch, timestamp)`: a new epoch forgets the
+    // old epoch's batches.
+    if entry.epoch != producer_epoch {
+        entry.epoch = producer_epoch;
+        entry.batches.clear();
+    }
+    entry.coordinator_epoch = coordinator_epoch;
+    entry.current_txn_first_offset = None;
+    entry.last_timestamp = timestamp;
+    completed
+}
+
+/// Checks a marker the coordinator writes at `offset` (Kafka's `appendEndTxnMarker` for the
+/// COORDINATOR origin) and records it in `updates`: an epoch older than the producer's
+/// (from transaction version 2: not newer, unless it retries a marker already written) is
+/// INVALID_PRODUCER_EPOCH, an older coordinator epoch TRANSACTION_COORDINATOR_FENCED.
+pub(crate) fn check_marker(
+    updates: &mut HashMap<i64, ProducerEntry>,
+    committed: Option<&ProducerEntry>,
+    marker: &crate::txn::TxnMarker,
+    offset: i64,
+    timestamp: i64,
+) -> Result<Option<CompletedTxn>, StorageError> {
+    let current = committed.cloned().unwrap_or_default();
+    let epoch = marker.producer_epoch;
+    let invalid = if marker.transaction_version >= 2 {
+        epoch <= current.epoch
+    } else {
+        epoch < current.epoch
+    };
+    // KAFKA-19999: at TV2 a marker at the current epoch with no transaction open is a retry of
+    // one already written, and is written again.
+    let retry = marker.transaction_version >= 2
+        && epoch == current.epoch
+        && (current.current_txn_first_offset.is_none() || epoch == i16::MAX);
+    if invalid && !retry {
+        return Err(StorageError::InvalidProducerEpoch {
+            producer_id: marker.producer_id,
+            epoch,
+            current_epoch: current.epoch,
+        });
+    }
+    if current.coordinator_epoch > marker.coordinator_epoch {
+        return Err(StorageError::TransactionCoordinatorFenced {
+            producer_id: marker.producer_id,
+            coordinator_epoch: marker.coordinator_epoch,
+            current_coordinator_epoch: current.coordinator_epoch,
+        });
+    }
+    Ok(end_txn(updates, committed, marker, offset, timestamp))
 }
 
 /// Checks one client batch against `updated` (the producer's entry including earlier batches of
@@ -164,6 +383,18 @@ pub(crate) fn check_and_update(
         }
     }
     entry.add_batch(epoch, metadata_for(header));
+    // `ProducerAppendInfo.appendDataBatch`: a producer with a transaction open here may only
+    // write transactional batches until its marker; a transactional batch opens one.
+    match (entry.current_txn_first_offset, header.is_transactional()) {
+        (Some(_), false) => {
+            return Err(StorageError::InvalidTxnState(format!(
+                "Expected transactional write from producer {producer_id} at offset {}",
+                header.base_offset
+            )))
+        }
+        (None, true) => entry.current_txn_first_offset = Some(header.base_offset),
+        _ => {}
+    }
     Ok(())
 }
 

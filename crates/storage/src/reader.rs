@@ -59,6 +59,7 @@ use crate::io::{IoFile, LogIo};
 use crate::log::FileSlice;
 use crate::offsets::{LogOffsets, OffsetsSnapshot};
 use crate::segment::{read_header_at, SegmentRead, SharedSegment};
+use crate::txn::{collect_aborted, AbortedTxn};
 use crate::{EpochEntry, StorageError};
 
 /// Snapshots `LogReader::with_snapshot` takes for one answer before it gives up with
@@ -258,8 +259,43 @@ impl LogSnapshot {
         self.offsets.high_watermark
     }
 
+    /// Kafka's LSO (see `OffsetsSnapshot::last_stable_offset`).
+    pub fn last_stable_offset(&self) -> i64 {
+        self.offsets.last_stable_offset
+    }
+
     pub fn log_end_offset(&self) -> i64 {
         self.offsets.log_end_offset
+    }
+
+    /// The aborted transactions a read_committed fetch from `fetch_offset`, bounded by
+    /// `max_offset` (its LSO), answers (Kafka's `LocalLog.addAbortedTransactions` and
+    /// `UnifiedLog.collectAbortedTransactions`): every `.txnindex` entry, from the segment
+    /// holding `fetch_offset` on, whose transaction overlaps `[fetch_offset, upper bound)`,
+    /// stopping at the first entry whose last stable offset reaches the upper bound. The upper
+    /// bound is the end of the segment the read lands in, capped at `max_offset`: Kafka uses
+    /// the offset-index entry past the bytes read when there is one, so this may list a few
+    /// more transactions than Kafka would, never fewer; consumers ignore entries beyond the
+    /// records they got. Memory only: entries are kept with their segments.
+    pub fn aborted_transactions(&self, fetch_offset: i64, max_offset: i64) -> Vec<AbortedTxn> {
+        let first = self.segment_index_for(fetch_offset);
+        let segments = &self.view.segments;
+        let landing_end = (first..segments.len())
+            .map(|index| self.segment(index).stats.next_offset)
+            .find(|&next| next > fetch_offset)
+            .unwrap_or(self.offsets.log_end_offset);
+        let upper_bound_offset = landing_end.min(max_offset);
+        let mut out = Vec::new();
+        for segment in &segments[first..] {
+            let complete = segment.with_aborted(|entries| {
+                collect_aborted(entries, fetch_offset, upper_bound_offset, &mut out)
+            });
+            // A transaction that began in the range may end in any later segment.
+            if complete {
+                break;
+            }
+        }
+        out
     }
 
     pub fn latest_epoch(&self) -> Option<i32> {

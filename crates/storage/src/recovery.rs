@@ -1,8 +1,12 @@
 //! Loading segments at open, after Kafka's `LogLoader` and `LogSegment.recover`.
 //!
-//! Every segment's batch headers are scanned once (headers only, 61-byte positional reads) to
-//! rebuild the idempotent-producer state, the leader-epoch cache and per-segment stats; Kafka
-//! avoids most of that scan with producer-state snapshots, which we do not write yet.
+//! Every segment's batch headers are scanned once (headers only, 61-byte positional reads; a
+//! control batch is read whole for its marker) for the leader-epoch cache, per-segment stats
+//! and each segment's aborted transactions (`.txnindex`, kept when it names the segment's ABORT
+//! markers, else rewritten). Producer state (sequences, epochs, ongoing transactions) starts
+//! from the latest producer snapshot (`producer_snapshot`) and replays only the batches from
+//! its offset on. Kafka also skips the header scan of segments below the recovery point; we
+//! still read every header for the stats, so snapshots spare the replay, not the scan.
 //!
 //! A segment is *recovered* (every batch read whole and CRC-checked, indexes rebuilt from
 //! scratch) when it is the active segment after an unclean shutdown, or when its index files
@@ -23,6 +27,7 @@ use crate::index::{read_time_entry, OFFSET_ENTRY_BYTES, TIME_ENTRY_BYTES};
 use crate::io::{IoFile, LogIo, OpenMode};
 use crate::producer_state::ProducerStateManager;
 use crate::segment::{log_path, offset_index_path, read_header_at, time_index_path, Segment};
+use crate::txn::{encode_index, read_marker, txn_index_path, AbortedTxn, MARKER_BATCH_BYTES_MAX};
 use crate::{LogConfig, StorageError};
 
 /// Which segment `load_segment` loads: what it checks and what it fsyncs.
@@ -79,6 +84,10 @@ fn indexes_look_sane(io: &dyn LogIo, dir: &Path, base_offset: i64, log_size: u64
 
 /// Scans the segment at `base_offset`, feeding producer state and the epoch cache, recovering
 /// it when `role` asks for it or its indexes look wrong.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the log's open passes each piece of state it builds; a struct would only rename them"
+)]
 pub(crate) fn load_segment(
     io: &Arc<dyn LogIo>,
     dir: &Path,
@@ -86,6 +95,7 @@ pub(crate) fn load_segment(
     role: SegmentRole,
     config: &LogConfig,
     producers: &mut ProducerStateManager,
+    replay_from: i64,
     epochs: &mut EpochCache,
 ) -> Result<Loaded, StorageError> {
     let log = io.open(&log_path(dir, base_offset), OpenMode::ReadWrite)?;
@@ -98,6 +108,7 @@ pub(crate) fn load_segment(
     let mut batch_buf = Vec::new();
     let mut position = 0u64;
     let mut invalid = None;
+    let mut aborted = ReplayedTxns::default();
     while position < file_size {
         let header = match read_header_at(IoFile::new(&**io, &log), position, file_size) {
             Ok(h) => h,
@@ -131,7 +142,13 @@ pub(crate) fn load_segment(
                 break;
             }
         }
-        producers.replay(&header);
+        replay_batch(
+            IoFile::new(&**io, &log),
+            position,
+            &header,
+            (header.base_offset >= replay_from).then_some(&mut *producers),
+            &mut aborted,
+        )?;
         if header.partition_leader_epoch >= 0
             && epochs
                 .latest_epoch()
@@ -154,7 +171,10 @@ pub(crate) fn load_segment(
         io.set_len(&log, position)?;
         io.sync_all(&log)?;
     }
-    let rewrote_indexes = rebuild || invalid.is_some();
+    let sync = role == SegmentRole::Sealed;
+    let (aborted, wrote_txn_index) = load_txn_index(&**io, dir, base_offset, aborted, sync)?;
+    segment.shared.set_aborted(aborted);
+    let rewrote_indexes = rebuild || invalid.is_some() || wrote_txn_index;
     if rewrote_indexes {
         // Kafka's recover also appends the segment's max timestamp as a final time entry.
         if segment.max_timestamp >= 0 {
@@ -163,7 +183,6 @@ pub(crate) fn load_segment(
                 time_entries.extend_from_slice(&entry);
             }
         }
-        let sync = role == SegmentRole::Sealed;
         write_index_file(
             &**io,
             &offset_index_path(dir, base_offset),
@@ -198,6 +217,161 @@ pub(crate) fn load_segment(
         truncated_bytes,
         rewrote_indexes,
     })
+}
+
+/// Feeds one stored batch to `producers`, as Kafka's `ProducerStateManager` replays the log
+/// (REPLICATION origin: no checks); `None` when a producer snapshot already covers it. A
+/// control batch is read whole to learn its marker: an ABORT marker is noted in `replayed`,
+/// with its `.txnindex` entry when it ends a transaction the replay knows.
+pub(crate) fn replay_batch(
+    log: IoFile<'_>,
+    position: u64,
+    header: &runnel_protocol::batch::BatchHeader,
+    producers: Option<&mut ProducerStateManager>,
+    replayed: &mut ReplayedTxns,
+) -> Result<(), StorageError> {
+    if !header.is_control() {
+        if let Some(producers) = producers {
+            producers.replay(header);
+        }
+        return Ok(());
+    }
+    let size = header.size_bytes();
+    let marker = if size <= MARKER_BATCH_BYTES_MAX {
+        let mut buf = vec![0u8; size];
+        log.read_exact_at(&mut buf, position)?;
+        read_marker(&buf)
+    } else {
+        None
+    };
+    if marker.is_some_and(|m| m.result == crate::txn::TxnResult::Abort) {
+        replayed
+            .abort_markers
+            .push((header.producer_id, header.base_offset));
+    }
+    let Some(producers) = producers else {
+        return Ok(());
+    };
+    if let Some((completed, last_stable_offset)) = producers.replay_marker(header, marker) {
+        if completed.aborted {
+            replayed.aborted.push(AbortedTxn {
+                producer_id: completed.producer_id,
+                first_offset: completed.first_offset,
+                last_offset: completed.last_offset,
+                last_stable_offset,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// What replaying a segment's markers found.
+#[derive(Debug, Default)]
+pub(crate) struct ReplayedTxns {
+    /// The `.txnindex` entries of the transactions its ABORT markers ended.
+    pub(crate) aborted: Vec<AbortedTxn>,
+    /// Every ABORT marker in it, as (producer id, offset), whether or not it ended a
+    /// transaction the replay knew of.
+    pub(crate) abort_markers: Vec<(i64, i64)>,
+}
+
+/// The segment's aborted transactions at open, from what replaying its batches found and its
+/// `.txnindex`. The file is kept when it is whole, every entry names an ABORT marker of the
+/// segment (producer and offset), in order, and it lists at least the transactions the replay
+/// found ended: its entries were computed when the markers were written, and a replay that
+/// starts after a deleted segment cannot know a transaction that began there, nor its first
+/// offset. Otherwise (missing, torn, stale after a torn tail) it is rewritten from the replay,
+/// as Kafka's `LogSegment.recover` rebuilds it. Returns the entries and whether the file was
+/// created or rewritten.
+pub(crate) fn load_txn_index(
+    io: &dyn LogIo,
+    dir: &Path,
+    base_offset: i64,
+    replayed: ReplayedTxns,
+    sync: bool,
+) -> Result<(Vec<AbortedTxn>, bool), StorageError> {
+    let path = txn_index_path(dir, base_offset);
+    let entry_bytes = crate::txn::ABORTED_TXN_BYTES;
+    // Each entry stands for one ABORT marker of the segment, so a file that is not larger than
+    // their count allows is read; a larger one is stale anyway.
+    let size_bytes_max = (replayed.abort_markers.len() * entry_bytes) as u64;
+    let found = match io.open(&path, OpenMode::Read) {
+        Ok(file) => {
+            let size_bytes = io.size_bytes(&file)?;
+            if size_bytes <= size_bytes_max && size_bytes % entry_bytes as u64 == 0 {
+                let mut buf = vec![0u8; size_bytes as usize];
+                io.read_exact_at(&file, &mut buf, 0)?;
+                buf.chunks(entry_bytes)
+                    .map(AbortedTxn::from_bytes)
+                    .collect::<Option<Vec<_>>>()
+            } else {
+                None
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound && replayed.aborted.is_empty() => {
+            return Ok((replayed.aborted, false))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e.into()),
+    };
+    if let Some(entries) = found {
+        let names_markers = {
+            let mut markers = replayed.abort_markers.iter();
+            entries.iter().all(|e| {
+                markers
+                    .by_ref()
+                    .any(|&(pid, offset)| pid == e.producer_id && offset == e.last_offset)
+            })
+        };
+        let covers_replay = replayed.aborted.iter().all(|r| {
+            entries.iter().any(|e| {
+                e.producer_id == r.producer_id
+                    && e.last_offset == r.last_offset
+                    && e.first_offset <= r.first_offset
+            })
+        });
+        if names_markers && covers_replay {
+            return Ok((entries, false));
+        }
+    }
+    write_index_file(io, &path, &encode_index(&replayed.aborted), sync)?;
+    Ok((replayed.aborted, true))
+}
+
+/// Makes the segment's `.txnindex` hold exactly `aborted`, rewriting it only when it differs.
+/// Creates the file only when there is an entry, as Kafka creates it on the first. Returns
+/// whether it created or rewrote the file.
+pub(crate) fn sync_txn_index(
+    io: &dyn LogIo,
+    dir: &Path,
+    base_offset: i64,
+    aborted: &[AbortedTxn],
+    sync: bool,
+) -> Result<bool, StorageError> {
+    let path = txn_index_path(dir, base_offset);
+    let wanted = encode_index(aborted);
+    let found = match io.open(&path, OpenMode::Read) {
+        Ok(file) => {
+            let size_bytes = io.size_bytes(&file)?;
+            if size_bytes == wanted.len() as u64 {
+                let mut buf = vec![0u8; wanted.len()];
+                io.read_exact_at(&file, &mut buf, 0)?;
+                Some(buf)
+            } else {
+                Some(Vec::new())
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e.into()),
+    };
+    match found {
+        None if wanted.is_empty() => Ok(false),
+        Some(bytes) if bytes == wanted => Ok(false),
+        _ => {
+            write_index_file(io, &path, &wanted, sync)?;
+            Ok(true)
+        }
+    }
 }
 
 /// Replaces an index file's contents with `entries`, fsynced when `sync` (see `SegmentRole`).

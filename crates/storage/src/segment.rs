@@ -56,6 +56,20 @@ pub(crate) fn time_index_path(dir: &Path, base_offset: i64) -> PathBuf {
     dir.join(format!("{}.timeindex", file_stem(base_offset)))
 }
 
+/// Every file a segment may have, for deleting it: its three files, its `.txnindex`, which
+/// exists once an aborted transaction landed in it (as Kafka's `LogSegment.deleteIfExists`),
+/// and the producer snapshot taken when it was rolled to (named by its base offset, deleted
+/// with it as Kafka's `deleteSegmentFiles` deletes it).
+pub(crate) fn deletable_paths(dir: &Path, base_offset: i64) -> [PathBuf; 5] {
+    [
+        log_path(dir, base_offset),
+        offset_index_path(dir, base_offset),
+        time_index_path(dir, base_offset),
+        crate::txn::txn_index_path(dir, base_offset),
+        crate::producer_snapshot::snapshot_path(dir, base_offset),
+    ]
+}
+
 /// The active segment's files under the process's `FileBudget`: read-write, opened on first
 /// use, possibly closed between any two calls.
 #[derive(Debug)]
@@ -194,6 +208,12 @@ pub(crate) struct SharedSegment {
     /// Read-only handles opened just before the writer deleted the segment's files (module
     /// docs); set at most once.
     retired: OnceLock<RetiredFiles>,
+    /// The segment's aborted transactions, as its `.txnindex` holds them, oldest first. Kept in
+    /// memory (34 bytes an entry, each standing for an ABORT marker batch of at least 78 bytes
+    /// in this segment, so bounded by the segment's size) because recovery rebuilds them from
+    /// the log anyway; the file is for Kafka's tools and a downgrade. Appended to by the writer
+    /// only; readers copy out the entries they need.
+    aborted: Mutex<Vec<crate::txn::AbortedTxn>>,
 }
 
 #[derive(Debug, Clone)]
@@ -230,6 +250,24 @@ fn lock_published(published: &Mutex<Published>) -> MutexGuard<'_, Published> {
 impl SharedSegment {
     pub(crate) fn base_offset(&self) -> i64 {
         self.base_offset
+    }
+
+    fn lock_aborted(&self) -> MutexGuard<'_, Vec<crate::txn::AbortedTxn>> {
+        // Only pushes and whole replacements happen under it.
+        self.aborted.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `f` on the segment's aborted transactions.
+    pub(crate) fn with_aborted<R>(&self, f: impl FnOnce(&[crate::txn::AbortedTxn]) -> R) -> R {
+        f(&self.lock_aborted())
+    }
+
+    pub(crate) fn push_aborted(&self, entry: crate::txn::AbortedTxn) {
+        self.lock_aborted().push(entry);
+    }
+
+    pub(crate) fn set_aborted(&self, entries: Vec<crate::txn::AbortedTxn>) {
+        *self.lock_aborted() = entries;
     }
 
     /// What a reader reads this segment by: the sealed stats, or the active segment's last
@@ -486,6 +524,7 @@ impl Segment {
                 }),
                 sealed: OnceLock::new(),
                 retired: OnceLock::new(),
+                aborted: Mutex::new(Vec::new()),
             }),
             base_offset,
             size_bytes: 0,

@@ -612,6 +612,7 @@ fn offsets_handle_follows_the_log() {
     let offsets = log.offsets();
     let snapshot = |start, hw, leo| OffsetsSnapshot {
         log_start_offset: start,
+        last_stable_offset: hw,
         high_watermark: hw,
         log_end_offset: leo,
     };

@@ -262,6 +262,7 @@ fn check(log: &PartitionLog, m: &Model, rng: &mut Xorshift, context: &str) {
         snapshot.offsets(),
         OffsetsSnapshot {
             log_start_offset: m.log_start,
+            last_stable_offset: m.hw,
             high_watermark: m.hw,
             log_end_offset: m.leo,
         },

@@ -22,8 +22,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, ProducerId, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -350,21 +352,48 @@ fn read_all(
         let limit = partition_limit.min(max_bytes.saturating_sub(total));
         // One snapshot answers the offsets and the records alike, without the append lock. A
         // refused read still reports the offsets it was refused against.
+        // read_committed reads up to the last stable offset (Kafka's `FetchIsolation.TXN_COMMITTED`)
+        // and gets the aborted transactions of the range it read, so the consumer can drop
+        // their records; read_uncommitted reads up to the high watermark.
         let read = partition.reader().with_snapshot(|log| {
             let hw = log.high_watermark();
-            match log.read_file_slice(w.fetch_offset, limit, hw, total == 0) {
+            let lso = log.last_stable_offset();
+            let max_offset = if read_committed { lso } else { hw };
+            match log.read_file_slice(w.fetch_offset, limit, max_offset, total == 0) {
                 Err(StorageError::SnapshotStale) => Err(StorageError::SnapshotStale),
-                slice => Ok((hw, log.log_start_offset(), slice)),
+                slice => {
+                    let aborted = match &slice {
+                        Ok(Some(_)) if read_committed => {
+                            log.aborted_transactions(w.fetch_offset, lso)
+                        }
+                        _ => Vec::new(),
+                    };
+                    Ok((hw, lso, log.log_start_offset(), slice, aborted))
+                }
             }
         });
         let (base, slice) = match read {
-            Ok((hw, log_start_offset, slice)) => (
-                base.with_high_watermark(hw)
-                    // No transactions yet: everything below the HW is stable.
-                    .with_last_stable_offset(hw)
-                    .with_log_start_offset(log_start_offset),
-                slice,
-            ),
+            Ok((hw, lso, log_start_offset, slice, aborted)) => {
+                let base = base
+                    .with_high_watermark(hw)
+                    .with_last_stable_offset(lso)
+                    .with_log_start_offset(log_start_offset);
+                let base = if read_committed {
+                    base.with_aborted_transactions(Some(
+                        aborted
+                            .iter()
+                            .map(|a| {
+                                AbortedTransaction::default()
+                                    .with_producer_id(ProducerId(a.producer_id))
+                                    .with_first_offset(a.first_offset)
+                            })
+                            .collect(),
+                    ))
+                } else {
+                    base
+                };
+                (base, slice)
+            }
             Err(e) => (base, Err(e)),
         };
         let read = slice.and_then(|slice| {

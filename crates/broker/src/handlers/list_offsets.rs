@@ -28,6 +28,17 @@ const EARLIEST_PENDING_UPLOAD: i64 = -6;
 
 /// `replica_id` of a consumer: its isolation level bounds what it may see.
 const CONSUMER_REPLICA_ID: i32 = -1;
+/// `IsolationLevel.READ_COMMITTED`.
+const READ_COMMITTED: i8 = 1;
+
+/// How far a ListOffsets caller may see: a read_committed consumer to the last stable offset,
+/// a read_uncommitted one to the high watermark, a replica to the log end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Visible {
+    LastStableOffset,
+    HighWatermark,
+    LogEndOffset,
+}
 
 /// Kafka's `timestampMinSupportedVersion`: the first version that may ask each special
 /// timestamp. Any other negative timestamp is UNSUPPORTED_VERSION at every version.
@@ -79,6 +90,8 @@ pub fn handle(
         .collect();
     let mut answered = HashSet::new();
     let is_consumer = request.replica_id.0 == CONSUMER_REPLICA_ID;
+    // v2+ carry the isolation level (0 before): read_committed consumers see up to the LSO.
+    let read_committed = request.isolation_level == READ_COMMITTED;
     let topics = request
         .topics
         .into_iter()
@@ -124,7 +137,14 @@ pub fn handle(
                     }
                     // A snapshot, not the append lock: the answer waits for no append or fsync.
                     match partition.reader().snapshot() {
-                        Ok(log) => answer(&partition, &log, p, is_consumer, version),
+                        Ok(log) => {
+                            let bound = match (is_consumer, read_committed) {
+                                (true, true) => Visible::LastStableOffset,
+                                (true, false) => Visible::HighWatermark,
+                                (false, _) => Visible::LogEndOffset,
+                            };
+                            answer(&partition, &log, p, bound, version)
+                        }
                         Err(e) => error_response(index, storage_error_code(&e)),
                     }
                 })
@@ -142,7 +162,7 @@ fn answer(
     partition: &Partition,
     log: &LogSnapshot,
     request: &ListOffsetsPartition,
-    is_consumer: bool,
+    visible: Visible,
     version: i16,
 ) -> ListOffsetsPartitionResponse {
     let none = error_response(request.partition_index, 0);
@@ -154,12 +174,11 @@ fn answer(
             -1
         }
     };
-    // What this caller may see: a consumer up to the last stable offset (the high watermark,
-    // with no transactions yet) whatever its isolation level, a replica up to the LEO.
-    let last_fetchable_offset = if is_consumer {
-        log.high_watermark()
-    } else {
-        log.log_end_offset()
+    // What this caller may see (Kafka's `Partition.fetchOffsetForTimestamp`).
+    let last_fetchable_offset = match visible {
+        Visible::LastStableOffset => log.last_stable_offset(),
+        Visible::HighWatermark => log.high_watermark(),
+        Visible::LogEndOffset => log.log_end_offset(),
     };
     // A found offset at or past what the caller may see answers "no offset", without error.
     let bounded = |found: Result<Option<(i64, i64, i32)>, _>| match found {

@@ -13,14 +13,14 @@ use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
-use runnel_storage::{AppendOutcome, StorageError};
+use runnel_storage::{AppendOutcome, StorageError, TxnMarker};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
 pub use partition::{Partition, PartitionSettings};
 
 use crate::clock::now_ms;
-use crate::durability::Committed;
+use crate::durability::{Committed, RoundAppend};
 
 /// Who is appending: decides which checks an append goes through (Kafka's `AppendOrigin`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,36 +150,62 @@ impl ReplicaManager {
                 });
             }
         }
-        if partition.appends_through_group_commit() {
-            // Durability: fsync mode (or batches still queued from it). Appended, fsynced and
-            // made visible by the group commit's flusher.
-            return Ok(AppendWait::Pending(
-                partition.group_commit.submit(partition, records),
-            ));
-        }
-        // Durability: page cache only (no `flush.messages`), like Kafka's default. An
-        // acknowledged write survives a process crash, not a power loss.
-        let bytes = records.len();
-        let outcome = {
-            let mut log = partition.lock_log();
-            let result = log.append_as_leader(records, partition.leader_epoch, now_ms());
-            if let Ok(outcome) = &result {
-                partition.record_appended(bytes, outcome);
-            }
-            if matches!(
-                &result,
-                Ok(AppendOutcome {
-                    duplicate: false,
-                    ..
-                })
-            ) {
-                partition.advance_high_watermark(&mut log);
-            }
-            result
-        };
-        if outcome.is_ok() {
-            partition.wake_waiters();
-        }
-        Ok(AppendWait::Done(outcome))
+        Ok(append_durably(partition, RoundAppend::Records(records)))
     }
+
+    /// Writes a transaction marker to `partition` as its leader: the per-partition step of
+    /// Kafka's WriteTxnMarkers (`KafkaApis.handleWriteTxnMarkersRequest` appends one control
+    /// batch per partition through `ReplicaManager.appendRecords` with the COORDINATOR origin,
+    /// acks=all). The marker takes its place in the partition's append order and is exactly as
+    /// durable as a produce to it (queued for the group commit in fsync mode); the high
+    /// watermark, and with it the last stable offset, moves past it when it is. The log checks
+    /// it against the producer's state (`PartitionLog::append_txn_marker`): its errors map to
+    /// INVALID_PRODUCER_EPOCH or TRANSACTION_COORDINATOR_FENCED through
+    /// `errors::storage_error_code`. Callers on other brokers reach this through the
+    /// WriteTxnMarkers request to this partition's leader (`crate::txn_markers`).
+    pub fn write_txn_marker(&self, partition: &Arc<Partition>, marker: TxnMarker) -> AppendWait {
+        append_durably(partition, RoundAppend::Marker(marker))
+    }
+}
+
+/// Appends `append` as durably as `partition`'s policy asks: through its group commit in fsync
+/// mode, inline (page cache, HW moved at once) otherwise.
+fn append_durably(partition: &Arc<Partition>, append: RoundAppend) -> AppendWait {
+    if partition.appends_through_group_commit() {
+        // Durability: fsync mode (or batches still queued from it). Appended, fsynced and
+        // made visible by the group commit's flusher.
+        return AppendWait::Pending(partition.group_commit.submit(partition, append));
+    }
+    // Durability: page cache only (no `flush.messages`), like Kafka's default. An
+    // acknowledged write survives a process crash, not a power loss.
+    let outcome = {
+        let mut log = partition.lock_log();
+        let result = match append {
+            RoundAppend::Records(records) => {
+                let bytes = records.len();
+                let result = log.append_as_leader(records, partition.leader_epoch, now_ms());
+                if let Ok(outcome) = &result {
+                    partition.record_appended(bytes, outcome);
+                }
+                result
+            }
+            RoundAppend::Marker(marker) => {
+                log.append_txn_marker(&marker, partition.leader_epoch, now_ms())
+            }
+        };
+        if matches!(
+            &result,
+            Ok(AppendOutcome {
+                duplicate: false,
+                ..
+            })
+        ) {
+            partition.advance_high_watermark(&mut log);
+        }
+        result
+    };
+    if outcome.is_ok() {
+        partition.wake_waiters();
+    }
+    AppendWait::Done(outcome)
 }

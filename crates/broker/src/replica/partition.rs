@@ -4,13 +4,12 @@
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
-use bytes::Bytes;
 use runnel_cluster::TopicImage;
 use runnel_storage::{LogConfig, LogReader, PartitionLog};
 use tokio::sync::Notify;
 
 use crate::clock::now_ms;
-use crate::durability::{GroupCommitter, RoundLog, RoundResult};
+use crate::durability::{GroupCommitter, RoundAppend, RoundLog, RoundResult};
 
 /// DeleteRecords' offset -1: delete up to the high watermark (Kafka's
 /// `DeleteRecordsRequest.HIGH_WATERMARK`).
@@ -171,6 +170,14 @@ impl Partition {
         &self.reader
     }
 
+    /// The last stable offset (Kafka's LSO): the first offset of the earliest transaction
+    /// still open here, or ended by a marker the high watermark has not passed, else the high
+    /// watermark. Read without the log's lock, from the offsets the log publishes with the
+    /// high watermark (`advance_high_watermark`).
+    pub fn last_stable_offset(&self) -> i64 {
+        self.reader.offsets().last_stable_offset()
+    }
+
     /// The log's writer, locked.
     pub fn lock_log(&self) -> std::sync::MutexGuard<'_, PartitionLog> {
         // A panic while holding the lock is our bug; the log's own invariants are re-checked on
@@ -182,7 +189,9 @@ impl Partition {
     /// replicas. On one node the leader is the whole ISR, so that is its own log end. The
     /// caller must only call this once what it appended is as durable as the partition's
     /// policy requires (after the fsync in fsync mode), since the HW makes it readable and
-    /// acknowledges acks=all.
+    /// acknowledges acks=all. The last stable offset moves with it: the log recomputes it from
+    /// its producer state whenever the HW, the log start or a transaction changes, and
+    /// publishes both together (`PartitionLog::last_stable_offset`).
     pub fn advance_high_watermark(&self, log: &mut PartitionLog) {
         let leo = log.log_end_offset();
         assert!(
@@ -198,17 +207,22 @@ impl RoundLog for Partition {
     /// `UnifiedLog.append`'s lock), so a fetch sees either none of the round or all of it
     /// durable: the HW moves to the LEO only after the fsync succeeded. Fetches read through
     /// the reader meanwhile, bounded by the HW, and do not wait for the fsync.
-    fn commit_round(&self, batches: Vec<Bytes>) -> RoundResult {
+    fn commit_round(&self, batches: Vec<RoundAppend>) -> RoundResult {
         let mut log = self.lock_log();
         let appended: Vec<_> = batches
             .into_iter()
-            .map(|records| {
-                let bytes = records.len();
-                let appended = log.append_as_leader(records, self.leader_epoch, now_ms());
-                if let Ok(outcome) = &appended {
-                    self.record_appended(bytes, outcome);
+            .map(|append| match append {
+                RoundAppend::Records(records) => {
+                    let bytes = records.len();
+                    let appended = log.append_as_leader(records, self.leader_epoch, now_ms());
+                    if let Ok(outcome) = &appended {
+                        self.record_appended(bytes, outcome);
+                    }
+                    appended
                 }
-                appended
+                RoundAppend::Marker(marker) => {
+                    log.append_txn_marker(&marker, self.leader_epoch, now_ms())
+                }
             })
             .collect();
         // Only a round whose every batch was rejected wrote nothing. An idempotent duplicate

@@ -24,11 +24,13 @@
 //!
 //! # Batches kept whole
 //!
-//! Control batches and transactional batches are kept whole: runnel has no transactions yet,
-//! so it cannot tell committed from aborted data or know when a marker may go (see
-//! docs/design.md). They put no keys in the map, and while the cleaned range holds any, tombstones
-//! are kept: an older record of the tombstone's key might sit in such a batch and come back if
-//! the tombstone went.
+//! The batches of aborted transactions (told by the `.txnindex` entries, as Kafka's
+//! `CleanedTransactionMetadata` tells them) put no keys in the map and lose all their records,
+//! as in Kafka (the header stays under the `RETAIN_EMPTY` rule). Committed transactional data
+//! is compacted like any other. Control batches (transaction markers) are kept whole: Kafka
+//! removes a marker once its transaction's data is gone and its delete horizon passed, which is
+//! still to do here (see docs/design.md). Markers are never removed, so every `.txnindex` entry
+//! of the cleaned segments is carried over.
 //!
 //! Batches are read through the protocol crate's bounded reader (`BatchRecords`: compressed
 //! ones decompressed within the log's `max.message.bytes` limits) and, when a record goes,
@@ -52,6 +54,7 @@ use crate::file_budget::FileBudget;
 use crate::index::{OFFSET_ENTRY_BYTES, TIME_ENTRY_BYTES};
 use crate::io::{IoFile, LogIo, OpenMode};
 use crate::segment::{Segment, SegmentFile, SegmentRead, SharedSegment};
+use crate::txn::AbortedTxn;
 use crate::{LogConfig, StorageError};
 
 /// Suffix of a cleaned segment's files before the swap (Kafka's `CleanedFileSuffix`).
@@ -120,12 +123,65 @@ pub struct CleanRound {
     /// Last data offset of each producer in the producer state (Kafka's
     /// `lastRecordsOfActiveProducers`).
     pub(crate) producer_last_offsets: HashMap<i64, i64>,
+    /// Every aborted transaction that began below `first_uncleanable`, by first offset, from
+    /// every segment's `.txnindex` entries (a marker may lie past the round's segments).
+    pub(crate) aborted_txns: Vec<AbortedTxn>,
     pub(crate) now_ms: i64,
 }
 
-/// A batch is opaque when the cleaner keeps it whole without reading its records.
+/// A batch is opaque when the cleaner keeps it whole without reading its records: a
+/// transaction marker (Kafka removes one only after its transaction's data is gone and its
+/// delete horizon passed, which is still to do here). Markers hold no keyed data, so they put
+/// nothing in the map and no tombstone waits for them.
 fn is_opaque(header: &BatchHeader) -> bool {
-    header.is_control() || header.is_transactional()
+    header.is_control()
+}
+
+/// Kafka's `CleanedTransactionMetadata`, the part that tells aborted transactional batches:
+/// fed every batch of a group in order, a producer's transactional batches are aborted from
+/// the first offset of one of its aborted transactions until its ABORT marker. Nothing below
+/// the round's bound (at most the last stable offset) is undecided, so every aborted
+/// transaction there has its entry.
+struct AbortedBatches<'a> {
+    /// Entries not yet reached, by first offset.
+    pending: std::iter::Peekable<std::slice::Iter<'a, AbortedTxn>>,
+    /// Producers inside an aborted transaction.
+    aborting: std::collections::HashSet<i64>,
+}
+
+impl<'a> AbortedBatches<'a> {
+    /// For a pass from `start`: transactions whose marker lies below it are over.
+    fn new(entries: &'a [AbortedTxn], start: i64) -> Self {
+        let mut pending = entries.iter().peekable();
+        let mut aborting = std::collections::HashSet::new();
+        // Transactions that began before the group and end in or after it.
+        while let Some(e) = pending.next_if(|e| e.first_offset < start) {
+            if e.last_offset >= start {
+                aborting.insert(e.producer_id);
+            }
+        }
+        AbortedBatches { pending, aborting }
+    }
+
+    /// Whether `header`'s batch holds aborted transactional data (`batch`: its bytes, read for
+    /// a control batch's marker).
+    fn is_aborted(&mut self, header: &BatchHeader, batch: &[u8]) -> bool {
+        while let Some(e) = self
+            .pending
+            .next_if(|e| e.first_offset <= header.last_offset())
+        {
+            self.aborting.insert(e.producer_id);
+        }
+        if header.is_control() {
+            let abort = crate::txn::read_marker(batch)
+                .is_some_and(|m| m.result == crate::txn::TxnResult::Abort);
+            if abort {
+                self.aborting.remove(&header.producer_id);
+            }
+            return false;
+        }
+        header.is_transactional() && self.aborting.contains(&header.producer_id)
+    }
 }
 
 impl CleanRound {
@@ -221,6 +277,9 @@ impl CleanRound {
         let start = self.first_dirty;
         let end = self.first_uncleanable;
         let mut full = false;
+        // Kafka's `buildOffsetMap`: aborted transactional batches put no keys in the map (they
+        // are removed, and must not displace an older committed value of their key).
+        let mut aborted = AbortedBatches::new(&self.aborted_txns, start);
         for (index, segment) in self.segments.iter().enumerate() {
             let next_base = self.next_base(index);
             if next_base <= start || segment.base_offset() >= end || full {
@@ -233,7 +292,8 @@ impl CleanRound {
                 io_buffer_bytes,
                 throttler,
                 |header, batch| {
-                    if !is_opaque(header) && header.last_offset() >= start {
+                    let is_aborted = aborted.is_aborted(header, batch);
+                    if !is_opaque(header) && !is_aborted && header.last_offset() >= start {
                         check_stored_batch(batch)?;
                         BatchRecords::open(batch, limits)?.for_each(|record| {
                             if full {
@@ -319,31 +379,6 @@ impl CleanRound {
         groups
     }
 
-    /// Whether any segment below `end_offset` holds a batch the cleaner keeps whole (module
-    /// docs: tombstones must then stay).
-    pub fn has_opaque_batches(
-        &self,
-        end_offset: i64,
-        throttler: &Throttler,
-    ) -> Result<bool, StorageError> {
-        for segment in self
-            .segments
-            .iter()
-            .take_while(|s| s.base_offset() < end_offset)
-        {
-            let found = segment.with_log(&self.budget, |file| {
-                crate::reader::scan_batches(file, 0, segment.stats.size_bytes, |h| {
-                    is_opaque(h) && h.record_count > 0
-                })
-            })?;
-            throttler.maybe_throttle(segment.stats.size_bytes / 64);
-            if found.is_some() {
-                return Ok(true);
-            }
-        }
-        Ok(false)
-    }
-
     /// Kafka's `cleanSegments`: writes the group's kept batches to one segment's `.cleaned`
     /// files (fsynced), named by the group's first base offset.
     #[allow(clippy::too_many_arguments)]
@@ -351,7 +386,6 @@ impl CleanRound {
         &self,
         group: std::ops::Range<usize>,
         map: &OffsetMap,
-        keep_all_tombstones: bool,
         io_buffer_bytes: usize,
         throttler: &Throttler,
         stats: &mut CleanStats,
@@ -364,7 +398,6 @@ impl CleanRound {
             base,
             &cleaned_paths,
             map,
-            keep_all_tombstones,
             io_buffer_bytes,
             throttler,
             stats,
@@ -393,7 +426,6 @@ impl CleanRound {
         base: i64,
         paths: &[PathBuf; 3],
         map: &OffsetMap,
-        keep_all_tombstones: bool,
         io_buffer_bytes: usize,
         throttler: &Throttler,
         stats: &mut CleanStats,
@@ -413,6 +445,7 @@ impl CleanRound {
         let interval = self.config.index_interval_bytes;
         let limits =
             DecompressLimits::for_max_message_bytes(self.config.max_message_bytes as usize);
+        let mut aborted = AbortedBatches::new(&self.aborted_txns, base);
         for index in group {
             let source = &self.segments[index];
             stats.bytes_read +=
@@ -423,14 +456,20 @@ impl CleanRound {
                             == Some(&header.last_offset());
                     let retain_empty =
                         producer_last || header.last_offset() + 1 == self.first_uncleanable;
-                    if is_opaque(header) {
+                    if aborted.is_aborted(header, batch) {
+                        // Kafka's cleaner removes aborted transactional data (its marker and
+                        // `.txnindex` entry stay; see the module docs).
+                        stats.records_read += u64::try_from(header.record_count).unwrap_or(0);
+                        if retain_empty {
+                            out.extend_from_slice(&empty_batch(header));
+                        }
+                    } else if is_opaque(header) {
                         out.extend_from_slice(batch);
                     } else {
                         check_stored_batch(batch)?;
                         let records = BatchRecords::open(batch, limits)?;
                         let existing_horizon = header.delete_horizon_ms();
-                        let retain_deletes = keep_all_tombstones
-                            || existing_horizon.is_none_or(|horizon| now < horizon);
+                        let retain_deletes = existing_horizon.is_none_or(|horizon| now < horizon);
                         // Which records stay, by index: the rewrite below needs to know first
                         // whether any kept one is a tombstone.
                         keep.clear();
@@ -534,16 +573,8 @@ impl CleanRound {
         let mut stats = CleanStats::default();
         let end_offset = self.build_offset_map(map, io_buffer_bytes, throttler, &mut stats)?;
         stats.end_offset = end_offset;
-        let keep_all_tombstones = self.has_opaque_batches(end_offset, throttler)?;
         for group in self.group_segments(end_offset) {
-            let cleaned = self.clean_group(
-                group,
-                map,
-                keep_all_tombstones,
-                io_buffer_bytes,
-                throttler,
-                &mut stats,
-            )?;
+            let cleaned = self.clean_group(group, map, io_buffer_bytes, throttler, &mut stats)?;
             if !install(cleaned)? {
                 stats.aborted = true;
                 return Ok(stats);

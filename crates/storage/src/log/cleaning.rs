@@ -25,7 +25,7 @@ use crate::cleaner::{
     self, CleanRound, CleanedSegment, CleaningCandidate, CLEANED_SUFFIX, SWAP_SUFFIX,
 };
 use crate::io::{remove_if_present, LogIo};
-use crate::segment::{read_header_at, Segment, SegmentFile};
+use crate::segment::{deletable_paths, read_header_at, Segment, SegmentFile};
 use crate::StorageError;
 
 use super::{sync_dir, PartitionLog, DELETED_SUFFIX};
@@ -66,12 +66,19 @@ impl PartitionLog {
                     .map(|s| s.base_offset)
             })
             .flatten();
-        let uncleanable = [Some(self.high_watermark), Some(active_base), lag_bound]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or(active_base)
-            .max(first_dirty);
+        // Kafka's `cleanableOffsets`: never past the last stable offset, so an ongoing
+        // transaction is never cleaned.
+        let uncleanable = [
+            Some(self.high_watermark),
+            Some(self.last_stable_offset()),
+            Some(active_base),
+            lag_bound,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(active_base)
+        .max(first_dirty);
         // The first uncleanable segment: the one holding `uncleanable`, or the active one.
         let holder = self
             .segments
@@ -133,6 +140,16 @@ impl PartitionLog {
             first_dirty: candidate.first_dirty_offset,
             first_uncleanable: candidate.first_uncleanable_offset,
             producer_last_offsets,
+            aborted_txns: {
+                let mut entries: Vec<crate::txn::AbortedTxn> = self
+                    .segments
+                    .iter()
+                    .flat_map(|s| s.shared.with_aborted(<[_]>::to_vec))
+                    .filter(|e| e.first_offset < candidate.first_uncleanable_offset)
+                    .collect();
+                entries.sort_by_key(|e| e.first_offset);
+                entries
+            },
             now_ms,
         }
     }
@@ -218,6 +235,13 @@ impl PartitionLog {
                 old.shared.retire(self.budget())?;
             }
             let mut segment = cleaned.segment;
+            // The cleaner keeps transactional and control batches whole, so the aborted
+            // transactions of the segments it replaces are the cleaned segment's.
+            let aborted: Vec<crate::txn::AbortedTxn> = self.segments[start..start + count]
+                .iter()
+                .flat_map(|s| s.shared.with_aborted(<[_]>::to_vec))
+                .collect();
+            segment.shared.set_aborted(aborted.clone());
             segment.seal();
             let removed: Vec<Segment> = self
                 .segments
@@ -226,8 +250,7 @@ impl PartitionLog {
             self.publish_segments();
             // 4. Files.
             for old in &removed {
-                for file in SegmentFile::ALL {
-                    let path = file.path(&self.dir, old.base_offset);
+                for path in deletable_paths(&self.dir, old.base_offset) {
                     match self.io().rename(&path, &suffixed(&path, DELETED_SUFFIX)) {
                         Ok(()) => {}
                         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -238,10 +261,11 @@ impl PartitionLog {
             for path in &final_paths {
                 self.io().rename(&suffixed(path, SWAP_SUFFIX), path)?;
             }
+            // Rebuilt from the log at open if a crash interrupts this.
+            crate::recovery::sync_txn_index(&**self.io(), &self.dir, base, &aborted, true)?;
             sync_dir(&**self.io(), &self.dir)?;
             for old in &removed {
-                for file in SegmentFile::ALL {
-                    let path = file.path(&self.dir, old.base_offset);
+                for path in deletable_paths(&self.dir, old.base_offset) {
                     remove_if_present(&**self.io(), &suffixed(&path, DELETED_SUFFIX))?;
                 }
             }
@@ -309,8 +333,8 @@ pub(crate) fn recover_swaps(
             .iter()
             .filter(|&&b| b >= base && b < next_offset.max(base + 1))
         {
-            for file in SegmentFile::ALL {
-                remove_if_present(io, &file.path(dir, old))?;
+            for path in deletable_paths(dir, old) {
+                remove_if_present(io, &path)?;
             }
         }
         for file in SegmentFile::ALL {

@@ -4,6 +4,7 @@
 //! which needs no lock at all.
 
 mod cleaning;
+mod producer_snapshots;
 mod retention;
 mod truncate;
 mod validator;
@@ -25,10 +26,11 @@ use crate::io::{create_dir_all, remove_if_present, temp_path, LogIo, OpenMode, S
 use crate::log_start::{self, LOG_START_FILE};
 use crate::metadata::{self, PARTITION_METADATA_FILE};
 use crate::offsets::LogOffsets;
-use crate::producer_state::{check_and_update, ProducerStateManager};
+use crate::producer_state::{check_and_update, check_marker, ProducerStateManager};
 use crate::reader::{LogReader, LogShared};
 use crate::recovery::{load_segment, SegmentRole};
-use crate::segment::{create_files, log_path, ActiveFiles, Segment, SegmentFile};
+use crate::segment::{create_files, deletable_paths, log_path, ActiveFiles, Segment};
+use crate::txn::{self, AbortedTxn, TxnMarker};
 use crate::{LogConfig, StorageError};
 
 /// Written by `close`, removed by `open`: its presence means the last run flushed everything
@@ -189,7 +191,9 @@ impl PartitionLog {
             bases.push(0);
             names_changed = true;
         }
-        let mut producers = ProducerStateManager::default();
+        // The latest readable producer snapshot: producer state is replayed from its offset on.
+        let (mut producers, replay_from) =
+            producer_snapshots::load_latest(&*io, &dir, &names, &mut names_changed)?;
         let mut epochs = EpochCache::load(&io, &dir);
         let loaded_epochs = epochs.entries().to_vec();
         let mut segments = Vec::with_capacity(bases.len());
@@ -200,15 +204,24 @@ impl PartitionLog {
             } else {
                 SegmentRole::Sealed
             };
-            let loaded = load_segment(&io, &dir, base, role, &config, &mut producers, &mut epochs)?;
+            let loaded = load_segment(
+                &io,
+                &dir,
+                base,
+                role,
+                &config,
+                &mut producers,
+                replay_from,
+                &mut epochs,
+            )?;
             names_changed |= loaded.rewrote_indexes;
             segments.push(loaded.segment);
             if loaded.truncated_bytes > 0 && i < last_index {
                 // LogLoader: everything after the first invalid batch goes.
                 for &later in &bases[i + 1..] {
                     tracing::warn!(base_offset = later, "deleting segment after a corrupt one");
-                    for file in SegmentFile::ALL {
-                        remove_if_present(&*io, &file.path(&dir, later))?;
+                    for path in deletable_paths(&dir, later) {
+                        remove_if_present(&*io, &path)?;
                     }
                 }
                 names_changed = true;
@@ -231,8 +244,8 @@ impl PartitionLog {
                 "log ends before its start offset; starting it empty at the start offset"
             );
             for segment in &segments {
-                for file in SegmentFile::ALL {
-                    remove_if_present(&*io, &file.path(&dir, segment.base_offset))?;
+                for path in deletable_paths(&dir, segment.base_offset) {
+                    remove_if_present(&*io, &path)?;
                 }
             }
             create_files(&budget, &*io, &dir, log_start_offset)?;
@@ -241,10 +254,25 @@ impl PartitionLog {
             epochs.clear();
             names_changed = true;
         }
+        let leo = segments.last().map_or(0, |s| s.next_offset);
+        // Snapshots past the recovered end describe batches a crash took (Kafka's
+        // `truncateAndReload` deletes them); if the one used was among them, producer state is
+        // rebuilt from every segment instead.
+        // The others kept: one per segment (deleted with it), and the one loaded (a clean
+        // shutdown's, at the log end, replaced by the next one).
+        let bases: Vec<i64> = segments.iter().map(|s| s.base_offset).collect();
+        names_changed |= producer_snapshots::remove_where(&*io, &dir, |offset| {
+            offset > leo || (offset != replay_from && bases.binary_search(&offset).is_err())
+        })?;
+        if replay_from > leo {
+            producers = ProducerStateManager::default();
+            for segment in &segments {
+                truncate::replay_batches(&segment.read(), &budget, &mut producers)?;
+            }
+        }
         if names_changed {
             sync_dir(&*io, &dir)?;
         }
-        let leo = segments.last().map_or(0, |s| s.next_offset);
         epochs.truncate_from_end(leo);
         epochs.truncate_from_start(log_start_offset);
         if epochs.entries() != loaded_epochs.as_slice() {
@@ -293,11 +321,30 @@ impl PartitionLog {
     /// Asserts the invariant chain `log_start <= hw <= leo` (only our own bug can break it)
     /// and publishes the offsets to the readers. Called after every change of one of them.
     fn validate(&self) {
-        self.shared.offsets.publish(
+        self.shared.offsets.publish_all(
             self.log_start_offset,
+            self.last_stable_offset(),
             self.high_watermark,
             self.log_end_offset(),
         );
+    }
+
+    /// Kafka's `UnifiedLog.lastStableOffset`: the first unstable offset (earliest transaction
+    /// ongoing, or completed by a marker the high watermark has not passed), moved up to the log
+    /// start if DeleteRecords or retention went past it, when it is below the high watermark;
+    /// else the high watermark. Computed here, from the producer state and the offsets, so
+    /// every move of any of them moves it (`validate` publishes it after each).
+    pub fn last_stable_offset(&self) -> i64 {
+        match self.producers.first_unstable_offset() {
+            Some(first) if first < self.high_watermark => first.max(self.log_start_offset),
+            _ => self.high_watermark,
+        }
+    }
+
+    /// The transactions open on this partition as (producer id, first offset), earliest
+    /// first (for DescribeProducers and the coordinator's checks).
+    pub fn ongoing_transactions(&self) -> Vec<(i64, i64)> {
+        self.producers.ongoing_txns().collect()
     }
 
     /// Gives readers the current segment list (after a roll, truncation or deletion).
@@ -374,6 +421,7 @@ impl PartitionLog {
     /// Panics if `hw` is outside `[log_start, leo]`: callers compute it from our own offsets.
     pub fn set_high_watermark(&mut self, hw: i64) {
         self.high_watermark = hw;
+        self.producers.on_high_watermark(hw);
         self.validate();
     }
 
@@ -514,6 +562,150 @@ impl PartitionLog {
         })
     }
 
+    /// Writes a transaction marker (Kafka's `appendAsLeader` with the COORDINATOR origin, as
+    /// `ReplicaManager` does for each partition of a WriteTxnMarkers request): a control batch
+    /// at the log end, checked against the producer's state first (`check_marker`: an older
+    /// producer epoch is INVALID_PRODUCER_EPOCH, an older coordinator epoch
+    /// TRANSACTION_COORDINATOR_FENCED). It ends the producer's transaction here, if it had one
+    /// open (an empty transaction ends nothing, but the marker is written all the same, as
+    /// Kafka writes it); an ABORT that ends one adds a `.txnindex` entry to the active segment.
+    /// The last stable offset moves once the high watermark passes the marker
+    /// (`set_high_watermark`). Like `append_as_leader`, a failed write is undone and leaves the
+    /// log as it was, and durability comes from `flush`.
+    pub fn append_txn_marker(
+        &mut self,
+        marker: &TxnMarker,
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendOutcome, StorageError> {
+        self.check_writable()?;
+        let offset = self.log_end_offset();
+        let mut updates = HashMap::new();
+        let completed = check_marker(
+            &mut updates,
+            self.producers.get(marker.producer_id),
+            marker,
+            offset,
+            now_ms,
+        )?;
+        let log_append_time = self.config.message_timestamp_type == TimestampType::LogAppendTime;
+        let buf = txn::marker_batch(marker, offset, leader_epoch, now_ms, log_append_time);
+        // Our own encoding: parsing it cannot fail.
+        let header = match BatchHeader::parse(&buf) {
+            Ok(header) => header,
+            Err(e) => panic!("a marker batch we encoded does not parse: {e}"),
+        };
+        let aborted = completed.filter(|c| c.aborted).map(|c| AbortedTxn {
+            producer_id: c.producer_id,
+            first_offset: c.first_offset,
+            last_offset: c.last_offset,
+            last_stable_offset: self.producers.stable_offset_after(&c),
+        });
+        self.maybe_roll(
+            buf.len() as u64,
+            offset,
+            offset,
+            header.max_timestamp,
+            now_ms,
+        )?;
+        let before = self.active().append_state();
+        let aborted_before = self.active().shared.with_aborted(<[_]>::len);
+        let latest_epoch_before = self.epochs.entries().last().copied();
+        let written = self
+            .write_to_active(&buf, &[(0, header)], now_ms)
+            .and_then(|()| match &aborted {
+                Some(entry) => self.append_txn_index_entry(entry, aborted_before),
+                None => Ok(()),
+            })
+            .and_then(|()| self.epochs.start_epoch(leader_epoch, offset));
+        if let Err(e) = written {
+            // Undone as a failed append is (see `append_as_leader`), the `.txnindex` too.
+            self.active().restore_append_state(before);
+            let cut = self
+                .active()
+                .cut_to_stats()
+                .and_then(|()| self.cut_txn_index(aborted_before));
+            if let Err(cut) = cut {
+                tracing::error!(dir = %self.dir.display(), error = %cut, "could not undo a failed marker append; the log refuses writes until reopened");
+                self.poison();
+            }
+            return Err(e);
+        }
+        self.producers.commit(updates);
+        if let Some(completed) = completed {
+            self.producers.complete(completed);
+        }
+        if let Some(entry) = aborted {
+            self.active().shared.push_aborted(entry);
+        }
+        self.active().publish();
+        if self.epochs.entries().last().copied() != latest_epoch_before {
+            self.publish_epochs();
+        }
+        self.validate();
+        Ok(AppendOutcome {
+            base_offset: offset,
+            last_offset: offset,
+            log_append_time_ms: if log_append_time { now_ms } else { -1 },
+            log_start_offset: self.log_start_offset,
+            duplicate: false,
+        })
+    }
+
+    /// Writes `entry` as entry number `index` of the active segment's `.txnindex` (created on
+    /// its first entry, as Kafka creates it). Not fsynced here: `flush` and the roll fsync it,
+    /// and recovery rebuilds it from the log whatever a crash left.
+    fn append_txn_index_entry(
+        &mut self,
+        entry: &AbortedTxn,
+        index: usize,
+    ) -> Result<(), StorageError> {
+        let path = txn::txn_index_path(&self.dir, self.active_base_offset());
+        let file = self
+            .budget()
+            .open_transient(&**self.io(), &path, OpenMode::Create)?;
+        let position = (index * txn::ABORTED_TXN_BYTES) as u64;
+        self.io().write_all_at(&file, &entry.to_bytes(), position)?;
+        Ok(())
+    }
+
+    /// Cuts the active segment's `.txnindex` back to `entries` entries (undoing a failed
+    /// marker append), if the file exists.
+    fn cut_txn_index(&mut self, entries: usize) -> Result<(), StorageError> {
+        let path = txn::txn_index_path(&self.dir, self.active_base_offset());
+        let file = match self
+            .budget()
+            .open_transient(&**self.io(), &path, OpenMode::ReadWrite)
+        {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        let size_bytes = (entries * txn::ABORTED_TXN_BYTES) as u64;
+        self.io().set_len(&file, size_bytes)?;
+        if self.io().size_bytes(&file)? != size_bytes {
+            return Err(StorageError::Corrupt(format!(
+                "{} is not {size_bytes} bytes after being cut",
+                path.display()
+            )));
+        }
+        Ok(())
+    }
+
+    /// fsyncs the active segment's `.txnindex` if it has entries (a roll seals it, a clean
+    /// shutdown skips recovery of it... though `open` rebuilds it either way).
+    fn sync_txn_index(&mut self) -> Result<(), StorageError> {
+        if self.active().shared.with_aborted(<[_]>::is_empty) {
+            return Ok(());
+        }
+        let path = txn::txn_index_path(&self.dir, self.active_base_offset());
+        let file = self
+            .budget()
+            .open_transient(&**self.io(), &path, OpenMode::ReadWrite)?;
+        self.io().sync_data(&file)?;
+        Ok(())
+    }
+
     /// Kafka's `LogValidator.validateKey`: a compacted log refuses records without a key,
     /// answering INVALID_RECORD with one record error per keyless record.
     /// Compressed batches are decompressed within the limits of `max.message.bytes`
@@ -621,6 +813,7 @@ impl PartitionLog {
             return Err(e);
         }
         let result = (|| {
+            self.sync_txn_index()?;
             let active = self.active();
             active.sync()?;
             // Gives the handles back to the budget; sealed segments are read transiently.
@@ -642,6 +835,9 @@ impl PartitionLog {
             segment.publish();
             self.segments.push(segment);
             self.publish_segments();
+            // Kafka's roll takes a producer snapshot at the new segment's base offset, so a
+            // reopen replays producer state from here; the directory fsync below covers it.
+            self.write_producer_snapshot(base_offset);
             sync_dir(&**self.io(), &self.dir)
         })();
         if result.is_err() {
@@ -727,7 +923,7 @@ impl PartitionLog {
     /// everything appended so far is on disk (see `file_budget` for why that is sound).
     pub fn flush(&mut self) -> Result<(), StorageError> {
         self.check_writable()?;
-        let result = self.active().sync();
+        let result = self.sync_txn_index().and_then(|()| self.active().sync());
         if result.is_err() {
             self.poison();
         }
@@ -740,6 +936,10 @@ impl PartitionLog {
         self.check_writable()?;
         self.active().append_final_time_entry()?;
         self.flush()?;
+        // A clean shutdown snapshots producer state at the log end, as Kafka's
+        // `UnifiedLog.close` does; the marker's directory fsync below covers its name.
+        let leo = self.log_end_offset();
+        self.write_producer_snapshot(leo);
         let marker = self.dir.join(CLEAN_SHUTDOWN_FILE);
         let file = self.io().open(&marker, OpenMode::Truncate)?;
         self.io().sync_all(&file)?;

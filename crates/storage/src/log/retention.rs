@@ -23,7 +23,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::io::{remove_if_present, LogIo};
-use crate::segment::{Segment, SegmentFile};
+use crate::segment::{deletable_paths, Segment, SegmentFile};
 use crate::{LogConfig, StorageError};
 
 use super::truncate::deleted_path;
@@ -229,8 +229,8 @@ impl PartitionLog {
                 return true;
             }
             for &base_offset in &pending.base_offsets {
-                for file in SegmentFile::ALL {
-                    paths.push(deleted_path(&file.path(&self.dir, base_offset)));
+                for path in deletable_paths(&self.dir, base_offset) {
+                    paths.push(deleted_path(&path));
                 }
             }
             false

@@ -31,7 +31,10 @@ use crate::io::{remove_if_present, OpenMode};
 use crate::log_start;
 use crate::producer_state::ProducerStateManager;
 use crate::reader::scan_batches;
-use crate::segment::{create_files, ActiveFiles, Segment, SegmentFile, SegmentRead};
+use crate::recovery::{replay_batch, sync_txn_index};
+use crate::segment::{
+    create_files, deletable_paths, ActiveFiles, Segment, SegmentFile, SegmentRead,
+};
 use crate::StorageError;
 
 use super::{sync_dir, PartitionLog, DELETED_SUFFIX};
@@ -41,8 +44,8 @@ impl PartitionLog {
     /// `target_offset`. A batch holding the target goes whole, so the log then ends at or below
     /// it. Segments starting past the target are deleted, the one holding it is cut at the
     /// batch boundary (with its indexes) and becomes the active segment; producer state is
-    /// rebuilt from the batches that stay (we keep no producer snapshots, so this reads every
-    /// batch header, as `open` does), leader epochs starting at or past the new end are
+    /// rebuilt from the batches that stay (every batch header is read; producer snapshots past
+    /// the new end are removed, earlier ones are not used here), leader epochs starting at or past the new end are
     /// forgotten, and the high watermark and log start offset come down to the new end if they
     /// were past it. A target below the first segment empties the log, which restarts at the
     /// target. A target at or past the log end changes nothing.
@@ -103,6 +106,7 @@ impl PartitionLog {
         self.log_start_offset = self.log_start_offset.min(leo);
         self.high_watermark = self.high_watermark.min(leo);
         self.producers = producers;
+        self.producers.on_high_watermark(self.high_watermark);
         let epochs_changed = self.epochs.truncate_from_end(leo);
         self.validate();
         self.publish_segments();
@@ -135,6 +139,13 @@ impl PartitionLog {
             ] {
                 self.cut_file(&file.path(&self.dir, base_offset), size_bytes)?;
             }
+            // Producer state was rebuilt; a snapshot past the new end would bring back what
+            // the truncation removed.
+            super::producer_snapshots::remove_where(&**self.io(), &self.dir, |o| o > leo)?;
+            let aborted = self.segments[self.segments.len() - 1]
+                .shared
+                .with_aborted(<[_]>::to_vec);
+            sync_txn_index(&**self.io(), &self.dir, base_offset, &aborted, true)?;
             if epochs_changed {
                 self.epochs.write()?;
             }
@@ -177,6 +188,7 @@ impl PartitionLog {
         // log at the checkpointed start).
         let result = (|| {
             log_start::write(&**self.io(), &self.dir, offset)?;
+            super::producer_snapshots::remove_where(&**self.io(), &self.dir, |o| o >= offset)?;
             self.rename_deleted(&removed)?;
             sync_dir(&**self.io(), &self.dir)?;
             create_files(self.budget(), &**self.io(), &self.dir, offset)?;
@@ -317,18 +329,18 @@ impl PartitionLog {
         Ok(())
     }
 
-    fn active_base_offset(&self) -> i64 {
+    pub(super) fn active_base_offset(&self) -> i64 {
         self.segments[self.segments.len() - 1].base_offset
     }
 
     /// Renames every file of `segments` to `<name>.deleted`; durable after the directory fsync.
     fn rename_deleted(&self, segments: &[Segment]) -> io::Result<()> {
         for segment in segments {
-            for file in SegmentFile::ALL {
-                let path = file.path(&self.dir, segment.base_offset);
+            for path in deletable_paths(&self.dir, segment.base_offset) {
                 match self.io().rename(&path, &deleted_path(&path)) {
                     Ok(()) => {}
-                    // A missing index of a segment never read since open: nothing to delete.
+                    // A missing index of a segment never read since open, or a `.txnindex`
+                    // never created: nothing to delete.
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                     Err(e) => return Err(e),
                 }
@@ -341,8 +353,7 @@ impl PartitionLog {
     /// undoes leaves a `.deleted` file, which `open` removes.
     fn remove_deleted(&self, segments: &[Segment]) -> io::Result<()> {
         for segment in segments {
-            for file in SegmentFile::ALL {
-                let path = file.path(&self.dir, segment.base_offset);
+            for path in deletable_paths(&self.dir, segment.base_offset) {
                 remove_if_present(&**self.io(), &deleted_path(&path))?;
             }
         }
@@ -365,19 +376,24 @@ pub(super) fn deleted_path(path: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Feeds every batch header of a segment to `producers`, as recovery does.
-fn replay_batches(
+/// Feeds every batch of a segment to `producers`, as recovery does (its aborted transactions
+/// stay as they are: the segment stays whole).
+pub(super) fn replay_batches(
     segment: &SegmentRead,
     budget: &Arc<crate::FileBudget>,
     producers: &mut ProducerStateManager,
 ) -> Result<(), StorageError> {
     let size_bytes = segment.stats.size_bytes;
+    let mut aborted = crate::recovery::ReplayedTxns::default();
     segment.with_log(budget, |file| {
+        let mut position = 0u64;
+        let mut replayed = Ok(());
         scan_batches(file, 0, size_bytes, |header| {
-            producers.replay(header);
-            false
+            replayed = replay_batch(file, position, header, Some(&mut *producers), &mut aborted);
+            position += header.size_bytes() as u64;
+            replayed.is_err()
         })?;
-        Ok(())
+        replayed
     })
 }
 
@@ -395,18 +411,38 @@ fn plan_cut(
 ) -> Result<Segment, StorageError> {
     let read = old.read();
     let mut segment = Segment::empty(dir, old.base_offset, io);
+    let mut aborted = crate::recovery::ReplayedTxns::default();
     read.with_log(budget, |file| {
+        let mut replayed = Ok(());
         scan_batches(file, 0, read.stats.size_bytes, |header| {
             if header.last_offset() >= target_offset {
                 return true;
             }
             segment.note_batch(header);
-            producers.replay(header);
+            replayed = replay_batch(
+                file,
+                segment.size_bytes,
+                header,
+                Some(&mut *producers),
+                &mut aborted,
+            );
             segment.size_bytes += header.size_bytes() as u64;
-            false
+            replayed.is_err()
         })?;
-        Ok(())
+        replayed
     })?;
+    // Kafka's `TransactionIndex.truncateTo`: entries of markers at or past the target go.
+    // The entries kept are the old ones, not those replayed: a transaction that began in a
+    // segment deleted since open would replay with a later first offset.
+    drop(aborted);
+    let kept = old.shared.with_aborted(|entries| {
+        entries
+            .iter()
+            .filter(|e| e.last_offset < target_offset)
+            .copied()
+            .collect()
+    });
+    segment.shared.set_aborted(kept);
     let relative_target = target_offset - old.base_offset;
     if read.stats.offset_index_entries > 0 {
         segment.offset_index_entries =
