@@ -1,7 +1,8 @@
 //! Idempotent-producer state for one partition, after Kafka's `ProducerStateManager`,
 //! `ProducerStateEntry` and `ProducerAppendInfo` (transactions are out of scope).
 //!
-//! State is rebuilt at open by scanning batch headers (no snapshots yet).
+//! State is rebuilt at open by scanning batch headers, or read from the snapshot a clean close
+//! wrote (`producer_snapshot`).
 
 use std::collections::{HashMap, VecDeque};
 
@@ -79,6 +80,22 @@ pub(crate) struct ProducerStateManager {
 impl ProducerStateManager {
     pub(crate) fn get(&self, producer_id: i64) -> Option<&ProducerEntry> {
         self.producers.get(&producer_id)
+    }
+
+    /// Every producer's entry, in no particular order (for the snapshot).
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&i64, &ProducerEntry)> {
+        self.producers.iter()
+    }
+
+    /// Adds a producer read from a snapshot; `false` (and nothing changed) if it is known already.
+    pub(crate) fn insert(&mut self, producer_id: i64, entry: ProducerEntry) -> bool {
+        match self.producers.entry(producer_id) {
+            std::collections::hash_map::Entry::Occupied(_) => false,
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(entry);
+                true
+            }
+        }
     }
 
     /// `ProducerStateEntry.findDuplicateBatch`: same epoch and the exact sequence range of one

@@ -137,7 +137,8 @@ fn segment_and_index_files_use_kafka_names_and_entry_sizes() {
 
 #[test]
 fn reopen_after_clean_close_keeps_everything() {
-    // A clean close and reopen preserves offsets, contents and the epoch cache.
+    // A clean close and reopen preserves offsets, contents and the epoch cache; the close
+    // leaves the recovery point and a producer snapshot at the log end.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t-0");
     let mut log = PartitionLog::open(path.clone(), TOPIC, small_config()).unwrap();
@@ -145,13 +146,17 @@ fn reopen_after_clean_close_keeps_everything() {
     let before = log
         .read(0, usize::MAX, log.log_end_offset(), false)
         .unwrap();
+    let leo = log.log_end_offset();
     log.close().unwrap();
-    assert!(path.join(".runnel-clean-shutdown").exists());
-    let log = PartitionLog::open(path.clone(), TOPIC, small_config()).unwrap();
-    assert!(
-        !path.join(".runnel-clean-shutdown").exists(),
-        "marker is removed at open"
+    assert_eq!(
+        fs::read_to_string(path.join("recovery-point-offset-checkpoint")).unwrap(),
+        format!("0\n{leo}\n")
     );
+    assert_eq!(
+        files(&path, ".snapshot"),
+        vec![format!("{leo:020}.snapshot")]
+    );
+    let log = PartitionLog::open(path.clone(), TOPIC, small_config()).unwrap();
     assert_eq!(log.log_end_offset(), model.last().unwrap().1 + 1);
     assert_eq!(
         log.read(0, usize::MAX, log.log_end_offset(), false)

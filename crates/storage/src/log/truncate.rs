@@ -41,8 +41,8 @@ impl PartitionLog {
     /// `target_offset`. A batch holding the target goes whole, so the log then ends at or below
     /// it. Segments starting past the target are deleted, the one holding it is cut at the
     /// batch boundary (with its indexes) and becomes the active segment; producer state is
-    /// rebuilt from the batches that stay (we keep no producer snapshots, so this reads every
-    /// batch header, as `open` does), leader epochs starting at or past the new end are
+    /// rebuilt from the batches that stay (reading every batch header: the only producer
+    /// snapshot is the one `close` writes at the log end), leader epochs starting at or past the new end are
     /// forgotten, and the high watermark and log start offset come down to the new end if they
     /// were past it. A target below the first segment empties the log, which restarts at the
     /// target. A target at or past the log end changes nothing.
@@ -103,6 +103,8 @@ impl PartitionLog {
         self.log_start_offset = self.log_start_offset.min(leo);
         self.high_watermark = self.high_watermark.min(leo);
         self.producers = producers;
+        // The cut below is fsynced, but bytes appended past the new end after this are not.
+        self.recovery_point = self.recovery_point.min(leo);
         let epochs_changed = self.epochs.truncate_from_end(leo);
         self.validate();
         self.publish_segments();
@@ -166,6 +168,7 @@ impl PartitionLog {
         self.log_start_offset = offset;
         self.high_watermark = offset;
         self.producers = ProducerStateManager::default();
+        self.recovery_point = self.recovery_point.min(offset);
         self.epochs.clear();
         self.validate();
         self.publish_segments();
