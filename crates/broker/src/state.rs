@@ -411,7 +411,9 @@ impl Broker {
             crate::internal_topics::OFFSETS_TOPIC,
             self.config.groups.offsets_topic_num_partitions,
             1,
-            crate::internal_topics::offsets_topic_configs(),
+            crate::internal_topics::offsets_topic_configs(
+                self.config.groups.offsets_topic_segment_bytes,
+            ),
             false,
         ) {
             Ok(_) | Err(ClusterError::TopicAlreadyExists(_)) => Ok(()),

@@ -734,7 +734,7 @@ mod tests {
             name: name.into(),
             topic_id: uuid::Uuid::from_u128(id),
             partitions,
-            configs: crate::internal_topics::offsets_topic_configs(),
+            configs: crate::internal_topics::offsets_topic_configs(104_857_600),
         };
         let mut bytes = Vec::new();
         for record in [
