@@ -411,11 +411,13 @@ fn leader_epoch_checkpoint_content() {
         "0\n2\n0 0\n5 5\n"
     );
     assert_eq!(log.latest_epoch(), Some(5));
-    // A lost checkpoint is rebuilt from batch headers.
+    // A lost checkpoint is rebuilt from batch headers, and written again when the owner
+    // assigns the leader epoch after open (or by the first append).
     drop(log);
     fs::remove_file(path.join("leader-epoch-checkpoint")).unwrap();
-    let log = PartitionLog::open(path.clone(), TOPIC, LogConfig::default()).unwrap();
+    let mut log = PartitionLog::open(path.clone(), TOPIC, LogConfig::default()).unwrap();
     assert_eq!(log.latest_epoch(), Some(5));
+    log.assign_leader_epoch(5).unwrap();
     assert_eq!(
         fs::read_to_string(path.join("leader-epoch-checkpoint")).unwrap(),
         "0\n2\n0 0\n5 5\n"

@@ -272,3 +272,36 @@ fn a_damaged_index_after_a_clean_close_is_rebuilt() {
     assert!(!log.open_stats().from_snapshot);
     assert_eq!(everything(&log), before);
 }
+
+#[test]
+fn an_epoch_cut_at_open_is_checkpointed_before_the_log_grows_past_it() {
+    // Open cuts epochs that start at or past the log end without rewriting the checkpoint (an
+    // empty log's epoch comes straight back when its leader epoch is assigned); the first
+    // append writes it before any record, so records appended under the older epoch are never
+    // claimed by the cut one after a reopen.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t-0");
+    let mut log = open(&path, LastShutdown::Unclean);
+    fill(&mut log, 10, 0);
+    let leo = log.log_end_offset();
+    log.flush().unwrap();
+    drop(log);
+    let checkpoint = path.join("leader-epoch-checkpoint");
+    let stale = format!("0\n2\n0 0\n3 {}\n", leo + 4);
+    fs::write(&checkpoint, &stale).unwrap();
+    let mut log = open(&path, LastShutdown::Unclean);
+    assert_eq!(log.epoch_entries().len(), 1);
+    assert_eq!(
+        fs::read_to_string(&checkpoint).unwrap(),
+        stale,
+        "no write at open"
+    );
+    fill(&mut log, 10, 20);
+    assert!(log.log_end_offset() > leo + 4);
+    assert_eq!(fs::read_to_string(&checkpoint).unwrap(), "0\n1\n0 0\n");
+    log.flush().unwrap();
+    drop(log);
+    let log = open(&path, LastShutdown::Unclean);
+    assert_eq!(log.epoch_entries().len(), 1);
+    assert_eq!(log.epoch_for_offset(leo + 5), Some(0));
+}

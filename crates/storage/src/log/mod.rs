@@ -359,7 +359,6 @@ impl PartitionLog {
         }
         let checkpointed_recovery_point = recovery_point::read(&*io, &dir);
         let mut epochs = EpochCache::load(&io, &dir);
-        let loaded_epochs = epochs.entries().to_vec();
         let clean = match (last_shutdown, checkpointed_recovery_point) {
             (LastShutdown::Clean, Some(recovery_point)) => {
                 load_from_indexes(&io, &dir, &bases, &config, recovery_point)?
@@ -418,11 +417,13 @@ impl PartitionLog {
             sync_dir(&*io, &dir)?;
         }
         let leo = segments.last().map_or(0, |s| s.next_offset);
+        // The checkpoint is not rewritten here: until something is appended, a checkpoint
+        // holding entries past the log end (or before its start) is cut the same way by the
+        // next open, and the leader epoch the owner assigns next often puts back exactly what
+        // was cut (an empty log's epoch 0 at offset 0). The first append writes it if it
+        // still differs (`write_epochs_before_append`).
         epochs.truncate_from_end(leo);
         epochs.truncate_from_start(log_start_offset);
-        if epochs.entries() != loaded_epochs.as_slice() {
-            epochs.write()?;
-        }
         let last_index = segments.len() - 1;
         for segment in &mut segments[..last_index] {
             segment.seal();
@@ -663,6 +664,7 @@ impl PartitionLog {
             next_offset = header.last_offset() + 1;
         }
         let last_offset = next_offset - 1;
+        self.write_epochs_before_append()?;
         self.maybe_roll(
             buf.len() as u64,
             first_offset,
@@ -864,6 +866,18 @@ impl PartitionLog {
         append_batches(active, interval, buf, headers)
     }
 
+    /// Brings the epoch checkpoint in line with the cache before the log end moves (`open` cuts
+    /// the cache without writing it): past this point, an entry the file still held beyond the
+    /// old end could cover records of another epoch. Nothing is appended if this fails, and
+    /// the file then holds the old or the new entries, both cut alike by the next open, so the
+    /// log stays writable.
+    fn write_epochs_before_append(&mut self) -> Result<(), StorageError> {
+        if self.epochs.is_persisted() {
+            return Ok(());
+        }
+        self.epochs.write()
+    }
+
     /// Kafka's `maybeAssignEpochStartOffset` on becoming leader: the new epoch starts at the log
     /// end offset, and the checkpoint is written now (at creation or election) rather than on
     /// the first append, so that append does not create and rename a file. Nothing if the
@@ -873,7 +887,12 @@ impl PartitionLog {
         self.check_writable()?;
         let leo = self.log_end_offset();
         let before = self.epochs.entries().last().copied();
-        let result = self.epochs.start_epoch(leader_epoch, leo);
+        // The checkpoint `open` left behind (see `write_epochs_before_append`) is brought in
+        // line here too, where it costs the owner's startup nothing when it already is.
+        let result = self
+            .epochs
+            .start_epoch(leader_epoch, leo)
+            .and_then(|()| self.epochs.write());
         if result.is_err() {
             self.poison();
         } else if self.epochs.entries().last().copied() != before {
