@@ -314,33 +314,35 @@ impl PartitionLog {
         // Files created or removed below; their names are durable only once the directory is
         // fsynced, and a flush fsyncs file data, never the directory.
         let mut names_changed = false;
-        // Temporary files a crash or a failure in `replace_file` left behind. Nothing reads them
-        // (the file they were to replace holds its old or its new contents), so they go.
-        for name in [
-            CHECKPOINT_FILE,
-            PARTITION_METADATA_FILE,
-            LOG_START_FILE,
-            RECOVERY_POINT_FILE,
-        ] {
-            names_changed |= remove_if_present(&*io, &temp_path(&dir.join(name)))?;
-        }
-        let cleaner_checkpoint = dir.join(crate::cleaner::CLEANER_CHECKPOINT_FILE);
-        names_changed |= remove_if_present(&*io, &temp_path(&cleaner_checkpoint))?;
-        metadata::check_or_write(&*io, &dir, &topic_id)?;
-        let legacy_clean = remove_if_present(&*io, &dir.join(LEGACY_CLEAN_SHUTDOWN_FILE))?;
-        names_changed |= legacy_clean;
         let names: Vec<String> = fs::read_dir(&dir)?
             .filter_map(|e| e.ok())
             .filter_map(|e| e.file_name().into_string().ok())
             .collect();
-        // Files of segments a deletion renamed but did not get to remove (Kafka's LogLoader
-        // removes them the same way), and snapshots `replace_file` did not finish.
+        // Temporary files a crash or a failure in `replace_file` left behind. Nothing reads them
+        // (the file they were to replace holds its old or its new contents), so they go; so do
+        // files of segments a deletion renamed but did not get to remove (Kafka's LogLoader
+        // removes them the same way).
+        let temp_of = |name: &str| temp_path(Path::new(name)).to_string_lossy().into_owned();
+        let temps: Vec<String> = [
+            CHECKPOINT_FILE,
+            PARTITION_METADATA_FILE,
+            LOG_START_FILE,
+            RECOVERY_POINT_FILE,
+            crate::cleaner::CLEANER_CHECKPOINT_FILE,
+        ]
+        .iter()
+        .map(|name| temp_of(name))
+        .collect();
         for name in names
             .iter()
-            .filter(|n| n.ends_with(DELETED_SUFFIX) || is_snapshot_temp(n))
+            .filter(|n| temps.contains(n) || n.ends_with(DELETED_SUFFIX) || is_snapshot_temp(n))
         {
             names_changed |= remove_if_present(&*io, &dir.join(name))?;
         }
+        let legacy_clean = names.iter().any(|n| n == LEGACY_CLEAN_SHUTDOWN_FILE)
+            && remove_if_present(&*io, &dir.join(LEGACY_CLEAN_SHUTDOWN_FILE))?;
+        names_changed |= legacy_clean;
+        metadata::check_or_write(&*io, &dir, &topic_id)?;
         // A cleaning round's segment swap a crash interrupted (see `cleaning`).
         names_changed |= cleaning::recover_swaps(&*io, &dir, &names)?;
         let names: Vec<String> = fs::read_dir(&dir)?
