@@ -26,9 +26,14 @@ pub fn last_shutdown(data_dir: &Path) -> LastShutdown {
     }
 }
 
-/// Removes the marker (if present) durably, before anything is appended to a log.
+/// Removes the marker (if present) durably, before anything is appended to a log. Something
+/// else under its name (a directory) was never a marker and is left alone.
 pub fn remove(data_dir: &Path) -> io::Result<()> {
-    match std::fs::remove_file(data_dir.join(CLEAN_SHUTDOWN_FILE)) {
+    let path = data_dir.join(CLEAN_SHUTDOWN_FILE);
+    if !path.is_file() {
+        return Ok(());
+    }
+    match std::fs::remove_file(path) {
         Ok(()) => File::open(data_dir)?.sync_all(),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e),
@@ -64,5 +69,10 @@ mod tests {
         remove(dir.path()).unwrap();
         remove(dir.path()).unwrap();
         assert_eq!(last_shutdown(dir.path()), LastShutdown::Unclean);
+        // A directory of that name is no marker: unclean, and left alone.
+        std::fs::create_dir(dir.path().join(CLEAN_SHUTDOWN_FILE)).unwrap();
+        assert_eq!(last_shutdown(dir.path()), LastShutdown::Unclean);
+        remove(dir.path()).unwrap();
+        assert!(write(dir.path()).is_err());
     }
 }

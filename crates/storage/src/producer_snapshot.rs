@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use runnel_protocol::batch::decrement_sequence;
 
-use crate::io::{read_whole_file, replace_file, LogIo, WholeFile};
+use crate::io::{read_whole_file, replace_file_unsynced_name, LogIo, WholeFile};
 use crate::producer_state::{BatchMetadata, ProducerEntry, ProducerStateManager};
 use crate::segment::file_stem;
 use crate::StorageError;
@@ -170,14 +170,15 @@ pub(crate) fn read(io: &dyn LogIo, dir: &Path, offset: i64) -> Option<ProducerSt
     decoded
 }
 
-/// Writes the snapshot at `offset` atomically and durably (`replace_file`).
+/// Writes the snapshot at `offset` atomically; its name is durable once the caller fsyncs
+/// the directory (`replace_file_unsynced_name`).
 pub(crate) fn write(
     io: &dyn LogIo,
     dir: &Path,
     offset: i64,
     producers: &ProducerStateManager,
 ) -> Result<(), StorageError> {
-    replace_file(io, &snapshot_path(dir, offset), &encode(producers))?;
+    replace_file_unsynced_name(io, &snapshot_path(dir, offset), &encode(producers))?;
     Ok(())
 }
 

@@ -15,8 +15,8 @@
 
 use std::path::Path;
 
-use crate::io::replace_file;
 use crate::io::LogIo;
+use crate::io::{replace_file, replace_file_unsynced_name};
 use crate::log_start::{offset_file_text, read_offset_checkpoint};
 use crate::StorageError;
 
@@ -31,5 +31,16 @@ pub(crate) fn read(io: &dyn LogIo, dir: &Path) -> Option<i64> {
 pub(crate) fn write(io: &dyn LogIo, dir: &Path, recovery_point: i64) -> Result<(), StorageError> {
     let text = offset_file_text(recovery_point);
     replace_file(io, &dir.join(RECOVERY_POINT_FILE), text.as_bytes())?;
+    Ok(())
+}
+
+/// `write` without the directory fsync, which the caller does (`replace_file_unsynced_name`).
+pub(crate) fn write_unsynced_name(
+    io: &dyn LogIo,
+    dir: &Path,
+    recovery_point: i64,
+) -> Result<(), StorageError> {
+    let text = offset_file_text(recovery_point);
+    replace_file_unsynced_name(io, &dir.join(RECOVERY_POINT_FILE), text.as_bytes())?;
     Ok(())
 }

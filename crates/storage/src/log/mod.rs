@@ -966,9 +966,10 @@ impl PartitionLog {
         self.active().append_final_time_entry()?;
         self.flush()?;
         let leo = self.log_end_offset();
+        // The snapshot first: a checkpoint naming the log end is only trusted with a snapshot
+        // there. One directory fsync makes both names (and the removals) durable.
         producer_snapshot::write(&**self.io(), &self.dir, leo, &self.producers)?;
-        recovery_point::write(&**self.io(), &self.dir, self.recovery_point)?;
-        let mut removed = false;
+        recovery_point::write_unsynced_name(&**self.io(), &self.dir, self.recovery_point)?;
         for entry in fs::read_dir(&self.dir)?.filter_map(Result::ok) {
             let name = entry.file_name();
             let stale = name
@@ -976,13 +977,10 @@ impl PartitionLog {
                 .and_then(parse_snapshot_name)
                 .is_some_and(|offset| offset != leo);
             if stale {
-                removed |= remove_if_present(&**self.io(), &entry.path())?;
+                remove_if_present(&**self.io(), &entry.path())?;
             }
         }
-        if removed {
-            sync_dir(&**self.io(), &self.dir)?;
-        }
-        Ok(())
+        sync_dir(&**self.io(), &self.dir)
     }
 
     /// Writes the recovery point to its checkpoint; a failure only leaves the checkpoint
