@@ -6,7 +6,7 @@ compat-tests/.cache/venv/bin/python (confluent-kafka, the same client for both b
     offsets_load.py verify --bootstrap B --topic T --groups G --partitions P --commits N --timeout-s S
 
 `commit` creates topic T (P partitions, never produced to), makes `__consumer_offsets` exist, sets its
-`segment.bytes` to S (the same topic-config change on both brokers: runnel has no
+`segment.bytes` to S (the same topic-config change on both brokers, rather than each broker's
 `offsets.topic.segment.bytes`), then commits N offsets in total: rounds of one OffsetCommit per group
 (AdminClient.alter_consumer_group_offsets, generation -1, no members) each carrying all P partitions,
 every group's round in flight at once. Before the last round `segment.ms` is set to 1 s (and 1.5 s

@@ -39,6 +39,7 @@ pub(crate) const ACTED_ON: &[&str] = &[
     "offsets.retention.minutes",
     "offset.metadata.max.bytes",
     "offsets.topic.num.partitions",
+    "offsets.topic.segment.bytes",
     "group.consumer.session.timeout.ms",
     "group.consumer.heartbeat.interval.ms",
     "group.consumer.max.size",
@@ -466,6 +467,12 @@ pub fn from_raw(raw: BTreeMap<String, String>) -> Result<(BrokerConfig, Vec<Stri
             bail!("config key 'offsets.topic.num.partitions' must be >= 1");
         }
     }
+    if let Some(v) = get("offsets.topic.segment.bytes") {
+        g.offsets_topic_segment_bytes = num("offsets.topic.segment.bytes", &v)?;
+        if g.offsets_topic_segment_bytes < 1 {
+            bail!("config key 'offsets.topic.segment.bytes' must be >= 1");
+        }
+    }
     if let Some(v) = get("group.consumer.session.timeout.ms") {
         g.consumer_group_session_timeout_ms = num("group.consumer.session.timeout.ms", &v)?;
     }
@@ -643,6 +650,27 @@ mod tests {
             .err()
             .expect("error");
         assert!(format!("{err:#}").contains("runnel.log.format"), "{err:#}");
+    }
+
+    // `offsets.topic.segment.bytes` is acted on (no "not acted on" warning): it sets the
+    // segment size `__consumer_offsets` is created with; Kafka's minimum of 1 is enforced.
+    #[test]
+    fn offsets_topic_segment_bytes_is_read() {
+        let raw = |v: &str| BTreeMap::from([("offsets.topic.segment.bytes".into(), v.into())]);
+        let (c, warnings) = from_raw(raw("2097152")).expect("parse");
+        assert_eq!(c.groups.offsets_topic_segment_bytes, 2_097_152);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(
+            crate::internal_topics::offsets_topic_configs(c.groups.offsets_topic_segment_bytes)
+                .get("segment.bytes")
+                .map(String::as_str),
+            Some("2097152")
+        );
+        let (c, _) = from_raw(BTreeMap::new()).expect("parse");
+        assert_eq!(c.groups.offsets_topic_segment_bytes, 104_857_600);
+        for bad in ["0", "-5", "x", "3000000000"] {
+            assert!(from_raw(raw(bad)).is_err(), "{bad}");
+        }
     }
 
     // Unquoted dotted keys become nested tables in TOML; they are joined back.

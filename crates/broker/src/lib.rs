@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod authorizer;
 pub mod blocking;
+pub mod clean_shutdown;
 pub mod clock;
 pub mod config;
 pub mod config_reference;

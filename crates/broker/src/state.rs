@@ -411,7 +411,9 @@ impl Broker {
             crate::internal_topics::OFFSETS_TOPIC,
             self.config.groups.offsets_topic_num_partitions,
             1,
-            crate::internal_topics::offsets_topic_configs(),
+            crate::internal_topics::offsets_topic_configs(
+                self.config.groups.offsets_topic_segment_bytes,
+            ),
             false,
         ) {
             Ok(_) | Err(ClusterError::TopicAlreadyExists(_)) => Ok(()),
@@ -423,8 +425,10 @@ impl Broker {
         self.metadata.allocate_producer_id(self)
     }
 
-    /// Flushes and closes every partition log (clean shutdown: the next start skips recovery).
+    /// Flushes and closes every partition log, then, if every one closed, writes Kafka's
+    /// clean-shutdown marker so the next start opens the logs without reading their batches.
     pub fn shutdown(&self) {
+        let mut all_closed = true;
         for partition in self.replicas.remove_all() {
             partition.wake_waiters();
             match Arc::try_unwrap(partition) {
@@ -432,13 +436,22 @@ impl Broker {
                     let log = p.log.into_inner().unwrap_or_else(|e| e.into_inner());
                     if let Err(e) = log.close() {
                         tracing::warn!(error = %e, "closing partition log");
+                        all_closed = false;
                     }
                 }
                 Err(p) => {
+                    // Still shared (a request that outlived the grace period): flushed, but
+                    // not closed, so the next start recovers.
+                    all_closed = false;
                     if let Err(e) = p.lock_log().flush() {
                         tracing::warn!(error = %e, "flushing partition log");
                     }
                 }
+            }
+        }
+        if all_closed {
+            if let Err(e) = crate::clean_shutdown::write(&self.data_dir) {
+                tracing::warn!(error = %e, "writing the clean-shutdown marker; the next start recovers the logs");
             }
         }
     }

@@ -22,6 +22,11 @@ pub struct EpochEntry {
 pub(crate) struct EpochCache {
     /// Strictly increasing in both epoch and start offset.
     entries: Vec<EpochEntry>,
+    /// What the checkpoint file holds, as loaded or last written (`None`: unknown, after a load
+    /// that found it missing or unreadable, or a failed write). `write` skips a file that
+    /// already holds the entries, so the truncation every open applies to an empty log's epoch
+    /// and the leader epoch assigned again right after cost no I/O.
+    persisted: Option<Vec<EpochEntry>>,
     path: PathBuf,
     /// The log's file backend.
     io: Arc<dyn LogIo>,
@@ -32,13 +37,13 @@ impl EpochCache {
     /// re-derives the entries from batch headers, so nothing is lost.
     pub(crate) fn load(io: &Arc<dyn LogIo>, dir: &Path) -> EpochCache {
         let path = dir.join(CHECKPOINT_FILE);
-        let entries = match read_whole_file(&**io, &path, CHECKPOINT_BYTES_MAX) {
+        let persisted = match read_whole_file(&**io, &path, CHECKPOINT_BYTES_MAX) {
             Ok(WholeFile::Bytes(bytes)) => std::str::from_utf8(&bytes).ok().and_then(parse),
             _ => None,
-        }
-        .unwrap_or_default();
+        };
         EpochCache {
-            entries,
+            entries: persisted.clone().unwrap_or_default(),
+            persisted,
             path,
             io: Arc::clone(io),
         }
@@ -139,16 +144,27 @@ impl EpochCache {
     /// Rewrites the checkpoint atomically and durably (`replace_file`: fsync, rename, directory
     /// fsync), as Kafka's `LeaderEpochCheckpointFile` does again since KAFKA-16541: a checkpoint
     /// renamed into place before its bytes or its name reached the disk can come back empty,
-    /// torn or stale after a power loss. Only a new leader epoch (or a truncation at open)
-    /// writes it, never an ordinary append. A failure may leave anything under the checkpoint's
+    /// torn or stale after a power loss. Only a new leader epoch, a truncation, or the first append
+    /// after an open that changed the entries in memory writes it, never an ordinary append, and
+    /// never when the file already holds the entries. A failure may leave anything under the checkpoint's
     /// name; the caller poisons the log.
     pub(crate) fn write(&mut self) -> Result<(), StorageError> {
+        if self.is_persisted() {
+            return Ok(());
+        }
         let mut text = format!("0\n{}\n", self.entries.len());
         for e in &self.entries {
             text.push_str(&format!("{} {}\n", e.epoch, e.start_offset));
         }
+        self.persisted = None;
         replace_file(&*self.io, &self.path, text.as_bytes())?;
+        self.persisted = Some(self.entries.clone());
         Ok(())
+    }
+
+    /// The checkpoint file holds exactly the entries.
+    pub(crate) fn is_persisted(&self) -> bool {
+        self.persisted.as_deref() == Some(self.entries.as_slice())
     }
 }
 

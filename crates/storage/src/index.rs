@@ -28,7 +28,7 @@ pub(crate) fn time_entry(timestamp: i64, relative_offset: u32) -> [u8; 12] {
     out
 }
 
-fn read_offset_entry(file: IoFile<'_>, index: u64) -> io::Result<(u32, u32)> {
+pub(crate) fn read_offset_entry(file: IoFile<'_>, index: u64) -> io::Result<(u32, u32)> {
     let mut buf = [0u8; 8];
     file.read_exact_at(&mut buf, index * OFFSET_ENTRY_BYTES)?;
     let [a, b, c, d, e, f, g, h] = buf;

@@ -18,6 +18,7 @@ mod producer_snapshot;
 mod producer_state;
 mod reader;
 mod recovery;
+mod recovery_point;
 mod segment;
 mod txn;
 
@@ -25,7 +26,10 @@ pub use config::{BrokerCompressionType, LogConfig};
 pub use epoch_cache::EpochEntry;
 pub use error::StorageError;
 pub use file_budget::{FileBudget, FileBudgetStats, PinnedFile, DEFAULT_MAX_OPEN_FILES};
-pub use log::{rename_for_delete, AppendOutcome, ExpiredFiles, FileSlice, PartitionLog};
+pub use log::{
+    rename_for_delete, AppendOutcome, ExpiredFiles, FileSlice, LastShutdown, OpenStats,
+    PartitionLog,
+};
 pub use offsets::{LogOffsets, OffsetsSnapshot};
 pub use reader::{LogReader, LogSnapshot};
 pub use runnel_protocol::batch::TimestampType;

@@ -26,22 +26,28 @@ const LOG_START_FILE_BYTES_MAX: u64 = 64;
 /// The checkpointed log start offset; `None` when the file is missing or unreadable, with a
 /// warning for the latter (the first segment's base then applies).
 pub(crate) fn read(io: &dyn LogIo, dir: &Path) -> Option<i64> {
-    let path = dir.join(LOG_START_FILE);
-    let bytes = match read_whole_file(io, &path, LOG_START_FILE_BYTES_MAX) {
+    read_offset_checkpoint(io, &dir.join(LOG_START_FILE))
+}
+
+/// The offset of a one-partition checkpoint file at `path` (this one, or
+/// `recovery-point-offset-checkpoint`); `None` when it is missing, and with a warning when it is
+/// unreadable, oversized or malformed: such a file is ignored, never trusted.
+pub(crate) fn read_offset_checkpoint(io: &dyn LogIo, path: &Path) -> Option<i64> {
+    let bytes = match read_whole_file(io, path, LOG_START_FILE_BYTES_MAX) {
         Ok(WholeFile::Bytes(bytes)) => bytes,
         Ok(WholeFile::Missing) => return None,
         Ok(WholeFile::TooLarge) => {
-            tracing::warn!(path = %path.display(), "ignoring an oversized log start checkpoint");
+            tracing::warn!(path = %path.display(), "ignoring an oversized offset checkpoint");
             return None;
         }
         Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "ignoring an unreadable log start checkpoint");
+            tracing::warn!(path = %path.display(), error = %e, "ignoring an unreadable offset checkpoint");
             return None;
         }
     };
     let parsed = std::str::from_utf8(&bytes).ok().and_then(parse_offset_file);
     if parsed.is_none() {
-        tracing::warn!(path = %path.display(), "ignoring a malformed log start checkpoint");
+        tracing::warn!(path = %path.display(), "ignoring a malformed offset checkpoint");
     }
     parsed
 }

@@ -194,11 +194,19 @@ mod tests {
         let b = (20, 30, 40);
         let offsets = Arc::new(LogOffsets::new(a.0, a.1, a.2));
         let done = Arc::new(AtomicBool::new(false));
+        // The writer starts once the reader reads: on a loaded machine the reader thread may
+        // otherwise first run after every publication is over, and check nothing.
+        let started = Arc::new(AtomicBool::new(false));
         let reader = {
-            let (offsets, done) = (Arc::clone(&offsets), Arc::clone(&done));
+            let (offsets, done, started) = (
+                Arc::clone(&offsets),
+                Arc::clone(&done),
+                Arc::clone(&started),
+            );
             thread::spawn(move || {
                 let mut reads = 0u64;
                 while !done.load(Ordering::Relaxed) {
+                    started.store(true, Ordering::Relaxed);
                     let s = offsets.snapshot();
                     let triple = (s.log_start_offset, s.high_watermark, s.log_end_offset);
                     assert!(triple == a || triple == b, "mixed snapshot {triple:?}");
@@ -207,6 +215,9 @@ mod tests {
                 reads
             })
         };
+        while !started.load(Ordering::Relaxed) {
+            thread::yield_now();
+        }
         for i in 0..PUBLICATIONS {
             let (start, hw, leo) = if i % 2 == 0 { b } else { a };
             offsets.publish(start, hw, leo);

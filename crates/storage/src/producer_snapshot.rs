@@ -11,8 +11,12 @@
 //! producer keeps only its last batch across a snapshot.
 //!
 //! Written when a segment rolls (named by the new segment's base offset, and deleted with that
-//! segment) and at a clean shutdown (named by the log end offset). A snapshot that fails its
-//! CRC or lies past the recovered log end is deleted at open, and the next older one is used.
+//! segment) and at a clean shutdown (named by the log end offset). An open after a clean
+//! shutdown takes the producer state from the one at the log end as it is, ongoing
+//! transactions included, and reads no batch (see `recovery`); any other open replays the
+//! batches after the latest one. A snapshot that fails its CRC or lies past the recovered log
+//! end is deleted at open, and the next older one is used: a hostile file costs a replay, never
+//! a wrong answer.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -211,5 +215,38 @@ mod tests {
             Some(42)
         );
         assert_eq!(parse_snapshot_name("42.snapshot"), None);
+    }
+
+    #[test]
+    fn refuses_anything_it_did_not_write_whole() {
+        // Every truncation, every flipped byte, an extra entry and garbage read as no snapshot
+        // at all (the log then replays from an older one, or from the start).
+        let mut producers = HashMap::new();
+        let mut entry = ProducerEntry {
+            epoch: 0,
+            last_timestamp: 1_700_000_000_000,
+            ..ProducerEntry::default()
+        };
+        entry.batches.push_back(BatchMetadata {
+            first_seq: i32::MAX - 1,
+            last_seq: 1,
+            first_offset: 30,
+            last_offset: 33,
+            timestamp: 1_700_000_000_000,
+        });
+        producers.insert(2, entry);
+        let bytes = encode(&producers);
+        for len in 0..bytes.len() {
+            assert!(decode(&bytes[..len]).is_err(), "prefix of {len} bytes");
+        }
+        for i in 0..bytes.len() {
+            let mut flipped = bytes.clone();
+            flipped[i] ^= 0x40;
+            assert!(decode(&flipped).is_err(), "byte {i} flipped");
+        }
+        let mut longer = bytes.clone();
+        longer.extend_from_slice(&[0; ENTRY_BYTES]);
+        assert!(decode(&longer).is_err());
+        assert!(decode(b"garbage that is not a snapshot at all").is_err());
     }
 }

@@ -4,8 +4,9 @@
 //! transactions (which bound the last stable offset) and the completed ones whose marker the
 //! high watermark has not passed yet (Kafka's `unreplicatedTxns`, which bound it too).
 //!
-//! At open, state comes from the latest producer snapshot (`producer_snapshot`) and the batches
-//! after it; truncation rebuilds it from every batch left.
+//! At open, state comes from the latest producer snapshot (`producer_snapshot`): after a clean
+//! shutdown the one at the log end, as it is; otherwise with the batches after it replayed.
+//! Truncation rebuilds it from every batch left.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 

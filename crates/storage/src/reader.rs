@@ -14,10 +14,14 @@
 //! - The active segment's stats (its valid size above all) come from its own cell, which the
 //!   writer publishes after an append has written its batches and index entries (`segment`).
 //!
-//! A snapshot takes the view, then the offsets, then the active segment's stats. The writer
-//! publishes in the opposite order (offsets before a new view; segment stats before the
-//! offsets that cover them), so a snapshot with a new view also has the offsets that go with
-//! it, and stats that cover at least its log end offset. A read never goes past the log end
+//! A snapshot takes the view, then the offsets, then checks that the view is still the
+//! writer's (else it takes both again), then the active segment's stats. The writer publishes
+//! offsets before a new view that drops segments (a deletion), a new view before the offsets
+//! that cover a segment it adds (a roll: the new segment is in the view before anything is
+//! appended to it), and segment stats before the offsets that cover them. So a snapshot has
+//! offsets that go with its view: none below its first segment, none past its last one (an
+//! old view with offsets read after a roll and an append would have a log end offset past its
+//! active segment, and read short), and stats that cover at least its log end offset. A read never goes past the log end
 //! offset or the active size its snapshot was taken with, nor past the bound the caller gives
 //! (the high watermark, for a consumer).
 //!
@@ -66,6 +70,12 @@ use crate::{EpochEntry, StorageError};
 /// `SnapshotStale`. Each retry follows a truncation that overlapped the previous attempt, and a
 /// truncation is a rare, replication-driven event, so a second attempt all but always succeeds.
 const SNAPSHOT_ATTEMPTS_MAX: u32 = 4;
+
+/// Times `LogReader::snapshot` takes the offsets again because the writer replaced the view
+/// while it read them. The view changes on rolls, deletions and new leader epochs, never per
+/// append, so a second attempt all but always holds; past this, the snapshot fails with
+/// `SnapshotStale` (`with_snapshot` retries) rather than spin.
+const SNAPSHOT_VIEW_ATTEMPTS_MAX: u32 = 64;
 
 /// What a snapshot reads: the segments, oldest first (the last one active), and the leader
 /// epochs. Replaced whole by the writer, never changed in place.
@@ -182,8 +192,23 @@ impl LogReader {
             return Err(StorageError::Poisoned);
         }
         let truncations = self.shared.truncations.load(Ordering::SeqCst);
-        let view = self.shared.view();
-        let offsets = self.shared.offsets.snapshot();
+        let mut view = self.shared.view();
+        // The offsets must be those of this view (module docs): if the writer replaced the
+        // view meanwhile (a roll, deletion or new epoch), the offsets read may cover a segment
+        // this view lacks, so both are taken again.
+        let mut attempts = 0;
+        let offsets = loop {
+            let offsets = self.shared.offsets.snapshot();
+            let now = self.shared.view();
+            if Arc::ptr_eq(&view, &now) {
+                break offsets;
+            }
+            attempts += 1;
+            if attempts == SNAPSHOT_VIEW_ATTEMPTS_MAX {
+                return Err(StorageError::SnapshotStale);
+            }
+            view = now;
+        };
         let active = active_of(&view.segments).read();
         Ok(LogSnapshot {
             shared: Arc::clone(&self.shared),

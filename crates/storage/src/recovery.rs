@@ -1,41 +1,51 @@
 //! Loading segments at open, after Kafka's `LogLoader` and `LogSegment.recover`.
 //!
-//! Every segment's batch headers are scanned once (headers only, 61-byte positional reads; a
-//! control batch is read whole for its marker) for the leader-epoch cache, per-segment stats
-//! and each segment's aborted transactions (`.txnindex`, kept when it names the segment's ABORT
-//! markers, else rewritten). Producer state (sequences, epochs, ongoing transactions) starts
-//! from the latest producer snapshot (`producer_snapshot`) and replays only the batches from
-//! its offset on. Kafka also skips the header scan of segments below the recovery point; we
-//! still read every header for the stats, so snapshots spare the replay, not the scan.
+//! After a clean shutdown (`open_from_indexes`), a segment is opened as Kafka opens it: its
+//! index files pass a sanity check, its stats come from their last entries and a walk of the
+//! few batch headers past the last offset-index entry (Kafka's `readNextOffset`), its aborted
+//! transactions from its `.txnindex` (`open_txn_index`, a sanity check only), and its batches
+//! are not otherwise read; the producer state, ongoing transactions included, comes from the
+//! producer snapshot `close` wrote at the log end (`producer_snapshot`).
 //!
-//! A segment is *recovered* (every batch read whole and CRC-checked, indexes rebuilt from
-//! scratch) when it is the active segment after an unclean shutdown, or when its index files
-//! are missing or fail a sanity check. Segments are fsynced when they roll, so only the active
-//! segment can hold a torn tail. Recovery truncates at the first invalid batch; the caller then
-//! deletes every later segment, as `LogLoader` does. Indexes rebuilt for a sealed segment are
-//! fsynced here, as nothing fsyncs a sealed segment again; the active segment's wait for the
-//! next flush, which fsyncs its files anyway.
+//! Otherwise (`load_segment`) every segment's batch headers are scanned once (headers only,
+//! 61-byte positional reads; a control batch is read whole for its marker) for the leader-epoch
+//! cache, per-segment stats and each segment's aborted transactions (`.txnindex`, kept when it
+//! names the segment's ABORT markers, else rewritten); producer state (sequences, epochs,
+//! ongoing transactions) starts from the latest producer snapshot and replays only the batches
+//! from its offset on. A segment is *recovered* (every batch read whole and
+//! CRC-checked, indexes rebuilt from scratch) when it holds offsets at or past the recovery
+//! point (the active segment always does), or when its index files are missing or fail a
+//! sanity check. Recovery truncates at the first invalid batch; the caller then deletes every
+//! later segment, as `LogLoader` does. Indexes rebuilt for a sealed segment are fsynced here,
+//! as nothing fsyncs a sealed segment again; the active segment's wait for the next flush,
+//! which fsyncs its files anyway.
 
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
-use runnel_protocol::batch::{check_stored_batch, MAGIC_V2};
+use runnel_protocol::batch::{check_stored_batch, BatchHeader, BATCH_HEADER_LEN, MAGIC_V2};
 
 use crate::epoch_cache::EpochCache;
-use crate::index::{read_time_entry, OFFSET_ENTRY_BYTES, TIME_ENTRY_BYTES};
+use crate::index::{
+    lookup_position, read_offset_entry, read_time_entry, OFFSET_ENTRY_BYTES, TIME_ENTRY_BYTES,
+};
 use crate::io::{IoFile, LogIo, OpenMode};
 use crate::producer_state::ProducerStateManager;
 use crate::segment::{log_path, offset_index_path, read_header_at, time_index_path, Segment};
-use crate::txn::{encode_index, read_marker, txn_index_path, AbortedTxn, MARKER_BATCH_BYTES_MAX};
+use crate::txn::{
+    encode_index, read_marker, txn_index_path, AbortedTxn, ABORTED_TXN_BYTES,
+    MARKER_BATCH_BYTES_MAX,
+};
 use crate::{LogConfig, StorageError};
 
 /// Which segment `load_segment` loads: what it checks and what it fsyncs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum SegmentRole {
     /// Sealed by a roll, which fsynced it, and never fsynced again: indexes rebuilt for it are
-    /// fsynced at once, or a crash could bring back the torn ones they replaced.
-    Sealed,
+    /// fsynced at once, or a crash could bring back the torn ones they replaced. `recover` when
+    /// it holds offsets at or past the recovery point after an unclean shutdown.
+    Sealed { recover: bool },
     /// The active segment, whose files the next flush fsyncs (`ActiveFiles` with `sync_pending`).
     /// `recover` after an unclean shutdown: every batch is CRC-checked and the indexes rebuilt.
     Active { recover: bool },
@@ -49,6 +59,10 @@ pub(crate) struct Loaded {
     /// The index files were rewritten, and created if they were missing: their names need a
     /// directory fsync to survive a crash.
     pub(crate) rewrote_indexes: bool,
+    /// Bytes of the `.log` file read: batch headers walked, and whole batches when recovered.
+    pub(crate) read_bytes: u64,
+    /// Every batch was read whole and CRC-checked.
+    pub(crate) recovered: bool,
 }
 
 /// Cheap checks that let a segment keep its index files (Kafka's `sanityCheck`): both exist,
@@ -100,7 +114,11 @@ pub(crate) fn load_segment(
 ) -> Result<Loaded, StorageError> {
     let log = io.open(&log_path(dir, base_offset), OpenMode::ReadWrite)?;
     let file_size = io.size_bytes(&log)?;
-    let recover = role == SegmentRole::Active { recover: true };
+    let recover = matches!(
+        role,
+        SegmentRole::Active { recover: true } | SegmentRole::Sealed { recover: true }
+    );
+    let mut read_bytes = 0u64;
     let rebuild = recover || !indexes_look_sane(&**io, dir, base_offset, file_size);
     let mut segment = Segment::empty(dir, base_offset, io);
     let mut offset_entries = Vec::new();
@@ -118,16 +136,9 @@ pub(crate) fn load_segment(
                 break;
             }
         };
+        read_bytes += BATCH_HEADER_LEN as u64;
         let size = header.size_bytes() as u64;
-        let in_range = header
-            .last_offset()
-            .checked_sub(base_offset)
-            .is_some_and(|r| (0..=i64::from(i32::MAX)).contains(&r));
-        if header.magic != MAGIC_V2
-            || header.base_offset < segment.next_offset
-            || header.last_offset_delta < 0
-            || !in_range
-        {
+        if !header_fits(&header, base_offset, segment.next_offset) {
             invalid = Some(format!(
                 "batch at position {position} has inconsistent offsets or magic"
             ));
@@ -137,10 +148,15 @@ pub(crate) fn load_segment(
             // `size` was checked against the file length, so this allocation is bounded by it.
             batch_buf.resize(size as usize, 0);
             io.read_exact_at(&log, &mut batch_buf, position)?;
+            read_bytes += size;
             if let Err(e) = check_stored_batch(&batch_buf) {
                 invalid = Some(e.to_string());
                 break;
             }
+        }
+        if !rebuild && header.is_control() && header.size_bytes() <= MARKER_BATCH_BYTES_MAX {
+            // `replay_batch` reads a marker whole.
+            read_bytes += size;
         }
         replay_batch(
             IoFile::new(&**io, &log),
@@ -171,7 +187,7 @@ pub(crate) fn load_segment(
         io.set_len(&log, position)?;
         io.sync_all(&log)?;
     }
-    let sync = role == SegmentRole::Sealed;
+    let sync = matches!(role, SegmentRole::Sealed { .. });
     let (aborted, wrote_txn_index) = load_txn_index(&**io, dir, base_offset, aborted, sync)?;
     segment.shared.set_aborted(aborted);
     let rewrote_indexes = rebuild || invalid.is_some() || wrote_txn_index;
@@ -216,6 +232,8 @@ pub(crate) fn load_segment(
         segment,
         truncated_bytes,
         rewrote_indexes,
+        read_bytes,
+        recovered: rebuild,
     })
 }
 
@@ -372,6 +390,202 @@ pub(crate) fn sync_txn_index(
             Ok(true)
         }
     }
+}
+
+/// The checks every batch header of a segment passes before the loader believes it: magic v2,
+/// offsets at or past `next_offset` (increasing through the segment) and within the `u32`
+/// reach of the segment's base.
+fn header_fits(header: &BatchHeader, base_offset: i64, next_offset: i64) -> bool {
+    let in_range = header
+        .last_offset()
+        .checked_sub(base_offset)
+        .is_some_and(|r| (0..=i64::from(i32::MAX)).contains(&r));
+    header.magic == MAGIC_V2
+        && header.base_offset >= next_offset
+        && header.last_offset_delta >= 0
+        && in_range
+}
+
+/// A segment opened from its index files (module docs), and the `.log` bytes that took.
+pub(crate) struct OpenedFromIndexes {
+    pub(crate) segment: Segment,
+    pub(crate) read_bytes: u64,
+}
+
+/// Opens the segment at `base_offset` after a clean shutdown without reading its batches
+/// (Kafka's `LogSegment` open plus `readNextOffset`): the indexes pass `indexes_look_sane`; the
+/// size is the file's; the largest timestamp and its batch come from the last time-index entry;
+/// the next offset and the index builder's position from walking the batch headers after the
+/// last offset-index entry (at most `index.interval.bytes` and one batch); the first batch's
+/// timestamp (`segment.ms`) from one header. `Ok(None)` when anything on disk disagrees with
+/// itself (an index entry the walk would have written but the file lacks, a header that does
+/// not fit, an index pointing at no batch): the caller then opens the log by scanning and
+/// recovering, so a damaged file costs time, never records.
+pub(crate) fn open_from_indexes(
+    io: &Arc<dyn LogIo>,
+    dir: &Path,
+    base_offset: i64,
+    config: &LogConfig,
+) -> Result<Option<OpenedFromIndexes>, StorageError> {
+    let log = io.open(&log_path(dir, base_offset), OpenMode::Read)?;
+    let file_size = io.size_bytes(&log)?;
+    if !indexes_look_sane(&**io, dir, base_offset, file_size) {
+        return Ok(None);
+    }
+    let index = io.open(&offset_index_path(dir, base_offset), OpenMode::Read)?;
+    let time_index = io.open(&time_index_path(dir, base_offset), OpenMode::Read)?;
+    let (index, time_index) = (IoFile::new(&**io, &index), IoFile::new(&**io, &time_index));
+    let mut segment = Segment::empty(dir, base_offset, io);
+    segment.offset_index_entries = io.size_bytes(index.file)? / OFFSET_ENTRY_BYTES;
+    segment.time_index_entries = io.size_bytes(time_index.file)? / TIME_ENTRY_BYTES;
+    let mut read_bytes = 0u64;
+    let log = IoFile::new(&**io, &log);
+    let header_at = |position: u64| match read_header_at(log, position, file_size) {
+        Ok(header) => Ok(Some(header)),
+        Err(StorageError::Io(e)) => Err(StorageError::Io(e)),
+        Err(_) => Ok(None),
+    };
+    if file_size == 0 {
+        let empty = segment.offset_index_entries == 0 && segment.time_index_entries == 0;
+        return Ok(empty.then_some(OpenedFromIndexes {
+            segment,
+            read_bytes,
+        }));
+    }
+    let Some(first) = header_at(0)? else {
+        return Ok(None);
+    };
+    read_bytes += BATCH_HEADER_LEN as u64;
+    if !header_fits(&first, base_offset, base_offset) {
+        return Ok(None);
+    }
+    segment.first_batch_timestamp = Some(first.max_timestamp);
+    // The batch the last time-index entry names: its last offset, until its base is found.
+    let mut max_timestamp_batch_last_offset = None;
+    if segment.time_index_entries > 0 {
+        let (timestamp, relative) = read_time_entry(time_index, segment.time_index_entries - 1)?;
+        segment.max_timestamp = timestamp;
+        segment.last_offset_of_max_timestamp = base_offset + i64::from(relative);
+        segment.index.last_time_entry_timestamp = timestamp;
+        max_timestamp_batch_last_offset = Some(segment.last_offset_of_max_timestamp);
+    }
+    // Walk from the last indexed batch: the builder's state after it is that of an empty
+    // builder after it (`IndexBuilder::on_batch` zeroes its count at an entry).
+    let (mut position, mut indexed_last_offset) = (0u64, None);
+    if segment.offset_index_entries > 0 {
+        let (relative, indexed_position) =
+            read_offset_entry(index, segment.offset_index_entries - 1)?;
+        position = u64::from(indexed_position);
+        indexed_last_offset = Some(base_offset + i64::from(relative));
+        // Offsets before the indexed batch: the walk only checks that they increase from here.
+        segment.next_offset = base_offset;
+    }
+    while position < file_size {
+        let Some(header) = header_at(position)? else {
+            return Ok(None);
+        };
+        read_bytes += BATCH_HEADER_LEN as u64;
+        if !header_fits(&header, base_offset, segment.next_offset) {
+            return Ok(None);
+        }
+        if let Some(last_offset) = indexed_last_offset.take() {
+            if header.last_offset() != last_offset {
+                return Ok(None);
+            }
+        }
+        if max_timestamp_batch_last_offset == Some(header.last_offset()) {
+            segment.base_offset_of_max_timestamp = header.base_offset;
+            max_timestamp_batch_last_offset = None;
+        }
+        let update = segment.account_batch(config.index_interval_bytes, position, &header);
+        if update.offset_entry.is_some() {
+            // The last entry is not the last one appending these batches wrote.
+            return Ok(None);
+        }
+        position += header.size_bytes() as u64;
+    }
+    if first.max_timestamp > segment.max_timestamp {
+        // The time index's last entry is not the segment's largest timestamp.
+        return Ok(None);
+    }
+    if let Some(last_offset) = max_timestamp_batch_last_offset {
+        // The batch with the largest timestamp lies before the walk: find its base offset from
+        // the offset index (at most `index.interval.bytes` of headers).
+        let relative = last_offset - base_offset;
+        let mut position = lookup_position(index, segment.offset_index_entries, relative)?;
+        let mut previous_next = base_offset;
+        loop {
+            if position >= file_size {
+                return Ok(None);
+            }
+            let Some(header) = header_at(position)? else {
+                return Ok(None);
+            };
+            read_bytes += BATCH_HEADER_LEN as u64;
+            if !header_fits(&header, base_offset, previous_next)
+                || header.last_offset() > last_offset
+            {
+                return Ok(None);
+            }
+            if header.last_offset() == last_offset {
+                segment.base_offset_of_max_timestamp = header.base_offset;
+                break;
+            }
+            previous_next = header.last_offset() + 1;
+            position += header.size_bytes() as u64;
+        }
+    }
+    Ok(Some(OpenedFromIndexes {
+        segment,
+        read_bytes,
+    }))
+}
+
+/// The aborted transactions of a segment opened from its indexes after a clean shutdown, from
+/// its `.txnindex` as it stands, unread batches being what a clean open is for (Kafka's
+/// `TransactionIndex.sanityCheck`, a little stricter): whole version-0 entries, each naming a
+/// marker offset inside the segment, in increasing order, for a transaction that began at or
+/// before its marker. `None` when the file fails that: the caller then opens the log by
+/// recovering it, which rewrites the file from the markers. A missing file is a segment
+/// without aborted transactions (Kafka creates it on the first).
+pub(crate) fn open_txn_index(
+    io: &dyn LogIo,
+    dir: &Path,
+    segment: &Segment,
+) -> Result<Option<Vec<AbortedTxn>>, StorageError> {
+    let file = match io.open(&txn_index_path(dir, segment.base_offset), OpenMode::Read) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Some(Vec::new())),
+        Err(e) => return Err(e.into()),
+    };
+    let size_bytes = io.size_bytes(&file)?;
+    // One entry per ABORT marker, and a marker is a batch of at least a header: a larger file
+    // is not ours, and nothing is sized from it.
+    let size_bytes_max = segment.size_bytes / BATCH_HEADER_LEN as u64 * ABORTED_TXN_BYTES as u64;
+    if size_bytes > size_bytes_max || size_bytes % ABORTED_TXN_BYTES as u64 != 0 {
+        return Ok(None);
+    }
+    let mut buf = vec![0u8; size_bytes as usize];
+    io.read_exact_at(&file, &mut buf, 0)?;
+    let Some(entries) = buf
+        .chunks(ABORTED_TXN_BYTES)
+        .map(AbortedTxn::from_bytes)
+        .collect::<Option<Vec<_>>>()
+    else {
+        return Ok(None);
+    };
+    let mut previous_marker = None;
+    for entry in &entries {
+        let fits = entry.producer_id >= 0
+            && (0..=entry.last_offset).contains(&entry.first_offset)
+            && (segment.base_offset..segment.next_offset).contains(&entry.last_offset)
+            && previous_marker.is_none_or(|previous| previous < entry.last_offset);
+        if !fits {
+            return Ok(None);
+        }
+        previous_marker = Some(entry.last_offset);
+    }
+    Ok(Some(entries))
 }
 
 /// Replaces an index file's contents with `entries`, fsynced when `sync` (see `SegmentRole`).

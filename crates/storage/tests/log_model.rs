@@ -13,13 +13,14 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use runnel_protocol::fuzzing::{Choices, Xorshift};
 use runnel_storage::cleaner::{
     clean_once, CleanerSettings, CompactionConfig, OffsetMap, Throttler,
 };
-use runnel_storage::{LogConfig, PartitionLog};
+use runnel_storage::io::StdIo;
+use runnel_storage::{FileBudget, LastShutdown, LogConfig, PartitionLog};
 
 mod support;
 
@@ -303,7 +304,20 @@ fn run(seed: u64, steps: usize) -> (usize, usize, usize) {
         retention_enabled: true,
         delete_retention_ms: [0, 50, 300][rng.below(3) as usize],
     };
-    let open = |s: &Settings| PartitionLog::open(dir.clone(), TOPIC, s.config()).unwrap();
+    // After a close the log opens as the broker opens it after a clean shutdown (from its
+    // indexes and producer snapshot), after a drop as after a crash.
+    let open_after = |s: &Settings, last_shutdown| {
+        PartitionLog::open_after(
+            dir.clone(),
+            TOPIC,
+            s.config(),
+            FileBudget::process_default(),
+            Arc::new(StdIo),
+            last_shutdown,
+        )
+        .unwrap()
+    };
+    let open = |s: &Settings| open_after(s, LastShutdown::Unclean);
     let mut log = Mutex::new(open(&s));
     let mut m = Model::default();
     let mut now = 1_000i64;
@@ -405,12 +419,19 @@ fn run(seed: u64, steps: usize) -> (usize, usize, usize) {
             }
             _ => {
                 let l = log.into_inner().unwrap();
-                if rng.below(3) == 0 {
+                let last_shutdown = if rng.below(3) == 0 {
                     drop(l);
+                    LastShutdown::Unclean
                 } else {
                     l.close().unwrap();
-                }
-                log = Mutex::new(open(&s));
+                    LastShutdown::Clean
+                };
+                log = Mutex::new(open_after(&s, last_shutdown));
+                assert_eq!(
+                    log.lock().unwrap().open_stats().from_snapshot,
+                    last_shutdown == LastShutdown::Clean,
+                    "step {step}: a clean close opens from the snapshot"
+                );
                 // The broker raises the high watermark again after open.
                 m.hw = m.log_start;
             }

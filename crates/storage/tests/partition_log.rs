@@ -137,7 +137,9 @@ fn segment_and_index_files_use_kafka_names_and_entry_sizes() {
 
 #[test]
 fn reopen_after_clean_close_keeps_everything() {
-    // A clean close and reopen preserves offsets, contents and the epoch cache.
+    // A clean close and reopen preserves offsets, contents and the epoch cache; the close
+    // leaves the recovery point and a producer snapshot at the log end (beside the ones the
+    // rolls took at each segment's base).
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t-0");
     let mut log = PartitionLog::open(path.clone(), TOPIC, small_config()).unwrap();
@@ -145,13 +147,22 @@ fn reopen_after_clean_close_keeps_everything() {
     let before = log
         .read(0, usize::MAX, log.log_end_offset(), false)
         .unwrap();
+    let leo = log.log_end_offset();
     log.close().unwrap();
-    assert!(path.join(".runnel-clean-shutdown").exists());
-    let log = PartitionLog::open(path.clone(), TOPIC, small_config()).unwrap();
-    assert!(
-        !path.join(".runnel-clean-shutdown").exists(),
-        "marker is removed at open"
+    assert_eq!(
+        fs::read_to_string(path.join("recovery-point-offset-checkpoint")).unwrap(),
+        format!("0\n{leo}\n")
     );
+    let mut expected: Vec<String> = files(&path, ".log")
+        .iter()
+        .map(|n| n.replace(".log", ".snapshot"))
+        .filter(|n| n != "00000000000000000000.snapshot")
+        .collect();
+    expected.push(format!("{leo:020}.snapshot"));
+    expected.sort();
+    expected.dedup();
+    assert_eq!(files(&path, ".snapshot"), expected);
+    let log = PartitionLog::open(path.clone(), TOPIC, small_config()).unwrap();
     assert_eq!(log.log_end_offset(), model.last().unwrap().1 + 1);
     assert_eq!(
         log.read(0, usize::MAX, log.log_end_offset(), false)
@@ -406,11 +417,13 @@ fn leader_epoch_checkpoint_content() {
         "0\n2\n0 0\n5 5\n"
     );
     assert_eq!(log.latest_epoch(), Some(5));
-    // A lost checkpoint is rebuilt from batch headers.
+    // A lost checkpoint is rebuilt from batch headers, and written again when the owner
+    // assigns the leader epoch after open (or by the first append).
     drop(log);
     fs::remove_file(path.join("leader-epoch-checkpoint")).unwrap();
-    let log = PartitionLog::open(path.clone(), TOPIC, LogConfig::default()).unwrap();
+    let mut log = PartitionLog::open(path.clone(), TOPIC, LogConfig::default()).unwrap();
     assert_eq!(log.latest_epoch(), Some(5));
+    log.assign_leader_epoch(5).unwrap();
     assert_eq!(
         fs::read_to_string(path.join("leader-epoch-checkpoint")).unwrap(),
         "0\n2\n0 0\n5 5\n"

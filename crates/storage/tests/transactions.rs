@@ -3,14 +3,17 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::Arc;
 
 use runnel_protocol::batch::{
     encode_uncompressed_batch, BatchHeader, BatchRecords, BatchSpec, RecordSpec,
 };
 use runnel_protocol::compression::DecompressLimits;
 use runnel_protocol::fuzzing::{Choices, Xorshift};
+use runnel_storage::io::StdIo;
 use runnel_storage::{
-    AbortedTxn, LogConfig, PartitionLog, StorageError, TxnMarker, TxnResult, ABORTED_TXN_BYTES,
+    AbortedTxn, FileBudget, LastShutdown, LogConfig, PartitionLog, StorageError, TxnMarker,
+    TxnResult, ABORTED_TXN_BYTES,
 };
 
 mod support;
@@ -357,13 +360,21 @@ fn run(seed: u64, steps: usize) -> (usize, usize) {
         },
         ..config(segment_bytes)
     };
-    let open = || {
-        let mut log = PartitionLog::open(path.clone(), TOPIC, log_config.clone()).unwrap();
+    let open = |last_shutdown| {
+        let mut log = PartitionLog::open_after(
+            path.clone(),
+            TOPIC,
+            log_config.clone(),
+            FileBudget::process_default(),
+            Arc::new(StdIo),
+            last_shutdown,
+        )
+        .unwrap();
         let leo = log.log_end_offset();
         log.set_high_watermark(leo);
         log
     };
-    let mut log = open();
+    let mut log = open(LastShutdown::Unclean);
     let mut m = Model::default();
     let mut producers: Vec<Producer> = (0..3)
         .map(|i| Producer {
@@ -462,14 +473,25 @@ fn run(seed: u64, steps: usize) -> (usize, usize) {
             }
             // A clean shutdown, or a crash (page cache survives), then a reopen.
             90..=94 => {
-                if rng.below(2) == 0 {
+                let clean = rng.below(2) == 0;
+                if clean {
                     log.close().unwrap();
                 } else {
                     drop(log);
                 }
                 // Producer snapshots (at each roll and at a clean shutdown) keep every open
-                // transaction's first offset, even where retention removed its batches.
-                log = open();
+                // transaction's first offset, even where retention removed its batches. After
+                // a clean shutdown the log opens from its indexes, `.txnindex` files and the
+                // snapshot at the log end, reading no batch; the checks below then hold as
+                // after a replay.
+                if clean {
+                    log = open(LastShutdown::Clean);
+                    let stats = log.open_stats();
+                    assert!(stats.from_snapshot, "{stats:?}");
+                    assert_eq!(stats.segments_scanned, 0, "{stats:?}");
+                } else {
+                    log = open(LastShutdown::Unclean);
+                }
             }
             // A cleaning round (compacted seeds), else just the checks below.
             _ => {
@@ -708,6 +730,104 @@ fn a_torn_marker_is_cut_and_its_txn_index_entry_rebuilt_away() {
     assert_eq!(log.ongoing_transactions(), vec![(9, 0)]);
     assert_eq!(log.last_stable_offset(), 0);
     assert!(txn_index_files(&path).values().all(Vec::is_empty));
+}
+
+#[test]
+fn a_clean_open_restores_transactions_and_txn_indexes_without_reading_batches() {
+    // After `close`, an open told the shutdown was clean takes the ongoing transactions (and so
+    // the LSO) from the producer snapshot at the log end and each segment's aborted
+    // transactions from its `.txnindex`, reading no batch: read_committed answers as before,
+    // the files are left as they were, and the open transaction goes on. A `.txnindex` that
+    // fails its check makes that open recover the log instead.
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("t-0");
+    let open = |last_shutdown| {
+        let mut log = PartitionLog::open_after(
+            path.clone(),
+            TOPIC,
+            config(300),
+            FileBudget::process_default(),
+            Arc::new(StdIo),
+            last_shutdown,
+        )
+        .unwrap();
+        let leo = log.log_end_offset();
+        log.set_high_watermark(leo);
+        log
+    };
+    let mut log = open(LastShutdown::Unclean);
+    log.append_as_leader(producer_batch(1, 0, 0, &[1, 2], true).into(), 0, 1)
+        .unwrap(); // 0-1
+    log.append_as_leader(producer_batch(2, 0, 0, &[3], true).into(), 0, 1)
+        .unwrap(); // 2
+    for i in 0..4 {
+        // Plain batches that roll the 300-byte segments.
+        log.append_as_leader(producer_batch(-1, -1, -1, &[10 + i], false).into(), 0, 1)
+            .unwrap();
+    }
+    log.append_txn_marker(&marker(1, 0, 0, TxnResult::Abort), 0, 1)
+        .unwrap();
+    log.append_as_leader(producer_batch(2, 0, 1, &[4], true).into(), 0, 1)
+        .unwrap();
+    let leo = log.log_end_offset();
+    log.set_high_watermark(leo);
+    assert_eq!(log.ongoing_transactions(), vec![(2, 2)]);
+    assert_eq!(log.last_stable_offset(), 2);
+    let aborted = log
+        .reader()
+        .snapshot()
+        .unwrap()
+        .aborted_transactions(0, leo);
+    assert_eq!(aborted.len(), 1, "{aborted:?}");
+    let uncommitted = read_uncommitted(&log);
+    log.close().unwrap();
+    let files = txn_index_files(&path);
+    assert!(
+        segment_bases(&path).len() >= 3,
+        "{:?}",
+        segment_bases(&path)
+    );
+
+    let mut log = open(LastShutdown::Clean);
+    let stats = log.open_stats();
+    assert!(stats.from_snapshot, "{stats:?}");
+    assert_eq!((stats.segments_scanned, stats.segments_recovered), (0, 0));
+    assert_eq!(log.ongoing_transactions(), vec![(2, 2)]);
+    assert_eq!(log.last_stable_offset(), 2);
+    assert_eq!(
+        log.reader()
+            .snapshot()
+            .unwrap()
+            .aborted_transactions(0, leo),
+        aborted
+    );
+    assert_eq!(read_uncommitted(&log), uncommitted);
+    assert_eq!(txn_index_files(&path), files);
+    // Producer 2's transaction goes on from its sequence, and its commit frees the LSO.
+    log.append_as_leader(producer_batch(2, 0, 2, &[5], true).into(), 0, 1)
+        .unwrap();
+    log.append_txn_marker(&marker(2, 0, 0, TxnResult::Commit), 0, 1)
+        .unwrap();
+    let leo = log.log_end_offset();
+    log.set_high_watermark(leo);
+    assert_eq!(log.last_stable_offset(), leo);
+    assert!(log.ongoing_transactions().is_empty());
+    let uncommitted = read_uncommitted(&log);
+    let committed = read_committed(&log, 1 << 20);
+    log.close().unwrap();
+
+    // A `.txnindex` entry that names no marker of its segment: not trusted.
+    let (&base, entries) = files.iter().find(|(_, e)| !e.is_empty()).unwrap();
+    let mut bogus = entries.clone();
+    bogus[0].last_offset = base - 1;
+    let bytes: Vec<u8> = bogus.iter().flat_map(AbortedTxn::to_bytes).collect();
+    std::fs::write(path.join(format!("{base:020}.txnindex")), bytes).unwrap();
+    let log = open(LastShutdown::Clean);
+    assert!(!log.open_stats().from_snapshot);
+    assert_eq!(log.log_end_offset(), leo);
+    assert_eq!(log.last_stable_offset(), leo);
+    assert_eq!(read_uncommitted(&log), uncommitted);
+    let _ = committed;
 }
 
 fn snapshot_files(dir: &Path) -> Vec<String> {

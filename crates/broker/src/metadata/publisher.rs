@@ -18,8 +18,8 @@ use runnel_cluster::broker_config::{ConfigLayers, CLUSTER_DEFAULT};
 use runnel_cluster::metadata::{MetadataDelta, MetadataImage, TopicImage};
 use runnel_cluster::topic_config;
 use runnel_storage::{
-    cleaner::CompactionConfig, BrokerCompressionType, LogConfig, PartitionLog, StorageError,
-    TimestampType,
+    cleaner::CompactionConfig, io::StdIo, BrokerCompressionType, FileBudget, LastShutdown,
+    LogConfig, PartitionLog, StorageError, TimestampType,
 };
 
 use super::MetadataManager;
@@ -75,7 +75,7 @@ impl Publisher<'_> {
             }
             // As for a new topic: committed, so a failure is reported and retried at the next
             // start rather than undone.
-            match self.open_partition(topic, *index, image) {
+            match self.open_partition(topic, *index, image, LastShutdown::Unclean) {
                 Ok(_) => {
                     tracing::debug!(topic = %topic.name, partition = index, "opened new partition")
                 }
@@ -197,6 +197,7 @@ impl Publisher<'_> {
         let image = self.metadata.image();
         remove_stray_dirs(self.data_dir, &image)?;
         let started = std::time::Instant::now();
+        let last_shutdown = crate::clean_shutdown::last_shutdown(self.data_dir);
         let mut recovered = Recovered::default();
         for topic in image.topics.values() {
             for index in 0..i32::try_from(topic.partitions).unwrap_or(i32::MAX) {
@@ -204,7 +205,10 @@ impl Publisher<'_> {
                 // one) while it opens a log; the `.log` bytes before and after say how much.
                 let dir = partition_dir(self.data_dir, &topic.name, index);
                 let before = log_file_bytes(&dir);
-                let replaced = self.open_partition(topic, index, &image)?;
+                let (replaced, stats) = self.open_partition(topic, index, &image, last_shutdown)?;
+                recovered.from_snapshot += u64::from(stats.from_snapshot);
+                recovered.segments_recovered += stats.segments_recovered;
+                recovered.bytes_read += stats.bytes_read;
                 let after = log_file_bytes(&dir);
                 let truncated = before.saturating_sub(replaced).saturating_sub(after);
                 if truncated > 0 {
@@ -221,9 +225,23 @@ impl Publisher<'_> {
                 recovered.log_bytes += after;
             }
         }
+        // Removed only now that every log is open, and before anything is appended, so a crash
+        // from here on is seen as unclean (Kafka's LogManager.loadLogs does the same).
+        crate::clean_shutdown::remove(self.data_dir).with_context(|| {
+            format!(
+                "removing {}",
+                self.data_dir
+                    .join(crate::clean_shutdown::CLEAN_SHUTDOWN_FILE)
+                    .display()
+            )
+        })?;
         tracing::info!(
             topics = image.topics.len(),
+            clean_shutdown = last_shutdown == LastShutdown::Clean,
             partitions = recovered.partitions,
+            partitions_from_snapshot = recovered.from_snapshot,
+            segments_recovered = recovered.segments_recovered,
+            log_bytes_read = recovered.bytes_read,
             log_bytes = recovered.log_bytes,
             partitions_truncated = recovered.partitions_truncated,
             bytes_truncated = recovered.bytes_truncated,
@@ -236,29 +254,36 @@ impl Publisher<'_> {
     /// Opens (creating) every partition log of `topic` and starts serving it.
     fn open_topic(&self, topic: &Arc<TopicImage>, image: &MetadataImage) -> Result<()> {
         for index in 0..i32::try_from(topic.partitions).unwrap_or(i32::MAX) {
-            self.open_partition(topic, index, image)?;
+            // A new topic's directory is new: nothing was shut down, cleanly or not.
+            self.open_partition(topic, index, image, LastShutdown::Unclean)?;
         }
         Ok(())
     }
 
-    /// Opens (creating) partition `index` of `topic` and starts serving it. Returns the bytes of
-    /// segment files of an older topic's directory it found there and removed (0 usually), which
-    /// the recovery summary must not count as truncated.
+    /// Opens (creating) partition `index` of `topic` after a run that ended as `last_shutdown`
+    /// says, and starts serving it. Returns the bytes of segment files of an older topic's
+    /// directory it found there and removed (0 usually), which the recovery summary must not
+    /// count as truncated, and what opening the log read.
     fn open_partition(
         &self,
         topic: &Arc<TopicImage>,
         index: i32,
         image: &MetadataImage,
-    ) -> Result<u64> {
+        last_shutdown: LastShutdown,
+    ) -> Result<(u64, runnel_storage::OpenStats)> {
         let layers = ConfigLayers::of(image, self.node_id, self.static_configs);
         let settings = settings(&topic.configs, &layers);
         let mut replaced = 0;
+        let stats;
         {
             let dir = partition_dir(self.data_dir, &topic.name, index);
-            let log = match PartitionLog::open(
+            let log = match PartitionLog::open_after(
                 dir.clone(),
                 *topic.topic_id.as_bytes(),
                 settings.log.clone(),
+                FileBudget::process_default(),
+                Arc::new(StdIo),
+                last_shutdown,
             ) {
                 Err(StorageError::TopicIdMismatch) => {
                     // A directory of an older topic of the same name (deleted while we were
@@ -276,6 +301,7 @@ impl Publisher<'_> {
                 other => other.with_context(|| format!("opening {}", dir.display()))?,
             };
             let mut log = log;
+            stats = log.open_stats();
             if settings.fsync_every_append {
                 // The HW may only cover fsynced offsets in fsync mode, and recovery may have
                 // kept a tail the crashed process left in the page cache unsynced.
@@ -294,7 +320,7 @@ impl Publisher<'_> {
                 &settings,
             ));
         }
-        Ok(replaced)
+        Ok((replaced, stats))
     }
 
     /// Stops serving a deleted topic's partitions; their directories are renamed for deletion and
@@ -393,6 +419,12 @@ pub fn settings(
 #[derive(Default)]
 struct Recovered {
     partitions: u64,
+    /// Partitions opened from their indexes and producer snapshot, reading no batches.
+    from_snapshot: u64,
+    /// Segments read whole and CRC-checked.
+    segments_recovered: u64,
+    /// Bytes of `.log` files read to open the logs.
+    bytes_read: u64,
     /// Bytes of `.log` files kept.
     log_bytes: u64,
     partitions_truncated: u64,
@@ -702,7 +734,7 @@ mod tests {
             name: name.into(),
             topic_id: uuid::Uuid::from_u128(id),
             partitions,
-            configs: crate::internal_topics::offsets_topic_configs(),
+            configs: crate::internal_topics::offsets_topic_configs(104_857_600),
         };
         let mut bytes = Vec::new();
         for record in [

@@ -74,6 +74,9 @@ pub struct GroupConfig {
     pub offset_metadata_max_bytes: usize,
     /// `offsets.topic.num.partitions` (50)
     pub offsets_topic_num_partitions: i32,
+    /// `offsets.topic.segment.bytes` (104857600): `segment.bytes` of `__consumer_offsets` when
+    /// it is created.
+    pub offsets_topic_segment_bytes: i32,
     /// `group.consumer.session.timeout.ms` (45000)
     pub consumer_group_session_timeout_ms: i32,
     /// `group.consumer.heartbeat.interval.ms` (5000)
@@ -137,6 +140,7 @@ impl Default for GroupConfig {
             offsets_retention_ms: 10_080 * 60 * 1000,
             offset_metadata_max_bytes: 4096,
             offsets_topic_num_partitions: 50,
+            offsets_topic_segment_bytes: 104_857_600,
             consumer_group_session_timeout_ms: 45_000,
             consumer_group_heartbeat_interval_ms: 5_000,
             consumer_group_max_size: i32::MAX,

@@ -54,12 +54,21 @@ impl OffsetStore {
     }
 
     pub fn put(&mut self, group: &str, topic: &str, partition: i32, value: OffsetCommitValue) {
-        self.by_group
-            .entry(group.to_string())
-            .or_default()
-            .entry(topic.to_string())
-            .or_default()
-            .insert(partition, value);
+        // Called once per offset record replayed from `__consumer_offsets` at load, mostly for
+        // a group and topic already held: their names are copied only when new.
+        if !self.by_group.contains_key(group) {
+            self.by_group.insert(group.to_owned(), GroupOffsets::new());
+        }
+        let Some(topics) = self.by_group.get_mut(group) else {
+            unreachable!("group {group} was inserted just above");
+        };
+        if !topics.contains_key(topic) {
+            topics.insert(topic.to_owned(), BTreeMap::new());
+        }
+        let Some(partitions) = topics.get_mut(topic) else {
+            unreachable!("topic {topic} was inserted just above");
+        };
+        partitions.insert(partition, value);
     }
 
     pub fn remove(&mut self, group: &str, topic: &str, partition: i32) {

@@ -188,13 +188,20 @@ pub fn temp_path(path: &Path) -> PathBuf {
 /// one survives a crash from then on. A crash may leave the temporary file behind, and so does
 /// a failure; the log removes it at open.
 pub fn replace_file(io: &dyn LogIo, path: &Path, bytes: &[u8]) -> io::Result<()> {
+    replace_file_unsynced_name(io, path, bytes)?;
+    io.sync_dir(parent_dir(path))
+}
+
+/// `replace_file` without the directory fsync, for a caller that replaces several files of
+/// one directory and fsyncs it once after the last: until then a crash may leave any of them
+/// old, never torn.
+pub fn replace_file_unsynced_name(io: &dyn LogIo, path: &Path, bytes: &[u8]) -> io::Result<()> {
     let tmp = temp_path(path);
     let file = io.open(&tmp, OpenMode::Truncate)?;
     io.write_all_at(&file, bytes, 0)?;
     io.sync_all(&file)?;
     drop(file);
-    io.rename(&tmp, path)?;
-    io.sync_dir(parent_dir(path))
+    io.rename(&tmp, path)
 }
 
 /// Creates `dir` and its missing ancestors through `io`, fsyncing the parent of each directory

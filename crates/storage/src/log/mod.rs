@@ -26,16 +26,48 @@ use crate::io::{create_dir_all, remove_if_present, temp_path, LogIo, OpenMode, S
 use crate::log_start::{self, LOG_START_FILE};
 use crate::metadata::{self, PARTITION_METADATA_FILE};
 use crate::offsets::LogOffsets;
+use crate::producer_snapshot;
 use crate::producer_state::{check_and_update, check_marker, ProducerStateManager};
 use crate::reader::{LogReader, LogShared};
-use crate::recovery::{load_segment, SegmentRole};
+use crate::recovery::{load_segment, open_from_indexes, open_txn_index, SegmentRole};
+use crate::recovery_point::{self, RECOVERY_POINT_FILE};
 use crate::segment::{create_files, deletable_paths, log_path, ActiveFiles, Segment};
 use crate::txn::{self, AbortedTxn, TxnMarker};
 use crate::{LogConfig, StorageError};
 
-/// Written by `close`, removed by `open`: its presence means the last run flushed everything
-/// and the active segment needs no CRC recovery.
-pub(crate) const CLEAN_SHUTDOWN_FILE: &str = ".runnel-clean-shutdown";
+/// The per-partition clean-shutdown marker earlier versions wrote at `close`. A log directory
+/// that holds one was closed cleanly by such a version, which fsynced every segment but the
+/// active one at its roll: `open` takes the active segment's base as its recovery point, and
+/// removes the marker (the broker now keeps Kafka's one marker per log directory).
+const LEGACY_CLEAN_SHUTDOWN_FILE: &str = ".runnel-clean-shutdown";
+
+/// How the previous run of the process that owned a log ended, as its owner knows it (Kafka's
+/// `.kafka_cleanshutdown` marker in the log directory, which the broker keeps).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LastShutdown {
+    /// Every log was `close`d: the log is opened from its index files, recovery-point
+    /// checkpoint and producer snapshot, without reading its batches, if they all agree.
+    Clean,
+    /// Anything else (a crash, kill -9, power loss, or not known): segments at or past the
+    /// recovery point are recovered and producer state is rebuilt from the batch headers.
+    Unclean,
+}
+
+/// What opening a log read (for tests and the broker's startup summary).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OpenStats {
+    /// Segments in the log once opened.
+    pub segments: u64,
+    /// Segments whose every batch header was walked (producer state, stats).
+    pub segments_scanned: u64,
+    /// Segments read whole and CRC-checked (recovery).
+    pub segments_recovered: u64,
+    /// Bytes of `.log` files read: headers walked plus whole batches recovered.
+    pub bytes_read: u64,
+    /// The log was opened from its indexes and producer snapshot (a clean shutdown all of
+    /// whose files agreed).
+    pub from_snapshot: bool,
+}
 /// Kafka keeps `segment.bytes` an int and index positions are u32; never grow past this.
 const SEGMENT_BYTES_MAX: u64 = i32::MAX as u64;
 /// Appended to the names of a deleted segment's files before they are removed, as Kafka does, so
@@ -100,6 +132,21 @@ pub struct PartitionLog {
     /// Segments deleted by retention or DeleteRecords whose files, renamed `.deleted`, wait
     /// for `file.delete.delay.ms` before they are removed (`remove_expired_deletions`).
     pending_deletions: Vec<retention::PendingDeletion>,
+    /// Kafka's recovery point: every offset below it is on disk (fsynced). A flush moves it to
+    /// the log end, a roll to the new segment's base, a truncation down with the log end;
+    /// `recovery-point-offset-checkpoint` holds its value as of the last roll or `close`.
+    recovery_point: i64,
+    /// What `open` read.
+    open_stats: OpenStats,
+}
+
+/// Segments, producer state and read counts, as one of the two ways of opening loads them.
+struct LoadedSegments {
+    segments: Vec<Segment>,
+    producers: ProducerStateManager,
+    stats: OpenStats,
+    /// Files were created, rewritten or removed: the directory needs an fsync.
+    names_changed: bool,
 }
 
 fn parse_log_file_name(name: &str) -> Option<i64> {
@@ -113,6 +160,119 @@ fn parse_log_file_name(name: &str) -> Option<i64> {
 fn sync_dir(io: &dyn LogIo, dir: &Path) -> Result<(), StorageError> {
     io.sync_dir(dir)?;
     Ok(())
+}
+
+/// The clean way of opening (see `recovery`): every segment from its index files (its
+/// `.txnindex` included), the producer state from the latest snapshot, which must be at the
+/// recovery point, which must be the log end. `None` when any of that is missing or disagrees;
+/// nothing was written then.
+fn load_from_indexes(
+    io: &Arc<dyn LogIo>,
+    dir: &Path,
+    bases: &[i64],
+    config: &LogConfig,
+    recovery_point: i64,
+    snapshot_offset: i64,
+) -> Result<Option<(Vec<Segment>, OpenStats)>, StorageError> {
+    let mut stats = OpenStats::default();
+    let mut segments = Vec::with_capacity(bases.len());
+    for &base in bases {
+        let Some(opened) = open_from_indexes(io, dir, base, config)? else {
+            tracing::warn!(dir = %dir.display(), base_offset = base, "segment indexes disagree with the log");
+            return Ok(None);
+        };
+        stats.bytes_read += opened.read_bytes;
+        if let Some(previous) = segments.last() {
+            let previous: &Segment = previous;
+            if opened.segment.base_offset < previous.next_offset {
+                return Ok(None);
+            }
+        }
+        let Some(aborted) = open_txn_index(&**io, dir, &opened.segment)? else {
+            tracing::warn!(dir = %dir.display(), base_offset = base, "transaction index disagrees with the log");
+            return Ok(None);
+        };
+        opened.segment.shared.set_aborted(aborted);
+        segments.push(opened.segment);
+    }
+    let leo = segments.last().map_or(0, |s| s.next_offset);
+    if leo != recovery_point {
+        tracing::warn!(dir = %dir.display(), log_end_offset = leo, recovery_point, "recovery point is not the log end after a clean shutdown");
+        return Ok(None);
+    }
+    if snapshot_offset != leo {
+        tracing::warn!(dir = %dir.display(), log_end_offset = leo, "no producer snapshot at the log end after a clean shutdown");
+        return Ok(None);
+    }
+    Ok(Some((segments, stats)))
+}
+
+/// The unclean way of opening (see `recovery`): segments holding offsets at or past
+/// `recovery_point`, and the active one always, are recovered; the others' headers are walked;
+/// producer state is replayed onto the snapshot's from its offset `replay_from`, and epochs and
+/// `.txnindex` files rebuilt from the batches. After the first segment recovery cut, every
+/// later segment is deleted, as Kafka's `LogLoader` does.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the log's open passes each piece of state it builds; a struct would only rename them"
+)]
+fn load_scanning(
+    io: &Arc<dyn LogIo>,
+    dir: &Path,
+    bases: &[i64],
+    config: &LogConfig,
+    recovery_point: i64,
+    mut producers: ProducerStateManager,
+    replay_from: i64,
+    epochs: &mut EpochCache,
+) -> Result<LoadedSegments, StorageError> {
+    let mut stats = OpenStats::default();
+    let mut names_changed = false;
+    let mut segments = Vec::with_capacity(bases.len());
+    let last_index = bases.len() - 1;
+    for (i, &base) in bases.iter().enumerate() {
+        let role = if i == last_index {
+            SegmentRole::Active { recover: true }
+        } else {
+            // The segment ends where the next begins; it holds offsets at or past the recovery
+            // point unless that next base is at or below it.
+            SegmentRole::Sealed {
+                recover: bases[i + 1] > recovery_point,
+            }
+        };
+        let loaded = load_segment(
+            io,
+            dir,
+            base,
+            role,
+            config,
+            &mut producers,
+            replay_from,
+            epochs,
+        )?;
+        stats.bytes_read += loaded.read_bytes;
+        stats.segments_scanned += 1;
+        stats.segments_recovered += u64::from(loaded.recovered);
+        names_changed |= loaded.rewrote_indexes;
+        segments.push(loaded.segment);
+        if loaded.truncated_bytes > 0 && i < last_index {
+            // LogLoader: everything after the first invalid batch goes.
+            for &later in &bases[i + 1..] {
+                tracing::warn!(base_offset = later, "deleting segment after a corrupt one");
+                for path in deletable_paths(dir, later) {
+                    remove_if_present(&**io, &path)?;
+                }
+            }
+            names_changed = true;
+            break;
+        }
+    }
+    Ok(LoadedSegments {
+        segments,
+        producers,
+        stats,
+        names_changed,
+    })
 }
 
 impl PartitionLog {
@@ -139,7 +299,8 @@ impl PartitionLog {
     }
 
     /// Like `open_with_budget`, with every file operation of the log going through `io`: the
-    /// seam where tests put a fault-injecting backend (`io::faulty::FaultyIo`).
+    /// seam where tests put a fault-injecting backend (`io::faulty::FaultyIo`). Assumes nothing
+    /// about how the last run ended (`LastShutdown::Unclean`).
     pub fn open_with_io(
         dir: PathBuf,
         topic_id: [u8; 16],
@@ -147,34 +308,55 @@ impl PartitionLog {
         budget: Arc<FileBudget>,
         io: Arc<dyn LogIo>,
     ) -> Result<PartitionLog, StorageError> {
+        Self::open_after(dir, topic_id, config, budget, io, LastShutdown::Unclean)
+    }
+
+    /// Opens or creates the partition directory after a run that ended as `last_shutdown`
+    /// says, and recovers it (see `recovery`): after a clean one from the index files, the
+    /// recovery point and the producer snapshot without reading batches, falling back to the
+    /// unclean way when any of them is missing or disagrees; after an unclean one by recovering
+    /// the segments at or past the recovery point and scanning the headers of the others.
+    pub fn open_after(
+        dir: PathBuf,
+        topic_id: [u8; 16],
+        config: LogConfig,
+        budget: Arc<FileBudget>,
+        io: Arc<dyn LogIo>,
+        last_shutdown: LastShutdown,
+    ) -> Result<PartitionLog, StorageError> {
         create_dir_all(&*io, &dir)?;
         // Files created or removed below; their names are durable only once the directory is
         // fsynced, and a flush fsyncs file data, never the directory.
         let mut names_changed = false;
-        // Temporary files a crash or a failure in `replace_file` left behind. Nothing reads them
-        // (the file they were to replace holds its old or its new contents), so they go.
-        for name in [CHECKPOINT_FILE, PARTITION_METADATA_FILE, LOG_START_FILE] {
-            names_changed |= remove_if_present(&*io, &temp_path(&dir.join(name)))?;
-        }
-        let cleaner_checkpoint = dir.join(crate::cleaner::CLEANER_CHECKPOINT_FILE);
-        names_changed |= remove_if_present(&*io, &temp_path(&cleaner_checkpoint))?;
-        metadata::check_or_write(&*io, &dir, &topic_id)?;
-        let marker = dir.join(CLEAN_SHUTDOWN_FILE);
-        let clean = marker.exists();
-        if clean {
-            // Removed before any write so a crash during this run is recovered next time.
-            io.remove_file(&marker)?;
-            sync_dir(&*io, &dir)?;
-        }
         let names: Vec<String> = fs::read_dir(&dir)?
             .filter_map(|e| e.ok())
             .filter_map(|e| e.file_name().into_string().ok())
             .collect();
-        // Files of segments a deletion renamed but did not get to remove (Kafka's LogLoader
+        // Temporary files a crash or a failure in `replace_file` left behind. Nothing reads them
+        // (the file they were to replace holds its old or its new contents), so they go; so do
+        // files of segments a deletion renamed but did not get to remove (Kafka's LogLoader
         // removes them the same way).
-        for name in names.iter().filter(|n| n.ends_with(DELETED_SUFFIX)) {
+        let temp_of = |name: &str| temp_path(Path::new(name)).to_string_lossy().into_owned();
+        let temps: Vec<String> = [
+            CHECKPOINT_FILE,
+            PARTITION_METADATA_FILE,
+            LOG_START_FILE,
+            RECOVERY_POINT_FILE,
+            crate::cleaner::CLEANER_CHECKPOINT_FILE,
+        ]
+        .iter()
+        .map(|name| temp_of(name))
+        .collect();
+        for name in names
+            .iter()
+            .filter(|n| temps.contains(n) || n.ends_with(DELETED_SUFFIX))
+        {
             names_changed |= remove_if_present(&*io, &dir.join(name))?;
         }
+        let legacy_clean = names.iter().any(|n| n == LEGACY_CLEAN_SHUTDOWN_FILE)
+            && remove_if_present(&*io, &dir.join(LEGACY_CLEAN_SHUTDOWN_FILE))?;
+        names_changed |= legacy_clean;
+        metadata::check_or_write(&*io, &dir, &topic_id)?;
         // A cleaning round's segment swap a crash interrupted (see `cleaning`).
         names_changed |= cleaning::recover_swaps(&*io, &dir, &names)?;
         let names: Vec<String> = fs::read_dir(&dir)?
@@ -191,43 +373,55 @@ impl PartitionLog {
             bases.push(0);
             names_changed = true;
         }
-        // The latest readable producer snapshot: producer state is replayed from its offset on.
-        let (mut producers, replay_from) =
+        let checkpointed_recovery_point = recovery_point::read(&*io, &dir);
+        // The latest readable producer snapshot (torn or corrupt ones are removed): a clean
+        // open takes the producer state from it, an unclean one replays the batches from its
+        // offset on.
+        let (snapshot_producers, replay_from) =
             producer_snapshots::load_latest(&*io, &dir, &names, &mut names_changed)?;
         let mut epochs = EpochCache::load(&io, &dir);
-        let loaded_epochs = epochs.entries().to_vec();
-        let mut segments = Vec::with_capacity(bases.len());
-        let last_index = bases.len() - 1;
-        for (i, &base) in bases.iter().enumerate() {
-            let role = if i == last_index {
-                SegmentRole::Active { recover: !clean }
-            } else {
-                SegmentRole::Sealed
-            };
-            let loaded = load_segment(
-                &io,
-                &dir,
-                base,
-                role,
-                &config,
-                &mut producers,
-                replay_from,
-                &mut epochs,
-            )?;
-            names_changed |= loaded.rewrote_indexes;
-            segments.push(loaded.segment);
-            if loaded.truncated_bytes > 0 && i < last_index {
-                // LogLoader: everything after the first invalid batch goes.
-                for &later in &bases[i + 1..] {
-                    tracing::warn!(base_offset = later, "deleting segment after a corrupt one");
-                    for path in deletable_paths(&dir, later) {
-                        remove_if_present(&*io, &path)?;
-                    }
-                }
-                names_changed = true;
-                break;
+        let clean = match (last_shutdown, checkpointed_recovery_point) {
+            (LastShutdown::Clean, Some(recovery_point)) => {
+                load_from_indexes(&io, &dir, &bases, &config, recovery_point, replay_from)?
             }
+            _ => None,
+        };
+        if last_shutdown == LastShutdown::Clean && clean.is_none() {
+            tracing::warn!(dir = %dir.display(), "log files disagree after a clean shutdown; recovering the log");
         }
+        let from_snapshot = clean.is_some();
+        let loaded = match clean {
+            Some((segments, stats)) => LoadedSegments {
+                segments,
+                producers: snapshot_producers,
+                stats,
+                names_changed: false,
+            },
+            None => {
+                // Without a checkpoint, everything is recovered, as Kafka does (recovery point
+                // 0); a legacy marker vouches for every segment but the active one.
+                let recovery_point = checkpointed_recovery_point
+                    .or(legacy_clean.then(|| bases.last().copied().unwrap_or(0)))
+                    .unwrap_or(i64::MIN);
+                load_scanning(
+                    &io,
+                    &dir,
+                    &bases,
+                    &config,
+                    recovery_point,
+                    snapshot_producers,
+                    replay_from,
+                    &mut epochs,
+                )?
+            }
+        };
+        let LoadedSegments {
+            mut segments,
+            mut producers,
+            mut stats,
+            names_changed: loaded_names_changed,
+        } = loaded;
+        names_changed |= loaded_names_changed;
         // Kafka's LogLoader: the log starts at the checkpointed start offset or the first
         // segment's base, whichever is later.
         let first_base = segments.first().map_or(0, |s| s.base_offset);
@@ -273,28 +467,40 @@ impl PartitionLog {
         if names_changed {
             sync_dir(&*io, &dir)?;
         }
+        // The checkpoint is not rewritten here: until something is appended, a checkpoint
+        // holding entries past the log end (or before its start) is cut the same way by the
+        // next open, and the leader epoch the owner assigns next often puts back exactly what
+        // was cut (an empty log's epoch 0 at offset 0). The first append writes it if it
+        // still differs (`write_epochs_before_append`).
         epochs.truncate_from_end(leo);
         epochs.truncate_from_start(log_start_offset);
-        if epochs.entries() != loaded_epochs.as_slice() {
-            epochs.write()?;
-        }
         let last_index = segments.len() - 1;
         for segment in &mut segments[..last_index] {
             segment.seal();
         }
         let active = &mut segments[last_index];
         active.roll_jitter_ms = retention::random_roll_jitter_ms(&config);
-        // Recovery left all three files in place (it rebuilds missing indexes). They may hold
-        // bytes nobody fsynced: index files rewritten by recovery, or the tail a crashed
-        // process left in the page cache. So the first flush fsyncs all three.
+        // Recovery left all three files in place (it rebuilds missing indexes). After anything
+        // but a clean shutdown they may hold bytes nobody fsynced: index files rewritten by
+        // recovery, or the tail a crashed process left in the page cache. So the first flush
+        // fsyncs all three.
         active.files = Some(Arc::new(ActiveFiles::new(
             &budget,
             &io,
             &dir,
             active.base_offset,
-            true,
+            !from_snapshot,
         )));
         active.publish();
+        // Everything below the active segment was fsynced at its roll (or by recovery); after a
+        // clean shutdown, everything.
+        let recovery_point = if from_snapshot {
+            leo
+        } else {
+            active.base_offset
+        };
+        stats.segments = segments.len() as u64;
+        stats.from_snapshot = from_snapshot;
         let offsets = Arc::new(LogOffsets::new(log_start_offset, log_start_offset, leo));
         let shared = Arc::new(LogShared::new(
             budget,
@@ -313,9 +519,21 @@ impl PartitionLog {
             epochs,
             shared,
             pending_deletions: Vec::new(),
+            recovery_point,
+            open_stats: stats,
         };
         log.validate();
         Ok(log)
+    }
+
+    /// What `open` read: how many segments it scanned or recovered and how many bytes.
+    pub fn open_stats(&self) -> OpenStats {
+        self.open_stats
+    }
+
+    /// Kafka's recovery point: every offset below it is fsynced.
+    pub fn recovery_point(&self) -> i64 {
+        self.recovery_point
     }
 
     /// Asserts the invariant chain `log_start <= hw <= leo` (only our own bug can break it)
@@ -516,6 +734,7 @@ impl PartitionLog {
             next_offset = header.last_offset() + 1;
         }
         let last_offset = next_offset - 1;
+        self.write_epochs_before_append()?;
         self.maybe_roll(
             buf.len() as u64,
             first_offset,
@@ -601,6 +820,7 @@ impl PartitionLog {
             last_offset: c.last_offset,
             last_stable_offset: self.producers.stable_offset_after(&c),
         });
+        self.write_epochs_before_append()?;
         self.maybe_roll(
             buf.len() as u64,
             offset,
@@ -692,8 +912,8 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// fsyncs the active segment's `.txnindex` if it has entries (a roll seals it, a clean
-    /// shutdown skips recovery of it... though `open` rebuilds it either way).
+    /// fsyncs the active segment's `.txnindex` if it has entries (a roll seals it, and an open
+    /// after a clean shutdown takes it as it stands; an unclean one rebuilds it if needed).
     fn sync_txn_index(&mut self) -> Result<(), StorageError> {
         if self.active().shared.with_aborted(<[_]>::is_empty) {
             return Ok(());
@@ -838,6 +1058,10 @@ impl PartitionLog {
             // Kafka's roll takes a producer snapshot at the new segment's base offset, so a
             // reopen replays producer state from here; the directory fsync below covers it.
             self.write_producer_snapshot(base_offset);
+            // The sealed segment is fsynced: the recovery point jumps to the new segment. Its
+            // checkpoint's name is made durable by the same directory fsync.
+            self.recovery_point = self.recovery_point.max(base_offset);
+            self.checkpoint_recovery_point();
             sync_dir(&**self.io(), &self.dir)
         })();
         if result.is_err() {
@@ -861,6 +1085,18 @@ impl PartitionLog {
         append_batches(active, interval, buf, headers)
     }
 
+    /// Brings the epoch checkpoint in line with the cache before the log end moves (`open` cuts
+    /// the cache without writing it): past this point, an entry the file still held beyond the
+    /// old end could cover records of another epoch. Nothing is appended if this fails, and
+    /// the file then holds the old or the new entries, both cut alike by the next open, so the
+    /// log stays writable.
+    fn write_epochs_before_append(&mut self) -> Result<(), StorageError> {
+        if self.epochs.is_persisted() {
+            return Ok(());
+        }
+        self.epochs.write()
+    }
+
     /// Kafka's `maybeAssignEpochStartOffset` on becoming leader: the new epoch starts at the log
     /// end offset, and the checkpoint is written now (at creation or election) rather than on
     /// the first append, so that append does not create and rename a file. Nothing if the
@@ -870,7 +1106,12 @@ impl PartitionLog {
         self.check_writable()?;
         let leo = self.log_end_offset();
         let before = self.epochs.entries().last().copied();
-        let result = self.epochs.start_epoch(leader_epoch, leo);
+        // The checkpoint `open` left behind (see `write_epochs_before_append`) is brought in
+        // line here too, where it costs the owner's startup nothing when it already is.
+        let result = self
+            .epochs
+            .start_epoch(leader_epoch, leo)
+            .and_then(|()| self.epochs.write());
         if result.is_err() {
             self.poison();
         } else if self.epochs.entries().last().copied() != before {
@@ -926,24 +1167,45 @@ impl PartitionLog {
         let result = self.sync_txn_index().and_then(|()| self.active().sync());
         if result.is_err() {
             self.poison();
+        } else {
+            self.recovery_point = self.log_end_offset();
         }
         result
     }
 
-    /// Flushes, appends the final time-index entry and writes the clean-shutdown marker so the
-    /// next open skips CRC recovery of the active segment.
+    /// Appends the final time-index entry, flushes, and writes what lets the next clean open
+    /// skip reading batches: the producer snapshot at the log end and the recovery point
+    /// (the log end), both durably, and removes older snapshots. Whether the next open may
+    /// trust them is the owner's to say (`LastShutdown`, the broker's marker), written after
+    /// this returns.
     pub fn close(mut self) -> Result<(), StorageError> {
         self.check_writable()?;
         self.active().append_final_time_entry()?;
         self.flush()?;
-        // A clean shutdown snapshots producer state at the log end, as Kafka's
-        // `UnifiedLog.close` does; the marker's directory fsync below covers its name.
         let leo = self.log_end_offset();
-        self.write_producer_snapshot(leo);
-        let marker = self.dir.join(CLEAN_SHUTDOWN_FILE);
-        let file = self.io().open(&marker, OpenMode::Truncate)?;
-        self.io().sync_all(&file)?;
+        // The snapshot first: a checkpoint naming the log end is only trusted with a snapshot
+        // there (Kafka's `UnifiedLog.close` snapshots producer state at the log end too). One
+        // directory fsync makes both names (and the removals) durable.
+        producer_snapshot::write(&**self.io(), &self.dir, leo, self.producers.producers())?;
+        recovery_point::write_unsynced_name(&**self.io(), &self.dir, self.recovery_point)?;
+        // An earlier clean shutdown's snapshot, neither at the log end nor at a segment's
+        // base, is replaced by this one.
+        let bases: Vec<i64> = self.segments.iter().map(|s| s.base_offset).collect();
+        producer_snapshots::remove_where(&**self.io(), &self.dir, |offset| {
+            offset != leo && bases.binary_search(&offset).is_err()
+        })?;
         sync_dir(&**self.io(), &self.dir)
+    }
+
+    /// Writes the recovery point to its checkpoint, whose name the caller's directory fsync
+    /// makes durable; a failure only leaves the checkpoint behind, which costs a longer
+    /// recovery, so it is logged, not returned.
+    fn checkpoint_recovery_point(&self) {
+        if let Err(e) =
+            recovery_point::write_unsynced_name(&**self.io(), &self.dir, self.recovery_point)
+        {
+            tracing::warn!(dir = %self.dir.display(), error = %e, "could not checkpoint the recovery point");
+        }
     }
 }
 
