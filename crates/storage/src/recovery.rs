@@ -63,6 +63,9 @@ pub(crate) struct Loaded {
     pub(crate) read_bytes: u64,
     /// Every batch was read whole and CRC-checked.
     pub(crate) recovered: bool,
+    /// The `.txnindex` must be rebuilt from a replay that starts before the segment (see
+    /// `load_txn_index`); the segment's aborted transactions are empty until then.
+    pub(crate) txn_index_pending: bool,
 }
 
 /// Cheap checks that let a segment keep its index files (Kafka's `sanityCheck`): both exist,
@@ -188,7 +191,9 @@ pub(crate) fn load_segment(
         io.sync_all(&log)?;
     }
     let sync = matches!(role, SegmentRole::Sealed { .. });
-    let (aborted, wrote_txn_index) = load_txn_index(&**io, dir, base_offset, aborted, sync)?;
+    let txn_index = load_txn_index(&**io, dir, base_offset, aborted, sync)?;
+    let txn_index_pending = txn_index.is_none();
+    let (aborted, wrote_txn_index) = txn_index.unwrap_or_default();
     segment.shared.set_aborted(aborted);
     let rewrote_indexes = rebuild || invalid.is_some() || wrote_txn_index;
     if rewrote_indexes {
@@ -234,6 +239,7 @@ pub(crate) fn load_segment(
         rewrote_indexes,
         read_bytes,
         recovered: rebuild,
+        txn_index_pending,
     })
 }
 
@@ -266,6 +272,7 @@ pub(crate) fn replay_batch(
         replayed
             .abort_markers
             .push((header.producer_id, header.base_offset));
+        replayed.unreplayed_abort |= producers.is_none();
     }
     let Some(producers) = producers else {
         return Ok(());
@@ -291,6 +298,9 @@ pub(crate) struct ReplayedTxns {
     /// Every ABORT marker in it, as (producer id, offset), whether or not it ended a
     /// transaction the replay knew of.
     pub(crate) abort_markers: Vec<(i64, i64)>,
+    /// An ABORT marker lay before the producer snapshot the replay started from: the
+    /// transaction it ended, and so its `.txnindex` entry, is not known from this replay.
+    pub(crate) unreplayed_abort: bool,
 }
 
 /// The segment's aborted transactions at open, from what replaying its batches found and its
@@ -300,14 +310,16 @@ pub(crate) struct ReplayedTxns {
 /// starts after a deleted segment cannot know a transaction that began there, nor its first
 /// offset. Otherwise (missing, torn, stale after a torn tail) it is rewritten from the replay,
 /// as Kafka's `LogSegment.recover` rebuilds it. Returns the entries and whether the file was
-/// created or rewritten.
+/// created or rewritten; `None`, with nothing written, when it would be rewritten but an ABORT
+/// marker lay before the replay's snapshot (`unreplayed_abort`): the caller then replays the
+/// segment from an older snapshot (`replay_segment`) and asks again.
 pub(crate) fn load_txn_index(
     io: &dyn LogIo,
     dir: &Path,
     base_offset: i64,
     replayed: ReplayedTxns,
     sync: bool,
-) -> Result<(Vec<AbortedTxn>, bool), StorageError> {
+) -> Result<Option<(Vec<AbortedTxn>, bool)>, StorageError> {
     let path = txn_index_path(dir, base_offset);
     let entry_bytes = crate::txn::ABORTED_TXN_BYTES;
     // Each entry stands for one ABORT marker of the segment, so a file that is not larger than
@@ -326,8 +338,11 @@ pub(crate) fn load_txn_index(
                 None
             }
         }
+        Err(e) if e.kind() == io::ErrorKind::NotFound && replayed.unreplayed_abort => {
+            return Ok(None)
+        }
         Err(e) if e.kind() == io::ErrorKind::NotFound && replayed.aborted.is_empty() => {
-            return Ok((replayed.aborted, false))
+            return Ok(Some((replayed.aborted, false)))
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => None,
         Err(e) => return Err(e.into()),
@@ -349,11 +364,41 @@ pub(crate) fn load_txn_index(
             })
         });
         if names_markers && covers_replay {
-            return Ok((entries, false));
+            return Ok(Some((entries, false)));
         }
     }
+    if replayed.unreplayed_abort {
+        return Ok(None);
+    }
     write_index_file(io, &path, &encode_index(&replayed.aborted), sync)?;
-    Ok((replayed.aborted, true))
+    Ok(Some((replayed.aborted, true)))
+}
+
+/// Replays the batches of a segment `load_segment` loaded (so checked) into `producers`, those
+/// from `replay_from` on, and answers what its markers ended, for `load_txn_index`.
+pub(crate) fn replay_segment(
+    io: &dyn LogIo,
+    dir: &Path,
+    segment: &Segment,
+    producers: &mut ProducerStateManager,
+    replay_from: i64,
+) -> Result<ReplayedTxns, StorageError> {
+    let log = io.open(&log_path(dir, segment.base_offset), OpenMode::Read)?;
+    let log = IoFile::new(io, &log);
+    let mut replayed = ReplayedTxns::default();
+    let mut position = 0u64;
+    while position < segment.size_bytes {
+        let header = read_header_at(log, position, segment.size_bytes)?;
+        replay_batch(
+            log,
+            position,
+            &header,
+            (header.base_offset >= replay_from).then_some(&mut *producers),
+            &mut replayed,
+        )?;
+        position += header.size_bytes() as u64;
+    }
+    Ok(replayed)
 }
 
 /// Makes the segment's `.txnindex` hold exactly `aborted`, rewriting it only when it differs.

@@ -27,9 +27,12 @@ use crate::log_start::{self, LOG_START_FILE};
 use crate::metadata::{self, PARTITION_METADATA_FILE};
 use crate::offsets::LogOffsets;
 use crate::producer_snapshot;
+use crate::producer_snapshot::parse_snapshot_name;
 use crate::producer_state::{check_and_update, check_marker, ProducerStateManager};
 use crate::reader::{LogReader, LogShared};
-use crate::recovery::{load_segment, open_from_indexes, open_txn_index, SegmentRole};
+use crate::recovery::{
+    load_segment, load_txn_index, open_from_indexes, open_txn_index, replay_segment, SegmentRole,
+};
 use crate::recovery_point::{self, RECOVERY_POINT_FILE};
 use crate::segment::{create_files, deletable_paths, log_path, ActiveFiles, Segment};
 use crate::txn::{self, AbortedTxn, TxnMarker};
@@ -211,7 +214,10 @@ fn load_from_indexes(
 /// `recovery_point`, and the active one always, are recovered; the others' headers are walked;
 /// producer state is replayed onto the snapshot's from its offset `replay_from`, and epochs and
 /// `.txnindex` files rebuilt from the batches. After the first segment recovery cut, every
-/// later segment is deleted, as Kafka's `LogLoader` does.
+/// later segment is deleted, as Kafka's `LogLoader` does. A `.txnindex` to rebuild in a segment
+/// whose ABORT markers lie before `replay_from` is rebuilt by replaying from the latest snapshot
+/// at or below that segment's base (from the log start without one), as Kafka's
+/// `recoverSegment` rebuilds producer state before recovering a segment.
 #[expect(
     clippy::too_many_arguments,
     reason = "the log's open passes each piece of state it builds; a struct would only rename them"
@@ -219,6 +225,7 @@ fn load_from_indexes(
 fn load_scanning(
     io: &Arc<dyn LogIo>,
     dir: &Path,
+    names: &[String],
     bases: &[i64],
     config: &LogConfig,
     recovery_point: i64,
@@ -229,6 +236,7 @@ fn load_scanning(
     let mut stats = OpenStats::default();
     let mut names_changed = false;
     let mut segments = Vec::with_capacity(bases.len());
+    let mut txn_index_pending = Vec::new();
     let last_index = bases.len() - 1;
     for (i, &base) in bases.iter().enumerate() {
         let role = if i == last_index {
@@ -254,6 +262,9 @@ fn load_scanning(
         stats.segments_scanned += 1;
         stats.segments_recovered += u64::from(loaded.recovered);
         names_changed |= loaded.rewrote_indexes;
+        if loaded.txn_index_pending {
+            txn_index_pending.push(i);
+        }
         segments.push(loaded.segment);
         if loaded.truncated_bytes > 0 && i < last_index {
             // LogLoader: everything after the first invalid batch goes.
@@ -265,6 +276,30 @@ fn load_scanning(
             }
             names_changed = true;
             break;
+        }
+    }
+    if let (Some(&first), Some(&last)) = (txn_index_pending.first(), txn_index_pending.last()) {
+        let base = segments[first].base_offset;
+        let older: Vec<String> = names
+            .iter()
+            .filter(|n| parse_snapshot_name(n).is_some_and(|offset| offset <= base))
+            .cloned()
+            .collect();
+        let (mut replayed_producers, from) =
+            producer_snapshots::load_latest(&**io, dir, &older, &mut names_changed)?;
+        let active = segments.len() - 1;
+        for (i, segment) in segments.iter().enumerate().take(last + 1) {
+            if segment.next_offset <= from {
+                continue;
+            }
+            let replayed = replay_segment(&**io, dir, segment, &mut replayed_producers, from)?;
+            if txn_index_pending.contains(&i) {
+                let sync = i < active;
+                let loaded = load_txn_index(&**io, dir, segment.base_offset, replayed, sync)?;
+                let (aborted, rewrote) = loaded.unwrap_or_default();
+                segment.shared.set_aborted(aborted);
+                names_changed |= rewrote;
+            }
         }
     }
     Ok(LoadedSegments {
@@ -406,6 +441,7 @@ impl PartitionLog {
                 load_scanning(
                     &io,
                     &dir,
+                    &names,
                     &bases,
                     &config,
                     recovery_point,
