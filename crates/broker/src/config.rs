@@ -67,8 +67,8 @@ pub(crate) const RUNNEL_KEYS: &[&str] = &[
     "runnel.fetch.zero.copy",
     "runnel.log.format",
     crate::tls::settings::HANDSHAKE_TIMEOUT_KEY,
-    crate::admin::LISTENER_KEY,
-    crate::admin::CONNECTIONS_MAX_KEY,
+    crate::admin::settings::LISTENER_KEY,
+    crate::admin::settings::CONNECTIONS_MAX_KEY,
 ];
 
 /// The broker's settings after merging defaults, the config file and flags.
@@ -126,7 +126,7 @@ pub struct BrokerConfig {
     pub log_format: crate::logging::LogFormat,
     /// `runnel.admin.listener` / `--admin-listen`, `runnel.admin.connections.max`: the admin
     /// HTTP listener (`/metrics`, `/health`, `/ready`).
-    pub admin: crate::admin::AdminConfig,
+    pub admin: crate::admin::settings::AdminConfig,
     /// Every key given in the file (and by flags), as strings: topic defaults are read from here.
     pub raw: BTreeMap<String, String>,
 }
@@ -160,7 +160,7 @@ impl Default for BrokerConfig {
             log_retention_check_interval_ms: 300_000,
             log_initial_task_delay_ms: 30_000,
             log_format: crate::logging::LogFormat::Text,
-            admin: crate::admin::AdminConfig::default(),
+            admin: crate::admin::settings::AdminConfig::default(),
             raw: BTreeMap::new(),
         }
     }
@@ -253,7 +253,7 @@ pub fn parse_args(args: &[String]) -> Result<Command> {
         raw.insert("runnel.log.format".into(), v.clone());
     }
     if let Some(v) = flags.get("--admin-listen") {
-        raw.insert(crate::admin::LISTENER_KEY.into(), v.clone());
+        raw.insert(crate::admin::settings::LISTENER_KEY.into(), v.clone());
     }
     let (config, warnings) = from_raw(raw)?;
     Ok(Command::Run(Box::new(config), warnings))
@@ -508,7 +508,7 @@ pub fn from_raw(raw: BTreeMap<String, String>) -> Result<(BrokerConfig, Vec<Stri
     if let Some(v) = get("log.initial.task.delay.ms") {
         c.log_initial_task_delay_ms = num("log.initial.task.delay.ms", &v)?;
     }
-    c.admin = crate::admin::AdminConfig::parse(get)?;
+    c.admin = crate::admin::settings::AdminConfig::parse(get)?;
     if let Some(v) = get("runnel.log.format") {
         c.log_format = crate::logging::LogFormat::parse(&v).ok_or_else(|| {
             anyhow!("config key 'runnel.log.format': '{v}' is not one of text, json")

@@ -52,12 +52,12 @@ pub const RUNNEL_KEY_DOCS: &[RunnelKey] = &[
         doc: "`text` lines (colour only on a terminal) or `json` objects, one per line, for log shippers; also `--log-format`",
     },
     RunnelKey {
-        name: crate::admin::LISTENER_KEY,
+        name: crate::admin::settings::LISTENER_KEY,
         default: |c| c.admin.listener.clone().unwrap_or_default(),
         doc: "`HOST:PORT` of the admin HTTP listener (`/metrics`, `/health`, `/ready`; also `--admin-listen`); an empty value turns it off. The default address only warns when taken; a configured one that cannot be bound stops startup",
     },
     RunnelKey {
-        name: crate::admin::CONNECTIONS_MAX_KEY,
+        name: crate::admin::settings::CONNECTIONS_MAX_KEY,
         default: |c| c.admin.connections_max.to_string(),
         doc: "admin HTTP connections served at once; more wait in the listen backlog",
     },

@@ -8,6 +8,7 @@ mod config;
 mod epoch_cache;
 mod error;
 mod file_budget;
+mod file_names;
 mod index;
 pub mod io;
 mod log;

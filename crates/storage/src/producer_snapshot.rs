@@ -23,9 +23,9 @@ use std::path::{Path, PathBuf};
 
 use runnel_protocol::batch::decrement_sequence;
 
+use crate::file_names::file_stem;
 use crate::io::{LogIo, OpenMode};
 use crate::producer_state::{BatchMetadata, ProducerEntry};
-use crate::segment::file_stem;
 use crate::StorageError;
 
 /// Kafka's `ProducerSnapshot.HIGHEST_SUPPORTED_VERSION`.

@@ -36,13 +36,10 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use runnel_protocol::batch::{BatchHeader, BATCH_HEADER_LEN};
 
 use crate::file_budget::{BudgetedFile, FileBudget, PinnedFile, TransientFile};
+use crate::file_names::file_stem;
 use crate::index::{IndexBuilder, OFFSET_ENTRY_BYTES, TIME_ENTRY_BYTES};
 use crate::io::{IoFile, LogIo, OpenMode};
 use crate::StorageError;
-
-pub(crate) fn file_stem(base_offset: i64) -> String {
-    format!("{base_offset:020}")
-}
 
 pub(crate) fn log_path(dir: &Path, base_offset: i64) -> PathBuf {
     dir.join(format!("{}.log", file_stem(base_offset)))

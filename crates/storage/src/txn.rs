@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use runnel_protocol::batch::{encode_uncompressed_batch, BatchRecords, BatchSpec, RecordSpec};
 use runnel_protocol::compression::DecompressLimits;
 
-use crate::segment::file_stem;
+use crate::file_names::file_stem;
 
 /// `RecordBatch` attribute bits a marker batch carries: transactional and control.
 const ATTR_TRANSACTIONAL_CONTROL: i16 = 0x10 | 0x20;
