@@ -114,7 +114,7 @@ impl Groups {
     }
 
     /// Runs the shards' timers (session expiry, rebalance and join delays, offsets retention).
-    pub async fn run_timers<E: CoordinatorEnv>(self: Arc<Self>, env: Arc<E>) {
+    pub async fn run_timers<E: CoordinatorEnv + 'static>(self: Arc<Self>, env: Arc<E>) {
         Arc::clone(&self.runtime).run_timers(env).await;
     }
 
