@@ -397,9 +397,9 @@ fn request_for(key: ApiKey, version: i16, topic: &str, topic_id: uuid::Uuid) -> 
                 .with_committed(true),
         ),
         ApiKey::DescribeTransactions => RequestKind::DescribeTransactions(
-            DescribeTransactionsRequest::default().with_transactional_ids(vec![
-                TransactionalId(StrBytes::from_static_str("every-version-txn")),
-            ]),
+            DescribeTransactionsRequest::default().with_transactional_ids(vec![TransactionalId(
+                StrBytes::from_static_str("every-version-txn"),
+            )]),
         ),
         ApiKey::ListTransactions => RequestKind::ListTransactions(
             ListTransactionsRequest::default()
@@ -421,7 +421,9 @@ async fn every_supported_version_encodes() {
     tokio::spawn(Arc::clone(&broker.groups).run_timers(Arc::clone(&broker)));
     tokio::spawn(Arc::clone(&broker.txns).run_timers(Arc::clone(&broker)));
     // Transaction requests reach loaded coordinator shards, not NOT_COORDINATOR answers.
-    broker.ensure_transaction_topic().expect("create __transaction_state");
+    broker
+        .ensure_transaction_topic()
+        .expect("create __transaction_state");
     for api in SUPPORTED_APIS {
         for version in api.min_version..=api.max_version {
             let request = match request_for(api.key, version, "every-version", topic.topic_id) {

@@ -139,13 +139,18 @@ fn txn_batch(pid: i64, epoch: i16, seq: i32, value: &str) -> Bytes {
 
 /// A transactional Produce v9 (a version-1 client's) of one batch to `partition`: its error.
 fn produce(stream: &mut TcpStream, id: &str, partition: i32, batch: Bytes) -> i16 {
+    produce_at(stream, 9, id, partition, batch)
+}
+
+/// A transactional Produce at `version` of one batch to `partition`: its error.
+fn produce_at(stream: &mut TcpStream, version: i16, id: &str, partition: i32, batch: Bytes) -> i16 {
     let RequestKind::Produce(request) =
         common::produce_request(TOPIC, -1, 30_000, &[(partition, batch)])
     else {
         unreachable!()
     };
     let request = RequestKind::Produce(request.with_transactional_id(Some(txn_id(id))));
-    let ResponseKind::Produce(r) = call(stream, ApiKey::Produce, 9, &request) else {
+    let ResponseKind::Produce(r) = call(stream, ApiKey::Produce, version, &request) else {
         panic!("not a Produce response")
     };
     r.responses[0].partition_responses[0].error_code
@@ -259,6 +264,23 @@ fn consume(stream: &mut TcpStream, partition: i32, isolation_level: i8) -> Vec<S
         }
     }
     values
+}
+
+/// EndTxn v5 (a version-2 client's): its error and the epoch the producer goes on with.
+fn end_txn_v5(stream: &mut TcpStream, id: &str, pid: i64, epoch: i16, commit: bool) -> (i16, i16) {
+    retrying(|| {
+        let request = RequestKind::EndTxn(
+            EndTxnRequest::default()
+                .with_transactional_id(txn_id(id))
+                .with_producer_id(ProducerId(pid))
+                .with_producer_epoch(epoch)
+                .with_committed(commit),
+        );
+        let ResponseKind::EndTxn(r) = call(stream, ApiKey::EndTxn, 5, &request) else {
+            panic!("not an EndTxn response")
+        };
+        (r.error_code, r.producer_epoch)
+    })
 }
 
 fn describe(stream: &mut TcpStream, id: &str) -> (i16, String) {
@@ -396,16 +418,31 @@ fn a_timed_out_transaction_is_aborted() {
 // marker) is committed after the restart: the coordinator reloads it and writes its markers.
 #[test]
 fn a_prepared_commit_completes_after_a_crash() {
+    commit_across_a_crash_at("txn.after_prepare");
+}
+
+// Proves a commit killed after the first partition's marker and before the second's completes
+// after the restart: both partitions' records are read, the transaction is CompleteCommit.
+#[test]
+fn a_commit_killed_between_markers_completes_after_a_restart() {
+    commit_across_a_crash_at("txn.between_markers");
+}
+
+// Proves a commit killed with every marker written but no CompleteCommit record completes
+// after the restart (the markers are written again, harmlessly).
+#[test]
+fn a_commit_killed_before_its_completion_completes_after_a_restart() {
+    commit_across_a_crash_at("txn.before_complete");
+}
+
+/// A two-partition transaction committed with the broker killed at `failpoint`; after a
+/// restart read_committed consumers see both records and the coordinator says CompleteCommit.
+fn commit_across_a_crash_at(failpoint: &str) {
     let port = common::free_port();
     let dir = tempfile::tempdir().expect("tempdir");
     let listen = format!("127.0.0.1:{port}");
-    let runnel = Runnel::start_with_listeners(
-        dir,
-        &listen,
-        port,
-        "",
-        &[("RUNNEL_FAILPOINTS", "txn.after_prepare")],
-    );
+    let runnel =
+        Runnel::start_with_listeners(dir, &listen, port, "", &[("RUNNEL_FAILPOINTS", failpoint)]);
     let mut s = setup(&runnel);
     find_coordinator(&mut s, "crash");
     let (_, pid, epoch) = init(&mut s, "crash", 60_000);
@@ -421,8 +458,7 @@ fn a_prepared_commit_completes_after_a_crash() {
         produce(&mut s, "crash", 1, txn_batch(pid, epoch, 0, "c1")),
         0
     );
-    // The broker dies at the fail point, right after the PrepareCommit record committed; the
-    // EndTxn answer may or may not have left.
+    // The broker dies at the fail point; the EndTxn answer may or may not have left.
     let request = RequestKind::EndTxn(
         EndTxnRequest::default()
             .with_transactional_id(txn_id("crash"))
@@ -434,12 +470,15 @@ fn a_prepared_commit_completes_after_a_crash() {
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut runnel = runnel;
     while runnel.is_running() {
-        assert!(Instant::now() < deadline, "the fail point did not fire");
+        assert!(
+            Instant::now() < deadline,
+            "the fail point {failpoint} did not fire"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(runnel
         .log()
-        .contains("fail point txn.after_prepare reached"));
+        .contains(&format!("fail point {failpoint} reached")));
     let (dir, port) = runnel.into_dir();
     let runnel = Runnel::start_in(dir, port, "");
     let mut s = runnel.connect();
@@ -461,4 +500,46 @@ impl WriteFrame for TcpStream {
         use std::io::Write;
         self.write_all(frame).expect("write request");
     }
+}
+
+// Proves KIP-890 part 2 (transaction version 2, which a new cluster finalizes): Produce v12 adds
+// its partition to the transaction without AddPartitionsToTxn, every EndTxn bumps the epoch, and
+// a late write at the previous epoch cannot join the next transaction.
+#[test]
+fn a_version_2_client_adds_partitions_by_producing_and_bumps_the_epoch() {
+    let runnel = Runnel::start("");
+    let mut s = setup(&runnel);
+    find_coordinator(&mut s, "tv2");
+    let (error, pid, e0) = init(&mut s, "tv2", 60_000);
+    assert_eq!(error, 0);
+    assert_eq!(
+        produce_at(&mut s, 12, "tv2", 0, txn_batch(pid, e0, 0, "one")),
+        0
+    );
+    assert_eq!(
+        produce_at(&mut s, 12, "tv2", 1, txn_batch(pid, e0, 0, "one-b")),
+        0
+    );
+    let (error, e1) = end_txn_v5(&mut s, "tv2", pid, e0, true);
+    assert_eq!(error, 0);
+    assert_eq!(e1, e0 + 1, "EndTxn v5 answers the bumped epoch");
+    assert_eq!(
+        produce_at(&mut s, 12, "tv2", 0, txn_batch(pid, e1, 0, "two")),
+        0
+    );
+    let (error, e2) = end_txn_v5(&mut s, "tv2", pid, e1, false);
+    assert_eq!(error, 0);
+    assert_eq!(e2, e1 + 1);
+    let late = produce_at(&mut s, 12, "tv2", 0, txn_batch(pid, e0, 1, "late"));
+    assert!(
+        [
+            code(ResponseError::InvalidProducerEpoch),
+            code(ResponseError::ProducerFenced)
+        ]
+        .contains(&late),
+        "{late}"
+    );
+    assert_eq!(consume(&mut s, 0, 1), vec!["one"]);
+    assert_eq!(consume(&mut s, 1, 1), vec!["one-b"]);
+    assert_eq!(consume(&mut s, 0, 0), vec!["one", "two"]);
 }
