@@ -65,3 +65,36 @@ def test_java_producer_commit_and_abort(broker, topic_name):
     assert values(broker.bootstrap, topic_name, 2, "read_uncommitted") == expected(
         ["first", "dropped", "second"], 2
     )
+
+
+def test_kafka_transactions_cli_lists_and_describes(broker, topic_name):
+    # Proves: kafka-transactions list and describe (ListTransactions, FindCoordinator key type 1,
+    # DescribeTransactions) report a committed transactional id with its state and topic-free
+    # completion, as Kafka's tool prints them.
+    from helpers import run_java_tool, wait_for
+
+    create_topic(broker.bootstrap, topic_name, 1)
+    transactional_id = f"cli-{topic_name}"
+    argv = java_tool_argv("unused", broker.bootstrap, topic_name, "1", transactional_id, "only:commit")
+    argv[argv.index("unused")] = str(JAVA_PRODUCER)
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0 and "DONE" in done.stdout, f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+    tool = "org.apache.kafka.tools.TransactionsCommand"
+
+    def listed():
+        out = run_java_tool(tool, "--bootstrap-server", broker.bootstrap, "list")
+        rows = [line.split() for line in out.splitlines()[1:] if line.strip()]
+        return [r for r in rows if r[0] == transactional_id]
+
+    rows = wait_for(listed, what=f"{transactional_id} in kafka-transactions list")
+    # Columns: TransactionalId, Coordinator, ProducerId, TransactionState.
+    assert rows[0][3] == "CompleteCommit", rows
+
+    out = run_java_tool(tool, "--bootstrap-server", broker.bootstrap, "describe", "--transactional-id", transactional_id)
+    header, row = [line.split("\t") for line in out.splitlines() if line.strip()][:2]
+    # An empty last column (no partitions) may lose its trailing tab.
+    described = {h.strip(): (row[i].strip() if i < len(row) else "") for i, h in enumerate(header)}
+    assert described["TransactionalId"] == transactional_id
+    assert described["TransactionState"] == "CompleteCommit"
+    assert described["TopicPartitions"] == ""
+    assert int(described["ProducerId"]) >= 0

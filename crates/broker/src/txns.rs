@@ -173,6 +173,19 @@ impl Txns {
             .topic(TRANSACTION_STATE_TOPIC)
             .and_then(|t| i32::try_from(t.partitions).ok());
         let Some(partitions) = partitions else {
+            if let TxnRequest::ListTransactions(r) = &request {
+                // No shard anywhere, so no transaction: Kafka lists the (no) partitions it owns,
+                // still naming the state filters it does not know.
+                let unknown = r
+                    .state_filters
+                    .iter()
+                    .filter(|f| runnel_cluster::txn::TxnState::from_name(f.as_str()).is_none())
+                    .cloned()
+                    .collect();
+                return Some(ResponseKind::ListTransactions(
+                    ListTransactionsResponse::default().with_unknown_state_filters(unknown),
+                ));
+            }
             // No coordinator anywhere yet: the client looks one up (which creates the topic).
             return Some(request.error_response(version, ResponseError::NotCoordinator.code()));
         };
