@@ -557,6 +557,8 @@ pub fn from_raw(raw: BTreeMap<String, String>) -> Result<(BrokerConfig, Vec<Stri
         }
     }
     parse_txn_settings(&mut c.txns, &get)?;
+    // AddOffsetsToTxn adds the group's `__consumer_offsets` partition, hashed as groups are.
+    c.txns.coordinator.offsets_topic_partitions = g.offsets_topic_num_partitions;
     if let Some(v) = get("group.consumer.session.timeout.ms") {
         g.consumer_group_session_timeout_ms = num("group.consumer.session.timeout.ms", &v)?;
     }
