@@ -566,23 +566,22 @@ impl<S: CoordinatorShard> CoordinatorRuntime<S> {
     /// `finish_appends` from an append's waiter, which holds no lock: what the shard then asks
     /// for is carried out through the attached broker.
     fn finish_appends_later(self: &Arc<Self>, shard: &Arc<Shard<S>>) {
-        let env = self.env.get().and_then(Weak::upgrade);
+        let Some(env) = self.env.get().and_then(Weak::upgrade) else {
+            // Not attached (a bug; the broker attaches every runtime when it is built) or the
+            // broker is going away: the queue stays, and the next call on the shard finishes it.
+            tracing::error!(
+                coordinator = self.name,
+                "no broker attached to finish a coordinator append"
+            );
+            return;
+        };
         let Some(mut engine) = shard.lock(self.name) else {
             return;
         };
-        let image = match &env {
-            Some(env) => env.image(),
-            None => Arc::new(MetadataImage::empty()),
-        };
+        let image = env.image();
         let outputs = self.finish_appends(shard, Some(&mut engine), &image);
         if !outputs.is_empty() {
-            match &env {
-                Some(env) => self.apply(&**env, shard, &mut engine, outputs),
-                None => tracing::error!(
-                    coordinator = self.name,
-                    "no broker attached to carry out what a shard asked after an append"
-                ),
-            }
+            self.apply(&*env, shard, &mut engine, outputs);
         }
         shard.note_deadline(&engine);
         drop(engine);

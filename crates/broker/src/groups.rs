@@ -66,6 +66,11 @@ impl Groups {
         }
     }
 
+    /// Gives the runtime the broker it serves (see `CoordinatorRuntime::attach`).
+    pub fn attach(&self, env: std::sync::Weak<dyn CoordinatorEnv>) {
+        self.runtime.attach(env);
+    }
+
     /// Runs `f` on every loaded group coordinator shard in turn (see
     /// `CoordinatorRuntime::inspect`).
     pub fn inspect(&self, f: impl FnMut(&GroupCoordinator)) {

@@ -207,9 +207,11 @@ impl Broker {
             .load_led(node_id, &image, &broker.replicas)
             .context("loading the group coordinator from __consumer_offsets")?;
         let broker = Arc::new(broker);
-        // The transaction coordinator's shards may resume work at once (markers of prepared
-        // transactions), which needs the broker built.
+        // The coordinators finish appends through the broker, and the transaction
+        // coordinator's shards may resume work at once (markers of prepared transactions).
         broker.txns.attach(&broker);
+        let env: std::sync::Weak<Broker> = Arc::downgrade(&broker);
+        broker.groups.attach(env);
         broker
             .txns
             .load_led(node_id, &image, &broker.replicas)

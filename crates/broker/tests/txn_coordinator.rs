@@ -283,6 +283,26 @@ fn end_txn_v5(stream: &mut TcpStream, id: &str, pid: i64, epoch: i16, commit: bo
     })
 }
 
+/// The value of `name` among `topic`'s configs (DescribeConfigs v4).
+fn topic_config(stream: &mut TcpStream, topic: &str, name: &str) -> Option<String> {
+    let request =
+        RequestKind::DescribeConfigs(DescribeConfigsRequest::default().with_resources(vec![
+            describe_configs_request::DescribeConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_string(topic.to_owned()))
+                .with_configuration_keys(Some(vec![StrBytes::from_string(name.to_owned())])),
+        ]));
+    let ResponseKind::DescribeConfigs(r) = call(stream, ApiKey::DescribeConfigs, 4, &request)
+    else {
+        panic!("not a DescribeConfigs response")
+    };
+    r.results[0]
+        .configs
+        .iter()
+        .find(|c| c.name.as_str() == name)
+        .and_then(|c| c.value.as_ref().map(|v| v.to_string()))
+}
+
 fn describe(stream: &mut TcpStream, id: &str) -> (i16, String) {
     let request = RequestKind::DescribeTransactions(
         DescribeTransactionsRequest::default().with_transactional_ids(vec![txn_id(id)]),
@@ -307,9 +327,27 @@ fn setup(runnel: &Runnel) -> TcpStream {
 // read_uncommitted sees both), and the coordinator reports the outcome.
 #[test]
 fn committed_records_are_read_and_aborted_ones_are_not() {
-    let runnel = Runnel::start("");
+    commit_then_abort("");
+}
+
+// The same in fsync mode for every partition, `__transaction_state` included: the
+// coordinator's appends wait for their group-commit round, then carry on from the waiter.
+#[test]
+fn committed_records_are_read_and_aborted_ones_are_not_in_fsync_mode() {
+    commit_then_abort("\"log.flush.interval.messages\" = 1\n");
+}
+
+fn commit_then_abort(config: &str) {
+    let runnel = Runnel::start(config);
     let mut s = setup(&runnel);
     assert_eq!(find_coordinator(&mut s, "t1"), 1);
+    if !config.is_empty() {
+        assert_eq!(
+            topic_config(&mut s, "__transaction_state", "flush.messages").as_deref(),
+            Some("1"),
+            "the coordinator's log is in fsync mode"
+        );
+    }
     let (error, pid, epoch) = init(&mut s, "t1", 60_000);
     assert_eq!(error, 0);
     assert!(pid >= 0);
