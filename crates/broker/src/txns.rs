@@ -103,6 +103,19 @@ impl Txns {
         self.runtime.attach(weak);
     }
 
+    /// Tells every loaded shard the cluster's `transaction.version` (after UpdateFeatures).
+    pub fn set_transaction_version_level(&self, level: i16) {
+        let Some(broker) = self.broker.get().and_then(Weak::upgrade) else {
+            return;
+        };
+        for partition in self.runtime.loaded() {
+            self.runtime.drive(&*broker, partition, |engine, _, _| {
+                engine.set_transaction_version_level(level);
+                Vec::new()
+            });
+        }
+    }
+
     /// Runs `f` on every loaded shard in turn (see `CoordinatorRuntime::inspect`).
     pub fn inspect(&self, f: impl FnMut(&TxnCoordinator)) {
         self.runtime.inspect(f);

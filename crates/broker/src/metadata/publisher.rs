@@ -106,6 +106,10 @@ impl Publisher<'_> {
             }
         }
         self.load_coordinator_shards(image, delta);
+        if delta.changed_features {
+            self.txns
+                .set_transaction_version_level(crate::txns::transaction_version_level(image));
+        }
         self.metadata.install(Arc::clone(image));
         for topic in &delta.deleted_topics {
             self.remove_topic(topic);
