@@ -141,7 +141,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext<'_>, request: Req
             ResponseKind::ListOffsets(list_offsets::handle(broker, ctx, r, version))
         }
         RequestKind::Produce(r) => {
-            let refused = produce_txn::verify(broker, &r, version).await;
+            let refused = produce_txn::verify(broker, ctx.principal(), &r, version).await;
             match produce::apply(broker, r, version, &refused) {
                 produce::Applied::Done(ProduceReply::Respond(r)) => ResponseKind::Produce(r),
                 produce::Applied::Done(ProduceReply::Silent) => return Reply::Silent,

@@ -47,7 +47,12 @@ struct TxnBatch {
 
 /// Checks the transactional batches of `request` with the coordinator; returns the partitions
 /// to refuse. Non-transactional requests return at once without allocating.
-pub async fn verify(broker: &Broker, request: &ProduceRequest, version: i16) -> Refused {
+pub async fn verify(
+    broker: &Broker,
+    principal: &crate::context::Principal,
+    request: &ProduceRequest,
+    version: i16,
+) -> Refused {
     let mut refused = Refused::new();
     let image = broker.image();
     let mut batches = Vec::new();
@@ -90,9 +95,18 @@ pub async fn verify(broker: &Broker, request: &ProduceRequest, version: i16) -> 
             }
         }
     };
-    // Kafka answers a request with transactional records but no transactional id as an
-    // unauthorized transactional id (KafkaApis.handleProduceRequest).
-    let Some(transactional_id) = request.transactional_id.as_ref().map(|t| t.0.to_string()) else {
+    // Kafka answers a request with transactional records but no transactional id, or one the
+    // principal may not write, as an unauthorized transactional id
+    // (KafkaApis.handleProduceRequest).
+    let transactional_id = request.transactional_id.as_ref().map(|t| t.0.to_string());
+    let Some(transactional_id) = transactional_id.filter(|id| {
+        broker.authorizer.authorize(
+            principal,
+            crate::authorizer::AclOperation::Write,
+            crate::authorizer::ResourceType::TransactionalId,
+            id,
+        )
+    }) else {
         refuse_all(
             &mut refused,
             ResponseError::TransactionalIdAuthorizationFailed,
