@@ -66,6 +66,11 @@ impl Groups {
         }
     }
 
+    /// Gives the runtime the broker it serves (see `CoordinatorRuntime::attach`).
+    pub fn attach(&self, env: std::sync::Weak<dyn CoordinatorEnv>) {
+        self.runtime.attach(env);
+    }
+
     /// Runs `f` on every loaded group coordinator shard in turn (see
     /// `CoordinatorRuntime::inspect`).
     pub fn inspect(&self, f: impl FnMut(&GroupCoordinator)) {
@@ -114,7 +119,7 @@ impl Groups {
     }
 
     /// Runs the shards' timers (session expiry, rebalance and join delays, offsets retention).
-    pub async fn run_timers<E: CoordinatorEnv>(self: Arc<Self>, env: Arc<E>) {
+    pub async fn run_timers<E: CoordinatorEnv + 'static>(self: Arc<Self>, env: Arc<E>) {
         Arc::clone(&self.runtime).run_timers(env).await;
     }
 

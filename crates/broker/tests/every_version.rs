@@ -351,6 +351,60 @@ fn request_for(key: ApiKey, version: i16, topic: &str, topic_id: uuid::Uuid) -> 
                             .with_offset(0),
                     ])]),
         ),
+        ApiKey::AddPartitionsToTxn if version < 4 => RequestKind::AddPartitionsToTxn(
+            AddPartitionsToTxnRequest::default()
+                .with_v3_and_below_transactional_id(TransactionalId(StrBytes::from_static_str(
+                    "every-version-txn",
+                )))
+                .with_v3_and_below_producer_id(ProducerId(7))
+                .with_v3_and_below_producer_epoch(0)
+                .with_v3_and_below_topics(vec![
+                    add_partitions_to_txn_request::AddPartitionsToTxnTopic::default()
+                        .with_name(name.clone())
+                        .with_partitions(vec![0]),
+                ]),
+        ),
+        ApiKey::AddPartitionsToTxn => RequestKind::AddPartitionsToTxn(
+            AddPartitionsToTxnRequest::default().with_transactions(vec![
+                add_partitions_to_txn_request::AddPartitionsToTxnTransaction::default()
+                    .with_transactional_id(TransactionalId(StrBytes::from_static_str(
+                        "every-version-txn",
+                    )))
+                    .with_producer_id(ProducerId(7))
+                    .with_producer_epoch(0)
+                    .with_verify_only(true)
+                    .with_topics(vec![
+                        add_partitions_to_txn_request::AddPartitionsToTxnTopic::default()
+                            .with_name(name.clone())
+                            .with_partitions(vec![0]),
+                    ]),
+            ]),
+        ),
+        ApiKey::AddOffsetsToTxn => RequestKind::AddOffsetsToTxn(
+            AddOffsetsToTxnRequest::default()
+                .with_transactional_id(TransactionalId(StrBytes::from_static_str(
+                    "every-version-txn",
+                )))
+                .with_producer_id(ProducerId(7))
+                .with_group_id(GroupId(StrBytes::from_static_str("g"))),
+        ),
+        ApiKey::EndTxn => RequestKind::EndTxn(
+            EndTxnRequest::default()
+                .with_transactional_id(TransactionalId(StrBytes::from_static_str(
+                    "every-version-txn",
+                )))
+                .with_producer_id(ProducerId(7))
+                .with_committed(true),
+        ),
+        ApiKey::DescribeTransactions => RequestKind::DescribeTransactions(
+            DescribeTransactionsRequest::default().with_transactional_ids(vec![TransactionalId(
+                StrBytes::from_static_str("every-version-txn"),
+            )]),
+        ),
+        ApiKey::ListTransactions => RequestKind::ListTransactions(
+            ListTransactionsRequest::default()
+                .with_state_filters(vec![StrBytes::from_static_str("Ongoing")]),
+        ),
         other => panic!("no test request for {other:?}: add one when adding an API"),
     }
 }
@@ -365,6 +419,11 @@ async fn every_supported_version_encodes() {
         .expect("create topic");
     // Group requests may wait for timers (join delays).
     tokio::spawn(Arc::clone(&broker.groups).run_timers(Arc::clone(&broker)));
+    tokio::spawn(Arc::clone(&broker.txns).run_timers(Arc::clone(&broker)));
+    // Transaction requests reach loaded coordinator shards, not NOT_COORDINATOR answers.
+    broker
+        .ensure_transaction_topic()
+        .expect("create __transaction_state");
     for api in SUPPORTED_APIS {
         for version in api.min_version..=api.max_version {
             let request = match request_for(api.key, version, "every-version", topic.topic_id) {

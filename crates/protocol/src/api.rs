@@ -66,6 +66,11 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     full(ApiKey::DescribeTopicPartitions, 0, 0),
     full(ApiKey::ListConfigResources, 0, 1),
     full(ApiKey::DeleteRecords, 0, 2),
+    full(ApiKey::AddPartitionsToTxn, 0, 5),
+    full(ApiKey::AddOffsetsToTxn, 0, 4),
+    full(ApiKey::EndTxn, 0, 5),
+    full(ApiKey::DescribeTransactions, 0, 0),
+    full(ApiKey::ListTransactions, 0, 2),
 ];
 
 /// The supported range for `api_key`, if runnel serves it.

@@ -595,6 +595,12 @@ impl PartitionLog {
         }
     }
 
+    /// Whether the producer has a transaction open on this partition at this epoch: its next
+    /// transactional batch here needs no verification with the coordinator (KIP-890).
+    pub fn has_ongoing_transaction(&self, producer_id: i64, producer_epoch: i16) -> bool {
+        self.producers.has_ongoing_txn(producer_id, producer_epoch)
+    }
+
     /// The transactions open on this partition as (producer id, first offset), earliest
     /// first (for DescribeProducers and the coordinator's checks).
     pub fn ongoing_transactions(&self) -> Vec<(i64, i64)> {

@@ -356,10 +356,39 @@ fn append_only(partition: i32, records: Vec<Record>) -> Output {
     }
 }
 
+/// The runtime's form of the group coordinator's outputs: appends are plain batches whose
+/// fate the group coordinator learns from its `on_success` / `on_failure` lists (no token).
+fn shard_outputs(outputs: Vec<Output>) -> Vec<crate::shard::ShardOutput<Never>> {
+    outputs
+        .into_iter()
+        .map(|output| match output {
+            Output::Respond(id, response) => crate::shard::ShardOutput::Respond(id, response),
+            Output::Append {
+                partition,
+                records,
+                on_success,
+                on_failure,
+            } => crate::shard::ShardOutput::Append(crate::shard::AppendRequest {
+                partition,
+                token: 0,
+                records,
+                batch: crate::shard::AppendBatch::Plain,
+                on_success,
+                on_failure,
+            }),
+        })
+        .collect()
+}
+
+/// The group coordinator asks its shell for nothing besides responses and appends.
+#[derive(Debug, Clone, Copy)]
+pub enum Never {}
+
 /// The group coordinator is the shard engine of `__consumer_offsets`: one instance per
 /// partition, holding the groups that hash to it.
 impl crate::shard::CoordinatorShard for GroupCoordinator {
     type Request = GroupRequest;
+    type Effect = Never;
 
     fn handle(
         &mut self,
@@ -368,13 +397,17 @@ impl crate::shard::CoordinatorShard for GroupCoordinator {
         client: &ClientInfo,
         request: GroupRequest,
         now_ms: i64,
-        topics: &dyn TopicView,
-    ) -> Vec<Output> {
-        self.handle_from(id, version, client, request, now_ms, topics)
+        image: &crate::MetadataImage,
+    ) -> Vec<crate::shard::ShardOutput<Never>> {
+        shard_outputs(self.handle_from(id, version, client, request, now_ms, image))
     }
 
-    fn tick(&mut self, now_ms: i64, topics: &dyn TopicView) -> Vec<Output> {
-        GroupCoordinator::tick(self, now_ms, topics)
+    fn tick(
+        &mut self,
+        now_ms: i64,
+        image: &crate::MetadataImage,
+    ) -> Vec<crate::shard::ShardOutput<Never>> {
+        shard_outputs(GroupCoordinator::tick(self, now_ms, image))
     }
 
     fn next_deadline_ms(&self) -> Option<i64> {
@@ -385,12 +418,33 @@ impl crate::shard::CoordinatorShard for GroupCoordinator {
         GroupCoordinator::replay(self, key, value).map_err(|e| e.to_string())
     }
 
-    fn finish_replay(&mut self, now_ms: i64) {
+    fn finish_replay(
+        &mut self,
+        now_ms: i64,
+        _image: &crate::MetadataImage,
+    ) -> Vec<crate::shard::ShardOutput<Never>> {
         GroupCoordinator::finish_replay(self, now_ms);
+        Vec::new()
     }
 
-    fn on_committed(&mut self, records: &[Record]) {
+    fn on_committed(
+        &mut self,
+        _token: crate::shard::AppendToken,
+        records: &[Record],
+        _now_ms: i64,
+        _image: &crate::MetadataImage,
+    ) -> Vec<crate::shard::ShardOutput<Never>> {
         GroupCoordinator::on_committed(self, records);
+        Vec::new()
+    }
+
+    fn on_append_failed(
+        &mut self,
+        _token: crate::shard::AppendToken,
+        _error: i16,
+        _now_ms: i64,
+    ) -> Vec<crate::shard::ShardOutput<Never>> {
+        Vec::new()
     }
 
     fn error_response(request: &GroupRequest, version: i16, code: i16) -> ResponseKind {
