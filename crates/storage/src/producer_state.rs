@@ -351,11 +351,13 @@ pub(crate) fn check_marker(
 
 /// Checks one client batch against `updated` (the producer's entry including earlier batches of
 /// the same append; `None` = unknown producer) and records it there. `header` already carries
-/// the assigned offsets. Mirrors `ProducerAppendInfo.checkProducerEpoch` and `checkSequence`.
+/// the assigned offsets. Mirrors `ProducerAppendInfo.checkProducerEpoch` and `checkSequence`
+/// (the latter only when `check_sequence`: a client's batch, not a coordinator's).
 pub(crate) fn check_and_update(
     updates: &mut HashMap<i64, ProducerEntry>,
     committed: Option<&ProducerEntry>,
     header: &BatchHeader,
+    check_sequence: bool,
 ) -> Result<(), StorageError> {
     let producer_id = header.producer_id;
     let current_epoch = committed.map_or(NO_PRODUCER_EPOCH, |e| e.epoch);
@@ -371,7 +373,9 @@ pub(crate) fn check_and_update(
         });
     }
     let first_seq = header.base_sequence;
-    if epoch != entry.epoch {
+    if !check_sequence {
+        // A coordinator's batch: its sequence means nothing (always 0).
+    } else if epoch != entry.epoch {
         // A bumped epoch restarts sequences at 0, unless we never knew this producer.
         if first_seq != 0 && entry.epoch != NO_PRODUCER_EPOCH {
             return Err(StorageError::OutOfOrderSequence {
@@ -436,7 +440,7 @@ mod tests {
 
     fn append(m: &mut ProducerStateManager, h: &BatchHeader) -> Result<(), StorageError> {
         let mut updates = HashMap::new();
-        check_and_update(&mut updates, m.get(h.producer_id), h)?;
+        check_and_update(&mut updates, m.get(h.producer_id), h, true)?;
         m.commit(updates);
         Ok(())
     }

@@ -250,6 +250,37 @@ fn commit_and_abort_move_the_lso_and_fill_the_txn_index() {
 }
 
 #[test]
+fn coordinator_batches_skip_sequence_and_retry_checks_but_not_epochs() {
+    // Goal: a group coordinator's transactional batches (base sequence 0 every time, as
+    // Kafka's CoordinatorRuntime writes them) are all written and open the producer's
+    // transaction; an older epoch is still refused. The same batch from a client would be a
+    // retry of the first.
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(dir.path().join("t-0"), TOPIC, config(1 << 20)).unwrap();
+    let first = log
+        .append_as_coordinator(producer_batch(9, 1, 0, &[1], true).into(), 0, 1_000)
+        .unwrap();
+    let second = log
+        .append_as_coordinator(producer_batch(9, 1, 0, &[2], true).into(), 0, 1_000)
+        .unwrap();
+    assert!(!second.duplicate);
+    assert_eq!((first.base_offset, second.base_offset), (0, 1));
+    assert_eq!(log.ongoing_transactions(), vec![(9, 0)]);
+    let retry = log
+        .append_as_leader(producer_batch(9, 1, 0, &[3], true).into(), 0, 1_000)
+        .unwrap();
+    assert!(
+        retry.duplicate,
+        "a client batch with the same sequences is a retry"
+    );
+    let fenced = log.append_as_coordinator(producer_batch(9, 0, 0, &[4], true).into(), 0, 1_000);
+    assert!(matches!(
+        fenced,
+        Err(StorageError::InvalidProducerEpoch { .. })
+    ));
+}
+
+#[test]
 fn epochs_and_transaction_state_are_fenced_as_kafka_does() {
     // Kafka's ProducerAppendInfo rules: old epochs, non-transactional writes inside a
     // transaction, zombie coordinators and TV2 marker epochs.

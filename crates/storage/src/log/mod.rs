@@ -725,6 +725,33 @@ impl PartitionLog {
         leader_epoch: i32,
         now_ms: i64,
     ) -> Result<AppendOutcome, StorageError> {
+        self.append_as(records, leader_epoch, now_ms, true)
+    }
+
+    /// Appends a coordinator's own batches as leader (Kafka's COORDINATOR append origin): as
+    /// `append_as_leader`, except that producer batches are neither matched against recent
+    /// ones as retries nor checked for sequence (Kafka's `ProducerAppendInfo` checks sequences
+    /// and `analyzeAndValidateProducerState` finds duplicates for CLIENT appends only). A
+    /// group coordinator's transactional batch of offsets carries the producer's id and epoch
+    /// with base sequence 0 every time, as Kafka's `CoordinatorRuntime` writes it; the epoch
+    /// and transaction rules still apply.
+    pub fn append_as_coordinator(
+        &mut self,
+        records: Bytes,
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendOutcome, StorageError> {
+        self.append_as(records, leader_epoch, now_ms, false)
+    }
+
+    /// `append_as_leader` (`client`: sequence and duplicate checks) or `append_as_coordinator`.
+    fn append_as(
+        &mut self,
+        records: Bytes,
+        leader_epoch: i32,
+        now_ms: i64,
+        client: bool,
+    ) -> Result<AppendOutcome, StorageError> {
         self.check_writable()?;
         let refs = validate_batches(&records, self.config.max_message_bytes as usize)?;
         if self.config.compaction.compact {
@@ -732,7 +759,7 @@ impl PartitionLog {
         }
         // Kafka checks a retry against the committed producer state before anything else and
         // answers the original offsets for the whole append.
-        for r in &refs {
+        for r in refs.iter().filter(|_| client) {
             if r.header.has_producer_id() {
                 if let Some(dup) = self.producers.find_duplicate(&r.header) {
                     return Ok(AppendOutcome {
@@ -771,7 +798,12 @@ impl PartitionLog {
         let mut next_offset = first_offset;
         for (_, header) in &headers {
             if header.has_producer_id() {
-                check_and_update(&mut updates, self.producers.get(header.producer_id), header)?;
+                check_and_update(
+                    &mut updates,
+                    self.producers.get(header.producer_id),
+                    header,
+                    client,
+                )?;
             }
             next_offset = header.last_offset() + 1;
         }
