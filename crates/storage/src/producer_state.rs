@@ -251,6 +251,19 @@ impl ProducerStateManager {
             .collect()
     }
 
+    /// What DescribeProducers reports of `producer_id`, if known.
+    pub(crate) fn describe(&self, producer_id: i64) -> Option<crate::reader::ActiveProducer> {
+        let entry = self.producers.get(&producer_id)?;
+        Some(crate::reader::ActiveProducer {
+            producer_id,
+            producer_epoch: entry.epoch,
+            last_sequence: entry.last_seq(),
+            last_timestamp: entry.last_timestamp,
+            coordinator_epoch: entry.coordinator_epoch,
+            current_txn_start_offset: entry.current_txn_first_offset.unwrap_or(-1),
+        })
+    }
+
     /// Applies an append's checked updates, keeping the ongoing transactions in step.
     pub(crate) fn commit(&mut self, updates: HashMap<i64, ProducerEntry>) {
         for (pid, entry) in updates {

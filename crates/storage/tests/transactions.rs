@@ -12,8 +12,8 @@ use runnel_protocol::compression::DecompressLimits;
 use runnel_protocol::fuzzing::{Choices, Xorshift};
 use runnel_storage::io::StdIo;
 use runnel_storage::{
-    AbortedTxn, FileBudget, LastShutdown, LogConfig, PartitionLog, StorageError, TxnMarker,
-    TxnResult, ABORTED_TXN_BYTES,
+    AbortedTxn, ActiveProducer, FileBudget, LastShutdown, LogConfig, PartitionLog, StorageError,
+    TxnMarker, TxnResult, ABORTED_TXN_BYTES,
 };
 
 mod support;
@@ -278,6 +278,40 @@ fn coordinator_batches_skip_sequence_and_retry_checks_but_not_epochs() {
         fenced,
         Err(StorageError::InvalidProducerEpoch { .. })
     ));
+    // Readers see the producer as DescribeProducers reports it, without the writer's lock,
+    // after a marker and after a reopen alike.
+    let described = |log: &PartitionLog| log.reader().active_producers();
+    let open = described(&log);
+    assert_eq!(open.len(), 1);
+    let expected = ActiveProducer {
+        producer_id: 9,
+        producer_epoch: 1,
+        last_sequence: 0,
+        last_timestamp: open[0].last_timestamp,
+        coordinator_epoch: -1,
+        current_txn_start_offset: 0,
+    };
+    assert_eq!(open, vec![expected]);
+    log.append_txn_marker(&marker(9, 1, 4, TxnResult::Commit), 0, 2_000)
+        .unwrap();
+    let ended = ActiveProducer {
+        coordinator_epoch: 4,
+        current_txn_start_offset: -1,
+        last_timestamp: 2_000,
+        ..expected
+    };
+    assert_eq!(described(&log), vec![ended]);
+    log.close().unwrap();
+    let log = PartitionLog::open(dir.path().join("t-0"), TOPIC, config(1 << 20)).unwrap();
+    let reopened = described(&log);
+    // The snapshot keeps the last batch's timestamp, not the marker's (see producer_snapshot).
+    assert_eq!(
+        reopened,
+        vec![ActiveProducer {
+            last_timestamp: reopened[0].last_timestamp,
+            ..ended
+        }]
+    );
 }
 
 #[test]

@@ -559,7 +559,26 @@ impl PartitionLog {
             open_stats: stats,
         };
         log.validate();
+        log.publish_producers(None);
         Ok(log)
+    }
+
+    /// Copies producer state for readers (`LogReader::active_producers`): of `changed`, or of
+    /// every producer (`None`) after the state was replaced.
+    pub(crate) fn publish_producers(&self, changed: Option<&[i64]>) {
+        match changed {
+            Some(ids) => self.shared.publish_producers(
+                ids.iter().filter_map(|&id| self.producers.describe(id)),
+                false,
+            ),
+            None => self.shared.publish_producers(
+                self.producers
+                    .producers()
+                    .keys()
+                    .filter_map(|&id| self.producers.describe(id)),
+                true,
+            ),
+        }
     }
 
     /// What `open` read: how many segments it scanned or recovered and how many bytes.
@@ -838,7 +857,9 @@ impl PartitionLog {
             }
             return Err(e);
         }
+        let changed: Vec<i64> = updates.keys().copied().collect();
         self.producers.commit(updates);
+        self.publish_producers(Some(&changed));
         // Readers get the new bytes first, then an epoch that starts in them, then the log end
         // offset that covers them (see `reader`).
         self.active().publish();
@@ -925,7 +946,9 @@ impl PartitionLog {
             }
             return Err(e);
         }
+        let changed: Vec<i64> = updates.keys().copied().collect();
         self.producers.commit(updates);
+        self.publish_producers(Some(&changed));
         if let Some(completed) = completed {
             self.producers.complete(completed);
         }
