@@ -300,7 +300,7 @@ impl GroupCoordinator {
     }
 
     /// A transaction marker for `producer_id` is committed in this partition's log (written
-    /// by `complete_transaction`, or read while loading): Kafka's
+    /// for a `CompleteTransaction` request, or read while loading): Kafka's
     /// `replayEndTransactionMarker`. On COMMIT each of the producer's pending offsets becomes
     /// the committed one unless the committed one was written later in the log (a plain
     /// OffsetCommit, or another transaction's offset, after this record): Kafka keeps the most
