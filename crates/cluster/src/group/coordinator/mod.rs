@@ -690,7 +690,7 @@ impl crate::shard::CoordinatorShard for GroupCoordinator {
             return;
         }
         if let Some(result) = read_marker_result(batch.bytes) {
-            self.replay_end_txn(batch.header.producer_id, result);
+            GroupCoordinator::replay_end_txn(self, batch.header.producer_id, result);
         }
     }
 
@@ -723,15 +723,15 @@ impl crate::shard::CoordinatorShard for GroupCoordinator {
         _image: &crate::MetadataImage,
     ) -> Vec<crate::shard::ShardOutput<Never>> {
         match self.token_waits.remove(&token) {
-            None => self.on_committed_at(base_offset, NO_PRODUCER_ID, records),
+            None => GroupCoordinator::on_committed_at(self, base_offset, NO_PRODUCER_ID, records),
             Some(TokenWait::TxnOffsets { producer_id, .. }) => {
-                self.on_committed_at(base_offset, producer_id, records)
+                GroupCoordinator::on_committed_at(self, base_offset, producer_id, records)
             }
             Some(TokenWait::Marker {
                 producer_id,
                 result,
                 ..
-            }) => self.replay_end_txn(producer_id, result),
+            }) => GroupCoordinator::replay_end_txn(self, producer_id, result),
         }
         Vec::new()
     }

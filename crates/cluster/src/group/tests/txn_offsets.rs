@@ -384,3 +384,107 @@ fn validation_follows_kafka() {
     big.topics[0].partitions[1].committed_metadata = Some(s(&"x".repeat(5000)));
     assert_eq!(send_txn(&mut h, big), vec![0, 12]);
 }
+
+#[test]
+fn the_shard_learns_transactional_fates_by_token() {
+    // Goal: through the runtime's contract, a transactional batch's failure answers the
+    // TxnOffsetCommit with the append's error mapped as Kafka maps coordinator write errors,
+    // and a CompleteTransaction becomes a marker append that commits the producer's offsets
+    // once the runtime reports it committed (or answers its error if it failed).
+    use crate::shard::{AppendBatch, CoordinatorShard, ShardOutput};
+    let image = crate::MetadataImage::default();
+    let client = crate::group::ClientInfo::default();
+    let mut c = GroupCoordinator::new(GroupConfig::default());
+    let append_of = |out: Vec<ShardOutput<_>>| match out.into_iter().next() {
+        Some(ShardOutput::Append(a)) => a,
+        other => panic!("not an append: {other:?}"),
+    };
+    let commit = |pid| GroupRequest::TxnOffsetCommit(txn_commit("g", pid, "", -1, &[("t1", 0, 9)]));
+
+    // Failed with NOT_LEADER_OR_FOLLOWER: the client is told NOT_COORDINATOR.
+    let a = append_of(CoordinatorShard::handle(
+        &mut c,
+        1,
+        3,
+        &client,
+        commit(PID),
+        0,
+        &image,
+    ));
+    assert!(matches!(
+        a.batch,
+        AppendBatch::Transactional {
+            producer_id: PID,
+            ..
+        }
+    ));
+    assert!(a.on_failure.is_empty());
+    let out = CoordinatorShard::on_append_failed(&mut c, a.token, 6, 0);
+    let Some(ShardOutput::Respond(1, ResponseKind::TxnOffsetCommit(r))) = out.first() else {
+        panic!("no failure answer: {out:?}")
+    };
+    assert_eq!(r.topics[0].partitions[0].error_code, 16);
+
+    // Committed at log offset 10: pending; then the marker commits it.
+    let a = append_of(CoordinatorShard::handle(
+        &mut c,
+        2,
+        3,
+        &client,
+        commit(PID),
+        0,
+        &image,
+    ));
+    CoordinatorShard::on_committed_at(&mut c, a.token, 10, &a.records, 0, &image);
+    assert!(c.pending_txn_offsets().get(PID, "g", "t1", 0).is_some());
+    let completion = |result| {
+        GroupRequest::CompleteTransaction(crate::group::coordinator::TxnCompletion {
+            partition: 7,
+            producer_id: PID,
+            producer_epoch: 0,
+            coordinator_epoch: 0,
+            result,
+            transaction_version: 0,
+        })
+    };
+    let m = append_of(CoordinatorShard::handle(
+        &mut c,
+        3,
+        0,
+        &client,
+        completion(TxnResult::Commit),
+        0,
+        &image,
+    ));
+    assert!(m.records.is_empty());
+    assert!(matches!(
+        m.batch,
+        AppendBatch::Marker {
+            producer_id: PID,
+            result: TxnResult::Commit,
+            ..
+        }
+    ));
+    // A failed marker changes nothing and answers its error.
+    let out = CoordinatorShard::on_append_failed(&mut c, m.token, 47, 0);
+    assert!(matches!(
+        out.first(),
+        Some(ShardOutput::Respond(3, ResponseKind::WriteTxnMarkers(_)))
+    ));
+    assert!(c.pending_txn_offsets().get(PID, "g", "t1", 0).is_some());
+    let m = append_of(CoordinatorShard::handle(
+        &mut c,
+        4,
+        0,
+        &client,
+        completion(TxnResult::Commit),
+        0,
+        &image,
+    ));
+    CoordinatorShard::on_committed_at(&mut c, m.token, 11, &[], 0, &image);
+    assert!(!c.pending_txn_offsets().has_group("g"));
+    assert_eq!(
+        c.committed_offsets().get("g", "t1", 0).map(|v| v.offset),
+        Some(9)
+    );
+}
