@@ -10,11 +10,11 @@
 //! UNKNOWN_TOPIC_OR_PARTITION; the coordinator answers the rest, merged in by topic
 //! (`TxnOffsetCommitResponse.Builder.merge`).
 //!
-//! Divergence: Kafka verifies with the transaction coordinator that the producer's transaction
-//! holds the group's partition before the first write (`transaction.partition.verification.enable`,
-//! and for v5 adds it implicitly); that needs the transaction coordinator served, so here a
-//! write is checked against the partition's producer state only (producer epoch, open
-//! transaction), as Kafka does with verification disabled.
+//! Before the transaction's first write to the group's partition, the transaction coordinator
+//! verifies that the transaction holds it (`transaction.partition.verification.enable`), or,
+//! for v5 (a transaction-version-2 client, which sends no AddOffsetsToTxn), adds it
+//! (`produce_txn::verify_offsets_partition`); a refusal fails every partition, mapped as the
+//! coordinator maps write errors.
 
 use std::collections::HashMap;
 
@@ -107,6 +107,26 @@ pub async fn handle(
     }
     if let Err(e) = broker.ensure_offsets_topic() {
         tracing::error!(error = %e, "creating __consumer_offsets");
+    }
+    if let Some(partitions) = broker
+        .image()
+        .topic(crate::internal_topics::OFFSETS_TOPIC)
+        .and_then(|t| i32::try_from(t.partitions).ok())
+    {
+        let code = super::produce_txn::verify_offsets_partition(
+            broker,
+            request.transactional_id.as_str(),
+            request.producer_id.0,
+            request.producer_epoch,
+            runnel_cluster::group::offsets_partition_for(request.group_id.as_str(), partitions),
+            version,
+        )
+        .await;
+        if code != 0 {
+            let code = runnel_cluster::group::coordinator_write_error_code(code);
+            let failed = runnel_cluster::group::txn_offset_commit_error(&valid, code);
+            return Some(finish(refused.merge(failed), version));
+        }
     }
     let answer = broker
         .groups

@@ -35,7 +35,9 @@ pub struct ClientInfo {
     pub client_host: String,
 }
 pub use coordinator::{GroupCoordinator, GroupRequest, Output, RequestId};
-pub use request::{txn_offset_commit_error, txn_offset_commit_failed};
+pub use request::{
+    coordinator_write_error_code, txn_offset_commit_error, txn_offset_commit_failed,
+};
 
 /// The `__consumer_offsets` partition that holds `group_id` (Kafka's `partitionFor`:
 /// `Utils.abs(groupId.hashCode()) % partitions`, with Java's `String.hashCode` over UTF-16 code
