@@ -50,8 +50,8 @@ pub trait CoordinatorEnv: Send + Sync {
     fn replicas(&self) -> &ReplicaManager;
 }
 
-/// The fate of an append: committed, or failed with a Kafka error code.
-type Fate = Result<(), i16>;
+/// The fate of an append: committed at this base offset, or failed with a Kafka error code.
+type Fate = Result<i64, i16>;
 
 /// An append whose outcome is not applied yet.
 struct InFlightAppend {
@@ -295,11 +295,19 @@ impl<S: CoordinatorShard> CoordinatorRuntime<S> {
                 let next = next_offset_after(&bytes).unwrap_or(offset);
                 for batch in whole_batches(&bytes) {
                     let header = BatchHeader::parse(batch)?;
+                    // A transactional batch's records are its producer's until its marker.
+                    let txn_producer = if header.is_transactional() {
+                        header.producer_id
+                    } else {
+                        -1
+                    };
                     runnel_protocol::batch::for_each_stored_record(
                         batch,
                         |record_offset, key, value| {
                             if let Some(key) = key {
-                                if let Err(e) = engine.replay(key, value) {
+                                if let Err(e) =
+                                    engine.replay_at(record_offset, txn_producer, key, value)
+                                {
                                     tracing::warn!(topic = self.topic, partition, offset = record_offset, error = %e, "skipping unreadable record");
                                 }
                                 records += 1;
@@ -520,7 +528,7 @@ impl<S: CoordinatorShard> CoordinatorRuntime<S> {
                     let committed = Arc::new(OnceLock::new());
                     match self.append(env, partition, &records, batch) {
                         Ok(AppendWait::Done(outcome)) => {
-                            let fate = outcome.map(|_| ()).map_err(|e| {
+                            let fate = outcome.map(|o| o.base_offset).map_err(|e| {
                                 tracing::error!(topic = self.topic, partition, error = %e, "coordinator append failed");
                                 crate::errors::storage_error_code(&e)
                             });
@@ -532,7 +540,7 @@ impl<S: CoordinatorShard> CoordinatorRuntime<S> {
                             let slot = Arc::clone(&committed);
                             let topic = self.topic;
                             tokio::spawn(async move {
-                                let fate = wait.wait().await.map(|_| ()).map_err(|e| {
+                                let fate = wait.wait().await.map(|o| o.base_offset).map_err(|e| {
                                     tracing::error!(topic, partition, error = %e, "coordinator append failed");
                                     crate::errors::storage_error_code(&e)
                                 });
@@ -614,8 +622,14 @@ impl<S: CoordinatorShard> CoordinatorRuntime<S> {
                 break;
             };
             match (&mut engine, fate) {
-                (Some(engine), Ok(())) => {
-                    outputs.extend(engine.on_committed(done.token, &done.records, now_ms(), image));
+                (Some(engine), Ok(base_offset)) => {
+                    outputs.extend(engine.on_committed_at(
+                        done.token,
+                        base_offset,
+                        &done.records,
+                        now_ms(),
+                        image,
+                    ));
                     if let Some(observer) = &self.on_commit {
                         observer(shard.partition, &done.records);
                     }
@@ -650,7 +664,11 @@ impl<S: CoordinatorShard> CoordinatorRuntime<S> {
         records: &[Record],
         batch: AppendBatch,
     ) -> Result<AppendWait, (i16, anyhow::Error)> {
-        assert!(!records.is_empty(), "coordinators append no empty batches");
+        let marker = matches!(batch, AppendBatch::Marker { .. });
+        assert!(
+            records.is_empty() == marker,
+            "coordinators append records, or a marker alone"
+        );
         let unknown = ResponseError::UnknownTopicOrPartition.code();
         let image = env.image();
         let topic = image
@@ -665,17 +683,39 @@ impl<S: CoordinatorShard> CoordinatorRuntime<S> {
                     anyhow::anyhow!("{}-{partition} is not open", self.topic),
                 )
             })?;
-        let (producer_id, producer_epoch, attributes) = match batch {
-            AppendBatch::Plain => (-1, -1, 0),
+        // Base sequence 0 for a transactional batch, as Kafka's `CoordinatorRuntime` builds
+        // it (the COORDINATOR origin checks no sequence).
+        let (producer_id, producer_epoch, attributes, base_sequence) = match batch {
+            AppendBatch::Plain => (-1, -1, 0, runnel_protocol::batch::NO_SEQUENCE),
             AppendBatch::Transactional {
                 producer_id,
                 producer_epoch,
-            } => (producer_id, producer_epoch, ATTR_TRANSACTIONAL),
+            } => (producer_id, producer_epoch, ATTR_TRANSACTIONAL, 0),
+            AppendBatch::Marker {
+                producer_id,
+                producer_epoch,
+                coordinator_epoch,
+                result,
+                transaction_version,
+            } => {
+                let marker = runnel_storage::TxnMarker {
+                    producer_id,
+                    producer_epoch,
+                    coordinator_epoch,
+                    result: match result {
+                        runnel_cluster::txn::TxnResult::Commit => runnel_storage::TxnResult::Commit,
+                        runnel_cluster::txn::TxnResult::Abort => runnel_storage::TxnResult::Abort,
+                    },
+                    transaction_version,
+                };
+                return Ok(env.replicas().write_txn_marker(&partition, marker));
+            }
         };
         let spec = BatchSpec {
             producer_id,
             producer_epoch,
             attributes,
+            base_sequence,
             base_timestamp: now_ms(),
             records: records
                 .iter()

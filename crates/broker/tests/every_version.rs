@@ -405,6 +405,53 @@ fn request_for(key: ApiKey, version: i16, topic: &str, topic_id: uuid::Uuid) -> 
             ListTransactionsRequest::default()
                 .with_state_filters(vec![StrBytes::from_static_str("Ongoing")]),
         ),
+        // A simple group's transactional offset (producer id per version), one known partition
+        // and one unknown.
+        ApiKey::TxnOffsetCommit => RequestKind::TxnOffsetCommit(
+            TxnOffsetCommitRequest::default()
+                .with_transactional_id(TransactionalId(StrBytes::from_static_str("tx")))
+                .with_group_id(GroupId(StrBytes::from_static_str("simple")))
+                .with_producer_id(ProducerId(7000 + i64::from(version)))
+                .with_producer_epoch(0)
+                .with_topics(vec![
+                    txn_offset_commit_request::TxnOffsetCommitRequestTopic::default()
+                        .with_name(name.clone())
+                        .with_partitions(vec![
+                            txn_offset_commit_request::TxnOffsetCommitRequestPartition::default()
+                                .with_partition_index(0)
+                                .with_committed_offset(1),
+                            txn_offset_commit_request::TxnOffsetCommitRequestPartition::default()
+                                .with_partition_index(9)
+                                .with_committed_offset(1),
+                        ]),
+                ]),
+        ),
+        // Aborts the TxnOffsetCommit's transaction of the same version, on every
+        // `__consumer_offsets` partition (one holds it) and the topic.
+        ApiKey::WriteTxnMarkers => {
+            RequestKind::WriteTxnMarkers(WriteTxnMarkersRequest::default().with_markers(vec![
+                write_txn_markers_request::WritableTxnMarker::default()
+                    .with_producer_id(ProducerId(7000 + i64::from(version)))
+                    .with_producer_epoch(0)
+                    .with_transaction_result(false)
+                    .with_coordinator_epoch(0)
+                    .with_topics(vec![
+                        write_txn_markers_request::WritableTxnMarkerTopic::default()
+                            .with_name(TopicName(StrBytes::from_static_str("__consumer_offsets")))
+                            .with_partition_indexes((0..50).collect()),
+                        write_txn_markers_request::WritableTxnMarkerTopic::default()
+                            .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
+                            .with_partition_indexes(vec![0, 9]),
+                    ]),
+            ]))
+        }
+        ApiKey::DescribeProducers => {
+            RequestKind::DescribeProducers(DescribeProducersRequest::default().with_topics(vec![
+                describe_producers_request::TopicRequest::default()
+                    .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
+                    .with_partition_indexes(vec![0, 9]),
+            ]))
+        }
         other => panic!("no test request for {other:?}: add one when adding an API"),
     }
 }

@@ -31,6 +31,16 @@ pub enum AppendBatch {
         producer_id: i64,
         producer_epoch: i16,
     },
+    /// No records: a transaction marker (COMMIT or ABORT control batch) of this producer,
+    /// written to the shard's partition among its appends (Kafka's `completeTransaction` on a
+    /// group coordinator partition). Its records list is empty.
+    Marker {
+        producer_id: i64,
+        producer_epoch: i16,
+        coordinator_epoch: i32,
+        result: crate::txn::TxnResult,
+        transaction_version: i16,
+    },
 }
 
 /// An append a shard asks for.
@@ -117,6 +127,20 @@ pub trait CoordinatorShard: Send + 'static {
     /// tombstone). An error names a record this shard cannot read; the runtime logs and skips it.
     fn replay(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), String>;
 
+    /// [`CoordinatorShard::replay`] with where the record sits: its log offset, and the
+    /// producer id of its batch if that batch is transactional (-1 otherwise). What the runtime
+    /// calls; shards that need neither keep the default.
+    fn replay_at(
+        &mut self,
+        offset: i64,
+        producer_id: i64,
+        key: &[u8],
+        value: Option<&[u8]>,
+    ) -> Result<(), String> {
+        let _ = (offset, producer_id);
+        self.replay(key, value)
+    }
+
     /// Loading is done: start sessions and timers from `now_ms`, and resume whatever the log
     /// left half done.
     fn finish_replay(
@@ -133,6 +157,21 @@ pub trait CoordinatorShard: Send + 'static {
         now_ms: i64,
         image: &MetadataImage,
     ) -> Vec<ShardOutput<Self::Effect>>;
+
+    /// [`CoordinatorShard::on_committed`] with the log offset of the append's first record
+    /// (a marker's offset for `AppendBatch::Marker`). What the runtime calls; shards that do
+    /// not track record offsets keep the default.
+    fn on_committed_at(
+        &mut self,
+        token: AppendToken,
+        base_offset: i64,
+        records: &[Record],
+        now_ms: i64,
+        image: &MetadataImage,
+    ) -> Vec<ShardOutput<Self::Effect>> {
+        let _ = base_offset;
+        self.on_committed(token, records, now_ms, image)
+    }
 
     /// The append `token` failed with Kafka error `error` (its `on_failure` responses are
     /// already sent).

@@ -12,8 +12,8 @@ use runnel_protocol::compression::DecompressLimits;
 use runnel_protocol::fuzzing::{Choices, Xorshift};
 use runnel_storage::io::StdIo;
 use runnel_storage::{
-    AbortedTxn, FileBudget, LastShutdown, LogConfig, PartitionLog, StorageError, TxnMarker,
-    TxnResult, ABORTED_TXN_BYTES,
+    AbortedTxn, ActiveProducer, FileBudget, LastShutdown, LogConfig, PartitionLog, StorageError,
+    TxnMarker, TxnResult, ABORTED_TXN_BYTES,
 };
 
 mod support;
@@ -247,6 +247,64 @@ fn commit_and_abort_move_the_lso_and_fill_the_txn_index() {
         read_committed(&log, 1 << 20),
         vec![(0, 1), (1, 2), (4, 5), (6, 6)]
     );
+}
+
+#[test]
+fn coordinator_batches_skip_sequence_and_retry_checks_but_not_epochs() {
+    // Goal: a group coordinator's transactional batches (base sequence 0 every time, as
+    // Kafka's CoordinatorRuntime writes them) are all written and open the producer's
+    // transaction; an older epoch is still refused. The same batch from a client would be a
+    // retry of the first.
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(dir.path().join("t-0"), TOPIC, config(1 << 20)).unwrap();
+    let first = log
+        .append_as_coordinator(producer_batch(9, 1, 0, &[1], true).into(), 0, 1_000)
+        .unwrap();
+    let second = log
+        .append_as_coordinator(producer_batch(9, 1, 0, &[2], true).into(), 0, 1_000)
+        .unwrap();
+    assert!(!second.duplicate);
+    assert_eq!((first.base_offset, second.base_offset), (0, 1));
+    assert_eq!(log.ongoing_transactions(), vec![(9, 0)]);
+    let retry = log
+        .append_as_leader(producer_batch(9, 1, 0, &[3], true).into(), 0, 1_000)
+        .unwrap();
+    assert!(
+        retry.duplicate,
+        "a client batch with the same sequences is a retry"
+    );
+    let fenced = log.append_as_coordinator(producer_batch(9, 0, 0, &[4], true).into(), 0, 1_000);
+    assert!(matches!(
+        fenced,
+        Err(StorageError::InvalidProducerEpoch { .. })
+    ));
+    // Readers see the producer as DescribeProducers reports it, without the writer's lock,
+    // after a marker and after a reopen alike.
+    let described = |log: &PartitionLog| log.reader().active_producers();
+    let open = described(&log);
+    assert_eq!(open.len(), 1);
+    let expected = ActiveProducer {
+        producer_id: 9,
+        producer_epoch: 1,
+        last_sequence: 0,
+        last_timestamp: open[0].last_timestamp,
+        coordinator_epoch: -1,
+        current_txn_start_offset: 0,
+    };
+    assert_eq!(open, vec![expected]);
+    log.append_txn_marker(&marker(9, 1, 4, TxnResult::Commit), 0, 2_000)
+        .unwrap();
+    let ended = ActiveProducer {
+        coordinator_epoch: 4,
+        current_txn_start_offset: -1,
+        last_timestamp: 2_000,
+        ..expected
+    };
+    assert_eq!(described(&log), vec![ended]);
+    log.close().unwrap();
+    let log = PartitionLog::open(dir.path().join("t-0"), TOPIC, config(1 << 20)).unwrap();
+    // The snapshot keeps the marker's timestamp, as Kafka's `lastTimestamp`.
+    assert_eq!(described(&log), vec![ended]);
 }
 
 #[test]

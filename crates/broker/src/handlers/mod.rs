@@ -25,6 +25,7 @@ mod delete_records;
 mod describe_cluster;
 mod describe_configs;
 mod describe_log_dirs;
+mod describe_producers;
 mod describe_topic_partitions;
 mod elect_leaders;
 mod fetch;
@@ -38,7 +39,9 @@ mod produce;
 mod produce_txn;
 mod topics;
 mod txn_auth;
+mod txn_offset_commit;
 mod update_features;
+mod write_txn_markers;
 
 pub use api_versions::unsupported_version_response;
 pub use fetch::{materialize as materialize_fetch, FetchAnswer};
@@ -178,6 +181,16 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext<'_>, request: Req
         }
         RequestKind::ConsumerGroupDescribe(r) => {
             return group(broker, ctx, GroupRequest::ConsumerGroupDescribe(r)).await
+        }
+        RequestKind::TxnOffsetCommit(r) => match txn_offset_commit::handle(broker, ctx, r).await {
+            Some(response) => ResponseKind::TxnOffsetCommit(response),
+            None => return Reply::Close,
+        },
+        RequestKind::WriteTxnMarkers(r) => {
+            ResponseKind::WriteTxnMarkers(write_txn_markers::handle(broker, ctx, &r).await)
+        }
+        RequestKind::DescribeProducers(r) => {
+            ResponseKind::DescribeProducers(describe_producers::handle(broker, ctx, &r))
         }
         other => {
             // The connection only dispatches APIs from the supported table, so this is our bug.

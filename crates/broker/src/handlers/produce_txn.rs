@@ -178,6 +178,74 @@ pub async fn verify(
     refused
 }
 
+/// KIP-890 for TxnOffsetCommit (Kafka's `CoordinatorPartitionWriter.maybeStartTransactionVerification`
+/// with `txnOffsetCommitRequestVersionToTransactionSupportedOperation`): before a transaction's
+/// first offsets reach the group's `__consumer_offsets` partition, the coordinator verifies that
+/// the transaction holds that partition (v0-4, AddOffsetsToTxn added it), or adds it itself
+/// (v5+: a transaction-version-2 client sends no AddOffsetsToTxn). Returns the error every
+/// partition of the request answers (0: go on), before the group coordinator's own mapping
+/// of write errors.
+pub async fn verify_offsets_partition(
+    broker: &Broker,
+    transactional_id: &str,
+    producer_id: i64,
+    producer_epoch: i16,
+    offsets_partition: i32,
+    version: i16,
+) -> i16 {
+    let add_partition = version >= 5;
+    if !add_partition && !broker.config.txns.partition_verification {
+        return 0;
+    }
+    let topic = crate::internal_topics::OFFSETS_TOPIC;
+    let image = broker.image();
+    let ongoing = image
+        .topic(topic)
+        .and_then(|t| broker.partition(&t.topic_id, offsets_partition))
+        .is_some_and(|p| {
+            p.lock_log()
+                .has_ongoing_transaction(producer_id, producer_epoch)
+        });
+    if ongoing {
+        return 0;
+    }
+    let batch = [TxnBatch {
+        position: (0, 0),
+        topic: topic.to_owned(),
+        partition: offsets_partition,
+        producer_id,
+        producer_epoch,
+    }];
+    let started = Instant::now();
+    let code = loop {
+        let errors = ask_coordinator(
+            broker,
+            transactional_id,
+            producer_id,
+            producer_epoch,
+            &batch,
+            add_partition,
+        )
+        .await;
+        let code = errors
+            .get(&(topic.to_owned(), offsets_partition))
+            .copied()
+            .unwrap_or(0);
+        if add_partition
+            && code == ResponseError::ConcurrentTransactions.code()
+            && started.elapsed() < Duration::from_millis(ADD_RETRY_MAX_MS)
+        {
+            tokio::time::sleep(Duration::from_millis(ADD_RETRY_BACKOFF_MS)).await;
+            continue;
+        }
+        break code;
+    };
+    if code == 0 {
+        return 0;
+    }
+    produce_error(code, version >= 4, add_partition).0
+}
+
 /// A coordinator's answer for a partition as the produce answers it
 /// (`AddPartitionsToTxnManager`, then `handleProduceAppend`'s translation).
 fn produce_error(code: i16, generic_errors: bool, add_partition: bool) -> (i16, Option<String>) {
