@@ -581,3 +581,158 @@ fn a_version_2_client_adds_partitions_by_producing_and_bumps_the_epoch() {
     assert_eq!(consume(&mut s, 1, 1), vec!["one-b"]);
     assert_eq!(consume(&mut s, 0, 0), vec!["one", "two"]);
 }
+
+/// `txn_batch` with the record timestamp `timestamp`.
+fn txn_batch_at(pid: i64, epoch: i16, seq: i32, value: &str, timestamp: i64) -> Bytes {
+    encode_uncompressed_batch(&BatchSpec {
+        attributes: 0x10,
+        base_timestamp: timestamp,
+        producer_id: pid,
+        producer_epoch: epoch,
+        base_sequence: seq,
+        records: vec![RecordSpec {
+            value: Some(value.as_bytes()),
+            ..RecordSpec::default()
+        }],
+        ..BatchSpec::default()
+    })
+    .into()
+}
+
+/// The whole batches of a fetched records field as (base offset, last offset, control).
+fn fetched_batches(records: Option<Bytes>) -> Vec<(i64, i64, bool)> {
+    let bytes = records.unwrap_or_default();
+    let mut out = Vec::new();
+    let mut at = 0;
+    while let Ok(header) = runnel_protocol::batch::BatchHeader::parse(&bytes[at..]) {
+        if at + header.size_bytes() > bytes.len() {
+            break;
+        }
+        out.push((
+            header.base_offset,
+            header.last_offset(),
+            header.is_control(),
+        ));
+        at += header.size_bytes();
+    }
+    out
+}
+
+/// Now, in ms since the epoch.
+fn now_ms() -> i64 {
+    i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap()
+}
+
+/// A committed transaction on both partitions (four batches on partition 0, one on 1), then
+/// an aborted one (one batch on each), every record stamped `timestamp`; waits until both
+/// partitions are stable. Partition 0 ends up as offsets 0-3 data, 4 COMMIT, 5 data, 6 ABORT.
+fn commit_then_abort_on_two_partitions(runnel: &Runnel, timestamp: i64) -> TcpStream {
+    let mut s = setup(runnel);
+    find_coordinator(&mut s, "tm");
+    let (error, pid, epoch) = init(&mut s, "tm", 60_000);
+    assert_eq!(error, 0);
+    assert_eq!(
+        add_partitions(&mut s, "tm", pid, epoch, &[0, 1]),
+        vec![0, 0]
+    );
+    for seq in 0..4 {
+        let batch = txn_batch_at(pid, epoch, seq, &format!("a0-{seq}"), timestamp);
+        assert_eq!(produce(&mut s, "tm", 0, batch), 0);
+    }
+    let batch = txn_batch_at(pid, epoch, 0, "a1", timestamp);
+    assert_eq!(produce(&mut s, "tm", 1, batch), 0);
+    assert_eq!(end_txn(&mut s, "tm", pid, epoch, true), 0);
+    assert_eq!(
+        add_partitions(&mut s, "tm", pid, epoch, &[0, 1]),
+        vec![0, 0]
+    );
+    let batch = txn_batch_at(pid, epoch, 4, "b0", timestamp);
+    assert_eq!(produce(&mut s, "tm", 0, batch), 0);
+    let batch = txn_batch_at(pid, epoch, 1, "b1", timestamp);
+    assert_eq!(produce(&mut s, "tm", 1, batch), 0);
+    assert_eq!(end_txn(&mut s, "tm", pid, epoch, false), 0);
+    for (partition, hw) in [(0, 7), (1, 4)] {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let data = fetch_once(&mut s, partition, 0, 1);
+            if data.high_watermark == hw && data.last_stable_offset == hw {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "partition {partition}: HW {} LSO {}, want both {hw}",
+                data.high_watermark,
+                data.last_stable_offset
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    s
+}
+
+// Proves a fetch from offset 0 returns every batch up to the high watermark (read_uncommitted)
+// or the last stable offset (read_committed), the COMMIT and ABORT markers included, on both
+// partitions of a topic two transactions wrote, in page-cache and in fsync mode: markers do
+// not end a fetch (the suspected bug), only the size limits and the segment end do.
+#[test]
+fn a_fetch_reads_past_markers_up_to_the_high_watermark() {
+    for config in ["", "\"log.flush.interval.messages\" = 1\n"] {
+        let runnel = Runnel::start(config);
+        let mut s = commit_then_abort_on_two_partitions(&runnel, now_ms());
+        for (partition, hw) in [(0i32, 7i64), (1, 4)] {
+            for isolation in [0, 1] {
+                let data = fetch_once(&mut s, partition, 0, isolation);
+                assert_eq!((data.high_watermark, data.last_stable_offset), (hw, hw));
+                let batches = fetched_batches(data.records);
+                let offsets: Vec<i64> = batches.iter().map(|b| b.0).collect();
+                assert_eq!(
+                    offsets,
+                    (0..hw).collect::<Vec<_>>(),
+                    "config {config:?} partition {partition} isolation {isolation}: {batches:?}"
+                );
+                assert_eq!(batches.iter().filter(|b| b.2).count(), 2, "both markers");
+            }
+        }
+    }
+}
+
+// Proves what the suspected bug was: records stamped long before the marker (here 1970, as
+// test batches often are) make the marker roll a new segment, because the segment's age is
+// measured from its first batch's timestamp to the appended batch's (Kafka's
+// `LogSegment.timeWaitedForRoll`, `segment.ms`), and a fetch, like Kafka's
+// (`LocalLog.read` reads one segment), ends at the segment's end. The next fetch, from the
+// marker's offset, returns the rest. With current timestamps (the test above) nothing rolls.
+#[test]
+fn a_marker_long_after_its_records_rolls_a_segment_where_a_fetch_ends() {
+    let runnel = Runnel::start("");
+    let mut s = commit_then_abort_on_two_partitions(&runnel, 1_000);
+    let mut logs: Vec<String> = std::fs::read_dir(runnel.data_dir().join(format!("{TOPIC}-0")))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".log"))
+        .collect();
+    logs.sort();
+    assert_eq!(
+        logs,
+        vec!["00000000000000000000.log", "00000000000000000004.log"],
+        "the COMMIT marker (offset 4) rolled a segment"
+    );
+    for isolation in [0, 1] {
+        let first = fetched_batches(fetch_once(&mut s, 0, 0, isolation).records);
+        let offsets: Vec<i64> = first.iter().map(|b| b.0).collect();
+        assert_eq!(offsets, vec![0, 1, 2, 3], "the first segment");
+        let rest = fetched_batches(fetch_once(&mut s, 0, 4, isolation).records);
+        let offsets: Vec<i64> = rest.iter().map(|b| b.0).collect();
+        assert_eq!(
+            offsets,
+            vec![4, 5, 6],
+            "the second segment, from the marker"
+        );
+    }
+}
