@@ -736,3 +736,115 @@ fn a_marker_long_after_its_records_rolls_a_segment_where_a_fetch_ends() {
         );
     }
 }
+
+/// TxnOffsetCommit of one offset of `group` at `version`: the partition's error.
+fn txn_offset_commit(
+    stream: &mut TcpStream,
+    version: i16,
+    id: &str,
+    group: &str,
+    pid: i64,
+    epoch: i16,
+) -> i16 {
+    let request = RequestKind::TxnOffsetCommit(
+        TxnOffsetCommitRequest::default()
+            .with_transactional_id(txn_id(id))
+            .with_group_id(GroupId(StrBytes::from_string(group.to_owned())))
+            .with_producer_id(ProducerId(pid))
+            .with_producer_epoch(epoch)
+            .with_generation_id(-1)
+            .with_topics(vec![
+                txn_offset_commit_request::TxnOffsetCommitRequestTopic::default()
+                    .with_name(name(TOPIC))
+                    .with_partitions(vec![
+                        txn_offset_commit_request::TxnOffsetCommitRequestPartition::default()
+                            .with_partition_index(0)
+                            .with_committed_offset(7),
+                    ]),
+            ]),
+    );
+    let ResponseKind::TxnOffsetCommit(r) = call(stream, ApiKey::TxnOffsetCommit, version, &request)
+    else {
+        panic!("not a TxnOffsetCommit response")
+    };
+    r.topics[0].partitions[0].error_code
+}
+
+/// The `__consumer_offsets` partitions the coordinator holds in `id`'s transaction.
+fn offsets_partitions_in_txn(stream: &mut TcpStream, id: &str) -> Vec<i32> {
+    let request = RequestKind::DescribeTransactions(
+        DescribeTransactionsRequest::default().with_transactional_ids(vec![txn_id(id)]),
+    );
+    let ResponseKind::DescribeTransactions(r) =
+        call(stream, ApiKey::DescribeTransactions, 0, &request)
+    else {
+        panic!("not a DescribeTransactions response")
+    };
+    r.transaction_states[0]
+        .topics
+        .iter()
+        .filter(|t| t.topic.as_str() == "__consumer_offsets")
+        .flat_map(|t| t.partitions.clone())
+        .collect()
+}
+
+// Proves KIP-890 for TxnOffsetCommit: with verification on (the default), a v3 commit whose
+// transaction never added the group's partition (no AddOffsetsToTxn) is refused
+// INVALID_TXN_STATE and joins no transaction; after AddOffsetsToTxn it is accepted; a v5 commit
+// (a transaction-version-2 client, which sends no AddOffsetsToTxn) adds the partition itself.
+#[test]
+fn txn_offset_commit_is_verified_or_adds_the_group_partition() {
+    let runnel = Runnel::start("");
+    let mut stream = setup(&runnel);
+    find_coordinator(&mut stream, "offsets-v3");
+    let (error, pid, epoch) = init(&mut stream, "offsets-v3", 60_000);
+    assert_eq!(error, 0);
+    let (error, ()) = retrying(|| {
+        (
+            txn_offset_commit(&mut stream, 3, "offsets-v3", "verified-group", pid, epoch),
+            (),
+        )
+    });
+    assert_eq!(error, code(ResponseError::InvalidTxnState));
+    assert!(offsets_partitions_in_txn(&mut stream, "offsets-v3").is_empty());
+
+    let request = RequestKind::AddOffsetsToTxn(
+        AddOffsetsToTxnRequest::default()
+            .with_transactional_id(txn_id("offsets-v3"))
+            .with_producer_id(ProducerId(pid))
+            .with_producer_epoch(epoch)
+            .with_group_id(GroupId(StrBytes::from_static_str("verified-group"))),
+    );
+    let ResponseKind::AddOffsetsToTxn(r) = call(&mut stream, ApiKey::AddOffsetsToTxn, 3, &request)
+    else {
+        panic!("not an AddOffsetsToTxn response")
+    };
+    assert_eq!(r.error_code, 0);
+    let (error, ()) = retrying(|| {
+        (
+            txn_offset_commit(&mut stream, 3, "offsets-v3", "verified-group", pid, epoch),
+            (),
+        )
+    });
+    assert_eq!(error, 0);
+
+    find_coordinator(&mut stream, "offsets-v5");
+    let (error, pid, epoch) = init(&mut stream, "offsets-v5", 60_000);
+    assert_eq!(error, 0);
+    assert!(offsets_partitions_in_txn(&mut stream, "offsets-v5").is_empty());
+    let (error, ()) = retrying(|| {
+        (
+            txn_offset_commit(&mut stream, 5, "offsets-v5", "added-group", pid, epoch),
+            (),
+        )
+    });
+    assert_eq!(error, 0);
+    let partitions = offsets_partitions_in_txn(&mut stream, "offsets-v5");
+    assert_eq!(
+        partitions,
+        vec![runnel_cluster::group::offsets_partition_for(
+            "added-group",
+            50
+        )]
+    );
+}
