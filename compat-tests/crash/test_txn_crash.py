@@ -118,25 +118,32 @@ def test_commit_completes_after_a_crash_at_a_fail_point(crash_broker, topic_name
 
 
 class Killer:
-    """Kills the broker (SIGKILL) at seeded random moments and restarts it on the same data dir."""
+    """Kills the broker (SIGKILL) at seeded random moments and restarts it on the same data dir.
+
+    Before each kill it waits until the workload has finished a random number (1-10) of transactions
+    since the last restart, then a random 0-300 ms, so every kill lands while transactions run
+    rather than while the client is still reconnecting from the previous one."""
 
     def __init__(self, broker: Broker, rng: random.Random, kills: int):
         self.broker, self.rng, self.kills = broker, rng, kills
         self.done = threading.Event()
         self.kill_times: list[float] = []
-        self.restarted_at: float | None = None
         self.error: BaseException | None = None
+        self.completed = 0  # transactions the workload finished (any outcome); it increments this
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         try:
             for _ in range(self.kills):
-                time.sleep(self.rng.uniform(1.0, 5.0))
+                target = self.completed + self.rng.randint(1, 10)
+                deadline = time.monotonic() + 180
+                while self.completed < target and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                time.sleep(self.rng.uniform(0.0, 0.3))
                 self.kill_times.append(time.monotonic())
                 self.broker.kill9()
                 time.sleep(self.rng.uniform(0.0, 1.0))
                 self.broker.restart()
-                self.restarted_at = time.monotonic()
         except BaseException as e:  # noqa: BLE001 - reported by the test
             self.error = e
         finally:
@@ -146,7 +153,7 @@ class Killer:
 def test_random_sigkills_during_a_transactional_workload(crash_broker, topic_name):
     # Proves: across SIGKILLs at random moments, read_committed never shows a record of an aborted (or never committed) transaction, shows every record of each transaction whose commit was acknowledged, and shows each transaction whole or not at all; the group's transactional offset is the committed transaction's right after each acknowledged commit, never an aborted one's, and at the end that of the last visible transaction.
     seed = int(os.environ.get("COMPAT_TXN_SEED", random.SystemRandom().randrange(1 << 32)))
-    kills = int(os.environ.get("COMPAT_TXN_KILLS", "5"))
+    kills = int(os.environ.get("COMPAT_TXN_KILLS", "3"))
     print(f"COMPAT_TXN_SEED={seed} COMPAT_TXN_KILLS={kills}")
     rng = random.Random(seed)
     broker = crash_broker()
@@ -159,7 +166,7 @@ def test_random_sigkills_during_a_transactional_workload(crash_broker, topic_nam
     def new_producer() -> Producer:
         p = Producer({"bootstrap.servers": broker.bootstrap, "transactional.id": tid, "linger.ms": 2,
                       "transaction.timeout.ms": 20000, "message.timeout.ms": 20000})
-        p.init_transactions(120)
+        p.init_transactions(60)
         return p
 
     # txn number -> (partition -> values, outcome) ; outcome: committed | aborted | unknown
@@ -170,11 +177,15 @@ def test_random_sigkills_during_a_transactional_workload(crash_broker, topic_nam
     killer.thread.start()
     n = 0
     commits_after_last_restart = 0
-    deadline = time.monotonic() + 600
+    deadline = time.monotonic() + 900
     try:
-        while not (killer.done.is_set() and commits_after_last_restart >= 3):
-            assert time.monotonic() < deadline, f"workload still running after 600 s; outcomes so far {txns}"
+        while not (killer.done.is_set() and commits_after_last_restart >= 3) and killer.error is None:
+            assert time.monotonic() < deadline, (
+                f"seed {seed}: workload still running after 900 s, {len(killer.kill_times)} kills done; "
+                f"broker log tail:\n{broker.log_tail(30)}")
             n += 1
+            began = time.monotonic()
+            note = ""
             parts = rng.sample(range(PARTITIONS), rng.randint(2, PARTITIONS))
             sent = {p: [f"t{n}-p{p}-{i}" for i in range(rng.randint(1, 20))] for p in parts}
             want_commit = rng.random() < 0.75
@@ -194,12 +205,13 @@ def test_random_sigkills_during_a_transactional_workload(crash_broker, topic_nam
                     raise KafkaException("records left unacked")
                 if want_commit:
                     commit_called = True
-                    for attempt in range(5):
+                    for attempt in range(3):
                         try:
-                            producer.commit_transaction(60)
+                            producer.commit_transaction(30)
                             break
                         except KafkaException as e:
-                            if attempt == 4 or not e.args[0].retriable():
+                            note += f" commit attempt {attempt}: {e.args[0]};"
+                            if attempt == 2 or not e.args[0].retriable():
                                 raise
                     outcome, confirmed = "committed", True
                 else:
@@ -207,6 +219,7 @@ def test_random_sigkills_during_a_transactional_workload(crash_broker, topic_nam
                     confirmed = True
             except KafkaException as e:
                 err = e.args[0] if e.args and hasattr(e.args[0], "fatal") else None
+                note += f" {e.args[0] if e.args else e};"
                 outcome = "unknown" if commit_called else "aborted"
                 if producer is not None and err is not None and not err.fatal() and err.txn_requires_abort():
                     try:
@@ -217,6 +230,9 @@ def test_random_sigkills_during_a_transactional_workload(crash_broker, topic_nam
                 else:
                     producer = None
             txns[n] = (sent, outcome)
+            killer.completed = n
+            print(f"txn {n}: {outcome}{' (confirmed)' if confirmed else ''} in {time.monotonic() - began:.1f} s,"
+                  f" {len(killer.kill_times)} kills so far;{note}", flush=True)
             if outcome == "committed" and killer.done.is_set():
                 commits_after_last_restart += 1
             # The group's offset right after the client learnt the outcome (skipped while the broker is down).
