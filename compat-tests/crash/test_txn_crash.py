@@ -267,6 +267,8 @@ def test_random_sigkills_during_a_transactional_workload(crash_broker, topic_nam
                   f" {len(killer.kill_times)} kills so far, group offset after it {offset}; {note}", flush=True)
             if outcome == "committed" and killer.done.is_set():
                 commits_after_last_restart += 1
+            assert n < 30 or any(o == "committed" for _, o in txns.values()), (
+                f"seed {seed}: no transaction committed in {n} attempts; last: {outcome}: {note}")
             if confirmed:
                 if offset in (None, "skipped"):
                     offset_checks["skipped"] += 1
