@@ -122,6 +122,20 @@ def rows(results: dict) -> list[Row]:
     pair("(r) __consumer_offsets MiB on disk before restart (after cleaning)", "offsets_mib_before_restart", run="r")
     pair("(r) cleaning wait before restart, s (until the size is stable for 5 s)", "compact_wait_s", run="r")
     pair("(r) OffsetFetch answers with wrong offsets during restart", "verify", "wrong_answers", run="r", fmt="{:.0f}")
+    for suffix, label in (("", ""), ("-fsync", " [fsync each message]")):
+        t, x = "t" + suffix, "x" + suffix
+        pair(f"(t) transactional produce, 100 x 1 KiB to 8 part per txn: transactions/s{label}", "java", "txns_per_s",
+             run=t, target=(">=", 2.0))
+        pair(f"(t) transactional produce: MiB/s{label}", "java", "mib_per_s", run=t)
+        pair(f"(t) commit latency p99 ms{label}", "java", "commit_latency_ms", "p99", run=t, target=("<=", 0.5), fmt="{:.2f}")
+        pair(f"(t) commit latency p50 ms{label}", "java", "commit_latency_ms", "p50", run=t, fmt="{:.2f}")
+        pair(f"(t) broker CPU s/GB{label}", "java", "broker", "cpu_s_per_gb", run=t, fmt="{:.2f}")
+        pair(f"(x) consume-transform-produce, 100 x 1 KiB per txn: transactions/s{label}", "java", "txns_per_s",
+             run=x, target=(">=", 2.0))
+        pair(f"(x) consume-transform-produce: MiB/s{label}", "java", "mib_per_s", run=x)
+        pair(f"(x) commit latency p99 ms{label}", "java", "commit_latency_ms", "p99", run=x, target=("<=", 0.5), fmt="{:.2f}")
+        pair(f"(x) commit latency p50 ms{label}", "java", "commit_latency_ms", "p50", run=x, fmt="{:.2f}")
+        pair(f"(x) broker CPU s/GB{label}", "java", "broker", "cpu_s_per_gb", run=x, fmt="{:.2f}")
     return out
 
 
@@ -243,6 +257,14 @@ def markdown(results: dict, rs: list[Row]) -> str:
         f"- **(z)** a topic with `compression.type=zstd`, 8 partitions, acks=all, 1 KiB records: loadgen sends",
         f"  {s.get('z_records', 0):,} records in uncompressed batches, `kafka-producer-perf-test` {s.get('java_z_records', 0):,}",
         "  records in gzip batches; both brokers decompress and re-encode every batch as zstd (level 3).",
+        f"- **(t)** transactional produce with Kafka's Java client (`bench/TxnBench.java`, default producer settings): {s.get('t_txns', 0):,}",
+        "  transactions of 100 records of 1 KiB round-robin over 8 partitions, each committed before the next begins; the",
+        "  first 5% are warm-up. Commit latency is `commitTransaction()`'s duration. With `--fsync` also on both brokers",
+        "  with `log.flush.interval.messages=1`.",
+        f"- **(x)** consume-transform-produce: {s.get('x_records', 0):,} records of 1 KiB written to an 8-partition input",
+        "  first (not measured), then a read_committed group consumer (`max.poll.records` = 100) and a transactional",
+        "  producer: every poll is one transaction (records copied to the output's same partition,",
+        "  `sendOffsetsToTransaction`, commit). MiB/s counts the output records' values.",
         "",
         "## Rerunning",
         "",

@@ -9,6 +9,7 @@
 #   kcat                               <- Debian
 #   chromium + playwright-core         <- Debian, npm (console/package-lock.json)
 #   crash/AckProducer.java             -> compiled against the kafka-clients jar above
+#   java/TxnClient.java                -> likewise (a transactional producer driven on stdin)
 #   apps/*.java                        -> compiled against the Kafka jars above (kafka-streams)
 #   Kafka Connect 4.3.1 + FileStream   <- Maven Central, via apps/connect-pom.xml (own classpath)
 set -euo pipefail
@@ -77,6 +78,7 @@ KAFKA_MAIN_CLASSES=(
     org.apache.kafka.metadata.authorizer.StandardAuthorizer
     org.apache.kafka.clients.producer.KafkaProducer
     org.apache.kafka.streams.KafkaStreams
+    org.apache.kafka.tools.TransactionsCommand
 )
 # Copies the runtime jars of Maven project $1 into $2 (through $2.tmp, so a failed download leaves
 # the old set), failing unless every main class after $3 is in them. Skipped while $2's stamp (the
@@ -140,14 +142,14 @@ if ! stamp_ok "$HERE/console/node_modules/.compat-stamp" "$want"; then
     echo "$want" >"$HERE/console/node_modules/.compat-stamp"
 fi
 
-# ---- the crash test's Java producer ------------------------------------------------------------------
+# ---- the tests' Java clients (crash/AckProducer.java, java/TxnClient.java) ----------------------------
 CLIENTS_JAR="$(ls "$LIBS"/kafka-clients-*.jar | head -n1)"
-want="$(hash_of "$HERE/crash/AckProducer.java"; echo "$CLIENTS_JAR")"
+want="$(hash_of "$HERE/crash/AckProducer.java" "$HERE/java/TxnClient.java"; echo "$CLIENTS_JAR")"
 if ! stamp_ok "$CLASSES/.stamp" "$want"; then
-    log "javac crash/AckProducer.java"
+    log "javac crash/AckProducer.java java/TxnClient.java"
     rm -rf "$CLASSES"
     mkdir -p "$CLASSES"
-    javac -nowarn -d "$CLASSES" -cp "$CLIENTS_JAR" "$HERE/crash/AckProducer.java"
+    javac -nowarn -d "$CLASSES" -cp "$CLIENTS_JAR" "$HERE/crash/AckProducer.java" "$HERE/java/TxnClient.java"
     echo "$want" >"$CLASSES/.stamp"
 fi
 

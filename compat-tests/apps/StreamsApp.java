@@ -15,7 +15,7 @@ import org.apache.kafka.streams.kstream.Produced;
 import org.apache.kafka.streams.kstream.TimeWindows;
 
 /**
- * A Kafka Streams application of the kind users bring, at-least-once:
+ * A Kafka Streams application of the kind users bring, at-least-once (or exactly_once_v2):
  *
  *   payments (user -> amount as text)
  *     -> filter: drop values that are not whole numbers
@@ -23,7 +23,8 @@ import org.apache.kafka.streams.kstream.TimeWindows;
  *     -> aggregate: running total per user           -> totals  (user -> total)
  *     -> windowed count per user, 1-minute windows   -> counts  (user@windowStartMs -> count)
  *
- * Usage: StreamsApp BOOTSTRAP APPLICATION_ID STATE_DIR
+ * Usage: StreamsApp BOOTSTRAP APPLICATION_ID STATE_DIR [PROCESSING_GUARANTEE]
+ * PROCESSING_GUARANTEE is at_least_once (the default) or exactly_once_v2.
  * Prints "RUNNING" once the application reaches RUNNING, then runs until stdin closes or it is
  * killed; exits 1 if the application dies in ERROR.
  */
@@ -33,7 +34,7 @@ public class StreamsApp {
         props.put(StreamsConfig.BOOTSTRAP_SERVERS_CONFIG, args[0]);
         props.put(StreamsConfig.APPLICATION_ID_CONFIG, args[1]);
         props.put(StreamsConfig.STATE_DIR_CONFIG, args[2]);
-        props.put(StreamsConfig.PROCESSING_GUARANTEE_CONFIG, StreamsConfig.AT_LEAST_ONCE);
+        props.put(StreamsConfig.PROCESSING_GUARANTEE_CONFIG, args.length > 3 ? args[3] : StreamsConfig.AT_LEAST_ONCE);
         props.put(StreamsConfig.COMMIT_INTERVAL_MS_CONFIG, 100);
         props.put(StreamsConfig.STATESTORE_CACHE_MAX_BYTES_CONFIG, 0);
         props.put(StreamsConfig.REPLICATION_FACTOR_CONFIG, 1);

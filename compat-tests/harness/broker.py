@@ -169,10 +169,14 @@ class Broker:
     """One broker process with its own temp dir; restartable on the same data dir and port."""
 
     def __init__(
-        self, target: str | None = None, configs: dict | None = None, node_id: int = 1, ssl_listener: bool = False
+        self, target: str | None = None, configs: dict | None = None, node_id: int = 1, ssl_listener: bool = False,
+        env: dict | None = None,
     ):
         self.target = target or target_from_env()
         self.configs = dict(configs or {})
+        # Extra environment for the broker process (e.g. runnel's RUNNEL_FAILPOINTS); read at each
+        # (re)start, so a test can change it between a crash and the restart.
+        self.env = dict(env or {})
         self.node_id = node_id
         self.ssl_listener = ssl_listener
         self.ssl_port: int | None = None
@@ -393,7 +397,7 @@ class Broker:
     def _spawn(self) -> None:
         self._log_note(f"starting {self.target}: {' '.join(self._argv)}")
         # Plain text in the log file: no ANSI colours from runnel's tracing output.
-        env = {**os.environ, "NO_COLOR": "1"}
+        env = {**os.environ, "NO_COLOR": "1", **self.env}
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 self._argv,

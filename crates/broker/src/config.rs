@@ -57,6 +57,13 @@ pub(crate) const ACTED_ON: &[&str] = &[
     "log.cleaner.io.buffer.size",
     "log.cleaner.io.buffer.load.factor",
     "log.cleaner.io.max.bytes.per.second",
+    "transaction.state.log.num.partitions",
+    "transaction.state.log.segment.bytes",
+    "transaction.max.timeout.ms",
+    "transactional.id.expiration.ms",
+    "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+    "transaction.remove.expired.transaction.cleanup.interval.ms",
+    "transaction.partition.verification.enable",
 ];
 
 /// Runnel's own limits with no Kafka equivalent, under a `runnel.` prefix so they can never
@@ -70,6 +77,79 @@ pub(crate) const RUNNEL_KEYS: &[&str] = &[
     crate::admin::settings::LISTENER_KEY,
     crate::admin::settings::CONNECTIONS_MAX_KEY,
 ];
+
+/// The transaction coordinator's settings and the broker's part in transactions.
+#[derive(Debug, Clone)]
+pub struct TxnSettings {
+    /// The coordinator's own settings, with Kafka's names and defaults.
+    pub coordinator: runnel_cluster::txn::TxnConfig,
+    /// `transaction.state.log.segment.bytes` (Kafka default 100 MiB): `segment.bytes` of
+    /// `__transaction_state` when it is created.
+    pub state_log_segment_bytes: i32,
+    /// `transaction.partition.verification.enable` (Kafka default true): a partition leader
+    /// asks the coordinator whether a transaction added the partition before its first
+    /// transactional batch there (KIP-890 part 1).
+    pub partition_verification: bool,
+}
+
+impl Default for TxnSettings {
+    fn default() -> Self {
+        TxnSettings {
+            coordinator: runnel_cluster::txn::TxnConfig::default(),
+            state_log_segment_bytes: 104_857_600,
+            partition_verification: true,
+        }
+    }
+}
+
+/// Reads the `transaction.*` keys, with Kafka's validators (each at least 1).
+fn parse_txn_settings(t: &mut TxnSettings, get: &dyn Fn(&str) -> Option<String>) -> Result<()> {
+    fn at_least_one<T: std::str::FromStr + PartialOrd + From<u8>>(key: &str, v: &str) -> Result<T> {
+        let n: T = v
+            .parse()
+            .map_err(|_| anyhow!("config key '{key}': '{v}' is not a valid number"))?;
+        if n < T::from(1) {
+            bail!("config key '{key}' must be >= 1");
+        }
+        Ok(n)
+    }
+    let c = &mut t.coordinator;
+    if let Some(v) = get("transaction.state.log.num.partitions") {
+        c.transaction_state_partitions = at_least_one("transaction.state.log.num.partitions", &v)?;
+    }
+    if let Some(v) = get("transaction.state.log.segment.bytes") {
+        t.state_log_segment_bytes = at_least_one("transaction.state.log.segment.bytes", &v)?;
+    }
+    if let Some(v) = get("transaction.max.timeout.ms") {
+        c.transaction_max_timeout_ms = at_least_one("transaction.max.timeout.ms", &v)?;
+    }
+    if let Some(v) = get("transactional.id.expiration.ms") {
+        let ms: i32 = at_least_one("transactional.id.expiration.ms", &v)?;
+        c.transactional_id_expiration_ms = i64::from(ms);
+    }
+    if let Some(v) = get("transaction.abort.timed.out.transaction.cleanup.interval.ms") {
+        let ms: i32 = at_least_one(
+            "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+            &v,
+        )?;
+        c.abort_timed_out_interval_ms = i64::from(ms);
+    }
+    if let Some(v) = get("transaction.remove.expired.transaction.cleanup.interval.ms") {
+        let ms: i32 = at_least_one(
+            "transaction.remove.expired.transaction.cleanup.interval.ms",
+            &v,
+        )?;
+        c.remove_expired_interval_ms = i64::from(ms);
+    }
+    if let Some(v) = get("transaction.partition.verification.enable") {
+        t.partition_verification = v.trim().parse().map_err(|_| {
+            anyhow!(
+                "config key 'transaction.partition.verification.enable': '{v}' is not true/false"
+            )
+        })?;
+    }
+    Ok(())
+}
 
 /// The broker's settings after merging defaults, the config file and flags.
 #[derive(Debug, Clone)]
@@ -116,6 +196,8 @@ pub struct BrokerConfig {
     pub fetch_zero_copy: bool,
     /// Group coordinator settings (`group.*`, `offsets.*`).
     pub groups: runnel_cluster::group::GroupConfig,
+    /// Transaction coordinator settings (`transaction.*`, `transactional.id.*`).
+    pub txns: TxnSettings,
     /// `log.retention.check.interval.ms` (Kafka default 5 minutes): how often retention looks
     /// for segments to delete.
     pub log_retention_check_interval_ms: u64,
@@ -157,6 +239,7 @@ impl Default for BrokerConfig {
             fetch_waiters_max: 100_000,
             fetch_zero_copy: true,
             groups: runnel_cluster::group::GroupConfig::default(),
+            txns: TxnSettings::default(),
             log_retention_check_interval_ms: 300_000,
             log_initial_task_delay_ms: 30_000,
             log_format: crate::logging::LogFormat::Text,
@@ -473,6 +556,9 @@ pub fn from_raw(raw: BTreeMap<String, String>) -> Result<(BrokerConfig, Vec<Stri
             bail!("config key 'offsets.topic.segment.bytes' must be >= 1");
         }
     }
+    parse_txn_settings(&mut c.txns, &get)?;
+    // AddOffsetsToTxn adds the group's `__consumer_offsets` partition, hashed as groups are.
+    c.txns.coordinator.offsets_topic_partitions = g.offsets_topic_num_partitions;
     if let Some(v) = get("group.consumer.session.timeout.ms") {
         g.consumer_group_session_timeout_ms = num("group.consumer.session.timeout.ms", &v)?;
     }

@@ -8,6 +8,11 @@
 //! sends the responses that waited for it, in log order. Nothing is visible before its append
 //! succeeded.
 //!
+//! What a shard asks besides responses and appends (transaction markers, producer-id blocks)
+//! is handed to the shell's effect hook, which does it off the shard's lock and reports back
+//! through `drive`; an append's fate goes back to the shard with its token, and whatever the
+//! shard then asks for is carried out the same way.
+//!
 //! Loading and unloading are the hooks leadership moves use: a request for a partition whose
 //! shard is not loaded here is answered NOT_COORDINATOR (the client looks the coordinator up
 //! again), and a shard that panicked is failed for good (COORDINATOR_NOT_AVAILABLE) rather
@@ -15,35 +20,44 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::ResponseKind;
-use runnel_cluster::group::{ClientInfo, Output, Record, RequestId};
-use runnel_cluster::shard::CoordinatorShard;
+use runnel_cluster::group::{ClientInfo, Record, RequestId};
+use runnel_cluster::shard::{
+    AppendBatch, AppendRequest, AppendToken, CoordinatorShard, ReplayBatch, ShardOutput,
+};
 use runnel_cluster::MetadataImage;
-use runnel_protocol::batch::{encode_uncompressed_batch, BatchSpec, RecordSpec};
+use runnel_protocol::batch::{encode_uncompressed_batch, BatchHeader, BatchSpec, RecordSpec};
 use tokio::sync::{oneshot, Notify};
 
 use crate::clock::now_ms;
 use crate::replica::{AppendOrigin, AppendWait, ReplicaManager};
+
+/// The transactional bit of a batch's attributes (Kafka's `TRANSACTIONAL_FLAG_MASK`).
+const ATTR_TRANSACTIONAL: i16 = 0x10;
 
 /// Bytes read per step while replaying a partition.
 const REPLAY_READ_BYTES: usize = 1 << 20;
 
 /// What the runtime needs of the broker: the metadata image (topics and their registrations)
 /// and the replica layer (appends, and reads while loading).
-pub trait CoordinatorEnv: Send + Sync + 'static {
+pub trait CoordinatorEnv: Send + Sync {
     fn image(&self) -> Arc<MetadataImage>;
     fn replicas(&self) -> &ReplicaManager;
 }
 
+/// The fate of an append: committed at this base offset, or failed with a Kafka error code.
+type Fate = Result<i64, i16>;
+
 /// An append whose outcome is not applied yet.
 struct InFlightAppend {
-    /// Set once the append's fate is known: committed (`true`) or failed.
-    committed: Arc<OnceLock<bool>>,
+    /// Set once the append's fate is known.
+    committed: Arc<OnceLock<Fate>>,
+    token: AppendToken,
     records: Vec<Record>,
     on_success: Vec<(RequestId, ResponseKind)>,
     on_failure: Vec<(RequestId, ResponseKind)>,
@@ -124,6 +138,29 @@ impl<S> Shard<S> {
 /// Makes an empty shard of a partition.
 type ShardFactory<S> = Box<dyn Fn(i32, &MetadataImage) -> S + Send + Sync>;
 
+/// Does what a shard asked of its shell (`ShardOutput::Effect`), for the shard of a
+/// partition. Called under the shard's lock: it must not call back into the runtime before
+/// returning (it spawns the work, which reports back through `CoordinatorRuntime::drive`).
+pub type EffectHook<S> =
+    Box<dyn Fn(&Arc<CoordinatorRuntime<S>>, i32, <S as CoordinatorShard>::Effect) + Send + Sync>;
+
+/// A view of the broker for work that outlives the call that started it (an append whose
+/// group-commit round ends later may make the shard ask for more).
+struct LoadEnv<'a> {
+    image: Arc<MetadataImage>,
+    replicas: &'a ReplicaManager,
+}
+
+impl CoordinatorEnv for LoadEnv<'_> {
+    fn image(&self) -> Arc<MetadataImage> {
+        Arc::clone(&self.image)
+    }
+
+    fn replicas(&self) -> &ReplicaManager {
+        self.replicas
+    }
+}
+
 /// Told of every batch of records a shard committed (partition, records), after the shard
 /// applied it: how the shell logs what the engine decided (rebalances, say) without the
 /// engine doing I/O.
@@ -143,6 +180,11 @@ pub struct CoordinatorRuntime<S: CoordinatorShard> {
     timer: Notify,
     /// See `CommitObserver`; `None`: nobody listens.
     on_commit: Option<CommitObserver>,
+    /// See `EffectHook`; `None`: effects are dropped (a shard without effects).
+    on_effect: Option<EffectHook<S>>,
+    /// The broker, for appends whose fate is known only after the call that made them
+    /// returned (their shard may then ask for more). Weak: the broker owns the runtime.
+    env: OnceLock<Weak<dyn CoordinatorEnv>>,
 }
 
 impl<S: CoordinatorShard> CoordinatorRuntime<S> {
@@ -159,7 +201,21 @@ impl<S: CoordinatorShard> CoordinatorRuntime<S> {
             next_id: AtomicU64::new(1),
             timer: Notify::new(),
             on_commit: None,
+            on_effect: None,
+            env: OnceLock::new(),
         }
+    }
+
+    /// Sets the hook that does what shards ask of their shell.
+    pub fn with_effect_hook(mut self, hook: EffectHook<S>) -> CoordinatorRuntime<S> {
+        self.on_effect = Some(hook);
+        self
+    }
+
+    /// Gives the runtime the broker it serves (once, when the broker is built): appends whose
+    /// fate is known later apply what the shard then asks for through it.
+    pub fn attach(&self, env: Weak<dyn CoordinatorEnv>) {
+        let _ = self.env.set(env);
     }
 
     /// Sets the observer of committed batches (replays while loading are not reported).
@@ -208,7 +264,7 @@ impl<S: CoordinatorShard> CoordinatorRuntime<S> {
     /// serves it. Called when this broker becomes the partition's leader (at startup, or when
     /// the internal topic is created). Replacing a loaded shard reloads it.
     pub fn load(
-        &self,
+        self: &Arc<Self>,
         partition: i32,
         image: &MetadataImage,
         replicas: &ReplicaManager,
@@ -237,41 +293,89 @@ impl<S: CoordinatorShard> CoordinatorRuntime<S> {
                 // compacted log has batches whose last records were cleaned away, and empty
                 // batches the cleaner kept for their offsets.
                 let next = next_offset_after(&bytes).unwrap_or(offset);
-                runnel_protocol::batch::for_each_stored_record(
-                    &bytes,
-                    |record_offset, key, value| {
-                        if let Some(key) = key {
-                            if let Err(e) = engine.replay(key, value) {
-                                tracing::warn!(topic = self.topic, partition, offset = record_offset, error = %e, "skipping unreadable record");
+                for batch in whole_batches(&bytes) {
+                    let header = BatchHeader::parse(batch)?;
+                    // A transactional batch's records are its producer's until its marker.
+                    let txn_producer = if header.is_transactional() {
+                        header.producer_id
+                    } else {
+                        -1
+                    };
+                    runnel_protocol::batch::for_each_stored_record(
+                        batch,
+                        |record_offset, key, value| {
+                            if let Some(key) = key {
+                                if let Err(e) =
+                                    engine.replay_at(record_offset, txn_producer, key, value)
+                                {
+                                    tracing::warn!(topic = self.topic, partition, offset = record_offset, error = %e, "skipping unreadable record");
+                                }
+                                records += 1;
                             }
-                            records += 1;
-                        }
-                    },
-                )?;
+                        },
+                    )?;
+                    // After the checks of `for_each_stored_record` (CRC included).
+                    engine.replay_batch(&ReplayBatch {
+                        header: &header,
+                        bytes: batch,
+                    });
+                }
                 if next <= offset {
                     break;
                 }
                 offset = next;
             }
         }
-        engine.finish_replay(now_ms());
+        let image = Arc::new(image.clone());
+        let outputs = engine.finish_replay(now_ms(), &image);
         tracing::debug!(coordinator = self.name, partition, records, "shard loaded");
         let deadline_ms = AtomicI64::new(engine.next_deadline_ms().unwrap_or(i64::MAX));
+        let shard = Arc::new(Shard {
+            partition,
+            engine: Mutex::new(engine),
+            appending: Mutex::new(VecDeque::new()),
+            pending: Mutex::new(HashMap::new()),
+            deadline_ms,
+        });
         self.shards
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(
-                partition,
-                Arc::new(Shard {
-                    partition,
-                    engine: Mutex::new(engine),
-                    appending: Mutex::new(VecDeque::new()),
-                    pending: Mutex::new(HashMap::new()),
-                    deadline_ms,
-                }),
-            );
+            .insert(partition, Arc::clone(&shard));
+        // What the log left half done (markers of prepared transactions, say) resumes now.
+        if !outputs.is_empty() {
+            if let Some(mut engine) = shard.lock(self.name) {
+                let env = LoadEnv { image, replicas };
+                self.apply(&env, &shard, &mut engine, outputs);
+                shard.note_deadline(&engine);
+            }
+        }
         self.timer.notify_one();
         Ok(())
+    }
+
+    /// Runs `f` on the engine of `partition` under its lock and carries out what it returns
+    /// (how the shell reports the effects it did: markers written, producer ids granted).
+    /// `false` if the shard is not loaded here (or failed).
+    pub fn drive<E: CoordinatorEnv + ?Sized>(
+        self: &Arc<Self>,
+        env: &E,
+        partition: i32,
+        f: impl FnOnce(&mut S, i64, &MetadataImage) -> Vec<ShardOutput<S::Effect>>,
+    ) -> bool {
+        let Some(shard) = self.shard(partition) else {
+            return false;
+        };
+        {
+            let image = env.image();
+            let Some(mut engine) = shard.lock(self.name) else {
+                return false;
+            };
+            let outputs = f(&mut engine, now_ms(), &image);
+            self.apply(env, &shard, &mut engine, outputs);
+            shard.note_deadline(&engine);
+        }
+        self.timer.notify_one();
+        true
     }
 
     /// Stops serving the shard of `partition` (leadership moved away). Its requests are then
@@ -327,7 +431,7 @@ impl<S: CoordinatorShard> CoordinatorRuntime<S> {
                     not_coordinator,
                 },
             );
-            let outputs = engine.handle(id, version, client, request, now_ms(), &*image);
+            let outputs = engine.handle(id, version, client, request, now_ms(), &image);
             // Applied under the shard lock so the log holds records in the order the shard
             // decided them.
             self.apply(env, &shard, &mut engine, outputs);
@@ -338,7 +442,9 @@ impl<S: CoordinatorShard> CoordinatorRuntime<S> {
     }
 
     /// Runs every loaded shard's timers forever.
-    pub async fn run_timers<E: CoordinatorEnv>(self: Arc<Self>, env: Arc<E>) {
+    pub async fn run_timers<E: CoordinatorEnv + 'static>(self: Arc<Self>, env: Arc<E>) {
+        let weak: Weak<E> = Arc::downgrade(&env);
+        self.attach(weak);
         loop {
             let shards: Vec<Arc<Shard<S>>> = self
                 .shards
@@ -375,7 +481,7 @@ impl<S: CoordinatorShard> CoordinatorRuntime<S> {
                     continue;
                 };
                 if engine.next_deadline_ms().is_some_and(|d| d <= now) {
-                    let outputs = engine.tick(now, &*image);
+                    let outputs = engine.tick(now, &image);
                     self.apply(&*env, &shard, &mut engine, outputs);
                 }
                 shard.note_deadline(&engine);
@@ -384,34 +490,49 @@ impl<S: CoordinatorShard> CoordinatorRuntime<S> {
     }
 
     /// Carries out a shard's outputs: responses go out, records go to the log through the
-    /// replica layer, and each append's responses wait for it to be committed.
+    /// replica layer (each append's responses wait for it to be committed), effects go to the
+    /// shell's hook.
     fn apply<E: CoordinatorEnv + ?Sized>(
         self: &Arc<Self>,
         env: &E,
         shard: &Arc<Shard<S>>,
         engine: &mut S,
-        outputs: Vec<Output>,
+        outputs: Vec<ShardOutput<S::Effect>>,
     ) {
-        for output in outputs {
+        // Outputs of appends that completed while these were carried out come back here, so
+        // a long chain (append, commit, next append...) is a loop, not a recursion.
+        let mut queue: VecDeque<ShardOutput<S::Effect>> = outputs.into();
+        while let Some(output) = queue.pop_front() {
             match output {
-                Output::Respond(id, response) => shard.send(id, response),
-                Output::Append {
-                    partition,
-                    records,
-                    on_success,
-                    on_failure,
-                } => {
+                ShardOutput::Respond(id, response) => shard.send(id, response),
+                ShardOutput::Effect(effect) => match &self.on_effect {
+                    Some(hook) => hook(self, shard.partition, effect),
+                    None => tracing::error!(
+                        coordinator = self.name,
+                        "a shard asked for an effect no hook carries out"
+                    ),
+                },
+                ShardOutput::Append(request) => {
+                    let AppendRequest {
+                        partition,
+                        token,
+                        records,
+                        batch,
+                        on_success,
+                        on_failure,
+                    } = request;
                     assert_eq!(
                         partition, shard.partition,
                         "a shard appends to its own partition"
                     );
                     let committed = Arc::new(OnceLock::new());
-                    match self.append(env, partition, &records) {
+                    match self.append(env, partition, &records, batch) {
                         Ok(AppendWait::Done(outcome)) => {
-                            let ok = outcome
-                                .inspect_err(|e| tracing::error!(topic = self.topic, partition, error = %e, "coordinator append failed"))
-                                .is_ok();
-                            let _ = committed.set(ok);
+                            let fate = outcome.map(|o| o.base_offset).map_err(|e| {
+                                tracing::error!(topic = self.topic, partition, error = %e, "coordinator append failed");
+                                crate::errors::storage_error_code(&e)
+                            });
+                            let _ = committed.set(fate);
                         }
                         Ok(wait @ AppendWait::Pending(_)) => {
                             let runtime = Arc::clone(self);
@@ -419,18 +540,17 @@ impl<S: CoordinatorShard> CoordinatorRuntime<S> {
                             let slot = Arc::clone(&committed);
                             let topic = self.topic;
                             tokio::spawn(async move {
-                                let ok = wait
-                                    .wait()
-                                    .await
-                                    .inspect_err(|e| tracing::error!(topic, partition, error = %e, "coordinator append failed"))
-                                    .is_ok();
-                                let _ = slot.set(ok);
-                                runtime.finish_appends(&waiting_shard, None);
+                                let fate = wait.wait().await.map(|o| o.base_offset).map_err(|e| {
+                                    tracing::error!(topic, partition, error = %e, "coordinator append failed");
+                                    crate::errors::storage_error_code(&e)
+                                });
+                                let _ = slot.set(fate);
+                                runtime.finish_appends_later(&waiting_shard);
                             });
                         }
-                        Err(e) => {
+                        Err((code, e)) => {
                             tracing::error!(topic = self.topic, partition, error = %e, "coordinator append failed");
-                            let _ = committed.set(false);
+                            let _ = committed.set(Err(code));
                         }
                     }
                     shard
@@ -439,21 +559,55 @@ impl<S: CoordinatorShard> CoordinatorRuntime<S> {
                         .unwrap_or_else(|e| e.into_inner())
                         .push_back(InFlightAppend {
                             committed,
+                            token,
                             records,
                             on_success,
                             on_failure,
                         });
-                    self.finish_appends(shard, Some(engine));
+                    let image = env.image();
+                    queue.extend(self.finish_appends(shard, Some(&mut *engine), &image));
                 }
             }
         }
     }
 
+    /// `finish_appends` from an append's waiter, which holds no lock: what the shard then asks
+    /// for is carried out through the attached broker.
+    fn finish_appends_later(self: &Arc<Self>, shard: &Arc<Shard<S>>) {
+        let Some(env) = self.env.get().and_then(Weak::upgrade) else {
+            // Not attached (a bug; the broker attaches every runtime when it is built) or the
+            // broker is going away: the queue stays, and the next call on the shard finishes it.
+            tracing::error!(
+                coordinator = self.name,
+                "no broker attached to finish a coordinator append"
+            );
+            return;
+        };
+        let Some(mut engine) = shard.lock(self.name) else {
+            return;
+        };
+        let image = env.image();
+        let outputs = self.finish_appends(shard, Some(&mut engine), &image);
+        if !outputs.is_empty() {
+            self.apply(&*env, shard, &mut engine, outputs);
+        }
+        shard.note_deadline(&engine);
+        drop(engine);
+        self.timer.notify_one();
+    }
+
     /// Applies, in log order, every append at the head of the shard's queue whose fate is
     /// known: committed records reach the engine (`on_committed`) and then their responses go
-    /// out; failed ones answer with their failure responses. `engine` is the caller's guard
-    /// when it holds one (lock order: engine, then the queue).
-    fn finish_appends(&self, shard: &Shard<S>, engine: Option<&mut S>) {
+    /// out; failed ones answer with their failure responses and then tell the engine
+    /// (`on_append_failed`). Returns what the engine asked for meanwhile. `engine` is the
+    /// caller's guard when it holds one (lock order: engine, then the queue).
+    fn finish_appends(
+        &self,
+        shard: &Shard<S>,
+        engine: Option<&mut S>,
+        image: &MetadataImage,
+    ) -> Vec<ShardOutput<S::Effect>> {
+        let mut outputs = Vec::new();
         let mut guard;
         let mut engine = match engine {
             Some(e) => Some(e),
@@ -463,26 +617,42 @@ impl<S: CoordinatorShard> CoordinatorRuntime<S> {
             }
         };
         let mut appending = shard.appending.lock().unwrap_or_else(|e| e.into_inner());
-        while let Some(&ok) = appending.front().and_then(|a| a.committed.get()) {
+        while let Some(&fate) = appending.front().and_then(|a| a.committed.get()) {
             let Some(done) = appending.pop_front() else {
                 break;
             };
-            let responses = match (&mut engine, ok) {
-                (Some(engine), true) => {
-                    engine.on_committed(&done.records);
+            match (&mut engine, fate) {
+                (Some(engine), Ok(base_offset)) => {
+                    outputs.extend(engine.on_committed_at(
+                        done.token,
+                        base_offset,
+                        &done.records,
+                        now_ms(),
+                        image,
+                    ));
                     if let Some(observer) = &self.on_commit {
                         observer(shard.partition, &done.records);
                     }
-                    done.on_success
+                    for (id, response) in done.on_success {
+                        shard.send(id, response);
+                    }
                 }
-                // Failed, or committed while the shard has failed: nothing it decided can be
+                (Some(engine), Err(code)) => {
+                    for (id, response) in done.on_failure {
+                        shard.send(id, response);
+                    }
+                    outputs.extend(engine.on_append_failed(done.token, code, now_ms()));
+                }
+                // Committed or not while the shard has failed: nothing it decided can be
                 // trusted to have taken effect.
-                _ => done.on_failure,
-            };
-            for (id, response) in responses {
-                shard.send(id, response);
+                (None, _) => {
+                    for (id, response) in done.on_failure {
+                        shard.send(id, response);
+                    }
+                }
             }
         }
+        outputs
     }
 
     /// Appends one uncompressed batch of records to the shard's partition through the replica
@@ -492,17 +662,60 @@ impl<S: CoordinatorShard> CoordinatorRuntime<S> {
         env: &E,
         partition: i32,
         records: &[Record],
-    ) -> anyhow::Result<AppendWait> {
-        assert!(!records.is_empty(), "coordinators append no empty batches");
+        batch: AppendBatch,
+    ) -> Result<AppendWait, (i16, anyhow::Error)> {
+        let marker = matches!(batch, AppendBatch::Marker { .. });
+        assert!(
+            records.is_empty() == marker,
+            "coordinators append records, or a marker alone"
+        );
+        let unknown = ResponseError::UnknownTopicOrPartition.code();
         let image = env.image();
         let topic = image
             .topic(self.topic)
-            .ok_or_else(|| anyhow::anyhow!("{} does not exist", self.topic))?;
+            .ok_or_else(|| (unknown, anyhow::anyhow!("{} does not exist", self.topic)))?;
         let partition = env
             .replicas()
             .partition(&topic.topic_id, partition)
-            .ok_or_else(|| anyhow::anyhow!("{}-{partition} is not open", self.topic))?;
+            .ok_or_else(|| {
+                (
+                    ResponseError::NotLeaderOrFollower.code(),
+                    anyhow::anyhow!("{}-{partition} is not open", self.topic),
+                )
+            })?;
+        // Base sequence 0 for a transactional batch, as Kafka's `CoordinatorRuntime` builds
+        // it (the COORDINATOR origin checks no sequence).
+        let (producer_id, producer_epoch, attributes, base_sequence) = match batch {
+            AppendBatch::Plain => (-1, -1, 0, runnel_protocol::batch::NO_SEQUENCE),
+            AppendBatch::Transactional {
+                producer_id,
+                producer_epoch,
+            } => (producer_id, producer_epoch, ATTR_TRANSACTIONAL, 0),
+            AppendBatch::Marker {
+                producer_id,
+                producer_epoch,
+                coordinator_epoch,
+                result,
+                transaction_version,
+            } => {
+                let marker = runnel_storage::TxnMarker {
+                    producer_id,
+                    producer_epoch,
+                    coordinator_epoch,
+                    result: match result {
+                        runnel_cluster::txn::TxnResult::Commit => runnel_storage::TxnResult::Commit,
+                        runnel_cluster::txn::TxnResult::Abort => runnel_storage::TxnResult::Abort,
+                    },
+                    transaction_version,
+                };
+                return Ok(env.replicas().write_txn_marker(&partition, marker));
+            }
+        };
         let spec = BatchSpec {
+            producer_id,
+            producer_epoch,
+            attributes,
+            base_sequence,
             base_timestamp: now_ms(),
             records: records
                 .iter()
@@ -518,7 +731,12 @@ impl<S: CoordinatorShard> CoordinatorRuntime<S> {
         let batch = Bytes::from(encode_uncompressed_batch(&spec));
         env.replicas()
             .append_records(&partition, AppendOrigin::Coordinator, -1, batch)
-            .map_err(|refused| anyhow::anyhow!("append refused with error {}", refused.code))
+            .map_err(|refused| {
+                (
+                    refused.code,
+                    anyhow::anyhow!("append refused with error {}", refused.code),
+                )
+            })
     }
 
     /// Test hook: runs `f` with the shard's engine locked (to poison it, say).
@@ -530,6 +748,26 @@ impl<S: CoordinatorShard> CoordinatorRuntime<S> {
             }
         }
     }
+}
+
+/// The whole batches in `bytes` (stored batches from a log read), each as its own slice.
+fn whole_batches(bytes: &[u8]) -> Vec<&[u8]> {
+    let mut batches = Vec::new();
+    let mut position = 0usize;
+    while let Some(rest) = bytes.get(position..) {
+        let Ok(header) = BatchHeader::parse(rest) else {
+            break;
+        };
+        if header.batch_length < 0 {
+            break;
+        }
+        let Some(batch) = rest.get(..header.size_bytes()) else {
+            break;
+        };
+        batches.push(batch);
+        position += header.size_bytes();
+    }
+    batches
 }
 
 /// Last offset + 1 of the last whole batch in `bytes` (stored batches from a log read).

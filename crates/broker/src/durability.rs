@@ -71,6 +71,8 @@ pub trait RoundLog: Send + Sync + 'static {
 #[derive(Debug, Clone)]
 pub enum RoundAppend {
     Records(Bytes),
+    /// A coordinator's own batch (`PartitionLog::append_as_coordinator`).
+    CoordinatorRecords(Bytes),
     Marker(runnel_storage::TxnMarker),
 }
 

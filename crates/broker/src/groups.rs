@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::*;
-use runnel_cluster::group::coordinator::{GroupCoordinator, GroupRequest};
+use runnel_cluster::group::coordinator::{GroupCoordinator, GroupRequest, TxnCompletion};
 use runnel_cluster::group::{offsets_partition_for, ClientInfo, GroupConfig};
 use runnel_cluster::MetadataImage;
 
@@ -66,6 +66,11 @@ impl Groups {
         }
     }
 
+    /// Gives the runtime the broker it serves (see `CoordinatorRuntime::attach`).
+    pub fn attach(&self, env: std::sync::Weak<dyn CoordinatorEnv>) {
+        self.runtime.attach(env);
+    }
+
     /// Runs `f` on every loaded group coordinator shard in turn (see
     /// `CoordinatorRuntime::inspect`).
     pub fn inspect(&self, f: impl FnMut(&GroupCoordinator)) {
@@ -113,8 +118,54 @@ impl Groups {
         self.runtime.unload(partition);
     }
 
+    /// Writes a transaction marker to `__consumer_offsets` partition `partition` through its
+    /// shard, among the shard's appends, and applies it there once committed (Kafka's
+    /// `GroupCoordinator.completeTransaction`: a COMMIT makes the producer's pending offsets
+    /// the group's). Answers the partition's Kafka error code: NOT_COORDINATOR when the shard
+    /// is not loaded here, COORDINATOR_NOT_AVAILABLE when it failed, the log's verdict
+    /// (INVALID_PRODUCER_EPOCH, TRANSACTION_COORDINATOR_FENCED, KAFKA_STORAGE_ERROR) otherwise.
+    pub async fn complete_transaction<E: CoordinatorEnv + ?Sized>(
+        self: &Arc<Self>,
+        env: &E,
+        partition: i32,
+        marker: runnel_storage::TxnMarker,
+    ) -> i16 {
+        let completion = TxnCompletion {
+            partition,
+            producer_id: marker.producer_id,
+            producer_epoch: marker.producer_epoch,
+            coordinator_epoch: marker.coordinator_epoch,
+            result: match marker.result {
+                runnel_storage::TxnResult::Commit => runnel_cluster::txn::TxnResult::Commit,
+                runnel_storage::TxnResult::Abort => runnel_cluster::txn::TxnResult::Abort,
+            },
+            transaction_version: marker.transaction_version,
+        };
+        let answer = self
+            .runtime
+            .call(
+                env,
+                partition,
+                0,
+                &ClientInfo::default(),
+                GroupRequest::CompleteTransaction(completion),
+            )
+            .await;
+        let code = match answer {
+            Some(ResponseKind::WriteTxnMarkers(r)) => r
+                .markers
+                .first()
+                .and_then(|m| m.topics.first())
+                .and_then(|t| t.partitions.first())
+                .map(|p| p.error_code),
+            _ => None,
+        };
+        // A shard that vanished without answering (never, by the runtime's contract).
+        code.unwrap_or(ResponseError::CoordinatorNotAvailable.code())
+    }
+
     /// Runs the shards' timers (session expiry, rebalance and join delays, offsets retention).
-    pub async fn run_timers<E: CoordinatorEnv>(self: Arc<Self>, env: Arc<E>) {
+    pub async fn run_timers<E: CoordinatorEnv + 'static>(self: Arc<Self>, env: Arc<E>) {
         Arc::clone(&self.runtime).run_timers(env).await;
     }
 
@@ -234,6 +285,8 @@ fn route(request: GroupRequest, version: i16, partitions: i32) -> Route {
         GroupRequest::Heartbeat(ref r) => Route::One(one(&r.group_id), request),
         GroupRequest::LeaveGroup(ref r) => Route::One(one(&r.group_id), request),
         GroupRequest::OffsetCommit(ref r) => Route::One(one(&r.group_id), request),
+        GroupRequest::TxnOffsetCommit(ref r) => Route::One(one(&r.group_id), request),
+        GroupRequest::CompleteTransaction(ref c) => Route::One(c.partition, request),
         GroupRequest::OffsetDelete(ref r) => Route::One(one(&r.group_id), request),
         GroupRequest::ConsumerGroupHeartbeat(ref r) => Route::One(one(&r.group_id), request),
         GroupRequest::OffsetFetch(ref r) if version < 8 => Route::One(one(&r.group_id), request),

@@ -20,7 +20,28 @@ pub fn offsets_topic_configs(segment_bytes: i32) -> BTreeMap<String, String> {
     .collect()
 }
 
+/// Kafka's `TRANSACTION_STATE_TOPIC_NAME`.
+pub const TRANSACTION_STATE_TOPIC: &str = "__transaction_state";
+
+/// Topic configs of `__transaction_state`, as Kafka's `transactionTopicConfigs` creates it:
+/// compacted, uncompressed, no unclean leader election, and `segment.bytes` from the broker's
+/// `transaction.state.log.segment.bytes`. Kafka also sets `min.insync.replicas` from
+/// `transaction.state.log.min.isr` (default 2); runnel creates the topic with one replica (as
+/// it does `__consumer_offsets`, whatever the replication factor key says), so the cluster's
+/// `min.insync.replicas` applies, as it must for the coordinator's acks=all writes to succeed.
+pub fn transaction_topic_configs(segment_bytes: i32) -> BTreeMap<String, String> {
+    [
+        ("cleanup.policy", "compact".to_owned()),
+        ("compression.type", "uncompressed".to_owned()),
+        ("segment.bytes", segment_bytes.to_string()),
+        ("unclean.leader.election.enable", "false".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
 /// Whether `name` is one of Kafka's internal topics.
 pub fn is_internal_topic(name: &str) -> bool {
-    name == OFFSETS_TOPIC || name == "__transaction_state"
+    name == OFFSETS_TOPIC || name == TRANSACTION_STATE_TOPIC
 }

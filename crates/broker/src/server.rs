@@ -39,6 +39,7 @@ pub async fn run(
     let slots = Arc::new(Semaphore::new(max_connections));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let timers = tokio::spawn(Arc::clone(&broker.groups).run_timers(Arc::clone(&broker)));
+    let txn_timers = tokio::spawn(Arc::clone(&broker.txns).run_timers(Arc::clone(&broker)));
     let log_maintenance = tokio::spawn(crate::log_manager::run(
         Arc::clone(&broker),
         shutdown_rx.clone(),
@@ -93,6 +94,7 @@ pub async fn run(
         tracing::warn!("connections still busy after the grace period; closing anyway");
     }
     timers.abort();
+    txn_timers.abort();
     // A retention pass under way finishes before the logs close.
     if tokio::time::timeout(SHUTDOWN_GRACE, log_maintenance)
         .await

@@ -56,6 +56,8 @@ pub struct Broker {
     data_dir: PathBuf,
     /// The group coordinator's async shell.
     pub groups: Arc<crate::groups::Groups>,
+    /// The transaction coordinator's async shell.
+    pub txns: Arc<crate::txns::Txns>,
     /// Who may do what; every handler asks it (allow-all until ACLs exist).
     pub authorizer: Box<dyn crate::authorizer::Authorizer>,
     /// Counters of requests and connections, for the admin endpoint.
@@ -126,6 +128,7 @@ impl Broker {
         )
         .context("opening metadata log")?;
         let group_config = config.groups.clone();
+        let txn_settings = config.txns.clone();
         let fetch_session_slots = config.fetch_session_slots;
         let broker = Broker {
             topic_defaults_raw: config.topic_defaults(),
@@ -137,6 +140,7 @@ impl Broker {
             replicas: ReplicaManager::default(),
             data_dir,
             groups: Arc::new(crate::groups::Groups::new(group_config)),
+            txns: Arc::new(crate::txns::Txns::new(txn_settings)),
             authorizer: Box::new(crate::authorizer::AllowAll),
             metrics: crate::metrics::Metrics::default(),
             fetch_sessions: Mutex::new(crate::fetch_session::FetchSessionCache::new(
@@ -202,7 +206,17 @@ impl Broker {
             .groups
             .load_led(node_id, &image, &broker.replicas)
             .context("loading the group coordinator from __consumer_offsets")?;
-        Ok(Arc::new(broker))
+        let broker = Arc::new(broker);
+        // The coordinators finish appends through the broker, and the transaction
+        // coordinator's shards may resume work at once (markers of prepared transactions).
+        broker.txns.attach(&broker);
+        let env: std::sync::Weak<Broker> = Arc::downgrade(&broker);
+        broker.groups.attach(env);
+        broker
+            .txns
+            .load_led(node_id, &image, &broker.replicas)
+            .context("loading the transaction coordinator from __transaction_state")?;
+        Ok(broker)
     }
 
     /// The fetch session cache (a panic under the lock leaves sessions that at worst answer
@@ -421,6 +435,27 @@ impl Broker {
         }
     }
 
+    /// Creates `__transaction_state` on first use, as Kafka does when a transaction
+    /// coordinator is first looked up.
+    pub fn ensure_transaction_topic(&self) -> Result<(), ClusterError> {
+        let topic = crate::internal_topics::TRANSACTION_STATE_TOPIC;
+        if self.image().topic(topic).is_some() {
+            return Ok(());
+        }
+        match self.create_topic(
+            topic,
+            self.config.txns.coordinator.transaction_state_partitions,
+            1,
+            crate::internal_topics::transaction_topic_configs(
+                self.config.txns.state_log_segment_bytes,
+            ),
+            false,
+        ) {
+            Ok(_) | Err(ClusterError::TopicAlreadyExists(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     pub fn allocate_producer_id(&self) -> Result<i64, ClusterError> {
         self.metadata.allocate_producer_id(self)
     }
@@ -476,6 +511,7 @@ impl Broker {
             replicas: &self.replicas,
             metadata: &self.metadata,
             groups: &self.groups,
+            txns: &self.txns,
             data_dir: &self.data_dir,
             static_configs: &self.static_configs,
         }

@@ -9,15 +9,28 @@
 //! and codes: per producer, per partition, an error code (NONE once the marker is as durable as
 //! the partition's policy asks, which a retry can rely on).
 //!
-//! Not advertised: WriteTxnMarkers (API 27) stays out of ApiVersions until its handler exists
-//! and `__consumer_offsets` partitions complete the group coordinator's pending transactional
-//! offsets (Kafka's `groupCoordinator.completeTransaction`), which is the coordinator shell's
-//! part.
+//! A marker for a `__consumer_offsets` partition goes through the group coordinator (Kafka's
+//! `groupCoordinator.completeTransaction`): written under its shard, so it keeps its place
+//! among the shard's appends, and applied to the shard once committed, which makes the
+//! producer's pending transactional offsets the group's (COMMIT) or drops them (ABORT).
 
 use kafka_protocol::error::ResponseError;
 use runnel_storage::TxnMarker;
 
+use crate::internal_topics::OFFSETS_TOPIC;
+use crate::replica::AppendWait;
 use crate::state::Broker;
+
+/// One partition's marker write in flight.
+enum Write {
+    /// The partition is not held here.
+    Unknown,
+    /// Through the replica layer.
+    Log(AppendWait),
+    /// Through the group coordinator (`__consumer_offsets`), started when its turn comes in
+    /// the second pass, in request order.
+    Group(TxnMarker),
+}
 
 /// One marker for partitions led here (Kafka's `WritableTxnMarker`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,20 +63,41 @@ pub async fn write_txn_markers(broker: &Broker, markers: Vec<MarkerRequest>) -> 
             let partition = image
                 .topic(&topic)
                 .and_then(|t| broker.partition(&t.topic_id, index));
-            let wait = partition.map(|p| broker.replicas.write_txn_marker(&p, request.marker));
-            writes.push((topic, index, wait));
+            let write = match partition {
+                None => Write::Unknown,
+                Some(_) if topic == OFFSETS_TOPIC => Write::Group(request.marker),
+                Some(p) => Write::Log(broker.replicas.write_txn_marker(&p, request.marker)),
+            };
+            writes.push((topic, index, write));
         }
         pending.push((request.marker.producer_id, writes));
     }
     let mut results = Vec::with_capacity(pending.len());
     for (producer_id, writes) in pending {
         let mut partitions = Vec::with_capacity(writes.len());
-        for (topic, index, wait) in writes {
-            let code = match wait {
-                None => ResponseError::UnknownTopicOrPartition.code(),
-                Some(wait) => match wait.wait().await {
+        for (topic, index, write) in writes {
+            let code = match write {
+                Write::Unknown => ResponseError::UnknownTopicOrPartition.code(),
+                Write::Log(wait) => match wait.wait().await {
                     Ok(_) => 0,
                     Err(e) => crate::errors::storage_error_code(&e),
+                },
+                Write::Group(marker) => match broker
+                    .groups
+                    .complete_transaction(broker, index, marker)
+                    .await
+                {
+                    0 => 0,
+                    // The transaction coordinator does not expect these: NOT_LEADER_OR_FOLLOWER
+                    // tells it the group coordinator is not ready yet (Kafka's translation in
+                    // `handleWriteTxnMarkersRequest`).
+                    code if code == ResponseError::CoordinatorNotAvailable.code()
+                        || code == ResponseError::CoordinatorLoadInProgress.code()
+                        || code == ResponseError::NotCoordinator.code() =>
+                    {
+                        ResponseError::NotLeaderOrFollower.code()
+                    }
+                    code => code,
                 },
             };
             partitions.push((topic, index, code));

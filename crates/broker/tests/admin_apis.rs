@@ -306,6 +306,19 @@ fn finalized(r: &ApiVersionsResponse) -> Vec<(String, i16)> {
         .collect()
 }
 
+/// A new cluster's finalized features: group.version 1 and transaction.version 2.
+fn both() -> Vec<(String, i16)> {
+    vec![
+        ("group.version".to_owned(), 1),
+        ("transaction.version".to_owned(), 2),
+    ]
+}
+
+/// transaction.version 2 alone (group.version downgraded to 0).
+fn tv2() -> Vec<(String, i16)> {
+    vec![("transaction.version".to_owned(), 2)]
+}
+
 fn update_features(
     s: &mut std::net::TcpStream,
     version: i16,
@@ -354,8 +367,14 @@ fn features_are_reported_updated_and_persisted() {
         .iter()
         .map(|f| (f.name.to_string(), f.min_version, f.max_version))
         .collect();
-    assert_eq!(supported, vec![("group.version".to_owned(), 0, 1)]);
-    assert_eq!(finalized(&v4), vec![("group.version".to_owned(), 1)]);
+    assert_eq!(
+        supported,
+        vec![
+            ("group.version".to_owned(), 0, 1),
+            ("transaction.version".to_owned(), 0, 2)
+        ]
+    );
+    assert_eq!(finalized(&v4), both());
     assert!(v4.finalized_features_epoch >= 0);
     assert!(api_versions(&mut s, 3).supported_features.is_empty());
 
@@ -369,7 +388,7 @@ fn features_are_reported_updated_and_persisted() {
              supports versions 0-1"
         )
     );
-    let refused = update_features(&mut s, 1, false, &[("transaction.version", 2, 1)]);
+    let refused = update_features(&mut s, 1, false, &[("share.version", 1, 1)]);
     assert_eq!(refused.error_code, 95);
     assert!(refused.results.is_empty());
     assert!(refused
@@ -389,10 +408,7 @@ fn features_are_reported_updated_and_persisted() {
         ),
         ("group.version", 0, None)
     );
-    assert_eq!(
-        finalized(&api_versions(&mut s, 4)),
-        vec![("group.version".to_owned(), 1)]
-    );
+    assert_eq!(finalized(&api_versions(&mut s, 4)), both());
 
     let done = update_features(&mut s, 2, false, &[("group.version", 0, 2)]);
     assert_eq!(done.error_code, 0);
@@ -401,7 +417,7 @@ fn features_are_reported_updated_and_persisted() {
         "v2 answers without per-feature results"
     );
     let after = api_versions(&mut s, 4);
-    assert!(finalized(&after).is_empty());
+    assert_eq!(finalized(&after), tv2());
     assert!(after.finalized_features_epoch > v4.finalized_features_epoch);
 
     let ResponseKind::ConsumerGroupHeartbeat(hb) = call(
@@ -430,14 +446,12 @@ fn features_are_reported_updated_and_persisted() {
     let (dir, port) = runnel.into_dir();
     let runnel = Runnel::start_in(dir, port, "");
     let mut s = runnel.connect();
-    assert!(
-        finalized(&api_versions(&mut s, 4)).is_empty(),
+    assert_eq!(
+        finalized(&api_versions(&mut s, 4)),
+        tv2(),
         "the level survives a restart"
     );
     let back = update_features(&mut s, 1, false, &[("group.version", 1, 1)]);
     assert_eq!(back.error_code, 0);
-    assert_eq!(
-        finalized(&api_versions(&mut s, 4)),
-        vec![("group.version".to_owned(), 1)]
-    );
+    assert_eq!(finalized(&api_versions(&mut s, 4)), both());
 }

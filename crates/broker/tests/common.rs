@@ -207,6 +207,11 @@ impl Runnel {
         ticks as f64 / hz
     }
 
+    /// Whether the process has not exited yet.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_none()
+    }
+
     pub fn assert_alive(&mut self) {
         if let Some(status) = self.child.try_wait().expect("try_wait") {
             panic!("runnel exited with {status}; log:\n{}", self.log());

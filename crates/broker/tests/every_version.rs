@@ -351,6 +351,107 @@ fn request_for(key: ApiKey, version: i16, topic: &str, topic_id: uuid::Uuid) -> 
                             .with_offset(0),
                     ])]),
         ),
+        ApiKey::AddPartitionsToTxn if version < 4 => RequestKind::AddPartitionsToTxn(
+            AddPartitionsToTxnRequest::default()
+                .with_v3_and_below_transactional_id(TransactionalId(StrBytes::from_static_str(
+                    "every-version-txn",
+                )))
+                .with_v3_and_below_producer_id(ProducerId(7))
+                .with_v3_and_below_producer_epoch(0)
+                .with_v3_and_below_topics(vec![
+                    add_partitions_to_txn_request::AddPartitionsToTxnTopic::default()
+                        .with_name(name.clone())
+                        .with_partitions(vec![0]),
+                ]),
+        ),
+        ApiKey::AddPartitionsToTxn => RequestKind::AddPartitionsToTxn(
+            AddPartitionsToTxnRequest::default().with_transactions(vec![
+                add_partitions_to_txn_request::AddPartitionsToTxnTransaction::default()
+                    .with_transactional_id(TransactionalId(StrBytes::from_static_str(
+                        "every-version-txn",
+                    )))
+                    .with_producer_id(ProducerId(7))
+                    .with_producer_epoch(0)
+                    .with_verify_only(true)
+                    .with_topics(vec![
+                        add_partitions_to_txn_request::AddPartitionsToTxnTopic::default()
+                            .with_name(name.clone())
+                            .with_partitions(vec![0]),
+                    ]),
+            ]),
+        ),
+        ApiKey::AddOffsetsToTxn => RequestKind::AddOffsetsToTxn(
+            AddOffsetsToTxnRequest::default()
+                .with_transactional_id(TransactionalId(StrBytes::from_static_str(
+                    "every-version-txn",
+                )))
+                .with_producer_id(ProducerId(7))
+                .with_group_id(GroupId(StrBytes::from_static_str("g"))),
+        ),
+        ApiKey::EndTxn => RequestKind::EndTxn(
+            EndTxnRequest::default()
+                .with_transactional_id(TransactionalId(StrBytes::from_static_str(
+                    "every-version-txn",
+                )))
+                .with_producer_id(ProducerId(7))
+                .with_committed(true),
+        ),
+        ApiKey::DescribeTransactions => RequestKind::DescribeTransactions(
+            DescribeTransactionsRequest::default().with_transactional_ids(vec![TransactionalId(
+                StrBytes::from_static_str("every-version-txn"),
+            )]),
+        ),
+        ApiKey::ListTransactions => RequestKind::ListTransactions(
+            ListTransactionsRequest::default()
+                .with_state_filters(vec![StrBytes::from_static_str("Ongoing")]),
+        ),
+        // A simple group's transactional offset (producer id per version), one known partition
+        // and one unknown.
+        ApiKey::TxnOffsetCommit => RequestKind::TxnOffsetCommit(
+            TxnOffsetCommitRequest::default()
+                .with_transactional_id(TransactionalId(StrBytes::from_static_str("tx")))
+                .with_group_id(GroupId(StrBytes::from_static_str("simple")))
+                .with_producer_id(ProducerId(7000 + i64::from(version)))
+                .with_producer_epoch(0)
+                .with_topics(vec![
+                    txn_offset_commit_request::TxnOffsetCommitRequestTopic::default()
+                        .with_name(name.clone())
+                        .with_partitions(vec![
+                            txn_offset_commit_request::TxnOffsetCommitRequestPartition::default()
+                                .with_partition_index(0)
+                                .with_committed_offset(1),
+                            txn_offset_commit_request::TxnOffsetCommitRequestPartition::default()
+                                .with_partition_index(9)
+                                .with_committed_offset(1),
+                        ]),
+                ]),
+        ),
+        // Aborts the TxnOffsetCommit's transaction of the same version, on every
+        // `__consumer_offsets` partition (one holds it) and the topic.
+        ApiKey::WriteTxnMarkers => {
+            RequestKind::WriteTxnMarkers(WriteTxnMarkersRequest::default().with_markers(vec![
+                write_txn_markers_request::WritableTxnMarker::default()
+                    .with_producer_id(ProducerId(7000 + i64::from(version)))
+                    .with_producer_epoch(0)
+                    .with_transaction_result(false)
+                    .with_coordinator_epoch(0)
+                    .with_topics(vec![
+                        write_txn_markers_request::WritableTxnMarkerTopic::default()
+                            .with_name(TopicName(StrBytes::from_static_str("__consumer_offsets")))
+                            .with_partition_indexes((0..50).collect()),
+                        write_txn_markers_request::WritableTxnMarkerTopic::default()
+                            .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
+                            .with_partition_indexes(vec![0, 9]),
+                    ]),
+            ]))
+        }
+        ApiKey::DescribeProducers => {
+            RequestKind::DescribeProducers(DescribeProducersRequest::default().with_topics(vec![
+                describe_producers_request::TopicRequest::default()
+                    .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
+                    .with_partition_indexes(vec![0, 9]),
+            ]))
+        }
         other => panic!("no test request for {other:?}: add one when adding an API"),
     }
 }
@@ -365,6 +466,11 @@ async fn every_supported_version_encodes() {
         .expect("create topic");
     // Group requests may wait for timers (join delays).
     tokio::spawn(Arc::clone(&broker.groups).run_timers(Arc::clone(&broker)));
+    tokio::spawn(Arc::clone(&broker.txns).run_timers(Arc::clone(&broker)));
+    // Transaction requests reach loaded coordinator shards, not NOT_COORDINATOR answers.
+    broker
+        .ensure_transaction_topic()
+        .expect("create __transaction_state");
     for api in SUPPORTED_APIS {
         for version in api.min_version..=api.max_version {
             let request = match request_for(api.key, version, "every-version", topic.topic_id) {

@@ -159,9 +159,11 @@ impl ControllerEngine {
     ) -> Result<Vec<MetadataRecord>> {
         match command {
             Command::InitCluster => Ok(if image.cluster_id.is_empty() {
-                vec![MetadataRecord::Cluster {
+                let mut records = vec![MetadataRecord::Cluster {
                     cluster_id: kafka_uuid_string(&(self.new_uuid)()),
-                }]
+                }];
+                records.extend(crate::features::new_cluster_records());
+                records
             } else {
                 Vec::new()
             }),

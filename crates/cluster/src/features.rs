@@ -3,8 +3,13 @@
 //!
 //! Only features runnel implements are listed. `group.version` 1 is KIP-848's consumer group
 //! protocol, which runnel serves; at 0 the broker refuses ConsumerGroupHeartbeat and
-//! ConsumerGroupDescribe as Kafka does. `transaction.version` (no transactions yet),
-//! `metadata.version` and `kraft.version` (KRaft record formats runnel does not share), and
+//! ConsumerGroupDescribe as Kafka does. `transaction.version` 2 is KIP-890's transaction
+//! protocol (an epoch bump per transaction, partitions added by produce), 1 flexible
+//! `__transaction_state` values, 0 the original protocol; a new cluster is created at 2 (Kafka
+//! 4.x formats at 2), a data directory created before runnel knew the feature has no record of
+//! it and stays at 0 until UpdateFeatures raises it (Kafka likewise keeps a cluster formatted
+//! without the feature at 0). `metadata.version` and `kraft.version` (KRaft record formats
+//! runnel does not share), and
 //! the share, streams and ELR features are not supported: asking for a level of them is refused
 //! as a controller that does not support the feature refuses it.
 
@@ -20,21 +25,48 @@ pub struct SupportedFeature {
     pub min_level: i16,
     /// The highest level runnel can run at.
     pub max_level: i16,
-    /// The level a cluster starts at (Kafka 4.x formats a new cluster with it), in force until
-    /// a `FeatureLevel` record changes it.
+    /// The level in force while no `FeatureLevel` record names the feature.
     pub bootstrap_level: i16,
+    /// The level a new cluster is created at (Kafka 4.x formats a new cluster with it): a
+    /// `FeatureLevel` record at cluster creation when it differs from `bootstrap_level`.
+    pub new_cluster_level: i16,
 }
 
 /// `group.version`: 1 enables the KIP-848 consumer rebalance protocol.
 pub const GROUP_VERSION: &str = "group.version";
 
+/// `transaction.version`: 2 enables KIP-890 part 2 (TV2).
+pub const TRANSACTION_VERSION: &str = "transaction.version";
+
 /// Every feature runnel implements, sorted by name.
-pub const SUPPORTED_FEATURES: &[SupportedFeature] = &[SupportedFeature {
-    name: GROUP_VERSION,
-    min_level: 0,
-    max_level: 1,
-    bootstrap_level: 1,
-}];
+pub const SUPPORTED_FEATURES: &[SupportedFeature] = &[
+    SupportedFeature {
+        name: GROUP_VERSION,
+        min_level: 0,
+        max_level: 1,
+        bootstrap_level: 1,
+        new_cluster_level: 1,
+    },
+    SupportedFeature {
+        name: TRANSACTION_VERSION,
+        min_level: 0,
+        max_level: 2,
+        bootstrap_level: 0,
+        new_cluster_level: 2,
+    },
+];
+
+/// The records that finalize a new cluster's features (see `new_cluster_level`).
+pub fn new_cluster_records() -> Vec<MetadataRecord> {
+    SUPPORTED_FEATURES
+        .iter()
+        .filter(|f| f.new_cluster_level != f.bootstrap_level)
+        .map(|f| MetadataRecord::FeatureLevel {
+            name: f.name.to_owned(),
+            level: f.new_cluster_level,
+        })
+        .collect()
+}
 
 /// Kafka 4.4's feature names (`Feature.FEATURES` and `metadata.version`): a name outside this
 /// list is "not found" where Kafka would look it up.
@@ -230,6 +262,19 @@ mod tests {
         assert_eq!(level(&image, "transaction.version"), 0);
     }
 
+    // A new cluster is created at transaction.version 2 (Kafka 4.x formats at 2), while an
+    // image without the record (a data dir older than the feature) stays at 0.
+    #[test]
+    fn a_new_cluster_finalizes_transaction_version_2() {
+        assert_eq!(level(&MetadataImage::empty(), TRANSACTION_VERSION), 0);
+        let image = image_with(&new_cluster_records());
+        assert_eq!(level(&image, TRANSACTION_VERSION), 2);
+        assert_eq!(
+            finalized(&image),
+            BTreeMap::from([(GROUP_VERSION, 1), (TRANSACTION_VERSION, 2)])
+        );
+    }
+
     // Kafka's checks, in Kafka's order, with its messages.
     #[test]
     fn update_rules_and_messages() {
@@ -248,8 +293,12 @@ mod tests {
             "Invalid update version 2 for feature group.version. Local controller 1 only supports versions 0-1"
         );
         assert_eq!(
-            err(up("transaction.version", 2, UpgradeType::Upgrade)),
-            "Invalid update version 2 for feature transaction.version. Local controller 1 does not support this feature."
+            err(up("share.version", 1, UpgradeType::Upgrade)),
+            "Invalid update version 1 for feature share.version. Local controller 1 does not support this feature."
+        );
+        assert_eq!(
+            err(up(TRANSACTION_VERSION, 3, UpgradeType::Upgrade)),
+            "Invalid update version 3 for feature transaction.version. Local controller 1 only supports versions 0-2"
         );
         assert_eq!(
             err(up(GROUP_VERSION, 0, UpgradeType::Upgrade)),
@@ -275,7 +324,7 @@ mod tests {
             update(
                 &image,
                 1,
-                &[up("transaction.version", 0, UpgradeType::SafeDowngrade)]
+                &[up("share.version", 0, UpgradeType::SafeDowngrade)]
             )
             .unwrap(),
             vec![]

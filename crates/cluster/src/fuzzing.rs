@@ -23,6 +23,7 @@ use uuid::Uuid;
 
 use crate::group::records::{self, RecordKey};
 use crate::group::{ClientInfo, GroupConfig, GroupCoordinator, GroupRequest, Output, TopicView};
+use crate::txn::TxnResult;
 
 pub use controller::controller;
 pub use txn::txn_coordinator;
@@ -34,7 +35,7 @@ pub const STEPS_MAX: usize = 64;
 const DECODED_BYTES_MAX: usize = 64 << 20;
 
 /// Every API the group coordinator answers.
-const GROUP_APIS: [ApiKey; 12] = [
+const GROUP_APIS: [ApiKey; 13] = [
     ApiKey::JoinGroup,
     ApiKey::SyncGroup,
     ApiKey::Heartbeat,
@@ -47,7 +48,16 @@ const GROUP_APIS: [ApiKey; 12] = [
     ApiKey::DeleteGroups,
     ApiKey::ConsumerGroupHeartbeat,
     ApiKey::ConsumerGroupDescribe,
+    ApiKey::TxnOffsetCommit,
 ];
+
+/// One entry of the fuzzed `__consumer_offsets` log.
+enum Logged {
+    /// A record, from a transactional batch of the producer id (-1: not transactional).
+    Record(i64, crate::group::Record),
+    /// A transaction marker of a producer.
+    Marker(i64, TxnResult),
+}
 
 /// Topics "a" (3 partitions) and "b" (1): names the generator's alphabet produces.
 struct FuzzTopics;
@@ -87,6 +97,7 @@ fn group_request(body: RequestKind) -> Option<GroupRequest> {
         RequestKind::DeleteGroups(r) => GroupRequest::DeleteGroups(r),
         RequestKind::ConsumerGroupHeartbeat(r) => GroupRequest::ConsumerGroupHeartbeat(r),
         RequestKind::ConsumerGroupDescribe(r) => GroupRequest::ConsumerGroupDescribe(r),
+        RequestKind::TxnOffsetCommit(r) => GroupRequest::TxnOffsetCommit(r),
         _ => return None,
     })
 }
@@ -258,7 +269,9 @@ pub fn group_coordinator(data: &[u8]) {
         unknown_tags: false,
     };
     let mut now_ms: i64 = 1_000_000;
-    let mut committed_log: Vec<(Bytes, Option<Bytes>)> = Vec::new();
+    // What reached the log, in order: records with the producer id of their batch (-1: not
+    // transactional), and transaction markers.
+    let mut committed_log: Vec<Logged> = Vec::new();
     let mut members = Members::default();
     let mut ledger = Ledger::default();
     let mut next_id = 1u64;
@@ -267,6 +280,23 @@ pub fn group_coordinator(data: &[u8]) {
             break;
         }
         let outputs = match input.below(8) {
+            0 if input.below(2) == 0 => {
+                // A transaction ends: a marker for a producer with pending offsets (or any
+                // other producer, which changes nothing).
+                let producers: Vec<i64> = coordinator.pending_txn_offsets().producers().collect();
+                let producer_id = match producers.len() {
+                    0 => input.below(3) as i64,
+                    n => producers[input.below(n as u64) as usize],
+                };
+                let result = if input.below(2) == 0 {
+                    TxnResult::Commit
+                } else {
+                    TxnResult::Abort
+                };
+                coordinator.replay_end_txn(producer_id, result);
+                committed_log.push(Logged::Marker(producer_id, result));
+                Vec::new()
+            }
             0 => {
                 now_ms += input.below(5_000) as i64;
                 let out = coordinator.tick(now_ms, &FuzzTopics);
@@ -342,8 +372,8 @@ pub fn group_coordinator(data: &[u8]) {
                     let responses = if input.below(8) == 0 {
                         on_failure
                     } else {
-                        coordinator.on_committed(&records);
-                        committed_log.extend(records);
+                        coordinator.on_committed_at(committed_log.len() as i64, -1, &records);
+                        committed_log.extend(records.into_iter().map(|r| Logged::Record(-1, r)));
                         on_success
                     };
                     for (id, response) in responses {
@@ -351,18 +381,67 @@ pub fn group_coordinator(data: &[u8]) {
                         ledger.answer(id, &response);
                     }
                 }
+                // The fuzzer sends no CompleteTransaction (not a client request); markers
+                // come from its own steps above.
+                Output::WriteMarker { id, completion, .. } => {
+                    coordinator.replay_end_txn(completion.producer_id, completion.result);
+                    committed_log.push(Logged::Marker(completion.producer_id, completion.result));
+                    let response =
+                        crate::group::coordinator::marker_response(completion.partition, 0);
+                    ledger.answer(id, &response);
+                }
+                Output::AppendTransactional {
+                    producer_id,
+                    records,
+                    on_success: (id, response),
+                    on_failure: (failed_id, failure),
+                    ..
+                } => {
+                    // A transactional append fails (a fenced producer, say) or commits.
+                    let (id, response) = if input.below(8) == 0 {
+                        let code = input.below(100) as i16;
+                        (
+                            failed_id,
+                            ResponseKind::TxnOffsetCommit(crate::group::txn_offset_commit_failed(
+                                failure, code,
+                            )),
+                        )
+                    } else {
+                        coordinator.on_committed_at(
+                            committed_log.len() as i64,
+                            producer_id,
+                            &records,
+                        );
+                        committed_log
+                            .extend(records.into_iter().map(|r| Logged::Record(producer_id, r)));
+                        (id, response)
+                    };
+                    members.learn(&response);
+                    ledger.answer(id, &response);
+                }
             }
         }
     }
     let mut replayed = GroupCoordinator::new(config);
-    for (key, value) in &committed_log {
-        if let Err(e) = replayed.replay(key, value.as_deref()) {
-            let kind = records::decode_key(key).unwrap_or(RecordKey::Other(-1));
-            panic!("a committed record does not replay ({kind:?}): {e}");
+    for (offset, logged) in committed_log.iter().enumerate() {
+        match logged {
+            Logged::Record(producer_id, (key, value)) => {
+                if let Err(e) =
+                    replayed.replay_at(offset as i64, *producer_id, key, value.as_deref())
+                {
+                    let kind = records::decode_key(key).unwrap_or(RecordKey::Other(-1));
+                    panic!("a committed record does not replay ({kind:?}): {e}");
+                }
+            }
+            Logged::Marker(producer_id, result) => replayed.replay_end_txn(*producer_id, *result),
         }
     }
     assert!(
         replayed.committed_offsets() == coordinator.committed_offsets(),
         "committed offsets differ from those replayed from the log"
+    );
+    assert!(
+        replayed.pending_txn_offsets() == coordinator.pending_txn_offsets(),
+        "pending transactional offsets differ from those replayed from the log"
     );
 }

@@ -66,6 +66,15 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     full(ApiKey::DescribeTopicPartitions, 0, 0),
     full(ApiKey::ListConfigResources, 0, 1),
     full(ApiKey::DeleteRecords, 0, 2),
+    full(ApiKey::AddPartitionsToTxn, 0, 5),
+    full(ApiKey::AddOffsetsToTxn, 0, 4),
+    full(ApiKey::EndTxn, 0, 5),
+    full(ApiKey::DescribeTransactions, 0, 0),
+    full(ApiKey::ListTransactions, 0, 2),
+    full(ApiKey::TxnOffsetCommit, 0, 5),
+    // Kafka 4.4 has v2 (a TransactionVersion per marker); kafka-protocol 0.18 stops at v1.
+    full(ApiKey::WriteTxnMarkers, 1, 1),
+    full(ApiKey::DescribeProducers, 0, 0),
 ];
 
 /// The supported range for `api_key`, if runnel serves it.

@@ -32,6 +32,6 @@ pub use log::{
     PartitionLog,
 };
 pub use offsets::{LogOffsets, OffsetsSnapshot};
-pub use reader::{LogReader, LogSnapshot};
+pub use reader::{ActiveProducer, LogReader, LogSnapshot};
 pub use runnel_protocol::batch::TimestampType;
 pub use txn::{AbortedTxn, TxnMarker, TxnResult, ABORTED_TXN_BYTES};

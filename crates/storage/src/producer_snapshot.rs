@@ -71,11 +71,8 @@ pub(crate) fn encode(producers: &HashMap<i64, ProducerEntry>) -> Vec<u8> {
             i32::try_from(b.last_offset - b.first_offset).unwrap_or(i32::MAX)
         });
         out.extend_from_slice(&delta.to_be_bytes());
-        out.extend_from_slice(
-            &last
-                .map_or(entry.last_timestamp, |b| b.timestamp)
-                .to_be_bytes(),
-        );
+        // Kafka's `entry.lastTimestamp()`: the last batch's, or a later marker's.
+        out.extend_from_slice(&entry.last_timestamp.to_be_bytes());
         out.extend_from_slice(&entry.coordinator_epoch.to_be_bytes());
         out.extend_from_slice(&entry.current_txn_first_offset.unwrap_or(-1).to_be_bytes());
     }

@@ -229,6 +229,14 @@ impl ProducerStateManager {
         &self.producers
     }
 
+    /// Whether `producer_id` has a transaction open here at `producer_epoch` (Kafka's
+    /// `hasOngoingTransaction`).
+    pub(crate) fn has_ongoing_txn(&self, producer_id: i64, producer_epoch: i16) -> bool {
+        self.producers
+            .get(&producer_id)
+            .is_some_and(|e| e.current_txn_first_offset.is_some() && e.epoch == producer_epoch)
+    }
+
     /// The ongoing transactions as (producer id, first offset), earliest first.
     pub(crate) fn ongoing_txns(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
         self.ongoing.iter().map(|(&first, &pid)| (pid, first))
@@ -241,6 +249,19 @@ impl ProducerStateManager {
             .iter()
             .filter_map(|(&id, entry)| entry.batches.back().map(|b| (id, b.last_offset)))
             .collect()
+    }
+
+    /// What DescribeProducers reports of `producer_id`, if known.
+    pub(crate) fn describe(&self, producer_id: i64) -> Option<crate::reader::ActiveProducer> {
+        let entry = self.producers.get(&producer_id)?;
+        Some(crate::reader::ActiveProducer {
+            producer_id,
+            producer_epoch: entry.epoch,
+            last_sequence: entry.last_seq(),
+            last_timestamp: entry.last_timestamp,
+            coordinator_epoch: entry.coordinator_epoch,
+            current_txn_start_offset: entry.current_txn_first_offset.unwrap_or(-1),
+        })
     }
 
     /// Applies an append's checked updates, keeping the ongoing transactions in step.
@@ -343,11 +364,13 @@ pub(crate) fn check_marker(
 
 /// Checks one client batch against `updated` (the producer's entry including earlier batches of
 /// the same append; `None` = unknown producer) and records it there. `header` already carries
-/// the assigned offsets. Mirrors `ProducerAppendInfo.checkProducerEpoch` and `checkSequence`.
+/// the assigned offsets. Mirrors `ProducerAppendInfo.checkProducerEpoch` and `checkSequence`
+/// (the latter only when `check_sequence`: a client's batch, not a coordinator's).
 pub(crate) fn check_and_update(
     updates: &mut HashMap<i64, ProducerEntry>,
     committed: Option<&ProducerEntry>,
     header: &BatchHeader,
+    check_sequence: bool,
 ) -> Result<(), StorageError> {
     let producer_id = header.producer_id;
     let current_epoch = committed.map_or(NO_PRODUCER_EPOCH, |e| e.epoch);
@@ -363,7 +386,9 @@ pub(crate) fn check_and_update(
         });
     }
     let first_seq = header.base_sequence;
-    if epoch != entry.epoch {
+    if !check_sequence {
+        // A coordinator's batch: its sequence means nothing (always 0).
+    } else if epoch != entry.epoch {
         // A bumped epoch restarts sequences at 0, unless we never knew this producer.
         if first_seq != 0 && entry.epoch != NO_PRODUCER_EPOCH {
             return Err(StorageError::OutOfOrderSequence {
@@ -428,7 +453,7 @@ mod tests {
 
     fn append(m: &mut ProducerStateManager, h: &BatchHeader) -> Result<(), StorageError> {
         let mut updates = HashMap::new();
-        check_and_update(&mut updates, m.get(h.producer_id), h)?;
+        check_and_update(&mut updates, m.get(h.producer_id), h, true)?;
         m.commit(updates);
         Ok(())
     }

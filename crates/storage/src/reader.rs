@@ -50,6 +50,7 @@
 //!   and may drop them, so a later read could bring back older bytes), so the log answers no
 //!   reads, as Kafka answers KAFKA_STORAGE_ERROR for an offline log directory.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -101,6 +102,26 @@ pub(crate) struct LogShared {
     /// Base offset of the active segment, for callers deciding whether a read will reach the
     /// (likely cold) sealed segments.
     active_base_offset: AtomicI64,
+    /// What DescribeProducers reports of each producer, copied by the writer after every
+    /// change of producer state: readers take this small lock (never held across I/O)
+    /// rather than the writer's, which an fsync may hold.
+    producers: Mutex<HashMap<i64, ActiveProducer>>,
+}
+
+/// One producer of a partition as DescribeProducers reports it (Kafka's
+/// `DescribeProducersResponseData.ProducerState` from `UnifiedLog.activeProducers`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActiveProducer {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    /// -1 when no batch of the producer is retained.
+    pub last_sequence: i32,
+    /// -1 when unknown.
+    pub last_timestamp: i64,
+    /// -1 before the producer's first marker here.
+    pub coordinator_epoch: i32,
+    /// First offset of the producer's open transaction here, -1 if none.
+    pub current_txn_start_offset: i64,
 }
 
 fn lock_view(view: &Mutex<Arc<View>>) -> MutexGuard<'_, Arc<View>> {
@@ -125,6 +146,29 @@ impl LogShared {
             truncations: AtomicU64::new(0),
             poisoned: AtomicBool::new(false),
             active_base_offset: AtomicI64::new(active_base_offset),
+            producers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn published_producers(&self) -> MutexGuard<'_, HashMap<i64, ActiveProducer>> {
+        // Holds whole entries, each replaced in one assignment.
+        self.producers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The writer changed these producers; with `replace_all` they are every producer known.
+    pub(crate) fn publish_producers(
+        &self,
+        producers: impl Iterator<Item = ActiveProducer>,
+        replace_all: bool,
+    ) {
+        let mut published = self.published_producers();
+        if replace_all {
+            published.clear();
+        }
+        for p in producers {
+            published.insert(p.producer_id, p);
         }
     }
 
@@ -249,6 +293,19 @@ impl LogReader {
     /// The log start offset, high watermark and log end offset, lock-free.
     pub fn offsets(&self) -> &LogOffsets {
         &self.shared.offsets
+    }
+
+    /// Every producer with state in the partition, by producer id, as of the writer's last
+    /// change (DescribeProducers). Does not wait for the writer.
+    pub fn active_producers(&self) -> Vec<ActiveProducer> {
+        let mut producers: Vec<ActiveProducer> = self
+            .shared
+            .published_producers()
+            .values()
+            .copied()
+            .collect();
+        producers.sort_by_key(|p| p.producer_id);
+        producers
     }
 
     /// Base offset of the active segment: a read from below it reaches sealed segments, whose

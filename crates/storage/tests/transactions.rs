@@ -12,8 +12,8 @@ use runnel_protocol::compression::DecompressLimits;
 use runnel_protocol::fuzzing::{Choices, Xorshift};
 use runnel_storage::io::StdIo;
 use runnel_storage::{
-    AbortedTxn, FileBudget, LastShutdown, LogConfig, PartitionLog, StorageError, TxnMarker,
-    TxnResult, ABORTED_TXN_BYTES,
+    AbortedTxn, ActiveProducer, FileBudget, LastShutdown, LogConfig, PartitionLog, StorageError,
+    TxnMarker, TxnResult, ABORTED_TXN_BYTES,
 };
 
 mod support;
@@ -247,6 +247,64 @@ fn commit_and_abort_move_the_lso_and_fill_the_txn_index() {
         read_committed(&log, 1 << 20),
         vec![(0, 1), (1, 2), (4, 5), (6, 6)]
     );
+}
+
+#[test]
+fn coordinator_batches_skip_sequence_and_retry_checks_but_not_epochs() {
+    // Goal: a group coordinator's transactional batches (base sequence 0 every time, as
+    // Kafka's CoordinatorRuntime writes them) are all written and open the producer's
+    // transaction; an older epoch is still refused. The same batch from a client would be a
+    // retry of the first.
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(dir.path().join("t-0"), TOPIC, config(1 << 20)).unwrap();
+    let first = log
+        .append_as_coordinator(producer_batch(9, 1, 0, &[1], true).into(), 0, 1_000)
+        .unwrap();
+    let second = log
+        .append_as_coordinator(producer_batch(9, 1, 0, &[2], true).into(), 0, 1_000)
+        .unwrap();
+    assert!(!second.duplicate);
+    assert_eq!((first.base_offset, second.base_offset), (0, 1));
+    assert_eq!(log.ongoing_transactions(), vec![(9, 0)]);
+    let retry = log
+        .append_as_leader(producer_batch(9, 1, 0, &[3], true).into(), 0, 1_000)
+        .unwrap();
+    assert!(
+        retry.duplicate,
+        "a client batch with the same sequences is a retry"
+    );
+    let fenced = log.append_as_coordinator(producer_batch(9, 0, 0, &[4], true).into(), 0, 1_000);
+    assert!(matches!(
+        fenced,
+        Err(StorageError::InvalidProducerEpoch { .. })
+    ));
+    // Readers see the producer as DescribeProducers reports it, without the writer's lock,
+    // after a marker and after a reopen alike.
+    let described = |log: &PartitionLog| log.reader().active_producers();
+    let open = described(&log);
+    assert_eq!(open.len(), 1);
+    let expected = ActiveProducer {
+        producer_id: 9,
+        producer_epoch: 1,
+        last_sequence: 0,
+        last_timestamp: open[0].last_timestamp,
+        coordinator_epoch: -1,
+        current_txn_start_offset: 0,
+    };
+    assert_eq!(open, vec![expected]);
+    log.append_txn_marker(&marker(9, 1, 4, TxnResult::Commit), 0, 2_000)
+        .unwrap();
+    let ended = ActiveProducer {
+        coordinator_epoch: 4,
+        current_txn_start_offset: -1,
+        last_timestamp: 2_000,
+        ..expected
+    };
+    assert_eq!(described(&log), vec![ended]);
+    log.close().unwrap();
+    let log = PartitionLog::open(dir.path().join("t-0"), TOPIC, config(1 << 20)).unwrap();
+    // The snapshot keeps the marker's timestamp, as Kafka's `lastTimestamp`.
+    assert_eq!(described(&log), vec![ended]);
 }
 
 #[test]
@@ -1142,4 +1200,116 @@ fn cleaning_compacts_committed_transactional_data_and_ignores_aborted_keys() {
         3,
         "markers stay"
     );
+}
+
+/// Base offsets of the whole batches in `bytes`.
+fn batch_bases(bytes: &[u8]) -> Vec<i64> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while let Ok(h) = BatchHeader::parse(&bytes[pos..]) {
+        if pos + h.size_bytes() > bytes.len() {
+            break;
+        }
+        out.push(h.base_offset);
+        pos += h.size_bytes();
+    }
+    out
+}
+
+#[test]
+fn a_fetch_slice_reads_past_markers_up_to_its_bound() {
+    // The fetch path's slice from offset 0 holds every batch below the high watermark
+    // (read_uncommitted) or the LSO (read_committed), COMMIT and ABORT markers included,
+    // whether the high watermark followed each append or lagged behind the markers and caught
+    // up in one step, with a sparse or a dense offset index. Markers never end a slice.
+    for index_interval_bytes in [4096, 100] {
+        for hw_lags in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let log_config = LogConfig {
+                index_interval_bytes,
+                ..config(1 << 20)
+            };
+            let mut log = PartitionLog::open(dir.path().join("t-0"), TOPIC, log_config).unwrap();
+            let follow = |log: &mut PartitionLog| {
+                if !hw_lags {
+                    let leo = log.log_end_offset();
+                    log.set_high_watermark(leo);
+                }
+            };
+            for seq in 0..4 {
+                let batch = producer_batch(7, 0, seq, &[seq as u64], true);
+                log.append_as_leader(batch.into(), 0, 1_000).unwrap(); // 0-3
+                follow(&mut log);
+            }
+            log.append_txn_marker(&marker(7, 0, 0, TxnResult::Commit), 0, 2_000)
+                .unwrap(); // 4
+            follow(&mut log);
+            let batch = producer_batch(7, 0, 4, &[4], true);
+            log.append_as_leader(batch.into(), 0, 3_000).unwrap(); // 5
+            follow(&mut log);
+            log.append_txn_marker(&marker(7, 0, 0, TxnResult::Abort), 0, 4_000)
+                .unwrap(); // 6
+            follow(&mut log);
+            if hw_lags {
+                assert_eq!(
+                    log.last_stable_offset(),
+                    0,
+                    "nothing stable before the HW moves"
+                );
+                log.set_high_watermark(7);
+            }
+            assert_eq!((log.high_watermark(), log.last_stable_offset()), (7, 7));
+            let snapshot = log.reader().snapshot().unwrap();
+            for bound in [snapshot.high_watermark(), snapshot.last_stable_offset()] {
+                let slice = snapshot
+                    .read_file_slice(0, 1 << 20, bound, true)
+                    .unwrap()
+                    .expect("records below the bound");
+                assert_eq!(slice.len as u64, snapshot.size_bytes(), "the whole log");
+                let bytes = slice.read_to_bytes().unwrap();
+                assert_eq!(
+                    batch_bases(&bytes),
+                    vec![0, 1, 2, 3, 4, 5, 6],
+                    "interval {index_interval_bytes}, HW lagging {hw_lags}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_marker_stamped_a_segment_ms_after_the_first_batch_rolls_and_ends_a_slice() {
+    // The suspected "fetch stops before marker batches": records stamped long before their
+    // marker (test batches stamped 1970, the marker stamped now) make the marker roll, as
+    // Kafka's `LogSegment.shouldRoll` does (`timeWaitedForRoll` is the appended batch's max
+    // timestamp minus the segment's first batch timestamp, against `segment.ms`), and a slice,
+    // like Kafka's `LocalLog.read`, comes from one segment: it ends at the marker, and the
+    // next one starts there.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t-0");
+    let log_config = config(1 << 20);
+    let segment_ms = log_config.segment_ms;
+    let mut log = PartitionLog::open(path.clone(), TOPIC, log_config).unwrap();
+    for seq in 0..4 {
+        let batch = producer_batch(7, 0, seq, &[seq as u64], true);
+        log.append_as_leader(batch.into(), 0, 1_000).unwrap(); // 0-3, stamped 1_000
+    }
+    // Exactly segment.ms after the first batch: not yet past it, no roll.
+    log.append_txn_marker(&marker(7, 0, 0, TxnResult::Commit), 0, 1_000 + segment_ms)
+        .unwrap(); // 4
+    assert_eq!(segment_bases(&path), vec![0]);
+    let batch = producer_batch(7, 0, 4, &[4], true);
+    log.append_as_leader(batch.into(), 0, 1_000).unwrap(); // 5
+                                                           // One ms more: the marker rolls a new segment.
+    log.append_txn_marker(&marker(7, 0, 0, TxnResult::Abort), 0, 1_001 + segment_ms)
+        .unwrap(); // 6
+    assert_eq!(segment_bases(&path), vec![0, 6]);
+    log.set_high_watermark(7);
+    let snapshot = log.reader().snapshot().unwrap();
+    let read = |from: i64| {
+        let slice = snapshot.read_file_slice(from, 1 << 20, 7, true).unwrap();
+        batch_bases(&slice.unwrap().read_to_bytes().unwrap())
+    };
+    assert_eq!(read(0), vec![0, 1, 2, 3, 4, 5]);
+    assert_eq!(read(6), vec![6]);
 }

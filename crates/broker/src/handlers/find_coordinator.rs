@@ -1,5 +1,7 @@
 //! FindCoordinator: a group's coordinator is the leader of its `__consumer_offsets` partition,
-//! as the metadata image registers it. Transactions and share groups have no coordinator yet.
+//! a transactional id's the leader of its `__transaction_state` partition, as the metadata
+//! image registers them; each topic is created on first use. Share groups have no
+//! coordinator yet.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
@@ -27,14 +29,16 @@ fn not_available() -> Answer {
     }
 }
 
-/// The leader of the group's `__consumer_offsets` partition and its endpoint on `listener`.
-fn group_coordinator(broker: &Broker, listener: &str, group_id: &str) -> Answer {
+/// The leader of the partition of `internal_topic` that holds `key` and its endpoint on
+/// `listener`.
+fn coordinator(broker: &Broker, listener: &str, internal_topic: &str, key: &str) -> Answer {
     let image = broker.image();
-    let Some(topic) = image.topic(crate::internal_topics::OFFSETS_TOPIC) else {
+    let Some(topic) = image.topic(internal_topic) else {
         return not_available();
     };
     let partitions = i32::try_from(topic.partitions).unwrap_or(i32::MAX);
-    let partition = runnel_cluster::group::offsets_partition_for(group_id, partitions);
+    // Transactional ids hash as group ids do (Kafka's `partitionFor` of both).
+    let partition = runnel_cluster::group::offsets_partition_for(key, partitions);
     let leader = topic.registration(partition).map_or(-1, |r| r.leader);
     match image.brokers.get(&leader) {
         Some(b) => {
@@ -52,7 +56,7 @@ fn group_coordinator(broker: &Broker, listener: &str, group_id: &str) -> Answer 
 fn answer(broker: &Broker, listener: &str, key_type: i8, key: &str) -> Answer {
     match key_type {
         KEY_TYPE_GROUP => match broker.ensure_offsets_topic() {
-            Ok(()) => group_coordinator(broker, listener, key),
+            Ok(()) => coordinator(broker, listener, crate::internal_topics::OFFSETS_TOPIC, key),
             Err(e) => {
                 tracing::error!(error = %e, "creating __consumer_offsets");
                 Answer {
@@ -62,11 +66,17 @@ fn answer(broker: &Broker, listener: &str, key_type: i8, key: &str) -> Answer {
                 }
             }
         },
-        // No transaction coordinator yet: clients retry, as while Kafka's is loading.
-        KEY_TYPE_TRANSACTION => Answer {
-            error: ResponseError::CoordinatorNotAvailable,
-            message: Some("The coordinator is not available."),
-            node: None,
+        KEY_TYPE_TRANSACTION => match broker.ensure_transaction_topic() {
+            Ok(()) => coordinator(
+                broker,
+                listener,
+                crate::internal_topics::TRANSACTION_STATE_TOPIC,
+                key,
+            ),
+            Err(e) => {
+                tracing::error!(error = %e, "creating __transaction_state");
+                not_available()
+            }
         },
         // Share groups (KIP-932) and unknown types: Kafka answers INVALID_REQUEST without a
         // share coordinator.

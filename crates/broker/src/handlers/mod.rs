@@ -12,6 +12,7 @@ use kafka_protocol::messages::{RequestKind, ResponseKind};
 use runnel_protocol::request::Request;
 
 use runnel_cluster::group::coordinator::GroupRequest;
+use runnel_cluster::txn::TxnRequest;
 
 use crate::authorizer::ResourceType;
 use crate::context::RequestContext;
@@ -24,6 +25,7 @@ mod delete_records;
 mod describe_cluster;
 mod describe_configs;
 mod describe_log_dirs;
+mod describe_producers;
 mod describe_topic_partitions;
 mod elect_leaders;
 mod fetch;
@@ -34,8 +36,12 @@ mod list_offsets;
 mod metadata;
 mod offset_for_leader_epoch;
 mod produce;
+mod produce_txn;
 mod topics;
+mod txn_auth;
+mod txn_offset_commit;
 mod update_features;
+mod write_txn_markers;
 
 pub use api_versions::unsupported_version_response;
 pub use fetch::{materialize as materialize_fetch, FetchAnswer};
@@ -100,8 +106,24 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext<'_>, request: Req
         RequestKind::DescribeCluster(r) => {
             ResponseKind::DescribeCluster(describe_cluster::handle(broker, ctx, &r))
         }
+        RequestKind::InitProducerId(r) if r.transactional_id.is_some() => {
+            return txn(broker, ctx, version, TxnRequest::InitProducerId(r)).await
+        }
         RequestKind::InitProducerId(r) => {
             ResponseKind::InitProducerId(init_producer_id::handle(broker, &r))
+        }
+        RequestKind::AddPartitionsToTxn(r) => {
+            return txn(broker, ctx, version, TxnRequest::AddPartitionsToTxn(r)).await
+        }
+        RequestKind::AddOffsetsToTxn(r) => {
+            return txn(broker, ctx, version, TxnRequest::AddOffsetsToTxn(r)).await
+        }
+        RequestKind::EndTxn(r) => return txn(broker, ctx, version, TxnRequest::EndTxn(r)).await,
+        RequestKind::DescribeTransactions(r) => {
+            return txn(broker, ctx, version, TxnRequest::DescribeTransactions(r)).await
+        }
+        RequestKind::ListTransactions(r) => {
+            return txn(broker, ctx, version, TxnRequest::ListTransactions(r)).await
         }
         RequestKind::DescribeLogDirs(r) => {
             ResponseKind::DescribeLogDirs(describe_log_dirs::handle(broker, ctx, &r))
@@ -121,12 +143,15 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext<'_>, request: Req
         RequestKind::ListOffsets(r) => {
             ResponseKind::ListOffsets(list_offsets::handle(broker, ctx, r, version))
         }
-        RequestKind::Produce(r) => match produce::apply(broker, r, version) {
-            produce::Applied::Done(ProduceReply::Respond(r)) => ResponseKind::Produce(r),
-            produce::Applied::Done(ProduceReply::Silent) => return Reply::Silent,
-            produce::Applied::Done(ProduceReply::Close) => return Reply::Close,
-            produce::Applied::Pending(pending) => return Reply::Produce(pending),
-        },
+        RequestKind::Produce(r) => {
+            let refused = produce_txn::verify(broker, ctx.principal(), &r, version).await;
+            match produce::apply(broker, r, version, &refused) {
+                produce::Applied::Done(ProduceReply::Respond(r)) => ResponseKind::Produce(r),
+                produce::Applied::Done(ProduceReply::Silent) => return Reply::Silent,
+                produce::Applied::Done(ProduceReply::Close) => return Reply::Close,
+                produce::Applied::Pending(pending) => return Reply::Produce(pending),
+            }
+        }
         RequestKind::Fetch(r) => return Reply::Fetch(fetch::handle(broker, r, version).await),
         RequestKind::FindCoordinator(r) => {
             ResponseKind::FindCoordinator(find_coordinator::handle(broker, ctx, r, version))
@@ -157,12 +182,68 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext<'_>, request: Req
         RequestKind::ConsumerGroupDescribe(r) => {
             return group(broker, ctx, GroupRequest::ConsumerGroupDescribe(r)).await
         }
+        RequestKind::TxnOffsetCommit(r) => match txn_offset_commit::handle(broker, ctx, r).await {
+            Some(response) => ResponseKind::TxnOffsetCommit(response),
+            None => return Reply::Close,
+        },
+        RequestKind::WriteTxnMarkers(r) => {
+            ResponseKind::WriteTxnMarkers(write_txn_markers::handle(broker, ctx, &r).await)
+        }
+        RequestKind::DescribeProducers(r) => {
+            ResponseKind::DescribeProducers(describe_producers::handle(broker, ctx, &r))
+        }
         other => {
             // The connection only dispatches APIs from the supported table, so this is our bug.
             tracing::error!(request = ?std::mem::discriminant(&other), "no handler for a supported API");
             return Reply::Close;
         }
     })
+}
+
+/// Routes a transaction request to the transaction coordinator (which creates
+/// `__transaction_state` first if needed, as Kafka's does on first use) and waits for its
+/// answer.
+async fn txn(
+    broker: &Arc<Broker>,
+    ctx: &RequestContext<'_>,
+    version: i16,
+    mut request: TxnRequest,
+) -> Reply {
+    let authorizer = &*broker.authorizer;
+    if let Some(refused) = txn_auth::denied(authorizer, ctx.principal(), version, &request) {
+        return Reply::Send(refused);
+    }
+    let mut describe_refused = Vec::new();
+    if let TxnRequest::DescribeTransactions(r) = &mut request {
+        describe_refused = txn_auth::describe_denied(authorizer, ctx.principal(), r);
+    }
+    if matches!(request, TxnRequest::InitProducerId(_)) {
+        if let Err(e) = broker.ensure_transaction_topic() {
+            tracing::error!(error = %e, "creating __transaction_state");
+        }
+    }
+    let Some(mut response) = broker.txns.call(&**broker, version, request).await else {
+        return Reply::Close;
+    };
+    match &mut response {
+        ResponseKind::ListTransactions(r) => {
+            txn_auth::filter_listed(authorizer, ctx.principal(), r);
+        }
+        ResponseKind::DescribeTransactions(r) if !describe_refused.is_empty() => {
+            // Back in the request's order: the refused ids at their positions.
+            let mut answered = std::mem::take(&mut r.transaction_states).into_iter();
+            let total = answered.len() + describe_refused.len();
+            let mut refused = describe_refused.into_iter().peekable();
+            for i in 0..total {
+                match refused.next_if(|(at, _)| *at == i) {
+                    Some((_, state)) => r.transaction_states.push(state),
+                    None => r.transaction_states.extend(answered.next()),
+                }
+            }
+        }
+        _ => {}
+    }
+    Reply::Send(response)
 }
 
 /// Routes a group request to the coordinator (which creates `__consumer_offsets` first if

@@ -111,14 +111,22 @@ fn rejected(index: i32, e: &StorageError) -> PartitionProduceResponse {
 /// Validates the request and appends (page-cache mode) or queues (fsync mode) every batch. The
 /// caller must apply a connection's requests one at a time in arrival order: queueing order is
 /// append order, which idempotent producers' sequence checks rely on.
-pub fn apply(broker: &Broker, request: ProduceRequest, version: i16) -> Applied {
+/// `refused` holds the partitions (by topic and partition position in the request) refused
+/// before any append, with their error: transactional batches the coordinator did not verify
+/// (`produce_txn::verify`).
+pub fn apply(
+    broker: &Broker,
+    request: ProduceRequest,
+    version: i16,
+    refused: &super::produce_txn::Refused,
+) -> Applied {
     let acks = request.acks;
     let image = broker.image();
     let acks_valid = matches!(acks, -1..=1);
     let mut responses = Vec::with_capacity(request.topic_data.len());
     // Empty (no allocation) unless some partition is in fsync mode.
     let mut awaiting: Vec<AwaitingFsync> = Vec::new();
-    for topic_data in request.topic_data {
+    for (topic_position, topic_data) in request.topic_data.into_iter().enumerate() {
         // v13 names topics by id; earlier versions by name.
         let topic = if version >= 13 {
             image.topic_by_id(&topic_data.topic_id)
@@ -131,7 +139,7 @@ pub fn apply(broker: &Broker, request: ProduceRequest, version: i16) -> Applied 
             ResponseError::UnknownTopicOrPartition
         };
         let mut partition_responses = Vec::with_capacity(topic_data.partition_data.len());
-        for data in topic_data.partition_data {
+        for (partition_position, data) in topic_data.partition_data.into_iter().enumerate() {
             let failed = |code: i16, message: Option<String>| {
                 PartitionProduceResponse::default()
                     .with_index(data.index)
@@ -143,6 +151,10 @@ pub fn apply(broker: &Broker, request: ProduceRequest, version: i16) -> Applied 
             };
             if !acks_valid {
                 partition_responses.push(failed(ResponseError::InvalidRequiredAcks.code(), None));
+                continue;
+            }
+            if let Some((code, message)) = refused.get(&(topic_position, partition_position)) {
+                partition_responses.push(failed(*code, message.clone()));
                 continue;
             }
             let partition = topic.and_then(|t| broker.partition(&t.topic_id, data.index));
@@ -159,15 +171,8 @@ pub fn apply(broker: &Broker, request: ProduceRequest, version: i16) -> Applied 
             // Produce v3+ carries exactly one v2 batch per partition (Kafka's
             // ProduceRequest.validateRecords); the log validates the batch itself.
             match BatchHeader::parse(&records) {
-                Ok(h) if h.size_bytes() == records.len() => {
-                    if h.is_transactional() || request.transactional_id.is_some() {
-                        partition_responses.push(failed(
-                            ResponseError::InvalidTxnState.code(),
-                            Some("transactions are not supported by this broker yet".into()),
-                        ));
-                        continue;
-                    }
-                }
+                // Transactional batches were checked with the coordinator (`refused`).
+                Ok(h) if h.size_bytes() == records.len() => {}
                 Ok(_) => {
                     partition_responses.push(failed(
                         ResponseError::InvalidRecord.code(),

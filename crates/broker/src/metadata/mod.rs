@@ -154,6 +154,35 @@ impl MetadataManager {
         Ok(id)
     }
 
+    /// Hands out a whole block of producer ids `(first, count)` that no other call, in this
+    /// process or any restart, hands out again: a new reservation through the log (Kafka's
+    /// `AllocateProducerIds`, which a transaction coordinator asks of the controller).
+    pub fn allocate_producer_id_block(
+        &self,
+        publisher: &dyn Publish,
+    ) -> Result<(i64, i64), ClusterError> {
+        crate::blocking::blocking(|| self.allocate_producer_id_block_blocking(publisher))
+    }
+
+    fn allocate_producer_id_block_blocking(
+        &self,
+        publisher: &dyn Publish,
+    ) -> Result<(i64, i64), ClusterError> {
+        let mut driver = self.driver();
+        let current = self.image();
+        let first = current.next_producer_id.max(driver.next_producer_id);
+        let command = Command::ReserveProducerIds {
+            handed_out: driver.next_producer_id,
+        };
+        let records = driver.engine.handle(&current, &command)?;
+        let reserved = self.commit(&mut driver, &current, &records, publisher)?;
+        let end = reserved.next_producer_id;
+        assert!(end > first, "a reservation moves the next producer id on");
+        // The whole block is the caller's: single ids come from the next reservation.
+        driver.next_producer_id = end;
+        Ok((first, end - first))
+    }
+
     /// Appends `records`, then applies them to a new image and publishes it; on an append
     /// failure nothing is applied. Takes a snapshot when the log asks for one.
     fn commit(

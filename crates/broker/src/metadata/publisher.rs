@@ -36,6 +36,9 @@ pub struct Publisher<'a> {
     pub metadata: &'a MetadataManager,
     /// The group coordinator, whose shards follow the leadership of `__consumer_offsets`.
     pub groups: &'a Groups,
+    /// The transaction coordinator, whose shards follow the leadership of
+    /// `__transaction_state`.
+    pub txns: &'a crate::txns::Txns,
     pub data_dir: &'a Path,
     /// The broker's static configs, under the dynamic ones of the image.
     pub static_configs: &'a BTreeMap<String, String>,
@@ -103,6 +106,10 @@ impl Publisher<'_> {
             }
         }
         self.load_coordinator_shards(image, delta);
+        if delta.changed_features {
+            self.txns
+                .set_transaction_version_level(crate::txns::transaction_version_level(image));
+        }
         self.metadata.install(Arc::clone(image));
         for topic in &delta.deleted_topics {
             self.remove_topic(topic);
@@ -152,11 +159,36 @@ impl Publisher<'_> {
         }
     }
 
-    /// Loads the group coordinator's shards of `__consumer_offsets` partitions this broker now
-    /// leads (the topic was created, or a registration names this broker) and unloads those it
-    /// no longer leads.
+    /// Loads the coordinators' shards of `__consumer_offsets` and `__transaction_state`
+    /// partitions this broker now leads (the topic was created, or a registration names this
+    /// broker) and unloads those it no longer leads.
     fn load_coordinator_shards(&self, image: &MetadataImage, delta: &MetadataDelta) {
-        let Some(topic) = image.topic(OFFSETS_TOPIC) else {
+        self.follow_leadership(
+            image,
+            delta,
+            OFFSETS_TOPIC,
+            &|partition| self.groups.load(partition, image, self.replicas),
+            &|partition| self.groups.unload(partition),
+        );
+        self.follow_leadership(
+            image,
+            delta,
+            crate::internal_topics::TRANSACTION_STATE_TOPIC,
+            &|partition| self.txns.load(partition, image, self.replicas),
+            &|partition| self.txns.unload(partition),
+        );
+    }
+
+    /// Loads or unloads the shard of each changed partition of `topic` as its leadership says.
+    fn follow_leadership(
+        &self,
+        image: &MetadataImage,
+        delta: &MetadataDelta,
+        topic: &str,
+        load: &dyn Fn(i32) -> anyhow::Result<()>,
+        unload: &dyn Fn(i32),
+    ) {
+        let Some(topic) = image.topic(topic) else {
             return;
         };
         let created = delta.created_topics.contains(&topic.topic_id);
@@ -178,15 +210,15 @@ impl Publisher<'_> {
                     .is_none()
             {
                 // Not open yet (startup registers partitions before it opens them); the shard
-                // is loaded once the partition is (`Groups::load_led`).
+                // is loaded once the partition is (`load_led`).
                 continue;
             }
             if leads {
-                if let Err(e) = self.groups.load(partition, image, self.replicas) {
-                    tracing::error!(partition, error = %e, "loading a group coordinator shard");
+                if let Err(e) = load(partition) {
+                    tracing::error!(topic = %topic.name, partition, error = %e, "loading a coordinator shard");
                 }
             } else {
-                self.groups.unload(partition);
+                unload(partition);
             }
         }
     }

@@ -150,7 +150,11 @@ impl ReplicaManager {
                 });
             }
         }
-        Ok(append_durably(partition, RoundAppend::Records(records)))
+        let append = match origin {
+            AppendOrigin::Coordinator => RoundAppend::CoordinatorRecords(records),
+            AppendOrigin::Client | AppendOrigin::Replication => RoundAppend::Records(records),
+        };
+        Ok(append_durably(partition, append))
     }
 
     /// Writes a transaction marker to `partition` as its leader: the per-partition step of
@@ -184,6 +188,14 @@ fn append_durably(partition: &Arc<Partition>, append: RoundAppend) -> AppendWait
             RoundAppend::Records(records) => {
                 let bytes = records.len();
                 let result = log.append_as_leader(records, partition.leader_epoch, now_ms());
+                if let Ok(outcome) = &result {
+                    partition.record_appended(bytes, outcome);
+                }
+                result
+            }
+            RoundAppend::CoordinatorRecords(records) => {
+                let bytes = records.len();
+                let result = log.append_as_coordinator(records, partition.leader_epoch, now_ms());
                 if let Ok(outcome) = &result {
                     partition.record_appended(bytes, outcome);
                 }

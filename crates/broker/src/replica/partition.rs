@@ -220,6 +220,14 @@ impl RoundLog for Partition {
                     }
                     appended
                 }
+                RoundAppend::CoordinatorRecords(records) => {
+                    let bytes = records.len();
+                    let appended = log.append_as_coordinator(records, self.leader_epoch, now_ms());
+                    if let Ok(outcome) = &appended {
+                        self.record_appended(bytes, outcome);
+                    }
+                    appended
+                }
                 RoundAppend::Marker(marker) => {
                     log.append_txn_marker(&marker, self.leader_epoch, now_ms())
                 }

@@ -511,6 +511,30 @@ impl ClassicGroup {
         Ok(())
     }
 
+    /// Kafka's `ClassicGroup.validateOffsetCommit` for a TxnOffsetCommit (`isTransactional`):
+    /// old versions carry no member id or generation, so an empty id with generation -1 is
+    /// accepted in any state, and the group's state is not enforced.
+    pub fn validate_txn_offset_commit(
+        &self,
+        member_id: &str,
+        group_instance_id: Option<&str>,
+        generation_id: i32,
+    ) -> Result<(), i16> {
+        if self.state == ClassicState::Dead {
+            return Err(err(ResponseError::CoordinatorNotAvailable));
+        }
+        if generation_id < 0 && self.state == ClassicState::Empty {
+            return Ok(());
+        }
+        if generation_id >= 0 || !member_id.is_empty() || group_instance_id.is_some() {
+            self.validate_member(member_id, group_instance_id)?;
+            if generation_id != self.generation_id {
+                return Err(err(ResponseError::IllegalGeneration));
+            }
+        }
+        Ok(())
+    }
+
     /// An offset commit keeps a member's session in Stable and PreparingRebalance.
     pub fn on_offset_commit(&mut self, member_id: &str, now_ms: i64) {
         if matches!(

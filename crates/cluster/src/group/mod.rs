@@ -6,6 +6,7 @@
 //! - `classic`: the classic protocol (JoinGroup/SyncGroup/Heartbeat/LeaveGroup).
 //! - `consumer`: the KIP-848 consumer protocol (ConsumerGroupHeartbeat/Describe).
 //! - `offsets`: committed offsets for both kinds of group.
+//! - `txn_offsets`: offsets committed in transactions not ended yet (TxnOffsetCommit).
 //! - `request`: the requests it answers, and their all-failed answers.
 //! - `output`: what it asks of its shell (responses, appends).
 //! - `records`: Kafka's `__consumer_offsets` key/value schemas (bytes from disk are hostile).
@@ -18,6 +19,7 @@ pub mod offsets;
 mod output;
 pub mod records;
 mod request;
+pub mod txn_offsets;
 
 #[cfg(test)]
 mod tests;
@@ -33,6 +35,9 @@ pub struct ClientInfo {
     pub client_host: String,
 }
 pub use coordinator::{GroupCoordinator, GroupRequest, Output, RequestId};
+pub use request::{
+    coordinator_write_error_code, txn_offset_commit_error, txn_offset_commit_failed,
+};
 
 /// The `__consumer_offsets` partition that holds `group_id` (Kafka's `partitionFor`:
 /// `Utils.abs(groupId.hashCode()) % partitions`, with Java's `String.hashCode` over UTF-16 code

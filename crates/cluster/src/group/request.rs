@@ -18,6 +18,23 @@ pub enum GroupRequest {
     DeleteGroups(DeleteGroupsRequest),
     ConsumerGroupHeartbeat(ConsumerGroupHeartbeatRequest),
     ConsumerGroupDescribe(ConsumerGroupDescribeRequest),
+    TxnOffsetCommit(TxnOffsetCommitRequest),
+    /// Not a client request: a transaction marker for the shard's partition, from
+    /// WriteTxnMarkers (Kafka's `GroupCoordinator.completeTransaction`). Answered with a
+    /// WriteTxnMarkers response holding the partition's code.
+    CompleteTransaction(TxnCompletion),
+}
+
+/// A transaction marker the group coordinator writes to its partition and then applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TxnCompletion {
+    /// The `__consumer_offsets` partition (the shard's).
+    pub partition: i32,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub coordinator_epoch: i32,
+    pub result: crate::txn::TxnResult,
+    pub transaction_version: i16,
 }
 
 impl GroupRequest {
@@ -143,6 +160,12 @@ impl GroupRequest {
             GroupRequest::ConsumerGroupHeartbeat(_) => ResponseKind::ConsumerGroupHeartbeat(
                 ConsumerGroupHeartbeatResponse::default().with_error_code(code),
             ),
+            GroupRequest::TxnOffsetCommit(r) => {
+                ResponseKind::TxnOffsetCommit(txn_offset_commit_error(r, code))
+            }
+            GroupRequest::CompleteTransaction(c) => {
+                super::coordinator::marker_response(c.partition, code)
+            }
             GroupRequest::ConsumerGroupDescribe(r) => ResponseKind::ConsumerGroupDescribe(
                 ConsumerGroupDescribeResponse::default().with_groups(
                     r.group_ids
@@ -156,5 +179,67 @@ impl GroupRequest {
                 ),
             ),
         }
+    }
+}
+
+/// Kafka's `TxnOffsetCommitRequest.getErrorResponse`: every partition of the request fails
+/// with `code`.
+pub fn txn_offset_commit_error(r: &TxnOffsetCommitRequest, code: i16) -> TxnOffsetCommitResponse {
+    use txn_offset_commit_response::*;
+    TxnOffsetCommitResponse::default().with_topics(
+        r.topics
+            .iter()
+            .map(|t| {
+                TxnOffsetCommitResponseTopic::default()
+                    .with_name(t.name.clone())
+                    .with_partitions(
+                        t.partitions
+                            .iter()
+                            .map(|p| {
+                                TxnOffsetCommitResponsePartition::default()
+                                    .with_partition_index(p.partition_index)
+                                    .with_error_code(code)
+                            })
+                            .collect(),
+                    )
+            })
+            .collect(),
+    )
+}
+
+/// The answer of a TxnOffsetCommit whose transactional append failed with Kafka error `code`:
+/// the partitions it wrote fail with it, those refused before the write keep their error.
+pub fn txn_offset_commit_failed(
+    mut response: TxnOffsetCommitResponse,
+    code: i16,
+) -> TxnOffsetCommitResponse {
+    for topic in &mut response.topics {
+        for partition in &mut topic.partitions {
+            if partition.error_code == 0 {
+                partition.error_code = code;
+            }
+        }
+    }
+    response
+}
+
+/// Kafka's `CoordinatorOperationExceptionHelper.handleOperationException`: the code a
+/// coordinator write answers when its append failed with `code` (TxnOffsetCommit answers
+/// these; the log's own verdicts, such as INVALID_PRODUCER_EPOCH, pass through).
+pub fn coordinator_write_error_code(code: i16) -> i16 {
+    use kafka_protocol::error::ResponseError::*;
+    let unavailable = [UnknownTopicOrPartition, NotEnoughReplicas, RequestTimedOut];
+    let moved = [NotLeaderOrFollower, KafkaStorageError];
+    let too_large = [MessageTooLarge, RecordListTooLarge, InvalidFetchSize];
+    if code == NetworkException.code() {
+        CoordinatorLoadInProgress.code()
+    } else if unavailable.iter().any(|e| e.code() == code) {
+        CoordinatorNotAvailable.code()
+    } else if moved.iter().any(|e| e.code() == code) {
+        NotCoordinator.code()
+    } else if too_large.iter().any(|e| e.code() == code) {
+        UnknownServerError.code()
+    } else {
+        code
     }
 }

@@ -18,6 +18,7 @@ pub mod coordinator;
 pub mod metadata;
 mod output;
 pub mod records;
+pub mod shard;
 pub mod state;
 
 #[cfg(test)]
@@ -26,6 +27,7 @@ mod tests;
 pub use coordinator::{TxnCoordinator, TxnRequest};
 pub use metadata::{TopicPartition, TxnMetadata, TxnTransit};
 pub use output::{AppendId, MarkerWrite, Output, TxnResult};
+pub use shard::TxnEffect;
 pub use state::TxnState;
 
 /// The `__transaction_state` partition that holds `transactional_id` (Kafka's `partitionFor`:

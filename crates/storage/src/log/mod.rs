@@ -559,7 +559,26 @@ impl PartitionLog {
             open_stats: stats,
         };
         log.validate();
+        log.publish_producers(None);
         Ok(log)
+    }
+
+    /// Copies producer state for readers (`LogReader::active_producers`): of `changed`, or of
+    /// every producer (`None`) after the state was replaced.
+    pub(crate) fn publish_producers(&self, changed: Option<&[i64]>) {
+        match changed {
+            Some(ids) => self.shared.publish_producers(
+                ids.iter().filter_map(|&id| self.producers.describe(id)),
+                false,
+            ),
+            None => self.shared.publish_producers(
+                self.producers
+                    .producers()
+                    .keys()
+                    .filter_map(|&id| self.producers.describe(id)),
+                true,
+            ),
+        }
     }
 
     /// What `open` read: how many segments it scanned or recovered and how many bytes.
@@ -593,6 +612,12 @@ impl PartitionLog {
             Some(first) if first < self.high_watermark => first.max(self.log_start_offset),
             _ => self.high_watermark,
         }
+    }
+
+    /// Whether the producer has a transaction open on this partition at this epoch: its next
+    /// transactional batch here needs no verification with the coordinator (KIP-890).
+    pub fn has_ongoing_transaction(&self, producer_id: i64, producer_epoch: i16) -> bool {
+        self.producers.has_ongoing_txn(producer_id, producer_epoch)
     }
 
     /// The transactions open on this partition as (producer id, first offset), earliest
@@ -719,6 +744,33 @@ impl PartitionLog {
         leader_epoch: i32,
         now_ms: i64,
     ) -> Result<AppendOutcome, StorageError> {
+        self.append_as(records, leader_epoch, now_ms, true)
+    }
+
+    /// Appends a coordinator's own batches as leader (Kafka's COORDINATOR append origin): as
+    /// `append_as_leader`, except that producer batches are neither matched against recent
+    /// ones as retries nor checked for sequence (Kafka's `ProducerAppendInfo` checks sequences
+    /// and `analyzeAndValidateProducerState` finds duplicates for CLIENT appends only). A
+    /// group coordinator's transactional batch of offsets carries the producer's id and epoch
+    /// with base sequence 0 every time, as Kafka's `CoordinatorRuntime` writes it; the epoch
+    /// and transaction rules still apply.
+    pub fn append_as_coordinator(
+        &mut self,
+        records: Bytes,
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendOutcome, StorageError> {
+        self.append_as(records, leader_epoch, now_ms, false)
+    }
+
+    /// `append_as_leader` (`client`: sequence and duplicate checks) or `append_as_coordinator`.
+    fn append_as(
+        &mut self,
+        records: Bytes,
+        leader_epoch: i32,
+        now_ms: i64,
+        client: bool,
+    ) -> Result<AppendOutcome, StorageError> {
         self.check_writable()?;
         let refs = validate_batches(&records, self.config.max_message_bytes as usize)?;
         if self.config.compaction.compact {
@@ -726,7 +778,7 @@ impl PartitionLog {
         }
         // Kafka checks a retry against the committed producer state before anything else and
         // answers the original offsets for the whole append.
-        for r in &refs {
+        for r in refs.iter().filter(|_| client) {
             if r.header.has_producer_id() {
                 if let Some(dup) = self.producers.find_duplicate(&r.header) {
                     return Ok(AppendOutcome {
@@ -765,7 +817,12 @@ impl PartitionLog {
         let mut next_offset = first_offset;
         for (_, header) in &headers {
             if header.has_producer_id() {
-                check_and_update(&mut updates, self.producers.get(header.producer_id), header)?;
+                check_and_update(
+                    &mut updates,
+                    self.producers.get(header.producer_id),
+                    header,
+                    client,
+                )?;
             }
             next_offset = header.last_offset() + 1;
         }
@@ -800,7 +857,9 @@ impl PartitionLog {
             }
             return Err(e);
         }
+        let changed: Vec<i64> = updates.keys().copied().collect();
         self.producers.commit(updates);
+        self.publish_producers(Some(&changed));
         // Readers get the new bytes first, then an epoch that starts in them, then the log end
         // offset that covers them (see `reader`).
         self.active().publish();
@@ -887,7 +946,9 @@ impl PartitionLog {
             }
             return Err(e);
         }
+        let changed: Vec<i64> = updates.keys().copied().collect();
         self.producers.commit(updates);
+        self.publish_producers(Some(&changed));
         if let Some(completed) = completed {
             self.producers.complete(completed);
         }

@@ -107,6 +107,7 @@ impl PartitionLog {
         self.high_watermark = self.high_watermark.min(leo);
         self.producers = producers;
         self.producers.on_high_watermark(self.high_watermark);
+        self.publish_producers(None);
         // The cut below is fsynced, but bytes appended past the new end after this are not.
         self.recovery_point = self.recovery_point.min(leo);
         let epochs_changed = self.epochs.truncate_from_end(leo);
@@ -179,6 +180,7 @@ impl PartitionLog {
         self.log_start_offset = offset;
         self.high_watermark = offset;
         self.producers = ProducerStateManager::default();
+        self.publish_producers(None);
         self.recovery_point = self.recovery_point.min(offset);
         self.epochs.clear();
         self.validate();

@@ -1147,6 +1147,33 @@ impl ConsumerGroup {
         Ok(())
     }
 
+    /// Kafka's `ConsumerGroup.validateOffsetCommit` for a TxnOffsetCommit (`isTransactional`):
+    /// member id, epoch and instance id are checked only if one is given, any protocol may
+    /// commit, and a stale epoch is ILLEGAL_GENERATION (Kafka's `validateTransactionalOffsetCommit`
+    /// maps STALE_MEMBER_EPOCH to it).
+    pub fn validate_txn_offset_commit(
+        &self,
+        member_id: &str,
+        group_instance_id: Option<&str>,
+        member_epoch: i32,
+    ) -> Result<(), i16> {
+        if member_epoch < 0 && self.state.members.is_empty() {
+            return Ok(());
+        }
+        if member_epoch == -1 && member_id.is_empty() && group_instance_id.is_none() {
+            return Ok(());
+        }
+        let member = self
+            .state
+            .members
+            .get(member_id)
+            .ok_or(ResponseError::UnknownMemberId.code())?;
+        if member.member_epoch != member_epoch {
+            return Err(ResponseError::IllegalGeneration.code());
+        }
+        Ok(())
+    }
+
     pub fn validate_offset_fetch(
         &self,
         member_id: Option<&str>,

@@ -153,6 +153,14 @@ impl GroupCoordinator {
                     for (topic, p) in self.offsets.partitions_of(gid) {
                         records.push(records::offset_commit_tombstone(gid, &topic, p));
                     }
+                    // Pending transactional offsets go too: one tombstone per partition that
+                    // has no committed offset (which got one above), as Kafka's
+                    // `deleteAllOffsets` writes them.
+                    for (topic, p) in self.pending_txn.partitions_of(gid) {
+                        if self.offsets.get(gid, &topic, p).is_none() {
+                            records.push(records::offset_commit_tombstone(gid, &topic, p));
+                        }
+                    }
                     match self.groups.remove(gid) {
                         Some(Group::Classic(_)) => {
                             records.push(records::group_metadata_tombstone(gid))

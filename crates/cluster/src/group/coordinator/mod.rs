@@ -12,6 +12,7 @@ mod membership;
 mod migration;
 mod offset_requests;
 mod summary;
+mod txn_offset_commit;
 
 pub use summary::{GroupSummary, MemberSummary};
 
@@ -26,8 +27,14 @@ use super::consumer::{is_consumer_group_record_key, ConsumerGroup};
 use super::offsets::{ExpiryBase, OffsetStore};
 pub use super::output::{Output, RequestId};
 use super::records::{self, GroupMetadataValue, OffsetCommitValue, RecordKey};
-pub use super::request::GroupRequest;
+use super::request::{coordinator_write_error_code, txn_offset_commit_failed};
+pub use super::request::{GroupRequest, TxnCompletion};
+use super::txn_offsets::{PendingOffset, PendingTxnOffsets};
 use super::{ClientInfo, GroupConfig, GroupError, MigrationPolicy, Record, TopicView};
+use crate::txn::TxnResult;
+
+/// Kafka's `RecordBatch.NO_PRODUCER_ID`: a batch outside any transaction.
+pub const NO_PRODUCER_ID: i64 = -1;
 
 /// Kafka's `offsets.retention.check.interval.ms` (10 minutes).
 pub const OFFSETS_RETENTION_CHECK_INTERVAL_MS: i64 = 600_000;
@@ -46,10 +53,21 @@ pub struct GroupCoordinator {
     groups: BTreeMap<String, Group>,
     /// Committed offsets of every group.
     offsets: OffsetStore,
+    /// Offsets of transactions not ended yet, by producer.
+    pending_txn: PendingTxnOffsets,
+    /// The log offset the next record is taken to have when the caller gives none (`replay`
+    /// and `on_committed` without offsets, as tests and the fuzzer drive the engine): one past
+    /// the last record seen, so records stay in log order either way.
+    next_record_offset: i64,
     /// When offsets retention runs next; `None` until replay finished.
     offsets_cleanup_deadline_ms: Option<i64>,
     /// Source of member-id UUIDs: injected so simulations are deterministic.
     new_uuid: Box<dyn FnMut() -> Uuid + Send>,
+    /// Appends in flight whose fate the engine must learn by token (transactional batches of
+    /// offsets, transaction markers); bounded by the requests in flight.
+    token_waits: std::collections::HashMap<crate::shard::AppendToken, TokenWait>,
+    /// The last append token handed out.
+    last_token: crate::shard::AppendToken,
 }
 
 impl std::fmt::Debug for GroupCoordinator {
@@ -71,8 +89,12 @@ impl GroupCoordinator {
             config,
             groups: BTreeMap::new(),
             offsets: OffsetStore::default(),
+            pending_txn: PendingTxnOffsets::default(),
+            next_record_offset: 0,
             offsets_cleanup_deadline_ms: None,
             new_uuid: Box::new(Uuid::new_v4),
+            token_waits: std::collections::HashMap::new(),
+            last_token: 0,
         }
     }
 
@@ -94,6 +116,11 @@ impl GroupCoordinator {
         &self.offsets
     }
 
+    /// Offsets of transactions that have not ended, for checks and tests.
+    pub fn pending_txn_offsets(&self) -> &PendingTxnOffsets {
+        &self.pending_txn
+    }
+
     /// Every group's protocol type (`classic` or `consumer`) and state name as ListGroups
     /// reports them, for the admin endpoint's group counts.
     pub fn group_states(&self) -> impl Iterator<Item = (&'static str, &'static str)> + '_ {
@@ -111,8 +138,24 @@ impl GroupCoordinator {
         }
     }
 
-    /// Startup: every record of __consumer_offsets in log order (tombstone = None).
+    /// Startup: every record of __consumer_offsets in log order (tombstone = None), numbered
+    /// one past the last record seen (see [`GroupCoordinator::replay_at`]).
     pub fn replay(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), GroupError> {
+        self.replay_at(self.next_record_offset, NO_PRODUCER_ID, key, value)
+    }
+
+    /// Startup: one record of __consumer_offsets in log order, at log offset `offset`, from a
+    /// batch of `producer_id` if that batch is transactional (`NO_PRODUCER_ID` otherwise).
+    /// Kafka's `GroupCoordinatorShard.replay`: an offset record of a transactional batch is
+    /// pending until its producer's marker (`replay_end_txn`).
+    pub fn replay_at(
+        &mut self,
+        offset: i64,
+        producer_id: i64,
+        key: &[u8],
+        value: Option<&[u8]>,
+    ) -> Result<(), GroupError> {
+        self.next_record_offset = offset.saturating_add(1);
         match records::decode_key(key)? {
             RecordKey::OffsetCommit {
                 group,
@@ -121,18 +164,16 @@ impl GroupCoordinator {
             } => match value {
                 Some(v) => {
                     let decoded = records::decode_offset_commit_value(v)?;
-                    if !self.groups.contains_key(&group) {
-                        // Offsets without a group record belong to a simple group (Kafka
-                        // creates one on replay too).
-                        let p = self.partition_for(&group);
-                        self.groups.insert(
-                            group.clone(),
-                            Group::Classic(ClassicGroup::new(group.clone(), p)),
-                        );
-                    }
-                    self.offsets.put(&group, &topic, partition, decoded);
+                    self.apply_offset_commit(
+                        offset,
+                        producer_id,
+                        &group,
+                        &topic,
+                        partition,
+                        decoded,
+                    );
                 }
-                None => self.offsets.remove(&group, &topic, partition),
+                None => self.apply_offset_tombstone(&group, &topic, partition),
             },
             RecordKey::GroupMetadata { group } => match value {
                 Some(v) => {
@@ -172,8 +213,20 @@ impl GroupCoordinator {
     /// The shell appended `records` (from one [`Output::Append`]) and they are committed: the
     /// committed offsets they carry become visible now, never before. Group and member state
     /// is the state machines' own and already applied; only offset records are replayed here.
+    ///
+    /// The records are numbered one past the last record seen; the runtime, which knows where
+    /// they landed, calls [`GroupCoordinator::on_committed_at`].
     pub fn on_committed(&mut self, records: &[Record]) {
-        for (key, value) in records {
+        self.on_committed_at(self.next_record_offset, NO_PRODUCER_ID, records);
+    }
+
+    /// [`GroupCoordinator::on_committed`] for records written from log offset `base_offset`
+    /// on, in a batch of `producer_id` if it is transactional (`NO_PRODUCER_ID` otherwise):
+    /// a transactional batch's offsets become the producer's pending offsets.
+    pub fn on_committed_at(&mut self, base_offset: i64, producer_id: i64, records: &[Record]) {
+        for (i, (key, value)) in records.iter().enumerate() {
+            let offset = base_offset.saturating_add(i64::try_from(i).unwrap_or(i64::MAX));
+            self.next_record_offset = offset.saturating_add(1);
             let Ok(RecordKey::OffsetCommit {
                 group,
                 topic,
@@ -184,11 +237,92 @@ impl GroupCoordinator {
             };
             match value {
                 Some(value) => match records::decode_offset_commit_value(value) {
-                    Ok(decoded) => self.offsets.put(&group, &topic, partition, decoded),
+                    Ok(decoded) => {
+                        self.apply_offset_commit(
+                            offset,
+                            producer_id,
+                            &group,
+                            &topic,
+                            partition,
+                            decoded,
+                        );
+                    }
                     // We encoded it a moment ago: failing to read it back is our bug.
                     Err(e) => panic!("an offset record we wrote does not decode: {e}"),
                 },
-                None => self.offsets.remove(&group, &topic, partition),
+                None => self.apply_offset_tombstone(&group, &topic, partition),
+            }
+        }
+    }
+
+    /// A committed offset record (Kafka's `OffsetMetadataManager.replay`): a plain one is the
+    /// group's offset at once; a transactional one is pending until its producer's marker.
+    fn apply_offset_commit(
+        &mut self,
+        record_offset: i64,
+        producer_id: i64,
+        group: &str,
+        topic: &str,
+        partition: i32,
+        value: OffsetCommitValue,
+    ) {
+        if !self.groups.contains_key(group) {
+            // Offsets without a group record belong to a simple group (Kafka creates one on
+            // replay too).
+            let p = self.partition_for(group);
+            self.groups.insert(
+                group.to_owned(),
+                Group::Classic(ClassicGroup::new(group.to_owned(), p)),
+            );
+        }
+        if producer_id == NO_PRODUCER_ID {
+            self.offsets
+                .put(group, topic, partition, value, record_offset);
+        } else {
+            self.pending_txn.put(
+                producer_id,
+                group,
+                topic,
+                partition,
+                PendingOffset {
+                    value,
+                    record_offset,
+                },
+            );
+        }
+    }
+
+    /// A committed offset tombstone: the committed offset goes, and every pending
+    /// transactional offset of the partition with it (Kafka's replay of a tombstone).
+    fn apply_offset_tombstone(&mut self, group: &str, topic: &str, partition: i32) {
+        self.offsets.remove(group, topic, partition);
+        self.pending_txn.clear_partition(group, topic, partition);
+    }
+
+    /// A transaction marker for `producer_id` is committed in this partition's log (written
+    /// for a `CompleteTransaction` request, or read while loading): Kafka's
+    /// `replayEndTransactionMarker`. On COMMIT each of the producer's pending offsets becomes
+    /// the committed one unless the committed one was written later in the log (a plain
+    /// OffsetCommit, or another transaction's offset, after this record): Kafka keeps the most
+    /// recent by record offset, so compaction cannot resurrect an older one. On ABORT they go.
+    pub fn replay_end_txn(&mut self, producer_id: i64, result: TxnResult) {
+        let pending = self.pending_txn.end(producer_id);
+        if result == TxnResult::Abort {
+            return;
+        }
+        for ((group, topic, partition), offset) in pending {
+            let newer = self
+                .offsets
+                .record_offset(&group, &topic, partition)
+                .is_some_and(|existing| existing >= offset.record_offset);
+            if !newer {
+                self.offsets.put(
+                    &group,
+                    &topic,
+                    partition,
+                    offset.value,
+                    offset.record_offset,
+                );
             }
         }
     }
@@ -271,6 +405,18 @@ impl GroupCoordinator {
             GroupRequest::DeleteGroups(r) => self.delete_groups(&mut out, id, &r),
             GroupRequest::ConsumerGroupHeartbeat(r) => {
                 self.consumer_heartbeat(&mut out, pending, client, &r, now_ms, topics);
+            }
+            GroupRequest::TxnOffsetCommit(r) => {
+                self.txn_offset_commit(&mut out, pending, &r, now_ms, topics);
+            }
+            GroupRequest::CompleteTransaction(completion) => {
+                // Kafka's `completeTransaction`: the marker is written among the shard's
+                // appends and applied (`replay_end_txn`) once committed.
+                out.push(Output::WriteMarker {
+                    partition: completion.partition,
+                    id,
+                    completion,
+                });
             }
             GroupRequest::ConsumerGroupDescribe(r) => {
                 let resp = self.consumer_describe(version, &r, topics);
@@ -356,10 +502,145 @@ fn append_only(partition: i32, records: Vec<Record>) -> Output {
     }
 }
 
+/// What an append of the group coordinator waits for, by its token: the answer a TxnOffsetCommit
+/// gets when its transactional batch fails (with the append's error), or what a transaction
+/// marker written for `CompleteTransaction` does once its fate is known.
+#[derive(Debug)]
+enum TokenWait {
+    /// A TxnOffsetCommit's transactional batch of `producer_id`.
+    TxnOffsets {
+        producer_id: i64,
+        id: RequestId,
+        failure: TxnOffsetCommitResponse,
+    },
+    /// A transaction marker of `producer_id`.
+    Marker {
+        producer_id: i64,
+        result: TxnResult,
+        id: RequestId,
+        partition: i32,
+    },
+}
+
+impl GroupCoordinator {
+    /// The runtime's form of the group coordinator's outputs: plain appends learn their fate
+    /// from their `on_success` / `on_failure` lists (token 0); transactional batches and
+    /// markers get a token, so their fate reaches `on_committed_at` / `on_append_failed`.
+    fn shard_outputs(&mut self, outputs: Vec<Output>) -> Vec<crate::shard::ShardOutput<Never>> {
+        use crate::shard::{AppendBatch, AppendRequest, ShardOutput};
+        outputs
+            .into_iter()
+            .map(|output| match output {
+                Output::Respond(id, response) => ShardOutput::Respond(id, response),
+                Output::Append {
+                    partition,
+                    records,
+                    on_success,
+                    on_failure,
+                } => ShardOutput::Append(AppendRequest {
+                    partition,
+                    token: 0,
+                    records,
+                    batch: AppendBatch::Plain,
+                    on_success,
+                    on_failure,
+                }),
+                Output::AppendTransactional {
+                    partition,
+                    producer_id,
+                    producer_epoch,
+                    records,
+                    on_success,
+                    on_failure: (id, failure),
+                } => {
+                    let token = self.next_token();
+                    self.token_waits.insert(
+                        token,
+                        TokenWait::TxnOffsets {
+                            producer_id,
+                            id,
+                            failure,
+                        },
+                    );
+                    ShardOutput::Append(AppendRequest {
+                        partition,
+                        token,
+                        records,
+                        batch: AppendBatch::Transactional {
+                            producer_id,
+                            producer_epoch,
+                        },
+                        on_success: vec![on_success],
+                        on_failure: Vec::new(),
+                    })
+                }
+                Output::WriteMarker {
+                    partition,
+                    id,
+                    completion,
+                } => {
+                    let token = self.next_token();
+                    self.token_waits.insert(
+                        token,
+                        TokenWait::Marker {
+                            producer_id: completion.producer_id,
+                            result: completion.result,
+                            id,
+                            partition,
+                        },
+                    );
+                    ShardOutput::Append(AppendRequest {
+                        partition,
+                        token,
+                        records: Vec::new(),
+                        batch: AppendBatch::Marker {
+                            producer_id: completion.producer_id,
+                            producer_epoch: completion.producer_epoch,
+                            coordinator_epoch: completion.coordinator_epoch,
+                            result: completion.result,
+                            transaction_version: completion.transaction_version,
+                        },
+                        on_success: vec![(id, marker_response(partition, 0))],
+                        on_failure: Vec::new(),
+                    })
+                }
+            })
+            .collect()
+    }
+
+    fn next_token(&mut self) -> crate::shard::AppendToken {
+        self.last_token += 1;
+        self.last_token
+    }
+}
+
+/// The answer to a `CompleteTransaction`: a WriteTxnMarkers response with the code of the
+/// group coordinator partition's marker.
+pub fn marker_response(partition: i32, code: i16) -> ResponseKind {
+    use write_txn_markers_response::*;
+    ResponseKind::WriteTxnMarkers(WriteTxnMarkersResponse::default().with_markers(vec![
+        WritableTxnMarkerResult::default().with_topics(vec![
+            WritableTxnMarkerTopicResult::default()
+                .with_name(TopicName(sb(OFFSETS_TOPIC)))
+                .with_partitions(vec![WritableTxnMarkerPartitionResult::default()
+                    .with_partition_index(partition)
+                    .with_error_code(code)]),
+        ]),
+    ]))
+}
+
+/// The topic whose partitions are the group coordinator's shards.
+const OFFSETS_TOPIC: &str = "__consumer_offsets";
+
+/// The group coordinator asks its shell for nothing besides responses and appends.
+#[derive(Debug, Clone, Copy)]
+pub enum Never {}
+
 /// The group coordinator is the shard engine of `__consumer_offsets`: one instance per
 /// partition, holding the groups that hash to it.
 impl crate::shard::CoordinatorShard for GroupCoordinator {
     type Request = GroupRequest;
+    type Effect = Never;
 
     fn handle(
         &mut self,
@@ -368,13 +649,19 @@ impl crate::shard::CoordinatorShard for GroupCoordinator {
         client: &ClientInfo,
         request: GroupRequest,
         now_ms: i64,
-        topics: &dyn TopicView,
-    ) -> Vec<Output> {
-        self.handle_from(id, version, client, request, now_ms, topics)
+        image: &crate::MetadataImage,
+    ) -> Vec<crate::shard::ShardOutput<Never>> {
+        let outputs = self.handle_from(id, version, client, request, now_ms, image);
+        self.shard_outputs(outputs)
     }
 
-    fn tick(&mut self, now_ms: i64, topics: &dyn TopicView) -> Vec<Output> {
-        GroupCoordinator::tick(self, now_ms, topics)
+    fn tick(
+        &mut self,
+        now_ms: i64,
+        image: &crate::MetadataImage,
+    ) -> Vec<crate::shard::ShardOutput<Never>> {
+        let outputs = GroupCoordinator::tick(self, now_ms, image);
+        self.shard_outputs(outputs)
     }
 
     fn next_deadline_ms(&self) -> Option<i64> {
@@ -385,15 +672,133 @@ impl crate::shard::CoordinatorShard for GroupCoordinator {
         GroupCoordinator::replay(self, key, value).map_err(|e| e.to_string())
     }
 
-    fn finish_replay(&mut self, now_ms: i64) {
-        GroupCoordinator::finish_replay(self, now_ms);
+    fn replay_at(
+        &mut self,
+        offset: i64,
+        producer_id: i64,
+        key: &[u8],
+        value: Option<&[u8]>,
+    ) -> Result<(), String> {
+        GroupCoordinator::replay_at(self, offset, producer_id, key, value)
+            .map_err(|e| e.to_string())
     }
 
-    fn on_committed(&mut self, records: &[Record]) {
+    /// Transaction markers, in log order with the records (Kafka's loader hands each
+    /// control batch to `replayEndTransactionMarker`).
+    fn replay_batch(&mut self, batch: &crate::shard::ReplayBatch<'_>) {
+        if !batch.header.is_control() {
+            return;
+        }
+        if let Some(result) = read_marker_result(batch.bytes) {
+            GroupCoordinator::replay_end_txn(self, batch.header.producer_id, result);
+        }
+    }
+
+    fn finish_replay(
+        &mut self,
+        now_ms: i64,
+        _image: &crate::MetadataImage,
+    ) -> Vec<crate::shard::ShardOutput<Never>> {
+        GroupCoordinator::finish_replay(self, now_ms);
+        Vec::new()
+    }
+
+    fn on_committed(
+        &mut self,
+        _token: crate::shard::AppendToken,
+        records: &[Record],
+        _now_ms: i64,
+        _image: &crate::MetadataImage,
+    ) -> Vec<crate::shard::ShardOutput<Never>> {
         GroupCoordinator::on_committed(self, records);
+        Vec::new()
+    }
+
+    fn on_committed_at(
+        &mut self,
+        token: crate::shard::AppendToken,
+        base_offset: i64,
+        records: &[Record],
+        _now_ms: i64,
+        _image: &crate::MetadataImage,
+    ) -> Vec<crate::shard::ShardOutput<Never>> {
+        match self.token_waits.remove(&token) {
+            None => GroupCoordinator::on_committed_at(self, base_offset, NO_PRODUCER_ID, records),
+            Some(TokenWait::TxnOffsets { producer_id, .. }) => {
+                GroupCoordinator::on_committed_at(self, base_offset, producer_id, records)
+            }
+            Some(TokenWait::Marker {
+                producer_id,
+                result,
+                ..
+            }) => GroupCoordinator::replay_end_txn(self, producer_id, result),
+        }
+        Vec::new()
+    }
+
+    fn on_append_failed(
+        &mut self,
+        token: crate::shard::AppendToken,
+        error: i16,
+        _now_ms: i64,
+    ) -> Vec<crate::shard::ShardOutput<Never>> {
+        use crate::shard::ShardOutput;
+        match self.token_waits.remove(&token) {
+            None => Vec::new(),
+            Some(TokenWait::TxnOffsets { id, failure, .. }) => vec![ShardOutput::Respond(
+                id,
+                ResponseKind::TxnOffsetCommit(txn_offset_commit_failed(
+                    failure,
+                    coordinator_write_error_code(error),
+                )),
+            )],
+            Some(TokenWait::Marker { id, partition, .. }) => {
+                vec![ShardOutput::Respond(id, marker_response(partition, error))]
+            }
+        }
     }
 
     fn error_response(request: &GroupRequest, version: i16, code: i16) -> ResponseKind {
         request.error_response(version, code)
     }
 }
+
+/// Which way the transaction marker in a stored control batch ended its transaction; `None`
+/// for a control batch that is no readable marker (Kafka's `EndTransactionMarker.deserialize`
+/// on its first record: key version >= 0 and type 0 ABORT or 1 COMMIT, value at least 6 bytes
+/// with a version >= 0).
+fn read_marker_result(batch: &[u8]) -> Option<TxnResult> {
+    let records = runnel_protocol::batch::BatchRecords::open(
+        batch,
+        runnel_protocol::compression::DecompressLimits::for_max_message_bytes(MARKER_BYTES_MAX),
+    )
+    .ok()?;
+    let mut first: Option<(Vec<u8>, Vec<u8>)> = None;
+    records
+        .for_each(|r| {
+            if first.is_none() {
+                if let (Some(k), Some(v)) = (r.key, r.value) {
+                    first = Some((k.to_vec(), v.to_vec()));
+                }
+            }
+        })
+        .ok()?;
+    let (key, value) = first?;
+    let [kv0, kv1, t0, t1, ..] = key[..] else {
+        return None;
+    };
+    let [vv0, vv1, _, _, _, _, ..] = value[..] else {
+        return None;
+    };
+    if i16::from_be_bytes([kv0, kv1]) < 0 || i16::from_be_bytes([vv0, vv1]) < 0 {
+        return None;
+    }
+    match i16::from_be_bytes([t0, t1]) {
+        0 => Some(TxnResult::Abort),
+        1 => Some(TxnResult::Commit),
+        _ => None,
+    }
+}
+
+/// A marker batch is tiny; reading one never needs more than this.
+const MARKER_BYTES_MAX: usize = 4096;

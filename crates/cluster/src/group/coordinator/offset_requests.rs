@@ -150,18 +150,20 @@ impl GroupCoordinator {
                     .map(|t| (t.name.clone(), t.partition_indexes.clone()))
                     .collect::<Vec<_>>()
             });
-            let (code, group_topics) = self.fetch_group(r.group_id.as_str(), None, -1, topics);
+            let (code, group_topics) =
+                self.fetch_group(r.group_id.as_str(), None, -1, topics, r.require_stable);
             let mut resp = OffsetFetchResponse::default().with_error_code(code);
             for (name, partitions) in group_topics {
                 let mut topic =
                     offset_fetch_response::OffsetFetchResponseTopic::default().with_name(name);
-                for (index, offset, epoch, metadata) in partitions {
+                for (index, offset, epoch, metadata, code) in partitions {
                     topic.partitions.push(
                         offset_fetch_response::OffsetFetchResponsePartition::default()
                             .with_partition_index(index)
                             .with_committed_offset(offset)
                             .with_committed_leader_epoch(epoch)
-                            .with_metadata(Some(sb(&metadata))),
+                            .with_metadata(Some(sb(&metadata)))
+                            .with_error_code(code),
                     );
                 }
                 resp.topics.push(topic);
@@ -180,6 +182,7 @@ impl GroupCoordinator {
                 g.member_id.as_ref().map(|m| m.as_str()),
                 g.member_epoch,
                 topics,
+                r.require_stable,
             );
             let mut group = offset_fetch_response::OffsetFetchResponseGroup::default()
                 .with_group_id(g.group_id.clone())
@@ -187,13 +190,14 @@ impl GroupCoordinator {
             for (name, partitions) in group_topics {
                 let mut topic =
                     offset_fetch_response::OffsetFetchResponseTopics::default().with_name(name);
-                for (index, offset, epoch, metadata) in partitions {
+                for (index, offset, epoch, metadata, code) in partitions {
                     topic.partitions.push(
                         offset_fetch_response::OffsetFetchResponsePartitions::default()
                             .with_partition_index(index)
                             .with_committed_offset(offset)
                             .with_committed_leader_epoch(epoch)
-                            .with_metadata(Some(sb(&metadata))),
+                            .with_metadata(Some(sb(&metadata)))
+                            .with_error_code(code),
                     );
                 }
                 group.topics.push(topic);
@@ -204,7 +208,10 @@ impl GroupCoordinator {
     }
 
     /// One group of an OffsetFetch: (group error, topics with (partition, offset, leader
-    /// epoch, metadata)). `topics == None` asks for every committed offset.
+    /// epoch, metadata, error)). `topics == None` asks for every committed offset. With
+    /// `require_stable` a partition holding a pending transactional offset answers
+    /// UNSTABLE_OFFSET_COMMIT (offset -1), as Kafka's `fetchOffsets`/`fetchAllOffsets` do;
+    /// without it, pending offsets are simply not seen.
     #[allow(clippy::type_complexity)]
     pub(super) fn fetch_group(
         &self,
@@ -212,7 +219,20 @@ impl GroupCoordinator {
         member_id: Option<&str>,
         member_epoch: i32,
         topics: Option<Vec<(TopicName, Vec<i32>)>>,
-    ) -> (i16, Vec<(TopicName, Vec<(i32, i64, i32, String)>)>) {
+        require_stable: bool,
+    ) -> (i16, Vec<(TopicName, Vec<(i32, i64, i32, String, i16)>)>) {
+        let unstable = |topic: &str, partition: i32| {
+            require_stable && self.pending_txn.contains(group_id, topic, partition)
+        };
+        let unstable_entry = |p: i32| {
+            (
+                p,
+                -1,
+                -1,
+                String::new(),
+                err(ResponseError::UnstableOffsetCommit),
+            )
+        };
         let known = match self.groups.get(group_id) {
             None => false,
             Some(Group::Classic(g)) => g.state != ClassicState::Dead,
@@ -236,12 +256,15 @@ impl GroupCoordinator {
                         let found = partitions
                             .into_iter()
                             .map(|p| {
+                                if unstable(name.as_str(), p) {
+                                    return unstable_entry(p);
+                                }
                                 match stored
                                     .and_then(|s| s.get(name.as_str()))
                                     .and_then(|t| t.get(&p))
                                 {
-                                    Some(v) => (p, v.offset, v.leader_epoch, v.metadata.clone()),
-                                    None => (p, -1, -1, String::new()),
+                                    Some(v) => (p, v.offset, v.leader_epoch, v.metadata.clone(), 0),
+                                    None => (p, -1, -1, String::new(), 0),
                                 }
                             })
                             .collect();
@@ -258,7 +281,10 @@ impl GroupCoordinator {
                                 let found = partitions
                                     .iter()
                                     .map(|(p, v)| {
-                                        (*p, v.offset, v.leader_epoch, v.metadata.clone())
+                                        if unstable(topic, *p) {
+                                            return unstable_entry(*p);
+                                        }
+                                        (*p, v.offset, v.leader_epoch, v.metadata.clone(), 0)
                                     })
                                     .collect();
                                 (TopicName(sb(topic)), found)
@@ -332,10 +358,13 @@ impl GroupCoordinator {
                 } else if is_subscribed {
                     err(ResponseError::GroupSubscribedToTopic)
                 } else {
+                    // A tombstone also drops the partition's pending transactional offsets
+                    // (Kafka writes one if either exists).
                     if self
                         .offsets
                         .get(group_id, name, p.partition_index)
                         .is_some()
+                        || self.pending_txn.contains(group_id, name, p.partition_index)
                     {
                         tombstones.push((name.to_string(), p.partition_index));
                     }
@@ -416,6 +445,7 @@ impl GroupCoordinator {
                 };
             let mut all_expired = true;
             let mut expired = Vec::new();
+            let pending = &self.pending_txn;
             if let Some(stored) = self.offsets.group(&group_id) {
                 match base {
                     None => all_expired = false,
@@ -426,7 +456,11 @@ impl GroupCoordinator {
                                 continue;
                             }
                             for (p, v) in partitions {
-                                if base.is_expired(v, now_ms, retention_ms) {
+                                // Not while a transaction may still commit an offset here
+                                // (Kafka's `cleanupExpiredOffsets`).
+                                if base.is_expired(v, now_ms, retention_ms)
+                                    && !pending.contains(&group_id, topic, *p)
+                                {
                                     expired.push((topic.clone(), *p));
                                 } else {
                                     all_expired = false;
@@ -441,7 +475,9 @@ impl GroupCoordinator {
                 // Removed from memory when the tombstone is committed (`on_committed`).
                 records.push(records::offset_commit_tombstone(&group_id, t, *p));
             }
-            if all_expired {
+            // A group with pending transactional offsets stays (Kafka's
+            // `cleanupExpiredOffsets` answers false while `openTransactions` holds it).
+            if all_expired && !self.pending_txn.has_group(&group_id) {
                 let empty = match &self.groups[&group_id] {
                     Group::Classic(g) => g.is_empty(),
                     Group::Consumer(g) => g.is_empty(),

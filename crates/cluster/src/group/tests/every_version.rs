@@ -19,6 +19,23 @@ fn all(out: &[Output]) -> Vec<ResponseKind> {
                 .chain(on_failure)
                 .map(|(_, r)| r.clone())
                 .collect(),
+            Output::AppendTransactional {
+                on_success,
+                on_failure,
+                ..
+            } => vec![
+                on_success.1.clone(),
+                ResponseKind::TxnOffsetCommit(crate::group::txn_offset_commit_failed(
+                    on_failure.1.clone(),
+                    7,
+                )),
+            ],
+            Output::WriteMarker { completion, .. } => {
+                vec![crate::group::coordinator::marker_response(
+                    completion.partition,
+                    0,
+                )]
+            }
         })
         .collect()
 }

@@ -6,6 +6,7 @@ mod every_version;
 mod migration;
 mod offsets;
 mod records;
+mod txn_offsets;
 
 use bytes::Bytes;
 use kafka_protocol::messages::*;
@@ -48,6 +49,16 @@ pub(crate) struct Harness {
     pub now_ms: i64,
     /// Every record appended so far, in order: what `__consumer_offsets` would hold.
     pub log: Vec<super::Record>,
+    /// The same log with each record's producer id (-1 outside transactions) and the
+    /// transaction markers: entry `i` sits at log offset `i`.
+    pub entries: Vec<LogEntry>,
+}
+
+/// One entry of the harness's `__consumer_offsets` log.
+#[derive(Debug, Clone)]
+pub(crate) enum LogEntry {
+    Record(i64, super::Record),
+    Marker(i64, crate::txn::TxnResult),
 }
 
 impl Harness {
@@ -66,6 +77,7 @@ impl Harness {
             next_id: 1,
             now_ms: 1_000_000,
             log: Vec::new(),
+            entries: Vec::new(),
         }
     }
 
@@ -120,11 +132,55 @@ impl Harness {
     /// Every append in `out` succeeds, in order, as the shell reports it.
     fn commit(&mut self, out: &[Output]) {
         for o in out {
-            if let Output::Append { records, .. } = o {
-                self.log.extend(records.iter().cloned());
-                self.coordinator.on_committed(records);
-            }
+            let (producer_id, records) = match o {
+                Output::Append { records, .. } => (-1, records),
+                Output::AppendTransactional {
+                    producer_id,
+                    records,
+                    ..
+                } => (*producer_id, records),
+                Output::WriteMarker { completion, .. } => {
+                    self.end_txn(completion.producer_id, completion.result);
+                    continue;
+                }
+                Output::Respond(..) => continue,
+            };
+            let base = self.entries.len() as i64;
+            self.log.extend(records.iter().cloned());
+            self.entries.extend(
+                records
+                    .iter()
+                    .map(|r| LogEntry::Record(producer_id, r.clone())),
+            );
+            self.coordinator.on_committed_at(base, producer_id, records);
         }
+    }
+
+    /// A transaction marker of `producer_id` is written and committed.
+    pub fn end_txn(&mut self, producer_id: i64, result: crate::txn::TxnResult) {
+        self.entries.push(LogEntry::Marker(producer_id, result));
+        self.coordinator.replay_end_txn(producer_id, result);
+    }
+
+    /// A fresh coordinator loaded from the first `len` entries of the log (a restart that
+    /// finds the log cut there), serving at the harness's clock.
+    pub fn replayed(&self, len: usize) -> Harness {
+        let mut h = Harness::new();
+        h.now_ms = self.now_ms;
+        for (offset, entry) in self.entries.iter().take(len).enumerate() {
+            match entry {
+                LogEntry::Record(producer_id, (key, value)) => h
+                    .coordinator
+                    .replay_at(offset as i64, *producer_id, key, value.as_deref())
+                    .expect("replays"),
+                LogEntry::Marker(producer_id, result) => {
+                    h.coordinator.replay_end_txn(*producer_id, *result)
+                }
+            }
+            h.entries.push(entry.clone());
+        }
+        h.coordinator.finish_replay(self.now_ms);
+        h
     }
 }
 
@@ -142,6 +198,10 @@ pub(crate) fn responses(out: &[Output], id: RequestId) -> Vec<ResponseKind> {
                         .map(|(_, r)| r.clone()),
                 );
             }
+            Output::AppendTransactional {
+                on_success: (rid, r),
+                ..
+            } if *rid == id => found.push(r.clone()),
             _ => {}
         }
     }
@@ -166,7 +226,10 @@ pub(crate) fn sync_response(out: &[Output], id: RequestId) -> Option<SyncGroupRe
 pub(crate) fn appended(out: &[Output]) -> Vec<super::Record> {
     out.iter()
         .flat_map(|o| match o {
-            Output::Append { records, .. } => records.clone(),
+            Output::Append { records, .. } | Output::AppendTransactional { records, .. } => {
+                records.clone()
+            }
+            Output::WriteMarker { .. } => Vec::new(),
             Output::Respond(..) => Vec::new(),
         })
         .collect()

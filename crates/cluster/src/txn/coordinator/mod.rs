@@ -220,6 +220,13 @@ impl TxnCoordinator {
         }
     }
 
+    /// The cluster's finalized `transaction.version` changed (UpdateFeatures): the records
+    /// written and the aborts the coordinator starts itself follow it from now on, as Kafka
+    /// reads the level per request.
+    pub fn set_transaction_version_level(&mut self, level: i16) {
+        self.config.transaction_version_level = level;
+    }
+
     /// The metadata of every transactional id (committed state; pending transitions are
     /// not in it).
     pub fn transactions(&self) -> &BTreeMap<String, TxnMetadata> {

@@ -1,0 +1,521 @@
+//! The transaction coordinator on the coordinator runtime: one `TxnCoordinator` shard per
+//! `__transaction_state` partition this broker leads, the routing of transaction requests to
+//! them (Kafka's `partitionFor` of the transactional id), and the shell's effects: writing the
+//! markers a shard asks for, and fetching the producer-id blocks it hands out.
+//!
+//! Markers: each `WriteMarkers` of a shard becomes `txn_markers::write_txn_markers` for the
+//! partitions this broker leads, then `markers_written` back into the shard, which writes the
+//! transaction's completion once every partition has its marker. Retriable failures are
+//! written again with backoff, deleted partitions are given up as Kafka gives them up, and a
+//! fenced coordinator stops (its successor finishes the transaction). Partitions another
+//! broker leads would go there as a WriteTxnMarkers request; a single node leads them all, so
+//! such partitions (and partitions without a leader) wait, retried, for leadership here.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::Duration;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::*;
+use runnel_cluster::group::ClientInfo;
+use runnel_cluster::txn::shard::shard_outputs;
+use runnel_cluster::txn::{
+    transaction_partition_for, MarkerWrite, PartitionView, TxnConfig, TxnCoordinator, TxnEffect,
+    TxnRequest, TxnResult,
+};
+use runnel_cluster::MetadataImage;
+
+use crate::config::TxnSettings;
+use crate::coordinator_runtime::{CoordinatorEnv, CoordinatorRuntime};
+use crate::failpoint::{failpoint, is_armed};
+use crate::internal_topics::{OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC};
+use crate::replica::ReplicaManager;
+use crate::state::Broker;
+use crate::txn_markers::{write_txn_markers, MarkerRequest};
+
+type Runtime = CoordinatorRuntime<TxnCoordinator>;
+
+/// First wait before a marker write is tried again.
+const MARKER_RETRY_BACKOFF_MS_MIN: u64 = 100;
+/// Longest wait between tries of a marker write.
+const MARKER_RETRY_BACKOFF_MS_MAX: u64 = 2_000;
+/// Wait before asking again for producer ids after the controller failed to hand a block out.
+const PRODUCER_IDS_RETRY_BACKOFF_MS: u64 = 1_000;
+
+pub struct Txns {
+    runtime: Arc<Runtime>,
+    /// The broker the effects work on, set once it is built (it owns this shell).
+    broker: Arc<OnceLock<Weak<Broker>>>,
+    pub settings: TxnSettings,
+}
+
+impl Txns {
+    pub fn new(settings: TxnSettings) -> Txns {
+        let shard_config = settings.coordinator.clone();
+        let broker: Arc<OnceLock<Weak<Broker>>> = Arc::new(OnceLock::new());
+        let hook_broker = Arc::clone(&broker);
+        let runtime = CoordinatorRuntime::new(
+            "transaction coordinator",
+            TRANSACTION_STATE_TOPIC,
+            move |partition, image: &MetadataImage| {
+                // Transactional ids hash over the partitions the topic has, whatever the
+                // config says now (Kafka reads the count from the existing topic too); the
+                // same for the groups AddOffsetsToTxn names.
+                let count = |topic: &str, configured: i32| {
+                    image
+                        .topic(topic)
+                        .and_then(|t| i32::try_from(t.partitions).ok())
+                        .unwrap_or(configured)
+                };
+                let config = TxnConfig {
+                    transaction_state_partitions: count(
+                        TRANSACTION_STATE_TOPIC,
+                        shard_config.transaction_state_partitions,
+                    ),
+                    offsets_topic_partitions: count(
+                        OFFSETS_TOPIC,
+                        shard_config.offsets_topic_partitions,
+                    ),
+                    transaction_version_level: transaction_version_level(image),
+                    ..shard_config.clone()
+                };
+                let coordinator_epoch = image
+                    .topic(TRANSACTION_STATE_TOPIC)
+                    .and_then(|t| t.registration(partition))
+                    .map_or(0, |r| r.leader_epoch);
+                TxnCoordinator::new(config, partition, coordinator_epoch)
+            },
+        )
+        .with_effect_hook(Box::new(move |runtime, partition, effect| {
+            on_effect(&hook_broker, runtime, partition, effect)
+        }));
+        Txns {
+            runtime: Arc::new(runtime),
+            broker,
+            settings,
+        }
+    }
+
+    /// Gives the shell the broker it works for (once, right after the broker is built).
+    pub fn attach(&self, broker: &Arc<Broker>) {
+        let _ = self.broker.set(Arc::downgrade(broker));
+        let weak: Weak<Broker> = Arc::downgrade(broker);
+        self.runtime.attach(weak);
+    }
+
+    /// Tells every loaded shard the cluster's `transaction.version` (after UpdateFeatures).
+    pub fn set_transaction_version_level(&self, level: i16) {
+        let Some(broker) = self.broker.get().and_then(Weak::upgrade) else {
+            return;
+        };
+        for partition in self.runtime.loaded() {
+            self.runtime.drive(&*broker, partition, |engine, _, _| {
+                engine.set_transaction_version_level(level);
+                Vec::new()
+            });
+        }
+    }
+
+    /// Runs `f` on every loaded shard in turn (see `CoordinatorRuntime::inspect`).
+    pub fn inspect(&self, f: impl FnMut(&TxnCoordinator)) {
+        self.runtime.inspect(f);
+    }
+
+    /// The partitions whose shards are loaded.
+    pub fn loaded(&self) -> Vec<i32> {
+        self.runtime.loaded()
+    }
+
+    /// Loads the shard of every `__transaction_state` partition `node_id` leads (startup).
+    pub fn load_led(
+        &self,
+        node_id: i32,
+        image: &MetadataImage,
+        replicas: &ReplicaManager,
+    ) -> anyhow::Result<()> {
+        let Some(topic) = image.topic(TRANSACTION_STATE_TOPIC) else {
+            return Ok(());
+        };
+        for partition in 0..i32::try_from(topic.partitions).unwrap_or(i32::MAX) {
+            if topic
+                .registration(partition)
+                .is_some_and(|r| r.leader == node_id)
+            {
+                self.runtime.load(partition, image, replicas)?;
+            }
+        }
+        tracing::info!(
+            shards = self.runtime.loaded().len(),
+            "transaction coordinator shards loaded from __transaction_state"
+        );
+        Ok(())
+    }
+
+    /// Loads (or reloads) the shard of `partition` from its log.
+    pub fn load(
+        &self,
+        partition: i32,
+        image: &MetadataImage,
+        replicas: &ReplicaManager,
+    ) -> anyhow::Result<()> {
+        self.runtime.load(partition, image, replicas)
+    }
+
+    /// Stops serving the shard of `partition` (leadership moved away).
+    pub fn unload(&self, partition: i32) {
+        self.runtime.unload(partition);
+    }
+
+    /// Runs the shards' timers (transaction timeouts, transactional id expiry, retries).
+    pub async fn run_timers<E: CoordinatorEnv + 'static>(self: Arc<Self>, env: Arc<E>) {
+        Arc::clone(&self.runtime).run_timers(env).await;
+    }
+
+    /// Answers a transaction request: routed to the shard of its transactional id, split by
+    /// shard when it names several (merged back in the request's order), or asked of every
+    /// loaded shard (ListTransactions). `None` only if a shard vanished without answering.
+    pub async fn call<E: CoordinatorEnv + ?Sized>(
+        self: &Arc<Self>,
+        env: &E,
+        version: i16,
+        request: TxnRequest,
+    ) -> Option<ResponseKind> {
+        let client = ClientInfo::default();
+        let partitions = env
+            .image()
+            .topic(TRANSACTION_STATE_TOPIC)
+            .and_then(|t| i32::try_from(t.partitions).ok());
+        let Some(partitions) = partitions else {
+            if let TxnRequest::ListTransactions(r) = &request {
+                // No shard anywhere, so no transaction: Kafka lists the (no) partitions it owns,
+                // still naming the state filters it does not know.
+                let unknown = r
+                    .state_filters
+                    .iter()
+                    .filter(|f| runnel_cluster::txn::TxnState::from_name(f.as_str()).is_none())
+                    .cloned()
+                    .collect();
+                return Some(ResponseKind::ListTransactions(
+                    ListTransactionsResponse::default().with_unknown_state_filters(unknown),
+                ));
+            }
+            // No coordinator anywhere yet: the client looks one up (which creates the topic).
+            return Some(request.error_response(version, ResponseError::NotCoordinator.code()));
+        };
+        let one = |id: &str| transaction_partition_for(id, partitions);
+        match request {
+            TxnRequest::InitProducerId(ref r) => {
+                let id = r
+                    .transactional_id
+                    .as_ref()
+                    .map(|t| t.0.to_string())
+                    .unwrap_or_default();
+                self.runtime
+                    .call(env, one(&id), version, &client, request)
+                    .await
+            }
+            TxnRequest::AddOffsetsToTxn(ref r) => {
+                let p = one(&r.transactional_id);
+                self.runtime.call(env, p, version, &client, request).await
+            }
+            TxnRequest::EndTxn(ref r) => {
+                let p = one(&r.transactional_id);
+                self.runtime.call(env, p, version, &client, request).await
+            }
+            TxnRequest::AddPartitionsToTxn(r) if version < 4 => {
+                let p = one(&r.v3_and_below_transactional_id);
+                self.runtime
+                    .call(env, p, version, &client, TxnRequest::AddPartitionsToTxn(r))
+                    .await
+            }
+            TxnRequest::AddPartitionsToTxn(r) => {
+                let mut merged = AddPartitionsToTxnResponse::default();
+                for (p, positions) in
+                    by_partition(&r.transactions, |t| t.transactional_id.0.as_str(), &one)
+                {
+                    let mut sub = r.clone();
+                    sub.transactions = positions
+                        .iter()
+                        .map(|&i| r.transactions[i].clone())
+                        .collect();
+                    let answer = self
+                        .runtime
+                        .call(
+                            env,
+                            p,
+                            version,
+                            &client,
+                            TxnRequest::AddPartitionsToTxn(sub),
+                        )
+                        .await?;
+                    if let ResponseKind::AddPartitionsToTxn(a) = answer {
+                        if merged.error_code == 0 {
+                            merged.error_code = a.error_code;
+                        }
+                        merged
+                            .results_by_transaction
+                            .extend(a.results_by_transaction);
+                    }
+                }
+                Some(ResponseKind::AddPartitionsToTxn(merged))
+            }
+            TxnRequest::DescribeTransactions(r) => {
+                let mut placed = Vec::with_capacity(r.transactional_ids.len());
+                for (p, positions) in by_partition(&r.transactional_ids, |t| t.0.as_str(), &one) {
+                    let mut sub = r.clone();
+                    sub.transactional_ids = positions
+                        .iter()
+                        .map(|&i| r.transactional_ids[i].clone())
+                        .collect();
+                    let answer = self
+                        .runtime
+                        .call(
+                            env,
+                            p,
+                            version,
+                            &client,
+                            TxnRequest::DescribeTransactions(sub),
+                        )
+                        .await?;
+                    if let ResponseKind::DescribeTransactions(a) = answer {
+                        placed.extend(positions.into_iter().zip(a.transaction_states));
+                    }
+                }
+                placed.sort_by_key(|(i, _)| *i);
+                Some(ResponseKind::DescribeTransactions(
+                    DescribeTransactionsResponse::default()
+                        .with_transaction_states(placed.into_iter().map(|(_, s)| s).collect()),
+                ))
+            }
+            TxnRequest::ListTransactions(r) => {
+                let mut merged = ListTransactionsResponse::default();
+                for p in self.runtime.loaded() {
+                    let answer = self
+                        .runtime
+                        .call(
+                            env,
+                            p,
+                            version,
+                            &client,
+                            TxnRequest::ListTransactions(r.clone()),
+                        )
+                        .await?;
+                    let ResponseKind::ListTransactions(a) = answer else {
+                        continue;
+                    };
+                    // A shard unloaded meanwhile: its transactions are another broker's now.
+                    if a.error_code == ResponseError::NotCoordinator.code() {
+                        continue;
+                    }
+                    if merged.error_code == 0 {
+                        merged.error_code = a.error_code;
+                    }
+                    merged.unknown_state_filters = a.unknown_state_filters;
+                    merged.transaction_states.extend(a.transaction_states);
+                }
+                Some(ResponseKind::ListTransactions(merged))
+            }
+        }
+    }
+}
+
+/// The cluster's finalized `transaction.version`.
+pub fn transaction_version_level(image: &MetadataImage) -> i16 {
+    runnel_cluster::features::level(image, runnel_cluster::features::TRANSACTION_VERSION)
+}
+
+/// Positions of `items` by the `__transaction_state` partition of their transactional id.
+fn by_partition<T>(
+    items: &[T],
+    id: impl Fn(&T) -> &str,
+    partition_for: &dyn Fn(&str) -> i32,
+) -> BTreeMap<i32, Vec<usize>> {
+    let mut split: BTreeMap<i32, Vec<usize>> = BTreeMap::new();
+    for (i, item) in items.iter().enumerate() {
+        split.entry(partition_for(id(item))).or_default().push(i);
+    }
+    split
+}
+
+/// Carries out what a shard asked of its shell, off the shard's lock.
+fn on_effect(
+    broker: &Arc<OnceLock<Weak<Broker>>>,
+    runtime: &Arc<Runtime>,
+    partition: i32,
+    effect: TxnEffect,
+) {
+    let Some(broker) = broker.get().cloned() else {
+        tracing::error!("transaction coordinator effect before the broker was attached");
+        return;
+    };
+    let Ok(handle) = tokio::runtime::Handle::try_current() else {
+        tracing::error!("transaction coordinator effect outside the async runtime");
+        return;
+    };
+    let runtime = Arc::clone(runtime);
+    match effect {
+        TxnEffect::WriteMarkers(write) => {
+            failpoint("txn.after_prepare");
+            handle.spawn(deliver_markers(broker, runtime, partition, write));
+        }
+        TxnEffect::NeedProducerIds => {
+            handle.spawn(fetch_producer_ids(broker, runtime, partition));
+        }
+    }
+}
+
+/// Fetches a block of producer ids from the controller for the shard of `partition`.
+async fn fetch_producer_ids(broker: Weak<Broker>, runtime: Arc<Runtime>, partition: i32) {
+    loop {
+        let Some(b) = broker.upgrade() else {
+            return;
+        };
+        match b.metadata.allocate_producer_id_block(&*b) {
+            Ok((first, count)) => {
+                runtime.drive(&*b, partition, |engine, _, _| {
+                    engine.add_producer_ids(first, count);
+                    Vec::new()
+                });
+                return;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "allocating a producer id block for the transaction coordinator");
+            }
+        }
+        drop(b);
+        tokio::time::sleep(Duration::from_millis(PRODUCER_IDS_RETRY_BACKOFF_MS)).await;
+    }
+}
+
+/// What to do about a partition after a marker write answered `code`
+/// (Kafka's `TransactionMarkerRequestCompletionHandler`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MarkerFate {
+    /// Written, or given up as Kafka gives it up.
+    Done,
+    /// Try again later.
+    Retry,
+    /// The coordinator is stale: stop, its successor finishes the transaction.
+    Fenced,
+}
+
+fn marker_fate(code: i16) -> MarkerFate {
+    use ResponseError::*;
+    if code == 0 {
+        return MarkerFate::Done;
+    }
+    match ResponseError::try_from_code(code) {
+        // "This message format is no longer supported": Kafka drops the partition.
+        Some(UnsupportedForMessageFormat) => MarkerFate::Done,
+        Some(InvalidProducerEpoch | TransactionCoordinatorFenced) => MarkerFate::Fenced,
+        // Retriable in Kafka (unknown partition, not leader, replicas, timeouts, storage), and
+        // whatever Kafka treats as a bug: retried, logged.
+        _ => MarkerFate::Retry,
+    }
+}
+
+/// Writes the markers of one `WriteMarkers` to the partitions this broker leads and reports
+/// them to the shard, retrying what failed until every partition is done.
+async fn deliver_markers(
+    broker: Weak<Broker>,
+    runtime: Arc<Runtime>,
+    partition: i32,
+    write: MarkerWrite,
+) {
+    let marker = runnel_storage::TxnMarker {
+        producer_id: write.producer_id,
+        producer_epoch: write.producer_epoch,
+        coordinator_epoch: write.coordinator_epoch,
+        result: match write.result {
+            TxnResult::Commit => runnel_storage::TxnResult::Commit,
+            TxnResult::Abort => runnel_storage::TxnResult::Abort,
+        },
+        transaction_version: write.transaction_version,
+    };
+    let one_at_a_time = is_armed("txn.between_markers");
+    let mut remaining = write.partitions.clone();
+    let mut backoff_ms = MARKER_RETRY_BACKOFF_MS_MIN;
+    let mut first_written = false;
+    loop {
+        let Some(b) = broker.upgrade() else {
+            return;
+        };
+        if !runtime.loaded().contains(&partition) {
+            // Unloaded: the partition's next coordinator sends the markers again.
+            return;
+        }
+        let image = b.image();
+        let mut done = Vec::new();
+        let mut here = Vec::new();
+        let mut waiting = Vec::new();
+        for tp in remaining.drain(..) {
+            match image.leader(&tp.0, tp.1) {
+                // Deleted: Kafka skips partitions whose topic no longer exists.
+                None => done.push(tp),
+                Some(leader) if leader == b.node_id() => here.push(tp),
+                // Led elsewhere (a WriteTxnMarkers request in a cluster) or leaderless now.
+                Some(_) => waiting.push(tp),
+            }
+        }
+        let batches: Vec<Vec<(String, i32)>> = if one_at_a_time {
+            here.iter().map(|tp| vec![tp.clone()]).collect()
+        } else if here.is_empty() {
+            Vec::new()
+        } else {
+            vec![here.clone()]
+        };
+        let mut fenced = false;
+        for partitions in batches {
+            if fenced {
+                waiting.extend(partitions);
+                continue;
+            }
+            if first_written && one_at_a_time {
+                failpoint("txn.between_markers");
+            }
+            let results = write_txn_markers(
+                &b,
+                vec![MarkerRequest {
+                    marker,
+                    partitions: partitions.clone(),
+                }],
+            )
+            .await;
+            for (topic, index, code) in results.into_iter().flat_map(|r| r.partitions) {
+                match marker_fate(code) {
+                    MarkerFate::Done => {
+                        first_written = true;
+                        done.push((topic, index));
+                    }
+                    MarkerFate::Retry => {
+                        tracing::warn!(topic, partition = index, error = code, transactional_id = %write.transactional_id, "writing a transaction marker failed; retrying");
+                        waiting.push((topic, index));
+                    }
+                    MarkerFate::Fenced => {
+                        tracing::warn!(topic, partition = index, error = code, transactional_id = %write.transactional_id, "transaction marker refused: this coordinator is stale; leaving the transaction to its successor");
+                        fenced = true;
+                    }
+                }
+            }
+        }
+        if fenced {
+            return;
+        }
+        remaining = waiting;
+        if !done.is_empty() {
+            if remaining.is_empty() {
+                failpoint("txn.before_complete");
+            }
+            let txn_id = write.transactional_id.clone();
+            runtime.drive(&*b, partition, |engine, _, _| {
+                shard_outputs(engine.markers_written(&txn_id, &done))
+            });
+        }
+        if remaining.is_empty() {
+            return;
+        }
+        drop(b);
+        tokio::time::sleep(Duration::from_millis(backoff_ms)).await;
+        backoff_ms = (backoff_ms * 2).min(MARKER_RETRY_BACKOFF_MS_MAX);
+    }
+}
