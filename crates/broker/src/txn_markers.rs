@@ -20,6 +20,7 @@ use runnel_storage::TxnMarker;
 use crate::internal_topics::OFFSETS_TOPIC;
 use crate::replica::AppendWait;
 use crate::state::Broker;
+pub use crate::txns::{MarkerRequest, MarkerResult};
 
 /// One partition's marker write in flight.
 enum Write {
@@ -30,22 +31,6 @@ enum Write {
     /// Through the group coordinator (`__consumer_offsets`), started when its turn comes in
     /// the second pass, in request order.
     Group(TxnMarker),
-}
-
-/// One marker for partitions led here (Kafka's `WritableTxnMarker`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MarkerRequest {
-    pub marker: TxnMarker,
-    /// (topic name, partition index).
-    pub partitions: Vec<(String, i32)>,
-}
-
-/// What happened to one marker's partitions (Kafka's `WritableTxnMarkerResult`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MarkerResult {
-    pub producer_id: i64,
-    /// (topic name, partition index, error code).
-    pub partitions: Vec<(String, i32, i16)>,
 }
 
 /// Writes each marker to each of its partitions and waits until every write is durable (or
@@ -108,4 +93,22 @@ pub async fn write_txn_markers(broker: &Broker, markers: Vec<MarkerRequest>) -> 
         });
     }
     results
+}
+
+/// The broker as the transaction coordinator's shell sees it.
+impl crate::txns::TxnEnv for Broker {
+    fn node_id(&self) -> i32 {
+        Broker::node_id(self)
+    }
+
+    fn write_markers(
+        &self,
+        markers: Vec<MarkerRequest>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<MarkerResult>> + Send + '_>> {
+        Box::pin(write_txn_markers(self, markers))
+    }
+
+    fn allocate_producer_id_block(&self) -> anyhow::Result<(i64, i64)> {
+        Ok(self.metadata.allocate_producer_id_block(self)?)
+    }
 }

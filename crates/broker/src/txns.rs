@@ -30,10 +30,43 @@ use crate::coordinator_runtime::{CoordinatorEnv, CoordinatorRuntime};
 use crate::failpoint::{failpoint, is_armed};
 use crate::internal_topics::{OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC};
 use crate::replica::ReplicaManager;
-use crate::state::Broker;
-use crate::txn_markers::{write_txn_markers, MarkerRequest};
+use std::future::Future;
+use std::pin::Pin;
+
+use runnel_storage::TxnMarker;
 
 type Runtime = CoordinatorRuntime<TxnCoordinator>;
+
+/// One marker for partitions led here (Kafka's `WritableTxnMarker`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MarkerRequest {
+    pub marker: TxnMarker,
+    /// (topic name, partition index).
+    pub partitions: Vec<(String, i32)>,
+}
+
+/// What happened to one marker's partitions (Kafka's `WritableTxnMarkerResult`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MarkerResult {
+    pub producer_id: i64,
+    /// (topic name, partition index, error code).
+    pub partitions: Vec<(String, i32, i16)>,
+}
+
+/// What the transaction coordinator's shell needs of the broker besides the runtime's view:
+/// its node id, markers written to the partitions it leads (`txn_markers`), and blocks of
+/// producer ids from the controller. A trait, so the shell does not depend on the broker that
+/// owns it.
+pub trait TxnEnv: CoordinatorEnv {
+    fn node_id(&self) -> i32;
+    /// Writes the markers (as WriteTxnMarkers does) and answers per partition.
+    fn write_markers(
+        &self,
+        markers: Vec<MarkerRequest>,
+    ) -> Pin<Box<dyn Future<Output = Vec<MarkerResult>> + Send + '_>>;
+    /// A block of producer ids `(first, count)` no one else gets.
+    fn allocate_producer_id_block(&self) -> anyhow::Result<(i64, i64)>;
+}
 
 /// First wait before a marker write is tried again.
 const MARKER_RETRY_BACKOFF_MS_MIN: u64 = 100;
@@ -45,14 +78,14 @@ const PRODUCER_IDS_RETRY_BACKOFF_MS: u64 = 1_000;
 pub struct Txns {
     runtime: Arc<Runtime>,
     /// The broker the effects work on, set once it is built (it owns this shell).
-    broker: Arc<OnceLock<Weak<Broker>>>,
+    broker: Arc<OnceLock<Weak<dyn TxnEnv>>>,
     pub settings: TxnSettings,
 }
 
 impl Txns {
     pub fn new(settings: TxnSettings) -> Txns {
         let shard_config = settings.coordinator.clone();
-        let broker: Arc<OnceLock<Weak<Broker>>> = Arc::new(OnceLock::new());
+        let broker: Arc<OnceLock<Weak<dyn TxnEnv>>> = Arc::new(OnceLock::new());
         let hook_broker = Arc::clone(&broker);
         let runtime = CoordinatorRuntime::new(
             "transaction coordinator",
@@ -97,10 +130,11 @@ impl Txns {
     }
 
     /// Gives the shell the broker it works for (once, right after the broker is built).
-    pub fn attach(&self, broker: &Arc<Broker>) {
-        let _ = self.broker.set(Arc::downgrade(broker));
-        let weak: Weak<Broker> = Arc::downgrade(broker);
-        self.runtime.attach(weak);
+    pub fn attach<E: TxnEnv + 'static>(&self, broker: &Arc<E>) {
+        let env: Arc<dyn TxnEnv> = Arc::clone(broker) as Arc<dyn TxnEnv>;
+        let _ = self.broker.set(Arc::downgrade(&env));
+        let coordinator_env: Arc<dyn CoordinatorEnv> = env;
+        self.runtime.attach(Arc::downgrade(&coordinator_env));
     }
 
     /// Tells every loaded shard the cluster's `transaction.version` (after UpdateFeatures).
@@ -339,7 +373,7 @@ fn by_partition<T>(
 
 /// Carries out what a shard asked of its shell, off the shard's lock.
 fn on_effect(
-    broker: &Arc<OnceLock<Weak<Broker>>>,
+    broker: &Arc<OnceLock<Weak<dyn TxnEnv>>>,
     runtime: &Arc<Runtime>,
     partition: i32,
     effect: TxnEffect,
@@ -365,12 +399,12 @@ fn on_effect(
 }
 
 /// Fetches a block of producer ids from the controller for the shard of `partition`.
-async fn fetch_producer_ids(broker: Weak<Broker>, runtime: Arc<Runtime>, partition: i32) {
+async fn fetch_producer_ids(broker: Weak<dyn TxnEnv>, runtime: Arc<Runtime>, partition: i32) {
     loop {
         let Some(b) = broker.upgrade() else {
             return;
         };
-        match b.metadata.allocate_producer_id_block(&*b) {
+        match b.allocate_producer_id_block() {
             Ok((first, count)) => {
                 runtime.drive(&*b, partition, |engine, _, _| {
                     engine.add_producer_ids(first, count);
@@ -417,7 +451,7 @@ fn marker_fate(code: i16) -> MarkerFate {
 /// Writes the markers of one `WriteMarkers` to the partitions this broker leads and reports
 /// them to the shard, retrying what failed until every partition is done.
 async fn deliver_markers(
-    broker: Weak<Broker>,
+    broker: Weak<dyn TxnEnv>,
     runtime: Arc<Runtime>,
     partition: i32,
     write: MarkerWrite,
@@ -473,14 +507,12 @@ async fn deliver_markers(
             if first_written && one_at_a_time {
                 failpoint("txn.between_markers");
             }
-            let results = write_txn_markers(
-                &b,
-                vec![MarkerRequest {
+            let results = b
+                .write_markers(vec![MarkerRequest {
                     marker,
                     partitions: partitions.clone(),
-                }],
-            )
-            .await;
+                }])
+                .await;
             for (topic, index, code) in results.into_iter().flat_map(|r| r.partitions) {
                 match marker_fate(code) {
                     MarkerFate::Done => {

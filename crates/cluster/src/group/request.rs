@@ -2,6 +2,7 @@
 //! cannot serve it at all (Kafka's `getErrorResponse` of each request type).
 
 use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
 
 /// The requests the coordinator answers.
 #[derive(Debug, Clone)]
@@ -163,9 +164,7 @@ impl GroupRequest {
             GroupRequest::TxnOffsetCommit(r) => {
                 ResponseKind::TxnOffsetCommit(txn_offset_commit_error(r, code))
             }
-            GroupRequest::CompleteTransaction(c) => {
-                super::coordinator::marker_response(c.partition, code)
-            }
+            GroupRequest::CompleteTransaction(c) => marker_response(c.partition, code),
             GroupRequest::ConsumerGroupDescribe(r) => ResponseKind::ConsumerGroupDescribe(
                 ConsumerGroupDescribeResponse::default().with_groups(
                     r.group_ids
@@ -242,4 +241,19 @@ pub fn coordinator_write_error_code(code: i16) -> i16 {
     } else {
         code
     }
+}
+
+/// The answer to a `CompleteTransaction`: a WriteTxnMarkers response with the code of the
+/// group coordinator partition's marker.
+pub fn marker_response(partition: i32, code: i16) -> ResponseKind {
+    use write_txn_markers_response::*;
+    ResponseKind::WriteTxnMarkers(WriteTxnMarkersResponse::default().with_markers(vec![
+        WritableTxnMarkerResult::default().with_topics(vec![
+            WritableTxnMarkerTopicResult::default()
+                .with_name(TopicName(StrBytes::from_static_str("__consumer_offsets")))
+                .with_partitions(vec![WritableTxnMarkerPartitionResult::default()
+                    .with_partition_index(partition)
+                    .with_error_code(code)]),
+        ]),
+    ]))
 }

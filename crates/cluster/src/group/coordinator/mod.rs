@@ -28,7 +28,7 @@ use super::offsets::{ExpiryBase, OffsetStore};
 pub use super::output::{Output, RequestId};
 use super::records::{self, GroupMetadataValue, OffsetCommitValue, RecordKey};
 use super::request::{coordinator_write_error_code, txn_offset_commit_failed};
-pub use super::request::{GroupRequest, TxnCompletion};
+pub use super::request::{marker_response, GroupRequest, TxnCompletion};
 use super::txn_offsets::{PendingOffset, PendingTxnOffsets};
 use super::{ClientInfo, GroupConfig, GroupError, MigrationPolicy, Record, TopicView};
 use crate::txn::TxnResult;
@@ -613,24 +613,6 @@ impl GroupCoordinator {
         self.last_token
     }
 }
-
-/// The answer to a `CompleteTransaction`: a WriteTxnMarkers response with the code of the
-/// group coordinator partition's marker.
-pub fn marker_response(partition: i32, code: i16) -> ResponseKind {
-    use write_txn_markers_response::*;
-    ResponseKind::WriteTxnMarkers(WriteTxnMarkersResponse::default().with_markers(vec![
-        WritableTxnMarkerResult::default().with_topics(vec![
-            WritableTxnMarkerTopicResult::default()
-                .with_name(TopicName(sb(OFFSETS_TOPIC)))
-                .with_partitions(vec![WritableTxnMarkerPartitionResult::default()
-                    .with_partition_index(partition)
-                    .with_error_code(code)]),
-        ]),
-    ]))
-}
-
-/// The topic whose partitions are the group coordinator's shards.
-const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
 /// The group coordinator asks its shell for nothing besides responses and appends.
 #[derive(Debug, Clone, Copy)]
