@@ -15,6 +15,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
+use tokio::sync::Notify;
+
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::*;
 use runnel_cluster::group::ClientInfo;
@@ -77,6 +79,9 @@ const PRODUCER_IDS_RETRY_BACKOFF_MS: u64 = 1_000;
 
 pub struct Txns {
     runtime: Arc<Runtime>,
+    /// Woken whenever a shard commits a batch (see [`Txns::completion`]), one per slot of
+    /// `__transaction_state` partitions.
+    completions: Arc<Vec<Notify>>,
     /// The broker the effects work on, set once it is built (it owns this shell).
     broker: Arc<OnceLock<Weak<dyn TxnEnv>>>,
     pub settings: TxnSettings,
@@ -87,6 +92,11 @@ impl Txns {
         let shard_config = settings.coordinator.clone();
         let broker: Arc<OnceLock<Weak<dyn TxnEnv>>> = Arc::new(OnceLock::new());
         let hook_broker = Arc::clone(&broker);
+        let slots = usize::try_from(settings.coordinator.transaction_state_partitions)
+            .unwrap_or(1)
+            .clamp(1, COMPLETION_SLOTS_MAX);
+        let completions: Arc<Vec<Notify>> = Arc::new((0..slots).map(|_| Notify::new()).collect());
+        let observed = Arc::clone(&completions);
         let runtime = CoordinatorRuntime::new(
             "transaction coordinator",
             TRANSACTION_STATE_TOPIC,
@@ -121,12 +131,33 @@ impl Txns {
         )
         .with_effect_hook(Box::new(move |runtime, partition, effect| {
             on_effect(&hook_broker, runtime, partition, effect)
+        }))
+        .with_commit_observer(Box::new(move |partition, _records| {
+            completion_slot(&observed, partition).notify_waiters();
         }));
         Txns {
             runtime: Arc::new(runtime),
+            completions,
             broker,
             settings,
         }
+    }
+
+    /// Notified after the shard that owns `transactional_id` committed a batch (a transaction
+    /// completed, say), so a TV2 add that met CONCURRENT_TRANSACTIONS can ask again as soon as
+    /// the previous transaction's markers are written instead of after a fixed backoff. Wakes
+    /// may be spurious (other ids of the shard, or of another shard sharing the slot): a woken
+    /// waiter asks the coordinator again, bounded by its own deadline.
+    pub fn completion(&self, transactional_id: &str, image: &MetadataImage) -> &Notify {
+        let partitions = image
+            .topic(TRANSACTION_STATE_TOPIC)
+            .and_then(|t| i32::try_from(t.partitions).ok())
+            .unwrap_or(1)
+            .max(1);
+        completion_slot(
+            &self.completions,
+            transaction_partition_for(transactional_id, partitions),
+        )
     }
 
     /// Gives the shell the broker it works for (once, right after the broker is built).
@@ -369,6 +400,14 @@ fn by_partition<T>(
         split.entry(partition_for(id(item))).or_default().push(i);
     }
     split
+}
+
+/// Upper bound on the completion notifiers (`Txns::completion`); partitions beyond share slots.
+const COMPLETION_SLOTS_MAX: usize = 1024;
+
+fn completion_slot(slots: &[Notify], partition: i32) -> &Notify {
+    let index = usize::try_from(partition).unwrap_or(0) % slots.len();
+    &slots[index]
 }
 
 /// Carries out what a shard asked of its shell, off the shard's lock.

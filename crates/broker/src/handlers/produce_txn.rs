@@ -32,6 +32,14 @@ const ADD_RETRY_BACKOFF_MS: u64 = 20;
 /// Kafka's `add.partitions.to.txn.retry.backoff.max.ms`: how long such retries go on.
 const ADD_RETRY_MAX_MS: u64 = 100;
 
+/// Waits before a TV2 add that met CONCURRENT_TRANSACTIONS asks again: until the shard that
+/// owns the transactional id commits something (the previous transaction's completion, once
+/// its markers are written), or at most Kafka's fixed backoff. Kafka waits the whole backoff;
+/// waking on the completion answers the same, sooner.
+async fn wait_for_completion(completed: std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>) {
+    let _ = tokio::time::timeout(Duration::from_millis(ADD_RETRY_BACKOFF_MS), completed).await;
+}
+
 /// Partitions of a produce request refused before their append, by (topic position, partition
 /// position) in the request: error code and message.
 pub type Refused = HashMap<(usize, usize), (i16, Option<String>)>;
@@ -140,7 +148,12 @@ pub async fn verify(
         return refused;
     }
     let started = Instant::now();
+    let completion = broker.txns.completion(&transactional_id, &image);
     let errors = loop {
+        // Registered before asking, so a completion between the answer and the wait is not
+        // missed.
+        let mut completed = std::pin::pin!(completion.notified());
+        completed.as_mut().enable();
         let errors = ask_coordinator(
             broker,
             &transactional_id,
@@ -157,7 +170,7 @@ pub async fn verify(
             && concurrent
             && started.elapsed() < Duration::from_millis(ADD_RETRY_MAX_MS)
         {
-            tokio::time::sleep(Duration::from_millis(ADD_RETRY_BACKOFF_MS)).await;
+            wait_for_completion(completed).await;
             continue;
         }
         break errors;
@@ -217,7 +230,10 @@ pub async fn verify_offsets_partition(
         producer_epoch,
     }];
     let started = Instant::now();
+    let completion = broker.txns.completion(transactional_id, &image);
     let code = loop {
+        let mut completed = std::pin::pin!(completion.notified());
+        completed.as_mut().enable();
         let errors = ask_coordinator(
             broker,
             transactional_id,
@@ -235,7 +251,7 @@ pub async fn verify_offsets_partition(
             && code == ResponseError::ConcurrentTransactions.code()
             && started.elapsed() < Duration::from_millis(ADD_RETRY_MAX_MS)
         {
-            tokio::time::sleep(Duration::from_millis(ADD_RETRY_BACKOFF_MS)).await;
+            wait_for_completion(completed).await;
             continue;
         }
         break code;
