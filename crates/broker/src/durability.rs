@@ -70,7 +70,9 @@ pub trait RoundLog: Send + Sync + 'static {
 /// partition's append order.
 #[derive(Debug, Clone)]
 pub enum RoundAppend {
-    Records(Bytes),
+    /// A client's batches, with what transaction verification asks of them
+    /// (`PartitionLog::append_as_leader_verified`).
+    Records(Bytes, runnel_storage::Verification),
     /// A coordinator's own batch (`PartitionLog::append_as_coordinator`).
     CoordinatorRecords(Bytes),
     Marker(runnel_storage::TxnMarker),
@@ -78,7 +80,7 @@ pub enum RoundAppend {
 
 impl From<Bytes> for RoundAppend {
     fn from(records: Bytes) -> Self {
-        RoundAppend::Records(records)
+        RoundAppend::Records(records, runnel_storage::Verification::Off)
     }
 }
 

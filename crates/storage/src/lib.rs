@@ -22,6 +22,7 @@ mod recovery;
 mod recovery_point;
 mod segment;
 mod txn;
+mod verification;
 
 pub use config::{BrokerCompressionType, LogConfig};
 pub use epoch_cache::EpochEntry;
@@ -35,3 +36,4 @@ pub use offsets::{LogOffsets, OffsetsSnapshot};
 pub use reader::{ActiveProducer, LogReader, LogSnapshot};
 pub use runnel_protocol::batch::TimestampType;
 pub use txn::{AbortedTxn, TxnMarker, TxnResult, ABORTED_TXN_BYTES};
+pub use verification::{Verification, VerificationGuard, VERIFICATION_ENTRIES_MAX};

@@ -1313,3 +1313,61 @@ fn a_marker_stamped_a_segment_ms_after_the_first_batch_rolls_and_ends_a_slice() 
     assert_eq!(read(0), vec![0, 1, 2, 3, 4, 5]);
     assert_eq!(read(6), vec![6]);
 }
+
+#[test]
+fn a_stale_verification_cannot_open_a_transaction_the_coordinator_does_not_know() {
+    // Goal (KIP-890 part 1, Kafka's VerificationGuard): the guard handed out when verification
+    // starts must come back with the append; an ABORT marker landing between the coordinator's
+    // answer and the append (a transaction timeout) makes the old guard stale, so the late
+    // batch is refused instead of opening a transaction no marker will ever end.
+    use runnel_storage::Verification;
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(dir.path().join("t-0"), TOPIC, config(1 << 20)).unwrap();
+    let append = |log: &mut PartitionLog, seq: i32, tag: u64, v: Verification| {
+        log.append_as_leader_verified(producer_batch(5, 1, seq, &[tag], true).into(), 0, 1, v)
+    };
+    // The sentinel (no verification started) does not open a transaction.
+    let refused = append(&mut log, 0, 1, Verification::Guard(None));
+    assert!(
+        matches!(refused, Err(StorageError::InvalidTxnState(_))),
+        "{refused:?}"
+    );
+    let stale = log.start_transaction_verification(5, 1, false).unwrap();
+    // The transaction times out: the coordinator aborts it and writes the marker here.
+    log.append_txn_marker(&marker(5, 1, 0, TxnResult::Abort), 0, 1)
+        .unwrap();
+    let fresh = log.start_transaction_verification(5, 1, false).unwrap();
+    assert_ne!(stale, fresh);
+    let refused = append(&mut log, 0, 1, Verification::Guard(Some(stale)));
+    assert!(
+        matches!(refused, Err(StorageError::InvalidTxnState(_))),
+        "{refused:?}"
+    );
+    assert!(log.ongoing_transactions().is_empty());
+    // The current guard opens it; later batches of the same transaction need none.
+    append(&mut log, 0, 1, Verification::Guard(Some(fresh))).unwrap();
+    assert_eq!(log.start_transaction_verification(5, 1, false), None);
+    append(&mut log, 1, 2, Verification::Guard(None)).unwrap();
+    assert_eq!(log.ongoing_transactions().len(), 1);
+    // The used guard does not open another transaction after this one ends.
+    log.append_txn_marker(&marker(5, 1, 0, TxnResult::Commit), 0, 1)
+        .unwrap();
+    let refused = append(&mut log, 2, 3, Verification::Guard(Some(fresh)));
+    assert!(
+        matches!(refused, Err(StorageError::InvalidTxnState(_))),
+        "{refused:?}"
+    );
+    // An older epoch is told so first, as Kafka does.
+    let refused = log.append_as_leader_verified(
+        producer_batch(5, 0, 0, &[4], true).into(),
+        0,
+        1,
+        Verification::Guard(None),
+    );
+    assert!(
+        matches!(refused, Err(StorageError::InvalidProducerEpoch { .. })),
+        "{refused:?}"
+    );
+    // With verification off (the broker config), nothing is checked.
+    append(&mut log, 2, 3, Verification::Off).unwrap();
+}

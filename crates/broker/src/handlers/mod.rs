@@ -144,8 +144,8 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext<'_>, request: Req
             ResponseKind::ListOffsets(list_offsets::handle(broker, ctx, r, version))
         }
         RequestKind::Produce(r) => {
-            let refused = produce_txn::verify(broker, ctx.principal(), &r, version).await;
-            match produce::apply(broker, r, version, &refused) {
+            let verified = produce_txn::verify(broker, ctx.principal(), &r, version).await;
+            match produce::apply(broker, r, version, &verified) {
                 produce::Applied::Done(ProduceReply::Respond(r)) => ResponseKind::Produce(r),
                 produce::Applied::Done(ProduceReply::Silent) => return Reply::Silent,
                 produce::Applied::Done(ProduceReply::Close) => return Reply::Close,

@@ -111,14 +111,14 @@ fn rejected(index: i32, e: &StorageError) -> PartitionProduceResponse {
 /// Validates the request and appends (page-cache mode) or queues (fsync mode) every batch. The
 /// caller must apply a connection's requests one at a time in arrival order: queueing order is
 /// append order, which idempotent producers' sequence checks rely on.
-/// `refused` holds the partitions (by topic and partition position in the request) refused
+/// `verified` holds the partitions (by topic and partition position in the request) refused
 /// before any append, with their error: transactional batches the coordinator did not verify
-/// (`produce_txn::verify`).
+/// (`produce_txn::verify`); and the verification guards the others' appends carry.
 pub fn apply(
     broker: &Broker,
     request: ProduceRequest,
     version: i16,
-    refused: &super::produce_txn::Refused,
+    verified: &super::produce_txn::Verified,
 ) -> Applied {
     let acks = request.acks;
     let image = broker.image();
@@ -153,7 +153,8 @@ pub fn apply(
                 partition_responses.push(failed(ResponseError::InvalidRequiredAcks.code(), None));
                 continue;
             }
-            if let Some((code, message)) = refused.get(&(topic_position, partition_position)) {
+            let position = (topic_position, partition_position);
+            if let Some((code, message)) = verified.refused.get(&position) {
                 partition_responses.push(failed(*code, message.clone()));
                 continue;
             }
@@ -171,7 +172,7 @@ pub fn apply(
             // Produce v3+ carries exactly one v2 batch per partition (Kafka's
             // ProduceRequest.validateRecords); the log validates the batch itself.
             match BatchHeader::parse(&records) {
-                // Transactional batches were checked with the coordinator (`refused`).
+                // Transactional batches were checked with the coordinator (`verified`).
                 Ok(h) if h.size_bytes() == records.len() => {}
                 Ok(_) => {
                     partition_responses.push(failed(
@@ -188,10 +189,13 @@ pub fn apply(
                     continue;
                 }
             }
-            match broker
-                .replicas
-                .append_records(&partition, AppendOrigin::Client, acks, records)
-            {
+            match broker.replicas.append_records_verified(
+                &partition,
+                AppendOrigin::Client,
+                acks,
+                records,
+                verified.verification(position),
+            ) {
                 Err(refused) => partition_responses.push(failed(refused.code, refused.message)),
                 Ok(AppendWait::Done(Ok(outcome))) => {
                     partition_responses.push(appended(data.index, &outcome));

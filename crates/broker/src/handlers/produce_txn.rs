@@ -22,6 +22,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use runnel_cluster::txn::TxnRequest;
 use runnel_protocol::batch::BatchHeader;
+use runnel_storage::{Verification, VerificationGuard};
 
 use crate::state::Broker;
 
@@ -44,6 +45,28 @@ async fn wait_for_completion(completed: std::pin::Pin<&mut tokio::sync::futures:
 /// position) in the request: error code and message.
 pub type Refused = HashMap<(usize, usize), (i16, Option<String>)>;
 
+/// What verification decided for a produce request: the partitions to refuse, and the guards
+/// the others' appends must carry (`PartitionLog::append_as_leader_verified`).
+#[derive(Debug, Default)]
+pub struct Verified {
+    pub refused: Refused,
+    /// Guards of the batches verified with the coordinator, by position.
+    guards: HashMap<(usize, usize), VerificationGuard>,
+    /// `transaction.partition.verification.enable`: whether the log checks the guards.
+    checked: bool,
+}
+
+impl Verified {
+    /// What the append of the partition at `position` carries.
+    pub fn verification(&self, position: (usize, usize)) -> Verification {
+        if self.checked {
+            Verification::Guard(self.guards.get(&position).copied())
+        } else {
+            Verification::Off
+        }
+    }
+}
+
 /// One transactional batch of the request.
 struct TxnBatch {
     position: (usize, usize),
@@ -54,14 +77,19 @@ struct TxnBatch {
 }
 
 /// Checks the transactional batches of `request` with the coordinator; returns the partitions
-/// to refuse. Non-transactional requests return at once without allocating.
+/// to refuse and the guards the others' appends carry. Non-transactional requests return at
+/// once without allocating.
 pub async fn verify(
     broker: &Broker,
     principal: &crate::context::Principal,
     request: &ProduceRequest,
     version: i16,
-) -> Refused {
-    let mut refused = Refused::new();
+) -> Verified {
+    let mut verified = Verified {
+        checked: broker.config.txns.partition_verification,
+        ..Verified::default()
+    };
+    let refused = &mut verified.refused;
     let image = broker.image();
     let mut batches = Vec::new();
     for (t, topic_data) in request.topic_data.iter().enumerate() {
@@ -94,7 +122,7 @@ pub async fn verify(
         }
     }
     if batches.is_empty() {
-        return refused;
+        return verified;
     }
     let refuse_all = |refused: &mut Refused, code: ResponseError| {
         for topic in 0..request.topic_data.len() {
@@ -115,11 +143,8 @@ pub async fn verify(
             id,
         )
     }) else {
-        refuse_all(
-            &mut refused,
-            ResponseError::TransactionalIdAuthorizationFailed,
-        );
-        return refused;
+        refuse_all(refused, ResponseError::TransactionalIdAuthorizationFailed);
+        return verified;
     };
     let (producer_id, producer_epoch) = (batches[0].producer_id, batches[0].producer_epoch);
     if batches
@@ -127,25 +152,38 @@ pub async fn verify(
         .any(|b| (b.producer_id, b.producer_epoch) != (producer_id, producer_epoch))
     {
         // "Transactional records contained more than one producer ID".
-        refuse_all(&mut refused, ResponseError::InvalidProducerIdMapping);
-        return refused;
+        refuse_all(refused, ResponseError::InvalidProducerIdMapping);
+        return verified;
     }
     let add_partition = version > 11;
     if !add_partition && !broker.config.txns.partition_verification {
-        return refused;
+        return verified;
     }
-    // Only a transaction's first batch on a partition is checked.
+    // Only a transaction's first batch on a partition is checked; it starts a verification
+    // whose guard its append carries (Kafka's `maybeStartTransactionVerification`).
+    let guards = &mut verified.guards;
     batches.retain(|b| {
         let partition = image
             .topic(&b.topic)
             .and_then(|t| broker.partition(&t.topic_id, b.partition));
-        !partition.is_some_and(|p| {
-            p.lock_log()
-                .has_ongoing_transaction(b.producer_id, b.producer_epoch)
-        })
+        let Some(partition) = partition else {
+            return true;
+        };
+        let guard = partition.lock_log().start_transaction_verification(
+            b.producer_id,
+            b.producer_epoch,
+            add_partition,
+        );
+        match guard {
+            Some(guard) => {
+                guards.insert(b.position, guard);
+                true
+            }
+            None => false,
+        }
     });
     if batches.is_empty() {
-        return refused;
+        return verified;
     }
     let started = Instant::now();
     let completion = broker.txns.completion(&transactional_id, &image);
@@ -183,12 +221,12 @@ pub async fn verify(
         if code == 0 {
             continue;
         }
-        refused.insert(
+        verified.refused.insert(
             batch.position,
             produce_error(code, generic_errors, add_partition),
         );
     }
-    refused
+    verified
 }
 
 /// KIP-890 for TxnOffsetCommit (Kafka's `CoordinatorPartitionWriter.maybeStartTransactionVerification`

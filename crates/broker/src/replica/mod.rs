@@ -13,7 +13,7 @@ use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
-use runnel_storage::{AppendOutcome, StorageError, TxnMarker};
+use runnel_storage::{AppendOutcome, StorageError, TxnMarker, Verification};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
@@ -131,6 +131,19 @@ impl ReplicaManager {
         acks: i16,
         records: Bytes,
     ) -> Result<AppendWait, AppendRefused> {
+        self.append_records_verified(partition, origin, acks, records, Verification::Off)
+    }
+
+    /// `append_records` carrying what transaction verification asks of a client's batches
+    /// (`PartitionLog::append_as_leader_verified`; coordinators' batches are not checked).
+    pub fn append_records_verified(
+        &self,
+        partition: &Arc<Partition>,
+        origin: AppendOrigin,
+        acks: i16,
+        records: Bytes,
+        verification: Verification,
+    ) -> Result<AppendWait, AppendRefused> {
         if origin == AppendOrigin::Client {
             if crate::internal_topics::is_internal_topic(&partition.topic.name) {
                 // Kafka: "Cannot append to internal topic" (internal topics are the
@@ -152,7 +165,9 @@ impl ReplicaManager {
         }
         let append = match origin {
             AppendOrigin::Coordinator => RoundAppend::CoordinatorRecords(records),
-            AppendOrigin::Client | AppendOrigin::Replication => RoundAppend::Records(records),
+            AppendOrigin::Client | AppendOrigin::Replication => {
+                RoundAppend::Records(records, verification)
+            }
         };
         Ok(append_durably(partition, append))
     }
@@ -185,9 +200,14 @@ fn append_durably(partition: &Arc<Partition>, append: RoundAppend) -> AppendWait
     let outcome = {
         let mut log = partition.lock_log();
         let result = match append {
-            RoundAppend::Records(records) => {
+            RoundAppend::Records(records, verification) => {
                 let bytes = records.len();
-                let result = log.append_as_leader(records, partition.leader_epoch, now_ms());
+                let result = log.append_as_leader_verified(
+                    records,
+                    partition.leader_epoch,
+                    now_ms(),
+                    verification,
+                );
                 if let Ok(outcome) = &result {
                     partition.record_appended(bytes, outcome);
                 }

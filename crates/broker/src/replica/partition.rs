@@ -212,9 +212,14 @@ impl RoundLog for Partition {
         let appended: Vec<_> = batches
             .into_iter()
             .map(|append| match append {
-                RoundAppend::Records(records) => {
+                RoundAppend::Records(records, verification) => {
                     let bytes = records.len();
-                    let appended = log.append_as_leader(records, self.leader_epoch, now_ms());
+                    let appended = log.append_as_leader_verified(
+                        records,
+                        self.leader_epoch,
+                        now_ms(),
+                        verification,
+                    );
                     if let Ok(outcome) = &appended {
                         self.record_appended(bytes, outcome);
                     }

@@ -9,6 +9,8 @@ mod retention;
 mod truncate;
 mod validator;
 
+use crate::verification::Verification;
+
 pub use retention::ExpiredFiles;
 
 use std::collections::HashMap;
@@ -125,6 +127,9 @@ pub struct PartitionLog {
     /// Set by the partition owner; `log_start <= hw <= leo` always.
     high_watermark: i64,
     producers: ProducerStateManager,
+    /// Transaction verifications in progress (KIP-890): in memory only, as in Kafka; a restart
+    /// makes producers verify again.
+    verifications: crate::verification::Verifications,
     epochs: EpochCache,
     /// What this log's readers share with it: the published offsets, segment list and epochs,
     /// the poisoned flag (set after a failed write or fsync: the disk state is unknown, so the
@@ -552,6 +557,7 @@ impl PartitionLog {
             log_start_offset,
             high_watermark: log_start_offset,
             producers,
+            verifications: Default::default(),
             epochs,
             shared,
             pending_deletions: Vec::new(),
@@ -618,6 +624,29 @@ impl PartitionLog {
     /// transactional batch here needs no verification with the coordinator (KIP-890).
     pub fn has_ongoing_transaction(&self, producer_id: i64, producer_epoch: i16) -> bool {
         self.producers.has_ongoing_txn(producer_id, producer_epoch)
+    }
+
+    /// Kafka's `maybeStartTransactionVerification`: before a transactional batch of a producer
+    /// with no transaction open here (at this epoch) is appended, the broker asks the
+    /// coordinator; the guard returned here must come back with the append
+    /// ([`Verification::Guard`]), which is refused if a marker or another verification came
+    /// in between. `None` (Kafka's sentinel): the transaction is already ongoing here and needs
+    /// no verification.
+    ///
+    /// [`Verification::Guard`]: crate::Verification::Guard
+    pub fn start_transaction_verification(
+        &mut self,
+        producer_id: i64,
+        producer_epoch: i16,
+        supports_epoch_bump: bool,
+    ) -> Option<crate::VerificationGuard> {
+        if self.has_ongoing_transaction(producer_id, producer_epoch) {
+            return None;
+        }
+        Some(
+            self.verifications
+                .start(producer_id, producer_epoch, supports_epoch_bump),
+        )
     }
 
     /// The transactions open on this partition as (producer id, first offset), earliest
@@ -744,7 +773,23 @@ impl PartitionLog {
         leader_epoch: i32,
         now_ms: i64,
     ) -> Result<AppendOutcome, StorageError> {
-        self.append_as(records, leader_epoch, now_ms, true)
+        self.append_as(records, leader_epoch, now_ms, true, Verification::Off)
+    }
+
+    /// `append_as_leader` with transaction verification (KIP-890, Kafka's
+    /// `analyzeAndValidateProducerState`): with [`Verification::Guard`], a transactional batch
+    /// of a producer with no transaction open here at its epoch is refused with
+    /// INVALID_PRODUCER_EPOCH if the epoch is older than the producer's, and with
+    /// INVALID_TXN_STATE unless the guard is the one `start_transaction_verification` handed
+    /// out and still holds.
+    pub fn append_as_leader_verified(
+        &mut self,
+        records: Bytes,
+        leader_epoch: i32,
+        now_ms: i64,
+        verification: Verification,
+    ) -> Result<AppendOutcome, StorageError> {
+        self.append_as(records, leader_epoch, now_ms, true, verification)
     }
 
     /// Appends a coordinator's own batches as leader (Kafka's COORDINATOR append origin): as
@@ -760,7 +805,7 @@ impl PartitionLog {
         leader_epoch: i32,
         now_ms: i64,
     ) -> Result<AppendOutcome, StorageError> {
-        self.append_as(records, leader_epoch, now_ms, false)
+        self.append_as(records, leader_epoch, now_ms, false, Verification::Off)
     }
 
     /// `append_as_leader` (`client`: sequence and duplicate checks) or `append_as_coordinator`.
@@ -770,6 +815,7 @@ impl PartitionLog {
         leader_epoch: i32,
         now_ms: i64,
         client: bool,
+        verification: Verification,
     ) -> Result<AppendOutcome, StorageError> {
         self.check_writable()?;
         let refs = validate_batches(&records, self.config.max_message_bytes as usize)?;
@@ -816,6 +862,9 @@ impl PartitionLog {
         let mut updates = HashMap::new();
         let mut next_offset = first_offset;
         for (_, header) in &headers {
+            if let Verification::Guard(guard) = verification {
+                self.check_verified(header, guard)?;
+            }
             if header.has_producer_id() {
                 check_and_update(
                     &mut updates,
@@ -860,6 +909,13 @@ impl PartitionLog {
         let changed: Vec<i64> = updates.keys().copied().collect();
         self.producers.commit(updates);
         self.publish_producers(Some(&changed));
+        for (_, header) in headers.iter().filter(|(_, h)| h.is_transactional()) {
+            self.verifications.on_transactional_append(
+                header.producer_id,
+                false,
+                header.producer_epoch,
+            );
+        }
         // Readers get the new bytes first, then an epoch that starts in them, then the log end
         // offset that covers them (see `reader`).
         self.active().publish();
@@ -874,6 +930,39 @@ impl PartitionLog {
             log_start_offset: self.log_start_offset,
             duplicate: false,
         })
+    }
+
+    /// The verification check of one batch (see `append_as_leader_verified`).
+    fn check_verified(
+        &self,
+        header: &BatchHeader,
+        guard: Option<crate::VerificationGuard>,
+    ) -> Result<(), StorageError> {
+        let producer_id = header.producer_id;
+        if !header.is_transactional()
+            || header.is_control()
+            || self
+                .producers
+                .has_ongoing_txn(producer_id, header.producer_epoch)
+        {
+            return Ok(());
+        }
+        // A stale epoch first: the producer can recover from that one.
+        if let Some(entry) = self.producers.get(producer_id) {
+            if header.producer_epoch < entry.epoch {
+                return Err(StorageError::InvalidProducerEpoch {
+                    producer_id,
+                    epoch: header.producer_epoch,
+                    current_epoch: entry.epoch,
+                });
+            }
+        }
+        if !self.verifications.verifies(producer_id, guard) {
+            return Err(StorageError::InvalidTxnState(
+                "Record was not part of an ongoing transaction".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// Writes a transaction marker (Kafka's `appendAsLeader` with the COORDINATOR origin, as
@@ -949,6 +1038,8 @@ impl PartitionLog {
         let changed: Vec<i64> = updates.keys().copied().collect();
         self.producers.commit(updates);
         self.publish_producers(Some(&changed));
+        self.verifications
+            .on_transactional_append(marker.producer_id, true, marker.producer_epoch);
         if let Some(completed) = completed {
             self.producers.complete(completed);
         }
