@@ -57,6 +57,13 @@ impl Default for ProducerEntry {
     }
 }
 
+/// A producer's last record, as the log cleaner keeps it (Kafka's `LastRecord`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LastRecord {
+    pub(crate) last_data_offset: Option<i64>,
+    pub(crate) epoch: i16,
+}
+
 /// A transaction a marker ended (Kafka's `CompletedTxn`); only non-empty transactions complete.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct CompletedTxn {
@@ -242,12 +249,20 @@ impl ProducerStateManager {
         self.ongoing.iter().map(|(&first, &pid)| (pid, first))
     }
 
-    /// Each producer's last data offset (the last offset of its last batch), which the log
-    /// cleaner keeps a batch header for (Kafka's `lastRecordsOfActiveProducers`).
-    pub(crate) fn last_offsets(&self) -> HashMap<i64, i64> {
+    /// Each producer's last record (Kafka's `lastRecordsOfActiveProducers`): the last offset
+    /// of its last data batch, if it has one at its current epoch, and that epoch. The log
+    /// cleaner keeps a header of that batch, or of the producer's marker at that epoch when it
+    /// has no data batch (a marker bumped its epoch), so fencing survives compaction.
+    pub(crate) fn last_records(&self) -> HashMap<i64, LastRecord> {
         self.producers
             .iter()
-            .filter_map(|(&id, entry)| entry.batches.back().map(|b| (id, b.last_offset)))
+            .map(|(&id, entry)| {
+                let last = LastRecord {
+                    last_data_offset: entry.batches.back().map(|b| b.last_offset),
+                    epoch: entry.epoch,
+                };
+                (id, last)
+            })
             .collect()
     }
 

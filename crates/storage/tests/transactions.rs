@@ -410,9 +410,12 @@ fn run(seed: u64, steps: usize) -> (usize, usize) {
     // Every other seed compacts (`compact,delete`): cleaning rounds then remove aborted
     // records; every record has its own key, so nothing else goes.
     let compact = seed.is_multiple_of(2);
+    // Markers whose transaction left no batch go once this passed (steps are 1 ms apart).
+    let delete_retention_ms = [0, 20, 86_400_000][rng.below(3) as usize];
     let log_config = LogConfig {
         compaction: runnel_storage::cleaner::CompactionConfig {
             compact,
+            delete_retention_ms,
             min_cleanable_dirty_ratio: 0.01,
             ..runnel_storage::cleaner::CompactionConfig::default()
         },
@@ -629,10 +632,31 @@ fn run(seed: u64, steps: usize) -> (usize, usize) {
             .copied()
             .filter(|&(_, _, marker)| marker >= first_base)
             .collect();
+        // A clean drops the entry of an aborted transaction none of whose batches is left
+        // (Kafka's cleaned transaction index): every other one stays, in order.
+        let (_, headers) = support::read_all(&log);
+        let has_batches = |&(pid, first, marker): &(i64, i64, i64)| {
+            headers.iter().any(|h| {
+                !h.is_control()
+                    && h.producer_id == pid
+                    && h.base_offset >= first
+                    && h.base_offset < marker
+            })
+        };
+        let mut unmatched = on_disk.iter().peekable();
+        for entry in &expected {
+            if unmatched.next_if_eq(&entry).is_none() {
+                assert!(
+                    compact && !has_batches(entry),
+                    "seed {seed} step {step}: .txnindex lacks {entry:?} whose batches remain; files {files:?} bases {bases:?} start {}",
+                    m.log_start
+                );
+            }
+        }
         assert_eq!(
-            on_disk, expected,
-            "seed {seed} step {step}: .txnindex entries; files {files:?} bases {bases:?} start {}",
-            m.log_start
+            unmatched.next(),
+            None,
+            "seed {seed} step {step}: .txnindex entries not in the model; files {files:?} bases {bases:?}"
         );
     }
     log.set_high_watermark(log.log_end_offset());
@@ -1370,4 +1394,135 @@ fn a_stale_verification_cannot_open_a_transaction_the_coordinator_does_not_know(
     );
     // With verification off (the broker config), nothing is checked.
     append(&mut log, 2, 3, Verification::Off).unwrap();
+}
+
+#[test]
+fn markers_go_once_their_transactions_data_is_gone_and_their_horizon_passed() {
+    // Goal (Kafka's CleanedTransactionMetadata and the marker delete horizon): a marker stays
+    // while any batch of its transaction does; the first clean that finds none stamps it with
+    // a delete horizon (now + delete.retention.ms) and drops an ABORT's .txnindex entry; the
+    // first clean after the horizon removes it. Markers of transactions whose data remains stay,
+    // and read_committed sees the same records throughout, also after a reopen.
+    use runnel_storage::cleaner::{
+        clean_once, CleanerSettings, CompactionConfig, OffsetMap, Throttler,
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("t-0");
+    let config = LogConfig {
+        segment_bytes: 300,
+        index_interval_bytes: 100,
+        file_delete_delay_ms: 0,
+        compaction: CompactionConfig {
+            compact: true,
+            min_cleanable_dirty_ratio: 0.01,
+            delete_retention_ms: 1_000,
+            ..CompactionConfig::default()
+        },
+        ..LogConfig::default()
+    };
+    let log =
+        std::sync::Mutex::new(PartitionLog::open(path.clone(), TOPIC, config.clone()).unwrap());
+    let append = |b: Vec<u8>| {
+        let mut log = log.lock().unwrap();
+        log.append_as_leader(b.into(), 0, 1).unwrap();
+        let leo = log.log_end_offset();
+        log.set_high_watermark(leo);
+    };
+    let end = |pid: i64, result: TxnResult| {
+        let mut log = log.lock().unwrap();
+        log.append_txn_marker(&marker(pid, 0, 0, result), 0, 1)
+            .unwrap();
+        let leo = log.log_end_offset();
+        log.set_high_watermark(leo);
+    };
+    let mut filler = 0u64;
+    let mut fill = |n: u64| {
+        for _ in 0..n {
+            filler += 1;
+            let key = format!("f{filler}");
+            append(keyed(-1, -1, &[(key.as_str(), 1000 + filler)], false));
+        }
+    };
+    // Producer 7: an aborted transaction, then a committed one (its last data).
+    append(keyed(7, 0, &[("a", 1)], true));
+    end(7, TxnResult::Abort);
+    // Producer 8: a committed transaction whose record a later plain write of its key
+    // supersedes, then another committed one (its last data).
+    append(keyed(8, 0, &[("k", 2)], true));
+    end(8, TxnResult::Commit);
+    append(keyed(-1, -1, &[("k", 3)], false));
+    append(keyed(7, 1, &[("b", 4)], true));
+    end(7, TxnResult::Commit);
+    append(keyed(8, 1, &[("z", 5)], true));
+    end(8, TxnResult::Commit);
+    fill(8);
+    let committed = read_committed(&log.lock().unwrap(), 1 << 20);
+    let markers = |log: &PartitionLog| -> Vec<(i64, Option<i64>)> {
+        let (_, headers) = support::read_all(log);
+        headers
+            .iter()
+            .filter(|h| h.is_control())
+            .map(|h| (h.producer_id, h.delete_horizon_ms()))
+            .collect()
+    };
+    let entries =
+        || -> Vec<AbortedTxn> { txn_index_files(&path).into_values().flatten().collect() };
+    assert_eq!(markers(&log.lock().unwrap()).len(), 4);
+    assert_eq!(entries().len(), 1);
+    let mut map = OffsetMap::new(1 << 16, 0.9);
+    // Each round keeps read_committed as it was but for the superseded record (tag 2): the
+    // filler keys are unique, so the rounds after the first only move markers.
+    let mut clean = |now: i64| {
+        let before = read_committed(&log.lock().unwrap(), 1 << 20);
+        let stats = clean_once(
+            || Some(log.lock().unwrap()),
+            &mut map,
+            &CleanerSettings::default(),
+            &Throttler::new(f64::MAX),
+            now,
+            true,
+        )
+        .unwrap()
+        .expect("a round ran");
+        let expected: Vec<(i64, u64)> = before.into_iter().filter(|&(_, tag)| tag != 2).collect();
+        assert_eq!(read_committed(&log.lock().unwrap(), 1 << 20), expected);
+        stats
+    };
+    // Round 1 removes the aborted and superseded data; it saw their batches, so every marker
+    // stays as it was, and so does the ABORT's entry.
+    clean(10_000);
+    assert_eq!(
+        markers(&log.lock().unwrap()),
+        vec![(7, None), (8, None), (7, None), (8, None)]
+    );
+    assert_eq!(entries().len(), 1);
+    // Round 2 finds no batch of the first two transactions: their markers get a horizon, the
+    // ABORT's entry goes. The markers of transactions with data left are untouched.
+    fill(4);
+    clean(10_000);
+    assert_eq!(
+        markers(&log.lock().unwrap()),
+        vec![(7, Some(11_000)), (8, Some(11_000)), (7, None), (8, None)]
+    );
+    assert_eq!(entries(), vec![]);
+    // Before the horizon nothing more goes; after it, those two markers do.
+    fill(4);
+    clean(10_999);
+    assert_eq!(markers(&log.lock().unwrap()).len(), 4);
+    fill(4);
+    clean(11_000);
+    assert_eq!(markers(&log.lock().unwrap()), vec![(7, None), (8, None)]);
+    let log = log.into_inner().unwrap();
+    let committed_now = read_committed(&log, 1 << 20);
+    assert!(committed
+        .iter()
+        .filter(|&&(_, tag)| tag != 2)
+        .all(|r| committed_now.contains(r)));
+    drop(log);
+    let mut log = PartitionLog::open(path.clone(), TOPIC, config).unwrap();
+    assert!(log.ongoing_transactions().is_empty());
+    let leo = log.log_end_offset();
+    log.set_high_watermark(leo);
+    assert_eq!(read_committed(&log, 1 << 20), committed_now);
+    assert_eq!(entries(), vec![]);
 }

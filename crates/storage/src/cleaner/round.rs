@@ -22,15 +22,18 @@
 //! (`RETAIN_EMPTY`) when it is the last batch of an active producer (its sequence and epoch are
 //! that producer's state) or the last batch below the round's upper bound.
 //!
-//! # Batches kept whole
+//! # Transactions (Kafka's `CleanedTransactionMetadata`)
 //!
-//! The batches of aborted transactions (told by the `.txnindex` entries, as Kafka's
-//! `CleanedTransactionMetadata` tells them) put no keys in the map and lose all their records,
-//! as in Kafka (the header stays under the `RETAIN_EMPTY` rule). Committed transactional data
-//! is compacted like any other. Control batches (transaction markers) are kept whole: Kafka
-//! removes a marker once its transaction's data is gone and its delete horizon passed, which is
-//! still to do here (see docs/design.md). Markers are never removed, so every `.txnindex` entry
-//! of the cleaned segments is carried over.
+//! The batches of aborted transactions (told by the `.txnindex` entries) put no keys in the map
+//! and lose all their records (the header stays under the `RETAIN_EMPTY` rule). Committed
+//! transactional data is compacted like any other. A transaction marker is kept until the
+//! clean finds none of its transaction's batches left: an ABORT marker whose batches are all
+//! gone, or a COMMIT marker whose transaction left no batch, may go. Such a marker is first
+//! rewritten with a delete horizon (now + `delete.retention.ms`, as tombstones are) and removed
+//! by the first clean after it, unless it is its producer's last record (its epoch fences
+//! zombies) or the last batch of the round. The cleaned segment's `.txnindex` keeps the entries
+//! of ABORT markers kept with some of their batches; one whose batches are gone is dropped,
+//! as Kafka drops it, since no read_committed reader can meet its data any more.
 //!
 //! Batches are read through the protocol crate's bounded reader (`BatchRecords`: compressed
 //! ones decompressed within the log's `max.message.bytes` limits) and, when a record goes,
@@ -53,6 +56,7 @@ use super::Throttler;
 use crate::file_budget::FileBudget;
 use crate::index::{OFFSET_ENTRY_BYTES, TIME_ENTRY_BYTES};
 use crate::io::{IoFile, LogIo, OpenMode};
+use crate::producer_state::LastRecord;
 use crate::segment::{Segment, SegmentFile, SegmentRead, SharedSegment};
 use crate::txn::AbortedTxn;
 use crate::{LogConfig, StorageError};
@@ -92,6 +96,8 @@ pub struct CleanedSegment {
     pub(crate) segment: Segment,
     /// The segments it replaces, as the round saw them.
     pub(crate) replaces: Vec<Arc<SharedSegment>>,
+    /// Its `.txnindex` entries: the aborted transactions whose marker it keeps with data.
+    pub(crate) aborted: Vec<AbortedTxn>,
 }
 
 impl CleanedSegment {
@@ -120,21 +126,13 @@ pub struct CleanRound {
     pub(crate) segments: Vec<SegmentRead>,
     pub(crate) first_dirty: i64,
     pub(crate) first_uncleanable: i64,
-    /// Last data offset of each producer in the producer state (Kafka's
+    /// Each producer's last record in the producer state (Kafka's
     /// `lastRecordsOfActiveProducers`).
-    pub(crate) producer_last_offsets: HashMap<i64, i64>,
+    pub(crate) producer_last: HashMap<i64, LastRecord>,
     /// Every aborted transaction that began below `first_uncleanable`, by first offset, from
     /// every segment's `.txnindex` entries (a marker may lie past the round's segments).
     pub(crate) aborted_txns: Vec<AbortedTxn>,
     pub(crate) now_ms: i64,
-}
-
-/// A batch is opaque when the cleaner keeps it whole without reading its records: a
-/// transaction marker (Kafka removes one only after its transaction's data is gone and its
-/// delete horizon passed, which is still to do here). Markers hold no keyed data, so they put
-/// nothing in the map and no tombstone waits for them.
-fn is_opaque(header: &BatchHeader) -> bool {
-    header.is_control()
 }
 
 /// Kafka's `CleanedTransactionMetadata`, the part that tells aborted transactional batches:
@@ -181,6 +179,80 @@ impl<'a> AbortedBatches<'a> {
             return false;
         }
         header.is_transactional() && self.aborting.contains(&header.producer_id)
+    }
+}
+
+/// Kafka's `CleanedTransactionMetadata` for the write pass: one per round, fed every batch
+/// of every group in log order from the first segment, so a transaction that spans groups is
+/// seen whole. Tells aborted data, which markers may go, and the `.txnindex` entries of each
+/// cleaned segment.
+struct TxnCleaning<'a> {
+    /// Entries not yet reached, by first offset.
+    pending: std::iter::Peekable<std::slice::Iter<'a, AbortedTxn>>,
+    /// Producers inside an aborted transaction: its entry, and whether any of its batches was
+    /// read (Kafka's `lastObservedBatchOffset`).
+    aborted: HashMap<i64, (AbortedTxn, bool)>,
+    /// Producers with a batch of a committed transaction read since its last marker.
+    committed: std::collections::HashSet<i64>,
+    /// Entries of the current group's kept ABORT markers.
+    index: Vec<AbortedTxn>,
+}
+
+impl<'a> TxnCleaning<'a> {
+    fn new(entries: &'a [AbortedTxn]) -> Self {
+        TxnCleaning {
+            pending: entries.iter().peekable(),
+            aborted: HashMap::new(),
+            committed: std::collections::HashSet::new(),
+            index: Vec::new(),
+        }
+    }
+
+    /// Kafka's `consumeAbortedTxnsUpTo`.
+    fn reach(&mut self, offset: i64) {
+        while let Some(e) = self.pending.next_if(|e| e.first_offset <= offset) {
+            self.aborted.entry(e.producer_id).or_insert((*e, false));
+        }
+    }
+
+    /// Kafka's `onBatchRead`: whether a data batch belongs to an aborted transaction.
+    fn on_batch(&mut self, header: &BatchHeader) -> bool {
+        self.reach(header.last_offset());
+        if !header.is_transactional() {
+            return false;
+        }
+        match self.aborted.get_mut(&header.producer_id) {
+            Some((_, observed)) => {
+                *observed = true;
+                true
+            }
+            None => {
+                self.committed.insert(header.producer_id);
+                false
+            }
+        }
+    }
+
+    /// Kafka's `onControlBatchRead`: whether a control batch may be discarded (once its delete
+    /// horizon passed). An ABORT marker kept for its batches keeps its `.txnindex` entry.
+    fn on_control(&mut self, header: &BatchHeader, batch: &[u8]) -> bool {
+        self.reach(header.last_offset());
+        if header.record_count == 0 {
+            // Emptied by an earlier clean.
+            return true;
+        }
+        match crate::txn::read_marker(batch).map(|m| m.result) {
+            Some(crate::txn::TxnResult::Abort) => match self.aborted.remove(&header.producer_id) {
+                Some((entry, true)) => {
+                    self.index.push(entry);
+                    false
+                }
+                _ => true,
+            },
+            Some(crate::txn::TxnResult::Commit) => !self.committed.remove(&header.producer_id),
+            // A control record of another kind: kept, as Kafka keeps it.
+            None => false,
+        }
     }
 }
 
@@ -293,7 +365,8 @@ impl CleanRound {
                 throttler,
                 |header, batch| {
                     let is_aborted = aborted.is_aborted(header, batch);
-                    if !is_opaque(header) && !is_aborted && header.last_offset() >= start {
+                    // Markers hold no keyed data: they put nothing in the map.
+                    if !header.is_control() && !is_aborted && header.last_offset() >= start {
                         check_stored_batch(batch)?;
                         BatchRecords::open(batch, limits)?.for_each(|record| {
                             if full {
@@ -382,12 +455,13 @@ impl CleanRound {
     /// Kafka's `cleanSegments`: writes the group's kept batches to one segment's `.cleaned`
     /// files (fsynced), named by the group's first base offset.
     #[allow(clippy::too_many_arguments)]
-    pub fn clean_group(
+    fn clean_group(
         &self,
         group: std::ops::Range<usize>,
         map: &OffsetMap,
         io_buffer_bytes: usize,
         throttler: &Throttler,
+        txns: &mut TxnCleaning<'_>,
         stats: &mut CleanStats,
     ) -> Result<CleanedSegment, StorageError> {
         let base = self.segments[group.start].base_offset();
@@ -400,8 +474,10 @@ impl CleanRound {
             map,
             io_buffer_bytes,
             throttler,
+            txns,
             stats,
         );
+        let aborted = std::mem::take(&mut txns.index);
         match result {
             Ok(segment) => Ok(CleanedSegment {
                 segment,
@@ -409,6 +485,7 @@ impl CleanRound {
                     .iter()
                     .map(SegmentRead::shared)
                     .collect(),
+                aborted,
             }),
             Err(e) => {
                 for path in &cleaned_paths {
@@ -428,6 +505,7 @@ impl CleanRound {
         map: &OffsetMap,
         io_buffer_bytes: usize,
         throttler: &Throttler,
+        txns: &mut TxnCleaning<'_>,
         stats: &mut CleanStats,
     ) -> Result<Segment, StorageError> {
         let io = &*self.io;
@@ -445,26 +523,49 @@ impl CleanRound {
         let interval = self.config.index_interval_bytes;
         let limits =
             DecompressLimits::for_max_message_bytes(self.config.max_message_bytes as usize);
-        let mut aborted = AbortedBatches::new(&self.aborted_txns, base);
         for index in group {
             let source = &self.segments[index];
             stats.bytes_read +=
                 self.for_each_batch(source, 0, io_buffer_bytes, throttler, |header, batch| {
                     let kept_from = out.len();
                     let producer_last = header.has_producer_id()
-                        && self.producer_last_offsets.get(&header.producer_id)
-                            == Some(&header.last_offset());
+                        && self.producer_last.get(&header.producer_id).is_some_and(
+                            |last| match last.last_data_offset {
+                                Some(offset) => offset == header.last_offset(),
+                                None => header.is_control() && header.producer_epoch == last.epoch,
+                            },
+                        );
                     let retain_empty =
                         producer_last || header.last_offset() + 1 == self.first_uncleanable;
-                    if aborted.is_aborted(header, batch) {
+                    if header.is_control() {
+                        let discardable = txns.on_control(header, batch);
+                        let existing_horizon = header.delete_horizon_ms();
+                        stats.records_read += u64::try_from(header.record_count).unwrap_or(0);
+                        if discardable && existing_horizon.is_some_and(|horizon| horizon <= now) {
+                            // Its horizon passed: the marker goes (its header stays if it is
+                            // its producer's last record or the round's last batch).
+                            if retain_empty {
+                                out.extend_from_slice(&empty_batch(header));
+                            }
+                        } else if discardable && existing_horizon.is_none() {
+                            // First seen removable: stamped with its delete horizon.
+                            check_stored_batch(batch)?;
+                            let records = BatchRecords::open(batch, limits)?;
+                            match retain_records(&records, |_| true, Some(horizon_for_new))? {
+                                Some(rewritten) => out.extend_from_slice(&rewritten),
+                                None if retain_empty => out.extend_from_slice(&empty_batch(header)),
+                                None => {}
+                            }
+                        } else {
+                            out.extend_from_slice(batch);
+                        }
+                    } else if txns.on_batch(header) {
                         // Kafka's cleaner removes aborted transactional data (its marker and
-                        // `.txnindex` entry stay; see the module docs).
+                        // `.txnindex` entry stay while any header of it does).
                         stats.records_read += u64::try_from(header.record_count).unwrap_or(0);
                         if retain_empty {
                             out.extend_from_slice(&empty_batch(header));
                         }
-                    } else if is_opaque(header) {
-                        out.extend_from_slice(batch);
                     } else {
                         check_stored_batch(batch)?;
                         let records = BatchRecords::open(batch, limits)?;
@@ -573,8 +674,16 @@ impl CleanRound {
         let mut stats = CleanStats::default();
         let end_offset = self.build_offset_map(map, io_buffer_bytes, throttler, &mut stats)?;
         stats.end_offset = end_offset;
+        let mut txns = TxnCleaning::new(&self.aborted_txns);
         for group in self.group_segments(end_offset) {
-            let cleaned = self.clean_group(group, map, io_buffer_bytes, throttler, &mut stats)?;
+            let cleaned = self.clean_group(
+                group,
+                map,
+                io_buffer_bytes,
+                throttler,
+                &mut txns,
+                &mut stats,
+            )?;
             if !install(cleaned)? {
                 stats.aborted = true;
                 return Ok(stats);

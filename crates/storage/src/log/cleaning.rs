@@ -16,7 +16,6 @@
 //! `open` (see `recover_swaps`) removes `.cleaned` files, and for each `.swap` segment
 //! removes the old segments whose base offsets it covers, then renames it into place.
 
-use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -126,7 +125,7 @@ impl PartitionLog {
     /// under the same lock).
     pub fn begin_cleaning(&self, candidate: &CleaningCandidate, now_ms: i64) -> CleanRound {
         let sealed = &self.segments[..self.segments.len() - 1];
-        let producer_last_offsets: HashMap<i64, i64> = self.producers.last_offsets();
+        let producer_last = self.producers.last_records();
         CleanRound {
             dir: self.dir.clone(),
             io: Arc::clone(self.io()),
@@ -139,7 +138,7 @@ impl PartitionLog {
                 .collect(),
             first_dirty: candidate.first_dirty_offset,
             first_uncleanable: candidate.first_uncleanable_offset,
-            producer_last_offsets,
+            producer_last,
             aborted_txns: {
                 let mut entries: Vec<crate::txn::AbortedTxn> = self
                     .segments
@@ -235,12 +234,10 @@ impl PartitionLog {
                 old.shared.retire(self.budget())?;
             }
             let mut segment = cleaned.segment;
-            // The cleaner keeps transactional and control batches whole, so the aborted
-            // transactions of the segments it replaces are the cleaned segment's.
-            let aborted: Vec<crate::txn::AbortedTxn> = self.segments[start..start + count]
-                .iter()
-                .flat_map(|s| s.shared.with_aborted(<[_]>::to_vec))
-                .collect();
+            // The aborted transactions whose ABORT marker the clean kept with some of their
+            // batches (Kafka's cleaned transaction index): one whose data is all gone needs no
+            // entry, and its marker goes once its delete horizon passed.
+            let aborted = cleaned.aborted;
             segment.shared.set_aborted(aborted.clone());
             segment.seal();
             let removed: Vec<Segment> = self
