@@ -64,6 +64,9 @@ pub(crate) const ACTED_ON: &[&str] = &[
     "transaction.abort.timed.out.transaction.cleanup.interval.ms",
     "transaction.remove.expired.transaction.cleanup.interval.ms",
     "transaction.partition.verification.enable",
+    "producer.id.expiration.ms",
+    // Internal in Kafka, but accepted by it: how often expired producer ids are looked for.
+    "producer.id.expiration.check.interval.ms",
 ];
 
 /// Runnel's own limits with no Kafka equivalent, under a `runnel.` prefix so they can never
@@ -204,6 +207,11 @@ pub struct BrokerConfig {
     /// `log.initial.task.delay.ms` (Kafka default 30 s): the wait before the first retention
     /// pass after startup.
     pub log_initial_task_delay_ms: u64,
+    /// `producer.id.expiration.ms` (Kafka default 1 day): a partition forgets a producer with
+    /// no transaction open whose last write is this old.
+    pub producer_id_expiration_ms: i64,
+    /// `producer.id.expiration.check.interval.ms` (Kafka default 10 minutes).
+    pub producer_id_expiration_check_interval_ms: u64,
     /// `runnel.log.format` / `--log-format`: `text` (default) or `json` lines for log shippers.
     pub log_format: crate::logging::LogFormat,
     /// `runnel.admin.listener` / `--admin-listen`, `runnel.admin.connections.max`: the admin
@@ -242,6 +250,8 @@ impl Default for BrokerConfig {
             txns: TxnSettings::default(),
             log_retention_check_interval_ms: 300_000,
             log_initial_task_delay_ms: 30_000,
+            producer_id_expiration_ms: 86_400_000,
+            producer_id_expiration_check_interval_ms: 600_000,
             log_format: crate::logging::LogFormat::Text,
             admin: crate::admin::settings::AdminConfig::default(),
             raw: BTreeMap::new(),
@@ -593,6 +603,19 @@ pub fn from_raw(raw: BTreeMap<String, String>) -> Result<(BrokerConfig, Vec<Stri
     }
     if let Some(v) = get("log.initial.task.delay.ms") {
         c.log_initial_task_delay_ms = num("log.initial.task.delay.ms", &v)?;
+    }
+    if let Some(v) = get("producer.id.expiration.ms") {
+        c.producer_id_expiration_ms = num("producer.id.expiration.ms", &v)?;
+        if c.producer_id_expiration_ms < 1 {
+            bail!("config key 'producer.id.expiration.ms' must be >= 1");
+        }
+    }
+    if let Some(v) = get("producer.id.expiration.check.interval.ms") {
+        c.producer_id_expiration_check_interval_ms =
+            num("producer.id.expiration.check.interval.ms", &v)?;
+        if c.producer_id_expiration_check_interval_ms < 1 {
+            bail!("config key 'producer.id.expiration.check.interval.ms' must be >= 1");
+        }
     }
     c.admin = crate::admin::settings::AdminConfig::parse(get)?;
     if let Some(v) = get("runnel.log.format") {

@@ -1,7 +1,8 @@
 //! The periodic log maintenance Kafka's `LogManager` schedules: a retention pass over every
 //! partition every `log.retention.check.interval.ms` (the first after
 //! `log.initial.task.delay.ms`), and the removal of deleted segments' `.deleted` files once
-//! their `file.delete.delay.ms` has passed.
+//! their `file.delete.delay.ms` has passed, and the expiry of idle producer ids every
+//! `producer.id.expiration.check.interval.ms` (Kafka's `removeExpiredProducers` task).
 //!
 //! The file work runs on tokio's blocking pool (`spawn_blocking`), never on an async worker.
 //! Each partition's log lock is held only for its own pass (checkpoint write, renames and one
@@ -26,6 +27,9 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     let check_interval_ms = broker.config.log_retention_check_interval_ms.max(1);
     let mut next_retention_ms = now_ms()
         .saturating_add(i64::try_from(broker.config.log_initial_task_delay_ms).unwrap_or(i64::MAX));
+    let expiry_interval_ms =
+        i64::try_from(broker.config.producer_id_expiration_check_interval_ms).unwrap_or(i64::MAX);
+    let mut next_expiry_ms = now_ms().saturating_add(expiry_interval_ms);
     loop {
         let now = now_ms();
         let retention_due = now >= next_retention_ms;
@@ -33,14 +37,23 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
             next_retention_ms =
                 now.saturating_add(i64::try_from(check_interval_ms).unwrap_or(i64::MAX));
         }
+        let expiry_due = now >= next_expiry_ms;
+        if expiry_due {
+            next_expiry_ms = now.saturating_add(expiry_interval_ms);
+        }
         let pass_broker = Arc::clone(&broker);
-        let pass = tokio::task::spawn_blocking(move || maintain(&pass_broker, retention_due));
+        let pass =
+            tokio::task::spawn_blocking(move || maintain(&pass_broker, retention_due, expiry_due));
         if let Err(e) = pass.await {
             tracing::error!(error = %e, "log maintenance pass panicked");
         }
-        let wait_ms = u64::try_from(next_retention_ms.saturating_sub(now_ms()))
-            .unwrap_or(0)
-            .min(REMOVAL_CHECK_INTERVAL_MAX_MS);
+        let wait_ms = u64::try_from(
+            next_retention_ms
+                .min(next_expiry_ms)
+                .saturating_sub(now_ms()),
+        )
+        .unwrap_or(0)
+        .min(REMOVAL_CHECK_INTERVAL_MAX_MS);
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(wait_ms)) => {}
             _ = shutdown.changed() => return,
@@ -51,8 +64,9 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
-/// One pass: retention (when due) and due `.deleted` files, partition by partition.
-fn maintain(broker: &Broker, retention_due: bool) {
+/// One pass: retention and producer-id expiry (when due) and due `.deleted` files, partition
+/// by partition.
+fn maintain(broker: &Broker, retention_due: bool, expiry_due: bool) {
     for partition in broker.replicas.all() {
         let now = now_ms();
         let (deleted, expired) = {
@@ -62,6 +76,13 @@ fn maintain(broker: &Broker, retention_due: bool) {
             } else {
                 Ok(0)
             };
+            if expiry_due {
+                let producers =
+                    log.remove_expired_producers(now, broker.config.producer_id_expiration_ms);
+                if producers > 0 {
+                    tracing::debug!(topic = %partition.topic.name, partition = partition.index, producers, "expired idle producer ids");
+                }
+            }
             (deleted, log.take_expired_deletions(now))
         };
         match deleted {

@@ -231,6 +231,17 @@ impl ProducerStateManager {
         }
     }
 
+    /// Kafka's `removeExpiredProducers`: forgets producers with no transaction open here whose
+    /// last write is `expiration_ms` or more before `now_ms`. Returns how many went.
+    pub(crate) fn remove_expired(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
+        let before = self.producers.len();
+        self.producers.retain(|_, e| {
+            e.current_txn_first_offset.is_some()
+                || now_ms.saturating_sub(e.last_timestamp) < expiration_ms
+        });
+        before - self.producers.len()
+    }
+
     /// Every producer's entry, for a snapshot.
     pub(crate) fn producers(&self) -> &HashMap<i64, ProducerEntry> {
         &self.producers

@@ -47,6 +47,8 @@ pub enum Verification {
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     guard: VerificationGuard,
+    /// When verification started, for expiry.
+    started_ms: i64,
     /// The epoch verification started at (raised by a later start at a newer epoch).
     epoch: i16,
     /// Whether the producer bumps its epoch per transaction (transaction version 2).
@@ -69,6 +71,7 @@ impl Verifications {
         producer_id: i64,
         epoch: i16,
         supports_epoch_bump: bool,
+        now_ms: i64,
     ) -> VerificationGuard {
         if let Some(entry) = self.entries.get_mut(&producer_id) {
             entry.epoch = entry.epoch.max(epoch);
@@ -85,6 +88,7 @@ impl Verifications {
             producer_id,
             Entry {
                 guard,
+                started_ms: now_ms,
                 epoch,
                 supports_epoch_bump,
             },
@@ -118,6 +122,19 @@ impl Verifications {
         }
     }
 
+    /// Kafka's expiry of lingering verification entries: those started `expiration_ms` or
+    /// more before `now_ms` (a producer that never came back) go.
+    pub(crate) fn remove_expired(&mut self, now_ms: i64, expiration_ms: i64) {
+        let by_age = &mut self.by_age;
+        self.entries.retain(|_, e| {
+            let keep = now_ms.saturating_sub(e.started_ms) < expiration_ms;
+            if !keep {
+                by_age.remove(&e.guard);
+            }
+            keep
+        });
+    }
+
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.entries.len()
@@ -131,16 +148,16 @@ mod tests {
     #[test]
     fn a_guard_verifies_until_its_transaction_starts_or_ends() {
         let mut v = Verifications::default();
-        let guard = v.start(7, 3, false);
+        let guard = v.start(7, 3, false, 0);
         assert!(v.verifies(7, Some(guard)));
-        assert_eq!(v.start(7, 3, false), guard, "one guard per producer");
+        assert_eq!(v.start(7, 3, false, 0), guard, "one guard per producer");
         assert!(!v.verifies(7, None), "the sentinel never verifies");
         assert!(!v.verifies(8, Some(guard)), "another producer's guard");
         // The ABA case: a marker ends the transaction, verification starts again, and the
         // stale guard no longer matches.
         v.on_transactional_append(7, true, 3);
         assert!(!v.verifies(7, Some(guard)));
-        let again = v.start(7, 3, false);
+        let again = v.start(7, 3, false, 0);
         assert_ne!(again, guard);
         assert!(!v.verifies(7, Some(guard)));
         assert!(v.verifies(7, Some(again)));
@@ -151,29 +168,42 @@ mod tests {
         let mut v = Verifications::default();
         // Epoch 5 began verifying its next transaction before the previous one's marker, which
         // TV2 writes at the bumped epoch 5, landed.
-        let guard = v.start(1, 5, true);
+        let guard = v.start(1, 5, true, 0);
         v.on_transactional_append(1, true, 5);
         assert!(v.verifies(1, Some(guard)));
         // Its first data batch uses it up.
         v.on_transactional_append(1, false, 5);
         assert!(!v.verifies(1, Some(guard)));
         // A marker at another epoch clears it too.
-        let guard = v.start(1, 6, true);
+        let guard = v.start(1, 6, true, 0);
         v.on_transactional_append(1, true, 5);
         assert!(!v.verifies(1, Some(guard)));
     }
 
     #[test]
+    fn lingering_guards_expire() {
+        let mut v = Verifications::default();
+        let old = v.start(1, 0, false, 1_000);
+        let young = v.start(2, 0, false, 5_000);
+        v.remove_expired(6_000, 5_000);
+        assert!(!v.verifies(1, Some(old)));
+        assert!(v.verifies(2, Some(young)));
+        assert_eq!(v.len(), 1);
+        // The eviction order forgot it too: filling up drops the young one first.
+        assert_eq!(v.by_age.len(), 1);
+    }
+
+    #[test]
     fn the_map_is_bounded_and_drops_the_oldest_guard() {
         let mut v = Verifications::default();
-        let first = v.start(0, 0, false);
+        let first = v.start(0, 0, false, 0);
         for pid in 1..=VERIFICATION_ENTRIES_MAX as i64 {
-            v.start(pid, 0, false);
+            v.start(pid, 0, false, 0);
         }
         assert_eq!(v.len(), VERIFICATION_ENTRIES_MAX);
         assert!(!v.verifies(0, Some(first)), "the oldest was dropped");
         let newest = VERIFICATION_ENTRIES_MAX as i64;
-        let guard = v.start(newest, 0, false);
+        let guard = v.start(newest, 0, false, 0);
         assert!(v.verifies(newest, Some(guard)));
     }
 }

@@ -1356,11 +1356,11 @@ fn a_stale_verification_cannot_open_a_transaction_the_coordinator_does_not_know(
         matches!(refused, Err(StorageError::InvalidTxnState(_))),
         "{refused:?}"
     );
-    let stale = log.start_transaction_verification(5, 1, false).unwrap();
+    let stale = log.start_transaction_verification(5, 1, false, 1).unwrap();
     // The transaction times out: the coordinator aborts it and writes the marker here.
     log.append_txn_marker(&marker(5, 1, 0, TxnResult::Abort), 0, 1)
         .unwrap();
-    let fresh = log.start_transaction_verification(5, 1, false).unwrap();
+    let fresh = log.start_transaction_verification(5, 1, false, 1).unwrap();
     assert_ne!(stale, fresh);
     let refused = append(&mut log, 0, 1, Verification::Guard(Some(stale)));
     assert!(
@@ -1370,7 +1370,7 @@ fn a_stale_verification_cannot_open_a_transaction_the_coordinator_does_not_know(
     assert!(log.ongoing_transactions().is_empty());
     // The current guard opens it; later batches of the same transaction need none.
     append(&mut log, 0, 1, Verification::Guard(Some(fresh))).unwrap();
-    assert_eq!(log.start_transaction_verification(5, 1, false), None);
+    assert_eq!(log.start_transaction_verification(5, 1, false, 1), None);
     append(&mut log, 1, 2, Verification::Guard(None)).unwrap();
     assert_eq!(log.ongoing_transactions().len(), 1);
     // The used guard does not open another transaction after this one ends.

@@ -173,6 +173,7 @@ pub async fn verify(
             b.producer_id,
             b.producer_epoch,
             add_partition,
+            crate::clock::now_ms(),
         );
         match guard {
             Some(guard) => {

@@ -639,14 +639,29 @@ impl PartitionLog {
         producer_id: i64,
         producer_epoch: i16,
         supports_epoch_bump: bool,
+        now_ms: i64,
     ) -> Option<crate::VerificationGuard> {
         if self.has_ongoing_transaction(producer_id, producer_epoch) {
             return None;
         }
         Some(
             self.verifications
-                .start(producer_id, producer_epoch, supports_epoch_bump),
+                .start(producer_id, producer_epoch, supports_epoch_bump, now_ms),
         )
+    }
+
+    /// Kafka's `removeExpiredProducers` (`producer.id.expiration.ms`): forgets producers with no
+    /// transaction open here whose last write is that old, and verifications started that long
+    /// ago, so producer state does not grow with every producer that ever wrote here. A
+    /// forgotten producer that writes again is a new one (any sequence starts it). Returns how
+    /// many producers went.
+    pub fn remove_expired_producers(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
+        self.verifications.remove_expired(now_ms, expiration_ms);
+        let removed = self.producers.remove_expired(now_ms, expiration_ms);
+        if removed > 0 {
+            self.publish_producers(None);
+        }
+        removed
     }
 
     /// The transactions open on this partition as (producer id, first offset), earliest
