@@ -20,6 +20,7 @@ use tokio::sync::Notify;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::*;
 use runnel_cluster::group::ClientInfo;
+use runnel_cluster::shard_leadership::LoadId;
 use runnel_cluster::txn::shard::shard_outputs;
 use runnel_cluster::txn::{
     transaction_partition_for, MarkerWrite, PartitionView, TxnConfig, TxnCoordinator, TxnEffect,
@@ -129,8 +130,8 @@ impl Txns {
                 TxnCoordinator::new(config, partition, coordinator_epoch)
             },
         )
-        .with_effect_hook(Box::new(move |runtime, partition, effect| {
-            on_effect(&hook_broker, runtime, partition, effect)
+        .with_effect_hook(Box::new(move |runtime, partition, load, effect| {
+            on_effect(&hook_broker, runtime, partition, load, effect)
         }))
         .with_commit_observer(Box::new(move |partition, _records| {
             completion_slot(&observed, partition).notify_waiters();
@@ -195,32 +196,30 @@ impl Txns {
     pub fn load_led(
         &self,
         node_id: i32,
-        image: &MetadataImage,
+        image: &Arc<MetadataImage>,
         replicas: &ReplicaManager,
     ) -> anyhow::Result<()> {
-        let Some(topic) = image.topic(TRANSACTION_STATE_TOPIC) else {
-            return Ok(());
-        };
-        for partition in 0..i32::try_from(topic.partitions).unwrap_or(i32::MAX) {
-            if topic
-                .registration(partition)
-                .is_some_and(|r| r.leader == node_id)
-            {
-                self.runtime.load(partition, image, replicas)?;
-            }
-        }
-        tracing::info!(
-            shards = self.runtime.loaded().len(),
-            "transaction coordinator shards loaded from __transaction_state"
-        );
-        Ok(())
+        self.runtime.load_led(node_id, image, replicas)
+    }
+
+    /// Loads and unloads shards as a committed metadata delta moves the leadership of
+    /// `__transaction_state` partitions (see `CoordinatorRuntime::follow_leadership`).
+    pub fn follow_leadership(
+        &self,
+        image: &Arc<MetadataImage>,
+        delta: &runnel_cluster::metadata::MetadataDelta,
+        node_id: i32,
+        replicas: &ReplicaManager,
+    ) {
+        self.runtime
+            .follow_leadership(image, delta, node_id, replicas);
     }
 
     /// Loads (or reloads) the shard of `partition` from its log.
     pub fn load(
         &self,
         partition: i32,
-        image: &MetadataImage,
+        image: &Arc<MetadataImage>,
         replicas: &ReplicaManager,
     ) -> anyhow::Result<()> {
         self.runtime.load(partition, image, replicas)
@@ -415,6 +414,7 @@ fn on_effect(
     broker: &Arc<OnceLock<Weak<dyn TxnEnv>>>,
     runtime: &Arc<Runtime>,
     partition: i32,
+    load: LoadId,
     effect: TxnEffect,
 ) {
     let Some(broker) = broker.get().cloned() else {
@@ -429,23 +429,32 @@ fn on_effect(
     match effect {
         TxnEffect::WriteMarkers(write) => {
             failpoint("txn.after_prepare");
-            handle.spawn(deliver_markers(broker, runtime, partition, write));
+            handle.spawn(deliver_markers(broker, runtime, partition, load, write));
         }
         TxnEffect::NeedProducerIds => {
-            handle.spawn(fetch_producer_ids(broker, runtime, partition));
+            handle.spawn(fetch_producer_ids(broker, runtime, partition, load));
         }
     }
 }
 
 /// Fetches a block of producer ids from the controller for the shard of `partition`.
-async fn fetch_producer_ids(broker: Weak<dyn TxnEnv>, runtime: Arc<Runtime>, partition: i32) {
+async fn fetch_producer_ids(
+    broker: Weak<dyn TxnEnv>,
+    runtime: Arc<Runtime>,
+    partition: i32,
+    load: LoadId,
+) {
     loop {
         let Some(b) = broker.upgrade() else {
             return;
         };
+        if !runtime.is_active_load(partition, load) {
+            // Unloaded: a later load asks for its own block.
+            return;
+        }
         match b.allocate_producer_id_block() {
             Ok((first, count)) => {
-                runtime.drive(&*b, partition, |engine, _, _| {
+                runtime.drive_load(&*b, partition, load, |engine, _, _| {
                     engine.add_producer_ids(first, count);
                     Vec::new()
                 });
@@ -493,6 +502,7 @@ async fn deliver_markers(
     broker: Weak<dyn TxnEnv>,
     runtime: Arc<Runtime>,
     partition: i32,
+    load: LoadId,
     write: MarkerWrite,
 ) {
     let marker = runnel_storage::TxnMarker {
@@ -513,8 +523,9 @@ async fn deliver_markers(
         let Some(b) = broker.upgrade() else {
             return;
         };
-        if !runtime.loaded().contains(&partition) {
-            // Unloaded: the partition's next coordinator sends the markers again.
+        if !runtime.is_active_load(partition, load) {
+            // Unloaded: the partition's next coordinator (here or elsewhere) sends the
+            // markers again.
             return;
         }
         let image = b.image();
@@ -578,7 +589,7 @@ async fn deliver_markers(
                 failpoint("txn.before_complete");
             }
             let txn_id = write.transactional_id.clone();
-            runtime.drive(&*b, partition, |engine, _, _| {
+            runtime.drive_load(&*b, partition, load, |engine, _, _| {
                 shard_outputs(engine.markers_written(&txn_id, &done))
             });
         }

@@ -84,6 +84,9 @@ pub enum SlotState<T> {
     Active(LoadId, T),
     /// The load failed; its keys answer NOT_COORDINATOR until a newer epoch loads it again.
     Failed,
+    /// Another broker leads the partition as of the slot's epoch: NOT_COORDINATOR, and an
+    /// election of that epoch or an older one (stale) is ignored.
+    Resigned,
 }
 
 #[derive(Debug, Clone)]
@@ -168,15 +171,32 @@ impl<T> ShardSlots<T> {
         Elect::Load { load, replaced }
     }
 
-    /// This broker no longer leads `partition` as of `epoch` (`None`: the topic is gone). The
-    /// slot is removed, and its state returned, unless it was loaded for this epoch or a newer
-    /// one (a stale event, ignored: `None`).
+    /// This broker no longer leads `partition` as of `epoch` (`None`: the topic is gone, which
+    /// forgets the slot). Unless the slot is at this epoch or a newer one (a stale event,
+    /// ignored: `None`), its previous state is returned (the caller stops it) and the slot
+    /// remembers the epoch, so a stale election of an older epoch, seen later, loads nothing
+    /// (stricter than Kafka's runtime, which forgets unloaded partitions).
     pub fn resign(&mut self, partition: i32, epoch: Option<i32>) -> Option<SlotState<T>> {
-        let slot = self.slots.get(&partition)?;
-        if epoch.is_some_and(|e| slot.epoch >= e) {
-            return None;
+        let Some(epoch) = epoch else {
+            return self.slots.remove(&partition).map(|s| s.state);
+        };
+        match self.slots.get_mut(&partition) {
+            Some(slot) if slot.epoch >= epoch => None,
+            Some(slot) => {
+                slot.epoch = epoch;
+                Some(std::mem::replace(&mut slot.state, SlotState::Resigned))
+            }
+            None => {
+                self.slots.insert(
+                    partition,
+                    Slot {
+                        epoch,
+                        state: SlotState::Resigned,
+                    },
+                );
+                None
+            }
         }
-        self.slots.remove(&partition).map(|s| s.state)
     }
 
     /// The load `load` of `partition` finished with `shard`: it serves if its slot still waits
@@ -206,7 +226,7 @@ impl<T> ShardSlots<T> {
         match self.slots.get(&partition).map(|s| &s.state) {
             Some(SlotState::Active(load, shard)) => Lookup::Active(*load, shard),
             Some(SlotState::Loading(_)) => Lookup::Loading,
-            Some(SlotState::Failed) | None => Lookup::NotHere,
+            Some(SlotState::Failed | SlotState::Resigned) | None => Lookup::NotHere,
         }
     }
 
@@ -373,6 +393,9 @@ mod tests {
         assert_eq!(slots.resign(2, Some(6)), None);
         assert_eq!(slots.lookup(2), Lookup::Active(load, &"s"));
         assert_eq!(slots.resign(9, Some(100)), None);
+        // A partition resigned before it was ever loaded remembers the epoch too.
+        assert_eq!(slots.elect(9, 50), Elect::Ignored { current_epoch: 100 });
+        assert!(matches!(slots.elect(9, 101), Elect::Load { .. }));
         // Deletion (no epoch) unloads whatever the epoch.
         assert!(slots.resign(2, None).is_some());
     }
