@@ -424,7 +424,10 @@ impl Broker {
         match self.create_topic(
             crate::internal_topics::OFFSETS_TOPIC,
             self.config.groups.offsets_topic_num_partitions,
-            1,
+            self.internal_replication_factor(
+                crate::internal_topics::OFFSETS_TOPIC,
+                "offsets.topic.replication.factor",
+            ),
             crate::internal_topics::offsets_topic_configs(
                 self.config.groups.offsets_topic_segment_bytes,
             ),
@@ -445,7 +448,7 @@ impl Broker {
         match self.create_topic(
             topic,
             self.config.txns.coordinator.transaction_state_partitions,
-            1,
+            self.internal_replication_factor(topic, "transaction.state.log.replication.factor"),
             crate::internal_topics::transaction_topic_configs(
                 self.config.txns.state_log_segment_bytes,
             ),
@@ -454,6 +457,27 @@ impl Broker {
             Ok(_) | Err(ClusterError::TopicAlreadyExists(_)) => Ok(()),
             Err(e) => Err(e),
         }
+    }
+
+    /// The replication factor `topic` (internal) is created with, from the static config `key`
+    /// (see `internal_topics::replication_factor`); says why when it is below the config's.
+    fn internal_replication_factor(&self, topic: &str, key: &str) -> i16 {
+        let configured = self
+            .static_configs
+            .get(key)
+            .and_then(|v| v.parse::<i16>().ok())
+            .unwrap_or(crate::internal_topics::REPLICATION_FACTOR_DEFAULT);
+        let factor = crate::internal_topics::replication_factor(configured);
+        if factor < configured {
+            tracing::info!(
+                topic,
+                config = key,
+                configured,
+                replication_factor = factor,
+                "creating an internal topic with one replica per partition: partition data is not replicated yet, so more replicas would not hold the data"
+            );
+        }
+        factor
     }
 
     pub fn allocate_producer_id(&self) -> Result<i64, ClusterError> {
