@@ -64,6 +64,8 @@ pub struct Broker {
     pub metrics: crate::metrics::Metrics,
     /// KIP-227 incremental fetch sessions; locked briefly twice per fetch, never across an await.
     fetch_sessions: Mutex<crate::fetch_session::FetchSessionCache>,
+    /// Connections to other brokers for the transaction markers of partitions they lead.
+    pub marker_channel: crate::txn_marker_channel::MarkerChannel,
     /// Held for the process lifetime: a second broker on the same data dir would corrupt it.
     _lock_file: std::fs::File,
 }
@@ -150,6 +152,7 @@ impl Broker {
                 },
                 crate::fetch_session::random_seed(),
             )),
+            marker_channel: crate::txn_marker_channel::MarkerChannel::new(),
             _lock_file: lock_file,
         };
         let node_id = broker.node_id();

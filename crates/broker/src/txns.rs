@@ -4,12 +4,13 @@
 //! markers a shard asks for, and fetching the producer-id blocks it hands out.
 //!
 //! Markers: each `WriteMarkers` of a shard becomes `txn_markers::write_txn_markers` for the
-//! partitions this broker leads, then `markers_written` back into the shard, which writes the
-//! transaction's completion once every partition has its marker. Retriable failures are
-//! written again with backoff, deleted partitions are given up as Kafka gives them up, and a
-//! fenced coordinator stops (its successor finishes the transaction). Partitions another
-//! broker leads would go there as a WriteTxnMarkers request; a single node leads them all, so
-//! such partitions (and partitions without a leader) wait, retried, for leadership here.
+//! partitions this broker leads and a WriteTxnMarkers request to the leader of each other
+//! partition (`txn_markers::route_txn_markers`, Kafka's `TransactionMarkerChannelManager`),
+//! then `markers_written` back into the shard, which writes the transaction's completion once
+//! every partition has its marker. Retriable failures (NOT_LEADER_OR_FOLLOWER after
+//! leadership moved, a lost connection) are tried again with backoff after re-reading the
+//! image, deleted partitions are given up as Kafka gives them up, partitions without a leader
+//! wait for one, and a fenced coordinator stops (its successor finishes the transaction).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock, Weak};
@@ -536,9 +537,11 @@ async fn deliver_markers(
             match image.leader(&tp.0, tp.1) {
                 // Deleted: Kafka skips partitions whose topic no longer exists.
                 None => done.push(tp),
-                Some(leader) if leader == b.node_id() => here.push(tp),
-                // Led elsewhere (a WriteTxnMarkers request in a cluster) or leaderless now.
-                Some(_) => waiting.push(tp),
+                // Leaderless now: wait for a leader.
+                Some(leader) if leader < 0 => waiting.push(tp),
+                // Led here (written directly) or by another broker (a WriteTxnMarkers
+                // request to it): the shell's `write_markers` routes each.
+                Some(_) => here.push(tp),
             }
         }
         let batches: Vec<Vec<(String, i32)>> = if one_at_a_time {
