@@ -188,6 +188,12 @@ impl Txns {
         self.runtime.inspect(f);
     }
 
+    /// Test hook: see `CoordinatorRuntime::start_loading`.
+    #[cfg(test)]
+    pub(crate) fn start_loading(&self, partition: i32, epoch: i32) {
+        self.runtime.start_loading(partition, epoch);
+    }
+
     /// The partitions whose shards are loaded.
     pub fn loaded(&self) -> Vec<i32> {
         self.runtime.loaded()
@@ -602,5 +608,134 @@ async fn deliver_markers(
         drop(b);
         tokio::time::sleep(Duration::from_millis(backoff_ms)).await;
         backoff_ms = (backoff_ms * 2).min(MARKER_RETRY_BACKOFF_MS_MAX);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::Broker;
+    use kafka_protocol::protocol::StrBytes;
+
+    async fn broker(dir: &std::path::Path) -> Arc<Broker> {
+        let config = crate::config::BrokerConfig {
+            data_dir: dir.to_path_buf(),
+            ..Default::default()
+        };
+        let broker = Broker::open(config, ("localhost".into(), 9092)).unwrap();
+        broker.ensure_transaction_topic().unwrap();
+        broker
+    }
+
+    /// InitProducerId v4 for `transactional_id`: (error, producer id, epoch).
+    async fn init(broker: &Arc<Broker>, transactional_id: &str) -> (i16, i64, i16) {
+        let request = TxnRequest::InitProducerId(
+            InitProducerIdRequest::default()
+                .with_transactional_id(Some(TransactionalId(StrBytes::from_string(
+                    transactional_id.to_owned(),
+                ))))
+                .with_transaction_timeout_ms(60_000)
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1),
+        );
+        let Some(ResponseKind::InitProducerId(r)) = broker.txns.call(&**broker, 4, request).await
+        else {
+            panic!("no InitProducerId answer");
+        };
+        (r.error_code, r.producer_id.0, r.producer_epoch)
+    }
+
+    /// `init`, retried while the shard waits for its first block of producer ids
+    /// (COORDINATOR_LOAD_IN_PROGRESS, which clients retry too).
+    async fn init_retrying(broker: &Arc<Broker>, transactional_id: &str) -> (i16, i64, i16) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let answer = init(broker, transactional_id).await;
+            if answer.0 != ResponseError::CoordinatorLoadInProgress.code()
+                || std::time::Instant::now() > deadline
+            {
+                return answer;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// `image` with partition `partition` of `__transaction_state` led by `leader` at `epoch`,
+    /// and the delta that says so.
+    fn moved(
+        image: &MetadataImage,
+        partition: i32,
+        leader: i32,
+        epoch: i32,
+    ) -> (Arc<MetadataImage>, runnel_cluster::metadata::MetadataDelta) {
+        let mut image = image.clone();
+        let mut topic = (**image.topic(TRANSACTION_STATE_TOPIC).unwrap()).clone();
+        let registration = topic.registrations.get_mut(&partition).unwrap();
+        registration.leader = leader;
+        registration.replicas = vec![leader];
+        registration.isr = vec![leader];
+        registration.leader_epoch = epoch;
+        let delta = runnel_cluster::metadata::MetadataDelta {
+            changed_partitions: vec![(topic.topic_id, partition)],
+            ..Default::default()
+        };
+        image
+            .topics
+            .insert(TRANSACTION_STATE_TOPIC.into(), Arc::new(topic));
+        (Arc::new(image), delta)
+    }
+
+    // Proves the transaction coordinator's shards follow leadership: a transactional id whose
+    // partition moved to node 2 answers NOT_COORDINATOR, one being loaded answers
+    // COORDINATOR_LOAD_IN_PROGRESS, and leadership coming back at a newer epoch reloads the
+    // shard with the producer id it had handed out (the next InitProducerId bumps its epoch).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn txn_shards_follow_leadership() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = broker(dir.path()).await;
+        let me = broker.node_id();
+        let id = "tx-moving";
+        let base = broker.image();
+        let partitions =
+            i32::try_from(base.topic(TRANSACTION_STATE_TOPIC).unwrap().partitions).unwrap();
+        let partition = transaction_partition_for(id, partitions);
+        let epoch = base
+            .topic(TRANSACTION_STATE_TOPIC)
+            .unwrap()
+            .registration(partition)
+            .unwrap()
+            .leader_epoch;
+        let (code, producer_id, producer_epoch) = init_retrying(&broker, id).await;
+        assert_eq!(code, 0);
+
+        let (away, delta) = moved(&base, partition, me + 1, epoch + 1);
+        broker
+            .txns
+            .follow_leadership(&away, &delta, me, &broker.replicas);
+        assert_eq!(
+            init(&broker, id).await.0,
+            ResponseError::NotCoordinator.code()
+        );
+
+        let (back, delta) = moved(&base, partition, me, epoch + 2);
+        broker
+            .txns
+            .follow_leadership(&back, &delta, me, &broker.replicas);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !broker.txns.loaded().contains(&partition) {
+            assert!(std::time::Instant::now() < deadline, "shard never reloaded");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let (code, again, bumped) = init_retrying(&broker, id).await;
+        assert_eq!(code, 0);
+        assert_eq!(again, producer_id);
+        assert!(bumped > producer_epoch);
+
+        broker.txns.unload(partition);
+        broker.txns.start_loading(partition, epoch + 3);
+        assert_eq!(
+            init(&broker, id).await.0,
+            ResponseError::CoordinatorLoadInProgress.code()
+        );
     }
 }
