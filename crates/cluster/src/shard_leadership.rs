@@ -47,15 +47,23 @@ pub fn leadership_changes(
     let Some(topic) = image.topic(topic) else {
         return changes;
     };
-    let created = delta.created_topics.contains(&topic.topic_id);
-    for (partition, registration) in &topic.registrations {
-        let changed = created
-            || delta
-                .changed_partitions
-                .contains(&(topic.topic_id, *partition));
-        if !changed {
+    // One pass over the delta's changed partitions (a CreateTopics of many partitions makes
+    // it long), not one look-up per partition of the internal topic.
+    let changed: std::collections::BTreeSet<i32> = if delta.created_topics.contains(&topic.topic_id)
+    {
+        topic.registrations.keys().copied().collect()
+    } else {
+        delta
+            .changed_partitions
+            .iter()
+            .filter(|(id, _)| *id == topic.topic_id)
+            .map(|(_, p)| *p)
+            .collect()
+    };
+    for partition in &changed {
+        let Some(registration) = topic.registration(*partition) else {
             continue;
-        }
+        };
         changes.push(if registration.leader == node_id {
             LeadershipChange::Elected {
                 partition: *partition,
