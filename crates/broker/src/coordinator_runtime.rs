@@ -18,7 +18,7 @@
 //! again), and a shard that panicked is failed for good (COORDINATOR_NOT_AVAILABLE) rather
 //! than served half-changed.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, Weak};
 use std::time::Duration;
@@ -27,15 +27,19 @@ use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::ResponseKind;
 use runnel_cluster::group::{ClientInfo, Record, RequestId};
+use runnel_cluster::metadata::MetadataDelta;
 use runnel_cluster::shard::{
     AppendBatch, AppendRequest, AppendToken, CoordinatorShard, ReplayBatch, ShardOutput,
+};
+use runnel_cluster::shard_leadership::{
+    leadership_changes, Elect, LeadershipChange, LoadId, Lookup, ShardSlots, SlotState,
 };
 use runnel_cluster::MetadataImage;
 use runnel_protocol::batch::{encode_uncompressed_batch, BatchHeader, BatchSpec, RecordSpec};
 use tokio::sync::{oneshot, Notify};
 
 use crate::clock::now_ms;
-use crate::replica::{AppendOrigin, AppendWait, ReplicaManager};
+use crate::replica::{AppendOrigin, AppendWait, Partition, ReplicaManager};
 
 /// The transactional bit of a batch's attributes (Kafka's `TRANSACTIONAL_FLAG_MASK`).
 const ATTR_TRANSACTIONAL: i16 = 0x10;
@@ -74,6 +78,9 @@ struct Waiting {
 /// One loaded shard.
 struct Shard<S> {
     partition: i32,
+    /// Which load of the partition this is: work the shard started (marker delivery, say)
+    /// stops once another load, or none, serves the partition.
+    load: LoadId,
     /// The engine. A panic while it is held leaves its state half-changed, so a poisoned lock
     /// fails the shard for good rather than serving that state.
     engine: Mutex<S>,
@@ -139,10 +146,32 @@ impl<S> Shard<S> {
 type ShardFactory<S> = Box<dyn Fn(i32, &MetadataImage) -> S + Send + Sync>;
 
 /// Does what a shard asked of its shell (`ShardOutput::Effect`), for the shard of a
-/// partition. Called under the shard's lock: it must not call back into the runtime before
-/// returning (it spawns the work, which reports back through `CoordinatorRuntime::drive`).
-pub type EffectHook<S> =
-    Box<dyn Fn(&Arc<CoordinatorRuntime<S>>, i32, <S as CoordinatorShard>::Effect) + Send + Sync>;
+/// partition (and which load of it). Called under the shard's lock: it must not call back
+/// into the runtime before returning (it spawns the work, which reports back through
+/// `CoordinatorRuntime::drive_load`).
+pub type EffectHook<S> = Box<
+    dyn Fn(&Arc<CoordinatorRuntime<S>>, i32, LoadId, <S as CoordinatorShard>::Effect) + Send + Sync,
+>;
+
+/// Where a request for a partition goes.
+enum Found<S> {
+    Active(Arc<Shard<S>>),
+    /// COORDINATOR_LOAD_IN_PROGRESS.
+    Loading,
+    /// NOT_COORDINATOR.
+    NotHere,
+}
+
+/// How a load replays its partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LoadMode {
+    /// On the caller's thread (startup, before the broker serves; and a partition with
+    /// nothing to replay, so a just-created topic serves its first request).
+    Inline,
+    /// On the blocking pool, the shard answering COORDINATOR_LOAD_IN_PROGRESS meanwhile, so
+    /// the metadata publisher that asked is not held up by a long log.
+    Background,
+}
 
 /// A view of the broker for work that outlives the call that started it (an append whose
 /// group-commit round ends later may make the shard ask for more).
@@ -174,7 +203,9 @@ pub struct CoordinatorRuntime<S: CoordinatorShard> {
     topic: &'static str,
     /// Makes an empty shard for a partition, given the image (partition counts, say).
     new_shard: ShardFactory<S>,
-    shards: RwLock<BTreeMap<i32, Arc<Shard<S>>>>,
+    /// The shards by partition, with the leader epochs they were loaded for (the epoch
+    /// rules are `ShardSlots`').
+    shards: RwLock<ShardSlots<Arc<Shard<S>>>>,
     next_id: AtomicU64,
     /// Wakes the timer task when a request may have moved a deadline.
     timer: Notify,
@@ -197,7 +228,7 @@ impl<S: CoordinatorShard> CoordinatorRuntime<S> {
             name,
             topic,
             new_shard: Box::new(new_shard),
-            shards: RwLock::new(BTreeMap::new()),
+            shards: RwLock::new(ShardSlots::new()),
             next_id: AtomicU64::new(1),
             timer: Notify::new(),
             on_commit: None,
@@ -224,133 +255,383 @@ impl<S: CoordinatorShard> CoordinatorRuntime<S> {
         self
     }
 
-    fn shard(&self, partition: i32) -> Option<Arc<Shard<S>>> {
-        self.shards
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&partition)
-            .cloned()
+    fn slots(&self) -> std::sync::RwLockReadGuard<'_, ShardSlots<Arc<Shard<S>>>> {
+        self.shards.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The partitions whose shards are loaded.
+    fn slots_mut(&self) -> std::sync::RwLockWriteGuard<'_, ShardSlots<Arc<Shard<S>>>> {
+        self.shards.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn find(&self, partition: i32) -> Found<S> {
+        match self.slots().lookup(partition) {
+            Lookup::Active(_, shard) => Found::Active(Arc::clone(shard)),
+            Lookup::Loading => Found::Loading,
+            Lookup::NotHere => Found::NotHere,
+        }
+    }
+
+    fn shard(&self, partition: i32) -> Option<Arc<Shard<S>>> {
+        match self.find(partition) {
+            Found::Active(shard) => Some(shard),
+            Found::Loading | Found::NotHere => None,
+        }
+    }
+
+    fn active_shards(&self) -> Vec<Arc<Shard<S>>> {
+        self.slots().active().map(|(_, s)| Arc::clone(s)).collect()
+    }
+
+    /// The partitions whose shards are loaded and serving.
     pub fn loaded(&self) -> Vec<i32> {
-        self.shards
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .keys()
-            .copied()
-            .collect()
+        self.slots().active().map(|(p, _)| p).collect()
+    }
+
+    /// Whether load `load` of `partition` is the one serving it.
+    pub fn is_active_load(&self, partition: i32, load: LoadId) -> bool {
+        self.slots().is_active_load(partition, load)
     }
 
     /// Runs `f` on every loaded shard's engine in turn, each under its lock (held only for
     /// that call), for read-only views such as the admin endpoint's. A failed shard is
     /// skipped.
     pub fn inspect(&self, mut f: impl FnMut(&S)) {
-        let shards: Vec<Arc<Shard<S>>> = self
-            .shards
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect();
-        for shard in shards {
+        for shard in self.active_shards() {
             if let Some(engine) = shard.lock(self.name) {
                 f(&engine);
             }
         }
     }
 
-    /// Loads the shard of `partition` by replaying its log up to the high watermark, then
-    /// serves it. Called when this broker becomes the partition's leader (at startup, or when
-    /// the internal topic is created). Replacing a loaded shard reloads it.
+    /// Loads, on the caller's thread, the shard of every partition of the internal topic that
+    /// `node_id` leads in `image` (startup, before the broker serves).
+    pub fn load_led(
+        self: &Arc<Self>,
+        node_id: i32,
+        image: &Arc<MetadataImage>,
+        replicas: &ReplicaManager,
+    ) -> anyhow::Result<()> {
+        let Some(topic) = image.topic(self.topic) else {
+            return Ok(());
+        };
+        for (partition, registration) in &topic.registrations {
+            if registration.leader == node_id {
+                self.schedule_load(
+                    *partition,
+                    registration.leader_epoch,
+                    image,
+                    replicas,
+                    LoadMode::Inline,
+                )?;
+            }
+        }
+        tracing::info!(
+            coordinator = self.name,
+            topic = self.topic,
+            shards = self.loaded().len(),
+            "coordinator shards loaded"
+        );
+        Ok(())
+    }
+
+    /// Follows the leadership changes one committed metadata delta brings (the publisher
+    /// calls it for every delta): loads the shards of partitions `node_id` now leads, in the
+    /// background, and unloads those it stopped leading, by the epoch rules of `ShardSlots`.
+    pub fn follow_leadership(
+        self: &Arc<Self>,
+        image: &Arc<MetadataImage>,
+        delta: &MetadataDelta,
+        node_id: i32,
+        replicas: &ReplicaManager,
+    ) {
+        for change in leadership_changes(image, delta, self.topic, node_id) {
+            match change {
+                LeadershipChange::Elected { partition, epoch } => {
+                    let open = image
+                        .topic(self.topic)
+                        .and_then(|t| replicas.partition(&t.topic_id, partition))
+                        .is_some();
+                    if !open {
+                        // Not open yet (startup registers partitions before it opens them):
+                        // `load_led` loads it once it is.
+                        continue;
+                    }
+                    if let Err(e) =
+                        self.schedule_load(partition, epoch, image, replicas, LoadMode::Background)
+                    {
+                        tracing::error!(coordinator = self.name, topic = self.topic, partition, error = %e, "loading a coordinator shard");
+                    }
+                }
+                LeadershipChange::Resigned { partition, epoch } => {
+                    self.schedule_unload(partition, epoch);
+                }
+            }
+        }
+    }
+
+    /// Loads (or reloads) the shard of `partition` on the caller's thread, for the leader
+    /// epoch `image` registers, whatever epoch it was loaded for before.
     pub fn load(
         self: &Arc<Self>,
         partition: i32,
-        image: &MetadataImage,
+        image: &Arc<MetadataImage>,
         replicas: &ReplicaManager,
     ) -> anyhow::Result<()> {
-        let topic = image
+        let epoch = image
             .topic(self.topic)
-            .ok_or_else(|| anyhow::anyhow!("{} does not exist", self.topic))?;
-        let log_partition = replicas
-            .partition(&topic.topic_id, partition)
-            .ok_or_else(|| anyhow::anyhow!("{}-{partition} is not open", self.topic))?;
-        let mut engine = (self.new_shard)(partition, image);
-        let mut records = 0u64;
-        {
-            // Through the reader: appends to the partition (of shards already loaded) go on
-            // while this one replays. The end is the high watermark when the load began.
-            let log = log_partition.reader();
-            let offsets = log.offsets().snapshot();
-            let mut offset = offsets.log_start_offset;
-            let end = offsets.high_watermark;
-            while offset < end {
-                let bytes = log.read(offset, REPLAY_READ_BYTES, end, true)?;
-                if bytes.is_empty() {
-                    break;
+            .and_then(|t| t.registration(partition))
+            .map_or(0, |r| r.leader_epoch);
+        self.schedule_unload(partition, None);
+        self.schedule_load(partition, epoch, image, replicas, LoadMode::Inline)
+    }
+
+    /// This broker leads `partition` at `epoch`: unless the shard is already loaded (or
+    /// loading) for this epoch or a newer one, replays the partition's log up to its high
+    /// watermark and then serves it; its keys answer COORDINATOR_LOAD_IN_PROGRESS meanwhile.
+    /// A shard of an older epoch stops serving first (its waiting callers are told
+    /// NOT_COORDINATOR).
+    fn schedule_load(
+        self: &Arc<Self>,
+        partition: i32,
+        epoch: i32,
+        image: &Arc<MetadataImage>,
+        replicas: &ReplicaManager,
+        mode: LoadMode,
+    ) -> anyhow::Result<()> {
+        let log_partition = image
+            .topic(self.topic)
+            .and_then(|t| replicas.partition(&t.topic_id, partition));
+        let load = match self.slots_mut().elect(partition, epoch) {
+            Elect::Ignored { current_epoch } => {
+                tracing::debug!(
+                    coordinator = self.name,
+                    partition,
+                    epoch,
+                    current_epoch,
+                    "load ignored: the shard is at this epoch or a newer one"
+                );
+                return Ok(());
+            }
+            Elect::Load { load, replaced } => {
+                if let Some(old) = replaced {
+                    old.abandon_pending();
                 }
-                // The next read starts after the last *batch*, not the last record: a
-                // compacted log has batches whose last records were cleaned away, and empty
-                // batches the cleaner kept for their offsets.
-                let next = next_offset_after(&bytes).unwrap_or(offset);
-                for batch in whole_batches(&bytes) {
-                    let header = BatchHeader::parse(batch)?;
-                    // A transactional batch's records are its producer's until its marker.
-                    let txn_producer = if header.is_transactional() {
-                        header.producer_id
-                    } else {
-                        -1
+                load
+            }
+        };
+        let Some(log_partition) = log_partition else {
+            self.slots_mut().load_failed(partition, load);
+            anyhow::bail!("{}-{partition} is not open", self.topic);
+        };
+        tracing::info!(
+            coordinator = self.name,
+            topic = self.topic,
+            partition,
+            epoch,
+            "loading coordinator shard"
+        );
+        let nothing_to_replay = {
+            let offsets = log_partition.reader().offsets().snapshot();
+            offsets.log_start_offset >= offsets.high_watermark
+        };
+        let handle = tokio::runtime::Handle::try_current().ok();
+        match handle {
+            Some(handle) if mode == LoadMode::Background && !nothing_to_replay => {
+                let runtime = Arc::clone(self);
+                let image = Arc::clone(image);
+                handle.spawn_blocking(move || {
+                    let replayed = runtime.replay(partition, &log_partition, &image);
+                    let env = runtime.env.get().and_then(Weak::upgrade);
+                    match (replayed, env) {
+                        (Ok(engine), Some(env)) => {
+                            runtime.install(&*env, partition, load, engine, image);
+                        }
+                        (Ok(_), None) => {
+                            // The broker is going away.
+                            runtime.slots_mut().load_failed(partition, load);
+                        }
+                        (Err(e), _) => {
+                            tracing::error!(coordinator = runtime.name, topic = runtime.topic, partition, error = %e, "loading a coordinator shard failed");
+                            runtime.slots_mut().load_failed(partition, load);
+                        }
+                    }
+                });
+                Ok(())
+            }
+            _ => match self.replay(partition, &log_partition, image) {
+                Ok(engine) => {
+                    let env = LoadEnv {
+                        image: Arc::clone(image),
+                        replicas,
                     };
-                    runnel_protocol::batch::for_each_stored_record(
-                        batch,
-                        |record_offset, key, value| {
-                            if let Some(key) = key {
-                                if let Err(e) =
-                                    engine.replay_at(record_offset, txn_producer, key, value)
-                                {
-                                    tracing::warn!(topic = self.topic, partition, offset = record_offset, error = %e, "skipping unreadable record");
-                                }
-                                records += 1;
-                            }
-                        },
-                    )?;
-                    // After the checks of `for_each_stored_record` (CRC included).
-                    engine.replay_batch(&ReplayBatch {
-                        header: &header,
-                        bytes: batch,
-                    });
+                    self.install(&env, partition, load, engine, Arc::clone(image));
+                    Ok(())
                 }
-                if next <= offset {
-                    break;
+                Err(e) => {
+                    self.slots_mut().load_failed(partition, load);
+                    Err(e)
                 }
-                offset = next;
+            },
+        }
+    }
+
+    /// This broker no longer leads `partition` as of `epoch` (`None`: the topic is gone, or
+    /// the caller says so): unless the shard was loaded for this epoch or a newer one (a stale
+    /// event), it stops serving. Its requests are then answered NOT_COORDINATOR, callers
+    /// waiting in it at once; its timers stop; appends in flight still complete or fail on
+    /// their own, but nothing they decide is served; a load in progress is dropped when it
+    /// finishes.
+    pub fn schedule_unload(&self, partition: i32, epoch: Option<i32>) {
+        let removed = self.slots_mut().resign(partition, epoch);
+        match removed {
+            Some(SlotState::Active(_, shard)) => {
+                shard.abandon_pending();
+                tracing::info!(
+                    coordinator = self.name,
+                    topic = self.topic,
+                    partition,
+                    ?epoch,
+                    "coordinator shard unloaded"
+                );
+            }
+            Some(SlotState::Loading(_)) => {
+                tracing::info!(
+                    coordinator = self.name,
+                    topic = self.topic,
+                    partition,
+                    ?epoch,
+                    "coordinator shard load cancelled"
+                );
+            }
+            Some(SlotState::Failed | SlotState::Resigned) => {}
+            None => {
+                tracing::debug!(
+                    coordinator = self.name,
+                    partition,
+                    ?epoch,
+                    "unload ignored: not loaded here, or loaded for a newer epoch"
+                );
             }
         }
-        let image = Arc::new(image.clone());
+    }
+
+    /// Replays `partition`'s log up to the high watermark (when the replay began) into a new
+    /// engine.
+    fn replay(
+        &self,
+        partition: i32,
+        log_partition: &Partition,
+        image: &MetadataImage,
+    ) -> anyhow::Result<S> {
+        let mut engine = (self.new_shard)(partition, image);
+        let mut records = 0u64;
+        // Through the reader: appends to the partition (of shards already loaded) go on
+        // while this one replays. The end is the high watermark when the load began.
+        let log = log_partition.reader();
+        let offsets = log.offsets().snapshot();
+        let mut offset = offsets.log_start_offset;
+        let end = offsets.high_watermark;
+        while offset < end {
+            let bytes = log.read(offset, REPLAY_READ_BYTES, end, true)?;
+            if bytes.is_empty() {
+                break;
+            }
+            // The next read starts after the last *batch*, not the last record: a
+            // compacted log has batches whose last records were cleaned away, and empty
+            // batches the cleaner kept for their offsets.
+            let next = next_offset_after(&bytes).unwrap_or(offset);
+            for batch in whole_batches(&bytes) {
+                let header = BatchHeader::parse(batch)?;
+                // A transactional batch's records are its producer's until its marker.
+                let txn_producer = if header.is_transactional() {
+                    header.producer_id
+                } else {
+                    -1
+                };
+                runnel_protocol::batch::for_each_stored_record(
+                    batch,
+                    |record_offset, key, value| {
+                        if let Some(key) = key {
+                            if let Err(e) =
+                                engine.replay_at(record_offset, txn_producer, key, value)
+                            {
+                                tracing::warn!(topic = self.topic, partition, offset = record_offset, error = %e, "skipping unreadable record");
+                            }
+                            records += 1;
+                        }
+                    },
+                )?;
+                // After the checks of `for_each_stored_record` (CRC included).
+                engine.replay_batch(&ReplayBatch {
+                    header: &header,
+                    bytes: batch,
+                });
+            }
+            if next <= offset {
+                break;
+            }
+            offset = next;
+        }
+        tracing::debug!(
+            coordinator = self.name,
+            partition,
+            records,
+            "shard replayed"
+        );
+        Ok(engine)
+    }
+
+    /// Serves a replayed engine as load `load` of `partition`, if its slot still waits for
+    /// that load (otherwise it is dropped unused), and resumes what the log left half done.
+    fn install<E: CoordinatorEnv + ?Sized>(
+        self: &Arc<Self>,
+        env: &E,
+        partition: i32,
+        load: LoadId,
+        mut engine: S,
+        image: Arc<MetadataImage>,
+    ) {
         let outputs = engine.finish_replay(now_ms(), &image);
-        tracing::debug!(coordinator = self.name, partition, records, "shard loaded");
         let deadline_ms = AtomicI64::new(engine.next_deadline_ms().unwrap_or(i64::MAX));
         let shard = Arc::new(Shard {
             partition,
+            load,
             engine: Mutex::new(engine),
             appending: Mutex::new(VecDeque::new()),
             pending: Mutex::new(HashMap::new()),
             deadline_ms,
         });
-        self.shards
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(partition, Arc::clone(&shard));
+        // The shard's lock is taken before it is visible, so no request reaches it before the
+        // outputs of its replay are carried out.
+        let Some(mut engine) = shard.lock(self.name) else {
+            return;
+        };
+        if self
+            .slots_mut()
+            .loaded(partition, load, Arc::clone(&shard))
+            .is_err()
+        {
+            tracing::info!(
+                coordinator = self.name,
+                topic = self.topic,
+                partition,
+                "a finished load was overtaken by a leadership change; dropped"
+            );
+            return;
+        }
+        tracing::info!(
+            coordinator = self.name,
+            topic = self.topic,
+            partition,
+            "coordinator shard loaded"
+        );
         // What the log left half done (markers of prepared transactions, say) resumes now.
         if !outputs.is_empty() {
-            if let Some(mut engine) = shard.lock(self.name) {
-                let env = LoadEnv { image, replicas };
-                self.apply(&env, &shard, &mut engine, outputs);
-                shard.note_deadline(&engine);
-            }
+            self.apply(env, &shard, &mut engine, outputs);
         }
+        shard.note_deadline(&engine);
+        drop(engine);
         self.timer.notify_one();
-        Ok(())
     }
 
     /// Runs `f` on the engine of `partition` under its lock and carries out what it returns
@@ -365,30 +646,47 @@ impl<S: CoordinatorShard> CoordinatorRuntime<S> {
         let Some(shard) = self.shard(partition) else {
             return false;
         };
+        self.drive_shard(env, &shard, f)
+    }
+
+    /// `drive`, only if load `load` is the one serving `partition`: what a shard started
+    /// (markers it asked for) must not reach a later load of the partition, which starts its
+    /// own.
+    pub fn drive_load<E: CoordinatorEnv + ?Sized>(
+        self: &Arc<Self>,
+        env: &E,
+        partition: i32,
+        load: LoadId,
+        f: impl FnOnce(&mut S, i64, &MetadataImage) -> Vec<ShardOutput<S::Effect>>,
+    ) -> bool {
+        match self.shard(partition) {
+            Some(shard) if shard.load == load => self.drive_shard(env, &shard, f),
+            _ => false,
+        }
+    }
+
+    fn drive_shard<E: CoordinatorEnv + ?Sized>(
+        self: &Arc<Self>,
+        env: &E,
+        shard: &Arc<Shard<S>>,
+        f: impl FnOnce(&mut S, i64, &MetadataImage) -> Vec<ShardOutput<S::Effect>>,
+    ) -> bool {
         {
             let image = env.image();
             let Some(mut engine) = shard.lock(self.name) else {
                 return false;
             };
             let outputs = f(&mut engine, now_ms(), &image);
-            self.apply(env, &shard, &mut engine, outputs);
+            self.apply(env, shard, &mut engine, outputs);
             shard.note_deadline(&engine);
         }
         self.timer.notify_one();
         true
     }
 
-    /// Stops serving the shard of `partition` (leadership moved away). Its requests are then
-    /// answered NOT_COORDINATOR; appends in flight still complete or fail on their own.
+    /// Stops serving the shard of `partition`, whatever epoch it was loaded for.
     pub fn unload(&self, partition: i32) {
-        let removed = self
-            .shards
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&partition);
-        if let Some(shard) = removed {
-            shard.abandon_pending();
-        }
+        self.schedule_unload(partition, None);
     }
 
     /// Hands a request to the shard of `partition` and waits for its response, which may come
@@ -404,12 +702,22 @@ impl<S: CoordinatorShard> CoordinatorRuntime<S> {
         client: &ClientInfo,
         request: S::Request,
     ) -> Option<ResponseKind> {
-        let Some(shard) = self.shard(partition) else {
-            return Some(S::error_response(
-                &request,
-                version,
-                ResponseError::NotCoordinator.code(),
-            ));
+        let shard = match self.find(partition) {
+            Found::Active(shard) => shard,
+            Found::Loading => {
+                return Some(S::error_response(
+                    &request,
+                    version,
+                    ResponseError::CoordinatorLoadInProgress.code(),
+                ))
+            }
+            Found::NotHere => {
+                return Some(S::error_response(
+                    &request,
+                    version,
+                    ResponseError::NotCoordinator.code(),
+                ))
+            }
         };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
@@ -446,13 +754,7 @@ impl<S: CoordinatorShard> CoordinatorRuntime<S> {
         let weak: Weak<E> = Arc::downgrade(&env);
         self.attach(weak);
         loop {
-            let shards: Vec<Arc<Shard<S>>> = self
-                .shards
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .values()
-                .cloned()
-                .collect();
+            let shards = self.active_shards();
             let next = shards
                 .iter()
                 .map(|s| s.deadline_ms.load(Ordering::Acquire))
@@ -506,7 +808,7 @@ impl<S: CoordinatorShard> CoordinatorRuntime<S> {
             match output {
                 ShardOutput::Respond(id, response) => shard.send(id, response),
                 ShardOutput::Effect(effect) => match &self.on_effect {
-                    Some(hook) => hook(self, shard.partition, effect),
+                    Some(hook) => hook(self, shard.partition, shard.load, effect),
                     None => tracing::error!(
                         coordinator = self.name,
                         "a shard asked for an effect no hook carries out"
@@ -737,6 +1039,13 @@ impl<S: CoordinatorShard> CoordinatorRuntime<S> {
                     anyhow::anyhow!("append refused with error {}", refused.code),
                 )
             })
+    }
+
+    /// Test hook: marks `partition` as loading for `epoch` without replaying anything, as a
+    /// long replay would leave it.
+    #[cfg(test)]
+    pub(crate) fn start_loading(&self, partition: i32, epoch: i32) {
+        let _ = self.slots_mut().elect(partition, epoch);
     }
 
     /// Test hook: runs `f` with the shard's engine locked (to poison it, say).

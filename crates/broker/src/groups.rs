@@ -71,43 +71,51 @@ impl Groups {
         self.runtime.attach(env);
     }
 
+    /// Test hook: see `CoordinatorRuntime::start_loading`.
+    #[cfg(test)]
+    pub(crate) fn start_loading(&self, partition: i32, epoch: i32) {
+        self.runtime.start_loading(partition, epoch);
+    }
+
+    /// The partitions whose shards are loaded and serving.
+    pub fn loaded(&self) -> Vec<i32> {
+        self.runtime.loaded()
+    }
+
     /// Runs `f` on every loaded group coordinator shard in turn (see
     /// `CoordinatorRuntime::inspect`).
     pub fn inspect(&self, f: impl FnMut(&GroupCoordinator)) {
         self.runtime.inspect(f);
     }
 
-    /// Loads the shard of every `__consumer_offsets` partition `node_id` leads (startup, and
-    /// when the topic is created).
+    /// Loads the shard of every `__consumer_offsets` partition `node_id` leads (startup).
     pub fn load_led(
         &self,
         node_id: i32,
-        image: &MetadataImage,
+        image: &Arc<MetadataImage>,
         replicas: &ReplicaManager,
     ) -> anyhow::Result<()> {
-        let Some(topic) = image.topic(OFFSETS_TOPIC) else {
-            return Ok(());
-        };
-        for partition in 0..i32::try_from(topic.partitions).unwrap_or(i32::MAX) {
-            if topic
-                .registration(partition)
-                .is_some_and(|r| r.leader == node_id)
-            {
-                self.runtime.load(partition, image, replicas)?;
-            }
-        }
-        tracing::info!(
-            shards = self.runtime.loaded().len(),
-            "group coordinator shards loaded from __consumer_offsets"
-        );
-        Ok(())
+        self.runtime.load_led(node_id, image, replicas)
+    }
+
+    /// Loads and unloads shards as a committed metadata delta moves the leadership of
+    /// `__consumer_offsets` partitions (see `CoordinatorRuntime::follow_leadership`).
+    pub fn follow_leadership(
+        &self,
+        image: &Arc<MetadataImage>,
+        delta: &runnel_cluster::metadata::MetadataDelta,
+        node_id: i32,
+        replicas: &ReplicaManager,
+    ) {
+        self.runtime
+            .follow_leadership(image, delta, node_id, replicas);
     }
 
     /// Loads (or reloads) the shard of `partition` from its log.
     pub fn load(
         &self,
         partition: i32,
-        image: &MetadataImage,
+        image: &Arc<MetadataImage>,
         replicas: &ReplicaManager,
     ) -> anyhow::Result<()> {
         self.runtime.load(partition, image, replicas)
@@ -587,5 +595,120 @@ mod tests {
             call(GroupRequest::DescribeGroups(DescribeGroupsRequest::default())).await,
             ResponseKind::DescribeGroups(r) if r.groups.is_empty()
         ));
+    }
+
+    /// `image` with partition `partition` of `__consumer_offsets` led by `leader` at
+    /// `epoch`, and the delta that says so.
+    fn moved(
+        image: &MetadataImage,
+        partition: i32,
+        leader: i32,
+        epoch: i32,
+    ) -> (Arc<MetadataImage>, runnel_cluster::metadata::MetadataDelta) {
+        let mut image = image.clone();
+        let mut topic = (**image.topic(OFFSETS_TOPIC).unwrap()).clone();
+        let registration = topic.registrations.get_mut(&partition).unwrap();
+        registration.leader = leader;
+        registration.replicas = vec![leader];
+        registration.isr = vec![leader];
+        registration.leader_epoch = epoch;
+        let delta = runnel_cluster::metadata::MetadataDelta {
+            changed_partitions: vec![(topic.topic_id, partition)],
+            ..Default::default()
+        };
+        image.topics.insert(OFFSETS_TOPIC.into(), Arc::new(topic));
+        (Arc::new(image), delta)
+    }
+
+    // Proves shards follow leadership deltas with epochs: a partition moved to node 2 is
+    // unloaded (its groups answer NOT_COORDINATOR, others are unaffected), a stale event of an
+    // older epoch changes nothing, and leadership coming back at a newer epoch reloads the
+    // shard from its log.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn shards_follow_leadership_deltas_by_epoch() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = broker(dir.path()).await;
+        broker
+            .create_topic("t", 1, 1, Default::default(), false)
+            .unwrap();
+        let me = broker.node_id();
+        let (a, b, pa, _) = groups_on_two_shards();
+        assert_eq!(commit(&broker, &a).await, 0);
+        assert_eq!(commit(&broker, &b).await, 0);
+        let base = broker.image();
+        let epoch = base
+            .topic(OFFSETS_TOPIC)
+            .unwrap()
+            .registration(pa)
+            .unwrap()
+            .leader_epoch;
+
+        let (away, delta) = moved(&base, pa, me + 1, epoch + 1);
+        broker
+            .groups
+            .follow_leadership(&away, &delta, me, &broker.replicas);
+        assert!(!broker.groups.loaded().contains(&pa));
+        assert_eq!(
+            commit(&broker, &a).await,
+            ResponseError::NotCoordinator.code()
+        );
+        assert_eq!(commit(&broker, &b).await, 0);
+
+        // A stale election (the epoch the shard had before it moved) is ignored.
+        let (_, stale_delta) = moved(&base, pa, me, epoch);
+        broker
+            .groups
+            .follow_leadership(&base, &stale_delta, me, &broker.replicas);
+        // Background loads finish on the blocking pool; give one time to (wrongly) happen.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        assert!(!broker.groups.loaded().contains(&pa));
+
+        let (back, delta) = moved(&base, pa, me, epoch + 2);
+        broker
+            .groups
+            .follow_leadership(&back, &delta, me, &broker.replicas);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !broker.groups.loaded().contains(&pa) {
+            assert!(std::time::Instant::now() < deadline, "shard never reloaded");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        // A stale resignation (older than the epoch it was loaded for) leaves it loaded.
+        let (_, stale_away) = moved(&base, pa, me + 1, epoch + 1);
+        broker
+            .groups
+            .follow_leadership(&away, &stale_away, me, &broker.replicas);
+        assert!(broker.groups.loaded().contains(&pa));
+        // The reloaded shard replayed the commit made before the move.
+        let fetch = GroupRequest::OffsetFetch(
+            OffsetFetchRequest::default()
+                .with_group_id(gid(&a))
+                .with_topics(None),
+        );
+        let Some(ResponseKind::OffsetFetch(r)) = broker
+            .groups
+            .call(&*broker, 7, &ClientInfo::default(), fetch)
+            .await
+        else {
+            panic!("no OffsetFetch answer");
+        };
+        assert_eq!(r.topics[0].partitions[0].committed_offset, 3);
+    }
+
+    // Proves a shard still replaying answers COORDINATOR_LOAD_IN_PROGRESS (the client retries
+    // the same coordinator), not NOT_COORDINATOR.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_loading_shard_answers_load_in_progress() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = broker(dir.path()).await;
+        broker
+            .create_topic("t", 1, 1, Default::default(), false)
+            .unwrap();
+        let (a, _, pa, _) = groups_on_two_shards();
+        broker.groups.unload(pa);
+        broker.groups.start_loading(pa, 10);
+        assert_eq!(
+            commit(&broker, &a).await,
+            ResponseError::CoordinatorLoadInProgress.code()
+        );
     }
 }

@@ -41,6 +41,19 @@ pub fn transaction_topic_configs(segment_bytes: i32) -> BTreeMap<String, String>
     .collect()
 }
 
+/// The replication factor an internal topic is created with: Kafka's
+/// `offsets.topic.replication.factor` / `transaction.state.log.replication.factor` (`configured`,
+/// default 3) capped at 1, because partition data is not replicated yet and a topic must never
+/// report replicas that do not hold its data (the controller refuses RF > 1 for that reason).
+/// The partitions still go through the controller's CreateTopic, so its placer spreads their
+/// leaders (and so the coordinators' shards) across the live brokers.
+pub fn replication_factor(configured: i16) -> i16 {
+    configured.min(1)
+}
+
+/// Kafka's default for both internal topics' replication factor keys.
+pub const REPLICATION_FACTOR_DEFAULT: i16 = 3;
+
 /// Whether `name` is one of Kafka's internal topics.
 pub fn is_internal_topic(name: &str) -> bool {
     name == OFFSETS_TOPIC || name == TRANSACTION_STATE_TOPIC

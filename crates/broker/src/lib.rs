@@ -32,5 +32,6 @@ pub mod server;
 pub mod state;
 pub mod tls;
 pub mod transport;
+pub mod txn_marker_channel;
 pub mod txn_markers;
 pub mod txns;

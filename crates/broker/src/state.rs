@@ -64,6 +64,8 @@ pub struct Broker {
     pub metrics: crate::metrics::Metrics,
     /// KIP-227 incremental fetch sessions; locked briefly twice per fetch, never across an await.
     fetch_sessions: Mutex<crate::fetch_session::FetchSessionCache>,
+    /// Connections to other brokers for the transaction markers of partitions they lead.
+    pub marker_channel: crate::txn_marker_channel::MarkerChannel,
     /// Held for the process lifetime: a second broker on the same data dir would corrupt it.
     _lock_file: std::fs::File,
 }
@@ -150,6 +152,7 @@ impl Broker {
                 },
                 crate::fetch_session::random_seed(),
             )),
+            marker_channel: crate::txn_marker_channel::MarkerChannel::new(),
             _lock_file: lock_file,
         };
         let node_id = broker.node_id();
@@ -424,7 +427,10 @@ impl Broker {
         match self.create_topic(
             crate::internal_topics::OFFSETS_TOPIC,
             self.config.groups.offsets_topic_num_partitions,
-            1,
+            self.internal_replication_factor(
+                crate::internal_topics::OFFSETS_TOPIC,
+                "offsets.topic.replication.factor",
+            ),
             crate::internal_topics::offsets_topic_configs(
                 self.config.groups.offsets_topic_segment_bytes,
             ),
@@ -445,7 +451,7 @@ impl Broker {
         match self.create_topic(
             topic,
             self.config.txns.coordinator.transaction_state_partitions,
-            1,
+            self.internal_replication_factor(topic, "transaction.state.log.replication.factor"),
             crate::internal_topics::transaction_topic_configs(
                 self.config.txns.state_log_segment_bytes,
             ),
@@ -454,6 +460,27 @@ impl Broker {
             Ok(_) | Err(ClusterError::TopicAlreadyExists(_)) => Ok(()),
             Err(e) => Err(e),
         }
+    }
+
+    /// The replication factor `topic` (internal) is created with, from the static config `key`
+    /// (see `internal_topics::replication_factor`); says why when it is below the config's.
+    fn internal_replication_factor(&self, topic: &str, key: &str) -> i16 {
+        let configured = self
+            .static_configs
+            .get(key)
+            .and_then(|v| v.parse::<i16>().ok())
+            .unwrap_or(crate::internal_topics::REPLICATION_FACTOR_DEFAULT);
+        let factor = crate::internal_topics::replication_factor(configured);
+        if factor < configured {
+            tracing::info!(
+                topic,
+                config = key,
+                configured,
+                replication_factor = factor,
+                "creating an internal topic with one replica per partition: partition data is not replicated yet, so more replicas would not hold the data"
+            );
+        }
+        factor
     }
 
     pub fn allocate_producer_id(&self) -> Result<i64, ClusterError> {

@@ -2,10 +2,10 @@
 //! Kafka's WriteTxnMarkers (`KafkaApis.handleWriteTxnMarkersRequest`).
 //!
 //! The transaction coordinator ends a transaction by writing a COMMIT or ABORT marker to every
-//! partition it touched (the engine's `Output::WriteMarkers`, one per partition leader). Here,
-//! where this node leads every partition, the coordinator shell calls [`write_txn_markers`]
-//! with the markers for this node; in a cluster it sends the same markers as a WriteTxnMarkers
-//! request to each leader, whose handler calls the same function. The answer has Kafka's shape
+//! partition it touched (the engine's `Output::WriteMarkers`). The coordinator shell calls
+//! [`route_txn_markers`]: the partitions this node leads go to [`write_txn_markers`] directly,
+//! the others as a WriteTxnMarkers request to their leader (`txn_marker_channel`), whose
+//! handler calls the same function there. The answer has Kafka's shape
 //! and codes: per producer, per partition, an error code (NONE once the marker is as durable as
 //! the partition's policy asks, which a retry can rely on).
 //!
@@ -26,6 +26,8 @@ pub use crate::txns::{MarkerRequest, MarkerResult};
 enum Write {
     /// The partition is not held here.
     Unknown,
+    /// The partition is held here but another broker leads it.
+    NotLeader,
     /// Through the replica layer.
     Log(AppendWait),
     /// Through the group coordinator (`__consumer_offsets`), started when its turn comes in
@@ -48,8 +50,15 @@ pub async fn write_txn_markers(broker: &Broker, markers: Vec<MarkerRequest>) -> 
             let partition = image
                 .topic(&topic)
                 .and_then(|t| broker.partition(&t.topic_id, index));
+            let leader = image
+                .topic(&topic)
+                .and_then(|t| t.registration(index))
+                .map_or(-1, |r| r.leader);
             let write = match partition {
                 None => Write::Unknown,
+                // Held here but led by another broker (its log is a follower's): the
+                // coordinator re-reads the image and sends the marker to the leader.
+                Some(_) if leader != broker.node_id() => Write::NotLeader,
                 Some(_) if topic == OFFSETS_TOPIC => Write::Group(request.marker),
                 Some(p) => Write::Log(broker.replicas.write_txn_marker(&p, request.marker)),
             };
@@ -63,6 +72,7 @@ pub async fn write_txn_markers(broker: &Broker, markers: Vec<MarkerRequest>) -> 
         for (topic, index, write) in writes {
             let code = match write {
                 Write::Unknown => ResponseError::UnknownTopicOrPartition.code(),
+                Write::NotLeader => ResponseError::NotLeaderOrFollower.code(),
                 Write::Log(wait) => match wait.wait().await {
                     Ok(_) => 0,
                     Err(e) => crate::errors::storage_error_code(&e),
@@ -95,6 +105,70 @@ pub async fn write_txn_markers(broker: &Broker, markers: Vec<MarkerRequest>) -> 
     results
 }
 
+/// Delivers markers as the transaction coordinator asks: the partitions this broker leads
+/// (and those without a leader, which answer their error and are retried) through
+/// [`write_txn_markers`], the partitions another broker leads as a WriteTxnMarkers request to
+/// that broker (`txn_marker_channel`), each leader's in turn. The answer holds every
+/// partition asked about, local ones first.
+pub async fn route_txn_markers(broker: &Broker, markers: Vec<MarkerRequest>) -> Vec<MarkerResult> {
+    use std::collections::BTreeMap;
+    let image = broker.image();
+    let me = broker.node_id();
+    let mut local = Vec::new();
+    let mut remote: BTreeMap<i32, Vec<MarkerRequest>> = BTreeMap::new();
+    for request in markers {
+        let mut here = Vec::new();
+        let mut by_leader: BTreeMap<i32, Vec<(String, i32)>> = BTreeMap::new();
+        for (topic, index) in request.partitions {
+            let leader = image
+                .topic(&topic)
+                .and_then(|t| t.registration(index))
+                .map_or(-1, |r| r.leader);
+            if leader >= 0 && leader != me {
+                by_leader.entry(leader).or_default().push((topic, index));
+            } else {
+                here.push((topic, index));
+            }
+        }
+        if !here.is_empty() {
+            local.push(MarkerRequest {
+                marker: request.marker,
+                partitions: here,
+            });
+        }
+        for (leader, partitions) in by_leader {
+            remote.entry(leader).or_default().push(MarkerRequest {
+                marker: request.marker,
+                partitions,
+            });
+        }
+    }
+    let mut results = if local.is_empty() {
+        Vec::new()
+    } else {
+        write_txn_markers(broker, local).await
+    };
+    for (leader, requests) in remote {
+        match image.brokers.get(&leader) {
+            Some(b) => {
+                let address = format!("{}:{}", b.host, b.port);
+                results.extend(
+                    broker
+                        .marker_channel
+                        .send(leader, &address, &requests)
+                        .await,
+                );
+            }
+            // A leader that is not a registered broker: wait for the image to say more.
+            None => results.extend(crate::txn_marker_channel::all_failed(
+                &requests,
+                ResponseError::NotLeaderOrFollower.code(),
+            )),
+        }
+    }
+    results
+}
+
 /// The broker as the transaction coordinator's shell sees it.
 impl crate::txns::TxnEnv for Broker {
     fn node_id(&self) -> i32 {
@@ -105,7 +179,7 @@ impl crate::txns::TxnEnv for Broker {
         &self,
         markers: Vec<MarkerRequest>,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<MarkerResult>> + Send + '_>> {
-        Box::pin(write_txn_markers(self, markers))
+        Box::pin(route_txn_markers(self, markers))
     }
 
     fn allocate_producer_id_block(&self) -> anyhow::Result<(i64, i64)> {

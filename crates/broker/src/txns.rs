@@ -4,12 +4,13 @@
 //! markers a shard asks for, and fetching the producer-id blocks it hands out.
 //!
 //! Markers: each `WriteMarkers` of a shard becomes `txn_markers::write_txn_markers` for the
-//! partitions this broker leads, then `markers_written` back into the shard, which writes the
-//! transaction's completion once every partition has its marker. Retriable failures are
-//! written again with backoff, deleted partitions are given up as Kafka gives them up, and a
-//! fenced coordinator stops (its successor finishes the transaction). Partitions another
-//! broker leads would go there as a WriteTxnMarkers request; a single node leads them all, so
-//! such partitions (and partitions without a leader) wait, retried, for leadership here.
+//! partitions this broker leads and a WriteTxnMarkers request to the leader of each other
+//! partition (`txn_markers::route_txn_markers`, Kafka's `TransactionMarkerChannelManager`),
+//! then `markers_written` back into the shard, which writes the transaction's completion once
+//! every partition has its marker. Retriable failures (NOT_LEADER_OR_FOLLOWER after
+//! leadership moved, a lost connection) are tried again with backoff after re-reading the
+//! image, deleted partitions are given up as Kafka gives them up, partitions without a leader
+//! wait for one, and a fenced coordinator stops (its successor finishes the transaction).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock, Weak};
@@ -20,6 +21,7 @@ use tokio::sync::Notify;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::*;
 use runnel_cluster::group::ClientInfo;
+use runnel_cluster::shard_leadership::LoadId;
 use runnel_cluster::txn::shard::shard_outputs;
 use runnel_cluster::txn::{
     transaction_partition_for, MarkerWrite, PartitionView, TxnConfig, TxnCoordinator, TxnEffect,
@@ -129,8 +131,8 @@ impl Txns {
                 TxnCoordinator::new(config, partition, coordinator_epoch)
             },
         )
-        .with_effect_hook(Box::new(move |runtime, partition, effect| {
-            on_effect(&hook_broker, runtime, partition, effect)
+        .with_effect_hook(Box::new(move |runtime, partition, load, effect| {
+            on_effect(&hook_broker, runtime, partition, load, effect)
         }))
         .with_commit_observer(Box::new(move |partition, _records| {
             completion_slot(&observed, partition).notify_waiters();
@@ -186,6 +188,12 @@ impl Txns {
         self.runtime.inspect(f);
     }
 
+    /// Test hook: see `CoordinatorRuntime::start_loading`.
+    #[cfg(test)]
+    pub(crate) fn start_loading(&self, partition: i32, epoch: i32) {
+        self.runtime.start_loading(partition, epoch);
+    }
+
     /// The partitions whose shards are loaded.
     pub fn loaded(&self) -> Vec<i32> {
         self.runtime.loaded()
@@ -195,32 +203,30 @@ impl Txns {
     pub fn load_led(
         &self,
         node_id: i32,
-        image: &MetadataImage,
+        image: &Arc<MetadataImage>,
         replicas: &ReplicaManager,
     ) -> anyhow::Result<()> {
-        let Some(topic) = image.topic(TRANSACTION_STATE_TOPIC) else {
-            return Ok(());
-        };
-        for partition in 0..i32::try_from(topic.partitions).unwrap_or(i32::MAX) {
-            if topic
-                .registration(partition)
-                .is_some_and(|r| r.leader == node_id)
-            {
-                self.runtime.load(partition, image, replicas)?;
-            }
-        }
-        tracing::info!(
-            shards = self.runtime.loaded().len(),
-            "transaction coordinator shards loaded from __transaction_state"
-        );
-        Ok(())
+        self.runtime.load_led(node_id, image, replicas)
+    }
+
+    /// Loads and unloads shards as a committed metadata delta moves the leadership of
+    /// `__transaction_state` partitions (see `CoordinatorRuntime::follow_leadership`).
+    pub fn follow_leadership(
+        &self,
+        image: &Arc<MetadataImage>,
+        delta: &runnel_cluster::metadata::MetadataDelta,
+        node_id: i32,
+        replicas: &ReplicaManager,
+    ) {
+        self.runtime
+            .follow_leadership(image, delta, node_id, replicas);
     }
 
     /// Loads (or reloads) the shard of `partition` from its log.
     pub fn load(
         &self,
         partition: i32,
-        image: &MetadataImage,
+        image: &Arc<MetadataImage>,
         replicas: &ReplicaManager,
     ) -> anyhow::Result<()> {
         self.runtime.load(partition, image, replicas)
@@ -415,6 +421,7 @@ fn on_effect(
     broker: &Arc<OnceLock<Weak<dyn TxnEnv>>>,
     runtime: &Arc<Runtime>,
     partition: i32,
+    load: LoadId,
     effect: TxnEffect,
 ) {
     let Some(broker) = broker.get().cloned() else {
@@ -429,23 +436,32 @@ fn on_effect(
     match effect {
         TxnEffect::WriteMarkers(write) => {
             failpoint("txn.after_prepare");
-            handle.spawn(deliver_markers(broker, runtime, partition, write));
+            handle.spawn(deliver_markers(broker, runtime, partition, load, write));
         }
         TxnEffect::NeedProducerIds => {
-            handle.spawn(fetch_producer_ids(broker, runtime, partition));
+            handle.spawn(fetch_producer_ids(broker, runtime, partition, load));
         }
     }
 }
 
 /// Fetches a block of producer ids from the controller for the shard of `partition`.
-async fn fetch_producer_ids(broker: Weak<dyn TxnEnv>, runtime: Arc<Runtime>, partition: i32) {
+async fn fetch_producer_ids(
+    broker: Weak<dyn TxnEnv>,
+    runtime: Arc<Runtime>,
+    partition: i32,
+    load: LoadId,
+) {
     loop {
         let Some(b) = broker.upgrade() else {
             return;
         };
+        if !runtime.is_active_load(partition, load) {
+            // Unloaded: a later load asks for its own block.
+            return;
+        }
         match b.allocate_producer_id_block() {
             Ok((first, count)) => {
-                runtime.drive(&*b, partition, |engine, _, _| {
+                runtime.drive_load(&*b, partition, load, |engine, _, _| {
                     engine.add_producer_ids(first, count);
                     Vec::new()
                 });
@@ -493,6 +509,7 @@ async fn deliver_markers(
     broker: Weak<dyn TxnEnv>,
     runtime: Arc<Runtime>,
     partition: i32,
+    load: LoadId,
     write: MarkerWrite,
 ) {
     let marker = runnel_storage::TxnMarker {
@@ -513,8 +530,9 @@ async fn deliver_markers(
         let Some(b) = broker.upgrade() else {
             return;
         };
-        if !runtime.loaded().contains(&partition) {
-            // Unloaded: the partition's next coordinator sends the markers again.
+        if !runtime.is_active_load(partition, load) {
+            // Unloaded: the partition's next coordinator (here or elsewhere) sends the
+            // markers again.
             return;
         }
         let image = b.image();
@@ -525,9 +543,11 @@ async fn deliver_markers(
             match image.leader(&tp.0, tp.1) {
                 // Deleted: Kafka skips partitions whose topic no longer exists.
                 None => done.push(tp),
-                Some(leader) if leader == b.node_id() => here.push(tp),
-                // Led elsewhere (a WriteTxnMarkers request in a cluster) or leaderless now.
-                Some(_) => waiting.push(tp),
+                // Leaderless now: wait for a leader.
+                Some(leader) if leader < 0 => waiting.push(tp),
+                // Led here (written directly) or by another broker (a WriteTxnMarkers
+                // request to it): the shell's `write_markers` routes each.
+                Some(_) => here.push(tp),
             }
         }
         let batches: Vec<Vec<(String, i32)>> = if one_at_a_time {
@@ -578,7 +598,7 @@ async fn deliver_markers(
                 failpoint("txn.before_complete");
             }
             let txn_id = write.transactional_id.clone();
-            runtime.drive(&*b, partition, |engine, _, _| {
+            runtime.drive_load(&*b, partition, load, |engine, _, _| {
                 shard_outputs(engine.markers_written(&txn_id, &done))
             });
         }
@@ -588,5 +608,134 @@ async fn deliver_markers(
         drop(b);
         tokio::time::sleep(Duration::from_millis(backoff_ms)).await;
         backoff_ms = (backoff_ms * 2).min(MARKER_RETRY_BACKOFF_MS_MAX);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::Broker;
+    use kafka_protocol::protocol::StrBytes;
+
+    async fn broker(dir: &std::path::Path) -> Arc<Broker> {
+        let config = crate::config::BrokerConfig {
+            data_dir: dir.to_path_buf(),
+            ..Default::default()
+        };
+        let broker = Broker::open(config, ("localhost".into(), 9092)).unwrap();
+        broker.ensure_transaction_topic().unwrap();
+        broker
+    }
+
+    /// InitProducerId v4 for `transactional_id`: (error, producer id, epoch).
+    async fn init(broker: &Arc<Broker>, transactional_id: &str) -> (i16, i64, i16) {
+        let request = TxnRequest::InitProducerId(
+            InitProducerIdRequest::default()
+                .with_transactional_id(Some(TransactionalId(StrBytes::from_string(
+                    transactional_id.to_owned(),
+                ))))
+                .with_transaction_timeout_ms(60_000)
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1),
+        );
+        let Some(ResponseKind::InitProducerId(r)) = broker.txns.call(&**broker, 4, request).await
+        else {
+            panic!("no InitProducerId answer");
+        };
+        (r.error_code, r.producer_id.0, r.producer_epoch)
+    }
+
+    /// `init`, retried while the shard waits for its first block of producer ids
+    /// (COORDINATOR_LOAD_IN_PROGRESS, which clients retry too).
+    async fn init_retrying(broker: &Arc<Broker>, transactional_id: &str) -> (i16, i64, i16) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let answer = init(broker, transactional_id).await;
+            if answer.0 != ResponseError::CoordinatorLoadInProgress.code()
+                || std::time::Instant::now() > deadline
+            {
+                return answer;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// `image` with partition `partition` of `__transaction_state` led by `leader` at `epoch`,
+    /// and the delta that says so.
+    fn moved(
+        image: &MetadataImage,
+        partition: i32,
+        leader: i32,
+        epoch: i32,
+    ) -> (Arc<MetadataImage>, runnel_cluster::metadata::MetadataDelta) {
+        let mut image = image.clone();
+        let mut topic = (**image.topic(TRANSACTION_STATE_TOPIC).unwrap()).clone();
+        let registration = topic.registrations.get_mut(&partition).unwrap();
+        registration.leader = leader;
+        registration.replicas = vec![leader];
+        registration.isr = vec![leader];
+        registration.leader_epoch = epoch;
+        let delta = runnel_cluster::metadata::MetadataDelta {
+            changed_partitions: vec![(topic.topic_id, partition)],
+            ..Default::default()
+        };
+        image
+            .topics
+            .insert(TRANSACTION_STATE_TOPIC.into(), Arc::new(topic));
+        (Arc::new(image), delta)
+    }
+
+    // Proves the transaction coordinator's shards follow leadership: a transactional id whose
+    // partition moved to node 2 answers NOT_COORDINATOR, one being loaded answers
+    // COORDINATOR_LOAD_IN_PROGRESS, and leadership coming back at a newer epoch reloads the
+    // shard with the producer id it had handed out (the next InitProducerId bumps its epoch).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn txn_shards_follow_leadership() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = broker(dir.path()).await;
+        let me = broker.node_id();
+        let id = "tx-moving";
+        let base = broker.image();
+        let partitions =
+            i32::try_from(base.topic(TRANSACTION_STATE_TOPIC).unwrap().partitions).unwrap();
+        let partition = transaction_partition_for(id, partitions);
+        let epoch = base
+            .topic(TRANSACTION_STATE_TOPIC)
+            .unwrap()
+            .registration(partition)
+            .unwrap()
+            .leader_epoch;
+        let (code, producer_id, producer_epoch) = init_retrying(&broker, id).await;
+        assert_eq!(code, 0);
+
+        let (away, delta) = moved(&base, partition, me + 1, epoch + 1);
+        broker
+            .txns
+            .follow_leadership(&away, &delta, me, &broker.replicas);
+        assert_eq!(
+            init(&broker, id).await.0,
+            ResponseError::NotCoordinator.code()
+        );
+
+        let (back, delta) = moved(&base, partition, me, epoch + 2);
+        broker
+            .txns
+            .follow_leadership(&back, &delta, me, &broker.replicas);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !broker.txns.loaded().contains(&partition) {
+            assert!(std::time::Instant::now() < deadline, "shard never reloaded");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let (code, again, bumped) = init_retrying(&broker, id).await;
+        assert_eq!(code, 0);
+        assert_eq!(again, producer_id);
+        assert!(bumped > producer_epoch);
+
+        broker.txns.unload(partition);
+        broker.txns.start_loading(partition, epoch + 3);
+        assert_eq!(
+            init(&broker, id).await.0,
+            ResponseError::CoordinatorLoadInProgress.code()
+        );
     }
 }

@@ -16,6 +16,7 @@ pub mod group;
 pub mod kafka_configs;
 pub mod metadata;
 pub mod shard;
+pub mod shard_leadership;
 pub mod topic_config;
 pub mod txn;
 

@@ -7,6 +7,8 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
 use kafka_protocol::protocol::StrBytes;
+use runnel_cluster::metadata::BrokerImage;
+use runnel_cluster::MetadataImage;
 
 use crate::context::RequestContext;
 use crate::state::Broker;
@@ -29,10 +31,16 @@ fn not_available() -> Answer {
     }
 }
 
-/// The leader of the partition of `internal_topic` that holds `key` and its endpoint on
-/// `listener`.
-fn coordinator(broker: &Broker, listener: &str, internal_topic: &str, key: &str) -> Answer {
-    let image = broker.image();
+/// The leader of the partition of `internal_topic` that holds `key`, as `image` registers it,
+/// and its endpoint (`endpoint`: for the listener the request came in on, Kafka's rule).
+/// COORDINATOR_NOT_AVAILABLE when the topic does not exist, the partition has no leader, or
+/// the leader is not a registered broker.
+fn coordinator(
+    image: &MetadataImage,
+    internal_topic: &str,
+    key: &str,
+    endpoint: impl Fn(&BrokerImage) -> (String, u16),
+) -> Answer {
     let Some(topic) = image.topic(internal_topic) else {
         return not_available();
     };
@@ -42,7 +50,7 @@ fn coordinator(broker: &Broker, listener: &str, internal_topic: &str, key: &str)
     let leader = topic.registration(partition).map_or(-1, |r| r.leader);
     match image.brokers.get(&leader) {
         Some(b) => {
-            let (host, port) = broker.endpoint(b, listener);
+            let (host, port) = endpoint(b);
             Answer {
                 error: ResponseError::UnknownServerError,
                 message: None,
@@ -56,7 +64,12 @@ fn coordinator(broker: &Broker, listener: &str, internal_topic: &str, key: &str)
 fn answer(broker: &Broker, listener: &str, key_type: i8, key: &str) -> Answer {
     match key_type {
         KEY_TYPE_GROUP => match broker.ensure_offsets_topic() {
-            Ok(()) => coordinator(broker, listener, crate::internal_topics::OFFSETS_TOPIC, key),
+            Ok(()) => coordinator(
+                &broker.image(),
+                crate::internal_topics::OFFSETS_TOPIC,
+                key,
+                |b| broker.endpoint(b, listener),
+            ),
             Err(e) => {
                 tracing::error!(error = %e, "creating __consumer_offsets");
                 Answer {
@@ -68,10 +81,10 @@ fn answer(broker: &Broker, listener: &str, key_type: i8, key: &str) -> Answer {
         },
         KEY_TYPE_TRANSACTION => match broker.ensure_transaction_topic() {
             Ok(()) => coordinator(
-                broker,
-                listener,
+                &broker.image(),
                 crate::internal_topics::TRANSACTION_STATE_TOPIC,
                 key,
+                |b| broker.endpoint(b, listener),
             ),
             Err(e) => {
                 tracing::error!(error = %e, "creating __transaction_state");
@@ -139,4 +152,100 @@ pub fn handle(
         })
         .collect();
     FindCoordinatorResponse::default().with_coordinators(coordinators)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::internal_topics::{OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC};
+    use runnel_cluster::metadata::{PartitionImage, TopicImage};
+    use std::sync::Arc;
+
+    /// An image of brokers 1 and 2 where partition i of `topic` is led by `leaders[i]`.
+    fn image(topic: &str, leaders: &[i32]) -> MetadataImage {
+        let mut image = MetadataImage::empty();
+        for (id, host, port) in [(1, "one", 9001u16), (2, "two", 9002)] {
+            image.brokers.insert(
+                id,
+                BrokerImage {
+                    node_id: id,
+                    incarnation_id: uuid::Uuid::nil(),
+                    host: host.into(),
+                    port,
+                    rack: None,
+                },
+            );
+        }
+        let topic_id = uuid::Uuid::from_u128(42);
+        image.topics.insert(
+            topic.into(),
+            Arc::new(TopicImage {
+                name: topic.into(),
+                topic_id,
+                partitions: leaders.len() as u32,
+                configs: Default::default(),
+                registrations: leaders
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &leader)| {
+                        (
+                            i as i32,
+                            PartitionImage {
+                                replicas: vec![leader],
+                                isr: vec![leader],
+                                leader,
+                                leader_epoch: 0,
+                                partition_epoch: 0,
+                            },
+                        )
+                    })
+                    .collect(),
+            }),
+        );
+        image
+    }
+
+    /// A key whose partition (of `partitions`) is `partition`.
+    fn key_on(partition: i32, partitions: i32) -> String {
+        (0..)
+            .map(|i| format!("key-{i}"))
+            .find(|k| runnel_cluster::group::offsets_partition_for(k, partitions) == partition)
+            .unwrap()
+    }
+
+    /// The endpoint each broker has on the listener "EXTERNAL" (port + 100), as a listener
+    /// map would give it.
+    fn external(b: &BrokerImage) -> (String, u16) {
+        (format!("{}-external", b.host), b.port + 100)
+    }
+
+    // Proves the coordinator of a key is the registered leader of its partition, answered
+    // with that broker's endpoint for the request's listener, for both key types, whichever
+    // node asks.
+    #[test]
+    fn the_coordinator_is_the_leader_of_the_keys_partition() {
+        for topic in [OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC] {
+            let image = image(topic, &[1, 2, 1, 2]);
+            let on_two = key_on(1, 4);
+            let a = coordinator(&image, topic, &on_two, external);
+            assert_eq!(a.node, Some((2, "two-external".to_string(), 9102)));
+            let on_one = key_on(2, 4);
+            let a = coordinator(&image, topic, &on_one, external);
+            assert_eq!(a.node, Some((1, "one-external".to_string(), 9101)));
+        }
+    }
+
+    // Proves COORDINATOR_NOT_AVAILABLE when the topic does not exist yet, the key's partition
+    // has no leader, or its leader is not a registered broker.
+    #[test]
+    fn no_leader_no_coordinator() {
+        let image = image(OFFSETS_TOPIC, &[-1, 3]);
+        for key in [key_on(0, 2), key_on(1, 2)] {
+            let a = coordinator(&image, OFFSETS_TOPIC, &key, external);
+            assert_eq!(a.node, None);
+            assert_eq!(a.error, ResponseError::CoordinatorNotAvailable);
+        }
+        let a = coordinator(&image, TRANSACTION_STATE_TOPIC, "t", external);
+        assert_eq!(a.error, ResponseError::CoordinatorNotAvailable);
+    }
 }

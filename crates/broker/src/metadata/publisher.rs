@@ -24,7 +24,6 @@ use runnel_storage::{
 
 use super::MetadataManager;
 use crate::groups::Groups;
-use crate::internal_topics::OFFSETS_TOPIC;
 use crate::replica::{Partition, PartitionSettings, ReplicaManager};
 
 /// What the publisher acts on: the replica layer, the driver (to install images), the data
@@ -160,67 +159,13 @@ impl Publisher<'_> {
     }
 
     /// Loads the coordinators' shards of `__consumer_offsets` and `__transaction_state`
-    /// partitions this broker now leads (the topic was created, or a registration names this
-    /// broker) and unloads those it no longer leads.
-    fn load_coordinator_shards(&self, image: &MetadataImage, delta: &MetadataDelta) {
-        self.follow_leadership(
-            image,
-            delta,
-            OFFSETS_TOPIC,
-            &|partition| self.groups.load(partition, image, self.replicas),
-            &|partition| self.groups.unload(partition),
-        );
-        self.follow_leadership(
-            image,
-            delta,
-            crate::internal_topics::TRANSACTION_STATE_TOPIC,
-            &|partition| self.txns.load(partition, image, self.replicas),
-            &|partition| self.txns.unload(partition),
-        );
-    }
-
-    /// Loads or unloads the shard of each changed partition of `topic` as its leadership says.
-    fn follow_leadership(
-        &self,
-        image: &MetadataImage,
-        delta: &MetadataDelta,
-        topic: &str,
-        load: &dyn Fn(i32) -> anyhow::Result<()>,
-        unload: &dyn Fn(i32),
-    ) {
-        let Some(topic) = image.topic(topic) else {
-            return;
-        };
-        let created = delta.created_topics.contains(&topic.topic_id);
-        for partition in 0..i32::try_from(topic.partitions).unwrap_or(i32::MAX) {
-            let changed = created
-                || delta
-                    .changed_partitions
-                    .contains(&(topic.topic_id, partition));
-            if !changed {
-                continue;
-            }
-            let leads = topic
-                .registration(partition)
-                .is_some_and(|r| r.leader == self.node_id);
-            if leads
-                && self
-                    .replicas
-                    .partition(&topic.topic_id, partition)
-                    .is_none()
-            {
-                // Not open yet (startup registers partitions before it opens them); the shard
-                // is loaded once the partition is (`load_led`).
-                continue;
-            }
-            if leads {
-                if let Err(e) = load(partition) {
-                    tracing::error!(topic = %topic.name, partition, error = %e, "loading a coordinator shard");
-                }
-            } else {
-                unload(partition);
-            }
-        }
+    /// partitions this broker now leads and unloads those it no longer leads (the rules, with
+    /// leader epochs, are the coordinator runtime's).
+    fn load_coordinator_shards(&self, image: &Arc<MetadataImage>, delta: &MetadataDelta) {
+        self.groups
+            .follow_leadership(image, delta, self.node_id, self.replicas);
+        self.txns
+            .follow_leadership(image, delta, self.node_id, self.replicas);
     }
 
     /// Opens every partition of every topic in the installed image (startup), after removing
@@ -548,6 +493,7 @@ pub fn compaction_config(get: &dyn Fn(&str) -> Option<String>) -> CompactionConf
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::internal_topics::OFFSETS_TOPIC;
     use crate::replica::{AppendOrigin, AppendWait};
     use crate::state::Broker;
     use runnel_protocol::batch::{encode_uncompressed_batch, BatchSpec, RecordSpec};

@@ -1,0 +1,302 @@
+//! Transaction markers for partitions another broker leads (Kafka's
+//! `TransactionMarkerChannelManager`): the markers go to the partition's leader as a
+//! WriteTxnMarkers request (v1, the version runnel serves and Kafka 4.4 accepts) over a
+//! connection this broker keeps to that leader, and the leader's per-partition answers come
+//! back in the shape `txn_markers::write_txn_markers` gives for local partitions, so the
+//! coordinator shell treats both alike (retrying NOT_LEADER_OR_FOLLOWER and the other
+//! retriable codes after re-reading the image).
+//!
+//! A connection that fails (refused, reset, timed out, or an answer that does not decode) is
+//! dropped and every partition of the request answers NETWORK_EXCEPTION, which the shell
+//! retries with backoff, as Kafka re-enqueues the markers of a disconnected request.
+//!
+//! v1 carries no transaction version: the leader reads each marker as transaction version 0
+//! (Kafka's reading of v1), which only loosens its producer-epoch check of a TV2 marker.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::write_txn_markers_request::{
+    WritableTxnMarker, WritableTxnMarkerTopic,
+};
+use kafka_protocol::messages::{
+    ApiKey, ProducerId, RequestHeader, ResponseHeader, TopicName, WriteTxnMarkersRequest,
+    WriteTxnMarkersResponse,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::txns::{MarkerRequest, MarkerResult};
+
+/// The WriteTxnMarkers version sent (the one runnel serves).
+pub const WRITE_TXN_MARKERS_VERSION: i16 = 1;
+/// Largest response frame accepted from a leader: one error code per partition asked about
+/// fits many times over.
+const RESPONSE_BYTES_MAX: usize = 16 << 20;
+/// How long connecting and one request/response may take (Kafka's `request.timeout.ms`
+/// default for its inter-broker channels).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// The client id the leader sees (Kafka's channel uses the broker's id in it too).
+const CLIENT_ID: &str = "runnel-txn-marker-sender";
+
+/// The WriteTxnMarkers request carrying `markers` (partitions grouped by topic, in order).
+pub fn request(markers: &[MarkerRequest]) -> WriteTxnMarkersRequest {
+    let markers = markers
+        .iter()
+        .map(|m| {
+            let mut topics: Vec<WritableTxnMarkerTopic> = Vec::new();
+            for (topic, partition) in &m.partitions {
+                match topics.iter_mut().find(|t| t.name.0.as_str() == topic) {
+                    Some(t) => t.partition_indexes.push(*partition),
+                    None => topics.push(
+                        WritableTxnMarkerTopic::default()
+                            .with_name(TopicName(StrBytes::from_string(topic.clone())))
+                            .with_partition_indexes(vec![*partition]),
+                    ),
+                }
+            }
+            WritableTxnMarker::default()
+                .with_producer_id(ProducerId(m.marker.producer_id))
+                .with_producer_epoch(m.marker.producer_epoch)
+                .with_transaction_result(m.marker.result == runnel_storage::TxnResult::Commit)
+                .with_coordinator_epoch(m.marker.coordinator_epoch)
+                .with_topics(topics)
+        })
+        .collect();
+    WriteTxnMarkersRequest::default().with_markers(markers)
+}
+
+/// Each marker's partitions with the leader's code for them; a partition the answer does not
+/// mention gets UNKNOWN_SERVER_ERROR (retried).
+pub fn results(markers: &[MarkerRequest], response: &WriteTxnMarkersResponse) -> Vec<MarkerResult> {
+    markers
+        .iter()
+        .map(|m| {
+            let answer = response
+                .markers
+                .iter()
+                .find(|r| r.producer_id.0 == m.marker.producer_id);
+            let partitions = m
+                .partitions
+                .iter()
+                .map(|(topic, partition)| {
+                    let code = answer
+                        .and_then(|r| r.topics.iter().find(|t| t.name.0.as_str() == topic))
+                        .and_then(|t| {
+                            t.partitions
+                                .iter()
+                                .find(|p| p.partition_index == *partition)
+                        })
+                        .map_or(ResponseError::UnknownServerError.code(), |p| p.error_code);
+                    (topic.clone(), *partition, code)
+                })
+                .collect();
+            MarkerResult {
+                producer_id: m.marker.producer_id,
+                partitions,
+            }
+        })
+        .collect()
+}
+
+/// Every partition of `markers` answered `code`.
+pub fn all_failed(markers: &[MarkerRequest], code: i16) -> Vec<MarkerResult> {
+    markers
+        .iter()
+        .map(|m| MarkerResult {
+            producer_id: m.marker.producer_id,
+            partitions: m
+                .partitions
+                .iter()
+                .map(|(t, p)| (t.clone(), *p, code))
+                .collect(),
+        })
+        .collect()
+}
+
+/// Sends `markers` as one WriteTxnMarkers request on `stream` and reads the answer.
+pub async fn write_txn_markers_on(
+    stream: &mut TcpStream,
+    correlation_id: i32,
+    markers: &[MarkerRequest],
+) -> anyhow::Result<WriteTxnMarkersResponse> {
+    let key = ApiKey::WriteTxnMarkers;
+    let version = WRITE_TXN_MARKERS_VERSION;
+    let header = RequestHeader::default()
+        .with_request_api_key(key as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(StrBytes::from_static_str(CLIENT_ID)));
+    let mut body = BytesMut::new();
+    header.encode(&mut body, key.request_header_version(version))?;
+    request(markers).encode(&mut body, version)?;
+    let size = i32::try_from(body.len()).context("request too large")?;
+    let mut frame = Vec::with_capacity(body.len() + 4);
+    frame.extend_from_slice(&size.to_be_bytes());
+    frame.extend_from_slice(&body);
+    stream.write_all(&frame).await?;
+    let size = stream.read_i32().await?;
+    let size = usize::try_from(size).context("negative response size")?;
+    if size > RESPONSE_BYTES_MAX {
+        bail!("response of {size} bytes is larger than {RESPONSE_BYTES_MAX}");
+    }
+    let mut answer = vec![0u8; size];
+    stream.read_exact(&mut answer).await?;
+    let mut answer = Bytes::from(answer);
+    let header = ResponseHeader::decode(&mut answer, key.response_header_version(version))?;
+    if header.correlation_id != correlation_id {
+        bail!(
+            "answer to request {} where {correlation_id} was expected",
+            header.correlation_id
+        );
+    }
+    WriteTxnMarkersResponse::decode(&mut answer, version)
+}
+
+/// The connections to partition leaders, one per broker, each used by one request at a time.
+#[derive(Default)]
+pub struct MarkerChannel {
+    /// By node id: the address connected to and the connection (`None` until connected, or
+    /// after it failed).
+    connections: std::sync::Mutex<HashMap<i32, Arc<tokio::sync::Mutex<Connection>>>>,
+    next_correlation: AtomicI32,
+}
+
+#[derive(Default)]
+struct Connection {
+    address: String,
+    stream: Option<TcpStream>,
+}
+
+impl MarkerChannel {
+    pub fn new() -> MarkerChannel {
+        MarkerChannel::default()
+    }
+
+    /// Sends `markers` to broker `node` at `address` (host:port) and answers per partition:
+    /// the leader's codes, or NETWORK_EXCEPTION for all when the exchange failed.
+    pub async fn send(
+        &self,
+        node: i32,
+        address: &str,
+        markers: &[MarkerRequest],
+    ) -> Vec<MarkerResult> {
+        let slot = Arc::clone(
+            self.connections
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(node)
+                .or_default(),
+        );
+        let mut connection = slot.lock().await;
+        if connection.address != address {
+            // The broker moved (re-registered elsewhere): reconnect.
+            connection.address = address.to_owned();
+            connection.stream = None;
+        }
+        let correlation_id = self.next_correlation.fetch_add(1, Ordering::Relaxed) & i32::MAX;
+        let exchange = async {
+            if connection.stream.is_none() {
+                let stream = TcpStream::connect(address).await?;
+                stream.set_nodelay(true)?;
+                connection.stream = Some(stream);
+            }
+            let Some(stream) = connection.stream.as_mut() else {
+                unreachable!("connected above");
+            };
+            write_txn_markers_on(stream, correlation_id, markers).await
+        };
+        match tokio::time::timeout(REQUEST_TIMEOUT, exchange).await {
+            Ok(Ok(response)) => results(markers, &response),
+            Ok(Err(e)) => {
+                tracing::warn!(node, address, error = %e, "sending transaction markers to the partition leader failed; retrying");
+                connection.stream = None;
+                all_failed(markers, ResponseError::NetworkException.code())
+            }
+            Err(_) => {
+                tracing::warn!(
+                    node,
+                    address,
+                    "sending transaction markers to the partition leader timed out; retrying"
+                );
+                connection.stream = None;
+                all_failed(markers, ResponseError::NetworkException.code())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::write_txn_markers_response::{
+        WritableTxnMarkerPartitionResult, WritableTxnMarkerResult, WritableTxnMarkerTopicResult,
+    };
+    use runnel_storage::{TxnMarker, TxnResult};
+
+    fn marker(producer_id: i64, partitions: &[(&str, i32)]) -> MarkerRequest {
+        MarkerRequest {
+            marker: TxnMarker {
+                producer_id,
+                producer_epoch: 3,
+                coordinator_epoch: 7,
+                result: TxnResult::Commit,
+                transaction_version: 0,
+            },
+            partitions: partitions
+                .iter()
+                .map(|(t, p)| (t.to_string(), *p))
+                .collect(),
+        }
+    }
+
+    // Proves the request groups each marker's partitions by topic and carries its producer,
+    // epochs and result.
+    #[test]
+    fn the_request_groups_partitions_by_topic() {
+        let r = request(&[marker(5, &[("a", 0), ("b", 1), ("a", 2)])]);
+        assert_eq!(r.markers.len(), 1);
+        let m = &r.markers[0];
+        assert_eq!(
+            (m.producer_id.0, m.producer_epoch, m.coordinator_epoch),
+            (5, 3, 7)
+        );
+        assert!(m.transaction_result);
+        let topics: Vec<(&str, Vec<i32>)> = m
+            .topics
+            .iter()
+            .map(|t| (t.name.0.as_str(), t.partition_indexes.clone()))
+            .collect();
+        assert_eq!(topics, vec![("a", vec![0, 2]), ("b", vec![1])]);
+    }
+
+    // Proves each partition gets the leader's code, and one the answer leaves out a retriable
+    // error rather than success.
+    #[test]
+    fn results_take_the_leaders_codes() {
+        let markers = [marker(5, &[("a", 0), ("a", 1)])];
+        let response = WriteTxnMarkersResponse::default().with_markers(vec![
+            WritableTxnMarkerResult::default()
+                .with_producer_id(ProducerId(5))
+                .with_topics(vec![WritableTxnMarkerTopicResult::default()
+                    .with_name(TopicName(StrBytes::from_static_str("a")))
+                    .with_partitions(vec![WritableTxnMarkerPartitionResult::default()
+                        .with_partition_index(0)
+                        .with_error_code(6)])]),
+        ]);
+        let r = results(&markers, &response);
+        assert_eq!(
+            r[0].partitions,
+            vec![
+                ("a".to_string(), 0, 6),
+                ("a".to_string(), 1, ResponseError::UnknownServerError.code())
+            ]
+        );
+    }
+}
