@@ -484,4 +484,78 @@ mod tests {
         assert!(manager.image().same_state(&before));
         assert_eq!(manager.image().offset, before.offset);
     }
+
+    fn quorum_settings(voters: &[i32]) -> quorum_config::QuorumSettings {
+        quorum_config::QuorumSettings {
+            voters: voters
+                .iter()
+                .map(|&id| quorum_config::Voter {
+                    id,
+                    host: "127.0.0.1".into(),
+                    port: 1,
+                })
+                .collect(),
+            listener: Some(("CONTROLLER".into(), "127.0.0.1".into(), 0)),
+            ..Default::default()
+        }
+    }
+
+    // Proves a single-node data dir becomes the start of a Raft log as its sole voter (same
+    // image, offsets going on after its last one, again after a reopen), and is refused as
+    // one voter among fresh others, which could elect a leader from an empty log.
+    #[test]
+    fn single_node_dir_moves_into_the_raft_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let manager = open(dir.path(), 1 << 20);
+        setup(&manager);
+        let recorder = Recorder {
+            manager: &manager,
+            deltas: Mutex::new(Vec::new()),
+        };
+        let create = Command::CreateTopic {
+            name: "orders".into(),
+            partitions: 2,
+            replication_factor: 1,
+            configs: Default::default(),
+            assignments: Vec::new(),
+        };
+        manager.submit(&create, &recorder).unwrap();
+        let before = manager.image();
+        drop(manager);
+        let engine = || {
+            ControllerEngine::new(TopicDefaults {
+                partitions: 1,
+                replication_factor: 1,
+            })
+        };
+        let limits = FileLogLimits {
+            records_max: 1000,
+            bytes_between_snapshots: 1 << 20,
+        };
+        let refused = MetadataManager::open_quorum(
+            dir.path(),
+            limits,
+            1,
+            &quorum_settings(&[1, 2, 3]),
+            engine(),
+            engine(),
+        );
+        assert!(refused.is_err());
+        assert!(!dir.path().join("raft").join("raft.snapshot").exists());
+        for _ in 0..2 {
+            let manager = MetadataManager::open_quorum(
+                dir.path(),
+                limits,
+                1,
+                &quorum_settings(&[1]),
+                engine(),
+                engine(),
+            )
+            .unwrap();
+            let after = manager.image();
+            assert!(after.same_state(&before), "{after:?}\n{before:?}");
+            assert!(after.offset > before.offset);
+            assert!(manager.is_quorum());
+        }
+    }
 }

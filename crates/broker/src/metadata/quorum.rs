@@ -114,23 +114,28 @@ pub fn open(
     legacy: impl FnOnce() -> Result<Option<MetadataImage>, ClusterError>,
 ) -> Result<(QuorumHandle, Arc<MetadataImage>), ClusterError> {
     let voters: Vec<u64> = settings.voters.iter().map(|v| v.id as u64).collect();
-    let fresh = !RaftLog::exists(meta_dir);
+    // Decided before anything is created, so a refused start leaves the dir as it was.
+    let legacy = if RaftLog::exists(meta_dir) {
+        None
+    } else {
+        legacy()?
+    };
+    if legacy.is_some() && voters != [node_id as u64] {
+        return Err(ClusterError::InvalidConfig {
+            name: "controller.quorum.voters".into(),
+            value: format!("{voters:?}"),
+            reason: "this data dir holds a single-node metadata log; it can join a quorum \
+                     only as its sole voter (controller.quorum.voters = this node alone) until \
+                     adding voters is supported"
+                .into(),
+        });
+    }
     let (mut log, mut persisted) = RaftLog::open(meta_dir)?;
-    if fresh {
-        if let Some(image) = legacy()? {
+    {
+        if let Some(image) = legacy {
             // A single-node data dir becomes the start of the Raft log: its image is the first
-            // snapshot, after its last offset. Only as the sole voter: fresh voters beside it
-            // could elect a leader from an empty log and overwrite what it holds.
-            if voters != [node_id as u64] {
-                return Err(ClusterError::InvalidConfig {
-                    name: "controller.quorum.voters".into(),
-                    value: format!("{voters:?}"),
-                    reason: "this data dir holds a single-node metadata log; it can join a \
-                             quorum only as its sole voter (controller.quorum.voters = this \
-                             node alone) until adding voters is supported"
-                        .into(),
-                });
-            }
+            // snapshot, after its last offset. Only as the sole voter (checked above): fresh
+            // voters beside it could elect a leader from an empty log and overwrite it.
             let index = (image.offset.max(0) + 1) as u64;
             let snapshot =
                 runnel_cluster::quorum::snapshot_of(index, 1, &voters, &image.to_records());

@@ -106,12 +106,19 @@ impl RaftLog {
     /// Opens (creating) the log and reads back what was persisted, truncating a torn tail.
     pub fn open(meta_dir: &Path) -> Result<(RaftLog, Persisted), ClusterError> {
         let dir = meta_dir.join("raft");
+        let meta_created = !meta_dir.exists();
         let created = !dir.exists();
         std::fs::create_dir_all(&dir).map_err(io_error(&dir))?;
+        // New directories are durable only once their parents' entries are.
         if created {
             File::open(meta_dir)
                 .and_then(|d| d.sync_all())
                 .map_err(io_error(meta_dir))?;
+        }
+        if let Some(parent) = meta_dir.parent().filter(|_| meta_created) {
+            File::open(parent)
+                .and_then(|d| d.sync_all())
+                .map_err(io_error(parent))?;
         }
         let mut persisted = Persisted::default();
         let snapshot_path = dir.join(SNAPSHOT);
