@@ -144,7 +144,14 @@ impl MetadataManager {
             }
             Ok((image.offset >= 0).then_some(image))
         };
-        let (handle, image) = quorum::open(meta_dir, node_id, settings, engine, legacy)?;
+        let (handle, image) = quorum::open(
+            meta_dir,
+            node_id,
+            settings,
+            engine,
+            limits.bytes_between_snapshots,
+            legacy,
+        )?;
         Ok(MetadataManager {
             driver: Mutex::new(Driver {
                 engine: dry_run_engine,

@@ -42,8 +42,6 @@ use super::Publish;
 const ELECTION_TICKS: usize = 10;
 /// Ticks between a leader's heartbeats.
 const HEARTBEAT_TICKS: usize = 1;
-/// Entries after which the driver snapshots the image and truncates the log.
-const ENTRIES_BETWEEN_SNAPSHOTS: u64 = 1024;
 /// Frames queued for one peer before new ones are dropped (Raft resends).
 const PEER_QUEUE: usize = 4096;
 /// Pause before reconnecting to a peer that refused.
@@ -85,6 +83,7 @@ enum Input {
 
 /// What `start` needs, kept between `open` and `start`.
 struct Parts {
+    bytes_between_snapshots: u64,
     node: QuorumNode,
     log: RaftLog,
     engine: ControllerEngine,
@@ -111,6 +110,7 @@ pub fn open(
     node_id: i32,
     settings: &QuorumSettings,
     engine: ControllerEngine,
+    bytes_between_snapshots: u64,
     legacy: impl FnOnce() -> Result<Option<MetadataImage>, ClusterError>,
 ) -> Result<(QuorumHandle, Arc<MetadataImage>), ClusterError> {
     let voters: Vec<u64> = settings.voters.iter().map(|v| v.id as u64).collect();
@@ -187,6 +187,7 @@ pub fn open(
         leader: Arc::new(AtomicI64::new(-1)),
         published: Arc::new((Mutex::new(image.offset), Condvar::new())),
         parts: Mutex::new(Some(Parts {
+            bytes_between_snapshots,
             node,
             log,
             engine,
@@ -323,6 +324,8 @@ impl QuorumHandle {
             queue: VecDeque::new(),
             in_flight: None,
             next_proposal: 1,
+            bytes_between_snapshots: parts.bytes_between_snapshots,
+            bytes_since_snapshot: 0,
             tick: Duration::from_millis(
                 (self.settings.election_timeout_ms / ELECTION_TICKS as u64).max(1),
             ),
@@ -493,6 +496,10 @@ struct Driver {
     queue: VecDeque<(Command, Reply)>,
     in_flight: Option<InFlight>,
     next_proposal: u64,
+    /// `metadata.log.max.record.bytes.between.snapshots`: entry bytes appended before the
+    /// image is snapshotted and the log truncated (counted from this process's start).
+    bytes_between_snapshots: u64,
+    bytes_since_snapshot: u64,
     tick: Duration,
 }
 
@@ -625,9 +632,15 @@ impl Driver {
             for committed in ready.committed {
                 self.apply(committed);
             }
-            if self.node.entries_since_snapshot() >= ENTRIES_BETWEEN_SNAPSHOTS
+            self.bytes_since_snapshot += ready
+                .entries
+                .iter()
+                .map(|e| e.data.len() as u64)
+                .sum::<u64>();
+            if self.bytes_since_snapshot >= self.bytes_between_snapshots
                 && self.node.applied() > self.node.snapshot_index()
             {
+                self.bytes_since_snapshot = 0;
                 match self.node.compact(&self.image.to_records()) {
                     Ok(snapshot) => {
                         if let Err(e) = self.log.compact(snapshot) {
@@ -644,7 +657,13 @@ impl Driver {
         let proposal = match &committed {
             Committed::Batch { proposal, .. } => *proposal,
             Committed::Snapshot { offset, .. } if *offset <= self.image.offset => return,
-            Committed::Snapshot { .. } => None,
+            Committed::Snapshot { offset, .. } => {
+                tracing::info!(
+                    offset,
+                    "installing a metadata snapshot from the active controller"
+                );
+                None
+            }
         };
         let (image, delta) = apply(&self.image, committed);
         let image = Arc::new(image);
@@ -730,23 +749,38 @@ fn peer_sender(address: String, timeout: Duration, frames: Receiver<Vec<u8>>) {
     }
 }
 
+/// Connections served at once on the CONTROLLER listener (a thread each): the other voters'
+/// Raft streams and forwarded commands need a handful; more are refused.
+const CONTROLLER_CONNECTIONS_MAX: usize = 256;
+
 fn accept_loop(
     listener: TcpListener,
     inputs: Sender<Input>,
     forward_inputs: Sender<Input>,
     request_timeout: Duration,
 ) {
+    let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     for stream in listener.incoming() {
         let Ok(stream) = stream else {
             std::thread::sleep(RECONNECT_BACKOFF);
             continue;
         };
+        if open.fetch_add(1, Ordering::AcqRel) >= CONTROLLER_CONNECTIONS_MAX {
+            open.fetch_sub(1, Ordering::AcqRel);
+            tracing::warn!("too many controller connections; refusing one");
+            continue;
+        }
         let inputs = inputs.clone();
         let forward_inputs = forward_inputs.clone();
+        let guard = Arc::clone(&open);
         let spawned = std::thread::Builder::new()
             .name("controller-connection".into())
-            .spawn(move || serve(stream, inputs, forward_inputs, request_timeout));
+            .spawn(move || {
+                serve(stream, inputs, forward_inputs, request_timeout);
+                guard.fetch_sub(1, Ordering::AcqRel);
+            });
         if let Err(e) = spawned {
+            open.fetch_sub(1, Ordering::AcqRel);
             tracing::warn!(error = %e, "cannot serve a controller connection");
         }
     }
@@ -802,6 +836,11 @@ fn serve(
                     return;
                 }
             }
+            // DISPATCH POINT (not built yet): a Kafka request frame starts with its API key,
+            // whose high byte is 0 for every key, so kind 0 is a Kafka request. ApiVersions,
+            // DescribeQuorum and BrokerRegistration / BrokerHeartbeat / UnregisterBroker
+            // (`handlers/broker_lifecycle.rs`, not on this branch) are to be served here
+            // through the broker's request handling; until then such a connection is closed.
             _ => return,
         }
     }

@@ -317,10 +317,15 @@ impl QuorumNode {
         out.messages.extend(ready.take_messages());
         if !ready.snapshot().is_empty() {
             let snapshot = ready.snapshot().clone();
-            let installed = decode_snapshot(&snapshot)?;
+            // Raft has taken the snapshot: its storage must follow, whatever its content. One
+            // that does not decode stops applying (as a corrupt entry does), never half-way.
+            match decode_snapshot(&snapshot) {
+                Ok(installed) if self.halted.is_none() => out.committed.push(installed),
+                Ok(_) => {}
+                Err(e) => self.halted = Some(e),
+            }
             self.raw.mut_store().apply_snapshot(snapshot.clone());
             self.applied = snapshot.get_metadata().index;
-            out.committed.push(installed);
             out.snapshot = Some(snapshot);
         }
         let committed = ready.take_committed_entries();
