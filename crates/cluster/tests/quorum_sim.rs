@@ -86,6 +86,8 @@ struct Sim {
     acked_topics: BTreeSet<String>,
     next_proposal: u64,
     next_topic: u64,
+    /// Snapshots installed over a non-empty image (sent by a leader to a lagging node).
+    snapshot_installs: usize,
 }
 
 fn config(id: u64, voters: &[u64]) -> QuorumConfig {
@@ -135,6 +137,7 @@ impl Sim {
             acked_topics: BTreeSet::new(),
             next_proposal: 1,
             next_topic: 0,
+            snapshot_installs: 0,
         }
     }
 
@@ -254,6 +257,9 @@ impl Sim {
                     "seed {seed}: node {id} went back from {} to snapshot {offset}",
                     self.nodes[i].image.offset
                 );
+                if self.nodes[i].image.offset >= 0 && offset > self.nodes[i].image.offset {
+                    self.snapshot_installs += 1;
+                }
                 self.nodes[i].image = image;
             }
             Committed::Batch {
@@ -536,10 +542,14 @@ impl Sim {
     }
 }
 
-fn run_seed(seed: u64, voters: usize, steps: u64) -> (usize, usize) {
+fn run_seed(seed: u64, voters: usize, steps: u64) -> (usize, usize, usize) {
     let mut sim = Sim::new(seed, voters);
     sim.run(steps);
-    (sim.acked_topics.len(), sim.granted_blocks.len())
+    (
+        sim.acked_topics.len(),
+        sim.granted_blocks.len(),
+        sim.snapshot_installs,
+    )
 }
 
 fn run_seeds(voters: usize, default_seeds: u64, steps: u64) {
@@ -553,12 +563,13 @@ fn run_seeds(voters: usize, default_seeds: u64, steps: u64) {
             (0..count).map(|s| s * 7919 + voters as u64).collect()
         }
     };
-    let (mut topics, mut blocks) = (0, 0);
+    let (mut topics, mut blocks, mut installs) = (0, 0, 0);
     for seed in seeds {
         match std::panic::catch_unwind(AssertUnwindSafe(|| run_seed(seed, voters, steps))) {
-            Ok((t, b)) => {
+            Ok((t, b, i)) => {
                 topics += t;
                 blocks += b;
+                installs += i;
             }
             Err(panic) => {
                 eprintln!(
@@ -574,6 +585,15 @@ fn run_seeds(voters: usize, default_seeds: u64, steps: u64) {
         topics > 0 && blocks > 0,
         "nothing committed: {topics} topics, {blocks} blocks"
     );
+    eprintln!(
+        "{voters} voters: {topics} topics, {blocks} producer-id blocks, {installs} snapshot installs"
+    );
+    if std::env::var("RUNNEL_SIM_SEED").is_err() {
+        assert!(
+            installs > 0,
+            "no lagging node ever caught up from a snapshot"
+        );
+    }
 }
 
 // Proves the invariants above hold for 3 controllers over many seeded fault schedules.
