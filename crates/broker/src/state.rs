@@ -226,13 +226,6 @@ impl Broker {
             .load_led(node_id, &image, &broker.replicas)
             .context("loading the group coordinator from __consumer_offsets")?;
         let broker = Arc::new(broker);
-        if let Some(startup) = quorum_startup {
-            broker
-                .metadata
-                .start_quorum(Arc::clone(&broker) as Arc<dyn Publish + Send + Sync>)
-                .context("starting the metadata quorum")?;
-            start_quorum_commands(&broker, startup.to_vec());
-        }
         // The coordinators finish appends through the broker, and the transaction
         // coordinator's shards may resume work at once (markers of prepared transactions).
         broker.txns.attach(&broker);
@@ -242,6 +235,15 @@ impl Broker {
             .txns
             .load_led(node_id, &image, &broker.replicas)
             .context("loading the transaction coordinator from __transaction_state")?;
+        // Committed batches publish from now on: after the coordinators are attached and
+        // loaded from the image the broker opened with.
+        if let Some(startup) = quorum_startup {
+            broker
+                .metadata
+                .start_quorum(Arc::clone(&broker) as Arc<dyn Publish + Send + Sync>)
+                .context("starting the metadata quorum")?;
+            start_quorum_commands(&broker, startup.to_vec());
+        }
         Ok(broker)
     }
 
