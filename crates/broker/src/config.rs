@@ -201,6 +201,8 @@ pub struct BrokerConfig {
     pub groups: runnel_cluster::group::GroupConfig,
     /// Transaction coordinator settings (`transaction.*`, `transactional.id.*`).
     pub txns: TxnSettings,
+    /// The metadata quorum: roles, voters, the CONTROLLER listener, timeouts.
+    pub quorum: crate::metadata::quorum_config::QuorumSettings,
     /// `log.retention.check.interval.ms` (Kafka default 5 minutes): how often retention looks
     /// for segments to delete.
     pub log_retention_check_interval_ms: u64,
@@ -248,6 +250,7 @@ impl Default for BrokerConfig {
             fetch_zero_copy: true,
             groups: runnel_cluster::group::GroupConfig::default(),
             txns: TxnSettings::default(),
+            quorum: Default::default(),
             log_retention_check_interval_ms: 300_000,
             log_initial_task_delay_ms: 30_000,
             producer_id_expiration_ms: 86_400_000,
@@ -401,6 +404,7 @@ pub fn from_raw(raw: BTreeMap<String, String>) -> Result<(BrokerConfig, Vec<Stri
         if ACTED_ON.contains(&key.as_str())
             || RUNNEL_KEYS.contains(&key.as_str())
             || crate::tls::settings::KEYS.contains(&key.as_str())
+            || crate::metadata::quorum_config::KEYS.contains(&key.as_str())
         {
             continue;
         }
@@ -453,6 +457,7 @@ pub fn from_raw(raw: BTreeMap<String, String>) -> Result<(BrokerConfig, Vec<Stri
         let (listeners, _) = crate::listener::parse("localhost:9092", Some(&v), None, None)?;
         c.listeners = listeners;
     }
+    c.quorum = crate::metadata::quorum_config::parse(get, c.node_id)?;
     c.ssl = crate::tls::settings::parse(get)?;
     if let Some(ssl) = c
         .listeners

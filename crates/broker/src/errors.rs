@@ -29,6 +29,9 @@ pub fn cluster_error_code(e: &ClusterError) -> i16 {
         ClusterError::Io { .. }
         | ClusterError::CorruptLog { .. }
         | ClusterError::MetadataLogFull(_) => ResponseError::UnknownServerError,
+        ClusterError::NotController(_) => ResponseError::NotController,
+        // The active controller already chose the code.
+        ClusterError::Forwarded { code, .. } => return *code,
     }
     .code()
 }
@@ -44,7 +47,9 @@ pub fn cluster_error_message(e: &ClusterError) -> Option<String> {
         | ClusterError::BrokerNotRegistered(_)
         | ClusterError::Io { .. }
         | ClusterError::CorruptLog { .. }
-        | ClusterError::MetadataLogFull(_) => None,
+        | ClusterError::MetadataLogFull(_)
+        | ClusterError::NotController(_) => None,
+        ClusterError::Forwarded { message, .. } => message.clone(),
         ClusterError::TopicAlreadyExists(_)
         | ClusterError::InvalidTopic { .. }
         | ClusterError::InvalidPartitions(_)

@@ -76,8 +76,8 @@ pub fn parse(
         let (name, host, port) = parse_entry("listeners", entry)?;
         if controllers.contains(&name) {
             warnings.push(format!(
-                "listener {name} is in controller.listener.names; runnel has no separate \
-                 controller and does not bind it"
+                "listener {name} is in controller.listener.names: the metadata quorum binds it \
+                 when controller.quorum.voters is set"
             ));
             continue;
         }

@@ -120,15 +120,28 @@ impl Broker {
             partitions: config.num_partitions,
             replication_factor: config.default_replication_factor,
         });
-        let metadata = MetadataManager::open(
-            &data_dir.join("meta"),
-            FileLogLimits {
-                records_max: config.metadata_log_records_max,
-                bytes_between_snapshots: config.metadata_log_bytes_between_snapshots,
-            },
-            engine,
-        )
-        .context("opening metadata log")?;
+        let limits = FileLogLimits {
+            records_max: config.metadata_log_records_max,
+            bytes_between_snapshots: config.metadata_log_bytes_between_snapshots,
+        };
+        let metadata = if config.quorum.enabled() {
+            let dry_run_engine = ControllerEngine::new(TopicDefaults {
+                partitions: config.num_partitions,
+                replication_factor: config.default_replication_factor,
+            });
+            MetadataManager::open_quorum(
+                &data_dir.join("meta"),
+                limits,
+                config.node_id,
+                &config.quorum,
+                engine,
+                dry_run_engine,
+            )
+            .context("opening the metadata quorum's log")?
+        } else {
+            MetadataManager::open(&data_dir.join("meta"), limits, engine)
+                .context("opening metadata log")?
+        };
         let group_config = config.groups.clone();
         let txn_settings = config.txns.clone();
         let fetch_session_slots = config.fetch_session_slots;
@@ -157,7 +170,7 @@ impl Broker {
         };
         let node_id = broker.node_id();
         let (host, port) = broker.advertised.clone();
-        for command in [
+        let startup = [
             Command::InitCluster,
             Command::RegisterBroker {
                 node_id,
@@ -166,7 +179,10 @@ impl Broker {
                 rack: None,
             },
             Command::RegisterMissingPartitions { node_id },
-        ] {
+        ];
+        // A quorum node commits these once a controller is elected (`start_quorum_commands`).
+        let quorum_startup = broker.metadata.is_quorum().then(|| startup.clone());
+        for command in startup.into_iter().filter(|_| !broker.metadata.is_quorum()) {
             broker
                 .metadata
                 .submit(&command, &broker)
@@ -181,7 +197,7 @@ impl Broker {
             .get(runnel_cluster::broker_config::CLUSTER_DEFAULT)
             .cloned()
             .unwrap_or_default();
-        if !cluster_defaults.contains_key(MIN_INSYNC_REPLICAS) {
+        if !cluster_defaults.contains_key(MIN_INSYNC_REPLICAS) && !broker.metadata.is_quorum() {
             let value = broker
                 .static_configs
                 .get(MIN_INSYNC_REPLICAS)
@@ -219,6 +235,15 @@ impl Broker {
             .txns
             .load_led(node_id, &image, &broker.replicas)
             .context("loading the transaction coordinator from __transaction_state")?;
+        // Committed batches publish from now on: after the coordinators are attached and
+        // loaded from the image the broker opened with.
+        if let Some(startup) = quorum_startup {
+            broker
+                .metadata
+                .start_quorum(Arc::clone(&broker) as Arc<dyn Publish + Send + Sync>)
+                .context("starting the metadata quorum")?;
+            start_quorum_commands(&broker, startup.to_vec());
+        }
         Ok(broker)
     }
 
@@ -549,5 +574,64 @@ impl Broker {
 impl Publish for Broker {
     fn publish(&self, image: &Arc<MetadataImage>, delta: &MetadataDelta) {
         self.publisher().publish(image, delta);
+    }
+}
+
+/// Commits a quorum node's startup commands (the cluster id, its registration, the cluster's
+/// `min.insync.replicas`) once a controller is elected, retrying while none is.
+fn start_quorum_commands(broker: &Arc<Broker>, startup: Vec<Command>) {
+    let broker = Arc::downgrade(broker);
+    let spawned = std::thread::Builder::new()
+        .name("quorum-startup".into())
+        .spawn(move || {
+            let mut commands = std::collections::VecDeque::from(startup);
+            let mut min_insync_checked = false;
+            loop {
+                let Some(broker) = broker.upgrade() else {
+                    return;
+                };
+                let command = match commands.front() {
+                    Some(command) => command.clone(),
+                    None if !min_insync_checked => {
+                        min_insync_checked = true;
+                        let has = broker
+                            .image()
+                            .broker_configs
+                            .get(runnel_cluster::broker_config::CLUSTER_DEFAULT)
+                            .is_some_and(|c| c.contains_key(MIN_INSYNC_REPLICAS));
+                        if has {
+                            return;
+                        }
+                        let value = broker
+                            .static_configs
+                            .get(MIN_INSYNC_REPLICAS)
+                            .cloned()
+                            .unwrap_or_else(|| "1".into());
+                        commands.push_back(Command::AlterConfigs {
+                            resource: ConfigResource::Broker(String::new()),
+                            ops: vec![(MIN_INSYNC_REPLICAS.into(), ConfigOp::Set(value))],
+                            replace: false,
+                        });
+                        continue;
+                    }
+                    None => return,
+                };
+                match broker.metadata.submit(&command, &*broker) {
+                    Ok(_) => {
+                        commands.pop_front();
+                    }
+                    Err(runnel_cluster::ClusterError::NotController(_)) => {
+                        drop(broker);
+                        std::thread::sleep(std::time::Duration::from_millis(200));
+                    }
+                    Err(e) => {
+                        tracing::error!(?command, error = %e, "a startup metadata command failed");
+                        commands.pop_front();
+                    }
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the quorum startup commands");
     }
 }

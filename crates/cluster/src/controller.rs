@@ -33,7 +33,7 @@ pub struct TopicDefaults {
 }
 
 /// A change asked of the controller.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Command {
     /// Give a new cluster its id (the first record of every log).
     InitCluster,
@@ -95,7 +95,7 @@ pub enum Command {
 }
 
 /// A resource whose configs are altered.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ConfigResource {
     Topic(String),
     /// A node id, or `""` for the cluster-wide default.
@@ -103,7 +103,7 @@ pub enum ConfigResource {
 }
 
 /// IncrementalAlterConfigs' operations (AlterConfigs only sets).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ConfigOp {
     Set(String),
     Delete,

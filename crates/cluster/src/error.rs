@@ -68,6 +68,14 @@ pub enum ClusterError {
     /// A replica was to be placed on a broker that is not registered.
     #[error("broker {0} is not registered")]
     BrokerNotRegistered(i32),
+    /// No active controller is known (an election is under way) or it could not be reached:
+    /// Kafka's NOT_CONTROLLER, which clients retry.
+    #[error("{0}")]
+    NotController(String),
+    /// The active controller refused a forwarded command with this Kafka error code and
+    /// message.
+    #[error("{}", message.as_deref().unwrap_or("the active controller refused the request"))]
+    Forwarded { code: i16, message: Option<String> },
 }
 
 pub type Result<T, E = ClusterError> = std::result::Result<T, E>;

@@ -81,7 +81,7 @@ const KAFKA_FEATURES: &[&str] = &[
 ];
 
 /// Kafka's `FeatureUpdate.UpgradeType` codes (UpdateFeatures v1+; v0 requests decode as 1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum UpgradeType {
     Upgrade,
     SafeDowngrade,
@@ -101,7 +101,7 @@ impl UpgradeType {
 }
 
 /// One requested change of UpdateFeatures.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FeatureUpdate {
     pub name: String,
     pub level: i16,

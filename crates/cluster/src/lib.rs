@@ -15,6 +15,7 @@ pub mod fuzzing;
 pub mod group;
 pub mod kafka_configs;
 pub mod metadata;
+pub mod quorum;
 pub mod shard;
 pub mod shard_leadership;
 pub mod topic_config;

@@ -9,6 +9,9 @@
 
 mod file_log;
 pub mod publisher;
+pub mod quorum;
+pub mod quorum_config;
+mod raft_log;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -30,6 +33,35 @@ pub struct MetadataManager {
     driver: Mutex<Driver>,
     /// The published image. Handlers take an `Arc` of it per request.
     image: RwLock<Arc<MetadataImage>>,
+    /// The Raft quorum when `controller.quorum.voters` is set; `None`: the single-node file
+    /// log (the `driver`'s) commits alone.
+    quorum: Option<quorum::QuorumHandle>,
+    /// Quorum mode: the producer-id block this node hands single ids out of, `(next, end)`.
+    producer_ids: Mutex<(i64, i64)>,
+}
+
+/// The log of a quorum node's `Driver`: commands go through the quorum, never here (the
+/// driver keeps only its engine, for dry runs).
+struct QuorumOnly;
+
+impl MetadataLog for QuorumOnly {
+    fn append(
+        &mut self,
+        _: &[runnel_cluster::metadata::MetadataRecord],
+    ) -> Result<i64, ClusterError> {
+        Err(ClusterError::NotController(
+            "commits go through the metadata quorum".into(),
+        ))
+    }
+    fn last_offset(&self) -> i64 {
+        -1
+    }
+    fn wants_snapshot(&self) -> bool {
+        false
+    }
+    fn snapshot(&mut self, _: &MetadataImage) -> Result<(), ClusterError> {
+        Ok(())
+    }
 }
 
 /// Carries a committed change out (opens and closes partitions, applies configs) and installs
@@ -72,7 +104,91 @@ impl MetadataManager {
                 next_producer_id,
             }),
             image: RwLock::new(Arc::new(image)),
+            quorum: None,
+            producer_ids: Mutex::new((0, 0)),
         })
+    }
+
+    /// Opens the Raft log of a quorum node in `meta_dir/raft` (a single-node log found in
+    /// `meta_dir` moves into it on first use) and rebuilds the image. Nothing is published and
+    /// nothing runs until [`MetadataManager::start_quorum`].
+    pub fn open_quorum(
+        meta_dir: &Path,
+        limits: FileLogLimits,
+        node_id: i32,
+        settings: &quorum_config::QuorumSettings,
+        engine: ControllerEngine,
+        dry_run_engine: ControllerEngine,
+    ) -> Result<MetadataManager, ClusterError> {
+        let legacy = || {
+            let has_legacy = std::fs::read_dir(meta_dir).is_ok_and(|entries| {
+                entries.filter_map(Result::ok).any(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    name == "metadata.log" || name.ends_with(".checkpoint")
+                })
+            });
+            if !has_legacy {
+                return Ok(None);
+            }
+            let (_, recovered) = FileMetadataLog::open(meta_dir, limits)?;
+            let mut image = MetadataImage::empty();
+            if let Some((offset, records)) = recovered.snapshot {
+                for record in &records {
+                    image.apply(record);
+                }
+                image.offset = offset;
+            }
+            for entry in &recovered.entries {
+                image.apply(&entry.record);
+                image.offset = entry.offset;
+            }
+            Ok((image.offset >= 0).then_some(image))
+        };
+        let (handle, image) = quorum::open(
+            meta_dir,
+            node_id,
+            settings,
+            engine,
+            limits.bytes_between_snapshots,
+            legacy,
+        )?;
+        Ok(MetadataManager {
+            driver: Mutex::new(Driver {
+                engine: dry_run_engine,
+                log: Box::new(QuorumOnly),
+                next_producer_id: 0,
+            }),
+            image: RwLock::new(image),
+            quorum: Some(handle),
+            producer_ids: Mutex::new((0, 0)),
+        })
+    }
+
+    /// Starts the quorum (listener, peers, driver); committed batches are published through
+    /// `publisher` from now on. Does nothing on a single node.
+    pub fn start_quorum(&self, publisher: Arc<dyn Publish + Send + Sync>) -> std::io::Result<()> {
+        match &self.quorum {
+            Some(quorum) => quorum.start(publisher),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether metadata goes through a Raft quorum.
+    pub fn is_quorum(&self) -> bool {
+        self.quorum.is_some()
+    }
+
+    /// Whether this node is the active controller (always, on a single node).
+    pub fn is_active_controller(&self) -> bool {
+        self.quorum
+            .as_ref()
+            .is_none_or(quorum::QuorumHandle::is_active_controller)
+    }
+
+    /// The active controller's node id and CONTROLLER listener address, when known (`None`
+    /// on a single node, which has no controller listener).
+    pub fn active_controller(&self) -> Option<(i32, String)> {
+        self.quorum.as_ref()?.active_controller()
     }
 
     /// The published image.
@@ -98,6 +214,11 @@ impl MetadataManager {
         command: &Command,
         publisher: &dyn Publish,
     ) -> Result<Arc<MetadataImage>, ClusterError> {
+        if let Some(quorum) = &self.quorum {
+            // Waits for a quorum (and maybe a forward): off the async worker.
+            crate::blocking::blocking(|| quorum.submit(command))?;
+            return Ok(self.image());
+        }
         // The commit fsyncs and the publisher may create many files: off the async worker.
         crate::blocking::blocking(|| self.submit_blocking(command, publisher))
     }
@@ -129,6 +250,22 @@ impl MetadataManager {
     /// Hands out a producer id that no earlier or later call, in this process or any restart,
     /// returns again, reserving a new block through the log when the current one is used up.
     pub fn allocate_producer_id(&self, publisher: &dyn Publish) -> Result<i64, ClusterError> {
+        if let Some(quorum) = &self.quorum {
+            // Blocks come from the active controller: each committed reservation moves the
+            // cluster's next id past the block it grants, so blocks never repeat cluster-wide.
+            let mut ids = self.producer_ids.lock().unwrap_or_else(|e| e.into_inner());
+            if ids.0 >= ids.1 {
+                let command = Command::ReserveProducerIds { handed_out: 0 };
+                let outcome = crate::blocking::blocking(|| quorum.submit(&command))?;
+                *ids = (
+                    outcome.next_producer_id - runnel_cluster::controller::PRODUCER_ID_BLOCK_SIZE,
+                    outcome.next_producer_id,
+                );
+            }
+            let id = ids.0;
+            ids.0 += 1;
+            return Ok(id);
+        }
         crate::blocking::blocking(|| self.allocate_producer_id_blocking(publisher))
     }
 
@@ -161,6 +298,12 @@ impl MetadataManager {
         &self,
         publisher: &dyn Publish,
     ) -> Result<(i64, i64), ClusterError> {
+        if let Some(quorum) = &self.quorum {
+            let command = Command::ReserveProducerIds { handed_out: 0 };
+            let outcome = crate::blocking::blocking(|| quorum.submit(&command))?;
+            let size = runnel_cluster::controller::PRODUCER_ID_BLOCK_SIZE;
+            return Ok((outcome.next_producer_id - size, size));
+        }
         crate::blocking::blocking(|| self.allocate_producer_id_block_blocking(publisher))
     }
 
@@ -347,5 +490,79 @@ mod tests {
         assert!(recorder.deltas.lock().unwrap().is_empty());
         assert!(manager.image().same_state(&before));
         assert_eq!(manager.image().offset, before.offset);
+    }
+
+    fn quorum_settings(voters: &[i32]) -> quorum_config::QuorumSettings {
+        quorum_config::QuorumSettings {
+            voters: voters
+                .iter()
+                .map(|&id| quorum_config::Voter {
+                    id,
+                    host: "127.0.0.1".into(),
+                    port: 1,
+                })
+                .collect(),
+            listener: Some(("CONTROLLER".into(), "127.0.0.1".into(), 0)),
+            ..Default::default()
+        }
+    }
+
+    // Proves a single-node data dir becomes the start of a Raft log as its sole voter (same
+    // image, offsets going on after its last one, again after a reopen), and is refused as
+    // one voter among fresh others, which could elect a leader from an empty log.
+    #[test]
+    fn single_node_dir_moves_into_the_raft_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let manager = open(dir.path(), 1 << 20);
+        setup(&manager);
+        let recorder = Recorder {
+            manager: &manager,
+            deltas: Mutex::new(Vec::new()),
+        };
+        let create = Command::CreateTopic {
+            name: "orders".into(),
+            partitions: 2,
+            replication_factor: 1,
+            configs: Default::default(),
+            assignments: Vec::new(),
+        };
+        manager.submit(&create, &recorder).unwrap();
+        let before = manager.image();
+        drop(manager);
+        let engine = || {
+            ControllerEngine::new(TopicDefaults {
+                partitions: 1,
+                replication_factor: 1,
+            })
+        };
+        let limits = FileLogLimits {
+            records_max: 1000,
+            bytes_between_snapshots: 1 << 20,
+        };
+        let refused = MetadataManager::open_quorum(
+            dir.path(),
+            limits,
+            1,
+            &quorum_settings(&[1, 2, 3]),
+            engine(),
+            engine(),
+        );
+        assert!(refused.is_err());
+        assert!(!dir.path().join("raft").join("raft.snapshot").exists());
+        for _ in 0..2 {
+            let manager = MetadataManager::open_quorum(
+                dir.path(),
+                limits,
+                1,
+                &quorum_settings(&[1]),
+                engine(),
+                engine(),
+            )
+            .unwrap();
+            let after = manager.image();
+            assert!(after.same_state(&before), "{after:?}\n{before:?}");
+            assert!(after.offset > before.offset);
+            assert!(manager.is_quorum());
+        }
     }
 }

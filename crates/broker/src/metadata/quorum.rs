@@ -1,0 +1,847 @@
+//! The metadata quorum on a broker: the driver thread that owns the Raft node
+//! ([`runnel_cluster::quorum::QuorumNode`]) and its durable log ([`super::raft_log::RaftLog`]),
+//! the CONTROLLER listener and the connections to the other voters, and forwarding of
+//! controller commands to the active controller.
+//!
+//! The driver is one OS thread: it ticks Raft every `election.timeout.ms / ELECTION_TICKS`,
+//! steps messages from peers, decides queued commands on the leader with the controller engine
+//! (one at a time: a command is decided only once everything before it applied), and for each
+//! ready persists (fsync), sends, then applies the committed batches through the publisher,
+//! on leaders and followers alike, in log order.
+//!
+//! Wire format on the CONTROLLER listener (runnel's own, between runnel controllers only):
+//! frames `length: u32 BE` then `kind: u8` and a body. Kind 1: a Raft message (protobuf), one
+//! way. Kind 2: a forwarded command (JSON), answered on the same connection by kind 3 (JSON
+//! [`ForwardReply`]). Kafka requests on this listener (ApiVersions, DescribeQuorum) are not
+//! served yet: such a connection is closed.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream, ToSocketAddrs};
+use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use raft::prelude::Message;
+use runnel_cluster::metadata::{MetadataDelta, MetadataImage};
+use runnel_cluster::quorum::{
+    decode_message, encode_message, Committed, Persisted, QuorumConfig, QuorumNode,
+    MAX_MESSAGE_BYTES,
+};
+use runnel_cluster::{ClusterError, Command, ControllerEngine};
+use serde::{Deserialize, Serialize};
+
+use super::quorum_config::QuorumSettings;
+use super::raft_log::RaftLog;
+use super::Publish;
+
+/// Raft ticks per election timeout (raft-rs randomises the timeout in [1, 2) of it, as Kafka
+/// randomises `controller.quorum.election.timeout.ms`).
+const ELECTION_TICKS: usize = 10;
+/// Ticks between a leader's heartbeats.
+const HEARTBEAT_TICKS: usize = 1;
+/// Frames queued for one peer before new ones are dropped (Raft resends).
+const PEER_QUEUE: usize = 4096;
+/// Pause before reconnecting to a peer that refused.
+const RECONNECT_BACKOFF: Duration = Duration::from_millis(100);
+/// Pause between attempts of a command while no leader is known.
+const RETRY_BACKOFF: Duration = Duration::from_millis(50);
+
+const KIND_RAFT: u8 = 1;
+const KIND_FORWARD: u8 = 2;
+const KIND_REPLY: u8 = 3;
+
+/// What a committed command produced.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Outcome {
+    /// Metadata offset of its batch (of the image when it changed nothing).
+    pub offset: i64,
+    /// The image's next producer id right after the batch.
+    pub next_producer_id: i64,
+}
+
+/// The active controller's answer to a forwarded command.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum ForwardReply {
+    Ok(Outcome),
+    Err { code: i16, message: Option<String> },
+}
+
+enum Reject {
+    NotLeader(Option<u64>),
+    Cluster(ClusterError),
+}
+
+type Reply = SyncSender<Result<Outcome, Reject>>;
+
+enum Input {
+    Raft(Message),
+    Submit(Command, Reply),
+}
+
+/// What `start` needs, kept between `open` and `start`.
+struct Parts {
+    bytes_between_snapshots: u64,
+    node: QuorumNode,
+    log: RaftLog,
+    engine: ControllerEngine,
+    inputs: Receiver<Input>,
+    image: Arc<MetadataImage>,
+}
+
+/// The broker's handle on its quorum.
+pub struct QuorumHandle {
+    node_id: i32,
+    settings: QuorumSettings,
+    inputs: Sender<Input>,
+    /// The leader this node knows (-1: none).
+    leader: Arc<AtomicI64>,
+    /// The offset of the last published image, with a condvar for waiters.
+    published: Arc<(Mutex<i64>, Condvar)>,
+    parts: Mutex<Option<Parts>>,
+}
+
+/// Opens the Raft log in `meta_dir` (migrating a single-node metadata log into it on first
+/// use) and rebuilds the image from it. Nothing runs until [`QuorumHandle::start`].
+pub fn open(
+    meta_dir: &Path,
+    node_id: i32,
+    settings: &QuorumSettings,
+    engine: ControllerEngine,
+    bytes_between_snapshots: u64,
+    legacy: impl FnOnce() -> Result<Option<MetadataImage>, ClusterError>,
+) -> Result<(QuorumHandle, Arc<MetadataImage>), ClusterError> {
+    let voters: Vec<u64> = settings.voters.iter().map(|v| v.id as u64).collect();
+    // Decided before anything is created, so a refused start leaves the dir as it was.
+    let legacy = if RaftLog::exists(meta_dir) {
+        None
+    } else {
+        legacy()?
+    };
+    if legacy.is_some() && voters != [node_id as u64] {
+        return Err(ClusterError::InvalidConfig {
+            name: "controller.quorum.voters".into(),
+            value: format!("{voters:?}"),
+            reason: "this data dir holds a single-node metadata log; it can join a quorum \
+                     only as its sole voter (controller.quorum.voters = this node alone) until \
+                     adding voters is supported"
+                .into(),
+        });
+    }
+    let (mut log, mut persisted) = RaftLog::open(meta_dir)?;
+    {
+        if let Some(image) = legacy {
+            // A single-node data dir becomes the start of the Raft log: its image is the first
+            // snapshot, after its last offset. Only as the sole voter (checked above): fresh
+            // voters beside it could elect a leader from an empty log and overwrite it.
+            let index = (image.offset.max(0) + 1) as u64;
+            let snapshot =
+                runnel_cluster::quorum::snapshot_of(index, 1, &voters, &image.to_records());
+            log.persist(Some(&snapshot), &[], None)?;
+            persisted = Persisted::default();
+            persisted.apply(Some(&snapshot), &[], None);
+            tracing::info!(
+                offset = image.offset,
+                "single-node metadata log moved into the raft log"
+            );
+        }
+    }
+    let config = QuorumConfig {
+        id: node_id as u64,
+        election_ticks: ELECTION_TICKS,
+        heartbeat_ticks: HEARTBEAT_TICKS,
+        voters,
+    };
+    let mut node = QuorumNode::new(&config, persisted).map_err(|e| ClusterError::CorruptLog {
+        path: meta_dir.join("raft"),
+        position: 0,
+        reason: e.to_string(),
+    })?;
+    // Replay what is committed into the image (the first readies after a restart).
+    let mut image = MetadataImage::empty();
+    loop {
+        let ready = node.ready().map_err(|e| ClusterError::CorruptLog {
+            path: meta_dir.join("raft"),
+            position: 0,
+            reason: e.to_string(),
+        })?;
+        let Some(ready) = ready else { break };
+        log.persist(
+            ready.snapshot.as_ref(),
+            &ready.entries,
+            ready.hard_state.as_ref(),
+        )?;
+        for committed in ready.committed {
+            let (next, _) = apply(&image, committed);
+            image = next;
+        }
+    }
+    let image = Arc::new(image);
+    let (tx, rx) = mpsc::channel();
+    let handle = QuorumHandle {
+        node_id,
+        settings: settings.clone(),
+        inputs: tx,
+        leader: Arc::new(AtomicI64::new(-1)),
+        published: Arc::new((Mutex::new(image.offset), Condvar::new())),
+        parts: Mutex::new(Some(Parts {
+            bytes_between_snapshots,
+            node,
+            log,
+            engine,
+            inputs: rx,
+            image: Arc::clone(&image),
+        })),
+    };
+    Ok((handle, image))
+}
+
+/// Applies one committed item to `image`: the new image and what changed.
+fn apply(image: &MetadataImage, committed: Committed) -> (MetadataImage, MetadataDelta) {
+    match committed {
+        Committed::Batch {
+            offset, records, ..
+        } => {
+            let mut next = image.clone();
+            let mut delta = MetadataDelta::default();
+            for record in &records {
+                next.replay(record, &mut delta);
+            }
+            next.offset = offset;
+            (next, delta)
+        }
+        Committed::Snapshot { offset, records } => {
+            let mut next = MetadataImage::empty();
+            for record in &records {
+                next.apply(record);
+            }
+            next.offset = offset;
+            let delta = snapshot_delta(image, &next);
+            (next, delta)
+        }
+    }
+}
+
+/// What installing `new` in place of `old` changes, for the publisher.
+fn snapshot_delta(old: &MetadataImage, new: &MetadataImage) -> MetadataDelta {
+    let mut delta = MetadataDelta::default();
+    for topic in old.topics.values() {
+        if new.topic_by_id(&topic.topic_id).is_none() {
+            delta.deleted_topics.push(Arc::clone(topic));
+        }
+    }
+    for topic in new.topics.values() {
+        match old.topic_by_id(&topic.topic_id) {
+            None => {
+                delta.created_topics.push(topic.topic_id);
+                for partition in topic.registrations.keys() {
+                    delta.changed_partitions.push((topic.topic_id, *partition));
+                }
+            }
+            Some(before) => {
+                if before.configs != topic.configs {
+                    delta.changed_configs.push(topic.topic_id);
+                }
+                for _ in before.partitions..topic.partitions {
+                    delta.grown_topics.push(topic.topic_id);
+                }
+                for (partition, registration) in &topic.registrations {
+                    if before.registration(*partition) != Some(registration) {
+                        delta.changed_partitions.push((topic.topic_id, *partition));
+                    }
+                }
+            }
+        }
+    }
+    for (id, broker) in &new.brokers {
+        if old.brokers.get(id) != Some(broker) {
+            delta.changed_brokers.push(*id);
+        }
+    }
+    delta.changed_features = old.features != new.features;
+    for resource in old.broker_configs.keys().chain(new.broker_configs.keys()) {
+        if old.broker_configs.get(resource) != new.broker_configs.get(resource)
+            && !delta.changed_broker_configs.contains(resource)
+        {
+            delta.changed_broker_configs.push(resource.clone());
+        }
+    }
+    delta
+}
+
+impl QuorumHandle {
+    /// Binds the CONTROLLER listener, connects to the other voters and starts the driver,
+    /// which publishes every committed batch through `publisher` from now on.
+    pub fn start(&self, publisher: Arc<dyn Publish + Send + Sync>) -> std::io::Result<()> {
+        let Some(parts) = self.parts.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+            return Ok(());
+        };
+        let (_, host, port) = self
+            .settings
+            .listener
+            .clone()
+            .expect("a quorum has a controller listener");
+        let bind = if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else if host.is_empty() {
+            format!("0.0.0.0:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        let listener = TcpListener::bind(&bind)?;
+        tracing::info!(address = %bind, "controller listener bound");
+        let mut peers = HashMap::new();
+        for voter in &self.settings.voters {
+            if voter.id == self.node_id {
+                continue;
+            }
+            let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(PEER_QUEUE);
+            let address = voter.address();
+            let timeout = Duration::from_millis(self.settings.request_timeout_ms);
+            std::thread::Builder::new()
+                .name(format!("raft-peer-{}", voter.id))
+                .spawn(move || peer_sender(address, timeout, rx))?;
+            peers.insert(voter.id as u64, tx);
+        }
+        let inputs = self.inputs.clone();
+        let forward_inputs = self.inputs.clone();
+        let request_timeout = Duration::from_millis(self.settings.request_timeout_ms);
+        std::thread::Builder::new()
+            .name("controller-listener".into())
+            .spawn(move || accept_loop(listener, inputs, forward_inputs, request_timeout))?;
+        let driver = Driver {
+            node: parts.node,
+            log: parts.log,
+            engine: parts.engine,
+            image: parts.image,
+            inputs: parts.inputs,
+            peers,
+            publisher,
+            leader: Arc::clone(&self.leader),
+            published: Arc::clone(&self.published),
+            queue: VecDeque::new(),
+            in_flight: None,
+            next_proposal: 1,
+            bytes_between_snapshots: parts.bytes_between_snapshots,
+            bytes_since_snapshot: 0,
+            tick: Duration::from_millis(
+                (self.settings.election_timeout_ms / ELECTION_TICKS as u64).max(1),
+            ),
+        };
+        std::thread::Builder::new()
+            .name("metadata-quorum".into())
+            .spawn(move || driver.run())?;
+        Ok(())
+    }
+
+    pub fn is_active_controller(&self) -> bool {
+        self.leader.load(Ordering::Acquire) == i64::from(self.node_id)
+    }
+
+    /// The active controller: its node id and CONTROLLER listener address.
+    pub fn active_controller(&self) -> Option<(i32, String)> {
+        let leader = self.leader.load(Ordering::Acquire);
+        self.settings
+            .voters
+            .iter()
+            .find(|v| i64::from(v.id) == leader)
+            .map(|v| (v.id, v.address()))
+    }
+
+    fn deadline(&self) -> Instant {
+        let ms = self
+            .settings
+            .request_timeout_ms
+            .max(2 * self.settings.election_timeout_ms)
+            + 1000;
+        Instant::now() + Duration::from_millis(ms)
+    }
+
+    /// Decides and commits `command` on the active controller (this node or, forwarded, the
+    /// leader), and returns once this node's published image holds the result.
+    pub fn submit(&self, command: &Command) -> Result<Outcome, ClusterError> {
+        let deadline = self.deadline();
+        loop {
+            let attempt = match submit_local(&self.inputs, command.clone(), deadline) {
+                Ok(outcome) => return Ok(outcome),
+                Err(Reject::Cluster(e)) => return Err(e),
+                Err(Reject::NotLeader(Some(leader))) if leader != self.node_id as u64 => {
+                    self.forward(leader, command, deadline)
+                }
+                Err(Reject::NotLeader(_)) => None,
+            };
+            match attempt {
+                Some(Ok(outcome)) => {
+                    self.wait_published(outcome.offset, deadline);
+                    return Ok(outcome);
+                }
+                Some(Err(e)) => return Err(e),
+                None => {}
+            }
+            if Instant::now() >= deadline {
+                return Err(ClusterError::NotController(
+                    "no active controller could commit the request in time".into(),
+                ));
+            }
+            std::thread::sleep(RETRY_BACKOFF);
+        }
+    }
+
+    /// Sends `command` to `leader`; `None` when it should be retried (not reachable, no
+    /// longer the leader).
+    fn forward(
+        &self,
+        leader: u64,
+        command: &Command,
+        deadline: Instant,
+    ) -> Option<Result<Outcome, ClusterError>> {
+        let voter = self
+            .settings
+            .voters
+            .iter()
+            .find(|v| v.id as u64 == leader)?;
+        let body = serde_json::to_vec(command).ok()?;
+        let timeout = deadline.saturating_duration_since(Instant::now());
+        let reply = (|| -> std::io::Result<ForwardReply> {
+            let address = voter
+                .address()
+                .to_socket_addrs()?
+                .next()
+                .ok_or_else(|| std::io::Error::other("no address"))?;
+            let mut stream =
+                TcpStream::connect_timeout(&address, timeout.max(Duration::from_millis(1)))?;
+            stream.set_read_timeout(Some(timeout.max(Duration::from_millis(1))))?;
+            stream.set_write_timeout(Some(timeout.max(Duration::from_millis(1))))?;
+            write_frame(&mut stream, KIND_FORWARD, &body)?;
+            let (kind, body) = read_frame(&mut stream)?;
+            if kind != KIND_REPLY {
+                return Err(std::io::Error::other("unexpected reply kind"));
+            }
+            serde_json::from_slice(&body).map_err(std::io::Error::other)
+        })();
+        match reply {
+            Ok(ForwardReply::Ok(outcome)) => Some(Ok(outcome)),
+            Ok(ForwardReply::Err { code, .. }) if code == NOT_CONTROLLER => None,
+            Ok(ForwardReply::Err { code, message }) => {
+                Some(Err(ClusterError::Forwarded { code, message }))
+            }
+            Err(e) => {
+                tracing::debug!(leader, error = %e, "forwarding to the active controller failed");
+                None
+            }
+        }
+    }
+
+    /// Waits until the published image reached `offset` (or the deadline passed).
+    fn wait_published(&self, offset: i64, deadline: Instant) {
+        let (lock, condvar) = &*self.published;
+        let mut published = lock.lock().unwrap_or_else(|e| e.into_inner());
+        while *published < offset {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                tracing::warn!(
+                    offset,
+                    published = *published,
+                    "the image has not caught up"
+                );
+                return;
+            }
+            published = condvar
+                .wait_timeout(published, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+}
+
+const NOT_CONTROLLER: i16 = 41;
+
+fn submit_local(
+    inputs: &Sender<Input>,
+    command: Command,
+    deadline: Instant,
+) -> Result<Outcome, Reject> {
+    let (tx, rx) = mpsc::sync_channel(1);
+    if inputs.send(Input::Submit(command, tx)).is_err() {
+        return Err(Reject::Cluster(ClusterError::NotController(
+            "the metadata quorum is not running".into(),
+        )));
+    }
+    match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        Ok(result) => result,
+        Err(_) => Err(Reject::Cluster(ClusterError::NotController(
+            "the active controller did not commit the request in time".into(),
+        ))),
+    }
+}
+
+struct InFlight {
+    id: u64,
+    term: u64,
+    reply: Reply,
+}
+
+struct Driver {
+    node: QuorumNode,
+    log: RaftLog,
+    engine: ControllerEngine,
+    image: Arc<MetadataImage>,
+    inputs: Receiver<Input>,
+    peers: HashMap<u64, SyncSender<Vec<u8>>>,
+    publisher: Arc<dyn Publish + Send + Sync>,
+    leader: Arc<AtomicI64>,
+    published: Arc<(Mutex<i64>, Condvar)>,
+    queue: VecDeque<(Command, Reply)>,
+    in_flight: Option<InFlight>,
+    next_proposal: u64,
+    /// `metadata.log.max.record.bytes.between.snapshots`: entry bytes appended before the
+    /// image is snapshotted and the log truncated (counted from this process's start).
+    bytes_between_snapshots: u64,
+    bytes_since_snapshot: u64,
+    tick: Duration,
+}
+
+impl Driver {
+    fn run(mut self) {
+        let mut next_tick = Instant::now() + self.tick;
+        loop {
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            match self.inputs.recv_timeout(wait) {
+                Ok(input) => self.input(input),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+            while let Ok(input) = self.inputs.try_recv() {
+                self.input(input);
+            }
+            if Instant::now() >= next_tick {
+                self.node.tick();
+                next_tick = Instant::now() + self.tick;
+            }
+            self.drain();
+            self.propose();
+            self.drain();
+            let leader = self.node.leader().map_or(-1, |l| l as i64);
+            if self.leader.swap(leader, Ordering::AcqRel) != leader && leader >= 0 {
+                tracing::info!(leader, term = self.node.term(), "active controller elected");
+            }
+        }
+    }
+
+    fn input(&mut self, input: Input) {
+        match input {
+            Input::Raft(message) => {
+                if let Err(e) = self.node.step(message) {
+                    tracing::debug!(error = %e, "raft message refused");
+                }
+            }
+            Input::Submit(command, reply) => self.queue.push_back((command, reply)),
+        }
+    }
+
+    /// Decides queued commands on the leader, one batch in flight at a time.
+    fn propose(&mut self) {
+        if let Some(in_flight) = &self.in_flight {
+            if self.node.is_leader() && self.node.term() == in_flight.term {
+                return;
+            }
+            let in_flight = self.in_flight.take().expect("checked");
+            let _ = in_flight
+                .reply
+                .try_send(Err(Reject::Cluster(ClusterError::NotController(
+                    "the active controller changed while the request was being committed".into(),
+                ))));
+        }
+        if !self.node.is_leader() {
+            let leader = self.node.leader();
+            for (_, reply) in self.queue.drain(..) {
+                let _ = reply.try_send(Err(Reject::NotLeader(leader)));
+            }
+            return;
+        }
+        while self.node.can_propose() {
+            let Some((command, reply)) = self.queue.pop_front() else {
+                return;
+            };
+            let records = match self.engine.handle(&self.image, &command) {
+                Ok(records) => records,
+                Err(e) => {
+                    let _ = reply.try_send(Err(Reject::Cluster(e)));
+                    continue;
+                }
+            };
+            if records.is_empty() {
+                let _ = reply.try_send(Ok(Outcome {
+                    offset: self.image.offset,
+                    next_producer_id: self.image.next_producer_id,
+                }));
+                continue;
+            }
+            let id = self.next_proposal;
+            self.next_proposal += 1;
+            match self.node.propose(id, &records) {
+                Ok(()) => {
+                    self.in_flight = Some(InFlight {
+                        id,
+                        term: self.node.term(),
+                        reply,
+                    });
+                    return;
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "proposal refused");
+                    let _ = reply.try_send(Err(Reject::NotLeader(self.node.leader())));
+                }
+            }
+        }
+    }
+
+    /// Persists, sends and applies every ready.
+    fn drain(&mut self) {
+        loop {
+            let ready = match self.node.ready() {
+                Ok(Some(ready)) => ready,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::error!(error = %e, "the metadata quorum stopped applying");
+                    return;
+                }
+            };
+            if let Err(e) = self.log.persist(
+                ready.snapshot.as_ref(),
+                &ready.entries,
+                ready.hard_state.as_ref(),
+            ) {
+                // Raft already counts these as durable: going on could break its promises.
+                tracing::error!(error = %e, "persisting the raft log failed; exiting");
+                eprintln!("persisting the raft log failed: {e}");
+                std::process::exit(1);
+            }
+            for message in ready.messages {
+                let Some(peer) = self.peers.get(&message.to) else {
+                    continue;
+                };
+                let mut frame = Vec::new();
+                frame.extend_from_slice(&encode_message(&message));
+                if peer.try_send(frame).is_err() {
+                    self.node.report_unreachable(message.to);
+                }
+            }
+            for committed in ready.committed {
+                self.apply(committed);
+            }
+            self.bytes_since_snapshot += ready
+                .entries
+                .iter()
+                .map(|e| e.data.len() as u64)
+                .sum::<u64>();
+            if self.bytes_since_snapshot >= self.bytes_between_snapshots
+                && self.node.applied() > self.node.snapshot_index()
+            {
+                self.bytes_since_snapshot = 0;
+                match self.node.compact(&self.image.to_records()) {
+                    Ok(snapshot) => {
+                        if let Err(e) = self.log.compact(snapshot) {
+                            tracing::error!(error = %e, "writing a metadata snapshot failed");
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "taking a metadata snapshot failed"),
+                }
+            }
+        }
+    }
+
+    fn apply(&mut self, committed: Committed) {
+        let proposal = match &committed {
+            Committed::Batch { proposal, .. } => *proposal,
+            Committed::Snapshot { offset, .. } if *offset <= self.image.offset => return,
+            Committed::Snapshot { offset, .. } => {
+                tracing::info!(
+                    offset,
+                    "installing a metadata snapshot from the active controller"
+                );
+                None
+            }
+        };
+        let (image, delta) = apply(&self.image, committed);
+        let image = Arc::new(image);
+        self.publisher.publish(&image, &delta);
+        self.image = image;
+        {
+            let (lock, condvar) = &*self.published;
+            *lock.lock().unwrap_or_else(|e| e.into_inner()) = self.image.offset;
+            condvar.notify_all();
+        }
+        if let Some(id) = proposal {
+            if self.in_flight.as_ref().is_some_and(|f| f.id == id) {
+                let in_flight = self.in_flight.take().expect("checked");
+                let _ = in_flight.reply.try_send(Ok(Outcome {
+                    offset: self.image.offset,
+                    next_producer_id: self.image.next_producer_id,
+                }));
+            }
+        }
+    }
+}
+
+/// Writes one frame.
+fn write_frame(stream: &mut impl Write, kind: u8, body: &[u8]) -> std::io::Result<()> {
+    let mut bytes = Vec::with_capacity(body.len() + 5);
+    bytes.extend_from_slice(&((body.len() + 1) as u32).to_be_bytes());
+    bytes.push(kind);
+    bytes.extend_from_slice(body);
+    stream.write_all(&bytes)
+}
+
+/// Reads one frame, refusing a length above [`MAX_MESSAGE_BYTES`] before allocating.
+fn read_frame(stream: &mut impl Read) -> std::io::Result<(u8, Vec<u8>)> {
+    let mut len = [0u8; 4];
+    stream.read_exact(&mut len)?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len == 0 || len > MAX_MESSAGE_BYTES {
+        return Err(std::io::Error::other(format!("frame of {len} bytes")));
+    }
+    let mut kind = [0u8; 1];
+    stream.read_exact(&mut kind)?;
+    let mut body = Vec::new();
+    stream.take((len - 1) as u64).read_to_end(&mut body)?;
+    if body.len() != len - 1 {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok((kind[0], body))
+}
+
+/// Sends frames to one peer over one connection, reconnecting after failures. Frames that
+/// cannot be sent are dropped: Raft retransmits.
+fn peer_sender(address: String, timeout: Duration, frames: Receiver<Vec<u8>>) {
+    let mut stream: Option<TcpStream> = None;
+    let mut retry_at = Instant::now();
+    while let Ok(body) = frames.recv() {
+        if stream.is_none() {
+            if Instant::now() < retry_at {
+                continue;
+            }
+            let connected = address
+                .to_socket_addrs()
+                .ok()
+                .and_then(|mut a| a.next())
+                .and_then(|a| TcpStream::connect_timeout(&a, timeout).ok());
+            match connected {
+                Some(s) => {
+                    let _ = s.set_nodelay(true);
+                    let _ = s.set_write_timeout(Some(timeout));
+                    stream = Some(s);
+                }
+                None => {
+                    retry_at = Instant::now() + RECONNECT_BACKOFF;
+                    continue;
+                }
+            }
+        }
+        if let Some(s) = stream.as_mut() {
+            if write_frame(s, KIND_RAFT, &body).is_err() {
+                stream = None;
+                retry_at = Instant::now() + RECONNECT_BACKOFF;
+            }
+        }
+    }
+}
+
+/// Connections served at once on the CONTROLLER listener (a thread each): the other voters'
+/// Raft streams and forwarded commands need a handful; more are refused.
+const CONTROLLER_CONNECTIONS_MAX: usize = 256;
+
+fn accept_loop(
+    listener: TcpListener,
+    inputs: Sender<Input>,
+    forward_inputs: Sender<Input>,
+    request_timeout: Duration,
+) {
+    let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    for stream in listener.incoming() {
+        let Ok(stream) = stream else {
+            std::thread::sleep(RECONNECT_BACKOFF);
+            continue;
+        };
+        if open.fetch_add(1, Ordering::AcqRel) >= CONTROLLER_CONNECTIONS_MAX {
+            open.fetch_sub(1, Ordering::AcqRel);
+            tracing::warn!("too many controller connections; refusing one");
+            continue;
+        }
+        let inputs = inputs.clone();
+        let forward_inputs = forward_inputs.clone();
+        let guard = Arc::clone(&open);
+        let spawned = std::thread::Builder::new()
+            .name("controller-connection".into())
+            .spawn(move || {
+                serve(stream, inputs, forward_inputs, request_timeout);
+                guard.fetch_sub(1, Ordering::AcqRel);
+            });
+        if let Err(e) = spawned {
+            open.fetch_sub(1, Ordering::AcqRel);
+            tracing::warn!(error = %e, "cannot serve a controller connection");
+        }
+    }
+}
+
+/// Serves one connection on the CONTROLLER listener until it closes or sends garbage.
+fn serve(
+    mut stream: TcpStream,
+    inputs: Sender<Input>,
+    forward_inputs: Sender<Input>,
+    request_timeout: Duration,
+) {
+    let _ = stream.set_nodelay(true);
+    loop {
+        let Ok((kind, body)) = read_frame(&mut stream) else {
+            return;
+        };
+        match kind {
+            KIND_RAFT => match decode_message(&body) {
+                Ok(message) => {
+                    if inputs.send(Input::Raft(message)).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "bad raft message; closing");
+                    return;
+                }
+            },
+            KIND_FORWARD => {
+                let reply = match serde_json::from_slice::<Command>(&body) {
+                    Err(e) => ForwardReply::Err {
+                        code: kafka_protocol::error::ResponseError::InvalidRequest.code(),
+                        message: Some(format!("forwarded command does not parse: {e}")),
+                    },
+                    Ok(command) => {
+                        let deadline = Instant::now() + request_timeout;
+                        match submit_local(&forward_inputs, command, deadline) {
+                            Ok(outcome) => ForwardReply::Ok(outcome),
+                            Err(Reject::NotLeader(_)) => ForwardReply::Err {
+                                code: NOT_CONTROLLER,
+                                message: None,
+                            },
+                            Err(Reject::Cluster(e)) => ForwardReply::Err {
+                                code: crate::errors::cluster_error_code(&e),
+                                message: crate::errors::cluster_error_message(&e),
+                            },
+                        }
+                    }
+                };
+                let body = serde_json::to_vec(&reply).unwrap_or_default();
+                if write_frame(&mut stream, KIND_REPLY, &body).is_err() {
+                    return;
+                }
+            }
+            // DISPATCH POINT (not built yet): a Kafka request frame starts with its API key,
+            // whose high byte is 0 for every key, so kind 0 is a Kafka request. ApiVersions,
+            // DescribeQuorum and BrokerRegistration / BrokerHeartbeat / UnregisterBroker
+            // (`handlers/broker_lifecycle.rs`, not on this branch) are to be served here
+            // through the broker's request handling; until then such a connection is closed.
+            _ => return,
+        }
+    }
+}

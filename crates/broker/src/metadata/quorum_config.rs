@@ -1,0 +1,256 @@
+//! Kafka's KRaft settings: `process.roles`, `controller.quorum.voters` /
+//! `controller.quorum.bootstrap.servers`, `controller.listener.names` (with its entry of
+//! `listeners`) and the quorum's timeouts, with Kafka's defaults.
+
+use anyhow::{anyhow, bail, Result};
+
+/// Config keys read here (acted on).
+pub const KEYS: &[&str] = &[
+    "process.roles",
+    "controller.quorum.voters",
+    "controller.quorum.bootstrap.servers",
+    "controller.quorum.election.timeout.ms",
+    "controller.quorum.request.timeout.ms",
+];
+
+/// One voter of the static quorum.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Voter {
+    pub id: i32,
+    pub host: String,
+    pub port: u16,
+}
+
+impl Voter {
+    pub fn address(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumSettings {
+    /// `process.roles` contains `broker` (default: both roles).
+    pub broker: bool,
+    /// `process.roles` contains `controller`.
+    pub controller: bool,
+    /// `controller.quorum.voters`; empty: the single-node metadata log of one process.
+    pub voters: Vec<Voter>,
+    /// The CONTROLLER listener to bind: (name, host, port).
+    pub listener: Option<(String, String, u16)>,
+    /// `controller.quorum.election.timeout.ms` (Kafka: 1000).
+    pub election_timeout_ms: u64,
+    /// `controller.quorum.fetch.timeout.ms` (Kafka: 2000): a follower that hears nothing from
+    /// the leader this long starts an election (Raft's check-quorum covers the leader side).
+    pub fetch_timeout_ms: u64,
+    /// `controller.quorum.request.timeout.ms` (Kafka: 2000): how long a forwarded command or a
+    /// connection to a peer may take.
+    pub request_timeout_ms: u64,
+}
+
+impl Default for QuorumSettings {
+    fn default() -> Self {
+        QuorumSettings {
+            broker: true,
+            controller: true,
+            voters: Vec::new(),
+            listener: None,
+            election_timeout_ms: 1000,
+            fetch_timeout_ms: 2000,
+            request_timeout_ms: 2000,
+        }
+    }
+}
+
+impl QuorumSettings {
+    /// Whether metadata goes through a Raft quorum (voters configured).
+    pub fn enabled(&self) -> bool {
+        !self.voters.is_empty()
+    }
+}
+
+/// Reads the settings from the merged config (`get` returns trimmed values).
+pub fn parse(get: impl Fn(&str) -> Option<String>, node_id: i32) -> Result<QuorumSettings> {
+    let mut s = QuorumSettings::default();
+    fn ms(key: &str, v: Option<String>, default: u64) -> Result<u64> {
+        match v {
+            None => Ok(default),
+            Some(v) => v
+                .parse::<u64>()
+                .ok()
+                .filter(|ms| *ms > 0)
+                .ok_or_else(|| anyhow!("config key '{key}': '{v}' is not a positive number")),
+        }
+    }
+    s.election_timeout_ms = ms(
+        "controller.quorum.election.timeout.ms",
+        get("controller.quorum.election.timeout.ms"),
+        1000,
+    )?;
+    s.fetch_timeout_ms = ms(
+        "controller.quorum.fetch.timeout.ms",
+        get("controller.quorum.fetch.timeout.ms"),
+        2000,
+    )?;
+    s.request_timeout_ms = ms(
+        "controller.quorum.request.timeout.ms",
+        get("controller.quorum.request.timeout.ms"),
+        2000,
+    )?;
+    if let Some(roles) = get("process.roles") {
+        let roles: Vec<String> = roles
+            .split(',')
+            .map(|r| r.trim().to_ascii_lowercase())
+            .filter(|r| !r.is_empty())
+            .collect();
+        for role in &roles {
+            if role != "broker" && role != "controller" {
+                bail!("config key 'process.roles': unknown role '{role}' (broker, controller)");
+            }
+        }
+        if roles.is_empty() {
+            bail!("config key 'process.roles' names no role");
+        }
+        s.broker = roles.iter().any(|r| r == "broker");
+        s.controller = roles.iter().any(|r| r == "controller");
+    }
+    let voters = get("controller.quorum.voters").filter(|v| !v.is_empty());
+    let bootstrap = get("controller.quorum.bootstrap.servers").filter(|v| !v.is_empty());
+    if let Some(voters) = voters {
+        for entry in voters.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            s.voters.push(parse_voter(entry)?);
+        }
+        let mut ids: Vec<i32> = s.voters.iter().map(|v| v.id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.len() != s.voters.len() {
+            bail!("config key 'controller.quorum.voters' names a node id twice");
+        }
+    } else if bootstrap.is_some() {
+        // KIP-853's dynamic quorum needs AddRaftVoter and a formatted bootstrap checkpoint;
+        // runnel's quorum has static voters only.
+        bail!(
+            "config key 'controller.quorum.bootstrap.servers' (a dynamic quorum) is not supported \
+             yet: list the voters in 'controller.quorum.voters' (id@host:port,...)"
+        );
+    }
+    if s.enabled() && !s.controller {
+        bail!(
+            "process.roles=broker without the controller role is not supported yet: every node \
+             of a runnel cluster is a voter (process.roles=broker,controller)"
+        );
+    }
+    if s.enabled() && !s.voters.iter().any(|v| v.id == node_id) {
+        bail!("node.id {node_id} is not among the voters of 'controller.quorum.voters'");
+    }
+    if s.enabled() {
+        let names: Vec<String> = get("controller.listener.names")
+            .unwrap_or_default()
+            .split(',')
+            .map(|n| n.trim().to_ascii_uppercase())
+            .filter(|n| !n.is_empty())
+            .collect();
+        let Some(first) = names.first() else {
+            bail!("config key 'controller.listener.names' must name the CONTROLLER listener");
+        };
+        let listeners = get("listeners").unwrap_or_default();
+        for entry in listeners
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+        {
+            let Some((name, address)) = entry.split_once("://") else {
+                continue;
+            };
+            if name.trim().eq_ignore_ascii_case(first) {
+                let (host, port) = host_port("listeners", address)?;
+                s.listener = Some((first.clone(), host, port));
+            }
+        }
+        if s.listener.is_none() {
+            bail!("config key 'listeners' has no entry for controller listener {first}");
+        }
+    }
+    Ok(s)
+}
+
+/// `id@host:port`.
+fn parse_voter(entry: &str) -> Result<Voter> {
+    let (id, address) = entry.split_once('@').ok_or_else(|| {
+        anyhow!("config key 'controller.quorum.voters': '{entry}' is not id@host:port")
+    })?;
+    let id: i32 = id
+        .trim()
+        .parse()
+        .ok()
+        .filter(|id| *id >= 0)
+        .ok_or_else(|| {
+            anyhow!("config key 'controller.quorum.voters': bad node id in '{entry}'")
+        })?;
+    let (host, port) = host_port("controller.quorum.voters", address)?;
+    Ok(Voter { id, host, port })
+}
+
+fn host_port(key: &str, address: &str) -> Result<(String, u16)> {
+    let (host, port) = address
+        .trim()
+        .rsplit_once(':')
+        .ok_or_else(|| anyhow!("config key '{key}': '{address}' has no port"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| anyhow!("config key '{key}': bad port in '{address}'"))?;
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    Ok((host, port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn settings(pairs: &[(&str, &str)], node_id: i32) -> Result<QuorumSettings> {
+        let map: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        parse(|k| map.get(k).cloned(), node_id)
+    }
+
+    // Proves contract 1's config parses, with Kafka's defaults, and bad ones are refused.
+    #[test]
+    fn contract_config_parses() {
+        let s = settings(
+            &[
+                ("process.roles", "broker,controller"),
+                (
+                    "listeners",
+                    "PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093",
+                ),
+                ("controller.listener.names", "CONTROLLER"),
+                (
+                    "controller.quorum.voters",
+                    "1@127.0.0.1:19093,2@127.0.0.1:29093,3@127.0.0.1:39093",
+                ),
+            ],
+            1,
+        )
+        .unwrap();
+        assert_eq!(s.voters.len(), 3);
+        assert_eq!(s.voters[1].address(), "127.0.0.1:29093");
+        assert_eq!(
+            s.listener,
+            Some(("CONTROLLER".into(), "127.0.0.1".into(), 19093))
+        );
+        assert_eq!(s.election_timeout_ms, 1000);
+        assert!(settings(&[], 1).unwrap() == QuorumSettings::default());
+        assert!(settings(&[("controller.quorum.voters", "1@h:1")], 2).is_err());
+        assert!(settings(&[("controller.quorum.voters", "x@h:1")], 1).is_err());
+        assert!(settings(&[("process.roles", "observer")], 1).is_err());
+    }
+}

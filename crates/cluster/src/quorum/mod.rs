@@ -1,0 +1,561 @@
+//! The metadata quorum: a sans-IO Raft node (tikv's `raft` `RawNode`) that replicates batches of
+//! [`MetadataRecord`]s between the controllers.
+//!
+//! The caller owns every effect. It feeds the node ticks ([`QuorumNode::tick`]), messages from
+//! peers ([`QuorumNode::step`]) and proposals ([`QuorumNode::propose`]), then takes a
+//! [`QuorumReady`] and must, in this order: persist its snapshot, entries and hard state (fsync),
+//! send its messages, apply its committed batches. Raft's safety rests on that order: a vote or
+//! an append acknowledgement leaves only once what it promises is durable. A crash anywhere in
+//! between loses only what was never acknowledged.
+//!
+//! # Offsets
+//!
+//! The metadata offset of a committed batch **is its Raft log index** (Raft indexes start at 1;
+//! offset -1 is the empty image). All records of one batch carry that offset; the image's
+//! `offset` is the index of the last batch applied, so it only grows, equals on every node for
+//! the same prefix of the log, and a snapshot at index `i` is the image at offset `i`. Entries
+//! without records (a new leader's empty entry, configuration changes) take an index but
+//! publish nothing.
+//!
+//! # Proposals
+//!
+//! A leader proposes only when it has applied its whole log ([`QuorumNode::can_propose`]): the
+//! engine decides each command from an image that includes every earlier decision, so two
+//! proposals never hand out the same producer ids or create the same topic twice. A proposal
+//! carries an id in the entry's context so the proposer learns when it committed, and whether
+//! it committed at all (a deposed leader's entry can be replaced).
+
+pub mod storage;
+
+use raft::prelude::{ConfState, Entry, EntryType, HardState, Message, Snapshot};
+use raft::{Config, RawNode, StateRole};
+
+use crate::metadata::MetadataRecord;
+pub use storage::{Persisted, QuorumStorage};
+
+/// Largest encoded Raft message accepted from a peer or from disk (one append carries at most
+/// `MAX_MESSAGE_BYTES / 2` of entries; a snapshot of a large image fits as well).
+pub const MAX_MESSAGE_BYTES: usize = 256 << 20;
+
+/// Bytes of entries one append message carries at most.
+pub const MAX_APPEND_BYTES: u64 = 1 << 20;
+
+/// Why the quorum refused something.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum QuorumError {
+    /// This node is not the leader, or has not caught up with its own log yet.
+    #[error("this controller is not the active controller")]
+    NotLeader { leader: Option<u64> },
+    /// A committed entry or a snapshot does not decode: applying past it would diverge from the
+    /// other nodes, so the node stops applying.
+    #[error("committed metadata at index {index} does not decode: {reason}")]
+    Corrupt { index: u64, reason: String },
+    /// A message from a peer could not be decoded or was refused by Raft.
+    #[error("invalid raft message: {0}")]
+    InvalidMessage(String),
+    #[error("raft: {0}")]
+    Raft(String),
+}
+
+/// Timing and identity of one node. Ticks are the caller's clock: the broker ticks every
+/// `controller.quorum.election.timeout.ms / election_ticks` ms.
+#[derive(Debug, Clone)]
+pub struct QuorumConfig {
+    pub id: u64,
+    /// Ticks without a leader before a campaign (randomised up to twice this).
+    pub election_ticks: usize,
+    /// Ticks between a leader's heartbeats.
+    pub heartbeat_ticks: usize,
+    /// The voters a fresh node starts with (a node with a persisted snapshot uses its own).
+    pub voters: Vec<u64>,
+}
+
+/// One committed change to apply, in log order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Committed {
+    /// Replace the whole image with these records (a snapshot from the leader, or the node's
+    /// own at restart); the image's offset becomes `offset`.
+    Snapshot {
+        offset: i64,
+        records: Vec<MetadataRecord>,
+    },
+    /// Apply these records at `offset` (the entry's index).
+    Batch {
+        offset: i64,
+        term: u64,
+        /// The id given to [`QuorumNode::propose`], when this node proposed it.
+        proposal: Option<u64>,
+        records: Vec<MetadataRecord>,
+    },
+}
+
+/// What the caller must do, in field order: persist (`snapshot`, `entries`, `hard_state`,
+/// fsync), then send `messages`, then apply `committed`.
+#[derive(Debug, Default)]
+pub struct QuorumReady {
+    pub snapshot: Option<Snapshot>,
+    pub entries: Vec<Entry>,
+    pub hard_state: Option<HardState>,
+    pub messages: Vec<Message>,
+    pub committed: Vec<Committed>,
+}
+
+impl QuorumReady {
+    pub fn must_persist(&self) -> bool {
+        self.snapshot.is_some() || !self.entries.is_empty() || self.hard_state.is_some()
+    }
+}
+
+/// One voter's replication progress, as the leader tracks it (DescribeQuorum).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VoterProgress {
+    pub id: u64,
+    /// Highest index known to be on that voter; -1 when unknown.
+    pub matched: i64,
+}
+
+/// A sans-IO Raft node carrying metadata batches.
+pub struct QuorumNode {
+    raw: RawNode<QuorumStorage>,
+    /// Index of the last entry handed out as committed.
+    applied: u64,
+    /// Set when a committed entry failed to decode: nothing is applied after it.
+    halted: Option<QuorumError>,
+    /// The snapshot to hand out first after a restart (the image starts from it).
+    pending_restart_snapshot: Option<Committed>,
+}
+
+impl QuorumNode {
+    /// Starts a node on what it persisted (`Persisted::default()` on a fresh one). The first
+    /// [`QuorumNode::ready`] hands out the persisted snapshot's image and then every committed
+    /// entry after it, so the caller rebuilds its image by applying readies like any others.
+    pub fn new(config: &QuorumConfig, persisted: Persisted) -> Result<QuorumNode, QuorumError> {
+        let storage = QuorumStorage::new(persisted, &config.voters);
+        let snapshot_index = storage.latest_snapshot().get_metadata().index;
+        let pending_restart_snapshot = if snapshot_index > 0 {
+            Some(decode_snapshot(storage.latest_snapshot())?)
+        } else {
+            None
+        };
+        let raft_config = Config {
+            id: config.id,
+            election_tick: config.election_ticks,
+            heartbeat_tick: config.heartbeat_ticks,
+            applied: snapshot_index,
+            max_size_per_msg: MAX_APPEND_BYTES,
+            max_inflight_msgs: 256,
+            // A leader that cannot reach a majority steps down; a partitioned node does not
+            // disrupt the quorum when it comes back (pre-vote).
+            check_quorum: true,
+            pre_vote: true,
+            ..Config::default()
+        };
+        raft_config
+            .validate()
+            .map_err(|e| QuorumError::Raft(e.to_string()))?;
+        let logger = slog::Logger::root(TracingDrain, slog::o!("raft_id" => config.id));
+        let raw = RawNode::new(&raft_config, storage, &logger)
+            .map_err(|e| QuorumError::Raft(e.to_string()))?;
+        Ok(QuorumNode {
+            raw,
+            applied: snapshot_index,
+            halted: None,
+            pending_restart_snapshot,
+        })
+    }
+
+    pub fn id(&self) -> u64 {
+        self.raw.raft.id
+    }
+
+    /// Advances the logical clock one tick.
+    pub fn tick(&mut self) {
+        self.raw.tick();
+    }
+
+    /// Hands a message from a peer to Raft.
+    pub fn step(&mut self, message: Message) -> Result<(), QuorumError> {
+        if message.to != self.id() {
+            return Err(QuorumError::InvalidMessage(format!(
+                "message for node {} reached node {}",
+                message.to,
+                self.id()
+            )));
+        }
+        if raft::raw_node::is_local_msg(message.get_msg_type()) {
+            return Err(QuorumError::InvalidMessage(
+                "local message type from the network".into(),
+            ));
+        }
+        // Raft only knows the voters of its configuration; messages from strangers are dropped.
+        let conf = self.raw.raft.prs().conf();
+        if !conf.voters().contains(message.from) && !conf.learners().contains(&message.from) {
+            return Err(QuorumError::InvalidMessage(format!(
+                "message from node {} which is not a voter",
+                message.from
+            )));
+        }
+        self.raw
+            .step(message)
+            .map_err(|e| QuorumError::InvalidMessage(e.to_string()))
+    }
+
+    /// Starts a campaign now (tests; a fresh single voter also elects itself this way).
+    pub fn campaign(&mut self) -> Result<(), QuorumError> {
+        self.raw
+            .campaign()
+            .map_err(|e| QuorumError::Raft(e.to_string()))
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.raw.raft.state == StateRole::Leader
+    }
+
+    pub fn role(&self) -> StateRole {
+        self.raw.raft.state
+    }
+
+    /// The leader this node knows of in its current term.
+    pub fn leader(&self) -> Option<u64> {
+        match self.raw.raft.leader_id {
+            raft::INVALID_ID => None,
+            id => Some(id),
+        }
+    }
+
+    pub fn term(&self) -> u64 {
+        self.raw.raft.term
+    }
+
+    /// Who this node voted for in its current term (0 for none).
+    pub fn voted_for(&self) -> u64 {
+        self.raw.raft.vote
+    }
+
+    pub fn commit_index(&self) -> u64 {
+        self.raw.raft.raft_log.committed
+    }
+
+    pub fn last_index(&self) -> u64 {
+        self.raw.raft.raft_log.last_index()
+    }
+
+    pub fn applied(&self) -> u64 {
+        self.applied
+    }
+
+    pub fn voters(&self) -> Vec<u64> {
+        let mut voters: Vec<u64> = self.raw.raft.prs().conf().voters().ids().iter().collect();
+        voters.sort_unstable();
+        voters
+    }
+
+    /// Each voter's replicated index, as this node (when leader) tracks it.
+    pub fn progress(&self) -> Vec<VoterProgress> {
+        let mut out: Vec<VoterProgress> = self
+            .voters()
+            .into_iter()
+            .map(|id| VoterProgress {
+                id,
+                matched: match self.raw.raft.prs().get(id) {
+                    Some(p) if self.is_leader() => p.matched as i64,
+                    _ => -1,
+                },
+            })
+            .collect();
+        out.sort_by_key(|p| p.id);
+        out
+    }
+
+    /// Whether a proposal now would be decided from an image holding every earlier decision:
+    /// this node leads and has applied its whole log (including its own term's first entry).
+    pub fn can_propose(&self) -> bool {
+        self.is_leader() && self.halted.is_none() && self.applied == self.last_index()
+    }
+
+    /// Proposes `records` as one batch. `proposal` comes back in [`Committed::Batch`] if and
+    /// when the batch commits.
+    pub fn propose(
+        &mut self,
+        proposal: u64,
+        records: &[MetadataRecord],
+    ) -> Result<(), QuorumError> {
+        if !self.can_propose() {
+            return Err(QuorumError::NotLeader {
+                leader: self.leader(),
+            });
+        }
+        let data = serde_json::to_vec(records).map_err(|e| QuorumError::Raft(e.to_string()))?;
+        if data.len() as u64 > MAX_APPEND_BYTES {
+            return Err(QuorumError::Raft(format!(
+                "a metadata batch of {} bytes is larger than {MAX_APPEND_BYTES}",
+                data.len()
+            )));
+        }
+        self.raw
+            .propose(proposal.to_be_bytes().to_vec(), data)
+            .map_err(|e| match e {
+                raft::Error::ProposalDropped => QuorumError::NotLeader {
+                    leader: self.leader(),
+                },
+                e => QuorumError::Raft(e.to_string()),
+            })
+    }
+
+    /// Takes what Raft has to persist, send and apply (see [`QuorumReady`]); `None` when idle.
+    /// The in-memory log already reflects the returned entries: the caller must persist them
+    /// before doing anything else with this node or the ready.
+    pub fn ready(&mut self) -> Result<Option<QuorumReady>, QuorumError> {
+        let mut out = QuorumReady::default();
+        if let Some(snapshot) = self.pending_restart_snapshot.take() {
+            out.committed.push(snapshot);
+        }
+        if !self.raw.has_ready() {
+            return Ok((!out.committed.is_empty()).then_some(out));
+        }
+        let mut ready = self.raw.ready();
+        out.messages.extend(ready.take_messages());
+        if !ready.snapshot().is_empty() {
+            let snapshot = ready.snapshot().clone();
+            // Raft has taken the snapshot: its storage must follow, whatever its content. One
+            // that does not decode stops applying (as a corrupt entry does), never half-way.
+            match decode_snapshot(&snapshot) {
+                Ok(installed) if self.halted.is_none() => out.committed.push(installed),
+                Ok(_) => {}
+                Err(e) => self.halted = Some(e),
+            }
+            self.raw.mut_store().apply_snapshot(snapshot.clone());
+            self.applied = snapshot.get_metadata().index;
+            out.snapshot = Some(snapshot);
+        }
+        let committed = ready.take_committed_entries();
+        self.apply_entries(committed, &mut out.committed);
+        let entries = ready.take_entries();
+        self.raw.mut_store().append(&entries);
+        out.entries = entries;
+        if let Some(hard_state) = ready.hs() {
+            self.raw.mut_store().set_hard_state(hard_state.clone());
+            out.hard_state = Some(hard_state.clone());
+        }
+        out.messages.extend(ready.take_persisted_messages());
+        let mut light = self.raw.advance(ready);
+        if let Some(commit) = light.commit_index() {
+            let mut hard_state = self.raw.store().initial_state_hard_state();
+            hard_state.commit = commit;
+            self.raw.mut_store().set_hard_state(hard_state.clone());
+            out.hard_state = Some(hard_state);
+        }
+        out.messages.extend(light.take_messages());
+        let committed = light.take_committed_entries();
+        self.apply_entries(committed, &mut out.committed);
+        self.raw.advance_apply();
+        // A snapshot travels as one message on our transport: once handed out it counts as
+        // sent. If it is lost, the follower refuses the appends after it and the leader sends
+        // another (Raft waits in its snapshot state until told).
+        for message in &out.messages {
+            if message.get_msg_type() == raft::prelude::MessageType::MsgSnapshot {
+                self.raw
+                    .report_snapshot(message.to, raft::SnapshotStatus::Finish);
+            }
+        }
+        match &self.halted {
+            Some(e) => Err(e.clone()),
+            None => Ok(Some(out)),
+        }
+    }
+
+    fn apply_entries(&mut self, entries: Vec<Entry>, out: &mut Vec<Committed>) {
+        for entry in entries {
+            if self.halted.is_some() || entry.index <= self.applied {
+                continue;
+            }
+            match entry.get_entry_type() {
+                EntryType::EntryNormal => {
+                    if !entry.data.is_empty() {
+                        match decode_entry(&entry) {
+                            Ok(batch) => out.push(batch),
+                            Err(e) => {
+                                self.halted = Some(e);
+                                return;
+                            }
+                        }
+                    }
+                }
+                EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
+                    // Membership changes are not proposed by this version; a configuration
+                    // entry from a peer is applied to Raft's own view so the log stays in step.
+                    let result = if entry.get_entry_type() == EntryType::EntryConfChange {
+                        protobuf::Message::parse_from_bytes(&entry.data)
+                            .map_err(|e| e.to_string())
+                            .and_then(|cc: raft::prelude::ConfChange| {
+                                self.raw.apply_conf_change(&cc).map_err(|e| e.to_string())
+                            })
+                    } else {
+                        protobuf::Message::parse_from_bytes(&entry.data)
+                            .map_err(|e| e.to_string())
+                            .and_then(|cc: raft::prelude::ConfChangeV2| {
+                                self.raw.apply_conf_change(&cc).map_err(|e| e.to_string())
+                            })
+                    };
+                    match result {
+                        Ok(conf) => self.raw.mut_store().set_conf_state(conf),
+                        Err(reason) => {
+                            self.halted = Some(QuorumError::Corrupt {
+                                index: entry.index,
+                                reason,
+                            });
+                            return;
+                        }
+                    }
+                }
+            }
+            self.applied = entry.index;
+        }
+    }
+
+    /// Makes a snapshot of the image at the applied index (`records` being that image) and
+    /// drops the entries it covers from memory. The caller persists the returned snapshot and
+    /// may then drop those entries from disk.
+    pub fn compact(&mut self, records: &[MetadataRecord]) -> Result<Snapshot, QuorumError> {
+        let index = self.applied;
+        let term = self
+            .raw
+            .raft
+            .raft_log
+            .term(index)
+            .map_err(|e| QuorumError::Raft(e.to_string()))?;
+        let mut snapshot = Snapshot {
+            data: serde_json::to_vec(records)
+                .map_err(|e| QuorumError::Raft(e.to_string()))?
+                .into(),
+            ..Snapshot::default()
+        };
+        let meta = snapshot.mut_metadata();
+        meta.index = index;
+        meta.term = term;
+        meta.set_conf_state(self.raw.store().conf_state().clone());
+        self.raw.mut_store().compact(snapshot.clone());
+        Ok(snapshot)
+    }
+
+    /// Index of the latest snapshot.
+    pub fn snapshot_index(&self) -> u64 {
+        self.raw.store().latest_snapshot().get_metadata().index
+    }
+
+    /// Entries held after the latest snapshot (for deciding when to compact).
+    pub fn entries_since_snapshot(&self) -> u64 {
+        self.raw.store().last_index() - self.snapshot_index()
+    }
+
+    /// Tells Raft a peer could not be reached (its messages were dropped).
+    pub fn report_unreachable(&mut self, id: u64) {
+        self.raw.report_unreachable(id);
+    }
+}
+
+impl QuorumStorage {
+    fn initial_state_hard_state(&self) -> HardState {
+        raft::Storage::initial_state(self)
+            .map(|s| s.hard_state)
+            .unwrap_or_default()
+    }
+}
+
+/// The conf state a node with `voters` starts from.
+pub fn conf_state(voters: &[u64]) -> ConfState {
+    ConfState {
+        voters: voters.to_vec(),
+        ..ConfState::default()
+    }
+}
+
+/// A snapshot holding `records` (an image) at `index`/`term`: how a single-node data dir's
+/// image becomes the start of a Raft log.
+pub fn snapshot_of(index: u64, term: u64, voters: &[u64], records: &[MetadataRecord]) -> Snapshot {
+    let mut snapshot = Snapshot {
+        data: serde_json::to_vec(records).unwrap_or_default().into(),
+        ..Snapshot::default()
+    };
+    let meta = snapshot.mut_metadata();
+    meta.index = index;
+    meta.term = term;
+    meta.set_conf_state(conf_state(voters));
+    snapshot
+}
+
+fn decode_entry(entry: &Entry) -> Result<Committed, QuorumError> {
+    let records: Vec<MetadataRecord> =
+        serde_json::from_slice(&entry.data).map_err(|e| QuorumError::Corrupt {
+            index: entry.index,
+            reason: e.to_string(),
+        })?;
+    let proposal = <[u8; 8]>::try_from(&entry.context[..])
+        .ok()
+        .map(u64::from_be_bytes);
+    Ok(Committed::Batch {
+        offset: entry.index as i64,
+        term: entry.term,
+        proposal,
+        records,
+    })
+}
+
+/// The image a snapshot holds.
+pub fn decode_snapshot(snapshot: &Snapshot) -> Result<Committed, QuorumError> {
+    let index = snapshot.get_metadata().index;
+    let records: Vec<MetadataRecord> = if snapshot.data.is_empty() {
+        Vec::new()
+    } else {
+        serde_json::from_slice(&snapshot.data).map_err(|e| QuorumError::Corrupt {
+            index,
+            reason: format!("snapshot: {e}"),
+        })?
+    };
+    Ok(Committed::Snapshot {
+        offset: index as i64,
+        records,
+    })
+}
+
+/// Encodes a Raft message for the wire.
+pub fn encode_message(message: &Message) -> Vec<u8> {
+    protobuf::Message::write_to_bytes(message).unwrap_or_default()
+}
+
+/// Decodes a Raft message from the wire; hostile bytes give an error, never a panic.
+pub fn decode_message(bytes: &[u8]) -> Result<Message, QuorumError> {
+    if bytes.len() > MAX_MESSAGE_BYTES {
+        return Err(QuorumError::InvalidMessage(format!(
+            "{} bytes is more than {MAX_MESSAGE_BYTES}",
+            bytes.len()
+        )));
+    }
+    protobuf::Message::parse_from_bytes(bytes)
+        .map_err(|e| QuorumError::InvalidMessage(e.to_string()))
+}
+
+/// Raft logs through slog; this forwards its records to tracing (debug and below stay quiet
+/// unless asked for).
+struct TracingDrain;
+
+impl slog::Drain for TracingDrain {
+    type Ok = ();
+    type Err = slog::Never;
+
+    fn log(
+        &self,
+        record: &slog::Record<'_>,
+        _values: &slog::OwnedKVList,
+    ) -> Result<(), slog::Never> {
+        match record.level() {
+            slog::Level::Critical | slog::Level::Error => {
+                tracing::error!(target: "runnel::raft", "{}", record.msg())
+            }
+            slog::Level::Warning => tracing::warn!(target: "runnel::raft", "{}", record.msg()),
+            slog::Level::Info => tracing::debug!(target: "runnel::raft", "{}", record.msg()),
+            _ => tracing::trace!(target: "runnel::raft", "{}", record.msg()),
+        }
+        Ok(())
+    }
+}
