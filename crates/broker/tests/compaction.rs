@@ -102,9 +102,14 @@ fn offsets_log_bytes(data: &std::path::Path) -> u64 {
         {
             continue;
         }
-        for file in std::fs::read_dir(entry.path()).unwrap().flatten() {
+        // The cleaner swaps segments while this runs: a file (or the whole listing) may be gone
+        // by the time it is looked at, and then counts for nothing.
+        let Ok(files) = std::fs::read_dir(entry.path()) else {
+            continue;
+        };
+        for file in files.flatten() {
             if file.file_name().to_string_lossy().ends_with(".log") {
-                total += file.metadata().unwrap().len();
+                total += file.metadata().map_or(0, |m| m.len());
             }
         }
     }
