@@ -66,6 +66,10 @@ pub struct Broker {
     fetch_sessions: Mutex<crate::fetch_session::FetchSessionCache>,
     /// Held for the process lifetime: a second broker on the same data dir would corrupt it.
     _lock_file: std::fs::File,
+    /// Heartbeat sessions of registered brokers, kept while this node is the active controller.
+    pub liveness: crate::lifecycle::Liveness,
+    /// This broker's incarnation and broker epoch.
+    pub lifecycle: crate::lifecycle::BrokerLifecycle,
 }
 
 impl Broker {
@@ -130,6 +134,7 @@ impl Broker {
         let group_config = config.groups.clone();
         let txn_settings = config.txns.clone();
         let fetch_session_slots = config.fetch_session_slots;
+        let config_session_timeout_ms = config.broker_session_timeout_ms;
         let broker = Broker {
             topic_defaults_raw: config.topic_defaults(),
             static_configs: static_configs(&config),
@@ -151,24 +156,26 @@ impl Broker {
                 crate::fetch_session::random_seed(),
             )),
             _lock_file: lock_file,
+            liveness: crate::lifecycle::Liveness::new(config_session_timeout_ms),
+            lifecycle: crate::lifecycle::BrokerLifecycle::default(),
         };
         let node_id = broker.node_id();
-        let (host, port) = broker.advertised.clone();
-        for command in [
-            Command::InitCluster,
-            Command::RegisterBroker {
-                node_id,
-                host,
-                port,
-                rack: None,
-            },
-            Command::RegisterMissingPartitions { node_id },
-        ] {
-            broker
-                .metadata
-                .submit(&command, &broker)
-                .with_context(|| format!("{command:?}"))?;
-        }
+        broker
+            .metadata
+            .submit(&Command::InitCluster, &broker)
+            .context("InitCluster")?;
+        // A new incarnation registers fenced (the previous one's leaderships move away) and
+        // is unfenced by its first heartbeat, once everything below is open. A node without
+        // voters is its own controller: in process, through the controller-side functions.
+        let registration = broker.lifecycle.registration(&broker);
+        let epoch =
+            crate::lifecycle::register(&broker, registration).context("registering this broker")?;
+        broker.lifecycle.set_broker_epoch(epoch);
+        let command = Command::RegisterMissingPartitions { node_id };
+        broker
+            .metadata
+            .submit(&command, &broker)
+            .with_context(|| format!("{command:?}"))?;
         // Kafka 4.4's controller keeps a cluster-level min.insync.replicas while eligible
         // leader replicas are on (the default): written at cluster creation from the static
         // value, never removable. Runnel keeps the same record.
@@ -216,6 +223,16 @@ impl Broker {
             .txns
             .load_led(node_id, &image, &broker.replicas)
             .context("loading the transaction coordinator from __transaction_state")?;
+        // Caught up (the log is local): unfenced, this broker leads its partitions again.
+        let channel = crate::lifecycle::InProcess(Arc::downgrade(&broker));
+        let reply = broker
+            .lifecycle
+            .heartbeat(&broker, &channel, false)
+            .context("first heartbeat")?;
+        anyhow::ensure!(
+            !reply.is_fenced,
+            "the controller kept this broker fenced after its first heartbeat"
+        );
         Ok(broker)
     }
 
@@ -255,6 +272,41 @@ impl Broker {
             }
         }
         (broker.host.clone(), broker.port)
+    }
+
+    /// The (host, port) clients that arrived on `listener` are sent to for `broker`, or
+    /// `None` when that broker has no listener of that name (Kafka then leaves it out of
+    /// Metadata and DescribeCluster).
+    pub fn endpoint_for(
+        &self,
+        broker: &runnel_cluster::metadata::BrokerImage,
+        listener: &str,
+    ) -> Option<(String, u16)> {
+        if broker.node_id == self.node_id() {
+            if let Some(endpoint) = self.listener_endpoints.get(listener) {
+                return Some(endpoint.clone());
+            }
+        }
+        broker
+            .endpoint(listener)
+            .map(|(host, port)| (host.to_owned(), port))
+    }
+
+    /// This broker's listeners as it registers them: name, advertised endpoint, protocol.
+    pub fn registered_listeners(&self) -> Vec<runnel_cluster::metadata::BrokerListener> {
+        self.config
+            .listeners
+            .iter()
+            .filter_map(|l| {
+                let (host, port) = self.listener_endpoints.get(&l.name)?;
+                Some(crate::lifecycle::listener(
+                    &l.name,
+                    host,
+                    *port,
+                    crate::lifecycle::security_protocol_id(l.security_protocol),
+                ))
+            })
+            .collect()
     }
 
     pub fn data_dir(&self) -> &Path {

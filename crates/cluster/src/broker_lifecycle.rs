@@ -27,6 +27,10 @@ pub struct Registration {
     pub rack: Option<String>,
     /// The epoch of the broker's previous incarnation if it shut down cleanly, else -1.
     pub previous_broker_epoch: i64,
+    /// Its log directory ids (v2+; Kafka refuses a registration without any).
+    pub log_dirs: Vec<Uuid>,
+    /// v1+: a ZooKeeper broker migrating (Kafka 4 refuses it).
+    pub is_migrating_zk_broker: bool,
     /// Whether the node's current registration still has a valid heartbeat session (from
     /// the heartbeat tracker): a different incarnation is then a duplicate.
     pub session_alive: bool,
@@ -105,6 +109,41 @@ pub fn register(image: &MetadataImage, request: &Registration) -> Result<Vec<Met
             ));
         }
     }
+    if request.is_migrating_zk_broker {
+        return Err(ClusterError::BrokerIdNotRegistered(
+            "Controller does not support registering ZK brokers.".into(),
+        ));
+    }
+    // Kafka's checks with directory assignment (every metadata version Kafka 4 runs).
+    if request.log_dirs.is_empty() {
+        return Err(ClusterError::InvalidRegistration(
+            "No directories specified in request".into(),
+        ));
+    }
+    if request.log_dirs.iter().any(is_reserved_directory) {
+        return Err(ClusterError::InvalidRegistration(
+            "Reserved directory ID in request".into(),
+        ));
+    }
+    let distinct: std::collections::BTreeSet<&Uuid> = request.log_dirs.iter().collect();
+    if distinct.len() != request.log_dirs.len() {
+        return Err(ClusterError::InvalidRegistration(
+            "Duplicate directory ID in request".into(),
+        ));
+    }
+    for directory in &request.log_dirs {
+        if let Some(other) = image
+            .brokers
+            .values()
+            .find(|b| b.node_id != request.node_id && b.log_dirs.contains(directory))
+        {
+            return Err(ClusterError::InvalidRegistration(format!(
+                "Broker {} is already registered with directory {}",
+                other.node_id,
+                crate::controller::kafka_uuid_string(directory)
+            )));
+        }
+    }
     let finalized = crate::features::finalized(image);
     for (name, min, max) in &request.features {
         if name == METADATA_VERSION {
@@ -160,8 +199,16 @@ pub fn register(image: &MetadataImage, request: &Registration) -> Result<Vec<Met
         rack: request.rack.clone(),
         fenced,
         in_controlled_shutdown,
+        log_dirs: request.log_dirs.clone(),
     });
     Ok(records)
+}
+
+/// Kafka's `DirectoryId.reserved`: the first 100 ids with no high bits (UNASSIGNED, LOST,
+/// MIGRATING and room for more).
+pub fn is_reserved_directory(id: &Uuid) -> bool {
+    let (high, low) = id.as_u64_pair();
+    high == 0 && low < 100
 }
 
 /// The feature every registration must name (Kafka's `MetadataVersion.FEATURE_NAME`).
@@ -480,6 +527,10 @@ mod tests {
             ],
             rack: None,
             previous_broker_epoch: -1,
+            log_dirs: vec![Uuid::from_u128(
+                (u128::from(node_id.unsigned_abs()) << 64) | 7,
+            )],
+            is_migrating_zk_broker: false,
             session_alive,
         }
     }

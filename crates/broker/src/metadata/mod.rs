@@ -75,6 +75,13 @@ impl MetadataManager {
         })
     }
 
+    /// Whether this node is the active controller, which alone decides controller commands
+    /// (broker registrations and heartbeats answer NOT_CONTROLLER elsewhere). A node without
+    /// a quorum is its own controller.
+    pub fn is_active_controller(&self) -> bool {
+        true
+    }
+
     /// The published image.
     pub fn image(&self) -> Arc<MetadataImage> {
         Arc::clone(&self.image.read().unwrap_or_else(|e| e.into_inner()))

@@ -67,13 +67,19 @@ impl Publisher<'_> {
             }
         }
         for (topic_id, index) in &delta.changed_partitions {
+            if let Some(partition) = self.replicas.partition(topic_id, *index) {
+                // Leadership follows the registration before the image shows it.
+                self.follow_registration(&partition, image);
+            }
+        }
+        for (topic_id, index) in &delta.changed_partitions {
             if !delta.grown_topics.contains(topic_id) || delta.created_topics.contains(topic_id) {
                 continue;
             }
             let Some(topic) = image.topic_by_id(topic_id) else {
                 continue;
             };
-            if self.replicas.partition(topic_id, *index).is_some() {
+            if self.replicas.partition(topic_id, *index).is_some() || !self.hosts(topic, *index) {
                 continue;
             }
             // As for a new topic: committed, so a failure is reported and retried at the next
@@ -179,6 +185,29 @@ impl Publisher<'_> {
         );
     }
 
+    /// Whether this node holds a replica of the partition (contract: a node opens exactly the
+    /// partitions whose replicas include it). A partition without a registration (a log from
+    /// before registrations, until startup registers it here) is held.
+    fn hosts(&self, topic: &TopicImage, index: i32) -> bool {
+        topic
+            .registration(index)
+            .is_none_or(|r| r.replicas.contains(&self.node_id))
+    }
+
+    /// Makes an open partition lead (at the registration's leader epoch) or not, as its
+    /// registration in `image` says.
+    fn follow_registration(&self, partition: &Partition, image: &MetadataImage) {
+        let Some(r) = image
+            .topic_by_id(&partition.topic.topic_id)
+            .and_then(|t| t.registration(partition.index))
+        else {
+            return;
+        };
+        if let Err(e) = partition.set_leadership(r.leader == self.node_id, r.leader_epoch) {
+            tracing::error!(topic = %partition.topic.name, partition = partition.index, error = %e, "recording a new leader epoch");
+        }
+    }
+
     /// Loads or unloads the shard of each changed partition of `topic` as its leadership says.
     fn follow_leadership(
         &self,
@@ -233,6 +262,9 @@ impl Publisher<'_> {
         let mut recovered = Recovered::default();
         for topic in image.topics.values() {
             for index in 0..i32::try_from(topic.partitions).unwrap_or(i32::MAX) {
+                if !self.hosts(topic, index) {
+                    continue;
+                }
                 // Storage truncates torn or corrupt tails (and drops segments after a corrupt
                 // one) while it opens a log; the `.log` bytes before and after say how much.
                 let dir = partition_dir(self.data_dir, &topic.name, index);
@@ -286,6 +318,9 @@ impl Publisher<'_> {
     /// Opens (creating) every partition log of `topic` and starts serving it.
     fn open_topic(&self, topic: &Arc<TopicImage>, image: &MetadataImage) -> Result<()> {
         for index in 0..i32::try_from(topic.partitions).unwrap_or(i32::MAX) {
+            if !self.hosts(topic, index) {
+                continue;
+            }
             // A new topic's directory is new: nothing was shut down, cleanly or not.
             self.open_partition(topic, index, image, LastShutdown::Unclean)?;
         }
@@ -344,13 +379,9 @@ impl Publisher<'_> {
             let leader_epoch = topic.registration(index).map_or(0, |r| r.leader_epoch);
             log.assign_leader_epoch(leader_epoch)
                 .with_context(|| format!("leader epoch checkpoint of {}", dir.display()))?;
-            self.replicas.add(Partition::new(
-                Arc::clone(topic),
-                index,
-                log,
-                leader_epoch,
-                &settings,
-            ));
+            let partition = Partition::new(Arc::clone(topic), index, log, leader_epoch, &settings);
+            self.follow_registration(&partition, image);
+            self.replicas.add(partition);
         }
         Ok((replaced, stats))
     }

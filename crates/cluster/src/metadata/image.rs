@@ -56,6 +56,8 @@ pub struct BrokerImage {
     /// A fenced broker leads nothing and is not listed to clients.
     pub fenced: bool,
     pub in_controlled_shutdown: bool,
+    /// Its log directory ids, as registered.
+    pub log_dirs: Vec<Uuid>,
 }
 
 impl BrokerImage {
@@ -288,6 +290,7 @@ impl MetadataImage {
                         listeners: Vec::new(),
                         fenced: false,
                         in_controlled_shutdown: false,
+                        log_dirs: Vec::new(),
                     },
                 );
                 delta.changed_brokers.push(*node_id);
@@ -300,6 +303,7 @@ impl MetadataImage {
                 rack,
                 fenced,
                 in_controlled_shutdown,
+                log_dirs,
             } => {
                 let (host, port) = listeners
                     .first()
@@ -316,6 +320,7 @@ impl MetadataImage {
                         listeners: listeners.clone(),
                         fenced: *fenced,
                         in_controlled_shutdown: *in_controlled_shutdown,
+                        log_dirs: log_dirs.clone(),
                     },
                 );
                 delta.changed_brokers.push(*node_id);
@@ -438,6 +443,7 @@ impl MetadataImage {
                 rack: broker.rack.clone(),
                 fenced: broker.fenced,
                 in_controlled_shutdown: broker.in_controlled_shutdown,
+                log_dirs: broker.log_dirs.clone(),
             });
         }
         for topic in self.topics.values() {
@@ -491,6 +497,28 @@ impl MetadataImage {
             && self.next_producer_id == other.next_producer_id
             && self.features == other.features
             && self.broker_configs == other.broker_configs
+    }
+
+    /// Kafka's `getOfflineReplicas`: replicas on a broker that is not registered, is fenced,
+    /// or has no listener of the request's name.
+    pub fn offline_replicas(&self, replicas: &[i32], listener: &str) -> Vec<i32> {
+        replicas
+            .iter()
+            .copied()
+            .filter(|id| {
+                self.brokers
+                    .get(id)
+                    .is_none_or(|b| b.fenced || b.endpoint(listener).is_none())
+            })
+            .collect()
+    }
+
+    /// Kafka's `getAliveEndpoint` for a partition leader: the leader is registered and has a
+    /// listener of the request's name (else clients are told -1, LEADER_NOT_AVAILABLE).
+    pub fn leader_reachable(&self, leader: i32, listener: &str) -> bool {
+        self.brokers
+            .get(&leader)
+            .is_some_and(|b| b.endpoint(listener).is_some())
     }
 
     pub fn topic(&self, name: &str) -> Option<&Arc<TopicImage>> {
@@ -716,6 +744,7 @@ mod tests {
             rack: Some("r".into()),
             fenced: true,
             in_controlled_shutdown: false,
+            log_dirs: vec![Uuid::from_u128(1 << 70)],
         });
         assert_eq!(image.brokers[&2].endpoint("EXTERNAL"), Some(("h", 1)));
         assert_eq!(image.brokers[&2].endpoint("OTHER"), None);

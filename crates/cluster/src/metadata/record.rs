@@ -88,6 +88,9 @@ pub enum MetadataRecord {
         rack: Option<String>,
         fenced: bool,
         in_controlled_shutdown: bool,
+        /// The broker's log directory ids (Kafka's `LogDirs`).
+        #[serde(default)]
+        log_dirs: Vec<Uuid>,
     },
     /// A broker was fenced (Kafka's `BrokerRegistrationChangeRecord` with FENCE, or the older
     /// `FenceBrokerRecord`): it leads nothing and is not listed to clients.
