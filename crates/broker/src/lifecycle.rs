@@ -393,3 +393,249 @@ pub fn listener(name: &str, host: &str, port: u16, security_protocol: i16) -> Br
         security_protocol,
     }
 }
+
+/// The wire form of [`ControllerChannel`]: BrokerRegistration / BrokerHeartbeat over the Kafka
+/// protocol to the controllers in turn (Kafka's `NodeToControllerChannelManager`), moving on to
+/// the next one on NOT_CONTROLLER or a connection error and staying with the one that answered.
+/// Blocking I/O with timeouts: it runs on the lifecycle's blocking threads.
+pub struct WireChannel {
+    /// `host:port` of each controller's listener.
+    controllers: Vec<String>,
+    state: Mutex<WireState>,
+    timeout: Duration,
+}
+
+struct WireState {
+    /// Which controller to try first.
+    current: usize,
+    stream: Option<std::net::TcpStream>,
+    correlation_id: i32,
+}
+
+/// Largest response frame the channel reads: its responses are a few dozen bytes.
+const CONTROLLER_RESPONSE_BYTES_MAX: usize = 1 << 20;
+
+impl WireChannel {
+    pub fn new(controllers: Vec<String>, timeout: Duration) -> WireChannel {
+        assert!(!controllers.is_empty(), "at least one controller address");
+        WireChannel {
+            controllers,
+            state: Mutex::new(WireState {
+                current: 0,
+                stream: None,
+                correlation_id: 0,
+            }),
+            timeout,
+        }
+    }
+
+    /// Sends `request` to the controllers in turn until one answers other than
+    /// NOT_CONTROLLER; the error of the last attempt when none does.
+    fn call(
+        &self,
+        key: kafka_protocol::messages::ApiKey,
+        version: i16,
+        request: &kafka_protocol::messages::RequestKind,
+        error_code: impl Fn(&kafka_protocol::messages::ResponseKind) -> i16,
+    ) -> Result<kafka_protocol::messages::ResponseKind, String> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut last = String::from("no controller tried");
+        for _ in 0..self.controllers.len() {
+            let address = self.controllers[state.current].clone();
+            match self.exchange(&mut state, &address, key, version, request) {
+                Ok(response)
+                    if error_code(&response)
+                        == kafka_protocol::error::ResponseError::NotController.code() =>
+                {
+                    last = format!("{address} is not the active controller");
+                }
+                Ok(response) => return Ok(response),
+                Err(e) => last = format!("{address}: {e}"),
+            }
+            state.stream = None;
+            state.current = (state.current + 1) % self.controllers.len();
+        }
+        Err(last)
+    }
+
+    fn exchange(
+        &self,
+        state: &mut WireState,
+        address: &str,
+        key: kafka_protocol::messages::ApiKey,
+        version: i16,
+        request: &kafka_protocol::messages::RequestKind,
+    ) -> std::io::Result<kafka_protocol::messages::ResponseKind> {
+        use std::io::{Read, Write};
+        use std::net::ToSocketAddrs;
+
+        use bytes::{Buf, BytesMut};
+        use kafka_protocol::messages::{RequestHeader, ResponseHeader, ResponseKind};
+        use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+
+        let invalid = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+        if state.stream.is_none() {
+            let socket = address
+                .to_socket_addrs()?
+                .next()
+                .ok_or_else(|| invalid(format!("{address} resolves to nothing")))?;
+            let stream = std::net::TcpStream::connect_timeout(&socket, self.timeout)?;
+            stream.set_read_timeout(Some(self.timeout))?;
+            stream.set_write_timeout(Some(self.timeout))?;
+            stream.set_nodelay(true)?;
+            state.stream = Some(stream);
+        }
+        state.correlation_id = state.correlation_id.wrapping_add(1);
+        let correlation_id = state.correlation_id;
+        let header = RequestHeader::default()
+            .with_request_api_key(key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(correlation_id)
+            .with_client_id(Some(StrBytes::from_static_str("runnel-broker-lifecycle")));
+        let mut buf = BytesMut::new();
+        header
+            .encode(&mut buf, key.request_header_version(version))
+            .map_err(|e| invalid(e.to_string()))?;
+        request
+            .encode(&mut buf, version)
+            .map_err(|e| invalid(e.to_string()))?;
+        let size = i32::try_from(buf.len()).map_err(|e| invalid(e.to_string()))?;
+        let stream = state.stream.as_mut().expect("connected above");
+        stream.write_all(&size.to_be_bytes())?;
+        stream.write_all(&buf)?;
+        let mut size = [0u8; 4];
+        stream.read_exact(&mut size)?;
+        let size = usize::try_from(i32::from_be_bytes(size))
+            .ok()
+            .filter(|s| *s <= CONTROLLER_RESPONSE_BYTES_MAX)
+            .ok_or_else(|| invalid("response frame size out of range".into()))?;
+        let mut body = vec![0u8; size];
+        stream.read_exact(&mut body)?;
+        let mut frame = bytes::Bytes::from(body);
+        let header = ResponseHeader::decode(&mut frame, key.response_header_version(version))
+            .map_err(|e| invalid(e.to_string()))?;
+        if header.correlation_id != correlation_id {
+            return Err(invalid(format!(
+                "correlation id {} answers {correlation_id}",
+                header.correlation_id
+            )));
+        }
+        let response =
+            ResponseKind::decode(key, &mut frame, version).map_err(|e| invalid(e.to_string()))?;
+        if frame.has_remaining() {
+            return Err(invalid("trailing bytes after the response".into()));
+        }
+        Ok(response)
+    }
+}
+
+/// A refusal code of a controller response as the error the controller side returns, so the
+/// broker side handles wire and in-process answers alike (its message is the code's).
+fn code_error(code: i16) -> ClusterError {
+    use kafka_protocol::error::ResponseError;
+    let message = format!("controller answered error code {code}");
+    match ResponseError::try_from_code(code) {
+        Some(ResponseError::StaleBrokerEpoch) => ClusterError::StaleBrokerEpoch(message),
+        Some(ResponseError::DuplicateBrokerRegistration) => {
+            ClusterError::DuplicateBrokerRegistration(message)
+        }
+        Some(ResponseError::InconsistentClusterId) => ClusterError::InconsistentClusterId(message),
+        Some(ResponseError::InvalidRegistration) => ClusterError::InvalidRegistration(message),
+        Some(ResponseError::UnsupportedVersion) => ClusterError::UnsupportedVersion(message),
+        Some(ResponseError::BrokerIdNotRegistered) => ClusterError::BrokerIdNotRegistered(message),
+        _ => ClusterError::InvalidRequest(message),
+    }
+}
+
+impl ControllerChannel for WireChannel {
+    fn register(&self, request: Registration) -> Result<i64, ClusterError> {
+        use kafka_protocol::messages::broker_registration_request::{Feature, Listener};
+        use kafka_protocol::messages::{
+            ApiKey, BrokerId, BrokerRegistrationRequest, RequestKind, ResponseKind,
+        };
+        use kafka_protocol::protocol::StrBytes;
+        let body = RequestKind::BrokerRegistration(
+            BrokerRegistrationRequest::default()
+                .with_broker_id(BrokerId(request.node_id))
+                .with_cluster_id(StrBytes::from_string(request.cluster_id.clone()))
+                .with_incarnation_id(request.incarnation_id)
+                .with_listeners(
+                    request
+                        .listeners
+                        .iter()
+                        .map(|l| {
+                            Listener::default()
+                                .with_name(StrBytes::from_string(l.name.clone()))
+                                .with_host(StrBytes::from_string(l.host.clone()))
+                                .with_port(l.port)
+                                .with_security_protocol(l.security_protocol)
+                        })
+                        .collect(),
+                )
+                .with_features(
+                    request
+                        .features
+                        .iter()
+                        .map(|(name, min, max)| {
+                            Feature::default()
+                                .with_name(StrBytes::from_string(name.clone()))
+                                .with_min_supported_version(*min)
+                                .with_max_supported_version(*max)
+                        })
+                        .collect(),
+                )
+                .with_rack(request.rack.clone().map(StrBytes::from_string))
+                .with_log_dirs(request.log_dirs.clone())
+                .with_previous_broker_epoch(request.previous_broker_epoch),
+        );
+        let response = self
+            .call(ApiKey::BrokerRegistration, 4, &body, |r| match r {
+                ResponseKind::BrokerRegistration(r) => r.error_code,
+                _ => 0,
+            })
+            .map_err(ClusterError::InvalidRequest)?;
+        let ResponseKind::BrokerRegistration(r) = response else {
+            return Err(ClusterError::InvalidRequest(
+                "not a BrokerRegistration response".into(),
+            ));
+        };
+        if r.error_code != 0 {
+            return Err(code_error(r.error_code));
+        }
+        Ok(r.broker_epoch)
+    }
+
+    fn heartbeat(&self, request: Heartbeat) -> Result<HeartbeatReply, ClusterError> {
+        use kafka_protocol::messages::{
+            ApiKey, BrokerHeartbeatRequest, BrokerId, RequestKind, ResponseKind,
+        };
+        let body = RequestKind::BrokerHeartbeat(
+            BrokerHeartbeatRequest::default()
+                .with_broker_id(BrokerId(request.node_id))
+                .with_broker_epoch(request.broker_epoch)
+                .with_current_metadata_offset(request.current_metadata_offset)
+                .with_want_fence(request.want_fence)
+                .with_want_shut_down(request.want_shut_down),
+        );
+        let response = self
+            .call(ApiKey::BrokerHeartbeat, 1, &body, |r| match r {
+                ResponseKind::BrokerHeartbeat(r) => r.error_code,
+                _ => 0,
+            })
+            .map_err(ClusterError::InvalidRequest)?;
+        let ResponseKind::BrokerHeartbeat(r) = response else {
+            return Err(ClusterError::InvalidRequest(
+                "not a BrokerHeartbeat response".into(),
+            ));
+        };
+        if r.error_code != 0 {
+            return Err(code_error(r.error_code));
+        }
+        Ok(HeartbeatReply {
+            is_caught_up: r.is_caught_up,
+            is_fenced: r.is_fenced,
+            should_shut_down: r.should_shut_down,
+            in_controlled_shutdown: false,
+        })
+    }
+}

@@ -390,3 +390,61 @@ fn controlled_shutdown_and_restart_lead_again() {
     assert_eq!(read_partition(&mut s, "keep", 0).len(), 1);
     assert_eq!(produce_code(&mut s, "keep", 0), 0);
 }
+
+// Proves the broker side's wire channel registers and heartbeats with a controller over the
+// Kafka protocol, skipping an address that refuses connections, and that the broker it
+// registered is then listed; a stale epoch comes back as the controller's refusal.
+#[test]
+fn wire_channel_registers_and_heartbeats_with_the_controller() {
+    use runnel_broker::lifecycle::{ControllerChannel, WireChannel};
+    use runnel_cluster::broker_lifecycle::{Heartbeat, Registration};
+    let runnel = Runnel::start("");
+    let mut s = runnel.connect();
+    let cluster_id = metadata(&mut s, "none").cluster_id.unwrap().to_string();
+    let dead = format!("127.0.0.1:{}", free_port());
+    let channel = WireChannel::new(
+        vec![dead, format!("127.0.0.1:{}", runnel.port)],
+        Duration::from_secs(5),
+    );
+    let other_port = free_port();
+    let epoch = channel
+        .register(Registration {
+            node_id: 5,
+            cluster_id,
+            incarnation_id: uuid::Uuid::from_u128(55),
+            listeners: vec![runnel_broker::lifecycle::listener(
+                "PLAINTEXT",
+                "127.0.0.1",
+                other_port,
+                0,
+            )],
+            features: vec![
+                ("metadata.version".into(), 7, 27),
+                ("group.version".into(), 0, 1),
+                ("transaction.version".into(), 0, 2),
+            ],
+            rack: None,
+            previous_broker_epoch: -1,
+            log_dirs: vec![uuid::Uuid::from_u128(5 << 64)],
+            is_migrating_zk_broker: false,
+            session_alive: false,
+        })
+        .expect("registered");
+    let beat = |epoch: i64| Heartbeat {
+        node_id: 5,
+        broker_epoch: epoch,
+        current_metadata_offset: epoch,
+        want_fence: false,
+        want_shut_down: false,
+    };
+    let reply = channel.heartbeat(beat(epoch)).expect("heartbeat");
+    assert!(!reply.is_fenced && reply.is_caught_up, "{reply:?}");
+    assert!(metadata(&mut s, "none")
+        .brokers
+        .iter()
+        .any(|b| b.node_id.0 == 5 && b.port == i32::from(other_port)));
+    assert!(matches!(
+        channel.heartbeat(beat(epoch - 1)),
+        Err(runnel_cluster::ClusterError::StaleBrokerEpoch(_))
+    ));
+}
