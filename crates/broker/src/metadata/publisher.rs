@@ -375,10 +375,14 @@ impl Publisher<'_> {
                 log.flush()
                     .with_context(|| format!("fsync of recovered {}", dir.display()))?;
             }
-            // The leader epoch of the partition's registration (0 until leadership moves).
-            let leader_epoch = topic.registration(index).map_or(0, |r| r.leader_epoch);
-            log.assign_leader_epoch(leader_epoch)
-                .with_context(|| format!("leader epoch checkpoint of {}", dir.display()))?;
+            // The leader epoch of the partition's registration, recorded now when this node
+            // leads it; otherwise when it becomes leader (`follow_registration`).
+            let registration = topic.registration(index);
+            let leader_epoch = registration.map_or(0, |r| r.leader_epoch);
+            if registration.is_none_or(|r| r.leader == self.node_id) {
+                log.assign_leader_epoch(leader_epoch)
+                    .with_context(|| format!("leader epoch checkpoint of {}", dir.display()))?;
+            }
             let partition = Partition::new(Arc::clone(topic), index, log, leader_epoch, &settings);
             self.follow_registration(&partition, image);
             self.replicas.add(partition);

@@ -104,12 +104,14 @@ impl Partition {
         self.leader.load(Ordering::Acquire)
     }
 
-    /// Follows a committed registration change: whether this node leads, at which epoch. A
-    /// new leader epoch is recorded in the log's epoch cache before any batch carries it.
+    /// Follows a committed registration change: whether this node leads, at which epoch. On
+    /// leading, the epoch enters the log's epoch cache at once (OffsetForLeaderEpoch answers
+    /// it); its checkpoint is written by the first append (see
+    /// `PartitionLog::assign_leader_epoch_deferred`).
     pub fn set_leadership(&self, leader: bool, leader_epoch: i32) -> Result<(), StorageError> {
         let mut log = self.lock_log();
-        if leader && leader_epoch > self.leader_epoch() {
-            log.assign_leader_epoch(leader_epoch)?;
+        if leader {
+            log.assign_leader_epoch_deferred(leader_epoch)?;
         }
         self.leader_epoch.store(leader_epoch, Ordering::Release);
         self.leader.store(leader, Ordering::Release);
