@@ -41,6 +41,19 @@ impl Liveness {
         }
     }
 
+    /// A node became the active controller: every registered broker's session runs from now
+    /// (as Kafka's controller does on activation), so one that died under the previous
+    /// controller is still fenced a session later, none is fenced for a silence this node never
+    /// saw, and a restarted broker may register its new incarnation at once.
+    pub fn activate(&self, image: &runnel_cluster::MetadataImage) {
+        let now = self.now_ms();
+        let mut tracker = self.tracker();
+        *tracker = HeartbeatTracker::new(tracker.session_timeout_ms());
+        for broker in image.brokers.values() {
+            tracker.carry_over(broker.node_id, broker.broker_epoch, broker.fenced, now);
+        }
+    }
+
     fn now_ms(&self) -> u64 {
         u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX)
     }

@@ -164,6 +164,9 @@ impl Broker {
             .metadata
             .submit(&Command::InitCluster, &broker)
             .context("InitCluster")?;
+        // This node is the active controller from here on: brokers the log shows registered
+        // get a fresh session, and are fenced if they stay silent.
+        broker.liveness.activate(&broker.image());
         // A new incarnation registers fenced (the previous one's leaderships move away) and
         // is unfenced by its first heartbeat, once everything below is open. A node without
         // voters is its own controller: in process, through the controller-side functions.

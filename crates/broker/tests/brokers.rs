@@ -448,3 +448,29 @@ fn wire_channel_registers_and_heartbeats_with_the_controller() {
         Err(runnel_cluster::ClusterError::StaleBrokerEpoch(_))
     ));
 }
+
+// Proves a broker the log shows registered and unfenced is fenced a session after this node
+// restarts if it stays silent (the restarted controller starts every session fresh).
+#[test]
+fn silent_broker_from_before_a_restart_is_fenced() {
+    let config = "\"broker.session.timeout.ms\" = 1500\n";
+    let runnel = Runnel::start(config);
+    let mut s = runnel.connect();
+    let cluster_id = metadata(&mut s, "none").cluster_id.unwrap().to_string();
+    let epoch = register(&mut s, &registration(&cluster_id, 2, 7, free_port())).broker_epoch;
+    assert!(!heartbeat(&mut s, 2, epoch, epoch).is_fenced);
+    assert_eq!(create_placed(&mut s, "away", &[(0, vec![2])]), 0);
+    drop(s);
+    let (dir, port) = runnel.into_dir();
+    let runnel = Runnel::start_in(dir, port, config);
+    let mut s = runnel.connect();
+    assert!(
+        eventually(Duration::from_secs(10), || partition_state(
+            &mut s, "away", 0
+        )
+        .1 == -1),
+        "broker 2 was not fenced after the restart; log:\n{}",
+        runnel.log()
+    );
+    assert!(describe_cluster(&mut s, true).contains(&(2, true, Some("rack-2".into()))));
+}

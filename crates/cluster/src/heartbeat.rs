@@ -18,6 +18,10 @@ struct Session {
     last_contact_ms: u64,
     fenced: bool,
     metadata_offset: i64,
+    /// Heard from this incarnation (registration or heartbeat) rather than carried over from
+    /// the log when this controller activated: only then is its session a valid one that
+    /// makes another incarnation a duplicate (Kafka's separate `BrokerHeartbeatTracker`).
+    heard: bool,
 }
 
 /// What the tracker asks the controller to do.
@@ -43,6 +47,10 @@ impl HeartbeatTracker {
         }
     }
 
+    pub fn session_timeout_ms(&self) -> u64 {
+        self.session_timeout_ms
+    }
+
     /// A registration was committed for `node_id` at `broker_epoch` (a new incarnation
     /// replaces the old session; an amended one keeps its contact time fresh).
     pub fn register(&mut self, node_id: i32, broker_epoch: i64, fenced: bool, now_ms: u64) {
@@ -53,6 +61,23 @@ impl HeartbeatTracker {
                 last_contact_ms: now_ms,
                 fenced,
                 metadata_offset: -1,
+                heard: true,
+            },
+        );
+    }
+
+    /// A controller activated with `node_id` registered in its image: the session runs from
+    /// now, so a silent broker is fenced a session later, but it is not one that makes a new
+    /// incarnation of the node a duplicate until the broker is heard from.
+    pub fn carry_over(&mut self, node_id: i32, broker_epoch: i64, fenced: bool, now_ms: u64) {
+        self.sessions.insert(
+            node_id,
+            Session {
+                broker_epoch,
+                last_contact_ms: now_ms,
+                fenced,
+                metadata_offset: -1,
+                heard: false,
             },
         );
     }
@@ -73,6 +98,7 @@ impl HeartbeatTracker {
             .filter(|s| s.broker_epoch == broker_epoch)
         {
             s.last_contact_ms = s.last_contact_ms.max(now_ms);
+            s.heard = true;
             s.fenced = fenced;
             s.metadata_offset = metadata_offset;
         }
@@ -95,7 +121,7 @@ impl HeartbeatTracker {
     pub fn has_valid_session(&self, node_id: i32, broker_epoch: i64, now_ms: u64) -> bool {
         self.sessions
             .get(&node_id)
-            .is_some_and(|s| s.broker_epoch == broker_epoch && !self.expired(s, now_ms))
+            .is_some_and(|s| s.heard && s.broker_epoch == broker_epoch && !self.expired(s, now_ms))
     }
 
     fn expired(&self, session: &Session, now_ms: u64) -> bool {
@@ -176,6 +202,25 @@ mod tests {
         t.touch(3, 6, false, 0, 900);
         t.touch(3, 7, false, 0, 50);
         assert_eq!(t.tick(1_100).len(), 1);
+    }
+
+    // A session carried over from the log at activation expires like any other but is no
+    // valid session until the broker is heard from.
+    #[test]
+    fn carried_over_sessions_expire_but_do_not_block_a_new_incarnation() {
+        let mut t = HeartbeatTracker::new(1_000);
+        t.carry_over(4, 3, false, 0);
+        assert!(!t.has_valid_session(4, 3, 10));
+        t.touch(4, 3, false, 9, 500);
+        assert!(t.has_valid_session(4, 3, 600));
+        t.carry_over(5, 8, false, 0);
+        assert_eq!(
+            t.tick(1_000),
+            [Fencing::Fence {
+                node_id: 5,
+                broker_epoch: 8
+            }]
+        );
     }
 
     // A new incarnation replaces the session; unregistering forgets it.
