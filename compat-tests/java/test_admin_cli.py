@@ -8,6 +8,8 @@ import socket
 import struct
 import threading
 
+import pytest
+
 from helpers import run_java_tool
 
 BROKER_API_VERSIONS = "org.apache.kafka.tools.BrokerApiVersionsCommand"
@@ -290,3 +292,13 @@ def wait_for_feature_level(broker, feature: str, level: str):
 
     return wait_for(lambda: (d := describe_features(broker)[feature]) and d[2] == level and d,
                     timeout_s=30, what=f"{feature} finalized at {level}")
+
+
+@pytest.mark.broker_config({"broker.rack": "rack-a"})
+def test_broker_api_versions_lists_the_broker_with_its_rack_and_lifecycle_apis(broker):
+    # Proves: the broker is listed (Metadata) with its id, its configured `broker.rack` and
+    # unfenced, and its client listener advertises UnregisterBroker v0 (Kafka serves it on the
+    # broker and controller listeners; the tool prints UNSUPPORTED for an unadvertised API).
+    out = run_java_tool(BROKER_API_VERSIONS, "--bootstrap-server", broker.bootstrap)
+    assert re.search(r"\(id: \d+ rack: rack-a isFenced: false\)", out), out
+    assert re.search(r"UnregisterBroker\(64\): 0 \[usable: 0\]", out), out

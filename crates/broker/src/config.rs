@@ -58,6 +58,9 @@ pub(crate) const ACTED_ON: &[&str] = &[
     "log.cleaner.io.buffer.load.factor",
     "log.cleaner.io.max.bytes.per.second",
     "transaction.state.log.num.partitions",
+    "broker.rack",
+    "broker.session.timeout.ms",
+    "broker.heartbeat.interval.ms",
     "transaction.state.log.segment.bytes",
     "transaction.max.timeout.ms",
     "transactional.id.expiration.ms",
@@ -221,6 +224,13 @@ pub struct BrokerConfig {
     pub admin: crate::admin::settings::AdminConfig,
     /// Every key given in the file (and by flags), as strings: topic defaults are read from here.
     pub raw: BTreeMap<String, String>,
+    /// `broker.rack`: registered with the controller, listed to clients, used by placement.
+    pub rack: Option<String>,
+    /// `broker.session.timeout.ms` (Kafka default 9000): the controller fences a broker whose
+    /// last heartbeat is older.
+    pub broker_session_timeout_ms: u64,
+    /// `broker.heartbeat.interval.ms` (Kafka default 2000): how often a broker heartbeats.
+    pub broker_heartbeat_interval_ms: u64,
 }
 
 impl Default for BrokerConfig {
@@ -241,6 +251,9 @@ impl Default for BrokerConfig {
             default_replication_factor: 1,
             socket_request_max_bytes: 100 * 1024 * 1024,
             connections_max_idle_ms: 600_000,
+            rack: None,
+            broker_session_timeout_ms: 9_000,
+            broker_heartbeat_interval_ms: 2_000,
             max_connections: 10_000,
             fetch_max_bytes: 57_671_680,
             fetch_session_slots: crate::fetch_session::SESSION_SLOTS_MAX_DEFAULT,
@@ -501,6 +514,18 @@ pub fn from_raw(raw: BTreeMap<String, String>) -> Result<(BrokerConfig, Vec<Stri
         c.socket_request_max_bytes = num("socket.request.max.bytes", &v)?;
         if c.socket_request_max_bytes < 1024 || c.socket_request_max_bytes > i32::MAX as usize {
             bail!("config key 'socket.request.max.bytes' must be between 1024 and 2147483647");
+        }
+    }
+    if let Some(v) = get("broker.rack") {
+        c.rack = Some(v);
+    }
+    if let Some(v) = get("broker.session.timeout.ms") {
+        c.broker_session_timeout_ms = num("broker.session.timeout.ms", &v)?;
+    }
+    if let Some(v) = get("broker.heartbeat.interval.ms") {
+        c.broker_heartbeat_interval_ms = num("broker.heartbeat.interval.ms", &v)?;
+        if c.broker_heartbeat_interval_ms == 0 {
+            bail!("config key 'broker.heartbeat.interval.ms' must be > 0");
         }
     }
     if let Some(v) = get("connections.max.idle.ms") {

@@ -579,7 +579,7 @@ fn check(frame: Bytes, received: Instant) -> Result<Checked, Close> {
             frame.len()
         )));
     };
-    let Some(supported) = api::supported(prefix.api_key) else {
+    let Some(supported) = api::accepted(prefix.api_key) else {
         return Err(Close::Protocol(format!(
             "unsupported api key {}",
             prefix.api_key

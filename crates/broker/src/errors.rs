@@ -22,6 +22,12 @@ pub fn cluster_error_code(e: &ClusterError) -> i16 {
         ClusterError::InvalidUpdateVersion(_) => ResponseError::InvalidUpdateVersion,
         ClusterError::ConfigRejected(_) => ResponseError::InvalidConfig,
         ClusterError::ConfigRequestRejected(_) => ResponseError::InvalidRequest,
+        ClusterError::InconsistentClusterId(_) => ResponseError::InconsistentClusterId,
+        ClusterError::DuplicateBrokerRegistration(_) => ResponseError::DuplicateBrokerRegistration,
+        ClusterError::InvalidRegistration(_) => ResponseError::InvalidRegistration,
+        ClusterError::UnsupportedVersion(_) => ResponseError::UnsupportedVersion,
+        ClusterError::StaleBrokerEpoch(_) => ResponseError::StaleBrokerEpoch,
+        ClusterError::BrokerIdNotRegistered(_) => ResponseError::BrokerIdNotRegistered,
         // Kafka answers both as an unexpected server error.
         ClusterError::ProducerIdsExhausted(_) | ClusterError::BrokerNotRegistered(_) => {
             ResponseError::UnknownServerError
@@ -60,7 +66,13 @@ pub fn cluster_error_message(e: &ClusterError) -> Option<String> {
         | ClusterError::ConfigRequestRejected(_)
         | ClusterError::InvalidReplicationFactor(_)
         | ClusterError::InvalidConfig { .. }
-        | ClusterError::DuplicateConfig(_) => Some(e.to_string()),
+        | ClusterError::DuplicateConfig(_)
+        | ClusterError::InconsistentClusterId(_)
+        | ClusterError::DuplicateBrokerRegistration(_)
+        | ClusterError::InvalidRegistration(_)
+        | ClusterError::UnsupportedVersion(_)
+        | ClusterError::StaleBrokerEpoch(_)
+        | ClusterError::BrokerIdNotRegistered(_) => Some(e.to_string()),
     }
 }
 

@@ -19,6 +19,7 @@ pub mod group_events;
 pub mod groups;
 pub mod handlers;
 pub mod internal_topics;
+pub mod lifecycle;
 pub mod listener;
 pub mod log_cleaner;
 pub mod log_level;

@@ -45,6 +45,19 @@ pub async fn run(
         shutdown_rx.clone(),
     ));
     let cleaner = crate::log_cleaner::LogCleaner::start(Arc::clone(&broker));
+    // This node is its own controller (no voters): it heartbeats to itself in process, and
+    // fences brokers (itself included, should its heartbeats stall) whose session expires.
+    let channel: Arc<dyn crate::lifecycle::ControllerChannel> =
+        Arc::new(crate::lifecycle::InProcess(Arc::downgrade(&broker)));
+    let heartbeats = tokio::spawn(crate::lifecycle::run_heartbeats(
+        Arc::clone(&broker),
+        Arc::clone(&channel),
+        shutdown_rx.clone(),
+    ));
+    let fencing = tokio::spawn(crate::lifecycle::run_fencing(
+        Arc::clone(&broker),
+        shutdown_rx.clone(),
+    ));
     tokio::pin!(stop);
     // Where the next accept starts looking, so a busy listener cannot starve the others.
     let mut first = 0;
@@ -85,6 +98,19 @@ pub async fn run(
     }
     tracing::info!("shutting down: no new connections; finishing in-flight requests");
     drop(listeners);
+    // Kafka's controlled shutdown: leaderships move away (clients are told
+    // NOT_LEADER_OR_FOLLOWER and refresh their metadata) before the logs close.
+    heartbeats.abort();
+    {
+        let broker = Arc::clone(&broker);
+        let channel = Arc::clone(&channel);
+        let _ = tokio::task::spawn_blocking(move || {
+            broker
+                .lifecycle
+                .controlled_shutdown(&broker, &*channel, SHUTDOWN_GRACE);
+        })
+        .await;
+    }
     let _ = shutdown_tx.send(true);
     let all = u32::try_from(max_connections).unwrap_or(u32::MAX);
     if tokio::time::timeout(SHUTDOWN_GRACE, slots.acquire_many(all))
@@ -95,6 +121,7 @@ pub async fn run(
     }
     timers.abort();
     txn_timers.abort();
+    fencing.abort();
     // A retention pass under way finishes before the logs close.
     if tokio::time::timeout(SHUTDOWN_GRACE, log_maintenance)
         .await

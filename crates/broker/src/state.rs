@@ -68,6 +68,10 @@ pub struct Broker {
     pub marker_channel: crate::txn_marker_channel::MarkerChannel,
     /// Held for the process lifetime: a second broker on the same data dir would corrupt it.
     _lock_file: std::fs::File,
+    /// Heartbeat sessions of registered brokers, kept while this node is the active controller.
+    pub liveness: crate::lifecycle::Liveness,
+    /// This broker's incarnation and broker epoch.
+    pub lifecycle: crate::lifecycle::BrokerLifecycle,
 }
 
 impl Broker {
@@ -145,6 +149,7 @@ impl Broker {
         let group_config = config.groups.clone();
         let txn_settings = config.txns.clone();
         let fetch_session_slots = config.fetch_session_slots;
+        let config_session_timeout_ms = config.broker_session_timeout_ms;
         let broker = Broker {
             topic_defaults_raw: config.topic_defaults(),
             static_configs: static_configs(&config),
@@ -167,22 +172,28 @@ impl Broker {
             )),
             marker_channel: crate::txn_marker_channel::MarkerChannel::new(),
             _lock_file: lock_file,
+            liveness: crate::lifecycle::Liveness::new(config_session_timeout_ms),
+            lifecycle: crate::lifecycle::BrokerLifecycle::default(),
         };
         let node_id = broker.node_id();
-        let (host, port) = broker.advertised.clone();
-        let startup = [
-            Command::InitCluster,
-            Command::RegisterBroker {
-                node_id,
-                host,
-                port,
-                rack: None,
-            },
-            Command::RegisterMissingPartitions { node_id },
-        ];
-        // A quorum node commits these once a controller is elected (`start_quorum_commands`).
-        let quorum_startup = broker.metadata.is_quorum().then(|| startup.clone());
-        for command in startup.into_iter().filter(|_| !broker.metadata.is_quorum()) {
+        let quorum = broker.metadata.is_quorum();
+        if !quorum {
+            broker
+                .metadata
+                .submit(&Command::InitCluster, &broker)
+                .context("InitCluster")?;
+            // This node is the active controller from here on: brokers the log shows
+            // registered get a fresh session, and are fenced if they stay silent.
+            broker.liveness.activate(&broker.image());
+            // A new incarnation registers fenced (the previous one's leaderships move away)
+            // and is unfenced by its first heartbeat, once everything below is open. A node
+            // without voters is its own controller: in process, through the controller-side
+            // functions.
+            let registration = broker.lifecycle.registration(&broker);
+            let epoch = crate::lifecycle::register(&broker, registration)
+                .context("registering this broker")?;
+            broker.lifecycle.set_broker_epoch(epoch);
+            let command = Command::RegisterMissingPartitions { node_id };
             broker
                 .metadata
                 .submit(&command, &broker)
@@ -235,14 +246,27 @@ impl Broker {
             .txns
             .load_led(node_id, &image, &broker.replicas)
             .context("loading the transaction coordinator from __transaction_state")?;
-        // Committed batches publish from now on: after the coordinators are attached and
-        // loaded from the image the broker opened with.
-        if let Some(startup) = quorum_startup {
+        if quorum {
+            // Committed batches publish from now on: after the coordinators are attached and
+            // loaded from the image the broker opened with. The cluster id, this broker's
+            // registration and its partitions are committed once a controller is elected
+            // (`start_quorum_commands`); the heartbeats then unfence it.
             broker
                 .metadata
                 .start_quorum(Arc::clone(&broker) as Arc<dyn Publish + Send + Sync>)
                 .context("starting the metadata quorum")?;
-            start_quorum_commands(&broker, startup.to_vec());
+            start_quorum_commands(&broker);
+        } else {
+            // Caught up (the log is local): unfenced, this broker leads its partitions again.
+            let channel = crate::lifecycle::InProcess(Arc::downgrade(&broker));
+            let reply = broker
+                .lifecycle
+                .heartbeat(&broker, &channel, false)
+                .context("first heartbeat")?;
+            anyhow::ensure!(
+                !reply.is_fenced,
+                "the controller kept this broker fenced after its first heartbeat"
+            );
         }
         Ok(broker)
     }
@@ -277,12 +301,43 @@ impl Broker {
         broker: &runnel_cluster::metadata::BrokerImage,
         listener: &str,
     ) -> (String, u16) {
+        self.endpoint_for(broker, listener)
+            .unwrap_or_else(|| (broker.host.clone(), broker.port))
+    }
+
+    /// The (host, port) clients that arrived on `listener` are sent to for `broker`, or
+    /// `None` when that broker has no listener of that name (Kafka then leaves it out of
+    /// Metadata and DescribeCluster).
+    pub fn endpoint_for(
+        &self,
+        broker: &runnel_cluster::metadata::BrokerImage,
+        listener: &str,
+    ) -> Option<(String, u16)> {
         if broker.node_id == self.node_id() {
             if let Some(endpoint) = self.listener_endpoints.get(listener) {
-                return endpoint.clone();
+                return Some(endpoint.clone());
             }
         }
-        (broker.host.clone(), broker.port)
+        broker
+            .endpoint(listener)
+            .map(|(host, port)| (host.to_owned(), port))
+    }
+
+    /// This broker's listeners as it registers them: name, advertised endpoint, protocol.
+    pub fn registered_listeners(&self) -> Vec<runnel_cluster::metadata::BrokerListener> {
+        self.config
+            .listeners
+            .iter()
+            .filter_map(|l| {
+                let (host, port) = self.listener_endpoints.get(&l.name)?;
+                Some(crate::lifecycle::listener(
+                    &l.name,
+                    host,
+                    *port,
+                    crate::lifecycle::security_protocol_id(l.security_protocol),
+                ))
+            })
+            .collect()
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -579,19 +634,38 @@ impl Publish for Broker {
 
 /// Commits a quorum node's startup commands (the cluster id, its registration, the cluster's
 /// `min.insync.replicas`) once a controller is elected, retrying while none is.
-fn start_quorum_commands(broker: &Arc<Broker>, startup: Vec<Command>) {
+/// One step of a quorum node's startup, committed through the active controller.
+enum StartupStep {
+    Command(Command),
+    /// This incarnation's BrokerRegistration (`lifecycle::register`).
+    Register,
+}
+
+fn start_quorum_commands(broker: &Arc<Broker>) {
+    let node_id = broker.node_id();
+    let steps = vec![
+        StartupStep::Command(Command::InitCluster),
+        StartupStep::Register,
+        StartupStep::Command(Command::RegisterMissingPartitions { node_id }),
+    ];
     let broker = Arc::downgrade(broker);
     let spawned = std::thread::Builder::new()
         .name("quorum-startup".into())
         .spawn(move || {
-            let mut commands = std::collections::VecDeque::from(startup);
+            let mut steps = std::collections::VecDeque::from(steps);
             let mut min_insync_checked = false;
             loop {
                 let Some(broker) = broker.upgrade() else {
                     return;
                 };
-                let command = match commands.front() {
-                    Some(command) => command.clone(),
+                let result = match steps.front() {
+                    Some(StartupStep::Command(command)) => {
+                        broker.metadata.submit(command, &*broker).map(|_| ())
+                    }
+                    Some(StartupStep::Register) => {
+                        let channel = crate::lifecycle::InProcess(Arc::downgrade(&broker));
+                        broker.lifecycle.register(&broker, &channel).map(|_| ())
+                    }
                     None if !min_insync_checked => {
                         min_insync_checked = true;
                         let has = broker
@@ -607,26 +681,26 @@ fn start_quorum_commands(broker: &Arc<Broker>, startup: Vec<Command>) {
                             .get(MIN_INSYNC_REPLICAS)
                             .cloned()
                             .unwrap_or_else(|| "1".into());
-                        commands.push_back(Command::AlterConfigs {
+                        steps.push_back(StartupStep::Command(Command::AlterConfigs {
                             resource: ConfigResource::Broker(String::new()),
                             ops: vec![(MIN_INSYNC_REPLICAS.into(), ConfigOp::Set(value))],
                             replace: false,
-                        });
+                        }));
                         continue;
                     }
                     None => return,
                 };
-                match broker.metadata.submit(&command, &*broker) {
-                    Ok(_) => {
-                        commands.pop_front();
+                match result {
+                    Ok(()) => {
+                        steps.pop_front();
                     }
                     Err(runnel_cluster::ClusterError::NotController(_)) => {
                         drop(broker);
                         std::thread::sleep(std::time::Duration::from_millis(200));
                     }
                     Err(e) => {
-                        tracing::error!(?command, error = %e, "a startup metadata command failed");
-                        commands.pop_front();
+                        tracing::error!(error = %e, "a startup metadata step failed");
+                        steps.pop_front();
                     }
                 }
             }

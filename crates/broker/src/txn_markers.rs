@@ -24,10 +24,10 @@ pub use crate::txns::{MarkerRequest, MarkerResult};
 
 /// One partition's marker write in flight.
 enum Write {
-    /// The partition is not held here.
+    /// The topic or partition is not known.
     Unknown,
-    /// The partition is held here but another broker leads it.
-    NotLeader,
+    /// Known but not led here: Kafka's code for it.
+    Refused(i16),
     /// Through the replica layer.
     Log(AppendWait),
     /// Through the group coordinator (`__consumer_offsets`), started when its turn comes in
@@ -47,18 +47,16 @@ pub async fn write_txn_markers(broker: &Broker, markers: Vec<MarkerRequest>) -> 
     for request in markers {
         let mut writes = Vec::with_capacity(request.partitions.len());
         for (topic, index) in request.partitions {
-            let partition = image
-                .topic(&topic)
-                .and_then(|t| broker.partition(&t.topic_id, index));
-            let leader = image
-                .topic(&topic)
-                .and_then(|t| t.registration(index))
-                .map_or(-1, |r| r.leader);
+            let known = image.topic(&topic);
+            let partition = known.and_then(|t| broker.partition(&t.topic_id, index));
             let write = match partition {
-                None => Write::Unknown,
-                // Held here but led by another broker (its log is a follower's): the
-                // coordinator re-reads the image and sends the marker to the leader.
-                Some(_) if leader != broker.node_id() => Write::NotLeader,
+                None => match known {
+                    Some(t) => Write::Refused(crate::handlers::not_held_error(t, index)),
+                    None => Write::Unknown,
+                },
+                Some(p) if !p.is_leader() => {
+                    Write::Refused(ResponseError::NotLeaderOrFollower.code())
+                }
                 Some(_) if topic == OFFSETS_TOPIC => Write::Group(request.marker),
                 Some(p) => Write::Log(broker.replicas.write_txn_marker(&p, request.marker)),
             };
@@ -72,7 +70,7 @@ pub async fn write_txn_markers(broker: &Broker, markers: Vec<MarkerRequest>) -> 
         for (topic, index, write) in writes {
             let code = match write {
                 Write::Unknown => ResponseError::UnknownTopicOrPartition.code(),
-                Write::NotLeader => ResponseError::NotLeaderOrFollower.code(),
+                Write::Refused(code) => code,
                 Write::Log(wait) => match wait.wait().await {
                     Ok(_) => 0,
                     Err(e) => crate::errors::storage_error_code(&e),

@@ -452,6 +452,11 @@ fn request_for(key: ApiKey, version: i16, topic: &str, topic_id: uuid::Uuid) -> 
                     .with_partition_indexes(vec![0, 9]),
             ]))
         }
+        // A node never registered: BROKER_ID_NOT_REGISTERED (unregistering this node would
+        // take its partitions' leadership for the requests after it).
+        ApiKey::UnregisterBroker => RequestKind::UnregisterBroker(
+            UnregisterBrokerRequest::default().with_broker_id(BrokerId(99)),
+        ),
         other => panic!("no test request for {other:?}: add one when adding an API"),
     }
 }

@@ -44,6 +44,19 @@ pub enum Command {
         port: u16,
         rack: Option<String>,
     },
+    /// BrokerRegistration (API 62) on the active controller.
+    BrokerRegistration(crate::broker_lifecycle::Registration),
+    /// BrokerHeartbeat (API 63): the fencing / unfencing / controlled shutdown it asks for.
+    BrokerHeartbeat(crate::broker_lifecycle::Heartbeat),
+    /// The heartbeat tracker found this incarnation's session expired.
+    FenceStaleBroker {
+        node_id: i32,
+        broker_epoch: i64,
+    },
+    /// UnregisterBroker (API 64).
+    UnregisterBroker {
+        node_id: i32,
+    },
     /// Register every partition that has none (a log written before registrations existed),
     /// with this node as its only replica and leader.
     RegisterMissingPartitions {
@@ -126,6 +139,8 @@ pub const CONFIG_VALUE_BYTES_MAX: usize = 32_767;
 pub struct ControllerEngine {
     defaults: TopicDefaults,
     new_uuid: Box<dyn FnMut() -> Uuid + Send>,
+    /// The striped placer's randomness (seeded: deterministic under test).
+    placement_random: crate::placement::PlacementRandom,
 }
 
 impl std::fmt::Debug for ControllerEngine {
@@ -138,15 +153,18 @@ impl std::fmt::Debug for ControllerEngine {
 
 impl ControllerEngine {
     pub fn new(defaults: TopicDefaults) -> ControllerEngine {
+        let seed = random_kafka_uuid().as_u64_pair().0;
         ControllerEngine {
             defaults,
             new_uuid: Box::new(random_kafka_uuid),
+            placement_random: crate::placement::PlacementRandom::new(seed),
         }
     }
 
     /// Replaces the source of topic and cluster ids (deterministic tests and simulation).
     pub fn with_uuid_source(mut self, source: impl FnMut() -> Uuid + Send + 'static) -> Self {
         self.new_uuid = Box::new(source);
+        self.placement_random = crate::placement::PlacementRandom::new(0);
         self
     }
 
@@ -179,6 +197,23 @@ impl ControllerEngine {
                 port: *port,
                 rack: rack.clone(),
             }]),
+            Command::BrokerRegistration(request) => {
+                crate::broker_lifecycle::register(image, request)
+            }
+            Command::BrokerHeartbeat(heartbeat) => {
+                crate::broker_lifecycle::heartbeat(image, heartbeat)
+            }
+            Command::FenceStaleBroker {
+                node_id,
+                broker_epoch,
+            } => Ok(crate::broker_lifecycle::fence_stale(
+                image,
+                *node_id,
+                *broker_epoch,
+            )),
+            Command::UnregisterBroker { node_id } => {
+                crate::broker_lifecycle::unregister(image, *node_id)
+            }
             Command::RegisterMissingPartitions { node_id }
                 if !image.brokers.contains_key(node_id) =>
             {
@@ -211,7 +246,13 @@ impl ControllerEngine {
                 name,
                 count,
                 assignments,
-            } => create_partitions(image, name, *count, assignments.as_deref()),
+            } => create_partitions(
+                &mut self.placement_random,
+                image,
+                name,
+                *count,
+                assignments.as_deref(),
+            ),
             Command::DeleteTopic { name } => {
                 let topic = image
                     .topic(name)
@@ -324,7 +365,13 @@ impl ControllerEngine {
             } else {
                 replication_factor
             };
-            place(image, 0, partitions, replication_factor).map_err(|reason| {
+            place(
+                &mut self.placement_random,
+                image,
+                partitions,
+                replication_factor,
+            )
+            .map_err(|reason| {
                 ClusterError::InvalidReplicationFactor(format!(
                     "Unable to replicate the partition {replication_factor} time(s): {reason}"
                 ))
@@ -349,6 +396,7 @@ impl ControllerEngine {
                     )));
                 }
                 validate_manual_assignment(image, replicas, replication_factor)?;
+                require_active_replica(image, replicas, *index)?;
                 replication_factor = Some(replicas.len());
                 placed.insert(*index, replicas.clone());
             }
@@ -386,6 +434,7 @@ impl ControllerEngine {
 /// Validates growing a topic as Kafka's controller does (`ReplicationControlManager
 /// .createPartitions`, in its order and with its messages) and places the new partitions.
 fn create_partitions(
+    random: &mut crate::placement::PlacementRandom,
     image: &MetadataImage,
     name: &str,
     count: i32,
@@ -435,14 +484,15 @@ fn create_partitions(
     let start = i32::try_from(current).unwrap_or(i32::MAX);
     let placement = match assignments {
         Some(assignments) => {
-            for replicas in assignments {
+            for (replicas, index) in assignments.iter().zip(start..) {
                 validate_manual_assignment(image, replicas, Some(replication_factor))?;
+                require_active_replica(image, replicas, index)?;
             }
             assignments.to_vec()
         }
         None => place(
+            random,
             image,
-            start,
             count - start,
             i16::try_from(replication_factor).unwrap_or(i16::MAX),
         )
@@ -464,43 +514,46 @@ fn too_many_partitions(count: i32) -> ClusterError {
     ))
 }
 
-/// Kafka's striped placement over the registered brokers: partition p's replicas start at
-/// broker p mod n and take the next `replication_factor` brokers; the first is the preferred
-/// leader. The error is the placer's message.
+/// Places partitions with Kafka's striped, rack-aware placer ([`crate::placement`]) over the
+/// registered brokers (leaders only on unfenced ones), then refuses more than one replica:
+/// partition data is not replicated yet, and a replica that does not hold the data must never
+/// be reported. Kafka's own refusals (too few brokers, all fenced) come first, as in Kafka.
 fn place(
+    random: &mut crate::placement::PlacementRandom,
     image: &MetadataImage,
-    first_partition: i32,
     partitions: i32,
     replication_factor: i16,
 ) -> std::result::Result<Vec<Vec<i32>>, String> {
-    let brokers: Vec<i32> = image.brokers.keys().copied().collect();
-    if replication_factor <= 0 {
-        return Err(format!(
-            "Invalid replication factor {replication_factor}: the replication factor must be positive."
-        ));
+    let brokers = crate::placement::usable_brokers(image);
+    let count = usize::try_from(partitions.max(0)).unwrap_or(0);
+    // Kafka's checks on a zero-partition probe, so a refusal costs no placement work.
+    crate::placement::place(random, &brokers, 0, i32::from(replication_factor))?;
+    if replication_factor > 1 {
+        return Err(REPLICATION_NOT_BUILT.into());
     }
-    if brokers.is_empty() {
-        return Err(
-            "All brokers are currently fenced, or have all their log directories cordoned.".into(),
-        );
+    crate::placement::place(random, &brokers, count, i32::from(replication_factor))
+}
+
+/// Why a replication factor above 1 is refused (issue "Cluster I"; "Cluster II" replicates).
+pub const REPLICATION_NOT_BUILT: &str =
+    "partition replication is not built yet in runnel: a replication factor above 1 cannot be served.";
+
+/// Kafka refuses a manual assignment whose replicas are all fenced or shutting down: the
+/// partition would start without a leader.
+fn require_active_replica(image: &MetadataImage, replicas: &[i32], partition: i32) -> Result<()> {
+    let active = |id: &i32| {
+        image
+            .brokers
+            .get(id)
+            .is_some_and(|b| !b.fenced && !b.in_controlled_shutdown)
+    };
+    if replicas.iter().any(active) {
+        Ok(())
+    } else {
+        Err(ClusterError::InvalidReplicaAssignment(format!(
+            "All brokers specified in the manual partition assignment for partition {partition} are fenced or in controlled shutdown."
+        )))
     }
-    let replicas = usize::try_from(replication_factor).unwrap_or(usize::MAX);
-    if replicas > brokers.len() {
-        return Err(format!(
-            "The target replication factor of {replication_factor} cannot be reached because only {} broker(s) are registered or some brokers have all their log directories cordoned.",
-            brokers.len()
-        ));
-    }
-    Ok(
-        (first_partition..first_partition.saturating_add(partitions.max(0)))
-            .map(|p| {
-                let first = usize::try_from(p).unwrap_or(0) % brokers.len();
-                (0..replicas)
-                    .map(|i| brokers[(first + i) % brokers.len()])
-                    .collect()
-            })
-            .collect(),
-    )
 }
 
 /// Kafka's `validateManualPartitionAssignment`: a non-empty list of distinct registered
@@ -535,12 +588,15 @@ fn validate_manual_assignment(
             "The manual partition assignment includes a partition with {} replica(s), but this is not consistent with previous partitions, which have {expected} replica(s).",
             replicas.len()
         )),
+        _ if replicas.len() > 1 => Err(ClusterError::InvalidReplicationFactor(
+            REPLICATION_NOT_BUILT.into(),
+        )),
         _ => Ok(()),
     }
 }
 
 /// The registration of a new partition: every replica in sync, the first one leading, epochs
-/// at 0 (all registered brokers are alive: runnel has no fencing yet).
+/// at 0 (the placer puts the first replica on an unfenced broker).
 fn new_partition(topic_id: Uuid, partition: i32, replicas: Vec<i32>) -> MetadataRecord {
     assert!(!replicas.is_empty(), "a placed partition has replicas");
     MetadataRecord::Partition {
@@ -914,34 +970,28 @@ mod tests {
         ));
     }
 
-    // Proves a new topic's partitions are registered on registered brokers, striped from
-    // partition p mod n, leader first, epochs at 0; and a topic left without registrations by
+    // Proves a new topic's partitions are registered on registered brokers, striped evenly,
+    // leader first, epochs at 0; and a topic left without registrations by
     // an older log gets them.
     #[test]
     fn partitions_are_registered_and_striped_across_brokers() {
         let mut e = engine();
         let mut img = image(&mut e, 3);
-        for record in e.handle(&img, &create("t", 4, 2)).unwrap() {
+        for record in e.handle(&img, &create("t", 6, 1)).unwrap() {
             img.apply(&record);
         }
         let topic = img.topic("t").unwrap();
-        let placed: Vec<(Vec<i32>, i32)> = (0..4)
+        let mut leaders: Vec<i32> = (0..6)
             .map(|p| {
                 let r = topic.registration(p).unwrap();
                 assert_eq!(r.isr, r.replicas);
+                assert_eq!(r.replicas, [r.leader]);
                 assert_eq!((r.leader_epoch, r.partition_epoch), (0, 0));
-                (r.replicas.clone(), r.leader)
+                r.leader
             })
             .collect();
-        assert_eq!(
-            placed,
-            vec![
-                (vec![1, 2], 1),
-                (vec![2, 3], 2),
-                (vec![3, 1], 3),
-                (vec![1, 2], 1)
-            ]
-        );
+        leaders.sort_unstable();
+        assert_eq!(leaders, [1, 1, 2, 2, 3, 3], "leaders striped evenly");
         // An older log: a topic record without partition records.
         img.apply(&MetadataRecord::Topic {
             name: "old".into(),
@@ -1036,7 +1086,7 @@ mod tests {
     fn create_partitions() {
         let mut e = engine();
         let mut img = image(&mut e, 3);
-        run(&mut e, &mut img, &create("t", 2, 2));
+        run(&mut e, &mut img, &create("t", 2, 1));
         let grow = |count: i32, assignments: Option<Vec<Vec<i32>>>| Command::CreatePartitions {
             name: "t".into(),
             count,
@@ -1047,15 +1097,15 @@ mod tests {
             (grow(1, None), "The topic t currently has 2 partition(s); 1 would not be an increase."),
             (grow(i32::MIN, None), "The topic t currently has 2 partition(s); -2147483648 would not be an increase."),
             (
-                grow(4, Some(vec![vec![1, 2]])),
+                grow(4, Some(vec![vec![1]])),
                 "Attempted to add 2 additional partition(s), but only 1 assignment(s) were specified.",
             ),
             (
-                grow(3, Some(vec![vec![1]])),
-                "The manual partition assignment includes a partition with 1 replica(s), but this is not consistent with previous partitions, which have 2 replica(s).",
+                grow(3, Some(vec![vec![1, 2]])),
+                "The manual partition assignment includes a partition with 2 replica(s), but this is not consistent with previous partitions, which have 1 replica(s).",
             ),
             (
-                grow(3, Some(vec![vec![1, 9]])),
+                grow(3, Some(vec![vec![9]])),
                 "The manual partition assignment includes broker 9, but no such broker is registered.",
             ),
             (
@@ -1083,23 +1133,30 @@ mod tests {
         ));
         let before = img.topic("t").unwrap().clone();
         let mut delta = crate::metadata::MetadataDelta::default();
-        for record in e.handle(&img, &grow(4, None)).unwrap() {
+        for record in e.handle(&img, &grow(5, None)).unwrap() {
             img.replay(&record, &mut delta);
         }
-        assert_eq!(delta.grown_topics, vec![before.topic_id; 2]);
+        assert_eq!(delta.grown_topics, vec![before.topic_id; 3]);
         assert_eq!(
             delta.changed_partitions,
-            vec![(before.topic_id, 2), (before.topic_id, 3)]
+            vec![
+                (before.topic_id, 2),
+                (before.topic_id, 3),
+                (before.topic_id, 4)
+            ]
         );
         let topic = img.topic("t").unwrap().clone();
-        assert_eq!(topic.partitions, 4);
+        assert_eq!(topic.partitions, 5);
         assert_eq!(topic.registration(0), before.registration(0));
-        // Striped from the new partition's index, as Kafka's placer continues.
-        assert_eq!(topic.registration(2).unwrap().replicas, vec![3, 1]);
-        assert_eq!(topic.registration(3).unwrap().replicas, vec![1, 2]);
-        run(&mut e, &mut img, &grow(5, Some(vec![vec![3, 2]])));
-        let r = img.topic("t").unwrap().registration(4).unwrap().clone();
-        assert_eq!((r.replicas, r.isr, r.leader), (vec![3, 2], vec![3, 2], 3));
+        // Striped: three new partitions land on three different brokers.
+        let mut leaders: Vec<i32> = (2..5)
+            .map(|p| topic.registration(p).unwrap().leader)
+            .collect();
+        leaders.sort_unstable();
+        assert_eq!(leaders, [1, 2, 3]);
+        run(&mut e, &mut img, &grow(6, Some(vec![vec![3]])));
+        let r = img.topic("t").unwrap().registration(5).unwrap().clone();
+        assert_eq!((r.replicas, r.isr, r.leader), (vec![3], vec![3], 3));
         let mut rebuilt = MetadataImage::empty();
         for record in img.to_records() {
             rebuilt.apply(&record);

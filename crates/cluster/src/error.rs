@@ -65,6 +65,25 @@ pub enum ClusterError {
     /// change, bad operations); the text is Kafka's message.
     #[error("{0}")]
     ConfigRequestRejected(String),
+    /// BrokerRegistration from a broker of another cluster (INCONSISTENT_CLUSTER_ID).
+    #[error("{0}")]
+    InconsistentClusterId(String),
+    /// Another incarnation of the node id still has a valid session
+    /// (DUPLICATE_BROKER_REGISTRATION).
+    #[error("{0}")]
+    DuplicateBrokerRegistration(String),
+    /// A registration Kafka refuses as INVALID_REGISTRATION.
+    #[error("{0}")]
+    InvalidRegistration(String),
+    /// A registering broker does not support a finalized feature level (UNSUPPORTED_VERSION).
+    #[error("{0}")]
+    UnsupportedVersion(String),
+    /// A heartbeat of an epoch that is not the broker's registration (STALE_BROKER_EPOCH).
+    #[error("{0}")]
+    StaleBrokerEpoch(String),
+    /// UnregisterBroker of an unknown broker (BROKER_ID_NOT_REGISTERED).
+    #[error("{0}")]
+    BrokerIdNotRegistered(String),
     /// A replica was to be placed on a broker that is not registered.
     #[error("broker {0} is not registered")]
     BrokerNotRegistered(i32),

@@ -8,13 +8,16 @@
 //! alone.
 
 pub mod broker_config;
+pub mod broker_lifecycle;
 pub mod controller;
 pub mod error;
 pub mod features;
 pub mod fuzzing;
 pub mod group;
+pub mod heartbeat;
 pub mod kafka_configs;
 pub mod metadata;
+pub mod placement;
 pub mod quorum;
 pub mod shard;
 pub mod shard_leadership;

@@ -75,7 +75,29 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     // Kafka 4.4 has v2 (a TransactionVersion per marker); kafka-protocol 0.18 stops at v1.
     full(ApiKey::WriteTxnMarkers, 1, 1),
     full(ApiKey::DescribeProducers, 0, 0),
+    // Kafka serves it on the broker and the controller listeners ("listeners": ["broker",
+    // "controller"]).
+    full(ApiKey::UnregisterBroker, 0, 0),
 ];
+
+/// APIs Kafka serves on the controller listener only (`"listeners": ["controller"]`): brokers
+/// register and heartbeat with the active controller. Advertised in ApiVersions only on a
+/// controller listener. Until runnel binds one, a node accepts them on its client listeners
+/// too (unadvertised), so a node that is its own controller can be registered with.
+pub const CONTROLLER_ONLY_APIS: &[SupportedApi] = &[
+    full(ApiKey::BrokerRegistration, 0, 4),
+    full(ApiKey::BrokerHeartbeat, 0, 1),
+];
+
+/// The range of an API runnel accepts on some listener: the client listeners' table, or
+/// the controller listener's.
+pub fn accepted(api_key: i16) -> Option<&'static SupportedApi> {
+    supported(api_key).or_else(|| {
+        CONTROLLER_ONLY_APIS
+            .iter()
+            .find(|api| api.key as i16 == api_key)
+    })
+}
 
 /// The supported range for `api_key`, if runnel serves it.
 pub fn supported(api_key: i16) -> Option<&'static SupportedApi> {
@@ -101,7 +123,7 @@ mod tests {
             (ApiKey::OffsetCommit, 9),
             (ApiKey::OffsetFetch, 9),
         ];
-        for api in SUPPORTED_APIS {
+        for api in SUPPORTED_APIS.iter().chain(CONTROLLER_ONLY_APIS) {
             let valid = crate::validate::decodable_versions(api.key);
             assert_eq!(api.min_version, valid.min, "{:?} min", api.key);
             let expected_max = BELOW_KAFKA_PROTOCOL_MAX
@@ -116,7 +138,7 @@ mod tests {
     // versions), so no advertised version is one we would refuse.
     #[test]
     fn advertised_versions_are_decodable() {
-        for api in SUPPORTED_APIS {
+        for api in SUPPORTED_APIS.iter().chain(CONTROLLER_ONLY_APIS) {
             for version in api.min_version..=api.max_version {
                 let schema = crate::validate::request_schema(api.key as i16).expect("schema");
                 assert!(schema.valid.contains(version), "{:?} v{version}", api.key);

@@ -617,6 +617,26 @@ fn leader_epoch_is_checkpointed_when_assigned_not_on_first_append() {
 }
 
 #[test]
+fn deferred_leader_epoch_is_known_at_once_and_checkpointed_by_the_first_append() {
+    // Goal: an epoch assigned without its checkpoint (many partitions changing leader at once)
+    // is in the cache at once, starting at the log end, and reaches the checkpoint with the
+    // first append; a crash before that append forgets only it.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("deferred-0");
+    let mut log = PartitionLog::open(path.clone(), TOPIC, LogConfig::default()).unwrap();
+    let checkpoint = path.join("leader-epoch-checkpoint");
+    log.assign_leader_epoch(0).unwrap();
+    log.append_as_leader(Bytes::from(batch(3, 1000, 10)), 0, 0)
+        .unwrap();
+    log.assign_leader_epoch_deferred(2).unwrap();
+    assert_eq!(log.latest_epoch(), Some(2));
+    assert_eq!(fs::read_to_string(&checkpoint).unwrap(), "0\n1\n0 0\n");
+    log.append_as_leader(Bytes::from(batch(1, 2000, 10)), 2, 0)
+        .unwrap();
+    assert_eq!(fs::read_to_string(&checkpoint).unwrap(), "0\n2\n0 0\n2 3\n");
+}
+
+#[test]
 fn offsets_handle_follows_the_log() {
     // The lock-free offsets handle reads what the log's getters read after open, appends, HW moves, refused appends and a reopen.
     let dir = tempfile::tempdir().unwrap();

@@ -84,6 +84,9 @@ pub fn handle(
                     } else {
                         match topic.and_then(|t| broker.partition(&t.topic_id, index)) {
                             // A checkpoint fsync and renames: off the async worker.
+                            Some(partition) if !partition.is_leader() => {
+                                Err(ResponseError::NotLeaderOrFollower.code())
+                            }
                             Some(partition) => crate::blocking::blocking(|| {
                                 partition.delete_records_on_leader(offset, now_ms())
                             }),

@@ -43,17 +43,23 @@ pub fn handle(
     response
         .with_controller_id(BrokerId(broker.node_id()))
         .with_brokers(
+            // Kafka's `handleDescribeCluster`: live brokers, or every registered one (with its
+            // fencing) when v2's IncludeFencedBrokers asks; only those with an endpoint on the
+            // request's listener.
             image
                 .brokers
                 .values()
-                .map(|b| {
-                    let (host, port) = broker.endpoint(b, &ctx.connection.listener);
-                    DescribeClusterBroker::default()
-                        .with_broker_id(BrokerId(b.node_id))
-                        .with_host(StrBytes::from_string(host))
-                        .with_port(i32::from(port))
-                        .with_rack(b.rack.clone().map(StrBytes::from_string))
-                        .with_is_fenced(false)
+                .filter(|b| request.include_fenced_brokers || b.is_live())
+                .filter_map(|b| {
+                    let (host, port) = broker.endpoint_for(b, &ctx.connection.listener)?;
+                    Some(
+                        DescribeClusterBroker::default()
+                            .with_broker_id(BrokerId(b.node_id))
+                            .with_host(StrBytes::from_string(host))
+                            .with_port(i32::from(port))
+                            .with_rack(b.rack.clone().map(StrBytes::from_string))
+                            .with_is_fenced(b.fenced),
+                    )
                 })
                 .collect(),
         )

@@ -62,6 +62,9 @@ pub fn handle(
                     partition.with_error_code(ResponseError::UnknownTopicOrPartition.code())
                 }
                 (None, Some(t)) => match broker.partition(&t.topic_id, index) {
+                    Some(p) if !p.is_leader() => {
+                        partition.with_error_code(ResponseError::NotLeaderOrFollower.code())
+                    }
                     Some(p) => partition.with_active_producers(
                         p.reader()
                             .active_producers()

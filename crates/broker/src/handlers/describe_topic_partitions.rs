@@ -92,7 +92,14 @@ pub fn handle(
         Some(c) if c.topic_name.as_str() == name => c.partition_index,
         _ => 0,
     };
-    let mut response = describe(&image, authorized.into_iter(), start, limit, all_topics);
+    let mut response = describe(
+        &image,
+        &ctx.connection.listener,
+        authorized.into_iter(),
+        start,
+        limit,
+        all_topics,
+    );
     for topic in &mut response.topics {
         let name = topic.name.as_ref().map_or("", |n| n.as_str());
         topic.topic_authorized_operations =
@@ -109,6 +116,7 @@ pub fn handle(
 /// unknown names are skipped, else answered with an error.
 fn describe<'a>(
     image: &MetadataImage,
+    listener: &str,
     names: impl Iterator<Item = &'a str>,
     start: impl Fn(&str) -> i32,
     limit: i32,
@@ -142,7 +150,7 @@ fn describe<'a>(
             }
             continue;
         };
-        let (partitions, next) = partitions(image, topic, start(name), remaining);
+        let (partitions, next) = partitions(image, listener, topic, start(name), remaining);
         let described = i32::try_from(partitions.len()).unwrap_or(i32::MAX);
         response.topics.push(
             DescribeTopicPartitionsResponseTopic::default()
@@ -167,6 +175,7 @@ fn describe<'a>(
 /// Partitions `first..` of `topic`, at most `count`, and the index of the first one left out.
 fn partitions(
     image: &MetadataImage,
+    listener: &str,
     topic: &TopicImage,
     first: i32,
     count: i32,
@@ -179,13 +188,8 @@ fn partitions(
             // Kafka skips a partition the image lacks (with a warning); after startup every
             // partition here is registered.
             let r = topic.registration(index)?;
-            let offline: Vec<i32> = r
-                .replicas
-                .iter()
-                .copied()
-                .filter(|n| !image.brokers.contains_key(n))
-                .collect();
-            let leader = if image.brokers.contains_key(&r.leader) {
+            let offline = image.offline_replicas(&r.replicas, listener);
+            let leader = if image.leader_reachable(r.leader, listener) {
                 r.leader
             } else {
                 -1

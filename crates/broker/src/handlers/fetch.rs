@@ -120,10 +120,9 @@ pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Fet
                 (None, _) if matches!(fp.key.topic, TopicKey::Id(_)) => {
                     Some(ResponseError::UnknownTopicId.code())
                 }
-                (None, _) | (Some(_), None) => Some(ResponseError::UnknownTopicOrPartition.code()),
-                (Some(_), Some(part)) => {
-                    super::leader_epoch_error(fp.params.current_leader_epoch, part.leader_epoch)
-                }
+                (None, _) => Some(ResponseError::UnknownTopicOrPartition.code()),
+                (Some(t), None) => Some(super::not_held_error(t, fp.key.partition)),
+                (Some(_), Some(part)) => super::leader_error(fp.params.current_leader_epoch, part),
             };
             Wanted {
                 partition_index: fp.key.partition,

@@ -49,7 +49,8 @@ fn coordinator(
     let partition = runnel_cluster::group::offsets_partition_for(key, partitions);
     let leader = topic.registration(partition).map_or(-1, |r| r.leader);
     match image.brokers.get(&leader) {
-        Some(b) => {
+        // A fenced leader is not serving: the client asks again after a backoff.
+        Some(b) if b.is_live() => {
             let (host, port) = endpoint(b);
             Answer {
                 error: ResponseError::UnknownServerError,
@@ -57,7 +58,7 @@ fn coordinator(
                 node: Some((b.node_id, host, i32::from(port))),
             }
         }
-        None => not_available(),
+        _ => not_available(),
     }
 }
 
@@ -173,6 +174,11 @@ mod tests {
                     host: host.into(),
                     port,
                     rack: None,
+                    broker_epoch: 0,
+                    listeners: Vec::new(),
+                    fenced: false,
+                    in_controlled_shutdown: false,
+                    log_dirs: Vec::new(),
                 },
             );
         }

@@ -125,14 +125,13 @@ pub fn handle(
                     let Some(partition) =
                         resolved.and_then(|t| broker.partition(&t.topic_id, index))
                     else {
-                        return error_response(
-                            index,
-                            ResponseError::UnknownTopicOrPartition.code(),
-                        );
+                        let code = match resolved {
+                            Some(t) => super::not_held_error(t, index),
+                            None => ResponseError::UnknownTopicOrPartition.code(),
+                        };
+                        return error_response(index, code);
                     };
-                    if let Some(code) =
-                        super::leader_epoch_error(p.current_leader_epoch, partition.leader_epoch)
-                    {
+                    if let Some(code) = super::leader_error(p.current_leader_epoch, &partition) {
                         return error_response(index, code);
                     }
                     // A snapshot, not the append lock: the answer waits for no append or fsync.
@@ -194,7 +193,7 @@ fn answer(
         LATEST => none
             .clone()
             .with_offset(last_fetchable_offset)
-            .with_leader_epoch(epoch(Some(partition.leader_epoch))),
+            .with_leader_epoch(epoch(Some(partition.leader_epoch()))),
         // No remote storage: the earliest local offset is the log start. Its epoch is the first
         // cached epoch's, if that epoch starts at or below the log start.
         EARLIEST | EARLIEST_LOCAL => {

@@ -39,14 +39,15 @@ pub fn handle(
     let mut topics = Vec::new();
     match request.topics {
         // v1+: null means every topic. v0: an empty list means every topic.
-        None => topics.extend(all_topics(broker, topic_ops)),
+        None => topics.extend(all_topics(broker, &ctx.connection.listener, topic_ops)),
         Some(requested) if requested.is_empty() && version == 0 => {
-            topics.extend(all_topics(broker, topic_ops))
+            topics.extend(all_topics(broker, &ctx.connection.listener, topic_ops))
         }
         Some(requested) => {
             for wanted in requested {
                 let mut entry = describe_one(
                     broker,
+                    &ctx.connection.listener,
                     wanted.name.map(|n| n.0.to_string()),
                     wanted.topic_id,
                     allow_auto_create,
@@ -64,16 +65,21 @@ pub fn handle(
     let image = broker.image();
     MetadataResponse::default()
         .with_brokers(
+            // Kafka's `getAliveBrokerNodes`: unfenced brokers with an endpoint on the
+            // request's listener.
             image
                 .brokers
                 .values()
-                .map(|b| {
-                    let (host, port) = broker.endpoint(b, &ctx.connection.listener);
-                    MetadataResponseBroker::default()
-                        .with_node_id(BrokerId(b.node_id))
-                        .with_host(StrBytes::from_string(host))
-                        .with_port(i32::from(port))
-                        .with_rack(b.rack.clone().map(StrBytes::from_string))
+                .filter(|b| b.is_live())
+                .filter_map(|b| {
+                    let (host, port) = broker.endpoint_for(b, &ctx.connection.listener)?;
+                    Some(
+                        MetadataResponseBroker::default()
+                            .with_node_id(BrokerId(b.node_id))
+                            .with_host(StrBytes::from_string(host))
+                            .with_port(i32::from(port))
+                            .with_rack(b.rack.clone().map(StrBytes::from_string)),
+                    )
                 })
                 .collect(),
         )
@@ -91,17 +97,18 @@ pub fn handle(
         })
 }
 
-fn all_topics(broker: &Broker, topic_ops: i32) -> Vec<MetadataResponseTopic> {
+fn all_topics(broker: &Broker, listener: &str, topic_ops: i32) -> Vec<MetadataResponseTopic> {
     let image = broker.image();
     image
         .topics
         .values()
-        .map(|t| topic_entry(&image, t, topic_ops))
+        .map(|t| topic_entry(&image, listener, t, topic_ops))
         .collect()
 }
 
 fn describe_one(
     broker: &Broker,
+    listener: &str,
     name: Option<String>,
     topic_id: Uuid,
     allow_auto_create: bool,
@@ -118,12 +125,12 @@ fn describe_one(
     let Some(name) = name.clone() else {
         // Lookup by id (v10+).
         return match image.topic_by_id(&topic_id) {
-            Some(t) => topic_entry(&image, t, topic_ops),
+            Some(t) => topic_entry(&image, listener, t, topic_ops),
             None => error(ResponseError::UnknownTopicId),
         };
     };
     if let Some(topic) = image.topic(&name) {
-        return topic_entry(&image, topic, topic_ops);
+        return topic_entry(&image, listener, topic, topic_ops);
     }
     if !allow_auto_create {
         return error(ResponseError::UnknownTopicOrPartition);
@@ -131,11 +138,11 @@ fn describe_one(
     match broker.create_topic(&name, -1, -1, BTreeMap::new(), false) {
         Ok(topic) => {
             tracing::info!(topic = %name, partitions = topic.partitions, "auto-created topic");
-            topic_entry(&broker.image(), &topic, topic_ops)
+            topic_entry(&broker.image(), listener, &topic, topic_ops)
         }
         // Another request created it meanwhile.
         Err(ClusterError::TopicAlreadyExists(_)) => match broker.image().topic(&name) {
-            Some(topic) => topic_entry(&broker.image(), topic, topic_ops),
+            Some(topic) => topic_entry(&broker.image(), listener, topic, topic_ops),
             None => error(ResponseError::LeaderNotAvailable),
         },
         Err(e) => MetadataResponseTopic::default()
@@ -150,6 +157,7 @@ fn describe_one(
 /// no registration (never so after startup) has no leader yet.
 fn topic_entry(
     image: &MetadataImage,
+    listener: &str,
     topic: &Arc<TopicImage>,
     topic_ops: i32,
 ) -> MetadataResponseTopic {
@@ -159,18 +167,22 @@ fn topic_entry(
             let entry = MetadataResponsePartition::default().with_partition_index(index);
             match topic.registration(index) {
                 Some(r) => {
-                    let offline: Vec<i32> = r
-                        .replicas
-                        .iter()
-                        .copied()
-                        .filter(|n| !image.brokers.contains_key(n))
-                        .collect();
-                    entry
-                        .with_leader_id(BrokerId(r.leader))
+                    // Kafka's `partitionMetadata`: a leader without an endpoint on this
+                    // listener (none, or not registered) is reported as -1 with
+                    // LEADER_NOT_AVAILABLE; replicas and ISR are listed as registered.
+                    let offline = image.offline_replicas(&r.replicas, listener);
+                    let entry = entry
                         .with_leader_epoch(r.leader_epoch)
                         .with_replica_nodes(ids(&r.replicas))
                         .with_isr_nodes(ids(&r.isr))
-                        .with_offline_replicas(ids(&offline))
+                        .with_offline_replicas(ids(&offline));
+                    if image.leader_reachable(r.leader, listener) {
+                        entry.with_leader_id(BrokerId(r.leader))
+                    } else {
+                        entry
+                            .with_error_code(ResponseError::LeaderNotAvailable.code())
+                            .with_leader_id(BrokerId(-1))
+                    }
                 }
                 None => entry
                     .with_error_code(ResponseError::LeaderNotAvailable.code())

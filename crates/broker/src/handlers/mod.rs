@@ -20,6 +20,7 @@ use crate::state::Broker;
 
 mod alter_configs;
 mod api_versions;
+mod broker_lifecycle;
 mod create_partitions;
 mod delete_records;
 mod describe_cluster;
@@ -192,6 +193,15 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext<'_>, request: Req
         RequestKind::DescribeProducers(r) => {
             ResponseKind::DescribeProducers(describe_producers::handle(broker, ctx, &r))
         }
+        RequestKind::BrokerRegistration(r) => {
+            ResponseKind::BrokerRegistration(broker_lifecycle::registration(broker, ctx, &r))
+        }
+        RequestKind::BrokerHeartbeat(r) => {
+            ResponseKind::BrokerHeartbeat(broker_lifecycle::heartbeat(broker, ctx, &r))
+        }
+        RequestKind::UnregisterBroker(r) => {
+            ResponseKind::UnregisterBroker(broker_lifecycle::unregister(broker, ctx, &r))
+        }
         other => {
             // The connection only dispatches APIs from the supported table, so this is our bug.
             tracing::error!(request = ?std::mem::discriminant(&other), "no handler for a supported API");
@@ -320,6 +330,28 @@ async fn group(broker: &Arc<Broker>, ctx: &RequestContext<'_>, request: GroupReq
         }
     }
     Reply::Send(response)
+}
+
+/// Kafka's `localLogWithEpochOrThrow` for requests only the leader serves: the client's
+/// `current_leader_epoch` first (`leader_epoch_error`), then NOT_LEADER_OR_FOLLOWER when this
+/// node holds the partition but does not lead it (another broker leads, or none does).
+pub fn leader_error(requested_epoch: i32, partition: &crate::replica::Partition) -> Option<i16> {
+    leader_epoch_error(requested_epoch, partition.leader_epoch()).or_else(|| {
+        (!partition.is_leader())
+            .then(|| kafka_protocol::error::ResponseError::NotLeaderOrFollower.code())
+    })
+}
+
+/// Kafka's `getPartitionOrError` for a partition this node does not hold: one the metadata
+/// knows (placed on another broker) answers NOT_LEADER_OR_FOLLOWER, so the client refreshes
+/// its metadata and goes to the leader; any other UNKNOWN_TOPIC_OR_PARTITION.
+pub fn not_held_error(topic: &runnel_cluster::TopicImage, index: i32) -> i16 {
+    use kafka_protocol::error::ResponseError;
+    if u32::try_from(index).is_ok_and(|i| i < topic.partitions) {
+        ResponseError::NotLeaderOrFollower.code()
+    } else {
+        ResponseError::UnknownTopicOrPartition.code()
+    }
 }
 
 /// Checks a client's `current_leader_epoch` against ours (-1 means "don't check").

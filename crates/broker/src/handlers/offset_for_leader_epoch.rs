@@ -66,9 +66,7 @@ pub fn handle(
                         return answer.with_error_code(code.code());
                     };
                     // -1 (NO_PARTITION_LEADER_EPOCH) skips the check.
-                    if let Some(code) =
-                        super::leader_epoch_error(p.current_leader_epoch, partition.leader_epoch)
-                    {
+                    if let Some(code) = super::leader_error(p.current_leader_epoch, &partition) {
                         return answer.with_error_code(code);
                     }
                     match partition.reader().snapshot() {

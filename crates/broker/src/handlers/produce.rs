@@ -160,14 +160,17 @@ pub fn apply(
             }
             let partition = topic.and_then(|t| broker.partition(&t.topic_id, data.index));
             let Some(partition) = partition else {
-                let code = if topic.is_some() {
-                    ResponseError::UnknownTopicOrPartition
-                } else {
-                    missing_topic
+                let code = match topic {
+                    Some(t) => super::not_held_error(t, data.index),
+                    None => missing_topic.code(),
                 };
-                partition_responses.push(failed(code.code(), None));
+                partition_responses.push(failed(code, None));
                 continue;
             };
+            if let Some(code) = super::leader_error(-1, &partition) {
+                partition_responses.push(failed(code, None));
+                continue;
+            }
             let records = data.records.clone().unwrap_or_default();
             // Produce v3+ carries exactly one v2 batch per partition (Kafka's
             // ProduceRequest.validateRecords); the log validates the batch itself.

@@ -66,13 +66,19 @@ impl Publisher<'_> {
             }
         }
         for (topic_id, index) in &delta.changed_partitions {
+            if let Some(partition) = self.replicas.partition(topic_id, *index) {
+                // Leadership follows the registration before the image shows it.
+                self.follow_registration(&partition, image);
+            }
+        }
+        for (topic_id, index) in &delta.changed_partitions {
             if !delta.grown_topics.contains(topic_id) || delta.created_topics.contains(topic_id) {
                 continue;
             }
             let Some(topic) = image.topic_by_id(topic_id) else {
                 continue;
             };
-            if self.replicas.partition(topic_id, *index).is_some() {
+            if self.replicas.partition(topic_id, *index).is_some() || !self.hosts(topic, *index) {
                 continue;
             }
             // As for a new topic: committed, so a failure is reported and retried at the next
@@ -168,6 +174,29 @@ impl Publisher<'_> {
             .follow_leadership(image, delta, self.node_id, self.replicas);
     }
 
+    /// Whether this node holds a replica of the partition (contract: a node opens exactly the
+    /// partitions whose replicas include it). A partition without a registration (a log from
+    /// before registrations, until startup registers it here) is held.
+    fn hosts(&self, topic: &TopicImage, index: i32) -> bool {
+        topic
+            .registration(index)
+            .is_none_or(|r| r.replicas.contains(&self.node_id))
+    }
+
+    /// Makes an open partition lead (at the registration's leader epoch) or not, as its
+    /// registration in `image` says.
+    fn follow_registration(&self, partition: &Partition, image: &MetadataImage) {
+        let Some(r) = image
+            .topic_by_id(&partition.topic.topic_id)
+            .and_then(|t| t.registration(partition.index))
+        else {
+            return;
+        };
+        if let Err(e) = partition.set_leadership(r.leader == self.node_id, r.leader_epoch) {
+            tracing::error!(topic = %partition.topic.name, partition = partition.index, error = %e, "recording a new leader epoch");
+        }
+    }
+
     /// Opens every partition of every topic in the installed image (startup), after removing
     /// directories no topic owns.
     pub fn open_all(&self) -> Result<()> {
@@ -178,6 +207,9 @@ impl Publisher<'_> {
         let mut recovered = Recovered::default();
         for topic in image.topics.values() {
             for index in 0..i32::try_from(topic.partitions).unwrap_or(i32::MAX) {
+                if !self.hosts(topic, index) {
+                    continue;
+                }
                 // Storage truncates torn or corrupt tails (and drops segments after a corrupt
                 // one) while it opens a log; the `.log` bytes before and after say how much.
                 let dir = partition_dir(self.data_dir, &topic.name, index);
@@ -231,6 +263,9 @@ impl Publisher<'_> {
     /// Opens (creating) every partition log of `topic` and starts serving it.
     fn open_topic(&self, topic: &Arc<TopicImage>, image: &MetadataImage) -> Result<()> {
         for index in 0..i32::try_from(topic.partitions).unwrap_or(i32::MAX) {
+            if !self.hosts(topic, index) {
+                continue;
+            }
             // A new topic's directory is new: nothing was shut down, cleanly or not.
             self.open_partition(topic, index, image, LastShutdown::Unclean)?;
         }
@@ -285,17 +320,17 @@ impl Publisher<'_> {
                 log.flush()
                     .with_context(|| format!("fsync of recovered {}", dir.display()))?;
             }
-            // The leader epoch of the partition's registration (0 until leadership moves).
-            let leader_epoch = topic.registration(index).map_or(0, |r| r.leader_epoch);
-            log.assign_leader_epoch(leader_epoch)
-                .with_context(|| format!("leader epoch checkpoint of {}", dir.display()))?;
-            self.replicas.add(Partition::new(
-                Arc::clone(topic),
-                index,
-                log,
-                leader_epoch,
-                &settings,
-            ));
+            // The leader epoch of the partition's registration, recorded now when this node
+            // leads it; otherwise when it becomes leader (`follow_registration`).
+            let registration = topic.registration(index);
+            let leader_epoch = registration.map_or(0, |r| r.leader_epoch);
+            if registration.is_none_or(|r| r.leader == self.node_id) {
+                log.assign_leader_epoch(leader_epoch)
+                    .with_context(|| format!("leader epoch checkpoint of {}", dir.display()))?;
+            }
+            let partition = Partition::new(Arc::clone(topic), index, log, leader_epoch, &settings);
+            self.follow_registration(&partition, image);
+            self.replicas.add(partition);
         }
         Ok((replaced, stats))
     }

@@ -204,7 +204,7 @@ fn append_durably(partition: &Arc<Partition>, append: RoundAppend) -> AppendWait
                 let bytes = records.len();
                 let result = log.append_as_leader_verified(
                     records,
-                    partition.leader_epoch,
+                    partition.leader_epoch(),
                     now_ms(),
                     verification,
                 );
@@ -215,14 +215,14 @@ fn append_durably(partition: &Arc<Partition>, append: RoundAppend) -> AppendWait
             }
             RoundAppend::CoordinatorRecords(records) => {
                 let bytes = records.len();
-                let result = log.append_as_coordinator(records, partition.leader_epoch, now_ms());
+                let result = log.append_as_coordinator(records, partition.leader_epoch(), now_ms());
                 if let Ok(outcome) = &result {
                     partition.record_appended(bytes, outcome);
                 }
                 result
             }
             RoundAppend::Marker(marker) => {
-                log.append_txn_marker(&marker, partition.leader_epoch, now_ms())
+                log.append_txn_marker(&marker, partition.leader_epoch(), now_ms())
             }
         };
         if matches!(

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use runnel_cluster::TopicImage;
-use runnel_storage::{LogConfig, LogReader, PartitionLog};
+use runnel_storage::{LogConfig, LogReader, PartitionLog, StorageError};
 use tokio::sync::Notify;
 
 use crate::clock::now_ms;
@@ -29,8 +29,12 @@ pub struct Partition {
     reader: LogReader,
     /// Fetch requests parked until this partition grows; each is woken once and re-registers.
     waiters: Mutex<Vec<Weak<Notify>>>,
-    /// Leader epoch: 0 until leadership can move (replication).
-    pub leader_epoch: i32,
+    /// Leader epoch of the partition's registration, which batches appended here carry;
+    /// follows the metadata image (`set_leadership`).
+    leader_epoch: AtomicI32,
+    /// Whether this node leads the partition (the registration's leader is its node id):
+    /// only then does it serve produce, fetch and the other leader-only requests.
+    leader: AtomicBool,
     /// The partition's group commit: in fsync mode (`flush.messages=1`) every append goes
     /// through it, is answered only after an fsync covering it, and the HW only ever covers
     /// fsynced offsets. In page-cache mode (Kafka's default) appends bypass it (no lock, task or
@@ -75,7 +79,8 @@ impl Partition {
             reader: log.reader(),
             log: Mutex::new(log),
             waiters: Mutex::new(Vec::new()),
-            leader_epoch,
+            leader_epoch: AtomicI32::new(leader_epoch),
+            leader: AtomicBool::new(true),
             group_commit: Arc::new(GroupCommitter::default()),
             fsync_every_append: AtomicBool::new(settings.fsync_every_append),
             min_insync_replicas: AtomicI32::new(settings.min_insync_replicas),
@@ -87,6 +92,30 @@ impl Partition {
         // fsynced the recovered tail first).
         partition.advance_high_watermark(&mut partition.lock_log());
         partition
+    }
+
+    /// The leader epoch appended batches carry.
+    pub fn leader_epoch(&self) -> i32 {
+        self.leader_epoch.load(Ordering::Acquire)
+    }
+
+    /// Whether this node leads the partition.
+    pub fn is_leader(&self) -> bool {
+        self.leader.load(Ordering::Acquire)
+    }
+
+    /// Follows a committed registration change: whether this node leads, at which epoch. On
+    /// leading, the epoch enters the log's epoch cache at once (OffsetForLeaderEpoch answers
+    /// it); its checkpoint is written by the first append (see
+    /// `PartitionLog::assign_leader_epoch_deferred`).
+    pub fn set_leadership(&self, leader: bool, leader_epoch: i32) -> Result<(), StorageError> {
+        let mut log = self.lock_log();
+        if leader {
+            log.assign_leader_epoch_deferred(leader_epoch)?;
+        }
+        self.leader_epoch.store(leader_epoch, Ordering::Release);
+        self.leader.store(leader, Ordering::Release);
+        Ok(())
     }
 
     /// Applies changed topic configs to the open partition (Kafka applies them to the live
@@ -216,7 +245,7 @@ impl RoundLog for Partition {
                     let bytes = records.len();
                     let appended = log.append_as_leader_verified(
                         records,
-                        self.leader_epoch,
+                        self.leader_epoch(),
                         now_ms(),
                         verification,
                     );
@@ -227,14 +256,15 @@ impl RoundLog for Partition {
                 }
                 RoundAppend::CoordinatorRecords(records) => {
                     let bytes = records.len();
-                    let appended = log.append_as_coordinator(records, self.leader_epoch, now_ms());
+                    let appended =
+                        log.append_as_coordinator(records, self.leader_epoch(), now_ms());
                     if let Ok(outcome) = &appended {
                         self.record_appended(bytes, outcome);
                     }
                     appended
                 }
                 RoundAppend::Marker(marker) => {
-                    log.append_txn_marker(&marker, self.leader_epoch, now_ms())
+                    log.append_txn_marker(&marker, self.leader_epoch(), now_ms())
                 }
             })
             .collect();

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
+use super::record::BrokerListener;
 use super::MetadataRecord;
 
 /// One topic as the cluster knows it.
@@ -42,9 +43,41 @@ pub struct PartitionImage {
 pub struct BrokerImage {
     pub node_id: i32,
     pub incarnation_id: Uuid,
+    /// The endpoint of its first listener (the only one a legacy `RegisterBroker` record
+    /// carries): what clients are told when no listener of the request's name is registered.
     pub host: String,
     pub port: u16,
     pub rack: Option<String>,
+    /// Kafka's broker epoch: the offset of the record that registered this incarnation
+    /// (-1 for a registration replayed from a legacy `RegisterBroker` record).
+    pub broker_epoch: i64,
+    /// Listeners by name, as registered (empty for a legacy registration).
+    pub listeners: Vec<BrokerListener>,
+    /// A fenced broker leads nothing and is not listed to clients.
+    pub fenced: bool,
+    pub in_controlled_shutdown: bool,
+    /// Its log directory ids, as registered.
+    pub log_dirs: Vec<Uuid>,
+}
+
+impl BrokerImage {
+    /// Registered and not fenced: Kafka's "alive" broker, listed in Metadata and eligible to lead.
+    pub fn is_live(&self) -> bool {
+        !self.fenced
+    }
+
+    /// The (host, port) clients that arrived on `listener` are sent to (Kafka answers with
+    /// the endpoint of the request's listener name). `None` when the broker registered
+    /// listeners but none of that name; a legacy registration answers its one endpoint.
+    pub fn endpoint(&self, listener: &str) -> Option<(&str, u16)> {
+        if self.listeners.is_empty() {
+            return Some((&self.host, self.port));
+        }
+        self.listeners
+            .iter()
+            .find(|l| l.name == listener)
+            .map(|l| (l.host.as_str(), l.port))
+    }
 }
 
 /// What a batch of records changed, for the publishers that act on it (open or close
@@ -62,7 +95,8 @@ pub struct MetadataDelta {
     /// Existing topics that gained partitions (one entry per new partition); their new
     /// partitions are in `changed_partitions`.
     pub grown_topics: Vec<Uuid>,
-    /// Brokers that registered or changed their endpoint.
+    /// Brokers that registered, changed their endpoint, were fenced or unfenced, entered
+    /// controlled shutdown or unregistered.
     pub changed_brokers: Vec<i32>,
     /// A feature level changed.
     pub changed_features: bool,
@@ -252,9 +286,125 @@ impl MetadataImage {
                         host: host.clone(),
                         port: *port,
                         rack: rack.clone(),
+                        broker_epoch: -1,
+                        listeners: Vec::new(),
+                        fenced: false,
+                        in_controlled_shutdown: false,
+                        log_dirs: Vec::new(),
                     },
                 );
                 delta.changed_brokers.push(*node_id);
+            }
+            MetadataRecord::BrokerRegistration {
+                node_id,
+                incarnation_id,
+                broker_epoch,
+                listeners,
+                rack,
+                fenced,
+                in_controlled_shutdown,
+                log_dirs,
+            } => {
+                let (host, port) = listeners
+                    .first()
+                    .map_or((String::new(), 0), |l| (l.host.clone(), l.port));
+                self.brokers.insert(
+                    *node_id,
+                    BrokerImage {
+                        node_id: *node_id,
+                        incarnation_id: *incarnation_id,
+                        host,
+                        port,
+                        rack: rack.clone(),
+                        broker_epoch: *broker_epoch,
+                        listeners: listeners.clone(),
+                        fenced: *fenced,
+                        in_controlled_shutdown: *in_controlled_shutdown,
+                        log_dirs: log_dirs.clone(),
+                    },
+                );
+                delta.changed_brokers.push(*node_id);
+            }
+            MetadataRecord::FenceBroker {
+                node_id,
+                broker_epoch,
+            }
+            | MetadataRecord::UnfenceBroker {
+                node_id,
+                broker_epoch,
+            }
+            | MetadataRecord::BrokerInControlledShutdown {
+                node_id,
+                broker_epoch,
+            } => {
+                let Some(broker) = self
+                    .brokers
+                    .get_mut(node_id)
+                    .filter(|b| b.broker_epoch == *broker_epoch)
+                else {
+                    tracing::warn!(
+                        node_id,
+                        broker_epoch,
+                        "registration change for an unknown broker epoch; ignored"
+                    );
+                    return;
+                };
+                match record {
+                    MetadataRecord::FenceBroker { .. } => {
+                        broker.fenced = true;
+                        // Kafka's fencing ends a controlled shutdown (SHUTDOWN_NOW).
+                        broker.in_controlled_shutdown = false;
+                    }
+                    MetadataRecord::UnfenceBroker { .. } => broker.fenced = false,
+                    _ => broker.in_controlled_shutdown = true,
+                }
+                delta.changed_brokers.push(*node_id);
+            }
+            MetadataRecord::UnregisterBroker {
+                node_id,
+                broker_epoch,
+            } => {
+                if self
+                    .brokers
+                    .get(node_id)
+                    .is_some_and(|b| b.broker_epoch == *broker_epoch)
+                {
+                    self.brokers.remove(node_id);
+                    delta.changed_brokers.push(*node_id);
+                } else {
+                    tracing::warn!(
+                        node_id,
+                        broker_epoch,
+                        "unregistration of an unknown broker epoch; ignored"
+                    );
+                }
+            }
+            MetadataRecord::PartitionChange {
+                topic_id,
+                partition,
+                leader,
+                isr,
+                replicas,
+            } => {
+                let Some(registration) = self
+                    .topic_mut(topic_id)
+                    .and_then(|t| t.registrations.get_mut(partition))
+                else {
+                    tracing::warn!(%topic_id, partition, "partition change for an unknown partition; ignored");
+                    return;
+                };
+                if let Some(leader) = leader {
+                    registration.leader = *leader;
+                    registration.leader_epoch += 1;
+                }
+                if let Some(isr) = isr {
+                    registration.isr.clone_from(isr);
+                }
+                if let Some(replicas) = replicas {
+                    registration.replicas.clone_from(replicas);
+                }
+                registration.partition_epoch += 1;
+                delta.changed_partitions.push((*topic_id, *partition));
             }
         }
     }
@@ -274,12 +424,26 @@ impl MetadataImage {
             });
         }
         for broker in self.brokers.values() {
-            records.push(MetadataRecord::RegisterBroker {
+            if broker.listeners.is_empty() && broker.broker_epoch == -1 && !broker.fenced {
+                // A legacy registration stays one, so it replays to the same image.
+                records.push(MetadataRecord::RegisterBroker {
+                    node_id: broker.node_id,
+                    incarnation_id: broker.incarnation_id,
+                    host: broker.host.clone(),
+                    port: broker.port,
+                    rack: broker.rack.clone(),
+                });
+                continue;
+            }
+            records.push(MetadataRecord::BrokerRegistration {
                 node_id: broker.node_id,
                 incarnation_id: broker.incarnation_id,
-                host: broker.host.clone(),
-                port: broker.port,
+                broker_epoch: broker.broker_epoch,
+                listeners: broker.listeners.clone(),
                 rack: broker.rack.clone(),
+                fenced: broker.fenced,
+                in_controlled_shutdown: broker.in_controlled_shutdown,
+                log_dirs: broker.log_dirs.clone(),
             });
         }
         for topic in self.topics.values() {
@@ -333,6 +497,28 @@ impl MetadataImage {
             && self.next_producer_id == other.next_producer_id
             && self.features == other.features
             && self.broker_configs == other.broker_configs
+    }
+
+    /// Kafka's `getOfflineReplicas`: replicas on a broker that is not registered, is fenced,
+    /// or has no listener of the request's name.
+    pub fn offline_replicas(&self, replicas: &[i32], listener: &str) -> Vec<i32> {
+        replicas
+            .iter()
+            .copied()
+            .filter(|id| {
+                self.brokers
+                    .get(id)
+                    .is_none_or(|b| b.fenced || b.endpoint(listener).is_none())
+            })
+            .collect()
+    }
+
+    /// Kafka's `getAliveEndpoint` for a partition leader: the leader is registered and has a
+    /// listener of the request's name (else clients are told -1, LEADER_NOT_AVAILABLE).
+    pub fn leader_reachable(&self, leader: i32, listener: &str) -> bool {
+        self.brokers
+            .get(&leader)
+            .is_some_and(|b| b.endpoint(listener).is_some())
     }
 
     pub fn topic(&self, name: &str) -> Option<&Arc<TopicImage>> {
@@ -501,5 +687,119 @@ mod tests {
         );
         assert_eq!(delta.changed_configs, vec![Uuid::from_u128(1)]);
         assert!(delta.created_topics.is_empty() && delta.deleted_topics.is_empty());
+    }
+
+    // Proves a log written before broker registrations had epochs replays unchanged: the
+    // records below are byte for byte what the previous release wrote, and the legacy broker
+    // comes back live (never fenced) with its one endpoint, its partition led by it.
+    #[test]
+    fn legacy_log_replays_unchanged() {
+        let lines = [
+            r#"{"type":"Cluster","cluster_id":"AAAAAAAAAAAAAAAAAAAAAQ"}"#,
+            r#"{"type":"FeatureLevel","name":"group.version","level":1}"#,
+            r#"{"type":"RegisterBroker","node_id":1,"incarnation_id":"00000000-0000-0000-0000-000000000009","host":"localhost","port":9092,"rack":null}"#,
+            r#"{"type":"Topic","name":"t","topic_id":"00000000-0000-0000-0000-000000000007","partitions":1,"configs":{}}"#,
+            r#"{"type":"Partition","topic_id":"00000000-0000-0000-0000-000000000007","partition":0,"replicas":[1],"isr":[1],"leader":1,"leader_epoch":0,"partition_epoch":0}"#,
+            r#"{"type":"ProducerIds","next_producer_id":1000}"#,
+        ];
+        let mut image = MetadataImage::empty();
+        for (offset, line) in lines.iter().enumerate() {
+            let record: MetadataRecord = serde_json::from_str(line).unwrap();
+            assert_eq!(
+                serde_json::to_string(&record).unwrap(),
+                *line,
+                "old JSON unchanged"
+            );
+            image.apply(&record);
+            image.offset = offset as i64;
+        }
+        let broker = &image.brokers[&1];
+        assert!(broker.is_live() && !broker.in_controlled_shutdown);
+        assert_eq!(broker.endpoint("ANY"), Some(("localhost", 9092)));
+        assert_eq!(broker.broker_epoch, -1);
+        assert_eq!(image.topic("t").unwrap().registration(0).unwrap().leader, 1);
+        // A snapshot of it rebuilds the same image, still legacy.
+        let mut rebuilt = MetadataImage::empty();
+        for record in image.to_records() {
+            rebuilt.apply(&record);
+        }
+        assert!(rebuilt.same_state(&image));
+    }
+
+    // Proves the new broker records round-trip through a snapshot and a partition change bumps
+    // the leader epoch only when it names a leader.
+    #[test]
+    fn registration_changes_and_partition_changes() {
+        let mut image = MetadataImage::empty();
+        image.apply(&MetadataRecord::BrokerRegistration {
+            node_id: 2,
+            incarnation_id: Uuid::from_u128(3),
+            broker_epoch: 0,
+            listeners: vec![BrokerListener {
+                name: "EXTERNAL".into(),
+                host: "h".into(),
+                port: 1,
+                security_protocol: 0,
+            }],
+            rack: Some("r".into()),
+            fenced: true,
+            in_controlled_shutdown: false,
+            log_dirs: vec![Uuid::from_u128(1 << 70)],
+        });
+        assert_eq!(image.brokers[&2].endpoint("EXTERNAL"), Some(("h", 1)));
+        assert_eq!(image.brokers[&2].endpoint("OTHER"), None);
+        // A change for another epoch is ignored.
+        image.apply(&MetadataRecord::UnfenceBroker {
+            node_id: 2,
+            broker_epoch: 5,
+        });
+        assert!(image.brokers[&2].fenced);
+        image.apply(&MetadataRecord::UnfenceBroker {
+            node_id: 2,
+            broker_epoch: 0,
+        });
+        assert!(image.brokers[&2].is_live());
+        image.apply(&topic("t", 7, 1));
+        image.apply(&MetadataRecord::Partition {
+            topic_id: Uuid::from_u128(7),
+            partition: 0,
+            replicas: vec![2],
+            isr: vec![2],
+            leader: 2,
+            leader_epoch: 4,
+            partition_epoch: 4,
+        });
+        image.apply(&MetadataRecord::PartitionChange {
+            topic_id: Uuid::from_u128(7),
+            partition: 0,
+            leader: None,
+            isr: Some(vec![2]),
+            replicas: None,
+        });
+        let p = image.topic("t").unwrap().registration(0).unwrap().clone();
+        assert_eq!((p.leader, p.leader_epoch, p.partition_epoch), (2, 4, 5));
+        image.apply(&MetadataRecord::PartitionChange {
+            topic_id: Uuid::from_u128(7),
+            partition: 0,
+            leader: Some(-1),
+            isr: None,
+            replicas: None,
+        });
+        let p = image.topic("t").unwrap().registration(0).unwrap().clone();
+        assert_eq!((p.leader, p.leader_epoch, p.partition_epoch), (-1, 5, 6));
+        image.apply(&MetadataRecord::BrokerInControlledShutdown {
+            node_id: 2,
+            broker_epoch: 0,
+        });
+        let mut rebuilt = MetadataImage::empty();
+        for record in image.to_records() {
+            rebuilt.apply(&record);
+        }
+        assert!(rebuilt.same_state(&image), "{rebuilt:?}\n{image:?}");
+        image.apply(&MetadataRecord::UnregisterBroker {
+            node_id: 2,
+            broker_epoch: 0,
+        });
+        assert!(image.brokers.is_empty());
     }
 }

@@ -6,4 +6,4 @@ mod record;
 
 pub use image::{BrokerImage, MetadataDelta, MetadataImage, PartitionImage, TopicImage};
 pub use log::{decode_entries, encode_entries, Decoded, LogEntry, MetadataLog};
-pub use record::MetadataRecord;
+pub use record::{BrokerListener, MetadataRecord};

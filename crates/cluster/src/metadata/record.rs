@@ -7,6 +7,16 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+/// A broker endpoint as registered (Kafka's `BrokerEndpoint` of `RegisterBrokerRecord`): the
+/// listener's name, the advertised host and port, and its security protocol.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerListener {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    pub security_protocol: i16,
+}
+
 /// One change to cluster state. Serialized as JSON inside a CRC-checked frame: metadata changes
 /// are rare and small, and a readable log is worth more here than a compact one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,5 +75,41 @@ pub enum MetadataRecord {
         host: String,
         port: u16,
         rack: Option<String>,
+    },
+    /// A broker incarnation registered (Kafka's `RegisterBrokerRecord` of KRaft): its epoch
+    /// (the offset of this record), its incarnation id, its listeners by name, rack, and
+    /// whether it starts fenced. Replaces any earlier registration of the node. (The older
+    /// `RegisterBroker` record, one endpoint and no epoch, is still replayed from old logs.)
+    BrokerRegistration {
+        node_id: i32,
+        incarnation_id: Uuid,
+        broker_epoch: i64,
+        listeners: Vec<BrokerListener>,
+        rack: Option<String>,
+        fenced: bool,
+        in_controlled_shutdown: bool,
+        /// The broker's log directory ids (Kafka's `LogDirs`).
+        #[serde(default)]
+        log_dirs: Vec<Uuid>,
+    },
+    /// A broker was fenced (Kafka's `BrokerRegistrationChangeRecord` with FENCE, or the older
+    /// `FenceBrokerRecord`): it leads nothing and is not listed to clients.
+    FenceBroker { node_id: i32, broker_epoch: i64 },
+    /// A fenced broker was unfenced (caught up with the metadata log and asked to be).
+    UnfenceBroker { node_id: i32, broker_epoch: i64 },
+    /// A broker entered controlled shutdown (Kafka's `BrokerRegistrationChangeRecord` with
+    /// IN_CONTROLLED_SHUTDOWN): its leaderships move away before it stops.
+    BrokerInControlledShutdown { node_id: i32, broker_epoch: i64 },
+    /// A broker's registration was removed (Kafka's `UnregisterBrokerRecord`).
+    UnregisterBroker { node_id: i32, broker_epoch: i64 },
+    /// Part of a partition's registration changed (Kafka's `PartitionChangeRecord`): `None`
+    /// leaves a field as it is. A new leader (including -1) bumps the leader epoch; every
+    /// change bumps the partition epoch.
+    PartitionChange {
+        topic_id: Uuid,
+        partition: i32,
+        leader: Option<i32>,
+        isr: Option<Vec<i32>>,
+        replicas: Option<Vec<i32>>,
     },
 }

@@ -1300,6 +1300,24 @@ impl PartitionLog {
         self.epochs.write()
     }
 
+    /// `assign_leader_epoch` with the checkpoint written by the first append (or the next
+    /// `assign_leader_epoch`) instead of now: for leadership that moves for many partitions at
+    /// once (a broker unfenced at startup), where a checkpoint fsync per partition would
+    /// dominate. An epoch no batch carries yet loses nothing if a crash forgets it: the
+    /// controller's registration holds it. Nothing if the latest epoch is already
+    /// `leader_epoch`.
+    pub fn assign_leader_epoch_deferred(&mut self, leader_epoch: i32) -> Result<(), StorageError> {
+        self.check_writable()?;
+        if leader_epoch < 0 || self.epochs.latest_epoch() == Some(leader_epoch) {
+            return Ok(());
+        }
+        let leo = self.log_end_offset();
+        if self.epochs.assign(leader_epoch, leo) {
+            self.publish_epochs();
+        }
+        Ok(())
+    }
+
     /// Kafka's `maybeAssignEpochStartOffset` on becoming leader: the new epoch starts at the log
     /// end offset, and the checkpoint is written now (at creation or election) rather than on
     /// the first append, so that append does not create and rename a file. Nothing if the
