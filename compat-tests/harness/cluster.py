@@ -191,12 +191,13 @@ class Cluster:
     """N nodes (default 3) of one target, each broker and controller, on loopback ports."""
 
     def __init__(self, target: str | None = None, nodes: int = DEFAULT_NODES, configs: dict | None = None,
-                 kafka_heap: str | None = None, root_dir: Path | None = None):
+                 kafka_heap: str | None = None, root_dir: Path | None = None, base_configs: dict | None = None):
         self.target = target or target_from_env()
         if self.target not in TARGETS:
             raise ValueError(f"target must be one of {TARGETS}")
         self.size = nodes
-        self.configs = {**CLUSTER_CONFIGS, **(configs or {})}
+        # base_configs replaces the compat tests' CLUSTER_CONFIGS (the benchmark keeps Kafka's defaults).
+        self.configs = {**(CLUSTER_CONFIGS if base_configs is None else base_configs), **(configs or {})}
         self.kafka_heap = kafka_heap or KAFKA_HEAP
         self.root_dir = root_dir or Path(tempfile.mkdtemp(prefix=f"compat-cluster-{self.target}-"))
         self.root_dir.mkdir(parents=True, exist_ok=True)
