@@ -106,6 +106,9 @@ class Node:
         self.root_dir = cluster.root_dir / f"node{node_id}"
         self.data_dir = self.root_dir / "data"
         self.log_path = self.root_dir / "broker.log"
+        # runnel's admin HTTP listener (metrics, /health, /ready): a port of each node's own, as three
+        # nodes cannot share the default 127.0.0.1:9644.
+        self.admin_port: int | None = None
         self.proc: subprocess.Popen | None = None
         self.pid: int | None = None
         self.argv: list[str] = []
@@ -377,7 +380,13 @@ class Cluster:
             raise FileNotFoundError(f"runnel binary not found at {binary}; build it or set RUNNEL_BIN")
         n.data_dir.mkdir(parents=True, exist_ok=True)
         config = self.root_dir / f"node{n.node_id}.toml"
-        config.write_text(runnel_node_toml(n.node_id, n.bootstrap, n.controller, self.voters, self.configs))
+        if n.admin_port is None:
+            taken = {p for m in self.nodes for p in (m.port, m.controller_port, m.admin_port)}
+            n.admin_port = free_port()
+            while n.admin_port in taken:
+                n.admin_port = free_port()
+        configs = {"runnel.admin.listener": f"127.0.0.1:{n.admin_port}", **self.configs}
+        config.write_text(runnel_node_toml(n.node_id, n.bootstrap, n.controller, self.voters, configs))
         return [binary, "--config", str(config), "--data-dir", str(n.data_dir)]
 
     # ---- Apache Kafka ------------------------------------------------------------------------------
