@@ -7,6 +7,8 @@ An SSL listener beside PLAINTEXT: `@pytest.mark.ssl_listener`, its `ssl.*` keys 
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 import uuid
 from pathlib import Path
@@ -16,6 +18,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent / "harness"))
 
 from broker import Broker, target_from_env  # noqa: E402
+from cluster import Cluster  # noqa: E402
 
 COMPAT_DIR = Path(__file__).resolve().parent
 CACHE_DIR = COMPAT_DIR / ".cache"
@@ -24,6 +27,24 @@ CACHE_DIR = COMPAT_DIR / ".cache"
 def pytest_configure(config):
     config.addinivalue_line("markers", "broker_config(dict): extra broker configs (Kafka names) for this test")
     config.addinivalue_line("markers", "ssl_listener: add an SSL listener configured by the `ssl_configs` fixture")
+    config.addinivalue_line("markers", "nodes3: a 3-node cluster test; runs only with `run.sh --nodes 3` (COMPAT_NODES=3)")
+
+
+def nodes_from_env() -> int:
+    return int(os.environ.get("COMPAT_NODES", "1"))
+
+
+def pytest_collection_modifyitems(config, items):
+    """3-node tests need `run.sh --nodes 3`; single-node tests are not run in 3-node mode."""
+    three = nodes_from_env() == 3
+    skip_cluster = pytest.mark.skip(reason="3-node test: run with compat-tests/run.sh --nodes 3")
+    skip_single = pytest.mark.skip(reason="single-node test: run without --nodes 3")
+    for item in items:
+        is_cluster = item.get_closest_marker("nodes3") is not None
+        if is_cluster and not three:
+            item.add_marker(skip_cluster)
+        elif three and not is_cluster:
+            item.add_marker(skip_single)
 
 
 def pytest_report_header(config):
@@ -35,6 +56,11 @@ def pytest_runtest_makereport(item, call):
     """On a failed test, attach the broker's log tail to the report while the broker still exists."""
     outcome = yield
     report = outcome.get_result()
+    if report.failed and call.when in ("setup", "call") and hasattr(item, "funcargs"):
+        for name in ("cluster", "fresh_cluster"):
+            c = item.funcargs.get(name)
+            if isinstance(c, Cluster):
+                report.sections.append((f"cluster log tails ({c.target}, {c.root_dir})", c.log_tails()))
     if report.failed and call.when in ("setup", "call"):
         broker = item.funcargs.get("broker") if hasattr(item, "funcargs") else None
         if isinstance(broker, Broker):
@@ -58,6 +84,41 @@ def broker(request):
         raise
     yield b
     b.cleanup()
+
+
+@pytest.fixture(scope="session")
+def cluster():
+    """The 3-node cluster the 3-node tests of this run share (they must leave every node running).
+
+    `run.sh --nodes 3` starts it once for pytest and node alike and names it in COMPAT_CLUSTER_FILE;
+    without that (pytest run by hand) this starts one for the session.
+    """
+    path = os.environ.get("COMPAT_CLUSTER_FILE")
+    if path:
+        yield Cluster.attach(json.loads(Path(path).read_text()))
+        return
+    c = Cluster()
+    try:
+        c.start()
+    except Exception:
+        c.cleanup()
+        raise
+    yield c
+    c.cleanup()
+
+
+@pytest.fixture
+def fresh_cluster(request):
+    """Three nodes of this test's own, for tests that kill, stop or restart nodes."""
+    marker = request.node.get_closest_marker("broker_config")
+    c = Cluster(configs=marker.args[0] if marker else None)
+    try:
+        c.start()
+    except Exception:
+        c.cleanup()
+        raise
+    yield c
+    c.cleanup()
 
 
 @pytest.fixture

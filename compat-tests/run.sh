@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Run the real-client compat suite against runnel (default) or Apache Kafka 4.4.
 #
-#   compat-tests/run.sh [--target runnel|kafka] [ARGS...]
+#   compat-tests/run.sh [--target runnel|kafka] [--nodes 1|3] [ARGS...]
 #
-# Every test starts its own broker (harness/broker.py). ARGS select and tune:
+# Every test starts its own broker (harness/broker.py). With --nodes 3 only the 3-node tests run
+# (multinode/ and kafkajs/cluster.test.js by default, COMPAT_NODES=3): run.sh starts one three-node cluster
+# of the target (harness/cluster.py) that those tests share (COMPAT_CLUSTER_FILE), and tests that kill
+# nodes start clusters of their own. ARGS select and tune:
 #   paths under kafkajs/ or console/, or ending in .js -> node --test only gets those files
 #   other paths (librdkafka/, java/test_kafka_cli.py::test_x, ...) -> pytest only gets those
 #   (with no paths at all, both runners run everything; with paths for one runner only, the other is skipped)
@@ -17,6 +20,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$HERE"
 
 target="${COMPAT_TARGET:-runnel}"
+nodes="${COMPAT_NODES:-1}"
 pytest_opts=()
 pytest_paths=()
 node_opts=()
@@ -25,6 +29,8 @@ while [[ $# -gt 0 ]]; do
     case "$1" in
         --target) target="$2"; shift 2 ;;
         --target=*) target="${1#*=}"; shift ;;
+        --nodes) nodes="$2"; shift 2 ;;
+        --nodes=*) nodes="${1#*=}"; shift ;;
         --test-name-pattern=*) node_opts+=("$1"); shift ;;
         -k|-m|--maxfail|--durations) pytest_opts+=("$1" "$2"); shift 2 ;;
         -*) pytest_opts+=("$1"); shift ;;
@@ -34,6 +40,12 @@ while [[ $# -gt 0 ]]; do
 done
 case "$target" in runnel|kafka) ;; *) echo "run.sh: --target must be runnel or kafka, got '$target'" >&2; exit 2 ;; esac
 export COMPAT_TARGET="$target"
+case "$nodes" in 1|3) ;; *) echo "run.sh: --nodes must be 1 or 3, got '$nodes'" >&2; exit 2 ;; esac
+export COMPAT_NODES="$nodes"
+if [[ "$nodes" == 3 && ${#pytest_paths[@]} -eq 0 && ${#node_paths[@]} -eq 0 ]]; then
+    pytest_paths=(multinode/)
+    node_paths=(kafkajs/cluster.test.js)
+fi
 
 run_pytest=1
 run_node=1
@@ -52,10 +64,20 @@ if [[ "$target" == runnel ]]; then
     [[ -x "$bin" ]] || { echo "run.sh: no runnel binary at $bin (cargo build --release -p runnel-broker, or set RUNNEL_BIN)" >&2; exit 1; }
 fi
 
-echo "== compat suite against $target =="
+echo "== compat suite against $target ($nodes node$([[ $nodes == 1 ]] || echo s)) =="
 pytest_rc=0
 node_rc=0
 start_s=$SECONDS
+
+if [[ "$nodes" == 3 ]]; then
+    # One cluster for every 3-node test of this run that leaves its nodes running.
+    export COMPAT_CLUSTER_FILE="$results/cluster.json"
+    echo "-- starting a 3-node $target cluster (harness/cluster.py) --"
+    "$COMPAT_PYTHON" harness/cluster.py start --target "$target" --out "$COMPAT_CLUSTER_FILE" >/dev/null \
+        || { echo "run.sh: the 3-node $target cluster did not start"; echo "compat: 0 passed, 1 failed"; exit 1; }
+    trap '"$COMPAT_PYTHON" harness/cluster.py stop --file "$COMPAT_CLUSTER_FILE"' EXIT
+    echo "(cluster up after $((SECONDS - start_s))s: $("$COMPAT_PYTHON" -c 'import json,sys; print(json.load(open(sys.argv[1]))["bootstrap"])' "$COMPAT_CLUSTER_FILE"))"
+fi
 
 if [[ $run_pytest -eq 1 ]]; then
     echo "-- pytest (librdkafka, java CLI, crash) --"

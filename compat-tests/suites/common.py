@@ -34,6 +34,7 @@ LOGS_DIR = CACHE_DIR / "suite-logs"
 sys.path.insert(0, str(COMPAT_DIR / "harness"))
 
 from broker import Broker, kafka_version  # noqa: E402
+from cluster import Cluster  # noqa: E402
 
 # Allow-list categories. `needs:<feature>` names a broker feature runnel has not built yet, so the list
 # shrinks as features land; `fails-on-kafka` is a test that also fails against single-node Kafka 4.4.
@@ -71,6 +72,21 @@ def load_allowlist(path: Path) -> dict[str, AllowEntry]:
             raise SystemExit(f"{path}:{lineno}: {test} listed twice")
         entries[test] = AllowEntry(test, category, reason.strip())
     return entries
+
+
+def load_allowlists(suite_dir: Path, nodes: int) -> dict[str, AllowEntry]:
+    """The suite's allow-list; against three nodes also `allowlist-3nodes.txt` (its lines win): tests that
+    pass against a three-node Kafka only because it replicates (replication factor 3 topics), which runnel
+    refuses until "Cluster II", and tests that fail against a three-node Kafka."""
+    entries = load_allowlist(suite_dir / "allowlist.txt")
+    if nodes == 3:
+        entries.update(load_allowlist(suite_dir / "allowlist-3nodes.txt"))
+    return entries
+
+
+def results_name(suite: str, target: str, nodes: int) -> str:
+    """compat-tests/results/<suite>-<target>.json, with `-3nodes` for runs against three nodes."""
+    return f"{suite}-{target}{'-3nodes' if nodes == 3 else ''}.json"
 
 
 def load_list(path: Path) -> list[str]:
@@ -135,26 +151,32 @@ def binary_fingerprint() -> str:
 
 
 class BrokerSession:
-    """The broker a suite runs against; restarted (fresh data dir) if it dies between tests.
+    """The broker (or, with nodes=3, the three-node cluster of harness/cluster.py) a suite runs against;
+    restarted (fresh data dirs) if it, or any node of it, dies between tests.
 
     `generation` counts (re)starts so a runner can tell that a test overlapped a broker death.
     """
 
-    def __init__(self, target: str, configs: dict | None = None):
+    def __init__(self, target: str, configs: dict | None = None, nodes: int = 1):
         self.target = target
         self.configs = dict(configs or {})
-        self.broker: Broker | None = None
+        self.nodes = nodes
+        self.broker: Broker | Cluster | None = None
         self.generation = 0
         self.deaths: list[str] = []
         self._lock = threading.Lock()
 
     def start(self) -> "BrokerSession":
         started = time.monotonic()
-        self.broker = Broker(target=self.target, configs=self.configs).start()
+        if self.nodes == 1:
+            self.broker = Broker(target=self.target, configs=self.configs).start()
+            where = f"log {self.broker.log_path}"
+        else:
+            self.broker = Cluster(target=self.target, nodes=self.nodes, configs=self.configs).start()
+            where = f"{self.nodes} nodes, logs under {self.broker.root_dir}"
         self.generation += 1
         print(
-            f"[{self.target}] broker up at {self.broker.bootstrap} in {time.monotonic() - started:.1f}s "
-            f"(log {self.broker.log_path})",
+            f"[{self.target}] broker up at {self.broker.bootstrap} in {time.monotonic() - started:.1f}s ({where})",
             flush=True,
         )
         return self
@@ -164,6 +186,8 @@ class BrokerSession:
         return self.broker.bootstrap
 
     def alive(self) -> bool:
+        if isinstance(self.broker, Cluster):
+            return all(n.alive() for n in self.broker.nodes)
         return self.broker is not None and self.broker.proc is not None and self.broker.proc.poll() is None
 
     def ensure_alive(self, context: str) -> bool:
@@ -171,7 +195,11 @@ class BrokerSession:
         with self._lock:
             if self.alive():
                 return True
-            tail = self.broker.log_tail(30) if self.broker else ""
+            if isinstance(self.broker, Cluster):
+                tail = self.broker.log_tails(30)
+                self.broker.stop()
+            else:
+                tail = self.broker.log_tail(30) if self.broker else ""
             note = f"broker died (noticed after {context}); log tail:\n{tail}"
             self.deaths.append(note)
             print(f"[{self.target}] !!! {note}", flush=True)
@@ -204,6 +232,7 @@ def write_results(
     started: float,
     extra: dict | None = None,
     out_path: Path | None = None,
+    nodes: int = 1,
 ) -> Path:
     counts = {s: sum(1 for r in results if r.status == s) for s in STATUSES}
     doc = {
@@ -213,6 +242,7 @@ def write_results(
         "target": target,
         "target_version": target_version(target),
         "mode": mode,
+        "nodes": nodes,
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d"),
         "duration_s": round(time.time() - started, 1),
         "counts": counts,
@@ -222,7 +252,7 @@ def write_results(
         doc["runnel_binary"] = binary_fingerprint()
     if extra:
         doc.update(extra)
-    out = out_path or RESULTS_DIR / f"{suite}-{target}.json"
+    out = out_path or RESULTS_DIR / results_name(suite, target, nodes)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=1) + "\n")
     return out

@@ -7,6 +7,11 @@
 #       every test; writes compat-tests/results/<suite>-<target>.json and regenerates
 #       docs/compatibility.md (compat-tests/matrix.py).
 #
+#   ... --nodes 3
+#       the same against a three-node cluster of the target (compat-tests/harness/cluster.py); the
+#       tests in <suite>/allowlist-3nodes.txt (they need replication, "Cluster II") are skipped against
+#       runnel too; results go to compat-tests/results/<suite>-<target>-3nodes.json.
+#
 # Against runnel, tests in <suite>/allowlist.txt are skipped (pass --run-allowlisted to run them anyway).
 # Exit status: non-zero if any test failed that is not allow-listed (for kafka: not `fails-on-kafka`).
 # Env: RUNNEL_BIN (skip the cargo build), SUITE_JOBS (parallel librdkafka test processes, default 3),
@@ -21,6 +26,7 @@ VENV="$COMPAT_DIR/.cache/venv"
 mode=""
 target=""
 suites=(librdkafka franz-go)
+nodes=1
 extra=()
 while (($#)); do
     case "$1" in
@@ -28,8 +34,9 @@ while (($#)); do
         --full) mode=full ;;
         --target) target="$2"; shift ;;
         --suite) suites=("$2"); shift ;;
+        --nodes) extra+=(--nodes "$2"); nodes="$2"; shift ;;
         --run-allowlisted) extra+=(--run-allowlisted) ;;
-        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
     shift
@@ -94,7 +101,7 @@ for t in "${targets[@]}"; do
     done
 done
 
-if [[ "$mode" == full ]]; then
+if [[ "$mode" == full && "$nodes" == 1 ]]; then
     "$VENV/bin/python" "$COMPAT_DIR/matrix.py"
 fi
 echo "== suites done in $((SECONDS - t0))s; suite runs: $passed ok, $failed not ok"

@@ -435,3 +435,62 @@ def test_one_node_compose_file_runs_the_image(image):
             got, compose_run("logs", check=False).stdout)
     finally:
         compose_run("down", "--volumes", check=False)
+
+
+# ---- three-node examples (deploy/cluster/, deploy/compose/three-node.yaml) ----------------------------
+
+
+def _cluster_node_configs(folder: Path) -> dict[int, dict]:
+    import tomllib
+
+    nodes = {}
+    for path in sorted(folder.glob("node*.toml")):
+        config = tomllib.loads(path.read_text())
+        nodes[config["node.id"]] = config
+    return nodes
+
+
+def _listener_ports(value: str) -> dict[str, tuple[str, int]]:
+    out = {}
+    for item in value.split(","):
+        name, _, address = item.partition("://")
+        host, _, port = address.rpartition(":")
+        out[name] = (host, int(port))
+    return out
+
+
+@pytest.mark.parametrize("folder", ["cluster", "compose/three-node"])
+def test_three_node_example_configs_form_one_quorum(folder):
+    # Proves: the three example node configs use only Kafka's broker config names (and runnel.* ones), number the nodes 1-3,
+    # name the same three voters, and each node's voter entry is its own CONTROLLER listener (by address on
+    # loopback, by port and service name in compose), with a PLAINTEXT listener it advertises.
+    known = {c["name"] for c in json.loads((REPO / "crates/cluster/src/kafka_configs.json").read_text())["broker"]}
+    nodes = _cluster_node_configs(REPO / "deploy" / folder)
+    assert sorted(nodes) == [1, 2, 3]
+    voters = {c["controller.quorum.voters"] for c in nodes.values()}
+    assert len(voters) == 1, voters
+    voter_map = {int(v.split("@")[0]): v.split("@")[1] for v in voters.pop().split(",")}
+    assert sorted(voter_map) == [1, 2, 3]
+    for node_id, config in nodes.items():
+        kafka_keys = {k for k in config if not k.startswith("runnel.")}
+        assert kafka_keys <= known, kafka_keys - known
+        assert config["process.roles"] == "broker,controller"
+        assert config["controller.listener.names"] == "CONTROLLER"
+        listeners = _listener_ports(config["listeners"])
+        assert set(listeners) == {"PLAINTEXT", "CONTROLLER"}
+        advertised = _listener_ports(config["advertised.listeners"])
+        assert set(advertised) == {"PLAINTEXT"}
+        host, port = voter_map[node_id].rsplit(":", 1)
+        if folder == "cluster":
+            assert (host, int(port)) == listeners["CONTROLLER"]
+            assert advertised["PLAINTEXT"] == listeners["PLAINTEXT"]
+        else:
+            assert host == f"runnel-{node_id}" and int(port) == listeners["CONTROLLER"][1]
+    if folder == "compose/three-node":
+        compose = yaml.safe_load((REPO / "deploy" / "compose" / "three-node.yaml").read_text())
+        for node_id, config in nodes.items():
+            service = compose["services"][f"runnel-{node_id}"]
+            host_port = _listener_ports(config["advertised.listeners"])["PLAINTEXT"][1]
+            inner = _listener_ports(config["listeners"])["PLAINTEXT"][1]
+            assert f"127.0.0.1:{host_port}:{inner}" in service["ports"], service["ports"]
+            assert f"./three-node/node{node_id}.toml:/etc/runnel/runnel.toml:ro,Z" in service["volumes"]

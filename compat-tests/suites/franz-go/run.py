@@ -126,6 +126,8 @@ def main() -> int:
     parser.add_argument("--target", choices=("runnel", "kafka"), required=True)
     parser.add_argument("--quick", action="store_true", help="only the pinned tests in quick.txt")
     parser.add_argument("--tests", help="comma-separated test names (overrides quick/full)")
+    parser.add_argument("--nodes", type=int, choices=(1, 3), default=1,
+                        help="1: one broker; 3: a three-node cluster (harness/cluster.py) and allowlist-3nodes.txt too")
     parser.add_argument("--run-allowlisted", action="store_true", help="also run allow-listed tests against runnel")
     parser.add_argument("--no-retry", action="store_true", help="do not retry failed tests once")
     parser.add_argument("--out", type=Path, help="results JSON (default: compat-tests/results/franz-go-<target>.json in full mode)")
@@ -142,7 +144,7 @@ def main() -> int:
     listed = subprocess.run([str(binary), "-test.list", "^Test"], cwd=kgo_dir, check=True, capture_output=True, text=True)
     all_tests = [l for l in listed.stdout.split() if l.startswith("Test")]
     needs_broker = broker_tests(kgo_dir)
-    allow = common.load_allowlist(HERE / "allowlist.txt")
+    allow = common.load_allowlists(HERE, args.nodes)
     for name in allow:
         if name not in all_tests:
             print(f"warning: allowlist.txt names {name}, which franz-go {client_version} has not", file=sys.stderr)
@@ -168,13 +170,13 @@ def main() -> int:
         else:
             to_run.append(name)
 
-    log_dir = common.LOGS_DIR / f"{SUITE}-{args.target}-{mode}"
+    log_dir = common.LOGS_DIR / f"{SUITE}-{args.target}-{mode}{'-3nodes' if args.nodes == 3 else ''}"
     subprocess.run(["rm", "-rf", str(log_dir)], check=False)
     log_dir.mkdir(parents=True)
     print(f"[{SUITE}/{args.target}] franz-go {client_version}: {len(to_run)} tests to run, {len(results)} skipped up front; "
           f"logs in {log_dir}", flush=True)
 
-    session = BrokerSession(args.target, KAFKA_CONFIGS).start()
+    session = BrokerSession(args.target, KAFKA_CONFIGS, nodes=args.nodes).start()
     try:
         remaining = list(to_run)
         for attempt in range(1, RESTARTS_MAX + 1):
@@ -246,7 +248,7 @@ def main() -> int:
     out_extra = {"broker_deaths": len(session.deaths),
                  "needs_broker": sorted(n for n in selected if n in needs_broker)}
     if args.out or mode == "full":
-        out = common.write_results(SUITE, "franz-go", client_version, args.target, mode, ordered, started_wall, out_extra, args.out)
+        out = common.write_results(SUITE, "franz-go", client_version, args.target, mode, ordered, started_wall, out_extra, args.out, nodes=args.nodes)
         print(f"[{SUITE}/{args.target}] results -> {out}", flush=True)
     common.print_summary(SUITE, args.target, ordered, unexpected)
     return 1 if unexpected or session.deaths else 0
