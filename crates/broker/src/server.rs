@@ -45,6 +45,16 @@ pub async fn run(
         shutdown_rx.clone(),
     ));
     let cleaner = crate::log_cleaner::LogCleaner::start(Arc::clone(&broker));
+    let controller = broker.metadata.quorum().map(|quorum| {
+        let (name, connections) = quorum.controller_connections();
+        tokio::spawn(serve_controller_connections(
+            Arc::clone(&broker),
+            Arc::clone(&slots),
+            Arc::from(name),
+            connections,
+            shutdown_rx.clone(),
+        ))
+    });
     tokio::pin!(stop);
     // Where the next accept starts looking, so a busy listener cannot starve the others.
     let mut first = 0;
@@ -85,6 +95,9 @@ pub async fn run(
     }
     tracing::info!("shutting down: no new connections; finishing in-flight requests");
     drop(listeners);
+    if let Some(controller) = controller {
+        controller.abort();
+    }
     let _ = shutdown_tx.send(true);
     let all = u32::try_from(max_connections).unwrap_or(u32::MAX);
     if tokio::time::timeout(SHUTDOWN_GRACE, slots.acquire_many(all))
@@ -125,4 +138,45 @@ async fn accept_any(
         Poll::Pending
     })
     .await
+}
+
+/// Serves the Kafka connections of the CONTROLLER listener, which the quorum's listener
+/// thread accepts and hands over (`metadata::quorum::ControllerConnection`). Each also takes
+/// one of the `max.connections` slots; at the limit a connection is closed (the quorum's
+/// listener has already accepted it, so there is no backlog to leave it in).
+async fn serve_controller_connections(
+    broker: Arc<Broker>,
+    slots: Arc<Semaphore>,
+    name: Arc<str>,
+    mut connections: tokio::sync::mpsc::Receiver<crate::metadata::quorum::ControllerConnection>,
+    shutdown: watch::Receiver<bool>,
+) {
+    while let Some(connection) = connections.recv().await {
+        let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+            tracing::warn!(listener = %name, "max.connections reached; closing a controller connection");
+            continue;
+        };
+        let crate::metadata::quorum::ControllerConnection { stream, peer, .. } = &connection;
+        let stream = match stream
+            .try_clone()
+            .and_then(|s| s.set_nonblocking(true).map(|()| s))
+            .and_then(TcpStream::from_std)
+        {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::warn!(listener = %name, error = %e, "cannot serve a controller connection");
+                continue;
+            }
+        };
+        let peer = *peer;
+        let broker = Arc::clone(&broker);
+        let shutdown = shutdown.clone();
+        let name = Arc::clone(&name);
+        tokio::spawn(async move {
+            connection::serve(broker, stream, peer, name, None, shutdown).await;
+            // The quorum listener's slot and the original socket go once the server is done.
+            drop(connection);
+            drop(permit);
+        });
+    }
 }

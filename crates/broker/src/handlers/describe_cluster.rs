@@ -11,6 +11,55 @@ use crate::state::Broker;
 
 /// Kafka's `EndpointType.BROKER`.
 const ENDPOINT_TYPE_BROKER: i8 = 1;
+/// Kafka's `EndpointType.CONTROLLER`.
+const ENDPOINT_TYPE_CONTROLLER: i8 = 2;
+
+/// The answer on the CONTROLLER listener, as Kafka's `ControllerApis`: only to clients that
+/// bootstrap to controllers (KIP-919), listing the controllers (the voters, at their
+/// CONTROLLER endpoints) and the active one as `controller_id` (-1 while none is known).
+fn controllers(
+    quorum: &crate::metadata::quorum::QuorumHandle,
+    request: &DescribeClusterRequest,
+    version: i16,
+    response: DescribeClusterResponse,
+) -> DescribeClusterResponse {
+    if request.endpoint_type != ENDPOINT_TYPE_CONTROLLER {
+        let error = if version == 0 {
+            ResponseError::InvalidRequest
+        } else {
+            ResponseError::UnsupportedEndpointType
+        };
+        let name = if request.endpoint_type == ENDPOINT_TYPE_BROKER {
+            "BROKER"
+        } else {
+            "UNKNOWN"
+        };
+        return DescribeClusterResponse::default()
+            .with_error_code(error.code())
+            .with_error_message(Some(StrBytes::from_string(format!(
+                "Unsupported endpoint type {name}"
+            ))));
+    }
+    response
+        .with_endpoint_type(ENDPOINT_TYPE_CONTROLLER)
+        .with_controller_id(BrokerId(
+            quorum.active_controller().map_or(-1, |(id, _)| id),
+        ))
+        .with_brokers(
+            quorum
+                .voters()
+                .iter()
+                .map(|v| {
+                    DescribeClusterBroker::default()
+                        .with_broker_id(BrokerId(v.id))
+                        .with_host(StrBytes::from_string(v.host.clone()))
+                        .with_port(i32::from(v.port))
+                        .with_rack(None)
+                        .with_is_fenced(false)
+                })
+                .collect(),
+        )
+}
 
 pub fn handle(
     broker: &Broker,
@@ -30,6 +79,11 @@ pub fn handle(
         } else {
             AUTHORIZED_OPERATIONS_OMITTED
         });
+    if let Some(quorum) = broker.metadata.quorum() {
+        if quorum.controller_listener() == Some(ctx.connection.listener.as_ref()) {
+            return controllers(quorum, request, ctx.api_version(), response);
+        }
+    }
     if request.endpoint_type != ENDPOINT_TYPE_BROKER {
         // Clients that bootstrap to controllers (KIP-919) must use a controller endpoint; runnel
         // has no separate controller listener yet, and a Kafka broker answers the same way.
