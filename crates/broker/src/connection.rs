@@ -397,7 +397,7 @@ async fn read_requests<'s>(
                 Err(close) => return Some(close),
             },
         };
-        let request = match check(frame, Instant::now()) {
+        let request = match check(frame, Instant::now(), broker.metadata.is_quorum()) {
             Ok(Checked::Request(request)) => request,
             Ok(Checked::Answer(outgoing)) => {
                 let response = Response::Ready(outgoing);
@@ -571,15 +571,16 @@ where
     Ok(buf.freeze())
 }
 
-/// Checks and decodes one frame; nothing is applied yet.
-fn check(frame: Bytes, received: Instant) -> Result<Checked, Close> {
+/// Checks and decodes one frame; nothing is applied yet. `quorum`: this node runs a metadata
+/// quorum, so it serves the quorum's APIs too.
+fn check(frame: Bytes, received: Instant, quorum: bool) -> Result<Checked, Close> {
     let Some(prefix) = HeaderPrefix::peek(&frame) else {
         return Err(Close::Protocol(format!(
             "frame of {} bytes is too short for a request header",
             frame.len()
         )));
     };
-    let Some(supported) = api::supported(prefix.api_key) else {
+    let Some(supported) = api::supported_on(prefix.api_key, quorum) else {
         return Err(Close::Protocol(format!(
             "unsupported api key {}",
             prefix.api_key

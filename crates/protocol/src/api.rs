@@ -77,6 +77,19 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     full(ApiKey::DescribeProducers, 0, 0),
 ];
 
+/// APIs served only by a node of a metadata quorum (`controller.quorum.voters` set); a
+/// single-node broker has no quorum to describe. Advertised in addition to [`SUPPORTED_APIS`].
+pub const QUORUM_APIS: &[SupportedApi] = &[full(ApiKey::DescribeQuorum, 0, 2)];
+
+/// The supported range for `api_key` on a node that runs a quorum (`quorum`) or not.
+pub fn supported_on(api_key: i16, quorum: bool) -> Option<&'static SupportedApi> {
+    supported(api_key).or_else(|| {
+        quorum
+            .then(|| QUORUM_APIS.iter().find(|api| api.key as i16 == api_key))
+            .flatten()
+    })
+}
+
 /// The supported range for `api_key`, if runnel serves it.
 pub fn supported(api_key: i16) -> Option<&'static SupportedApi> {
     SUPPORTED_APIS.iter().find(|api| api.key as i16 == api_key)
@@ -101,7 +114,7 @@ mod tests {
             (ApiKey::OffsetCommit, 9),
             (ApiKey::OffsetFetch, 9),
         ];
-        for api in SUPPORTED_APIS {
+        for api in SUPPORTED_APIS.iter().chain(QUORUM_APIS) {
             let valid = crate::validate::decodable_versions(api.key);
             assert_eq!(api.min_version, valid.min, "{:?} min", api.key);
             let expected_max = BELOW_KAFKA_PROTOCOL_MAX
@@ -116,7 +129,7 @@ mod tests {
     // versions), so no advertised version is one we would refuse.
     #[test]
     fn advertised_versions_are_decodable() {
-        for api in SUPPORTED_APIS {
+        for api in SUPPORTED_APIS.iter().chain(QUORUM_APIS) {
             for version in api.min_version..=api.max_version {
                 let schema = crate::validate::request_schema(api.key as i16).expect("schema");
                 assert!(schema.valid.contains(version), "{:?} v{version}", api.key);
