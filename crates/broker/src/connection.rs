@@ -350,6 +350,11 @@ async fn read_requests<'s>(
 ) -> Option<Close> {
     let idle = Duration::from_millis(broker.config.connections_max_idle_ms);
     let max_frame = broker.config.socket_request_max_bytes;
+    let controller = broker
+        .metadata
+        .quorum()
+        .and_then(|q| q.controller_listener())
+        == Some(connection.listener.as_ref());
     // A pending produce was queued since the last barrier: the next request other than a
     // produce waits for it (see "Why this is safe").
     let mut produce_pending = false;
@@ -397,7 +402,12 @@ async fn read_requests<'s>(
                 Err(close) => return Some(close),
             },
         };
-        let request = match check(frame, Instant::now(), broker.metadata.is_quorum()) {
+        let request = match check(
+            frame,
+            Instant::now(),
+            broker.metadata.is_quorum(),
+            controller,
+        ) {
             Ok(Checked::Request(request)) => request,
             Ok(Checked::Answer(outgoing)) => {
                 let response = Response::Ready(outgoing);
@@ -572,15 +582,21 @@ where
 }
 
 /// Checks and decodes one frame; nothing is applied yet. `quorum`: this node runs a metadata
-/// quorum, so it serves the quorum's APIs too.
-fn check(frame: Bytes, received: Instant, quorum: bool) -> Result<Checked, Close> {
+/// quorum, so it serves the quorum's APIs too; `controller`: the frame came on the CONTROLLER
+/// listener, which serves only the controller's APIs.
+fn check(
+    frame: Bytes,
+    received: Instant,
+    quorum: bool,
+    controller: bool,
+) -> Result<Checked, Close> {
     let Some(prefix) = HeaderPrefix::peek(&frame) else {
         return Err(Close::Protocol(format!(
             "frame of {} bytes is too short for a request header",
             frame.len()
         )));
     };
-    let Some(supported) = api::supported_on(prefix.api_key, quorum) else {
+    let Some(supported) = api::supported_on_listener(prefix.api_key, quorum, controller) else {
         return Err(Close::Protocol(format!(
             "unsupported api key {}",
             prefix.api_key

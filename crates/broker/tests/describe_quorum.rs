@@ -117,8 +117,9 @@ fn leader_answer(nodes: &[Node], version: i16) -> (i32, DescribeQuorumResponse) 
 }
 
 // Proves the CONTROLLER listener serves Kafka requests beside the Raft traffic (ApiVersions on
-// every node's controller port, advertising DescribeQuorum), that DescribeQuorum is answered
-// only by the leader on a controller listener and through any broker listener (forwarded),
+// every node's controller port, advertising DescribeQuorum and only controller APIs), that
+// DescribeQuorum is answered only by the leader on a controller listener and through any
+// broker listener (forwarded),
 // with consistent fields: the leader among exactly three voters, epoch >= 1, the high
 // watermark at the leader's log end, followers caught up after a CreateTopics, v2's nodes with
 // the CONTROLLER endpoints, and Kafka's partition errors.
@@ -131,6 +132,18 @@ fn three_nodes_describe_their_quorum() {
             apis.contains(&(ApiKey::DescribeQuorum as i16, 0, 2)),
             "{apis:?}"
         );
+        // Only the controller's APIs there, as on a Kafka controller.
+        for key in [
+            ApiKey::Produce,
+            ApiKey::Fetch,
+            ApiKey::Metadata,
+            ApiKey::JoinGroup,
+        ] {
+            assert!(!apis.iter().any(|(k, _, _)| *k == key as i16), "{key:?}");
+        }
+        assert!(apis
+            .iter()
+            .any(|(k, _, _)| *k == ApiKey::CreateTopics as i16));
         assert!(api_versions(node.port).contains(&(ApiKey::DescribeQuorum as i16, 0, 2)));
     }
     let (leader, _) = leader_answer(&nodes, 2);

@@ -90,6 +90,38 @@ pub fn supported_on(api_key: i16, quorum: bool) -> Option<&'static SupportedApi>
     })
 }
 
+/// The APIs a CONTROLLER listener serves, of those runnel implements: Kafka's controller
+/// APIs (`"listeners": ["controller"]` in its request schemas) less the Raft ones, which
+/// runnel's controllers speak in their own frames, and Fetch, which on a Kafka controller
+/// reads only the metadata log.
+pub const CONTROLLER_LISTENER_KEYS: &[ApiKey] = &[
+    ApiKey::ApiVersions,
+    ApiKey::DescribeQuorum,
+    ApiKey::DescribeCluster,
+    ApiKey::CreateTopics,
+    ApiKey::DeleteTopics,
+    ApiKey::CreatePartitions,
+    ApiKey::DescribeConfigs,
+    ApiKey::AlterConfigs,
+    ApiKey::IncrementalAlterConfigs,
+    ApiKey::ElectLeaders,
+    ApiKey::UpdateFeatures,
+    ApiKey::BrokerRegistration,
+    ApiKey::BrokerHeartbeat,
+    ApiKey::UnregisterBroker,
+];
+
+/// The supported range for `api_key` on a node running a quorum or not (`quorum`), for a
+/// request on its CONTROLLER listener or another (`controller_listener`).
+pub fn supported_on_listener(
+    api_key: i16,
+    quorum: bool,
+    controller_listener: bool,
+) -> Option<&'static SupportedApi> {
+    supported_on(api_key, quorum)
+        .filter(|api| !controller_listener || CONTROLLER_LISTENER_KEYS.contains(&api.key))
+}
+
 /// The supported range for `api_key`, if runnel serves it.
 pub fn supported(api_key: i16) -> Option<&'static SupportedApi> {
     SUPPORTED_APIS.iter().find(|api| api.key as i16 == api_key)

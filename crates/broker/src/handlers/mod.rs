@@ -73,6 +73,11 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext<'_>, request: Req
                 &broker.image(),
                 broker.node_id(),
                 broker.metadata.is_quorum(),
+                broker
+                    .metadata
+                    .quorum()
+                    .and_then(|q| q.controller_listener())
+                    == Some(ctx.connection.listener.as_ref()),
             )));
         }
         Request::Kafka(request) => request,
