@@ -71,17 +71,26 @@ fn answer(quorum: &QuorumHandle, status: &QuorumStatus, version: i16) -> Describ
     if !status.leader {
         return singleton(error_partition(ResponseError::NotLeaderOrFollower));
     }
+    let leader = quorum.node_id();
+    // The leader's own fetch and catch-up are "now", the time of the request, as Kafka's.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
     let replica = |r: &crate::metadata::quorum::ReplicaStatus| {
+        let (fetch, caught_up) = if r.id == leader {
+            (now, now)
+        } else {
+            (r.last_fetch_ms, r.last_caught_up_ms)
+        };
         ReplicaState::default()
             .with_replica_id(BrokerId(r.id))
             // Static voters (`controller.quorum.voters`) have no directory id: Kafka reports
             // the zero UUID for them.
             .with_replica_directory_id(uuid::Uuid::nil())
             .with_log_end_offset(r.log_end_offset)
-            .with_last_fetch_timestamp(r.last_fetch_ms)
-            .with_last_caught_up_timestamp(r.last_caught_up_ms)
+            .with_last_fetch_timestamp(fetch)
+            .with_last_caught_up_timestamp(caught_up)
     };
-    let leader = quorum.node_id();
     let partition = PartitionData::default()
         .with_partition_index(METADATA_PARTITION)
         .with_error_code(0)
@@ -122,7 +131,22 @@ fn error_partition(error: ResponseError) -> PartitionData {
     PartitionData::default()
         .with_partition_index(METADATA_PARTITION)
         .with_error_code(error.code())
-        .with_error_message(Some(StrBytes::from_string(error.to_string())))
+        .with_error_message(Some(StrBytes::from_static_str(kafka_message(error))))
+}
+
+/// Kafka's `Errors.message()` (its exception's default message), which it puts in every error
+/// of this API.
+fn kafka_message(error: ResponseError) -> &'static str {
+    match error {
+        ResponseError::NotLeaderOrFollower => {
+            "For requests intended only for the leader, this error indicates that the broker \
+             is not the current leader. For requests intended for any replica, this error \
+             indicates that the broker is not a replica of the topic partition."
+        }
+        ResponseError::UnknownTopicOrPartition => "This server does not host this topic-partition.",
+        ResponseError::RequestTimedOut => "The request timed out.",
+        _ => "The server experienced an unexpected error when processing the request.",
+    }
 }
 
 /// Kafka's `getPartitionLevelErrorResponse`: `error` for every partition asked for.
@@ -153,7 +177,7 @@ fn partition_level_error(
 fn top_level_error(error: ResponseError) -> DescribeQuorumResponse {
     DescribeQuorumResponse::default()
         .with_error_code(error.code())
-        .with_error_message(Some(StrBytes::from_string(error.to_string())))
+        .with_error_message(Some(StrBytes::from_static_str(kafka_message(error))))
 }
 
 /// Asks the active controller, retrying (a leader not known yet, or one that just lost its
