@@ -156,11 +156,10 @@ async fn serve_controller_connections(
             tracing::warn!(listener = %name, "max.connections reached; closing a controller connection");
             continue;
         };
-        let crate::metadata::quorum::ControllerConnection { stream, peer, .. } = &connection;
+        let (stream, peer, slot) = connection.into_parts();
         let stream = match stream
-            .try_clone()
-            .and_then(|s| s.set_nonblocking(true).map(|()| s))
-            .and_then(TcpStream::from_std)
+            .set_nonblocking(true)
+            .and_then(|()| TcpStream::from_std(stream))
         {
             Ok(stream) => stream,
             Err(e) => {
@@ -168,14 +167,13 @@ async fn serve_controller_connections(
                 continue;
             }
         };
-        let peer = *peer;
         let broker = Arc::clone(&broker);
         let shutdown = shutdown.clone();
         let name = Arc::clone(&name);
         tokio::spawn(async move {
             connection::serve(broker, stream, peer, name, None, shutdown).await;
-            // The quorum listener's slot and the original socket go once the server is done.
-            drop(connection);
+            // The quorum listener's slot goes once the server is done with the connection.
+            drop(slot);
             drop(permit);
         });
     }

@@ -112,8 +112,15 @@ pub struct ControllerConnection {
     _slot: Slot,
 }
 
+impl ControllerConnection {
+    /// The socket, its peer, and the listener slot to hold while serving it.
+    pub fn into_parts(self) -> (TcpStream, SocketAddr, Slot) {
+        (self.stream, self.peer, self._slot)
+    }
+}
+
 /// One of the CONTROLLER listener's connection slots, given back on drop.
-struct Slot(Arc<AtomicUsize>);
+pub struct Slot(Arc<AtomicUsize>);
 
 impl Drop for Slot {
     fn drop(&mut self) {
