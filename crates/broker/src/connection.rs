@@ -350,6 +350,11 @@ async fn read_requests<'s>(
 ) -> Option<Close> {
     let idle = Duration::from_millis(broker.config.connections_max_idle_ms);
     let max_frame = broker.config.socket_request_max_bytes;
+    let controller = broker
+        .metadata
+        .quorum()
+        .and_then(|q| q.controller_listener())
+        == Some(connection.listener.as_ref());
     // A pending produce was queued since the last barrier: the next request other than a
     // produce waits for it (see "Why this is safe").
     let mut produce_pending = false;
@@ -397,7 +402,12 @@ async fn read_requests<'s>(
                 Err(close) => return Some(close),
             },
         };
-        let request = match check(frame, Instant::now()) {
+        let request = match check(
+            frame,
+            Instant::now(),
+            broker.metadata.is_quorum(),
+            controller,
+        ) {
             Ok(Checked::Request(request)) => request,
             Ok(Checked::Answer(outgoing)) => {
                 let response = Response::Ready(outgoing);
@@ -571,15 +581,26 @@ where
     Ok(buf.freeze())
 }
 
-/// Checks and decodes one frame; nothing is applied yet.
-fn check(frame: Bytes, received: Instant) -> Result<Checked, Close> {
+/// Checks and decodes one frame; nothing is applied yet. `quorum`: this node runs a metadata
+/// quorum, so it serves the quorum's APIs too; `controller`: the frame came on the CONTROLLER
+/// listener, which serves only the controller's APIs.
+fn check(
+    frame: Bytes,
+    received: Instant,
+    quorum: bool,
+    controller: bool,
+) -> Result<Checked, Close> {
     let Some(prefix) = HeaderPrefix::peek(&frame) else {
         return Err(Close::Protocol(format!(
             "frame of {} bytes is too short for a request header",
             frame.len()
         )));
     };
-    let Some(supported) = api::accepted(prefix.api_key) else {
+    // A node without a quorum is its own controller and has no CONTROLLER listener: it
+    // accepts the controller-only APIs on its client listeners, unadvertised.
+    let accepted = api::supported_on_listener(prefix.api_key, quorum, controller)
+        .or_else(|| (!quorum).then(|| api::accepted(prefix.api_key)).flatten());
+    let Some(supported) = accepted else {
         return Err(Close::Protocol(format!(
             "unsupported api key {}",
             prefix.api_key

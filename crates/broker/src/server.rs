@@ -58,6 +58,16 @@ pub async fn run(
         Arc::clone(&broker),
         shutdown_rx.clone(),
     ));
+    let controller = broker.metadata.quorum().map(|quorum| {
+        let (name, connections) = quorum.controller_connections();
+        tokio::spawn(serve_controller_connections(
+            Arc::clone(&broker),
+            Arc::clone(&slots),
+            Arc::from(name),
+            connections,
+            shutdown_rx.clone(),
+        ))
+    });
     tokio::pin!(stop);
     // Where the next accept starts looking, so a busy listener cannot starve the others.
     let mut first = 0;
@@ -111,6 +121,9 @@ pub async fn run(
         })
         .await;
     }
+    if let Some(controller) = controller {
+        controller.abort();
+    }
     let _ = shutdown_tx.send(true);
     let all = u32::try_from(max_connections).unwrap_or(u32::MAX);
     if tokio::time::timeout(SHUTDOWN_GRACE, slots.acquire_many(all))
@@ -152,4 +165,43 @@ async fn accept_any(
         Poll::Pending
     })
     .await
+}
+
+/// Serves the Kafka connections of the CONTROLLER listener, which the quorum's listener
+/// thread accepts and hands over (`metadata::quorum::ControllerConnection`). Each also takes
+/// one of the `max.connections` slots; at the limit a connection is closed (the quorum's
+/// listener has already accepted it, so there is no backlog to leave it in).
+async fn serve_controller_connections(
+    broker: Arc<Broker>,
+    slots: Arc<Semaphore>,
+    name: Arc<str>,
+    mut connections: tokio::sync::mpsc::Receiver<crate::metadata::quorum::ControllerConnection>,
+    shutdown: watch::Receiver<bool>,
+) {
+    while let Some(connection) = connections.recv().await {
+        let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+            tracing::warn!(listener = %name, "max.connections reached; closing a controller connection");
+            continue;
+        };
+        let (stream, peer, slot) = connection.into_parts();
+        let stream = match stream
+            .set_nonblocking(true)
+            .and_then(|()| TcpStream::from_std(stream))
+        {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::warn!(listener = %name, error = %e, "cannot serve a controller connection");
+                continue;
+            }
+        };
+        let broker = Arc::clone(&broker);
+        let shutdown = shutdown.clone();
+        let name = Arc::clone(&name);
+        tokio::spawn(async move {
+            connection::serve(broker, stream, peer, name, None, shutdown).await;
+            // The quorum listener's slot goes once the server is done with the connection.
+            drop(slot);
+            drop(permit);
+        });
+    }
 }

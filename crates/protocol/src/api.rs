@@ -99,6 +99,56 @@ pub fn accepted(api_key: i16) -> Option<&'static SupportedApi> {
     })
 }
 
+/// APIs served only by a node of a metadata quorum (`controller.quorum.voters` set); a
+/// single-node broker has no quorum to describe. Advertised in addition to [`SUPPORTED_APIS`].
+pub const QUORUM_APIS: &[SupportedApi] = &[full(ApiKey::DescribeQuorum, 0, 2)];
+
+/// The supported range for `api_key` on a node that runs a quorum (`quorum`) or not.
+pub fn supported_on(api_key: i16, quorum: bool) -> Option<&'static SupportedApi> {
+    supported(api_key).or_else(|| {
+        quorum
+            .then(|| QUORUM_APIS.iter().find(|api| api.key as i16 == api_key))
+            .flatten()
+    })
+}
+
+/// The APIs a CONTROLLER listener serves, of those runnel implements: Kafka's controller
+/// APIs (`"listeners": ["controller"]` in its request schemas) less the Raft ones, which
+/// runnel's controllers speak in their own frames, and Fetch, which on a Kafka controller
+/// reads only the metadata log.
+pub const CONTROLLER_LISTENER_KEYS: &[ApiKey] = &[
+    ApiKey::ApiVersions,
+    ApiKey::DescribeQuorum,
+    ApiKey::DescribeCluster,
+    ApiKey::CreateTopics,
+    ApiKey::DeleteTopics,
+    ApiKey::CreatePartitions,
+    ApiKey::DescribeConfigs,
+    ApiKey::AlterConfigs,
+    ApiKey::IncrementalAlterConfigs,
+    ApiKey::ElectLeaders,
+    ApiKey::UpdateFeatures,
+    ApiKey::BrokerRegistration,
+    ApiKey::BrokerHeartbeat,
+    ApiKey::UnregisterBroker,
+];
+
+/// The supported range for `api_key` on a node running a quorum or not (`quorum`), for a
+/// request on its CONTROLLER listener or another (`controller_listener`).
+pub fn supported_on_listener(
+    api_key: i16,
+    quorum: bool,
+    controller_listener: bool,
+) -> Option<&'static SupportedApi> {
+    let api = supported_on(api_key, quorum).or_else(|| {
+        CONTROLLER_ONLY_APIS
+            .iter()
+            .find(|api| api.key as i16 == api_key)
+            .filter(|_| controller_listener)
+    })?;
+    (!controller_listener || CONTROLLER_LISTENER_KEYS.contains(&api.key)).then_some(api)
+}
+
 /// The supported range for `api_key`, if runnel serves it.
 pub fn supported(api_key: i16) -> Option<&'static SupportedApi> {
     SUPPORTED_APIS.iter().find(|api| api.key as i16 == api_key)
@@ -123,7 +173,11 @@ mod tests {
             (ApiKey::OffsetCommit, 9),
             (ApiKey::OffsetFetch, 9),
         ];
-        for api in SUPPORTED_APIS.iter().chain(CONTROLLER_ONLY_APIS) {
+        for api in SUPPORTED_APIS
+            .iter()
+            .chain(QUORUM_APIS)
+            .chain(CONTROLLER_ONLY_APIS)
+        {
             let valid = crate::validate::decodable_versions(api.key);
             assert_eq!(api.min_version, valid.min, "{:?} min", api.key);
             let expected_max = BELOW_KAFKA_PROTOCOL_MAX
@@ -138,7 +192,11 @@ mod tests {
     // versions), so no advertised version is one we would refuse.
     #[test]
     fn advertised_versions_are_decodable() {
-        for api in SUPPORTED_APIS.iter().chain(CONTROLLER_ONLY_APIS) {
+        for api in SUPPORTED_APIS
+            .iter()
+            .chain(QUORUM_APIS)
+            .chain(CONTROLLER_ONLY_APIS)
+        {
             for version in api.min_version..=api.max_version {
                 let schema = crate::validate::request_schema(api.key as i16).expect("schema");
                 assert!(schema.valid.contains(version), "{:?} v{version}", api.key);

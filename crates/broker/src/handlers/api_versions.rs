@@ -9,13 +9,17 @@ use kafka_protocol::messages::api_versions_response::{
 use kafka_protocol::messages::ApiVersionsResponse;
 use kafka_protocol::protocol::StrBytes;
 use runnel_cluster::{features, MetadataImage};
-use runnel_protocol::api::SUPPORTED_APIS;
+use runnel_protocol::api::{CONTROLLER_LISTENER_KEYS, QUORUM_APIS, SUPPORTED_APIS};
 use runnel_protocol::api_versions::ApiVersionsRequest;
 
-/// The successful answer: every supported API and its range.
-fn supported_apis_response() -> ApiVersionsResponse {
+/// The successful answer: every supported API and its range (with the quorum's on a node
+/// that runs one).
+fn supported_apis_response(quorum: bool, controller_listener: bool) -> ApiVersionsResponse {
+    let quorum_apis = if quorum { QUORUM_APIS } else { &[] };
     let api_keys = SUPPORTED_APIS
         .iter()
+        .chain(quorum_apis)
+        .filter(|api| !controller_listener || CONTROLLER_LISTENER_KEYS.contains(&api.key))
         .map(|api| {
             ApiVersion::default()
                 .with_api_key(api.key as i16)
@@ -86,12 +90,16 @@ fn error_response(error_code: i16) -> ApiVersionsResponse {
     ApiVersionsResponse::default().with_error_code(error_code)
 }
 
-/// Answers one ApiVersions request to the broker `node_id` of the cluster of `image`.
+/// Answers one ApiVersions request to the broker `node_id` of the cluster of `image`;
+/// `quorum`: the node runs a metadata quorum; `controller_listener`: the request came on its
+/// CONTROLLER listener, which serves the controller's APIs only (as Kafka's).
 pub fn handle(
     request: &ApiVersionsRequest,
     version: i16,
     image: &MetadataImage,
     node_id: i32,
+    quorum: bool,
+    controller_listener: bool,
 ) -> ApiVersionsResponse {
     let software_valid = version < 3
         || (valid_software_field(request.client_software_name.as_str())
@@ -107,7 +115,7 @@ pub fn handle(
         );
         return error_response(ResponseError::RebootstrapRequired.code());
     }
-    let response = supported_apis_response();
+    let response = supported_apis_response(quorum, controller_listener);
     if version >= 3 {
         with_features(response, version, image)
     } else {

@@ -27,6 +27,7 @@ mod describe_cluster;
 mod describe_configs;
 mod describe_log_dirs;
 mod describe_producers;
+mod describe_quorum;
 mod describe_topic_partitions;
 mod elect_leaders;
 mod fetch;
@@ -72,6 +73,12 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext<'_>, request: Req
                 version,
                 &broker.image(),
                 broker.node_id(),
+                broker.metadata.is_quorum(),
+                broker
+                    .metadata
+                    .quorum()
+                    .and_then(|q| q.controller_listener())
+                    == Some(ctx.connection.listener.as_ref()),
             )));
         }
         Request::Kafka(request) => request,
@@ -189,6 +196,9 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext<'_>, request: Req
         },
         RequestKind::WriteTxnMarkers(r) => {
             ResponseKind::WriteTxnMarkers(write_txn_markers::handle(broker, ctx, &r).await)
+        }
+        RequestKind::DescribeQuorum(r) => {
+            ResponseKind::DescribeQuorum(describe_quorum::handle(broker, ctx, &r, version))
         }
         RequestKind::DescribeProducers(r) => {
             ResponseKind::DescribeProducers(describe_producers::handle(broker, ctx, &r))

@@ -173,6 +173,11 @@ impl MetadataManager {
         }
     }
 
+    /// The quorum's handle, on a node that runs one.
+    pub fn quorum(&self) -> Option<&quorum::QuorumHandle> {
+        self.quorum.as_ref()
+    }
+
     /// Whether metadata goes through a Raft quorum.
     pub fn is_quorum(&self) -> bool {
         self.quorum.is_some()

@@ -12,14 +12,27 @@
 //! Wire format on the CONTROLLER listener (runnel's own, between runnel controllers only):
 //! frames `length: u32 BE` then `kind: u8` and a body. Kind 1: a Raft message (protobuf), one
 //! way. Kind 2: a forwarded command (JSON), answered on the same connection by kind 3 (JSON
-//! [`ForwardReply`]). Kafka requests on this listener (ApiVersions, DescribeQuorum) are not
-//! served yet: such a connection is closed.
+//! [`ForwardReply`]). A connection whose first frame is a Kafka request (its API key's high
+//! byte, where the kind byte would be, is 0) is handed to the broker's async server as a
+//! connection of the CONTROLLER listener ([`ControllerConnection`]): ApiVersions,
+//! DescribeQuorum, DescribeCluster and the rest are served by the ordinary handlers.
+//!
+//! # DescribeQuorum
+//!
+//! The driver publishes a [`QuorumStatus`] after every step. Offsets follow the quorum's
+//! mapping (a batch's metadata offset is its Raft index), and Kafka's end offsets are
+//! exclusive: the high watermark is `commit index + 1`, a voter's log end offset is
+//! `matched + 1` (the leader's own: `last index + 1`). A voter's last fetch is when the leader
+//! last heard an append or heartbeat response from it; its last caught-up time is the last
+//! such response at which its matched index reached the leader's last index (Kafka: a fetch
+//! at the leader's log end). Both are -1 until heard of in this term, and "now" for the
+//! leader itself, as Kafka's `LeaderState` reports them.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::path::Path;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -91,8 +104,61 @@ struct Parts {
     image: Arc<MetadataImage>,
 }
 
+/// A Kafka connection accepted on the CONTROLLER listener, for the broker's server. It holds
+/// one of the listener's `CONTROLLER_CONNECTIONS_MAX` slots until dropped.
+pub struct ControllerConnection {
+    pub stream: TcpStream,
+    pub peer: SocketAddr,
+    _slot: Slot,
+}
+
+impl ControllerConnection {
+    /// The socket, its peer, and the listener slot to hold while serving it.
+    pub fn into_parts(self) -> (TcpStream, SocketAddr, Slot) {
+        (self.stream, self.peer, self._slot)
+    }
+}
+
+/// One of the CONTROLLER listener's connection slots, given back on drop.
+pub struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Where Kafka connections of the CONTROLLER listener go (`None`: nobody serves them yet, so
+/// they are closed).
+type KafkaConnections = Arc<Mutex<Option<tokio::sync::mpsc::Sender<ControllerConnection>>>>;
+
+/// One replica's replication state, as the leader tracks it (DescribeQuorum's `ReplicaState`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaStatus {
+    pub id: i32,
+    /// Exclusive end offset of its log; -1 when unknown.
+    pub log_end_offset: i64,
+    /// Unix ms; -1 when unknown.
+    pub last_fetch_ms: i64,
+    pub last_caught_up_ms: i64,
+}
+
+/// What this node knows of the quorum (see the module docs for the mapping).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QuorumStatus {
+    /// This node leads the quorum; the fields below are filled only then.
+    pub leader: bool,
+    /// The Raft term (Kafka's leader epoch).
+    pub term: u64,
+    pub high_watermark: i64,
+    /// The voters, by id.
+    pub voters: Vec<ReplicaStatus>,
+}
+
 /// The broker's handle on its quorum.
 pub struct QuorumHandle {
+    kafka: KafkaConnections,
+    status: Arc<Mutex<QuorumStatus>>,
     node_id: i32,
     settings: QuorumSettings,
     inputs: Sender<Input>,
@@ -181,6 +247,8 @@ pub fn open(
     let image = Arc::new(image);
     let (tx, rx) = mpsc::channel();
     let handle = QuorumHandle {
+        kafka: Arc::new(Mutex::new(None)),
+        status: Arc::new(Mutex::new(QuorumStatus::default())),
         node_id,
         settings: settings.clone(),
         inputs: tx,
@@ -308,9 +376,10 @@ impl QuorumHandle {
         let inputs = self.inputs.clone();
         let forward_inputs = self.inputs.clone();
         let request_timeout = Duration::from_millis(self.settings.request_timeout_ms);
+        let kafka = Arc::clone(&self.kafka);
         std::thread::Builder::new()
             .name("controller-listener".into())
-            .spawn(move || accept_loop(listener, inputs, forward_inputs, request_timeout))?;
+            .spawn(move || accept_loop(listener, inputs, forward_inputs, request_timeout, kafka))?;
         let driver = Driver {
             node: parts.node,
             log: parts.log,
@@ -320,6 +389,9 @@ impl QuorumHandle {
             peers,
             publisher,
             leader: Arc::clone(&self.leader),
+            status: Arc::clone(&self.status),
+            replicas: HashMap::new(),
+            replicas_term: 0,
             published: Arc::clone(&self.published),
             queue: VecDeque::new(),
             in_flight: None,
@@ -334,6 +406,52 @@ impl QuorumHandle {
             .name("metadata-quorum".into())
             .spawn(move || driver.run())?;
         Ok(())
+    }
+
+    /// The Kafka connections of the CONTROLLER listener from now on, with the listener's name
+    /// (`controller.listener.names`' first). A second call takes them over from the first.
+    pub fn controller_connections(
+        &self,
+    ) -> (String, tokio::sync::mpsc::Receiver<ControllerConnection>) {
+        let (tx, rx) = tokio::sync::mpsc::channel(CONTROLLER_CONNECTIONS_MAX);
+        *self.kafka.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
+        let name = self
+            .settings
+            .listener
+            .as_ref()
+            .map(|(name, _, _)| name.clone())
+            .unwrap_or_default();
+        (name, rx)
+    }
+
+    pub fn node_id(&self) -> i32 {
+        self.node_id
+    }
+
+    /// The CONTROLLER listener's name.
+    pub fn controller_listener(&self) -> Option<&str> {
+        self.settings
+            .listener
+            .as_ref()
+            .map(|(name, _, _)| name.as_str())
+    }
+
+    /// The configured voters (`controller.quorum.voters`).
+    pub fn voters(&self) -> &[super::quorum_config::Voter] {
+        &self.settings.voters
+    }
+
+    /// What this node knows of the quorum now.
+    pub fn status(&self) -> QuorumStatus {
+        self.status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// `controller.quorum.request.timeout.ms`.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.settings.request_timeout_ms)
     }
 
     pub fn is_active_controller(&self) -> bool {
@@ -492,6 +610,10 @@ struct Driver {
     peers: HashMap<u64, SyncSender<Vec<u8>>>,
     publisher: Arc<dyn Publish + Send + Sync>,
     leader: Arc<AtomicI64>,
+    status: Arc<Mutex<QuorumStatus>>,
+    /// Per voter, while leading in `replicas_term`: (last fetch, last caught up), unix ms.
+    replicas: HashMap<u64, (i64, i64)>,
+    replicas_term: u64,
     published: Arc<(Mutex<i64>, Condvar)>,
     queue: VecDeque<(Command, Reply)>,
     in_flight: Option<InFlight>,
@@ -527,18 +649,100 @@ impl Driver {
             if self.leader.swap(leader, Ordering::AcqRel) != leader && leader >= 0 {
                 tracing::info!(leader, term = self.node.term(), "active controller elected");
             }
+            self.publish_status();
         }
     }
 
     fn input(&mut self, input: Input) {
         match input {
             Input::Raft(message) => {
+                use raft::prelude::MessageType;
+                let from = message.from;
+                let fetch = !message.reject
+                    && matches!(
+                        message.get_msg_type(),
+                        MessageType::MsgAppendResponse | MessageType::MsgHeartbeatResponse
+                    );
                 if let Err(e) = self.node.step(message) {
                     tracing::debug!(error = %e, "raft message refused");
+                    return;
+                }
+                if fetch && self.node.is_leader() {
+                    self.heard_from(from);
                 }
             }
             Input::Submit(command, reply) => self.queue.push_back((command, reply)),
         }
+    }
+
+    /// Records a response of voter `from` to the leader's appends or heartbeats.
+    fn heard_from(&mut self, from: u64) {
+        self.reset_replicas_on_new_term();
+        let now = unix_ms();
+        let last = self.node.last_index() as i64;
+        let caught_up = self
+            .node
+            .progress()
+            .iter()
+            .any(|p| p.id == from && p.matched >= last);
+        let entry = self.replicas.entry(from).or_insert((-1, -1));
+        entry.0 = now;
+        if caught_up {
+            entry.1 = now;
+        }
+    }
+
+    /// A new term starts the leader's replica state afresh, as Kafka's `LeaderState`.
+    fn reset_replicas_on_new_term(&mut self) {
+        if self.replicas_term != self.node.term() {
+            self.replicas.clear();
+            self.replicas_term = self.node.term();
+        }
+    }
+
+    /// Publishes what DescribeQuorum answers (see the module docs).
+    fn publish_status(&mut self) {
+        let status = if self.node.is_leader() {
+            self.reset_replicas_on_new_term();
+            let now = unix_ms();
+            let me = self.node.id();
+            QuorumStatus {
+                leader: true,
+                term: self.node.term(),
+                high_watermark: self.node.commit_index() as i64 + 1,
+                voters: self
+                    .node
+                    .progress()
+                    .into_iter()
+                    .map(|p| {
+                        if p.id == me {
+                            ReplicaStatus {
+                                id: p.id as i32,
+                                log_end_offset: self.node.last_index() as i64 + 1,
+                                last_fetch_ms: now,
+                                last_caught_up_ms: now,
+                            }
+                        } else {
+                            let (fetch, caught_up) =
+                                self.replicas.get(&p.id).copied().unwrap_or((-1, -1));
+                            ReplicaStatus {
+                                id: p.id as i32,
+                                // raft-rs starts a new leader's matched at 0: not known yet.
+                                log_end_offset: if p.matched > 0 { p.matched + 1 } else { -1 },
+                                last_fetch_ms: fetch,
+                                last_caught_up_ms: caught_up,
+                            }
+                        }
+                    })
+                    .collect(),
+            }
+        } else {
+            QuorumStatus {
+                term: self.node.term(),
+                ..QuorumStatus::default()
+            }
+        };
+        *self.status.lock().unwrap_or_else(|e| e.into_inner()) = status;
     }
 
     /// Decides queued commands on the leader, one batch in flight at a time.
@@ -753,11 +957,18 @@ fn peer_sender(address: String, timeout: Duration, frames: Receiver<Vec<u8>>) {
 /// Raft streams and forwarded commands need a handful; more are refused.
 const CONTROLLER_CONNECTIONS_MAX: usize = 256;
 
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 fn accept_loop(
     listener: TcpListener,
     inputs: Sender<Input>,
     forward_inputs: Sender<Input>,
     request_timeout: Duration,
+    kafka: KafkaConnections,
 ) {
     let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     for stream in listener.incoming() {
@@ -772,28 +983,74 @@ fn accept_loop(
         }
         let inputs = inputs.clone();
         let forward_inputs = forward_inputs.clone();
-        let guard = Arc::clone(&open);
+        let slot = Slot(Arc::clone(&open));
+        let kafka = Arc::clone(&kafka);
         let spawned = std::thread::Builder::new()
             .name("controller-connection".into())
             .spawn(move || {
-                serve(stream, inputs, forward_inputs, request_timeout);
-                guard.fetch_sub(1, Ordering::AcqRel);
+                serve(
+                    stream,
+                    slot,
+                    inputs,
+                    forward_inputs,
+                    request_timeout,
+                    &kafka,
+                )
             });
         if let Err(e) = spawned {
-            open.fetch_sub(1, Ordering::AcqRel);
             tracing::warn!(error = %e, "cannot serve a controller connection");
         }
     }
 }
 
-/// Serves one connection on the CONTROLLER listener until it closes or sends garbage.
+/// Serves one connection on the CONTROLLER listener until it closes or sends garbage; a
+/// Kafka connection is handed to the broker's server with its `slot`.
 fn serve(
     mut stream: TcpStream,
+    slot: Slot,
     inputs: Sender<Input>,
     forward_inputs: Sender<Input>,
     request_timeout: Duration,
+    kafka: &KafkaConnections,
 ) {
     let _ = stream.set_nodelay(true);
+    // A Kafka request's API key (i16, every key below 256) puts 0 where runnel's kind byte
+    // is; runnel's kinds are 1-3. Peeked, so the server reads the whole first frame.
+    let mut head = [0u8; 5];
+    let _ = stream.set_read_timeout(Some(request_timeout));
+    let deadline = Instant::now() + request_timeout;
+    let peeked = loop {
+        match stream.peek(&mut head) {
+            Ok(n) if n >= head.len() || n == 0 => break Ok(n),
+            Ok(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(1)),
+            other => break other,
+        }
+    };
+    let _ = stream.set_read_timeout(None);
+    match peeked {
+        Ok(5) if head[4] == 0 => {
+            let Ok(peer) = stream.peer_addr() else { return };
+            let sender = kafka.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let Some(sender) = sender else {
+                tracing::debug!(
+                    "a Kafka request on the controller listener before the server runs; closing"
+                );
+                return;
+            };
+            let connection = ControllerConnection {
+                stream,
+                peer,
+                _slot: slot,
+            };
+            if sender.try_send(connection).is_err() {
+                tracing::warn!("the server takes no more controller connections; closing one");
+            }
+            return;
+        }
+        Ok(_) => {}
+        Err(_) => return,
+    }
+    let _slot = slot;
     loop {
         let Ok((kind, body)) = read_frame(&mut stream) else {
             return;
@@ -836,11 +1093,7 @@ fn serve(
                     return;
                 }
             }
-            // DISPATCH POINT (not built yet): a Kafka request frame starts with its API key,
-            // whose high byte is 0 for every key, so kind 0 is a Kafka request. ApiVersions,
-            // DescribeQuorum and BrokerRegistration / BrokerHeartbeat / UnregisterBroker
-            // (`handlers/broker_lifecycle.rs`, not on this branch) are to be served here
-            // through the broker's request handling; until then such a connection is closed.
+            // A Kafka request after runnel frames, or an unknown kind: not a peer we know.
             _ => return,
         }
     }
