@@ -69,9 +69,23 @@ pub async fn run(
         ))
     });
     tokio::pin!(stop);
+    // A quorum node serves clients only once it has caught up with the metadata log and its
+    // controller unfenced it, as Kafka's BrokerServer enables request processing only then:
+    // before that its image may lack committed changes (a restarted node replaying), and a
+    // client would be told of topics and configs as they were.
+    let mut stopping = false;
+    if broker.metadata.is_quorum() {
+        tokio::select! {
+            _ = &mut stop => stopping = true,
+            _ = wait_until_unfenced(&broker) => {}
+        }
+    }
     // Where the next accept starts looking, so a busy listener cannot starve the others.
     let mut first = 0;
     loop {
+        if stopping {
+            break;
+        }
         // Wait for a connection slot first, so at the limit we stop accepting (the kernel backlog
         // holds new clients) instead of accepting and dropping them. One slot for whichever
         // listener has a client first: a slot held per idle listener would leave a busy one
@@ -148,6 +162,33 @@ pub async fn run(
     broker.shutdown();
     tracing::info!("shutdown complete");
 }
+
+/// Returns once this node's current incarnation is registered and unfenced in its own image.
+async fn wait_until_unfenced(broker: &Broker) {
+    let mut logged = false;
+    loop {
+        let epoch = broker.lifecycle.broker_epoch();
+        let unfenced = broker
+            .image()
+            .brokers
+            .get(&broker.node_id())
+            .is_some_and(|b| b.broker_epoch == epoch && epoch >= 0 && !b.fenced);
+        if unfenced {
+            tracing::info!("caught up with the metadata log and unfenced; serving clients");
+            return;
+        }
+        if !logged {
+            tracing::info!(
+                "waiting to catch up with the metadata log and be unfenced before serving clients"
+            );
+            logged = true;
+        }
+        tokio::time::sleep(UNFENCE_POLL).await;
+    }
+}
+
+/// How often a starting quorum node looks whether it was unfenced.
+const UNFENCE_POLL: Duration = Duration::from_millis(20);
 
 /// The next connection on any of `listeners`, looking at `first` first; with its listener's
 /// index.
