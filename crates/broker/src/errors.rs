@@ -113,3 +113,15 @@ pub fn storage_error_code(e: &StorageError) -> i16 {
 }
 
 pub const NONE: i16 = 0;
+
+/// Kafka's `getPartitionOrError` for a partition this node does not hold: one the metadata
+/// knows (placed on another broker) answers NOT_LEADER_OR_FOLLOWER, so the client refreshes
+/// its metadata and goes to the leader; any other UNKNOWN_TOPIC_OR_PARTITION.
+pub fn not_held_error(topic: &runnel_cluster::TopicImage, index: i32) -> i16 {
+    use kafka_protocol::error::ResponseError;
+    if u32::try_from(index).is_ok_and(|i| i < topic.partitions) {
+        ResponseError::NotLeaderOrFollower.code()
+    } else {
+        ResponseError::UnknownTopicOrPartition.code()
+    }
+}

@@ -51,7 +51,7 @@ pub async fn write_txn_markers(broker: &Broker, markers: Vec<MarkerRequest>) -> 
             let partition = known.and_then(|t| broker.partition(&t.topic_id, index));
             let write = match partition {
                 None => match known {
-                    Some(t) => Write::Refused(crate::handlers::not_held_error(t, index)),
+                    Some(t) => Write::Refused(crate::errors::not_held_error(t, index)),
                     None => Write::Unknown,
                 },
                 Some(p) if !p.is_leader() => {

@@ -121,7 +121,7 @@ pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Fet
                     Some(ResponseError::UnknownTopicId.code())
                 }
                 (None, _) => Some(ResponseError::UnknownTopicOrPartition.code()),
-                (Some(t), None) => Some(super::not_held_error(t, fp.key.partition)),
+                (Some(t), None) => Some(crate::errors::not_held_error(t, fp.key.partition)),
                 (Some(_), Some(part)) => super::leader_error(fp.params.current_leader_epoch, part),
             };
             Wanted {

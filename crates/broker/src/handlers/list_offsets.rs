@@ -126,7 +126,7 @@ pub fn handle(
                         resolved.and_then(|t| broker.partition(&t.topic_id, index))
                     else {
                         let code = match resolved {
-                            Some(t) => super::not_held_error(t, index),
+                            Some(t) => crate::errors::not_held_error(t, index),
                             None => ResponseError::UnknownTopicOrPartition.code(),
                         };
                         return error_response(index, code);

@@ -352,18 +352,6 @@ pub fn leader_error(requested_epoch: i32, partition: &crate::replica::Partition)
     })
 }
 
-/// Kafka's `getPartitionOrError` for a partition this node does not hold: one the metadata
-/// knows (placed on another broker) answers NOT_LEADER_OR_FOLLOWER, so the client refreshes
-/// its metadata and goes to the leader; any other UNKNOWN_TOPIC_OR_PARTITION.
-pub fn not_held_error(topic: &runnel_cluster::TopicImage, index: i32) -> i16 {
-    use kafka_protocol::error::ResponseError;
-    if u32::try_from(index).is_ok_and(|i| i < topic.partitions) {
-        ResponseError::NotLeaderOrFollower.code()
-    } else {
-        ResponseError::UnknownTopicOrPartition.code()
-    }
-}
-
 /// Checks a client's `current_leader_epoch` against ours (-1 means "don't check").
 pub fn leader_epoch_error(requested: i32, ours: i32) -> Option<i16> {
     use kafka_protocol::error::ResponseError;

@@ -161,7 +161,7 @@ pub fn apply(
             let partition = topic.and_then(|t| broker.partition(&t.topic_id, data.index));
             let Some(partition) = partition else {
                 let code = match topic {
-                    Some(t) => super::not_held_error(t, data.index),
+                    Some(t) => crate::errors::not_held_error(t, data.index),
                     None => missing_topic.code(),
                 };
                 partition_responses.push(failed(code, None));
