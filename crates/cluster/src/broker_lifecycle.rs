@@ -140,7 +140,7 @@ pub fn register(image: &MetadataImage, request: &Registration) -> Result<Vec<Met
             return Err(ClusterError::InvalidRegistration(format!(
                 "Broker {} is already registered with directory {}",
                 other.node_id,
-                crate::controller::kafka_uuid_string(directory)
+                runnel_protocol::kafka_uuid::to_text(directory.as_bytes())
             )));
         }
     }
