@@ -414,10 +414,14 @@ fn silent_clients_time_out_and_free_their_slots() {
         timeout.as_millis()
     );
     let mut b = start(&[("server.pem", &keystore)], &config);
+    // The clock is read before connecting: the server starts the handshake timeout at its
+    // accept, which is after that, so "closed before the timeout" cannot come from this thread
+    // being scheduled late after `connect` returned.
     let silent_connect = |port| {
+        let before = Instant::now();
         (
             TcpStream::connect(("127.0.0.1", port)).expect("connect"),
-            Instant::now(),
+            before,
         )
     };
     let mut silent = vec![silent_connect(b.ssl_port)];
