@@ -240,6 +240,7 @@ pub fn next_state(
     heartbeat: &Heartbeat,
 ) -> Result<(BrokerState, BrokerState)> {
     check_broker_epoch(image, heartbeat.node_id, heartbeat.broker_epoch)?;
+    // ok: check_broker_epoch refused an unregistered broker above.
     let current = state(image, heartbeat.node_id).expect("checked registered");
     let broker = &image.brokers[&heartbeat.node_id];
     let next = match current {

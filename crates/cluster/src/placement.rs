@@ -168,6 +168,7 @@ impl<'r> RackList<'r> {
 
     fn rack(&mut self, index: usize) -> &mut Rack {
         let name = &self.names[index];
+        // ok: `names` is built from the keys of `racks` and neither changes after.
         self.racks
             .get_mut(name)
             .expect("every rack name has a rack")

@@ -1,7 +1,7 @@
 //! BrokerRegistration (62), BrokerHeartbeat (63) and UnregisterBroker (64) on the active
 //! controller, as Kafka's `ControllerApis` answers them: CLUSTER_ACTION (ALTER for
-//! UnregisterBroker) on the cluster, NOT_CONTROLLER on any node that is not the active
-//! controller, then the controller's decision (`crate::lifecycle`) with Kafka's error codes.
+//! UnregisterBroker) on the cluster, NOT_CONTROLLER for 62 and 63 on any node that is not the active
+//! controller (64 is forwarded to it), then the controller's decision (`crate::lifecycle`) with Kafka's error codes.
 //! Kafka serves 62 and 63 on the controller listener only and 64 on both listeners
 //! (`runnel_protocol::api`).
 
@@ -139,11 +139,8 @@ pub fn unregister(
     if !authorized(broker, ctx, AclOperation::Alter) {
         return refuse(ResponseError::ClusterAuthorizationFailed.code());
     }
-    if !broker.metadata.is_active_controller() {
-        // A broker that is not the controller forwards this (Kafka's ForwardingManager);
-        // until forwarding exists the client is told to find the controller.
-        return refuse(ResponseError::NotController.code());
-    }
+    // Any node takes it: the metadata driver forwards the command to the active controller
+    // (Kafka's broker forwards UnregisterBroker through its ForwardingManager).
     match crate::lifecycle::unregister(broker, request.broker_id.0) {
         Ok(()) => UnregisterBrokerResponse::default(),
         // Kafka answers with the code only (`Errors.forException(e).code`).
