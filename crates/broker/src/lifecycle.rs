@@ -31,6 +31,9 @@ pub struct Liveness {
     tracker: Mutex<HeartbeatTracker>,
     /// Monotonic origin of the tracker's milliseconds: wall-clock jumps must not fence.
     origin: Instant,
+    /// In a quorum: the Raft term in which this node last activated as the controller (0:
+    /// not active). Sessions are soft state of one term's controller.
+    active_term: Mutex<u64>,
 }
 
 impl Liveness {
@@ -38,6 +41,46 @@ impl Liveness {
         Liveness {
             tracker: Mutex::new(HeartbeatTracker::new(session_timeout_ms)),
             origin: Instant::now(),
+            active_term: Mutex::new(0),
+        }
+    }
+
+    /// Follows the quorum's leadership: `term` is `Some` while this node is the active
+    /// controller. A new term of this node's leadership activates it (every session runs from
+    /// now); losing it drops the sessions, so a later term starts fresh rather than from
+    /// contact times another controller has since seen renewed. Every broker the image
+    /// shows registered without a session gets one from now: a leader activates before it has
+    /// applied every earlier committed batch (Raft commits them with its first entry), and a
+    /// broker registered in such a batch must still be fenced if it stays silent.
+    pub fn follow(&self, term: Option<u64>, image: &runnel_cluster::MetadataImage) {
+        let mut active = self.active_term.lock().unwrap_or_else(|e| e.into_inner());
+        match term {
+            Some(term) if *active != term => {
+                *active = term;
+                self.activate(image);
+                tracing::info!(
+                    term,
+                    "active controller: broker heartbeat sessions start now"
+                );
+            }
+            Some(_) => {
+                let now = self.now_ms();
+                let mut tracker = self.tracker();
+                for broker in image.brokers.values() {
+                    if tracker
+                        .epoch(broker.node_id)
+                        .is_none_or(|e| e < broker.broker_epoch)
+                    {
+                        tracker.carry_over(broker.node_id, broker.broker_epoch, broker.fenced, now);
+                    }
+                }
+            }
+            None if *active != 0 => {
+                *active = 0;
+                let mut tracker = self.tracker();
+                *tracker = HeartbeatTracker::new(tracker.session_timeout_ms());
+            }
+            None => {}
         }
     }
 
@@ -64,10 +107,21 @@ impl Liveness {
     }
 }
 
+/// Brings the heartbeat sessions in line with this node's part in the quorum (see
+/// [`Liveness::follow`]); a node without voters activated once, at startup.
+fn follow_leadership(broker: &Broker) {
+    if let Some(quorum) = broker.metadata.quorum() {
+        let status = quorum.status();
+        let term = (status.leader && broker.metadata.is_active_controller()).then_some(status.term);
+        broker.liveness.follow(term, &broker.image());
+    }
+}
+
 /// BrokerRegistration on the active controller: commits the registration and starts the
 /// broker's heartbeat session. Returns the broker epoch. `session_alive` of `request` is
 /// filled in here, from the tracker.
 pub fn register(broker: &Broker, mut request: Registration) -> Result<i64, ClusterError> {
+    follow_leadership(broker);
     let liveness = &broker.liveness;
     let image = broker.image();
     request.session_alive = image.brokers.get(&request.node_id).is_some_and(|b| {
@@ -101,6 +155,7 @@ pub fn register(broker: &Broker, mut request: Registration) -> Result<i64, Clust
 /// BrokerHeartbeat on the active controller: the state change it asks for, committed, and
 /// Kafka's reply read from the resulting image.
 pub fn heartbeat(broker: &Broker, request: Heartbeat) -> Result<HeartbeatReply, ClusterError> {
+    follow_leadership(broker);
     let liveness = &broker.liveness;
     let before = broker.image();
     let image = broker
@@ -153,6 +208,7 @@ pub fn unregister(broker: &Broker, node_id: i32) -> Result<(), ClusterError> {
 
 /// Fences every broker whose session expired (Kafka's periodic `maybeFenceOneStaleBroker`).
 pub fn fence_expired(broker: &Broker) {
+    follow_leadership(broker);
     if !broker.metadata.is_active_controller() {
         return;
     }
@@ -217,6 +273,27 @@ pub async fn run_fencing(broker: Arc<Broker>, mut shutdown: tokio::sync::watch::
 pub trait ControllerChannel: Send + Sync {
     fn register(&self, request: Registration) -> Result<i64, ClusterError>;
     fn heartbeat(&self, request: Heartbeat) -> Result<HeartbeatReply, ClusterError>;
+}
+
+/// How this node reaches the active controller, made once per process: in process for a
+/// node without voters; in a quorum, over the wire to the voters' CONTROLLER listeners,
+/// starting with the Raft leader this node knows of. A quorum node that is itself the active
+/// controller uses the wire too, as a Kafka combined-mode node does: one path, and the
+/// controller's sessions see every broker the same way.
+pub fn controller_channel(broker: &Arc<Broker>) -> Arc<dyn ControllerChannel> {
+    Arc::clone(broker.controller_channel.get_or_init(|| {
+        let Some(quorum) = broker.metadata.quorum() else {
+            return Arc::new(InProcess(Arc::downgrade(broker)));
+        };
+        let controllers = quorum.voters().iter().map(|v| v.address()).collect();
+        let weak = Arc::downgrade(broker);
+        let hint: LeaderHint = Box::new(move || {
+            let broker = weak.upgrade()?;
+            let (_, address) = broker.metadata.quorum()?.active_controller()?;
+            Some(address)
+        });
+        Arc::new(WireChannel::new(controllers, quorum.request_timeout()).with_leader_hint(hint))
+    }))
 }
 
 /// The node is its own controller: calls go straight to the controller side.
@@ -347,27 +424,37 @@ impl BrokerLifecycle {
 }
 
 /// This broker's heartbeats, for the life of the process; ends on shutdown (the controlled
-/// shutdown is `BrokerLifecycle::controlled_shutdown`).
+/// shutdown is `BrokerLifecycle::controlled_shutdown`). Scheduled as Kafka's
+/// `BrokerLifecycleManager`: the first one right after the registration, then every 10 ms
+/// while the controller says this broker has not caught up with the metadata log (so a
+/// starting broker is unfenced as soon as it can be), then every `broker.heartbeat.interval.ms`.
+/// Until the broker is registered (a quorum node registers once a controller is elected)
+/// there is nothing to send.
 pub async fn run_heartbeats(
     broker: Arc<Broker>,
     channel: Arc<dyn ControllerChannel>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
-    let period = Duration::from_millis(broker.config.broker_heartbeat_interval_ms);
-    let mut interval = tokio::time::interval(period);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let interval = Duration::from_millis(broker.config.broker_heartbeat_interval_ms);
+    let mut delay = Duration::ZERO;
     loop {
         tokio::select! {
-            _ = interval.tick() => {}
+            _ = tokio::time::sleep(delay) => {}
             _ = shutdown.changed() => return,
+        }
+        if broker.lifecycle.broker_epoch() < 0 {
+            delay = UNREGISTERED_POLL;
+            continue;
         }
         let b = Arc::clone(&broker);
         let c = Arc::clone(&channel);
         let result =
             tokio::task::spawn_blocking(move || b.lifecycle.heartbeat(&b, &*c, false)).await;
+        delay = interval;
         match result {
+            Ok(Ok(reply)) if !reply.is_caught_up => delay = CATCHING_UP_INTERVAL,
             Ok(Ok(reply)) if reply.is_fenced => {
-                tracing::warn!(caught_up = reply.is_caught_up, "this broker is fenced");
+                tracing::warn!("this broker is fenced");
             }
             Ok(Ok(_)) => {}
             Ok(Err(ClusterError::StaleBrokerEpoch(message))) => {
@@ -376,18 +463,27 @@ pub async fn run_heartbeats(
                 tracing::warn!(%message, "heartbeat refused; registering again");
                 let b = Arc::clone(&broker);
                 let c = Arc::clone(&channel);
-                let _ = tokio::task::spawn_blocking(move || {
-                    if let Err(e) = b.lifecycle.register(&b, &*c) {
-                        tracing::error!(error = %e, "registering again");
-                    }
+                let registered = tokio::task::spawn_blocking(move || {
+                    b.lifecycle
+                        .register(&b, &*c)
+                        .map_err(|e| tracing::error!(error = %e, "registering again"))
+                        .is_ok()
                 })
                 .await;
+                if registered.unwrap_or(false) {
+                    delay = Duration::ZERO;
+                }
             }
             Ok(Err(e)) => tracing::warn!(error = %e, "heartbeat failed"),
             Err(_) => tracing::error!("the heartbeat panicked"),
         }
     }
 }
+
+/// Heartbeat cadence while the controller says the broker has not caught up (Kafka's 10 ms).
+const CATCHING_UP_INTERVAL: Duration = Duration::from_millis(10);
+/// How often an unregistered broker looks whether it has registered.
+const UNREGISTERED_POLL: Duration = Duration::from_millis(10);
 
 /// Security protocol codes of BrokerRegistration's listeners (Kafka's `SecurityProtocol.id`).
 pub fn security_protocol_id(protocol: crate::context::SecurityProtocol) -> i16 {
@@ -416,7 +512,13 @@ pub struct WireChannel {
     controllers: Vec<String>,
     state: Mutex<WireState>,
     timeout: Duration,
+    /// Where the active controller is believed to be (a quorum node knows its Raft leader):
+    /// tried first, so a failover costs no round of NOT_CONTROLLER answers.
+    leader_hint: Option<LeaderHint>,
 }
+
+/// The `host:port` of the active controller's listener, when known.
+pub type LeaderHint = Box<dyn Fn() -> Option<String> + Send + Sync>;
 
 struct WireState {
     /// Which controller to try first.
@@ -439,19 +541,38 @@ impl WireChannel {
                 correlation_id: 0,
             }),
             timeout,
+            leader_hint: None,
         }
     }
 
+    /// Tries the controller `hint` names first.
+    pub fn with_leader_hint(mut self, hint: LeaderHint) -> WireChannel {
+        self.leader_hint = Some(hint);
+        self
+    }
+
     /// Sends `request` to the controllers in turn until one answers other than
-    /// NOT_CONTROLLER; the error of the last attempt when none does.
+    /// NOT_CONTROLLER. When none does (no controller elected, or none reachable) the error is
+    /// `NotController`, which callers retry, with the last attempt's reason.
     fn call(
         &self,
         key: kafka_protocol::messages::ApiKey,
         version: i16,
         request: &kafka_protocol::messages::RequestKind,
         error_code: impl Fn(&kafka_protocol::messages::ResponseKind) -> i16,
-    ) -> Result<kafka_protocol::messages::ResponseKind, String> {
+    ) -> Result<kafka_protocol::messages::ResponseKind, ClusterError> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(hinted) = self
+            .leader_hint
+            .as_ref()
+            .and_then(|hint| hint())
+            .and_then(|address| self.controllers.iter().position(|c| *c == address))
+        {
+            if hinted != state.current {
+                state.current = hinted;
+                state.stream = None;
+            }
+        }
         let mut last = String::from("no controller tried");
         for _ in 0..self.controllers.len() {
             let address = self.controllers[state.current].clone();
@@ -468,7 +589,7 @@ impl WireChannel {
             state.stream = None;
             state.current = (state.current + 1) % self.controllers.len();
         }
-        Err(last)
+        Err(ClusterError::NotController(last))
     }
 
     fn exchange(
@@ -601,12 +722,10 @@ impl ControllerChannel for WireChannel {
                 .with_log_dirs(request.log_dirs.clone())
                 .with_previous_broker_epoch(request.previous_broker_epoch),
         );
-        let response = self
-            .call(ApiKey::BrokerRegistration, 4, &body, |r| match r {
-                ResponseKind::BrokerRegistration(r) => r.error_code,
-                _ => 0,
-            })
-            .map_err(ClusterError::InvalidRequest)?;
+        let response = self.call(ApiKey::BrokerRegistration, 4, &body, |r| match r {
+            ResponseKind::BrokerRegistration(r) => r.error_code,
+            _ => 0,
+        })?;
         let ResponseKind::BrokerRegistration(r) = response else {
             return Err(ClusterError::InvalidRequest(
                 "not a BrokerRegistration response".into(),
@@ -630,12 +749,10 @@ impl ControllerChannel for WireChannel {
                 .with_want_fence(request.want_fence)
                 .with_want_shut_down(request.want_shut_down),
         );
-        let response = self
-            .call(ApiKey::BrokerHeartbeat, 1, &body, |r| match r {
-                ResponseKind::BrokerHeartbeat(r) => r.error_code,
-                _ => 0,
-            })
-            .map_err(ClusterError::InvalidRequest)?;
+        let response = self.call(ApiKey::BrokerHeartbeat, 1, &body, |r| match r {
+            ResponseKind::BrokerHeartbeat(r) => r.error_code,
+            _ => 0,
+        })?;
         let ResponseKind::BrokerHeartbeat(r) = response else {
             return Err(ClusterError::InvalidRequest(
                 "not a BrokerHeartbeat response".into(),

@@ -45,10 +45,10 @@ pub async fn run(
         shutdown_rx.clone(),
     ));
     let cleaner = crate::log_cleaner::LogCleaner::start(Arc::clone(&broker));
-    // This node is its own controller (no voters): it heartbeats to itself in process, and
-    // fences brokers (itself included, should its heartbeats stall) whose session expires.
-    let channel: Arc<dyn crate::lifecycle::ControllerChannel> =
-        Arc::new(crate::lifecycle::InProcess(Arc::downgrade(&broker)));
+    // Heartbeats go to the active controller (in process on a node without voters); while
+    // this node is the active controller it fences brokers (itself included, should its
+    // heartbeats stall) whose session expires.
+    let channel = crate::lifecycle::controller_channel(&broker);
     let heartbeats = tokio::spawn(crate::lifecycle::run_heartbeats(
         Arc::clone(&broker),
         Arc::clone(&channel),

@@ -72,6 +72,8 @@ pub struct Broker {
     pub liveness: crate::lifecycle::Liveness,
     /// This broker's incarnation and broker epoch.
     pub lifecycle: crate::lifecycle::BrokerLifecycle,
+    /// How this node reaches the active controller (`lifecycle::controller_channel`).
+    pub controller_channel: std::sync::OnceLock<Arc<dyn crate::lifecycle::ControllerChannel>>,
 }
 
 impl Broker {
@@ -174,6 +176,7 @@ impl Broker {
             _lock_file: lock_file,
             liveness: crate::lifecycle::Liveness::new(config_session_timeout_ms),
             lifecycle: crate::lifecycle::BrokerLifecycle::default(),
+            controller_channel: std::sync::OnceLock::new(),
         };
         let node_id = broker.node_id();
         let quorum = broker.metadata.is_quorum();
@@ -663,8 +666,18 @@ fn start_quorum_commands(broker: &Arc<Broker>) {
                         broker.metadata.submit(command, &*broker).map(|_| ())
                     }
                     Some(StartupStep::Register) => {
-                        let channel = crate::lifecycle::InProcess(Arc::downgrade(&broker));
-                        broker.lifecycle.register(&broker, &channel).map(|_| ())
+                        let channel = crate::lifecycle::controller_channel(&broker);
+                        match broker.lifecycle.register(&broker, &*channel) {
+                            Ok(_) => Ok(()),
+                            // Kafka's lifecycle manager retries a registration until it is
+                            // accepted: a refusal may be a previous incarnation's session
+                            // still alive, which expires.
+                            Err(e @ runnel_cluster::ClusterError::NotController(_)) => Err(e),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "registration refused; retrying");
+                                Err(runnel_cluster::ClusterError::NotController(e.to_string()))
+                            }
+                        }
                     }
                     None if !min_insync_checked => {
                         min_insync_checked = true;

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use kafka_protocol::messages::{
     alter_configs_request, delete_topics_request, metadata_request, AlterConfigsRequest, ApiKey,
-    DeleteTopicsRequest, MetadataRequest, RequestKind, ResponseKind,
+    DeleteTopicsRequest, DescribeClusterRequest, MetadataRequest, RequestKind, ResponseKind,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -45,7 +45,73 @@ fn config(node: &Node, voters: &str) -> String {
 }
 
 fn start(node: &Node, voters: &str, dir: tempfile::TempDir) -> Runnel {
-    Runnel::start_with_listeners(dir, &listen(node), node.port, &config(node, voters), &[])
+    start_with(node, voters, dir, "")
+}
+
+fn start_with(node: &Node, voters: &str, dir: tempfile::TempDir, extra: &str) -> Runnel {
+    let config = format!("{}{extra}", config(node, voters));
+    Runnel::start_with_listeners(dir, &listen(node), node.port, &config, &[])
+}
+
+fn three_nodes() -> (Vec<Node>, String) {
+    let nodes: Vec<Node> = (1..=3)
+        .map(|id| Node {
+            id,
+            port: free_port(),
+            controller_port: free_port(),
+        })
+        .collect();
+    let voters = nodes
+        .iter()
+        .map(|n| format!("{}@127.0.0.1:{}", n.id, n.controller_port))
+        .collect::<Vec<_>>()
+        .join(",");
+    (nodes, voters)
+}
+
+/// Brokers `port`'s DescribeCluster lists, with whether each is fenced (fenced ones included);
+/// empty while the node does not answer.
+fn brokers(port: u16) -> Vec<(i32, bool)> {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return Vec::new();
+    };
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let request = RequestKind::DescribeCluster(
+        DescribeClusterRequest::default().with_include_fenced_brokers(true),
+    );
+    let ResponseKind::DescribeCluster(r) = call(&mut stream, ApiKey::DescribeCluster, 2, &request)
+    else {
+        panic!("not a DescribeCluster response")
+    };
+    let mut out: Vec<(i32, bool)> = r
+        .brokers
+        .iter()
+        .map(|b| (b.broker_id.0, b.is_fenced))
+        .collect();
+    out.sort();
+    out
+}
+
+/// (partition, leader) of every partition of `topic` in `port`'s metadata.
+fn leaders(port: u16, topic: &str) -> Vec<(i32, i32)> {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return Vec::new();
+    };
+    let request = RequestKind::Metadata(MetadataRequest::default().with_topics(Some(vec![
+        metadata_request::MetadataRequestTopic::default().with_name(Some(name(topic))),
+    ])));
+    let ResponseKind::Metadata(r) = call(&mut stream, ApiKey::Metadata, 12, &request) else {
+        panic!("not a Metadata response")
+    };
+    let mut out: Vec<(i32, i32)> = r.topics[0]
+        .partitions
+        .iter()
+        .map(|p| (p.partition_index, p.leader_id.0))
+        .collect();
+    out.sort();
+    out
 }
 
 /// The leader and term of the latest election any running node logged.
@@ -146,18 +212,7 @@ fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
 // and durability of every acknowledged change across a restart of the whole cluster.
 #[test]
 fn three_node_quorum_survives_kill_of_the_active_controller() {
-    let nodes: Vec<Node> = (1..=3)
-        .map(|id| Node {
-            id,
-            port: free_port(),
-            controller_port: free_port(),
-        })
-        .collect();
-    let voters = nodes
-        .iter()
-        .map(|n| format!("{}@127.0.0.1:{}", n.id, n.controller_port))
-        .collect::<Vec<_>>()
-        .join(",");
+    let (nodes, voters) = three_nodes();
     let mut runnels: Vec<Option<Runnel>> = nodes
         .iter()
         .map(|n| Some(start(n, &voters, tempfile::tempdir().unwrap())))
@@ -299,4 +354,111 @@ fn three_node_quorum_survives_kill_of_the_active_controller() {
         caught_up.contains("installing a metadata snapshot from the active controller"),
         "{caught_up}"
     );
+}
+
+// Proves that in a quorum the active controller keeps every broker's heartbeat session, not
+// only its own node's: a broker that stops heartbeating (SIGSTOP) is fenced and its partition
+// loses its leader; it is unfenced and leads again once it heartbeats; and a controller
+// elected after kill -9 of the previous one fences that dead node a session later, sessions
+// carried over from the image it activated with.
+#[test]
+fn the_active_controller_fences_a_silent_broker_of_the_quorum() {
+    let (nodes, voters) = three_nodes();
+    let extra = "\"broker.session.timeout.ms\" = 3000\n\"broker.heartbeat.interval.ms\" = 300\n";
+    let mut runnels: Vec<Option<Runnel>> = nodes
+        .iter()
+        .map(|n| Some(start_with(n, &voters, tempfile::tempdir().unwrap(), extra)))
+        .collect();
+    let all_live = vec![(1, false), (2, false), (3, false)];
+    wait_until(
+        Duration::from_secs(20),
+        "all three brokers are live",
+        || nodes.iter().all(|n| brokers(n.port) == all_live),
+    );
+    let (controller, _) = leader(&runnels).expect("a controller was elected");
+    let observer = nodes.iter().find(|n| n.id == controller).unwrap();
+    let mut stream = TcpStream::connect(("127.0.0.1", observer.port)).unwrap();
+    let created = retry(Duration::from_secs(15), || {
+        let request = create_topics_request("spread", 3, &[]);
+        let ResponseKind::CreateTopics(r) = call(&mut stream, ApiKey::CreateTopics, 7, &request)
+        else {
+            panic!("not a CreateTopics response")
+        };
+        r.topics[0].error_code
+    });
+    assert_eq!(created, 0);
+    wait_until(
+        Duration::from_secs(10),
+        "every partition has a leader",
+        || {
+            let l = leaders(observer.port, "spread");
+            l.len() == 3 && l.iter().all(|(_, leader)| *leader > 0)
+        },
+    );
+    let victim = nodes.iter().find(|n| n.id != controller).unwrap();
+    let led: Vec<i32> = leaders(observer.port, "spread")
+        .into_iter()
+        .filter(|(_, l)| *l == victim.id)
+        .map(|(p, _)| p)
+        .collect();
+    assert!(
+        !led.is_empty(),
+        "striping gave node {} no partition",
+        victim.id
+    );
+
+    // Silent: fenced by the controller (another process) a session later.
+    runnels[(victim.id - 1) as usize]
+        .as_ref()
+        .unwrap()
+        .signal("STOP");
+    wait_until(
+        Duration::from_secs(15),
+        "the silent broker is fenced",
+        || brokers(observer.port).contains(&(victim.id, true)),
+    );
+    let after = leaders(observer.port, "spread");
+    for p in &led {
+        assert!(
+            after.contains(&(*p, -1)),
+            "partition {p} of the fenced broker still has a leader: {after:?}"
+        );
+    }
+
+    // Heard again: unfenced, and it leads its partitions again.
+    runnels[(victim.id - 1) as usize]
+        .as_ref()
+        .unwrap()
+        .signal("CONT");
+    wait_until(
+        Duration::from_secs(15),
+        "the broker is unfenced and leads again",
+        || {
+            brokers(observer.port).contains(&(victim.id, false)) && {
+                let l = leaders(observer.port, "spread");
+                led.iter().all(|p| l.contains(&(*p, victim.id)))
+            }
+        },
+    );
+
+    // The controller dies: its successor fences it, from sessions it activated with.
+    let mut dead = runnels[(controller - 1) as usize].take().unwrap();
+    dead.child.kill().unwrap();
+    dead.child.wait().unwrap();
+    let survivor = victim;
+    wait_until(
+        Duration::from_secs(30),
+        "the next controller fences the killed one",
+        || {
+            leader(&runnels).is_some_and(|(l, _)| l != controller)
+                && brokers(survivor.port).contains(&(controller, true))
+        },
+    );
+    let live: Vec<i32> = brokers(survivor.port)
+        .into_iter()
+        .filter(|(_, fenced)| !fenced)
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(live.len(), 2, "{live:?}");
+    assert!(!live.contains(&controller));
 }

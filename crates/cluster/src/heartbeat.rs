@@ -111,6 +111,11 @@ impl HeartbeatTracker {
         }
     }
 
+    /// The broker epoch of `node_id`'s session, if it has one.
+    pub fn epoch(&self, node_id: i32) -> Option<i64> {
+        self.sessions.get(&node_id).map(|s| s.broker_epoch)
+    }
+
     /// The broker unregistered.
     pub fn remove(&mut self, node_id: i32) {
         self.sessions.remove(&node_id);
