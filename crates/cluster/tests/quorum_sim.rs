@@ -167,6 +167,24 @@ impl Sim {
         node.node = None;
         node.pending.clear();
         node.down_until = self.now + 5 + self.rng.below(60);
+        // Its connections close: followers of a crashed leader may forget it and campaign at
+        // once (not all of them, and not all hear of it).
+        let crashed = self.nodes[i].id;
+        self.connection_lost(crashed);
+    }
+
+    /// The peers of `peer` see its connection close (after a crash, or spuriously while it
+    /// lives); some that forgot it as their leader campaign right away.
+    fn connection_lost(&mut self, peer: u64) {
+        for j in 0..self.nodes.len() {
+            let heard = self.rng.chance(700);
+            let campaign = self.rng.chance(500);
+            if let Some(node) = self.nodes[j].node.as_mut() {
+                if heard && node.leader_connection_lost(peer) && campaign {
+                    let _ = node.campaign();
+                }
+            }
+        }
     }
 
     fn restart(&mut self, i: usize) {
@@ -418,6 +436,11 @@ impl Sim {
                 if self.nodes[i].node.is_some() {
                     self.crash(i);
                 }
+            }
+            if self.rng.chance(8) {
+                // A connection drops while both ends live.
+                let peer = self.voters[self.rng.below(self.voters.len() as u64) as usize];
+                self.connection_lost(peer);
             }
             if self.partition.is_none() && self.rng.chance(6) {
                 let group: Vec<u64> = self

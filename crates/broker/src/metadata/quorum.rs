@@ -53,6 +53,9 @@ use super::Publish;
 /// Raft ticks per election timeout (raft-rs randomises the timeout in [1, 2) of it, as Kafka
 /// randomises `controller.quorum.election.timeout.ms`).
 const ELECTION_TICKS: usize = 10;
+/// Between the campaigns of the survivors of a leader whose connection closed, in id order:
+/// long enough for a pre-vote, a vote and their fsyncs on loopback or a LAN.
+const LOST_LEADER_CAMPAIGN_STAGGER: Duration = Duration::from_millis(100);
 /// How much faster a node ticks before it first hears of a leader (see `Driver::run`).
 const FIRST_ELECTION_SPEEDUP: u32 = 10;
 /// Ticks between a leader's heartbeats.
@@ -94,6 +97,8 @@ type Reply = SyncSender<Result<Outcome, Reject>>;
 enum Input {
     Raft(Message),
     Submit(Command, Reply),
+    /// The connection that carried Raft messages from this peer closed.
+    PeerLost(u64),
 }
 
 /// What `start` needs, kept between `open` and `start`.
@@ -403,6 +408,7 @@ impl QuorumHandle {
             tick: Duration::from_millis(
                 (self.settings.election_timeout_ms / ELECTION_TICKS as u64).max(1),
             ),
+            campaign_at: None,
         };
         std::thread::Builder::new()
             .name("metadata-quorum".into())
@@ -625,6 +631,8 @@ struct Driver {
     bytes_between_snapshots: u64,
     bytes_since_snapshot: u64,
     tick: Duration,
+    /// When to campaign after the leader's connection closed (`Input::PeerLost`).
+    campaign_at: Option<Instant>,
 }
 
 impl Driver {
@@ -637,7 +645,8 @@ impl Driver {
         // hears the leader within one heartbeat.
         let mut seen_leader = false;
         loop {
-            let wait = next_tick.saturating_duration_since(Instant::now());
+            let wake = self.campaign_at.map_or(next_tick, |at| at.min(next_tick));
+            let wait = wake.saturating_duration_since(Instant::now());
             match self.inputs.recv_timeout(wait) {
                 Ok(input) => self.input(input),
                 Err(RecvTimeoutError::Timeout) => {}
@@ -645,6 +654,14 @@ impl Driver {
             }
             while let Ok(input) = self.inputs.try_recv() {
                 self.input(input);
+            }
+            if self.campaign_at.is_some_and(|at| Instant::now() >= at) {
+                self.campaign_at = None;
+                if self.node.leader().is_none() && !self.node.is_leader() {
+                    if let Err(e) = self.node.campaign() {
+                        tracing::warn!(error = %e, "campaign after losing the leader");
+                    }
+                }
             }
             if Instant::now() >= next_tick {
                 self.node.tick();
@@ -686,6 +703,31 @@ impl Driver {
                 }
             }
             Input::Submit(command, reply) => self.queue.push_back((command, reply)),
+            Input::PeerLost(peer) => {
+                if self.node.leader_connection_lost(peer) {
+                    // The survivors campaign one after another in id order, so the first
+                    // is elected before the next one starts and no votes are split.
+                    let mut others: Vec<u64> = self
+                        .node
+                        .voters()
+                        .into_iter()
+                        .filter(|v| *v != peer)
+                        .collect();
+                    others.sort_unstable();
+                    let rank = others
+                        .iter()
+                        .position(|v| *v == self.node.id())
+                        .unwrap_or(others.len());
+                    let delay =
+                        LOST_LEADER_CAMPAIGN_STAGGER * u32::try_from(rank).unwrap_or(u32::MAX);
+                    tracing::info!(
+                        leader = peer,
+                        campaign_in_ms = delay.as_millis() as u64,
+                        "the active controller's connection closed"
+                    );
+                    self.campaign_at = Some(Instant::now() + delay);
+                }
+            }
         }
     }
 
@@ -934,37 +976,56 @@ fn read_frame(stream: &mut impl Read) -> std::io::Result<(u8, Vec<u8>)> {
 /// Sends frames to one peer over one connection, reconnecting after failures. Frames that
 /// cannot be sent are dropped: Raft retransmits.
 fn peer_sender(address: String, timeout: Duration, frames: Receiver<Vec<u8>>) {
+    let connect = || -> Option<TcpStream> {
+        let socket = address.to_socket_addrs().ok()?.next()?;
+        let s = TcpStream::connect_timeout(&socket, timeout).ok()?;
+        let _ = s.set_nodelay(true);
+        let _ = s.set_write_timeout(Some(timeout));
+        Some(s)
+    };
     let mut stream: Option<TcpStream> = None;
     let mut retry_at = Instant::now();
     while let Ok(body) = frames.recv() {
-        if stream.is_none() {
-            if Instant::now() < retry_at {
-                continue;
-            }
-            let connected = address
-                .to_socket_addrs()
-                .ok()
-                .and_then(|mut a| a.next())
-                .and_then(|a| TcpStream::connect_timeout(&a, timeout).ok());
-            match connected {
-                Some(s) => {
-                    let _ = s.set_nodelay(true);
-                    let _ = s.set_write_timeout(Some(timeout));
-                    stream = Some(s);
-                }
-                None => {
-                    retry_at = Instant::now() + RECONNECT_BACKOFF;
-                    continue;
-                }
-            }
+        // A connection the peer closed (it restarted since: followers write to each other
+        // only during elections, so this one may be from its previous life) would swallow the
+        // next frames before the write fails: a vote lost that way costs an election timeout.
+        if stream.as_ref().is_some_and(peer_closed) {
+            stream = None;
+            retry_at = Instant::now();
         }
-        if let Some(s) = stream.as_mut() {
-            if write_frame(s, KIND_RAFT, &body).is_err() {
-                stream = None;
-                retry_at = Instant::now() + RECONNECT_BACKOFF;
+        // One fresh connection per frame at most: a write that fails is retried once on it.
+        for _ in 0..2 {
+            if stream.is_none() {
+                if Instant::now() < retry_at {
+                    break;
+                }
+                stream = connect();
+                if stream.is_none() {
+                    retry_at = Instant::now() + RECONNECT_BACKOFF;
+                    break;
+                }
             }
+            let s = stream.as_mut().expect("connected above");
+            if write_frame(s, KIND_RAFT, &body).is_ok() {
+                break;
+            }
+            stream = None;
         }
     }
+}
+
+/// Whether the peer closed this connection (it only ever reads from it, so anything readable
+/// is its end of stream or an error).
+fn peer_closed(stream: &TcpStream) -> bool {
+    if stream.set_nonblocking(true).is_err() {
+        return true;
+    }
+    let closed = match stream.peek(&mut [0u8; 1]) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+    };
+    closed || stream.set_nonblocking(false).is_err()
 }
 
 /// Connections served at once on the CONTROLLER listener (a thread each): the other voters'
@@ -1065,13 +1126,37 @@ fn serve(
         Err(_) => return,
     }
     let _slot = slot;
+    // The peer whose Raft messages this connection carried: the driver hears it closed.
+    let mut peer = None;
+    serve_frames(
+        &mut stream,
+        &inputs,
+        &forward_inputs,
+        request_timeout,
+        &mut peer,
+    );
+    if let Some(peer) = peer {
+        let _ = inputs.send(Input::PeerLost(peer));
+    }
+}
+
+/// Serves runnel frames until the connection closes or sends garbage; `peer` is the sender
+/// of the Raft messages it carried.
+fn serve_frames(
+    stream: &mut TcpStream,
+    inputs: &Sender<Input>,
+    forward_inputs: &Sender<Input>,
+    request_timeout: Duration,
+    peer: &mut Option<u64>,
+) {
     loop {
-        let Ok((kind, body)) = read_frame(&mut stream) else {
+        let Ok((kind, body)) = read_frame(stream) else {
             return;
         };
         match kind {
             KIND_RAFT => match decode_message(&body) {
                 Ok(message) => {
+                    *peer = Some(message.from);
                     if inputs.send(Input::Raft(message)).is_err() {
                         return;
                     }
@@ -1089,7 +1174,7 @@ fn serve(
                     },
                     Ok(command) => {
                         let deadline = Instant::now() + request_timeout;
-                        match submit_local(&forward_inputs, command, deadline) {
+                        match submit_local(forward_inputs, command, deadline) {
                             Ok(outcome) => ForwardReply::Ok(outcome),
                             Err(Reject::NotLeader(_)) => ForwardReply::Err {
                                 code: NOT_CONTROLLER,
@@ -1103,7 +1188,7 @@ fn serve(
                     }
                 };
                 let body = serde_json::to_vec(&reply).unwrap_or_default();
-                if write_frame(&mut stream, KIND_REPLY, &body).is_err() {
+                if write_frame(stream, KIND_REPLY, &body).is_err() {
                     return;
                 }
             }

@@ -207,6 +207,21 @@ impl QuorumNode {
             .map_err(|e| QuorumError::Raft(e.to_string()))
     }
 
+    /// The connection from `peer` closed. When `peer` is this follower's leader, its process
+    /// has most likely died (a crash or kill -9 closes its sockets): this node forgets the
+    /// leader, which ends its leader lease, so it grants a pre-vote at once instead of an
+    /// election timeout later. Returns whether it did (the caller then campaigns soon, staggered
+    /// so the survivors do not split their votes). Safety is untouched: votes and terms follow
+    /// Raft's rules, and a live leader's next heartbeat or append restores it as the leader.
+    pub fn leader_connection_lost(&mut self, peer: u64) -> bool {
+        let raft = &mut self.raw.raft;
+        if raft.state != StateRole::Follower || raft.leader_id != peer {
+            return false;
+        }
+        raft.leader_id = raft::INVALID_ID;
+        true
+    }
+
     pub fn is_leader(&self) -> bool {
         self.raw.raft.state == StateRole::Leader
     }
