@@ -405,13 +405,24 @@ impl BrokerLifecycle {
         deadline: Duration,
     ) {
         let started = Instant::now();
+        let mut no_controller_since: Option<Instant> = None;
         loop {
             match self.heartbeat(broker, channel, true) {
                 Ok(reply) if reply.should_shut_down => {
                     tracing::info!("controlled shutdown granted");
                     return;
                 }
-                Ok(_) => {}
+                Ok(_) => no_controller_since = None,
+                Err(e @ ClusterError::NotController(_)) => {
+                    // No controller to move the leaderships (the rest of the cluster is
+                    // already down, or the quorum lost its majority): waiting out the whole
+                    // deadline would only delay the shutdown of the last nodes of a cluster.
+                    let since = *no_controller_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= NO_CONTROLLER_SHUTDOWN_WAIT {
+                        tracing::warn!(error = %e, "no active controller for a controlled shutdown; shutting down anyway");
+                        return;
+                    }
+                }
                 Err(e) => tracing::warn!(error = %e, "controlled shutdown heartbeat failed"),
             }
             if started.elapsed() >= deadline {
@@ -480,6 +491,8 @@ pub async fn run_heartbeats(
     }
 }
 
+/// How long a controlled shutdown waits while no controller answers at all.
+const NO_CONTROLLER_SHUTDOWN_WAIT: Duration = Duration::from_secs(3);
 /// Heartbeat cadence while the controller says the broker has not caught up (Kafka's 10 ms).
 const CATCHING_UP_INTERVAL: Duration = Duration::from_millis(10);
 /// How often an unregistered broker looks whether it has registered.
