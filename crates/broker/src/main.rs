@@ -109,7 +109,19 @@ async fn run(config: config::BrokerConfig) -> anyhow::Result<()> {
     start_admin(&config.admin, &admin_state).await?;
     let broker =
         tokio::task::block_in_place(|| state::Broker::open_with_endpoints(config, endpoints))?;
-    admin_state.broker_ready(&broker);
+    admin_state.broker_open(&broker);
+    {
+        // Ready once clients are served: at once on a single node; in a quorum once this
+        // incarnation is registered and unfenced (the server opens its listeners only then).
+        let admin_state = Arc::clone(&admin_state);
+        let broker = Arc::clone(&broker);
+        tokio::spawn(async move {
+            if broker.metadata.is_quorum() {
+                server::wait_until_unfenced(&broker).await;
+            }
+            admin_state.serving();
+        });
+    }
     tracing::info!(
         node_id = broker.node_id(),
         data_dir = %broker.config.data_dir.display(),

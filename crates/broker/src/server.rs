@@ -164,7 +164,7 @@ pub async fn run(
 }
 
 /// Returns once this node's current incarnation is registered and unfenced in its own image.
-async fn wait_until_unfenced(broker: &Broker) {
+pub async fn wait_until_unfenced(broker: &Broker) {
     let mut logged = false;
     loop {
         let epoch = broker.lifecycle.broker_epoch();

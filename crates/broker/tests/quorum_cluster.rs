@@ -364,10 +364,12 @@ fn three_node_quorum_survives_kill_of_the_active_controller() {
 #[test]
 fn the_active_controller_fences_a_silent_broker_of_the_quorum() {
     let (nodes, voters) = three_nodes();
-    let extra = "\"broker.session.timeout.ms\" = 3000\n\"broker.heartbeat.interval.ms\" = 300\n";
+    let extra = format!(
+        "\"broker.session.timeout.ms\" = 3000\n\"broker.heartbeat.interval.ms\" = 300\n{ADMIN_ON_ANY_PORT}"
+    );
     let mut runnels: Vec<Option<Runnel>> = nodes
         .iter()
-        .map(|n| Some(start_with(n, &voters, tempfile::tempdir().unwrap(), extra)))
+        .map(|n| Some(start_with(n, &voters, tempfile::tempdir().unwrap(), &extra)))
         .collect();
     let all_live = vec![(1, false), (2, false), (3, false)];
     wait_until(
@@ -375,6 +377,12 @@ fn the_active_controller_fences_a_silent_broker_of_the_quorum() {
         "all three brokers are live",
         || nodes.iter().all(|n| brokers(n.port) == all_live),
     );
+    // Registered and unfenced: every node serves, and says it is ready.
+    for runnel in runnels.iter().flatten() {
+        wait_until(Duration::from_secs(5), "the node is ready", || {
+            http_get(runnel.admin_port(), "/ready").0 == 200
+        });
+    }
     let (controller, _) = leader(&runnels).expect("a controller was elected");
     let observer = nodes.iter().find(|n| n.id == controller).unwrap();
     let mut stream = TcpStream::connect(("127.0.0.1", observer.port)).unwrap();
@@ -424,6 +432,21 @@ fn the_active_controller_fences_a_silent_broker_of_the_quorum() {
             "partition {p} of the fenced broker still has a leader: {after:?}"
         );
     }
+    // The controller's gauges say the same (Kafka's ActiveControllerCount, FencedBrokerCount,
+    // OfflinePartitionsCount, raft-metrics current-leader).
+    let controller_node = runnels[(controller - 1) as usize].as_ref().unwrap();
+    let (status, scrape) = http_get(controller_node.admin_port(), "/metrics");
+    assert_eq!(status, 200);
+    let value = |name: &str, labels: &str| sample(&scrape, name, labels);
+    assert_eq!(value("runnel_active_controller", ""), Some(1.0), "{scrape}");
+    assert_eq!(value("runnel_brokers", "state=\"fenced\""), Some(1.0));
+    assert_eq!(value("runnel_brokers", "state=\"unfenced\""), Some(2.0));
+    assert!(value("runnel_offline_partitions", "").unwrap() >= led.len() as f64);
+    assert_eq!(
+        value("runnel_metadata_quorum_leader", ""),
+        Some(f64::from(controller))
+    );
+    assert!(value("runnel_metadata_quorum_epoch", "").unwrap() >= 1.0);
 
     // Heard again: unfenced, and it leads its partitions again.
     runnels[(victim.id - 1) as usize]

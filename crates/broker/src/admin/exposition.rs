@@ -56,8 +56,81 @@ impl Collector for Scrape {
         logs(e, broker)?;
         groups(e, broker)?;
         fetch_sessions(e, broker)?;
+        cluster(e, broker)?;
         consumer_lag(e, broker)
     }
+}
+
+/// The cluster as this node's metadata image shows it, and its part in the quorum.
+fn cluster(e: &mut DescriptorEncoder, broker: &Broker) -> fmt::Result {
+    let image = broker.image();
+    let registrations = || image.topics.values().flat_map(|t| t.registrations.values());
+    let offline = registrations().filter(|p| p.leader < 0).count();
+    let (unfenced, fenced) =
+        image.brokers.values().fold(
+            (0u64, 0u64),
+            |(u, f), b| if b.fenced { (u, f + 1) } else { (u + 1, f) },
+        );
+    for (name, help, value) in [
+        (
+            "runnel_active_controller",
+            "1 while this node is the active controller, else 0.",
+            i64::from(broker.metadata.is_active_controller()),
+        ),
+        (
+            "runnel_global_topics",
+            "Topics in the cluster.",
+            i64::try_from(image.topics.len()).unwrap_or(i64::MAX),
+        ),
+        (
+            "runnel_global_partitions",
+            "Partitions in the cluster.",
+            image.topics.values().map(|t| i64::from(t.partitions)).sum(),
+        ),
+        (
+            "runnel_offline_partitions",
+            "Partitions without a leader.",
+            i64::try_from(offline).unwrap_or(i64::MAX),
+        ),
+        (
+            "runnel_metadata_offset",
+            "Offset of the last metadata batch this node applied.",
+            image.offset,
+        ),
+    ] {
+        family(e, name, help, MetricType::Gauge)?.encode_gauge(&value)?;
+    }
+    {
+        let mut m = family(
+            e,
+            "runnel_brokers",
+            "Registered brokers, by whether they are fenced.",
+            MetricType::Gauge,
+        )?;
+        gauge(&mut m, &[("state", "unfenced")], unfenced)?;
+        gauge(&mut m, &[("state", "fenced")], fenced)?;
+    }
+    if let Some(quorum) = broker.metadata.quorum() {
+        let status = quorum.status();
+        let leader = quorum
+            .active_controller()
+            .map_or(-1, |(id, _)| i64::from(id));
+        for (name, help, value) in [
+            (
+                "runnel_metadata_quorum_leader",
+                "The node id of the active controller this node knows of, -1 when none.",
+                leader,
+            ),
+            (
+                "runnel_metadata_quorum_epoch",
+                "The metadata quorum's current epoch (Raft term) on this node.",
+                i64::try_from(status.term).unwrap_or(i64::MAX),
+            ),
+        ] {
+            family(e, name, help, MetricType::Gauge)?.encode_gauge(&value)?;
+        }
+    }
+    Ok(())
 }
 
 fn family<'e>(
@@ -303,15 +376,27 @@ fn logs(e: &mut DescriptorEncoder, broker: &Broker) -> fmt::Result {
     let mut partitions = broker.replicas.all();
     partitions.sort_by(|a, b| (&a.topic.name, a.index).cmp(&(&b.topic.name, b.index)));
     let held = partitions.len();
-    // One replica per partition on one node: this broker leads every partition it holds.
-    for (name, help) in [
+    let image = broker.image();
+    let node_id = broker.node_id();
+    let led = image
+        .topics
+        .values()
+        .flat_map(|t| t.registrations.values())
+        .filter(|p| p.leader == node_id)
+        .count();
+    for (name, help, value) in [
         (
             "runnel_partitions",
             "Partitions this broker holds a replica of.",
+            held,
         ),
-        ("runnel_partitions_led", "Partitions this broker leads."),
+        (
+            "runnel_partitions_led",
+            "Partitions this broker leads.",
+            led,
+        ),
     ] {
-        family(e, name, help, MetricType::Gauge)?.encode_gauge(&held)?;
+        family(e, name, help, MetricType::Gauge)?.encode_gauge(&value)?;
     }
     let skipped = held.saturating_sub(LOG_PARTITIONS_MAX);
     partitions.truncate(LOG_PARTITIONS_MAX);

@@ -32,9 +32,11 @@ pub use settings::{
 
 /// What the admin listener answers from: readiness and, once open, the broker.
 pub struct AdminState {
-    /// The broker serves clients: logs recovered, coordinators loaded, listeners bound, and
-    /// shutdown not begun. (In a cluster this will also require being unfenced.)
+    /// The broker serves clients: logs recovered, coordinators loaded, listeners bound, in a
+    /// quorum registered and unfenced, and shutdown not begun.
     ready: AtomicBool,
+    /// Shutdown began: never ready again.
+    stopping: AtomicBool,
     /// The broker, once open.
     broker: OnceLock<Arc<Broker>>,
     /// Scrapes rendering at once (`SCRAPES_CONCURRENT_MAX`): each walks every partition and
@@ -46,19 +48,31 @@ impl AdminState {
     pub fn new() -> Arc<AdminState> {
         Arc::new(AdminState {
             ready: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
             broker: OnceLock::new(),
             scrapes: tokio::sync::Semaphore::new(SCRAPES_CONCURRENT_MAX),
         })
     }
 
-    /// The broker is open and serves clients: `/metrics` and `/ready` answer.
-    pub fn broker_ready(&self, broker: &Arc<Broker>) {
+    /// The broker is open: `/metrics` answers.
+    pub fn broker_open(&self, broker: &Arc<Broker>) {
         let _ = self.broker.set(Arc::clone(broker));
-        self.ready.store(true, Ordering::Release);
+    }
+
+    /// The broker serves clients: `/ready` answers 200 (unless shutdown already began).
+    pub fn serving(&self) {
+        if !self.stopping.load(Ordering::Acquire) {
+            self.ready.store(true, Ordering::Release);
+            // A shutdown that began meanwhile wins.
+            if self.stopping.load(Ordering::Acquire) {
+                self.ready.store(false, Ordering::Release);
+            }
+        }
     }
 
     /// Shutdown began: `/ready` answers 503 so load balancers stop sending clients.
     pub fn shutting_down(&self) {
+        self.stopping.store(true, Ordering::Release);
         self.ready.store(false, Ordering::Release);
     }
 
