@@ -174,6 +174,11 @@ pub async fn wait_until_unfenced(broker: &Broker) {
             .get(&broker.node_id())
             .is_some_and(|b| b.broker_epoch == epoch && epoch >= 0 && !b.fenced);
         if unfenced {
+            // Its leaderships' coordinator shards load in the background (see Broker::open).
+            let deadline = tokio::time::Instant::now() + crate::state::COORDINATOR_LOAD_WAIT;
+            while !broker.coordinators_loaded() && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(UNFENCE_POLL).await;
+            }
             tracing::info!("caught up with the metadata log and unfenced; serving clients");
             return;
         }

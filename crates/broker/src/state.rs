@@ -270,8 +270,43 @@ impl Broker {
                 !reply.is_fenced,
                 "the controller kept this broker fenced after its first heartbeat"
             );
+            // The unfencing moved its leaderships to a new epoch, for which the coordinators
+            // reload their shards in the background: serve once they have, so clients are not
+            // told COORDINATOR_LOAD_IN_PROGRESS by a broker that says it is ready.
+            let deadline = std::time::Instant::now() + COORDINATOR_LOAD_WAIT;
+            while !broker.coordinators_loaded() {
+                if std::time::Instant::now() >= deadline {
+                    tracing::warn!("coordinator shards still loading; serving anyway");
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
         }
         Ok(broker)
+    }
+
+    /// Whether every coordinator shard of an internal-topic partition this node leads in its
+    /// image is loaded.
+    pub fn coordinators_loaded(&self) -> bool {
+        let image = self.image();
+        let node_id = self.node_id();
+        let led = |topic: &str| -> Vec<i32> {
+            image.topic(topic).map_or_else(Vec::new, |t| {
+                t.registrations
+                    .iter()
+                    .filter(|(_, r)| r.leader == node_id)
+                    .map(|(p, _)| *p)
+                    .collect()
+            })
+        };
+        let all_in = |led: Vec<i32>, loaded: Vec<i32>| led.iter().all(|p| loaded.contains(p));
+        all_in(
+            led(crate::internal_topics::OFFSETS_TOPIC),
+            self.groups.loaded(),
+        ) && all_in(
+            led(crate::internal_topics::TRANSACTION_STATE_TOPIC),
+            self.txns.loaded(),
+        )
     }
 
     /// The fetch session cache (a panic under the lock leaves sessions that at worst answer
@@ -634,6 +669,9 @@ impl Publish for Broker {
         self.publisher().publish(image, delta);
     }
 }
+
+/// How long a starting broker waits for its coordinator shards before it serves anyway.
+pub const COORDINATOR_LOAD_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Commits a quorum node's startup commands (the cluster id, its registration, the cluster's
 /// `min.insync.replicas`) once a controller is elected, retrying while none is.
