@@ -520,7 +520,8 @@ impl Broker {
             ),
             false,
         ) {
-            Ok(_) | Err(ClusterError::TopicAlreadyExists(_)) => Ok(()),
+            Ok(_) => Ok(()),
+            Err(e) if crate::errors::is_topic_already_exists(&e) => Ok(()),
             Err(e) => Err(e),
         }
     }
@@ -541,7 +542,8 @@ impl Broker {
             ),
             false,
         ) {
-            Ok(_) | Err(ClusterError::TopicAlreadyExists(_)) => Ok(()),
+            Ok(_) => Ok(()),
+            Err(e) if crate::errors::is_topic_already_exists(&e) => Ok(()),
             Err(e) => Err(e),
         }
     }
