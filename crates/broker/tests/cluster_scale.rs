@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 use common::*;
 use kafka_protocol::messages::*;
 
-const PARTITIONS: i32 = 3_000;
+const PARTITIONS: i32 = 2_000;
 
-// Proves a CreateTopics of 3,000 partitions through every node answers success on the first
+// Proves a CreateTopics of 2,000 partitions through every node answers success on the first
 // try and every node then lists all partitions with a leader.
 #[test]
 fn a_create_of_thousands_of_partitions_is_acknowledged() {
