@@ -10,7 +10,8 @@
 #   ... --nodes 3
 #       the same against a three-node cluster of the target (compat-tests/harness/cluster.py); the
 #       tests in <suite>/allowlist-3nodes.txt (they need replication, "Cluster II") are skipped against
-#       runnel too; results go to compat-tests/results/<suite>-<target>-3nodes.json.
+#       runnel too; results go to compat-tests/results/<suite>-<target>-3nodes.json and the
+#       "Three nodes" section of docs/compatibility.md.
 #
 # Against runnel, tests in <suite>/allowlist.txt are skipped (pass --run-allowlisted to run them anyway).
 # Exit status: non-zero if any test failed that is not allow-listed (for kafka: not `fails-on-kafka`).
@@ -101,7 +102,8 @@ for t in "${targets[@]}"; do
     done
 done
 
-if [[ "$mode" == full && "$nodes" == 1 ]]; then
+if [[ "$mode" == full ]]; then
+    # The matrix reads every results file: one node in its main tables, three in "Three nodes".
     "$VENV/bin/python" "$COMPAT_DIR/matrix.py"
 fi
 echo "== suites done in $((SECONDS - t0))s; suite runs: $passed ok, $failed not ok"

@@ -42,6 +42,13 @@ pub fn cluster_error_code(e: &ClusterError) -> i16 {
     .code()
 }
 
+/// Whether `e` says the topic exists already: this node's own refusal, or the active
+/// controller's when the command was forwarded (which carries only the code). Creating an
+/// internal topic on first use treats both as done: another broker created it meanwhile.
+pub fn is_topic_already_exists(e: &ClusterError) -> bool {
+    cluster_error_code(e) == ResponseError::TopicAlreadyExists.code()
+}
+
 /// The error message Kafka sends with `cluster_error_code(e)` in admin responses: none where
 /// Kafka's exception carries only its code's default text (an unknown topic) or where it keeps
 /// details to itself (UNKNOWN_SERVER_ERROR, `ApiError.fromThrowable`); else the error's text,
@@ -123,5 +130,30 @@ pub fn not_held_error(topic: &runnel_cluster::TopicImage, index: i32) -> i16 {
         ResponseError::NotLeaderOrFollower.code()
     } else {
         ResponseError::UnknownTopicOrPartition.code()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Proves the refusal of a create forwarded to the active controller, which arrives as a
+    // bare code, counts as "exists" like this node's own refusal, and nothing else does.
+    #[test]
+    fn a_forwarded_topic_already_exists_is_recognised() {
+        assert!(is_topic_already_exists(&ClusterError::TopicAlreadyExists(
+            "__consumer_offsets".into()
+        )));
+        assert!(is_topic_already_exists(&ClusterError::Forwarded {
+            code: ResponseError::TopicAlreadyExists.code(),
+            message: Some("Topic '__consumer_offsets' already exists.".into()),
+        }));
+        assert!(!is_topic_already_exists(&ClusterError::Forwarded {
+            code: ResponseError::NotController.code(),
+            message: None,
+        }));
+        assert!(!is_topic_already_exists(&ClusterError::NotController(
+            "no leader".into()
+        )));
     }
 }

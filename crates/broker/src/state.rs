@@ -66,6 +66,9 @@ pub struct Broker {
     fetch_sessions: Mutex<crate::fetch_session::FetchSessionCache>,
     /// Connections to other brokers for the transaction markers of partitions they lead.
     pub marker_channel: crate::txn_marker_channel::MarkerChannel,
+    /// Connections to other brokers' transaction coordinators, for the AddPartitionsToTxn a
+    /// transactional produce sends (Kafka's `AddPartitionsToTxnManager`).
+    pub coordinator_channel: crate::txn_marker_channel::MarkerChannel,
     /// Held for the process lifetime: a second broker on the same data dir would corrupt it.
     _lock_file: std::fs::File,
     /// Heartbeat sessions of registered brokers, kept while this node is the active controller.
@@ -173,6 +176,7 @@ impl Broker {
                 crate::fetch_session::random_seed(),
             )),
             marker_channel: crate::txn_marker_channel::MarkerChannel::new(),
+            coordinator_channel: crate::txn_marker_channel::MarkerChannel::new(),
             _lock_file: lock_file,
             liveness: crate::lifecycle::Liveness::new(config_session_timeout_ms),
             lifecycle: crate::lifecycle::BrokerLifecycle::default(),
@@ -554,7 +558,8 @@ impl Broker {
             ),
             false,
         ) {
-            Ok(_) | Err(ClusterError::TopicAlreadyExists(_)) => Ok(()),
+            Ok(_) => Ok(()),
+            Err(e) if crate::errors::is_topic_already_exists(&e) => Ok(()),
             Err(e) => Err(e),
         }
     }
@@ -575,7 +580,8 @@ impl Broker {
             ),
             false,
         ) {
-            Ok(_) | Err(ClusterError::TopicAlreadyExists(_)) => Ok(()),
+            Ok(_) => Ok(()),
+            Err(e) if crate::errors::is_topic_already_exists(&e) => Ok(()),
             Err(e) => Err(e),
         }
     }

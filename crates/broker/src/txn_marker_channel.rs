@@ -126,8 +126,24 @@ pub async fn write_txn_markers_on(
     correlation_id: i32,
     markers: &[MarkerRequest],
 ) -> anyhow::Result<WriteTxnMarkersResponse> {
-    let key = ApiKey::WriteTxnMarkers;
-    let version = WRITE_TXN_MARKERS_VERSION;
+    exchange(
+        stream,
+        correlation_id,
+        ApiKey::WriteTxnMarkers,
+        WRITE_TXN_MARKERS_VERSION,
+        &request(markers),
+    )
+    .await
+}
+
+/// Sends `request` (API `key` at `version`) on `stream` and reads and decodes its answer.
+pub async fn exchange<Req: Encodable, Resp: Decodable>(
+    stream: &mut TcpStream,
+    correlation_id: i32,
+    key: ApiKey,
+    version: i16,
+    request: &Req,
+) -> anyhow::Result<Resp> {
     let header = RequestHeader::default()
         .with_request_api_key(key as i16)
         .with_request_api_version(version)
@@ -135,7 +151,7 @@ pub async fn write_txn_markers_on(
         .with_client_id(Some(StrBytes::from_static_str(CLIENT_ID)));
     let mut body = BytesMut::new();
     header.encode(&mut body, key.request_header_version(version))?;
-    request(markers).encode(&mut body, version)?;
+    request.encode(&mut body, version)?;
     let size = i32::try_from(body.len()).context("request too large")?;
     let mut frame = Vec::with_capacity(body.len() + 4);
     frame.extend_from_slice(&size.to_be_bytes());
@@ -156,10 +172,12 @@ pub async fn write_txn_markers_on(
             header.correlation_id
         );
     }
-    WriteTxnMarkersResponse::decode(&mut answer, version)
+    Resp::decode(&mut answer, version)
 }
 
-/// The connections to partition leaders, one per broker, each used by one request at a time.
+/// Connections to other brokers, one per broker, each used by one request at a time: to
+/// partition leaders for markers, and (a second channel) to transaction coordinators for
+/// AddPartitionsToTxn.
 #[derive(Default)]
 pub struct MarkerChannel {
     /// By node id: the address connected to and the connection (`None` until connected, or
@@ -187,6 +205,36 @@ impl MarkerChannel {
         address: &str,
         markers: &[MarkerRequest],
     ) -> Vec<MarkerResult> {
+        let request = request(markers);
+        let answer: anyhow::Result<WriteTxnMarkersResponse> = self
+            .call(
+                node,
+                address,
+                ApiKey::WriteTxnMarkers,
+                WRITE_TXN_MARKERS_VERSION,
+                &request,
+            )
+            .await;
+        match answer {
+            Ok(response) => results(markers, &response),
+            Err(e) => {
+                tracing::warn!(node, address, error = %e, "sending transaction markers to the partition leader failed; retrying");
+                all_failed(markers, ResponseError::NetworkException.code())
+            }
+        }
+    }
+
+    /// Sends `request` (API `key` at `version`) to broker `node` at `address` on this
+    /// channel's connection to it and decodes the answer. A failed or timed-out exchange
+    /// drops the connection (the next call reconnects).
+    pub async fn call<Req: Encodable, Resp: Decodable>(
+        &self,
+        node: i32,
+        address: &str,
+        key: ApiKey,
+        version: i16,
+        request: &Req,
+    ) -> anyhow::Result<Resp> {
         let slot = Arc::clone(
             self.connections
                 .lock()
@@ -201,7 +249,7 @@ impl MarkerChannel {
             connection.stream = None;
         }
         let correlation_id = self.next_correlation.fetch_add(1, Ordering::Relaxed) & i32::MAX;
-        let exchange = async {
+        let attempt = async {
             if connection.stream.is_none() {
                 let stream = TcpStream::connect(address).await?;
                 stream.set_nodelay(true)?;
@@ -210,25 +258,16 @@ impl MarkerChannel {
             let Some(stream) = connection.stream.as_mut() else {
                 unreachable!("connected above");
             };
-            write_txn_markers_on(stream, correlation_id, markers).await
+            exchange(stream, correlation_id, key, version, request).await
         };
-        match tokio::time::timeout(REQUEST_TIMEOUT, exchange).await {
-            Ok(Ok(response)) => results(markers, &response),
-            Ok(Err(e)) => {
-                tracing::warn!(node, address, error = %e, "sending transaction markers to the partition leader failed; retrying");
-                connection.stream = None;
-                all_failed(markers, ResponseError::NetworkException.code())
-            }
-            Err(_) => {
-                tracing::warn!(
-                    node,
-                    address,
-                    "sending transaction markers to the partition leader timed out; retrying"
-                );
-                connection.stream = None;
-                all_failed(markers, ResponseError::NetworkException.code())
-            }
+        let answer = match tokio::time::timeout(REQUEST_TIMEOUT, attempt).await {
+            Ok(answer) => answer,
+            Err(_) => Err(anyhow::anyhow!("timed out after {REQUEST_TIMEOUT:?}")),
+        };
+        if answer.is_err() {
+            connection.stream = None;
         }
+        answer
     }
 }
 

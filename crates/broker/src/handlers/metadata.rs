@@ -9,7 +9,7 @@ use kafka_protocol::messages::metadata_response::{
 };
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use runnel_cluster::{ClusterError, MetadataImage, TopicImage};
+use runnel_cluster::{MetadataImage, TopicImage};
 use uuid::Uuid;
 
 use crate::authorizer::{ResourceType, AUTHORIZED_OPERATIONS_OMITTED};
@@ -141,7 +141,7 @@ fn describe_one(
             topic_entry(&broker.image(), listener, &topic, topic_ops)
         }
         // Another request created it meanwhile.
-        Err(ClusterError::TopicAlreadyExists(_)) => match broker.image().topic(&name) {
+        Err(e) if crate::errors::is_topic_already_exists(&e) => match broker.image().topic(&name) {
             Some(topic) => topic_entry(&broker.image(), listener, topic, topic_ops),
             None => error(ResponseError::LeaderNotAvailable),
         },

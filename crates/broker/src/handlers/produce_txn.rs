@@ -3,7 +3,8 @@
 //! partition (KIP-890 part 1: AddPartitionsToTxn verify-only), or, for a client at
 //! transaction version 2 (Produce v12+), adds it itself (KIP-890 part 2). Kafka's
 //! `ReplicaManager.handleProduceAppend` and `AddPartitionsToTxnManager`, with the coordinator
-//! called in-process (one node leads every `__transaction_state` partition).
+//! called in-process when this node leads the transactional id's `__transaction_state`
+//! partition, else over the network (AddPartitionsToTxn v4/v5 to that leader).
 //!
 //! A partition whose log already has the producer's transaction open at the batch's epoch
 //! needs no check, as in Kafka. Not done: Kafka's `VerificationGuard`, which refuses the
@@ -17,7 +18,8 @@ use kafka_protocol::messages::add_partitions_to_txn_request::{
     AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction,
 };
 use kafka_protocol::messages::{
-    AddPartitionsToTxnRequest, ProduceRequest, ProducerId, ResponseKind, TopicName, TransactionalId,
+    AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, ApiKey, ProduceRequest, ProducerId,
+    ResponseKind, TopicName, TransactionalId,
 };
 use kafka_protocol::protocol::StrBytes;
 use runnel_cluster::txn::TxnRequest;
@@ -349,8 +351,25 @@ fn error_name(error: ResponseError) -> &'static str {
     }
 }
 
-/// Asks the coordinator (in-process) to verify or add the partitions; per-partition error
-/// codes by (topic, partition).
+/// The transaction coordinator of `transactional_id` when another broker is it: the live
+/// leader of the id's `__transaction_state` partition and its client endpoint. `None` when this
+/// node leads that partition, or no live broker does (the in-process coordinator then
+/// answers NOT_COORDINATOR, which the produce turns into a retriable error).
+fn remote_coordinator(broker: &Broker, transactional_id: &str) -> Option<(i32, String)> {
+    let image = broker.image();
+    let topic = image.topic(crate::internal_topics::TRANSACTION_STATE_TOPIC)?;
+    let partitions = i32::try_from(topic.partitions).ok()?;
+    let partition = runnel_cluster::txn::transaction_partition_for(transactional_id, partitions);
+    let leader = topic.registration(partition)?.leader;
+    if leader == broker.node_id() {
+        return None;
+    }
+    let b = image.brokers.get(&leader).filter(|b| b.is_live())?;
+    Some((leader, format!("{}:{}", b.host, b.port)))
+}
+
+/// Asks the coordinator (in-process, or over the network when another broker is it) to verify
+/// or add the partitions; per-partition error codes by (topic, partition).
 async fn ask_coordinator(
     broker: &Broker,
     transactional_id: &str,
@@ -388,12 +407,38 @@ async fn ask_coordinator(
             .map(|b| ((b.topic.clone(), b.partition), code))
             .collect()
     };
-    let answer = broker
-        .txns
-        .call(broker, version, TxnRequest::AddPartitionsToTxn(request))
-        .await;
-    let Some(ResponseKind::AddPartitionsToTxn(response)) = answer else {
-        return all(ResponseError::CoordinatorNotAvailable.code());
+    let response = match remote_coordinator(broker, transactional_id) {
+        // Another broker leads the transactional id's `__transaction_state` partition: ask it
+        // over the network, as Kafka's AddPartitionsToTxnManager does.
+        Some((node, address)) => {
+            let answer: anyhow::Result<AddPartitionsToTxnResponse> = broker
+                .coordinator_channel
+                .call(
+                    node,
+                    &address,
+                    ApiKey::AddPartitionsToTxn,
+                    version,
+                    &request,
+                )
+                .await;
+            match answer {
+                Ok(response) => response,
+                Err(e) => {
+                    tracing::warn!(node, address, error = %e, "asking the transaction coordinator to verify partitions failed");
+                    return all(ResponseError::NetworkException.code());
+                }
+            }
+        }
+        None => {
+            let answer = broker
+                .txns
+                .call(broker, version, TxnRequest::AddPartitionsToTxn(request))
+                .await;
+            let Some(ResponseKind::AddPartitionsToTxn(response)) = answer else {
+                return all(ResponseError::CoordinatorNotAvailable.code());
+            };
+            response
+        }
     };
     if response.error_code != 0 {
         let code = if response.error_code == ResponseError::ClusterAuthorizationFailed.code() {

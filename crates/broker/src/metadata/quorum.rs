@@ -66,6 +66,13 @@ const PEER_QUEUE: usize = 4096;
 const RECONNECT_BACKOFF: Duration = Duration::from_millis(100);
 /// Pause between attempts of a command while no leader is known.
 const RETRY_BACKOFF: Duration = Duration::from_millis(50);
+/// How long a command handed to the active controller may take to be decided, committed and
+/// applied before the submitter gives up (Kafka's `request.timeout.ms` default, which bounds a
+/// forwarded request in its `ForwardingManager`). Applying opens the logs of new partitions
+/// on the way, so a CreateTopics of thousands of partitions takes seconds; it must not be
+/// answered NOT_CONTROLLER while it is being committed. Finding a leader keeps the shorter
+/// bound of `deadline`.
+const COMMIT_WAIT: Duration = Duration::from_secs(30);
 
 const KIND_RAFT: u8 = 1;
 const KIND_FORWARD: u8 = 2;
@@ -490,17 +497,21 @@ impl QuorumHandle {
     pub fn submit(&self, command: &Command) -> Result<Outcome, ClusterError> {
         let deadline = self.deadline();
         loop {
-            let attempt = match submit_local(&self.inputs, command.clone(), deadline) {
+            // Once a leader holds the command, it may take longer than finding one: see
+            // `COMMIT_WAIT`. A node that is not the leader answers at once, so only a command
+            // really being committed waits this long.
+            let commit_deadline = Instant::now() + COMMIT_WAIT;
+            let attempt = match submit_local(&self.inputs, command.clone(), commit_deadline) {
                 Ok(outcome) => return Ok(outcome),
                 Err(Reject::Cluster(e)) => return Err(e),
                 Err(Reject::NotLeader(Some(leader))) if leader != self.node_id as u64 => {
-                    self.forward(leader, command, deadline)
+                    self.forward(leader, command, commit_deadline)
                 }
                 Err(Reject::NotLeader(_)) => None,
             };
             match attempt {
                 Some(Ok(outcome)) => {
-                    self.wait_published(outcome.offset, deadline);
+                    self.wait_published(outcome.offset, commit_deadline);
                     return Ok(outcome);
                 }
                 Some(Err(e)) => return Err(e),
@@ -1173,7 +1184,7 @@ fn serve_frames(
                         message: Some(format!("forwarded command does not parse: {e}")),
                     },
                     Ok(command) => {
-                        let deadline = Instant::now() + request_timeout;
+                        let deadline = Instant::now() + request_timeout.max(COMMIT_WAIT);
                         match submit_local(forward_inputs, command, deadline) {
                             Ok(outcome) => ForwardReply::Ok(outcome),
                             Err(Reject::NotLeader(_)) => ForwardReply::Err {
