@@ -108,6 +108,9 @@ pub fn storage_error_code(e: &StorageError) -> i16 {
         // A read that kept losing to truncations (replication): retriable, and the retry reads
         // the truncated log.
         StorageError::SnapshotStale => ResponseError::KafkaStorageError,
+        // Only a follower append raises it, and no client sees it; Kafka's exception has no
+        // error code of its own either.
+        StorageError::UnexpectedAppendOffset { .. } => ResponseError::UnknownServerError,
     }
     .code()
 }
