@@ -13,6 +13,9 @@ pub fn cluster_error_code(e: &ClusterError) -> i16 {
         ClusterError::InvalidTopic { .. } => ResponseError::InvalidTopicException,
         ClusterError::UnknownTopic(_) => ResponseError::UnknownTopicOrPartition,
         ClusterError::UnknownTopicId(_) => ResponseError::UnknownTopicId,
+        ClusterError::UnknownTopicOrPartition(_) => ResponseError::UnknownTopicOrPartition,
+        ClusterError::NoReassignmentInProgress(_) => ResponseError::NoReassignmentInProgress,
+        ClusterError::ReassignmentInProgress(_) => ResponseError::ReassignmentInProgress,
         ClusterError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
         ClusterError::InvalidReplicaAssignment(_) => ResponseError::InvalidReplicaAssignment,
         ClusterError::InvalidRequest(_) => ResponseError::InvalidRequest,
@@ -59,6 +62,9 @@ pub fn cluster_error_message(e: &ClusterError) -> Option<String> {
         ClusterError::TopicAlreadyExists(_)
         | ClusterError::InvalidTopic { .. }
         | ClusterError::InvalidPartitions(_)
+        | ClusterError::UnknownTopicOrPartition(_)
+        | ClusterError::NoReassignmentInProgress(_)
+        | ClusterError::ReassignmentInProgress(_)
         | ClusterError::InvalidReplicaAssignment(_)
         | ClusterError::InvalidRequest(_)
         | ClusterError::InvalidUpdateVersion(_)
