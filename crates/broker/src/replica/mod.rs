@@ -6,6 +6,7 @@
 //! [`AppendWait`] is that delayed operation; produce handlers and the coordinator shells both
 //! await it, so an offset commit is exactly as durable as a produce to the same partition.
 
+pub mod fetcher;
 mod partition;
 
 use std::collections::HashMap;
