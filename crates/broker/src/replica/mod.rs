@@ -100,6 +100,15 @@ impl ReplicaManager {
             );
     }
 
+    /// Stops serving one partition (this node is no longer one of its replicas); returns it
+    /// if it was held.
+    pub fn remove(&self, topic_id: &Uuid, index: i32) -> Option<Arc<Partition>> {
+        self.partitions
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(*topic_id, index))
+    }
+
     /// Stops serving the first `count` partitions of a topic; returns those it held.
     pub fn remove_topic(&self, topic_id: &Uuid, count: u32) -> Vec<Arc<Partition>> {
         let mut partitions = self.partitions.write().unwrap_or_else(|e| e.into_inner());
