@@ -117,6 +117,7 @@ pub fn storage_error_code(e: &StorageError) -> i16 {
         // Only a follower append raises it, and no client sees it; Kafka's exception has no
         // error code of its own either.
         StorageError::UnexpectedAppendOffset { .. } => ResponseError::UnknownServerError,
+        StorageError::NotLeaderOrFollower => ResponseError::NotLeaderOrFollower,
     }
     .code()
 }

@@ -78,6 +78,11 @@ pub enum StorageError {
         first_offset: i64,
         log_end_offset: i64,
     },
+    /// NOT_LEADER_OR_FOLLOWER: the log's owner no longer leads the partition. Raised by the
+    /// owner, which checks leadership under the log lock before each append, so nothing lands
+    /// after a leadership change was applied (a reassignment's fence relies on it).
+    #[error("this broker is not the leader of the partition")]
+    NotLeaderOrFollower,
     /// A write or fsync failed earlier; the on-disk state is unknown, so the log refuses further
     /// writes and reads instead of guessing (reopen to recover).
     #[error("log is poisoned by an earlier i/o failure")]

@@ -210,6 +210,9 @@ fn append_durably(partition: &Arc<Partition>, append: RoundAppend) -> AppendWait
     let outcome = {
         let mut log = partition.lock_log();
         let result = match append {
+            // Leadership is checked again under the lock: a change applied since the caller's
+            // check (`Partition::set_leadership` takes the same lock) refuses the append.
+            _ if !partition.is_leader() => Err(StorageError::NotLeaderOrFollower),
             RoundAppend::Records(records, verification) => {
                 let bytes = records.len();
                 let result = log.append_as_leader_verified(
