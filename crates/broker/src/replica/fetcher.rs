@@ -5,8 +5,9 @@
 //! `MetadataManager::submit`) carries the steps out.
 //!
 //! The rule that makes the move lose no acknowledged record: the old replica's log stops
-//! growing before the copy's last fetch. While copying, the old replica leads; once a fetch at
-//! the copy's log end comes back empty (caught up), the target asks for the fence. Fetches then
+//! growing before the copy's last fetch. While copying, the old replica leads; once a fetch
+//! brings the copy to the old replica's high watermark or comes back empty (caught up), the
+//! target asks for the fence. Fetches then
 //! carry the fenced leader epoch, which the old replica refuses (UNKNOWN_LEADER_EPOCH, retried)
 //! until it applied the fence, after which it takes no more produce; a fetch at the copy's log
 //! end that comes back empty then proves the copy holds every record the old replica ever
@@ -77,8 +78,12 @@ pub enum Step {
 /// How one fetch of the partition ended, as the shell saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FetchOutcome {
-    /// Records were appended; the copy's log end moved.
-    Appended,
+    /// Records were appended; the copy's log end moved, up to the old replica's high watermark
+    /// of that answer or not. While copying, reaching it counts as caught up (Kafka's rule for
+    /// a follower joining the ISR: a producer that never pauses would otherwise keep the copy
+    /// from ever seeing an empty fetch). While draining only an empty fetch does: the records
+    /// of an fsync-mode append above the high watermark are acknowledged later.
+    Appended { reached_high_watermark: bool },
     /// The fetch at the copy's log end had no records: caught up with the old replica.
     Empty,
     /// OFFSET_OUT_OF_RANGE, with the old replica's log start offset from the response.
@@ -134,7 +139,16 @@ impl MoveFetcher {
         self.failed = false;
         self.caught_up = false;
         match outcome {
-            FetchOutcome::Appended => {}
+            FetchOutcome::Appended {
+                reached_high_watermark,
+            } => {
+                let copying = self
+                    .registration
+                    .as_ref()
+                    .and_then(ongoing_move)
+                    .is_some_and(|m| m.phase == MovePhase::Copying);
+                self.caught_up = reached_high_watermark && copying;
+            }
             FetchOutcome::Empty => self.caught_up = true,
             // The copy is behind the old replica's start: it restarts there. An offset past the
             // old replica's end cannot happen to a copy that only appended what it fetched.
@@ -222,9 +236,19 @@ mod tests {
             current_leader_epoch,
         };
         assert_eq!(f.next(0), fetch(0, 0));
-        f.on_fetch(FetchOutcome::Appended, 10);
+        f.on_fetch(
+            FetchOutcome::Appended {
+                reached_high_watermark: false,
+            },
+            10,
+        );
         assert_eq!(f.next(10), fetch(10, 0));
-        f.on_fetch(FetchOutcome::Empty, 10);
+        f.on_fetch(
+            FetchOutcome::Appended {
+                reached_high_watermark: true,
+            },
+            10,
+        );
         assert_eq!(f.next(10), Step::Fence { partition_epoch: 1 });
         assert_eq!(f.next(10), Step::Backoff, "asked once");
         f.on_registration(&registration(MovePhase::Draining, 2));
@@ -233,8 +257,14 @@ mod tests {
         f.on_fetch(FetchOutcome::Failed, 10);
         assert_eq!(f.next(10), Step::Backoff);
         assert_eq!(f.next(10), fetch(10, 1));
-        // Records acknowledged before the fence are still copied.
-        f.on_fetch(FetchOutcome::Appended, 12);
+        // Records acknowledged before the fence are still copied; reaching the high watermark
+        // is not enough while draining.
+        f.on_fetch(
+            FetchOutcome::Appended {
+                reached_high_watermark: true,
+            },
+            12,
+        );
         assert_eq!(f.next(12), fetch(12, 1));
         f.on_fetch(FetchOutcome::Empty, 12);
         assert_eq!(f.next(12), Step::Complete { partition_epoch: 2 });

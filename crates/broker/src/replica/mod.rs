@@ -7,6 +7,7 @@
 //! await it, so an offset commit is exactly as durable as a produce to the same partition.
 
 pub mod fetcher;
+pub mod move_fetcher;
 mod partition;
 
 use std::collections::HashMap;
