@@ -1,7 +1,7 @@
 //! Three real `runnel` processes: a replication-factor-1 partition moved to another broker
 //! with AlterPartitionReassignments while a producer writes to it with acks=1 and acks=all;
-//! every acknowledged record is readable from the new leader at its offset, the old broker
-//! deletes its copy, and ListPartitionReassignments shows the move while it lasts.
+//! every acknowledged record is readable from the new leader at its offset, the idempotent
+//! producer's state moved with the data, and the old broker deletes its copy.
 
 mod common;
 
@@ -67,6 +67,24 @@ fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting until {what}");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// One idempotent batch of one record.
+fn idempotent_batch(producer: (i64, i16), sequence: i32, value: &[u8]) -> bytes::Bytes {
+    runnel_protocol::batch::encode_uncompressed_batch(&runnel_protocol::batch::BatchSpec {
+        producer_id: producer.0,
+        producer_epoch: producer.1,
+        base_sequence: sequence,
+        base_timestamp: 1_700_000_000_000,
+        records: vec![runnel_protocol::batch::RecordSpec {
+            timestamp_delta: 0,
+            key: None,
+            value: Some(value),
+            headers: vec![],
+        }],
+        ..Default::default()
+    })
+    .into()
 }
 
 fn reassign(port: u16, topic: &str, target: i32) -> i16 {
@@ -141,6 +159,9 @@ fn a_partition_moves_to_another_broker_without_losing_acknowledged_records() {
     let (old, _, _) = partition_state(nodes[0].port, "moving").unwrap();
     let target = nodes.iter().map(|n| n.id).find(|id| *id != old).unwrap();
     let ports: Vec<(i32, u16)> = nodes.iter().map(|n| (n.id, n.port)).collect();
+    // An idempotent producer's batches (the partition checks sequences per producer id; the
+    // id is not allocated here: InitProducerId is not what this test is about).
+    let producer_id = (4242i64, 0i16);
 
     let stop = Arc::new(AtomicBool::new(false));
     let producer = {
@@ -150,11 +171,13 @@ fn a_partition_moves_to_another_broker_without_losing_acknowledged_records() {
             let mut acked: BTreeMap<i64, Vec<u8>> = BTreeMap::new();
             let mut leader = old;
             let mut stream = TcpStream::connect(("127.0.0.1", port_of(leader))).unwrap();
-            let mut i = 0u64;
+            let mut i = 0i32;
+            let mut last = None;
             while !stop.load(Ordering::Relaxed) {
                 let value = format!("record-{i}").into_bytes();
-                let acks = if i.is_multiple_of(2) { 1 } else { -1 };
-                let request = produce_request("moving", acks, 10_000, &[(0, batch(&[&value]))]);
+                let acks = if i % 2 == 0 { 1 } else { -1 };
+                let records = idempotent_batch(producer_id, i, &value);
+                let request = produce_request("moving", acks, 10_000, &[(0, records.clone())]);
                 let ResponseKind::Produce(r) = call(&mut stream, ApiKey::Produce, 9, &request)
                 else {
                     panic!("not a Produce response")
@@ -165,6 +188,7 @@ fn a_partition_moves_to_another_broker_without_losing_acknowledged_records() {
                         acked.insert(p.base_offset, value).is_none(),
                         "offset reused"
                     );
+                    last = Some((records, p.base_offset));
                     i += 1;
                 } else {
                     // NOT_LEADER_OR_FOLLOWER while the partition moves: find the leader again.
@@ -177,7 +201,7 @@ fn a_partition_moves_to_another_broker_without_losing_acknowledged_records() {
                     }
                 }
             }
-            (acked, leader)
+            (acked, leader, last)
         })
     };
     std::thread::sleep(Duration::from_millis(500));
@@ -199,7 +223,7 @@ fn a_partition_moves_to_another_broker_without_losing_acknowledged_records() {
     }
     std::thread::sleep(Duration::from_millis(500));
     stop.store(true, Ordering::Relaxed);
-    let (acked, last_leader) = producer.join().unwrap();
+    let (acked, last_leader, last) = producer.join().unwrap();
     assert_eq!(last_leader, target, "the producer followed the move");
     assert!(
         acked.len() > 20,
@@ -215,6 +239,24 @@ fn a_partition_moves_to_another_broker_without_losing_acknowledged_records() {
             "acknowledged record at offset {offset} is missing or different on the new leader"
         );
     }
+    // The new leader rebuilt the producer's state from the copied batches: a retry of the last
+    // acknowledged batch is a duplicate answered with its original offset.
+    let (records, offset) = last.unwrap();
+    let request = produce_request("moving", -1, 10_000, &[(0, records)]);
+    let ResponseKind::Produce(r) = call(&mut stream, ApiKey::Produce, 9, &request) else {
+        panic!("not a Produce response")
+    };
+    let p = &r.responses[0].partition_responses[0];
+    assert_eq!(
+        (p.error_code, p.base_offset),
+        (0, offset),
+        "the retry is a duplicate"
+    );
+    assert_eq!(
+        read_partition(&mut stream, "moving", 0).len(),
+        stored.len(),
+        "the retry wrote nothing"
+    );
     let old_runnel = &runnels[(old - 1) as usize];
     wait_until(
         Duration::from_secs(10),
