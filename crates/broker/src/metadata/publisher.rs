@@ -209,7 +209,10 @@ impl Publisher<'_> {
         let mut recovered = Recovered::default();
         for topic in image.topics.values() {
             for index in 0..i32::try_from(topic.partitions).unwrap_or(i32::MAX) {
-                if !self.hosts(topic, index) {
+                // Already open: a move to this broker published before startup got here.
+                if !self.hosts(topic, index)
+                    || self.replicas.partition(&topic.topic_id, index).is_some()
+                {
                     continue;
                 }
                 // Storage truncates torn or corrupt tails (and drops segments after a corrupt
@@ -348,9 +351,9 @@ impl Publisher<'_> {
         }
     }
 
-    /// Opens the partitions a reassignment made this node a replica of (an existing topic's
-    /// registration now lists it): an empty log, not leading, that the replica fetcher fills
-    /// from the old replica (see `runnel_cluster::reassignment`).
+    /// Opens the partitions a reassignment is adding this node to (their registration lists
+    /// it among `adding`): an empty log, not leading, that the replica fetcher fills from the
+    /// old replica (see `runnel_cluster::reassignment`).
     fn open_moved_here(&self, image: &Arc<MetadataImage>, delta: &MetadataDelta) {
         for (topic_id, index) in &delta.changed_partitions {
             if delta.created_topics.contains(topic_id) {
@@ -359,7 +362,10 @@ impl Publisher<'_> {
             let Some(topic) = image.topic_by_id(topic_id) else {
                 continue;
             };
-            if self.replicas.partition(topic_id, *index).is_some() || !self.hosts(topic, *index) {
+            let adding_here = topic
+                .registration(*index)
+                .is_some_and(|r| r.adding.contains(&self.node_id));
+            if !adding_here || self.replicas.partition(topic_id, *index).is_some() {
                 continue;
             }
             match self.open_partition(topic, *index, image, LastShutdown::Unclean) {

@@ -124,6 +124,20 @@ pub async fn run(broker: Arc<Broker>, limits: FetchLimits) {
                     progressed |= submit(&broker, command, fetcher, &topic.name, index).await;
                 }
                 Step::Complete { partition_epoch } => {
+                    // The copy becomes the only replica: it is made durable first (the old
+                    // copy goes once the move completes), and everything in it is committed,
+                    // so its high watermark is its log end (records the old replica appended
+                    // above its high watermark were acknowledged after its fsync).
+                    let ready = {
+                        let mut log = partition.lock_log();
+                        log.flush()
+                            .map(|()| partition.advance_high_watermark(&mut log))
+                    };
+                    if let Err(e) = ready {
+                        tracing::warn!(topic = %topic.name, partition = index, error = %e, "could not flush the copy before completing the move; retrying");
+                        fetcher.on_command_failed();
+                        continue;
+                    }
                     let command = Command::CompleteReassignment {
                         topic_id: topic.topic_id,
                         partition: index,
