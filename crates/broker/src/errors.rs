@@ -13,6 +13,9 @@ pub fn cluster_error_code(e: &ClusterError) -> i16 {
         ClusterError::InvalidTopic { .. } => ResponseError::InvalidTopicException,
         ClusterError::UnknownTopic(_) => ResponseError::UnknownTopicOrPartition,
         ClusterError::UnknownTopicId(_) => ResponseError::UnknownTopicId,
+        ClusterError::UnknownTopicOrPartition(_) => ResponseError::UnknownTopicOrPartition,
+        ClusterError::NoReassignmentInProgress(_) => ResponseError::NoReassignmentInProgress,
+        ClusterError::ReassignmentInProgress(_) => ResponseError::ReassignmentInProgress,
         ClusterError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
         ClusterError::InvalidReplicaAssignment(_) => ResponseError::InvalidReplicaAssignment,
         ClusterError::InvalidRequest(_) => ResponseError::InvalidRequest,
@@ -66,6 +69,9 @@ pub fn cluster_error_message(e: &ClusterError) -> Option<String> {
         ClusterError::TopicAlreadyExists(_)
         | ClusterError::InvalidTopic { .. }
         | ClusterError::InvalidPartitions(_)
+        | ClusterError::UnknownTopicOrPartition(_)
+        | ClusterError::NoReassignmentInProgress(_)
+        | ClusterError::ReassignmentInProgress(_)
         | ClusterError::InvalidReplicaAssignment(_)
         | ClusterError::InvalidRequest(_)
         | ClusterError::InvalidUpdateVersion(_)
@@ -115,6 +121,10 @@ pub fn storage_error_code(e: &StorageError) -> i16 {
         // A read that kept losing to truncations (replication): retriable, and the retry reads
         // the truncated log.
         StorageError::SnapshotStale => ResponseError::KafkaStorageError,
+        // Only a follower append raises it, and no client sees it; Kafka's exception has no
+        // error code of its own either.
+        StorageError::UnexpectedAppendOffset { .. } => ResponseError::UnknownServerError,
+        StorageError::NotLeaderOrFollower => ResponseError::NotLeaderOrFollower,
     }
     .code()
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use runnel_broker::config::{self, Command};
 use runnel_broker::context::SecurityProtocol;
-use runnel_broker::{admin, server, state, tls};
+use runnel_broker::{admin, replica, server, state, tls};
 
 /// The static musl build (the container image) would otherwise use musl's allocator, which
 /// serialises every allocation on one lock.
@@ -127,6 +127,10 @@ async fn run(config: config::BrokerConfig) -> anyhow::Result<()> {
         data_dir = %broker.config.data_dir.display(),
         "runnel is ready"
     );
+    tokio::spawn(replica::move_fetcher::run(
+        Arc::clone(&broker),
+        replica::fetcher::FetchLimits::default(),
+    ));
     let stop = async {
         stop_signal().await;
         admin_state.shutting_down();

@@ -457,6 +457,24 @@ fn request_for(key: ApiKey, version: i16, topic: &str, topic_id: uuid::Uuid) -> 
         ApiKey::UnregisterBroker => RequestKind::UnregisterBroker(
             UnregisterBrokerRequest::default().with_broker_id(BrokerId(99)),
         ),
+        // A target that is not a registered broker: INVALID_REPLICA_ASSIGNMENT, nothing moves.
+        ApiKey::AlterPartitionReassignments => RequestKind::AlterPartitionReassignments(
+            kafka_protocol::messages::AlterPartitionReassignmentsRequest::default()
+                .with_timeout_ms(30_000)
+                .with_topics(vec![
+                    kafka_protocol::messages::alter_partition_reassignments_request::ReassignableTopic::default()
+                        .with_name(name.clone())
+                        .with_partitions(vec![
+                            kafka_protocol::messages::alter_partition_reassignments_request::ReassignablePartition::default()
+                                .with_partition_index(0)
+                                .with_replicas(Some(vec![BrokerId(99)])),
+                        ]),
+                ]),
+        ),
+        ApiKey::ListPartitionReassignments => RequestKind::ListPartitionReassignments(
+            kafka_protocol::messages::ListPartitionReassignmentsRequest::default()
+                .with_timeout_ms(30_000),
+        ),
         other => panic!("no test request for {other:?}: add one when adding an API"),
     }
 }

@@ -353,6 +353,8 @@ fn unfence(image: &MetadataImage, node_id: i32, records: &mut Vec<MetadataRecord
                     leader: Some(leader),
                     isr: None,
                     replicas: None,
+                    adding: None,
+                    removing: None,
                 });
             }
         }
@@ -395,6 +397,8 @@ fn move_leaderships_away(image: &MetadataImage, node_id: i32, records: &mut Vec<
                     leader,
                     isr,
                     replicas: None,
+                    adding: None,
+                    removing: None,
                 });
             }
         }

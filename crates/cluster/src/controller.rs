@@ -105,6 +105,31 @@ pub enum Command {
         ops: Vec<(String, ConfigOp)>,
         replace: bool,
     },
+    /// AlterPartitionReassignments for one partition: move it to `replicas`, or cancel its
+    /// reassignment (`None`). See `crate::reassignment`.
+    AlterPartitionReassignment {
+        topic: String,
+        partition: i32,
+        replicas: Option<Vec<i32>>,
+        allow_replication_factor_change: bool,
+    },
+    /// The replica a partition is moving to has copied the leader's log up to its end: the
+    /// partition goes leaderless so the old replica's log stops growing.
+    /// `partition_epoch` is the registration the copy was made against.
+    FenceReassigningPartition {
+        topic_id: Uuid,
+        partition: i32,
+        node_id: i32,
+        partition_epoch: i32,
+    },
+    /// The replica a partition is moving to has copied the old replica's whole (fenced) log:
+    /// it becomes the only replica and the leader.
+    CompleteReassignment {
+        topic_id: Uuid,
+        partition: i32,
+        node_id: i32,
+        partition_epoch: i32,
+    },
 }
 
 /// A resource whose configs are altered.
@@ -301,6 +326,42 @@ impl ControllerEngine {
                 ops,
                 replace,
             } => alter_configs(image, resource, ops, *replace),
+            Command::AlterPartitionReassignment {
+                topic,
+                partition,
+                replicas,
+                allow_replication_factor_change,
+            } => crate::reassignment::alter(
+                image,
+                topic,
+                *partition,
+                replicas.as_deref(),
+                *allow_replication_factor_change,
+            ),
+            Command::FenceReassigningPartition {
+                topic_id,
+                partition,
+                node_id,
+                partition_epoch,
+            } => crate::reassignment::fence_for_drain(
+                image,
+                *topic_id,
+                *partition,
+                *node_id,
+                *partition_epoch,
+            ),
+            Command::CompleteReassignment {
+                topic_id,
+                partition,
+                node_id,
+                partition_epoch,
+            } => crate::reassignment::complete(
+                image,
+                *topic_id,
+                *partition,
+                *node_id,
+                *partition_epoch,
+            ),
             Command::ReserveProducerIds { handed_out } => {
                 let first_free = image.next_producer_id.max(*handed_out);
                 let next_producer_id = first_free
@@ -563,6 +624,21 @@ fn validate_manual_assignment(
     replicas: &[i32],
     replication_factor: Option<usize>,
 ) -> Result<()> {
+    check_manual_assignment(image, replicas, replication_factor)?;
+    if replicas.len() > 1 {
+        return Err(ClusterError::InvalidReplicationFactor(
+            REPLICATION_NOT_BUILT.into(),
+        ));
+    }
+    Ok(())
+}
+
+/// `validate_manual_assignment` without the refusal of more than one replica.
+pub(crate) fn check_manual_assignment(
+    image: &MetadataImage,
+    replicas: &[i32],
+    replication_factor: Option<usize>,
+) -> Result<()> {
     let refuse = |message: String| Err(ClusterError::InvalidReplicaAssignment(message));
     if replicas.is_empty() {
         return refuse("The manual partition assignment includes an empty replica list.".into());
@@ -588,9 +664,6 @@ fn validate_manual_assignment(
             "The manual partition assignment includes a partition with {} replica(s), but this is not consistent with previous partitions, which have {expected} replica(s).",
             replicas.len()
         )),
-        _ if replicas.len() > 1 => Err(ClusterError::InvalidReplicationFactor(
-            REPLICATION_NOT_BUILT.into(),
-        )),
         _ => Ok(()),
     }
 }
@@ -607,6 +680,8 @@ fn new_partition(topic_id: Uuid, partition: i32, replicas: Vec<i32>) -> Metadata
         replicas,
         leader_epoch: 0,
         partition_epoch: 0,
+        adding: Vec::new(),
+        removing: Vec::new(),
     }
 }
 
@@ -809,6 +884,8 @@ fn sole_replica(topic_id: Uuid, partition: i32, node_id: i32) -> MetadataRecord 
         leader: node_id,
         leader_epoch: 0,
         partition_epoch: 0,
+        adding: Vec::new(),
+        removing: Vec::new(),
     }
 }
 

@@ -84,6 +84,16 @@ pub enum ClusterError {
     /// UnregisterBroker of an unknown broker (BROKER_ID_NOT_REGISTERED).
     #[error("{0}")]
     BrokerIdNotRegistered(String),
+    /// UNKNOWN_TOPIC_OR_PARTITION with Kafka's message ("Unable to find partition t:3.").
+    #[error("{0}")]
+    UnknownTopicOrPartition(String),
+    /// A reassignment cancelled where none is under way (NO_REASSIGNMENT_IN_PROGRESS).
+    #[error("{0}")]
+    NoReassignmentInProgress(String),
+    /// A partition's reassignment cannot be changed now (REASSIGNMENT_IN_PROGRESS): its data
+    /// is being drained to the new replica.
+    #[error("{0}")]
+    ReassignmentInProgress(String),
     /// A replica was to be placed on a broker that is not registered.
     #[error("broker {0} is not registered")]
     BrokerNotRegistered(i32),

@@ -19,6 +19,7 @@ pub mod kafka_configs;
 pub mod metadata;
 pub mod placement;
 pub mod quorum;
+pub mod reassignment;
 pub mod shard;
 pub mod shard_leadership;
 pub mod topic_config;

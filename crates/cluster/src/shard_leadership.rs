@@ -282,6 +282,8 @@ mod tests {
                         leader,
                         leader_epoch: epoch,
                         partition_epoch: epoch,
+                        adding: vec![],
+                        removing: vec![],
                     },
                 )
             })

@@ -63,6 +63,8 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     full(ApiKey::ElectLeaders, 0, 2),
     full(ApiKey::UpdateFeatures, 0, 2),
     full(ApiKey::CreatePartitions, 0, 3),
+    full(ApiKey::AlterPartitionReassignments, 0, 1),
+    full(ApiKey::ListPartitionReassignments, 0, 0),
     full(ApiKey::DescribeTopicPartitions, 0, 0),
     full(ApiKey::ListConfigResources, 0, 1),
     full(ApiKey::DeleteRecords, 0, 2),
@@ -131,6 +133,8 @@ pub const CONTROLLER_LISTENER_KEYS: &[ApiKey] = &[
     ApiKey::BrokerRegistration,
     ApiKey::BrokerHeartbeat,
     ApiKey::UnregisterBroker,
+    ApiKey::AlterPartitionReassignments,
+    ApiKey::ListPartitionReassignments,
 ];
 
 /// The supported range for `api_key` on a node running a quorum or not (`quorum`), for a

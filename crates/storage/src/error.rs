@@ -70,6 +70,19 @@ pub enum StorageError {
     /// On-disk bytes that cannot be recovered automatically.
     #[error("corrupt log: {0}")]
     Corrupt(String),
+    /// A follower append whose batches do not continue the log (Kafka's
+    /// `UnexpectedAppendOffsetException` / "Out of order offsets"): a batch starts at or below
+    /// the offset before it. Nothing was written.
+    #[error("batch at offset {first_offset} does not continue the log at {log_end_offset}")]
+    UnexpectedAppendOffset {
+        first_offset: i64,
+        log_end_offset: i64,
+    },
+    /// NOT_LEADER_OR_FOLLOWER: the log's owner no longer leads the partition. Raised by the
+    /// owner, which checks leadership under the log lock before each append, so nothing lands
+    /// after a leadership change was applied (a reassignment's fence relies on it).
+    #[error("this broker is not the leader of the partition")]
+    NotLeaderOrFollower,
     /// A write or fsync failed earlier; the on-disk state is unknown, so the log refuses further
     /// writes and reads instead of guessing (reopen to recover).
     #[error("log is poisoned by an earlier i/o failure")]

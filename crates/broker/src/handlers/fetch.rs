@@ -60,6 +60,8 @@ struct Wanted {
     current_leader_epoch: i32,
     fetch_offset: i64,
     partition_max_bytes: i32,
+    /// A replica's fetch: read up to the log end offset (Kafka's `FetchIsolation.LOG_END`).
+    to_log_end: bool,
 }
 
 /// A fetch response whose non-empty records fields are placeholders for `slices`, in encode
@@ -106,7 +108,15 @@ pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Fet
         Resolved::Fetch(plan) => plan,
     };
     let image = broker.image();
-    let read_committed = request.isolation_level == READ_COMMITTED;
+    // A replica names itself (ReplicaState from v15, the replica id before): only the
+    // target of a move fetches as one today (`crate::replica::fetcher`).
+    let replica_id = if version >= 15 {
+        request.replica_state.replica_id.0
+    } else {
+        request.replica_id.0
+    };
+    let from_replica = replica_id >= 0;
+    let read_committed = request.isolation_level == READ_COMMITTED && !from_replica;
     let wanted: Vec<Wanted> = plan
         .partitions
         .iter()
@@ -122,6 +132,13 @@ pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Fet
                 }
                 (None, _) => Some(ResponseError::UnknownTopicOrPartition.code()),
                 (Some(t), None) => Some(crate::errors::not_held_error(t, fp.key.partition)),
+                (Some(t), Some(part)) if from_replica => replica_fetch_error(
+                    broker.node_id(),
+                    replica_id,
+                    t,
+                    fp.params.current_leader_epoch,
+                    part,
+                ),
                 (Some(_), Some(part)) => super::leader_error(fp.params.current_leader_epoch, part),
             };
             Wanted {
@@ -131,6 +148,7 @@ pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Fet
                 current_leader_epoch: fp.params.current_leader_epoch,
                 fetch_offset: fp.params.fetch_offset,
                 partition_max_bytes: fp.params.partition_max_bytes,
+                to_log_end: from_replica,
             }
         })
         .collect();
@@ -238,6 +256,27 @@ pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Fet
             .with_responses(topics),
         slices: kept,
     }
+}
+
+/// Why a replica's fetch of a partition held here is refused, if it is. Until partition data
+/// is replicated, the only replica that fetches is the target of a move of the partition away
+/// from this broker (it is adding, this node removing), served whether this node still leads
+/// or the partition is draining (`runnel_cluster::reassignment`); its current leader epoch is
+/// checked first, so a fetch at a fenced epoch this node has not applied yet is
+/// UNKNOWN_LEADER_EPOCH. Anything else is NOT_LEADER_OR_FOLLOWER.
+fn replica_fetch_error(
+    node_id: i32,
+    replica_id: i32,
+    topic: &runnel_cluster::TopicImage,
+    current_leader_epoch: i32,
+    partition: &Partition,
+) -> Option<i16> {
+    super::leader_epoch_error(current_leader_epoch, partition.leader_epoch()).or_else(|| {
+        let moving_from_here = topic
+            .registration(partition.index)
+            .is_some_and(|r| r.adding.contains(&replica_id) && r.removing.contains(&node_id));
+        (!moving_from_here).then(|| ResponseError::NotLeaderOrFollower.code())
+    })
 }
 
 /// Counts the answer's record bytes per partition and its partition errors. `partitions`
@@ -357,7 +396,13 @@ fn read_all(
         let read = partition.reader().with_snapshot(|log| {
             let hw = log.high_watermark();
             let lso = log.last_stable_offset();
-            let max_offset = if read_committed { lso } else { hw };
+            let max_offset = if w.to_log_end {
+                log.log_end_offset()
+            } else if read_committed {
+                lso
+            } else {
+                hw
+            };
             match log.read_file_slice(w.fetch_offset, limit, max_offset, total == 0) {
                 Err(StorageError::SnapshotStale) => Err(StorageError::SnapshotStale),
                 slice => {
@@ -490,6 +535,7 @@ mod tests {
             current_leader_epoch: -1,
             fetch_offset: 1,
             partition_max_bytes: 1 << 20,
+            to_log_end: false,
         }];
         let (answer, answer_rx) = mpsc::channel();
         std::thread::spawn(move || {

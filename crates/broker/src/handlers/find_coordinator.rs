@@ -202,6 +202,8 @@ mod tests {
                                 leader,
                                 leader_epoch: 0,
                                 partition_epoch: 0,
+                                adding: vec![],
+                                removing: vec![],
                             },
                         )
                     })

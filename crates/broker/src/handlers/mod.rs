@@ -37,6 +37,7 @@ mod list_config_resources;
 mod list_offsets;
 mod metadata;
 mod offset_for_leader_epoch;
+mod partition_reassignments;
 mod produce;
 mod produce_txn;
 mod topics;
@@ -211,6 +212,12 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext<'_>, request: Req
         }
         RequestKind::UnregisterBroker(r) => {
             ResponseKind::UnregisterBroker(broker_lifecycle::unregister(broker, ctx, &r))
+        }
+        RequestKind::AlterPartitionReassignments(r) => ResponseKind::AlterPartitionReassignments(
+            partition_reassignments::alter(broker, ctx, &r),
+        ),
+        RequestKind::ListPartitionReassignments(r) => {
+            ResponseKind::ListPartitionReassignments(partition_reassignments::list(broker, ctx, &r))
         }
         other => {
             // The connection only dispatches APIs from the supported table, so this is our bug.

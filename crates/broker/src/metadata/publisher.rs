@@ -110,6 +110,7 @@ impl Publisher<'_> {
                 );
             }
         }
+        self.open_moved_here(image, delta);
         self.load_coordinator_shards(image, delta);
         if delta.changed_features {
             self.txns
@@ -125,6 +126,7 @@ impl Publisher<'_> {
                 "topic deleted"
             );
         }
+        self.remove_moved_away(image, delta);
         let layers = ConfigLayers::of(image, self.node_id, self.static_configs);
         // A changed dynamic broker config (`log.segment.bytes` as a cluster default, say) is
         // the default of every topic without its own value: all open partitions take it.
@@ -207,7 +209,10 @@ impl Publisher<'_> {
         let mut recovered = Recovered::default();
         for topic in image.topics.values() {
             for index in 0..i32::try_from(topic.partitions).unwrap_or(i32::MAX) {
-                if !self.hosts(topic, index) {
+                // Already open: a move to this broker published before startup got here.
+                if !self.hosts(topic, index)
+                    || self.replicas.partition(&topic.topic_id, index).is_some()
+                {
                     continue;
                 }
                 // Storage truncates torn or corrupt tails (and drops segments after a corrupt
@@ -342,21 +347,71 @@ impl Publisher<'_> {
             .replicas
             .remove_topic(&topic.topic_id, topic.partitions)
         {
-            partition.wake_waiters();
-            let dir = partition_dir(self.data_dir, &topic.name, partition.index);
-            // Waiting fetches hold clones of the partition; the directory rename works even while
-            // files are open, and the data is gone once they let go.
-            match runnel_storage::rename_for_delete(&dir) {
-                Ok(renamed) => {
-                    std::thread::spawn(move || {
-                        if let Err(e) = std::fs::remove_dir_all(&renamed) {
-                            tracing::warn!(dir = %renamed.display(), error = %e, "removing deleted partition");
-                        }
-                    });
+            self.delete_partition_dir(topic, &partition);
+        }
+    }
+
+    /// Opens the partitions a reassignment is adding this node to (their registration lists
+    /// it among `adding`): an empty log, not leading, that the replica fetcher fills from the
+    /// old replica (see `runnel_cluster::reassignment`).
+    fn open_moved_here(&self, image: &Arc<MetadataImage>, delta: &MetadataDelta) {
+        for (topic_id, index) in &delta.changed_partitions {
+            if delta.created_topics.contains(topic_id) {
+                continue;
+            }
+            let Some(topic) = image.topic_by_id(topic_id) else {
+                continue;
+            };
+            let adding_here = topic
+                .registration(*index)
+                .is_some_and(|r| r.adding.contains(&self.node_id));
+            if !adding_here || self.replicas.partition(topic_id, *index).is_some() {
+                continue;
+            }
+            match self.open_partition(topic, *index, image, LastShutdown::Unclean) {
+                Ok(_) => {
+                    tracing::info!(topic = %topic.name, partition = index, "opened a partition reassigned to this broker")
                 }
                 Err(e) => {
-                    tracing::warn!(dir = %dir.display(), error = %e, "renaming deleted partition")
+                    tracing::error!(topic = %topic.name, partition = index, error = %e, "could not open a partition reassigned to this broker")
                 }
+            }
+        }
+    }
+
+    /// Closes and deletes the partitions this node is no longer a replica of (a reassignment
+    /// completed or was cancelled), once the image that says so is installed.
+    fn remove_moved_away(&self, image: &Arc<MetadataImage>, delta: &MetadataDelta) {
+        for (topic_id, index) in &delta.changed_partitions {
+            let Some(topic) = image.topic_by_id(topic_id) else {
+                continue;
+            };
+            if self.hosts(topic, *index) {
+                continue;
+            }
+            if let Some(partition) = self.replicas.remove(topic_id, *index) {
+                tracing::info!(topic = %topic.name, partition = index, "partition reassigned away from this broker; deleting its log");
+                self.delete_partition_dir(topic, &partition);
+            }
+        }
+    }
+
+    /// Renames a partition's directory for deletion and removes it in the background.
+    fn delete_partition_dir(&self, topic: &TopicImage, partition: &Partition) {
+        partition.wake_waiters();
+        let dir = partition_dir(self.data_dir, &topic.name, partition.index);
+        // Waiting fetches hold clones of the partition; the directory rename works even while
+        // files are open, and the data is gone once they let go.
+        match runnel_storage::rename_for_delete(&dir) {
+            Ok(renamed) => {
+                std::thread::spawn(move || {
+                    if let Err(e) = std::fs::remove_dir_all(&renamed) {
+                        tracing::warn!(dir = %renamed.display(), error = %e, "removing deleted partition");
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "renaming deleted partition")
             }
         }
     }
@@ -779,5 +834,111 @@ mod tests {
         }
         let offsets = image.topic(OFFSETS_TOPIC).unwrap();
         assert_eq!(offsets.registrations.len(), 50);
+    }
+
+    // Proves the publisher follows a move's registrations on both sides: the broker a
+    // partition moves to opens an empty log that does not lead until the move completes; the
+    // broker it moves from keeps its log while copying and draining (leading only while
+    // copying), then closes it and deletes its directory.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn moved_partitions_open_here_and_are_deleted_when_moved_away() {
+        use runnel_cluster::Command;
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::config::BrokerConfig {
+            data_dir: dir.path().to_path_buf(),
+            ..Default::default()
+        };
+        let broker = Broker::open(config, ("localhost".into(), 9092)).unwrap();
+        let me = broker.node_id();
+        let other = me + 1;
+        let submit = |command: Command| broker.metadata.submit(&command, &*broker).unwrap();
+        submit(Command::RegisterBroker {
+            node_id: other,
+            host: "localhost".into(),
+            port: 9093,
+            rack: None,
+        });
+        let create = |name: &str, on: i32| {
+            submit(Command::CreateTopic {
+                name: name.into(),
+                partitions: -1,
+                replication_factor: -1,
+                configs: BTreeMap::new(),
+                assignments: vec![(0, vec![on])],
+            });
+            broker.image().topic(name).unwrap().topic_id
+        };
+        let registration = |topic_id: uuid::Uuid| {
+            broker
+                .image()
+                .topic_by_id(&topic_id)
+                .unwrap()
+                .registration(0)
+                .unwrap()
+                .clone()
+        };
+        let step = |topic_id: uuid::Uuid, node_id: i32, complete: bool| {
+            let partition_epoch = registration(topic_id).partition_epoch;
+            submit(if complete {
+                Command::CompleteReassignment {
+                    topic_id,
+                    partition: 0,
+                    node_id,
+                    partition_epoch,
+                }
+            } else {
+                Command::FenceReassigningPartition {
+                    topic_id,
+                    partition: 0,
+                    node_id,
+                    partition_epoch,
+                }
+            });
+        };
+        let reassign = |topic: &str, to: i32| {
+            submit(Command::AlterPartitionReassignment {
+                topic: topic.into(),
+                partition: 0,
+                replicas: Some(vec![to]),
+                allow_replication_factor_change: false,
+            });
+        };
+
+        let away = create("away", me);
+        let partition = broker.partition(&away, 0).unwrap();
+        let appended = broker
+            .replicas
+            .append_records(&partition, AppendOrigin::Client, -1, batch(10))
+            .unwrap();
+        assert!(matches!(appended, AppendWait::Done(Ok(_))));
+        let away_dir = dir.path().join("away-0");
+        reassign("away", other);
+        assert!(
+            broker.partition(&away, 0).unwrap().is_leader(),
+            "copying: still leads"
+        );
+        step(away, other, false);
+        let held = broker.partition(&away, 0).expect("draining: still held");
+        assert!(!held.is_leader(), "draining: refuses produce");
+        assert!(away_dir.exists());
+        step(away, other, true);
+        assert!(broker.partition(&away, 0).is_none());
+        assert!(!away_dir.exists(), "the old copy's directory is gone");
+
+        let here = create("here", other);
+        assert!(broker.partition(&here, 0).is_none());
+        reassign("here", me);
+        let copy = broker
+            .partition(&here, 0)
+            .expect("the target opens the partition");
+        assert!(!copy.is_leader());
+        assert_eq!(copy.lock_log().log_end_offset(), 0);
+        step(here, me, false);
+        assert!(!broker.partition(&here, 0).unwrap().is_leader());
+        step(here, me, true);
+        let led = broker.partition(&here, 0).unwrap();
+        assert!(led.is_leader());
+        assert_eq!(led.leader_epoch(), registration(here).leader_epoch);
+        assert_eq!(registration(here).replicas, vec![me]);
     }
 }

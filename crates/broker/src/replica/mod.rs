@@ -6,6 +6,8 @@
 //! [`AppendWait`] is that delayed operation; produce handlers and the coordinator shells both
 //! await it, so an offset commit is exactly as durable as a produce to the same partition.
 
+pub mod fetcher;
+pub mod move_fetcher;
 mod partition;
 
 use std::collections::HashMap;
@@ -97,6 +99,15 @@ impl ReplicaManager {
                 (partition.topic.topic_id, partition.index),
                 Arc::new(partition),
             );
+    }
+
+    /// Stops serving one partition (this node is no longer one of its replicas); returns it
+    /// if it was held.
+    pub fn remove(&self, topic_id: &Uuid, index: i32) -> Option<Arc<Partition>> {
+        self.partitions
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(*topic_id, index))
     }
 
     /// Stops serving the first `count` partitions of a topic; returns those it held.
@@ -200,6 +211,9 @@ fn append_durably(partition: &Arc<Partition>, append: RoundAppend) -> AppendWait
     let outcome = {
         let mut log = partition.lock_log();
         let result = match append {
+            // Leadership is checked again under the lock: a change applied since the caller's
+            // check (`Partition::set_leadership` takes the same lock) refuses the append.
+            _ if !partition.is_leader() => Err(StorageError::NotLeaderOrFollower),
             RoundAppend::Records(records, verification) => {
                 let bytes = records.len();
                 let result = log.append_as_leader_verified(

@@ -241,6 +241,9 @@ impl RoundLog for Partition {
         let appended: Vec<_> = batches
             .into_iter()
             .map(|append| match append {
+                // As for inline appends (`replica::append_durably`): a batch queued before a
+                // leadership change applied is refused, not appended after it.
+                _ if !self.is_leader() => Err(StorageError::NotLeaderOrFollower),
                 RoundAppend::Records(records, verification) => {
                     let bytes = records.len();
                     let appended = log.append_as_leader_verified(

@@ -604,6 +604,12 @@ fn refusal(defaults: &TopicDefaults, image: &MetadataImage, command: &Command) -
         | Command::UnregisterBroker { .. } => {
             unreachable!("the fuzzer generates no lifecycle commands")
         }
+        // Reassignment has its own state-machine tests (`reassignment`).
+        Command::AlterPartitionReassignment { .. }
+        | Command::FenceReassigningPartition { .. }
+        | Command::CompleteReassignment { .. } => {
+            unreachable!("the fuzzer generates no reassignment commands")
+        }
         Command::InitCluster | Command::RegisterBroker { .. } => None,
         Command::AlterConfigs {
             resource,
@@ -799,6 +805,12 @@ fn check_effect(
         | Command::FenceStaleBroker { .. }
         | Command::UnregisterBroker { .. } => {
             unreachable!("the fuzzer generates no lifecycle commands")
+        }
+        // Reassignment has its own state-machine tests (`reassignment`).
+        Command::AlterPartitionReassignment { .. }
+        | Command::FenceReassigningPartition { .. }
+        | Command::CompleteReassignment { .. } => {
+            unreachable!("the fuzzer generates no reassignment commands")
         }
         Command::InitCluster => {
             assert!(

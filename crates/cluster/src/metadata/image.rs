@@ -36,6 +36,19 @@ pub struct PartitionImage {
     pub leader: i32,
     pub leader_epoch: i32,
     pub partition_epoch: i32,
+    /// Replicas an ongoing reassignment adds (Kafka's `addingReplicas`); with `removing`,
+    /// empty unless a reassignment is under way. `replicas` then holds the target replicas
+    /// followed by the removing ones, as Kafka shows them (see `crate::reassignment`).
+    pub adding: Vec<i32>,
+    /// Replicas an ongoing reassignment removes (Kafka's `removingReplicas`).
+    pub removing: Vec<i32>,
+}
+
+impl PartitionImage {
+    /// Kafka's `isReassignmentInProgress`.
+    pub fn is_reassigning(&self) -> bool {
+        !self.adding.is_empty() || !self.removing.is_empty()
+    }
 }
 
 /// One registered broker.
@@ -237,6 +250,8 @@ impl MetadataImage {
                 leader,
                 leader_epoch,
                 partition_epoch,
+                adding,
+                removing,
             } => {
                 let Some(topic) = self.topic_mut(topic_id) else {
                     tracing::warn!(%topic_id, partition, "partition record for an unknown topic; ignored");
@@ -263,6 +278,8 @@ impl MetadataImage {
                         leader: *leader,
                         leader_epoch: *leader_epoch,
                         partition_epoch: *partition_epoch,
+                        adding: adding.clone(),
+                        removing: removing.clone(),
                     },
                 );
                 delta.changed_partitions.push((*topic_id, *partition));
@@ -385,6 +402,8 @@ impl MetadataImage {
                 leader,
                 isr,
                 replicas,
+                adding,
+                removing,
             } => {
                 let Some(registration) = self
                     .topic_mut(topic_id)
@@ -402,6 +421,12 @@ impl MetadataImage {
                 }
                 if let Some(replicas) = replicas {
                     registration.replicas.clone_from(replicas);
+                }
+                if let Some(adding) = adding {
+                    registration.adding.clone_from(adding);
+                }
+                if let Some(removing) = removing {
+                    registration.removing.clone_from(removing);
                 }
                 registration.partition_epoch += 1;
                 delta.changed_partitions.push((*topic_id, *partition));
@@ -462,6 +487,8 @@ impl MetadataImage {
                     leader: p.leader,
                     leader_epoch: p.leader_epoch,
                     partition_epoch: p.partition_epoch,
+                    adding: p.adding.clone(),
+                    removing: p.removing.clone(),
                 });
             }
         }
@@ -643,6 +670,8 @@ mod tests {
                 leader: 1,
                 leader_epoch: partition,
                 partition_epoch: 0,
+                adding: vec![],
+                removing: vec![],
             });
         }
         image.apply(&MetadataRecord::TopicConfig {
@@ -768,6 +797,8 @@ mod tests {
             leader: 2,
             leader_epoch: 4,
             partition_epoch: 4,
+            adding: vec![],
+            removing: vec![],
         });
         image.apply(&MetadataRecord::PartitionChange {
             topic_id: Uuid::from_u128(7),
@@ -775,6 +806,8 @@ mod tests {
             leader: None,
             isr: Some(vec![2]),
             replicas: None,
+            adding: None,
+            removing: None,
         });
         let p = image.topic("t").unwrap().registration(0).unwrap().clone();
         assert_eq!((p.leader, p.leader_epoch, p.partition_epoch), (2, 4, 5));
@@ -784,6 +817,8 @@ mod tests {
             leader: Some(-1),
             isr: None,
             replicas: None,
+            adding: None,
+            removing: None,
         });
         let p = image.topic("t").unwrap().registration(0).unwrap().clone();
         assert_eq!((p.leader, p.leader_epoch, p.partition_epoch), (-1, 5, 6));

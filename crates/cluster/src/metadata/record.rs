@@ -63,6 +63,12 @@ pub enum MetadataRecord {
         leader_epoch: i32,
         /// Bumped on every change of the registration (Kafka's partition epoch).
         partition_epoch: i32,
+        /// Replicas a reassignment is adding / removing (Kafka's `addingReplicas` /
+        /// `removingReplicas`); absent from records written before reassignment existed.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        adding: Vec<i32>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        removing: Vec<i32>,
     },
     /// A feature's finalized level changed (Kafka's `FeatureLevelRecord`); level 0 takes the
     /// feature out of the finalized set.
@@ -111,5 +117,11 @@ pub enum MetadataRecord {
         leader: Option<i32>,
         isr: Option<Vec<i32>>,
         replicas: Option<Vec<i32>>,
+        /// A reassignment's adding / removing replicas, set or cleared (see `Partition`);
+        /// absent (unchanged) in records written before reassignment existed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        adding: Option<Vec<i32>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        removing: Option<Vec<i32>>,
     },
 }

@@ -4,6 +4,7 @@
 //! which needs no lock at all.
 
 mod cleaning;
+mod follower;
 mod producer_snapshots;
 mod retention;
 mod truncate;

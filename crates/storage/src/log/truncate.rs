@@ -162,8 +162,10 @@ impl PartitionLog {
     }
 
     /// Kafka's `truncateFullyAndStartAt`: every segment goes and the log restarts empty at
-    /// `offset`, which becomes its start, high watermark and end.
-    fn truncate_fully_and_start_at(&mut self, offset: i64) -> Result<(), StorageError> {
+    /// `offset`, which becomes its start, high watermark and end. A follower starts its copy
+    /// at the leader's log start offset this way.
+    pub fn truncate_fully_and_start_at(&mut self, offset: i64) -> Result<(), StorageError> {
+        self.check_writable()?;
         // 2. Publish (nothing to plan). The new segment's files are created in phase 3; no
         // reader opens the files of an empty segment.
         let removed: Vec<Segment> = self.segments.drain(..).collect();
