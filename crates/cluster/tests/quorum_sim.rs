@@ -96,6 +96,7 @@ fn config(id: u64, voters: &[u64]) -> QuorumConfig {
         election_ticks: 10,
         heartbeat_ticks: 2,
         voters: voters.to_vec(),
+        members: Default::default(),
     }
 }
 
@@ -280,6 +281,7 @@ impl Sim {
                 }
                 self.nodes[i].image = image;
             }
+            Committed::Membership { .. } => {}
             Committed::Batch {
                 offset,
                 term,

@@ -39,6 +39,7 @@ mod metadata;
 mod offset_for_leader_epoch;
 mod produce;
 mod produce_txn;
+mod raft_voters;
 mod topics;
 mod txn_auth;
 mod txn_offset_commit;
@@ -211,6 +212,12 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext<'_>, request: Req
         }
         RequestKind::UnregisterBroker(r) => {
             ResponseKind::UnregisterBroker(broker_lifecycle::unregister(broker, ctx, &r))
+        }
+        RequestKind::AddRaftVoter(r) => {
+            ResponseKind::AddRaftVoter(raft_voters::add(broker, ctx, &r))
+        }
+        RequestKind::RemoveRaftVoter(r) => {
+            ResponseKind::RemoveRaftVoter(raft_voters::remove(broker, ctx, &r))
         }
         other => {
             // The connection only dispatches APIs from the supported table, so this is our bug.
