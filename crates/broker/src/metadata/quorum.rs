@@ -1487,6 +1487,8 @@ impl Driver {
                 learners,
                 members,
             };
+            // DescribeQuorum shows the change before its requester hears it committed.
+            self.publish_status();
             if let Some(id) = proposal {
                 if self.in_flight.as_ref().is_some_and(|f| f.id == id) {
                     if let InFlightReply::Voters(reply) =
