@@ -230,7 +230,13 @@ impl QuorumNode {
     }
 
     /// Starts a campaign now (tests; a fresh single voter also elects itself this way).
+    /// A node that is not a voter (a learner, a removed voter, a node not yet in any
+    /// configuration) does nothing: raft-rs checks that only on its own election timer, and
+    /// a campaign of a node outside the voters would "win" an empty vote.
     pub fn campaign(&mut self) -> Result<(), QuorumError> {
+        if !self.raw.raft.promotable() {
+            return Ok(());
+        }
         self.raw
             .campaign()
             .map_err(|e| QuorumError::Raft(e.to_string()))
@@ -346,8 +352,13 @@ impl QuorumNode {
 
     /// Whether a proposal now would be decided from an image holding every earlier decision:
     /// this node leads and has applied its whole log (including its own term's first entry).
+    /// A leader handing over (it removed itself) takes no more proposals: Raft drops them.
     pub fn can_propose(&self) -> bool {
-        self.is_leader() && self.halted.is_none() && self.applied == self.last_index()
+        self.is_leader()
+            && self.halted.is_none()
+            && self.applied == self.last_index()
+            && self.raw.raft.lead_transferee.is_none()
+            && self.raw.raft.prs().conf().voters().contains(self.id())
     }
 
     /// Proposes `records` as one batch. `proposal` comes back in [`Committed::Batch`] if and
