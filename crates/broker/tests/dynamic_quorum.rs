@@ -292,4 +292,28 @@ fn standalone_node_grows_into_a_quorum_and_shrinks() {
     for runnel in &mut restarted {
         runnel.assert_alive();
     }
+    // Node 3 comes back on another CONTROLLER port: its entry is updated in the committed
+    // book (Kafka's UpdateRaftVoter), so the leader reaches it there and it still commits.
+    let moved = Node {
+        id: 3,
+        port: nodes[2].port,
+        controller_port: free_port(),
+    };
+    let dir = restarted.pop().unwrap().into_dir().0;
+    restarted.push(start(&moved, bootstrap, dir));
+    let controllers = [nodes[1].controller_port, moved.controller_port];
+    wait_for(
+        Duration::from_secs(20),
+        "a leader with the same voters",
+        || {
+            let (_, (_, voters, _)) = describe(&controllers)?;
+            (voters == expected).then_some(())
+        },
+    );
+    // With voters {2, 3} a commit needs both, so the two reach each other at the book's
+    // endpoints: the moved one's must be its new one.
+    create_retrying(moved.port, "after-move");
+    wait_for(Duration::from_secs(10), "the topic is visible", || {
+        visible(nodes[1].port, "after-move").then_some(())
+    });
 }

@@ -109,6 +109,7 @@ fn config(id: u64, voters: &[u64]) -> QuorumConfig {
         heartbeat_ticks: 2,
         voters: voters.to_vec(),
         members: Default::default(),
+        static_members: false,
     }
 }
 

@@ -350,6 +350,7 @@ pub fn open(
         heartbeat_ticks: HEARTBEAT_TICKS,
         voters,
         members,
+        static_members: !settings.dynamic(),
     };
     let mut node = QuorumNode::new(&config, persisted).map_err(|e| ClusterError::CorruptLog {
         path: meta_dir.join("raft"),
@@ -824,6 +825,7 @@ const REQUEST_TIMED_OUT: i16 = 7;
 const UNSUPPORTED_VERSION: i16 = 35;
 const DUPLICATE_VOTER: i16 = 126;
 const VOTER_NOT_FOUND: i16 = 127;
+const INVALID_REQUEST: i16 = 42;
 
 /// The host others reach a listener bound on `host` at (a wildcard bind is reached on
 /// loopback, as Kafka advertises the canonical host name).
@@ -877,6 +879,17 @@ impl Peers {
         }
     }
 
+    /// Sends to `id` at `member`'s endpoint from now on (its update is on its way to commit;
+    /// until then the leader must reach it there to commit the update at all).
+    fn redirect(&mut self, id: u64, member: &Member) {
+        self.senders.remove(&id);
+        let mut one = Members::new();
+        one.insert(id, member.clone());
+        let others = std::mem::take(&mut self.senders);
+        self.follow(&one);
+        self.senders.extend(others);
+    }
+
     fn get(&self, id: &u64) -> Option<&SyncSender<Vec<u8>>> {
         self.senders.get(id).map(|(_, tx)| tx)
     }
@@ -901,7 +914,9 @@ fn join_loop(
     loop {
         let targets: Vec<String> = {
             let book = book.lock().unwrap_or_else(|e| e.into_inner());
-            if book.members.contains_key(&me) {
+            // A member whose endpoints changed (a restart on another port) asks again: the
+            // leader updates its entry (Kafka's UpdateRaftVoter).
+            if book.members.get(&me) == Some(&join.member) {
                 return;
             }
             let leader = leader.load(Ordering::Acquire);
@@ -910,7 +925,18 @@ fn join_loop(
                 .and_then(|l| book.members.get(&l))
                 .and_then(|m| m.endpoint(&listener_name))
                 .map(Endpoint::address);
-            known.into_iter().chain(bootstrap.iter().cloned()).collect()
+            // The leader if known, then every other member (a non-leader answers
+            // NOT_CONTROLLER), then the bootstrap servers.
+            let others = book
+                .members
+                .iter()
+                .filter(|(id, _)| **id != me)
+                .filter_map(|(_, m)| m.endpoint(&listener_name).map(Endpoint::address));
+            known
+                .into_iter()
+                .chain(others)
+                .chain(bootstrap.iter().cloned())
+                .collect()
         };
         if !targets.is_empty() {
             let target = &targets[next % targets.len()];
@@ -1292,15 +1318,36 @@ impl Driver {
         let change = match request {
             VoterRequest::Join(join) => {
                 let id = join.id as u64;
-                if voters.contains(&id) || learners.contains(&id) {
+                let known = members.get(&id);
+                let is_voter = voters.contains(&id);
+                if (is_voter || learners.contains(&id)) && known == Some(&join.member) {
                     let _ = reply.try_send(Ok(()));
+                    return false;
+                }
+                if is_voter && known.is_some_and(|m| m.directory_id != join.member.directory_id) {
+                    // A voter that lost its disk must not vote with an empty log.
+                    refuse(
+                        INVALID_REQUEST,
+                        format!(
+                            "voter {id} came back with another directory id; remove it and add \
+                             it again"
+                        ),
+                    );
                     return false;
                 }
                 if self.node.has_pending_membership_change() {
                     refuse(REQUEST_TIMED_OUT, "a voter change is in progress".into());
                     return false;
                 }
-                MemberChange::AddLearner(id, join.member)
+                // A member's new endpoints are the same change again with the new book.
+                if known.is_some() {
+                    self.peers.redirect(id, &join.member);
+                }
+                if is_voter {
+                    MemberChange::Promote(id, join.member)
+                } else {
+                    MemberChange::AddLearner(id, join.member)
+                }
             }
             VoterRequest::Add { .. } | VoterRequest::Remove { .. } if !self.dynamic => {
                 refuse(

@@ -76,6 +76,9 @@ pub struct QuorumConfig {
     /// Their endpoints and directory ids, until the log or a snapshot says otherwise (static
     /// voters from the config; may be empty).
     pub members: Members,
+    /// Static voters: `members` (the config) wins over a snapshot's book, so a changed
+    /// `controller.quorum.voters` takes effect at restart.
+    pub static_members: bool,
 }
 
 /// One committed change to apply, in log order.
@@ -157,8 +160,10 @@ impl QuorumNode {
         } else {
             None
         };
-        let members = members::decode_snapshot_members(storage.latest_snapshot())
-            .unwrap_or_else(|| config.members.clone());
+        let members = match members::decode_snapshot_members(storage.latest_snapshot()) {
+            Some(members) if !config.static_members => members,
+            _ => config.members.clone(),
+        };
         let raft_config = Config {
             id: config.id,
             election_tick: config.election_ticks,
