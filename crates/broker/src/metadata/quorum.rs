@@ -895,8 +895,9 @@ impl Peers {
     }
 }
 
-/// A node of a dynamic quorum that is in no configuration asks a bootstrap server (or the
-/// leader it learnt of) to add it as a learner, until it is a member.
+/// A node of a dynamic quorum asks a bootstrap server (or the leader or members it knows) to
+/// add it as a learner whenever the committed book does not hold it as it is (not a member yet,
+/// removed, or at other endpoints). Runs for the life of the process.
 fn join_loop(
     join: Join,
     bootstrap: Vec<String>,
@@ -915,9 +916,13 @@ fn join_loop(
         let targets: Vec<String> = {
             let book = book.lock().unwrap_or_else(|e| e.into_inner());
             // A member whose endpoints changed (a restart on another port) asks again: the
-            // leader updates its entry (Kafka's UpdateRaftVoter).
+            // leader updates its entry (Kafka's UpdateRaftVoter). A member that applied its
+            // own removal asks again too, and goes on replicating as an observer (as a removed
+            // Kafka controller does).
             if book.members.get(&me) == Some(&join.member) {
-                return;
+                drop(book);
+                std::thread::sleep(JOIN_BACKOFF);
+                continue;
             }
             let leader = leader.load(Ordering::Acquire);
             let known = u64::try_from(leader)
