@@ -1128,7 +1128,21 @@ impl Driver {
                 }
             }
             Input::Submit(command, reply) => self.queue.push_back(Work::Command(command, reply)),
-            Input::Voters(request, reply) => self.queue.push_back(Work::Voters(request, reply)),
+            Input::Voters(request, reply) => {
+                // A member back at other endpoints is reached there at once, on every node:
+                // with it unreachable a two-voter quorum could elect no leader to commit its
+                // update (same directory id only: another one is another replica).
+                if let VoterRequest::Join(join) = &request {
+                    let id = join.id as u64;
+                    let moved = self.node.members().get(&id).is_some_and(|m| {
+                        m.directory_id == join.member.directory_id && *m != join.member
+                    });
+                    if moved {
+                        self.peers.redirect(id, &join.member);
+                    }
+                }
+                self.queue.push_back(Work::Voters(request, reply))
+            }
             Input::Learned(members) => {
                 let mut merged = self.node.members().clone();
                 if !merged.contains_key(&self.node.id()) {
@@ -1345,9 +1359,6 @@ impl Driver {
                     return false;
                 }
                 // A member's new endpoints are the same change again with the new book.
-                if known.is_some() {
-                    self.peers.redirect(id, &join.member);
-                }
                 if is_voter {
                     MemberChange::Promote(id, join.member)
                 } else {
