@@ -635,6 +635,22 @@ impl QuorumHandle {
             .collect()
     }
 
+    /// `controller.quorum.bootstrap.servers` as `host:port` (empty with static voters).
+    pub fn bootstrap_addresses(&self) -> Vec<String> {
+        self.settings
+            .bootstrap
+            .iter()
+            .map(|(host, port)| {
+                Endpoint {
+                    name: String::new(),
+                    host: host.clone(),
+                    port: *port,
+                }
+                .address()
+            })
+            .collect()
+    }
+
     /// The committed voter set, learners and their endpoints.
     pub fn book(&self) -> Book {
         self.book.lock().unwrap_or_else(|e| e.into_inner()).clone()
