@@ -285,7 +285,14 @@ pub fn controller_channel(broker: &Arc<Broker>) -> Arc<dyn ControllerChannel> {
         let Some(quorum) = broker.metadata.quorum() else {
             return Arc::new(InProcess(Arc::downgrade(broker)));
         };
-        let controllers = quorum.voters().iter().map(|v| v.address()).collect();
+        // The voters known at start, then a dynamic quorum's bootstrap servers (a node that
+        // joins knows no voter yet); a leader outside this list is reached through the hint.
+        let mut controllers: Vec<String> = quorum.voters().iter().map(|v| v.address()).collect();
+        for address in quorum.bootstrap_addresses() {
+            if !controllers.contains(&address) {
+                controllers.push(address);
+            }
+        }
         let weak = Arc::downgrade(broker);
         let hint: LeaderHint = Box::new(move || {
             let broker = weak.upgrade()?;
@@ -575,18 +582,35 @@ impl WireChannel {
         error_code: impl Fn(&kafka_protocol::messages::ResponseKind) -> i16,
     ) -> Result<kafka_protocol::messages::ResponseKind, ClusterError> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(hinted) = self
-            .leader_hint
+        let hint = self.leader_hint.as_ref().and_then(|hint| hint());
+        let mut last = String::from("no controller tried");
+        match hint
             .as_ref()
-            .and_then(|hint| hint())
-            .and_then(|address| self.controllers.iter().position(|c| *c == address))
+            .map(|address| (address, self.controllers.iter().position(|c| c == address)))
         {
-            if hinted != state.current {
+            Some((_, Some(hinted))) if hinted != state.current => {
                 state.current = hinted;
                 state.stream = None;
             }
+            Some((address, None)) => {
+                // A leader added after this node started (a dynamic quorum): asked on a
+                // connection of its own, then the list as usual.
+                state.stream = None;
+                let result = self.exchange(&mut state, address, key, version, request);
+                state.stream = None;
+                match result {
+                    Ok(response)
+                        if error_code(&response)
+                            != kafka_protocol::error::ResponseError::NotController.code() =>
+                    {
+                        return Ok(response)
+                    }
+                    Ok(_) => last = format!("{address} is not the active controller"),
+                    Err(e) => last = format!("{address}: {e}"),
+                }
+            }
+            _ => {}
         }
-        let mut last = String::from("no controller tried");
         for _ in 0..self.controllers.len() {
             let address = self.controllers[state.current].clone();
             match self.exchange(&mut state, &address, key, version, request) {

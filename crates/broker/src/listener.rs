@@ -77,7 +77,7 @@ pub fn parse(
         if controllers.contains(&name) {
             warnings.push(format!(
                 "listener {name} is in controller.listener.names: the metadata quorum binds it \
-                 when controller.quorum.voters is set"
+                 when controller.quorum.voters or controller.quorum.bootstrap.servers is set"
             ));
             continue;
         }

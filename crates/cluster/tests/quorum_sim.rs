@@ -20,7 +20,8 @@ use std::panic::AssertUnwindSafe;
 use raft::prelude::Message;
 use runnel_cluster::metadata::{MetadataImage, MetadataRecord};
 use runnel_cluster::quorum::{
-    decode_message, encode_message, Committed, Persisted, QuorumConfig, QuorumNode,
+    decode_message, encode_message, Committed, Member, MemberChange, Persisted, QuorumConfig,
+    QuorumNode,
 };
 use uuid::Uuid;
 
@@ -51,6 +52,8 @@ enum Proposal {
     /// A producer-id block starting at the image's next id when proposed.
     ProducerIds,
     Delete,
+    /// A membership change (acknowledged by its commit alone).
+    Membership,
 }
 
 struct SimNode {
@@ -63,13 +66,22 @@ struct SimNode {
     pending: HashMap<u64, Proposal>,
     /// Time until which a crashed node stays down.
     down_until: u64,
+    /// The voters it starts with when its disk holds nothing (none: it joins later).
+    initial_voters: Vec<u64>,
+    /// It applied a membership change: snapshot after this ready (a new learner must be sent
+    /// a snapshot whose configuration holds it).
+    compact_now: bool,
 }
 
 struct Sim {
     seed: u64,
     rng: Rng,
     nodes: Vec<SimNode>,
-    voters: Vec<u64>,
+    /// Voters by the index of the membership change that set them (0: the initial ones).
+    configs: BTreeMap<u64, Vec<u64>>,
+    /// Whether the leader changes the membership now and then.
+    membership: bool,
+    membership_changes: usize,
     now: u64,
     /// In flight: (deliver at, message).
     network: Vec<(u64, Message)>,
@@ -96,6 +108,8 @@ fn config(id: u64, voters: &[u64]) -> QuorumConfig {
         election_ticks: 10,
         heartbeat_ticks: 2,
         voters: voters.to_vec(),
+        members: Default::default(),
+        static_members: false,
     }
 }
 
@@ -105,17 +119,34 @@ fn fingerprint(image: &MetadataImage) -> String {
 
 impl Sim {
     fn new(seed: u64, voters: usize) -> Sim {
+        Sim::with_joiners(seed, voters, 0)
+    }
+
+    /// `voters` initial voters and `joiners` nodes that start in no configuration (the
+    /// leader adds them as learners and promotes them when `membership` is on).
+    fn with_joiners(seed: u64, voters: usize, joiners: usize) -> Sim {
         let mut rng = Rng(seed);
         let ids: Vec<u64> = (1..=voters as u64).collect();
-        let nodes = ids
-            .iter()
-            .map(|&id| SimNode {
-                id,
-                node: Some(QuorumNode::new(&config(id, &ids), Persisted::default()).unwrap()),
-                disk: Persisted::default(),
-                image: MetadataImage::empty(),
-                pending: HashMap::new(),
-                down_until: 0,
+        let nodes = (1..=(voters + joiners) as u64)
+            .map(|id| {
+                let initial_voters = if ids.contains(&id) {
+                    ids.clone()
+                } else {
+                    Vec::new()
+                };
+                SimNode {
+                    id,
+                    node: Some(
+                        QuorumNode::new(&config(id, &initial_voters), Persisted::default())
+                            .unwrap(),
+                    ),
+                    disk: Persisted::default(),
+                    image: MetadataImage::empty(),
+                    pending: HashMap::new(),
+                    down_until: 0,
+                    initial_voters,
+                    compact_now: false,
+                }
             })
             .collect();
         let drop_per_mille = rng.below(200);
@@ -124,7 +155,9 @@ impl Sim {
             seed,
             rng,
             nodes,
-            voters: ids,
+            configs: BTreeMap::from([(0, ids)]),
+            membership: false,
+            membership_changes: 0,
             now: 0,
             network: Vec::new(),
             partition: None,
@@ -190,7 +223,7 @@ impl Sim {
     fn restart(&mut self, i: usize) {
         let node = &mut self.nodes[i];
         node.node = Some(
-            QuorumNode::new(&config(node.id, &self.voters), node.disk.clone())
+            QuorumNode::new(&config(node.id, &node.initial_voters), node.disk.clone())
                 .unwrap_or_else(|e| panic!("seed {}: node {} restart: {e}", self.seed, node.id)),
         );
         node.image = MetadataImage::empty();
@@ -240,15 +273,56 @@ impl Sim {
 
     fn maybe_compact(&mut self, i: usize) {
         let records = self.nodes[i].image.to_records();
+        let compact_now = std::mem::take(&mut self.nodes[i].compact_now);
         let node = self.nodes[i].node.as_mut().unwrap();
-        if node.entries_since_snapshot() > 15 && node.applied() > node.snapshot_index() {
+        if (node.entries_since_snapshot() > 15 || compact_now)
+            && node.applied() > node.snapshot_index()
+        {
             let snapshot = node.compact(&records).unwrap();
             self.nodes[i].disk.compact(snapshot);
         }
     }
 
-    fn majority(&self) -> usize {
-        self.voters.len() / 2 + 1
+    /// Whether `index` (of `term`) is on a majority of the disks of the configuration in
+    /// effect when it was appended, or of the one before it (a change takes effect when
+    /// applied, so a leader may still count with the previous one; one change at a time
+    /// keeps the two majorities overlapping).
+    fn on_majority(&self, index: u64, term: u64) -> bool {
+        let on_disk = |n: &SimNode| {
+            n.disk
+                .snapshot
+                .as_ref()
+                .is_some_and(|s| s.get_metadata().index >= index)
+                || n.disk
+                    .entries
+                    .iter()
+                    .any(|e| e.index == index && e.term == term)
+        };
+        self.configs
+            .range(..index)
+            .rev()
+            .take(2)
+            .any(|(_, voters)| {
+                let held = self
+                    .nodes
+                    .iter()
+                    .filter(|n| voters.contains(&n.id) && on_disk(n))
+                    .count();
+                held > voters.len() / 2
+            })
+    }
+
+    /// Ids of every node in the latest committed configuration (voters and learners, as
+    /// the leader knows them).
+    fn members(&self) -> Option<Vec<u64>> {
+        let leader = self
+            .nodes
+            .iter()
+            .filter_map(|n| n.node.as_ref())
+            .find(|n| n.is_leader())?;
+        let mut ids = leader.voters();
+        ids.extend(leader.learners());
+        Some(ids)
     }
 
     fn apply(&mut self, i: usize, committed: Committed) {
@@ -280,6 +354,32 @@ impl Sim {
                 }
                 self.nodes[i].image = image;
             }
+            Committed::Membership {
+                offset,
+                proposal,
+                voters,
+                ..
+            } => {
+                let index = offset as u64;
+                let mut voters = voters;
+                voters.sort_unstable();
+                let expected = self.configs.entry(index).or_insert_with(|| voters.clone());
+                assert_eq!(
+                    *expected, voters,
+                    "seed {seed}: node {id} applied a different configuration at {index}"
+                );
+                assert!(
+                    offset > self.nodes[i].image.offset,
+                    "seed {seed}: node {id} applied {offset} after {}",
+                    self.nodes[i].image.offset
+                );
+                self.nodes[i].compact_now = true;
+                if let Some(Proposal::Membership) =
+                    proposal.and_then(|p| self.nodes[i].pending.remove(&p))
+                {
+                    self.membership_changes += 1;
+                }
+            }
             Committed::Batch {
                 offset,
                 term,
@@ -293,23 +393,9 @@ impl Sim {
                     self.nodes[i].image.offset
                 );
                 // Committed means on a majority of disks (a snapshot covering it counts).
-                let on_disk = self
-                    .nodes
-                    .iter()
-                    .filter(|n| {
-                        n.disk
-                            .snapshot
-                            .as_ref()
-                            .is_some_and(|s| s.get_metadata().index >= index)
-                            || n.disk
-                                .entries
-                                .iter()
-                                .any(|e| e.index == index && e.term == term)
-                    })
-                    .count();
                 assert!(
-                    on_disk >= self.majority(),
-                    "seed {seed}: node {id} applied index {index} held by {on_disk} disks"
+                    self.on_majority(index, term),
+                    "seed {seed}: node {id} applied index {index} not on a majority of disks"
                 );
                 let encoded = serde_json::to_string(&records).unwrap();
                 let expected = self
@@ -342,7 +428,7 @@ impl Sim {
                             }
                             self.granted_blocks.push((before, after));
                         }
-                        Proposal::Delete => {}
+                        Proposal::Delete | Proposal::Membership => {}
                     }
                 }
             }
@@ -359,6 +445,10 @@ impl Sim {
         };
         let id = self.next_proposal;
         self.next_proposal += 1;
+        if self.membership && self.rng.chance(150) {
+            self.propose_membership(i, id);
+            return;
+        }
         let image = &self.nodes[i].image;
         let (records, proposal) = match self.rng.below(3) {
             0 => (
@@ -411,6 +501,51 @@ impl Sim {
         self.nodes[i].pending.insert(id, proposal);
     }
 
+    /// One membership change on leader `i`: a stranger joins as a learner, a caught-up
+    /// learner becomes a voter, or (above three voters) a voter leaves, perhaps the leader.
+    fn propose_membership(&mut self, i: usize, id: u64) {
+        let node = self.nodes[i].node.as_ref().unwrap();
+        if node.has_pending_membership_change() {
+            return;
+        }
+        let voters = node.voters();
+        let learners = node.learners();
+        let strangers: Vec<u64> = self
+            .nodes
+            .iter()
+            .map(|n| n.id)
+            .filter(|id| !voters.contains(id) && !learners.contains(id))
+            .collect();
+        let caught_up: Vec<u64> = learners
+            .iter()
+            .copied()
+            .filter(|l| node.matched(*l).is_some_and(|m| m >= node.last_index()))
+            .collect();
+        let member = Member {
+            directory_id: Uuid::from_u64_pair(self.seed, id),
+            endpoints: Vec::new(),
+        };
+        let change = match self.rng.below(3) {
+            0 if !strangers.is_empty() => {
+                let k = self.rng.below(strangers.len() as u64) as usize;
+                MemberChange::AddLearner(strangers[k], member)
+            }
+            1 if !caught_up.is_empty() => {
+                let k = self.rng.below(caught_up.len() as u64) as usize;
+                MemberChange::Promote(caught_up[k], member)
+            }
+            2 if voters.len() > 3 => {
+                let k = self.rng.below(voters.len() as u64) as usize;
+                MemberChange::Remove(voters[k])
+            }
+            _ => return,
+        };
+        let node = self.nodes[i].node.as_mut().unwrap();
+        node.propose_membership(id, change)
+            .unwrap_or_else(|e| panic!("seed {}: membership change refused: {e}", self.seed));
+        self.nodes[i].pending.insert(id, Proposal::Membership);
+    }
+
     fn check_leaders(&mut self) {
         for node in self.nodes.iter().filter_map(|n| n.node.as_ref()) {
             if node.is_leader() {
@@ -439,16 +574,12 @@ impl Sim {
             }
             if self.rng.chance(8) {
                 // A connection drops while both ends live.
-                let peer = self.voters[self.rng.below(self.voters.len() as u64) as usize];
+                let peer = self.nodes[self.rng.below(n as u64) as usize].id;
                 self.connection_lost(peer);
             }
             if self.partition.is_none() && self.rng.chance(6) {
-                let group: Vec<u64> = self
-                    .voters
-                    .iter()
-                    .copied()
-                    .filter(|_| self.rng.chance(500))
-                    .collect();
+                let ids: Vec<u64> = self.nodes.iter().map(|n| n.id).collect();
+                let group: Vec<u64> = ids.into_iter().filter(|_| self.rng.chance(500)).collect();
                 let until = self.now + 10 + self.rng.below(80);
                 self.partition = Some((group, until));
             }
@@ -472,6 +603,7 @@ impl Sim {
                 if !faults || self.rng.chance(900) {
                     node.tick();
                 }
+                node.hand_over_if_removed();
             }
         }
         if self.rng.chance(400) {
@@ -520,10 +652,12 @@ impl Sim {
                 .filter_map(|n| n.node.as_ref())
                 .find(|n| n.is_leader())
                 .map(|n| n.commit_index());
-            if let Some(commit) = leader_commit {
+            if let (Some(commit), Some(members)) = (leader_commit, self.members()) {
+                // Nodes outside the configuration (removed, or never added) hear nothing.
                 if self
                     .nodes
                     .iter()
+                    .filter(|n| members.contains(&n.id))
                     .all(|n| n.node.as_ref().is_some_and(|n| n.applied() == commit))
                 {
                     converged = true;
@@ -552,7 +686,8 @@ impl Sim {
             "seed {}: the healed cluster did not converge: {states:?}",
             self.seed
         );
-        for node in &self.nodes {
+        let members = self.members().unwrap_or_default();
+        for node in self.nodes.iter().filter(|n| members.contains(&n.id)) {
             for topic in &self.acked_topics {
                 assert!(
                     node.image.topic(topic).is_some(),
@@ -565,17 +700,27 @@ impl Sim {
     }
 }
 
-fn run_seed(seed: u64, voters: usize, steps: u64) -> (usize, usize, usize) {
-    let mut sim = Sim::new(seed, voters);
+fn run_seed(seed: u64, voters: usize, joiners: usize, steps: u64) -> (usize, usize, usize, usize) {
+    let mut sim = if joiners == 0 {
+        Sim::new(seed, voters)
+    } else {
+        Sim::with_joiners(seed, voters, joiners)
+    };
+    sim.membership = joiners > 0;
     sim.run(steps);
     (
         sim.acked_topics.len(),
         sim.granted_blocks.len(),
         sim.snapshot_installs,
+        sim.membership_changes,
     )
 }
 
 fn run_seeds(voters: usize, default_seeds: u64, steps: u64) {
+    run_seeds_with(voters, 0, default_seeds, steps);
+}
+
+fn run_seeds_with(voters: usize, joiners: usize, default_seeds: u64, steps: u64) {
     let seeds: Vec<u64> = match std::env::var("RUNNEL_SIM_SEED") {
         Ok(seed) => vec![seed.parse().expect("RUNNEL_SIM_SEED is a number")],
         Err(_) => {
@@ -586,18 +731,21 @@ fn run_seeds(voters: usize, default_seeds: u64, steps: u64) {
             (0..count).map(|s| s * 7919 + voters as u64).collect()
         }
     };
-    let (mut topics, mut blocks, mut installs) = (0, 0, 0);
+    let (mut topics, mut blocks, mut installs, mut changes) = (0, 0, 0, 0);
     for seed in seeds {
-        match std::panic::catch_unwind(AssertUnwindSafe(|| run_seed(seed, voters, steps))) {
-            Ok((t, b, i)) => {
+        match std::panic::catch_unwind(AssertUnwindSafe(|| run_seed(seed, voters, joiners, steps)))
+        {
+            Ok((t, b, i, c)) => {
                 topics += t;
                 blocks += b;
                 installs += i;
+                changes += c;
             }
             Err(panic) => {
                 eprintln!(
-                    "quorum simulation failed with {voters} voters; replay with \
-                     RUNNEL_SIM_SEED={seed} cargo test -p runnel-cluster --test quorum_sim"
+                    "quorum simulation failed with {voters} voters and {joiners} joiners; \
+                     replay with RUNNEL_SIM_SEED={seed} cargo test -p runnel-cluster --test \
+                     quorum_sim"
                 );
                 std::panic::resume_unwind(panic);
             }
@@ -609,7 +757,12 @@ fn run_seeds(voters: usize, default_seeds: u64, steps: u64) {
         "nothing committed: {topics} topics, {blocks} blocks"
     );
     eprintln!(
-        "{voters} voters: {topics} topics, {blocks} producer-id blocks, {installs} snapshot installs"
+        "{voters} voters, {joiners} joiners: {topics} topics, {blocks} producer-id blocks, \
+         {installs} snapshot installs, {changes} membership changes"
+    );
+    assert!(
+        joiners == 0 || changes > 0,
+        "no membership change ever committed"
     );
     if std::env::var("RUNNEL_SIM_SEED").is_err() {
         assert!(
@@ -629,4 +782,14 @@ fn three_controllers_survive_faults() {
 #[test]
 fn five_controllers_survive_faults() {
     run_seeds(5, 25, 600);
+}
+
+// Proves the invariants hold while the leader changes the membership under the same faults:
+// two nodes start in no configuration, join as learners, are promoted once caught up, and
+// voters (the leader too) are removed and may join again, one change at a time. Committed
+// entries stay on a majority of the configuration that committed them, and every member
+// converges after the heal.
+#[test]
+fn membership_changes_survive_faults() {
+    run_seeds_with(3, 2, 30, 800);
 }

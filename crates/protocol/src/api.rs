@@ -91,6 +91,15 @@ pub const CONTROLLER_ONLY_APIS: &[SupportedApi] = &[
     full(ApiKey::BrokerHeartbeat, 0, 1),
 ];
 
+/// KIP-853's voter changes (`kafka-metadata-quorum add-controller / remove-controller`),
+/// served and advertised by a quorum node on its CONTROLLER listener only. Kafka 4.1+ has
+/// AddRaftVoter v1 (AckWhenCommitted); kafka-protocol 0.18 stops at v0, whose answer comes
+/// once the change committed.
+pub const QUORUM_CONTROLLER_APIS: &[SupportedApi] = &[
+    full(ApiKey::AddRaftVoter, 0, 0),
+    full(ApiKey::RemoveRaftVoter, 0, 0),
+];
+
 /// The range of an API runnel accepts on some listener: the client listeners' table, or
 /// the controller listener's.
 pub fn accepted(api_key: i16) -> Option<&'static SupportedApi> {
@@ -115,9 +124,10 @@ pub fn supported_on(api_key: i16, quorum: bool) -> Option<&'static SupportedApi>
 }
 
 /// The APIs a CONTROLLER listener serves, of those runnel implements: Kafka's controller
-/// APIs (`"listeners": ["controller"]` in its request schemas) less the Raft ones, which
-/// runnel's controllers speak in their own frames, and Fetch, which on a Kafka controller
-/// reads only the metadata log.
+/// APIs (`"listeners": ["controller"]` in its request schemas) less Raft's replication ones
+/// (Vote, BeginQuorumEpoch, EndQuorumEpoch, FetchSnapshot), which runnel's controllers speak
+/// in their own frames, and Fetch, which on a Kafka controller reads only the metadata log.
+/// The membership APIs are served on a quorum node's listener only.
 pub const CONTROLLER_LISTENER_KEYS: &[ApiKey] = &[
     ApiKey::ApiVersions,
     ApiKey::DescribeQuorum,
@@ -135,6 +145,8 @@ pub const CONTROLLER_LISTENER_KEYS: &[ApiKey] = &[
     ApiKey::UnregisterBroker,
     ApiKey::AlterPartitionReassignments,
     ApiKey::ListPartitionReassignments,
+    ApiKey::AddRaftVoter,
+    ApiKey::RemoveRaftVoter,
 ];
 
 /// The supported range for `api_key` on a node running a quorum or not (`quorum`), for a
@@ -144,12 +156,19 @@ pub fn supported_on_listener(
     quorum: bool,
     controller_listener: bool,
 ) -> Option<&'static SupportedApi> {
-    let api = supported_on(api_key, quorum).or_else(|| {
-        CONTROLLER_ONLY_APIS
-            .iter()
-            .find(|api| api.key as i16 == api_key)
-            .filter(|_| controller_listener)
-    })?;
+    let api = supported_on(api_key, quorum)
+        .or_else(|| {
+            CONTROLLER_ONLY_APIS
+                .iter()
+                .find(|api| api.key as i16 == api_key)
+                .filter(|_| controller_listener)
+        })
+        .or_else(|| {
+            QUORUM_CONTROLLER_APIS
+                .iter()
+                .find(|api| api.key as i16 == api_key)
+                .filter(|_| quorum && controller_listener)
+        })?;
     (!controller_listener || CONTROLLER_LISTENER_KEYS.contains(&api.key)).then_some(api)
 }
 
@@ -181,6 +200,7 @@ mod tests {
             .iter()
             .chain(QUORUM_APIS)
             .chain(CONTROLLER_ONLY_APIS)
+            .chain(QUORUM_CONTROLLER_APIS)
         {
             let valid = crate::validate::decodable_versions(api.key);
             assert_eq!(api.min_version, valid.min, "{:?} min", api.key);
@@ -200,6 +220,7 @@ mod tests {
             .iter()
             .chain(QUORUM_APIS)
             .chain(CONTROLLER_ONLY_APIS)
+            .chain(QUORUM_CONTROLLER_APIS)
         {
             for version in api.min_version..=api.max_version {
                 let schema = crate::validate::request_schema(api.key as i16).expect("schema");

@@ -9,17 +9,25 @@ use kafka_protocol::messages::api_versions_response::{
 use kafka_protocol::messages::ApiVersionsResponse;
 use kafka_protocol::protocol::StrBytes;
 use runnel_cluster::{features, MetadataImage};
-use runnel_protocol::api::{CONTROLLER_LISTENER_KEYS, QUORUM_APIS, SUPPORTED_APIS};
+use runnel_protocol::api::{
+    CONTROLLER_LISTENER_KEYS, QUORUM_APIS, QUORUM_CONTROLLER_APIS, SUPPORTED_APIS,
+};
 use runnel_protocol::api_versions::ApiVersionsRequest;
 
 /// The successful answer: every supported API and its range (with the quorum's on a node
 /// that runs one).
 fn supported_apis_response(quorum: bool, controller_listener: bool) -> ApiVersionsResponse {
     let quorum_apis = if quorum { QUORUM_APIS } else { &[] };
+    let voter_apis = if quorum && controller_listener {
+        QUORUM_CONTROLLER_APIS
+    } else {
+        &[]
+    };
     let api_keys = SUPPORTED_APIS
         .iter()
         .chain(quorum_apis)
         .filter(|api| !controller_listener || CONTROLLER_LISTENER_KEYS.contains(&api.key))
+        .chain(voter_apis)
         .map(|api| {
             ApiVersion::default()
                 .with_api_key(api.key as i16)

@@ -85,8 +85,8 @@ fn answer(quorum: &QuorumHandle, status: &QuorumStatus, version: i16) -> Describ
         ReplicaState::default()
             .with_replica_id(BrokerId(r.id))
             // Static voters (`controller.quorum.voters`) have no directory id: Kafka reports
-            // the zero UUID for them.
-            .with_replica_directory_id(uuid::Uuid::nil())
+            // the zero UUID for them; a dynamic quorum's members carry theirs.
+            .with_replica_directory_id(r.directory_id)
             .with_log_end_offset(r.log_end_offset)
             .with_last_fetch_timestamp(fetch)
             .with_last_caught_up_timestamp(caught_up)
@@ -98,7 +98,7 @@ fn answer(quorum: &QuorumHandle, status: &QuorumStatus, version: i16) -> Describ
         .with_leader_epoch(i32::try_from(status.term).unwrap_or(i32::MAX))
         .with_high_watermark(status.high_watermark)
         .with_current_voters(status.voters.iter().map(replica).collect())
-        .with_observers(Vec::new());
+        .with_observers(status.observers.iter().map(replica).collect());
     let response = singleton(partition);
     if version < 2 {
         return response;

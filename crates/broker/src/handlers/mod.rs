@@ -40,6 +40,7 @@ mod offset_for_leader_epoch;
 mod partition_reassignments;
 mod produce;
 mod produce_txn;
+mod raft_voters;
 mod topics;
 mod txn_auth;
 mod txn_offset_commit;
@@ -218,6 +219,12 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext<'_>, request: Req
         ),
         RequestKind::ListPartitionReassignments(r) => {
             ResponseKind::ListPartitionReassignments(partition_reassignments::list(broker, ctx, &r))
+        }
+        RequestKind::AddRaftVoter(r) => {
+            ResponseKind::AddRaftVoter(raft_voters::add(broker, ctx, &r))
+        }
+        RequestKind::RemoveRaftVoter(r) => {
+            ResponseKind::RemoveRaftVoter(raft_voters::remove(broker, ctx, &r))
         }
         other => {
             // The connection only dispatches APIs from the supported table, so this is our bug.

@@ -8,6 +8,7 @@
 //! Commands run one at a time (the driver's lock), so images are published in log order.
 
 mod file_log;
+pub mod meta_properties;
 pub mod publisher;
 pub mod quorum;
 pub mod quorum_config;

@@ -38,13 +38,15 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use raft::prelude::Message;
+use runnel_cluster::controller::kafka_uuid_string;
 use runnel_cluster::metadata::{MetadataDelta, MetadataImage};
 use runnel_cluster::quorum::{
-    decode_message, encode_message, Committed, Persisted, QuorumConfig, QuorumNode,
-    MAX_MESSAGE_BYTES,
+    decode_message, encode_message, Committed, Endpoint, Member, MemberChange, Members, Persisted,
+    QuorumConfig, QuorumNode, MAX_MESSAGE_BYTES,
 };
 use runnel_cluster::{ClusterError, Command, ControllerEngine};
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 use super::quorum_config::QuorumSettings;
 use super::raft_log::RaftLog;
@@ -77,6 +79,11 @@ const COMMIT_WAIT: Duration = Duration::from_secs(30);
 const KIND_RAFT: u8 = 1;
 const KIND_FORWARD: u8 = 2;
 const KIND_REPLY: u8 = 3;
+/// A node of a dynamic quorum asks to replicate the log as a learner (body: JSON [`Join`]),
+/// answered by kind 3.
+const KIND_JOIN: u8 = 4;
+/// Pause between a joining node's requests to be added as a learner.
+const JOIN_BACKOFF: Duration = Duration::from_millis(500);
 
 /// What a committed command produced.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -101,11 +108,64 @@ enum Reject {
 
 type Reply = SyncSender<Result<Outcome, Reject>>;
 
+/// A request to change the voter set, decided on the leader (Kafka's AddVoterHandler and
+/// RemoveVoterHandler), plus runnel's own join of a learner.
+#[derive(Debug, Clone)]
+pub enum VoterRequest {
+    /// AddRaftVoter: promote a caught-up learner with this directory id.
+    Add {
+        id: i32,
+        directory_id: Uuid,
+        endpoints: Vec<Endpoint>,
+    },
+    /// RemoveRaftVoter.
+    Remove { id: i32, directory_id: Uuid },
+    /// A node of a dynamic quorum asks to replicate as a learner (Kafka: an observer).
+    Join(Join),
+}
+
+/// The body of a join frame.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Join {
+    pub id: i32,
+    pub member: Member,
+}
+
+/// The error code and message of a refused voter change.
+pub type VoterError = (i16, Option<String>);
+
+type VoterReply = SyncSender<Result<(), VoterError>>;
+
 enum Input {
     Raft(Message),
     Submit(Command, Reply),
     /// The connection that carried Raft messages from this peer closed.
     PeerLost(u64),
+    Voters(VoterRequest, VoterReply),
+    /// The leader's member book, as a joining node learns it: whom to answer until its own
+    /// log holds a configuration.
+    Learned(Members),
+}
+
+/// The answer to a join: the leader's member book, or why not.
+#[derive(Debug, Serialize, Deserialize)]
+enum JoinReply {
+    Ok(Members),
+    Err { code: i16, message: Option<String> },
+}
+
+/// Work the leader decides in order.
+enum Work {
+    Command(Command, Reply),
+    Voters(VoterRequest, VoterReply),
+}
+
+/// The voters, learners and their endpoints as this node last applied them.
+#[derive(Debug, Clone, Default)]
+pub struct Book {
+    pub voters: Vec<u64>,
+    pub learners: Vec<u64>,
+    pub members: Members,
 }
 
 /// What `start` needs, kept between `open` and `start`.
@@ -150,6 +210,8 @@ type KafkaConnections = Arc<Mutex<Option<tokio::sync::mpsc::Sender<ControllerCon
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplicaStatus {
     pub id: i32,
+    /// Its metadata directory id (nil for a static voter).
+    pub directory_id: Uuid,
     /// Exclusive end offset of its log; -1 when unknown.
     pub log_end_offset: i64,
     /// Unix ms; -1 when unknown.
@@ -167,6 +229,8 @@ pub struct QuorumStatus {
     pub high_watermark: i64,
     /// The voters, by id.
     pub voters: Vec<ReplicaStatus>,
+    /// The learners (Kafka's observers), by id.
+    pub observers: Vec<ReplicaStatus>,
 }
 
 /// The broker's handle on its quorum.
@@ -181,6 +245,10 @@ pub struct QuorumHandle {
     /// The offset of the last published image, with a condvar for waiters.
     published: Arc<(Mutex<i64>, Condvar)>,
     parts: Mutex<Option<Parts>>,
+    /// The committed voter set and endpoints, as the driver last applied them.
+    book: Arc<Mutex<Book>>,
+    /// This node's metadata directory id (`directory.id` in `<data-dir>/meta.properties`).
+    directory_id: Uuid,
 }
 
 /// Opens the Raft log in `meta_dir` (migrating a single-node metadata log into it on first
@@ -193,20 +261,62 @@ pub fn open(
     bytes_between_snapshots: u64,
     legacy: impl FnOnce() -> Result<Option<MetadataImage>, ClusterError>,
 ) -> Result<(QuorumHandle, Arc<MetadataImage>), ClusterError> {
-    let voters: Vec<u64> = settings.voters.iter().map(|v| v.id as u64).collect();
-    // Decided before anything is created, so a refused start leaves the dir as it was.
-    let legacy = if RaftLog::exists(meta_dir) {
-        None
-    } else {
-        legacy()?
+    let listener_name = settings
+        .listener
+        .as_ref()
+        .map(|(name, _, _)| name.clone())
+        .unwrap_or_default();
+    let directory_id =
+        super::meta_properties::load_or_create(meta_dir.parent().unwrap_or(meta_dir), node_id)?;
+    let own_member = Member {
+        directory_id,
+        endpoints: settings
+            .listener
+            .iter()
+            .map(|(name, host, port)| Endpoint {
+                name: name.clone(),
+                host: advertised_host(host),
+                port: *port,
+            })
+            .collect(),
     };
+    // Static voters from the config; a dynamic quorum's voters live only in the Raft log (a
+    // fresh node of one starts with none and joins as a learner).
+    let mut voters: Vec<u64> = settings.voters.iter().map(|v| v.id as u64).collect();
+    let mut members: Members = settings
+        .voters
+        .iter()
+        .map(|v| {
+            (
+                v.id as u64,
+                Member {
+                    directory_id: Uuid::nil(),
+                    endpoints: vec![Endpoint {
+                        name: listener_name.clone(),
+                        host: v.host.clone(),
+                        port: v.port,
+                    }],
+                },
+            )
+        })
+        .collect();
+    let fresh = !RaftLog::exists(meta_dir);
+    // Decided before anything is created, so a refused start leaves the dir as it was.
+    let legacy = if fresh { legacy()? } else { None };
+    if settings.dynamic() && (legacy.is_some() || (fresh && settings.standalone())) {
+        // The first controller of a dynamic quorum (Kafka's `format --standalone`): a
+        // single-node data dir, or a fresh node whose bootstrap servers are itself.
+        voters = vec![node_id as u64];
+        members = Members::from([(node_id as u64, own_member.clone())]);
+    }
     if legacy.is_some() && voters != [node_id as u64] {
         return Err(ClusterError::InvalidConfig {
             name: "controller.quorum.voters".into(),
             value: format!("{voters:?}"),
             reason: "this data dir holds a single-node metadata log; it can join a quorum \
-                     only as its sole voter (controller.quorum.voters = this node alone) until \
-                     adding voters is supported"
+                     only as its sole voter (controller.quorum.voters = this node alone, or \
+                     controller.quorum.bootstrap.servers = its own CONTROLLER endpoint, then \
+                     add the others with kafka-metadata-quorum add-controller)"
                 .into(),
         });
     }
@@ -217,8 +327,13 @@ pub fn open(
             // snapshot, after its last offset. Only as the sole voter (checked above): fresh
             // voters beside it could elect a leader from an empty log and overwrite it.
             let index = (image.offset.max(0) + 1) as u64;
-            let snapshot =
-                runnel_cluster::quorum::snapshot_of(index, 1, &voters, &image.to_records());
+            let snapshot = runnel_cluster::quorum::snapshot_of(
+                index,
+                1,
+                &voters,
+                &members,
+                &image.to_records(),
+            );
             log.persist(Some(&snapshot), &[], None)?;
             persisted = Persisted::default();
             persisted.apply(Some(&snapshot), &[], None);
@@ -226,6 +341,14 @@ pub fn open(
                 offset = image.offset,
                 "single-node metadata log moved into the raft log"
             );
+        } else if fresh && settings.dynamic() && voters == [node_id as u64] {
+            // The standalone first controller: its voter set is the first snapshot, as
+            // Kafka's bootstrap checkpoint holds the first VotersRecord.
+            let snapshot = runnel_cluster::quorum::snapshot_of(1, 1, &voters, &members, &[]);
+            log.persist(Some(&snapshot), &[], None)?;
+            persisted = Persisted::default();
+            persisted.apply(Some(&snapshot), &[], None);
+            tracing::info!("a standalone dynamic quorum starts with this node as its voter");
         }
     }
     let config = QuorumConfig {
@@ -233,6 +356,8 @@ pub fn open(
         election_ticks: ELECTION_TICKS,
         heartbeat_ticks: HEARTBEAT_TICKS,
         voters,
+        members,
+        static_members: !settings.dynamic(),
     };
     let mut node = QuorumNode::new(&config, persisted).map_err(|e| ClusterError::CorruptLog {
         path: meta_dir.join("raft"),
@@ -259,6 +384,11 @@ pub fn open(
         }
     }
     let image = Arc::new(image);
+    let book = Book {
+        voters: node.voters(),
+        learners: node.learners(),
+        members: node.members().clone(),
+    };
     let (tx, rx) = mpsc::channel();
     let handle = QuorumHandle {
         kafka: Arc::new(Mutex::new(None)),
@@ -276,6 +406,8 @@ pub fn open(
             inputs: rx,
             image: Arc::clone(&image),
         })),
+        book: Arc::new(Mutex::new(book)),
+        directory_id,
     };
     Ok((handle, image))
 }
@@ -293,6 +425,12 @@ fn apply(image: &MetadataImage, committed: Committed) -> (MetadataImage, Metadat
             }
             next.offset = offset;
             (next, delta)
+        }
+        Committed::Membership { offset, .. } => {
+            // A membership change publishes no records; the image's offset stays that of the
+            // last batch.
+            let _ = offset;
+            (image.clone(), MetadataDelta::default())
         }
         Committed::Snapshot { offset, records } => {
             let mut next = MetadataImage::empty();
@@ -374,26 +512,58 @@ impl QuorumHandle {
         };
         let listener = TcpListener::bind(&bind)?;
         tracing::info!(address = %bind, "controller listener bound");
-        let mut peers = HashMap::new();
-        for voter in &self.settings.voters {
-            if voter.id == self.node_id {
-                continue;
-            }
-            let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(PEER_QUEUE);
-            let address = voter.address();
-            let timeout = Duration::from_millis(self.settings.request_timeout_ms);
+        let listener_name = self.controller_listener().unwrap_or_default().to_owned();
+        let mut peers = Peers {
+            senders: HashMap::new(),
+            listener_name,
+            timeout: Duration::from_millis(self.settings.request_timeout_ms),
+            me: self.node_id as u64,
+        };
+        peers.follow(&self.book.lock().unwrap_or_else(|e| e.into_inner()).members);
+        if self.settings.dynamic() {
+            let join = Join {
+                id: self.node_id,
+                member: self.own_member(),
+            };
+            let bootstrap: Vec<String> = self
+                .settings
+                .bootstrap
+                .iter()
+                .map(|(host, port)| {
+                    Endpoint {
+                        name: String::new(),
+                        host: host.clone(),
+                        port: *port,
+                    }
+                    .address()
+                })
+                .collect();
+            let book = Arc::clone(&self.book);
+            let leader = Arc::clone(&self.leader);
+            let name = peers.listener_name.clone();
+            let timeout = peers.timeout;
+            let inputs = self.inputs.clone();
             std::thread::Builder::new()
-                .name(format!("raft-peer-{}", voter.id))
-                .spawn(move || peer_sender(address, timeout, rx))?;
-            peers.insert(voter.id as u64, tx);
+                .name("quorum-join".into())
+                .spawn(move || join_loop(join, bootstrap, book, leader, name, timeout, inputs))?;
         }
         let inputs = self.inputs.clone();
         let forward_inputs = self.inputs.clone();
         let request_timeout = Duration::from_millis(self.settings.request_timeout_ms);
         let kafka = Arc::clone(&self.kafka);
+        let book = Arc::clone(&self.book);
         std::thread::Builder::new()
             .name("controller-listener".into())
-            .spawn(move || accept_loop(listener, inputs, forward_inputs, request_timeout, kafka))?;
+            .spawn(move || {
+                accept_loop(
+                    listener,
+                    inputs,
+                    forward_inputs,
+                    request_timeout,
+                    kafka,
+                    book,
+                )
+            })?;
         let driver = Driver {
             node: parts.node,
             log: parts.log,
@@ -409,6 +579,9 @@ impl QuorumHandle {
             published: Arc::clone(&self.published),
             queue: VecDeque::new(),
             in_flight: None,
+            book: Arc::clone(&self.book),
+            dynamic: self.settings.dynamic(),
+            membership_changed: false,
             next_proposal: 1,
             bytes_between_snapshots: parts.bytes_between_snapshots,
             bytes_since_snapshot: 0,
@@ -451,9 +624,90 @@ impl QuorumHandle {
             .map(|(name, _, _)| name.as_str())
     }
 
-    /// The configured voters (`controller.quorum.voters`).
-    pub fn voters(&self) -> &[super::quorum_config::Voter] {
-        &self.settings.voters
+    /// The committed voters with their CONTROLLER endpoint (the static ones of
+    /// `controller.quorum.voters` until a membership change commits).
+    pub fn voters(&self) -> Vec<super::quorum_config::Voter> {
+        let book = self.book();
+        let name = self.controller_listener().unwrap_or_default();
+        book.voters
+            .iter()
+            .filter_map(|id| {
+                let endpoint = book.members.get(id)?.endpoint(name)?;
+                Some(super::quorum_config::Voter {
+                    id: *id as i32,
+                    host: endpoint.host.clone(),
+                    port: endpoint.port,
+                })
+            })
+            .collect()
+    }
+
+    /// `controller.quorum.bootstrap.servers` as `host:port` (empty with static voters).
+    pub fn bootstrap_addresses(&self) -> Vec<String> {
+        self.settings
+            .bootstrap
+            .iter()
+            .map(|(host, port)| {
+                Endpoint {
+                    name: String::new(),
+                    host: host.clone(),
+                    port: *port,
+                }
+                .address()
+            })
+            .collect()
+    }
+
+    /// The committed voter set, learners and their endpoints.
+    pub fn book(&self) -> Book {
+        self.book.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// This node's metadata directory id.
+    pub fn directory_id(&self) -> Uuid {
+        self.directory_id
+    }
+
+    /// Whether the voter set can change (a dynamic quorum).
+    pub fn dynamic(&self) -> bool {
+        self.settings.dynamic()
+    }
+
+    /// This node as a member: its directory id and CONTROLLER endpoint.
+    fn own_member(&self) -> Member {
+        Member {
+            directory_id: self.directory_id,
+            endpoints: self
+                .settings
+                .listener
+                .iter()
+                .map(|(name, host, port)| Endpoint {
+                    name: name.clone(),
+                    host: advertised_host(host),
+                    port: *port,
+                })
+                .collect(),
+        }
+    }
+
+    /// Decides a voter change on the active controller (this node must lead: Kafka answers
+    /// NOT_LEADER_OR_FOLLOWER elsewhere) and waits until it commits or `timeout` passes.
+    pub fn change_voters(
+        &self,
+        request: VoterRequest,
+        timeout: Duration,
+    ) -> Result<(), VoterError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        if self.inputs.send(Input::Voters(request, tx)).is_err() {
+            return Err((NOT_LEADER_OR_FOLLOWER, None));
+        }
+        match rx.recv_timeout(timeout) {
+            Ok(result) => result,
+            Err(_) => Err((
+                REQUEST_TIMED_OUT,
+                Some("Request timed out waiting for the voter change to commit".into()),
+            )),
+        }
     }
 
     /// What this node knows of the quorum now.
@@ -476,11 +730,15 @@ impl QuorumHandle {
     /// The active controller: its node id and CONTROLLER listener address.
     pub fn active_controller(&self) -> Option<(i32, String)> {
         let leader = self.leader.load(Ordering::Acquire);
-        self.settings
-            .voters
-            .iter()
-            .find(|v| i64::from(v.id) == leader)
-            .map(|v| (v.id, v.address()))
+        let address = self.member_address(u64::try_from(leader).ok()?)?;
+        Some((leader as i32, address))
+    }
+
+    /// The CONTROLLER address of member `id`, from the committed book.
+    fn member_address(&self, id: u64) -> Option<String> {
+        let book = self.book.lock().unwrap_or_else(|e| e.into_inner());
+        let name = self.controller_listener().unwrap_or_default();
+        Some(book.members.get(&id)?.endpoint(name)?.address())
     }
 
     fn deadline(&self) -> Instant {
@@ -534,16 +792,11 @@ impl QuorumHandle {
         command: &Command,
         deadline: Instant,
     ) -> Option<Result<Outcome, ClusterError>> {
-        let voter = self
-            .settings
-            .voters
-            .iter()
-            .find(|v| v.id as u64 == leader)?;
+        let leader_address = self.member_address(leader)?;
         let body = serde_json::to_vec(command).ok()?;
         let timeout = deadline.saturating_duration_since(Instant::now());
         let reply = (|| -> std::io::Result<ForwardReply> {
-            let address = voter
-                .address()
+            let address = leader_address
                 .to_socket_addrs()?
                 .next()
                 .ok_or_else(|| std::io::Error::other("no address"))?;
@@ -594,6 +847,163 @@ impl QuorumHandle {
 }
 
 const NOT_CONTROLLER: i16 = 41;
+const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+const REQUEST_TIMED_OUT: i16 = 7;
+const UNSUPPORTED_VERSION: i16 = 35;
+const DUPLICATE_VOTER: i16 = 126;
+const VOTER_NOT_FOUND: i16 = 127;
+const INVALID_REQUEST: i16 = 42;
+
+/// The host others reach a listener bound on `host` at (a wildcard bind is reached on
+/// loopback, as Kafka advertises the canonical host name).
+fn advertised_host(host: &str) -> String {
+    match host {
+        "" | "0.0.0.0" => "localhost".into(),
+        "::" => "::1".into(),
+        h => h.to_owned(),
+    }
+}
+
+/// The connections to the other members, following the committed book: a member added
+/// later is connected to, a removed one dropped (its sender thread ends).
+struct Peers {
+    senders: HashMap<u64, (String, SyncSender<Vec<u8>>)>,
+    listener_name: String,
+    timeout: Duration,
+    me: u64,
+}
+
+impl Peers {
+    fn follow(&mut self, members: &Members) {
+        self.senders.retain(|id, (address, _)| {
+            members
+                .get(id)
+                .and_then(|m| m.endpoint(&self.listener_name))
+                .is_some_and(|e| e.address() == *address)
+        });
+        for (id, member) in members {
+            if *id == self.me || self.senders.contains_key(id) {
+                continue;
+            }
+            let Some(endpoint) = member.endpoint(&self.listener_name) else {
+                continue;
+            };
+            let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(PEER_QUEUE);
+            let address = endpoint.address();
+            let timeout = self.timeout;
+            let spawned = {
+                let address = address.clone();
+                std::thread::Builder::new()
+                    .name(format!("raft-peer-{id}"))
+                    .spawn(move || peer_sender(address, timeout, rx))
+            };
+            match spawned {
+                Ok(_) => {
+                    self.senders.insert(*id, (address, tx));
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot start a raft peer sender"),
+            }
+        }
+    }
+
+    /// Sends to `id` at `member`'s endpoint from now on (its update is on its way to commit;
+    /// until then the leader must reach it there to commit the update at all).
+    fn redirect(&mut self, id: u64, member: &Member) {
+        self.senders.remove(&id);
+        let mut one = Members::new();
+        one.insert(id, member.clone());
+        let others = std::mem::take(&mut self.senders);
+        self.follow(&one);
+        self.senders.extend(others);
+    }
+
+    fn get(&self, id: &u64) -> Option<&SyncSender<Vec<u8>>> {
+        self.senders.get(id).map(|(_, tx)| tx)
+    }
+}
+
+/// A node of a dynamic quorum asks a bootstrap server (or the leader or members it knows) to
+/// add it as a learner whenever the committed book does not hold it as it is (not a member yet,
+/// removed, or at other endpoints). Runs for the life of the process.
+fn join_loop(
+    join: Join,
+    bootstrap: Vec<String>,
+    book: Arc<Mutex<Book>>,
+    leader: Arc<AtomicI64>,
+    listener_name: String,
+    timeout: Duration,
+    inputs: Sender<Input>,
+) {
+    let me = join.id as u64;
+    let Ok(body) = serde_json::to_vec(&join) else {
+        return;
+    };
+    let mut next = 0usize;
+    loop {
+        let targets: Vec<String> = {
+            let book = book.lock().unwrap_or_else(|e| e.into_inner());
+            // A member whose endpoints changed (a restart on another port) asks again: the
+            // leader updates its entry (Kafka's UpdateRaftVoter). A member that applied its
+            // own removal asks again too, and goes on replicating as an observer (as a removed
+            // Kafka controller does).
+            if book.members.get(&me) == Some(&join.member) {
+                drop(book);
+                std::thread::sleep(JOIN_BACKOFF);
+                continue;
+            }
+            let leader = leader.load(Ordering::Acquire);
+            let known = u64::try_from(leader)
+                .ok()
+                .and_then(|l| book.members.get(&l))
+                .and_then(|m| m.endpoint(&listener_name))
+                .map(Endpoint::address);
+            // The leader if known, then every other member (a non-leader answers
+            // NOT_CONTROLLER), then the bootstrap servers.
+            let others = book
+                .members
+                .iter()
+                .filter(|(id, _)| **id != me)
+                .filter_map(|(_, m)| m.endpoint(&listener_name).map(Endpoint::address));
+            known
+                .into_iter()
+                .chain(others)
+                .chain(bootstrap.iter().cloned())
+                .collect()
+        };
+        if !targets.is_empty() {
+            let target = &targets[next % targets.len()];
+            next = next.wrapping_add(1);
+            let result = (|| -> std::io::Result<JoinReply> {
+                let address = target
+                    .to_socket_addrs()?
+                    .next()
+                    .ok_or_else(|| std::io::Error::other("no address"))?;
+                let mut stream = TcpStream::connect_timeout(&address, timeout)?;
+                stream.set_read_timeout(Some(timeout))?;
+                stream.set_write_timeout(Some(timeout))?;
+                write_frame(&mut stream, KIND_JOIN, &body)?;
+                let (kind, body) = read_frame(&mut stream)?;
+                if kind != KIND_REPLY {
+                    return Err(std::io::Error::other("unexpected reply kind"));
+                }
+                serde_json::from_slice(&body).map_err(std::io::Error::other)
+            })();
+            match result {
+                Ok(JoinReply::Ok(members)) => {
+                    tracing::debug!(target = %target, "the leader holds this node as a learner");
+                    if inputs.send(Input::Learned(members)).is_err() {
+                        return;
+                    }
+                }
+                Ok(JoinReply::Err { code, message }) => {
+                    tracing::debug!(target = %target, code, ?message, "join refused")
+                }
+                Err(e) => tracing::debug!(target = %target, error = %e, "join failed"),
+            }
+        }
+        std::thread::sleep(JOIN_BACKOFF);
+    }
+}
 
 fn submit_local(
     inputs: &Sender<Input>,
@@ -617,7 +1027,31 @@ fn submit_local(
 struct InFlight {
     id: u64,
     term: u64,
-    reply: Reply,
+    reply: InFlightReply,
+}
+
+enum InFlightReply {
+    Command(Reply),
+    Voters(VoterReply),
+}
+
+impl InFlightReply {
+    /// Tells the waiter the leader changed before its entry committed.
+    fn deposed(self) {
+        match self {
+            InFlightReply::Command(reply) => {
+                let _ = reply.try_send(Err(Reject::Cluster(ClusterError::NotController(
+                    "the active controller changed while the request was being committed".into(),
+                ))));
+            }
+            InFlightReply::Voters(reply) => {
+                let _ = reply.try_send(Err((
+                    NOT_LEADER_OR_FOLLOWER,
+                    Some("the leader changed while the voter change was being committed".into()),
+                )));
+            }
+        }
+    }
 }
 
 struct Driver {
@@ -626,7 +1060,7 @@ struct Driver {
     engine: ControllerEngine,
     image: Arc<MetadataImage>,
     inputs: Receiver<Input>,
-    peers: HashMap<u64, SyncSender<Vec<u8>>>,
+    peers: Peers,
     publisher: Arc<dyn Publish + Send + Sync>,
     leader: Arc<AtomicI64>,
     status: Arc<Mutex<QuorumStatus>>,
@@ -634,8 +1068,14 @@ struct Driver {
     replicas: HashMap<u64, (i64, i64)>,
     replicas_term: u64,
     published: Arc<(Mutex<i64>, Condvar)>,
-    queue: VecDeque<(Command, Reply)>,
+    queue: VecDeque<Work>,
     in_flight: Option<InFlight>,
+    /// The committed book, shared with the handle.
+    book: Arc<Mutex<Book>>,
+    /// A dynamic quorum (voters can be added and removed).
+    dynamic: bool,
+    /// A membership change was applied: snapshot after this ready.
+    membership_changed: bool,
     next_proposal: u64,
     /// `metadata.log.max.record.bytes.between.snapshots`: entry bytes appended before the
     /// image is snapshotted and the log truncated (counted from this process's start).
@@ -686,6 +1126,7 @@ impl Driver {
             }
             self.drain();
             self.propose();
+            self.node.hand_over_if_removed();
             self.drain();
             let leader = self.node.leader().map_or(-1, |l| l as i64);
             if self.leader.swap(leader, Ordering::AcqRel) != leader && leader >= 0 {
@@ -713,7 +1154,31 @@ impl Driver {
                     self.heard_from(from);
                 }
             }
-            Input::Submit(command, reply) => self.queue.push_back((command, reply)),
+            Input::Submit(command, reply) => self.queue.push_back(Work::Command(command, reply)),
+            Input::Voters(request, reply) => {
+                // A member back at other endpoints is reached there at once, on every node:
+                // with it unreachable a two-voter quorum could elect no leader to commit its
+                // update (same directory id only: another one is another replica).
+                if let VoterRequest::Join(join) = &request {
+                    let id = join.id as u64;
+                    let moved = self.node.members().get(&id).is_some_and(|m| {
+                        m.directory_id == join.member.directory_id && *m != join.member
+                    });
+                    if moved {
+                        self.peers.redirect(id, &join.member);
+                    }
+                }
+                self.queue.push_back(Work::Voters(request, reply))
+            }
+            Input::Learned(members) => {
+                let mut merged = self.node.members().clone();
+                if !merged.contains_key(&self.node.id()) {
+                    for (id, member) in members {
+                        merged.entry(id).or_insert(member);
+                    }
+                    self.peers.follow(&merged);
+                }
+            }
             Input::PeerLost(peer) => {
                 if self.node.leader_connection_lost(peer) {
                     // The survivors campaign one after another in id order, so the first
@@ -747,11 +1212,7 @@ impl Driver {
         self.reset_replicas_on_new_term();
         let now = unix_ms();
         let last = self.node.last_index() as i64;
-        let caught_up = self
-            .node
-            .progress()
-            .iter()
-            .any(|p| p.id == from && p.matched >= last);
+        let caught_up = self.node.matched(from).is_some_and(|m| m as i64 >= last);
         let entry = self.replicas.entry(from).or_insert((-1, -1));
         entry.0 = now;
         if caught_up {
@@ -773,6 +1234,29 @@ impl Driver {
             self.reset_replicas_on_new_term();
             let now = unix_ms();
             let me = self.node.id();
+            let members = self.node.members().clone();
+            let directory = |id: u64| members.get(&id).map_or(Uuid::nil(), |m| m.directory_id);
+            let replica = |id: u64, matched: i64| {
+                if id == me {
+                    ReplicaStatus {
+                        id: id as i32,
+                        directory_id: directory(id),
+                        log_end_offset: self.node.last_index() as i64 + 1,
+                        last_fetch_ms: now,
+                        last_caught_up_ms: now,
+                    }
+                } else {
+                    let (fetch, caught_up) = self.replicas.get(&id).copied().unwrap_or((-1, -1));
+                    ReplicaStatus {
+                        id: id as i32,
+                        directory_id: directory(id),
+                        // raft-rs starts a new leader's matched at 0: not known yet.
+                        log_end_offset: if matched > 0 { matched + 1 } else { -1 },
+                        last_fetch_ms: fetch,
+                        last_caught_up_ms: caught_up,
+                    }
+                }
+            };
             QuorumStatus {
                 leader: true,
                 term: self.node.term(),
@@ -781,26 +1265,13 @@ impl Driver {
                     .node
                     .progress()
                     .into_iter()
-                    .map(|p| {
-                        if p.id == me {
-                            ReplicaStatus {
-                                id: p.id as i32,
-                                log_end_offset: self.node.last_index() as i64 + 1,
-                                last_fetch_ms: now,
-                                last_caught_up_ms: now,
-                            }
-                        } else {
-                            let (fetch, caught_up) =
-                                self.replicas.get(&p.id).copied().unwrap_or((-1, -1));
-                            ReplicaStatus {
-                                id: p.id as i32,
-                                // raft-rs starts a new leader's matched at 0: not known yet.
-                                log_end_offset: if p.matched > 0 { p.matched + 1 } else { -1 },
-                                last_fetch_ms: fetch,
-                                last_caught_up_ms: caught_up,
-                            }
-                        }
-                    })
+                    .map(|p| replica(p.id, p.matched))
+                    .collect(),
+                observers: self
+                    .node
+                    .learners()
+                    .into_iter()
+                    .map(|id| replica(id, self.node.matched(id).map_or(-1, |m| m as i64)))
                     .collect(),
             }
         } else {
@@ -819,22 +1290,34 @@ impl Driver {
                 return;
             }
             let in_flight = self.in_flight.take().expect("checked");
-            let _ = in_flight
-                .reply
-                .try_send(Err(Reject::Cluster(ClusterError::NotController(
-                    "the active controller changed while the request was being committed".into(),
-                ))));
+            in_flight.reply.deposed();
         }
         if !self.node.is_leader() {
             let leader = self.node.leader();
-            for (_, reply) in self.queue.drain(..) {
-                let _ = reply.try_send(Err(Reject::NotLeader(leader)));
+            for work in self.queue.drain(..) {
+                match work {
+                    Work::Command(_, reply) => {
+                        let _ = reply.try_send(Err(Reject::NotLeader(leader)));
+                    }
+                    Work::Voters(_, reply) => {
+                        let _ = reply.try_send(Err((NOT_LEADER_OR_FOLLOWER, None)));
+                    }
+                }
             }
             return;
         }
         while self.node.can_propose() {
-            let Some((command, reply)) = self.queue.pop_front() else {
+            let Some(work) = self.queue.pop_front() else {
                 return;
+            };
+            let (command, reply) = match work {
+                Work::Command(command, reply) => (command, reply),
+                Work::Voters(request, reply) => {
+                    if self.propose_voters(request, reply) {
+                        return;
+                    }
+                    continue;
+                }
             };
             let records = match self.engine.handle(&self.image, &command) {
                 Ok(records) => records,
@@ -857,7 +1340,7 @@ impl Driver {
                     self.in_flight = Some(InFlight {
                         id,
                         term: self.node.term(),
-                        reply,
+                        reply: InFlightReply::Command(reply),
                     });
                     return;
                 }
@@ -865,6 +1348,150 @@ impl Driver {
                     tracing::debug!(error = %e, "proposal refused");
                     let _ = reply.try_send(Err(Reject::NotLeader(self.node.leader())));
                 }
+            }
+        }
+    }
+
+    /// Decides one voter change (Kafka's `AddVoterHandler` / `RemoveVoterHandler` checks, in
+    /// their order) and proposes it; true when it is now in flight.
+    fn propose_voters(&mut self, request: VoterRequest, reply: VoterReply) -> bool {
+        let refuse = |code: i16, message: String| {
+            let _ = reply.try_send(Err((code, Some(message))));
+        };
+        let voters = self.node.voters();
+        let learners = self.node.learners();
+        let members = self.node.members().clone();
+        let change = match request {
+            VoterRequest::Join(join) => {
+                let id = join.id as u64;
+                let known = members.get(&id);
+                let is_voter = voters.contains(&id);
+                if (is_voter || learners.contains(&id)) && known == Some(&join.member) {
+                    let _ = reply.try_send(Ok(()));
+                    return false;
+                }
+                if is_voter && known.is_some_and(|m| m.directory_id != join.member.directory_id) {
+                    // A voter that lost its disk must not vote with an empty log.
+                    refuse(
+                        INVALID_REQUEST,
+                        format!(
+                            "voter {id} came back with another directory id; remove it and add \
+                             it again"
+                        ),
+                    );
+                    return false;
+                }
+                if self.node.has_pending_membership_change() {
+                    refuse(REQUEST_TIMED_OUT, "a voter change is in progress".into());
+                    return false;
+                }
+                // A member's new endpoints are the same change again with the new book.
+                if is_voter {
+                    MemberChange::Promote(id, join.member)
+                } else {
+                    MemberChange::AddLearner(id, join.member)
+                }
+            }
+            VoterRequest::Add { .. } | VoterRequest::Remove { .. } if !self.dynamic => {
+                refuse(
+                    UNSUPPORTED_VERSION,
+                    "Cluster doesn't support changing voters because the kraft.version feature \
+                     is 0 (static controller.quorum.voters)"
+                        .into(),
+                );
+                return false;
+            }
+            _ if self.node.has_pending_membership_change() => {
+                refuse(
+                    REQUEST_TIMED_OUT,
+                    "Request timed out waiting for leader to handle previous voter change request"
+                        .into(),
+                );
+                return false;
+            }
+            VoterRequest::Add {
+                id,
+                directory_id,
+                endpoints,
+            } => {
+                let key = id as u64;
+                if voters.contains(&key) {
+                    refuse(
+                        DUPLICATE_VOTER,
+                        format!(
+                            "The voter id for ReplicaKey(id={id}, directoryId={}) \
+                             is already part of the set of voters {voters:?}.",
+                            kafka_uuid_string(&directory_id)
+                        ),
+                    );
+                    return false;
+                }
+                // The new voter must already replicate as a learner with this directory id
+                // and hold the leader's whole log (Kafka: caught up to the log end offset).
+                let caught_up = learners.contains(&key)
+                    && members
+                        .get(&key)
+                        .is_some_and(|m| m.directory_id == directory_id)
+                    && self
+                        .node
+                        .matched(key)
+                        .is_some_and(|m| m >= self.node.last_index());
+                if !caught_up {
+                    refuse(
+                        REQUEST_TIMED_OUT,
+                        format!(
+                            "Aborted add voter operation for ReplicaKey(id={id}, \
+                             directoryId={}) since it is lagging behind (it must \
+                             run with controller.quorum.bootstrap.servers and replicate as an \
+                             observer first)",
+                            kafka_uuid_string(&directory_id)
+                        ),
+                    );
+                    return false;
+                }
+                MemberChange::Promote(
+                    key,
+                    Member {
+                        directory_id,
+                        endpoints,
+                    },
+                )
+            }
+            VoterRequest::Remove { id, directory_id } => {
+                let key = id as u64;
+                let found = voters.contains(&key)
+                    && members
+                        .get(&key)
+                        .is_some_and(|m| m.directory_id == directory_id);
+                // Kafka's VoterSet refuses to remove the last voter.
+                if !found || voters.len() == 1 {
+                    refuse(
+                        VOTER_NOT_FOUND,
+                        format!(
+                            "Cannot remove voter ReplicaKey(id={id}, directoryId={}) \
+                             from the set of voters {voters:?}",
+                            kafka_uuid_string(&directory_id)
+                        ),
+                    );
+                    return false;
+                }
+                MemberChange::Remove(key)
+            }
+        };
+        let id = self.next_proposal;
+        self.next_proposal += 1;
+        match self.node.propose_membership(id, change) {
+            Ok(()) => {
+                self.in_flight = Some(InFlight {
+                    id,
+                    term: self.node.term(),
+                    reply: InFlightReply::Voters(reply),
+                });
+                true
+            }
+            Err(e) => {
+                refuse(REQUEST_TIMED_OUT, e.to_string());
+                false
             }
         }
     }
@@ -908,10 +1535,12 @@ impl Driver {
                 .iter()
                 .map(|e| e.data.len() as u64)
                 .sum::<u64>();
-            if self.bytes_since_snapshot >= self.bytes_between_snapshots
+            if (self.bytes_since_snapshot >= self.bytes_between_snapshots
+                || self.membership_changed)
                 && self.node.applied() > self.node.snapshot_index()
             {
                 self.bytes_since_snapshot = 0;
+                self.membership_changed = false;
                 match self.node.compact(&self.image.to_records()) {
                     Ok(snapshot) => {
                         if let Err(e) = self.log.compact(snapshot) {
@@ -925,7 +1554,44 @@ impl Driver {
     }
 
     fn apply(&mut self, committed: Committed) {
+        if let Committed::Membership {
+            offset,
+            proposal,
+            voters,
+            learners,
+            members,
+        } = committed
+        {
+            tracing::info!(
+                offset,
+                ?voters,
+                ?learners,
+                "the metadata quorum's members changed"
+            );
+            // Raft refuses a snapshot whose configuration does not hold the receiver: the
+            // snapshot a new learner may be sent must be one taken after it was added.
+            self.membership_changed = true;
+            self.peers.follow(&members);
+            *self.book.lock().unwrap_or_else(|e| e.into_inner()) = Book {
+                voters,
+                learners,
+                members,
+            };
+            // DescribeQuorum shows the change before its requester hears it committed.
+            self.publish_status();
+            if let Some(id) = proposal {
+                if self.in_flight.as_ref().is_some_and(|f| f.id == id) {
+                    if let InFlightReply::Voters(reply) =
+                        self.in_flight.take().expect("checked").reply
+                    {
+                        let _ = reply.try_send(Ok(()));
+                    }
+                }
+            }
+            return;
+        }
         let proposal = match &committed {
+            Committed::Membership { .. } => None,
             Committed::Batch { proposal, .. } => *proposal,
             Committed::Snapshot { offset, .. } if *offset <= self.image.offset => return,
             Committed::Snapshot { offset, .. } => {
@@ -933,6 +1599,14 @@ impl Driver {
                     offset,
                     "installing a metadata snapshot from the active controller"
                 );
+                // The snapshot carries the member book as of its index.
+                let members = self.node.members().clone();
+                self.peers.follow(&members);
+                *self.book.lock().unwrap_or_else(|e| e.into_inner()) = Book {
+                    voters: self.node.voters(),
+                    learners: self.node.learners(),
+                    members,
+                };
                 None
             }
         };
@@ -947,11 +1621,13 @@ impl Driver {
         }
         if let Some(id) = proposal {
             if self.in_flight.as_ref().is_some_and(|f| f.id == id) {
-                let in_flight = self.in_flight.take().expect("checked");
-                let _ = in_flight.reply.try_send(Ok(Outcome {
-                    offset: self.image.offset,
-                    next_producer_id: self.image.next_producer_id,
-                }));
+                if let InFlightReply::Command(reply) = self.in_flight.take().expect("checked").reply
+                {
+                    let _ = reply.try_send(Ok(Outcome {
+                        offset: self.image.offset,
+                        next_producer_id: self.image.next_producer_id,
+                    }));
+                }
             }
         }
     }
@@ -1055,6 +1731,7 @@ fn accept_loop(
     forward_inputs: Sender<Input>,
     request_timeout: Duration,
     kafka: KafkaConnections,
+    book: Arc<Mutex<Book>>,
 ) {
     let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     for stream in listener.incoming() {
@@ -1071,6 +1748,7 @@ fn accept_loop(
         let forward_inputs = forward_inputs.clone();
         let slot = Slot(Arc::clone(&open));
         let kafka = Arc::clone(&kafka);
+        let book = Arc::clone(&book);
         let spawned = std::thread::Builder::new()
             .name("controller-connection".into())
             .spawn(move || {
@@ -1081,6 +1759,7 @@ fn accept_loop(
                     forward_inputs,
                     request_timeout,
                     &kafka,
+                    &book,
                 )
             });
         if let Err(e) = spawned {
@@ -1098,10 +1777,11 @@ fn serve(
     forward_inputs: Sender<Input>,
     request_timeout: Duration,
     kafka: &KafkaConnections,
+    book: &Mutex<Book>,
 ) {
     let _ = stream.set_nodelay(true);
     // A Kafka request's API key (i16, every key below 256) puts 0 where runnel's kind byte
-    // is; runnel's kinds are 1-3. Peeked, so the server reads the whole first frame.
+    // is; runnel's kinds are 1-4. Peeked, so the server reads the whole first frame.
     let mut head = [0u8; 5];
     let _ = stream.set_read_timeout(Some(request_timeout));
     let deadline = Instant::now() + request_timeout;
@@ -1145,6 +1825,7 @@ fn serve(
         &forward_inputs,
         request_timeout,
         &mut peer,
+        book,
     );
     if let Some(peer) = peer {
         let _ = inputs.send(Input::PeerLost(peer));
@@ -1159,6 +1840,7 @@ fn serve_frames(
     forward_inputs: &Sender<Input>,
     request_timeout: Duration,
     peer: &mut Option<u64>,
+    book: &Mutex<Book>,
 ) {
     loop {
         let Ok((kind, body)) = read_frame(stream) else {
@@ -1195,6 +1877,41 @@ fn serve_frames(
                                 code: crate::errors::cluster_error_code(&e),
                                 message: crate::errors::cluster_error_message(&e),
                             },
+                        }
+                    }
+                };
+                let body = serde_json::to_vec(&reply).unwrap_or_default();
+                if write_frame(stream, KIND_REPLY, &body).is_err() {
+                    return;
+                }
+            }
+            KIND_JOIN => {
+                let reply = match serde_json::from_slice::<Join>(&body) {
+                    Err(e) => JoinReply::Err {
+                        code: kafka_protocol::error::ResponseError::InvalidRequest.code(),
+                        message: Some(format!("join does not parse: {e}")),
+                    },
+                    Ok(join) => {
+                        let (tx, rx) = mpsc::sync_channel(1);
+                        let result = if forward_inputs
+                            .send(Input::Voters(VoterRequest::Join(join), tx))
+                            .is_err()
+                        {
+                            Err((NOT_CONTROLLER, None))
+                        } else {
+                            rx.recv_timeout(request_timeout)
+                                .unwrap_or(Err((REQUEST_TIMED_OUT, None)))
+                        };
+                        // Once the learner is in, it needs the leader's endpoint to answer it.
+                        let result = result.map(|()| {
+                            book.lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .members
+                                .clone()
+                        });
+                        match result {
+                            Ok(members) => JoinReply::Ok(members),
+                            Err((code, message)) => JoinReply::Err { code, message },
                         }
                     }
                 };

@@ -37,8 +37,12 @@ pub struct QuorumSettings {
     pub broker: bool,
     /// `process.roles` contains `controller`.
     pub controller: bool,
-    /// `controller.quorum.voters`; empty: the single-node metadata log of one process.
+    /// `controller.quorum.voters`; empty: the single-node metadata log of one process (or a
+    /// dynamic quorum, with `bootstrap`).
     pub voters: Vec<Voter>,
+    /// `controller.quorum.bootstrap.servers` (KIP-853's dynamic quorum): controllers to ask
+    /// for the leader; the voter set then lives only in the Raft log. Empty with static voters.
+    pub bootstrap: Vec<(String, u16)>,
     /// The CONTROLLER listener to bind: (name, host, port).
     pub listener: Option<(String, String, u16)>,
     /// `controller.quorum.election.timeout.ms` (Kafka: 1000).
@@ -57,6 +61,7 @@ impl Default for QuorumSettings {
             broker: true,
             controller: true,
             voters: Vec::new(),
+            bootstrap: Vec::new(),
             listener: None,
             election_timeout_ms: 1000,
             fetch_timeout_ms: 2000,
@@ -66,9 +71,28 @@ impl Default for QuorumSettings {
 }
 
 impl QuorumSettings {
-    /// Whether metadata goes through a Raft quorum (voters configured).
+    /// Whether metadata goes through a Raft quorum (voters or bootstrap servers configured).
     pub fn enabled(&self) -> bool {
-        !self.voters.is_empty()
+        !self.voters.is_empty() || !self.bootstrap.is_empty()
+    }
+
+    /// Whether the voter set is dynamic (KIP-853: `controller.quorum.bootstrap.servers`), so
+    /// voters can be added and removed; a static one (`controller.quorum.voters`) cannot, as
+    /// Kafka's `kraft.version` 0.
+    pub fn dynamic(&self) -> bool {
+        self.voters.is_empty() && !self.bootstrap.is_empty()
+    }
+
+    /// Whether this node starts a dynamic quorum as its first and only voter (Kafka's
+    /// `kafka-storage format --standalone`): its bootstrap servers name only its own
+    /// CONTROLLER endpoint.
+    pub fn standalone(&self) -> bool {
+        self.dynamic()
+            && self.listener.as_ref().is_some_and(|(_, host, port)| {
+                self.bootstrap
+                    .iter()
+                    .all(|(h, p)| p == port && (h == host || is_local_alias(h, host)))
+            })
     }
 }
 
@@ -129,13 +153,15 @@ pub fn parse(get: impl Fn(&str) -> Option<String>, node_id: i32) -> Result<Quoru
         if ids.len() != s.voters.len() {
             bail!("config key 'controller.quorum.voters' names a node id twice");
         }
-    } else if bootstrap.is_some() {
-        // KIP-853's dynamic quorum needs AddRaftVoter and a formatted bootstrap checkpoint;
-        // runnel's quorum has static voters only.
-        bail!(
-            "config key 'controller.quorum.bootstrap.servers' (a dynamic quorum) is not supported \
-             yet: list the voters in 'controller.quorum.voters' (id@host:port,...)"
-        );
+    } else if let Some(bootstrap) = bootstrap {
+        for entry in bootstrap
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+        {
+            s.bootstrap
+                .push(host_port("controller.quorum.bootstrap.servers", entry)?);
+        }
     }
     if s.enabled() && !s.controller {
         bail!(
@@ -143,7 +169,7 @@ pub fn parse(get: impl Fn(&str) -> Option<String>, node_id: i32) -> Result<Quoru
              of a runnel cluster is a voter (process.roles=broker,controller)"
         );
     }
-    if s.enabled() && !s.voters.iter().any(|v| v.id == node_id) {
+    if !s.voters.is_empty() && !s.voters.iter().any(|v| v.id == node_id) {
         bail!("node.id {node_id} is not among the voters of 'controller.quorum.voters'");
     }
     if s.enabled() {
@@ -175,6 +201,13 @@ pub fn parse(get: impl Fn(&str) -> Option<String>, node_id: i32) -> Result<Quoru
         }
     }
     Ok(s)
+}
+
+/// Whether `a` and `b` both name this machine's loopback or wildcard address (a listener on
+/// `0.0.0.0` is reached as `localhost`).
+fn is_local_alias(a: &str, b: &str) -> bool {
+    let local = |h: &str| matches!(h, "localhost" | "127.0.0.1" | "::1" | "0.0.0.0" | "::" | "");
+    local(a) && local(b)
 }
 
 /// `id@host:port`.

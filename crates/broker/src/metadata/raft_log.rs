@@ -328,7 +328,8 @@ mod tests {
             .collect();
         assert_eq!(got, vec![(1, 1), (2, 1), (3, 2)]);
         assert_eq!(persisted.hard_state, hs);
-        let snapshot = runnel_cluster::quorum::snapshot_of(2, 1, &[1, 2, 3], &[]);
+        let snapshot =
+            runnel_cluster::quorum::snapshot_of(2, 1, &[1, 2, 3], &Default::default(), &[]);
         log.compact(snapshot).unwrap();
         log.persist(None, &[entry(4, 2)], None).unwrap();
         drop(log);

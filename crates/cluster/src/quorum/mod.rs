@@ -25,12 +25,17 @@
 //! carries an id in the entry's context so the proposer learns when it committed, and whether
 //! it committed at all (a deposed leader's entry can be replaced).
 
+pub mod members;
 pub mod storage;
 
-use raft::prelude::{ConfState, Entry, EntryType, HardState, Message, Snapshot};
+use raft::prelude::{
+    ConfChangeSingle, ConfChangeType, ConfChangeV2, ConfState, Entry, EntryType, HardState,
+    Message, Snapshot,
+};
 use raft::{Config, RawNode, StateRole};
 
 use crate::metadata::MetadataRecord;
+pub use members::{Endpoint, Member, MemberChange, Members};
 pub use storage::{Persisted, QuorumStorage};
 
 /// Largest encoded Raft message accepted from a peer or from disk (one append carries at most
@@ -68,6 +73,12 @@ pub struct QuorumConfig {
     pub heartbeat_ticks: usize,
     /// The voters a fresh node starts with (a node with a persisted snapshot uses its own).
     pub voters: Vec<u64>,
+    /// Their endpoints and directory ids, until the log or a snapshot says otherwise (static
+    /// voters from the config; may be empty).
+    pub members: Members,
+    /// Static voters: `members` (the config) wins over a snapshot's book, so a changed
+    /// `controller.quorum.voters` takes effect at restart.
+    pub static_members: bool,
 }
 
 /// One committed change to apply, in log order.
@@ -86,6 +97,15 @@ pub enum Committed {
         /// The id given to [`QuorumNode::propose`], when this node proposed it.
         proposal: Option<u64>,
         records: Vec<MetadataRecord>,
+    },
+    /// A membership change committed at `offset` (it publishes no records): the voters and
+    /// learners after it, with their endpoints.
+    Membership {
+        offset: i64,
+        proposal: Option<u64>,
+        voters: Vec<u64>,
+        learners: Vec<u64>,
+        members: Members,
     },
 }
 
@@ -123,6 +143,9 @@ pub struct QuorumNode {
     halted: Option<QuorumError>,
     /// The snapshot to hand out first after a restart (the image starts from it).
     pending_restart_snapshot: Option<Committed>,
+    /// Endpoints and directory ids of the voters and learners as of the applied index (the
+    /// latest snapshot's, then each committed membership change's).
+    members: Members,
 }
 
 impl QuorumNode {
@@ -136,6 +159,10 @@ impl QuorumNode {
             Some(decode_snapshot(storage.latest_snapshot())?)
         } else {
             None
+        };
+        let members = match members::decode_snapshot_members(storage.latest_snapshot()) {
+            Some(members) if !config.static_members => members,
+            _ => config.members.clone(),
         };
         let raft_config = Config {
             id: config.id,
@@ -161,6 +188,7 @@ impl QuorumNode {
             applied: snapshot_index,
             halted: None,
             pending_restart_snapshot,
+            members,
         })
     }
 
@@ -187,9 +215,15 @@ impl QuorumNode {
                 "local message type from the network".into(),
             ));
         }
-        // Raft only knows the voters of its configuration; messages from strangers are dropped.
+        // Raft only knows the voters and learners of its configuration; messages from
+        // strangers are dropped. A node in no configuration yet (joining as a learner) takes
+        // the leader's first append or snapshot from whoever sends it.
         let conf = self.raw.raft.prs().conf();
-        if !conf.voters().contains(message.from) && !conf.learners().contains(&message.from) {
+        let joining = !conf.voters().contains(self.id()) && !conf.learners().contains(&self.id());
+        if !joining
+            && !conf.voters().contains(message.from)
+            && !conf.learners().contains(&message.from)
+        {
             return Err(QuorumError::InvalidMessage(format!(
                 "message from node {} which is not a voter",
                 message.from
@@ -201,7 +235,13 @@ impl QuorumNode {
     }
 
     /// Starts a campaign now (tests; a fresh single voter also elects itself this way).
+    /// A node that is not a voter (a learner, a removed voter, a node not yet in any
+    /// configuration) does nothing: raft-rs checks that only on its own election timer, and
+    /// a campaign of a node outside the voters would "win" an empty vote.
     pub fn campaign(&mut self) -> Result<(), QuorumError> {
+        if !self.raw.raft.promotable() {
+            return Ok(());
+        }
         self.raw
             .campaign()
             .map_err(|e| QuorumError::Raft(e.to_string()))
@@ -265,6 +305,39 @@ impl QuorumNode {
         voters
     }
 
+    /// The learners (Kafka's observers that replicate the log), by id.
+    pub fn learners(&self) -> Vec<u64> {
+        let mut learners: Vec<u64> = self
+            .raw
+            .raft
+            .prs()
+            .conf()
+            .learners()
+            .iter()
+            .copied()
+            .collect();
+        learners.sort_unstable();
+        learners
+    }
+
+    /// Endpoints and directory ids of the voters and learners, as of the applied index.
+    pub fn members(&self) -> &Members {
+        &self.members
+    }
+
+    /// Whether a membership change is proposed and not yet applied (one at a time).
+    pub fn has_pending_membership_change(&self) -> bool {
+        self.raw.raft.has_pending_conf()
+    }
+
+    /// The highest index known to be on `id` (voter or learner), while this node leads.
+    pub fn matched(&self, id: u64) -> Option<u64> {
+        if !self.is_leader() {
+            return None;
+        }
+        self.raw.raft.prs().get(id).map(|p| p.matched)
+    }
+
     /// Each voter's replicated index, as this node (when leader) tracks it.
     pub fn progress(&self) -> Vec<VoterProgress> {
         let mut out: Vec<VoterProgress> = self
@@ -284,8 +357,13 @@ impl QuorumNode {
 
     /// Whether a proposal now would be decided from an image holding every earlier decision:
     /// this node leads and has applied its whole log (including its own term's first entry).
+    /// A leader handing over (it removed itself) takes no more proposals: Raft drops them.
     pub fn can_propose(&self) -> bool {
-        self.is_leader() && self.halted.is_none() && self.applied == self.last_index()
+        self.is_leader()
+            && self.halted.is_none()
+            && self.applied == self.last_index()
+            && self.raw.raft.lead_transferee.is_none()
+            && self.raw.raft.prs().conf().voters().contains(self.id())
     }
 
     /// Proposes `records` as one batch. `proposal` comes back in [`Committed::Batch`] if and
@@ -317,6 +395,84 @@ impl QuorumNode {
             })
     }
 
+    /// Proposes one membership change: `id` joins as a learner, a learner becomes a voter, or
+    /// a voter or learner leaves. The entry carries the whole member book after the change
+    /// (Kafka's `VotersRecord` holds the whole voter set), so a node that applies it knows
+    /// every endpoint. Refused while another change is pending: one change at a time keeps
+    /// every two consecutive configurations' majorities overlapping.
+    pub fn propose_membership(
+        &mut self,
+        proposal: u64,
+        change: MemberChange,
+    ) -> Result<(), QuorumError> {
+        if !self.can_propose() {
+            return Err(QuorumError::NotLeader {
+                leader: self.leader(),
+            });
+        }
+        if self.has_pending_membership_change() {
+            return Err(QuorumError::Raft(
+                "a membership change is already in progress".into(),
+            ));
+        }
+        let mut members = self.members.clone();
+        let (id, change_type) = match change {
+            MemberChange::AddLearner(id, member) => {
+                members.insert(id, member);
+                (id, ConfChangeType::AddLearnerNode)
+            }
+            MemberChange::Promote(id, member) => {
+                members.insert(id, member);
+                (id, ConfChangeType::AddNode)
+            }
+            MemberChange::Remove(id) => {
+                members.remove(&id);
+                (id, ConfChangeType::RemoveNode)
+            }
+        };
+        let mut single = ConfChangeSingle {
+            node_id: id,
+            ..ConfChangeSingle::default()
+        };
+        single.set_change_type(change_type);
+        let mut cc = ConfChangeV2::default();
+        cc.mut_changes().push(single);
+        let context = members::encode_context(proposal, &members);
+        self.raw
+            .propose_conf_change(context, cc)
+            .map_err(|e| match e {
+                raft::Error::ProposalDropped => QuorumError::NotLeader {
+                    leader: self.leader(),
+                },
+                e => QuorumError::Raft(e.to_string()),
+            })
+    }
+
+    /// Asks `to` (a caught-up voter) to take over leadership: a leader removed from the voters
+    /// hands over rather than going on leading a quorum it is not part of.
+    pub fn transfer_leader(&mut self, to: u64) {
+        self.raw.transfer_leader(to);
+    }
+
+    /// A leader that is no longer a voter (it removed itself) hands leadership to the most
+    /// caught-up voter, as Kafka's leader resigns once its removal commits. Called by the
+    /// caller's loop; does nothing otherwise.
+    pub fn hand_over_if_removed(&mut self) {
+        if !self.is_leader()
+            || self.voters().contains(&self.id())
+            || self.raw.raft.lead_transferee.is_some()
+        {
+            return;
+        }
+        let best = self
+            .voters()
+            .into_iter()
+            .max_by_key(|id| self.raw.raft.prs().get(*id).map_or(0, |p| p.matched));
+        if let Some(to) = best {
+            self.raw.transfer_leader(to);
+        }
+    }
+
     /// Takes what Raft has to persist, send and apply (see [`QuorumReady`]); `None` when idle.
     /// The in-memory log already reflects the returned entries: the caller must persist them
     /// before doing anything else with this node or the ready.
@@ -334,6 +490,9 @@ impl QuorumNode {
             let snapshot = ready.snapshot().clone();
             // Raft has taken the snapshot: its storage must follow, whatever its content. One
             // that does not decode stops applying (as a corrupt entry does), never half-way.
+            if let Some(members) = members::decode_snapshot_members(&snapshot) {
+                self.members = members;
+            }
             match decode_snapshot(&snapshot) {
                 Ok(installed) if self.halted.is_none() => out.committed.push(installed),
                 Ok(_) => {}
@@ -397,8 +556,6 @@ impl QuorumNode {
                     }
                 }
                 EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
-                    // Membership changes are not proposed by this version; a configuration
-                    // entry from a peer is applied to Raft's own view so the log stays in step.
                     let result = if entry.get_entry_type() == EntryType::EntryConfChange {
                         protobuf::Message::parse_from_bytes(&entry.data)
                             .map_err(|e| e.to_string())
@@ -413,7 +570,23 @@ impl QuorumNode {
                             })
                     };
                     match result {
-                        Ok(conf) => self.raw.mut_store().set_conf_state(conf),
+                        Ok(conf) => {
+                            let (proposal, members) = members::decode_context(&entry.context);
+                            let mut members = members.unwrap_or_else(|| self.members.clone());
+                            // The book follows Raft's configuration, whatever the context says.
+                            members.retain(|id, _| {
+                                conf.voters.contains(id) || conf.learners.contains(id)
+                            });
+                            self.members = members;
+                            self.raw.mut_store().set_conf_state(conf.clone());
+                            out.push(Committed::Membership {
+                                offset: entry.index as i64,
+                                proposal,
+                                voters: conf.voters.clone(),
+                                learners: conf.learners.clone(),
+                                members: self.members.clone(),
+                            });
+                        }
                         Err(reason) => {
                             self.halted = Some(QuorumError::Corrupt {
                                 index: entry.index,
@@ -440,7 +613,7 @@ impl QuorumNode {
             .term(index)
             .map_err(|e| QuorumError::Raft(e.to_string()))?;
         let mut snapshot = Snapshot {
-            data: serde_json::to_vec(records)
+            data: members::encode_snapshot_data(records, &self.members)
                 .map_err(|e| QuorumError::Raft(e.to_string()))?
                 .into(),
             ..Snapshot::default()
@@ -485,11 +658,20 @@ pub fn conf_state(voters: &[u64]) -> ConfState {
     }
 }
 
-/// A snapshot holding `records` (an image) at `index`/`term`: how a single-node data dir's
-/// image becomes the start of a Raft log.
-pub fn snapshot_of(index: u64, term: u64, voters: &[u64], records: &[MetadataRecord]) -> Snapshot {
+/// A snapshot holding `records` (an image) at `index`/`term` with `voters` (and their
+/// `members` entries): how a single-node data dir's image, or a standalone first controller,
+/// becomes the start of a Raft log.
+pub fn snapshot_of(
+    index: u64,
+    term: u64,
+    voters: &[u64],
+    members: &Members,
+    records: &[MetadataRecord],
+) -> Snapshot {
     let mut snapshot = Snapshot {
-        data: serde_json::to_vec(records).unwrap_or_default().into(),
+        data: members::encode_snapshot_data(records, members)
+            .unwrap_or_default()
+            .into(),
         ..Snapshot::default()
     };
     let meta = snapshot.mut_metadata();
@@ -519,14 +701,11 @@ fn decode_entry(entry: &Entry) -> Result<Committed, QuorumError> {
 /// The image a snapshot holds.
 pub fn decode_snapshot(snapshot: &Snapshot) -> Result<Committed, QuorumError> {
     let index = snapshot.get_metadata().index;
-    let records: Vec<MetadataRecord> = if snapshot.data.is_empty() {
-        Vec::new()
-    } else {
-        serde_json::from_slice(&snapshot.data).map_err(|e| QuorumError::Corrupt {
+    let records =
+        members::decode_snapshot_records(&snapshot.data).map_err(|e| QuorumError::Corrupt {
             index,
             reason: format!("snapshot: {e}"),
-        })?
-    };
+        })?;
     Ok(Committed::Snapshot {
         offset: index as i64,
         records,
