@@ -242,10 +242,22 @@ impl Runnel {
     }
 }
 
+/// Lines of a broker's log a failing test prints.
+const TAIL_LINES: usize = 60;
+
 impl Drop for Runnel {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A failing test shows what the broker said (the tail of its log).
+        if std::thread::panicking() {
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(TAIL_LINES).collect();
+            eprintln!("--- runnel log tail ({}) ---", self.data_dir().display());
+            for line in tail.iter().rev() {
+                eprintln!("{line}");
+            }
+        }
     }
 }
 

@@ -952,6 +952,24 @@ fn join_loop(
                 continue;
             }
             let leader = leader.load(Ordering::Acquire);
+            if leader == i64::from(join.id) {
+                // This node leads (a member back at other endpoints can win an election before
+                // its entry is updated): its own book's address for itself may be the old one,
+                // so it updates its entry through its own driver.
+                drop(book);
+                let (tx, rx) = mpsc::sync_channel(1);
+                if inputs
+                    .send(Input::Voters(VoterRequest::Join(join.clone()), tx))
+                    .is_err()
+                {
+                    return;
+                }
+                if let Ok(Err((code, message))) = rx.recv_timeout(timeout) {
+                    tracing::debug!(code, ?message, "updating this leader's own entry refused");
+                }
+                std::thread::sleep(JOIN_BACKOFF);
+                continue;
+            }
             let known = u64::try_from(leader)
                 .ok()
                 .and_then(|l| book.members.get(&l))
