@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use crate::error::{ClusterError, Result};
 use crate::metadata::{MetadataImage, MetadataRecord};
+use crate::placement::{check_manual_assignment, REPLICATION_NOT_BUILT};
 use crate::topic_config;
 
 /// Kafka's limit on topic name length (`Topic.MAX_NAME_LENGTH`).
@@ -595,10 +596,6 @@ fn place(
     crate::placement::place(random, &brokers, count, i32::from(replication_factor))
 }
 
-/// Why a replication factor above 1 is refused (issue "Cluster I"; "Cluster II" replicates).
-pub const REPLICATION_NOT_BUILT: &str =
-    "partition replication is not built yet in runnel: a replication factor above 1 cannot be served.";
-
 /// Kafka refuses a manual assignment whose replicas are all fenced or shutting down: the
 /// partition would start without a leader.
 fn require_active_replica(image: &MetadataImage, replicas: &[i32], partition: i32) -> Result<()> {
@@ -631,41 +628,6 @@ fn validate_manual_assignment(
         ));
     }
     Ok(())
-}
-
-/// `validate_manual_assignment` without the refusal of more than one replica.
-pub(crate) fn check_manual_assignment(
-    image: &MetadataImage,
-    replicas: &[i32],
-    replication_factor: Option<usize>,
-) -> Result<()> {
-    let refuse = |message: String| Err(ClusterError::InvalidReplicaAssignment(message));
-    if replicas.is_empty() {
-        return refuse("The manual partition assignment includes an empty replica list.".into());
-    }
-    let mut sorted = replicas.to_vec();
-    sorted.sort_unstable();
-    let mut previous = None;
-    for broker in sorted {
-        if !image.brokers.contains_key(&broker) {
-            return refuse(format!(
-                "The manual partition assignment includes broker {broker}, but no such broker is registered."
-            ));
-        }
-        if previous == Some(broker) {
-            return refuse(format!(
-                "The manual partition assignment includes the broker {broker} more than once."
-            ));
-        }
-        previous = Some(broker);
-    }
-    match replication_factor {
-        Some(expected) if expected != replicas.len() => refuse(format!(
-            "The manual partition assignment includes a partition with {} replica(s), but this is not consistent with previous partitions, which have {expected} replica(s).",
-            replicas.len()
-        )),
-        _ => Ok(()),
-    }
 }
 
 /// The registration of a new partition: every replica in sync, the first one leading, epochs

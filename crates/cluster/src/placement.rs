@@ -248,6 +248,49 @@ pub fn place(
     Ok((0..partitions).map(|_| racks.place(replicas)).collect())
 }
 
+/// Why a replication factor above 1 is refused (issue "Cluster I"; "Cluster II" replicates).
+pub const REPLICATION_NOT_BUILT: &str =
+    "partition replication is not built yet in runnel: a replication factor above 1 cannot be served.";
+
+/// `validate_manual_assignment` without the refusal of more than one replica.
+pub(crate) fn check_manual_assignment(
+    image: &MetadataImage,
+    replicas: &[i32],
+    replication_factor: Option<usize>,
+) -> crate::error::Result<()> {
+    let refuse = |message: String| {
+        Err(crate::error::ClusterError::InvalidReplicaAssignment(
+            message,
+        ))
+    };
+    if replicas.is_empty() {
+        return refuse("The manual partition assignment includes an empty replica list.".into());
+    }
+    let mut sorted = replicas.to_vec();
+    sorted.sort_unstable();
+    let mut previous = None;
+    for broker in sorted {
+        if !image.brokers.contains_key(&broker) {
+            return refuse(format!(
+                "The manual partition assignment includes broker {broker}, but no such broker is registered."
+            ));
+        }
+        if previous == Some(broker) {
+            return refuse(format!(
+                "The manual partition assignment includes the broker {broker} more than once."
+            ));
+        }
+        previous = Some(broker);
+    }
+    match replication_factor {
+        Some(expected) if expected != replicas.len() => refuse(format!(
+            "The manual partition assignment includes a partition with {} replica(s), but this is not consistent with previous partitions, which have {expected} replica(s).",
+            replicas.len()
+        )),
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,9 +22,9 @@
 
 use uuid::Uuid;
 
-use crate::controller::{check_manual_assignment, REPLICATION_NOT_BUILT};
 use crate::error::{ClusterError, Result};
 use crate::metadata::{MetadataImage, MetadataRecord, PartitionImage};
+use crate::placement::{check_manual_assignment, REPLICATION_NOT_BUILT};
 
 /// Where a moving partition is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
