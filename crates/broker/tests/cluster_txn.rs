@@ -19,29 +19,11 @@ use runnel_protocol::batch::{encode_uncompressed_batch, BatchSpec, RecordSpec};
 
 const TOPIC: &str = "spread";
 
-struct Node {
-    id: i32,
-    port: u16,
-    controller_port: u16,
-}
-
-fn start(node: &Node, voters: &str) -> Runnel {
-    let listeners = format!(
-        "PLAINTEXT://127.0.0.1:{},CONTROLLER://127.0.0.1:{}",
-        node.port, node.controller_port
-    );
-    let config = format!(
-        "\"node.id\" = {}\n\"controller.listener.names\" = \"CONTROLLER\"\n\
-         \"listener.security.protocol.map\" = \"PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT\"\n\
-         \"controller.quorum.voters\" = \"{voters}\"\n\"transaction.state.log.num.partitions\" = 3\n",
-        node.id
-    );
-    Runnel::start_with_listeners(
+fn start(node: &QuorumNode, voters: &str) -> Runnel {
+    node.start(
+        voters,
         tempfile::tempdir().unwrap(),
-        &listeners,
-        node.port,
-        &config,
-        &[],
+        "\"transaction.state.log.num.partitions\" = 3\n",
     )
 }
 
@@ -93,18 +75,7 @@ fn txn_batch(pid: i64, epoch: i16) -> bytes::Bytes {
 // appended, as on Kafka.
 #[test]
 fn transactional_produce_to_a_leader_that_is_not_the_coordinator() {
-    let nodes: Vec<Node> = (1..=3)
-        .map(|id| Node {
-            id,
-            port: free_port(),
-            controller_port: free_port(),
-        })
-        .collect();
-    let voters = nodes
-        .iter()
-        .map(|n| format!("{}@127.0.0.1:{}", n.id, n.controller_port))
-        .collect::<Vec<_>>()
-        .join(",");
+    let (nodes, voters) = quorum_nodes(3);
     let _runnels: Vec<Runnel> = nodes.iter().map(|n| start(n, &voters)).collect();
     let port_of = |id: i32| nodes.iter().find(|n| n.id == id).unwrap().port;
 

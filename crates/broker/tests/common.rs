@@ -602,3 +602,59 @@ pub fn sample(scrape: &str, name: &str, labels: &str) -> Option<f64> {
         .find_map(|line| line.strip_prefix(key.as_str()))
         .map(|value| value.trim().parse().expect("sample value"))
 }
+
+/// One node of a test quorum on loopback (every node broker and controller): its client and
+/// CONTROLLER ports.
+pub struct QuorumNode {
+    pub id: i32,
+    pub port: u16,
+    pub controller_port: u16,
+}
+
+/// Nodes 1..=`count` on free ports, and their `controller.quorum.voters`.
+pub fn quorum_nodes(count: i32) -> (Vec<QuorumNode>, String) {
+    let nodes: Vec<QuorumNode> = (1..=count)
+        .map(|id| QuorumNode {
+            id,
+            port: free_port(),
+            controller_port: free_port(),
+        })
+        .collect();
+    let voters = nodes
+        .iter()
+        .map(|n| format!("{}@127.0.0.1:{}", n.id, n.controller_port))
+        .collect::<Vec<_>>()
+        .join(",");
+    (nodes, voters)
+}
+
+impl QuorumNode {
+    /// `listeners`: the client listener, then the CONTROLLER one.
+    pub fn listeners(&self) -> String {
+        format!(
+            "PLAINTEXT://127.0.0.1:{},CONTROLLER://127.0.0.1:{}",
+            self.port, self.controller_port
+        )
+    }
+
+    /// Its config as a voter of `voters`, then `extra` (TOML lines).
+    pub fn config(&self, voters: &str, extra: &str) -> String {
+        format!(
+            "\"node.id\" = {}\n\"controller.listener.names\" = \"CONTROLLER\"\n\
+             \"listener.security.protocol.map\" = \"PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT\"\n\
+             \"controller.quorum.voters\" = \"{voters}\"\n{extra}",
+            self.id
+        )
+    }
+
+    /// Starts it in `dir` as a voter of `voters`, with `extra` config lines.
+    pub fn start(&self, voters: &str, dir: tempfile::TempDir, extra: &str) -> Runnel {
+        Runnel::start_with_listeners(
+            dir,
+            &self.listeners(),
+            self.port,
+            &self.config(voters, extra),
+            &[],
+        )
+    }
+}

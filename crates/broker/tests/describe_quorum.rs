@@ -16,45 +16,16 @@ use kafka_protocol::protocol::StrBytes;
 const NOT_LEADER_OR_FOLLOWER: i16 = 6;
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 
-struct Node {
-    id: i32,
-    port: u16,
-    controller_port: u16,
-}
-
-fn start(node: &Node, voters: &str) -> Runnel {
-    let listeners = format!(
-        "PLAINTEXT://127.0.0.1:{},CONTROLLER://127.0.0.1:{}",
-        node.port, node.controller_port
-    );
-    let config = format!(
-        "\"node.id\" = {}\n\"controller.listener.names\" = \"CONTROLLER\"\n\
-         \"listener.security.protocol.map\" = \"PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT\"\n\
-         \"controller.quorum.voters\" = \"{voters}\"\n\"num.partitions\" = 1\n",
-        node.id
-    );
-    Runnel::start_with_listeners(
+fn start(node: &QuorumNode, voters: &str) -> Runnel {
+    node.start(
+        voters,
         tempfile::tempdir().unwrap(),
-        &listeners,
-        node.port,
-        &config,
-        &[],
+        "\"num.partitions\" = 1\n",
     )
 }
 
-fn cluster() -> (Vec<Node>, Vec<Runnel>) {
-    let nodes: Vec<Node> = (1..=3)
-        .map(|id| Node {
-            id,
-            port: free_port(),
-            controller_port: free_port(),
-        })
-        .collect();
-    let voters = nodes
-        .iter()
-        .map(|n| format!("{}@127.0.0.1:{}", n.id, n.controller_port))
-        .collect::<Vec<_>>()
-        .join(",");
+fn cluster() -> (Vec<QuorumNode>, Vec<Runnel>) {
+    let (nodes, voters) = quorum_nodes(3);
     let runnels = nodes.iter().map(|n| start(n, &voters)).collect();
     (nodes, runnels)
 }
@@ -99,7 +70,7 @@ fn describe(port: u16, version: i16, topic: &str, partition: i32) -> DescribeQuo
 }
 
 /// The leader's answer, asked on each controller listener until one leads.
-fn leader_answer(nodes: &[Node], version: i16) -> (i32, DescribeQuorumResponse) {
+fn leader_answer(nodes: &[QuorumNode], version: i16) -> (i32, DescribeQuorumResponse) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         for node in nodes {

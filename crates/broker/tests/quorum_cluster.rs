@@ -21,52 +21,17 @@ use kafka_protocol::protocol::StrBytes;
 const NOT_CONTROLLER: i16 = 41;
 const REQUEST_TIMED_OUT: i16 = 7;
 
-struct Node {
-    id: i32,
-    port: u16,
-    controller_port: u16,
-}
-
-fn listen(node: &Node) -> String {
-    format!(
-        "PLAINTEXT://127.0.0.1:{},CONTROLLER://127.0.0.1:{}",
-        node.port, node.controller_port
-    )
-}
-
-fn config(node: &Node, voters: &str) -> String {
-    format!(
-        "\"node.id\" = {}\n\"controller.listener.names\" = \"CONTROLLER\"\n\
-         \"listener.security.protocol.map\" = \"PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT\"\n\
-         \"controller.quorum.voters\" = \"{voters}\"\n\"num.partitions\" = 1\n\
-         \"metadata.log.max.record.bytes.between.snapshots\" = 1\n",
-        node.id
-    )
-}
-
-fn start(node: &Node, voters: &str, dir: tempfile::TempDir) -> Runnel {
+fn start(node: &QuorumNode, voters: &str, dir: tempfile::TempDir) -> Runnel {
     start_with(node, voters, dir, "")
 }
 
-fn start_with(node: &Node, voters: &str, dir: tempfile::TempDir, extra: &str) -> Runnel {
-    let config = format!("{}{extra}", config(node, voters));
-    Runnel::start_with_listeners(dir, &listen(node), node.port, &config, &[])
-}
-
-fn three_nodes() -> (Vec<Node>, String) {
-    let nodes: Vec<Node> = (1..=3)
-        .map(|id| Node {
-            id,
-            port: free_port(),
-            controller_port: free_port(),
-        })
-        .collect();
-    let voters = nodes
-        .iter()
-        .map(|n| format!("{}@127.0.0.1:{}", n.id, n.controller_port))
-        .collect::<Vec<_>>()
-        .join(",");
-    (nodes, voters)
+/// Every ready is followed by a snapshot (`...between.snapshots` of 1 byte), so restarted
+/// nodes catch up from one.
+fn start_with(node: &QuorumNode, voters: &str, dir: tempfile::TempDir, extra: &str) -> Runnel {
+    let extra = format!(
+        "\"num.partitions\" = 1\n\"metadata.log.max.record.bytes.between.snapshots\" = 1\n{extra}"
+    );
+    node.start(voters, dir, &extra)
 }
 
 /// Brokers `port`'s DescribeCluster lists, with whether each is fenced (fenced ones included);
@@ -212,7 +177,7 @@ fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
 // and durability of every acknowledged change across a restart of the whole cluster.
 #[test]
 fn three_node_quorum_survives_kill_of_the_active_controller() {
-    let (nodes, voters) = three_nodes();
+    let (nodes, voters) = quorum_nodes(3);
     let mut runnels: Vec<Option<Runnel>> = nodes
         .iter()
         .map(|n| Some(start(n, &voters, tempfile::tempdir().unwrap())))
@@ -265,7 +230,7 @@ fn three_node_quorum_survives_kill_of_the_active_controller() {
                 failover = Some(killed.elapsed());
             }
         }
-        let alive: Vec<&Node> = nodes
+        let alive: Vec<&QuorumNode> = nodes
             .iter()
             .filter(|node| runnels[(node.id - 1) as usize].is_some())
             .collect();
@@ -364,7 +329,7 @@ fn three_node_quorum_survives_kill_of_the_active_controller() {
 // carried over from the image it activated with.
 #[test]
 fn the_active_controller_fences_a_silent_broker_of_the_quorum() {
-    let (nodes, voters) = three_nodes();
+    let (nodes, voters) = quorum_nodes(3);
     let extra = format!(
         "\"broker.session.timeout.ms\" = 3000\n\"broker.heartbeat.interval.ms\" = 300\n{ADMIN_ON_ANY_PORT}"
     );

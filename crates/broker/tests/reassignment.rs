@@ -18,29 +18,11 @@ use kafka_protocol::messages::{
     ResponseKind,
 };
 
-struct Node {
-    id: i32,
-    port: u16,
-    controller_port: u16,
-}
-
-fn start(node: &Node, voters: &str) -> Runnel {
-    let listen = format!(
-        "PLAINTEXT://127.0.0.1:{},CONTROLLER://127.0.0.1:{}",
-        node.port, node.controller_port
-    );
-    let config = format!(
-        "\"node.id\" = {}\n\"controller.listener.names\" = \"CONTROLLER\"\n\
-         \"listener.security.protocol.map\" = \"PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT\"\n\
-         \"controller.quorum.voters\" = \"{voters}\"\n\"num.partitions\" = 1\n",
-        node.id
-    );
-    Runnel::start_with_listeners(
+fn start(node: &QuorumNode, voters: &str) -> Runnel {
+    node.start(
+        voters,
         tempfile::tempdir().unwrap(),
-        &listen,
-        node.port,
-        &config,
-        &[],
+        "\"num.partitions\" = 1\n",
     )
 }
 
@@ -117,18 +99,7 @@ fn reassign(port: u16, topic: &str, target: i32) -> i16 {
 // is gone.
 #[test]
 fn a_partition_moves_to_another_broker_without_losing_acknowledged_records() {
-    let nodes: Vec<Node> = (1..=3)
-        .map(|id| Node {
-            id,
-            port: free_port(),
-            controller_port: free_port(),
-        })
-        .collect();
-    let voters = nodes
-        .iter()
-        .map(|n| format!("{}@127.0.0.1:{}", n.id, n.controller_port))
-        .collect::<Vec<_>>()
-        .join(",");
+    let (nodes, voters) = quorum_nodes(3);
     let runnels: Vec<Runnel> = nodes.iter().map(|n| start(n, &voters)).collect();
     let port_of = |id: i32| nodes.iter().find(|n| n.id == id).unwrap().port;
     let deadline = Instant::now() + Duration::from_secs(30);
