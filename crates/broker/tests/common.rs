@@ -658,3 +658,103 @@ impl QuorumNode {
         )
     }
 }
+
+/// The quorum as its leader describes it: (leader, voters, observers), each replica with its
+/// directory id.
+pub type Quorum = (
+    i32,
+    std::collections::BTreeMap<i32, uuid::Uuid>,
+    std::collections::BTreeMap<i32, uuid::Uuid>,
+);
+
+/// DescribeQuorum (v2) on each of `ports` in turn: the first answer without an error, with
+/// the port that gave it; `None` while none answers (no leader yet, or all down).
+pub fn describe_quorum(ports: &[u16]) -> Option<(u16, Quorum)> {
+    use kafka_protocol::messages::{describe_quorum_request, DescribeQuorumRequest};
+    for &port in ports {
+        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+            continue;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+        let request = RequestKind::DescribeQuorum(DescribeQuorumRequest::default().with_topics(
+            vec![describe_quorum_request::TopicData::default()
+                .with_topic_name(name("__cluster_metadata"))
+                .with_partitions(vec![
+                    describe_quorum_request::PartitionData::default().with_partition_index(0),
+                ])],
+        ));
+        let ResponseKind::DescribeQuorum(r) =
+            call(&mut stream, ApiKey::DescribeQuorum, 2, &request)
+        else {
+            continue;
+        };
+        let p = &r.topics[0].partitions[0];
+        if p.error_code != 0 {
+            continue;
+        }
+        let set =
+            |replicas: &[kafka_protocol::messages::describe_quorum_response::ReplicaState]| {
+                replicas
+                    .iter()
+                    .map(|v| (v.replica_id.0, v.replica_directory_id))
+                    .collect::<std::collections::BTreeMap<_, _>>()
+            };
+        return Some((
+            port,
+            (p.leader_id.0, set(&p.current_voters), set(&p.observers)),
+        ));
+    }
+    None
+}
+
+/// Polls `f` every 100 ms until it gives a value; panics saying `what` after `limit`.
+pub fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// CreateTopics (v7) of `topic` with `partitions` on `port`: the topic's error code
+/// (NOT_CONTROLLER when the node does not answer).
+pub fn create_code(port: u16, topic: &str, partitions: i32) -> i16 {
+    const NOT_CONTROLLER: i16 = 41;
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return NOT_CONTROLLER;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(15)));
+    let request = create_topics_request(topic, partitions, &[]);
+    let ResponseKind::CreateTopics(r) = call(&mut stream, ApiKey::CreateTopics, 7, &request) else {
+        panic!("not a CreateTopics response")
+    };
+    r.topics[0].error_code
+}
+
+/// Creates `topic` on `port`, retrying while no controller commits (NOT_CONTROLLER, timeouts,
+/// or INVALID_REPLICATION_FACTOR before any broker registered) for up to 30 s.
+pub fn create_retrying(port: u16, topic: &str, partitions: i32) {
+    let code = wait_for(Duration::from_secs(30), "a controller commits", || {
+        let code = create_code(port, topic, partitions);
+        (!matches!(code, 41 | 7 | 38)).then_some(code)
+    });
+    assert_eq!(code, 0, "creating {topic}");
+}
+
+/// Whether `topic` is in `port`'s metadata (its own image).
+pub fn topic_visible(port: u16, topic: &str) -> bool {
+    use kafka_protocol::messages::{metadata_request, MetadataRequest};
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let request = RequestKind::Metadata(MetadataRequest::default().with_topics(Some(vec![
+        metadata_request::MetadataRequestTopic::default().with_name(Some(name(topic))),
+    ])));
+    let ResponseKind::Metadata(r) = call(&mut stream, ApiKey::Metadata, 12, &request) else {
+        panic!("not a Metadata response")
+    };
+    r.topics[0].error_code == 0
+}

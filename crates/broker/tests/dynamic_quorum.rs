@@ -8,17 +8,16 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use kafka_protocol::messages::{
-    add_raft_voter_request, describe_quorum_request, metadata_request, AddRaftVoterRequest, ApiKey,
-    DescribeQuorumRequest, MetadataRequest, RemoveRaftVoterRequest, RequestKind, ResponseKind,
+    add_raft_voter_request, AddRaftVoterRequest, ApiKey, RemoveRaftVoterRequest, RequestKind,
+    ResponseKind,
 };
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
-const NOT_CONTROLLER: i16 = 41;
 const REQUEST_TIMED_OUT: i16 = 7;
 const NOT_LEADER_OR_FOLLOWER: i16 = 6;
 const DUPLICATE_VOTER: i16 = 126;
@@ -47,58 +46,6 @@ fn start(node: &Node, bootstrap_port: u16, dir: tempfile::TempDir) -> Runnel {
         node.port, node.controller_port
     );
     Runnel::start_with_listeners(dir, &listen, node.port, &config(node, bootstrap_port), &[])
-}
-
-/// The quorum as the leader among `ports` describes it: (leader, voters, observers) with
-/// directory ids; `None` while no node of `ports` leads.
-type Quorum = (i32, BTreeMap<i32, Uuid>, BTreeMap<i32, Uuid>);
-
-fn describe(ports: &[u16]) -> Option<(u16, Quorum)> {
-    for &port in ports {
-        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
-            continue;
-        };
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-        let request = RequestKind::DescribeQuorum(DescribeQuorumRequest::default().with_topics(
-            vec![describe_quorum_request::TopicData::default()
-                .with_topic_name(name("__cluster_metadata"))
-                .with_partitions(vec![
-                    describe_quorum_request::PartitionData::default().with_partition_index(0),
-                ])],
-        ));
-        let ResponseKind::DescribeQuorum(r) =
-            call(&mut stream, ApiKey::DescribeQuorum, 2, &request)
-        else {
-            continue;
-        };
-        let p = &r.topics[0].partitions[0];
-        if p.error_code != 0 {
-            continue;
-        }
-        let set =
-            |replicas: &[kafka_protocol::messages::describe_quorum_response::ReplicaState]| {
-                replicas
-                    .iter()
-                    .map(|v| (v.replica_id.0, v.replica_directory_id))
-                    .collect::<BTreeMap<_, _>>()
-            };
-        return Some((
-            port,
-            (p.leader_id.0, set(&p.current_voters), set(&p.observers)),
-        ));
-    }
-    None
-}
-
-fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 fn add_voter(port: u16, node: &Node, directory_id: Uuid) -> i16 {
@@ -141,39 +88,6 @@ fn remove_voter(port: u16, id: i32, directory_id: Uuid) -> i16 {
     r.error_code
 }
 
-fn create(port: u16, topic: &str) -> i16 {
-    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
-        return NOT_CONTROLLER;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(15)));
-    let request = create_topics_request(topic, 1, &[]);
-    let ResponseKind::CreateTopics(r) = call(&mut stream, ApiKey::CreateTopics, 7, &request) else {
-        panic!("not a CreateTopics response")
-    };
-    r.topics[0].error_code
-}
-
-fn visible(port: u16, topic: &str) -> bool {
-    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let request = RequestKind::Metadata(MetadataRequest::default().with_topics(Some(vec![
-        metadata_request::MetadataRequestTopic::default().with_name(Some(name(topic))),
-    ])));
-    let ResponseKind::Metadata(r) = call(&mut stream, ApiKey::Metadata, 12, &request) else {
-        panic!("not a Metadata response")
-    };
-    r.topics[0].error_code == 0
-}
-
-fn create_retrying(port: u16, topic: &str) {
-    let code = wait_for(Duration::from_secs(30), "a controller commits", || {
-        let code = create(port, topic);
-        (code != NOT_CONTROLLER && code != REQUEST_TIMED_OUT).then_some(code)
-    });
-    assert_eq!(code, 0, "creating {topic}");
-}
-
 // Proves the voter set is dynamic and durable: learners join, are promoted only once caught
 // up, the quorum survives kill -9 of its first voter, a dead voter is removed, and a restart
 // of every node keeps the committed voter set with the same directory ids.
@@ -193,14 +107,14 @@ fn standalone_node_grows_into_a_quorum_and_shrinks() {
         bootstrap,
         tempfile::tempdir().unwrap(),
     ))];
-    create_retrying(nodes[0].port, "before");
+    create_retrying(nodes[0].port, "before", 1);
     for node in &nodes[1..] {
         runnels.push(Some(start(node, bootstrap, tempfile::tempdir().unwrap())));
     }
     // Both join as observers (learners) with their directory ids.
     let (_, (leader, voters, observers)) =
         wait_for(Duration::from_secs(20), "both nodes observe", || {
-            describe(&controllers).filter(|(_, (_, _, o))| o.len() == 2)
+            describe_quorum(&controllers).filter(|(_, (_, _, o))| o.len() == 2)
         });
     assert_eq!(leader, 1);
     assert_eq!(voters.keys().copied().collect::<Vec<_>>(), vec![1]);
@@ -228,22 +142,22 @@ fn standalone_node_grows_into_a_quorum_and_shrinks() {
         });
         assert_eq!(code, 0, "adding voter {}", node.id);
     }
-    let (_, (_, voters, observers)) = describe(&controllers).expect("a leader");
+    let (_, (_, voters, observers)) = describe_quorum(&controllers).expect("a leader");
     assert_eq!(voters.keys().copied().collect::<Vec<_>>(), vec![1, 2, 3]);
     assert!(observers.is_empty());
     let directory_ids = voters.clone();
-    create_retrying(nodes[1].port, "three-voters");
+    create_retrying(nodes[1].port, "three-voters", 1);
     // kill -9 of the first node: the other two are a majority of three and still commit.
     let first_dir = runnels[0].take().unwrap().into_dir().0;
-    create_retrying(nodes[2].port, "after-kill");
+    create_retrying(nodes[2].port, "after-kill", 1);
     for node in &nodes[1..] {
         wait_for(Duration::from_secs(10), "the topic is visible", || {
-            visible(node.port, "after-kill").then_some(())
+            topic_visible(node.port, "after-kill").then_some(())
         });
     }
     // Remove the dead voter through the new leader.
     let (leader_port, (_, _, _)) = wait_for(Duration::from_secs(20), "a new leader", || {
-        describe(&controllers[1..])
+        describe_quorum(&controllers[1..])
     });
     assert_eq!(
         remove_voter(leader_port, 1, Uuid::from_u128(9)),
@@ -251,9 +165,9 @@ fn standalone_node_grows_into_a_quorum_and_shrinks() {
         "a voter with another directory id is not found"
     );
     assert_eq!(remove_voter(leader_port, 1, directory_ids[&1]), 0);
-    let (_, (_, voters, _)) = describe(&controllers[1..]).expect("a leader");
+    let (_, (_, voters, _)) = describe_quorum(&controllers[1..]).expect("a leader");
     assert_eq!(voters.keys().copied().collect::<Vec<_>>(), vec![2, 3]);
-    create_retrying(nodes[1].port, "two-voters");
+    create_retrying(nodes[1].port, "two-voters", 1);
     // Restart everyone (node 1 too: it is no longer a voter and must not disturb the others).
     let mut dirs = Vec::new();
     for runnel in runnels.iter_mut().skip(1) {
@@ -264,7 +178,7 @@ fn standalone_node_grows_into_a_quorum_and_shrinks() {
         restarted.push(start(node, bootstrap, dir));
     }
     let (_, (_, voters, _)) = wait_for(Duration::from_secs(20), "a leader after restart", || {
-        describe(&controllers[1..])
+        describe_quorum(&controllers[1..])
     });
     let expected: BTreeMap<i32, Uuid> = directory_ids
         .iter()
@@ -275,7 +189,7 @@ fn standalone_node_grows_into_a_quorum_and_shrinks() {
         voters, expected,
         "the committed voter set and directory ids"
     );
-    create_retrying(nodes[2].port, "after-restart");
+    create_retrying(nodes[2].port, "after-restart", 1);
     for node in &nodes[1..] {
         for topic in [
             "before",
@@ -285,7 +199,7 @@ fn standalone_node_grows_into_a_quorum_and_shrinks() {
             "after-restart",
         ] {
             wait_for(Duration::from_secs(10), "every topic is visible", || {
-                visible(node.port, topic).then_some(())
+                topic_visible(node.port, topic).then_some(())
             });
         }
     }
@@ -306,14 +220,14 @@ fn standalone_node_grows_into_a_quorum_and_shrinks() {
         Duration::from_secs(20),
         "a leader with the same voters",
         || {
-            let (_, (_, voters, _)) = describe(&controllers)?;
+            let (_, (_, voters, _)) = describe_quorum(&controllers)?;
             (voters == expected).then_some(())
         },
     );
     // With voters {2, 3} a commit needs both, so the two reach each other at the book's
     // endpoints: the moved one's must be its new one.
-    create_retrying(moved.port, "after-move");
+    create_retrying(moved.port, "after-move", 1);
     wait_for(Duration::from_secs(10), "the topic is visible", || {
-        visible(nodes[1].port, "after-move").then_some(())
+        topic_visible(nodes[1].port, "after-move").then_some(())
     });
 }

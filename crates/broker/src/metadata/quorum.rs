@@ -12,7 +12,10 @@
 //! Wire format on the CONTROLLER listener (runnel's own, between runnel controllers only):
 //! frames `length: u32 BE` then `kind: u8` and a body. Kind 1: a Raft message (protobuf), one
 //! way. Kind 2: a forwarded command (JSON), answered on the same connection by kind 3 (JSON
-//! [`ForwardReply`]). A connection whose first frame is a Kafka request (its API key's high
+//! [`ForwardReply`]). Kind 4: a node asks to join as a learner, answered by kind 3. Kind 5: a
+//! broker-only node (an observer, with no CONTROLLER listener to be dialed at) attaches this
+//! connection: the controller writes its Raft messages to that node back on it. A connection
+//! whose first frame is a Kafka request (its API key's high
 //! byte, where the kind byte would be, is 0) is handed to the broker's async server as a
 //! connection of the CONTROLLER listener ([`ControllerConnection`]): ApiVersions,
 //! DescribeQuorum, DescribeCluster and the rest are served by the ordinary handlers.
@@ -32,7 +35,7 @@ use std::collections::{HashMap, VecDeque};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::path::Path;
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -84,6 +87,10 @@ const KIND_REPLY: u8 = 3;
 const KIND_JOIN: u8 = 4;
 /// Pause between a joining node's requests to be added as a learner.
 const JOIN_BACKOFF: Duration = Duration::from_millis(500);
+/// A broker-only node (an observer: no CONTROLLER listener for the leader to dial) opens a
+/// connection to a controller and asks to be sent its Raft messages on it (body: its node id,
+/// `u64` BE); the controller writes kind-1 frames back on it, the observer its answers.
+const KIND_ATTACH: u8 = 5;
 
 /// What a committed command produced.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -145,6 +152,8 @@ enum Input {
     /// The leader's member book, as a joining node learns it: whom to answer until its own
     /// log holds a configuration.
     Learned(Members),
+    /// An observer attached a connection: its Raft messages go there (see `KIND_ATTACH`).
+    Attach(u64, SyncSender<Vec<u8>>),
 }
 
 /// The answer to a join: the leader's member book, or why not.
@@ -261,11 +270,7 @@ pub fn open(
     bytes_between_snapshots: u64,
     legacy: impl FnOnce() -> Result<Option<MetadataImage>, ClusterError>,
 ) -> Result<(QuorumHandle, Arc<MetadataImage>), ClusterError> {
-    let listener_name = settings
-        .listener
-        .as_ref()
-        .map(|(name, _, _)| name.clone())
-        .unwrap_or_default();
+    let listener_name = settings.listener_name.clone();
     let directory_id =
         super::meta_properties::load_or_create(meta_dir.parent().unwrap_or(meta_dir), node_id)?;
     let own_member = Member {
@@ -498,29 +503,39 @@ impl QuorumHandle {
         let Some(parts) = self.parts.lock().unwrap_or_else(|e| e.into_inner()).take() else {
             return Ok(());
         };
-        let (_, host, port) = self
-            .settings
-            .listener
-            .clone()
-            .expect("a quorum has a controller listener");
-        let bind = if host.contains(':') {
-            format!("[{host}]:{port}")
-        } else if host.is_empty() {
-            format!("0.0.0.0:{port}")
-        } else {
-            format!("{host}:{port}")
+        let listener = match self.settings.listener.clone() {
+            Some((_, host, port)) => {
+                let bind = if host.contains(':') {
+                    format!("[{host}]:{port}")
+                } else if host.is_empty() {
+                    format!("0.0.0.0:{port}")
+                } else {
+                    format!("{host}:{port}")
+                };
+                let listener = TcpListener::bind(&bind)?;
+                tracing::info!(address = %bind, "controller listener bound");
+                Some(listener)
+            }
+            None => {
+                tracing::info!(
+                    "broker-only node: replicating the metadata log as an observer of the \
+                     controllers"
+                );
+                None
+            }
         };
-        let listener = TcpListener::bind(&bind)?;
-        tracing::info!(address = %bind, "controller listener bound");
-        let listener_name = self.controller_listener().unwrap_or_default().to_owned();
         let mut peers = Peers {
             senders: HashMap::new(),
-            listener_name,
+            attached: HashMap::new(),
+            listener_name: self.settings.listener_name.clone(),
             timeout: Duration::from_millis(self.settings.request_timeout_ms),
             me: self.node_id as u64,
+            observer: listener.is_none().then(|| self.inputs.clone()),
         };
         peers.follow(&self.book.lock().unwrap_or_else(|e| e.into_inner()).members);
-        if self.settings.dynamic() {
+        // A dynamic quorum's nodes join as learners until promoted; a broker-only node of any
+        // quorum replicates as a learner for good (Kafka: an observer).
+        if self.settings.dynamic() || !self.settings.controller {
             let join = Join {
                 id: self.node_id,
                 member: self.own_member(),
@@ -547,23 +562,25 @@ impl QuorumHandle {
                 .name("quorum-join".into())
                 .spawn(move || join_loop(join, bootstrap, book, leader, name, timeout, inputs))?;
         }
-        let inputs = self.inputs.clone();
-        let forward_inputs = self.inputs.clone();
-        let request_timeout = Duration::from_millis(self.settings.request_timeout_ms);
-        let kafka = Arc::clone(&self.kafka);
-        let book = Arc::clone(&self.book);
-        std::thread::Builder::new()
-            .name("controller-listener".into())
-            .spawn(move || {
-                accept_loop(
-                    listener,
-                    inputs,
-                    forward_inputs,
-                    request_timeout,
-                    kafka,
-                    book,
-                )
-            })?;
+        if let Some(listener) = listener {
+            let inputs = self.inputs.clone();
+            let forward_inputs = self.inputs.clone();
+            let request_timeout = Duration::from_millis(self.settings.request_timeout_ms);
+            let kafka = Arc::clone(&self.kafka);
+            let book = Arc::clone(&self.book);
+            std::thread::Builder::new()
+                .name("controller-listener".into())
+                .spawn(move || {
+                    accept_loop(
+                        listener,
+                        inputs,
+                        forward_inputs,
+                        request_timeout,
+                        kafka,
+                        book,
+                    )
+                })?;
+        }
         let driver = Driver {
             node: parts.node,
             log: parts.log,
@@ -603,25 +620,22 @@ impl QuorumHandle {
     ) -> (String, tokio::sync::mpsc::Receiver<ControllerConnection>) {
         let (tx, rx) = tokio::sync::mpsc::channel(CONTROLLER_CONNECTIONS_MAX);
         *self.kafka.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
-        let name = self
-            .settings
-            .listener
-            .as_ref()
-            .map(|(name, _, _)| name.clone())
-            .unwrap_or_default();
-        (name, rx)
+        (self.settings.listener_name.clone(), rx)
     }
 
     pub fn node_id(&self) -> i32 {
         self.node_id
     }
 
-    /// The CONTROLLER listener's name.
+    /// The CONTROLLER listener's name (`controller.listener.names`' first).
     pub fn controller_listener(&self) -> Option<&str> {
-        self.settings
-            .listener
-            .as_ref()
-            .map(|(name, _, _)| name.as_str())
+        Some(self.settings.listener_name.as_str()).filter(|n| !n.is_empty())
+    }
+
+    /// Whether this node is a voter-capable controller (`process.roles` has `controller`); a
+    /// broker-only node observes the quorum.
+    pub fn is_controller(&self) -> bool {
+        self.settings.controller
     }
 
     /// The committed voters with their CONTROLLER endpoint (the static ones of
@@ -868,13 +882,25 @@ fn advertised_host(host: &str) -> String {
 /// later is connected to, a removed one dropped (its sender thread ends).
 struct Peers {
     senders: HashMap<u64, (String, SyncSender<Vec<u8>>)>,
+    /// Observers without a CONTROLLER endpoint, reached on the connection they attached.
+    attached: HashMap<u64, SyncSender<Vec<u8>>>,
     listener_name: String,
     timeout: Duration,
     me: u64,
+    /// On a broker-only node: where the Raft messages read from its own connections go (it
+    /// attaches each one, as it has no listener to be dialed at).
+    observer: Option<Sender<Input>>,
 }
 
 impl Peers {
     fn follow(&mut self, members: &Members) {
+        self.attached.retain(|id, tx| {
+            // A member that gained an endpoint is dialed; a removed one is dropped.
+            members
+                .get(id)
+                .is_some_and(|m| m.endpoint(&self.listener_name).is_none())
+                && !is_disconnected(tx)
+        });
         self.senders.retain(|id, (address, _)| {
             members
                 .get(id)
@@ -891,11 +917,15 @@ impl Peers {
             let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(PEER_QUEUE);
             let address = endpoint.address();
             let timeout = self.timeout;
+            let attach = self.observer.clone().map(|inputs| Attach {
+                me: self.me,
+                inputs,
+            });
             let spawned = {
                 let address = address.clone();
                 std::thread::Builder::new()
                     .name(format!("raft-peer-{id}"))
-                    .spawn(move || peer_sender(address, timeout, rx))
+                    .spawn(move || peer_sender(address, timeout, rx, attach))
             };
             match spawned {
                 Ok(_) => {
@@ -918,8 +948,35 @@ impl Peers {
     }
 
     fn get(&self, id: &u64) -> Option<&SyncSender<Vec<u8>>> {
-        self.senders.get(id).map(|(_, tx)| tx)
+        self.senders
+            .get(id)
+            .map(|(_, tx)| tx)
+            .or_else(|| self.attached.get(id))
     }
+
+    /// Reaches observer `id` on the connection it attached (replacing an older one). A member
+    /// with a CONTROLLER endpoint is dialed there instead.
+    fn attach(&mut self, id: u64, tx: SyncSender<Vec<u8>>) {
+        if id != self.me && !self.senders.contains_key(&id) {
+            self.attached.insert(id, tx);
+        }
+    }
+}
+
+/// Whether the thread behind `tx` has gone (its connection closed).
+fn is_disconnected(tx: &SyncSender<Vec<u8>>) -> bool {
+    // An empty frame is never written (see `attached_writer`): a probe.
+    matches!(
+        tx.try_send(Vec::new()),
+        Err(mpsc::TrySendError::Disconnected(_))
+    )
+}
+
+/// A broker-only node's side of an attached connection: who it is, and where the Raft
+/// messages the controller sends back on it go.
+struct Attach {
+    me: u64,
+    inputs: Sender<Input>,
 }
 
 /// A node of a dynamic quorum asks a bootstrap server (or the leader or members it knows) to
@@ -1197,6 +1254,7 @@ impl Driver {
                     self.peers.follow(&merged);
                 }
             }
+            Input::Attach(id, tx) => self.peers.attach(id, tx),
             Input::PeerLost(peer) => {
                 if self.node.leader_connection_lost(peer) {
                     // The survivors campaign one after another in id order, so the first
@@ -1541,8 +1599,14 @@ impl Driver {
                 };
                 let mut frame = Vec::new();
                 frame.extend_from_slice(&encode_message(&message));
-                if peer.try_send(frame).is_err() {
-                    self.node.report_unreachable(message.to);
+                match peer.try_send(frame) {
+                    Ok(()) => {}
+                    Err(mpsc::TrySendError::Full(_)) => self.node.report_unreachable(message.to),
+                    Err(mpsc::TrySendError::Disconnected(_)) => {
+                        // An observer's attached connection closed: it attaches another.
+                        self.peers.attached.remove(&message.to);
+                        self.node.report_unreachable(message.to);
+                    }
                 }
             }
             for committed in ready.committed {
@@ -1680,21 +1744,74 @@ fn read_frame(stream: &mut impl Read) -> std::io::Result<(u8, Vec<u8>)> {
 
 /// Sends frames to one peer over one connection, reconnecting after failures. Frames that
 /// cannot be sent are dropped: Raft retransmits.
-fn peer_sender(address: String, timeout: Duration, frames: Receiver<Vec<u8>>) {
+///
+/// With `attach` (a broker-only node) the connection is opened at once, not on the first frame
+/// (the controllers cannot dial an observer, so it must reach them before they have anything
+/// to say), starts with a [`KIND_ATTACH`] frame, and carries the controller's Raft messages
+/// back, read by a thread of their own.
+fn peer_sender(
+    address: String,
+    timeout: Duration,
+    frames: Receiver<Vec<u8>>,
+    attach: Option<Attach>,
+) {
+    // Cleared by the reader of an attached connection when the controller closes it.
+    let open = Arc::new(AtomicBool::new(false));
     let connect = || -> Option<TcpStream> {
         let socket = address.to_socket_addrs().ok()?.next()?;
-        let s = TcpStream::connect_timeout(&socket, timeout).ok()?;
+        let mut s = TcpStream::connect_timeout(&socket, timeout).ok()?;
         let _ = s.set_nodelay(true);
         let _ = s.set_write_timeout(Some(timeout));
+        if let Some(attach) = &attach {
+            write_frame(&mut s, KIND_ATTACH, &attach.me.to_be_bytes()).ok()?;
+            let reader = s.try_clone().ok()?;
+            let inputs = attach.inputs.clone();
+            open.store(true, Ordering::Release);
+            let open = Arc::clone(&open);
+            std::thread::Builder::new()
+                .name("raft-observer-read".into())
+                .spawn(move || {
+                    read_attached(reader, inputs);
+                    open.store(false, Ordering::Release);
+                })
+                .ok()?;
+        }
         Some(s)
     };
     let mut stream: Option<TcpStream> = None;
     let mut retry_at = Instant::now();
-    while let Ok(body) = frames.recv() {
+    loop {
+        let body = if attach.is_some() {
+            if stream.is_none() && Instant::now() >= retry_at {
+                stream = connect();
+                if stream.is_none() {
+                    retry_at = Instant::now() + RECONNECT_BACKOFF;
+                }
+            }
+            match frames.recv_timeout(RECONNECT_BACKOFF) {
+                Ok(body) => body,
+                Err(RecvTimeoutError::Timeout) => {
+                    if stream.is_some() && !open.load(Ordering::Acquire) {
+                        stream = None;
+                    }
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        } else {
+            match frames.recv() {
+                Ok(body) => body,
+                Err(_) => break,
+            }
+        };
+        if body.is_empty() {
+            continue;
+        }
         // A connection the peer closed (it restarted since: followers write to each other
         // only during elections, so this one may be from its previous life) would swallow the
         // next frames before the write fails: a vote lost that way costs an election timeout.
-        if stream.as_ref().is_some_and(peer_closed) {
+        // (An attached connection carries the peer's frames too: its reader notices instead.)
+        if attach.is_none() && stream.as_ref().is_some_and(peer_closed) {
             stream = None;
             retry_at = Instant::now();
         }
@@ -1714,9 +1831,29 @@ fn peer_sender(address: String, timeout: Duration, frames: Receiver<Vec<u8>>) {
             if write_frame(s, KIND_RAFT, &body).is_ok() {
                 break;
             }
+            let _ = s.shutdown(std::net::Shutdown::Both);
             stream = None;
         }
     }
+    if let Some(s) = stream {
+        let _ = s.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+/// Reads the Raft messages a controller sends back on an attached connection, until it
+/// closes; then shuts it down so the writing side reconnects.
+fn read_attached(mut stream: TcpStream, inputs: Sender<Input>) {
+    loop {
+        let message = match read_frame(&mut stream) {
+            Ok((KIND_RAFT, body)) => decode_message(&body).ok(),
+            _ => None,
+        };
+        let Some(message) = message else { break };
+        if inputs.send(Input::Raft(message)).is_err() {
+            break;
+        }
+    }
+    let _ = stream.shutdown(std::net::Shutdown::Both);
 }
 
 /// Whether the peer closed this connection (it only ever reads from it, so anything readable
@@ -1799,7 +1936,7 @@ fn serve(
 ) {
     let _ = stream.set_nodelay(true);
     // A Kafka request's API key (i16, every key below 256) puts 0 where runnel's kind byte
-    // is; runnel's kinds are 1-4. Peeked, so the server reads the whole first frame.
+    // is; runnel's kinds are 1-5. Peeked, so the server reads the whole first frame.
     let mut head = [0u8; 5];
     let _ = stream.set_read_timeout(Some(request_timeout));
     let deadline = Instant::now() + request_timeout;
@@ -1845,9 +1982,26 @@ fn serve(
         &mut peer,
         book,
     );
+    // An attached observer's writer holds a clone: it stops on its next write.
+    let _ = stream.shutdown(std::net::Shutdown::Both);
     if let Some(peer) = peer {
         let _ = inputs.send(Input::PeerLost(peer));
     }
+}
+
+/// Writes the Raft messages for an observer on the connection it attached, until a write
+/// fails or the driver drops the observer; then shuts the connection down.
+fn attached_writer(mut stream: TcpStream, timeout: Duration, frames: Receiver<Vec<u8>>) {
+    let _ = stream.set_write_timeout(Some(timeout));
+    while let Ok(body) = frames.recv() {
+        if body.is_empty() {
+            continue;
+        }
+        if write_frame(&mut stream, KIND_RAFT, &body).is_err() {
+            break;
+        }
+    }
+    let _ = stream.shutdown(std::net::Shutdown::Both);
 }
 
 /// Serves runnel frames until the connection closes or sends garbage; `peer` is the sender
@@ -1935,6 +2089,21 @@ fn serve_frames(
                 };
                 let body = serde_json::to_vec(&reply).unwrap_or_default();
                 if write_frame(stream, KIND_REPLY, &body).is_err() {
+                    return;
+                }
+            }
+            KIND_ATTACH => {
+                let Ok(id) = <[u8; 8]>::try_from(body.as_slice()).map(u64::from_be_bytes) else {
+                    return;
+                };
+                let Ok(writer) = stream.try_clone() else {
+                    return;
+                };
+                let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(PEER_QUEUE);
+                let spawned = std::thread::Builder::new()
+                    .name(format!("raft-observer-{id}"))
+                    .spawn(move || attached_writer(writer, request_timeout, rx));
+                if spawned.is_err() || inputs.send(Input::Attach(id, tx)).is_err() {
                     return;
                 }
             }

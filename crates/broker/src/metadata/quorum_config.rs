@@ -43,8 +43,11 @@ pub struct QuorumSettings {
     /// `controller.quorum.bootstrap.servers` (KIP-853's dynamic quorum): controllers to ask
     /// for the leader; the voter set then lives only in the Raft log. Empty with static voters.
     pub bootstrap: Vec<(String, u16)>,
-    /// The CONTROLLER listener to bind: (name, host, port).
+    /// The CONTROLLER listener to bind: (name, host, port). `None` on a broker-only node,
+    /// which reaches the controllers on their listener of `listener_name`.
     pub listener: Option<(String, String, u16)>,
+    /// `controller.listener.names`' first entry: the listener controllers talk on.
+    pub listener_name: String,
     /// `controller.quorum.election.timeout.ms` (Kafka: 1000).
     pub election_timeout_ms: u64,
     /// `controller.quorum.fetch.timeout.ms` (Kafka: 2000): a follower that hears nothing from
@@ -63,6 +66,7 @@ impl Default for QuorumSettings {
             voters: Vec::new(),
             bootstrap: Vec::new(),
             listener: None,
+            listener_name: String::new(),
             election_timeout_ms: 1000,
             fetch_timeout_ms: 2000,
             request_timeout_ms: 2000,
@@ -163,14 +167,24 @@ pub fn parse(get: impl Fn(&str) -> Option<String>, node_id: i32) -> Result<Quoru
                 .push(host_port("controller.quorum.bootstrap.servers", entry)?);
         }
     }
-    if s.enabled() && !s.controller {
+    let combined = s.broker && s.controller;
+    if !s.enabled() && !combined {
         bail!(
-            "process.roles=broker without the controller role is not supported yet: every node \
-             of a runnel cluster is a voter (process.roles=broker,controller)"
+            "config key 'process.roles': a node with only the {} role needs the quorum it \
+             belongs to ('controller.quorum.voters' or 'controller.quorum.bootstrap.servers')",
+            if s.broker { "broker" } else { "controller" }
         );
     }
-    if !s.voters.is_empty() && !s.voters.iter().any(|v| v.id == node_id) {
+    let voter = s.voters.iter().any(|v| v.id == node_id);
+    // Kafka's KafkaConfig checks: a static voter set names the controllers, and only them.
+    if s.controller && !s.voters.is_empty() && !voter {
         bail!("node.id {node_id} is not among the voters of 'controller.quorum.voters'");
+    }
+    if !s.controller && voter {
+        bail!(
+            "If process.roles contains just the 'broker' role, the node id {node_id} must not \
+             be included in the set of voters controller.quorum.voters"
+        );
     }
     if s.enabled() {
         let names: Vec<String> = get("controller.listener.names")
@@ -182,7 +196,9 @@ pub fn parse(get: impl Fn(&str) -> Option<String>, node_id: i32) -> Result<Quoru
         let Some(first) = names.first() else {
             bail!("config key 'controller.listener.names' must name the CONTROLLER listener");
         };
+        s.listener_name = first.clone();
         let listeners = get("listeners").unwrap_or_default();
+        let mut others = Vec::new();
         for entry in listeners
             .split(',')
             .map(str::trim)
@@ -191,13 +207,31 @@ pub fn parse(get: impl Fn(&str) -> Option<String>, node_id: i32) -> Result<Quoru
             let Some((name, address)) = entry.split_once("://") else {
                 continue;
             };
-            if name.trim().eq_ignore_ascii_case(first) {
+            let name = name.trim().to_ascii_uppercase();
+            if name == *first {
                 let (host, port) = host_port("listeners", address)?;
                 s.listener = Some((first.clone(), host, port));
+            } else if !names.contains(&name) {
+                others.push(name);
             }
         }
-        if s.listener.is_none() {
+        if !s.controller {
+            if s.listener.is_some() {
+                bail!(
+                    "The listeners config must not contain KRaft controller listeners from \
+                     controller.listener.names when process.roles contains only the 'broker' \
+                     role, because that would make it a controller"
+                );
+            }
+        } else if s.listener.is_none() {
             bail!("config key 'listeners' has no entry for controller listener {first}");
+        }
+        if !s.broker && !others.is_empty() {
+            bail!(
+                "The listeners config must only contain KRaft controller listeners from \
+                 controller.listener.names when process.roles=controller (found {})",
+                others.join(", ")
+            );
         }
     }
     Ok(s)
@@ -285,5 +319,78 @@ mod tests {
         assert!(settings(&[("controller.quorum.voters", "1@h:1")], 2).is_err());
         assert!(settings(&[("controller.quorum.voters", "x@h:1")], 1).is_err());
         assert!(settings(&[("process.roles", "observer")], 1).is_err());
+    }
+
+    // Proves Kafka's role checks: a broker-only node is not a voter and binds no CONTROLLER
+    // listener, a controller-only node binds nothing else, and either needs a quorum.
+    #[test]
+    fn roles_are_checked_as_kafka_checks_them() {
+        let voters = ("controller.quorum.voters", "1@127.0.0.1:19093");
+        let names = ("controller.listener.names", "CONTROLLER");
+        let broker = settings(
+            &[
+                ("process.roles", "broker"),
+                ("listeners", "PLAINTEXT://127.0.0.1:49092"),
+                names,
+                voters,
+            ],
+            4,
+        )
+        .unwrap();
+        assert!(broker.broker && !broker.controller);
+        assert_eq!(broker.listener, None);
+        assert_eq!(broker.listener_name, "CONTROLLER");
+        let refused = |pairs: &[(&str, &str)], id: i32, says: &str| {
+            let e = settings(pairs, id).unwrap_err().to_string();
+            assert!(e.contains(says), "{e}");
+        };
+        refused(
+            &[
+                ("process.roles", "broker"),
+                ("listeners", "PLAINTEXT://127.0.0.1:19092"),
+                names,
+                voters,
+            ],
+            1,
+            "must not be included in the set of voters",
+        );
+        refused(
+            &[
+                ("process.roles", "broker"),
+                (
+                    "listeners",
+                    "PLAINTEXT://127.0.0.1:49092,CONTROLLER://127.0.0.1:49093",
+                ),
+                names,
+                voters,
+            ],
+            4,
+            "must not contain KRaft controller listeners",
+        );
+        refused(
+            &[
+                ("process.roles", "controller"),
+                (
+                    "listeners",
+                    "PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093",
+                ),
+                names,
+                voters,
+            ],
+            1,
+            "must only contain KRaft controller listeners",
+        );
+        refused(&[("process.roles", "broker")], 1, "needs the quorum");
+        let controller = settings(
+            &[
+                ("process.roles", "controller"),
+                ("listeners", "CONTROLLER://127.0.0.1:19093"),
+                names,
+                voters,
+            ],
+            1,
+        )
+        .unwrap();
+        assert!(controller.controller && !controller.broker);
     }
 }

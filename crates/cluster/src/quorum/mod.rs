@@ -162,7 +162,16 @@ impl QuorumNode {
         };
         let members = match members::decode_snapshot_members(storage.latest_snapshot()) {
             Some(members) if !config.static_members => members,
-            _ => config.members.clone(),
+            // Static voters keep the config's endpoints; the observers (broker-only nodes,
+            // learners of a static quorum too) are known only from the log.
+            Some(logged) => {
+                let mut members = config.members.clone();
+                for (id, member) in logged {
+                    members.entry(id).or_insert(member);
+                }
+                members
+            }
+            None => config.members.clone(),
         };
         let raft_config = Config {
             id: config.id,

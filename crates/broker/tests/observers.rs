@@ -1,0 +1,182 @@
+//! A broker-only node (`process.roles = "broker"`, no CONTROLLER listener) beside a quorum of
+//! three combined nodes: it replicates the metadata log as an observer (DescribeQuorum lists
+//! it among the observers, never the voters), registers and is unfenced, is given partitions
+//! and serves them, forwards admin requests, follows a new active controller after kill -9 of
+//! the old one, and after its own kill -9 catches up with what committed while it was down.
+
+mod common;
+
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::*;
+use kafka_protocol::messages::{
+    metadata_request, ApiKey, DescribeClusterRequest, MetadataRequest, RequestKind, ResponseKind,
+};
+
+const OBSERVER_ID: i32 = 4;
+
+/// The broker-only node's config: the same voters, no CONTROLLER listener of its own.
+fn observer_config(voters: &str) -> String {
+    format!(
+        "\"node.id\" = {OBSERVER_ID}\n\"process.roles\" = \"broker\"\n\
+         \"controller.listener.names\" = \"CONTROLLER\"\n\
+         \"listener.security.protocol.map\" = \"PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT\"\n\
+         \"controller.quorum.voters\" = \"{voters}\"\n\"num.partitions\" = 1\n"
+    )
+}
+
+fn start_observer(port: u16, voters: &str, dir: tempfile::TempDir) -> Runnel {
+    Runnel::start_with_listeners(
+        dir,
+        &format!("PLAINTEXT://127.0.0.1:{port}"),
+        port,
+        &observer_config(voters),
+        &[],
+    )
+}
+
+/// Unfenced brokers `port`'s DescribeCluster lists.
+fn unfenced_brokers(port: u16) -> Vec<i32> {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return Vec::new();
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let request = RequestKind::DescribeCluster(
+        DescribeClusterRequest::default().with_include_fenced_brokers(true),
+    );
+    let ResponseKind::DescribeCluster(r) = call(&mut stream, ApiKey::DescribeCluster, 2, &request)
+    else {
+        panic!("not a DescribeCluster response")
+    };
+    let mut ids: Vec<i32> = r
+        .brokers
+        .iter()
+        .filter(|b| !b.is_fenced)
+        .map(|b| b.broker_id.0)
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// (partition, leader) of every partition of `topic` in `port`'s metadata.
+fn leaders(port: u16, topic: &str) -> Vec<(i32, i32)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let request = RequestKind::Metadata(MetadataRequest::default().with_topics(Some(vec![
+        metadata_request::MetadataRequestTopic::default().with_name(Some(name(topic))),
+    ])));
+    let ResponseKind::Metadata(r) = call(&mut stream, ApiKey::Metadata, 12, &request) else {
+        panic!("not a Metadata response")
+    };
+    r.topics[0]
+        .partitions
+        .iter()
+        .map(|p| (p.partition_index, p.leader_id.0))
+        .collect()
+}
+
+fn produce(port: u16, topic: &str, partition: i32, values: &[&str]) -> i16 {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let request = produce_request(topic, -1, 10_000, &[(partition, batch(values))]);
+    let ResponseKind::Produce(r) = call(&mut stream, ApiKey::Produce, 9, &request) else {
+        panic!("not a Produce response")
+    };
+    r.responses[0].partition_responses[0].error_code
+}
+
+// Proves process.roles=broker: a node with no CONTROLLER listener learns the metadata log
+// from the controllers, is a full broker of the cluster, and is an observer, not a voter.
+#[test]
+fn broker_only_node_observes_the_quorum_and_serves_partitions() {
+    let (nodes, voters) = quorum_nodes(3);
+    let mut controllers: Vec<Option<Runnel>> = nodes
+        .iter()
+        .map(|n| {
+            Some(n.start(
+                &voters,
+                tempfile::tempdir().unwrap(),
+                "\"num.partitions\" = 1\n",
+            ))
+        })
+        .collect();
+    let port = free_port();
+    // Ready only once it caught up with the log and its controller unfenced it.
+    let observer = start_observer(port, &voters, tempfile::tempdir().unwrap());
+    assert!(!observer.log().contains("controller listener bound"));
+    wait_for(
+        Duration::from_secs(20),
+        "every node sees four brokers",
+        || {
+            nodes
+                .iter()
+                .map(|n| n.port)
+                .chain([port])
+                .all(|p| unfenced_brokers(p) == [1, 2, 3, 4])
+                .then_some(())
+        },
+    );
+    // Asked on the broker-only node, DescribeQuorum is forwarded to the active controller.
+    let (_, (leader, voter_ids, observer_ids)) =
+        wait_for(Duration::from_secs(10), "the quorum is described", || {
+            describe_quorum(&[port])
+        });
+    assert_eq!(voter_ids.keys().copied().collect::<Vec<_>>(), [1, 2, 3]);
+    assert!(
+        observer_ids.contains_key(&OBSERVER_ID),
+        "observers: {observer_ids:?}"
+    );
+    assert_ne!(leader, OBSERVER_ID);
+
+    // Created through the broker-only node (forwarded); partitions spread over all four.
+    create_retrying(port, "spread", 8);
+    let placed = wait_for(
+        Duration::from_secs(10),
+        "the observer sees the topic",
+        || {
+            let placed = leaders(port, "spread");
+            (placed.len() == 8).then_some(placed)
+        },
+    );
+    let own: Vec<i32> = placed
+        .iter()
+        .filter(|(_, l)| *l == OBSERVER_ID)
+        .map(|(p, _)| *p)
+        .collect();
+    assert!(
+        !own.is_empty(),
+        "no partition placed on the observer: {placed:?}"
+    );
+    assert_eq!(produce(port, "spread", own[0], &["a", "b"]), 0);
+    // A partition it does not lead is refused with NOT_LEADER_OR_FOLLOWER.
+    let other = placed.iter().find(|(_, l)| *l != OBSERVER_ID).unwrap().0;
+    assert_eq!(produce(port, "spread", other, &["x"]), 6);
+
+    // kill -9 of the active controller: the observer follows the next one.
+    let index = (leader - 1) as usize;
+    drop(controllers[index].take());
+    let survivors: Vec<u16> = nodes
+        .iter()
+        .filter(|n| n.id != leader)
+        .map(|n| n.port)
+        .collect();
+    create_retrying(port, "after-failover", 1);
+    wait_for(Duration::from_secs(10), "the survivors see it", || {
+        survivors
+            .iter()
+            .all(|p| topic_visible(*p, "after-failover"))
+            .then_some(())
+    });
+
+    // kill -9 of the observer; what commits meanwhile is there once it is back.
+    let (dir, _) = observer.into_dir();
+    create_retrying(survivors[0], "while-down", 1);
+    let observer = start_observer(port, &voters, dir);
+    assert!(topic_visible(port, "while-down"), "{}", observer.log());
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let records = read_partition(&mut stream, "spread", own[0]);
+    assert_eq!(
+        records.values().map(|v| v.as_ref()).collect::<Vec<_>>(),
+        [b"a".as_ref(), b"b".as_ref()]
+    );
+    drop(controllers);
+}
