@@ -456,7 +456,12 @@ pub fn from_raw(raw: BTreeMap<String, String>) -> Result<(BrokerConfig, Vec<Stri
             bail!("config key 'node.id' must be >= 0");
         }
     }
-    if let Some(v) = get("listeners") {
+    c.quorum = crate::metadata::quorum_config::parse(get, c.node_id)?;
+    if !c.quorum.broker {
+        // A controller-only node serves no clients: its one listener is the CONTROLLER one
+        // the quorum binds (checked by the quorum's parse).
+        c.listeners = Vec::new();
+    } else if let Some(v) = get("listeners") {
         let (listeners, listener_warnings) = crate::listener::parse(
             &v,
             get("advertised.listeners").as_deref(),
@@ -470,7 +475,6 @@ pub fn from_raw(raw: BTreeMap<String, String>) -> Result<(BrokerConfig, Vec<Stri
         let (listeners, _) = crate::listener::parse("localhost:9092", Some(&v), None, None)?;
         c.listeners = listeners;
     }
-    c.quorum = crate::metadata::quorum_config::parse(get, c.node_id)?;
     c.ssl = crate::tls::settings::parse(get)?;
     if let Some(ssl) = c
         .listeners

@@ -55,7 +55,7 @@ impl ListenerConfig {
 ///
 /// `listeners` entries are `NAME://HOST:PORT`; a bare `HOST:PORT` (what `--listen` took
 /// before) is `PLAINTEXT://HOST:PORT`. Listeners named in `controller.listener.names` are not
-/// bound: runnel has no separate controller. A bare `HOST:PORT` in `advertised.listeners`
+/// bound here: the metadata quorum binds the CONTROLLER one. A bare `HOST:PORT` in `advertised.listeners`
 /// advertises the first listener.
 pub fn parse(
     listeners: &str,

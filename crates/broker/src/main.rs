@@ -116,7 +116,9 @@ async fn run(config: config::BrokerConfig) -> anyhow::Result<()> {
         let admin_state = Arc::clone(&admin_state);
         let broker = Arc::clone(&broker);
         tokio::spawn(async move {
-            if broker.metadata.is_quorum() {
+            if !broker.has_broker_role() {
+                server::wait_for_active_controller(&broker).await;
+            } else if broker.metadata.is_quorum() {
                 server::wait_until_unfenced(&broker).await;
             }
             admin_state.serving();

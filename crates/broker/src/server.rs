@@ -34,7 +34,14 @@ pub async fn run(
     listeners: Vec<Listener>,
     stop: impl std::future::Future<Output = ()>,
 ) {
-    assert!(!listeners.is_empty(), "a broker has at least one listener");
+    // A controller-only node (`process.roles=controller`) has no client listener: it serves
+    // the quorum and the Kafka requests of its CONTROLLER listener, and never registers.
+    let broker_role = broker.has_broker_role();
+    assert_eq!(
+        listeners.is_empty(),
+        !broker_role,
+        "a broker has at least one client listener, a controller-only node none"
+    );
     let max_connections = broker.config.max_connections;
     let slots = Arc::new(Semaphore::new(max_connections));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -49,11 +56,13 @@ pub async fn run(
     // this node is the active controller it fences brokers (itself included, should its
     // heartbeats stall) whose session expires.
     let channel = crate::lifecycle::controller_channel(&broker);
-    let heartbeats = tokio::spawn(crate::lifecycle::run_heartbeats(
-        Arc::clone(&broker),
-        Arc::clone(&channel),
-        shutdown_rx.clone(),
-    ));
+    let heartbeats = broker_role.then(|| {
+        tokio::spawn(crate::lifecycle::run_heartbeats(
+            Arc::clone(&broker),
+            Arc::clone(&channel),
+            shutdown_rx.clone(),
+        ))
+    });
     let fencing = tokio::spawn(crate::lifecycle::run_fencing(
         Arc::clone(&broker),
         shutdown_rx.clone(),
@@ -74,7 +83,10 @@ pub async fn run(
     // before that its image may lack committed changes (a restarted node replaying), and a
     // client would be told of topics and configs as they were.
     let mut stopping = false;
-    if broker.metadata.is_quorum() {
+    if !broker_role {
+        stop.as_mut().await;
+        stopping = true;
+    } else if broker.metadata.is_quorum() {
         tokio::select! {
             _ = &mut stop => stopping = true,
             _ = wait_until_unfenced(&broker) => {}
@@ -124,8 +136,8 @@ pub async fn run(
     drop(listeners);
     // Kafka's controlled shutdown: leaderships move away (clients are told
     // NOT_LEADER_OR_FOLLOWER and refresh their metadata) before the logs close.
-    heartbeats.abort();
-    {
+    if let Some(heartbeats) = heartbeats {
+        heartbeats.abort();
         let broker = Arc::clone(&broker);
         let channel = Arc::clone(&channel);
         let _ = tokio::task::spawn_blocking(move || {
@@ -190,6 +202,15 @@ pub async fn wait_until_unfenced(broker: &Broker) {
         }
         tokio::time::sleep(UNFENCE_POLL).await;
     }
+}
+
+/// Returns once the quorum has an active controller this node knows of: when a
+/// controller-only node is ready (it has no broker registration to wait for).
+pub async fn wait_for_active_controller(broker: &Broker) {
+    while broker.metadata.active_controller().is_none() {
+        tokio::time::sleep(UNFENCE_POLL).await;
+    }
+    tracing::info!("the metadata quorum has an active controller");
 }
 
 /// How often a starting quorum node looks whether it was unfenced.

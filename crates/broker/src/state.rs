@@ -95,6 +95,18 @@ impl Broker {
         config: BrokerConfig,
         endpoints: Vec<(String, (String, u16))>,
     ) -> Result<Arc<Broker>> {
+        // A controller-only node registers no endpoint; its CONTROLLER listener stands in
+        // where a handler names this node.
+        let endpoints = match &config.quorum.listener {
+            Some((name, host, port)) if endpoints.is_empty() && !config.quorum.broker => {
+                let host = match host.as_str() {
+                    "" | "0.0.0.0" | "::" => "localhost".to_owned(),
+                    host => host.to_owned(),
+                };
+                vec![(name.clone(), (host, *port))]
+            }
+            _ => endpoints,
+        };
         let Some((_, advertised)) = endpoints.first().cloned() else {
             panic!("a broker has at least one listener");
         };
@@ -329,6 +341,13 @@ impl Broker {
 
     pub fn node_id(&self) -> i32 {
         self.config.node_id
+    }
+
+    /// Whether this node is a broker (`process.roles` holds `broker`, as every node without a
+    /// quorum): it registers, hosts partitions and serves clients. A controller-only node
+    /// does none of that.
+    pub fn has_broker_role(&self) -> bool {
+        self.config.quorum.broker
     }
 
     /// The (host, port) that clients connected to `listener` are told for `broker`, as Kafka
@@ -690,11 +709,14 @@ enum StartupStep {
 
 fn start_quorum_commands(broker: &Arc<Broker>) {
     let node_id = broker.node_id();
-    let steps = vec![
-        StartupStep::Command(Command::InitCluster),
-        StartupStep::Register,
-        StartupStep::Command(Command::RegisterMissingPartitions { node_id }),
-    ];
+    let mut steps = vec![StartupStep::Command(Command::InitCluster)];
+    // A controller-only node is no broker: it never registers.
+    if broker.has_broker_role() {
+        steps.push(StartupStep::Register);
+        steps.push(StartupStep::Command(Command::RegisterMissingPartitions {
+            node_id,
+        }));
+    }
     let broker = Arc::downgrade(broker);
     let spawned = std::thread::Builder::new()
         .name("quorum-startup".into())

@@ -36,7 +36,7 @@ fn start_observer(port: u16, voters: &str, dir: tempfile::TempDir) -> Runnel {
     )
 }
 
-/// Unfenced brokers `port`'s DescribeCluster lists.
+/// Unfenced brokers `port`'s DescribeCluster lists (none while any listed broker is fenced).
 fn unfenced_brokers(port: u16) -> Vec<i32> {
     let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
         return Vec::new();
@@ -49,12 +49,10 @@ fn unfenced_brokers(port: u16) -> Vec<i32> {
     else {
         panic!("not a DescribeCluster response")
     };
-    let mut ids: Vec<i32> = r
-        .brokers
-        .iter()
-        .filter(|b| !b.is_fenced)
-        .map(|b| b.broker_id.0)
-        .collect();
+    if r.brokers.iter().any(|b| b.is_fenced) {
+        return Vec::new();
+    }
+    let mut ids: Vec<i32> = r.brokers.iter().map(|b| b.broker_id.0).collect();
     ids.sort();
     ids
 }
@@ -179,4 +177,124 @@ fn broker_only_node_observes_the_quorum_and_serves_partitions() {
         [b"a".as_ref(), b"b".as_ref()]
     );
     drop(controllers);
+}
+
+/// A controller-only node's config and `listeners` (its CONTROLLER listener alone).
+fn start_controller_only(node: &QuorumNode, voters: &str) -> Runnel {
+    Runnel::start_with_listeners(
+        tempfile::tempdir().unwrap(),
+        &format!("CONTROLLER://127.0.0.1:{}", node.controller_port),
+        node.controller_port,
+        &node.config(voters, "\"process.roles\" = \"controller\"\n"),
+        &[],
+    )
+}
+
+// Proves Kafka's isolated mode: three controller-only nodes (no client listener, never
+// registered as brokers) and two broker-only nodes form one cluster; partitions land on the
+// brokers only, and the brokers go on after kill -9 of the active controller.
+#[test]
+fn controller_only_quorum_serves_broker_only_nodes() {
+    let (controllers, voters) = quorum_nodes(3);
+    let mut running: Vec<Option<Runnel>> = controllers
+        .iter()
+        .map(|n| Some(start_controller_only(n, &voters)))
+        .collect();
+    for n in &controllers {
+        // No client listener was bound.
+        assert!(TcpStream::connect(("127.0.0.1", n.port)).is_err());
+    }
+    let brokers: Vec<(i32, u16)> = (4..=5).map(|id| (id, free_port())).collect();
+    let _brokers: Vec<Runnel> = brokers
+        .iter()
+        .map(|(id, port)| {
+            Runnel::start_with_listeners(
+                tempfile::tempdir().unwrap(),
+                &format!("PLAINTEXT://127.0.0.1:{port}"),
+                *port,
+                &observer_config(&voters).replace(
+                    &format!("\"node.id\" = {OBSERVER_ID}"),
+                    &format!("\"node.id\" = {id}"),
+                ),
+                &[],
+            )
+        })
+        .collect();
+    let ports: Vec<u16> = brokers.iter().map(|(_, p)| *p).collect();
+    wait_for(Duration::from_secs(20), "both brokers see both", || {
+        ports
+            .iter()
+            .all(|p| unfenced_brokers(*p) == [4, 5])
+            .then_some(())
+    });
+    // DescribeQuorum on a controller's CONTROLLER listener (as kafka-metadata-quorum
+    // --bootstrap-controller asks it).
+    let controller_ports: Vec<u16> = controllers.iter().map(|n| n.controller_port).collect();
+    let (_, (leader, voter_ids, observer_ids)) =
+        wait_for(Duration::from_secs(10), "the quorum is described", || {
+            describe_quorum(&controller_ports)
+        });
+    assert_eq!(voter_ids.keys().copied().collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(observer_ids.keys().copied().collect::<Vec<_>>(), [4, 5]);
+
+    create_retrying(ports[0], "isolated", 6);
+    let placed = wait_for(Duration::from_secs(10), "the topic is placed", || {
+        let placed = leaders(ports[1], "isolated");
+        (placed.len() == 6).then_some(placed)
+    });
+    let mut hosts: Vec<i32> = placed.iter().map(|(_, l)| *l).collect();
+    hosts.sort();
+    hosts.dedup();
+    assert_eq!(hosts, [4, 5], "placed: {placed:?}");
+    for (partition, leader) in &placed {
+        let port = brokers.iter().find(|(id, _)| id == leader).unwrap().1;
+        assert_eq!(produce(port, "isolated", *partition, &["v"]), 0);
+    }
+
+    drop(running[(leader - 1) as usize].take());
+    create_retrying(ports[1], "after-failover", 1);
+    assert!(topic_visible(ports[1], "after-failover"));
+    wait_for(Duration::from_secs(10), "the other broker sees it", || {
+        topic_visible(ports[0], "after-failover").then_some(())
+    });
+}
+
+// Proves a broker-only node of a dynamic quorum (KIP-853: `controller.quorum.bootstrap.servers`,
+// no static voters) finds the leader through the bootstrap servers, replicates as an observer
+// and serves: here beside one standalone controller-only node.
+#[test]
+fn broker_only_node_joins_a_dynamic_quorum_through_bootstrap_servers() {
+    let controller_port = free_port();
+    let bootstrap =
+        format!("\"controller.quorum.bootstrap.servers\" = \"127.0.0.1:{controller_port}\"\n");
+    let common = "\"controller.listener.names\" = \"CONTROLLER\"\n\
+                  \"listener.security.protocol.map\" = \"PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT\"\n\
+                  \"num.partitions\" = 1\n";
+    let _controller = Runnel::start_with_listeners(
+        tempfile::tempdir().unwrap(),
+        &format!("CONTROLLER://127.0.0.1:{controller_port}"),
+        controller_port,
+        &format!("\"node.id\" = 1\n\"process.roles\" = \"controller\"\n{common}{bootstrap}"),
+        &[],
+    );
+    let port = free_port();
+    let _broker = Runnel::start_with_listeners(
+        tempfile::tempdir().unwrap(),
+        &format!("PLAINTEXT://127.0.0.1:{port}"),
+        port,
+        &format!("\"node.id\" = 2\n\"process.roles\" = \"broker\"\n{common}{bootstrap}"),
+        &[],
+    );
+    wait_for(Duration::from_secs(20), "the broker is unfenced", || {
+        (unfenced_brokers(port) == [2]).then_some(())
+    });
+    let (_, (leader, voters, observers)) =
+        wait_for(Duration::from_secs(10), "the quorum is described", || {
+            describe_quorum(&[controller_port])
+        });
+    assert_eq!(leader, 1);
+    assert_eq!(voters.keys().copied().collect::<Vec<_>>(), [1]);
+    assert_eq!(observers.keys().copied().collect::<Vec<_>>(), [2]);
+    create_retrying(port, "dynamic", 2);
+    assert_eq!(produce(port, "dynamic", 1, &["v"]), 0);
 }
