@@ -68,6 +68,13 @@ pub(crate) const ACTED_ON: &[&str] = &[
     "transaction.remove.expired.transaction.cleanup.interval.ms",
     "transaction.partition.verification.enable",
     "producer.id.expiration.ms",
+    "inter.broker.listener.name",
+    "security.inter.broker.protocol",
+    "replica.fetch.max.bytes",
+    "replica.fetch.response.max.bytes",
+    "replica.fetch.wait.max.ms",
+    "replica.fetch.min.bytes",
+    "replica.fetch.backoff.ms",
     // Internal in Kafka, but accepted by it: how often expired producer ids are looked for.
     "producer.id.expiration.check.interval.ms",
 ];
@@ -231,6 +238,33 @@ pub struct BrokerConfig {
     pub broker_session_timeout_ms: u64,
     /// `broker.heartbeat.interval.ms` (Kafka default 2000): how often a broker heartbeats.
     pub broker_heartbeat_interval_ms: u64,
+    /// The listener other brokers are reached on (`inter.broker.listener.name`, else the one
+    /// named for `security.inter.broker.protocol`, PLAINTEXT): see
+    /// [`BrokerConfig::inter_broker_listener_name`].
+    pub inter_broker_listener: Option<String>,
+    /// `replica.fetch.*`: how this broker fetches a partition moving to it.
+    pub replica_fetch: crate::replica::fetcher::FetchLimits,
+}
+
+impl BrokerConfig {
+    /// The listener name other brokers are reached on: `inter.broker.listener.name` (or
+    /// `security.inter.broker.protocol`'s name); unset, PLAINTEXT when there is such a
+    /// listener, else the first plaintext one, else the first.
+    pub fn inter_broker_listener_name(&self) -> &str {
+        if let Some(name) = &self.inter_broker_listener {
+            return name;
+        }
+        self.listeners
+            .iter()
+            .find(|l| l.name == "PLAINTEXT")
+            .or_else(|| {
+                self.listeners
+                    .iter()
+                    .find(|l| l.security_protocol == SecurityProtocol::Plaintext)
+            })
+            .or(self.listeners.first())
+            .map_or("PLAINTEXT", |l| l.name.as_str())
+    }
 }
 
 impl Default for BrokerConfig {
@@ -254,6 +288,8 @@ impl Default for BrokerConfig {
             rack: None,
             broker_session_timeout_ms: 9_000,
             broker_heartbeat_interval_ms: 2_000,
+            inter_broker_listener: None,
+            replica_fetch: crate::replica::fetcher::FetchLimits::default(),
             max_connections: 10_000,
             fetch_max_bytes: 57_671_680,
             fetch_session_slots: crate::fetch_session::SESSION_SLOTS_MAX_DEFAULT,
@@ -531,6 +567,68 @@ pub fn from_raw(raw: BTreeMap<String, String>) -> Result<(BrokerConfig, Vec<Stri
         if c.broker_heartbeat_interval_ms == 0 {
             bail!("config key 'broker.heartbeat.interval.ms' must be > 0");
         }
+    }
+    // Kafka's inter-broker listener: named, or the listener named after the security
+    // protocol (default PLAINTEXT). Runnel's broker-to-broker connections (partition moves,
+    // transaction markers, AddPartitionsToTxn) are plaintext, so it must be a PLAINTEXT one.
+    let inter_broker = match (
+        get("inter.broker.listener.name"),
+        get("security.inter.broker.protocol"),
+    ) {
+        (Some(_), Some(_)) => bail!(
+            "Only one of inter.broker.listener.name and security.inter.broker.protocol should \
+             be set."
+        ),
+        (Some(name), None) => Some(name.to_ascii_uppercase()),
+        (None, Some(protocol)) => Some(protocol.to_ascii_uppercase()),
+        (None, None) => None,
+    };
+    if let Some(name) = &inter_broker {
+        if c.quorum.broker {
+            let Some(listener) = c.listeners.iter().find(|l| l.name == *name) else {
+                bail!(
+                    "inter.broker.listener.name must be a listener name defined in \
+                     advertised.listeners. The valid options based on currently configured \
+                     listeners are {}",
+                    c.listeners
+                        .iter()
+                        .map(|l| l.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                );
+            };
+            if listener.security_protocol != SecurityProtocol::Plaintext && c.quorum.enabled() {
+                bail!(
+                    "inter-broker listener {name} is not PLAINTEXT: runnel's broker-to-broker \
+                     connections are plaintext only (name a PLAINTEXT listener in \
+                     inter.broker.listener.name)"
+                );
+            }
+        }
+    }
+    c.inter_broker_listener = inter_broker;
+    let fetch_num = |key: &str, min: i64| -> Result<Option<i64>> {
+        let Some(v) = get(key) else { return Ok(None) };
+        let n: i64 = num(key, &v)?;
+        if n < min || n > i64::from(i32::MAX) {
+            bail!("config key '{key}' must be between {min} and {}", i32::MAX);
+        }
+        Ok(Some(n))
+    };
+    if let Some(n) = fetch_num("replica.fetch.max.bytes", 0)? {
+        c.replica_fetch.max_bytes = n as i32;
+    }
+    if let Some(n) = fetch_num("replica.fetch.response.max.bytes", 0)? {
+        c.replica_fetch.response_max_bytes = n as i32;
+    }
+    if let Some(n) = fetch_num("replica.fetch.wait.max.ms", 0)? {
+        c.replica_fetch.wait_max_ms = n as i32;
+    }
+    if let Some(n) = fetch_num("replica.fetch.min.bytes", 1)? {
+        c.replica_fetch.min_bytes = n as i32;
+    }
+    if let Some(n) = fetch_num("replica.fetch.backoff.ms", 0)? {
+        c.replica_fetch.backoff_ms = n as u64;
     }
     if let Some(v) = get("connections.max.idle.ms") {
         c.connections_max_idle_ms = num("connections.max.idle.ms", &v)?;
@@ -814,6 +912,74 @@ mod tests {
         for bad in ["0", "-5", "x", "3000000000"] {
             assert!(from_raw(raw(bad)).is_err(), "{bad}");
         }
+    }
+
+    // Proves the inter-broker listener is Kafka's: named, or after the security protocol,
+    // refused when it is no listener or both keys are set; unset it falls back to PLAINTEXT.
+    #[test]
+    fn inter_broker_listener_is_chosen_as_kafka_does() {
+        let raw = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let two = (
+            "listeners",
+            "EXTERNAL://127.0.0.1:19092,INTERNAL://127.0.0.1:19094",
+        );
+        let map = (
+            "listener.security.protocol.map",
+            "EXTERNAL:PLAINTEXT,INTERNAL:PLAINTEXT",
+        );
+        let (c, warnings) =
+            from_raw(raw(&[two, map, ("inter.broker.listener.name", "internal")])).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(c.inter_broker_listener_name(), "INTERNAL");
+        let (c, _) = from_raw(raw(&[two, map])).unwrap();
+        assert_eq!(c.inter_broker_listener_name(), "EXTERNAL");
+        let (c, _) = from_raw(BTreeMap::new()).unwrap();
+        assert_eq!(c.inter_broker_listener_name(), "PLAINTEXT");
+        let e = from_raw(raw(&[two, map, ("inter.broker.listener.name", "OTHER")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("EXTERNAL,INTERNAL"), "{e}");
+        assert!(from_raw(raw(&[
+            two,
+            map,
+            ("security.inter.broker.protocol", "PLAINTEXT")
+        ]))
+        .is_err());
+        assert!(from_raw(raw(&[
+            two,
+            map,
+            ("inter.broker.listener.name", "INTERNAL"),
+            ("security.inter.broker.protocol", "PLAINTEXT"),
+        ]))
+        .is_err());
+    }
+
+    // Proves replica.fetch.* reach the move fetcher's limits, with Kafka's defaults.
+    #[test]
+    fn replica_fetch_settings_are_read() {
+        let (c, _) = from_raw(BTreeMap::new()).unwrap();
+        assert_eq!(
+            c.replica_fetch,
+            crate::replica::fetcher::FetchLimits::default()
+        );
+        assert_eq!(c.replica_fetch.max_bytes, 1_048_576);
+        let raw = BTreeMap::from([
+            ("replica.fetch.max.bytes".to_string(), "65536".to_string()),
+            ("replica.fetch.wait.max.ms".to_string(), "100".to_string()),
+            ("replica.fetch.backoff.ms".to_string(), "50".to_string()),
+        ]);
+        let (c, warnings) = from_raw(raw).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(c.replica_fetch.max_bytes, 65_536);
+        assert_eq!(c.replica_fetch.wait_max_ms, 100);
+        assert_eq!(c.replica_fetch.backoff_ms, 50);
+        let bad = BTreeMap::from([("replica.fetch.min.bytes".to_string(), "0".to_string())]);
+        assert!(from_raw(bad).is_err());
     }
 
     // Unquoted dotted keys become nested tables in TOML; they are joined back.

@@ -90,6 +90,7 @@ pub fn markdown() -> String {
          |---|---|---|---|---|"
     );
     let mut acted: Vec<&str> = ACTED_ON.to_vec();
+    acted.extend(crate::metadata::quorum_config::KEYS);
     acted.sort_unstable();
     for key in acted {
         match catalogue.broker(key) {
@@ -176,6 +177,7 @@ pub fn markdown() -> String {
         .map(|b| b.def.name.as_str())
         .filter(|k| !ACTED_ON.contains(k) && !synonyms.contains(k))
         .filter(|k| !crate::tls::settings::KEYS.contains(k))
+        .filter(|k| !crate::metadata::quorum_config::KEYS.contains(k))
         .collect();
     ignored.sort_unstable();
     let _ = writeln!(

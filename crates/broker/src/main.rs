@@ -131,7 +131,7 @@ async fn run(config: config::BrokerConfig) -> anyhow::Result<()> {
     );
     tokio::spawn(replica::move_fetcher::run(
         Arc::clone(&broker),
-        replica::fetcher::FetchLimits::default(),
+        broker.config.replica_fetch,
     ));
     let stop = async {
         stop_signal().await;

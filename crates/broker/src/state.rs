@@ -384,6 +384,19 @@ impl Broker {
             .map(|(host, port)| (host.to_owned(), port))
     }
 
+    /// `host:port` of `broker`'s inter-broker listener (`inter.broker.listener.name`), where
+    /// this broker connects to it; its first registered listener when it has none of that name.
+    pub fn inter_broker_address(&self, broker: &runnel_cluster::metadata::BrokerImage) -> String {
+        let (host, port) = broker
+            .endpoint(self.config.inter_broker_listener_name())
+            .map_or((broker.host.as_str(), broker.port), |(h, p)| (h, p));
+        if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        }
+    }
+
     /// This broker's listeners as it registers them: name, advertised endpoint, protocol.
     pub fn registered_listeners(&self) -> Vec<runnel_cluster::metadata::BrokerListener> {
         self.config

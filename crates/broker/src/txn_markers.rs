@@ -149,7 +149,7 @@ pub async fn route_txn_markers(broker: &Broker, markers: Vec<MarkerRequest>) -> 
     for (leader, requests) in remote {
         match image.brokers.get(&leader) {
             Some(b) => {
-                let address = format!("{}:{}", b.host, b.port);
+                let address = broker.inter_broker_address(b);
                 results.extend(
                     broker
                         .marker_channel

@@ -235,3 +235,67 @@ fn a_partition_moves_to_another_broker_without_losing_acknowledged_records() {
         || !old_runnel.data_dir().join("moving-0").exists(),
     );
 }
+
+// Proves the copy goes to the old leader's inter-broker listener (`inter.broker.listener.name`),
+// not its first one: each node's client listener is advertised at a port nothing listens on,
+// so the move completes only when the new leader fetches from the INTERNAL listener.
+#[test]
+fn a_moving_partition_is_copied_over_the_inter_broker_listener() {
+    let (nodes, voters) = quorum_nodes(2);
+    let internal: Vec<u16> = nodes.iter().map(|_| free_port()).collect();
+    let runnels: Vec<Runnel> = nodes
+        .iter()
+        .zip(&internal)
+        .map(|(node, internal)| {
+            let listeners = format!(
+                "CLIENT://127.0.0.1:{},INTERNAL://127.0.0.1:{internal},CONTROLLER://127.0.0.1:{}",
+                node.port, node.controller_port
+            );
+            let config = format!(
+                "\"node.id\" = {}\n\"controller.listener.names\" = \"CONTROLLER\"\n\
+                 \"listener.security.protocol.map\" = \
+                 \"CLIENT:PLAINTEXT,INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT\"\n\
+                 \"advertised.listeners\" = \"CLIENT://127.0.0.1:1,INTERNAL://127.0.0.1:{internal}\"\n\
+                 \"inter.broker.listener.name\" = \"INTERNAL\"\n\
+                 \"controller.quorum.voters\" = \"{voters}\"\n\"num.partitions\" = 1\n",
+                node.id
+            );
+            Runnel::start_with_listeners(
+                tempfile::tempdir().unwrap(),
+                &listeners,
+                node.port,
+                &config,
+                &[],
+            )
+        })
+        .collect();
+    create_retrying(nodes[0].port, "inner", 1);
+    let (leader, _, _) = wait_for(
+        Duration::from_secs(10),
+        "the partition has a leader",
+        || partition_state(nodes[0].port, "inner").filter(|(l, _, _)| *l > 0),
+    );
+    let port_of = |id: i32| nodes.iter().find(|n| n.id == id).unwrap().port;
+    let mut stream = TcpStream::connect(("127.0.0.1", port_of(leader))).unwrap();
+    let request = produce_request("inner", -1, 10_000, &[(0, batch(&["a", "b", "c"]))]);
+    let ResponseKind::Produce(r) = call(&mut stream, ApiKey::Produce, 9, &request) else {
+        panic!("not a Produce response")
+    };
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+    let target = nodes.iter().find(|n| n.id != leader).unwrap().id;
+    // The target may not have registered yet (INVALID_REPLICA_ASSIGNMENT until it has).
+    wait_for(Duration::from_secs(20), "the move is accepted", || {
+        (reassign(nodes[0].port, "inner", target) == 0).then_some(())
+    });
+    wait_until(Duration::from_secs(20), "the partition moved", || {
+        partition_state(port_of(target), "inner")
+            .is_some_and(|(l, r, _)| l == target && r == [target])
+    });
+    let mut stream = TcpStream::connect(("127.0.0.1", port_of(target))).unwrap();
+    let records = read_partition(&mut stream, "inner", 0);
+    assert_eq!(
+        records.values().map(|v| v.as_ref()).collect::<Vec<_>>(),
+        [b"a".as_ref(), b"b".as_ref(), b"c".as_ref()]
+    );
+    drop(runnels);
+}

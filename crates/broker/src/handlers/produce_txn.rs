@@ -365,7 +365,7 @@ fn remote_coordinator(broker: &Broker, transactional_id: &str) -> Option<(i32, S
         return None;
     }
     let b = image.brokers.get(&leader).filter(|b| b.is_live())?;
-    Some((leader, format!("{}:{}", b.host, b.port)))
+    Some((leader, broker.inter_broker_address(b)))
 }
 
 /// Asks the coordinator (in-process, or over the network when another broker is it) to verify

@@ -10,6 +10,7 @@ pub const KEYS: &[&str] = &[
     "controller.quorum.voters",
     "controller.quorum.bootstrap.servers",
     "controller.quorum.election.timeout.ms",
+    "controller.quorum.fetch.timeout.ms",
     "controller.quorum.request.timeout.ms",
 ];
 

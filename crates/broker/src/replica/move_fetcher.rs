@@ -76,7 +76,7 @@ pub async fn run(broker: Arc<Broker>, limits: FetchLimits) {
                     let Some(address) = image
                         .brokers
                         .get(&from)
-                        .map(|b| format!("{}:{}", b.host, b.port))
+                        .map(|b| broker.inter_broker_address(b))
                     else {
                         fetcher.on_fetch(FetchOutcome::Failed, log_end_offset);
                         continue;
