@@ -138,20 +138,6 @@ fn alter(stream: &mut TcpStream, topic: &str, retention: u64) -> i16 {
     r.responses[0].error_code
 }
 
-/// Whether `topic` is in `port`'s metadata (its own image).
-fn visible(port: u16, topic: &str) -> bool {
-    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let request = RequestKind::Metadata(MetadataRequest::default().with_topics(Some(vec![
-        metadata_request::MetadataRequestTopic::default().with_name(Some(name(topic))),
-    ])));
-    let ResponseKind::Metadata(r) = call(&mut stream, ApiKey::Metadata, 12, &request) else {
-        panic!("not a Metadata response")
-    };
-    r.topics[0].error_code == 0
-}
-
 /// Retries `op` while there is no controller (NOT_CONTROLLER, timeouts), up to `limit`.
 fn retry(limit: Duration, mut op: impl FnMut() -> i16) -> i16 {
     let deadline = Instant::now() + limit;
@@ -203,7 +189,7 @@ fn three_node_quorum_survives_kill_of_the_active_controller() {
         wait_until(
             Duration::from_secs(10),
             &format!("node {} sees the topic", node.id),
-            || visible(node.port, "base"),
+            || topic_visible(node.port, "base"),
         );
     }
 
@@ -309,10 +295,10 @@ fn three_node_quorum_survives_kill_of_the_active_controller() {
             wait_until(
                 Duration::from_secs(10),
                 &format!("node {} shows {topic} as {live}", node.id),
-                || visible(node.port, topic) == *live,
+                || topic_visible(node.port, topic) == *live,
             );
         }
-        assert!(visible(node.port, "base"));
+        assert!(topic_visible(node.port, "base"));
     }
     // The killed controller was behind the others' snapshots: it caught up from one.
     let caught_up = runnels[index].as_ref().unwrap().log();
