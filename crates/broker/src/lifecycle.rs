@@ -13,6 +13,7 @@
 //! talks to it in process ([`InProcess`]), through the same functions the handlers call, so
 //! fencing works the same as over the wire.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -34,6 +35,28 @@ pub struct Liveness {
     /// In a quorum: the Raft term in which this node last activated as the controller (0:
     /// not active). Sessions are soft state of one term's controller.
     active_term: Mutex<u64>,
+    /// Heartbeats received per broker and not answered yet: a broker waiting on this
+    /// controller (stalled behind a long command, such as a CreateTopics opening thousands of
+    /// logs) is talking to it, so its session is not expired meanwhile.
+    in_flight: Mutex<BTreeMap<i32, usize>>,
+}
+
+/// Counts one heartbeat in flight for its broker until dropped.
+struct InFlight<'a> {
+    liveness: &'a Liveness,
+    node_id: i32,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let mut in_flight = self.liveness.in_flight();
+        if let Some(n) = in_flight.get_mut(&self.node_id) {
+            *n -= 1;
+            if *n == 0 {
+                in_flight.remove(&self.node_id);
+            }
+        }
+    }
 }
 
 impl Liveness {
@@ -42,7 +65,26 @@ impl Liveness {
             tracker: Mutex::new(HeartbeatTracker::new(session_timeout_ms)),
             origin: Instant::now(),
             active_term: Mutex::new(0),
+            in_flight: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    fn in_flight(&self) -> std::sync::MutexGuard<'_, BTreeMap<i32, usize>> {
+        self.in_flight.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Marks a heartbeat of `node_id` in flight until the guard drops.
+    fn heartbeat_started(&self, node_id: i32) -> InFlight<'_> {
+        *self.in_flight().entry(node_id).or_insert(0) += 1;
+        InFlight {
+            liveness: self,
+            node_id,
+        }
+    }
+
+    /// Whether a heartbeat of `node_id` is being handled now.
+    fn heartbeat_in_flight(&self, node_id: i32) -> bool {
+        self.in_flight().contains_key(&node_id)
     }
 
     /// Follows the quorum's leadership: `term` is `Some` while this node is the active
@@ -157,6 +199,7 @@ pub fn register(broker: &Broker, mut request: Registration) -> Result<i64, Clust
 pub fn heartbeat(broker: &Broker, request: Heartbeat) -> Result<HeartbeatReply, ClusterError> {
     follow_leadership(broker);
     let liveness = &broker.liveness;
+    let _in_flight = liveness.heartbeat_started(request.node_id);
     let before = broker.image();
     let image = broker
         .metadata
@@ -219,6 +262,16 @@ pub fn fence_expired(broker: &Broker) {
         broker_epoch,
     } in expired
     {
+        if broker.liveness.heartbeat_in_flight(node_id) {
+            // Its heartbeat waits on this controller: alive. The session runs again from
+            // that heartbeat's answer.
+            broker.liveness.tracker().set_fenced(node_id, false);
+            tracing::debug!(
+                node_id,
+                "session expired while its heartbeat waits; not fenced"
+            );
+            continue;
+        }
         let command = Command::FenceStaleBroker {
             node_id,
             broker_epoch,

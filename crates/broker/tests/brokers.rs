@@ -474,3 +474,29 @@ fn silent_broker_from_before_a_restart_is_fenced() {
     );
     assert!(describe_cluster(&mut s, true).contains(&(2, true, Some("rack-2".into()))));
 }
+
+// Proves a controller busy with one long command does not fence a broker whose heartbeat
+// waits behind it: the node's own heartbeat is stuck behind a CreateTopics that opens
+// thousands of logs for longer than the session, and the node is still unfenced afterwards
+// (the next CreateTopics is placed on it rather than refused with every broker fenced).
+#[test]
+fn a_long_create_does_not_fence_the_broker_waiting_on_it() {
+    let runnel = Runnel::start(
+        "\"broker.session.timeout.ms\" = 300\n\"broker.heartbeat.interval.ms\" = 50\n",
+    );
+    let mut stream = runnel.connect();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(120)))
+        .unwrap();
+    let started = Instant::now();
+    create_topic(&mut stream, "wide", 3000, &[]);
+    let took = started.elapsed();
+    // Only meaningful when the create outlasted the session (it does on any disk: 3,000 logs).
+    assert!(took > Duration::from_millis(300), "create took {took:?}");
+    create_topic(&mut stream, "after", 1, &[]);
+    let log = runnel.log();
+    assert!(
+        !log.contains("missed its heartbeat session"),
+        "the node fenced itself while its heartbeat waited:\n{log}"
+    );
+}
