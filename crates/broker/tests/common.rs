@@ -670,6 +670,11 @@ pub type Quorum = (
 /// DescribeQuorum (v2) on each of `ports` in turn: the first answer without an error, with
 /// the port that gave it; `None` while none answers (no leader yet, or all down).
 pub fn describe_quorum(ports: &[u16]) -> Option<(u16, Quorum)> {
+    describe_quorum_version(ports, 2)
+}
+
+/// [`describe_quorum`] at request `version` (directory ids are nil below v2, which lacks them).
+pub fn describe_quorum_version(ports: &[u16], version: i16) -> Option<(u16, Quorum)> {
     use kafka_protocol::messages::{describe_quorum_request, DescribeQuorumRequest};
     for &port in ports {
         let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
@@ -684,7 +689,7 @@ pub fn describe_quorum(ports: &[u16]) -> Option<(u16, Quorum)> {
                 ])],
         ));
         let ResponseKind::DescribeQuorum(r) =
-            call(&mut stream, ApiKey::DescribeQuorum, 2, &request)
+            call(&mut stream, ApiKey::DescribeQuorum, version, &request)
         else {
             continue;
         };

@@ -145,6 +145,13 @@ fn standalone_node_grows_into_a_quorum_and_shrinks() {
     let (_, (_, voters, observers)) = describe_quorum(&controllers).expect("a leader");
     assert_eq!(voters.keys().copied().collect::<Vec<_>>(), vec![1, 2, 3]);
     assert!(observers.is_empty());
+    // Older versions are answered too, without the directory ids they cannot carry.
+    for version in 0..=1 {
+        let (_, (_, old, _)) = describe_quorum_version(&controllers, version)
+            .unwrap_or_else(|| panic!("DescribeQuorum v{version} answered"));
+        assert_eq!(old.keys().copied().collect::<Vec<_>>(), vec![1, 2, 3]);
+        assert!(old.values().all(Uuid::is_nil), "v{version}: {old:?}");
+    }
     let directory_ids = voters.clone();
     create_retrying(nodes[1].port, "three-voters", 1);
     // kill -9 of the first node: the other two are a majority of three and still commit.

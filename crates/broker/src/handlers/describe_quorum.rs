@@ -82,14 +82,25 @@ fn answer(quorum: &QuorumHandle, status: &QuorumStatus, version: i16) -> Describ
         } else {
             (r.last_fetch_ms, r.last_caught_up_ms)
         };
-        ReplicaState::default()
+        let state = ReplicaState::default()
             .with_replica_id(BrokerId(r.id))
-            // Static voters (`controller.quorum.voters`) have no directory id: Kafka reports
-            // the zero UUID for them; a dynamic quorum's members carry theirs.
-            .with_replica_directory_id(r.directory_id)
-            .with_log_end_offset(r.log_end_offset)
-            .with_last_fetch_timestamp(fetch)
-            .with_last_caught_up_timestamp(caught_up)
+            .with_log_end_offset(r.log_end_offset);
+        // Fields the request's version has (the codec refuses a value it cannot encode):
+        // the timestamps from v1, directory ids from v2. Static voters
+        // (`controller.quorum.voters`) have no directory id: Kafka reports the zero UUID for
+        // them; a dynamic quorum's members carry theirs.
+        let state = if version >= 1 {
+            state
+                .with_last_fetch_timestamp(fetch)
+                .with_last_caught_up_timestamp(caught_up)
+        } else {
+            state
+        };
+        if version >= 2 {
+            state.with_replica_directory_id(r.directory_id)
+        } else {
+            state
+        }
     };
     let partition = PartitionData::default()
         .with_partition_index(METADATA_PARTITION)
