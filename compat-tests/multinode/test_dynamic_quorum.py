@@ -65,12 +65,13 @@ def status(cluster) -> dict:
     return fields
 
 
-def replication(cluster) -> dict[int, tuple[str, str]]:
-    """describe --replication as {node id: (directory id, status)}."""
+def replication(cluster) -> dict[int, tuple[str, str, int]]:
+    """describe --replication as {node id: (directory id, status, lag)}."""
     out = ok(quorum_tool(cluster, "describe", "--replication"))
     lines = out.strip().splitlines()
-    assert lines[0].split()[:2] == ["NodeId", "DirectoryId"] and lines[0].split()[-1] == "Status", out
-    return {int(r[0]): (r[1], r[-1]) for r in (line.split() for line in lines[1:])}
+    assert lines[0].split() == ["NodeId", "DirectoryId", "LogEndOffset", "Lag", "LastFetchTimestamp",
+                                "LastCaughtUpTimestamp", "Status"], out
+    return {int(r[0]): (r[1], r[6], int(r[3])) for r in (line.split() for line in lines[1:])}
 
 
 def voter_entry(node) -> dict:
@@ -87,22 +88,20 @@ def voters(st: dict) -> list[dict]:
 
 
 def wait_caught_up_observer(cluster, node) -> None:
-    """Until the quorum lists `node` as an observer whose log reached the high watermark (DescribeQuorum on
-    the wire, no JVM per poll): a leader only promotes a caught-up observer."""
+    """Until describe --replication lists `node` as an Observer with no lag: a leader only promotes an
+    observer that has caught up (as an operator checks before add-controller)."""
+    last = {}
+
     def caught_up():
-        q = cluster.describe_quorum()
-        leo = dict(q["observers"]).get(node.node_id)
-        return q if leo is not None and leo >= q["high_watermark"] > 0 else None
+        last["rows"] = rows = replication(cluster)
+        row = rows.get(node.node_id)
+        return row is not None and row[1] == "Observer" and row[2] == 0
 
-    wait_for(caught_up, timeout_s=60, interval_s=0.2,
-             what=f"node {node.node_id} as a caught-up observer (last DescribeQuorum: {_quietly(cluster.describe_quorum)})")
-
-
-def _quietly(fn):
     try:
-        return fn()
-    except Exception as e:  # noqa: BLE001 - only for a failure message
-        return e
+        wait_for(caught_up, timeout_s=60, interval_s=0.5, what=f"node {node.node_id} as a caught-up observer")
+    except AssertionError:
+        raise AssertionError(f"node {node.node_id} never listed as an Observer with lag 0; last describe "
+                             f"--replication: {last.get('rows')}") from None
 
 
 def add_controller(cluster, node) -> None:
@@ -168,8 +167,8 @@ def test_add_controller_grows_a_standalone_quorum_to_three_voters(dynamic_cluste
     assert st["CurrentObservers"] == [], st["text"]
     assert int(st["LeaderId"]) in {n.node_id for n in cluster.nodes}, st["text"]
     rows = replication(cluster)
-    assert {i: d for i, (d, _) in rows.items()} == {n.node_id: n.directory_id() for n in cluster.nodes}, rows
-    assert sorted(s for _, s in rows.values()) == ["Follower", "Follower", "Leader"], rows
+    assert {i: r[0] for i, r in rows.items()} == {n.node_id: n.directory_id() for n in cluster.nodes}, rows
+    assert sorted(r[1] for r in rows.values()) == ["Follower", "Follower", "Leader"], rows
     assert rows[int(st["LeaderId"])][1] == "Leader", rows
 
     for node in cluster.nodes:
@@ -224,3 +223,14 @@ def test_remove_controller_shrinks_the_quorum(dynamic_cluster, topic_name):
     refused(quorum_tool(cluster, "remove-controller", "--controller-id", str(victim.node_id),
                         "--controller-directory-id", victim.directory_id()), "VoterNotFoundException")
     assert voters(status(cluster)) == [voter_entry(n) for n in kept]
+
+
+def test_describe_quorum_v0_lists_voter_and_observers(dynamic_cluster):
+    """DescribeQuorum v0 (the version Kafka 3.x tools send; no directory ids in it) answers on the leader's
+    CONTROLLER listener for a dynamic quorum too: node 1 leads and is the only voter, nodes 2 and 3 are listed
+    as observers."""
+    cluster = dynamic_cluster
+    q = cluster.describe_quorum()
+    assert q["leader_id"] == cluster.nodes[0].node_id and q["leader_epoch"] >= 1, q
+    assert [rid for rid, _ in q["voters"]] == [cluster.nodes[0].node_id], q
+    assert sorted(rid for rid, _ in q["observers"]) == [n.node_id for n in cluster.nodes[1:]], q
