@@ -32,9 +32,10 @@ RECORDS = 30
 # ---- the CLI ----------------------------------------------------------------------------------------------
 
 
-def quorum_tool(cluster, *args: str, command_config=None) -> subprocess.CompletedProcess:
-    """kafka-metadata-quorum against the first node's CONTROLLER listener (the quorum's bootstrap server)."""
-    argv = ["--bootstrap-controller", cluster.quorum_bootstrap]
+def quorum_tool(cluster, *args: str, command_config=None, controllers: str | None = None) -> subprocess.CompletedProcess:
+    """kafka-metadata-quorum against the first node's CONTROLLER listener (the quorum's bootstrap server),
+    or against `controllers`."""
+    argv = ["--bootstrap-controller", controllers or cluster.quorum_bootstrap]
     if command_config is not None:
         argv += ["--command-config", str(command_config)]
     return subprocess.run(java_tool_argv(QUORUM, *argv, *args), capture_output=True, text=True,
@@ -55,9 +56,9 @@ def refused(done: subprocess.CompletedProcess, exception: str) -> str:
     return found.group(0)
 
 
-def status(cluster) -> dict:
+def status(cluster, **how) -> dict:
     """describe --status as {field: value}, CurrentVoters / CurrentObservers parsed from their JSON."""
-    out = ok(quorum_tool(cluster, "describe", "--status"))
+    out = ok(quorum_tool(cluster, "describe", "--status", **how))
     fields = dict(re.findall(r"^(\w+):\s+(.*)$", out, re.M))
     for key in ("CurrentVoters", "CurrentObservers"):
         fields[key] = json.loads(fields[key])
@@ -234,3 +235,41 @@ def test_describe_quorum_v0_lists_voter_and_observers(dynamic_cluster):
     assert q["leader_id"] == cluster.nodes[0].node_id and q["leader_epoch"] >= 1, q
     assert [rid for rid, _ in q["voters"]] == [cluster.nodes[0].node_id], q
     assert sorted(rid for rid, _ in q["observers"]) == [n.node_id for n in cluster.nodes[1:]], q
+
+
+def test_grown_quorum_elects_a_new_leader_without_its_first_node(dynamic_cluster, topic_name, tmp_path):
+    """The voters add-controller made vote: after kill -9 of node 1 (the first voter, the leader, and the
+    only `controller.quorum.bootstrap.servers` entry), nodes 2 and 3 elect a leader among themselves at a
+    higher epoch, describe --status through their CONTROLLER listeners still lists the three voters, and a
+    topic created through node 2 once node 1's broker is fenced takes records."""
+    cluster = dynamic_cluster
+    first, rest = cluster.nodes[0], cluster.nodes[1:]
+    st = grow_to_three_voters(cluster)
+    assert int(st["LeaderId"]) == first.node_id, st["text"]
+    old_epoch = int(st["LeaderEpoch"])
+
+    first.kill9()
+    survivors = ",".join(n.controller for n in rest)
+    # Short admin timeouts, so an ask while no leader is elected fails fast and is asked again.
+    quick = tmp_path / "quick-admin.properties"
+    quick.write_text("request.timeout.ms=3000\ndefault.api.timeout.ms=5000\n")
+    last = {}
+
+    def new_leader():
+        done = quorum_tool(cluster, "describe", "--status", controllers=survivors, command_config=quick)
+        last["out"] = done.stdout + done.stderr
+        fields = dict(re.findall(r"^(\w+):\s+(.*)$", done.stdout, re.M))
+        if done.returncode != 0 or int(fields.get("LeaderId", -1)) not in {n.node_id for n in rest}:
+            return None
+        return fields if int(fields["LeaderEpoch"]) > old_epoch else None
+
+    try:
+        fields = wait_for(new_leader, timeout_s=90, interval_s=0.5, what="a leader among nodes 2 and 3")
+    except AssertionError:
+        raise AssertionError(f"no new leader among nodes 2 and 3; last describe --status:\n{last.get('out')}") from None
+    assert sorted(v["id"] for v in json.loads(fields["CurrentVoters"])) == [n.node_id for n in cluster.nodes], fields
+
+    admin = AdminClient({"bootstrap.servers": rest[0].bootstrap})
+    wait_for(lambda: first.node_id not in admin.list_topics(timeout=10).brokers, timeout_s=60,
+             what=f"node {first.node_id}'s broker fenced and gone from Metadata")
+    topic_takes_records_through(cluster, rest[0], f"{topic_name}-without-node1")
