@@ -273,3 +273,27 @@ def test_grown_quorum_elects_a_new_leader_without_its_first_node(dynamic_cluster
     wait_for(lambda: first.node_id not in admin.list_topics(timeout=10).brokers, timeout_s=60,
              what=f"node {first.node_id}'s broker fenced and gone from Metadata")
     topic_takes_records_through(cluster, rest[0], f"{topic_name}-without-node1")
+
+
+def test_membership_survives_a_restart_of_every_node(dynamic_cluster, topic_name):
+    """Membership changes are durable: after node 2 was added and node 3 added then removed, a stop and
+    restart of all three nodes comes back with exactly the voters 1 and 2 (same directory ids and endpoints),
+    node 3 an observer again, and a topic created through node 3 takes records."""
+    cluster = dynamic_cluster
+    first, second, third = cluster.nodes
+    grow_to_three_voters(cluster)
+    ok(quorum_tool(cluster, "remove-controller", "--controller-id", str(third.node_id),
+                   "--controller-directory-id", third.directory_id()))
+    assert voters(status(cluster)) == [voter_entry(first), voter_entry(second)]
+
+    cluster.stop()
+    cluster.restart_all()
+    st = wait_for_status(
+        cluster,
+        lambda s: [(o["id"], o.get("directoryId")) for o in s["CurrentObservers"]]
+        == [(third.node_id, third.directory_id())],
+        what=f"node {third.node_id} listed as an observer after the restart",
+    )
+    assert voters(st) == [voter_entry(first), voter_entry(second)], st["text"]
+    assert int(st["LeaderId"]) in (first.node_id, second.node_id), st["text"]
+    topic_takes_records_through(cluster, third, f"{topic_name}-after-restart")
