@@ -32,10 +32,11 @@ RECORDS = 30
 # ---- the CLI ----------------------------------------------------------------------------------------------
 
 
-def quorum_tool(cluster, *args: str, command_config=None, controllers: str | None = None) -> subprocess.CompletedProcess:
+def quorum_tool(cluster, *args: str, command_config=None, controllers: str | None = None,
+                broker: str | None = None) -> subprocess.CompletedProcess:
     """kafka-metadata-quorum against the first node's CONTROLLER listener (the quorum's bootstrap server),
-    or against `controllers`."""
-    argv = ["--bootstrap-controller", controllers or cluster.quorum_bootstrap]
+    or against `controllers`, or through a `broker` listener (`--bootstrap-server`)."""
+    argv = ["--bootstrap-server", broker] if broker else ["--bootstrap-controller", controllers or cluster.quorum_bootstrap]
     if command_config is not None:
         argv += ["--command-config", str(command_config)]
     return subprocess.run(java_tool_argv(QUORUM, *argv, *args), capture_output=True, text=True,
@@ -154,7 +155,8 @@ def topic_takes_records_through(cluster, node, topic: str) -> None:
 def test_add_controller_grows_a_standalone_quorum_to_three_voters(dynamic_cluster, topic_name):
     """add-controller, given each observer's own properties file, makes nodes 2 and 3 voters: describe
     --status then lists all three (id, the directory id of each node's meta.properties, its CONTROLLER
-    endpoint) and no observer, describe --replication one Leader and two Followers; topics created afterwards
+    endpoint) and no observer, the same through a broker listener (`--bootstrap-server`), describe
+    --replication one Leader and two Followers; topics created afterwards
     through each node take records. Before that the quorum is node 1 alone, nodes 2 and 3 its observers."""
     cluster = dynamic_cluster
     first = cluster.nodes[0]
@@ -167,6 +169,8 @@ def test_add_controller_grows_a_standalone_quorum_to_three_voters(dynamic_cluste
     st = grow_to_three_voters(cluster)
     assert st["CurrentObservers"] == [], st["text"]
     assert int(st["LeaderId"]) in {n.node_id for n in cluster.nodes}, st["text"]
+    through_broker = status(cluster, broker=cluster.nodes[-1].bootstrap)
+    assert voters(through_broker) == voters(st) and through_broker["LeaderId"] == st["LeaderId"], through_broker["text"]
     rows = replication(cluster)
     assert {i: r[0] for i, r in rows.items()} == {n.node_id: n.directory_id() for n in cluster.nodes}, rows
     assert sorted(r[1] for r in rows.values()) == ["Follower", "Follower", "Leader"], rows
