@@ -180,11 +180,15 @@ def test_add_controller_grows_a_standalone_quorum_to_three_voters(dynamic_cluste
         topic_takes_records_through(cluster, node, f"{topic_name}-via{node.node_id}")
 
 
-def test_add_controller_of_a_voter_is_duplicate_voter(dynamic_cluster):
-    """add-controller of a node that already votes (the standalone first node; a node added a moment ago) is
-    refused with DUPLICATE_VOTER, and the voter set stays as it was."""
+def test_duplicate_voter_and_last_voter_are_refused(dynamic_cluster):
+    """remove-controller of the standalone quorum's only voter is refused with VOTER_NOT_FOUND (a quorum
+    keeps one voter); add-controller of a node that already votes (that first node; a node added a moment
+    ago) is refused with DUPLICATE_VOTER; the voter set stays as it was."""
     cluster = dynamic_cluster
     first, second = cluster.nodes[0], cluster.nodes[1]
+    refused(quorum_tool(cluster, "remove-controller", "--controller-id", str(first.node_id),
+                        "--controller-directory-id", first.directory_id()), "VoterNotFoundException")
+    assert voters(status(cluster)) == [voter_entry(first)]
     refused(quorum_tool(cluster, "add-controller", command_config=first.command_config()), "DuplicateVoterException")
     assert voters(status(cluster)) == [voter_entry(first)]
 
@@ -301,3 +305,20 @@ def test_membership_survives_a_restart_of_every_node(dynamic_cluster, topic_name
     assert voters(st) == [voter_entry(first), voter_entry(second)], st["text"]
     assert int(st["LeaderId"]) in (first.node_id, second.node_id), st["text"]
     topic_takes_records_through(cluster, third, f"{topic_name}-after-restart")
+
+
+# Last in this file: it uses the run's shared static cluster, which pytest otherwise starts before (and keeps
+# running beside) the dynamic clusters above.
+def test_static_quorum_refuses_add_and_remove_controller(cluster):
+    """A static quorum (`controller.quorum.voters`, kraft.version 0) cannot change: add-controller and
+    remove-controller are refused with UNSUPPORTED_VERSION and describe --status lists the same three voters."""
+    before = status(cluster, controllers=cluster.controllers)
+    node = cluster.nodes[-1]
+    refused(quorum_tool(cluster, "add-controller", command_config=node.command_config(),
+                        controllers=cluster.controllers), "UnsupportedVersionException")
+    refused(quorum_tool(cluster, "remove-controller", "--controller-id", str(node.node_id),
+                        "--controller-directory-id", node.directory_id(), controllers=cluster.controllers),
+            "UnsupportedVersionException")
+    after = status(cluster, controllers=cluster.controllers)
+    assert sorted(v["id"] for v in after["CurrentVoters"]) == [n.node_id for n in cluster.nodes], after["text"]
+    assert voters(after) == voters(before), after["text"]
