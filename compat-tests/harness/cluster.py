@@ -309,9 +309,11 @@ class Cluster:
         return ",".join(n.bootstrap for n in self.live_nodes())
 
     def describe(self) -> dict:
+        # A static quorum's voter string, or a dynamic one's bootstrap servers (its voters change).
+        quorum = {"quorum_bootstrap": self.quorum_bootstrap} if self.quorum == "dynamic" else {"voters": self.voters}
         return {
             "target": self.target, "quorum": self.quorum, "bootstrap": self.bootstrap,
-            "controllers": self.controllers, "voters": self.voters, "root_dir": str(self.root_dir),
+            "controllers": self.controllers, **quorum, "root_dir": str(self.root_dir),
             "nodes": [n.describe() for n in self.nodes], "configs": self.configs,
         }
 
