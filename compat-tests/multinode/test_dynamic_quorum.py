@@ -4,7 +4,8 @@ Each test starts a cluster of its own in dynamic mode (conftest `dynamic_cluster
 `quorum="dynamic"`): node 1 is the quorum's only voter (Kafka: `kafka-storage format --standalone`), nodes 2
 and 3 start with the same `controller.quorum.bootstrap.servers` and replicate as observers. The tests grow the
 quorum with `add-controller`, shrink it with `remove-controller`, and check what `describe` reports and that
-the quorum still commits metadata (topics created through any node take records).
+the quorum still commits metadata (topics created through any node take records). The last test checks
+that the run's shared static cluster (`cluster`) refuses both commands.
 
 Runs only in 3-node mode (`compat-tests/run.sh --nodes 3`).
 """
