@@ -77,7 +77,7 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
     if report.failed and call.when in ("setup", "call") and hasattr(item, "funcargs"):
-        for name in ("cluster", "fresh_cluster"):
+        for name in ("cluster", "fresh_cluster", "dynamic_cluster"):
             c = item.funcargs.get(name)
             if isinstance(c, Cluster):
                 report.sections.append((f"cluster log tails ({c.target}, {c.root_dir})", c.log_tails()))
@@ -132,6 +132,20 @@ def fresh_cluster(request):
     """Three nodes of this test's own, for tests that kill, stop or restart nodes."""
     marker = request.node.get_closest_marker("broker_config")
     c = Cluster(configs=marker.args[0] if marker else None)
+    try:
+        c.start()
+    except Exception:
+        c.cleanup()
+        raise
+    yield c
+    c.cleanup()
+
+
+@pytest.fixture
+def dynamic_cluster():
+    """Three nodes of this test's own in a KIP-853 dynamic quorum: node 1 its only voter, nodes 2 and 3
+    observers (harness/cluster.py, `quorum="dynamic"`)."""
+    c = Cluster(quorum="dynamic")
     try:
         c.start()
     except Exception:

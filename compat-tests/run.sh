@@ -6,7 +6,9 @@
 # Every test starts its own broker (harness/broker.py). With --nodes 3 only the 3-node tests run
 # (multinode/ and kafkajs/cluster.test.js by default, COMPAT_NODES=3): run.sh starts one three-node cluster
 # of the target (harness/cluster.py) that those tests share (COMPAT_CLUSTER_FILE), and tests that kill
-# nodes start clusters of their own. ARGS select and tune:
+# nodes start clusters of their own. When only pytest runs, its `cluster` fixture starts the shared cluster
+# at the first test that uses it instead (so a run of tests with clusters of their own starts no idle one).
+# ARGS select and tune:
 #   paths under kafkajs/ or console/, or ending in .js -> node --test only gets those files
 #   other paths (librdkafka/, java/test_kafka_cli.py::test_x, ...) -> pytest only gets those
 #   (with no paths at all, both runners run everything; with paths for one runner only, the other is skipped)
@@ -69,8 +71,8 @@ pytest_rc=0
 node_rc=0
 start_s=$SECONDS
 
-if [[ "$nodes" == 3 ]]; then
-    # One cluster for every 3-node test of this run that leaves its nodes running.
+if [[ "$nodes" == 3 && $run_node -eq 1 ]]; then
+    # One cluster for every 3-node test of this run (pytest and node alike) that leaves its nodes running.
     export COMPAT_CLUSTER_FILE="$results/cluster.json"
     echo "-- starting a 3-node $target cluster (harness/cluster.py) --"
     "$COMPAT_PYTHON" harness/cluster.py start --target "$target" --out "$COMPAT_CLUSTER_FILE" >/dev/null \

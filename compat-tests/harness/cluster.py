@@ -16,6 +16,14 @@ temp folder.
 
 The cluster is ready when every node answers Metadata listing all N brokers.
 
+`Cluster(quorum="dynamic")` starts a KIP-853 dynamic quorum instead: no `controller.quorum.voters`; every
+node gets `controller.quorum.bootstrap.servers` = node 1's CONTROLLER endpoint. Node 1 starts first as the
+quorum's only voter (Kafka: `kafka-storage format --standalone`; runnel: no format step, its bootstrap
+servers name only itself), then the others start and replicate the metadata as observers (Kafka:
+`format --no-initial-controllers`). Promoting them is up to the test (`kafka-metadata-quorum add-controller
+--command-config <Node.command_config()>`); `Node.directory_id()` reads the id the CLI needs from the node's
+`meta.properties`. Kafka's dynamic dirs are formatted per cluster: node 1's holds its own endpoint.
+
 Used three ways:
 * from Python: `c = Cluster(); c.start(); c.bootstrap; c.nodes[0].kill9(); c.nodes[0].restart()`;
   `c.active_controller()` asks the quorum (DescribeQuorum on a controller listener) who leads;
@@ -33,6 +41,7 @@ Kafka node's heap, default 512m).
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import fcntl
 import json
@@ -67,6 +76,7 @@ from broker import (  # noqa: E402
 )
 
 DEFAULT_NODES = 3
+QUORUM_MODES = ("static", "dynamic")
 # Three JVMs on two cores start slower than one; runnel should be up in well under a second.
 START_TIMEOUT_S = {"runnel": 60.0, "kafka": 240.0}
 PROBE_TIMEOUT_S = 3.0
@@ -178,6 +188,28 @@ class Node:
     def log_tail(self, lines: int = 40) -> str:
         return log_tail(self.log_path, lines)
 
+    def directory_id(self) -> str:
+        """The `directory.id` of this node's metadata dir (its `meta.properties`), as the quorum knows it."""
+        props = read_properties(self.data_dir / "meta.properties")
+        if "directory.id" not in props:
+            raise RuntimeError(f"no directory.id in {self.data_dir / 'meta.properties'}: {props}")
+        return props["directory.id"]
+
+    def command_config(self) -> Path:
+        """A controller properties file naming this node, as `kafka-metadata-quorum --command-config` reads
+        it for add-controller: node id, CONTROLLER listener and the metadata dir holding `meta.properties`.
+        The same keys for both targets (for runnel the dir is its `--data-dir`)."""
+        path = self.root_dir / "command-config.properties"
+        props = {
+            "process.roles": "broker,controller",
+            "node.id": self.node_id,
+            "controller.listener.names": "CONTROLLER",
+            "listeners": f"PLAINTEXT://{self.bootstrap},CONTROLLER://{self.controller}",
+            "log.dirs": str(self.data_dir),
+        }
+        path.write_text("".join(f"{k}={properties_value(v)}\n" for k, v in props.items()))
+        return path
+
     def _note(self, text: str) -> None:
         self.root_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "a") as f:
@@ -194,11 +226,16 @@ class Cluster:
     """N nodes (default 3) of one target, each broker and controller, on loopback ports."""
 
     def __init__(self, target: str | None = None, nodes: int = DEFAULT_NODES, configs: dict | None = None,
-                 kafka_heap: str | None = None, root_dir: Path | None = None, base_configs: dict | None = None):
+                 kafka_heap: str | None = None, root_dir: Path | None = None, base_configs: dict | None = None,
+                 quorum: str = "static"):
         self.target = target or target_from_env()
         if self.target not in TARGETS:
             raise ValueError(f"target must be one of {TARGETS}")
+        if quorum not in QUORUM_MODES:
+            raise ValueError(f"quorum must be one of {QUORUM_MODES}, got {quorum!r}")
+        self.quorum = quorum
         self.size = nodes
+        self.kafka_cluster_id: str | None = None  # a dynamic Kafka quorum's, made at its first format
         # base_configs replaces the compat tests' CLUSTER_CONFIGS (the benchmark keeps Kafka's defaults).
         self.configs = {**(CLUSTER_CONFIGS if base_configs is None else base_configs), **(configs or {})}
         self.kafka_heap = kafka_heap or KAFKA_HEAP
@@ -221,7 +258,9 @@ class Cluster:
         """A Cluster object for processes another process started (`cluster.py start --out F`)."""
         c = cls.__new__(cls)
         c.target = info["target"]
+        c.quorum = info.get("quorum", "static")
         c.size = len(info["nodes"])
+        c.kafka_cluster_id = None
         c.configs = dict(info["configs"])
         c.kafka_heap = KAFKA_HEAP
         c.root_dir = Path(info["root_dir"])
@@ -250,6 +289,16 @@ class Cluster:
     def voters(self) -> str:
         return ",".join(f"{n.node_id}@{n.controller}" for n in self.nodes)
 
+    @property
+    def quorum_bootstrap(self) -> str:
+        """`controller.quorum.bootstrap.servers` of a dynamic quorum: the first node's CONTROLLER endpoint."""
+        return self.nodes[0].controller
+
+    def _quorum_configs(self) -> dict:
+        if self.quorum == "dynamic":
+            return {"controller.quorum.bootstrap.servers": self.quorum_bootstrap}
+        return {"controller.quorum.voters": self.voters}
+
     def node(self, node_id: int) -> Node:
         return next(n for n in self.nodes if n.node_id == node_id)
 
@@ -260,10 +309,12 @@ class Cluster:
         return ",".join(n.bootstrap for n in self.live_nodes())
 
     def describe(self) -> dict:
+        # A static quorum's voter string, or a dynamic one's bootstrap servers (its voters change).
+        quorum = {"quorum_bootstrap": self.quorum_bootstrap} if self.quorum == "dynamic" else {"voters": self.voters}
         return {
-            "target": self.target, "bootstrap": self.bootstrap, "controllers": self.controllers,
-            "voters": self.voters, "root_dir": str(self.root_dir), "nodes": [n.describe() for n in self.nodes],
-            "configs": self.configs,
+            "target": self.target, "quorum": self.quorum, "bootstrap": self.bootstrap,
+            "controllers": self.controllers, **quorum, "root_dir": str(self.root_dir),
+            "nodes": [n.describe() for n in self.nodes], "configs": self.configs,
         }
 
     # ---- lifecycle ---------------------------------------------------------------------------------
@@ -273,9 +324,18 @@ class Cluster:
             n.root_dir.mkdir(parents=True, exist_ok=True)
             n.argv = self._runnel_argv(n) if self.target == "runnel" else self._kafka_argv(n)
         try:
-            for n in self.nodes:
-                n.spawn()
-            self.wait_ready(self.nodes)
+            if self.quorum == "dynamic":
+                # The first node alone is the quorum; the others can only join one that runs.
+                first, rest = self.nodes[0], self.nodes[1:]
+                first.spawn()
+                self.wait_ready([first], brokers={first.node_id})
+                for n in rest:
+                    n.spawn()
+                self.wait_ready(rest)
+            else:
+                for n in self.nodes:
+                    n.spawn()
+                self.wait_ready(self.nodes)
         except BaseException:
             for n in self.nodes:
                 n.kill9()
@@ -309,9 +369,10 @@ class Cluster:
     def log_tails(self, lines: int = 40) -> str:
         return "\n".join(f"--- node {n.node_id} ({n.log_path}) ---\n{n.log_tail(lines)}" for n in self.nodes)
 
-    def wait_ready(self, nodes: list[Node], timeout_s: float | None = None) -> None:
-        """Ready = each of `nodes` answers Metadata listing every node of the cluster as a broker."""
+    def wait_ready(self, nodes: list[Node], timeout_s: float | None = None, brokers: set[int] | None = None) -> None:
+        """Ready = each of `nodes` answers Metadata listing every node of the cluster (or `brokers`) as a broker."""
         timeout_s = timeout_s or START_TIMEOUT_S[self.target]
+        expected = brokers if brokers is not None else {m.node_id for m in self.nodes}
         deadline = time.monotonic() + timeout_s
         pending = list(nodes)
         last = "no probe yet"
@@ -325,7 +386,7 @@ class Cluster:
                 except Exception as e:  # noqa: BLE001 - any probe failure means "not yet"
                     last = f"node {n.node_id}: {e}"
                     continue
-                if ids == {m.node_id for m in self.nodes}:
+                if ids == expected:
                     pending.remove(n)
                 else:
                     last = f"node {n.node_id} lists brokers {sorted(ids)}"
@@ -386,16 +447,17 @@ class Cluster:
             while n.admin_port in taken:
                 n.admin_port = free_port()
         configs = {"runnel.admin.listener": f"127.0.0.1:{n.admin_port}", **self.configs}
-        config.write_text(runnel_node_toml(n.node_id, n.bootstrap, n.controller, self.voters, configs))
+        config.write_text(runnel_node_toml(n.node_id, n.bootstrap, n.controller, self._quorum_configs(), configs,
+                                           size=self.size))
         return [binary, "--config", str(config), "--data-dir", str(n.data_dir)]
 
     # ---- Apache Kafka ------------------------------------------------------------------------------
 
-    def _kafka_properties(self, node_id: int, log_dir: Path, port: int, controller_port: int, voters: str) -> str:
+    def _kafka_properties(self, node_id: int, log_dir: Path, port: int, controller_port: int, quorum: dict) -> str:
         props = {
             "process.roles": "broker,controller",
             "node.id": node_id,
-            "controller.quorum.voters": voters,
+            **quorum,
             "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
             "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
             "controller.listener.names": "CONTROLLER",
@@ -443,7 +505,8 @@ class Cluster:
                 voters = ",".join(f"{i}@127.0.0.1:{19093 + 10 * i}" for i in range(1, self.size + 1))
                 for i in range(1, self.size + 1):
                     props = work / f"node{i}.properties"
-                    props.write_text(self._kafka_properties(i, work / f"node{i}", 19092 + 10 * i, 19093 + 10 * i, voters))
+                    props.write_text(self._kafka_properties(i, work / f"node{i}", 19092 + 10 * i, 19093 + 10 * i,
+                                                            {"controller.quorum.voters": voters}))
                     fmt = subprocess.run(
                         self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)),
                         capture_output=True, text=True,
@@ -458,15 +521,38 @@ class Cluster:
         return template
 
     def _kafka_argv(self, n: Node) -> list[str]:
-        shutil.copytree(self._kafka_storage_templates() / f"node{n.node_id}", n.data_dir)
         props = n.root_dir / "server.properties"
-        props.write_text(self._kafka_properties(n.node_id, n.data_dir, n.port, n.controller_port, self.voters))
+        props.write_text(self._kafka_properties(n.node_id, n.data_dir, n.port, n.controller_port,
+                                                self._quorum_configs()))
+        if self.quorum == "dynamic":
+            self._kafka_format_dynamic(n, props)
+        else:
+            shutil.copytree(self._kafka_storage_templates() / f"node{n.node_id}", n.data_dir)
         return self._java("kafka.Kafka", str(props), heap=self.kafka_heap)
 
+    def _kafka_format_dynamic(self, n: Node, props: Path) -> None:
+        """`kafka-storage format` for a dynamic quorum: the first node `--standalone` (its bootstrap
+        checkpoint holds it as the only voter, with its endpoint, so it is formatted per cluster), the others
+        `--no-initial-controllers` (they join as observers)."""
+        if self.kafka_cluster_id is None:
+            self.kafka_cluster_id = random_kafka_uuid()
+        mode = "--standalone" if n is self.nodes[0] else "--no-initial-controllers"
+        fmt = subprocess.run(
+            self._java("kafka.tools.StorageTool", "format", "-t", self.kafka_cluster_id, "-c", str(props), mode),
+            capture_output=True, text=True,
+        )
+        if fmt.returncode != 0:
+            raise RuntimeError(f"kafka storage format {mode} of node {n.node_id} failed:\n{fmt.stdout}\n{fmt.stderr}")
 
-def runnel_node_toml(node_id: int, client: str, controller: str, voters: str, configs: dict,
-                     rack: str | None = None) -> str:
-    """One node's runnel config as contract 1 writes it (Kafka's names; `--data-dir` on the command line)."""
+
+def runnel_node_toml(node_id: int, client: str, controller: str, quorum: str | dict, configs: dict,
+                     rack: str | None = None, size: int | None = None) -> str:
+    """One node's runnel config as contract 1 writes it (Kafka's names; `--data-dir` on the command line).
+
+    `quorum` is the static voter string (`controller.quorum.voters`) or the quorum keys themselves
+    (e.g. `{"controller.quorum.bootstrap.servers": ...}` for a dynamic quorum)."""
+    if isinstance(quorum, str):
+        quorum = {"controller.quorum.voters": quorum}
     base = {
         "process.roles": "broker,controller",
         "node.id": node_id,
@@ -474,17 +560,39 @@ def runnel_node_toml(node_id: int, client: str, controller: str, voters: str, co
         "advertised.listeners": f"PLAINTEXT://{client}",
         "controller.listener.names": "CONTROLLER",
         "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-        "controller.quorum.voters": voters,
+        **quorum,
     }
     if rack:
         base["broker.rack"] = rack
-    lines = [f"# runnel node {node_id} of a {len(voters.split(','))}-node cluster (Kafka config names)."]
+    if size is None:
+        size = len(quorum.get("controller.quorum.voters", "").split(","))
+    lines = [f"# runnel node {node_id} of a {size}-node cluster (Kafka config names)."]
     lines += [f"{json.dumps(k)} = {toml_value(v)}" for k, v in base.items()]
     extra = {k: v for k, v in configs.items() if k not in base}
     if extra:
         lines.append("")
         lines += [f"{json.dumps(k)} = {toml_value(v)}" for k, v in sorted(extra.items())]
     return "\n".join(lines) + "\n"
+
+
+def read_properties(path: Path) -> dict[str, str]:
+    """A Java properties file's `key=value` lines (what meta.properties holds; no escapes in it)."""
+    out = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith(("#", "!")) and "=" in line:
+            key, _, value = line.partition("=")
+            out[key.strip()] = value.strip()
+    return out
+
+
+def random_kafka_uuid() -> str:
+    """A cluster id as `kafka-storage random-uuid` prints one (16 random bytes, URL-safe base64, unpadded,
+    not starting with '-'), without a JVM start."""
+    while True:
+        text = base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")
+        if not text.startswith("-"):
+            return text
 
 
 # ---- DescribeQuorum on the wire ------------------------------------------------------------------------
@@ -547,7 +655,7 @@ def _cli_start(args) -> int:
         if not sep:
             raise SystemExit(f"--config expects key=value, got {item!r}")
         configs[key] = parse_config_value(value)
-    cluster = Cluster(target=args.target, nodes=args.nodes, configs=configs)
+    cluster = Cluster(target=args.target, nodes=args.nodes, configs=configs, quorum=args.quorum)
     try:
         cluster.start()
     except Exception as e:
@@ -591,6 +699,8 @@ def main(argv: list[str] | None = None) -> int:
     start.add_argument("--target", choices=TARGETS, default=None, help="default: $COMPAT_TARGET or runnel")
     start.add_argument("--nodes", type=int, default=DEFAULT_NODES)
     start.add_argument("--config", action="append", metavar="KEY=VALUE", help="extra config for every node")
+    start.add_argument("--quorum", choices=QUORUM_MODES, default="static",
+                       help="dynamic: node 1 the only voter, the others observers (KIP-853)")
     start.add_argument("--out", help="also write the JSON description to this file")
     stop = sub.add_parser("stop", help="stop a cluster started by `start` (SIGTERM, SIGKILL after --timeout)")
     stop.add_argument("--file", help="the JSON description `start --out` wrote")
