@@ -2,7 +2,8 @@
 //! (its `controller.quorum.bootstrap.servers` is its own CONTROLLER endpoint), two more join as
 //! learners (observers) and are promoted with AddRaftVoter, the first is killed with kill -9 and
 //! the other two still commit, the dead one is removed with RemoveRaftVoter, and after every
-//! node restarts the voter set (ids and directory ids) is the one committed.
+//! node restarts the voter set (ids and directory ids) is the one committed and the removed
+//! node, which never saw its removal, replicates as an observer.
 
 mod common;
 
@@ -195,6 +196,16 @@ fn standalone_node_grows_into_a_quorum_and_shrinks() {
     assert_eq!(
         voters, expected,
         "the committed voter set and directory ids"
+    );
+    // Node 1 was removed while it was down: its own log still makes it a voter, and the
+    // members drop its messages. Hearing no leader, it asks to join and becomes an observer.
+    wait_for(
+        Duration::from_secs(30),
+        "node 1 observes the quorum",
+        || {
+            let (_, (_, _, observers)) = describe_quorum(&controllers[1..])?;
+            (observers.get(&1) == Some(&directory_ids[&1])).then_some(())
+        },
     );
     create_retrying(nodes[2].port, "after-restart", 1);
     for node in &nodes[1..] {

@@ -87,6 +87,10 @@ const KIND_REPLY: u8 = 3;
 const KIND_JOIN: u8 = 4;
 /// Pause between a joining node's requests to be added as a learner.
 const JOIN_BACKOFF: Duration = Duration::from_millis(500);
+/// Election timeouts without a leader after which a member of a dynamic quorum asks to join
+/// again anyway: it may have been removed while it was down, which its own log cannot show
+/// (the members drop its messages), and the join makes it an observer of the current quorum.
+const REJOIN_AFTER_ELECTIONS: u32 = 5;
 /// A broker-only node (an observer: no CONTROLLER listener for the leader to dial) opens a
 /// connection to a controller and asks to be sent its Raft messages on it (body: its node id,
 /// `u64` BE); the controller writes kind-1 frames back on it, the observer its answers.
@@ -558,9 +562,21 @@ impl QuorumHandle {
             let name = peers.listener_name.clone();
             let timeout = peers.timeout;
             let inputs = self.inputs.clone();
+            let rejoin_after =
+                Duration::from_millis(self.settings.election_timeout_ms) * REJOIN_AFTER_ELECTIONS;
             std::thread::Builder::new()
                 .name("quorum-join".into())
-                .spawn(move || join_loop(join, bootstrap, book, leader, name, timeout, inputs))?;
+                .spawn(move || {
+                    join_loop(
+                        join,
+                        bootstrap,
+                        book,
+                        leader,
+                        name,
+                        (timeout, rejoin_after),
+                        inputs,
+                    )
+                })?;
         }
         if let Some(listener) = listener {
             let inputs = self.inputs.clone();
@@ -988,7 +1004,7 @@ fn join_loop(
     book: Arc<Mutex<Book>>,
     leader: Arc<AtomicI64>,
     listener_name: String,
-    timeout: Duration,
+    (timeout, rejoin_after): (Duration, Duration),
     inputs: Sender<Input>,
 ) {
     let me = join.id as u64;
@@ -996,19 +1012,28 @@ fn join_loop(
         return;
     };
     let mut next = 0usize;
+    let mut leaderless_since: Option<Instant> = None;
     loop {
         let targets: Vec<String> = {
             let book = book.lock().unwrap_or_else(|e| e.into_inner());
+            let leader = leader.load(Ordering::Acquire);
+            if leader >= 0 {
+                leaderless_since = None;
+            } else {
+                leaderless_since.get_or_insert_with(Instant::now);
+            }
             // A member whose endpoints changed (a restart on another port) asks again: the
             // leader updates its entry (Kafka's UpdateRaftVoter). A member that applied its
             // own removal asks again too, and goes on replicating as an observer (as a removed
-            // Kafka controller does).
-            if book.members.get(&me) == Some(&join.member) {
+            // Kafka controller does); so does one that hears no leader for long (removed
+            // while it was down: the leader adds it back as an observer; a member the leader
+            // still holds as it is gets a plain yes).
+            let stranded = leaderless_since.is_some_and(|since| since.elapsed() >= rejoin_after);
+            if book.members.get(&me) == Some(&join.member) && !stranded {
                 drop(book);
                 std::thread::sleep(JOIN_BACKOFF);
                 continue;
             }
-            let leader = leader.load(Ordering::Acquire);
             if leader == i64::from(join.id) {
                 // This node leads (a member back at other endpoints can win an election before
                 // its entry is updated): its own book's address for itself may be the old one,
