@@ -119,7 +119,7 @@ async fn run(config: config::BrokerConfig) -> anyhow::Result<()> {
             if !broker.has_broker_role() {
                 server::wait_for_active_controller(&broker).await;
             } else if broker.metadata.is_quorum() {
-                server::wait_until_unfenced(&broker).await;
+                server::wait_until_unfenced(&broker, false).await;
             }
             admin_state.serving();
         });

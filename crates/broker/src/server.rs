@@ -89,7 +89,7 @@ pub async fn run(
     } else if broker.metadata.is_quorum() {
         tokio::select! {
             _ = &mut stop => stopping = true,
-            _ = wait_until_unfenced(&broker) => {}
+            _ = wait_until_unfenced(&broker, true) => {}
         }
     }
     // Where the next accept starts looking, so a busy listener cannot starve the others.
@@ -175,9 +175,10 @@ pub async fn run(
     tracing::info!("shutdown complete");
 }
 
-/// Returns once this node's current incarnation is registered and unfenced in its own image.
-pub async fn wait_until_unfenced(broker: &Broker) {
-    let mut logged = false;
+/// Returns once this node's current incarnation is registered and unfenced in its own image;
+/// `announce`: say so in the log (the server does; the readiness probe waits silently).
+pub async fn wait_until_unfenced(broker: &Broker, announce: bool) {
+    let mut logged = !announce;
     loop {
         let epoch = broker.lifecycle.broker_epoch();
         let unfenced = broker
@@ -191,7 +192,9 @@ pub async fn wait_until_unfenced(broker: &Broker) {
             while !broker.coordinators_loaded() && tokio::time::Instant::now() < deadline {
                 tokio::time::sleep(UNFENCE_POLL).await;
             }
-            tracing::info!("caught up with the metadata log and unfenced; serving clients");
+            if announce {
+                tracing::info!("caught up with the metadata log and unfenced; serving clients");
+            }
             return;
         }
         if !logged {
