@@ -298,3 +298,70 @@ fn broker_only_node_joins_a_dynamic_quorum_through_bootstrap_servers() {
     create_retrying(port, "dynamic", 2);
     assert_eq!(produce(port, "dynamic", 1, &["v"]), 0);
 }
+
+/// One runnel frame of the CONTROLLER listener: length (u32 BE, kind included), kind, body.
+fn runnel_frame(kind: u8, body: &[u8]) -> Vec<u8> {
+    let mut frame = ((body.len() + 1) as u32).to_be_bytes().to_vec();
+    frame.push(kind);
+    frame.extend_from_slice(body);
+    frame
+}
+
+/// Whether the peer closed `stream` within a few seconds (reads EOF or an error).
+fn closed_soon(stream: &mut TcpStream) -> bool {
+    use std::io::Read;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            // The controller may write Raft messages to an attached connection first.
+            Ok(_) => continue,
+            Err(e) => {
+                return !matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                )
+            }
+        }
+    }
+}
+
+// Proves hostile attach frames on the CONTROLLER listener close that one connection and
+// nothing else: a second attach on one connection, an attach whose body is not a node id, an
+// oversized frame; the quorum goes on committing.
+#[test]
+fn bad_attach_frames_close_only_their_connection() {
+    use std::io::Write;
+    let (nodes, voters) = quorum_nodes(1);
+    let _node = nodes[0].start(&voters, tempfile::tempdir().unwrap(), "");
+    let controller = nodes[0].controller_port;
+    let attach = |id: u64| runnel_frame(5, &id.to_be_bytes());
+    let hostile: [Vec<u8>; 3] = [
+        [attach(77), attach(78)].concat(),
+        runnel_frame(5, b"short"),
+        (u32::MAX).to_be_bytes().to_vec(),
+    ];
+    for bytes in hostile {
+        let mut stream = TcpStream::connect(("127.0.0.1", controller)).unwrap();
+        stream.write_all(&bytes).unwrap();
+        assert!(
+            closed_soon(&mut stream),
+            "{:?} was not refused",
+            &bytes[..8]
+        );
+    }
+    // One attach alone stays open (the controller would send that observer its messages).
+    let mut one = TcpStream::connect(("127.0.0.1", controller)).unwrap();
+    one.write_all(&attach(79)).unwrap();
+    one.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut buf = [0u8; 1];
+    assert!(matches!(
+        std::io::Read::read(&mut one, &mut buf),
+        Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)
+    ));
+    create_retrying(nodes[0].port, "still-serving", 1);
+}

@@ -2039,6 +2039,9 @@ fn serve_frames(
     peer: &mut Option<u64>,
     book: &Mutex<Book>,
 ) {
+    // One attach per connection: each holds a writer thread, so a connection attaching again
+    // (under any id) is not one we know, and the listener's connection cap bounds them.
+    let mut attached = false;
     loop {
         let Ok((kind, body)) = read_frame(stream) else {
             return;
@@ -2121,6 +2124,10 @@ fn serve_frames(
                 let Ok(id) = <[u8; 8]>::try_from(body.as_slice()).map(u64::from_be_bytes) else {
                     return;
                 };
+                if std::mem::replace(&mut attached, true) {
+                    tracing::debug!(id, "a second attach on one connection; closing");
+                    return;
+                }
                 let Ok(writer) = stream.try_clone() else {
                     return;
                 };
