@@ -27,6 +27,7 @@ pub mod log_manager;
 pub mod logging;
 pub mod metadata;
 pub mod metrics;
+pub mod peer_request;
 pub mod replica;
 pub mod send;
 pub mod server;

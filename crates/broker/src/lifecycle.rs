@@ -689,20 +689,16 @@ impl WireChannel {
         key: kafka_protocol::messages::ApiKey,
         version: i16,
         request: &kafka_protocol::messages::RequestKind,
-    ) -> std::io::Result<kafka_protocol::messages::ResponseKind> {
-        use std::io::{Read, Write};
+    ) -> anyhow::Result<kafka_protocol::messages::ResponseKind> {
         use std::net::ToSocketAddrs;
 
-        use bytes::{Buf, BytesMut};
-        use kafka_protocol::messages::{RequestHeader, ResponseHeader, ResponseKind};
-        use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+        use kafka_protocol::messages::ResponseKind;
 
-        let invalid = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
         if state.stream.is_none() {
             let socket = address
                 .to_socket_addrs()?
                 .next()
-                .ok_or_else(|| invalid(format!("{address} resolves to nothing")))?;
+                .ok_or_else(|| anyhow::anyhow!("{address} resolves to nothing"))?;
             let stream = std::net::TcpStream::connect_timeout(&socket, self.timeout)?;
             stream.set_read_timeout(Some(self.timeout))?;
             stream.set_write_timeout(Some(self.timeout))?;
@@ -710,46 +706,20 @@ impl WireChannel {
             state.stream = Some(stream);
         }
         state.correlation_id = state.correlation_id.wrapping_add(1);
-        let correlation_id = state.correlation_id;
-        let header = RequestHeader::default()
-            .with_request_api_key(key as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(correlation_id)
-            .with_client_id(Some(StrBytes::from_static_str("runnel-broker-lifecycle")));
-        let mut buf = BytesMut::new();
-        header
-            .encode(&mut buf, key.request_header_version(version))
-            .map_err(|e| invalid(e.to_string()))?;
-        request
-            .encode(&mut buf, version)
-            .map_err(|e| invalid(e.to_string()))?;
-        let size = i32::try_from(buf.len()).map_err(|e| invalid(e.to_string()))?;
+        let call = crate::peer_request::Call {
+            key,
+            version,
+            correlation_id: state.correlation_id,
+            client_id: "runnel-broker-lifecycle",
+            response_bytes_max: CONTROLLER_RESPONSE_BYTES_MAX,
+        };
         let stream = state.stream.as_mut().expect("connected above");
-        stream.write_all(&size.to_be_bytes())?;
-        stream.write_all(&buf)?;
-        let mut size = [0u8; 4];
-        stream.read_exact(&mut size)?;
-        let size = usize::try_from(i32::from_be_bytes(size))
-            .ok()
-            .filter(|s| *s <= CONTROLLER_RESPONSE_BYTES_MAX)
-            .ok_or_else(|| invalid("response frame size out of range".into()))?;
-        let mut body = vec![0u8; size];
-        stream.read_exact(&mut body)?;
-        let mut frame = bytes::Bytes::from(body);
-        let header = ResponseHeader::decode(&mut frame, key.response_header_version(version))
-            .map_err(|e| invalid(e.to_string()))?;
-        if header.correlation_id != correlation_id {
-            return Err(invalid(format!(
-                "correlation id {} answers {correlation_id}",
-                header.correlation_id
-            )));
-        }
-        let response =
-            ResponseKind::decode(key, &mut frame, version).map_err(|e| invalid(e.to_string()))?;
-        if frame.has_remaining() {
-            return Err(invalid("trailing bytes after the response".into()));
-        }
-        Ok(response)
+        crate::peer_request::exchange_blocking(
+            stream,
+            call,
+            |body| request.encode(body, version),
+            |body| ResponseKind::decode(key, body, version),
+        )
     }
 }
 

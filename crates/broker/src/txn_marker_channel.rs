@@ -18,18 +18,14 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
-use bytes::{Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::write_txn_markers_request::{
     WritableTxnMarker, WritableTxnMarkerTopic,
 };
 use kafka_protocol::messages::{
-    ApiKey, ProducerId, RequestHeader, ResponseHeader, TopicName, WriteTxnMarkersRequest,
-    WriteTxnMarkersResponse,
+    ApiKey, ProducerId, TopicName, WriteTxnMarkersRequest, WriteTxnMarkersResponse,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::txns::{MarkerRequest, MarkerResult};
@@ -144,35 +140,14 @@ pub async fn exchange<Req: Encodable, Resp: Decodable>(
     version: i16,
     request: &Req,
 ) -> anyhow::Result<Resp> {
-    let header = RequestHeader::default()
-        .with_request_api_key(key as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(correlation_id)
-        .with_client_id(Some(StrBytes::from_static_str(CLIENT_ID)));
-    let mut body = BytesMut::new();
-    header.encode(&mut body, key.request_header_version(version))?;
-    request.encode(&mut body, version)?;
-    let size = i32::try_from(body.len()).context("request too large")?;
-    let mut frame = Vec::with_capacity(body.len() + 4);
-    frame.extend_from_slice(&size.to_be_bytes());
-    frame.extend_from_slice(&body);
-    stream.write_all(&frame).await?;
-    let size = stream.read_i32().await?;
-    let size = usize::try_from(size).context("negative response size")?;
-    if size > RESPONSE_BYTES_MAX {
-        bail!("response of {size} bytes is larger than {RESPONSE_BYTES_MAX}");
-    }
-    let mut answer = vec![0u8; size];
-    stream.read_exact(&mut answer).await?;
-    let mut answer = Bytes::from(answer);
-    let header = ResponseHeader::decode(&mut answer, key.response_header_version(version))?;
-    if header.correlation_id != correlation_id {
-        bail!(
-            "answer to request {} where {correlation_id} was expected",
-            header.correlation_id
-        );
-    }
-    Resp::decode(&mut answer, version)
+    let call = crate::peer_request::Call {
+        key,
+        version,
+        correlation_id,
+        client_id: CLIENT_ID,
+        response_bytes_max: RESPONSE_BYTES_MAX,
+    };
+    crate::peer_request::exchange(stream, call, request).await
 }
 
 /// Connections to other brokers, one per broker, each used by one request at a time: to

@@ -8,20 +8,17 @@
 //! listener, whose answer is relayed unchanged. What the fields are mapped from is in
 //! `metadata::quorum`'s docs.
 
-use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BytesMut};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_quorum_response::{
     Listener, Node, PartitionData, ReplicaState, TopicData,
 };
 use kafka_protocol::messages::{
-    ApiKey, BrokerId, DescribeQuorumRequest, DescribeQuorumResponse, RequestHeader, ResponseHeader,
-    TopicName,
+    ApiKey, BrokerId, DescribeQuorumRequest, DescribeQuorumResponse, TopicName,
 };
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
 use crate::context::RequestContext;
 use crate::metadata::quorum::{QuorumHandle, QuorumStatus};
@@ -237,49 +234,27 @@ fn exchange(
     request: &DescribeQuorumRequest,
     version: i16,
     timeout: Duration,
-) -> std::io::Result<DescribeQuorumResponse> {
-    let invalid = |e: anyhow::Error| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+) -> anyhow::Result<DescribeQuorumResponse> {
     let socket = address
         .to_socket_addrs()?
         .next()
-        .ok_or_else(|| std::io::Error::other("controller address does not resolve"))?;
+        .ok_or_else(|| anyhow::anyhow!("controller address does not resolve"))?;
     let mut stream = TcpStream::connect_timeout(&socket, timeout)?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
-    let header = RequestHeader::default()
-        .with_request_api_key(ApiKey::DescribeQuorum as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(1)
-        .with_client_id(Some(StrBytes::from_static_str("runnel-forwarder")));
-    let mut body = BytesMut::new();
-    header
-        .encode(&mut body, DescribeQuorumRequest::header_version(version))
-        .map_err(invalid)?;
-    request.encode(&mut body, version).map_err(invalid)?;
-    let mut frame = Vec::with_capacity(body.len() + 4);
-    frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
-    frame.extend_from_slice(&body);
-    stream.write_all(&frame)?;
-    let mut len = [0u8; 4];
-    stream.read_exact(&mut len)?;
-    let len = u32::from_be_bytes(len) as usize;
-    if len > FORWARDED_RESPONSE_BYTES_MAX {
-        return Err(std::io::Error::other(format!("answer of {len} bytes")));
-    }
-    let mut answer = vec![0u8; len];
-    stream.read_exact(&mut answer)?;
-    let mut answer = bytes::Bytes::from(answer);
-    let header =
-        ResponseHeader::decode(&mut answer, DescribeQuorumResponse::header_version(version))
-            .map_err(invalid)?;
-    if header.correlation_id != 1 {
-        return Err(std::io::Error::other("answer to another request"));
-    }
-    let response = DescribeQuorumResponse::decode(&mut answer, version).map_err(invalid)?;
-    if answer.has_remaining() {
-        return Err(std::io::Error::other("trailing bytes after the answer"));
-    }
-    Ok(response)
+    let call = crate::peer_request::Call {
+        key: ApiKey::DescribeQuorum,
+        version,
+        correlation_id: 1,
+        client_id: "runnel-forwarder",
+        response_bytes_max: FORWARDED_RESPONSE_BYTES_MAX,
+    };
+    crate::peer_request::exchange_blocking(
+        &mut stream,
+        call,
+        |body| request.encode(body, version),
+        |body| DescribeQuorumResponse::decode(body, version),
+    )
 }
 
 #[cfg(test)]

@@ -9,17 +9,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
-use bytes::{Bytes, BytesMut};
+use anyhow::Context;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::{
-    ApiKey, BrokerId, FetchRequest, FetchResponse, RequestHeader, ResponseHeader,
-};
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse};
+use kafka_protocol::protocol::StrBytes;
 use runnel_cluster::reassignment::ongoing_move;
 use runnel_cluster::Command;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use uuid::Uuid;
 
@@ -305,34 +301,12 @@ async fn fetch_on(
     correlation_id: i32,
     request: &FetchRequest,
 ) -> anyhow::Result<FetchResponse> {
-    let key = ApiKey::Fetch;
-    let header = RequestHeader::default()
-        .with_request_api_key(key as i16)
-        .with_request_api_version(FETCH_VERSION)
-        .with_correlation_id(correlation_id)
-        .with_client_id(Some(StrBytes::from_static_str(CLIENT_ID)));
-    let mut body = BytesMut::new();
-    header.encode(&mut body, key.request_header_version(FETCH_VERSION))?;
-    request.encode(&mut body, FETCH_VERSION)?;
-    let size = i32::try_from(body.len()).context("request too large")?;
-    let mut frame = Vec::with_capacity(body.len() + 4);
-    frame.extend_from_slice(&size.to_be_bytes());
-    frame.extend_from_slice(&body);
-    stream.write_all(&frame).await?;
-    let size = stream.read_i32().await?;
-    let size = usize::try_from(size).context("negative response size")?;
-    if size > FETCH_FRAME_BYTES_MAX {
-        bail!("response of {size} bytes is larger than {FETCH_FRAME_BYTES_MAX}");
-    }
-    let mut answer = vec![0u8; size];
-    stream.read_exact(&mut answer).await?;
-    let mut answer = Bytes::from(answer);
-    let header = ResponseHeader::decode(&mut answer, key.response_header_version(FETCH_VERSION))?;
-    if header.correlation_id != correlation_id {
-        bail!(
-            "answer to request {} where {correlation_id} was expected",
-            header.correlation_id
-        );
-    }
-    FetchResponse::decode(&mut answer, FETCH_VERSION)
+    let call = crate::peer_request::Call {
+        key: ApiKey::Fetch,
+        version: FETCH_VERSION,
+        correlation_id,
+        client_id: CLIENT_ID,
+        response_bytes_max: FETCH_FRAME_BYTES_MAX,
+    };
+    crate::peer_request::exchange(stream, call, request).await
 }
