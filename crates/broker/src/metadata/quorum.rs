@@ -1780,18 +1780,18 @@ fn peer_sender(
     frames: Receiver<Vec<u8>>,
     attach: Option<Attach>,
 ) {
-    // Cleared by the reader of an attached connection when the controller closes it.
-    let open = Arc::new(AtomicBool::new(false));
-    let connect = || -> Option<TcpStream> {
+    // A connection, with (when attached) the flag its reader clears once the controller
+    // closed it: each connection has its own, so an old reader cannot mark a new one closed.
+    let connect = || -> Option<(TcpStream, Arc<AtomicBool>)> {
         let socket = address.to_socket_addrs().ok()?.next()?;
         let mut s = TcpStream::connect_timeout(&socket, timeout).ok()?;
         let _ = s.set_nodelay(true);
         let _ = s.set_write_timeout(Some(timeout));
+        let open = Arc::new(AtomicBool::new(true));
         if let Some(attach) = &attach {
             write_frame(&mut s, KIND_ATTACH, &attach.me.to_be_bytes()).ok()?;
             let reader = s.try_clone().ok()?;
             let inputs = attach.inputs.clone();
-            open.store(true, Ordering::Release);
             let open = Arc::clone(&open);
             std::thread::Builder::new()
                 .name("raft-observer-read".into())
@@ -1801,11 +1801,19 @@ fn peer_sender(
                 })
                 .ok()?;
         }
-        Some(s)
+        Some((s, open))
     };
-    let mut stream: Option<TcpStream> = None;
+    let mut stream: Option<(TcpStream, Arc<AtomicBool>)> = None;
     let mut retry_at = Instant::now();
     loop {
+        // An attached connection the controller closed is replaced at once (the controller
+        // has no other way to reach this node).
+        if stream
+            .as_ref()
+            .is_some_and(|(_, open)| !open.load(Ordering::Acquire))
+        {
+            stream = None;
+        }
         let body = if attach.is_some() {
             if stream.is_none() && Instant::now() >= retry_at {
                 stream = connect();
@@ -1815,12 +1823,7 @@ fn peer_sender(
             }
             match frames.recv_timeout(RECONNECT_BACKOFF) {
                 Ok(body) => body,
-                Err(RecvTimeoutError::Timeout) => {
-                    if stream.is_some() && !open.load(Ordering::Acquire) {
-                        stream = None;
-                    }
-                    continue;
-                }
+                Err(RecvTimeoutError::Timeout) => continue,
                 Err(RecvTimeoutError::Disconnected) => break,
             }
         } else {
@@ -1836,7 +1839,7 @@ fn peer_sender(
         // only during elections, so this one may be from its previous life) would swallow the
         // next frames before the write fails: a vote lost that way costs an election timeout.
         // (An attached connection carries the peer's frames too: its reader notices instead.)
-        if attach.is_none() && stream.as_ref().is_some_and(peer_closed) {
+        if attach.is_none() && stream.as_ref().is_some_and(|(s, _)| peer_closed(s)) {
             stream = None;
             retry_at = Instant::now();
         }
@@ -1852,7 +1855,7 @@ fn peer_sender(
                     break;
                 }
             }
-            let s = stream.as_mut().expect("connected above");
+            let (s, _) = stream.as_mut().expect("connected above");
             if write_frame(s, KIND_RAFT, &body).is_ok() {
                 break;
             }
@@ -1860,7 +1863,7 @@ fn peer_sender(
             stream = None;
         }
     }
-    if let Some(s) = stream {
+    if let Some((s, _)) = stream {
         let _ = s.shutdown(std::net::Shutdown::Both);
     }
 }
