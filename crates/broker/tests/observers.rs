@@ -2,7 +2,8 @@
 //! three combined nodes: it replicates the metadata log as an observer (DescribeQuorum lists
 //! it among the observers, never the voters), registers and is unfenced, is given partitions
 //! and serves them, forwards admin requests, follows a new active controller after kill -9 of
-//! the old one, and after its own kill -9 catches up with what committed while it was down.
+//! the old one, after its own kill -9 catches up with what committed while it was down, and
+//! once unregistered leaves the observers.
 
 mod common;
 
@@ -11,7 +12,8 @@ use std::time::Duration;
 
 use common::*;
 use kafka_protocol::messages::{
-    metadata_request, ApiKey, DescribeClusterRequest, MetadataRequest, RequestKind, ResponseKind,
+    metadata_request, ApiKey, BrokerId, DescribeClusterRequest, MetadataRequest, RequestKind,
+    ResponseKind, UnregisterBrokerRequest,
 };
 
 const OBSERVER_ID: i32 = 4;
@@ -176,6 +178,24 @@ fn broker_only_node_observes_the_quorum_and_serves_partitions() {
         records.values().map(|v| v.as_ref()).collect::<Vec<_>>(),
         [b"a".as_ref(), b"b".as_ref()]
     );
+
+    // Gone for good (`kafka-cluster unregister`): it leaves the observers too.
+    drop(observer);
+    let mut stream = TcpStream::connect(("127.0.0.1", survivors[0])).unwrap();
+    let request = RequestKind::UnregisterBroker(
+        UnregisterBrokerRequest::default().with_broker_id(BrokerId(OBSERVER_ID)),
+    );
+    let ResponseKind::UnregisterBroker(r) =
+        call(&mut stream, ApiKey::UnregisterBroker, 0, &request)
+    else {
+        panic!("not an UnregisterBroker response")
+    };
+    assert_eq!(r.error_code, 0);
+    let ports: Vec<u16> = nodes.iter().map(|n| n.controller_port).collect();
+    wait_for(Duration::from_secs(10), "the observer is dropped", || {
+        let (_, (_, _, observers)) = describe_quorum(&ports)?;
+        (!observers.contains_key(&OBSERVER_ID)).then_some(())
+    });
     drop(controllers);
 }
 

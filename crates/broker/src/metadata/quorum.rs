@@ -133,6 +133,9 @@ pub enum VoterRequest {
     Remove { id: i32, directory_id: Uuid },
     /// A node of a dynamic quorum asks to replicate as a learner (Kafka: an observer).
     Join(Join),
+    /// The leader drops an unregistered broker-only node from the learners (Kafka's
+    /// observers leave no trace once gone; a live one joins again).
+    Forget { id: i32 },
 }
 
 /// The body of a join frame.
@@ -1493,6 +1496,22 @@ impl Driver {
                     MemberChange::AddLearner(id, join.member)
                 }
             }
+            VoterRequest::Forget { id } => {
+                let key = id as u64;
+                let observer = learners.contains(&key)
+                    && members
+                        .get(&key)
+                        .is_some_and(|m| m.endpoint(&self.peers.listener_name).is_none());
+                if !observer {
+                    let _ = reply.try_send(Ok(()));
+                    return false;
+                }
+                if self.node.has_pending_membership_change() {
+                    refuse(REQUEST_TIMED_OUT, "a voter change is in progress".into());
+                    return false;
+                }
+                MemberChange::Remove(key)
+            }
             VoterRequest::Add { .. } | VoterRequest::Remove { .. } if !self.dynamic => {
                 refuse(
                     UNSUPPORTED_VERSION,
@@ -1719,6 +1738,16 @@ impl Driver {
         };
         let (image, delta) = apply(&self.image, committed);
         let image = Arc::new(image);
+        if self.node.is_leader() {
+            // An unregistered broker-only node leaves the learners too.
+            for id in &delta.changed_brokers {
+                if !image.brokers.contains_key(id) && self.node.learners().contains(&(*id as u64)) {
+                    let (reply, _) = mpsc::sync_channel(1);
+                    self.queue
+                        .push_back(Work::Voters(VoterRequest::Forget { id: *id }, reply));
+                }
+            }
+        }
         self.publisher.publish(&image, &delta);
         self.image = image;
         {
