@@ -39,9 +39,11 @@ Used three ways:
 * from Python: `c = Cluster(); c.start(); c.bootstrap; c.nodes[0].kill9(); c.nodes[0].restart()`;
   `c.active_controller()` asks the quorum (DescribeQuorum on a controller listener) who leads;
 * pytest fixtures (compat-tests/conftest.py): `cluster` (shared by the 3-node tests of one run, read-only
-  use; `run.sh --nodes 3` starts it once and passes it in COMPAT_CLUSTER_FILE) and `fresh_cluster` (its own
-  three processes, for tests that kill nodes);
-* a CLI for the other languages and for run.sh: `python cluster.py start [--nodes 3] [--config k=v ...]`
+  use; `run.sh --nodes 3` starts it once and passes it in COMPAT_CLUSTER_FILE), `fresh_cluster` (its own
+  three processes, for tests that kill nodes), `dynamic_cluster` and `isolated_cluster` (five nodes, shared by
+  one module);
+* a CLI for the other languages and for run.sh: `python cluster.py start [--nodes 3] [--config k=v ...]
+  [--roles isolated --nodes 5 [--controllers 3]]`
   prints one JSON line (see `Cluster.describe`) once ready and leaves the processes running;
   `python cluster.py stop --file F` (or `--pids 1,2,3 --root DIR`) stops them.
 
@@ -417,12 +419,16 @@ class Cluster:
         return self
 
     def stop(self) -> None:
-        for n in self.nodes:
-            if n.alive():
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(n.pid, signal.SIGTERM)
-        for n in self.nodes:
-            n.stop()
+        """SIGTERM every node and wait. Brokers first, controller-only nodes once the brokers are gone: a
+        Kafka broker's controlled shutdown asks the active controller, and waits for it in vain (until
+        SIGKILL) if the controllers went first."""
+        for group in ([n for n in self.nodes if n.is_broker], [n for n in self.nodes if not n.is_broker]):
+            for n in group:
+                if n.alive():
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(n.pid, signal.SIGTERM)
+            for n in group:
+                n.stop()
 
     def kill9_all(self) -> None:
         for n in self.nodes:
@@ -798,20 +804,24 @@ def _cli_start(args) -> int:
 def _cli_stop(args) -> int:
     if args.file:
         info = json.loads(Path(args.file).read_text())
-        pids = [n["pid"] for n in info["nodes"]]
+        # Brokers first, controller-only nodes after them (as Cluster.stop).
+        is_broker = ["broker" in n.get("roles", COMBINED).split(",") for n in info["nodes"]]
+        groups = [[n["pid"] for n, b in zip(info["nodes"], is_broker) if b],
+                  [n["pid"] for n, b in zip(info["nodes"], is_broker) if not b]]
         root = info["root_dir"]
     else:
-        pids = [int(p) for p in args.pids.split(",") if p]
+        groups = [[int(p) for p in args.pids.split(",") if p]]
         root = args.root
-    for pid in pids:
-        if pid_alive(pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-    for pid in pids:
-        if not wait_pid_exit(pid, args.timeout):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-            wait_pid_exit(pid, 30.0)
+    for pids in groups:
+        for pid in pids:
+            if pid_alive(pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
+        for pid in pids:
+            if not wait_pid_exit(pid, args.timeout):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                wait_pid_exit(pid, 30.0)
     if root and os.environ.get("COMPAT_KEEP_DIRS") != "1" and Path(root).name.startswith("compat-cluster-"):
         shutil.rmtree(root, ignore_errors=True)
     return 0
