@@ -7,8 +7,8 @@ partition. The tests look at that shape through Kafka's own CLI tools (kafka-met
 kafka-topics), librdkafka (confluent-kafka) and the wire, against Apache Kafka 4.4 first and runnel second.
 
 All tests share one cluster (conftest `isolated_cluster`, harness/cluster.py `roles="isolated"`): five JVMs
-start slowly on Kafka. The last test kills the active controller with kill -9 and restarts it once the
-survivors lead.
+start slowly on Kafka. The last three tests kill nodes with kill -9 (a broker; two controllers; the active
+controller) and restart them before they end, pass or fail.
 
 Runs only in 3-node mode (`compat-tests/run.sh --nodes 3`).
 """
@@ -28,9 +28,9 @@ from pathlib import Path
 import pytest
 from cluster import describe_quorum
 from config_wire import _compact_str, _Reader, _recv, _uvarint
-from confluent_kafka import Consumer, Producer
-from confluent_kafka.admin import AdminClient
-from helpers import create_topic, java_tool_argv, wait_for
+from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+from helpers import create_topic, java_tool_argv, read_partitions, wait_for
 
 pytestmark = pytest.mark.nodes3
 
@@ -169,18 +169,23 @@ def listening_ports(pid: int) -> set[int]:
 # ---- clients ----------------------------------------------------------------------------------------------
 
 
-def produce_and_consume(cluster, topic: str, partitions: int) -> None:
-    """Produce RECORDS records through broker 4 alone (acks=all, spread over every partition), read them back
-    with a group consumer bootstrapped from broker 5 alone: each record exactly once, in order per partition."""
-    first, second = cluster.brokers
-    producer = Producer({"bootstrap.servers": first.bootstrap, "acks": "all", "linger.ms": 5})
+def produce(bootstrap: str, topic: str, partitions: int) -> dict[int, list[bytes]]:
+    """RECORDS records through `bootstrap` alone (acks=all), spread over every partition; {partition: values}."""
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5})
     sent: dict[int, list[bytes]] = {p: [] for p in range(partitions)}
     for i in range(RECORDS):
         value = f"{topic}-{i}".encode()
         producer.produce(topic, value=value, partition=i % partitions)
         sent[i % partitions].append(value)
-    assert producer.flush(60) == 0, f"records to {topic} not acknowledged"
+    assert producer.flush(60) == 0, f"records to {topic} through {bootstrap} not acknowledged"
+    return sent
 
+
+def produce_and_consume(cluster, topic: str, partitions: int) -> None:
+    """Produce RECORDS records through broker 4 alone (acks=all, spread over every partition), read them back
+    with a group consumer bootstrapped from broker 5 alone: each record exactly once, in order per partition."""
+    first, second = cluster.brokers
+    sent = produce(first.bootstrap, topic, partitions)
     consumer = Consumer({"bootstrap.servers": second.bootstrap, "group.id": f"{topic}-group",
                          "auto.offset.reset": "earliest", "enable.auto.commit": False})
     got: dict[int, list[bytes]] = {p: [] for p in range(partitions)}
@@ -352,12 +357,98 @@ def test_produce_and_consume_through_the_brokers(isolated_cluster, topic_name):
         p: m.leader for p, m in offsets.partitions.items()}
 
 
-# Last in this file: it kills and restarts a node of the shared cluster.
+def brokers_in_metadata(node) -> set[int]:
+    return set(AdminClient({"bootstrap.servers": node.bootstrap, "log_level": 2}).list_topics(timeout=10).brokers)
+
+
+def restart_dead(cluster) -> None:
+    """Start every node a test killed (all at once: a quorum needs a majority) and wait until each serves."""
+    if any(not n.alive() for n in cluster.nodes):
+        cluster.restart_all()
+
+
+def led_partitions(node, topic: str) -> dict[int, int] | None:
+    """{partition: leader} through `node`'s Metadata once every partition of `topic` has a leader, else None."""
+    md = AdminClient({"bootstrap.servers": node.bootstrap, "log_level": 2}).list_topics(topic=topic, timeout=10)
+    t = md.topics.get(topic)
+    if t is None or t.error is not None or not t.partitions or any(m.leader < 0 for m in t.partitions.values()):
+        return None
+    return {p: m.leader for p, m in t.partitions.items()}
+
+
+# The last three tests kill nodes of the shared cluster; each restarts them before it ends.
+def test_killed_broker_partitions_go_offline_and_come_back(isolated_cluster, topic_name):
+    """kill -9 of broker 4: within 30 s Metadata through broker 5 lists broker 5 alone and list-endpoints
+    only broker 5; kafka-topics --describe --unavailable-partitions lists exactly the partitions broker 4 held,
+    without a leader, replicas [4], and (Kafka 4.4's eligible leader replicas) an empty ISR with 4 in the ELR
+    and last known ELR. Restarted on its data dir, broker 4 registers again, leads its partitions (ISR [4],
+    ELR empty) and serves every record acknowledged before the crash."""
+    cluster = isolated_cluster
+    victim, survivor = cluster.brokers
+    create_topic(cluster.bootstrap, topic_name, 4, timeout_s=60)
+    layout = wait_for(lambda: led_partitions(survivor, topic_name), timeout_s=30, what=f"{topic_name} led")
+    held = sorted(p for p, leader in layout.items() if leader == victim.node_id)
+    assert held and set(layout.values()) == {victim.node_id, survivor.node_id}, layout
+    sent = produce(cluster.bootstrap, topic_name, 4)
+    try:
+        victim.kill9()
+        wait_for(lambda: brokers_in_metadata(survivor) == {survivor.node_id}, timeout_s=30,
+                 what=f"Metadata through broker {survivor.node_id} without broker {victim.node_id}")
+        header, rows = table(ok(tool(CLUSTER_TOOL, "list-endpoints", "--bootstrap-server", survivor.bootstrap)))
+        assert [r[0] for r in rows] == [str(survivor.node_id)], rows
+        text = ok(tool(TOPICS, "--bootstrap-server", survivor.bootstrap, "--describe", "--unavailable-partitions"))
+        rows = re.findall(rf"Topic: {re.escape(topic_name)}\s+Partition: (\d+)\s+Leader: (\S+)\s+Replicas: ([\d,]*)\s+"
+                          r"Isr: ([\d,]*)\s+Elr: ([\d,]*)\s+LastKnownElr: ([\d,]*)", text)
+        v = str(victim.node_id)
+        assert sorted(rows, key=lambda r: int(r[0])) == [(str(p), "none", v, "", v, v) for p in held], text
+    finally:
+        restart_dead(cluster)
+    wait_for(lambda: brokers_in_metadata(survivor) == {n.node_id for n in cluster.brokers}, timeout_s=60,
+             what=f"broker {victim.node_id} registered again")
+    assert wait_for(lambda: led_partitions(survivor, topic_name), timeout_s=60, what=f"{topic_name} led") == layout
+    text = ok(tool(TOPICS, "--bootstrap-server", survivor.bootstrap, "--describe", "--topic", topic_name))
+    rows = re.findall(r"Partition: (\d+)\s+Leader: (\S+)\s+Replicas: ([\d,]*)\s+Isr: ([\d,]*)\s+Elr: ([\d,]*)\s+"
+                      r"LastKnownElr: ([\d,]*)", text)
+    assert sorted(rows) == sorted((str(p), str(b), str(b), str(b), "", "") for p, b in layout.items()), text
+    got = read_partitions(survivor.bootstrap, topic_name, range(4), timeout_s=60)
+    assert {p: [m.value() for m in msgs] for p, msgs in got.items()} == sent
+
+
+def test_brokers_serve_existing_partitions_without_a_controller_majority(isolated_cluster, topic_name):
+    """With two of the three controllers killed (no quorum), the brokers still serve the partitions they hold:
+    records produced with acks=all through broker 4 are read back through broker 5, and Metadata still lists
+    both brokers; a CreateTopics through a broker does not succeed (within its 8 s timeout). Once the two
+    controllers are restarted, a topic created through a broker takes records."""
+    cluster = isolated_cluster
+    create_topic(cluster.bootstrap, topic_name, 4, timeout_s=60)
+    wait_for(lambda: all(led_partitions(n, topic_name) for n in cluster.brokers), timeout_s=30,
+             what=f"{topic_name} led in both brokers' Metadata")
+    victims = cluster.controller_nodes[1:]
+    try:
+        for n in victims:
+            n.kill9()
+        produce_and_consume(cluster, topic_name, 4)
+        for n in cluster.brokers:
+            assert brokers_in_metadata(n) == {b.node_id for b in cluster.brokers}, f"Metadata through {n.node_id}"
+        blocked = f"{topic_name}-no-quorum"
+        admin = AdminClient({"bootstrap.servers": cluster.brokers[1].bootstrap, "log_level": 2})
+        future = admin.create_topics([NewTopic(blocked, num_partitions=2, replication_factor=1)],
+                                     request_timeout=8, operation_timeout=8)[blocked]
+        with pytest.raises(KafkaException):
+            future.result(timeout=30)
+    finally:
+        restart_dead(cluster)
+    created = f"{topic_name}-after"
+    create_topic(cluster.brokers[1].bootstrap, created, 2, timeout_s=60)
+    produce_and_consume(cluster, created, 2)
+
+
 def test_brokers_serve_after_kill9_of_the_active_controller(isolated_cluster, topic_name, tmp_path):
     """kill -9 of the active controller (the leader describe --status names): the two surviving controllers
     elect one of themselves at a higher epoch (describe --status at their CONTROLLER listeners), Metadata
-    through each broker lists brokers 4 and 5 (within 30 s), and a topic created through a broker then takes records and
-    serves them. Restarted on its data dir, the killed controller rejoins as a Follower that catches up."""
+    through each broker lists brokers 4 and 5 (within 30 s), and a topic created through a broker then takes
+    records and serves them. Restarted on its data dir, the killed controller rejoins as a Follower that
+    catches up."""
     cluster = isolated_cluster
     before = status(cluster, "controllers")
     victim = cluster.node(int(before["LeaderId"]))
@@ -367,8 +458,6 @@ def test_brokers_serve_after_kill9_of_the_active_controller(isolated_cluster, to
     # Short admin timeouts, so an ask while no leader is elected fails fast and is asked again.
     quick = tmp_path / "quick-admin.properties"
     quick.write_text("request.timeout.ms=3000\ndefault.api.timeout.ms=5000\n")
-
-    victim.kill9()
     last = {}
 
     def new_leader():
@@ -382,23 +471,6 @@ def test_brokers_serve_after_kill9_of_the_active_controller(isolated_cluster, to
             return st
         return None
 
-    try:
-        st = wait_for(new_leader, timeout_s=90, interval_s=0.5, what="a leader among the surviving controllers")
-    except AssertionError:
-        raise AssertionError(f"no new leader among nodes {[n.node_id for n in survivors]} after kill -9 of node "
-                             f"{victim.node_id}; last describe --status:\n{last.get('out')}") from None
-    assert sorted(v["id"] for v in st["CurrentVoters"]) == [n.node_id for n in cluster.controller_nodes], st["text"]
-
-    brokers = {n.node_id for n in cluster.brokers}
-    for n in cluster.brokers:
-        admin = AdminClient({"bootstrap.servers": n.bootstrap})
-        wait_for(lambda: set(admin.list_topics(timeout=10).brokers) == brokers, timeout_s=30,
-                 what=f"Metadata through node {n.node_id} listing brokers {sorted(brokers)} under the new leader")
-    create_topic(cluster.brokers[0].bootstrap, topic_name, 4, timeout_s=60)
-    produce_and_consume(cluster, topic_name, 4)
-
-    victim.restart()
-
     def caught_up():
         done = tool(QUORUM, "--bootstrap-controller", cluster.controllers, "--command-config", str(quick),
                     "describe", "--replication")
@@ -407,6 +479,24 @@ def test_brokers_serve_after_kill9_of_the_active_controller(isolated_cluster, to
             return None
         row = replication(done.stdout).get(victim.node_id)
         return row if row is not None and row["status"] == "Follower" and row["lag"] == 0 else None
+
+    try:
+        victim.kill9()
+        try:
+            st = wait_for(new_leader, timeout_s=90, interval_s=0.5, what="a leader among the surviving controllers")
+        except AssertionError:
+            raise AssertionError(f"no new leader among nodes {[n.node_id for n in survivors]} after kill -9 of "
+                                 f"node {victim.node_id}; last describe --status:\n{last.get('out')}") from None
+        assert sorted(v["id"] for v in st["CurrentVoters"]) == [n.node_id for n in cluster.controller_nodes], st["text"]
+
+        brokers = {n.node_id for n in cluster.brokers}
+        for n in cluster.brokers:
+            wait_for(lambda: brokers_in_metadata(n) == brokers, timeout_s=30,
+                     what=f"Metadata through node {n.node_id} listing brokers {sorted(brokers)} under the new leader")
+        create_topic(cluster.brokers[0].bootstrap, topic_name, 4, timeout_s=60)
+        produce_and_consume(cluster, topic_name, 4)
+    finally:
+        restart_dead(cluster)
 
     try:
         wait_for(caught_up, timeout_s=90, interval_s=0.5, what=f"node {victim.node_id} a caught-up Follower")
