@@ -77,7 +77,7 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
     if report.failed and call.when in ("setup", "call") and hasattr(item, "funcargs"):
-        for name in ("cluster", "fresh_cluster", "dynamic_cluster"):
+        for name in ("cluster", "fresh_cluster", "dynamic_cluster", "isolated_cluster"):
             c = item.funcargs.get(name)
             if isinstance(c, Cluster):
                 report.sections.append((f"cluster log tails ({c.target}, {c.root_dir})", c.log_tails()))
@@ -146,6 +146,22 @@ def dynamic_cluster():
     """Three nodes of this test's own in a KIP-853 dynamic quorum: node 1 its only voter, nodes 2 and 3
     observers (harness/cluster.py, `quorum="dynamic"`)."""
     c = Cluster(quorum="dynamic")
+    try:
+        c.start()
+    except Exception:
+        c.cleanup()
+        raise
+    yield c
+    c.cleanup()
+
+
+@pytest.fixture(scope="module")
+def isolated_cluster():
+    """Five nodes in Kafka's isolated mode (harness/cluster.py, `roles="isolated"`): nodes 1-3
+    controller-only (`process.roles=controller`, the static voters), nodes 4 and 5 broker-only
+    (`process.roles=broker`). Shared by the tests of one module (five JVMs start slowly on Kafka): a test
+    that kills a node restarts it, and such tests come last in their module."""
+    c = Cluster(roles="isolated", nodes=5, controllers=3)
     try:
         c.start()
     except Exception:

@@ -24,13 +24,26 @@ servers name only itself), then the others start and replicate the metadata as o
 --command-config <Node.command_config()>`); `Node.directory_id()` reads the id the CLI needs from the node's
 `meta.properties`. Kafka's dynamic dirs are formatted per cluster: node 1's holds its own endpoint.
 
+`Cluster(roles="isolated", nodes=5, controllers=3)` starts Kafka's isolated mode instead of combined nodes:
+nodes 1..controllers are controller-only (`process.roles=controller`, only a CONTROLLER listener, the static
+voter set), the rest broker-only (`process.roles=broker`, only a PLAINTEXT listener, not voters: they
+replicate the metadata log as observers). Kafka formats every dir with the same cluster id and static voters
+(cached per layout, as for combined nodes). A broker-only node is ready when it answers Metadata listing every
+broker-only node; a controller-only node (no client listener) when its CONTROLLER listener answers
+DescribeQuorum (as the leader, or NOT_LEADER_OR_FOLLOWER) and the quorum's leader lists it as a voter.
+`Cluster.bootstrap` / `brokers` then name the broker-only nodes, `controllers` / `controller_nodes` the
+controller-only ones; `Node.bootstrap` of a controller-only node (or `Node.controller` of a broker-only one)
+raises.
+
 Used three ways:
 * from Python: `c = Cluster(); c.start(); c.bootstrap; c.nodes[0].kill9(); c.nodes[0].restart()`;
   `c.active_controller()` asks the quorum (DescribeQuorum on a controller listener) who leads;
 * pytest fixtures (compat-tests/conftest.py): `cluster` (shared by the 3-node tests of one run, read-only
-  use; `run.sh --nodes 3` starts it once and passes it in COMPAT_CLUSTER_FILE) and `fresh_cluster` (its own
-  three processes, for tests that kill nodes);
-* a CLI for the other languages and for run.sh: `python cluster.py start [--nodes 3] [--config k=v ...]`
+  use; `run.sh --nodes 3` starts it once and passes it in COMPAT_CLUSTER_FILE), `fresh_cluster` (its own
+  three processes, for tests that kill nodes), `dynamic_cluster` and `isolated_cluster` (five nodes, shared by
+  one module);
+* a CLI for the other languages and for run.sh: `python cluster.py start [--nodes 3] [--config k=v ...]
+  [--roles isolated --nodes 5 [--controllers 3]]`
   prints one JSON line (see `Cluster.describe`) once ready and leaves the processes running;
   `python cluster.py stop --file F` (or `--pids 1,2,3 --root DIR`) stops them.
 
@@ -77,6 +90,13 @@ from broker import (  # noqa: E402
 
 DEFAULT_NODES = 3
 QUORUM_MODES = ("static", "dynamic")
+ROLE_MODES = ("combined", "isolated")
+# process.roles of a node.
+COMBINED, CONTROLLER_ONLY, BROKER_ONLY = "broker,controller", "controller", "broker"
+# Controller-only nodes of an isolated cluster unless told otherwise (node ids 1..3; the rest are brokers).
+DEFAULT_CONTROLLERS = 3
+# Kafka's NOT_LEADER_OR_FOLLOWER: what a controller that does not lead answers DescribeQuorum with.
+NOT_LEADER_OR_FOLLOWER = 6
 # Three JVMs on two cores start slower than one; runnel should be up in well under a second.
 START_TIMEOUT_S = {"runnel": 60.0, "kafka": 240.0}
 PROBE_TIMEOUT_S = 3.0
@@ -108,11 +128,13 @@ class ClusterNotReady(RuntimeError):
 class Node:
     """One process of the cluster; restartable on the same data dir and ports."""
 
-    def __init__(self, cluster: "Cluster", node_id: int, port: int, controller_port: int):
+    def __init__(self, cluster: "Cluster", node_id: int, port: int | None, controller_port: int | None,
+                 roles: str = COMBINED):
         self.cluster = cluster
         self.node_id = node_id
-        self.port = port
-        self.controller_port = controller_port
+        self.roles = roles  # process.roles
+        self.port = port  # the client (PLAINTEXT) listener; None on a controller-only node
+        self.controller_port = controller_port  # None on a broker-only node
         self.root_dir = cluster.root_dir / f"node{node_id}"
         self.data_dir = self.root_dir / "data"
         self.log_path = self.root_dir / "broker.log"
@@ -128,12 +150,33 @@ class Node:
         return self.cluster.target
 
     @property
+    def is_broker(self) -> bool:
+        return "broker" in self.roles.split(",")
+
+    @property
+    def is_controller(self) -> bool:
+        return "controller" in self.roles.split(",")
+
+    @property
     def bootstrap(self) -> str:
+        if self.port is None:
+            raise ValueError(f"node {self.node_id} ({self.roles}) has no client listener")
         return f"127.0.0.1:{self.port}"
 
     @property
     def controller(self) -> str:
+        if self.controller_port is None:
+            raise ValueError(f"node {self.node_id} ({self.roles}) has no CONTROLLER listener")
         return f"127.0.0.1:{self.controller_port}"
+
+    def listeners(self) -> str:
+        """`listeners` of this node: PLAINTEXT if it is a broker, CONTROLLER if it is a controller."""
+        out = []
+        if self.port is not None:
+            out.append(f"PLAINTEXT://{self.bootstrap}")
+        if self.controller_port is not None:
+            out.append(f"CONTROLLER://{self.controller}")
+        return ",".join(out)
 
     def alive(self) -> bool:
         return self.pid is not None and pid_alive(self.pid)
@@ -201,10 +244,10 @@ class Node:
         The same keys for both targets (for runnel the dir is its `--data-dir`)."""
         path = self.root_dir / "command-config.properties"
         props = {
-            "process.roles": "broker,controller",
+            "process.roles": self.roles,
             "node.id": self.node_id,
             "controller.listener.names": "CONTROLLER",
-            "listeners": f"PLAINTEXT://{self.bootstrap},CONTROLLER://{self.controller}",
+            "listeners": self.listeners(),
             "log.dirs": str(self.data_dir),
         }
         path.write_text("".join(f"{k}={properties_value(v)}\n" for k, v in props.items()))
@@ -217,23 +260,38 @@ class Node:
 
     def describe(self) -> dict:
         return {
-            "node_id": self.node_id, "bootstrap": self.bootstrap, "controller": self.controller, "pid": self.pid,
+            "node_id": self.node_id, "roles": self.roles,
+            "bootstrap": self.bootstrap if self.port is not None else None,
+            "controller": self.controller if self.controller_port is not None else None, "pid": self.pid,
             "data_dir": str(self.data_dir), "log": str(self.log_path), "argv": self.argv,
         }
 
 
 class Cluster:
-    """N nodes (default 3) of one target, each broker and controller, on loopback ports."""
+    """N nodes (default 3) of one target on loopback ports: each broker and controller (`roles="combined"`),
+    or the first `controllers` controller-only and the rest broker-only (`roles="isolated"`)."""
 
     def __init__(self, target: str | None = None, nodes: int = DEFAULT_NODES, configs: dict | None = None,
                  kafka_heap: str | None = None, root_dir: Path | None = None, base_configs: dict | None = None,
-                 quorum: str = "static"):
+                 quorum: str = "static", roles: str = "combined", controllers: int | None = None):
         self.target = target or target_from_env()
         if self.target not in TARGETS:
             raise ValueError(f"target must be one of {TARGETS}")
         if quorum not in QUORUM_MODES:
             raise ValueError(f"quorum must be one of {QUORUM_MODES}, got {quorum!r}")
+        if roles not in ROLE_MODES:
+            raise ValueError(f"roles must be one of {ROLE_MODES}, got {roles!r}")
+        if roles == "isolated":
+            if quorum != "static":
+                raise ValueError("roles='isolated' starts a static quorum only")
+            controllers = DEFAULT_CONTROLLERS if controllers is None else controllers
+            if not 1 <= controllers < nodes:
+                raise ValueError(f"an isolated cluster of {nodes} nodes needs 1..{nodes - 1} controllers, "
+                                 f"got {controllers}")
+        elif controllers is not None:
+            raise ValueError("controllers= is for roles='isolated' (combined nodes are all controllers)")
         self.quorum = quorum
+        self.roles = roles
         self.size = nodes
         self.kafka_cluster_id: str | None = None  # a dynamic Kafka quorum's, made at its first format
         # base_configs replaces the compat tests' CLUSTER_CONFIGS (the benchmark keeps Kafka's defaults).
@@ -243,15 +301,22 @@ class Cluster:
         self.root_dir.mkdir(parents=True, exist_ok=True)
         self.nodes: list[Node] = []
         taken: set[int] = set()
+
+        def port() -> int:
+            p = free_port()
+            while p in taken:
+                p = free_port()
+            taken.add(p)
+            return p
+
         for node_id in range(1, nodes + 1):
-            ports = []
-            for _ in range(2):
-                port = free_port()
-                while port in taken:
-                    port = free_port()
-                taken.add(port)
-                ports.append(port)
-            self.nodes.append(Node(self, node_id, ports[0], ports[1]))
+            if roles == "combined":
+                node_roles = COMBINED
+            else:
+                node_roles = CONTROLLER_ONLY if node_id <= controllers else BROKER_ONLY
+            client = port() if "broker" in node_roles else None
+            controller = port() if "controller" in node_roles else None
+            self.nodes.append(Node(self, node_id, client, controller, node_roles))
 
     @classmethod
     def attach(cls, info: dict) -> "Cluster":
@@ -259,6 +324,7 @@ class Cluster:
         c = cls.__new__(cls)
         c.target = info["target"]
         c.quorum = info.get("quorum", "static")
+        c.roles = info.get("roles", "combined")
         c.size = len(info["nodes"])
         c.kafka_cluster_id = None
         c.configs = dict(info["configs"])
@@ -266,9 +332,9 @@ class Cluster:
         c.root_dir = Path(info["root_dir"])
         c.nodes = []
         for d in info["nodes"]:
-            host, port = d["bootstrap"].rsplit(":", 1)
-            _, cport = d["controller"].rsplit(":", 1)
-            n = Node(c, d["node_id"], int(port), int(cport))
+            port = int(d["bootstrap"].rsplit(":", 1)[1]) if d.get("bootstrap") else None
+            cport = int(d["controller"].rsplit(":", 1)[1]) if d.get("controller") else None
+            n = Node(c, d["node_id"], port, cport, d.get("roles", COMBINED))
             n.pid, n.argv = d["pid"], d["argv"]
             c.nodes.append(n)
         return c
@@ -276,18 +342,28 @@ class Cluster:
     # ---- addresses ---------------------------------------------------------------------------------
 
     @property
+    def brokers(self) -> list[Node]:
+        """The nodes with a client listener (every node, unless isolated)."""
+        return [n for n in self.nodes if n.is_broker]
+
+    @property
+    def controller_nodes(self) -> list[Node]:
+        """The nodes with a CONTROLLER listener, the static voters (every node, unless isolated)."""
+        return [n for n in self.nodes if n.is_controller]
+
+    @property
     def bootstrap(self) -> str:
-        """Every node's client listener, comma-separated (what clients take as bootstrap.servers)."""
-        return ",".join(n.bootstrap for n in self.nodes)
+        """Every broker's client listener, comma-separated (what clients take as bootstrap.servers)."""
+        return ",".join(n.bootstrap for n in self.brokers)
 
     @property
     def controllers(self) -> str:
-        """Every node's controller listener (`kafka-metadata-quorum --bootstrap-controller`)."""
-        return ",".join(n.controller for n in self.nodes)
+        """Every controller listener (`kafka-metadata-quorum --bootstrap-controller`)."""
+        return ",".join(n.controller for n in self.controller_nodes)
 
     @property
     def voters(self) -> str:
-        return ",".join(f"{n.node_id}@{n.controller}" for n in self.nodes)
+        return ",".join(f"{n.node_id}@{n.controller}" for n in self.controller_nodes)
 
     @property
     def quorum_bootstrap(self) -> str:
@@ -306,13 +382,13 @@ class Cluster:
         return [n for n in self.nodes if n.alive()]
 
     def live_bootstrap(self) -> str:
-        return ",".join(n.bootstrap for n in self.live_nodes())
+        return ",".join(n.bootstrap for n in self.live_nodes() if n.is_broker)
 
     def describe(self) -> dict:
         # A static quorum's voter string, or a dynamic one's bootstrap servers (its voters change).
         quorum = {"quorum_bootstrap": self.quorum_bootstrap} if self.quorum == "dynamic" else {"voters": self.voters}
         return {
-            "target": self.target, "quorum": self.quorum, "bootstrap": self.bootstrap,
+            "target": self.target, "quorum": self.quorum, "roles": self.roles, "bootstrap": self.bootstrap,
             "controllers": self.controllers, **quorum, "root_dir": str(self.root_dir),
             "nodes": [n.describe() for n in self.nodes], "configs": self.configs,
         }
@@ -343,12 +419,16 @@ class Cluster:
         return self
 
     def stop(self) -> None:
-        for n in self.nodes:
-            if n.alive():
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(n.pid, signal.SIGTERM)
-        for n in self.nodes:
-            n.stop()
+        """SIGTERM every node and wait. Brokers first, controller-only nodes once the brokers are gone: a
+        Kafka broker's controlled shutdown asks the active controller, and waits for it in vain (until
+        SIGKILL) if the controllers went first."""
+        for group in ([n for n in self.nodes if n.is_broker], [n for n in self.nodes if not n.is_broker]):
+            for n in group:
+                if n.alive():
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(n.pid, signal.SIGTERM)
+            for n in group:
+                n.stop()
 
     def kill9_all(self) -> None:
         for n in self.nodes:
@@ -370,9 +450,11 @@ class Cluster:
         return "\n".join(f"--- node {n.node_id} ({n.log_path}) ---\n{n.log_tail(lines)}" for n in self.nodes)
 
     def wait_ready(self, nodes: list[Node], timeout_s: float | None = None, brokers: set[int] | None = None) -> None:
-        """Ready = each of `nodes` answers Metadata listing every node of the cluster (or `brokers`) as a broker."""
+        """Ready = each broker of `nodes` answers Metadata listing every broker of the cluster (or `brokers`);
+        each controller-only node of `nodes` answers DescribeQuorum on its CONTROLLER listener and the
+        quorum's leader lists it as a voter."""
         timeout_s = timeout_s or START_TIMEOUT_S[self.target]
-        expected = brokers if brokers is not None else {m.node_id for m in self.nodes}
+        expected = brokers if brokers is not None else {m.node_id for m in self.brokers}
         deadline = time.monotonic() + timeout_s
         pending = list(nodes)
         last = "no probe yet"
@@ -382,18 +464,35 @@ class Cluster:
                     raise ClusterNotReady(
                         f"{self.target} node {n.node_id} exited during startup\n{self.log_tails()}")
                 try:
-                    ids = self.broker_ids(n.bootstrap)
+                    if n.is_broker:
+                        ids = self.broker_ids(n.bootstrap)
+                        ready = ids == expected
+                        last = f"node {n.node_id} lists brokers {sorted(ids)}"
+                    else:
+                        ready, last = self._controller_ready(n)
                 except Exception as e:  # noqa: BLE001 - any probe failure means "not yet"
                     last = f"node {n.node_id}: {e}"
                     continue
-                if ids == expected:
+                if ready:
                     pending.remove(n)
-                else:
-                    last = f"node {n.node_id} lists brokers {sorted(ids)}"
             if pending:
                 time.sleep(0.3)
         if pending:
             raise ClusterNotReady(f"{self.target} cluster not ready after {timeout_s}s ({last})\n{self.log_tails()}")
+
+    def _controller_ready(self, n: Node) -> tuple[bool, str]:
+        """A controller-only node (no client listener to ask for Metadata): its CONTROLLER listener answers
+        DescribeQuorum, as the leader or with NOT_LEADER_OR_FOLLOWER, and the leader lists it as a voter."""
+        try:
+            q = describe_quorum(n.controller, PROBE_TIMEOUT_S)
+        except QuorumError as e:
+            if e.code != NOT_LEADER_OR_FOLLOWER:
+                raise
+            q = self.describe_quorum(PROBE_TIMEOUT_S)
+        if q["leader_id"] < 0:
+            return False, f"node {n.node_id}: no leader yet ({q})"
+        voters = {rid for rid, _ in q["voters"]}
+        return n.node_id in voters, f"node {n.node_id}: leader {q['leader_id']} lists voters {sorted(voters)}"
 
     @staticmethod
     def broker_ids(bootstrap: str) -> set[int]:
@@ -410,6 +509,8 @@ class Cluster:
         "observers": [...], "asked": node_id}. Raises if no live node answers."""
         errors = []
         for n in self.live_nodes():
+            if not n.is_controller:
+                continue
             try:
                 out = describe_quorum(n.controller, timeout_s)
                 out["asked"] = n.node_id
@@ -447,25 +548,36 @@ class Cluster:
             while n.admin_port in taken:
                 n.admin_port = free_port()
         configs = {"runnel.admin.listener": f"127.0.0.1:{n.admin_port}", **self.configs}
-        config.write_text(runnel_node_toml(n.node_id, n.bootstrap, n.controller, self._quorum_configs(), configs,
-                                           size=self.size))
+        config.write_text(runnel_node_toml(
+            n.node_id, n.bootstrap if n.is_broker else None, n.controller if n.is_controller else None,
+            self._quorum_configs(), configs, size=self.size, roles=n.roles))
         return [binary, "--config", str(config), "--data-dir", str(n.data_dir)]
 
     # ---- Apache Kafka ------------------------------------------------------------------------------
 
-    def _kafka_properties(self, node_id: int, log_dir: Path, port: int, controller_port: int, quorum: dict) -> str:
+    def _kafka_properties(self, node_id: int, log_dir: Path, port: int | None, controller_port: int | None,
+                          quorum: dict, roles: str = COMBINED) -> str:
+        """A node's server.properties. A controller-only node gets only its CONTROLLER listener (and no
+        broker listener settings), a broker-only node only PLAINTEXT (it reaches the controllers through the
+        voters' endpoints, named CONTROLLER)."""
+        listeners = []
+        if "broker" in roles.split(","):
+            listeners.append(f"PLAINTEXT://127.0.0.1:{port}")
+        if "controller" in roles.split(","):
+            listeners.append(f"CONTROLLER://127.0.0.1:{controller_port}")
         props = {
-            "process.roles": "broker,controller",
+            "process.roles": roles,
             "node.id": node_id,
             **quorum,
-            "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
+            "listeners": ",".join(listeners),
             "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
             "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
             "log.dirs": str(log_dir),
-            **self.configs,
         }
+        if "broker" in roles.split(","):
+            props["advertised.listeners"] = f"PLAINTEXT://127.0.0.1:{port}"
+            props["inter.broker.listener.name"] = "PLAINTEXT"
+        props.update(self.configs)
         return "".join(f"{k}={properties_value(v)}\n" for k, v in props.items())
 
     def _java(self, main_class: str, *args: str, heap: str | None = None) -> list[str]:
@@ -484,12 +596,16 @@ class Cluster:
         return argv
 
     def _kafka_storage_templates(self) -> Path:
-        """Log dirs of nodes 1..N formatted with one cluster id, once per machine; copied per cluster.
+        """Log dirs of nodes 1..N formatted with one cluster id, once per machine (per layout: combined, or
+        isolated with its number of controllers); copied per cluster.
 
         With a static voter set the formatted dir holds cluster id, node id, a directory id and the
         bootstrap metadata version: nothing that depends on ports or paths.
         """
-        template = CACHE_DIR / f"kafka-cluster-template-{kafka_version()}-{self.size}nodes"
+        layout = f"{self.size}nodes"
+        if self.roles == "isolated":
+            layout = f"isolated-{len(self.controller_nodes)}controllers-{len(self.brokers)}brokers"
+        template = CACHE_DIR / f"kafka-cluster-template-{kafka_version()}-{layout}"
         if all((template / f"node{i}" / "meta.properties").exists() for i in range(1, self.size + 1)):
             return template
         CACHE_DIR.mkdir(parents=True, exist_ok=True)
@@ -502,11 +618,12 @@ class Cluster:
                 cluster_id = subprocess.run(
                     self._java("kafka.tools.StorageTool", "random-uuid"), check=True, capture_output=True, text=True,
                 ).stdout.strip().splitlines()[-1]
-                voters = ",".join(f"{i}@127.0.0.1:{19093 + 10 * i}" for i in range(1, self.size + 1))
-                for i in range(1, self.size + 1):
+                voters = ",".join(f"{n.node_id}@127.0.0.1:{19093 + 10 * n.node_id}" for n in self.controller_nodes)
+                for n in self.nodes:
+                    i = n.node_id
                     props = work / f"node{i}.properties"
                     props.write_text(self._kafka_properties(i, work / f"node{i}", 19092 + 10 * i, 19093 + 10 * i,
-                                                            {"controller.quorum.voters": voters}))
+                                                            {"controller.quorum.voters": voters}, n.roles))
                     fmt = subprocess.run(
                         self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)),
                         capture_output=True, text=True,
@@ -523,7 +640,7 @@ class Cluster:
     def _kafka_argv(self, n: Node) -> list[str]:
         props = n.root_dir / "server.properties"
         props.write_text(self._kafka_properties(n.node_id, n.data_dir, n.port, n.controller_port,
-                                                self._quorum_configs()))
+                                                self._quorum_configs(), n.roles))
         if self.quorum == "dynamic":
             self._kafka_format_dynamic(n, props)
         else:
@@ -545,28 +662,33 @@ class Cluster:
             raise RuntimeError(f"kafka storage format {mode} of node {n.node_id} failed:\n{fmt.stdout}\n{fmt.stderr}")
 
 
-def runnel_node_toml(node_id: int, client: str, controller: str, quorum: str | dict, configs: dict,
-                     rack: str | None = None, size: int | None = None) -> str:
+def runnel_node_toml(node_id: int, client: str | None, controller: str | None, quorum: str | dict, configs: dict,
+                     rack: str | None = None, size: int | None = None, roles: str = COMBINED) -> str:
     """One node's runnel config as contract 1 writes it (Kafka's names; `--data-dir` on the command line).
 
     `quorum` is the static voter string (`controller.quorum.voters`) or the quorum keys themselves
-    (e.g. `{"controller.quorum.bootstrap.servers": ...}` for a dynamic quorum)."""
+    (e.g. `{"controller.quorum.bootstrap.servers": ...}` for a dynamic quorum). `roles` is `process.roles`:
+    a controller-only node has no `client` listener, a broker-only node no `controller` listener (as
+    deploy/cluster/isolated/*.toml)."""
     if isinstance(quorum, str):
         quorum = {"controller.quorum.voters": quorum}
-    base = {
-        "process.roles": "broker,controller",
-        "node.id": node_id,
-        "listeners": f"PLAINTEXT://{client},CONTROLLER://{controller}",
-        "advertised.listeners": f"PLAINTEXT://{client}",
-        "controller.listener.names": "CONTROLLER",
-        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-        **quorum,
-    }
+    listeners = []
+    if "broker" in roles.split(","):
+        listeners.append(f"PLAINTEXT://{client}")
+    if "controller" in roles.split(","):
+        listeners.append(f"CONTROLLER://{controller}")
+    base = {"process.roles": roles, "node.id": node_id, "listeners": ",".join(listeners)}
+    if "broker" in roles.split(","):
+        base["advertised.listeners"] = f"PLAINTEXT://{client}"
+    base["controller.listener.names"] = "CONTROLLER"
+    base["listener.security.protocol.map"] = (
+        "CONTROLLER:PLAINTEXT" if roles == CONTROLLER_ONLY else "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT")
+    base.update(quorum)
     if rack:
         base["broker.rack"] = rack
     if size is None:
         size = len(quorum.get("controller.quorum.voters", "").split(","))
-    lines = [f"# runnel node {node_id} of a {size}-node cluster (Kafka config names)."]
+    lines = [f"# runnel node {node_id} ({roles}) of a {size}-node cluster (Kafka config names)."]
     lines += [f"{json.dumps(k)} = {toml_value(v)}" for k, v in base.items()]
     extra = {k: v for k, v in configs.items() if k not in base}
     if extra:
@@ -601,6 +723,14 @@ DESCRIBE_QUORUM = 55
 METADATA_TOPIC = "__cluster_metadata"
 
 
+class QuorumError(RuntimeError):
+    """DescribeQuorum answered an error code (top level or the partition's)."""
+
+    def __init__(self, code: int, text: str):
+        super().__init__(text)
+        self.code = code
+
+
 def describe_quorum(controller: str, timeout_s: float = 5.0) -> dict:
     """DescribeQuorum v0 to one controller listener (what `kafka-metadata-quorum` asks, without a JVM)."""
     from config_wire import _compact_str, _exchange, _uvarint
@@ -610,7 +740,7 @@ def describe_quorum(controller: str, timeout_s: float = 5.0) -> dict:
     r = _exchange(controller, DESCRIBE_QUORUM, 0, body, timeout_s)
     error = r.i16()
     if error:
-        raise RuntimeError(f"DescribeQuorum error code {error}")
+        raise QuorumError(error, f"DescribeQuorum error code {error}")
 
     def replica():
         rid = r.i32()
@@ -640,7 +770,7 @@ def describe_quorum(controller: str, timeout_s: float = 5.0) -> dict:
         if name == METADATA_TOPIC and parts:
             p = parts[0]
             if p["error"]:
-                raise RuntimeError(f"DescribeQuorum partition error code {p['error']}")
+                raise QuorumError(p["error"], f"DescribeQuorum partition error code {p['error']}")
             return p
     raise RuntimeError(f"DescribeQuorum answered no {METADATA_TOPIC} partition: {topics}")
 
@@ -655,7 +785,8 @@ def _cli_start(args) -> int:
         if not sep:
             raise SystemExit(f"--config expects key=value, got {item!r}")
         configs[key] = parse_config_value(value)
-    cluster = Cluster(target=args.target, nodes=args.nodes, configs=configs, quorum=args.quorum)
+    cluster = Cluster(target=args.target, nodes=args.nodes, configs=configs, quorum=args.quorum, roles=args.roles,
+                      controllers=args.controllers)
     try:
         cluster.start()
     except Exception as e:
@@ -673,20 +804,24 @@ def _cli_start(args) -> int:
 def _cli_stop(args) -> int:
     if args.file:
         info = json.loads(Path(args.file).read_text())
-        pids = [n["pid"] for n in info["nodes"]]
+        # Brokers first, controller-only nodes after them (as Cluster.stop).
+        is_broker = ["broker" in n.get("roles", COMBINED).split(",") for n in info["nodes"]]
+        groups = [[n["pid"] for n, b in zip(info["nodes"], is_broker) if b],
+                  [n["pid"] for n, b in zip(info["nodes"], is_broker) if not b]]
         root = info["root_dir"]
     else:
-        pids = [int(p) for p in args.pids.split(",") if p]
+        groups = [[int(p) for p in args.pids.split(",") if p]]
         root = args.root
-    for pid in pids:
-        if pid_alive(pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-    for pid in pids:
-        if not wait_pid_exit(pid, args.timeout):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-            wait_pid_exit(pid, 30.0)
+    for pids in groups:
+        for pid in pids:
+            if pid_alive(pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
+        for pid in pids:
+            if not wait_pid_exit(pid, args.timeout):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                wait_pid_exit(pid, 30.0)
     if root and os.environ.get("COMPAT_KEEP_DIRS") != "1" and Path(root).name.startswith("compat-cluster-"):
         shutil.rmtree(root, ignore_errors=True)
     return 0
@@ -701,6 +836,10 @@ def main(argv: list[str] | None = None) -> int:
     start.add_argument("--config", action="append", metavar="KEY=VALUE", help="extra config for every node")
     start.add_argument("--quorum", choices=QUORUM_MODES, default="static",
                        help="dynamic: node 1 the only voter, the others observers (KIP-853)")
+    start.add_argument("--roles", choices=ROLE_MODES, default="combined",
+                       help="isolated: the first --controllers nodes controller-only, the rest broker-only")
+    start.add_argument("--controllers", type=int, default=None,
+                       help=f"controller-only nodes of an isolated cluster (default {DEFAULT_CONTROLLERS})")
     start.add_argument("--out", help="also write the JSON description to this file")
     stop = sub.add_parser("stop", help="stop a cluster started by `start` (SIGTERM, SIGKILL after --timeout)")
     stop.add_argument("--file", help="the JSON description `start --out` wrote")
