@@ -334,7 +334,9 @@ fn fence(image: &MetadataImage, node_id: i32, records: &mut Vec<MetadataRecord>)
 }
 
 /// Kafka's `handleBrokerUnfenced`: the unfence record, then every leaderless partition this
-/// broker may lead gets it as leader.
+/// broker may lead gets it as leader: from the ISR, or, while the ISR is empty, from the
+/// eligible leader replicas (the leader joins the ISR and leaves the ELR), or as the last
+/// known leader (Kafka's balanced recovery; the ISR is then just the leader).
 fn unfence(image: &MetadataImage, node_id: i32, records: &mut Vec<MetadataRecord>) {
     records.push(MetadataRecord::UnfenceBroker {
         node_id,
@@ -343,27 +345,69 @@ fn unfence(image: &MetadataImage, node_id: i32, records: &mut Vec<MetadataRecord
     let acceptable = |r: i32| r == node_id || is_active(image, r);
     for topic in image.topics.values() {
         for (partition, registration) in &topic.registrations {
-            if registration.leader != NO_LEADER || !registration.isr.contains(&node_id) {
+            if registration.leader != NO_LEADER {
                 continue;
             }
-            if let Some(leader) = registration.isr.iter().copied().find(|r| acceptable(*r)) {
-                records.push(MetadataRecord::PartitionChange {
-                    topic_id: topic.topic_id,
-                    partition: *partition,
-                    leader: Some(leader),
-                    isr: None,
-                    replicas: None,
-                    adding: None,
-                    removing: None,
-                });
+            // A new leader: the last known leader is cleared; one elected out of the ELR
+            // becomes the ISR and leaves the ELR.
+            let change = |leader: i32, from_elr: bool| MetadataRecord::PartitionChange {
+                topic_id: topic.topic_id,
+                partition: *partition,
+                leader: Some(leader),
+                isr: from_elr.then(|| vec![leader]),
+                replicas: None,
+                adding: None,
+                removing: None,
+                elr: (from_elr && !registration.elr.is_empty()).then(|| {
+                    registration
+                        .elr
+                        .iter()
+                        .copied()
+                        .filter(|r| *r != leader)
+                        .collect()
+                }),
+                last_known_elr: (!registration.last_known_elr.is_empty()).then(Vec::new),
+            };
+            if registration.isr.contains(&node_id) {
+                if let Some(leader) = registration.isr.iter().copied().find(|r| acceptable(*r)) {
+                    records.push(change(leader, false));
+                }
+            } else if registration.isr.is_empty()
+                && !registration.is_reassigning()
+                && (registration.elr.contains(&node_id)
+                    || (registration.elr.is_empty() && registration.last_known_elr == [node_id]))
+            {
+                records.push(change(node_id, true));
             }
         }
     }
 }
 
-/// Kafka's `generateLeaderAndIsrUpdates` with a broker to remove: it leaves every ISR (the
-/// last member stays, as Kafka never empties an ISR) and each partition it led gets the first
-/// other active in-sync replica as leader, or none (-1, the leader epoch bumped).
+/// The `min.insync.replicas` in force for `topic`: its own, else the cluster-level one the
+/// controller keeps (see `ConfigResource::Broker`), else Kafka's default 1.
+fn min_isr(image: &MetadataImage, topic: &crate::metadata::TopicImage) -> usize {
+    const KEY: &str = "min.insync.replicas";
+    topic
+        .configs
+        .get(KEY)
+        .or_else(|| {
+            image
+                .broker_configs
+                .get(crate::broker_config::CLUSTER_DEFAULT)
+                .and_then(|c| c.get(KEY))
+        })
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+}
+
+/// Kafka's `generateLeaderAndIsrUpdates` with a broker to remove, as a Kafka 4.4 cluster runs
+/// it with eligible leader replicas on (KIP-966): the broker leaves every ISR, even the last
+/// member of one; each partition it led gets the first other active in-sync replica as leader,
+/// or none (-1, the leader epoch bumped). Where the ISR falls below `min.insync.replicas`, the
+/// replicas that left it become eligible leader replicas, and a partition left leaderless
+/// records its last leader (`last_known_elr`, Kafka's balanced recovery), so the broker leads
+/// it again when it comes back. A partition being reassigned keeps its last ISR member (the
+/// move's phases are told apart by an empty ISR).
 fn move_leaderships_away(image: &MetadataImage, node_id: i32, records: &mut Vec<MetadataRecord>) {
     for topic in image.topics.values() {
         for (partition, registration) in &topic.registrations {
@@ -376,7 +420,7 @@ fn move_leaderships_away(image: &MetadataImage, node_id: i32, records: &mut Vec<
                 .copied()
                 .filter(|r| *r != node_id)
                 .collect();
-            if isr.is_empty() {
+            if isr.is_empty() && registration.is_reassigning() {
                 isr.clone_from(&registration.isr);
             }
             let leader = if registration.leader == node_id {
@@ -389,8 +433,34 @@ fn move_leaderships_away(image: &MetadataImage, node_id: i32, records: &mut Vec<
             } else {
                 None
             };
+            let (elr, last_known_elr) = if registration.is_reassigning() {
+                (None, None)
+            } else {
+                let elr: Vec<i32> = if isr.len() >= min_isr(image, topic) {
+                    Vec::new()
+                } else {
+                    let mut elr = registration.elr.clone();
+                    for r in &registration.isr {
+                        if !elr.contains(r) {
+                            elr.push(*r);
+                        }
+                    }
+                    elr.retain(|r| !isr.contains(r));
+                    elr
+                };
+                let last_known_elr = match leader {
+                    Some(NO_LEADER) if registration.last_known_elr.is_empty() => {
+                        Some(vec![registration.leader])
+                    }
+                    Some(l) if l >= 0 && !registration.last_known_elr.is_empty() => {
+                        Some(Vec::new())
+                    }
+                    _ => None,
+                };
+                ((elr != registration.elr).then_some(elr), last_known_elr)
+            };
             let isr = (isr != registration.isr).then_some(isr);
-            if leader.is_some() || isr.is_some() {
+            if leader.is_some() || isr.is_some() || elr.is_some() || last_known_elr.is_some() {
                 records.push(MetadataRecord::PartitionChange {
                     topic_id: topic.topic_id,
                     partition: *partition,
@@ -399,6 +469,8 @@ fn move_leaderships_away(image: &MetadataImage, node_id: i32, records: &mut Vec<
                     replicas: None,
                     adding: None,
                     removing: None,
+                    elr,
+                    last_known_elr,
                 });
             }
         }
@@ -693,8 +765,14 @@ mod tests {
             broker_epoch: epoch2,
         })
         .unwrap();
+        // As Kafka 4.4 with eligible leader replicas on: the ISR empties, the replica becomes
+        // an eligible leader and the last known leader.
         let p = c.partition("on2");
-        assert_eq!((p.leader, p.leader_epoch, p.isr.clone()), (-1, 1, vec![2]));
+        assert_eq!((p.leader, p.leader_epoch, p.isr.clone()), (-1, 1, vec![]));
+        assert_eq!(
+            (p.elr.clone(), p.last_known_elr.clone()),
+            (vec![2], vec![2])
+        );
         assert!(c.image.brokers[&2].fenced);
         // A second expiry of the same epoch writes nothing.
         assert!(c
@@ -738,6 +816,10 @@ mod tests {
         assert!(!reply.is_fenced);
         let p = c.partition("on2");
         assert_eq!((p.leader, p.leader_epoch), (2, 2));
+        assert_eq!(
+            (p.isr.clone(), p.elr.clone(), p.last_known_elr.clone()),
+            (vec![2], vec![], vec![])
+        );
     }
 
     // Proves controlled shutdown moves leaderships away, then grants the shutdown; a fenced

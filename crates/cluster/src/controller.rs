@@ -644,6 +644,8 @@ fn new_partition(topic_id: Uuid, partition: i32, replicas: Vec<i32>) -> Metadata
         partition_epoch: 0,
         adding: Vec::new(),
         removing: Vec::new(),
+        elr: Vec::new(),
+        last_known_elr: Vec::new(),
     }
 }
 
@@ -848,6 +850,8 @@ fn sole_replica(topic_id: Uuid, partition: i32, node_id: i32) -> MetadataRecord 
         partition_epoch: 0,
         adding: Vec::new(),
         removing: Vec::new(),
+        elr: Vec::new(),
+        last_known_elr: Vec::new(),
     }
 }
 

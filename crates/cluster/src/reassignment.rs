@@ -130,13 +130,20 @@ pub fn alter(
         None if to == from => Ok(Vec::new()),
         _ => {
             // A new move, or a new target for a move still copying (the partial copy on the
-            // abandoned target goes, as it is no longer a replica).
-            let isr: Vec<i32> = registration
-                .isr
-                .iter()
-                .copied()
-                .filter(|r| !registration.adding.contains(r))
-                .collect();
+            // abandoned target goes, as it is no longer a replica). A leaderless partition
+            // whose replica left the ISR as an eligible leader (its broker fenced) moves with
+            // that replica back as the ISR: the move's phases are told apart by an empty ISR,
+            // and the ELR replica holds everything acknowledged.
+            let from_elr = registration.isr.is_empty() && !registration.elr.is_empty();
+            let isr: Vec<i32> = if from_elr {
+                &registration.elr
+            } else {
+                &registration.isr
+            }
+            .iter()
+            .copied()
+            .filter(|r| !registration.adding.contains(r))
+            .collect();
             Ok(vec![MetadataRecord::PartitionChange {
                 topic_id,
                 partition,
@@ -145,6 +152,8 @@ pub fn alter(
                 replicas: Some(vec![to, from]),
                 adding: Some(vec![to]),
                 removing: Some(vec![from]),
+                elr: from_elr.then(Vec::new),
+                last_known_elr: None,
             }])
         }
     }
@@ -172,6 +181,8 @@ pub fn fence_for_drain(
                 replicas: None,
                 adding: None,
                 removing: None,
+                elr: None,
+                last_known_elr: None,
             }])
         }
         _ => Err(not_moving_to(topic_id, partition, node_id)),
@@ -206,6 +217,9 @@ pub fn complete(
                 replicas: Some(vec![node_id]),
                 adding: Some(Vec::new()),
                 removing: Some(Vec::new()),
+                // The ISR is whole again: no eligible leaders; a leader clears the last known.
+                elr: (!registration.elr.is_empty()).then(Vec::new),
+                last_known_elr: (active && !registration.last_known_elr.is_empty()).then(Vec::new),
             }])
         }
         _ => Err(not_moving_to(topic_id, partition, node_id)),
@@ -311,6 +325,8 @@ fn revert(topic_id: Uuid, partition: i32, registration: &PartitionImage) -> Meta
         replicas: Some(original_replicas(registration)),
         adding: Some(Vec::new()),
         removing: Some(Vec::new()),
+        elr: None,
+        last_known_elr: None,
     }
 }
 
@@ -391,6 +407,8 @@ mod tests {
             partition_epoch: 0,
             adding: vec![],
             removing: vec![],
+            elr: Vec::new(),
+            last_known_elr: Vec::new(),
         });
         image
     }
@@ -598,6 +616,48 @@ mod tests {
     }
 
     #[test]
+    fn a_leaderless_partition_with_an_eligible_leader_moves_as_copying() {
+        // Goal: the source broker fenced (its replica left the ISR as an eligible leader), a
+        // new move starts copying with that replica as the ISR, not as if draining, and once
+        // the source is back it leads until the copy is done; completing clears the ELR.
+        let mut image = image();
+        step(&mut image, |i| {
+            Ok(crate::broker_lifecycle::fence_stale(i, 1, 1))
+        });
+        let p = part(&image);
+        assert_eq!(
+            (p.leader, p.isr.clone(), p.elr.clone()),
+            (-1, vec![], vec![1])
+        );
+        step(&mut image, |i| alter(i, "t", 0, Some(&[2]), false));
+        let p = part(&image);
+        assert_eq!((p.isr.clone(), p.elr.clone()), (vec![1], vec![]));
+        assert_eq!(ongoing_move(&p).unwrap().phase, MovePhase::Copying);
+        let unfence = crate::broker_lifecycle::heartbeat(
+            &image,
+            &crate::broker_lifecycle::Heartbeat {
+                node_id: 1,
+                broker_epoch: 1,
+                current_metadata_offset: i64::MAX,
+                want_fence: false,
+                want_shut_down: false,
+            },
+        );
+        apply(&mut image, unfence);
+        let p = part(&image);
+        assert_eq!((p.leader, p.last_known_elr.clone()), (1, vec![]));
+        let epoch = p.partition_epoch;
+        step(&mut image, |i| fence_for_drain(i, TOPIC, 0, 2, epoch));
+        let epoch = part(&image).partition_epoch;
+        step(&mut image, |i| complete(i, TOPIC, 0, 2, epoch));
+        let p = part(&image);
+        assert_eq!(
+            (p.leader, p.replicas.clone(), p.isr.clone(), p.elr.clone()),
+            (2, vec![2], vec![2], vec![])
+        );
+    }
+
+    #[test]
     fn a_fenced_broker_never_leads_a_draining_partition() {
         // Goal: while draining, unfencing the old replica elects nobody (the ISR is empty), and
         // a target fenced before completion becomes the ISR without leading.
@@ -653,6 +713,8 @@ mod tests {
             replicas: Some(vec![2, 1]),
             adding: Some(vec![2]),
             removing: Some(vec![1]),
+            elr: None,
+            last_known_elr: None,
         };
         let json = serde_json::to_string(&moving).unwrap();
         assert_eq!(

@@ -284,6 +284,8 @@ mod tests {
                         partition_epoch: epoch,
                         adding: vec![],
                         removing: vec![],
+                        elr: Vec::new(),
+                        last_known_elr: Vec::new(),
                     },
                 )
             })

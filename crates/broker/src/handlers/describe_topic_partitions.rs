@@ -201,10 +201,10 @@ fn partitions(
                     .with_leader_epoch(r.leader_epoch)
                     .with_replica_nodes(ids(&r.replicas))
                     .with_isr_nodes(ids(&r.isr))
-                    // No eligible leader replicas (KIP-966's ELR is off): empty, not null,
-                    // as Kafka's registrations hold them.
-                    .with_eligible_leader_replicas(Some(Vec::new()))
-                    .with_last_known_elr(Some(Vec::new()))
+                    // KIP-966's eligible leader replicas and last known leader, as the
+                    // registration holds them (empty lists, never null, as Kafka's).
+                    .with_eligible_leader_replicas(Some(ids(&r.elr)))
+                    .with_last_known_elr(Some(ids(&r.last_known_elr)))
                     .with_offline_replicas(ids(&offline)),
             )
         })

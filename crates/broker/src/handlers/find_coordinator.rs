@@ -204,6 +204,8 @@ mod tests {
                                 partition_epoch: 0,
                                 adding: vec![],
                                 removing: vec![],
+                                elr: Vec::new(),
+                                last_known_elr: Vec::new(),
                             },
                         )
                     })

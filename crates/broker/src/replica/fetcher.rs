@@ -221,6 +221,8 @@ mod tests {
             partition_epoch,
             adding: vec![2],
             removing: vec![1],
+            elr: Vec::new(),
+            last_known_elr: Vec::new(),
         }
     }
 

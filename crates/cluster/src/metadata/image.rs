@@ -42,6 +42,13 @@ pub struct PartitionImage {
     pub adding: Vec<i32>,
     /// Replicas an ongoing reassignment removes (Kafka's `removingReplicas`).
     pub removing: Vec<i32>,
+    /// Eligible leader replicas (KIP-966, on in a new Kafka 4.4 cluster): replicas that left
+    /// an ISR which shrank below `min.insync.replicas`; one may be elected while the ISR is
+    /// empty.
+    pub elr: Vec<i32>,
+    /// The last leader of a partition that became leaderless (Kafka's `lastKnownElr` as its
+    /// balanced recovery uses it); empty while it has a leader.
+    pub last_known_elr: Vec<i32>,
 }
 
 impl PartitionImage {
@@ -252,6 +259,8 @@ impl MetadataImage {
                 partition_epoch,
                 adding,
                 removing,
+                elr,
+                last_known_elr,
             } => {
                 let Some(topic) = self.topic_mut(topic_id) else {
                     tracing::warn!(%topic_id, partition, "partition record for an unknown topic; ignored");
@@ -280,6 +289,8 @@ impl MetadataImage {
                         partition_epoch: *partition_epoch,
                         adding: adding.clone(),
                         removing: removing.clone(),
+                        elr: elr.clone(),
+                        last_known_elr: last_known_elr.clone(),
                     },
                 );
                 delta.changed_partitions.push((*topic_id, *partition));
@@ -404,6 +415,8 @@ impl MetadataImage {
                 replicas,
                 adding,
                 removing,
+                elr,
+                last_known_elr,
             } => {
                 let Some(registration) = self
                     .topic_mut(topic_id)
@@ -427,6 +440,12 @@ impl MetadataImage {
                 }
                 if let Some(removing) = removing {
                     registration.removing.clone_from(removing);
+                }
+                if let Some(elr) = elr {
+                    registration.elr.clone_from(elr);
+                }
+                if let Some(last_known_elr) = last_known_elr {
+                    registration.last_known_elr.clone_from(last_known_elr);
                 }
                 registration.partition_epoch += 1;
                 delta.changed_partitions.push((*topic_id, *partition));
@@ -489,6 +508,8 @@ impl MetadataImage {
                     partition_epoch: p.partition_epoch,
                     adding: p.adding.clone(),
                     removing: p.removing.clone(),
+                    elr: p.elr.clone(),
+                    last_known_elr: p.last_known_elr.clone(),
                 });
             }
         }
@@ -672,6 +693,8 @@ mod tests {
                 partition_epoch: 0,
                 adding: vec![],
                 removing: vec![],
+                elr: Vec::new(),
+                last_known_elr: Vec::new(),
             });
         }
         image.apply(&MetadataRecord::TopicConfig {
@@ -799,6 +822,8 @@ mod tests {
             partition_epoch: 4,
             adding: vec![],
             removing: vec![],
+            elr: Vec::new(),
+            last_known_elr: Vec::new(),
         });
         image.apply(&MetadataRecord::PartitionChange {
             topic_id: Uuid::from_u128(7),
@@ -808,6 +833,8 @@ mod tests {
             replicas: None,
             adding: None,
             removing: None,
+            elr: None,
+            last_known_elr: None,
         });
         let p = image.topic("t").unwrap().registration(0).unwrap().clone();
         assert_eq!((p.leader, p.leader_epoch, p.partition_epoch), (2, 4, 5));
@@ -819,6 +846,8 @@ mod tests {
             replicas: None,
             adding: None,
             removing: None,
+            elr: None,
+            last_known_elr: None,
         });
         let p = image.topic("t").unwrap().registration(0).unwrap().clone();
         assert_eq!((p.leader, p.leader_epoch, p.partition_epoch), (-1, 5, 6));

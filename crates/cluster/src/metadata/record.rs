@@ -69,6 +69,13 @@ pub enum MetadataRecord {
         adding: Vec<i32>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         removing: Vec<i32>,
+        /// Eligible leader replicas (KIP-966): replicas out of an ISR that shrank below
+        /// `min.insync.replicas`, still safe to elect; absent from older records.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        elr: Vec<i32>,
+        /// The last known leader of a leaderless partition (Kafka's `lastKnownElr`).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        last_known_elr: Vec<i32>,
     },
     /// A feature's finalized level changed (Kafka's `FeatureLevelRecord`); level 0 takes the
     /// feature out of the finalized set.
@@ -123,5 +130,11 @@ pub enum MetadataRecord {
         adding: Option<Vec<i32>>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         removing: Option<Vec<i32>>,
+        /// The eligible leader replicas and last known leader, set or cleared (see
+        /// `Partition`); absent (unchanged) in records written before they existed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        elr: Option<Vec<i32>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        last_known_elr: Option<Vec<i32>>,
     },
 }
