@@ -106,6 +106,18 @@ def broker(request):
     b.cleanup()
 
 
+def _running(c: Cluster):
+    """Starts `c` for a fixture, yields it, and removes its processes and files afterwards (also when it
+    fails to start)."""
+    try:
+        c.start()
+    except Exception:
+        c.cleanup()
+        raise
+    yield c
+    c.cleanup()
+
+
 @pytest.fixture(scope="session")
 def cluster():
     """The 3-node cluster the 3-node tests of this run share (they must leave every node running).
@@ -117,42 +129,21 @@ def cluster():
     if path:
         yield Cluster.attach(json.loads(Path(path).read_text()))
         return
-    c = Cluster()
-    try:
-        c.start()
-    except Exception:
-        c.cleanup()
-        raise
-    yield c
-    c.cleanup()
+    yield from _running(Cluster())
 
 
 @pytest.fixture
 def fresh_cluster(request):
     """Three nodes of this test's own, for tests that kill, stop or restart nodes."""
     marker = request.node.get_closest_marker("broker_config")
-    c = Cluster(configs=marker.args[0] if marker else None)
-    try:
-        c.start()
-    except Exception:
-        c.cleanup()
-        raise
-    yield c
-    c.cleanup()
+    yield from _running(Cluster(configs=marker.args[0] if marker else None))
 
 
 @pytest.fixture
 def dynamic_cluster():
     """Three nodes of this test's own in a KIP-853 dynamic quorum: node 1 its only voter, nodes 2 and 3
     observers (harness/cluster.py, `quorum="dynamic"`)."""
-    c = Cluster(quorum="dynamic")
-    try:
-        c.start()
-    except Exception:
-        c.cleanup()
-        raise
-    yield c
-    c.cleanup()
+    yield from _running(Cluster(quorum="dynamic"))
 
 
 @pytest.fixture(scope="module")
@@ -161,14 +152,7 @@ def isolated_cluster():
     controller-only (`process.roles=controller`, the static voters), nodes 4 and 5 broker-only
     (`process.roles=broker`). Shared by the tests of one module (five JVMs start slowly on Kafka): a test
     that kills a node restarts it, and such tests come last in their module."""
-    c = Cluster(roles="isolated", nodes=5, controllers=3)
-    try:
-        c.start()
-    except Exception:
-        c.cleanup()
-        raise
-    yield c
-    c.cleanup()
+    yield from _running(Cluster(roles="isolated", nodes=5, controllers=3))
 
 
 @pytest.fixture
