@@ -525,7 +525,11 @@ def test_isolated_example_runs_three_controllers_and_two_brokers(tmp_path):
                 [RUNNEL_BIN, "--config", config, "--data-dir", tmp_path / name],
                 stdout=subprocess.DEVNULL, stderr=log,
             ))
-        admin_ports = [ports[int(f"{n}9644")] for n in (1, 2, 3, 4, 5)]
+        import tomllib
+
+        configs = {name: tomllib.loads(text) for name, text in texts.items()}
+        port_of = lambda address: ports[int(address.rsplit(":", 1)[1])]  # noqa: E731
+        admin_ports = [port_of(c["runnel.admin.listener"]) for c in configs.values()]
         deadline = time.time() + 60
         while time.time() < deadline and not all(http_get(p, "/ready")[0] == 200 for p in admin_ports):
             assert all(p.poll() is None for p in processes), [
@@ -533,7 +537,9 @@ def test_isolated_example_runs_three_controllers_and_two_brokers(tmp_path):
             ]
             time.sleep(0.2)
         assert all(http_get(p, "/ready")[0] == 200 for p in admin_ports)
-        bootstrap = f"127.0.0.1:{ports[49092]},127.0.0.1:{ports[59092]}"
+        bootstrap = ",".join(
+            f"127.0.0.1:{port_of(configs[b]['listeners'])}" for b in ("broker4", "broker5")
+        )
         admin = AdminClient({"bootstrap.servers": bootstrap})
         brokers = sorted(admin.list_topics(timeout=10).brokers)
         assert brokers == [4, 5]
