@@ -427,6 +427,20 @@ mod tests {
         apply(image, records);
     }
 
+    /// Broker 1's caught-up heartbeat, which unfences it.
+    fn unfence_broker_1(image: &MetadataImage) -> Result<Vec<MetadataRecord>> {
+        crate::broker_lifecycle::heartbeat(
+            image,
+            &crate::broker_lifecycle::Heartbeat {
+                node_id: 1,
+                broker_epoch: 1,
+                current_metadata_offset: i64::MAX,
+                want_fence: false,
+                want_shut_down: false,
+            },
+        )
+    }
+
     fn part(image: &MetadataImage) -> PartitionImage {
         image.topic("t").unwrap().registration(0).unwrap().clone()
     }
@@ -633,17 +647,7 @@ mod tests {
         let p = part(&image);
         assert_eq!((p.isr.clone(), p.elr.clone()), (vec![1], vec![]));
         assert_eq!(ongoing_move(&p).unwrap().phase, MovePhase::Copying);
-        let unfence = crate::broker_lifecycle::heartbeat(
-            &image,
-            &crate::broker_lifecycle::Heartbeat {
-                node_id: 1,
-                broker_epoch: 1,
-                current_metadata_offset: i64::MAX,
-                want_fence: false,
-                want_shut_down: false,
-            },
-        );
-        apply(&mut image, unfence);
+        step(&mut image, unfence_broker_1);
         let p = part(&image);
         assert_eq!((p.leader, p.last_known_elr.clone()), (1, vec![]));
         let epoch = p.partition_epoch;
@@ -669,17 +673,7 @@ mod tests {
             node_id: 1,
             broker_epoch: 1,
         });
-        let unfence = crate::broker_lifecycle::heartbeat(
-            &image,
-            &crate::broker_lifecycle::Heartbeat {
-                node_id: 1,
-                broker_epoch: 1,
-                current_metadata_offset: i64::MAX,
-                want_fence: false,
-                want_shut_down: false,
-            },
-        );
-        apply(&mut image, unfence);
+        step(&mut image, unfence_broker_1);
         assert!(!image.brokers[&1].fenced, "the old replica was unfenced");
         assert_eq!(part(&image).leader, -1);
         image.apply(&MetadataRecord::FenceBroker {
