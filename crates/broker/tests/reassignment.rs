@@ -270,11 +270,18 @@ fn a_moving_partition_is_copied_over_the_inter_broker_listener() {
         })
         .collect();
     create_retrying(nodes[0].port, "inner", 1);
-    let (leader, _, _) = wait_for(
+    // Every node must have applied the topic: the leader answers UNKNOWN_TOPIC_OR_PARTITION
+    // to a produce that reaches it before its own metadata image has the topic.
+    wait_until(
         Duration::from_secs(10),
-        "the partition has a leader",
-        || partition_state(nodes[0].port, "inner").filter(|(l, _, _)| *l > 0),
+        "every node knows the topic",
+        || {
+            nodes
+                .iter()
+                .all(|n| partition_state(n.port, "inner").is_some_and(|(l, _, _)| l > 0))
+        },
     );
+    let (leader, _, _) = partition_state(nodes[0].port, "inner").unwrap();
     let port_of = |id: i32| nodes.iter().find(|n| n.id == id).unwrap().port;
     let mut stream = TcpStream::connect(("127.0.0.1", port_of(leader))).unwrap();
     let request = produce_request("inner", -1, 10_000, &[(0, batch(&["a", "b", "c"]))]);
