@@ -45,6 +45,12 @@ pub const MAX_MESSAGE_BYTES: usize = 256 << 20;
 /// Bytes of entries one append message carries at most.
 pub const MAX_APPEND_BYTES: u64 = 1 << 20;
 
+/// Entries one message from a peer may carry. An append holds at most [`MAX_APPEND_BYTES`] of
+/// entries and every metadata entry is tens of bytes at least, so a leader never comes near;
+/// the cap bounds what decoding a hostile frame allocates (an empty entry is 2 bytes on the
+/// wire and about a hundred in memory).
+pub const MAX_ENTRIES_PER_MESSAGE: usize = 1 << 16;
+
 /// Why the quorum refused something.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum QuorumError {
@@ -146,6 +152,12 @@ pub struct QuorumNode {
     /// Endpoints and directory ids of the voters and learners as of the applied index (the
     /// latest snapshot's, then each committed membership change's).
     members: Members,
+    /// What the Raft node was built with, to rebuild it after raft-rs refused a message by
+    /// panicking (see [`QuorumNode::guarded`]).
+    raft_config: Config,
+    logger: slog::Logger,
+    /// How many times that happened (a metric and a test hook).
+    raft_restarts: u64,
 }
 
 impl QuorumNode {
@@ -198,7 +210,117 @@ impl QuorumNode {
             halted: None,
             pending_restart_snapshot,
             members,
+            raft_config,
+            logger,
+            raft_restarts: 0,
         })
+    }
+
+    /// Runs `f` on the Raft node. raft-rs treats a message that breaks its invariants (a
+    /// commit index past the log, an entry conflicting with a committed one, a snapshot whose
+    /// configuration does not restore) as a bug of its caller and panics. Bytes from a peer
+    /// must not take the controller down, so a panic here discards the in-memory Raft state
+    /// and rebuilds it from the storage, which holds exactly what earlier readies handed out
+    /// for persisting: the node continues as a process restarted on its disk would (a follower
+    /// of its term, with its vote), and the message is refused.
+    fn guarded<T>(
+        &mut self,
+        what: &str,
+        f: impl FnOnce(&mut RawNode<QuorumStorage>) -> T,
+    ) -> Result<T, QuorumError> {
+        let raw = &mut self.raw;
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(raw))) {
+            Ok(value) => Ok(value),
+            Err(panic) => {
+                let reason = panic
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| panic.downcast_ref::<&str>().copied())
+                    .unwrap_or("a panic")
+                    .to_owned();
+                self.restart_raft()?;
+                Err(QuorumError::InvalidMessage(format!(
+                    "raft refused {what} ({reason}); it restarted from its persisted state"
+                )))
+            }
+        }
+    }
+
+    /// Rebuilds the Raft node from its storage (see [`QuorumNode::guarded`]).
+    fn restart_raft(&mut self) -> Result<(), QuorumError> {
+        let storage = self.raw.store().clone();
+        let commit = storage.initial_state_hard_state().commit;
+        let mut config = self.raft_config.clone();
+        // Entries up to `applied` were handed out already; raft-rs refuses an applied index
+        // past the commit index, and `apply_entries` skips what comes again.
+        config.applied = self.applied.min(commit);
+        let raw = RawNode::new(&config, storage, &self.logger).map_err(|e| {
+            let e = QuorumError::Raft(format!("cannot rebuild the raft node: {e}"));
+            self.halted = Some(e.clone());
+            e
+        })?;
+        self.raw = raw;
+        self.raft_restarts += 1;
+        tracing::warn!(
+            restarts = self.raft_restarts,
+            "raft node rebuilt from its persisted state after refusing a message"
+        );
+        Ok(())
+    }
+
+    /// Times the Raft node was rebuilt after raft-rs refused a message by panicking.
+    pub fn raft_restarts(&self) -> u64 {
+        self.raft_restarts
+    }
+
+    /// Refuses, before raft-rs sees it, a message whose fields contradict each other or this
+    /// node's log in ways raft-rs would panic on rather than reject. A leader never sends
+    /// these: a heartbeat's commit index is at most what the follower acknowledged holding,
+    /// an append's entries follow its index one by one, and a follower acknowledges only
+    /// indexes the leader sent it.
+    fn check_message(&self, message: &Message) -> Result<(), QuorumError> {
+        use raft::prelude::MessageType;
+        let invalid = |why: String| Err(QuorumError::InvalidMessage(why));
+        let entries = message.get_entries();
+        if entries.len() > MAX_ENTRIES_PER_MESSAGE {
+            return invalid(format!(
+                "{} entries in one message, more than {MAX_ENTRIES_PER_MESSAGE}",
+                entries.len()
+            ));
+        }
+        let last_index = self.last_index();
+        match message.get_msg_type() {
+            MessageType::MsgAppend => {
+                for (i, entry) in entries.iter().enumerate() {
+                    let expected = message.index.checked_add(i as u64 + 1);
+                    if expected != Some(entry.index) {
+                        return invalid(format!(
+                            "append at index {} carries entry {} at position {i}",
+                            message.index, entry.index
+                        ));
+                    }
+                }
+            }
+            _ if !entries.is_empty() => {
+                return invalid(format!("{:?} carries entries", message.get_msg_type()));
+            }
+            MessageType::MsgHeartbeat if message.commit > last_index => {
+                return invalid(format!(
+                    "heartbeat commits index {} past this node's last index {last_index}",
+                    message.commit
+                ));
+            }
+            MessageType::MsgAppendResponse
+                if !message.reject && self.is_leader() && message.index > last_index =>
+            {
+                return invalid(format!(
+                    "append acknowledged up to index {} past the leader's last index {last_index}",
+                    message.index
+                ));
+            }
+            _ => {}
+        }
+        Ok(())
     }
 
     pub fn id(&self) -> u64 {
@@ -207,7 +329,8 @@ impl QuorumNode {
 
     /// Advances the logical clock one tick.
     pub fn tick(&mut self) {
-        self.raw.tick();
+        // A panic here (state a refused message left behind) has already rebuilt the node.
+        let _ = self.guarded("a tick", |raw| raw.tick());
     }
 
     /// Hands a message from a peer to Raft.
@@ -238,9 +361,12 @@ impl QuorumNode {
                 message.from
             )));
         }
-        self.raw
-            .step(message)
-            .map_err(|e| QuorumError::InvalidMessage(e.to_string()))
+        self.check_message(&message)?;
+        let kind = message.get_msg_type();
+        self.guarded(&format!("a {kind:?} from node {}", message.from), |raw| {
+            raw.step(message)
+        })?
+        .map_err(|e| QuorumError::InvalidMessage(e.to_string()))
     }
 
     /// Starts a campaign now (tests; a fresh single voter also elects itself this way).
@@ -493,7 +619,10 @@ impl QuorumNode {
         if !self.raw.has_ready() {
             return Ok((!out.committed.is_empty()).then_some(out));
         }
-        let mut ready = self.raw.ready();
+        // Taking a ready touches nothing persisted, so a panic in it is survived as in `step`.
+        let Ok(mut ready) = self.guarded("a ready", |raw| raw.ready()) else {
+            return Ok((!out.committed.is_empty()).then_some(out));
+        };
         out.messages.extend(ready.take_messages());
         if !ready.snapshot().is_empty() {
             let snapshot = ready.snapshot().clone();
@@ -734,8 +863,74 @@ pub fn decode_message(bytes: &[u8]) -> Result<Message, QuorumError> {
             bytes.len()
         )));
     }
+    // Decoding allocates about a hundred bytes per entry however short it is on the wire:
+    // count them first.
+    let entries = count_entries(bytes)?;
+    if entries > MAX_ENTRIES_PER_MESSAGE {
+        return Err(QuorumError::InvalidMessage(format!(
+            "{entries} entries in one message, more than {MAX_ENTRIES_PER_MESSAGE}"
+        )));
+    }
     protobuf::Message::parse_from_bytes(bytes)
         .map_err(|e| QuorumError::InvalidMessage(e.to_string()))
+}
+
+/// The `entries` field (7) of raft's `Message`, as numbered in eraftpb.proto.
+const MESSAGE_ENTRIES_FIELD: u64 = 7;
+
+/// Counts the top-level `entries` fields of an encoded `Message` by walking the protobuf wire
+/// format without decoding (and without allocating).
+fn count_entries(bytes: &[u8]) -> Result<usize, QuorumError> {
+    fn varint(bytes: &[u8], at: &mut usize) -> Result<u64, QuorumError> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let Some(&byte) = bytes.get(*at) else {
+                return Err(QuorumError::InvalidMessage("truncated varint".into()));
+            };
+            *at += 1;
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err(QuorumError::InvalidMessage(
+            "varint longer than 10 bytes".into(),
+        ))
+    }
+    let skip = |at: &mut usize, n: u64| -> Result<(), QuorumError> {
+        let end = usize::try_from(n)
+            .ok()
+            .and_then(|n| at.checked_add(n))
+            .filter(|end| *end <= bytes.len())
+            .ok_or_else(|| QuorumError::InvalidMessage("field past the end".into()))?;
+        *at = end;
+        Ok(())
+    };
+    let mut at = 0;
+    let mut entries = 0;
+    while at < bytes.len() {
+        let key = varint(bytes, &mut at)?;
+        match key & 7 {
+            0 => {
+                varint(bytes, &mut at)?;
+            }
+            1 => skip(&mut at, 8)?,
+            2 => {
+                let len = varint(bytes, &mut at)?;
+                skip(&mut at, len)?;
+                if key >> 3 == MESSAGE_ENTRIES_FIELD {
+                    entries += 1;
+                }
+            }
+            5 => skip(&mut at, 4)?,
+            wire => {
+                return Err(QuorumError::InvalidMessage(format!(
+                    "protobuf wire type {wire} has no place in a raft message"
+                )))
+            }
+        }
+    }
+    Ok(entries)
 }
 
 /// Raft logs through slog; this forwards its records to tracing (debug and below stay quiet

@@ -57,6 +57,7 @@ impl Persisted {
 
 /// Raft's view of the log. Indexes: the snapshot covers `..=snapshot_index`, `entries` hold
 /// `snapshot_index + 1 ..`.
+#[derive(Clone)]
 pub struct QuorumStorage {
     hard_state: HardState,
     conf_state: ConfState,
