@@ -174,10 +174,14 @@ pub fn register(broker: &Broker, mut request: Registration) -> Result<i64, Clust
     let image = broker
         .metadata
         .submit(&Command::BrokerRegistration(request.clone()), broker)?;
-    let registered = image
-        .brokers
-        .get(&request.node_id)
-        .expect("a committed registration is in the image");
+    // The image `submit` returns may lag the commit (its wait for publication timed out) or
+    // already hold a later UnregisterBroker: the broker retries its registration either way.
+    let Some(registered) = image.brokers.get(&request.node_id) else {
+        return Err(ClusterError::NotController(format!(
+            "the registration of broker {} committed but is not in the image yet",
+            request.node_id
+        )));
+    };
     liveness.tracker().register(
         request.node_id,
         registered.broker_epoch,

@@ -385,3 +385,70 @@ fn bad_attach_frames_close_only_their_connection() {
     ));
     create_retrying(nodes[0].port, "still-serving", 1);
 }
+
+/// The CONTROLLER listener's other hostile peers: connections that start a frame and never
+/// finish it (as many as the listener has slots), Raft frames forged to break raft-rs's
+/// invariants (a heartbeat committing past the log, an append whose entries do not follow its
+/// index) and a frame of more entries than any append carries. Each stalled connection is
+/// closed within the request timeout, the frames are refused, and the controller keeps
+/// committing: before, the heartbeat panicked the metadata thread (no change committed ever
+/// again) and the stalled connections held every slot for good.
+#[test]
+fn stalled_connections_and_forged_raft_frames_do_not_stop_the_controller() {
+    use raft::prelude::{Entry, Message, MessageType};
+    use std::io::Write;
+    let (nodes, voters) = quorum_nodes(1);
+    let _node = nodes[0].start(
+        &voters,
+        tempfile::tempdir().unwrap(),
+        "\"controller.quorum.request.timeout.ms\" = 1000\n",
+    );
+    let controller = nodes[0].controller_port;
+    create_retrying(nodes[0].port, "before", 1);
+
+    let mut stalled: Vec<TcpStream> = (0..256)
+        .filter_map(|_| {
+            let mut s = TcpStream::connect(("127.0.0.1", controller)).ok()?;
+            s.write_all(&[0, 0, 1]).ok()?;
+            Some(s)
+        })
+        .collect();
+    assert!(stalled.len() > 200, "the listener took the connections");
+    for s in &mut stalled {
+        assert!(closed_soon(s), "a stalled connection was closed");
+    }
+
+    let raft_frame =
+        |message: &Message| runnel_frame(1, &runnel_cluster::quorum::encode_message(message));
+    let mut heartbeat = Message::default();
+    heartbeat.set_msg_type(MessageType::MsgHeartbeat);
+    heartbeat.from = 1;
+    heartbeat.to = 1;
+    heartbeat.term = 1_000;
+    heartbeat.commit = u64::MAX;
+    let mut append = heartbeat.clone();
+    append.set_msg_type(MessageType::MsgAppend);
+    append.commit = 0;
+    append.index = 1;
+    append.set_entries(
+        [5, 1]
+            .map(|index| Entry {
+                index,
+                term: 1_000,
+                ..Entry::default()
+            })
+            .to_vec()
+            .into(),
+    );
+    let mut forged = TcpStream::connect(("127.0.0.1", controller)).unwrap();
+    forged.write_all(&raft_frame(&heartbeat)).unwrap();
+    forged.write_all(&raft_frame(&append)).unwrap();
+    let mut flood = heartbeat.clone();
+    flood.set_msg_type(MessageType::MsgAppend);
+    flood.set_entries(vec![Entry::default(); (1 << 16) + 1].into());
+    let mut flooding = TcpStream::connect(("127.0.0.1", controller)).unwrap();
+    flooding.write_all(&raft_frame(&flood)).unwrap();
+    assert!(closed_soon(&mut flooding), "too many entries: closed");
+
+    create_retrying(nodes[0].port, "after", 1);
+}

@@ -292,8 +292,10 @@ impl ControllerEngine {
                     .topic(name)
                     .ok_or_else(|| ClusterError::UnknownTopic(name.clone()))?;
                 let mut records = Vec::with_capacity(changes.len());
-                for (i, (key, _)) in changes.iter().enumerate() {
-                    if changes[..i].iter().any(|(earlier, _)| earlier == key) {
+                // A set: a request naming millions of keys must not take quadratic time.
+                let mut seen = std::collections::HashSet::with_capacity(changes.len());
+                for (key, _) in changes {
+                    if !seen.insert(key.as_str()) {
                         return Err(ClusterError::DuplicateConfig(key.clone()));
                     }
                 }

@@ -171,7 +171,7 @@ impl FileMetadataLog {
             if entry.offset <= snapshot_offset {
                 continue;
             }
-            if entry.offset != last_offset + 1 {
+            if last_offset.checked_add(1) != Some(entry.offset) {
                 return Err(ClusterError::CorruptLog {
                     path,
                     position: 0,
@@ -216,6 +216,14 @@ impl MetadataLog for FileMetadataLog {
             )));
         }
         if self.records + records.len() as u64 > self.limits.records_max {
+            return Err(ClusterError::MetadataLogFull(self.records));
+        }
+        // Offsets come from the disk: one near i64::MAX leaves no room after it.
+        if i64::try_from(records.len())
+            .ok()
+            .and_then(|n| self.last_offset.checked_add(n))
+            .is_none()
+        {
             return Err(ClusterError::MetadataLogFull(self.records));
         }
         let entries: Vec<LogEntry> = records

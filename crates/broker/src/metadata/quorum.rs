@@ -1796,6 +1796,41 @@ fn read_frame(stream: &mut impl Read) -> std::io::Result<(u8, Vec<u8>)> {
     Ok((kind[0], body))
 }
 
+/// Kafka's default `connections.max.idle.ms`: a CONTROLLER-listener connection that sent
+/// nothing for this long is closed, so idle connections cannot hold the listener's
+/// [`CONTROLLER_CONNECTIONS_MAX`] slots for ever.
+const CONTROLLER_IDLE_MAX: Duration = Duration::from_secs(600);
+
+/// Reads one frame of a served connection: its first byte may take up to `idle`, the rest
+/// must follow within `within` of it (a peer trickling a frame byte by byte cannot hold the
+/// connection's thread and slot longer than that).
+fn read_served_frame(
+    stream: &mut TcpStream,
+    idle: Duration,
+    within: Duration,
+) -> std::io::Result<(u8, Vec<u8>)> {
+    /// Reads with whatever is left of a deadline as the socket's read timeout.
+    struct Within<'a> {
+        stream: &'a mut TcpStream,
+        deadline: Instant,
+    }
+    impl Read for Within<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let left = self.deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(std::io::ErrorKind::TimedOut.into());
+            }
+            self.stream.set_read_timeout(Some(left))?;
+            self.stream.read(buf)
+        }
+    }
+    stream.set_read_timeout(Some(idle.max(Duration::from_millis(1))))?;
+    let mut first = [0u8; 1];
+    stream.read_exact(&mut first)?;
+    let deadline = Instant::now() + within;
+    read_frame(&mut (&first[..]).chain(Within { stream, deadline }))
+}
+
 /// Sends frames to one peer over one connection, reconnecting after failures. Frames that
 /// cannot be sent are dropped: Raft retransmits.
 ///
@@ -2074,10 +2109,16 @@ fn serve_frames(
     // One attach per connection: each holds a writer thread, so a connection attaching again
     // (under any id) is not one we know, and the listener's connection cap bounds them.
     let mut attached = false;
+    // Until a first frame was served the connection is nobody's: it gets a request timeout to
+    // send one, as it had to start it. Then it may idle as Kafka lets a connection idle
+    // (`connections.max.idle.ms`); the Raft and observer senders notice the close and
+    // reconnect before their next frame.
+    let mut idle = request_timeout;
     loop {
-        let Ok((kind, body)) = read_frame(stream) else {
+        let Ok((kind, body)) = read_served_frame(stream, idle, request_timeout) else {
             return;
         };
+        idle = CONTROLLER_IDLE_MAX;
         match kind {
             KIND_RAFT => match decode_message(&body) {
                 Ok(message) => {

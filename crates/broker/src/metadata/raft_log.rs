@@ -163,7 +163,8 @@ impl RaftLog {
                     let expected = persisted
                         .entries
                         .last()
-                        .map_or(snapshot_index + 1, |e| e.index + 1);
+                        .map_or(snapshot_index, |e| e.index)
+                        .saturating_add(1);
                     if entry.index > expected {
                         return Err(corrupt(
                             &log_path,
@@ -184,6 +185,18 @@ impl RaftLog {
                     ))
                 }
             }
+        }
+        // raft-rs refuses to start (it panics) on a commit index past the log; only damage
+        // writes one: entries reach the disk before the hard state that commits them.
+        let last_index = persisted.entries.last().map_or(snapshot_index, |e| e.index);
+        if persisted.hard_state.commit > last_index {
+            return Err(corrupt(
+                &log_path,
+                format!(
+                    "the commit index {} is past the last entry {last_index}",
+                    persisted.hard_state.commit
+                ),
+            ));
         }
         let file = OpenOptions::new()
             .create(true)
@@ -300,6 +313,24 @@ mod tests {
             data: format!("[{index}]").into_bytes().into(),
             ..Entry::default()
         }
+    }
+
+    // Proves a log whose hard state commits past its last entry (only damage writes one)
+    // is refused as corrupt at open instead of panicking raft-rs when the node starts.
+    #[test]
+    fn a_commit_index_past_the_log_is_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = RaftLog::open(dir.path()).unwrap();
+        let hs = HardState {
+            term: 1,
+            commit: 9,
+            ..HardState::default()
+        };
+        log.persist(None, &[entry(1, 1), entry(2, 1)], Some(&hs))
+            .unwrap();
+        drop(log);
+        let err = RaftLog::open(dir.path()).err().expect("refused");
+        assert!(err.to_string().contains("past the last entry"), "{err}");
     }
 
     // Proves entries, truncation by overwrite, the hard state and snapshots survive a reopen,
