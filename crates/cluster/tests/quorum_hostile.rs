@@ -210,3 +210,39 @@ fn a_frame_of_too_many_entries_is_refused_before_decoding() {
         "length past the end"
     );
 }
+
+#[test]
+fn a_member_over_the_limits_is_refused_before_it_reaches_the_log() {
+    use runnel_cluster::quorum::{
+        Endpoint, Member, MemberChange, QuorumError, ENDPOINT_FIELD_BYTES_MAX, MEMBER_ENDPOINTS_MAX,
+    };
+    let mut quorum = Quorum::new();
+    let endpoint = |host: String| Endpoint {
+        name: "CONTROLLER".into(),
+        host,
+        port: 9093,
+    };
+    let member = |endpoints: Vec<Endpoint>| Member {
+        directory_id: uuid::Uuid::new_v4(),
+        endpoints,
+    };
+    let too_many = member(vec![endpoint("h".into()); MEMBER_ENDPOINTS_MAX + 1]);
+    let too_long = member(vec![endpoint("h".repeat(ENDPOINT_FIELD_BYTES_MAX + 1))]);
+    for bad in [too_many, too_long] {
+        let refused = quorum.nodes[0].propose_membership(1, MemberChange::AddLearner(9, bad));
+        assert!(
+            matches!(refused, Err(QuorumError::InvalidMember(_))),
+            "{refused:?}"
+        );
+        assert!(!quorum.nodes[0].has_pending_membership_change());
+    }
+    // At the limits it is taken.
+    let fits = member(vec![
+        endpoint("h".repeat(ENDPOINT_FIELD_BYTES_MAX));
+        MEMBER_ENDPOINTS_MAX
+    ]);
+    quorum.nodes[0]
+        .propose_membership(1, MemberChange::AddLearner(9, fits))
+        .unwrap();
+    assert!(quorum.nodes[0].has_pending_membership_change());
+}

@@ -45,7 +45,7 @@ use runnel_cluster::controller::kafka_uuid_string;
 use runnel_cluster::metadata::{MetadataDelta, MetadataImage};
 use runnel_cluster::quorum::{
     decode_message, encode_message, Committed, Endpoint, Member, MemberChange, Members, Persisted,
-    QuorumConfig, QuorumNode, MAX_MESSAGE_BYTES,
+    QuorumConfig, QuorumError, QuorumNode, MAX_MESSAGE_BYTES,
 };
 use runnel_cluster::{ClusterError, Command, ControllerEngine};
 use serde::{Deserialize, Serialize};
@@ -1608,6 +1608,10 @@ impl Driver {
                     reply: InFlightReply::Voters(reply),
                 });
                 true
+            }
+            Err(e @ QuorumError::InvalidMember(_)) => {
+                refuse(INVALID_REQUEST, e.to_string());
+                false
             }
             Err(e) => {
                 refuse(REQUEST_TIMED_OUT, e.to_string());

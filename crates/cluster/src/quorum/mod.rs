@@ -66,7 +66,21 @@ pub enum QuorumError {
     InvalidMessage(String),
     #[error("raft: {0}")]
     Raft(String),
+    /// A membership change the quorum does not take (over a limit, malformed).
+    #[error("{0}")]
+    InvalidMember(String),
 }
+
+/// Voters and learners a quorum holds at most: each is a Raft peer of every controller (a
+/// connection and a sender thread each), so joins from unknown ids cannot grow that without
+/// bound. Kafka's largest clusters have a few thousand brokers.
+pub const MEMBERS_MAX: usize = 4096;
+
+/// Endpoints one member may list (Kafka's voters list one per controller listener).
+pub const MEMBER_ENDPOINTS_MAX: usize = 64;
+
+/// Bytes of a listener name or host (a DNS name is at most 253).
+pub const ENDPOINT_FIELD_BYTES_MAX: usize = 255;
 
 /// Timing and identity of one node. Ticks are the caller's clock: the broker ticks every
 /// `controller.quorum.election.timeout.ms / election_ticks` ms.
@@ -550,6 +564,14 @@ impl QuorumNode {
                 "a membership change is already in progress".into(),
             ));
         }
+        if let MemberChange::AddLearner(id, member) | MemberChange::Promote(id, member) = &change {
+            check_member(*id, member)?;
+            if !self.members.contains_key(id) && self.members.len() >= MEMBERS_MAX {
+                return Err(QuorumError::InvalidMember(format!(
+                    "the quorum already holds {MEMBERS_MAX} voters and observers"
+                )));
+            }
+        }
         let mut members = self.members.clone();
         let (id, change_type) = match change {
             MemberChange::AddLearner(id, member) => {
@@ -573,6 +595,13 @@ impl QuorumNode {
         let mut cc = ConfChangeV2::default();
         cc.mut_changes().push(single);
         let context = members::encode_context(proposal, &members);
+        if context.len() as u64 > MAX_APPEND_BYTES {
+            // An entry no append can carry would wedge replication for good.
+            return Err(QuorumError::InvalidMember(format!(
+                "the member book would take {} bytes, more than one append carries",
+                context.len()
+            )));
+        }
         self.raw
             .propose_conf_change(context, cc)
             .map_err(|e| match e {
@@ -786,6 +815,25 @@ impl QuorumStorage {
             .map(|s| s.hard_state)
             .unwrap_or_default()
     }
+}
+
+/// Refuses a member the quorum would have to carry for good with more than the limits allow.
+fn check_member(id: u64, member: &Member) -> Result<(), QuorumError> {
+    if member.endpoints.len() > MEMBER_ENDPOINTS_MAX {
+        return Err(QuorumError::InvalidMember(format!(
+            "node {id} lists {} endpoints, more than {MEMBER_ENDPOINTS_MAX}",
+            member.endpoints.len()
+        )));
+    }
+    if let Some(e) = member.endpoints.iter().find(|e| {
+        e.name.len() > ENDPOINT_FIELD_BYTES_MAX || e.host.len() > ENDPOINT_FIELD_BYTES_MAX
+    }) {
+        return Err(QuorumError::InvalidMember(format!(
+            "node {id}'s endpoint names or host is longer than {ENDPOINT_FIELD_BYTES_MAX} bytes: {:.40}...",
+            if e.name.len() > ENDPOINT_FIELD_BYTES_MAX { &e.name } else { &e.host }
+        )));
+    }
+    Ok(())
 }
 
 /// The conf state a node with `voters` starts from.
