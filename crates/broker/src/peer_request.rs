@@ -1,7 +1,8 @@
 //! One Kafka request from this node to another one (the active controller, a partition's
 //! leader, a transaction coordinator) and its answer, as every node-to-node client of the
 //! broker sends it: the size-prefixed frame with its request header, then the answer's frame,
-//! refused above a size bound before anything is allocated, whose header must echo the
+//! refused above a size bound before anything is allocated and walked with Kafka's schema
+//! before it is decoded, whose header must echo the
 //! correlation id and whose body must be read whole. Blocking streams serve the callers on
 //! threads of their own (broker lifecycle, forwarded DescribeQuorum), tokio streams the async
 //! ones (partition moves, transaction markers, AddPartitionsToTxn).
@@ -60,6 +61,10 @@ impl Call {
         mut answer: Bytes,
         decode: impl FnOnce(&mut Bytes) -> Result<Resp>,
     ) -> Result<Resp> {
+        // kafka-protocol sizes vectors from counts on the wire before reading an element: a
+        // peer's answer is walked with Kafka's schema first, as clients' requests are.
+        runnel_protocol::validate::validate_response(self.key as i16, self.version, &answer)
+            .with_context(|| format!("{:?} v{} answer", self.key, self.version))?;
         let header =
             ResponseHeader::decode(&mut answer, self.key.response_header_version(self.version))?;
         if header.correlation_id != self.correlation_id {
@@ -109,4 +114,57 @@ pub fn exchange_blocking<Resp>(
     let mut answer = vec![0u8; call.answer_size(prefix)?];
     stream.read_exact(&mut answer)?;
     call.answer(Bytes::from(answer), decode)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::DescribeQuorumResponse;
+
+    fn call() -> Call {
+        Call {
+            key: ApiKey::DescribeQuorum,
+            version: 2,
+            correlation_id: 7,
+            client_id: "test",
+            response_bytes_max: 1 << 20,
+        }
+    }
+
+    // Proves a peer's answer claiming 2^31-1 topics in a few bytes is an error: decoded as it
+    // came, kafka-protocol would ask for a vector of 2^31 topics and the allocation failure
+    // would abort the whole process.
+    #[test]
+    fn an_answer_with_a_huge_count_fails_the_call_only() {
+        // Correlation id 7, empty header tags, error 0, null message, topics: 2^31 - 1.
+        let mut answer = vec![0, 0, 0, 7, 0, 0, 0, 0];
+        answer.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x07]);
+        let result = call().answer(Bytes::from(answer), |body| {
+            DescribeQuorumResponse::decode(body, 2)
+        });
+        assert!(result.is_err());
+    }
+
+    // Proves a well-formed answer still decodes (the walk follows kafka-protocol's grammar).
+    #[test]
+    fn a_well_formed_answer_decodes() {
+        let mut answer = BytesMut::new();
+        ResponseHeader::default()
+            .with_correlation_id(7)
+            .encode(
+                &mut answer,
+                ApiKey::DescribeQuorum.response_header_version(2),
+            )
+            .unwrap();
+        DescribeQuorumResponse::default()
+            .with_error_message(Some(StrBytes::from_static_str("fine")))
+            .encode(&mut answer, 2)
+            .unwrap();
+        let decoded = call()
+            .answer(answer.freeze(), |body| {
+                DescribeQuorumResponse::decode(body, 2)
+            })
+            .unwrap();
+        assert_eq!(decoded.error_message.as_deref(), Some("fine"));
+    }
 }

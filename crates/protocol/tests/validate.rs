@@ -8,7 +8,8 @@ use runnel_protocol::fuzzing::{Choices, GenOptions, SchemaGen, Xorshift};
 use runnel_protocol::request::{decode_frame, decode_request, Request};
 use runnel_protocol::validate::schema::MessageSpec;
 use runnel_protocol::validate::{
-    request_header_version, request_schema, validate_request, ValidateError,
+    request_header_version, request_schema, response_schema, validate_request, validate_response,
+    ValidateError,
 };
 
 /// A default body for every API key, built from each `*Request::default()`.
@@ -517,4 +518,55 @@ fn compact_string_longer_than_i16_max() {
         validate_request(8, 8, &with_body(ApiKey::OffsetCommit, 8, &body(0x8000))).unwrap_err();
     assert!(matches!(err, ValidateError::BadLength { .. }), "{err}");
     validate_request(8, 8, &with_body(ApiKey::OffsetCommit, 8, &body(0x7fff))).unwrap();
+}
+
+// Proves the response schemas describe exactly what kafka-protocol decodes, as the request
+// schemas do: random schema-generated answers of every API and version (the broker reads its
+// peers' Fetch, DescribeQuorum, WriteTxnMarkers and registration answers) are accepted by
+// `validate_response` and decode consuming every byte; each cut short is refused.
+#[test]
+fn schema_generated_responses_are_accepted_and_decode_whole() {
+    let mut failures = Vec::new();
+    for key in ApiKey::iter().filter(|k| *k != ApiKey::ApiVersions) {
+        let spec = response_schema(key as i16).unwrap();
+        for version in spec.valid.lo..=spec.valid.hi {
+            for seed in 1..=20u64 {
+                let body = generated_body(spec, version, seed * 7919 + version as u64);
+                let mut frame = BytesMut::new();
+                ResponseHeader::default()
+                    .with_correlation_id(7)
+                    .encode(&mut frame, key.response_header_version(version))
+                    .unwrap();
+                let header_len = frame.len();
+                frame.extend_from_slice(&body);
+                match validate_response(key as i16, version, &frame) {
+                    Ok(v) if v.header_len == header_len => {}
+                    Ok(v) => failures.push(format!(
+                        "{key:?} v{version} seed {seed}: header of {} bytes, not {header_len}",
+                        v.header_len
+                    )),
+                    Err(e) => {
+                        failures.push(format!("{key:?} v{version} seed {seed}: validator: {e}"));
+                        break;
+                    }
+                }
+                if seed == 1 && !body.is_empty() {
+                    let cut = &frame[..frame.len() - 1];
+                    if validate_response(key as i16, version, cut).is_ok() {
+                        failures.push(format!("{key:?} v{version}: a cut answer was accepted"));
+                    }
+                }
+                let mut bytes = Bytes::from(body);
+                match ResponseKind::decode(key, &mut bytes, version) {
+                    Err(e) => failures.push(format!("{key:?} v{version} seed {seed}: decode: {e}")),
+                    Ok(_) if !bytes.is_empty() => failures.push(format!(
+                        "{key:?} v{version} seed {seed}: decoder left {} bytes",
+                        bytes.len()
+                    )),
+                    Ok(_) => {}
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
 }

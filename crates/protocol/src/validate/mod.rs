@@ -110,21 +110,32 @@ struct Schemas {
     header: MessageSpec,
     /// Request schemas by API key.
     requests: HashMap<i16, MessageSpec>,
+    /// The response header schema.
+    response_header: MessageSpec,
+    /// Response schemas by API key (answers from other nodes are walked like requests).
+    responses: HashMap<i16, MessageSpec>,
 }
 
 fn build_schemas() -> Result<Schemas, SchemaError> {
-    let header = MessageSpec::parse(schemas::REQUEST_HEADER)?;
-    let mut requests = HashMap::new();
-    for text in schemas::REQUESTS {
-        let spec = MessageSpec::parse(text)?;
-        let key = spec
-            .api_key
-            .ok_or_else(|| SchemaError(format!("{} has no apiKey", spec.name)))?;
-        if requests.insert(key, spec).is_some() {
-            return Err(SchemaError(format!("api key {key} defined twice")));
+    let by_key = |texts: &[&str]| -> Result<HashMap<i16, MessageSpec>, SchemaError> {
+        let mut specs = HashMap::new();
+        for text in texts {
+            let spec = MessageSpec::parse(text)?;
+            let key = spec
+                .api_key
+                .ok_or_else(|| SchemaError(format!("{} has no apiKey", spec.name)))?;
+            if specs.insert(key, spec).is_some() {
+                return Err(SchemaError(format!("api key {key} defined twice")));
+            }
         }
-    }
-    Ok(Schemas { header, requests })
+        Ok(specs)
+    };
+    Ok(Schemas {
+        header: MessageSpec::parse(schemas::REQUEST_HEADER)?,
+        requests: by_key(schemas::REQUESTS)?,
+        response_header: MessageSpec::parse(schemas::RESPONSE_HEADER)?,
+        responses: by_key(schemas::RESPONSES)?,
+    })
 }
 
 fn schemas() -> Result<&'static Schemas, ValidateError> {
@@ -139,6 +150,14 @@ fn schemas() -> Result<&'static Schemas, ValidateError> {
 pub fn request_schema(api_key: i16) -> Result<&'static MessageSpec, ValidateError> {
     schemas()?
         .requests
+        .get(&api_key)
+        .ok_or(ValidateError::UnknownApi { api_key })
+}
+
+/// The schema of one response API, for tests and tools.
+pub fn response_schema(api_key: i16) -> Result<&'static MessageSpec, ValidateError> {
+    schemas()?
+        .responses
         .get(&api_key)
         .ok_or(ValidateError::UnknownApi { api_key })
 }
@@ -209,6 +228,42 @@ pub fn validate_request(
             header_api_version,
         });
     }
+    let mut body_walk = Walk::new(body_spec, api_version);
+    body_walk.walk_struct(&mut reader, 0, 0)?;
+    Ok(Validated {
+        header_len,
+        decoded_bytes_estimate: header_walk.estimate.saturating_add(body_walk.estimate),
+    })
+}
+
+/// Walks one response frame from another node (everything after the 4-byte length: header +
+/// body) with the schema of `api_key`/`api_version`, as [`validate_request`] walks requests:
+/// a peer's answer reaches kafka-protocol's decoder only once every count and length in it is
+/// backed by bytes. Bytes after the body are the caller's to refuse.
+pub fn validate_response(
+    api_key: i16,
+    api_version: i16,
+    frame: &[u8],
+) -> Result<Validated, ValidateError> {
+    let all = schemas()?;
+    let key = ApiKey::try_from(api_key).map_err(|()| ValidateError::UnknownApi { api_key })?;
+    let body_spec = all
+        .responses
+        .get(&api_key)
+        .ok_or(ValidateError::UnknownApi { api_key })?;
+    if !body_spec.valid.contains(api_version) {
+        return Err(ValidateError::UnsupportedVersion {
+            api_key,
+            api_version,
+        });
+    }
+    let mut reader = Reader::new(frame);
+    let mut header_walk = Walk::new(
+        &all.response_header,
+        key.response_header_version(api_version),
+    );
+    header_walk.walk_struct(&mut reader, 0, 0)?;
+    let header_len = reader.position();
     let mut body_walk = Walk::new(body_spec, api_version);
     body_walk.walk_struct(&mut reader, 0, 0)?;
     Ok(Validated {
@@ -679,6 +734,41 @@ mod tests {
                 );
             }
         }
+    }
+
+    // Proves every response schema parses and has kafka-protocol's version range (ApiVersions
+    // aside: runnel answers it itself and never asks a peer for it).
+    #[test]
+    fn response_schemas_match_kafka_protocol_versions() {
+        let all = schemas().unwrap();
+        assert_eq!(all.responses.len(), ApiKey::iter().count());
+        for key in ApiKey::iter().filter(|k| *k != ApiKey::ApiVersions) {
+            let spec = all
+                .responses
+                .get(&(key as i16))
+                .unwrap_or_else(|| panic!("no response schema for {key:?}"));
+            let range = key.valid_versions();
+            let hi = spec.valid.hi + i16::from(spec.latest_unstable);
+            assert_eq!((spec.valid.lo, hi), (range.min, range.max), "{}", spec.name);
+        }
+    }
+
+    // Proves a DescribeQuorum v2 answer claiming 2^31-1 topics in 4 bytes is refused before
+    // kafka-protocol would size a vector from it.
+    #[test]
+    fn response_with_a_huge_count_is_refused() {
+        // correlation id, empty tagged fields (v1 header), error code 0, null error message
+        // (compact: 0), then the topics count as a varint of 2^31.
+        let mut frame = vec![0, 0, 0, 7, 0, 0, 0, 0];
+        frame.extend_from_slice(&[0x80, 0x80, 0x80, 0x80, 0x08]);
+        let err = validate_response(ApiKey::DescribeQuorum as i16, 2, &frame).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ValidateError::TooManyElements { .. } | ValidateError::BadVarint { .. }
+            ),
+            "{err}"
+        );
     }
 
     // Proves the Metadata v1 body `7f ff ff ff` (2^31-1 topics in 4 bytes) is refused.
