@@ -36,7 +36,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -255,7 +255,7 @@ pub struct QuorumHandle {
     status: Arc<Mutex<QuorumStatus>>,
     node_id: i32,
     settings: QuorumSettings,
-    inputs: Sender<Input>,
+    inputs: SyncSender<Input>,
     /// The leader this node knows (-1: none).
     leader: Arc<AtomicI64>,
     /// The offset of the last published image, with a condvar for waiters.
@@ -401,7 +401,7 @@ pub fn open(
         learners: node.learners(),
         members: node.members().clone(),
     };
-    let (tx, rx) = mpsc::channel();
+    let (tx, rx) = mpsc::sync_channel(QUORUM_INPUTS_MAX);
     let handle = QuorumHandle {
         kafka: Arc::new(Mutex::new(None)),
         status: Arc::new(Mutex::new(QuorumStatus::default())),
@@ -908,7 +908,7 @@ struct Peers {
     me: u64,
     /// On a broker-only node: where the Raft messages read from its own connections go (it
     /// attaches each one, as it has no listener to be dialed at).
-    observer: Option<Sender<Input>>,
+    observer: Option<SyncSender<Input>>,
 }
 
 impl Peers {
@@ -995,7 +995,7 @@ fn is_disconnected(tx: &SyncSender<Vec<u8>>) -> bool {
 /// messages the controller sends back on it go.
 struct Attach {
     me: u64,
-    inputs: Sender<Input>,
+    inputs: SyncSender<Input>,
 }
 
 /// A node of a dynamic quorum asks a bootstrap server (or the leader or members it knows) to
@@ -1008,7 +1008,7 @@ fn join_loop(
     leader: Arc<AtomicI64>,
     listener_name: String,
     (timeout, rejoin_after): (Duration, Duration),
-    inputs: Sender<Input>,
+    inputs: SyncSender<Input>,
 ) {
     let me = join.id as u64;
     let Ok(body) = serde_json::to_vec(&join) else {
@@ -1109,7 +1109,7 @@ fn join_loop(
 }
 
 fn submit_local(
-    inputs: &Sender<Input>,
+    inputs: &SyncSender<Input>,
     command: Command,
     deadline: Instant,
 ) -> Result<Outcome, Reject> {
@@ -1938,7 +1938,7 @@ fn peer_sender(
 
 /// Reads the Raft messages a controller sends back on an attached connection, until it
 /// closes; then shuts it down so the writing side reconnects.
-fn read_attached(mut stream: TcpStream, inputs: Sender<Input>) {
+fn read_attached(mut stream: TcpStream, inputs: SyncSender<Input>) {
     loop {
         let message = match read_frame(&mut stream) {
             Ok((KIND_RAFT, body)) => decode_message(&body).ok(),
@@ -1966,6 +1966,11 @@ fn peer_closed(stream: &TcpStream) -> bool {
     closed || stream.set_nonblocking(false).is_err()
 }
 
+/// Inputs (peers' Raft messages, commands, membership requests) queued for the metadata
+/// thread at most: a sender waits while it is full, so a stalled driver holds back the
+/// connections feeding it (TCP pushes back on the peers) instead of queueing without bound.
+const QUORUM_INPUTS_MAX: usize = 4096;
+
 /// Connections served at once on the CONTROLLER listener (a thread each): the other voters'
 /// Raft streams and forwarded commands need a handful; more are refused.
 const CONTROLLER_CONNECTIONS_MAX: usize = 256;
@@ -1978,8 +1983,8 @@ fn unix_ms() -> i64 {
 
 fn accept_loop(
     listener: TcpListener,
-    inputs: Sender<Input>,
-    forward_inputs: Sender<Input>,
+    inputs: SyncSender<Input>,
+    forward_inputs: SyncSender<Input>,
     request_timeout: Duration,
     kafka: KafkaConnections,
     book: Arc<Mutex<Book>>,
@@ -2024,8 +2029,8 @@ fn accept_loop(
 fn serve(
     mut stream: TcpStream,
     slot: Slot,
-    inputs: Sender<Input>,
-    forward_inputs: Sender<Input>,
+    inputs: SyncSender<Input>,
+    forward_inputs: SyncSender<Input>,
     request_timeout: Duration,
     kafka: &KafkaConnections,
     book: &Mutex<Book>,
@@ -2104,8 +2109,8 @@ fn attached_writer(mut stream: TcpStream, timeout: Duration, frames: Receiver<Ve
 /// of the Raft messages it carried.
 fn serve_frames(
     stream: &mut TcpStream,
-    inputs: &Sender<Input>,
-    forward_inputs: &Sender<Input>,
+    inputs: &SyncSender<Input>,
+    forward_inputs: &SyncSender<Input>,
     request_timeout: Duration,
     peer: &mut Option<u64>,
     book: &Mutex<Book>,
