@@ -449,6 +449,16 @@ fn stalled_connections_and_forged_raft_frames_do_not_stop_the_controller() {
     let mut flooding = TcpStream::connect(("127.0.0.1", controller)).unwrap();
     flooding.write_all(&raft_frame(&flood)).unwrap();
     assert!(closed_soon(&mut flooding), "too many entries: closed");
+    // One connection carries one sender's messages.
+    let mut other = heartbeat.clone();
+    other.from = 2;
+    let mut two_senders = TcpStream::connect(("127.0.0.1", controller)).unwrap();
+    two_senders.write_all(&raft_frame(&heartbeat)).unwrap();
+    two_senders.write_all(&raft_frame(&other)).unwrap();
+    assert!(
+        closed_soon(&mut two_senders),
+        "two senders on one connection: closed"
+    );
 
     create_retrying(nodes[0].port, "after", 1);
 }

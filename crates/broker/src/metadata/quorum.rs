@@ -2130,6 +2130,15 @@ fn serve_frames(
         idle = CONTROLLER_IDLE_MAX;
         match kind {
             KIND_RAFT => match decode_message(&body) {
+                // A connection carries one peer's messages: frames claiming another sender
+                // are not a peer's (and would make its close look like another node's).
+                Ok(message) if peer.is_some_and(|p| p != message.from) => {
+                    tracing::debug!(
+                        from = message.from,
+                        "raft messages from two senders on one connection; closing"
+                    );
+                    return;
+                }
                 Ok(message) => {
                     *peer = Some(message.from);
                     if inputs.send(Input::Raft(message)).is_err() {
