@@ -777,16 +777,25 @@ impl<S: CoordinatorShard> CoordinatorRuntime<S> {
                 if shard.deadline_ms.load(Ordering::Acquire) > now {
                     continue;
                 }
-                let Some(mut engine) = shard.lock(self.name) else {
-                    // Failed: never due again.
+                // One task runs every shard's timers: a panic in one shard's tick fails that
+                // shard (its lock is poisoned on the way out), never the timers of the others.
+                let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    let Some(mut engine) = shard.lock(self.name) else {
+                        // Failed: never due again.
+                        shard.deadline_ms.store(i64::MAX, Ordering::Release);
+                        return;
+                    };
+                    if engine.next_deadline_ms().is_some_and(|d| d <= now) {
+                        let outputs = engine.tick(now, &image);
+                        self.apply(&*env, &shard, &mut engine, outputs);
+                    }
+                    shard.note_deadline(&engine);
+                }));
+                if ran.is_err() {
                     shard.deadline_ms.store(i64::MAX, Ordering::Release);
-                    continue;
-                };
-                if engine.next_deadline_ms().is_some_and(|d| d <= now) {
-                    let outputs = engine.tick(now, &image);
-                    self.apply(&*env, &shard, &mut engine, outputs);
+                    // Logs the failure and answers its waiting callers NOT_COORDINATOR.
+                    let _ = shard.lock(self.name);
                 }
-                shard.note_deadline(&engine);
             }
         }
     }

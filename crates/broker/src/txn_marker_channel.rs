@@ -47,15 +47,16 @@ pub fn request(markers: &[MarkerRequest]) -> WriteTxnMarkersRequest {
         .iter()
         .map(|m| {
             let mut topics: Vec<WritableTxnMarkerTopic> = Vec::new();
+            let mut index: HashMap<&str, usize> = HashMap::new();
             for (topic, partition) in &m.partitions {
-                match topics.iter_mut().find(|t| t.name.0.as_str() == topic) {
-                    Some(t) => t.partition_indexes.push(*partition),
-                    None => topics.push(
+                let at = *index.entry(&**topic).or_insert_with(|| {
+                    topics.push(
                         WritableTxnMarkerTopic::default()
-                            .with_name(TopicName(StrBytes::from_string(topic.clone())))
-                            .with_partition_indexes(vec![*partition]),
-                    ),
-                }
+                            .with_name(TopicName(StrBytes::from_string(topic.to_string()))),
+                    );
+                    topics.len() - 1
+                });
+                topics[at].partition_indexes.push(*partition);
             }
             WritableTxnMarker::default()
                 .with_producer_id(ProducerId(m.marker.producer_id))
@@ -71,25 +72,28 @@ pub fn request(markers: &[MarkerRequest]) -> WriteTxnMarkersRequest {
 /// Each marker's partitions with the leader's code for them; a partition the answer does not
 /// mention gets UNKNOWN_SERVER_ERROR (retried).
 pub fn results(markers: &[MarkerRequest], response: &WriteTxnMarkersResponse) -> Vec<MarkerResult> {
+    // The answer indexed once (the first entry wins, as a search would find it).
+    let mut codes: HashMap<(i64, &str, i32), i16> = HashMap::new();
+    for r in &response.markers {
+        for t in &r.topics {
+            for p in &t.partitions {
+                codes
+                    .entry((r.producer_id.0, t.name.0.as_str(), p.partition_index))
+                    .or_insert(p.error_code);
+            }
+        }
+    }
     markers
         .iter()
         .map(|m| {
-            let answer = response
-                .markers
-                .iter()
-                .find(|r| r.producer_id.0 == m.marker.producer_id);
             let partitions = m
                 .partitions
                 .iter()
                 .map(|(topic, partition)| {
-                    let code = answer
-                        .and_then(|r| r.topics.iter().find(|t| t.name.0.as_str() == topic))
-                        .and_then(|t| {
-                            t.partitions
-                                .iter()
-                                .find(|p| p.partition_index == *partition)
-                        })
-                        .map_or(ResponseError::UnknownServerError.code(), |p| p.error_code);
+                    let code = codes
+                        .get(&(m.marker.producer_id, &**topic, *partition))
+                        .copied()
+                        .unwrap_or(ResponseError::UnknownServerError.code());
                     (topic.clone(), *partition, code)
                 })
                 .collect();
@@ -265,7 +269,7 @@ mod tests {
             },
             partitions: partitions
                 .iter()
-                .map(|(t, p)| (t.to_string(), *p))
+                .map(|(t, p)| (std::sync::Arc::from(*t), *p))
                 .collect(),
         }
     }
@@ -308,8 +312,8 @@ mod tests {
         assert_eq!(
             r[0].partitions,
             vec![
-                ("a".to_string(), 0, 6),
-                ("a".to_string(), 1, ResponseError::UnknownServerError.code())
+                ("a".into(), 0, 6),
+                ("a".into(), 1, ResponseError::UnknownServerError.code())
             ]
         );
     }

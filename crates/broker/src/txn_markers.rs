@@ -57,7 +57,7 @@ pub async fn write_txn_markers(broker: &Broker, markers: Vec<MarkerRequest>) -> 
                 Some(p) if !p.is_leader() => {
                     Write::Refused(ResponseError::NotLeaderOrFollower.code())
                 }
-                Some(_) if topic == OFFSETS_TOPIC => Write::Group(request.marker),
+                Some(_) if &*topic == OFFSETS_TOPIC => Write::Group(request.marker),
                 Some(p) => Write::Log(broker.replicas.write_txn_marker(&p, request.marker)),
             };
             writes.push((topic, index, write));
@@ -116,7 +116,7 @@ pub async fn route_txn_markers(broker: &Broker, markers: Vec<MarkerRequest>) -> 
     let mut remote: BTreeMap<i32, Vec<MarkerRequest>> = BTreeMap::new();
     for request in markers {
         let mut here = Vec::new();
-        let mut by_leader: BTreeMap<i32, Vec<(String, i32)>> = BTreeMap::new();
+        let mut by_leader: BTreeMap<i32, Vec<(std::sync::Arc<str>, i32)>> = BTreeMap::new();
         for (topic, index) in request.partitions {
             let leader = image
                 .topic(&topic)

@@ -45,8 +45,9 @@ type Runtime = CoordinatorRuntime<TxnCoordinator>;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MarkerRequest {
     pub marker: TxnMarker,
-    /// (topic name, partition index).
-    pub partitions: Vec<(String, i32)>,
+    /// (topic name, partition index); a topic's partitions share its name (a request may
+    /// name millions of partitions of one topic).
+    pub partitions: Vec<(Arc<str>, i32)>,
 }
 
 /// What happened to one marker's partitions (Kafka's `WritableTxnMarkerResult`).
@@ -54,7 +55,7 @@ pub struct MarkerRequest {
 pub struct MarkerResult {
     pub producer_id: i64,
     /// (topic name, partition index, error code).
-    pub partitions: Vec<(String, i32, i16)>,
+    pub partitions: Vec<(Arc<str>, i32, i16)>,
 }
 
 /// What the transaction coordinator's shell needs of the broker besides the runtime's view:
@@ -569,21 +570,24 @@ async fn deliver_markers(
             let results = b
                 .write_markers(vec![MarkerRequest {
                     marker,
-                    partitions: partitions.clone(),
+                    partitions: partitions
+                        .iter()
+                        .map(|(topic, index)| (Arc::from(topic.as_str()), *index))
+                        .collect(),
                 }])
                 .await;
             for (topic, index, code) in results.into_iter().flat_map(|r| r.partitions) {
                 match marker_fate(code) {
                     MarkerFate::Done => {
                         first_written = true;
-                        done.push((topic, index));
+                        done.push((topic.to_string(), index));
                     }
                     MarkerFate::Retry => {
-                        tracing::warn!(topic, partition = index, error = code, transactional_id = %write.transactional_id, "writing a transaction marker failed; retrying");
-                        waiting.push((topic, index));
+                        tracing::warn!(topic = %topic, partition = index, error = code, transactional_id = %write.transactional_id, "writing a transaction marker failed; retrying");
+                        waiting.push((topic.to_string(), index));
                     }
                     MarkerFate::Fenced => {
-                        tracing::warn!(topic, partition = index, error = code, transactional_id = %write.transactional_id, "transaction marker refused: this coordinator is stale; leaving the transaction to its successor");
+                        tracing::warn!(topic = %topic, partition = index, error = code, transactional_id = %write.transactional_id, "transaction marker refused: this coordinator is stale; leaving the transaction to its successor");
                         fenced = true;
                     }
                 }

@@ -455,3 +455,83 @@ fn out_of_file_descriptors_backs_off_and_recovers() {
     }
     runnel.assert_alive();
 }
+
+// Requests naming a million partitions of one topic with a 32,000-byte name (12 MB on the
+// wire, well within socket.request.max.bytes and the decode budget) are answered, one error
+// per partition, and the broker goes on. Before, ListOffsets and WriteTxnMarkers copied the
+// name once per partition (32 GB: the allocation aborted the process), and DeleteRecords and
+// WriteTxnMarkers' answer searched a list per partition (quadratic: hours of one worker).
+#[test]
+fn a_million_partitions_of_a_long_named_topic_are_answered() {
+    let mut runnel = Runnel::start("");
+    let mut stream = runnel.connect();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(120)))
+        .unwrap();
+    let name = || TopicName(StrBytes::from_string("t".repeat(32_000)));
+    const N: i32 = 1_000_000;
+    let unknown = kafka_protocol::error::ResponseError::UnknownTopicOrPartition.code();
+
+    let request = RequestKind::ListOffsets(
+        ListOffsetsRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_topics(vec![list_offsets_request::ListOffsetsTopic::default()
+                .with_name(name())
+                .with_partitions(
+                    (0..N)
+                        .map(|p| {
+                            list_offsets_request::ListOffsetsPartition::default()
+                                .with_partition_index(p)
+                                .with_timestamp(-1)
+                        })
+                        .collect(),
+                )]),
+    );
+    let ResponseKind::ListOffsets(r) = call(&mut stream, ApiKey::ListOffsets, 1, &request) else {
+        panic!("not a ListOffsets response")
+    };
+    let partitions = &r.topics[0].partitions;
+    assert_eq!(partitions.len(), N as usize);
+    assert!(partitions.iter().all(|p| p.error_code == unknown));
+
+    let request = RequestKind::WriteTxnMarkers(WriteTxnMarkersRequest::default().with_markers(
+        vec![write_txn_markers_request::WritableTxnMarker::default()
+            .with_producer_id(ProducerId(7))
+            .with_topics(vec![
+                write_txn_markers_request::WritableTxnMarkerTopic::default()
+                    .with_name(name())
+                    .with_partition_indexes((0..N).collect()),
+            ])],
+    ));
+    let ResponseKind::WriteTxnMarkers(r) = call(&mut stream, ApiKey::WriteTxnMarkers, 1, &request)
+    else {
+        panic!("not a WriteTxnMarkers response")
+    };
+    let partitions = &r.markers[0].topics[0].partitions;
+    assert_eq!(partitions.len(), N as usize);
+    assert!(partitions.iter().all(|p| p.error_code == unknown));
+
+    let request = RequestKind::DeleteRecords(
+        DeleteRecordsRequest::default()
+            .with_timeout_ms(1000)
+            .with_topics(vec![delete_records_request::DeleteRecordsTopic::default()
+                .with_name(name())
+                .with_partitions(
+                    (0..N)
+                        .map(|p| {
+                            delete_records_request::DeleteRecordsPartition::default()
+                                .with_partition_index(p)
+                                .with_offset(0)
+                        })
+                        .collect(),
+                )]),
+    );
+    let ResponseKind::DeleteRecords(r) = call(&mut stream, ApiKey::DeleteRecords, 2, &request)
+    else {
+        panic!("not a DeleteRecords response")
+    };
+    let partitions = &r.topics[0].partitions;
+    assert_eq!(partitions.len(), N as usize);
+    assert!(partitions.iter().all(|p| p.error_code == unknown));
+    api_versions_works(&mut runnel);
+}

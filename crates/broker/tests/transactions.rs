@@ -73,7 +73,7 @@ async fn end_txn(
                 result,
                 transaction_version: 0,
             },
-            partitions: vec![(TOPIC.to_owned(), 0), ("no-such-topic".to_owned(), 0)],
+            partitions: vec![(TOPIC.into(), 0), ("no-such-topic".into(), 0)],
         }],
     )
     .await
@@ -239,8 +239,8 @@ async fn scenario(topic_configs: &[(&str, &str)]) {
         vec![MarkerResult {
             producer_id: 7,
             partitions: vec![
-                (TOPIC.to_owned(), 0, 0),
-                ("no-such-topic".to_owned(), 0, 3), // UNKNOWN_TOPIC_OR_PARTITION
+                (TOPIC.into(), 0, 0),
+                ("no-such-topic".into(), 0, 3), // UNKNOWN_TOPIC_OR_PARTITION
             ],
         }]
     );

@@ -41,16 +41,16 @@ fn commit(coordinator_epoch: i32, partitions: &[(&str, i32)]) -> MarkerRequest {
             result: TxnResult::Commit,
             transaction_version: 0,
         },
-        partitions: partitions
-            .iter()
-            .map(|(t, p)| (t.to_string(), *p))
-            .collect(),
+        partitions: partitions.iter().map(|(t, p)| ((*t).into(), *p)).collect(),
     }
 }
 
 /// The codes of every partition, in order.
 fn codes(results: &[runnel_broker::txns::MarkerResult]) -> Vec<(String, i32, i16)> {
-    results.iter().flat_map(|r| r.partitions.clone()).collect()
+    results
+        .iter()
+        .flat_map(|r| r.partitions.iter().map(|(t, p, c)| (t.to_string(), *p, *c)))
+        .collect()
 }
 
 // Proves markers sent through the channel are written by the remote leader (its high

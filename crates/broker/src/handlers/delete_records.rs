@@ -34,34 +34,39 @@ use crate::state::Broker;
 /// Kafka's `DeleteRecordsResponse.INVALID_LOW_WATERMARK`.
 const INVALID_LOW_WATERMARK: i64 = -1;
 
+/// A topic named in the request: its partitions in first-named order with their last offset,
+/// and where each partition is in that list.
+type NamedPartitions = (TopicName, Vec<(i32, i64)>, HashMap<i32, usize>);
+
 pub fn handle(
     broker: &Broker,
     ctx: &RequestContext<'_>,
     request: &DeleteRecordsRequest,
 ) -> DeleteRecordsResponse {
     // Topics and partitions in the order first named, each partition with its last offset.
-    let mut topics: Vec<(TopicName, Vec<(i32, i64)>)> = Vec::new();
+    // Indexed by maps: a request of millions of partitions is grouped in linear time.
+    let mut topics: Vec<NamedPartitions> = Vec::new();
     let mut topic_positions: HashMap<&str, usize> = HashMap::new();
     for topic in &request.topics {
         let position = *topic_positions.entry(&topic.name.0).or_insert_with(|| {
-            topics.push((topic.name.clone(), Vec::new()));
+            topics.push((topic.name.clone(), Vec::new(), HashMap::new()));
             topics.len() - 1
         });
-        let partitions = &mut topics[position].1;
+        let (_, partitions, positions) = &mut topics[position];
         for p in &topic.partitions {
-            match partitions
-                .iter_mut()
-                .find(|(index, _)| *index == p.partition_index)
-            {
-                Some(entry) => entry.1 = p.offset,
-                None => partitions.push((p.partition_index, p.offset)),
+            match positions.get(&p.partition_index) {
+                Some(&at) => partitions[at].1 = p.offset,
+                None => {
+                    positions.insert(p.partition_index, partitions.len());
+                    partitions.push((p.partition_index, p.offset));
+                }
             }
         }
     }
     let image = broker.image();
     let results = topics
         .into_iter()
-        .map(|(name, partitions)| {
+        .map(|(name, partitions, _)| {
             let authorized = broker.authorizer.authorize(
                 ctx.principal(),
                 AclOperation::Delete,

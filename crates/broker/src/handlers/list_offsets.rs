@@ -3,7 +3,7 @@
 //! `ReplicaManager.fetchOffset`, `Partition.fetchOffsetForTimestamp` and
 //! `UnifiedLog.fetchOffsetByTimestamp`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::list_offsets_request::ListOffsetsPartition;
@@ -77,18 +77,23 @@ pub fn handle(
     let image = broker.image();
     // A partition named twice is INVALID_REQUEST, answered once (Kafka keys its answers by
     // partition).
-    let mut seen = HashSet::new();
-    let duplicates: HashSet<(String, i32)> = request
-        .topics
-        .iter()
-        .flat_map(|t| {
-            t.partitions
-                .iter()
-                .map(move |p| (t.name.0.to_string(), p.partition_index))
-        })
-        .filter(|tp| !seen.insert(tp.clone()))
+    // Keyed by topic, then partition: a request of millions of partitions of one long-named
+    // topic hashes and copies the name once per topic entry, not once per partition.
+    let mut named: HashMap<&str, (HashSet<i32>, HashSet<i32>)> = HashMap::new();
+    for t in &request.topics {
+        let (seen, twice) = named.entry(t.name.as_str()).or_default();
+        for p in &t.partitions {
+            if !seen.insert(p.partition_index) {
+                twice.insert(p.partition_index);
+            }
+        }
+    }
+    let duplicates: HashMap<String, HashSet<i32>> = named
+        .into_iter()
+        .filter(|(_, (_, twice))| !twice.is_empty())
+        .map(|(name, (_, twice))| (name.to_owned(), twice))
         .collect();
-    let mut answered = HashSet::new();
+    let mut answered: HashMap<String, HashSet<i32>> = HashMap::new();
     let is_consumer = request.replica_id.0 == CONSUMER_REPLICA_ID;
     // v2+ carry the isolation level (0 before): read_committed consumers see up to the LSO.
     let read_committed = request.isolation_level == READ_COMMITTED;
@@ -104,10 +109,12 @@ pub fn handle(
                 &name,
             );
             let resolved = image.topic(&name);
+            let twice = duplicates.get(&name);
+            let answered = answered.entry(name.clone()).or_default();
             let partitions = topic
                 .partitions
                 .iter()
-                .filter(|p| answered.insert((name.clone(), p.partition_index)))
+                .filter(|p| answered.insert(p.partition_index))
                 .map(|p| {
                     let index = p.partition_index;
                     if !authorized {
@@ -116,7 +123,7 @@ pub fn handle(
                             ResponseError::TopicAuthorizationFailed.code(),
                         );
                     }
-                    if duplicates.contains(&(name.clone(), index)) {
+                    if twice.is_some_and(|t| t.contains(&index)) {
                         return error_response(index, ResponseError::InvalidRequest.code());
                     }
                     if timestamp_unsupported(p.timestamp, version) {

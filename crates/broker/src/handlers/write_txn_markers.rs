@@ -12,7 +12,11 @@
 //! kafka-protocol 0.18 cannot decode. A v1 marker is a transaction version 0 marker, as Kafka
 //! reads v1.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::write_txn_markers_request::WritableTxnMarker;
 use kafka_protocol::messages::write_txn_markers_response::{
     WritableTxnMarkerPartitionResult, WritableTxnMarkerResult, WritableTxnMarkerTopicResult,
 };
@@ -27,13 +31,23 @@ use crate::context::RequestContext;
 use crate::state::Broker;
 use crate::txn_markers::{write_txn_markers, MarkerRequest};
 
-/// (topic, partition, error code).
-type PartitionCode = (String, i32, i16);
+/// (topic, partition, error code); a topic's partitions share its name.
+type PartitionCode = (Arc<str>, i32, i16);
 
 /// Kafka's name of the cluster resource.
 const CLUSTER_NAME: &str = "kafka-cluster";
 /// The transaction version of a v1 marker (v2 carries it).
 const V1_TRANSACTION_VERSION: i16 = 0;
+
+/// The request's partitions of one marker, each topic's name allocated once.
+fn partitions_of(marker: &WritableTxnMarker) -> impl Iterator<Item = (Arc<str>, i32)> + '_ {
+    marker.topics.iter().flat_map(|t| {
+        let name: Arc<str> = Arc::from(t.name.0.as_str());
+        t.partition_indexes
+            .iter()
+            .map(move |&p| (Arc::clone(&name), p))
+    })
+}
 
 pub async fn handle(
     broker: &Broker,
@@ -51,15 +65,7 @@ pub async fn handle(
             .markers
             .iter()
             .map(|m| {
-                let partitions = m
-                    .topics
-                    .iter()
-                    .flat_map(|t| {
-                        t.partition_indexes
-                            .iter()
-                            .map(move |&p| (t.name.0.to_string(), p, code))
-                    })
-                    .collect();
+                let partitions = partitions_of(m).map(|(t, p)| (t, p, code)).collect();
                 (m.producer_id.0, partitions)
             })
             .collect();
@@ -80,15 +86,7 @@ pub async fn handle(
                 },
                 transaction_version: V1_TRANSACTION_VERSION,
             },
-            partitions: m
-                .topics
-                .iter()
-                .flat_map(|t| {
-                    t.partition_indexes
-                        .iter()
-                        .map(move |&p| (t.name.0.to_string(), p))
-                })
-                .collect(),
+            partitions: partitions_of(m).collect(),
         })
         .collect();
     let results = write_txn_markers(broker, markers)
@@ -101,45 +99,71 @@ pub async fn handle(
 
 /// Kafka's `WriteTxnMarkersResponse(Map<producerId, Map<partition, error>>)`: one entry per
 /// producer id (markers of one producer merged), partitions grouped by topic; here in the
-/// request's order.
+/// request's order. Indexed by maps: a request of many producers, topics or partitions is
+/// answered in time linear in its size.
 fn response(results: Vec<(i64, Vec<PartitionCode>)>) -> WriteTxnMarkersResponse {
-    let mut markers: Vec<WritableTxnMarkerResult> = Vec::new();
+    /// One producer's answer: topics in first-seen order, each with its partitions' codes.
+    /// A topic: its partitions' codes in first-seen order, and where each partition is.
+    type Topic = (Arc<str>, Vec<(i32, i16)>, HashMap<i32, usize>);
+    #[derive(Default)]
+    struct Producer {
+        topics: Vec<Topic>,
+        topic_index: HashMap<Arc<str>, usize>,
+    }
+    let mut producers: Vec<(i64, Producer)> = Vec::new();
+    let mut producer_index: HashMap<i64, usize> = HashMap::new();
     for (producer_id, partitions) in results {
-        let index = match markers.iter().position(|m| m.producer_id.0 == producer_id) {
-            Some(i) => i,
-            None => {
-                markers.push(
-                    WritableTxnMarkerResult::default().with_producer_id(ProducerId(producer_id)),
-                );
-                markers.len() - 1
-            }
-        };
-        let marker = &mut markers[index];
+        let at = *producer_index.entry(producer_id).or_insert_with(|| {
+            producers.push((producer_id, Producer::default()));
+            producers.len() - 1
+        });
+        let producer = &mut producers[at].1;
         for (topic, partition, code) in partitions {
-            let result = WritableTxnMarkerPartitionResult::default()
-                .with_partition_index(partition)
-                .with_error_code(code);
-            match marker
-                .topics
-                .iter_mut()
-                .find(|t| t.name.0.as_str() == topic)
-            {
-                // A partition named twice for one producer is answered once (Kafka's map).
-                Some(t) => match t
-                    .partitions
-                    .iter_mut()
-                    .find(|p| p.partition_index == partition)
-                {
-                    Some(existing) => *existing = result,
-                    None => t.partitions.push(result),
-                },
-                None => marker.topics.push(
-                    WritableTxnMarkerTopicResult::default()
-                        .with_name(TopicName(StrBytes::from_string(topic)))
-                        .with_partitions(vec![result]),
-                ),
+            let t = *producer
+                .topic_index
+                .entry(Arc::clone(&topic))
+                .or_insert_with(|| {
+                    producer.topics.push((topic, Vec::new(), HashMap::new()));
+                    producer.topics.len() - 1
+                });
+            let (_, codes, index) = &mut producer.topics[t];
+            // A partition named twice for one producer is answered once (Kafka's map), with
+            // the last verdict.
+            match index.get(&partition) {
+                Some(&i) => codes[i].1 = code,
+                None => {
+                    index.insert(partition, codes.len());
+                    codes.push((partition, code));
+                }
             }
         }
     }
+    let markers = producers
+        .into_iter()
+        .map(|(producer_id, producer)| {
+            WritableTxnMarkerResult::default()
+                .with_producer_id(ProducerId(producer_id))
+                .with_topics(
+                    producer
+                        .topics
+                        .into_iter()
+                        .map(|(name, codes, _)| {
+                            WritableTxnMarkerTopicResult::default()
+                                .with_name(TopicName(StrBytes::from_string(name.to_string())))
+                                .with_partitions(
+                                    codes
+                                        .into_iter()
+                                        .map(|(partition, code)| {
+                                            WritableTxnMarkerPartitionResult::default()
+                                                .with_partition_index(partition)
+                                                .with_error_code(code)
+                                        })
+                                        .collect(),
+                                )
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
     WriteTxnMarkersResponse::default().with_markers(markers)
 }

@@ -1072,7 +1072,8 @@ impl ClassicGroup {
     }
 
     fn init_next_generation(&mut self, now_ms: i64) {
-        self.generation_id += 1;
+        // Java int arithmetic, as Kafka's: a generation replayed at i32::MAX wraps.
+        self.generation_id = self.generation_id.wrapping_add(1);
         if self.members.is_empty() {
             self.protocol_name = None;
             self.subscribed_topics = self.compute_subscribed_topics();

@@ -471,7 +471,7 @@ impl ConsumerGroup {
                     group_id: self.state.group_id.clone(),
                 },
                 Some(RecordValue::Metadata(MetadataValue {
-                    epoch: self.state.group_epoch + 1,
+                    epoch: self.state.group_epoch.wrapping_add(1),
                     metadata_hash: hash,
                 })),
             );
@@ -761,7 +761,7 @@ impl ConsumerGroup {
             records,
             RecordKey::Metadata { group_id },
             Some(RecordValue::Metadata(MetadataValue {
-                epoch: self.state.group_epoch + 1,
+                epoch: self.state.group_epoch.wrapping_add(1),
                 metadata_hash: self.compute_metadata_hash(topics),
             })),
         );

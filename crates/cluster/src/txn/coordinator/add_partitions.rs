@@ -148,7 +148,8 @@ impl TxnCoordinator {
         // v4+ (brokers, TV2 clients through them) add under TV2; v0-3 under TV0.
         let client_version = if version > 3 { tv::TV_2 } else { tv::TV_0 };
         for (slot, txn) in txns.iter().enumerate() {
-            let missing: Vec<&TopicPartition> = txn
+            // A set: `contains` below runs once per partition of the request.
+            let missing: BTreeSet<&TopicPartition> = txn
                 .partitions
                 .iter()
                 .filter(|(t, p)| view.leader(t, *p).is_none())
