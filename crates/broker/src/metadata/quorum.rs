@@ -62,7 +62,7 @@ const ELECTION_TICKS: usize = 10;
 /// long enough for a pre-vote, a vote and their fsyncs on loopback or a LAN.
 const LOST_LEADER_CAMPAIGN_STAGGER: Duration = Duration::from_millis(100);
 /// How much faster a node ticks before it first hears of a leader (see `Driver::run`).
-const FIRST_ELECTION_SPEEDUP: u32 = 10;
+const FIRST_ELECTION_SPEEDUP: u32 = 40;
 /// Ticks between a leader's heartbeats.
 const HEARTBEAT_TICKS: usize = 1;
 /// Frames queued for one peer before new ones are dropped (Raft resends).
@@ -1191,7 +1191,7 @@ struct Driver {
 
 impl Driver {
     fn run(mut self) {
-        let mut next_tick = Instant::now() + self.tick;
+        let mut next_tick = Instant::now() + self.tick / FIRST_ELECTION_SPEEDUP;
         // Until this node first hears of a leader it ticks FIRST_ELECTION_SPEEDUP times
         // faster: a cluster that starts elects in a fraction of the election timeout instead
         // of one to two of them. Pre-vote keeps this from disturbing a running quorum: a node
