@@ -481,6 +481,24 @@ fn a_rewritten_partition_metadata_survives_a_crash_during_the_rest_of_open() {
 }
 
 #[test]
+fn a_new_logs_files_are_durable_once_open_returns() {
+    // A new log's partition.metadata and segment files get one directory fsync between them
+    // (not one each): once open returns, a crash keeps them all.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data").join("t-0");
+    let io = FaultyIo::new();
+    let log = open(&dir, &io, ONE_SEGMENT);
+    drop(log);
+    io.crash().unwrap();
+    for name in ["partition.metadata", "00000000000000000000.log"] {
+        assert!(dir.join(name).exists(), "{name} was lost");
+    }
+    assert!(fs::read_to_string(dir.join("partition.metadata"))
+        .unwrap()
+        .starts_with("version: 0\ntopic_id: "));
+}
+
+#[test]
 fn a_new_partition_directory_survives_a_crash_with_its_flushed_batches() {
     // Creating a partition's directory (and a missing parent) fsyncs their parents, so flushed batches are not lost with them.
     let tmp = tempfile::tempdir().unwrap();

@@ -278,6 +278,26 @@ impl Publisher<'_> {
         let hosted: Vec<i32> = (0..i32::try_from(topic.partitions).unwrap_or(i32::MAX))
             .filter(|index| self.hosts(topic, *index))
             .collect();
+        // The partitions' directories first, and one fsync of the data dir for all of their
+        // names, instead of one per partition when each log creates its own.
+        let mut created = false;
+        for index in &hosted {
+            match std::fs::create_dir(partition_dir(self.data_dir, &topic.name, *index)) {
+                Ok(()) => created = true,
+                // An older topic's directory of the same name: the open below deals with it.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => {
+                    return Err(e).with_context(|| {
+                        format!("creating a partition directory of {}", topic.name)
+                    })
+                }
+            }
+        }
+        if created {
+            std::fs::File::open(self.data_dir)
+                .and_then(|d| d.sync_all())
+                .with_context(|| format!("fsync of {}", self.data_dir.display()))?;
+        }
         // A new topic's directory is new: nothing was shut down, cleanly or not.
         let open = |indexes: &[i32]| -> Result<()> {
             for index in indexes {
@@ -355,8 +375,16 @@ impl Publisher<'_> {
             let registration = topic.registration(index);
             let leader_epoch = registration.map_or(0, |r| r.leader_epoch);
             if registration.is_none_or(|r| r.leader == self.node_id) {
-                log.assign_leader_epoch(leader_epoch)
-                    .with_context(|| format!("leader epoch checkpoint of {}", dir.display()))?;
+                // An empty log's checkpoint is written by its first append: an epoch no batch
+                // carries loses nothing if a crash forgets it (the registration holds it), and
+                // a new topic of many partitions, most never written soon, saves a file and
+                // two fsyncs per partition.
+                if log.log_end_offset() == 0 {
+                    log.assign_leader_epoch_deferred(leader_epoch)
+                } else {
+                    log.assign_leader_epoch(leader_epoch)
+                }
+                .with_context(|| format!("leader epoch checkpoint of {}", dir.display()))?;
             }
             let partition = Partition::new(Arc::clone(topic), index, log, leader_epoch, &settings);
             self.follow_registration(&partition, image);

@@ -397,7 +397,9 @@ impl PartitionLog {
         let legacy_clean = names.iter().any(|n| n == LEGACY_CLEAN_SHUTDOWN_FILE)
             && remove_if_present(&*io, &dir.join(LEGACY_CLEAN_SHUTDOWN_FILE))?;
         names_changed |= legacy_clean;
-        metadata::check_or_write(&*io, &dir, &topic_id)?;
+        // A directory with nothing in it: this open creates the log.
+        let fresh = names.is_empty();
+        names_changed |= metadata::check_or_write(&*io, &dir, &topic_id, fresh)?;
         // A cleaning round's segment swap a crash interrupted (see `cleaning`).
         names_changed |= cleaning::recover_swaps(&*io, &dir, &names)?;
         let names: Vec<String> = fs::read_dir(&dir)?
@@ -525,13 +527,14 @@ impl PartitionLog {
         // Recovery left all three files in place (it rebuilds missing indexes). After anything
         // but a clean shutdown they may hold bytes nobody fsynced: index files rewritten by
         // recovery, or the tail a crashed process left in the page cache. So the first flush
-        // fsyncs all three.
+        // fsyncs all three. Files this open created are empty: nothing to fsync in them (a
+        // new topic of thousands of partitions would otherwise cost three fsyncs each).
         active.files = Some(Arc::new(ActiveFiles::new(
             &budget,
             &io,
             &dir,
             active.base_offset,
-            !from_snapshot,
+            !from_snapshot && !fresh,
         )));
         active.publish();
         // Everything below the active segment was fsynced at its roll (or by recovery); after a
