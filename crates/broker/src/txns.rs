@@ -253,6 +253,13 @@ impl Txns {
         request: TxnRequest,
     ) -> Option<ResponseKind> {
         let client = ClientInfo::default();
+        if let TxnRequest::AddPartitionsToTxn(r) = &request {
+            if version < 4 {
+                if let Some(answer) = unknown_partitions_answer(&env.image(), r) {
+                    return Some(answer);
+                }
+            }
+        }
         let partitions = env
             .image()
             .topic(TRANSACTION_STATE_TOPIC)
@@ -613,6 +620,58 @@ async fn deliver_markers(
         tokio::time::sleep(Duration::from_millis(backoff_ms)).await;
         backoff_ms = (backoff_ms * 2).min(MARKER_RETRY_BACKOFF_MS_MAX);
     }
+}
+
+/// Kafka's `handleAddPartitionsToTxnRequest` for v0-3: a partition the cluster does not have
+/// fails the request before the coordinator sees it (wherever the coordinator is), with
+/// UNKNOWN_TOPIC_OR_PARTITION for it and OPERATION_NOT_ATTEMPTED for the others; `None` when
+/// every partition exists. Decided per topic, borrowing the request's names: a request of
+/// millions of partitions of one long-named topic copies the name once, not per partition.
+fn unknown_partitions_answer(
+    image: &MetadataImage,
+    r: &AddPartitionsToTxnRequest,
+) -> Option<ResponseKind> {
+    let mut by_topic: BTreeMap<&str, BTreeMap<i32, i16>> = BTreeMap::new();
+    let mut unknown = false;
+    for t in &r.v3_and_below_topics {
+        let count = image.topic(t.name.as_str()).map(|topic| topic.partitions);
+        let codes = by_topic.entry(t.name.as_str()).or_default();
+        for &p in &t.partitions {
+            let known = count.is_some_and(|n| u32::try_from(p).is_ok_and(|p| p < n));
+            unknown |= !known;
+            let code = if known {
+                ResponseError::OperationNotAttempted
+            } else {
+                ResponseError::UnknownTopicOrPartition
+            };
+            codes.insert(p, code.code());
+        }
+    }
+    if !unknown {
+        return None;
+    }
+    let topics = by_topic
+        .into_iter()
+        .map(|(name, codes)| {
+            add_partitions_to_txn_response::AddPartitionsToTxnTopicResult::default()
+                .with_name(TopicName(kafka_protocol::protocol::StrBytes::from_string(
+                    name.to_owned(),
+                )))
+                .with_results_by_partition(
+                    codes
+                        .into_iter()
+                        .map(|(partition, code)| {
+                            add_partitions_to_txn_response::AddPartitionsToTxnPartitionResult::default()
+                                .with_partition_index(partition)
+                                .with_partition_error_code(code)
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    Some(ResponseKind::AddPartitionsToTxn(
+        AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(topics),
+    ))
 }
 
 #[cfg(test)]

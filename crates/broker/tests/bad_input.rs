@@ -458,9 +458,10 @@ fn out_of_file_descriptors_backs_off_and_recovers() {
 
 // Requests naming a million partitions of one topic with a 32,000-byte name (12 MB on the
 // wire, well within socket.request.max.bytes and the decode budget) are answered, one error
-// per partition, and the broker goes on. Before, ListOffsets and WriteTxnMarkers copied the
-// name once per partition (32 GB: the allocation aborted the process), and DeleteRecords and
-// WriteTxnMarkers' answer searched a list per partition (quadratic: hours of one worker).
+// per partition, and the broker goes on. Before, ListOffsets, WriteTxnMarkers and
+// AddPartitionsToTxn copied the name once per partition (32 GB: the allocation aborted the
+// process), and DeleteRecords, WriteTxnMarkers' answer and AddPartitionsToTxn's unknown
+// partitions searched a list per partition (quadratic: hours of one worker).
 #[test]
 fn a_million_partitions_of_a_long_named_topic_are_answered() {
     let mut runnel = Runnel::start("");
@@ -533,5 +534,25 @@ fn a_million_partitions_of_a_long_named_topic_are_answered() {
     let partitions = &r.topics[0].partitions;
     assert_eq!(partitions.len(), N as usize);
     assert!(partitions.iter().all(|p| p.error_code == unknown));
+
+    // v3: refused before the transaction coordinator, as Kafka's KafkaApis does.
+    let request = RequestKind::AddPartitionsToTxn(
+        AddPartitionsToTxnRequest::default()
+            .with_v3_and_below_transactional_id(TransactionalId(StrBytes::from_static_str("t")))
+            .with_v3_and_below_producer_id(ProducerId(7))
+            .with_v3_and_below_topics(vec![
+                add_partitions_to_txn_request::AddPartitionsToTxnTopic::default()
+                    .with_name(name())
+                    .with_partitions((0..N).collect()),
+            ]),
+    );
+    let ResponseKind::AddPartitionsToTxn(r) =
+        call(&mut stream, ApiKey::AddPartitionsToTxn, 3, &request)
+    else {
+        panic!("not an AddPartitionsToTxn response")
+    };
+    let partitions = &r.results_by_topic_v3_and_below[0].results_by_partition;
+    assert_eq!(partitions.len(), N as usize);
+    assert!(partitions.iter().all(|p| p.partition_error_code == unknown));
     api_versions_works(&mut runnel);
 }
