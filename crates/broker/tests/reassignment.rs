@@ -43,6 +43,22 @@ fn partition_state(port: u16, topic: &str) -> Option<(i32, Vec<i32>, Vec<i32>)> 
     ))
 }
 
+/// Waits until every node reports a leader for partition 0 of `topic` (each has applied the
+/// topic: a leader that has not answers a produce UNKNOWN_TOPIC_OR_PARTITION); that leader,
+/// as node 1 reports it.
+fn leader_known_everywhere(nodes: &[QuorumNode], topic: &str) -> i32 {
+    wait_until(
+        Duration::from_secs(10),
+        "every node knows the topic",
+        || {
+            nodes
+                .iter()
+                .all(|n| partition_state(n.port, topic).is_some_and(|(l, _, _)| l > 0))
+        },
+    );
+    partition_state(nodes[0].port, topic).map_or(-1, |(leader, _, _)| leader)
+}
+
 fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
     while !check() {
@@ -118,16 +134,7 @@ fn a_partition_moves_to_another_broker_without_losing_acknowledged_records() {
         assert!(Instant::now() < deadline, "the topic could not be created");
         std::thread::sleep(Duration::from_millis(200));
     }
-    wait_until(
-        Duration::from_secs(10),
-        "every node knows the topic",
-        || {
-            nodes
-                .iter()
-                .all(|n| partition_state(n.port, "moving").is_some_and(|(l, _, _)| l > 0))
-        },
-    );
-    let (old, _, _) = partition_state(nodes[0].port, "moving").unwrap();
+    let old = leader_known_everywhere(&nodes, "moving");
     let target = nodes.iter().map(|n| n.id).find(|id| *id != old).unwrap();
     let ports: Vec<(i32, u16)> = nodes.iter().map(|n| (n.id, n.port)).collect();
     // An idempotent producer's batches (the partition checks sequences per producer id; the
@@ -272,16 +279,7 @@ fn a_moving_partition_is_copied_over_the_inter_broker_listener() {
     create_retrying(nodes[0].port, "inner", 1);
     // Every node must have applied the topic: the leader answers UNKNOWN_TOPIC_OR_PARTITION
     // to a produce that reaches it before its own metadata image has the topic.
-    wait_until(
-        Duration::from_secs(10),
-        "every node knows the topic",
-        || {
-            nodes
-                .iter()
-                .all(|n| partition_state(n.port, "inner").is_some_and(|(l, _, _)| l > 0))
-        },
-    );
-    let (leader, _, _) = partition_state(nodes[0].port, "inner").unwrap();
+    let leader = leader_known_everywhere(&nodes, "inner");
     let port_of = |id: i32| nodes.iter().find(|n| n.id == id).unwrap().port;
     let mut stream = TcpStream::connect(("127.0.0.1", port_of(leader))).unwrap();
     let request = produce_request("inner", -1, 10_000, &[(0, batch(&["a", "b", "c"]))]);
