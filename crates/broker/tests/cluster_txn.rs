@@ -79,8 +79,26 @@ fn transactional_produce_to_a_leader_that_is_not_the_coordinator() {
     let _runnels: Vec<Runnel> = nodes.iter().map(|n| start(n, &voters)).collect();
     let port_of = |id: i32| nodes.iter().find(|n| n.id == id).unwrap().port;
 
-    // Three partitions striped over the three brokers.
+    // Three partitions striped over the three brokers: placement takes the unfenced ones, so
+    // all three must have registered and been unfenced first (a cluster that elects fast
+    // serves clients before the last broker is unfenced).
     let mut stream = connect(nodes[0].port);
+    let (live, ()) = retrying(|| {
+        let request = RequestKind::Metadata(MetadataRequest::default().with_topics(Some(vec![])));
+        let ResponseKind::Metadata(r) = call(&mut stream, ApiKey::Metadata, 12, &request) else {
+            panic!("not a Metadata response")
+        };
+        let all = r.brokers.len() == nodes.len();
+        (
+            if all {
+                0
+            } else {
+                ResponseError::LeaderNotAvailable.code()
+            },
+            (),
+        )
+    });
+    assert_eq!(live, 0, "every broker is unfenced");
     let (created, ()) = retrying(|| {
         let request = create_topics_request(TOPIC, 3, &[]);
         let ResponseKind::CreateTopics(r) = call(&mut stream, ApiKey::CreateTopics, 7, &request)
